@@ -1,0 +1,479 @@
+"""Sync configuration: YAML files under ``$CONNECTOR_CONFIG_DIR/syncs/`` validated once, at load.
+
+The YAML shape, the CLI and the environment variables are the public interface: fields may be
+added, none may be renamed. Secrets are only ever ``${ENV}`` references; they are resolved when a
+run needs them and never stored, logged or echoed back.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import ConfigError
+
+CONFIG_DIR_ENV = "CONNECTOR_CONFIG_DIR"
+WAREHOUSE_URL_ENV = "WAREHOUSE_URL"
+DEFAULT_CONFIG_DIR = "config"
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_WHOLE_ENV_REF = re.compile(r"^\$\{[A-Za-z_][A-Za-z0-9_]*(?::-[^}]*)?\}$")
+# Fields that may hold secrets: kept as ${ENV} references until a run resolves them.
+_LAZY_FIELDS = {("destination", "api_key"), ("source", "url")}
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------- source
+
+
+class SourceConfig(_Model):
+    """Where rows come from and how they are ordered."""
+
+    table: str | None = Field(None, description="Table to read, optionally schema-qualified.")
+    query: str | None = Field(None, description="Any SELECT (joins allowed); wrapped as a subquery.")
+    cursor: str = Field(description="High-water-mark column: timestamp/timestamptz, date or integer.")
+    primary_key: list[str] = Field(
+        description="Unique row key: tie-breaker for the cursor and the source of dedup ids."
+    )
+    url: str | None = Field(
+        None,
+        description="SQLAlchemy URL (may be a ${ENV} reference). "
+        "Default: env WAREHOUSE_URL, else the demo DuckDB file.",
+    )
+    timezone: str = Field("UTC", description="Zone of naive timestamp columns.")
+    chunk_size: int = Field(50_000, ge=100, le=1_000_000, description="Rows read per chunk.")
+
+    @field_validator("primary_key", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("primary_key")
+    @classmethod
+    def _not_empty(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("needs at least one column")
+        if len(set(value)) != len(value):
+            raise ValueError("lists a column twice")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}; use an IANA name like UTC") from None
+        return value
+
+    @field_validator("query")
+    @classmethod
+    def _select_only(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        stripped = value.strip().rstrip(";").strip()
+        if not re.match(r"(?is)^(select|with)\b", stripped):
+            raise ValueError("must be a SELECT (or WITH ... SELECT) statement")
+        if ";" in stripped:
+            raise ValueError("must be a single statement (remove the ';')")
+        return stripped
+
+    @model_validator(mode="after")
+    def _table_xor_query(self) -> SourceConfig:
+        if (self.table is None) == (self.query is None):
+            raise ValueError("set exactly one of source.table or source.query")
+        return self
+
+
+# --------------------------------------------------------------------------- mapping
+
+
+class ColumnRef(_Model):
+    """A value taken from a column instead of a literal."""
+
+    column: str
+
+
+class ObjectMapping(_Model):
+    """Brevo custom-object reference: ``object: {type, identifiers: {id, ext_id}}``."""
+
+    type: str = Field(description="Object type (literal), e.g. subscription.")
+    id: str | None = Field(None, description="Column holding the internal object id.")
+    ext_id: str | None = Field(None, description="Column holding the external object id.")
+
+
+class MappingConfig(_Model):
+    """Which columns become the event, its contact and its properties."""
+
+    event_name: str | ColumnRef = Field(description="Literal event name, or {column: name_col}.")
+    event_time: str = Field(description="Column with the event time (sent with an offset).")
+    identifiers: dict[str, str] = Field(
+        description="Destination identifier field -> column (e.g. email: email)."
+    )
+    event_properties: dict[str, str] = Field(
+        default_factory=dict,
+        description="Property name -> column. Dotted names (video.title) build nested objects.",
+    )
+    contact_properties: dict[str, str] = Field(
+        default_factory=dict, description="Contact attribute -> column."
+    )
+    value: str | None = Field(None, description="Column with a monetary value (Klaviyo value).")
+    value_currency: str | ColumnRef | None = Field(
+        None, description="ISO 4217 currency, literal or {column: ...}."
+    )
+    object: ObjectMapping | None = Field(None, description="Brevo custom-object reference.")
+
+    @field_validator("identifiers")
+    @classmethod
+    def _at_least_one(cls, value: dict[str, str]) -> dict[str, str]:
+        if not value:
+            raise ValueError("map at least one identifier (e.g. email: email_column)")
+        return value
+
+    def columns(self) -> set[str]:
+        """Every warehouse column this mapping reads."""
+        cols = {self.event_time, *self.identifiers.values()}
+        cols |= set(self.event_properties.values()) | set(self.contact_properties.values())
+        if isinstance(self.event_name, ColumnRef):
+            cols.add(self.event_name.column)
+        if self.value:
+            cols.add(self.value)
+        if isinstance(self.value_currency, ColumnRef):
+            cols.add(self.value_currency.column)
+        if self.object:
+            cols |= {c for c in (self.object.id, self.object.ext_id) if c}
+        return cols
+
+
+# --------------------------------------------------------------------------- destinations
+
+
+class RateLimit(_Model):
+    """Client-side pacing override; defaults come from the destination's documented limits."""
+
+    per_second: float | None = Field(None, gt=0)
+    per_minute: float | None = Field(None, gt=0)
+    per_hour: float | None = Field(None, gt=0)
+
+
+class CommonOptions(_Model):
+    timeout_s: float = Field(30.0, gt=0, description="Per-request timeout.")
+    max_retries: int = Field(8, ge=0, le=100, description="Retries for 5xx/timeouts/resets.")
+    max_wait_s: float = Field(60.0, gt=0, description="Cap on one rate-limit or backoff wait.")
+    concurrency: int | None = Field(
+        None, ge=1, le=64, description="Requests in flight; default per destination."
+    )
+    rate_limit: RateLimit | None = Field(None, description="Override the documented rate limit.")
+
+
+class BrevoBatchOptions(CommonOptions):
+    body_shape: Literal["object", "array"] = Field(
+        "object",
+        description="Batch body: {'events': [...]} (current reference) or a bare array; the "
+        "other shape is tried once when Brevo answers 'cannot unmarshal'.",
+    )
+
+
+class KlaviyoBulkOptions(CommonOptions):
+    revision: str = Field("2026-07-15", pattern=r"^\d{4}-\d{2}-\d{2}(\.[a-z]+)?$")
+    backfill: bool = Field(
+        False, description="Send backfill=true (record without triggering flows)."
+    )
+
+
+class _Destination(_Model):
+    api_key: str = Field(description="A ${ENV_VAR} reference; secrets never live in YAML.")
+    base_url: str | None = Field(None, description="Override of the vendor API root.")
+
+    @field_validator("api_key")
+    @classmethod
+    def _env_reference(cls, value: str) -> str:
+        if not _WHOLE_ENV_REF.match(value):
+            raise ValueError(
+                "must be an environment reference like ${MY_API_KEY}; "
+                "secrets are never written in config files"
+            )
+        return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^\s/]+", value):
+            raise ValueError("must be an http(s) URL like http://127.0.0.1:8080")
+        return value.rstrip("/") if value else value
+
+
+class BrevoEventsBatchDestination(_Destination):
+    type: Literal["brevo_events_batch"]
+    options: BrevoBatchOptions = Field(default_factory=BrevoBatchOptions)  # type: ignore[arg-type]
+
+
+class KlaviyoBulkEventsDestination(_Destination):
+    type: Literal["klaviyo_bulk_events"]
+    options: KlaviyoBulkOptions = Field(default_factory=KlaviyoBulkOptions)  # type: ignore[arg-type]
+
+
+DestinationConfig = Annotated[
+    BrevoEventsBatchDestination | KlaviyoBulkEventsDestination,
+    Field(discriminator="type"),
+]
+
+
+# --------------------------------------------------------------------------- orchestration
+
+
+class ScheduleConfig(_Model):
+    cron: str = Field(description="Cron expression, e.g. '0 * * * *'.")
+    timezone: str = "UTC"
+
+    @field_validator("cron")
+    @classmethod
+    def _five_fields(cls, value: str) -> str:
+        if len(value.split()) != 5 and not value.startswith("@"):
+            raise ValueError("must be a 5-field cron expression like '0 * * * *'")
+        return value
+
+
+class PartitionsConfig(_Model):
+    start: date = Field(description="First partition (date).")
+    period: Literal["daily", "hourly"] = "daily"
+    timezone: str = "UTC"
+    lookback: int = Field(
+        2, ge=0, le=90, description="Recent partitions a scheduled run re-checks for late rows."
+    )
+
+
+class ChecksConfig(_Model):
+    reject_ratio_warn: float = Field(0.01, ge=0, le=1)
+    reject_ratio_error: float = Field(0.05, ge=0, le=1)
+    max_lag_hours: float = Field(24.0, gt=0)
+
+
+class SyncConfig(_Model):
+    """One sync: a source, a destination and the mapping between them."""
+
+    name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_]{0,62}$")
+    description: str | None = None
+    source: SourceConfig
+    destination: DestinationConfig
+    mapping: MappingConfig
+    schedule: ScheduleConfig | None = None
+    partitions: PartitionsConfig | None = None
+    checks: ChecksConfig = Field(default_factory=ChecksConfig)  # type: ignore[arg-type]
+    owners: list[str] = Field(default_factory=list)
+
+    @field_validator("schedule", mode="before")
+    @classmethod
+    def _cron_shorthand(cls, value: Any) -> Any:
+        return {"cron": value} if isinstance(value, str) else value
+
+    # Where it was loaded from (for messages); not part of the YAML.
+    source_path: str | None = Field(None, exclude=True, json_schema_extra={"readOnly": True})
+
+
+# --------------------------------------------------------------------------- env references
+
+
+def resolve_env(value: str, where: str) -> str:
+    """Substitute ``${VAR}`` / ``${VAR:-default}`` references; missing variables are errors."""
+
+    missing: list[str] = []
+
+    def sub(match: re.Match[str]) -> str:
+        var, default = match.group(1), match.group(2)
+        if var in os.environ:
+            return os.environ[var]
+        if default is not None:
+            return default
+        missing.append(var)
+        return ""
+
+    out = _ENV_REF.sub(sub, value)
+    if missing:
+        names = ", ".join(missing)
+        raise ConfigError(
+            f"{where}: environment variable {names} is not set; "
+            f"export it (or write ${{{missing[0]}:-default}})"
+        )
+    return out
+
+
+def _interpolate(node: Any, path: tuple[str, ...], where: str, problems: list[str]) -> Any:
+    if isinstance(node, dict):
+        return {k: _interpolate(v, (*path, str(k)), where, problems) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_interpolate(v, (*path, str(i)), where, problems) for i, v in enumerate(node)]
+    if isinstance(node, str) and "${" in node and path not in _LAZY_FIELDS:
+        try:
+            return resolve_env(node, f"{where}: {'.'.join(path)}")
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+    return node
+
+
+def _check_env(raw: dict[str, Any], where: str, problems: list[str]) -> None:
+    for path in _LAZY_FIELDS:
+        node: Any = raw
+        for part in path:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, str):
+            try:
+                resolve_env(node, f"{where}: {'.'.join(path)}")
+            except ConfigError as exc:
+                problems.extend(exc.problems)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def config_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
+    return Path(explicit or os.environ.get(CONFIG_DIR_ENV) or DEFAULT_CONFIG_DIR)
+
+
+def _format_loc(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc]
+    # Drop the discriminator tag pydantic inserts for the destination union.
+    if len(parts) > 1 and parts[0] == "destination" and parts[1] in _destination_types():
+        parts.pop(1)
+    return ".".join(parts) or "(top level)"
+
+
+def _destination_types() -> set[str]:
+    from .destinations import DESTINATIONS
+
+    return set(DESTINATIONS)
+
+
+def _semantic_problems(raw: dict[str, Any]) -> list[tuple[str, str]]:
+    """Checks that need the destination type; tolerant of a half-valid file."""
+    from .destinations import DESTINATIONS
+
+    problems: list[tuple[str, str]] = []
+    dest = raw.get("destination") if isinstance(raw.get("destination"), dict) else {}
+    mapping = raw.get("mapping") if isinstance(raw.get("mapping"), dict) else {}
+    dtype = dest.get("type") if isinstance(dest, dict) else None
+    cls = DESTINATIONS.get(dtype) if isinstance(dtype, str) else None
+    if cls is None:
+        if dtype is not None:
+            problems.append(
+                ("destination.type", f"unknown type {dtype!r}; expected one of "
+                 + ", ".join(sorted(DESTINATIONS)))
+            )
+        return problems
+    idents = mapping.get("identifiers") if isinstance(mapping, dict) else None
+    if isinstance(idents, dict):
+        for key in idents:
+            if key not in cls.identifier_fields:
+                problems.append(
+                    (
+                        f"mapping.identifiers.{key}",
+                        f"unknown identifier for {dtype}; expected one of "
+                        + ", ".join(cls.identifier_fields),
+                    )
+                )
+    for field, supported in (("object", cls.supports_object), ("value", cls.supports_value)):
+        if isinstance(mapping, dict) and mapping.get(field) is not None and not supported:
+            problems.append((f"mapping.{field}", f"not supported by {dtype}; remove it"))
+    if isinstance(mapping, dict):
+        problems.extend(cls.check_mapping(mapping))
+    return problems
+
+
+def parse_sync(text: str, where: str, check_env: bool = True) -> SyncConfig:
+    """Parse and validate one YAML document; every problem is reported in one ConfigError."""
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise ConfigError(f"{where}: not valid YAML{at}: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a mapping with name/source/destination/mapping")
+
+    problems: list[str] = []
+    raw = _interpolate(raw, (), where, problems)
+    if check_env:
+        _check_env(raw, where, problems)
+    model: SyncConfig | None = None
+    try:
+        model = SyncConfig.model_validate({**raw, "source_path": where})
+    except ValidationError as exc:
+        for err in exc.errors():
+            loc = _format_loc(err["loc"])
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                msg = "unknown key; remove it or check its spelling"
+            problems.append(f"{where}: {loc}: {msg}")
+    problems.extend(f"{where}: {loc}: {msg}" for loc, msg in _semantic_problems(raw))
+    if problems or model is None:
+        raise ConfigError(problems)
+    return model
+
+
+class SyncSet:
+    """Every sync file in a config dir: the valid ones and, separately, the broken ones."""
+
+    def __init__(self, syncs: dict[str, SyncConfig], errors: dict[str, ConfigError]) -> None:
+        self.syncs = syncs
+        self.errors = errors
+
+    def get(self, name: str) -> SyncConfig:
+        if name in self.syncs:
+            return self.syncs[name]
+        for path, err in self.errors.items():
+            if Path(path).stem == name:
+                raise err
+        known = ", ".join(sorted(self.syncs)) or "none"
+        raise ConfigError(f"no sync named {name!r}; known syncs: {known}")
+
+
+def load_syncs(directory: str | os.PathLike[str] | None = None, check_env: bool = True) -> SyncSet:
+    """Load ``<dir>/syncs/*.yaml``; a broken file never hides the valid ones."""
+    root = config_dir(directory)
+    syncs: dict[str, SyncConfig] = {}
+    errors: dict[str, ConfigError] = {}
+    files = sorted([*root.glob("syncs/*.yaml"), *root.glob("syncs/*.yml")])
+    for path in files:
+        where = str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+        try:
+            sync = parse_sync(path.read_text(encoding="utf-8"), where, check_env=check_env)
+        except ConfigError as exc:
+            errors[where] = exc
+            continue
+        if sync.name in syncs:
+            other = syncs[sync.name].source_path
+            errors[where] = ConfigError(f"{where}: name: {sync.name!r} is already used by {other}")
+            continue
+        syncs[sync.name] = sync
+    return SyncSet(syncs, errors)
+
+
+def load_sync(
+    name_or_path: str, directory: str | os.PathLike[str] | None = None, check_env: bool = True
+) -> SyncConfig:
+    """One sync by name (from the config dir) or by path to a YAML file."""
+    candidate = Path(name_or_path)
+    if candidate.suffix in (".yaml", ".yml") or candidate.is_file():
+        if not candidate.is_file():
+            raise ConfigError(f"{name_or_path}: no such file")
+        return parse_sync(candidate.read_text(encoding="utf-8"), str(candidate), check_env)
+    return load_syncs(directory, check_env=check_env).get(name_or_path)
+
+
+def json_schema() -> dict[str, Any]:
+    """JSON Schema of one sync file, for editors (published as docs/sync.schema.json)."""
+    schema = SyncConfig.model_json_schema(mode="validation")
+    schema["properties"].pop("source_path", None)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "Reverse-ETL sync"
+    return schema

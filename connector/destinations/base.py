@@ -1,0 +1,223 @@
+"""What every destination module provides, and the shapes the framework passes around.
+
+A destination declares its limits and turns canonical events into request bodies, and a
+response into per-event outcomes. The framework (``batching``, ``delivery``, ``sync``) enforces
+the limits and owns batching, retries and pacing; a destination never re-implements them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..config import RateLimit
+from ..mapping import Events
+
+JSON_OPTS = orjson.OPT_NAIVE_UTC | orjson.OPT_NON_STR_KEYS
+
+
+def dumps(value: Any) -> bytes:
+    from ..mapping import _json_default
+
+    return orjson.dumps(value, default=_json_default, option=JSON_OPTS)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Documented limits of one endpoint (each destination cites its source)."""
+
+    max_events: int  # events per request
+    max_bytes: int  # encoded request body
+    concurrency: int  # requests in flight by default
+    rate: RateLimit  # documented pacing
+    dedup: bool  # the destination drops a re-sent event (so retries cannot duplicate)
+
+
+class Item:
+    """One event, encoded and ready to batch; remembers the source row it came from."""
+
+    __slots__ = ("dedup_id", "events", "key", "payload", "row", "size")
+
+    def __init__(self, events: Events, row: int, payload: Any, size: int) -> None:
+        self.events = events
+        self.row = row
+        self.key: str = events.keys[row]
+        self.dedup_id: str = events.dedup_ids[row]
+        self.payload = payload
+        self.size = size
+
+    def position(self) -> tuple[Any, ...]:
+        return self.events.position(self.row)
+
+
+@dataclass
+class Request:
+    """An HTTP request for a list of items; ``groups`` maps body positions back to items."""
+
+    path: str
+    body: bytes
+    headers: dict[str, str]
+    items: list[Item]
+    groups: list[list[int]] = field(default_factory=list)
+
+
+@dataclass
+class Outcome:
+    """What a response means for each item of the request (indices into ``request.items``)."""
+
+    delivered: list[int] = field(default_factory=list)
+    rejected: dict[int, str] = field(default_factory=dict)
+    resend: list[int] = field(default_factory=list)  # send again in a new request
+    split: bool = False  # no per-item detail: send the halves separately
+    fatal: str | None = None  # fail the run with this message
+    switch_shape: bool = False  # Brevo batch: retry with the other body shape
+
+
+class Destination:
+    """Base class: subclasses set the class attributes and implement the four methods."""
+
+    type: ClassVar[str]
+    identifier_fields: ClassVar[tuple[str, ...]]
+    default_base_url: ClassVar[str]
+    path: ClassVar[str]
+    limits: ClassVar[Limits]
+    supports_object: ClassVar[bool] = False
+    supports_value: ClassVar[bool] = False
+    secret_headers: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, config: Any, api_key: str, sync_name: str) -> None:
+        self.config = config
+        self.options = config.options
+        self.api_key = api_key
+        self.sync_name = sync_name
+        self.base_url: str = config.base_url or self.default_base_url
+
+    # -- config-time checks -------------------------------------------------------------
+    @classmethod
+    def check_mapping(cls, mapping: Mapping[str, Any]) -> list[tuple[str, str]]:
+        """Problems with a (raw) mapping block that only this destination can see."""
+        return []
+
+    # -- per chunk ----------------------------------------------------------------------
+    def validate(self, events: Events) -> dict[int, str]:
+        """Rows that break a documented rule → reason. The rest go on."""
+        raise NotImplementedError
+
+    def encode(self, events: Events, rows: list[int]) -> tuple[list[Item], dict[int, str]]:
+        """Encode valid rows; size rules that need the encoded bytes may still reject."""
+        raise NotImplementedError
+
+    # -- per request --------------------------------------------------------------------
+    def request_overhead(self, count: int) -> int:
+        """Bytes a request adds around ``count`` items (for the byte limit)."""
+        return 64 + count
+
+    def build(self, items: list[Item]) -> Request:
+        raise NotImplementedError
+
+    def interpret(self, request: Request, status: int, headers: Mapping[str, str],
+                  body: bytes) -> Outcome:
+        """Turn a non-transient response (2xx, 400, 413, other 4xx) into per-item outcomes."""
+        raise NotImplementedError
+
+    def auth_headers(self) -> dict[str, str]:
+        raise NotImplementedError
+
+    def masked_headers(self, headers: Mapping[str, str]) -> dict[str, str]:
+        """Headers with secrets masked, for preview output."""
+        return {
+            k: (_mask(v) if k.lower() in self.secret_headers else v) for k, v in headers.items()
+        }
+
+
+def _mask(value: str) -> str:
+    scheme, _, token = value.rpartition(" ")
+    return f"{scheme} ****" if scheme else "****"
+
+
+# --------------------------------------------------------------------------- shared checks
+
+
+def null_mask(arr: pa.Array) -> list[bool]:
+    """True where the value is NULL or an empty string."""
+    if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
+        return pc.fill_null(pc.or_(pc.is_null(arr), pc.equal(pc.utf8_length(arr), 0)),
+                            True).to_pylist()
+    return pc.is_null(arr).to_pylist()
+
+
+def no_identifier_rows(events: Events, fields: tuple[str, ...]) -> list[int]:
+    """Rows where every mapped identifier is NULL/empty."""
+    present = [events.identifiers[f] for f in fields if f in events.identifiers]
+    if not present:
+        return list(range(events.n))
+    missing = None
+    for arr in present:
+        m = pa.array(null_mask(arr), pa.bool_())
+        missing = m if missing is None else pc.and_(missing, m)
+    assert missing is not None
+    return [i for i, bad in enumerate(missing.to_pylist()) if bad]
+
+
+def regex_failures(arr: pa.Array, pattern: str) -> list[int]:
+    """Rows whose (non-null) string value does not fully match ``pattern``."""
+    ok = pc.match_substring_regex(pc.cast(arr, pa.string()), pattern)
+    bad = pc.and_(pc.invert(pc.fill_null(ok, True)), pc.is_valid(arr))
+    return [i for i, b in enumerate(bad.to_pylist()) if b]
+
+
+def length_failures(arr: pa.Array, max_chars: int) -> list[int]:
+    too_long = pc.fill_null(pc.greater(pc.utf8_length(pc.cast(arr, pa.string())), max_chars),
+                            False)
+    return [i for i, b in enumerate(too_long.to_pylist()) if b]
+
+
+def walk_limits(value: Any, max_string: int | None, max_array: int | None,
+                max_depth: int | None, where: str = "", depth: int = 1) -> str | None:
+    """First nested-value rule the value breaks (string length, array size, depth)."""
+    if isinstance(value, str):
+        if max_string is not None and len(value) > max_string:
+            return f"{where or 'value'} is a string of {len(value)} characters (max {max_string})"
+        return None
+    if isinstance(value, dict):
+        if max_depth is not None and depth > max_depth:
+            return f"{where or 'value'} nests deeper than {max_depth} levels"
+        for k, v in value.items():
+            r = walk_limits(v, max_string, max_array, max_depth,
+                            f"{where}.{k}" if where else str(k), depth + 1)
+            if r:
+                return r
+        return None
+    if isinstance(value, list):
+        if max_array is not None and len(value) > max_array:
+            return f"{where or 'value'} is an array of {len(value)} items (max {max_array})"
+        if max_depth is not None and depth > max_depth:
+            return f"{where or 'value'} nests deeper than {max_depth} levels"
+        for i, v in enumerate(value):
+            r = walk_limits(v, max_string, max_array, max_depth, f"{where}[{i}]", depth + 1)
+            if r:
+                return r
+    return None
+
+
+_NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
+
+
+def static_key_problems(mapping: Mapping[str, Any], block: str, pattern: re.Pattern[str],
+                        rule: str) -> list[tuple[str, str]]:
+    """Config-time check of property names (each dotted segment) against a key rule."""
+    out: list[tuple[str, str]] = []
+    props = mapping.get(block)
+    if isinstance(props, dict):
+        for name in props:
+            for part in str(name).split("."):
+                if not pattern.match(part):
+                    out.append((f"mapping.{block}.{name}", f"property name {part!r} {rule}"))
+                    break
+    return out
