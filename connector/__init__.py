@@ -1,0 +1,54 @@
+"""Reverse-ETL connector: warehouse rows → Brevo, Omnisend and Klaviyo events.
+
+Public API::
+
+    from connector import load_syncs, load_sync, run_sync, StateStore, Window
+
+    sync = load_sync("video_played")
+    result = run_sync(sync)            # incremental; raises DeliveryError on failure
+    print(result.delivered, result.rejected, result.hwm_after)
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .config import SyncConfig, SyncSet, json_schema, load_sync, load_syncs, parse_sync
+from .delivery import Runtime
+from .errors import (
+    AuthError,
+    ConfigError,
+    ConnectorError,
+    DeliveryError,
+    RetriesExhausted,
+    SourceError,
+    StateError,
+)
+from .source import Reader, Window
+from .state import INCREMENTAL, StateStore
+from .sync import SyncResult, preview, run_sync
+
+__all__ = [
+    "INCREMENTAL",
+    "AuthError",
+    "ConfigError",
+    "ConnectorError",
+    "DeliveryError",
+    "Reader",
+    "RetriesExhausted",
+    "Runtime",
+    "SourceError",
+    "StateError",
+    "StateStore",
+    "SyncConfig",
+    "SyncResult",
+    "SyncSet",
+    "Window",
+    "__version__",
+    "json_schema",
+    "load_sync",
+    "load_syncs",
+    "parse_sync",
+    "preview",
+    "run_sync",
+]

@@ -1,0 +1,309 @@
+"""``connector`` command line.
+
+Exit codes: 0 every row delivered or rejected with a recorded reason; 1 the run failed (the
+checkpoint stays at the last delivered row); 2 config or usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .config import SyncConfig, json_schema, load_sync, load_syncs
+from .errors import ConfigError, ConnectorError, SourceError, StateError
+from .state import StateStore
+from .sync import SyncResult, preview, run_sync
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # usage errors exit 2, as documented
+        self.print_usage(sys.stderr)
+        print(f"connector: error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="connector", description="Warehouse rows → marketing events.")
+    p.add_argument("--version", action="version", version=f"connector {__version__}")
+    p.add_argument("--config-dir", help="config directory (default $CONNECTOR_CONFIG_DIR or "
+                                        "./config)")
+    p.add_argument("--state-url", help="state store URL (default $CONNECTOR_STATE_URL or "
+                                       "sqlite:///.connector/state.db)")
+    p.add_argument("-v", "--verbose", action="store_true", help="log retries and waits")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    s = sub.add_parser("sync", help="run one sync incrementally")
+    s.add_argument("sync", help="sync name or path to its YAML file")
+    s.add_argument("--full-refresh", action="store_true", help="ignore the checkpoint; re-send "
+                                                               "everything")
+    s.add_argument("--dry-run", action="store_true", help="read, map, validate and batch; send "
+                                                          "nothing, change no state")
+    s.add_argument("--limit", type=int, help="read at most N rows")
+    s.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+    v = sub.add_parser("validate", help="check config files and the warehouse columns")
+    v.add_argument("syncs", nargs="*", help="sync names (default: all)")
+
+    pr = sub.add_parser("preview", help="print the exact requests for the first rows")
+    pr.add_argument("sync")
+    pr.add_argument("--limit", type=int, default=3)
+
+    st = sub.add_parser("state", help="show or reset a sync's checkpoint")
+    st.add_argument("action", choices=["show", "reset"])
+    st.add_argument("sync")
+    st.add_argument("--scope", help="only this scope (incremental or partition:<key>)")
+
+    r = sub.add_parser("rejects", help="list rejected rows (key, reason, when)")
+    r.add_argument("sync")
+    r.add_argument("--limit", type=int, default=100)
+
+    sc = sub.add_parser("schema", help="print the JSON Schema of a sync file")
+    sc.add_argument("--output", help="write to this file instead of stdout")
+
+    sb = sub.add_parser("sandbox", help="run the local fake of the vendor APIs")
+    sb.add_argument("--port", type=int, default=8089)
+    sb.add_argument("--host", default="127.0.0.1")
+    sb.add_argument("--latency-ms", type=float, default=0.0, help="added latency per request")
+    sb.add_argument("--no-rate-limits", action="store_true")
+    sb.add_argument("--sink", action="store_true", help="count events only (benchmarks)")
+
+    d = sub.add_parser("demo", help="build the demo warehouse, start the sandbox, run the "
+                                    "demo syncs")
+    d.add_argument("--events", type=int, default=5_000)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    if args.config_dir:
+        os.environ["CONNECTOR_CONFIG_DIR"] = args.config_dir
+    try:
+        handler = globals()[f"_cmd_{args.command}"]
+        return int(handler(args))
+    except ConfigError as exc:
+        print(f"config error:\n{exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (SourceError, StateError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except ConnectorError as exc:
+        print(f"run failed: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("interrupted; the checkpoint stays at the last delivered row", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def _state(args: argparse.Namespace) -> StateStore:
+    return StateStore.open(args.state_url)
+
+
+def _fmt_pos(pos: list[Any] | tuple[Any, ...] | None) -> str:
+    if not pos:
+        return "(start)"
+    cursor, *pk = pos
+    return f"{cursor} / key {','.join(str(p) for p in pk)}"
+
+
+def _progress(res: SyncResult) -> None:
+    print(f"  {res.sync}: {res.rows_read:,} read, {res.delivered:,} sent, "
+          f"{res.rejected:,} rejected, {res.rows_per_s or _rate(res):,.0f} rows/s",
+          file=sys.stderr, flush=True)
+
+
+def _rate(res: SyncResult) -> float:
+    return res.rows_read / res.duration_s if res.duration_s else 0.0
+
+
+def print_summary(res: SyncResult, out: Any = sys.stdout) -> None:
+    verb = "would send" if res.status == "dry_run" else "delivered"
+    print(f"{res.sync}: {res.status}", file=out)
+    print(f"  rows read           {res.rows_read:,}", file=out)
+    print(f"  {verb:<19} {res.delivered:,}", file=out)
+    print(f"  rejected            {res.rejected:,}"
+          + (f"  ({res.null_key_rows:,} with a NULL cursor/key)" if res.null_key_rows else ""),
+          file=out)
+    if res.skipped:
+        print(f"  skipped             {res.skipped:,}  (delivered by an interrupted run)",
+              file=out)
+    dup_note = " (the destination drops them by dedup id)" if res.destination_dedups else \
+        " (no dedup key at this destination)"
+    print(f"  possibly duplicated {res.possibly_duplicated:,}"
+          + (dup_note if res.possibly_duplicated else ""), file=out)
+    print(f"  requests            {res.requests:,} in {res.batches:,} batches, "
+          f"{res.retries:,} retries, {res.rate_limited:,} rate-limited", file=out)
+    print(f"  checkpoint          {_fmt_pos(res.hwm_before)} -> {_fmt_pos(res.hwm_after)}",
+          file=out)
+    print(f"  duration            {res.duration_s:.2f}s ({res.rows_per_s:,.0f} rows/s)", file=out)
+    if res.sample_rejects:
+        print("  sample rejects:", file=out)
+        for key, reason in res.sample_rejects[:5]:
+            print(f"    {key}: {reason}", file=out)
+        print(f"  (all of them: connector rejects {res.sync})", file=out)
+    if res.error:
+        print(f"  error: {res.error}", file=out)
+
+
+def _cmd_sync(args: argparse.Namespace) -> int:
+    sync = load_sync(args.sync)
+    try:
+        res = run_sync(sync, state=_state(args), full_refresh=args.full_refresh,
+                       dry_run=args.dry_run, limit=args.limit, progress=_progress)
+    except ConnectorError as exc:
+        print(f"{sync.name}: run failed: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    if args.json:
+        print(json.dumps(res.to_dict(), default=str, indent=2))
+    else:
+        print_summary(res)
+    return EXIT_OK
+
+
+def _validate_one(sync: SyncConfig) -> list[str]:
+    from .source import Reader
+
+    where = sync.source_path or sync.name
+    problems: list[str] = []
+    reader = Reader(sync)
+    types = reader.column_types()
+    for col in sorted({sync.source.cursor, *sync.source.primary_key, *sync.mapping.columns()}):
+        if col not in types:
+            problems.append(f"{where}: column {col!r} is not in the source; it has: "
+                            + ", ".join(sorted(types)))
+    expect = {
+        sync.source.cursor: ({"timestamptz", "timestamp", "date", "integer"},
+                             "source.cursor must be a timestamp, date or integer column"),
+        sync.mapping.event_time: ({"timestamptz", "timestamp", "date"},
+                                  "mapping.event_time must be a timestamp or date column"),
+    }
+    for col, (kinds, msg) in expect.items():
+        kind = types.get(col)
+        if kind is not None and kind != "other" and kind not in kinds:
+            problems.append(f"{where}: {msg} ({col} is {kind})")
+    for field, col in sync.mapping.identifiers.items():
+        kind = types.get(col)
+        if kind in {"timestamptz", "timestamp", "date", "json", "boolean"}:
+            problems.append(f"{where}: mapping.identifiers.{field}: column {col} is {kind}; "
+                            "identifiers must be text or integer")
+    return problems
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    loaded = load_syncs()
+    problems: list[str] = []
+    for err in loaded.errors.values():
+        problems += err.problems
+    names = args.syncs or sorted(loaded.syncs)
+    for name in names:
+        if name not in loaded.syncs:
+            if not any(Path(p).stem == name for p in loaded.errors):
+                problems.append(f"no sync named {name!r}")
+            continue
+        sync = loaded.syncs[name]
+        try:
+            found = _validate_one(sync)
+        except SourceError as exc:
+            found = [str(exc)]
+        problems += found
+        print(f"{'ok  ' if not found else 'FAIL'} {name} ({sync.destination.type})")
+    if problems:
+        print("\n".join(problems), file=sys.stderr)
+        return EXIT_USAGE
+    if not names:
+        print("no sync files found under", os.environ.get("CONNECTOR_CONFIG_DIR", "config"),
+              file=sys.stderr)
+        return EXIT_USAGE
+    return EXIT_OK
+
+
+def _cmd_preview(args: argparse.Namespace) -> int:
+    sync = load_sync(args.sync, check_env=False)
+    out = preview(sync, limit=args.limit)
+    for req in out["requests"]:
+        print(f"{req['method']} {req['url']}")
+        for k, v in req["headers"].items():
+            print(f"{k}: {v}")
+        print()
+        print(json.dumps(json.loads(req["body"]), indent=2, ensure_ascii=False))
+        print()
+    for key, reason in out["rejects"]:
+        print(f"reject {key}: {reason}")
+    return EXIT_OK
+
+
+def _cmd_state(args: argparse.Namespace) -> int:
+    sync = load_sync(args.sync, check_env=False)
+    store = _state(args)
+    if args.action == "reset":
+        store.reset(sync.name, args.scope)
+        print(f"{sync.name}: state reset ({args.scope or 'all scopes'}); the next run starts "
+              "from the beginning")
+        return EXIT_OK
+    cps = store.checkpoints_for(sync.name)
+    if not cps:
+        print(f"{sync.name}: no checkpoint yet")
+    for scope, pos in sorted(cps.items()):
+        if args.scope and scope != args.scope:
+            continue
+        print(f"{sync.name} [{scope}]: {_fmt_pos(pos)}")
+    pending = [e for scope in cps for e in store.ledger(sync.name, scope)]
+    if pending:
+        print(f"  ledger: {len(pending)} batches beyond the checkpoint "
+              f"({sum(e.count for e in pending if e.status == 'pending')} events pending)")
+    for run in store.runs(sync.name, limit=5):
+        s = run["summary"] or {}
+        print(f"  run {run['run_id'][:8]} {run['started_at']:%Y-%m-%d %H:%M:%S} "
+              f"{run['status']}: {s.get('delivered', 0)} delivered, {s.get('rejected', 0)} "
+              f"rejected" + (f" — {run['error']}" if run["error"] else ""))
+    return EXIT_OK
+
+
+def _cmd_rejects(args: argparse.Namespace) -> int:
+    sync = load_sync(args.sync, check_env=False)
+    rows = _state(args).rejects(sync.name, limit=args.limit)
+    if not rows:
+        print(f"{sync.name}: no rejects")
+    for r in rows:
+        print(f"{r['key']}\t{r['reason']}\t{r['created_at']:%Y-%m-%d %H:%M:%S}\t{r['scope']}")
+    return EXIT_OK
+
+
+def _cmd_schema(args: argparse.Namespace) -> int:
+    text = json.dumps(json_schema(), indent=2) + "\n"
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
+def _cmd_sandbox(args: argparse.Namespace) -> int:
+    from .sandbox import SandboxOptions, serve
+
+    opts = SandboxOptions(latency_s=args.latency_ms / 1000.0,
+                          rate_limits_enabled=not args.no_rate_limits,
+                          validate=not args.sink)
+    serve(args.port, host=args.host, options=opts)
+    return EXIT_OK
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo_run import run_demo
+
+    return run_demo(events=args.events, state_url=args.state_url)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,277 @@
+"""Sending requests: httpx with keep-alive and timeouts, retries, pacing, per-item outcomes.
+
+Retry policy (a pure classifier over the status code, see ``classify``):
+- 2xx, 207, 400, 413 and other 4xx → the destination interprets the body (per-item outcomes);
+- 429 → wait what the vendor says (``Retry-After``, ``RateLimit-Reset``,
+  ``x-sib-ratelimit-reset``, ``X-Rate-Limit-Reset`` or Klaviyo's "Expected available in N
+  second(s)"), clamped, with jitter, pausing every request of the account; then re-send;
+- 5xx, 408, timeouts, connection errors, Cloudflare HTML challenges → exponential backoff with
+  jitter, up to ``max_retries``; a failure after the request may have been processed makes the
+  re-sent events "possibly duplicated" where the destination has no dedup key;
+- 401/403 → the run fails at once (``AuthError``).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+
+from .destinations.base import Destination, Item
+from .errors import AuthError, DeliveryError, RetriesExhausted
+from .ratelimit import Pacer
+
+log = logging.getLogger("connector.delivery")
+
+USER_AGENT = "warehouse-events-connector/0.1"
+_EXPECTED = re.compile(rb"available in (\d+(?:\.\d+)?) second")
+MAX_RATE_LIMITED = 50  # 429s tolerated for one request before the run gives up
+
+
+@dataclass
+class Runtime:
+    """Clock, sleep and randomness, injectable so tests never wait."""
+
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+    random: Callable[[], float] = random.random
+
+
+@dataclass
+class Stats:
+    """Counters of one run, updated from sender threads."""
+
+    requests: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+    possibly_duplicated: int = 0
+    waited_s: float = 0.0
+    statuses: dict[int, int] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, **counts: float) -> None:
+        with self.lock:
+            for k, v in counts.items():
+                setattr(self, k, getattr(self, k) + v)
+
+    def status(self, code: int) -> None:
+        with self.lock:
+            self.statuses[code] = self.statuses.get(code, 0) + 1
+
+
+@dataclass
+class BatchOutcome:
+    delivered: list[Item]
+    rejected: list[tuple[Item, str]]
+    possibly_duplicated: int = 0
+
+
+def classify(status: int, headers: Mapping[str, str]) -> str:
+    """ok | rate_limited | auth | transient | final — what the caller should do."""
+    if status == 429:
+        return "rate_limited"
+    if status == 403 and (
+        "cf-mitigated" in headers or "text/html" in headers.get("content-type", "")
+    ):
+        return "transient"  # Cloudflare challenge page, not a permission answer
+    if status in (401, 403):
+        return "auth"
+    if status >= 500 or status == 408:
+        return "transient"
+    if 200 <= status < 300:
+        return "ok"
+    return "final"
+
+
+def _num(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return float(value.strip())
+    except ValueError:
+        return None
+
+
+def announced_wait(headers: Mapping[str, str], body: bytes, wall: Callable[[], float]) -> \
+        float | None:
+    """Seconds the vendor asks us to wait, from any of the header styles we know."""
+    retry_after = headers.get("retry-after")
+    if retry_after is not None:
+        secs = _num(retry_after)
+        if secs is None:
+            try:
+                secs = parsedate_to_datetime(retry_after).timestamp() - wall()
+            except (TypeError, ValueError):
+                secs = None
+        if secs is not None:
+            return secs
+    for name in ("ratelimit-reset", "x-rate-limit-reset"):
+        secs = _num(headers.get(name))
+        if secs is not None:
+            return secs
+    sib = _num(headers.get("x-sib-ratelimit-reset"))
+    if sib is not None:
+        # Documented in seconds; some accounts report milliseconds (contracts.md §1.1).
+        return sib / 1000.0 if sib > 3600 else sib
+    m = _EXPECTED.search(body[:2000])
+    if m:
+        return float(m.group(1))
+    return None
+
+
+def window_state(headers: Mapping[str, str]) -> tuple[float | None, float | None]:
+    """(remaining, reset seconds) from whichever rate-limit header family is present."""
+    for prefix in ("ratelimit-", "x-rate-limit-", "x-sib-ratelimit-"):
+        remaining = _num(headers.get(prefix + "remaining"))
+        if remaining is not None:
+            reset = _num(headers.get(prefix + "reset"))
+            if reset is not None and prefix == "x-sib-ratelimit-" and reset > 3600:
+                reset /= 1000.0
+            return remaining, reset
+    return None, None
+
+
+class Sender:
+    """Sends batches for one destination; thread-safe (one httpx client, shared pool)."""
+
+    def __init__(self, dest: Destination, pacer: Pacer, runtime: Runtime, stats: Stats) -> None:
+        opts = dest.options
+        self.dest = dest
+        self.pacer = pacer
+        self.rt = runtime
+        self.stats = stats
+        self.max_retries: int = opts.max_retries
+        self.max_wait: float = opts.max_wait_s
+        concurrency = opts.concurrency or dest.limits.concurrency
+        self.client = httpx.Client(
+            base_url=dest.base_url,
+            timeout=httpx.Timeout(opts.timeout_s, connect=min(10.0, opts.timeout_s)),
+            limits=httpx.Limits(max_connections=concurrency + 2,
+                                max_keepalive_connections=concurrency + 2),
+            headers={"user-agent": USER_AGENT},
+        )
+
+    def close(self) -> None:
+        self.client.close()
+
+    def _backoff(self, attempt: int) -> float:
+        base = min(self.max_wait, 0.5 * (2 ** (attempt - 1)))
+        return base * (0.5 + self.rt.random() / 2)  # jitter: 50-100% of the step
+
+    def _sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            self.stats.add(waited_s=seconds)
+            self.rt.sleep(seconds)
+
+    def send(self, items: list[Item]) -> BatchOutcome:
+        """Deliver ``items``: every item ends delivered or rejected, or this raises."""
+        delivered: list[Item] = []
+        rejected: list[tuple[Item, str]] = []
+        dup = 0
+        queue: list[list[Item]] = [items]
+        while queue:
+            part = queue.pop(0)
+            if not part:
+                continue
+            attempts = 0
+            limited = 0
+            ambiguous = False
+            while True:
+                req = self.dest.build(part)
+                self.pacer.acquire()
+                self.stats.add(requests=1)
+                try:
+                    resp = self.client.post(req.path, content=req.body, headers=req.headers)
+                except httpx.HTTPError as exc:
+                    if not isinstance(exc, httpx.TransportError):
+                        raise DeliveryError(f"{self.dest.type}: request failed: {exc}") from None
+                    sent = not isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout,
+                                                httpx.PoolTimeout))
+                    ambiguous = ambiguous or sent
+                    attempts += 1
+                    self._retry_or_raise(attempts, f"{type(exc).__name__}: {exc}")
+                    continue
+                status = resp.status_code
+                self.stats.status(status)
+                headers = resp.headers
+                kind = classify(status, headers)
+                if kind == "rate_limited":
+                    limited += 1
+                    self.stats.add(rate_limited=1)
+                    if limited > MAX_RATE_LIMITED:
+                        raise RetriesExhausted(
+                            f"{self.dest.type}: still rate limited (429) after {limited} tries; "
+                            "lower destination.options.rate_limit or run later"
+                        )
+                    wait = announced_wait(headers, resp.content, time.time)
+                    if wait is None:
+                        wait = self._backoff(limited)
+                    wait = min(max(wait, 0.5), self.max_wait) * (1 + self.rt.random() * 0.1)
+                    log.info("%s: 429, waiting %.1fs", self.dest.type, wait)
+                    self.pacer.pause(wait)
+                    continue
+                if kind == "auth":
+                    raise AuthError(
+                        f"{self.dest.type}: the API refused the credentials (HTTP {status}): "
+                        f"{_excerpt(resp.content)}. Check destination.api_key's environment "
+                        "variable and the key's scopes."
+                    )
+                if kind == "transient":
+                    ambiguous = True
+                    attempts += 1
+                    self._retry_or_raise(attempts, f"HTTP {status}")
+                    continue
+                remaining, reset = window_state(headers)
+                self.pacer.observe(remaining, reset)
+                outcome = self.dest.interpret(req, status, headers, resp.content)
+                if outcome.fatal:
+                    raise DeliveryError(outcome.fatal)
+                ok = [part[i] for i in outcome.delivered]
+                delivered.extend(ok)
+                if ambiguous and not self.dest.limits.dedup:
+                    dup += len(ok)
+                rejected.extend((part[i], reason) for i, reason in outcome.rejected.items())
+                if outcome.split:
+                    half = len(part) // 2
+                    queue[:0] = [part[:half], part[half:]]
+                elif outcome.resend:
+                    queue.insert(0, [part[i] for i in outcome.resend])
+                break
+        if dup:
+            self.stats.add(possibly_duplicated=dup)
+        return BatchOutcome(delivered, rejected, dup)
+
+    def _retry_or_raise(self, attempts: int, what: str) -> None:
+        self.stats.add(retries=1)
+        if attempts > self.max_retries:
+            raise RetriesExhausted(
+                f"{self.dest.type}: {what} persisted after {self.max_retries} retries; the "
+                "checkpoint stays at the last delivered row — run again later"
+            )
+        wait = self._backoff(attempts)
+        log.info("%s: %s, retry %d in %.1fs", self.dest.type, what, attempts, wait)
+        self._sleep(wait)
+
+
+def _excerpt(body: bytes) -> str:
+    text = body[:300].decode("utf-8", "replace").replace("\n", " ")
+    return text or "(empty body)"
+
+
+def post_preview(dest: Destination, items: list[Item]) -> dict[str, Any]:
+    """The exact request a batch would become (secrets masked), for ``connector preview``."""
+    req = dest.build(items)
+    return {
+        "method": "POST",
+        "url": dest.base_url + req.path,
+        "headers": dest.masked_headers(req.headers),
+        "body": req.body,
+    }

@@ -1,0 +1,113 @@
+"""Sandbox settings: accepted keys, rate limits, body-shape toggles, sink mode and clocks."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Literal
+
+from connector.sandbox.ratelimit import RateWindow
+
+#: Event kinds, one per endpoint; the same names the destination configs use.
+KINDS: tuple[str, ...] = (
+    "brevo_event",
+    "brevo_events_batch",
+    "brevo_tracker",
+    "omnisend_track",
+    "omnisend_events",
+    "klaviyo_bulk_events",
+)
+
+#: Default windows per endpoint (override per kind with ``SandboxOptions.rate_limits``).
+DEFAULT_RATE_LIMITS: Mapping[str, tuple[RateWindow, ...]] = {
+    # contracts §1.1: POST /v3/events, General tier: 10 RPS and 36,000 RPH.
+    "brevo_event": (RateWindow(10, 1.0), RateWindow(36_000, 3600.0)),
+    # contracts §1.1: /v3/events/batch is not in Brevo's table; the sandbox picks 10 RPS.
+    "brevo_events_batch": (RateWindow(10, 1.0),),
+    # contracts §4: the legacy tracker documents no limit.
+    "brevo_tracker": (),
+    # contracts §5.2: 400 requests/minute per store (applied to v4 too, §5.1 "v3/v5 limit").
+    "omnisend_track": (RateWindow(400, 60.0),),
+    "omnisend_events": (RateWindow(400, 60.0),),
+    # contracts §6.5: burst 10/s and steady 150/min.
+    "klaviyo_bulk_events": (RateWindow(10, 1.0), RateWindow(150, 60.0)),
+}
+
+DEFAULT_BREVO_API_KEY = "sandbox-brevo-key"
+DEFAULT_BREVO_MA_KEY = "sandbox-ma-key"
+DEFAULT_OMNISEND_TOKEN = "sandbox-omnisend-token"
+DEFAULT_OMNISEND_API_KEY = "sandbox-omnisend-key"
+DEFAULT_KLAVIYO_API_KEY = "pk_sandbox"
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class SandboxOptions:
+    """How strict and how fast the fake vendors are. Every field has a working default."""
+
+    # Accepted credentials (demo values, not secrets).
+    brevo_api_keys: tuple[str, ...] = (DEFAULT_BREVO_API_KEY,)
+    brevo_ma_keys: tuple[str, ...] = (DEFAULT_BREVO_MA_KEY,)
+    omnisend_bearer_tokens: tuple[str, ...] = (DEFAULT_OMNISEND_TOKEN,)
+    omnisend_api_keys: tuple[str, ...] = (DEFAULT_OMNISEND_API_KEY,)
+    klaviyo_api_keys: tuple[str, ...] = (DEFAULT_KLAVIYO_API_KEY,)
+    #: False = sink mode: authenticate, parse, count events; no per-event validation or storage.
+    validate: bool = True
+    #: Which Brevo batch body shapes are accepted (contracts §3.1).
+    brevo_batch_shape: Literal["object", "array", "both"] = "object"
+    #: Shorthand: also accept a bare array (same as ``brevo_batch_shape="both"``).
+    brevo_batch_accept_array: bool = False
+    #: False = windows still counted and reported in headers, but never answer 429.
+    rate_limits_enabled: bool = True
+    #: Per-kind overrides of DEFAULT_RATE_LIMITS; an empty sequence removes that limit.
+    rate_limits: Mapping[str, Sequence[RateWindow]] = field(default_factory=dict)
+    #: Added to every vendor request (benchmarks).
+    latency_s: float = 0.0
+    #: Monotonic clock for rate windows and the request log.
+    clock: Callable[[], float] = time.monotonic
+    #: Wall clock (aware) for Klaviyo's time range and same-second dedup.
+    wall_clock: Callable[[], datetime] = _utc_now
+    #: Klaviyo: event ``time`` must be strictly after this (contracts §6.2, rev 2026-07-15).
+    klaviyo_min_event_time: datetime = datetime(1990, 1, 1, tzinfo=UTC)
+    #: Klaviyo: oldest ``revision`` that has the bulk endpoint (contracts §6.1).
+    klaviyo_min_revision: str = "2024-05-15"
+    #: The request log keeps this many most recent entries.
+    request_log_limit: int = 100_000
+    #: Bodies above this are refused with 413 and the connection closed (protects the process).
+    max_body_bytes: int = 64 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.brevo_batch_shape not in ("object", "array", "both"):
+            problems.append("brevo_batch_shape must be 'object', 'array' or 'both'")
+        unknown = sorted(set(self.rate_limits) - set(KINDS))
+        if unknown:
+            problems.append(f"rate_limits has unknown kinds {unknown}; known: {list(KINDS)}")
+        for kind, windows in self.rate_limits.items():
+            if any(w.limit < 0 or w.period_s <= 0 for w in windows):
+                problems.append(f"rate_limits[{kind!r}] needs limit >= 0 and period_s > 0")
+        if self.latency_s < 0:
+            problems.append("latency_s must be >= 0")
+        if self.request_log_limit < 1:
+            problems.append("request_log_limit must be >= 1")
+        if problems:
+            raise ValueError("invalid SandboxOptions: " + "; ".join(problems))
+
+    @property
+    def batch_shapes(self) -> frozenset[str]:
+        """The Brevo batch shapes accepted, as a set of 'object' / 'array'."""
+        if self.brevo_batch_shape == "both" or (
+            self.brevo_batch_accept_array and self.brevo_batch_shape == "object"
+        ):
+            return frozenset({"object", "array"})
+        return frozenset({self.brevo_batch_shape})
+
+    def windows_for(self, kind: str) -> tuple[RateWindow, ...]:
+        if kind in self.rate_limits:
+            return tuple(self.rate_limits[kind])
+        return DEFAULT_RATE_LIMITS.get(kind, ())

@@ -1,0 +1,146 @@
+"""The six vendor endpoints: path → kind, auth check, handler, rate-limit headers.
+
+This is the only module that reads HTTP headers for the vendor modules, which take plain
+values and stay pure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from email.message import Message
+from http import HTTPStatus
+
+from connector.sandbox import brevo, klaviyo, omnisend
+from connector.sandbox._shared import Reply
+from connector.sandbox.omnisend import SchemaRegistry
+from connector.sandbox.options import SandboxOptions
+from connector.sandbox.ratelimit import Decision
+
+
+@dataclass
+class Context:
+    """What handlers may use besides the request: options and the Omnisend v4 schemas."""
+
+    options: SandboxOptions
+    schemas: SchemaRegistry
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    kind: str
+    authenticate: Callable[[Message, SandboxOptions], Reply | None]
+    handle: Callable[[bytes, Message, Context], Reply]
+    rate_headers: Callable[[Decision], dict[str, str]]
+    throttled: Callable[[Decision], Reply]
+    fault_body: Callable[[int, str], tuple[bytes, str]]
+
+    def fault_reply(self, status: int) -> Reply:
+        """The vendor-shaped body for an injected status without its own body."""
+        try:
+            reason = HTTPStatus(status).phrase
+        except ValueError:
+            reason = "Error"
+        body, content_type = self.fault_body(status, reason)
+        return Reply(status, body, content_type)
+
+
+def _brevo_event(body: bytes, headers: Message, ctx: Context) -> Reply:
+    return brevo.handle_event(body, headers.get("Content-Type"), validate=ctx.options.validate)
+
+
+def _brevo_batch(body: bytes, headers: Message, ctx: Context) -> Reply:
+    return brevo.handle_batch(
+        body,
+        headers.get("Content-Type"),
+        shapes=ctx.options.batch_shapes,
+        validate=ctx.options.validate,
+    )
+
+
+def _brevo_tracker(body: bytes, headers: Message, ctx: Context) -> Reply:
+    return brevo.handle_tracker(body, headers.get("Content-Type"), validate=ctx.options.validate)
+
+
+def _omnisend_track(body: bytes, headers: Message, ctx: Context) -> Reply:
+    return omnisend.handle_track(
+        body, headers.get("Content-Type"), ctx.schemas, validate=ctx.options.validate
+    )
+
+
+def _omnisend_events(body: bytes, headers: Message, ctx: Context) -> Reply:
+    return omnisend.handle_events(body, headers.get("Content-Type"), validate=ctx.options.validate)
+
+
+def _klaviyo_bulk(body: bytes, headers: Message, ctx: Context) -> Reply:
+    opts = ctx.options
+    return klaviyo.handle_bulk(
+        body,
+        headers.get("Content-Type"),
+        headers.get("revision"),
+        now=opts.wall_clock(),
+        min_time=opts.klaviyo_min_event_time,
+        min_revision=opts.klaviyo_min_revision,
+        validate=opts.validate,
+    )
+
+
+_BREVO_EVENT = Endpoint(
+    "brevo_event",
+    lambda h, o: brevo.auth_error(h.get("api-key"), o.brevo_api_keys),
+    _brevo_event,
+    brevo.rate_headers,
+    brevo.throttled,
+    brevo.fault_body,
+)
+_BREVO_BATCH = Endpoint(
+    "brevo_events_batch",
+    lambda h, o: brevo.auth_error(h.get("api-key"), o.brevo_api_keys),
+    _brevo_batch,
+    brevo.rate_headers,
+    brevo.throttled,
+    brevo.fault_body,
+)
+_BREVO_TRACKER = Endpoint(
+    "brevo_tracker",
+    lambda h, o: brevo.auth_error(h.get("ma-key"), o.brevo_ma_keys),
+    _brevo_tracker,
+    brevo.rate_headers,
+    brevo.throttled,
+    brevo.fault_body,
+)
+_OMNISEND_TRACK = Endpoint(
+    "omnisend_track",
+    lambda h, o: omnisend.bearer_auth_error(h.get("Authorization"), o.omnisend_bearer_tokens),
+    _omnisend_track,
+    omnisend.rate_headers,
+    omnisend.throttled,
+    omnisend.fault_body,
+)
+_OMNISEND_EVENTS = Endpoint(
+    "omnisend_events",
+    lambda h, o: omnisend.api_key_auth_error(h.get("X-API-KEY"), o.omnisend_api_keys),
+    _omnisend_events,
+    omnisend.rate_headers,
+    omnisend.throttled,
+    omnisend.fault_body,
+)
+_KLAVIYO_BULK = Endpoint(
+    "klaviyo_bulk_events",
+    lambda h, o: klaviyo.auth_error(h.get("Authorization"), o.klaviyo_api_keys),
+    _klaviyo_bulk,
+    klaviyo.rate_headers,
+    klaviyo.throttled,
+    klaviyo.fault_body,
+)
+
+#: Request path → endpoint. Klaviyo is reachable with and without the trailing slash (§6.1).
+ROUTES: dict[str, Endpoint] = {
+    "/v3/events": _BREVO_EVENT,
+    "/v3/events/batch": _BREVO_BATCH,
+    "/api/v2/trackEvent": _BREVO_TRACKER,
+    "/v4/track": _OMNISEND_TRACK,
+    "/v5/events": _OMNISEND_EVENTS,
+    "/api/event-bulk-create-jobs": _KLAVIYO_BULK,
+    "/api/event-bulk-create-jobs/": _KLAVIYO_BULK,
+}

@@ -1,0 +1,320 @@
+"""Reading rows from any SQLAlchemy warehouse, in ``(cursor, primary key)`` order.
+
+The table or query is wrapped as a subquery; only the mapped columns are selected. Rows are read
+in pages by keyset pagination on ``(cursor, primary key)``: each page is ``WHERE (cursor, pk) >
+(last row of the previous page) ORDER BY cursor, pk LIMIT chunk_size``. Memory is therefore
+bounded by the page size on every dialect (no full-result sort held open), each page is a short
+query (no long transaction on the warehouse), and an index on ``(cursor, pk)`` makes it cheap.
+Values are always bound parameters and identifiers are quoted by the dialect.
+
+DuckDB pages come straight from DuckDB's Arrow reader; other dialects go through a streaming
+SQLAlchemy result and are converted to Arrow per page.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import sqlalchemy as sa
+
+from .config import WAREHOUSE_URL_ENV, SyncConfig, resolve_env
+from .errors import SourceError
+from .mapping import Chunk
+
+DEMO_WAREHOUSE = Path(".connector") / "demo.duckdb"
+
+Position = tuple[Any, ...]  # (cursor, *primary key)
+
+
+def warehouse_url(sync: SyncConfig) -> str:
+    """The sync's URL (``${ENV}`` resolved), else env WAREHOUSE_URL, else the demo DuckDB."""
+    if sync.source.url:
+        return resolve_env(sync.source.url, f"{sync.source_path}: source.url")
+    env = os.environ.get(WAREHOUSE_URL_ENV)
+    if env:
+        return env
+    return f"duckdb:///{DEMO_WAREHOUSE}"
+
+
+def redact_url(url: str) -> str:
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<unparsable url>"
+
+
+_ENGINES: dict[str, sa.Engine] = {}
+
+
+def engine_for(url: str) -> sa.Engine:
+    """One engine per URL per process (pools are reused across runs)."""
+    eng = _ENGINES.get(url)
+    if eng is None:
+        try:
+            # Pre-ping leaves a half-read "SELECT 1" on an embedded DuckDB connection.
+            eng = sa.create_engine(url, pool_pre_ping=not url.startswith("duckdb"))
+        except Exception as exc:  # bad URL or missing driver
+            raise SourceError(f"cannot open warehouse {redact_url(url)}: {exc}") from None
+        _ENGINES[url] = eng
+    return eng
+
+
+@dataclass(frozen=True)
+class Window:
+    """A half-open time window on the event-time column (partitions/backfills)."""
+
+    start: datetime
+    end: datetime
+
+
+class Reader:
+    """Reads one sync's source in ``(cursor, pk)`` order, page by page."""
+
+    def __init__(self, sync: SyncConfig, url: str | None = None) -> None:
+        self.sync = sync
+        self.url = url or warehouse_url(sync)
+        self.engine = engine_for(self.url)
+        self.dialect = self.engine.dialect
+        self.is_duckdb = self.dialect.name == "duckdb"
+        src = sync.source
+        self.cursor = src.cursor
+        self.pk = list(src.primary_key)
+        needed = [self.cursor, *self.pk, *sorted(sync.mapping.columns())]
+        self.columns = list(dict.fromkeys(needed))
+        self._types: dict[str, str] | None = None
+
+    # -- SQL building ------------------------------------------------------------------
+    def _q(self, name: str) -> sa.ColumnClause[Any]:
+        return sa.literal_column(self.dialect.identifier_preparer.quote(name))
+
+    def _from(self) -> sa.FromClause:
+        src = self.sync.source
+        if src.table:
+            schema, _, table = src.table.rpartition(".")
+            return sa.table(table, schema=schema or None)
+        # Escape ':' so text() never mistakes SQL (casts, literals) for bind parameters.
+        assert src.query is not None
+        return sa.text(src.query.replace(":", r"\:")).columns().subquery("src")
+
+    def _not_null(self) -> sa.ColumnElement[bool]:
+        return sa.and_(*(self._q(c).is_not(None) for c in [self.cursor, *self.pk]))
+
+    def _after(self, pos: Position) -> sa.ColumnElement[bool]:
+        """(cursor, pk...) > pos, spelled out so every dialect understands it."""
+        cols = [self.cursor, *self.pk]
+        clause: sa.ColumnElement[bool] | None = None
+        for i in reversed(range(len(cols))):
+            gt = self._q(cols[i]) > sa.bindparam(f"p{i}", pos[i])
+            clause = gt if clause is None else sa.or_(
+                gt, sa.and_(self._q(cols[i]) == sa.bindparam(f"e{i}", pos[i]), clause)
+            )
+        assert clause is not None
+        return clause
+
+    def _window(self, window: Window) -> sa.ColumnElement[bool]:
+        col = self._q(self.sync.mapping.event_time)
+        start, end = window.start, window.end
+        kind = self.column_types().get(self.sync.mapping.event_time, "")
+        if kind == "timestamp":  # naive column: compare in the source's zone
+            from zoneinfo import ZoneInfo
+
+            zone = ZoneInfo(self.sync.source.timezone)
+            start = start.astimezone(zone).replace(tzinfo=None)
+            end = end.astimezone(zone).replace(tzinfo=None)
+        elif kind == "date":
+            return sa.and_(col >= sa.bindparam("ws", start.date()),
+                           col < sa.bindparam("we", end.date()))
+        return sa.and_(col >= sa.bindparam("ws", start), col < sa.bindparam("we", end))
+
+    def page_statement(self, after: Position | None, window: Window | None,
+                       limit: int) -> sa.Select[Any]:
+        where = [self._not_null()]
+        if after is not None:
+            where.append(self._after(after))
+        if window is not None:
+            where.append(self._window(window))
+        order = [self._q(c) for c in [self.cursor, *self.pk]]
+        return (
+            sa.select(*(self._q(c) for c in self.columns))
+            .select_from(self._from())
+            .where(*where)
+            .order_by(*order)
+            .limit(limit)
+        )
+
+    # -- reading -----------------------------------------------------------------------
+    def pages(self, after: Position | None = None, window: Window | None = None,
+              limit: int | None = None) -> Iterator[Chunk]:
+        """Chunks of at most ``chunk_size`` rows after ``after``, in order, until exhausted."""
+        size = self.sync.source.chunk_size
+        remaining = limit
+        while True:
+            n = size if remaining is None else min(size, remaining)
+            if n <= 0:
+                return
+            chunk = self._read(self.page_statement(after, window, n))
+            rows = chunk.table.num_rows
+            if rows == 0:
+                return
+            yield chunk
+            if remaining is not None:
+                remaining -= rows
+            if rows < n:
+                return
+            last = rows - 1
+            t = chunk.table
+            after = tuple(t.column(c)[last].as_py() for c in [self.cursor, *self.pk])
+
+    def _read(self, stmt: sa.Select[Any]) -> Chunk:
+        try:
+            with self.engine.connect() as conn:
+                if self.is_duckdb:
+                    return self._read_duckdb(conn, stmt)
+                return self._read_generic(conn, stmt)
+        except sa.exc.SQLAlchemyError as exc:
+            raise SourceError(self._explain(exc)) from None
+
+    def _duck_relation(self, conn: sa.Connection, stmt: sa.Select[Any]) -> Any:
+        """DuckDB's own relation for a statement (its Arrow reader is the fast path)."""
+        compiled = stmt.compile(dialect=self.dialect)
+        params = [compiled.params[k] for k in (compiled.positiontup or [])]
+        raw: Any = conn.connection.driver_connection
+        return raw.sql(str(compiled), params=params)
+
+    def _read_duckdb(self, conn: sa.Connection, stmt: sa.Select[Any]) -> Chunk:
+        try:
+            rel = self._duck_relation(conn, stmt)
+            json_cols = frozenset(
+                c for c, t in zip(rel.columns, rel.types, strict=True) if str(t) == "JSON"
+            )
+            table = rel.to_arrow_table()
+        except Exception as exc:  # duckdb raises its own exception types
+            raise SourceError(self._explain(exc)) from None
+        return Chunk(table, json_cols)
+
+    def _read_generic(self, conn: sa.Connection, stmt: sa.Select[Any]) -> Chunk:
+        result = conn.execution_options(stream_results=True).execute(stmt)
+        names = list(result.keys())
+        rows = result.fetchall()
+        columns = list(zip(*rows, strict=True)) if rows else [() for _ in names]
+        arrays: dict[str, pa.Array] = {}
+        json_cols: set[str] = set()
+        for name, values in zip(names, columns, strict=True):
+            arrays[name], is_json = _to_arrow(values)
+            if is_json:
+                json_cols.add(name)
+        return Chunk(pa.table(arrays) if arrays else pa.table({}), frozenset(json_cols))
+
+    # -- metadata ----------------------------------------------------------------------
+    def column_types(self) -> dict[str, str]:
+        """Column → kind (timestamptz, timestamp, date, integer, number, string, json, other),
+        from a zero-row query (no reflection: it fails on DuckDB, see DESIGN.md)."""
+        if self._types is not None:
+            return self._types
+        stmt = sa.select(*(self._q(c) for c in self.columns)).select_from(self._from()).limit(0)
+        try:
+            with self.engine.connect() as conn:
+                if self.is_duckdb:
+                    rel = self._duck_relation(conn, stmt)
+                    types = {c: _duck_kind(str(t)) for c, t in zip(rel.columns, rel.types,
+                                                                  strict=True)}
+                else:
+                    result = conn.execute(stmt)
+                    types = {d[0]: _dbapi_kind(d[1]) for d in result.cursor.description}
+        except Exception as exc:
+            raise SourceError(self._explain(exc)) from None
+        self._types = types
+        return types
+
+    def null_key_rows(self, sample: int = 1000) -> tuple[int, list[tuple[str, str]]]:
+        """Rows that can never be sent (NULL cursor or primary key): count and a sample."""
+        cols = [self.cursor, *self.pk]
+        is_null = sa.or_(*(self._q(c).is_(None) for c in cols))
+        count_stmt = sa.select(sa.func.count()).select_from(self._from()).where(is_null)
+        sample_stmt = (sa.select(*(self._q(c) for c in cols)).select_from(self._from())
+                       .where(is_null).limit(sample))
+        try:
+            with self.engine.connect() as conn:
+                # .all(), not .scalar(): DuckDB refuses new work on a half-read result.
+                count = int(conn.execute(count_stmt).all()[0][0] or 0)
+                rows = conn.execute(sample_stmt).fetchall() if count else []
+        except sa.exc.SQLAlchemyError as exc:
+            raise SourceError(self._explain(exc)) from None
+        out = []
+        for row in rows:
+            cursor, pk = row[0], row[1:]
+            key = ",".join("NULL" if v is None else str(v) for v in pk)
+            if any(v is None for v in pk):
+                reason = "primary key is NULL: the row cannot be tracked; fix the source"
+            else:
+                reason = f"cursor column {self.cursor} is NULL: the row is never read; fix the " \
+                    "source"
+            del cursor
+            out.append((key, reason))
+        return count, out
+
+    def max_cursor(self) -> Any:
+        stmt = sa.select(sa.func.max(self._q(self.cursor))).select_from(self._from())
+        try:
+            with self.engine.connect() as conn:
+                return conn.execute(stmt).all()[0][0]
+        except sa.exc.SQLAlchemyError as exc:
+            raise SourceError(self._explain(exc)) from None
+
+    def _explain(self, exc: BaseException) -> str:
+        text = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:500]
+        what = self.sync.source.table or "source.query"
+        return (f"{self.sync.source_path or self.sync.name}: reading {what} from "
+                f"{redact_url(self.url)} failed: {text}")
+
+
+def _to_arrow(values: tuple[Any, ...]) -> tuple[pa.Array, bool]:
+    first = next((v for v in values if v is not None), None)
+    if isinstance(first, (dict, list)):
+        return pa.array([None if v is None else orjson.dumps(v).decode() for v in values],
+                        pa.string()), True
+    try:
+        return pa.array(values), False
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        return pa.array([None if v is None else str(v) for v in values], pa.string()), False
+
+
+def _duck_kind(t: str) -> str:
+    t = t.upper()
+    if t.startswith("TIMESTAMP WITH TIME ZONE") or t == "TIMESTAMPTZ":
+        return "timestamptz"
+    if t.startswith("TIMESTAMP"):
+        return "timestamp"
+    if t == "DATE":
+        return "date"
+    if t in {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
+             "UINTEGER", "UBIGINT"}:
+        return "integer"
+    if t.startswith(("DECIMAL", "DOUBLE", "FLOAT", "REAL")):
+        return "number"
+    if t in {"VARCHAR", "UUID"}:
+        return "string"
+    if t == "JSON":
+        return "json"
+    if t == "BOOLEAN":
+        return "boolean"
+    return "other"
+
+
+_PG_OIDS = {1184: "timestamptz", 1114: "timestamp", 1082: "date", 20: "integer",
+            21: "integer", 23: "integer", 1700: "number", 700: "number", 701: "number",
+            25: "string", 1043: "string", 1042: "string", 2950: "string", 114: "json",
+            3802: "json", 16: "boolean"}
+
+
+def _dbapi_kind(type_code: Any) -> str:
+    if isinstance(type_code, int):
+        return _PG_OIDS.get(type_code, "other")
+    return _duck_kind(str(type_code)) if type_code is not None else "other"

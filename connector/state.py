@@ -1,0 +1,363 @@
+"""The state store: checkpoints, the batch ledger, rejects, run history (SQLAlchemy Core).
+
+Default: a SQLite file under ``.connector/``; set ``CONNECTOR_STATE_URL`` to share one store
+(PostgreSQL) between many Dagster runs and machines. Every write that moves a checkpoint is one
+transaction together with the ledger rows it settles. Nothing secret is ever written here.
+
+Scopes: ``incremental`` is the scheduled/CLI checkpoint; ``partition:<key>`` is the progress of
+one backfill partition, kept apart so backfills never move the incremental checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+
+from .errors import StateError
+
+STATE_URL_ENV = "CONNECTOR_STATE_URL"
+DEFAULT_STATE_PATH = Path(".connector") / "state.db"
+INCREMENTAL = "incremental"
+
+Position = tuple[Any, ...]
+
+metadata = sa.MetaData()
+
+checkpoints = sa.Table(
+    "connector_checkpoints", metadata,
+    sa.Column("sync", sa.String(128), primary_key=True),
+    sa.Column("scope", sa.String(200), primary_key=True),
+    sa.Column("position", sa.Text, nullable=False),
+    sa.Column("run_id", sa.String(64), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+batches = sa.Table(
+    "connector_batches", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("sync", sa.String(128), nullable=False),
+    sa.Column("scope", sa.String(200), nullable=False),
+    sa.Column("run_id", sa.String(64), nullable=False),
+    sa.Column("seq", sa.Integer, nullable=False),
+    sa.Column("first_pos", sa.Text, nullable=False),
+    sa.Column("last_pos", sa.Text, nullable=False),
+    sa.Column("count", sa.Integer, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # pending | delivered
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_connector_batches_sync_scope", "sync", "scope"),
+)
+
+rejects = sa.Table(
+    "connector_rejects", metadata,
+    sa.Column("sync", sa.String(128), primary_key=True),
+    sa.Column("scope", sa.String(200), primary_key=True),
+    sa.Column("key", sa.String(1000), primary_key=True),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("payload", sa.Text, nullable=True),
+    sa.Column("run_id", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+runs = sa.Table(
+    "connector_runs", metadata,
+    sa.Column("run_id", sa.String(64), primary_key=True),
+    sa.Column("sync", sa.String(128), nullable=False, index=True),
+    sa.Column("scope", sa.String(200), nullable=False),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("status", sa.String(16), nullable=False),  # running | success | failed
+    sa.Column("summary", sa.Text, nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+)
+
+property_types = sa.Table(
+    "connector_property_types", metadata,
+    sa.Column("account", sa.String(200), primary_key=True),
+    sa.Column("event_name", sa.String(500), primary_key=True),
+    sa.Column("property", sa.String(200), primary_key=True),
+    sa.Column("type", sa.String(32), nullable=False),
+)
+
+
+# --------------------------------------------------------------------------- positions
+
+
+def _tag(v: Any) -> Any:
+    if isinstance(v, datetime):
+        return {"dt": v.isoformat()}
+    if isinstance(v, date):
+        return {"d": v.isoformat()}
+    if isinstance(v, Decimal):
+        return {"dec": str(v)}
+    return v
+
+
+def _untag(v: Any) -> Any:
+    if isinstance(v, dict):
+        if "dt" in v:
+            return datetime.fromisoformat(v["dt"])
+        if "d" in v:
+            return date.fromisoformat(v["d"])
+        if "dec" in v:
+            return Decimal(v["dec"])
+    return v
+
+
+def encode_position(pos: Sequence[Any]) -> str:
+    return orjson.dumps([_tag(v) for v in pos]).decode()
+
+
+def decode_position(text: str) -> Position:
+    return tuple(_untag(v) for v in orjson.loads(text))
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class LedgerEntry:
+    id: int
+    run_id: str
+    seq: int
+    first: Position
+    last: Position
+    count: int
+    status: str
+
+    def contains(self, pos: Position) -> bool:
+        return bool(self.first <= pos <= self.last)
+
+
+@dataclass
+class Reject:
+    key: str
+    reason: str
+    payload: str | None = None
+
+
+# --------------------------------------------------------------------------- the store
+
+
+def default_state_url() -> str:
+    url = os.environ.get(STATE_URL_ENV)
+    if url:
+        return url
+    return f"sqlite:///{DEFAULT_STATE_PATH}"
+
+
+_STORES: dict[str, StateStore] = {}
+
+
+class StateStore:
+    """All reads and writes of connector state. Safe to share between threads of one run."""
+
+    def __init__(self, url: str | None = None) -> None:
+        self.url = url or default_state_url()
+        try:
+            u = sa.engine.make_url(self.url)
+            if u.drivername.startswith("sqlite") and u.database not in (None, "", ":memory:"):
+                Path(u.database).parent.mkdir(parents=True, exist_ok=True)
+            self.engine = sa.create_engine(self.url, pool_pre_ping=True)
+            if self.engine.dialect.name == "sqlite":
+                sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+            metadata.create_all(self.engine)
+        except sa.exc.SQLAlchemyError as exc:
+            raise StateError(f"state store {_redact(self.url)} is unavailable: "
+                             f"{_first_line(exc)}") from None
+
+    @classmethod
+    def open(cls, url: str | None = None) -> StateStore:
+        """A process-wide store per URL (engines and pools are reused)."""
+        key = url or default_state_url()
+        store = _STORES.get(key)
+        if store is None:
+            store = _STORES[key] = cls(key)
+        return store
+
+    def _tx(self) -> Any:
+        return self.engine.begin()
+
+    # -- checkpoints ---------------------------------------------------------------------
+    def checkpoint(self, sync: str, scope: str = INCREMENTAL) -> Position | None:
+        with self.engine.connect() as c:
+            row = c.execute(sa.select(checkpoints.c.position).where(
+                checkpoints.c.sync == sync, checkpoints.c.scope == scope)).first()
+        return decode_position(row[0]) if row else None
+
+    def checkpoints_for(self, sync: str) -> dict[str, Position]:
+        with self.engine.connect() as c:
+            rows = c.execute(sa.select(checkpoints.c.scope, checkpoints.c.position).where(
+                checkpoints.c.sync == sync)).all()
+        return {scope: decode_position(pos) for scope, pos in rows}
+
+    def _set_checkpoint(self, c: sa.Connection, sync: str, scope: str, pos: Position,
+                        run_id: str) -> None:
+        values = {"position": encode_position(pos), "run_id": run_id, "updated_at": now()}
+        updated = c.execute(checkpoints.update().where(
+            checkpoints.c.sync == sync, checkpoints.c.scope == scope).values(**values))
+        if updated.rowcount == 0:
+            c.execute(checkpoints.insert().values(sync=sync, scope=scope, **values))
+
+    # -- ledger --------------------------------------------------------------------------
+    def ledger(self, sync: str, scope: str) -> list[LedgerEntry]:
+        with self.engine.connect() as c:
+            rows = c.execute(sa.select(batches).where(
+                batches.c.sync == sync, batches.c.scope == scope).order_by(batches.c.id)).all()
+        return [LedgerEntry(r.id, r.run_id, r.seq, decode_position(r.first_pos),
+                            decode_position(r.last_pos), r.count, r.status) for r in rows]
+
+    def add_pending(self, sync: str, scope: str, run_id: str, seq: int, first: Position,
+                    last: Position, count: int) -> int:
+        with self._tx() as c:
+            res = c.execute(batches.insert().values(
+                sync=sync, scope=scope, run_id=run_id, seq=seq, first_pos=encode_position(first),
+                last_pos=encode_position(last), count=count, status="pending",
+                updated_at=now()))
+            return int(res.inserted_primary_key[0])
+
+    def settle(self, sync: str, scope: str, run_id: str, delivered_ids: Iterable[int],
+               drop_ids: Iterable[int], checkpoint: Position | None,
+               new_rejects: Sequence[Reject]) -> None:
+        """One transaction: mark batches delivered, drop ledger rows the checkpoint passed,
+        record rejects and move the checkpoint."""
+        delivered_ids, drop_ids = list(delivered_ids), list(drop_ids)
+        try:
+            with self._tx() as c:
+                if delivered_ids:
+                    c.execute(batches.update().where(batches.c.id.in_(delivered_ids))
+                              .values(status="delivered", updated_at=now()))
+                if drop_ids:
+                    c.execute(batches.delete().where(batches.c.id.in_(drop_ids)))
+                self._add_rejects(c, sync, scope, run_id, new_rejects)
+                if checkpoint is not None:
+                    self._set_checkpoint(c, sync, scope, checkpoint, run_id)
+        except sa.exc.SQLAlchemyError as exc:
+            raise StateError(f"could not record progress of {sync}: {_first_line(exc)}") \
+                from None
+
+    def _add_rejects(self, c: sa.Connection, sync: str, scope: str, run_id: str,
+                     new_rejects: Sequence[Reject]) -> None:
+        if not new_rejects:
+            return
+        latest = {r.key: r for r in new_rejects}
+        keys = list(latest)
+        for i in range(0, len(keys), 500):
+            c.execute(rejects.delete().where(rejects.c.sync == sync, rejects.c.scope == scope,
+                                             rejects.c.key.in_(keys[i:i + 500])))
+        ts = now()
+        c.execute(rejects.insert(), [
+            {"sync": sync, "scope": scope, "key": r.key[:1000], "reason": r.reason,
+             "payload": r.payload, "run_id": run_id, "created_at": ts}
+            for r in latest.values()
+        ])
+
+    def add_rejects(self, sync: str, scope: str, run_id: str, new: Sequence[Reject]) -> None:
+        with self._tx() as c:
+            self._add_rejects(c, sync, scope, run_id, new)
+
+    def rejects(self, sync: str, limit: int | None = None) -> list[dict[str, Any]]:
+        stmt = (sa.select(rejects.c.key, rejects.c.reason, rejects.c.created_at,
+                          rejects.c.scope, rejects.c.run_id)
+                .where(rejects.c.sync == sync).order_by(rejects.c.created_at.desc(),
+                                                        rejects.c.key))
+        if limit:
+            stmt = stmt.limit(limit)
+        with self.engine.connect() as c:
+            return [dict(r._mapping) for r in c.execute(stmt)]
+
+    def count_rejects(self, sync: str, run_id: str | None = None) -> int:
+        stmt = sa.select(sa.func.count()).select_from(rejects).where(rejects.c.sync == sync)
+        if run_id:
+            stmt = stmt.where(rejects.c.run_id == run_id)
+        with self.engine.connect() as c:
+            return int(c.execute(stmt).scalar() or 0)
+
+    # -- runs ----------------------------------------------------------------------------
+    def start_run(self, sync: str, scope: str) -> str:
+        run_id = uuid.uuid4().hex
+        with self._tx() as c:
+            c.execute(runs.insert().values(run_id=run_id, sync=sync, scope=scope,
+                                           started_at=now(), status="running"))
+        return run_id
+
+    def finish_run(self, run_id: str, status: str, summary: dict[str, Any],
+                   error: str | None = None) -> None:
+        with self._tx() as c:
+            c.execute(runs.update().where(runs.c.run_id == run_id).values(
+                finished_at=now(), status=status,
+                summary=orjson.dumps(summary, default=str).decode(), error=error))
+
+    def runs(self, sync: str, limit: int = 20) -> list[dict[str, Any]]:
+        with self.engine.connect() as c:
+            rows = c.execute(sa.select(runs).where(runs.c.sync == sync)
+                             .order_by(runs.c.started_at.desc()).limit(limit)).all()
+        out = []
+        for r in rows:
+            d = dict(r._mapping)
+            d["summary"] = orjson.loads(d["summary"]) if d["summary"] else None
+            out.append(d)
+        return out
+
+    # -- reset ---------------------------------------------------------------------------
+    def reset(self, sync: str, scope: str | None = None) -> None:
+        """Forget checkpoints, ledger and rejects (all scopes unless one is named)."""
+        with self._tx() as c:
+            for table in (checkpoints, batches, rejects):
+                stmt = table.delete().where(table.c.sync == sync)
+                if scope is not None:
+                    stmt = stmt.where(table.c.scope == scope)
+                c.execute(stmt)
+
+    def clear_ledger(self, sync: str, scope: str) -> None:
+        with self._tx() as c:
+            c.execute(batches.delete().where(batches.c.sync == sync, batches.c.scope == scope))
+
+    # -- learned property types (Omnisend type freezing) --------------------------------
+    def property_types(self, account: str, event_name: str) -> dict[str, str]:
+        with self.engine.connect() as c:
+            rows = c.execute(sa.select(property_types.c.property, property_types.c.type).where(
+                property_types.c.account == account,
+                property_types.c.event_name == event_name)).all()
+        return {p: t for p, t in rows}
+
+    def learn_property_types(self, account: str, event_name: str, types: dict[str, str]) -> None:
+        if not types:
+            return
+        known = self.property_types(account, event_name)
+        new = {p: t for p, t in types.items() if p not in known}
+        if not new:
+            return
+        with self._tx() as c:
+            c.execute(property_types.insert(), [
+                {"account": account, "event_name": event_name, "property": p, "type": t}
+                for p, t in new.items()
+            ])
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+def _redact(url: str) -> str:
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<state url>"
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:300]

@@ -1,0 +1,419 @@
+"""One run of one sync: read → map → validate → batch → send → record.
+
+This is the only module that wires the stages together. Delivery semantics (DESIGN.md):
+- rows are read in ``(cursor, primary key)`` order after the checkpoint of the run's scope;
+- each batch is written to the ledger as *pending* before it is sent; when it settles, the
+  checkpoint moves to the end of the longest settled prefix, in the same transaction;
+- after a crash, the next run skips rows of batches that were delivered beyond the prefix and
+  re-sends the pending ones with the same dedup ids, reporting them as possibly duplicated;
+- rows that break a rule become rejects with a reason; the checkpoint passes them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .batching import Batch, Batcher
+from .config import SyncConfig, resolve_env
+from .delivery import BatchOutcome, Runtime, Sender, Stats, post_preview
+from .destinations import DESTINATIONS, Destination
+from .destinations.base import Item, dumps
+from .errors import ConnectorError
+from .mapping import Events, Mapper
+from .ratelimit import account_key, pacer_for
+from .source import Position, Reader, Window
+from .state import INCREMENTAL, LedgerEntry, Reject, StateStore
+
+log = logging.getLogger("connector.sync")
+
+SAMPLE_REJECTS = 20
+
+
+@dataclass
+class SyncResult:
+    """What a run did; every count is exact."""
+
+    sync: str
+    scope: str
+    run_id: str | None
+    status: str = "running"  # success | failed | dry_run
+    rows_read: int = 0
+    delivered: int = 0
+    rejected: int = 0
+    skipped: int = 0  # delivered by an earlier run that crashed (ledger), not re-sent
+    possibly_duplicated: int = 0
+    destination_dedups: bool = False
+    null_key_rows: int = 0
+    batches: int = 0
+    requests: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+    hwm_before: list[Any] | None = None
+    hwm_after: list[Any] | None = None
+    duration_s: float = 0.0
+    rows_per_s: float = 0.0
+    error: str | None = None
+    sample_rejects: list[tuple[str, str]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+Progress = Callable[[SyncResult], None]
+
+
+class _DuplicateKeys:
+    """Primary keys seen in this run, as 64-bit hashes (8 bytes a row, not a Python set)."""
+
+    def __init__(self) -> None:
+        self.seen: list[np.ndarray] = []
+
+    def duplicates(self, keys: list[str]) -> list[int]:
+        h = pd.util.hash_array(np.asarray(keys, dtype=object))
+        dup = pd.Series(h).duplicated().to_numpy()
+        for old in self.seen:
+            pos = np.searchsorted(old, h)
+            pos[pos >= len(old)] = 0
+            dup |= old[pos] == h
+        self.seen.append(np.sort(h))
+        if len(self.seen) > 16:  # keep the lookups cheap: merge the small arrays
+            self.seen = [np.sort(np.concatenate(self.seen))]
+        return np.flatnonzero(dup).tolist()
+
+
+def make_destination(sync: SyncConfig, resolve_secret: bool = True) -> Destination:
+    cfg = sync.destination
+    api_key = (resolve_env(cfg.api_key, f"{sync.source_path}: destination.api_key")
+               if resolve_secret else "****")
+    return DESTINATIONS[cfg.type](cfg, api_key, sync.name)
+
+
+class _Run:
+    def __init__(self, sync: SyncConfig, state: StateStore, scope: str, dry_run: bool,
+                 full_refresh: bool, window: Window | None, limit: int | None,
+                 runtime: Runtime, progress: Progress | None, warehouse_url: str | None) -> None:
+        self.sync = sync
+        self.state = state
+        self.scope = scope
+        self.dry_run = dry_run
+        self.full_refresh = full_refresh
+        self.window = window
+        self.limit = limit
+        self.rt = runtime
+        self.progress = progress
+        self.dest = make_destination(sync)
+        self.reader = Reader(sync, warehouse_url)
+        self.mapper = Mapper(sync)
+        self.stats = Stats()
+        rate = self.dest.options.rate_limit or self.dest.limits.rate
+        account = account_key(self.dest.type, self.dest.base_url, self.dest.api_key)
+        self.pacer = pacer_for(account, rate, runtime.clock, runtime.sleep)
+        self.concurrency = self.dest.options.concurrency or self.dest.limits.concurrency
+        self.result = SyncResult(sync.name, scope, None,
+                                 destination_dedups=self.dest.limits.dedup)
+        self.dups = _DuplicateKeys()
+        # Settlement bookkeeping (main thread only).
+        self.done: dict[int, tuple[Batch, BatchOutcome | None]] = {}
+        self.next_seq = 0
+        self.prefix_ids: list[int] = []
+        self.leftovers: list[LedgerEntry] = []
+        self.last_progress = 0.0
+        self.started = runtime.clock()
+
+    # -- leftovers of a crashed run ---------------------------------------------------
+    def _classify_leftover(self, pos: Position) -> str | None:
+        for entry in self.leftovers:
+            if entry.contains(pos):
+                return entry.status
+        return None
+
+    # -- the run -----------------------------------------------------------------------
+    def execute(self) -> SyncResult:
+        res = self.result
+        started = self.started = self.rt.clock()
+        name, scope = self.sync.name, self.scope
+        checkpoint = None if self.full_refresh else self.state.checkpoint(name, scope)
+        res.hwm_before = list(checkpoint) if checkpoint else None
+        if not self.dry_run:
+            if self.full_refresh:
+                self.state.clear_ledger(name, scope)
+            else:
+                self.leftovers = self.state.ledger(name, scope)
+            res.run_id = self.state.start_run(name, scope)
+        sender = None if self.dry_run else Sender(self.dest, self.pacer, self.rt, self.stats)
+        pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix=f"send-{name}")
+        inflight: dict[Future[BatchOutcome], Batch] = {}
+        failure: BaseException | None = None
+        try:
+            self._null_keys()
+            batcher = Batcher(self.dest.limits.max_events, self.dest.limits.max_bytes,
+                              self.dest.request_overhead)
+            for chunk in self.reader.pages(checkpoint, self.window, self.limit):
+                events = self.mapper.map(chunk)
+                res.rows_read += events.n
+                for batch in self._batches(events, batcher):
+                    self._submit(batch, pool, sender, inflight)
+                    failure = self._drain(inflight, block=len(inflight) >= 2 * self.concurrency)
+                    if failure:
+                        break
+                if failure:
+                    break
+                self._report()
+            if not failure:
+                last = batcher.flush()
+                if last is not None:
+                    self._submit(last, pool, sender, inflight)
+            while inflight:
+                failure = self._drain(inflight, block=True) or failure
+        except BaseException as exc:
+            failure = exc
+            for fut in inflight:
+                fut.cancel()
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            if sender:
+                sender.close()
+            self._finish(started, failure)
+        if failure:
+            raise failure
+        return res
+
+    def _null_keys(self) -> None:
+        count, sample = self.reader.null_key_rows()
+        self.result.null_key_rows = count
+        self.result.rejected += count
+        for key, reason in sample[: SAMPLE_REJECTS]:
+            self.result.sample_rejects.append((key, reason))
+        if count and not self.dry_run and self.result.run_id:
+            self.state.add_rejects(self.sync.name, self.scope, self.result.run_id,
+                                   [Reject(k, r) for k, r in sample])
+        if count:
+            log.warning("%s: %d rows have a NULL cursor or primary key and are never sent",
+                        self.sync.name, count)
+
+    def _batches(self, events: Events, batcher: Batcher) -> list[Batch]:
+        reasons = dict(events.reasons)
+        for i, why in self.dest.validate(events).items():
+            reasons.setdefault(i, why)
+        for i in self.dups.duplicates(events.keys):
+            reasons.setdefault(i, "duplicate primary key: an earlier row with this key was "
+                                  "already read in this run")
+        skip: set[int] = set()
+        if self.leftovers:
+            for i in range(events.n):
+                status = self._classify_leftover(events.position(i))
+                if status == "delivered":
+                    skip.add(i)
+                elif status == "pending" and i not in reasons:
+                    self.result.possibly_duplicated += 1
+        valid = [i for i in range(events.n) if i not in reasons and i not in skip]
+        items, more = self.dest.encode(events, valid)
+        reasons.update(more)
+        self.result.skipped += len(skip)
+        out: list[Batch] = []
+        it = iter(items)
+        nxt = next(it, None)
+        for i in range(events.n):
+            if nxt is not None and nxt.row == i:
+                batch = batcher.add(nxt)
+                if batch is not None:
+                    out.append(batch)
+                nxt = next(it, None)
+            elif i in reasons:
+                batcher.cover(events, i, Reject(events.keys[i], reasons[i],
+                                                _payload(events, i)))
+            else:
+                batcher.cover(events, i)
+        return out
+
+    def _submit(self, batch: Batch, pool: ThreadPoolExecutor, sender: Sender | None,
+                inflight: dict[Future[BatchOutcome], Batch]) -> None:
+        self.result.batches += 1 if batch.items else 0
+        if self.dry_run or sender is None or not batch.items:
+            if self.dry_run:
+                self.result.delivered += len(batch.items)  # "would deliver"
+                self.result.rejected += len(batch.rejects)
+                self._sample(batch.rejects)
+                self.result.requests += 1 if batch.items else 0
+                return
+            self._settle(batch, None)
+            return
+        batch.ledger_id = self.state.add_pending(
+            self.sync.name, self.scope, self.result.run_id or "", batch.seq, batch.first,
+            batch.last, len(batch.items))
+        inflight[pool.submit(sender.send, batch.items)] = batch
+
+    def _drain(self, inflight: dict[Future[BatchOutcome], Batch], block: bool) -> \
+            BaseException | None:
+        if not inflight:
+            return None
+        done, _ = wait(list(inflight), timeout=None if block else 0,
+                       return_when=FIRST_COMPLETED)
+        failure = None
+        for fut in done:
+            batch = inflight.pop(fut)
+            exc = fut.exception()
+            if exc is not None:
+                failure = failure or exc
+                continue
+            self._settle(batch, fut.result())
+        return failure
+
+    def _settle(self, batch: Batch, outcome: BatchOutcome | None) -> None:
+        res = self.result
+        rejects = list(batch.rejects)
+        if outcome is not None:
+            res.delivered += len(outcome.delivered)
+            for item, reason in outcome.rejected:
+                rejects.append(Reject(item.key, reason, _item_payload(item)))
+        res.rejected += len(rejects)
+        self._sample(rejects)
+        self.done[batch.seq] = (batch, outcome)
+        delivered_ids = []
+        drop_ids: list[int] = []
+        checkpoint = None
+        while self.next_seq in self.done:
+            settled, _ = self.done.pop(self.next_seq)
+            if settled.ledger_id is not None:
+                drop_ids.append(settled.ledger_id)
+            checkpoint = settled.last
+            self.next_seq += 1
+        if batch.ledger_id is not None and batch.ledger_id not in drop_ids:
+            delivered_ids.append(batch.ledger_id)
+        if checkpoint is not None and self.leftovers:
+            passed = [e for e in self.leftovers if e.last <= checkpoint]
+            drop_ids += [e.id for e in passed]
+            self.leftovers = [e for e in self.leftovers if e.last > checkpoint]
+        if checkpoint is not None:
+            res.hwm_after = list(checkpoint)
+        self.state.settle(self.sync.name, self.scope, res.run_id or "", delivered_ids,
+                          drop_ids, checkpoint, rejects)
+
+    def _sample(self, rejects: list[Reject]) -> None:
+        room = SAMPLE_REJECTS - len(self.result.sample_rejects)
+        for r in rejects[: max(0, room)]:
+            self.result.sample_rejects.append((r.key, r.reason))
+
+    def _report(self, force: bool = False) -> None:
+        if self.progress is None:
+            return
+        now = self.rt.clock()
+        if force or now - self.last_progress >= 1.0:
+            self.last_progress = now
+            self._copy_stats()
+            self.progress(self.result)
+
+    def _copy_stats(self) -> None:
+        res, st = self.result, self.stats
+        if not self.dry_run:
+            res.requests = st.requests
+        res.retries = st.retries
+        res.rate_limited = st.rate_limited
+        res.duration_s = round(self.rt.clock() - self.started, 3)
+
+    def _finish(self, started: float, failure: BaseException | None) -> None:
+        res = self.result
+        self._copy_stats()
+        res.possibly_duplicated += self.stats.possibly_duplicated
+        res.duration_s = round(self.rt.clock() - started, 3)
+        res.rows_per_s = round(res.rows_read / res.duration_s, 1) if res.duration_s else 0.0
+        if res.hwm_after is None:
+            res.hwm_after = res.hwm_before
+        if self.dry_run:
+            res.status = "dry_run"
+        elif failure is None:
+            res.status = "success"
+        else:
+            res.status = "failed"
+            res.error = _describe(failure)
+        if res.run_id and not self.dry_run:
+            try:
+                self.state.finish_run(res.run_id, res.status, _summary(res), res.error)
+            except Exception:  # never mask the run's own error
+                log.exception("could not record the end of run %s", res.run_id)
+        self._report(force=True)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, ConnectorError):
+        return str(exc)
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _summary(res: SyncResult) -> dict[str, Any]:
+    d = res.to_dict()
+    d.pop("sample_rejects", None)
+    return d
+
+
+def _payload(events: Events, i: int) -> str | None:
+    try:
+        return dumps({
+            "name": events.names[i].as_py(),
+            "time": events.times[i].as_py(),
+            "identifiers": {k: v[i].as_py() for k, v in events.identifiers.items()},
+            "event_properties": events.event_properties[i],
+            "contact_properties": events.contact_properties[i],
+        }).decode()[:20_000]
+    except Exception:
+        return None
+
+
+def _item_payload(item: Item) -> str | None:
+    return _payload(item.events, item.row)
+
+
+def run_sync(
+    sync: SyncConfig,
+    *,
+    state: StateStore | None = None,
+    full_refresh: bool = False,
+    dry_run: bool = False,
+    limit: int | None = None,
+    window: Window | None = None,
+    scope: str = INCREMENTAL,
+    runtime: Runtime | None = None,
+    progress: Progress | None = None,
+    warehouse_url: str | None = None,
+) -> SyncResult:
+    """Run one sync to completion. Raises ``DeliveryError`` (and subclasses) when the run
+    fails; the state store then holds the checkpoint at the last delivered row."""
+    run = _Run(sync, state or StateStore.open(), scope, dry_run, full_refresh, window, limit,
+               runtime or Runtime(), progress, warehouse_url)
+    return run.execute()
+
+
+def preview(sync: SyncConfig, limit: int = 5, warehouse_url: str | None = None) -> \
+        dict[str, Any]:
+    """The exact requests the first ``limit`` rows would become; sends nothing, writes
+    nothing."""
+    dest = make_destination(sync, resolve_secret=False)
+    reader = Reader(sync, warehouse_url)
+    mapper = Mapper(sync)
+    requests: list[dict[str, Any]] = []
+    rejects: list[tuple[str, str]] = []
+    for chunk in reader.pages(None, None, limit):
+        events = mapper.map(chunk)
+        reasons = dict(events.reasons)
+        reasons.update({i: r for i, r in dest.validate(events).items() if i not in reasons})
+        items, more = dest.encode(events, [i for i in range(events.n) if i not in reasons])
+        reasons.update(more)
+        rejects += [(events.keys[i], r) for i, r in sorted(reasons.items())]
+        batcher = Batcher(dest.limits.max_events, dest.limits.max_bytes, dest.request_overhead)
+        batches = [b for b in (batcher.add(it) for it in items) if b is not None]
+        last = batcher.flush()
+        if last is not None:
+            batches.append(last)
+        requests += [post_preview(dest, b.items) for b in batches if b.items]
+    return {"requests": requests, "rejects": rejects}
+
