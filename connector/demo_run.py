@@ -54,6 +54,6 @@ def run_demo(events: int = 5_000, state_url: str | None = None) -> int:
             got = sandbox.events(kind)
             if got:
                 print(f"  {kind}: {len(got):,} events; first: {got[0]}")
-        print(f"  requests by status: {stats.get('statuses', stats)}")
+        print(f"  requests by status: {stats.get('by_status')}")
     print("\nRun `connector demo` again: the checkpoints are kept, so nothing is sent twice.")
     return 1 if failed else 0

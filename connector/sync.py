@@ -115,6 +115,7 @@ class _Run:
         rate = self.dest.options.rate_limit or self.dest.limits.rate
         account = account_key(self.dest.type, self.dest.base_url, self.dest.api_key)
         self.pacer = pacer_for(account, rate, runtime.clock, runtime.sleep)
+        self.dest.attach(state, account)
         self.concurrency = self.dest.options.concurrency or self.dest.limits.concurrency
         self.result = SyncResult(sync.name, scope, None,
                                  destination_dedups=self.dest.limits.dedup)

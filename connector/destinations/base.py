@@ -98,6 +98,10 @@ class Destination:
         self.sync_name = sync_name
         self.base_url: str = config.base_url or self.default_base_url
 
+    def attach(self, state: Any, account: str) -> None:
+        """Called once per run before any request: the run's state store and an account id
+        (no secret in it), for destinations that learn from what they sent (Omnisend v4)."""
+
     # -- config-time checks -------------------------------------------------------------
     @classmethod
     def check_mapping(cls, mapping: Mapping[str, Any]) -> list[tuple[str, str]]:
