@@ -1,8 +1,9 @@
 """Columns → canonical events, vectorized per chunk.
 
 ``Events`` is the canonical model of DESIGN.md held column-wise: one list (or Arrow array) per
-field, one entry per source row. Building it is mostly Arrow compute; the only per-row Python is
-assembling the property dicts that the JSON encoder needs.
+field, one entry per source row. Building it is Arrow compute. Properties are kept as columns
+(``Props``): the batch destinations turn them into JSON text column-wise (``jsonfrag``); the
+per-row Python dicts other destinations use are built only when first asked for.
 
 Value rules: event time always RFC 3339 with an offset (UTC); naive timestamps are read in
 ``source.timezone``; Decimal → number; date → ``YYYY-MM-DD``; JSON/struct → objects;
@@ -12,12 +13,14 @@ NULL/NaN/NaT → the property is omitted. Dotted property names build nested obj
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from . import jsonfrag
 from .config import ColumnRef, SyncConfig
 
 _TS_FORMAT = "%Y-%m-%dT%H:%M:%S+00:00"
@@ -29,6 +32,58 @@ class Chunk:
 
     table: pa.Table
     json_columns: frozenset[str] = frozenset()
+
+
+class Props:
+    """Mapped property columns of one chunk: name (dotted = nested) → Arrow column."""
+
+    def __init__(self, columns: dict[str, pa.Array], json_columns: set[str], zone: str, n: int,
+                 reasons: dict[int, str]) -> None:
+        self.columns = columns
+        self.json_columns = json_columns  # property names whose column holds JSON text
+        self.zone = zone
+        self.n = n
+        self.reasons = reasons
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.columns)
+
+    def nested_names(self) -> list[str]:
+        """Properties whose values can nest (JSON, struct, list, map columns)."""
+        return [
+            name for name, arr in self.columns.items()
+            if name in self.json_columns or pa.types.is_nested(arr.type)
+        ]
+
+    @cached_property
+    def dicts(self) -> list[dict[str, Any]]:
+        cols = [to_python(arr, self.zone, name in self.json_columns, name, self.reasons)
+                for name, arr in self.columns.items()]
+        return build_dicts(self.names, cols, self.n)
+
+    def row(self, i: int) -> dict[str, Any]:
+        """One row's dict without building the whole chunk's."""
+        if "dicts" in self.__dict__:
+            return self.dicts[i]
+        cols = [to_python(arr.slice(i, 1), self.zone, name in self.json_columns, name, {})
+                for name, arr in self.columns.items()]
+        return build_dicts(self.names, cols, 1)[0]
+
+    @cached_property
+    def json_values(self) -> dict[str, pa.Array]:
+        """Property name → JSON value text (null = omitted)."""
+        return {
+            name: jsonfrag.values(arr, lambda a: _rfc3339(_utc(a, self.zone)),
+                                  name in self.json_columns)
+            for name, arr in self.columns.items()
+        }
+
+    def json_object(self, names: list[str] | None = None) -> pa.Array:
+        """``{...}`` per row with the given properties (default all); nested by dots."""
+        vals = self.json_values
+        chosen = self.names if names is None else names
+        return jsonfrag.obj([(name, vals[name]) for name in chosen], self.n)
 
 
 @dataclass
@@ -44,8 +99,8 @@ class Events:
     times: pa.Array  # RFC 3339 strings with offset; null where the time was NULL
     time_utc: pa.Array  # timestamp[ms, UTC], for range rules
     identifiers: dict[str, pa.Array]
-    event_properties: list[dict[str, Any]]
-    contact_properties: list[dict[str, Any]]
+    event_props: Props
+    contact_props: Props
     value: pa.Array | None = None
     value_currency: pa.Array | None = None
     object_type: str | None = None
@@ -57,6 +112,16 @@ class Events:
     def position(self, i: int) -> tuple[Any, ...]:
         """The row's place in the read order: (cursor, *primary key), as Python values."""
         return (self.cursor[i].as_py(), *(col[i].as_py() for col in self.pk))
+
+    @property
+    def event_properties(self) -> list[dict[str, Any]]:
+        """Per-row event property dicts (built on first use)."""
+        return self.event_props.dicts
+
+    @property
+    def contact_properties(self) -> list[dict[str, Any]]:
+        """Per-row contact property dicts (built on first use)."""
+        return self.contact_props.dicts
 
     def identifier(self, name: str, i: int) -> Any:
         arr = self.identifiers.get(name)
@@ -80,7 +145,7 @@ def _rfc3339(utc_ms: pa.Array) -> pa.Array:
     return pc.strftime(utc_ms, format=_TS_FORMAT)
 
 
-def _json_default(value: Any) -> Any:
+def json_default(value: Any) -> Any:
     from decimal import Decimal
 
     if isinstance(value, Decimal):
@@ -125,7 +190,7 @@ def to_python(arr: pa.Array, zone: str, is_json: bool, column: str,
             or pa.types.is_map(t):
         # Nested values may hold dates/decimals: round-trip through the encoder's rules.
         return [None if v is None else orjson.loads(
-            orjson.dumps(v, default=_json_default, option=orjson.OPT_NAIVE_UTC
+            orjson.dumps(v, default=json_default, option=orjson.OPT_NAIVE_UTC
                          | orjson.OPT_NON_STR_KEYS)) for v in values]
     return values
 
@@ -211,13 +276,12 @@ class Mapper:
                 arr = pc.cast(arr, pa.string())
             identifiers[field_name] = arr
 
-        def props(mapping: dict[str, str]) -> list[dict[str, Any]]:
-            names_ = list(mapping)
-            cols = [
-                to_python(self._col(t, c), zone, c in chunk.json_columns, c, reasons)
-                for c in mapping.values()
-            ]
-            return build_dicts(names_, cols, n)
+        def props(mapping: dict[str, str]) -> Props:
+            return Props(
+                {name: self._col(t, col) for name, col in mapping.items()},
+                {name for name, col in mapping.items() if col in chunk.json_columns},
+                zone, n, reasons,
+            )
 
         value = None
         if m.value:
@@ -239,8 +303,8 @@ class Mapper:
             times=times,
             time_utc=time_utc,
             identifiers=identifiers,
-            event_properties=props(m.event_properties),
-            contact_properties=props(m.contact_properties),
+            event_props=props(m.event_properties),
+            contact_props=props(m.contact_properties),
             value=value,
             value_currency=currency,
             object_type=obj.type if obj else None,

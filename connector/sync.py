@@ -77,7 +77,7 @@ class _DuplicateKeys:
 
     def duplicates(self, keys: list[str]) -> list[int]:
         h = pd.util.hash_array(np.asarray(keys, dtype=object))
-        dup = pd.Series(h).duplicated().to_numpy()
+        dup = pd.Series(h).duplicated().to_numpy(copy=True)
         for old in self.seen:
             pos = np.searchsorted(old, h)
             pos[pos >= len(old)] = 0

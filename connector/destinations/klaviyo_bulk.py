@@ -20,6 +20,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .. import jsonfrag
 from ..config import RateLimit
 from ..mapping import Events
 from .base import (
@@ -28,7 +29,6 @@ from .base import (
     Limits,
     Outcome,
     Request,
-    dumps,
     length_failures,
     no_identifier_rows,
     regex_failures,
@@ -73,6 +73,19 @@ class KlaviyoBulkEvents(Destination):
         super().__init__(config, api_key, sync_name)
         revision = self.options.revision
         self.min_time = datetime(1990 if revision >= "2026-07-15" else 2000, 1, 1, tzinfo=UTC)
+
+    @classmethod
+    def check_mapping(cls, mapping: Mapping[str, Any]) -> list[tuple[str, str]]:
+        out = []
+        props = mapping.get("event_properties")
+        if isinstance(props, dict) and len(props) > MAX_PROPERTIES:
+            out.append(("mapping.event_properties",
+                        f"{len(props)} properties; Klaviyo allows {MAX_PROPERTIES} per event"))
+        name = mapping.get("event_name")
+        if isinstance(name, str) and len(name) > MAX_METRIC_NAME:
+            out.append(("mapping.event_name", "Klaviyo metric names must be under 128 "
+                        "characters"))
+        return out
 
     def auth_headers(self) -> dict[str, str]:
         return {
@@ -123,83 +136,87 @@ class KlaviyoBulkEvents(Destination):
         return reasons
 
     # -- encoding ----------------------------------------------------------------------
+    def _profiles(self, events: Events) -> pa.Array:
+        """``{"data": {"type": "profile", "id"?: ..., "attributes": {...}}}`` per row."""
+        n = events.n
+        pairs: list[tuple[str, pa.Array]] = []
+        for name in ("email", "phone_number", "external_id"):
+            arr = events.identifiers.get(name)
+            if arr is not None:
+                arr = pc.cast(arr, pa.string())
+                empty = pc.fill_null(pc.equal(arr, ""), False)
+                pairs.append((name, pc.if_else(empty, pa.scalar(None, pa.string()),
+                                               jsonfrag.strings(arr))))
+        contact = events.contact_props
+        values = contact.json_values
+        standard = [c for c in contact.names if c.split(".")[0] in _STANDARD]
+        custom = [c for c in contact.names if c not in standard]
+        pairs += [(c, values[c]) for c in standard]
+        if custom:
+            # "properties.x" and "x" both land in attributes.properties.
+            pairs += [("properties." + c.removeprefix("properties."), values[c]) for c in custom]
+        attributes = jsonfrag.obj(pairs, n)
+        id_part: pa.Array | str = ""
+        if "id" in events.identifiers:
+            ids = jsonfrag.strings(events.identifiers["id"])
+            id_part = pc.fill_null(jsonfrag.concat('"id":', ids, ","), "")
+        return jsonfrag.concat('{"data":{"type":"profile",', id_part, '"attributes":',
+                               attributes, "}}")
+
+    def _events(self, events: Events) -> tuple[pa.Array, pa.Array]:
+        props = events.event_props.json_object()
+        value = ""
+        if events.value is not None:
+            value = jsonfrag.optional_member("value", jsonfrag.numbers(events.value), None)
+        currency = ""
+        if events.value_currency is not None:
+            currency = jsonfrag.optional_member(
+                "value_currency", jsonfrag.strings(events.value_currency), None)
+        body = jsonfrag.concat(
+            '{"type":"event","attributes":{"properties":', props,
+            ',"metric":{"data":{"type":"metric","attributes":{"name":',
+            jsonfrag.strings(events.names), '}}},"time":"', events.times,
+            '","unique_id":', jsonfrag.strings(pa.array(events.dedup_ids, pa.string())),
+            value, currency, ',"backfill":true}}' if self.options.backfill else "}}",
+        )
+        return body, props
+
     def encode(self, events: Events, rows: list[int]) -> tuple[list[Item], dict[int, str]]:
         items: list[Item] = []
         reasons: dict[int, str] = {}
-        idents = {k: v.to_pylist() for k, v in events.identifiers.items()}
-        names = events.names.to_pylist()
-        times = events.times.to_pylist()
-        values = events.value.to_pylist() if events.value is not None else None
-        currencies = (
-            events.value_currency.to_pylist() if events.value_currency is not None else None
-        )
-        backfill = self.options.backfill
-        metric_cache: dict[str, bytes] = {}
+        if not rows:
+            return items, reasons
+        profiles = self._profiles(events)
+        bodies, props = self._events(events)
+        profile_bytes = jsonfrag.to_bytes(profiles)
+        event_bytes = jsonfrag.to_bytes(bodies)
+        # Rows whose size or shape could break a nested-value rule get the exact check:
+        # only nested values (JSON/struct/list columns) can be too deep or hold long arrays.
+        sizes = pc.add(pc.binary_length(profiles), pc.binary_length(bodies)).to_pylist()
+        suspicious = [False] * events.n
+        for name in events.event_props.nested_names():
+            frag = events.event_props.json_values[name]
+            deep = pc.greater(pc.add(pc.count_substring(frag, "{"),
+                                     pc.count_substring(frag, "[")), MAX_DEPTH - 1)
+            wide = pc.greater_equal(pc.count_substring(frag, ","), MAX_ARRAY - 1)
+            flags = pc.fill_null(pc.or_(deep, wide), False).to_pylist()
+            suspicious = [a or b for a, b in zip(suspicious, flags, strict=True)]
+        limit = MAX_BYTES - len(_PREFIX) - len(_SUFFIX)
         for i in rows:
-            props = events.event_properties[i]
-            if len(props) > MAX_PROPERTIES:
-                reasons[i] = f"{len(props)} event properties (Klaviyo allows {MAX_PROPERTIES})"
-                continue
-            profile_attrs: dict[str, Any] = {}
-            profile_id = None
-            for k, col in idents.items():
-                v = col[i]
-                if v is None or v == "":
-                    continue
-                if k == "id":
-                    profile_id = str(v)
-                else:
-                    profile_attrs[k] = str(v) if k != "email" else v
-            custom: dict[str, Any] = {}
-            for k, v in events.contact_properties[i].items():
-                if k in _STANDARD:
-                    profile_attrs[k] = v
-                elif k == "properties" and isinstance(v, dict):
-                    custom.update(v)
-                else:
-                    custom[k] = v
-            if custom:
-                profile_attrs["properties"] = custom
-            profile: dict[str, Any] = {"type": "profile", "attributes": profile_attrs}
-            if profile_id is not None:
-                profile["id"] = profile_id
-            name = names[i]
-            metric = metric_cache.get(name)
-            if metric is None:
-                metric = metric_cache[name] = dumps(
-                    {"data": {"type": "metric", "attributes": {"name": name}}}
-                )
-            attrs: dict[str, Any] = {
-                "properties": props,
-                "metric": orjson.Fragment(metric),
-                "time": times[i],
-                "unique_id": events.dedup_ids[i],
-            }
-            if values is not None and values[i] is not None:
-                attrs["value"] = values[i]
-            if currencies is not None and currencies[i] is not None:
-                attrs["value_currency"] = currencies[i]
-            if backfill:
-                attrs["backfill"] = True
-            event_bytes = dumps({"type": "event", "attributes": attrs})
-            profile_bytes = dumps({"data": profile})
-            size = len(event_bytes) + len(profile_bytes) + 80
-            if size > MAX_STRING:
-                problem = walk_limits(props, MAX_STRING, MAX_ARRAY, MAX_DEPTH) or walk_limits(
-                    profile_attrs, MAX_STRING, MAX_ARRAY, MAX_DEPTH, "profile"
-                )
+            size = sizes[i] + 80
+            if size > MAX_STRING or suspicious[i]:
+                problem = walk_limits(events.event_props.row(i), MAX_STRING, MAX_ARRAY,
+                                      MAX_DEPTH)
+                if problem is None and size > MAX_STRING:
+                    problem = walk_limits(events.contact_props.row(i), MAX_STRING, MAX_ARRAY,
+                                          MAX_DEPTH, "profile")
                 if problem:
                     reasons[i] = problem
                     continue
-            elif any(isinstance(v, (dict, list)) for v in props.values()):
-                problem = walk_limits(props, None, MAX_ARRAY, MAX_DEPTH)
-                if problem:
-                    reasons[i] = problem
-                    continue
-            if size > MAX_BYTES - len(_PREFIX) - len(_SUFFIX):
+            if size > limit:
                 reasons[i] = f"event encodes to {size} bytes; a request allows {MAX_BYTES}"
                 continue
-            items.append(Item(events, i, (profile_bytes, event_bytes), size))
+            items.append(Item(events, i, (profile_bytes[i], event_bytes[i]), size))
         return items, reasons
 
     # -- requests ----------------------------------------------------------------------

@@ -6,9 +6,24 @@
         ...  # point every destination's base_url at sb.url
         sb.events("klaviyo_bulk_events")
 
-Endpoints (contracts.md §2-§6): ``POST /v3/events``, ``/v3/events/batch``,
-``/api/v2/trackEvent``, ``/v4/track``, ``/v5/events``, ``/api/event-bulk-create-jobs[/]``.
-Control endpoints for out-of-process use live under ``/_sandbox/`` (see :mod:`.server`).
+Vendor endpoints (contracts.md §2-§6), all ``POST`` on one port:
+
+    /v3/events                    brevo_event          api-key: sandbox-brevo-key
+    /v3/events/batch              brevo_events_batch   api-key: sandbox-brevo-key
+    /api/v2/trackEvent            brevo_tracker        ma-key: sandbox-ma-key
+    /v4/track                     omnisend_track       Authorization: Bearer sandbox-omnisend-token
+    /v5/events                    omnisend_events      X-API-KEY: sandbox-omnisend-key
+    /api/event-bulk-create-jobs[/] klaviyo_bulk_events Authorization: Klaviyo-API-Key pk_sandbox
+
+Control endpoints, for a sandbox running in another process (never faulted, never logged):
+
+    GET  /_sandbox/events/<kind>  accepted events of one kind (JSON list)
+    GET  /_sandbox/stats          counters (see SandboxServer.stats)
+    GET  /_sandbox/requests       the request log as a JSON list of objects
+    GET  /_sandbox/health         {"ok": true}
+    POST /_sandbox/faults         one fault object or a list (fields of Fault)
+    POST /_sandbox/release        let held (hang) requests go → {"released": n}
+    POST /_sandbox/reset          forget everything (SandboxServer.reset)
 """
 
 from connector.sandbox.faults import Fault

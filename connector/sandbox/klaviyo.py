@@ -217,24 +217,32 @@ def profile_identity(profile: dict[str, Any]) -> tuple[str, str]:
     raise ValueError("profile has no identifier")  # excluded by _profile_problem
 
 
-def _value_problem(value: Any, pointer: str, depth: int) -> tuple[str, str] | None:
-    """§6.2 limits on one property value; ``depth`` is the level of the containing object."""
+def _value_problem(value: Any, depth: int) -> tuple[list[str], str] | None:
+    """§6.2 limits on one value at nesting ``depth`` (the properties object is level 1).
+
+    Returns (pointer tokens below ``value``, innermost first; detail). Pointers are only built
+    on failure, which keeps the common path cheap.
+    """
     if isinstance(value, str):
         if len(value) > MAX_STRING_CHARS:
-            return pointer, f"Strings may be at most {MAX_STRING_CHARS} characters (100 KB)."
+            return [], f"Strings may be at most {MAX_STRING_CHARS} characters (100 KB)."
         return None
-    if isinstance(value, list | dict):
-        if depth + 1 > MAX_DEPTH:
-            return pointer, f"Properties may be nested at most {MAX_DEPTH} levels deep."
-        if isinstance(value, list):
-            if len(value) > MAX_ARRAY_ITEMS:
-                return pointer, f"Arrays may contain at most {MAX_ARRAY_ITEMS} items."
-            children = ((str(i), v) for i, v in enumerate(value))
-        else:
-            children = ((_escape(str(k)), v) for k, v in value.items())
-        for token, child in children:
-            problem = _value_problem(child, f"{pointer}/{token}", depth + 1)
+    children: Any
+    if isinstance(value, dict):
+        children = value.items()
+    elif isinstance(value, list):
+        if len(value) > MAX_ARRAY_ITEMS:
+            return [], f"Arrays may contain at most {MAX_ARRAY_ITEMS} items."
+        children = enumerate(value)
+    else:
+        return None
+    if depth > MAX_DEPTH:
+        return [], f"Properties may be nested at most {MAX_DEPTH} levels deep."
+    for key, child in children:
+        if isinstance(child, (str, dict, list)):  # a tuple is faster than a union here
+            problem = _value_problem(child, depth + 1)
             if problem is not None:
+                problem[0].append(_escape(str(key)))
                 return problem
     return None
 
@@ -269,10 +277,10 @@ def _event_problem(
         return f"{pointer}/properties", "properties is required and must be an object."
     if len(properties) > MAX_PROPERTIES:
         return f"{pointer}/properties", f"Events may have at most {MAX_PROPERTIES} properties."
-    for key, value in properties.items():
-        problem = _value_problem(value, f"{pointer}/properties/{_escape(key)}", 1)
-        if problem is not None:
-            return problem
+    problem = _value_problem(properties, 1)
+    if problem is not None:
+        tokens, detail = problem
+        return "/".join([f"{pointer}/properties", *reversed(tokens)]), detail
     time_value = attributes.get("time")
     if time_value is not None:
         when = parse_rfc3339(time_value)
@@ -364,13 +372,15 @@ def _validate_items(
         if item.get("type") != "event-bulk-create":
             errors.append(invalid(f"{p}/type", "item type must be 'event-bulk-create'."))
             continue
-        if events is None or not events:
+        attributes = item.get("attributes")
+        if not isinstance(attributes, dict):
+            errors.append(invalid(f"{p}/attributes", "item attributes must be an object."))
+            continue
+        if not events:
             errors.append(
                 invalid(f"{p}/attributes/events/data", "events.data must be a non-empty array.")
             )
             continue
-        attributes = item.get("attributes")
-        assert isinstance(attributes, dict)  # _events_of found events under it
         wrapper = attributes.get("profile")
         profile = wrapper.get("data") if isinstance(wrapper, dict) else None
         problem = _profile_problem(profile, f"{p}/attributes/profile/data")
@@ -406,7 +416,7 @@ def _validate_items(
                 unique_ids.add(key)
             else:
                 key = (identity, metric, "time", _second(ev, now))
-            records.append({"profile": stored_profile, "event": ev})
+            records.append({"profile": dict(stored_profile), "event": ev})
             keys.append(key)
     if errors:
         reply = errors_reply(400, errors)

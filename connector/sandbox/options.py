@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 from connector.sandbox.ratelimit import RateWindow
 
@@ -40,6 +40,15 @@ DEFAULT_BREVO_MA_KEY = "sandbox-ma-key"
 DEFAULT_OMNISEND_TOKEN = "sandbox-omnisend-token"
 DEFAULT_OMNISEND_API_KEY = "sandbox-omnisend-key"
 DEFAULT_KLAVIYO_API_KEY = "pk_sandbox"
+
+
+_KEY_FIELDS = (
+    "brevo_api_keys",
+    "brevo_ma_keys",
+    "omnisend_bearer_tokens",
+    "omnisend_api_keys",
+    "klaviyo_api_keys",
+)
 
 
 def _utc_now() -> datetime:
@@ -82,7 +91,14 @@ class SandboxOptions:
     max_body_bytes: int = 64 * 1024 * 1024
 
     def __post_init__(self) -> None:
+        # A bare string would make `key in keys` a substring test; always hold a tuple.
+        for name in _KEY_FIELDS:
+            value: Any = getattr(self, name)
+            setattr(self, name, (value,) if isinstance(value, str) else tuple(value))
         problems = []
+        for name in _KEY_FIELDS:
+            if not all(isinstance(k, str) and k for k in getattr(self, name)):
+                problems.append(f"{name} must hold non-empty strings")
         if self.brevo_batch_shape not in ("object", "array", "both"):
             problems.append("brevo_batch_shape must be 'object', 'array' or 'both'")
         unknown = sorted(set(self.rate_limits) - set(KINDS))

@@ -60,6 +60,10 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "connector-sandbox"
     sys_version = ""
+    # Headers and body leave in one write (flushed after each request) and without Nagle:
+    # two small writes would otherwise meet the client's delayed ACK and stall ~40 ms.
+    wbufsize = 64 * 1024
+    disable_nagle_algorithm = True
 
     def _sandbox(self) -> SandboxServer:
         return cast(_HTTPServer, self.server).sandbox
@@ -73,6 +77,12 @@ class _Handler(BaseHTTPRequestHandler):
             super().finish()
         finally:
             self._sandbox()._untrack(self.connection)
+
+    def handle_expect_100(self) -> bool:
+        # The buffered wfile would otherwise hold the interim 100 until the final answer.
+        ok = super().handle_expect_100()
+        self.wfile.flush()
+        return ok
 
     def log_message(self, format: str, *args: Any) -> None:
         return  # no per-request stderr lines
@@ -131,7 +141,7 @@ class SandboxServer:
         if self._thread is None:
             self._thread = threading.Thread(
                 target=self._httpd.serve_forever,
-                kwargs={"poll_interval": 0.05},
+                kwargs={"poll_interval": 0.01},
                 name=f"sandbox-{self.port}",
                 daemon=True,
             )
@@ -375,6 +385,7 @@ class SandboxServer:
         h.end_headers()
         if body and h.command != "HEAD":
             h.wfile.write(body)
+        h.wfile.flush()
 
     # -- control endpoints -------------------------------------------------------------------
 
