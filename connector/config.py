@@ -191,6 +191,44 @@ class KlaviyoBulkOptions(CommonOptions):
     )
 
 
+class BrevoEventOptions(CommonOptions):
+    tier: Literal["general", "advanced", "extended"] = Field(
+        "general",
+        description="Brevo API rate tier of the account: general 10 req/s + 36,000/h, "
+        "advanced 20 req/s + 72,000/h, extended 60 req/s (ignored when rate_limit is set).",
+    )
+
+
+class BrevoTrackerOptions(CommonOptions):
+    event_time_property: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9_-]{1,255}$",
+        description="The tracker has no event-time field (Brevo stamps events on receipt); "
+        "set a name to also send the source event time in eventdata.data under it.",
+    )
+
+
+class OmnisendTrackOptions(CommonOptions):
+    nested: Literal["flatten", "reject"] = Field(
+        "flatten",
+        description="v4 accepts no objects: flatten nested properties to a_b names, or reject "
+        "the row.",
+    )
+    event_time_property: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9_]{1,128}$",
+        description="v4 has no event-time field (Omnisend stamps events on receipt); set a "
+        "name to also send the source event time as a dateTime property under it.",
+    )
+
+
+class OmnisendEventsOptions(CommonOptions):
+    origin: str = Field("api", min_length=1, description='"api" for custom stores.')
+    event_version: str | None = Field(
+        None, description="eventVersion, only for Omnisend's recommended events (e.g. v2)."
+    )
+
+
 class _Destination(_Model):
     api_key: str = Field(description="A ${ENV_VAR} reference; secrets never live in YAML.")
     base_url: str | None = Field(None, description="Override of the vendor API root.")
@@ -223,8 +261,33 @@ class KlaviyoBulkEventsDestination(_Destination):
     options: KlaviyoBulkOptions = Field(default_factory=KlaviyoBulkOptions)  # type: ignore[arg-type]
 
 
+class BrevoEventDestination(_Destination):
+    type: Literal["brevo_event"]
+    options: BrevoEventOptions = Field(default_factory=BrevoEventOptions)  # type: ignore[arg-type]
+
+
+class BrevoTrackerDestination(_Destination):
+    type: Literal["brevo_tracker"]
+    options: BrevoTrackerOptions = Field(default_factory=BrevoTrackerOptions)  # type: ignore[arg-type]
+
+
+class OmnisendTrackDestination(_Destination):
+    type: Literal["omnisend_track"]
+    options: OmnisendTrackOptions = Field(default_factory=OmnisendTrackOptions)  # type: ignore[arg-type]
+
+
+class OmnisendEventsDestination(_Destination):
+    type: Literal["omnisend_events"]
+    options: OmnisendEventsOptions = Field(default_factory=OmnisendEventsOptions)  # type: ignore[arg-type]
+
+
 DestinationConfig = Annotated[
-    BrevoEventsBatchDestination | KlaviyoBulkEventsDestination,
+    BrevoEventsBatchDestination
+    | KlaviyoBulkEventsDestination
+    | BrevoEventDestination
+    | BrevoTrackerDestination
+    | OmnisendTrackDestination
+    | OmnisendEventsDestination,
     Field(discriminator="type"),
 ]
 

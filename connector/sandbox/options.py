@@ -71,7 +71,8 @@ class SandboxOptions:
     brevo_batch_shape: Literal["object", "array", "both"] = "object"
     #: Shorthand: also accept a bare array (same as ``brevo_batch_shape="both"``).
     brevo_batch_accept_array: bool = False
-    #: False = windows still counted and reported in headers, but never answer 429.
+    #: False = no limits at all: never 429 and no rate-limit headers (clients would otherwise
+    #: pace themselves on a window the sandbox does not enforce).
     rate_limits_enabled: bool = True
     #: Per-kind overrides of DEFAULT_RATE_LIMITS; an empty sequence removes that limit.
     rate_limits: Mapping[str, Sequence[RateWindow]] = field(default_factory=dict)
@@ -124,6 +125,8 @@ class SandboxOptions:
         return frozenset({self.brevo_batch_shape})
 
     def windows_for(self, kind: str) -> tuple[RateWindow, ...]:
+        if not self.rate_limits_enabled:
+            return ()
         if kind in self.rate_limits:
             return tuple(self.rate_limits[kind])
         return DEFAULT_RATE_LIMITS.get(kind, ())

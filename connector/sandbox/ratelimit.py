@@ -50,30 +50,27 @@ class Decision:
 
 
 class FixedWindowLimiter:
-    """Thread-safe fixed windows. With ``enforce=False`` it counts and reports but never blocks."""
+    """Thread-safe fixed windows."""
 
     def __init__(
         self,
         windows: Sequence[RateWindow],
         clock: Callable[[], float],
-        *,
-        enforce: bool = True,
     ) -> None:
         if not windows:
             raise ValueError("a limiter needs at least one window")
         self._windows = tuple(windows)
         self._clock = clock
-        self._enforce = enforce
         self._lock = threading.Lock()
         self._starts: list[float | None] = [None] * len(self._windows)
         self._counts = [0] * len(self._windows)
 
     def acquire(self) -> Decision:
-        """Count one request if every window has room (or enforcement is off)."""
+        """Count one request if every window has room."""
         with self._lock:
             now = self._roll()
             blocked = [i for i, w in enumerate(self._windows) if self._counts[i] >= w.limit]
-            if blocked and self._enforce:
+            if blocked:
                 statuses = self._statuses(now)
                 # Report the window that stays closed longest, so its reset is long enough.
                 worst = max((statuses[i] for i in blocked), key=lambda s: s.reset_s)

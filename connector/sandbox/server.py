@@ -112,9 +112,7 @@ class SandboxServer:
         for kind in KINDS:
             windows = self.options.windows_for(kind)
             if windows:
-                self._limiters[kind] = FixedWindowLimiter(
-                    windows, self.options.clock, enforce=self.options.rate_limits_enabled
-                )
+                self._limiters[kind] = FixedWindowLimiter(windows, self.options.clock)
         self._conns: set[socket.socket] = set()
         self._conns_lock = threading.Lock()
         self._thread: threading.Thread | None = None

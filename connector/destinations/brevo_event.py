@@ -1,0 +1,183 @@
+"""Brevo ``POST /v3/events`` — one event per request (contracts.md §2, §1.1).
+
+Rules and limits, from https://developers.brevo.com/reference/create-event and
+https://developers.brevo.com/docs/event-endpoints: ``event_name`` 1-255 characters of
+``[A-Za-z0-9_-]``; ``identifiers`` needs at least one of email_id, ext_id, phone_id, whatsapp_id,
+landline_number_id, contact_id (an integer; when present it wins over the others);
+``event_properties`` keys 1-255 characters of ``[A-Za-z0-9_-]`` and the object ≤ 50 KB;
+``contact_properties`` values are scalars; optional ``object: {type, identifiers: {id,
+ext_id}}``. 204 = stored, 400 ``{code, message}`` = this event refused.
+
+Rate limits, from https://developers.brevo.com/docs/api-limits (per account): General 10 req/s
+and 36,000 req/h, Advanced 20 req/s and 72,000 req/h, Extended 60 req/s. Responses carry
+``x-sib-ratelimit-*`` (read by ``delivery``). No dedup key: a re-sent event may be stored twice,
+so retried events are counted as "possibly duplicated".
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from ..config import RateLimit
+from ..mapping import Events
+from .base import Destination, Item, Limits, Outcome, Request, dumps
+from .brevo_batch import IDENTIFIERS, brevo_check_mapping, brevo_identifiers, brevo_validate
+
+MAX_PROPERTIES_BYTES = 50 * 1024  # event_properties ≤ 50 KB (docs/event-endpoints)
+_KEY = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
+
+# https://developers.brevo.com/docs/api-limits — POST /v3/events per tier.
+TIER_RATES: dict[str, RateLimit] = {
+    "general": RateLimit(per_second=10, per_hour=36_000),
+    "advanced": RateLimit(per_second=20, per_hour=72_000),
+    "extended": RateLimit(per_second=60),
+}
+
+
+def brevo_message(status: int, body: bytes) -> str:
+    """``{code, message}`` → "code: message" (or an excerpt of a body that is not JSON)."""
+    try:
+        data = orjson.loads(body) if body else None
+    except orjson.JSONDecodeError:
+        data = None
+    if isinstance(data, dict) and (data.get("message") or data.get("code")):
+        code, message = data.get("code"), data.get("message")
+        return f"{code}: {message}" if code and message else str(message or code)
+    return body[:200].decode("utf-8", "replace") or f"HTTP {status}"
+
+
+def single_outcome(vendor: str, status: int, message: str) -> Outcome:
+    """The response to a one-event request: 2xx delivered; 400/413/422 reject that event (the
+    content is at fault and nothing was stored); any other final status fails the run."""
+    if 200 <= status < 300:
+        return Outcome(delivered=[0])
+    if status in (400, 413, 422):
+        return Outcome(rejected={0: f"{vendor} {status}: {message}"[:500]})
+    return Outcome(fatal=f"{vendor} answered {status}: {message}"[:500])
+
+
+def key_problem(value: Any, where: str = "") -> str | None:
+    """First event-property key, at any depth, that breaks Brevo's key rule."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            path = f"{where}.{k}" if where else str(k)
+            if not _KEY.match(str(k)):
+                return f"event property key {path!r} must be 1-255 letters, digits, '-' or '_'"
+            found = key_problem(v, path)
+            if found:
+                return found
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            found = key_problem(v, f"{where}[{i}]")
+            if found:
+                return found
+    return None
+
+
+def encode_brevo_event(events: Events, i: int, idents: dict[str, list[Any]],
+                       names: list[Any], times: list[Any]) -> tuple[dict[str, Any] | None, str]:
+    """The §2 body of row ``i``, or (None, reason) when a per-row rule fails."""
+    contact = events.contact_properties[i]
+    for k, v in contact.items():
+        if isinstance(v, dict | list):
+            return None, (f"contact property {k} is an object/array; Brevo contact attributes "
+                          "take a string, number or boolean")
+    props = events.event_properties[i]
+    problem = key_problem(props)
+    if problem:
+        return None, problem
+    if props:
+        size = len(dumps(props))
+        if size > MAX_PROPERTIES_BYTES:
+            return None, f"event_properties encode to {size} bytes (Brevo max 50 KB)"
+    event: dict[str, Any] = {
+        "event_name": names[i],
+        "event_date": times[i],
+        "identifiers": brevo_identifiers(events, i, idents),
+    }
+    if contact:
+        event["contact_properties"] = contact
+    if props:
+        event["event_properties"] = props
+    if events.object_type:
+        obj_ids: dict[str, Any] = {}
+        if events.object_id is not None and events.object_id[i].is_valid:
+            obj_ids["id"] = events.object_id[i].as_py()
+        if events.object_ext_id is not None and events.object_ext_id[i].is_valid:
+            obj_ids["ext_id"] = events.object_ext_id[i].as_py()
+        event["object"] = {"type": events.object_type, "identifiers": obj_ids}
+    return event, ""
+
+
+class BrevoEvent(Destination):
+    """``brevo_event``: one Brevo event per request, paced per account and tier."""
+
+    type = "brevo_event"
+    identifier_fields = IDENTIFIERS
+    default_base_url = "https://api.brevo.com"
+    path = "/v3/events"
+    limits = Limits(
+        max_events=1,
+        max_bytes=1024 * 1024,  # no documented request cap beyond event_properties ≤ 50 KB
+        # 8 in flight reach even the Extended tier's 60 req/s at ~100 ms latency; the Pacer
+        # holds the account to its tier.
+        concurrency=8,
+        rate=TIER_RATES["general"],
+        dedup=False,
+    )
+    supports_object = True
+    secret_headers = ("api-key",)
+
+    def __init__(self, config: Any, api_key: str, sync_name: str) -> None:
+        super().__init__(config, api_key, sync_name)
+        if self.options.rate_limit is None:
+            # The tier decides the documented pacing; an explicit rate_limit still wins.
+            self.options = self.options.model_copy(
+                update={"rate_limit": TIER_RATES[self.options.tier]}
+            )
+
+    @classmethod
+    def check_mapping(cls, mapping: Mapping[str, Any]) -> list[tuple[str, str]]:
+        return brevo_check_mapping(mapping)
+
+    def auth_headers(self) -> dict[str, str]:
+        return {
+            "api-key": self.api_key,
+            "content-type": "application/json",
+            "accept": "application/json",
+        }
+
+    def validate(self, events: Events) -> dict[int, str]:
+        return brevo_validate(events, self.identifier_fields)
+
+    def encode(self, events: Events, rows: list[int]) -> tuple[list[Item], dict[int, str]]:
+        items: list[Item] = []
+        reasons: dict[int, str] = {}
+        if not rows:
+            return items, reasons
+        idents = {k: v.to_pylist() for k, v in events.identifiers.items()}
+        names = events.names.to_pylist()
+        times = events.times.to_pylist()
+        for i in rows:
+            event, why = encode_brevo_event(events, i, idents, names, times)
+            if event is None:
+                reasons[i] = why
+                continue
+            payload = dumps(event)
+            items.append(Item(events, i, payload, len(payload)))
+        return items, reasons
+
+    def request_overhead(self, count: int) -> int:
+        return 0
+
+    def build(self, items: list[Item]) -> Request:
+        return Request(self.path, items[0].payload, self.auth_headers(), items)
+
+    def interpret(
+        self, request: Request, status: int, headers: Mapping[str, str], body: bytes
+    ) -> Outcome:
+        return single_outcome("Brevo", status, brevo_message(status, body))

@@ -1,0 +1,129 @@
+"""Brevo legacy tracker ``POST https://in-automate.brevo.com/api/v2/trackEvent`` (contracts.md §4).
+
+From https://developers.brevo.com/docs/track-custom-events-rest and
+https://developers.brevo.com/docs/track-events-2: header ``ma-key`` (the Marketing Automation
+tracker key, not the v3 api-key); body ``{email, event, properties, eventdata: {id, data}}``;
+the contact is identified **only** by ``email``, required on every call; ``properties`` are
+contact attributes and must not contain the reserved keys ``email`` or ``event``; ``eventdata``
+carries the event's own data, ``eventdata.id`` a unique id of the event (we send the row's dedup
+id; Brevo documents no dedup semantics for it, so re-sent events count as possibly duplicated).
+204 = tracked; 400 = refused.
+
+The tracker has no event-time field: Brevo stamps each event on receipt (option
+``event_time_property`` copies the source time into ``eventdata.data``). No rate limit is
+documented; we pace at 10 req/s (the /v3/events General tier) so a backfill cannot flood it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pyarrow.compute as pc
+
+from ..config import RateLimit
+from ..mapping import Events
+from .base import Destination, Item, Limits, Outcome, Request, dumps, no_identifier_rows
+from .brevo_event import brevo_message, single_outcome
+
+RESERVED = ("email", "event")  # never keys of `properties` (track-custom-events-rest)
+EMAIL = r"^[^@\s]+@[^@\s]+$"
+
+
+class BrevoTracker(Destination):
+    """``brevo_tracker``: one legacy trackEvent call per event, identified by email."""
+
+    type = "brevo_tracker"
+    identifier_fields = ("email",)
+    default_base_url = "https://in-automate.brevo.com"
+    path = "/api/v2/trackEvent"
+    limits = Limits(
+        max_events=1,
+        max_bytes=1024 * 1024,  # undocumented; one event is far below any plausible cap
+        concurrency=4,  # 10 req/s at ~100 ms latency needs ~1-2 in flight; 4 absorbs jitter
+        rate=RateLimit(per_second=10),  # undocumented limit: our own sane default
+        dedup=False,
+    )
+    secret_headers = ("ma-key",)
+
+    @classmethod
+    def check_mapping(cls, mapping: Mapping[str, Any]) -> list[tuple[str, str]]:
+        out: list[tuple[str, str]] = []
+        idents = mapping.get("identifiers")
+        if isinstance(idents, dict) and "email" not in idents:
+            out.append(("mapping.identifiers", "brevo_tracker identifies contacts only by "
+                        "email: map identifiers.email"))
+        props = mapping.get("contact_properties")
+        if isinstance(props, dict):
+            for name in props:
+                head = str(name).split(".")[0]
+                if head in RESERVED:
+                    out.append((f"mapping.contact_properties.{name}",
+                                f"{head!r} is reserved by the Brevo tracker (it is a top-level "
+                                "field); rename the contact attribute"))
+        return out
+
+    def auth_headers(self) -> dict[str, str]:
+        return {
+            "ma-key": self.api_key,
+            "content-type": "application/json",
+            "accept": "application/json",
+        }
+
+    def validate(self, events: Events) -> dict[int, str]:
+        reasons: dict[int, str] = {}
+
+        def add(rows: list[int], reason: str) -> None:
+            for i in rows:
+                reasons.setdefault(i, reason)
+
+        add(no_identifier_rows(events, ("email",)), "no email: the tracker needs one on every "
+            "event")
+        email = events.identifiers.get("email")
+        if email is not None:
+            ok = pc.fill_null(pc.match_substring_regex(pc.cast(email, "string"), EMAIL), True)
+            add([i for i, v in enumerate(ok.to_pylist()) if not v],
+                "email is not an email address")
+        empty = pc.fill_null(pc.equal(pc.utf8_length(events.names), 0), True)
+        add([i for i, v in enumerate(empty.to_pylist()) if v], "event name is NULL or empty")
+        return reasons
+
+    def encode(self, events: Events, rows: list[int]) -> tuple[list[Item], dict[int, str]]:
+        items: list[Item] = []
+        reasons: dict[int, str] = {}
+        if not rows:
+            return items, reasons
+        emails = events.identifiers["email"].to_pylist()
+        names = events.names.to_pylist()
+        times = events.times.to_pylist()
+        time_key = self.options.event_time_property
+        for i in rows:
+            contact = events.contact_properties[i]
+            reserved = [k for k in RESERVED if k in contact]
+            if reserved:  # a dynamic (JSON) attribute name can still collide
+                reasons[i] = f"contact property {reserved[0]!r} is reserved by the tracker"
+                continue
+            data = dict(events.event_properties[i])
+            if time_key and times[i] is not None:
+                data[time_key] = times[i]
+            body: dict[str, Any] = {"email": str(emails[i]), "event": names[i]}
+            if contact:
+                body["properties"] = contact
+            eventdata: dict[str, Any] = {"id": events.dedup_ids[i]}
+            if data:
+                eventdata["data"] = data
+            body["eventdata"] = eventdata
+            payload = dumps(body)
+            items.append(Item(events, i, payload, len(payload)))
+        return items, reasons
+
+    def request_overhead(self, count: int) -> int:
+        return 0
+
+    def build(self, items: list[Item]) -> Request:
+        return Request(self.path, items[0].payload, self.auth_headers(), items)
+
+    def interpret(
+        self, request: Request, status: int, headers: Mapping[str, str], body: bytes
+    ) -> Outcome:
+        return single_outcome("Brevo tracker", status, brevo_message(status, body))

@@ -1,0 +1,137 @@
+"""Shared builders for end-to-end tests: a source table and sync YAML per destination."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from connector.config import SyncConfig, parse_sync
+
+from .conftest import Warehouse
+
+BASE = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+def create_events_table(wh: Warehouse, table: str = "ev") -> None:
+    wh.run(
+        f"DROP TABLE IF EXISTS {table}",
+        f"""CREATE TABLE {table} (
+            event_id INTEGER,
+            occurred_at {wh.timestamptz()},
+            kind VARCHAR(300),
+            email VARCHAR(200),
+            user_id VARCHAR(50),
+            title TEXT,
+            duration NUMERIC(10, 1),
+            autoplayed BOOLEAN,
+            upload_date DATE,
+            payload JSON,
+            first_name VARCHAR(50)
+        )""",
+    )
+
+
+def event_rows(start: int, count: int, per_second: int = 3) -> list[dict[str, Any]]:
+    """Rows ``start..start+count-1``; ``per_second`` rows share each cursor value (ties)."""
+    rows = []
+    for i in range(start, start + count):
+        rows.append({
+            "event_id": i,
+            "occurred_at": BASE + timedelta(seconds=i // per_second),
+            "kind": "video_played",
+            "email": f"user{i}@example.com",
+            "user_id": f"u-{i}",
+            "title": f"Video {i} \"quoted\" \\ back",
+            "duration": f"{i % 100}.5",
+            "autoplayed": i % 2 == 0,
+            "upload_date": (BASE + timedelta(days=i % 30)).date(),
+            "payload": f'{{"device": "web", "n": {i}}}',
+            "first_name": "Ada" if i % 3 else None,
+        })
+    return rows
+
+
+def insert_events(wh: Warehouse, rows: list[dict[str, Any]], table: str = "ev") -> None:
+    if not rows:
+        return
+    import sqlalchemy as sa
+
+    cols = list(rows[0])
+    values = ", ".join("CAST(:payload AS JSON)" if c == "payload" else f":{c}" for c in cols)
+    with wh.engine.begin() as c:
+        c.execute(sa.text(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({values})"), rows)
+
+
+KLAVIYO = """
+name: {name}
+source:
+  table: {table}
+  cursor: occurred_at
+  primary_key: [event_id]
+  url: {url}
+  chunk_size: {chunk_size}
+destination:
+  type: klaviyo_bulk_events
+  api_key: ${{KLAVIYO_API_KEY}}
+  base_url: {sandbox}
+  options: {options}
+mapping:
+  event_name: {{column: kind}}
+  event_time: occurred_at
+  identifiers: {{email: email, external_id: user_id}}
+  event_properties:
+    video.title: title
+    duration: duration
+    autoplayed: autoplayed
+    upload_date: upload_date
+    payload: payload
+  contact_properties:
+    first_name: first_name
+"""
+
+BREVO = """
+name: {name}
+source:
+  table: {table}
+  cursor: occurred_at
+  primary_key: [event_id]
+  url: {url}
+  chunk_size: {chunk_size}
+destination:
+  type: brevo_events_batch
+  api_key: ${{BREVO_API_KEY}}
+  base_url: {sandbox}
+  options: {options}
+mapping:
+  event_name: {{column: kind}}
+  event_time: occurred_at
+  identifiers: {{email_id: email, ext_id: user_id}}
+  event_properties:
+    video.title: title
+    duration: duration
+    autoplayed: autoplayed
+    upload_date: upload_date
+    payload: payload
+  contact_properties:
+    FIRSTNAME: first_name
+"""
+
+TEMPLATES = {"klaviyo_bulk_events": KLAVIYO, "brevo_events_batch": BREVO}
+
+
+def sync_for(kind: str, wh: Warehouse, sandbox_url: str, *, name: str = "videos",
+             table: str = "ev", chunk_size: int = 100, options: str = "{}") -> SyncConfig:
+    text = TEMPLATES[kind].format(name=name, table=table, url=wh.url, sandbox=sandbox_url,
+                                  chunk_size=chunk_size, options=options)
+    return parse_sync(text, f"syncs/{name}.yaml")
+
+
+def delivered_ids(sandbox: Any, kind: str) -> list[int]:
+    """Source event ids of what the sandbox accepted, in arrival order."""
+    out = []
+    for ev in sandbox.events(kind):
+        if kind == "klaviyo_bulk_events":
+            out.append(int(ev["event"]["unique_id"].split(":", 1)[1]))
+        else:
+            out.append(int(ev["identifiers"]["ext_id"].removeprefix("u-")))
+    return out
