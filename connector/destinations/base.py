@@ -90,6 +90,7 @@ class Destination:
     supports_object: ClassVar[bool] = False
     supports_value: ClassVar[bool] = False
     secret_headers: ClassVar[tuple[str, ...]] = ()
+    deprecation: ClassVar[str | None] = None  # shown by `connector validate` when set
 
     def __init__(self, config: Any, api_key: str, sync_name: str) -> None:
         self.config = config

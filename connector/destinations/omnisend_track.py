@@ -1,0 +1,298 @@
+"""Omnisend v4 ``POST https://api.omnisend.com/v4/track`` (contracts.md §5.1). Deprecated.
+
+From https://api-docs.omnisend.com/v4.0/reference/post_v4-track: OAuth ``Authorization: Bearer``
+only; body ``{eventName, contact: {id | email | phoneNumber, ...}, properties}``; ≤ 100
+properties; names of latin letters, digits and ``_``, ≤ 128 characters; string values ≤ 2,048
+characters; no objects or arrays; floats rounded to 6 digits of precision; types (bool, int,
+float, string, date, dateTime, email, url) are detected on the first event of a name and then
+**frozen**: a later value of another type is an error. The connector learns the types it sent
+per (account, event name) in the state store and rejects a mismatching row locally, naming both
+types, instead of letting the API refuse it.
+
+Sunset 2027-06-15 (https://api-docs.omnisend.com/v4.0/reference/migrate-from-v4): use
+``omnisend_events`` (v5). No rate limit is documented for v4; we pace at the account's v3/v5
+limit of 400 req/min (https://api-docs.omnisend.com/reference/rate-limit-timeouts-errors). No
+dedup key: re-sent events count as possibly duplicated. v4 has no event-time field (option
+``event_time_property`` sends the source time as a dateTime property).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+import pyarrow.compute as pc
+
+from ..config import RateLimit
+from ..mapping import Events
+from .base import Destination, Item, Limits, Outcome, Request, dumps, no_identifier_rows
+from .brevo_event import single_outcome
+
+MAX_PROPERTIES = 100
+MAX_STRING = 2048
+NAME = re.compile(r"^[A-Za-z0-9_]{1,128}$")
+SUNSET = "2027-06-15"
+# Omnisend's account limit (v3/v5 docs); the first `per_second` smooths bursts so the minute
+# window is spent evenly (7/s ≈ 420/min, so the minute window stays the binding one).
+OMNISEND_RATE = RateLimit(per_second=7, per_minute=400)
+
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_URL = re.compile(r"^https?://\S+$")
+
+
+def value_type(value: Any) -> str:
+    """Omnisend's type of a property value (the §5.1 'Supported types' table)."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, float):
+        return "float"
+    if isinstance(value, str):
+        if _DATE.match(value):
+            return "date"
+        if _DATETIME.match(value):
+            return "dateTime"
+        if _EMAIL.match(value):
+            return "email"
+        if _URL.match(value):
+            return "url"
+        return "string"
+    return type(value).__name__
+
+
+def compatible(frozen: str, got: str) -> bool:
+    """An int fits a float property (JSON has one number type); nothing else converts."""
+    return frozen == got or (frozen == "float" and got == "int")
+
+
+def round6(value: float) -> float:
+    """Omnisend keeps 6 significant digits; send exactly what it will store."""
+    return float(f"{value:.6g}")
+
+
+def flatten_properties(props: Mapping[str, Any], nested: str) -> tuple[dict[str, Any], str]:
+    """v4-ready properties: nested objects flattened to ``a_b`` (or refused), floats rounded,
+    non-finite numbers omitted; ``("", reason)`` style failure as (partial, reason)."""
+    out: dict[str, Any] = {}
+
+    def put(name: str, value: Any) -> str:
+        if isinstance(value, dict):
+            if nested == "reject":
+                return f"property {name} is an object; Omnisend v4 accepts no objects " \
+                    "(options.nested: reject)"
+            for k, v in value.items():
+                why = put(f"{name}_{k}", v)
+                if why:
+                    return why
+            return ""
+        if isinstance(value, list):
+            return f"property {name} is an array; Omnisend v4 accepts no arrays"
+        if value is None:
+            return ""
+        if isinstance(value, float):
+            if not math.isfinite(value):
+                return ""
+            value = round6(value)
+        if name in out:
+            return f"property {name} is produced twice (a flattened name collides with another)"
+        out[name] = value
+        return ""
+
+    for key, val in props.items():
+        why = put(str(key), val)
+        if why:
+            return out, why
+    return out, ""
+
+
+def property_problem(props: Mapping[str, Any]) -> str | None:
+    """The first §5.1 static rule the (flattened) properties break."""
+    if len(props) > MAX_PROPERTIES:
+        return f"{len(props)} properties; Omnisend v4 allows {MAX_PROPERTIES} per event"
+    for name, value in props.items():
+        if not NAME.match(name):
+            return f"property name {name!r} must be 1-128 latin letters, digits or '_'"
+        if isinstance(value, str) and len(value) > MAX_STRING:
+            return f"property {name} is a string of {len(value)} characters (max {MAX_STRING})"
+    return None
+
+
+def omnisend_message(status: int, body: bytes) -> str:
+    """``{"error": ..., "fields": {...}}`` → one line (or an excerpt of a non-JSON body)."""
+    try:
+        data = orjson.loads(body) if body else None
+    except orjson.JSONDecodeError:
+        data = None
+    if isinstance(data, dict) and data.get("error"):
+        fields = data.get("fields")
+        detail = ""
+        if isinstance(fields, dict) and fields:
+            detail = " (" + "; ".join(f"{k}: {v}" for k, v in list(fields.items())[:5]) + ")"
+        return f"{data['error']}{detail}"
+    return body[:200].decode("utf-8", "replace") or f"HTTP {status}"
+
+
+def identifier_values(events: Events, fields: tuple[str, ...]) -> dict[str, list[Any]]:
+    return {f: events.identifiers[f].to_pylist() for f in fields if f in events.identifiers}
+
+
+class OmnisendTrack(Destination):
+    """``omnisend_track``: one v4 track call per event, with property types frozen per name."""
+
+    type = "omnisend_track"
+    identifier_fields = ("id", "email", "phoneNumber")
+    default_base_url = "https://api.omnisend.com"
+    path = "/v4/track"
+    limits = Limits(
+        max_events=1,
+        max_bytes=1024 * 1024,  # undocumented; ≤ 100 properties of ≤ 2 KB stay far below
+        concurrency=4,  # 6.7 req/s at ~100 ms latency needs ~1 in flight; 4 absorbs jitter
+        rate=OMNISEND_RATE,
+        dedup=False,
+    )
+    secret_headers = ("authorization",)
+    deprecation = (
+        f"Omnisend v4 (/v4/track) is deprecated and sunsets on {SUNSET}; move this sync to "
+        "type omnisend_events (v5)"
+    )
+
+    def __init__(self, config: Any, api_key: str, sync_name: str) -> None:
+        super().__init__(config, api_key, sync_name)
+        self._state: Any = None
+        self._account = ""
+        self._lock = threading.Lock()
+        self._frozen: dict[str, dict[str, str]] = {}  # confirmed: state store + delivered
+        self._claimed: dict[str, dict[str, str]] = {}  # sent (or about to be) in this run
+
+    def attach(self, state: Any, account: str) -> None:
+        self._state = state
+        self._account = account
+
+    @classmethod
+    def check_mapping(cls, mapping: Mapping[str, Any]) -> list[tuple[str, str]]:
+        out: list[tuple[str, str]] = []
+        props = mapping.get("event_properties")
+        if isinstance(props, dict):
+            if len(props) > MAX_PROPERTIES:
+                out.append(("mapping.event_properties",
+                            f"{len(props)} properties; Omnisend v4 allows {MAX_PROPERTIES}"))
+            for name in props:
+                flat = "_".join(str(name).split("."))
+                if not NAME.match(flat):
+                    out.append((f"mapping.event_properties.{name}",
+                                f"property name {flat!r} must be 1-128 latin letters, digits "
+                                "or '_' for Omnisend v4 (dots flatten to '_')"))
+        contact = mapping.get("contact_properties")
+        if isinstance(contact, dict):
+            for name in contact:
+                if str(name).split(".")[0] in cls.identifier_fields:
+                    out.append((f"mapping.contact_properties.{name}",
+                                "collides with a contact identifier; map it under identifiers"))
+        return out
+
+    def auth_headers(self) -> dict[str, str]:
+        return {
+            "Authorization": f"Bearer {self.api_key}",
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+        }
+
+    def validate(self, events: Events) -> dict[int, str]:
+        reasons: dict[int, str] = {}
+        for i in no_identifier_rows(events, self.identifier_fields):
+            reasons[i] = "no contact identifier: id, email and phoneNumber are all empty"
+        empty = pc.fill_null(pc.equal(pc.utf8_length(events.names), 0), True)
+        for i, bad in enumerate(empty.to_pylist()):
+            if bad:
+                reasons.setdefault(i, "event name is NULL or empty")
+        return reasons
+
+    # -- type freezing -------------------------------------------------------------------
+    def _schema(self, name: str) -> dict[str, str]:
+        """Confirmed types of an event name (loaded once per run from the state store)."""
+        schema = self._frozen.get(name)
+        if schema is None:
+            stored = self._state.property_types(self._account, name) if self._state else {}
+            schema = self._frozen[name] = dict(stored)
+        return schema
+
+    def _check_types(self, name: str, types: dict[str, str]) -> str | None:
+        """Reject a type change; otherwise claim the new properties' types for this run."""
+        with self._lock:
+            frozen = self._schema(name)
+            claimed = self._claimed.setdefault(name, {})
+            for prop, got in types.items():
+                was = frozen.get(prop) or claimed.get(prop)
+                if was is not None and not compatible(was, got):
+                    return (f"property {prop} is {got} but Omnisend v4 froze it as {was} for "
+                            f"event {name!r} on first send; types cannot change")
+            for prop, got in types.items():
+                if prop not in frozen:
+                    claimed.setdefault(prop, got)
+            return None
+
+    def _learn(self, name: str, types: dict[str, str]) -> None:
+        """The API accepted these types: they are now the event's schema."""
+        with self._lock:
+            frozen = self._schema(name)
+            new = {p: t for p, t in types.items() if p not in frozen}
+            if not new:
+                return
+            frozen.update(new)
+        if self._state is not None:
+            self._state.learn_property_types(self._account, name, new)
+
+    # -- encoding ------------------------------------------------------------------------
+    def encode(self, events: Events, rows: list[int]) -> tuple[list[Item], dict[int, str]]:
+        items: list[Item] = []
+        reasons: dict[int, str] = {}
+        if not rows:
+            return items, reasons
+        idents = identifier_values(events, self.identifier_fields)
+        names = events.names.to_pylist()
+        times = events.times.to_pylist()
+        time_key = self.options.event_time_property
+        for i in rows:
+            props, why = flatten_properties(events.event_properties[i], self.options.nested)
+            if not why and time_key and times[i] is not None:
+                props[time_key] = times[i]
+            why = why or property_problem(props) or ""
+            types = {k: value_type(v) for k, v in props.items()}
+            why = why or self._check_types(names[i], types) or ""
+            if why:
+                reasons[i] = why
+                continue
+            contact: dict[str, Any] = {}
+            for field, col in idents.items():
+                if col[i] is not None and col[i] != "":
+                    contact[field] = str(col[i])
+            for k, v in events.contact_properties[i].items():
+                contact.setdefault(k, v)
+            body: dict[str, Any] = {"eventName": names[i], "contact": contact}
+            if props:
+                body["properties"] = props
+            payload = dumps(body)
+            items.append(Item(events, i, (payload, names[i], types), len(payload)))
+        return items, reasons
+
+    def request_overhead(self, count: int) -> int:
+        return 0
+
+    def build(self, items: list[Item]) -> Request:
+        return Request(self.path, items[0].payload[0], self.auth_headers(), items)
+
+    def interpret(
+        self, request: Request, status: int, headers: Mapping[str, str], body: bytes
+    ) -> Outcome:
+        outcome = single_outcome("Omnisend", status, omnisend_message(status, body))
+        if outcome.delivered:
+            _, name, types = request.items[0].payload
+            self._learn(name, types)
+        return outcome
