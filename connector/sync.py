@@ -247,10 +247,15 @@ class _Run:
                 return
             self._settle(batch, None)
             return
+        inflight[pool.submit(self._send, sender, batch)] = batch
+
+    def _send(self, sender: Sender, batch: Batch) -> BatchOutcome:
+        """Worker thread: record the batch as pending right before it goes on the wire, so
+        after a crash only batches that were really in flight count as possibly sent."""
         batch.ledger_id = self.state.add_pending(
             self.sync.name, self.scope, self.result.run_id or "", batch.seq, batch.first,
             batch.last, len(batch.items))
-        inflight[pool.submit(sender.send, batch.items)] = batch
+        return sender.send(batch.items)
 
     def _drain(self, inflight: dict[Future[BatchOutcome], Batch], block: bool) -> \
             BaseException | None:
