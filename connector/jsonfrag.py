@@ -85,7 +85,7 @@ def values(arr: pa.Array, utc_text: Any, is_json: bool) -> pa.Array:
     if pa.types.is_string(t) or pa.types.is_large_string(t):
         return pc.cast(arr, pa.string()) if is_json else strings(arr)
     if pa.types.is_date32(t):
-        return concat('"', pc.strftime(pc.cast(arr, pa.timestamp("s")), format="%Y-%m-%d"), '"')
+        return concat('"', pc.cast(arr, pa.string()), '"')
     if pa.types.is_timestamp(t) or pa.types.is_date64(t):
         return concat('"', utc_text(arr), '"')
     if pa.types.is_time(t) or pa.types.is_duration(t):

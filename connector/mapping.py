@@ -23,9 +23,6 @@ import pyarrow.compute as pc
 from . import jsonfrag
 from .config import ColumnRef, SyncConfig
 
-_TS_FORMAT = "%Y-%m-%dT%H:%M:%S+00:00"
-
-
 @dataclass
 class Chunk:
     """One chunk of source rows as an Arrow table, plus which string columns hold JSON."""
@@ -136,13 +133,17 @@ def _utc(arr: pa.Array, zone: str) -> pa.Array:
         if arr.type.tz is None:
             arr = pc.assume_timezone(arr, timezone=zone, ambiguous="earliest",
                                      nonexistent="earliest")
-        return pc.cast(arr, pa.timestamp("ms", tz="UTC"))
+        # Truncate to milliseconds (Klaviyo keeps seconds; a safe cast would refuse).
+        return pc.cast(arr, pa.timestamp("ms", tz="UTC"), safe=False)
     raise TypeError(f"expected a timestamp or date column, got {arr.type}")
 
 
 def _rfc3339(utc_ms: pa.Array) -> pa.Array:
-    # Arrow's %S on a millisecond timestamp already prints "SS.mmm".
-    return pc.strftime(utc_ms, format=_TS_FORMAT)
+    """``YYYY-MM-DDTHH:MM:SS.mmm+00:00``. Casting the naive view to text is ~20x faster than
+    strftime or casting the zoned array (which converts time zones row by row)."""
+    naive = pc.cast(pc.cast(utc_ms, pa.int64()), pa.timestamp("ms"))
+    text = pc.replace_substring(pc.cast(naive, pa.string()), " ", "T", max_replacements=1)
+    return pc.binary_join_element_wise(text, "+00:00", "")
 
 
 def json_default(value: Any) -> Any:
@@ -164,7 +165,7 @@ def to_python(arr: pa.Array, zone: str, is_json: bool, column: str,
     if pa.types.is_timestamp(t) or pa.types.is_date64(t):
         return _rfc3339(_utc(arr, zone)).to_pylist()
     if pa.types.is_date32(t):
-        return pc.strftime(pc.cast(arr, pa.timestamp("s")), format="%Y-%m-%d").to_pylist()
+        return pc.cast(arr, pa.string()).to_pylist()
     if pa.types.is_decimal(t):
         return pc.cast(arr, pa.float64()).to_pylist()
     if pa.types.is_floating(t):

@@ -133,44 +133,84 @@ class Reader:
                            col < sa.bindparam("we", end.date()))
         return sa.and_(col >= sa.bindparam("ws", start), col < sa.bindparam("we", end))
 
-    def page_statement(self, after: Position | None, window: Window | None,
-                       limit: int) -> sa.Select[Any]:
-        where = [self._not_null()]
+    def _upto(self, pos: Position) -> sa.ColumnElement[bool]:
+        """(cursor, pk...) <= pos."""
+        cols = [self.cursor, *self.pk]
+        clause: sa.ColumnElement[bool] | None = None
+        for i in reversed(range(len(cols))):
+            col = self._q(cols[i])
+            if clause is None:
+                clause = col <= sa.bindparam(f"u{i}", pos[i])
+            else:
+                clause = sa.or_(col < sa.bindparam(f"u{i}", pos[i]),
+                                sa.and_(col == sa.bindparam(f"v{i}", pos[i]), clause))
+        assert clause is not None
+        return clause
+
+    def _where(self, after: Position | None, window: Window | None) -> list[Any]:
+        where: list[Any] = [self._not_null()]
         if after is not None:
             where.append(self._after(after))
         if window is not None:
             where.append(self._window(window))
+        return where
+
+    def boundary_statement(self, after: Position | None, window: Window | None,
+                           n: int) -> sa.Select[Any]:
+        """The key of the n-th row after ``after``: only key columns are sorted, so the
+        warehouse never holds a whole table's payload to find a page."""
         order = [self._q(c) for c in [self.cursor, *self.pk]]
-        return (
-            sa.select(*(self._q(c) for c in self.columns))
-            .select_from(self._from())
-            .where(*where)
-            .order_by(*order)
-            .limit(limit)
-        )
+        return (sa.select(*order).select_from(self._from()).where(*self._where(after, window))
+                .order_by(*order).limit(1).offset(n - 1))
+
+    def page_statement(self, after: Position | None, window: Window | None,
+                       upto: Position | None) -> sa.Select[Any]:
+        """The rows in (after, upto], in order."""
+        where = self._where(after, window)
+        if upto is not None:
+            where.append(self._upto(upto))
+        order = [self._q(c) for c in [self.cursor, *self.pk]]
+        return (sa.select(*(self._q(c) for c in self.columns)).select_from(self._from())
+                .where(*where).order_by(*order))
 
     # -- reading -----------------------------------------------------------------------
     def pages(self, after: Position | None = None, window: Window | None = None,
               limit: int | None = None) -> Iterator[Chunk]:
-        """Chunks of at most ``chunk_size`` rows after ``after``, in order, until exhausted."""
+        """Chunks of at most ``chunk_size`` rows after ``after``, in order, until exhausted.
+
+        Each page is two short queries: the key of the page's last row, then the rows up to
+        it. Memory on both sides stays flat in the table size.
+        """
         size = self.sync.source.chunk_size
         remaining = limit
         while True:
             n = size if remaining is None else min(size, remaining)
             if n <= 0:
                 return
-            chunk = self._read(self.page_statement(after, window, n))
+            upto = self._boundary(after, window, n)
+            chunk = self._read(self.page_statement(after, window, upto))
             rows = chunk.table.num_rows
             if rows == 0:
                 return
             yield chunk
+            if upto is None:
+                return  # fewer than n rows were left: that was the last page
             if remaining is not None:
                 remaining -= rows
-            if rows < n:
-                return
-            last = rows - 1
-            t = chunk.table
-            after = tuple(t.column(c)[last].as_py() for c in [self.cursor, *self.pk])
+            after = upto
+
+    def _boundary(self, after: Position | None, window: Window | None,
+                  n: int) -> Position | None:
+        stmt = self.boundary_statement(after, window, n)
+        try:
+            with self.engine.connect() as conn:
+                if self.is_duckdb:
+                    rows = self._duck_relation(conn, stmt).fetchall()
+                else:
+                    rows = conn.execute(stmt).all()
+        except Exception as exc:
+            raise SourceError(self._explain(exc)) from None
+        return tuple(rows[0]) if rows else None
 
     def _read(self, stmt: sa.Select[Any]) -> Chunk:
         try:
