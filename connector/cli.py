@@ -201,6 +201,8 @@ def _validate_one(sync: SyncConfig) -> list[str]:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
+    from .destinations import DESTINATIONS
+
     loaded = load_syncs()
     problems: list[str] = []
     for err in loaded.errors.values():
@@ -218,6 +220,9 @@ def _cmd_validate(args: argparse.Namespace) -> int:
             found = [str(exc)]
         problems += found
         print(f"{'ok  ' if not found else 'FAIL'} {name} ({sync.destination.type})")
+        deprecation = DESTINATIONS[sync.destination.type].deprecation
+        if deprecation:
+            print(f"     deprecated: {deprecation}")
     if problems:
         print("\n".join(problems), file=sys.stderr)
         return EXIT_USAGE

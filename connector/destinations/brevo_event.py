@@ -32,9 +32,9 @@ _KEY = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
 
 # https://developers.brevo.com/docs/api-limits — POST /v3/events per tier.
 TIER_RATES: dict[str, RateLimit] = {
-    "general": RateLimit(per_second=10, per_hour=36_000),
-    "advanced": RateLimit(per_second=20, per_hour=72_000),
-    "extended": RateLimit(per_second=60),
+    "general": RateLimit(per_second=10, per_minute=None, per_hour=36_000),
+    "advanced": RateLimit(per_second=20, per_minute=None, per_hour=72_000),
+    "extended": RateLimit(per_second=60, per_minute=None, per_hour=None),
 }
 
 
@@ -78,14 +78,17 @@ def key_problem(value: Any, where: str = "") -> str | None:
     return None
 
 
-def encode_brevo_event(events: Events, i: int, idents: dict[str, list[Any]],
-                       names: list[Any], times: list[Any]) -> tuple[dict[str, Any] | None, str]:
+def encode_brevo_event(
+    events: Events, i: int, idents: dict[str, list[Any]], names: list[Any], times: list[Any]
+) -> tuple[dict[str, Any] | None, str]:
     """The §2 body of row ``i``, or (None, reason) when a per-row rule fails."""
     contact = events.contact_properties[i]
     for k, v in contact.items():
         if isinstance(v, dict | list):
-            return None, (f"contact property {k} is an object/array; Brevo contact attributes "
-                          "take a string, number or boolean")
+            return None, (
+                f"contact property {k} is an object/array; Brevo contact attributes "
+                "take a string, number or boolean"
+            )
     props = events.event_properties[i]
     problem = key_problem(props)
     if problem:

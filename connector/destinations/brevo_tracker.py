@@ -41,7 +41,9 @@ class BrevoTracker(Destination):
         max_events=1,
         max_bytes=1024 * 1024,  # undocumented; one event is far below any plausible cap
         concurrency=4,  # 10 req/s at ~100 ms latency needs ~1-2 in flight; 4 absorbs jitter
-        rate=RateLimit(per_second=10),  # undocumented limit: our own sane default
+        rate=RateLimit(
+            per_second=10, per_minute=None, per_hour=None
+        ),  # undocumented limit: our own sane default
         dedup=False,
     )
     secret_headers = ("ma-key",)
@@ -51,16 +53,24 @@ class BrevoTracker(Destination):
         out: list[tuple[str, str]] = []
         idents = mapping.get("identifiers")
         if isinstance(idents, dict) and "email" not in idents:
-            out.append(("mapping.identifiers", "brevo_tracker identifies contacts only by "
-                        "email: map identifiers.email"))
+            out.append(
+                (
+                    "mapping.identifiers",
+                    "brevo_tracker identifies contacts only by email: map identifiers.email",
+                )
+            )
         props = mapping.get("contact_properties")
         if isinstance(props, dict):
             for name in props:
                 head = str(name).split(".")[0]
                 if head in RESERVED:
-                    out.append((f"mapping.contact_properties.{name}",
-                                f"{head!r} is reserved by the Brevo tracker (it is a top-level "
-                                "field); rename the contact attribute"))
+                    out.append(
+                        (
+                            f"mapping.contact_properties.{name}",
+                            f"{head!r} is reserved by the Brevo tracker (it is a top-level "
+                            "field); rename the contact attribute",
+                        )
+                    )
         return out
 
     def auth_headers(self) -> dict[str, str]:
@@ -77,13 +87,13 @@ class BrevoTracker(Destination):
             for i in rows:
                 reasons.setdefault(i, reason)
 
-        add(no_identifier_rows(events, ("email",)), "no email: the tracker needs one on every "
-            "event")
+        add(
+            no_identifier_rows(events, ("email",)), "no email: the tracker needs one on every event"
+        )
         email = events.identifiers.get("email")
         if email is not None:
             ok = pc.fill_null(pc.match_substring_regex(pc.cast(email, "string"), EMAIL), True)
-            add([i for i, v in enumerate(ok.to_pylist()) if not v],
-                "email is not an email address")
+            add([i for i, v in enumerate(ok.to_pylist()) if not v], "email is not an email address")
         empty = pc.fill_null(pc.equal(pc.utf8_length(events.names), 0), True)
         add([i for i, v in enumerate(empty.to_pylist()) if v], "event name is NULL or empty")
         return reasons

@@ -38,7 +38,7 @@ NAME = re.compile(r"^[A-Za-z0-9_]{1,128}$")
 SUNSET = "2027-06-15"
 # Omnisend's account limit (v3/v5 docs); the first `per_second` smooths bursts so the minute
 # window is spent evenly (7/s ≈ 420/min, so the minute window stays the binding one).
-OMNISEND_RATE = RateLimit(per_second=7, per_minute=400)
+OMNISEND_RATE = RateLimit(per_second=7, per_minute=400, per_hour=None)
 
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
@@ -85,8 +85,10 @@ def flatten_properties(props: Mapping[str, Any], nested: str) -> tuple[dict[str,
     def put(name: str, value: Any) -> str:
         if isinstance(value, dict):
             if nested == "reject":
-                return f"property {name} is an object; Omnisend v4 accepts no objects " \
+                return (
+                    f"property {name} is an object; Omnisend v4 accepts no objects "
                     "(options.nested: reject)"
+                )
             for k, v in value.items():
                 why = put(f"{name}_{k}", v)
                 if why:
@@ -181,20 +183,32 @@ class OmnisendTrack(Destination):
         props = mapping.get("event_properties")
         if isinstance(props, dict):
             if len(props) > MAX_PROPERTIES:
-                out.append(("mapping.event_properties",
-                            f"{len(props)} properties; Omnisend v4 allows {MAX_PROPERTIES}"))
+                out.append(
+                    (
+                        "mapping.event_properties",
+                        f"{len(props)} properties; Omnisend v4 allows {MAX_PROPERTIES}",
+                    )
+                )
             for name in props:
                 flat = "_".join(str(name).split("."))
                 if not NAME.match(flat):
-                    out.append((f"mapping.event_properties.{name}",
-                                f"property name {flat!r} must be 1-128 latin letters, digits "
-                                "or '_' for Omnisend v4 (dots flatten to '_')"))
+                    out.append(
+                        (
+                            f"mapping.event_properties.{name}",
+                            f"property name {flat!r} must be 1-128 latin letters, digits "
+                            "or '_' for Omnisend v4 (dots flatten to '_')",
+                        )
+                    )
         contact = mapping.get("contact_properties")
         if isinstance(contact, dict):
             for name in contact:
                 if str(name).split(".")[0] in cls.identifier_fields:
-                    out.append((f"mapping.contact_properties.{name}",
-                                "collides with a contact identifier; map it under identifiers"))
+                    out.append(
+                        (
+                            f"mapping.contact_properties.{name}",
+                            "collides with a contact identifier; map it under identifiers",
+                        )
+                    )
         return out
 
     def auth_headers(self) -> dict[str, str]:
@@ -231,8 +245,10 @@ class OmnisendTrack(Destination):
             for prop, got in types.items():
                 was = frozen.get(prop) or claimed.get(prop)
                 if was is not None and not compatible(was, got):
-                    return (f"property {prop} is {got} but Omnisend v4 froze it as {was} for "
-                            f"event {name!r} on first send; types cannot change")
+                    return (
+                        f"property {prop} is {got} but Omnisend v4 froze it as {was} for "
+                        f"event {name!r} on first send; types cannot change"
+                    )
             for prop, got in types.items():
                 if prop not in frozen:
                     claimed.setdefault(prop, got)

@@ -1,0 +1,218 @@
+"""Omnisend v5 ``POST https://api.omnisend.com/v5/events`` (contracts.md §5.2).
+
+From https://api-docs.omnisend.com/reference/post_events and
+https://api-docs.omnisend.com/docs/how-to-send-events-rest-api: header ``X-API-KEY``; body
+``{eventName, origin, eventID, eventTime, eventVersion?, contact, properties}``; the contact
+needs ``id``, ``email`` or ``phone`` (anonymous events are refused with 400); contact fields
+firstName/lastName ≤ 50, address ≤ 500, city/state/country ≤ 100, postalCode ≤ 20,
+countryCode ≤ 3, phone ≤ 15, birthdate ``YYYY-MM-DD``, gender ``m|f``, tags ≤ 100 strings,
+optIns/optOuts ≤ 10 and consents ≤ 100 items; any other contact property goes to
+``customProperties`` (arrays there hold strings only); ``properties`` are free-form (nested
+allowed). 202 = accepted; 400 ``{error, fields}`` = refused.
+
+Dedup: events with the same ``eventID`` **and** ``eventTime`` are processed once (Omnisend
+documents this for historical events). ``eventID`` is a UUIDv5 of the row's dedup id and
+``eventTime`` is always the source time, so every re-send carries the same pair.
+
+Rate limit, https://api-docs.omnisend.com/reference/rate-limit-timeouts-errors: 400 requests
+per minute per store, ``X-Rate-Limit-Limit/-Remaining/-Reset`` on every response.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..mapping import Events
+from .base import Destination, Item, Limits, Outcome, Request, dumps, no_identifier_rows
+from .brevo_event import single_outcome
+from .omnisend_track import OMNISEND_RATE, identifier_values, omnisend_message
+
+# A fixed namespace: eventID = uuid5(EVENT_ID_NAMESPACE, "<sync>:<primary key>") forever.
+EVENT_ID_NAMESPACE = uuid.UUID("6f1c1f4e-3f5b-5b8e-9a43-2c7e8f0d1a55")
+
+# Contact fields Omnisend models itself (2026 schema lengths, contracts.md §5.2).
+STRING_FIELDS: dict[str, int] = {
+    "firstName": 50,
+    "lastName": 50,
+    "address": 500,
+    "city": 100,
+    "state": 100,
+    "postalCode": 20,
+    "country": 100,
+    "countryCode": 3,
+}
+LIST_FIELDS: dict[str, int] = {"tags": 100, "optIns": 10, "optOuts": 10, "consents": 100}
+PATTERN_FIELDS: dict[str, tuple[str, str]] = {
+    "birthdate": (r"^\d{4}-\d{2}-\d{2}$", "birthdate must be YYYY-MM-DD"),
+    "gender": (r"^(m|f)$", "gender must be 'm' or 'f'"),
+}
+KNOWN = {*STRING_FIELDS, *LIST_FIELDS, *PATTERN_FIELDS}
+MAX_PHONE = 15
+
+
+def event_id(dedup_id: str) -> str:
+    """Deterministic eventID: the same row always gets the same UUID."""
+    return str(uuid.uuid5(EVENT_ID_NAMESPACE, dedup_id))
+
+
+def contact_fields(props: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
+    """Mapped contact properties → Omnisend contact fields + customProperties, or a reason."""
+    contact: dict[str, Any] = {}
+    custom: dict[str, Any] = {}
+    for key, value in props.items():
+        if key == "customProperties" and isinstance(value, dict):
+            custom.update(value)
+        elif key in STRING_FIELDS or key in PATTERN_FIELDS:
+            if isinstance(value, dict | list):
+                return {}, f"contact {key} must be a string, not an object/array"
+            text = str(value).lower() if isinstance(value, bool) else str(value)
+            limit = STRING_FIELDS.get(key)
+            if limit is not None and len(text) > limit:
+                return {}, f"contact {key} is {len(text)} characters (max {limit})"
+            if key in PATTERN_FIELDS and not re.match(PATTERN_FIELDS[key][0], text):
+                return {}, f"contact {PATTERN_FIELDS[key][1]}"
+            contact[key] = text
+        elif key in LIST_FIELDS:
+            items = value if isinstance(value, list) else [value]
+            if len(items) > LIST_FIELDS[key]:
+                return {}, f"contact {key} has {len(items)} items (max {LIST_FIELDS[key]})"
+            if key == "tags" and not all(isinstance(t, str) for t in items):
+                return {}, "contact tags must be strings"
+            contact[key] = items
+        else:
+            custom[key] = value
+    for key, value in custom.items():
+        if isinstance(value, list) and not all(isinstance(v, str) for v in value):
+            return {}, f"custom property {key} is an array of non-strings (strings only)"
+    if custom:
+        contact["customProperties"] = custom
+    return contact, ""
+
+
+class OmnisendEvents(Destination):
+    """``omnisend_events``: one v5 event per request, deduplicated by (eventID, eventTime)."""
+
+    type = "omnisend_events"
+    identifier_fields = ("id", "email", "phone")
+    default_base_url = "https://api.omnisend.com"
+    path = "/v5/events"
+    limits = Limits(
+        max_events=1,
+        max_bytes=1024 * 1024,  # undocumented per-request cap
+        concurrency=4,  # 6.7 req/s at ~100 ms latency needs ~1 in flight; 4 absorbs jitter
+        rate=OMNISEND_RATE,
+        dedup=True,
+    )
+    secret_headers = ("x-api-key",)
+
+    @classmethod
+    def check_mapping(cls, mapping: Mapping[str, Any]) -> list[tuple[str, str]]:
+        out: list[tuple[str, str]] = []
+        contact = mapping.get("contact_properties")
+        if isinstance(contact, dict):
+            for name in contact:
+                if str(name).split(".")[0] in cls.identifier_fields:
+                    out.append(
+                        (
+                            f"mapping.contact_properties.{name}",
+                            "collides with a contact identifier; map it under identifiers",
+                        )
+                    )
+        return out
+
+    def auth_headers(self) -> dict[str, str]:
+        return {
+            "X-API-KEY": self.api_key,
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+        }
+
+    def validate(self, events: Events) -> dict[int, str]:
+        reasons: dict[int, str] = {}
+
+        def add(mask: pa.Array, reason: str) -> None:
+            for i, bad in enumerate(pc.fill_null(mask, False).to_pylist()):
+                if bad:
+                    reasons.setdefault(i, reason)
+
+        for i in no_identifier_rows(events, self.identifier_fields):
+            reasons[i] = "no contact identifier: id, email and phone are all empty"
+        add(
+            pc.fill_null(pc.equal(pc.utf8_length(events.names), 0), True),
+            "event name is NULL or empty",
+        )
+        add(pc.is_null(events.time_utc), "event time is NULL (eventTime is part of the dedup key)")
+        phone = events.identifiers.get("phone")
+        if phone is not None:
+            add(
+                pc.greater(pc.utf8_length(pc.cast(phone, pa.string())), MAX_PHONE),
+                f"phone is longer than {MAX_PHONE} characters",
+            )
+        # Plain contact columns are checked column-wise; JSON/nested ones again per row.
+        for name, arr in events.contact_props.columns.items():
+            if name not in STRING_FIELDS and name not in PATTERN_FIELDS:
+                continue
+            if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+                continue
+            if name in events.contact_props.json_columns:
+                continue
+            limit = STRING_FIELDS.get(name)
+            if limit is not None:
+                add(
+                    pc.greater(pc.utf8_length(arr), limit),
+                    f"contact {name} is longer than {limit} characters",
+                )
+            if name in PATTERN_FIELDS:
+                pattern, rule = PATTERN_FIELDS[name]
+                add(pc.invert(pc.match_substring_regex(arr, pattern)), f"contact {rule}")
+        return reasons
+
+    def encode(self, events: Events, rows: list[int]) -> tuple[list[Item], dict[int, str]]:
+        items: list[Item] = []
+        reasons: dict[int, str] = {}
+        if not rows:
+            return items, reasons
+        idents = identifier_values(events, self.identifier_fields)
+        names = events.names.to_pylist()
+        times = events.times.to_pylist()
+        origin, version = self.options.origin, self.options.event_version
+        for i in rows:
+            contact, why = contact_fields(events.contact_properties[i])
+            if why:
+                reasons[i] = why
+                continue
+            for field, col in idents.items():
+                if col[i] is not None and col[i] != "":
+                    contact[field] = str(col[i])
+            body: dict[str, Any] = {
+                "eventName": names[i],
+                "origin": origin,
+                "eventID": event_id(events.dedup_ids[i]),
+                "eventTime": times[i],
+                "contact": contact,
+            }
+            if version:
+                body["eventVersion"] = version
+            props = events.event_properties[i]
+            if props:
+                body["properties"] = props
+            payload = dumps(body)
+            items.append(Item(events, i, payload, len(payload)))
+        return items, reasons
+
+    def request_overhead(self, count: int) -> int:
+        return 0
+
+    def build(self, items: list[Item]) -> Request:
+        return Request(self.path, items[0].payload, self.auth_headers(), items)
+
+    def interpret(
+        self, request: Request, status: int, headers: Mapping[str, str], body: bytes
+    ) -> Outcome:
+        return single_outcome("Omnisend", status, omnisend_message(status, body))
