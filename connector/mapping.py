@@ -46,6 +46,10 @@ class Props:
     def names(self) -> list[str]:
         return list(self.columns)
 
+    def release(self) -> None:
+        """Drop the cached JSON fragments (kept alive otherwise by every item of the chunk)."""
+        self.__dict__.pop("json_values", None)
+
     def nested_names(self) -> list[str]:
         """Properties whose values can nest (JSON, struct, list, map columns)."""
         return [

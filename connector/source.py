@@ -1,10 +1,12 @@
 """Reading rows from any SQLAlchemy warehouse, in ``(cursor, primary key)`` order.
 
 The table or query is wrapped as a subquery; only the mapped columns are selected. Rows are read
-in pages by keyset pagination on ``(cursor, primary key)``: each page is ``WHERE (cursor, pk) >
-(last row of the previous page) ORDER BY cursor, pk LIMIT chunk_size``. Memory is therefore
-bounded by the page size on every dialect (no full-result sort held open), each page is a short
-query (no long transaction on the warehouse), and an index on ``(cursor, pk)`` makes it cheap.
+in pages by keyset pagination on ``(cursor, primary key)``: a first query finds the key of the
+page's last row, sorting only the key columns (``LIMIT 1 OFFSET chunk_size-1``); a second reads
+the rows in ``(last key of the previous page, that key]`` in order. Memory is bounded by the page
+size on both sides on every dialect (no whole-table sort of the payload held open), each page is
+two short queries (no long transaction on the warehouse), and an index on ``(cursor, pk)``
+makes both cheap.
 Values are always bound parameters and identifiers are quoted by the dialect.
 
 DuckDB pages come straight from DuckDB's Arrow reader; other dialects go through a streaming

@@ -224,6 +224,8 @@ class _Run:
         valid = [i for i in range(events.n) if i not in reasons and i not in skip]
         items, more = self.dest.encode(events, valid)
         reasons.update(more)
+        events.event_props.release()  # the items hold their encoded bytes now
+        events.contact_props.release()
         self.result.skipped += len(skip)
         out: list[Batch] = []
         it = iter(items)
