@@ -127,7 +127,8 @@ def _rate(res: SyncResult) -> float:
     return res.rows_read / res.duration_s if res.duration_s else 0.0
 
 
-def print_summary(res: SyncResult, out: Any = sys.stdout) -> None:
+def print_summary(res: SyncResult, out: Any = None) -> None:
+    out = out or sys.stdout
     verb = "would send" if res.status == "dry_run" else "delivered"
     print(f"{res.sync}: {res.status}", file=out)
     print(f"  rows read           {res.rows_read:,}", file=out)

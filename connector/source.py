@@ -260,7 +260,9 @@ class Reader:
         from a zero-row query (no reflection: it fails on DuckDB, see DESIGN.md)."""
         if self._types is not None:
             return self._types
-        stmt = sa.select(*(self._q(c) for c in self.columns)).select_from(self._from()).limit(0)
+        # Every column of the source (not only the mapped ones), so a missing column is
+        # reported as such instead of as a warehouse binder error.
+        stmt = sa.select(sa.literal_column("*")).select_from(self._from()).limit(0)
         try:
             with self.engine.connect() as conn:
                 if self.is_duckdb:
