@@ -34,8 +34,10 @@ from connector.config import parse_sync  # noqa: E402
 from connector.state import StateStore  # noqa: E402
 from connector.sync import run_sync  # noqa: E402
 
-KEYS = {"klaviyo_bulk_events": ("KLAVIYO_API_KEY", "pk_sandbox"),
-        "brevo_events_batch": ("BREVO_API_KEY", "sandbox-brevo-key")}
+KEYS = {
+    "klaviyo_bulk_events": ("KLAVIYO_API_KEY", "pk_sandbox"),
+    "brevo_events_batch": ("BREVO_API_KEY", "sandbox-brevo-key"),
+}
 
 
 def make_table(path: Path, rows: int) -> None:
@@ -115,8 +117,20 @@ def main() -> int:
 
     port = free_port()
     sandbox = subprocess.Popen(
-        [sys.executable, "-m", "connector.cli", "sandbox", "--port", str(port), "--sink",
-         "--no-rate-limits"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT)
+        [
+            sys.executable,
+            "-m",
+            "connector.cli",
+            "sandbox",
+            "--port",
+            str(port),
+            "--sink",
+            "--no-rate-limits",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(200):
@@ -128,11 +142,19 @@ def main() -> int:
         key_env, key = KEYS[args.destination]
         os.environ[key_env] = key
         klaviyo = args.destination == "klaviyo_bulk_events"
-        sync = parse_sync(SYNC.format(
-            db=db, dest=args.destination, key_env=key_env, url=url,
-            idents="{email: email, external_id: user_id}" if klaviyo
-            else "{email_id: email, ext_id: user_id}",
-            contact="first_name" if klaviyo else "FIRSTNAME"), "bench.yaml")
+        sync = parse_sync(
+            SYNC.format(
+                db=db,
+                dest=args.destination,
+                key_env=key_env,
+                url=url,
+                idents="{email: email, external_id: user_id}"
+                if klaviyo
+                else "{email_id: email, ext_id: user_id}",
+                contact="first_name" if klaviyo else "FIRSTNAME",
+            ),
+            "bench.yaml",
+        )
         state = StateStore(f"sqlite:///{work / 'state.db'}")
         state.reset("bench")
 
@@ -166,15 +188,17 @@ def main() -> int:
         "noop_rerun_wall_s": round(noop_wall, 3),
         "noop_rerun_rows": noop.rows_read,
         "machine": f"{platform.machine()} {os.cpu_count()} cores, Python "
-                   f"{platform.python_version()}",
+        f"{platform.python_version()}",
     }
-    print(textwrap.dedent(f"""
+    print(
+        textwrap.dedent(f"""
         {args.destination}: {args.rows:,} rows
           delivered {res.delivered:,}, rejected {res.rejected:,}, {res.requests:,} requests
-          wall {wall:.2f}s → {out['rows_per_s']:,} rows/s; CPU {cpu:.2f}s; peak RSS \
+          wall {wall:.2f}s → {out["rows_per_s"]:,} rows/s; CPU {cpu:.2f}s; peak RSS \
 {rss_mib:.0f} MiB
           no-op incremental rerun: {noop_wall:.3f}s ({noop.rows_read} rows)
-    """))
+    """)
+    )
     print(json.dumps(out))
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2) + "\n")

@@ -86,8 +86,7 @@ class Batcher:
 
     def _emit(self) -> Batch:
         assert self._first is not None and self._last is not None
-        batch = Batch(self.seq, self._items, self._rejects, self._last, self._first,
-                      self._covered)
+        batch = Batch(self.seq, self._items, self._rejects, self._last, self._first, self._covered)
         self.seq += 1
         self._items, self._rejects, self._bytes, self._covered = [], [], 0, 0
         self._first = self._last = None

@@ -34,19 +34,26 @@ class _Parser(argparse.ArgumentParser):
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="connector", description="Warehouse rows → marketing events.")
     p.add_argument("--version", action="version", version=f"connector {__version__}")
-    p.add_argument("--config-dir", help="config directory (default $CONNECTOR_CONFIG_DIR or "
-                                        "./config)")
-    p.add_argument("--state-url", help="state store URL (default $CONNECTOR_STATE_URL or "
-                                       "sqlite:///.connector/state.db)")
+    p.add_argument(
+        "--config-dir", help="config directory (default $CONNECTOR_CONFIG_DIR or ./config)"
+    )
+    p.add_argument(
+        "--state-url",
+        help="state store URL (default $CONNECTOR_STATE_URL or sqlite:///.connector/state.db)",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="log retries and waits")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     s = sub.add_parser("sync", help="run one sync incrementally")
     s.add_argument("sync", help="sync name or path to its YAML file")
-    s.add_argument("--full-refresh", action="store_true", help="ignore the checkpoint; re-send "
-                                                               "everything")
-    s.add_argument("--dry-run", action="store_true", help="read, map, validate and batch; send "
-                                                          "nothing, change no state")
+    s.add_argument(
+        "--full-refresh", action="store_true", help="ignore the checkpoint; re-send everything"
+    )
+    s.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="read, map, validate and batch; send nothing, change no state",
+    )
     s.add_argument("--limit", type=int, help="read at most N rows")
     s.add_argument("--json", action="store_true", help="print the summary as JSON")
 
@@ -76,17 +83,20 @@ def _parser() -> argparse.ArgumentParser:
     sb.add_argument("--no-rate-limits", action="store_true")
     sb.add_argument("--sink", action="store_true", help="count events only (benchmarks)")
 
-    d = sub.add_parser("demo", help="build the demo warehouse, start the sandbox, run the "
-                                    "demo syncs")
+    d = sub.add_parser(
+        "demo", help="build the demo warehouse, start the sandbox, run the demo syncs"
+    )
     d.add_argument("--events", type=int, default=5_000)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
     if args.config_dir:
         os.environ["CONNECTOR_CONFIG_DIR"] = args.config_dir
     try:
@@ -118,9 +128,12 @@ def _fmt_pos(pos: list[Any] | tuple[Any, ...] | None) -> str:
 
 
 def _progress(res: SyncResult) -> None:
-    print(f"  {res.sync}: {res.rows_read:,} read, {res.delivered:,} sent, "
-          f"{res.rejected:,} rejected, {res.rows_per_s or _rate(res):,.0f} rows/s",
-          file=sys.stderr, flush=True)
+    print(
+        f"  {res.sync}: {res.rows_read:,} read, {res.delivered:,} sent, "
+        f"{res.rejected:,} rejected, {res.rows_per_s or _rate(res):,.0f} rows/s",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def _rate(res: SyncResult) -> float:
@@ -133,20 +146,31 @@ def print_summary(res: SyncResult, out: Any = None) -> None:
     print(f"{res.sync}: {res.status}", file=out)
     print(f"  rows read           {res.rows_read:,}", file=out)
     print(f"  {verb:<19} {res.delivered:,}", file=out)
-    print(f"  rejected            {res.rejected:,}"
-          + (f"  ({res.null_key_rows:,} with a NULL cursor/key)" if res.null_key_rows else ""),
-          file=out)
+    print(
+        f"  rejected            {res.rejected:,}"
+        + (f"  ({res.null_key_rows:,} with a NULL cursor/key)" if res.null_key_rows else ""),
+        file=out,
+    )
     if res.skipped:
-        print(f"  skipped             {res.skipped:,}  (delivered by an interrupted run)",
-              file=out)
-    dup_note = " (the destination drops them by dedup id)" if res.destination_dedups else \
-        " (no dedup key at this destination)"
-    print(f"  possibly duplicated {res.possibly_duplicated:,}"
-          + (dup_note if res.possibly_duplicated else ""), file=out)
-    print(f"  requests            {res.requests:,} in {res.batches:,} batches, "
-          f"{res.retries:,} retries, {res.rate_limited:,} rate-limited", file=out)
-    print(f"  checkpoint          {_fmt_pos(res.hwm_before)} -> {_fmt_pos(res.hwm_after)}",
-          file=out)
+        print(f"  skipped             {res.skipped:,}  (delivered by an interrupted run)", file=out)
+    dup_note = (
+        " (the destination drops them by dedup id)"
+        if res.destination_dedups
+        else " (no dedup key at this destination)"
+    )
+    print(
+        f"  possibly duplicated {res.possibly_duplicated:,}"
+        + (dup_note if res.possibly_duplicated else ""),
+        file=out,
+    )
+    print(
+        f"  requests            {res.requests:,} in {res.batches:,} batches, "
+        f"{res.retries:,} retries, {res.rate_limited:,} rate-limited",
+        file=out,
+    )
+    print(
+        f"  checkpoint          {_fmt_pos(res.hwm_before)} -> {_fmt_pos(res.hwm_after)}", file=out
+    )
     print(f"  duration            {res.duration_s:.2f}s ({res.rows_per_s:,.0f} rows/s)", file=out)
     if res.sample_rejects:
         print("  sample rejects:", file=out)
@@ -160,8 +184,14 @@ def print_summary(res: SyncResult, out: Any = None) -> None:
 def _cmd_sync(args: argparse.Namespace) -> int:
     sync = load_sync(args.sync)
     try:
-        res = run_sync(sync, state=_state(args), full_refresh=args.full_refresh,
-                       dry_run=args.dry_run, limit=args.limit, progress=_progress)
+        res = run_sync(
+            sync,
+            state=_state(args),
+            full_refresh=args.full_refresh,
+            dry_run=args.dry_run,
+            limit=args.limit,
+            progress=_progress,
+        )
     except ConnectorError as exc:
         print(f"{sync.name}: run failed: {exc}", file=sys.stderr)
         return EXIT_FAILED
@@ -181,13 +211,18 @@ def _validate_one(sync: SyncConfig) -> list[str]:
     types = reader.column_types()
     for col in sorted({sync.source.cursor, *sync.source.primary_key, *sync.mapping.columns()}):
         if col not in types:
-            problems.append(f"{where}: column {col!r} is not in the source; it has: "
-                            + ", ".join(sorted(types)))
+            problems.append(
+                f"{where}: column {col!r} is not in the source; it has: " + ", ".join(sorted(types))
+            )
     expect = {
-        sync.source.cursor: ({"timestamptz", "timestamp", "date", "integer"},
-                             "source.cursor must be a timestamp, date or integer column"),
-        sync.mapping.event_time: ({"timestamptz", "timestamp", "date"},
-                                  "mapping.event_time must be a timestamp or date column"),
+        sync.source.cursor: (
+            {"timestamptz", "timestamp", "date", "integer"},
+            "source.cursor must be a timestamp, date or integer column",
+        ),
+        sync.mapping.event_time: (
+            {"timestamptz", "timestamp", "date"},
+            "mapping.event_time must be a timestamp or date column",
+        ),
     }
     for col, (kinds, msg) in expect.items():
         kind = types.get(col)
@@ -196,8 +231,10 @@ def _validate_one(sync: SyncConfig) -> list[str]:
     for field, col in sync.mapping.identifiers.items():
         kind = types.get(col)
         if kind in {"timestamptz", "timestamp", "date", "json", "boolean"}:
-            problems.append(f"{where}: mapping.identifiers.{field}: column {col} is {kind}; "
-                            "identifiers must be text or integer")
+            problems.append(
+                f"{where}: mapping.identifiers.{field}: column {col} is {kind}; "
+                "identifiers must be text or integer"
+            )
     return problems
 
 
@@ -228,8 +265,11 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         print("\n".join(problems), file=sys.stderr)
         return EXIT_USAGE
     if not names:
-        print("no sync files found under", os.environ.get("CONNECTOR_CONFIG_DIR", "config"),
-              file=sys.stderr)
+        print(
+            "no sync files found under",
+            os.environ.get("CONNECTOR_CONFIG_DIR", "config"),
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     return EXIT_OK
 
@@ -254,8 +294,10 @@ def _cmd_state(args: argparse.Namespace) -> int:
     store = _state(args)
     if args.action == "reset":
         store.reset(sync.name, args.scope)
-        print(f"{sync.name}: state reset ({args.scope or 'all scopes'}); the next run starts "
-              "from the beginning")
+        print(
+            f"{sync.name}: state reset ({args.scope or 'all scopes'}); the next run starts "
+            "from the beginning"
+        )
         return EXIT_OK
     cps = store.checkpoints_for(sync.name)
     if not cps:
@@ -266,13 +308,17 @@ def _cmd_state(args: argparse.Namespace) -> int:
         print(f"{sync.name} [{scope}]: {_fmt_pos(pos)}")
     pending = [e for scope in cps for e in store.ledger(sync.name, scope)]
     if pending:
-        print(f"  ledger: {len(pending)} batches beyond the checkpoint "
-              f"({sum(e.count for e in pending if e.status == 'pending')} events pending)")
+        print(
+            f"  ledger: {len(pending)} batches beyond the checkpoint "
+            f"({sum(e.count for e in pending if e.status == 'pending')} events pending)"
+        )
     for run in store.runs(sync.name, limit=5):
         s = run["summary"] or {}
-        print(f"  run {run['run_id'][:8]} {run['started_at']:%Y-%m-%d %H:%M:%S} "
-              f"{run['status']}: {s.get('delivered', 0)} delivered, {s.get('rejected', 0)} "
-              f"rejected" + (f" — {run['error']}" if run["error"] else ""))
+        print(
+            f"  run {run['run_id'][:8]} {run['started_at']:%Y-%m-%d %H:%M:%S} "
+            f"{run['status']}: {s.get('delivered', 0)} delivered, {s.get('rejected', 0)} "
+            f"rejected" + (f" — {run['error']}" if run["error"] else "")
+        )
     return EXIT_OK
 
 
@@ -298,9 +344,11 @@ def _cmd_schema(args: argparse.Namespace) -> int:
 def _cmd_sandbox(args: argparse.Namespace) -> int:
     from .sandbox import SandboxOptions, serve
 
-    opts = SandboxOptions(latency_s=args.latency_ms / 1000.0,
-                          rate_limits_enabled=not args.no_rate_limits,
-                          validate=not args.sink)
+    opts = SandboxOptions(
+        latency_s=args.latency_ms / 1000.0,
+        rate_limits_enabled=not args.no_rate_limits,
+        validate=not args.sink,
+    )
     serve(args.port, host=args.host, options=opts)
     return EXIT_OK
 

@@ -40,8 +40,12 @@ class SourceConfig(_Model):
     """Where rows come from and how they are ordered."""
 
     table: str | None = Field(None, description="Table to read, optionally schema-qualified.")
-    query: str | None = Field(None, description="Any SELECT (joins allowed); wrapped as a subquery.")
-    cursor: str = Field(description="High-water-mark column: timestamp/timestamptz, date or integer.")
+    query: str | None = Field(
+        None, description="Any SELECT (joins allowed); wrapped as a subquery."
+    )
+    cursor: str = Field(
+        description="High-water-mark column: timestamp/timestamptz, date or integer."
+    )
     primary_key: list[str] = Field(
         description="Unique row key: tie-breaker for the cursor and the source of dedup ids."
     )
@@ -253,32 +257,32 @@ class _Destination(_Model):
 
 class BrevoEventsBatchDestination(_Destination):
     type: Literal["brevo_events_batch"]
-    options: BrevoBatchOptions = Field(default_factory=BrevoBatchOptions)  # type: ignore[arg-type]
+    options: BrevoBatchOptions = Field(default_factory=BrevoBatchOptions)
 
 
 class KlaviyoBulkEventsDestination(_Destination):
     type: Literal["klaviyo_bulk_events"]
-    options: KlaviyoBulkOptions = Field(default_factory=KlaviyoBulkOptions)  # type: ignore[arg-type]
+    options: KlaviyoBulkOptions = Field(default_factory=KlaviyoBulkOptions)
 
 
 class BrevoEventDestination(_Destination):
     type: Literal["brevo_event"]
-    options: BrevoEventOptions = Field(default_factory=BrevoEventOptions)  # type: ignore[arg-type]
+    options: BrevoEventOptions = Field(default_factory=BrevoEventOptions)
 
 
 class BrevoTrackerDestination(_Destination):
     type: Literal["brevo_tracker"]
-    options: BrevoTrackerOptions = Field(default_factory=BrevoTrackerOptions)  # type: ignore[arg-type]
+    options: BrevoTrackerOptions = Field(default_factory=BrevoTrackerOptions)
 
 
 class OmnisendTrackDestination(_Destination):
     type: Literal["omnisend_track"]
-    options: OmnisendTrackOptions = Field(default_factory=OmnisendTrackOptions)  # type: ignore[arg-type]
+    options: OmnisendTrackOptions = Field(default_factory=OmnisendTrackOptions)
 
 
 class OmnisendEventsDestination(_Destination):
     type: Literal["omnisend_events"]
-    options: OmnisendEventsOptions = Field(default_factory=OmnisendEventsOptions)  # type: ignore[arg-type]
+    options: OmnisendEventsOptions = Field(default_factory=OmnisendEventsOptions)
 
 
 DestinationConfig = Annotated[
@@ -332,7 +336,7 @@ class SyncConfig(_Model):
     mapping: MappingConfig
     schedule: ScheduleConfig | None = None
     partitions: PartitionsConfig | None = None
-    checks: ChecksConfig = Field(default_factory=ChecksConfig)  # type: ignore[arg-type]
+    checks: ChecksConfig = Field(default_factory=ChecksConfig)
     owners: list[str] = Field(default_factory=list)
 
     @field_validator("schedule", mode="before")
@@ -429,8 +433,10 @@ def _semantic_problems(raw: dict[str, Any]) -> list[tuple[str, str]]:
     if cls is None:
         if dtype is not None:
             problems.append(
-                ("destination.type", f"unknown type {dtype!r}; expected one of "
-                 + ", ".join(sorted(DESTINATIONS)))
+                (
+                    "destination.type",
+                    f"unknown type {dtype!r}; expected one of " + ", ".join(sorted(DESTINATIONS)),
+                )
             )
         return problems
     idents = mapping.get("identifiers") if isinstance(mapping, dict) else None

@@ -100,8 +100,9 @@ def _num(value: str | None) -> float | None:
         return None
 
 
-def announced_wait(headers: Mapping[str, str], body: bytes, wall: Callable[[], float]) -> \
-        float | None:
+def announced_wait(
+    headers: Mapping[str, str], body: bytes, wall: Callable[[], float]
+) -> float | None:
     """Seconds the vendor asks us to wait, from any of the header styles we know."""
     retry_after = headers.get("retry-after")
     if retry_after is not None:
@@ -154,8 +155,9 @@ class Sender:
         self.client = httpx.Client(
             base_url=dest.base_url,
             timeout=httpx.Timeout(opts.timeout_s, connect=min(10.0, opts.timeout_s)),
-            limits=httpx.Limits(max_connections=concurrency + 2,
-                                max_keepalive_connections=concurrency + 2),
+            limits=httpx.Limits(
+                max_connections=concurrency + 2, max_keepalive_connections=concurrency + 2
+            ),
             headers={"user-agent": USER_AGENT},
         )
 
@@ -193,8 +195,9 @@ class Sender:
                 except httpx.HTTPError as exc:
                     if not isinstance(exc, httpx.TransportError):
                         raise DeliveryError(f"{self.dest.type}: request failed: {exc}") from None
-                    sent = not isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout,
-                                                httpx.PoolTimeout))
+                    sent = not isinstance(
+                        exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+                    )
                     ambiguous = ambiguous or sent
                     attempts += 1
                     self._retry_or_raise(attempts, f"{type(exc).__name__}: {exc}")

@@ -49,8 +49,14 @@ def run_demo(events: int = 5_000, state_url: str | None = None) -> int:
             print()
         stats = sandbox.stats()
         print("the sandbox accepted:")
-        for kind in ("klaviyo_bulk_events", "brevo_events_batch", "brevo_event",
-                     "brevo_tracker", "omnisend_track", "omnisend_events"):
+        for kind in (
+            "klaviyo_bulk_events",
+            "brevo_events_batch",
+            "brevo_event",
+            "brevo_tracker",
+            "omnisend_track",
+            "omnisend_events",
+        ):
             got = sandbox.events(kind)
             if got:
                 print(f"  {kind}: {len(got):,} events; first: {got[0]}")

@@ -55,8 +55,10 @@ def python_values(arr: pa.Array) -> pa.Array:
     """Fallback for nested types: orjson per row."""
     opts = orjson.OPT_NAIVE_UTC | orjson.OPT_NON_STR_KEYS
     return pa.array(
-        [None if v is None else orjson.dumps(v, default=_json_default, option=opts).decode()
-         for v in arr.to_pylist()],
+        [
+            None if v is None else orjson.dumps(v, default=_json_default, option=opts).decode()
+            for v in arr.to_pylist()
+        ],
         pa.string(),
     )
 
@@ -139,4 +141,4 @@ def optional_member(name: str, value: pa.Array, empty: str | None = "{}") -> pa.
 
 
 def to_bytes(arr: pa.Array) -> list[bytes]:
-    return pc.cast(arr, pa.binary()).to_pylist()  # type: ignore[no-any-return]
+    return pc.cast(arr, pa.binary()).to_pylist()

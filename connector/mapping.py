@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 from . import jsonfrag
 from .config import ColumnRef, SyncConfig
 
+
 @dataclass
 class Chunk:
     """One chunk of source rows as an Arrow table, plus which string columns hold JSON."""
@@ -34,8 +35,14 @@ class Chunk:
 class Props:
     """Mapped property columns of one chunk: name (dotted = nested) → Arrow column."""
 
-    def __init__(self, columns: dict[str, pa.Array], json_columns: set[str], zone: str, n: int,
-                 reasons: dict[int, str]) -> None:
+    def __init__(
+        self,
+        columns: dict[str, pa.Array],
+        json_columns: set[str],
+        zone: str,
+        n: int,
+        reasons: dict[int, str],
+    ) -> None:
         self.columns = columns
         self.json_columns = json_columns  # property names whose column holds JSON text
         self.zone = zone
@@ -53,30 +60,36 @@ class Props:
     def nested_names(self) -> list[str]:
         """Properties whose values can nest (JSON, struct, list, map columns)."""
         return [
-            name for name, arr in self.columns.items()
+            name
+            for name, arr in self.columns.items()
             if name in self.json_columns or pa.types.is_nested(arr.type)
         ]
 
     @cached_property
     def dicts(self) -> list[dict[str, Any]]:
-        cols = [to_python(arr, self.zone, name in self.json_columns, name, self.reasons)
-                for name, arr in self.columns.items()]
+        cols = [
+            to_python(arr, self.zone, name in self.json_columns, name, self.reasons)
+            for name, arr in self.columns.items()
+        ]
         return build_dicts(self.names, cols, self.n)
 
     def row(self, i: int) -> dict[str, Any]:
         """One row's dict without building the whole chunk's."""
         if "dicts" in self.__dict__:
             return self.dicts[i]
-        cols = [to_python(arr.slice(i, 1), self.zone, name in self.json_columns, name, {})
-                for name, arr in self.columns.items()]
+        cols = [
+            to_python(arr.slice(i, 1), self.zone, name in self.json_columns, name, {})
+            for name, arr in self.columns.items()
+        ]
         return build_dicts(self.names, cols, 1)[0]
 
     @cached_property
     def json_values(self) -> dict[str, pa.Array]:
         """Property name → JSON value text (null = omitted)."""
         return {
-            name: jsonfrag.values(arr, lambda a: _rfc3339(_utc(a, self.zone)),
-                                  name in self.json_columns)
+            name: jsonfrag.values(
+                arr, lambda a: _rfc3339(_utc(a, self.zone)), name in self.json_columns
+            )
             for name, arr in self.columns.items()
         }
 
@@ -135,8 +148,9 @@ def _utc(arr: pa.Array, zone: str) -> pa.Array:
         arr = pc.cast(pc.cast(arr, pa.date32()), pa.timestamp("ms"))
     if pa.types.is_timestamp(arr.type):
         if arr.type.tz is None:
-            arr = pc.assume_timezone(arr, timezone=zone, ambiguous="earliest",
-                                     nonexistent="earliest")
+            arr = pc.assume_timezone(
+                arr, timezone=zone, ambiguous="earliest", nonexistent="earliest"
+            )
         # Truncate to milliseconds (Klaviyo keeps seconds; a safe cast would refuse).
         return pc.cast(arr, pa.timestamp("ms", tz="UTC"), safe=False)
     raise TypeError(f"expected a timestamp or date column, got {arr.type}")
@@ -160,8 +174,9 @@ def json_default(value: Any) -> Any:
     return str(value)
 
 
-def to_python(arr: pa.Array, zone: str, is_json: bool, column: str,
-              reasons: dict[int, str]) -> list[Any]:
+def to_python(
+    arr: pa.Array, zone: str, is_json: bool, column: str, reasons: dict[int, str]
+) -> list[Any]:
     """Arrow column → JSON-ready Python values (None where the property is to be omitted)."""
     t = arr.type
     if pa.types.is_null(t):
@@ -191,12 +206,23 @@ def to_python(arr: pa.Array, zone: str, is_json: bool, column: str,
                 reasons.setdefault(i, f"column {column} holds invalid JSON")
                 out.append(None)
         return out
-    if pa.types.is_struct(t) or pa.types.is_list(t) or pa.types.is_large_list(t) \
-            or pa.types.is_map(t):
+    if (
+        pa.types.is_struct(t)
+        or pa.types.is_list(t)
+        or pa.types.is_large_list(t)
+        or pa.types.is_map(t)
+    ):
         # Nested values may hold dates/decimals: round-trip through the encoder's rules.
-        return [None if v is None else orjson.loads(
-            orjson.dumps(v, default=json_default, option=orjson.OPT_NAIVE_UTC
-                         | orjson.OPT_NON_STR_KEYS)) for v in values]
+        return [
+            None
+            if v is None
+            else orjson.loads(
+                orjson.dumps(
+                    v, default=json_default, option=orjson.OPT_NAIVE_UTC | orjson.OPT_NON_STR_KEYS
+                )
+            )
+            for v in values
+        ]
     return values
 
 
@@ -276,8 +302,12 @@ class Mapper:
         identifiers = {}
         for field_name, col in m.identifiers.items():
             arr = self._col(t, col)
-            if not (pa.types.is_string(arr.type) or pa.types.is_integer(arr.type)
-                    or pa.types.is_null(arr.type) or pa.types.is_large_string(arr.type)):
+            if not (
+                pa.types.is_string(arr.type)
+                or pa.types.is_integer(arr.type)
+                or pa.types.is_null(arr.type)
+                or pa.types.is_large_string(arr.type)
+            ):
                 arr = pc.cast(arr, pa.string())
             identifiers[field_name] = arr
 
@@ -285,7 +315,9 @@ class Mapper:
             return Props(
                 {name: self._col(t, col) for name, col in mapping.items()},
                 {name for name, col in mapping.items() if col in chunk.json_columns},
-                zone, n, reasons,
+                zone,
+                n,
+                reasons,
             )
 
         value = None

@@ -31,13 +31,17 @@ class _Window:
 class Pacer:
     """Sliding-window limiter shared by every request to one account."""
 
-    def __init__(self, rate: RateLimit, clock: Callable[[], float],
-                 sleep: Callable[[float], None]) -> None:
+    def __init__(
+        self, rate: RateLimit, clock: Callable[[], float], sleep: Callable[[float], None]
+    ) -> None:
         self.clock = clock
         self.sleep = sleep
         self.windows: list[_Window] = []
-        for per, period in ((rate.per_second, 1.0), (rate.per_minute, 60.0),
-                            (rate.per_hour, 3600.0)):
+        for per, period in (
+            (rate.per_second, 1.0),
+            (rate.per_minute, 60.0),
+            (rate.per_hour, 3600.0),
+        ):
             if per:
                 capacity = max(1, math.floor(per))
                 span = period * capacity / per
@@ -105,8 +109,9 @@ def account_key(dest_type: str, base_url: str, api_key: str) -> str:
     return f"{dest_type}|{base_url}|{digest}"
 
 
-def pacer_for(account: str, rate: RateLimit, clock: Callable[[], float],
-              sleep: Callable[[float], None]) -> Pacer:
+def pacer_for(
+    account: str, rate: RateLimit, clock: Callable[[], float], sleep: Callable[[float], None]
+) -> Pacer:
     """One pacer per account per process, shared by concurrent runs (e.g. Dagster threads)."""
     with _PACERS_LOCK:
         pacer = _PACERS.get(account)

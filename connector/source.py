@@ -114,8 +114,10 @@ class Reader:
         clause: sa.ColumnElement[bool] | None = None
         for i in reversed(range(len(cols))):
             gt = self._q(cols[i]) > sa.bindparam(f"p{i}", pos[i])
-            clause = gt if clause is None else sa.or_(
-                gt, sa.and_(self._q(cols[i]) == sa.bindparam(f"e{i}", pos[i]), clause)
+            clause = (
+                gt
+                if clause is None
+                else sa.or_(gt, sa.and_(self._q(cols[i]) == sa.bindparam(f"e{i}", pos[i]), clause))
             )
         assert clause is not None
         return clause
@@ -131,8 +133,9 @@ class Reader:
             start = start.astimezone(zone).replace(tzinfo=None)
             end = end.astimezone(zone).replace(tzinfo=None)
         elif kind == "date":
-            return sa.and_(col >= sa.bindparam("ws", start.date()),
-                           col < sa.bindparam("we", end.date()))
+            return sa.and_(
+                col >= sa.bindparam("ws", start.date()), col < sa.bindparam("we", end.date())
+            )
         return sa.and_(col >= sa.bindparam("ws", start), col < sa.bindparam("we", end))
 
     def _upto(self, pos: Position) -> sa.ColumnElement[bool]:
@@ -144,8 +147,10 @@ class Reader:
             if clause is None:
                 clause = col <= sa.bindparam(f"u{i}", pos[i])
             else:
-                clause = sa.or_(col < sa.bindparam(f"u{i}", pos[i]),
-                                sa.and_(col == sa.bindparam(f"v{i}", pos[i]), clause))
+                clause = sa.or_(
+                    col < sa.bindparam(f"u{i}", pos[i]),
+                    sa.and_(col == sa.bindparam(f"v{i}", pos[i]), clause),
+                )
         assert clause is not None
         return clause
 
@@ -157,27 +162,40 @@ class Reader:
             where.append(self._window(window))
         return where
 
-    def boundary_statement(self, after: Position | None, window: Window | None,
-                           n: int) -> sa.Select[Any]:
+    def boundary_statement(
+        self, after: Position | None, window: Window | None, n: int
+    ) -> sa.Select[Any]:
         """The key of the n-th row after ``after``: only key columns are sorted, so the
         warehouse never holds a whole table's payload to find a page."""
         order = [self._q(c) for c in [self.cursor, *self.pk]]
-        return (sa.select(*order).select_from(self._from()).where(*self._where(after, window))
-                .order_by(*order).limit(1).offset(n - 1))
+        return (
+            sa.select(*order)
+            .select_from(self._from())
+            .where(*self._where(after, window))
+            .order_by(*order)
+            .limit(1)
+            .offset(n - 1)
+        )
 
-    def page_statement(self, after: Position | None, window: Window | None,
-                       upto: Position | None) -> sa.Select[Any]:
+    def page_statement(
+        self, after: Position | None, window: Window | None, upto: Position | None
+    ) -> sa.Select[Any]:
         """The rows in (after, upto], in order."""
         where = self._where(after, window)
         if upto is not None:
             where.append(self._upto(upto))
         order = [self._q(c) for c in [self.cursor, *self.pk]]
-        return (sa.select(*(self._q(c) for c in self.columns)).select_from(self._from())
-                .where(*where).order_by(*order))
+        return (
+            sa.select(*(self._q(c) for c in self.columns))
+            .select_from(self._from())
+            .where(*where)
+            .order_by(*order)
+        )
 
     # -- reading -----------------------------------------------------------------------
-    def pages(self, after: Position | None = None, window: Window | None = None,
-              limit: int | None = None) -> Iterator[Chunk]:
+    def pages(
+        self, after: Position | None = None, window: Window | None = None, limit: int | None = None
+    ) -> Iterator[Chunk]:
         """Chunks of at most ``chunk_size`` rows after ``after``, in order, until exhausted.
 
         Each page is two short queries: the key of the page's last row, then the rows up to
@@ -201,8 +219,7 @@ class Reader:
                 remaining -= rows
             after = upto
 
-    def _boundary(self, after: Position | None, window: Window | None,
-                  n: int) -> Position | None:
+    def _boundary(self, after: Position | None, window: Window | None, n: int) -> Position | None:
         stmt = self.boundary_statement(after, window, n)
         try:
             with self.engine.connect() as conn:
@@ -262,13 +279,14 @@ class Reader:
             return self._types
         # Every column of the source (not only the mapped ones), so a missing column is
         # reported as such instead of as a warehouse binder error.
-        stmt = sa.select(sa.literal_column("*")).select_from(self._from()).limit(0)
+        stmt: sa.Select[Any] = sa.select(sa.literal_column("*")).select_from(self._from()).limit(0)
         try:
             with self.engine.connect() as conn:
                 if self.is_duckdb:
                     rel = self._duck_relation(conn, stmt)
-                    types = {c: _duck_kind(str(t)) for c, t in zip(rel.columns, rel.types,
-                                                                  strict=True)}
+                    types = {
+                        c: _duck_kind(str(t)) for c, t in zip(rel.columns, rel.types, strict=True)
+                    }
                 else:
                     result = conn.execute(stmt)
                     types = {d[0]: _dbapi_kind(d[1]) for d in result.cursor.description}
@@ -282,8 +300,12 @@ class Reader:
         cols = [self.cursor, *self.pk]
         is_null = sa.or_(*(self._q(c).is_(None) for c in cols))
         count_stmt = sa.select(sa.func.count()).select_from(self._from()).where(is_null)
-        sample_stmt = (sa.select(*(self._q(c) for c in cols)).select_from(self._from())
-                       .where(is_null).limit(sample))
+        sample_stmt = (
+            sa.select(*(self._q(c) for c in cols))
+            .select_from(self._from())
+            .where(is_null)
+            .limit(sample)
+        )
         try:
             with self.engine.connect() as conn:
                 # .all(), not .scalar(): DuckDB refuses new work on a half-read result.
@@ -298,8 +320,9 @@ class Reader:
             if any(v is None for v in pk):
                 reason = "primary key is NULL: the row cannot be tracked; fix the source"
             else:
-                reason = f"cursor column {self.cursor} is NULL: the row is never read; fix the " \
-                    "source"
+                reason = (
+                    f"cursor column {self.cursor} is NULL: the row is never read; fix the source"
+                )
             del cursor
             out.append((key, reason))
         return count, out
@@ -315,15 +338,18 @@ class Reader:
     def _explain(self, exc: BaseException) -> str:
         text = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:500]
         what = self.sync.source.table or "source.query"
-        return (f"{self.sync.source_path or self.sync.name}: reading {what} from "
-                f"{redact_url(self.url)} failed: {text}")
+        return (
+            f"{self.sync.source_path or self.sync.name}: reading {what} from "
+            f"{redact_url(self.url)} failed: {text}"
+        )
 
 
 def _to_arrow(values: tuple[Any, ...]) -> tuple[pa.Array, bool]:
     first = next((v for v in values if v is not None), None)
     if isinstance(first, (dict, list)):
-        return pa.array([None if v is None else orjson.dumps(v).decode() for v in values],
-                        pa.string()), True
+        return pa.array(
+            [None if v is None else orjson.dumps(v).decode() for v in values], pa.string()
+        ), True
     try:
         return pa.array(values), False
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
@@ -338,8 +364,17 @@ def _duck_kind(t: str) -> str:
         return "timestamp"
     if t == "DATE":
         return "date"
-    if t in {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
-             "UINTEGER", "UBIGINT"}:
+    if t in {
+        "TINYINT",
+        "SMALLINT",
+        "INTEGER",
+        "BIGINT",
+        "HUGEINT",
+        "UTINYINT",
+        "USMALLINT",
+        "UINTEGER",
+        "UBIGINT",
+    }:
         return "integer"
     if t.startswith(("DECIMAL", "DOUBLE", "FLOAT", "REAL")):
         return "number"
@@ -352,10 +387,24 @@ def _duck_kind(t: str) -> str:
     return "other"
 
 
-_PG_OIDS = {1184: "timestamptz", 1114: "timestamp", 1082: "date", 20: "integer",
-            21: "integer", 23: "integer", 1700: "number", 700: "number", 701: "number",
-            25: "string", 1043: "string", 1042: "string", 2950: "string", 114: "json",
-            3802: "json", 16: "boolean"}
+_PG_OIDS = {
+    1184: "timestamptz",
+    1114: "timestamp",
+    1082: "date",
+    20: "integer",
+    21: "integer",
+    23: "integer",
+    1700: "number",
+    700: "number",
+    701: "number",
+    25: "string",
+    1043: "string",
+    1042: "string",
+    2950: "string",
+    114: "json",
+    3802: "json",
+    16: "boolean",
+}
 
 
 def _dbapi_kind(type_code: Any) -> str:

@@ -33,7 +33,8 @@ Position = tuple[Any, ...]
 metadata = sa.MetaData()
 
 checkpoints = sa.Table(
-    "connector_checkpoints", metadata,
+    "connector_checkpoints",
+    metadata,
     sa.Column("sync", sa.String(128), primary_key=True),
     sa.Column("scope", sa.String(200), primary_key=True),
     sa.Column("position", sa.Text, nullable=False),
@@ -42,7 +43,8 @@ checkpoints = sa.Table(
 )
 
 batches = sa.Table(
-    "connector_batches", metadata,
+    "connector_batches",
+    metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("sync", sa.String(128), nullable=False),
     sa.Column("scope", sa.String(200), nullable=False),
@@ -57,7 +59,8 @@ batches = sa.Table(
 )
 
 rejects = sa.Table(
-    "connector_rejects", metadata,
+    "connector_rejects",
+    metadata,
     sa.Column("sync", sa.String(128), primary_key=True),
     sa.Column("scope", sa.String(200), primary_key=True),
     sa.Column("key", sa.String(1000), primary_key=True),
@@ -68,7 +71,8 @@ rejects = sa.Table(
 )
 
 runs = sa.Table(
-    "connector_runs", metadata,
+    "connector_runs",
+    metadata,
     sa.Column("run_id", sa.String(64), primary_key=True),
     sa.Column("sync", sa.String(128), nullable=False, index=True),
     sa.Column("scope", sa.String(200), nullable=False),
@@ -80,7 +84,8 @@ runs = sa.Table(
 )
 
 property_types = sa.Table(
-    "connector_property_types", metadata,
+    "connector_property_types",
+    metadata,
     sa.Column("account", sa.String(200), primary_key=True),
     sa.Column("event_name", sa.String(500), primary_key=True),
     sa.Column("property", sa.String(200), primary_key=True),
@@ -172,8 +177,9 @@ class StateStore:
                 sa.event.listen(self.engine, "connect", _sqlite_pragmas)
             metadata.create_all(self.engine)
         except sa.exc.SQLAlchemyError as exc:
-            raise StateError(f"state store {_redact(self.url)} is unavailable: "
-                             f"{_first_line(exc)}") from None
+            raise StateError(
+                f"state store {_redact(self.url)} is unavailable: {_first_line(exc)}"
+            ) from None
 
     @classmethod
     def open(cls, url: str | None = None) -> StateStore:
@@ -190,86 +196,161 @@ class StateStore:
     # -- checkpoints ---------------------------------------------------------------------
     def checkpoint(self, sync: str, scope: str = INCREMENTAL) -> Position | None:
         with self.engine.connect() as c:
-            row = c.execute(sa.select(checkpoints.c.position).where(
-                checkpoints.c.sync == sync, checkpoints.c.scope == scope)).first()
+            row = c.execute(
+                sa.select(checkpoints.c.position).where(
+                    checkpoints.c.sync == sync, checkpoints.c.scope == scope
+                )
+            ).first()
         return decode_position(row[0]) if row else None
 
     def checkpoints_for(self, sync: str) -> dict[str, Position]:
         with self.engine.connect() as c:
-            rows = c.execute(sa.select(checkpoints.c.scope, checkpoints.c.position).where(
-                checkpoints.c.sync == sync)).all()
+            rows = c.execute(
+                sa.select(checkpoints.c.scope, checkpoints.c.position).where(
+                    checkpoints.c.sync == sync
+                )
+            ).all()
         return {scope: decode_position(pos) for scope, pos in rows}
 
-    def _set_checkpoint(self, c: sa.Connection, sync: str, scope: str, pos: Position,
-                        run_id: str) -> None:
+    def _set_checkpoint(
+        self, c: sa.Connection, sync: str, scope: str, pos: Position, run_id: str
+    ) -> None:
         values = {"position": encode_position(pos), "run_id": run_id, "updated_at": now()}
-        updated = c.execute(checkpoints.update().where(
-            checkpoints.c.sync == sync, checkpoints.c.scope == scope).values(**values))
+        updated = c.execute(
+            checkpoints.update()
+            .where(checkpoints.c.sync == sync, checkpoints.c.scope == scope)
+            .values(**values)
+        )
         if updated.rowcount == 0:
             c.execute(checkpoints.insert().values(sync=sync, scope=scope, **values))
 
     # -- ledger --------------------------------------------------------------------------
     def ledger(self, sync: str, scope: str) -> list[LedgerEntry]:
         with self.engine.connect() as c:
-            rows = c.execute(sa.select(batches).where(
-                batches.c.sync == sync, batches.c.scope == scope).order_by(batches.c.id)).all()
-        return [LedgerEntry(r.id, r.run_id, r.seq, decode_position(r.first_pos),
-                            decode_position(r.last_pos), r.count, r.status) for r in rows]
+            rows = c.execute(
+                sa.select(batches)
+                .where(batches.c.sync == sync, batches.c.scope == scope)
+                .order_by(batches.c.id)
+            ).all()
+        out = []
+        for row in rows:
+            r = row._mapping  # not attribute access: Row.count is tuple.count
+            out.append(
+                LedgerEntry(
+                    r["id"],
+                    r["run_id"],
+                    r["seq"],
+                    decode_position(r["first_pos"]),
+                    decode_position(r["last_pos"]),
+                    r["count"],
+                    r["status"],
+                )
+            )
+        return out
 
-    def add_pending(self, sync: str, scope: str, run_id: str, seq: int, first: Position,
-                    last: Position, count: int) -> int:
+    def add_pending(
+        self,
+        sync: str,
+        scope: str,
+        run_id: str,
+        seq: int,
+        first: Position,
+        last: Position,
+        count: int,
+    ) -> int:
         with self._tx() as c:
-            res = c.execute(batches.insert().values(
-                sync=sync, scope=scope, run_id=run_id, seq=seq, first_pos=encode_position(first),
-                last_pos=encode_position(last), count=count, status="pending",
-                updated_at=now()))
+            res = c.execute(
+                batches.insert().values(
+                    sync=sync,
+                    scope=scope,
+                    run_id=run_id,
+                    seq=seq,
+                    first_pos=encode_position(first),
+                    last_pos=encode_position(last),
+                    count=count,
+                    status="pending",
+                    updated_at=now(),
+                )
+            )
             return int(res.inserted_primary_key[0])
 
-    def settle(self, sync: str, scope: str, run_id: str, delivered_ids: Iterable[int],
-               drop_ids: Iterable[int], checkpoint: Position | None,
-               new_rejects: Sequence[Reject]) -> None:
+    def settle(
+        self,
+        sync: str,
+        scope: str,
+        run_id: str,
+        delivered_ids: Iterable[int],
+        drop_ids: Iterable[int],
+        checkpoint: Position | None,
+        new_rejects: Sequence[Reject],
+    ) -> None:
         """One transaction: mark batches delivered, drop ledger rows the checkpoint passed,
         record rejects and move the checkpoint."""
         delivered_ids, drop_ids = list(delivered_ids), list(drop_ids)
         try:
             with self._tx() as c:
                 if delivered_ids:
-                    c.execute(batches.update().where(batches.c.id.in_(delivered_ids))
-                              .values(status="delivered", updated_at=now()))
+                    c.execute(
+                        batches.update()
+                        .where(batches.c.id.in_(delivered_ids))
+                        .values(status="delivered", updated_at=now())
+                    )
                 if drop_ids:
                     c.execute(batches.delete().where(batches.c.id.in_(drop_ids)))
                 self._add_rejects(c, sync, scope, run_id, new_rejects)
                 if checkpoint is not None:
                     self._set_checkpoint(c, sync, scope, checkpoint, run_id)
         except sa.exc.SQLAlchemyError as exc:
-            raise StateError(f"could not record progress of {sync}: {_first_line(exc)}") \
-                from None
+            raise StateError(f"could not record progress of {sync}: {_first_line(exc)}") from None
 
-    def _add_rejects(self, c: sa.Connection, sync: str, scope: str, run_id: str,
-                     new_rejects: Sequence[Reject]) -> None:
+    def _add_rejects(
+        self, c: sa.Connection, sync: str, scope: str, run_id: str, new_rejects: Sequence[Reject]
+    ) -> None:
         if not new_rejects:
             return
         latest = {r.key: r for r in new_rejects}
         keys = list(latest)
         for i in range(0, len(keys), 500):
-            c.execute(rejects.delete().where(rejects.c.sync == sync, rejects.c.scope == scope,
-                                             rejects.c.key.in_(keys[i:i + 500])))
+            c.execute(
+                rejects.delete().where(
+                    rejects.c.sync == sync,
+                    rejects.c.scope == scope,
+                    rejects.c.key.in_(keys[i : i + 500]),
+                )
+            )
         ts = now()
-        c.execute(rejects.insert(), [
-            {"sync": sync, "scope": scope, "key": r.key[:1000], "reason": r.reason,
-             "payload": r.payload, "run_id": run_id, "created_at": ts}
-            for r in latest.values()
-        ])
+        c.execute(
+            rejects.insert(),
+            [
+                {
+                    "sync": sync,
+                    "scope": scope,
+                    "key": r.key[:1000],
+                    "reason": r.reason,
+                    "payload": r.payload,
+                    "run_id": run_id,
+                    "created_at": ts,
+                }
+                for r in latest.values()
+            ],
+        )
 
     def add_rejects(self, sync: str, scope: str, run_id: str, new: Sequence[Reject]) -> None:
         with self._tx() as c:
             self._add_rejects(c, sync, scope, run_id, new)
 
     def rejects(self, sync: str, limit: int | None = None) -> list[dict[str, Any]]:
-        stmt = (sa.select(rejects.c.key, rejects.c.reason, rejects.c.created_at,
-                          rejects.c.scope, rejects.c.run_id)
-                .where(rejects.c.sync == sync).order_by(rejects.c.created_at.desc(),
-                                                        rejects.c.key))
+        stmt = (
+            sa.select(
+                rejects.c.key,
+                rejects.c.reason,
+                rejects.c.created_at,
+                rejects.c.scope,
+                rejects.c.run_id,
+            )
+            .where(rejects.c.sync == sync)
+            .order_by(rejects.c.created_at.desc(), rejects.c.key)
+        )
         if limit:
             stmt = stmt.limit(limit)
         with self.engine.connect() as c:
@@ -286,21 +367,36 @@ class StateStore:
     def start_run(self, sync: str, scope: str) -> str:
         run_id = uuid.uuid4().hex
         with self._tx() as c:
-            c.execute(runs.insert().values(run_id=run_id, sync=sync, scope=scope,
-                                           started_at=now(), status="running"))
+            c.execute(
+                runs.insert().values(
+                    run_id=run_id, sync=sync, scope=scope, started_at=now(), status="running"
+                )
+            )
         return run_id
 
-    def finish_run(self, run_id: str, status: str, summary: dict[str, Any],
-                   error: str | None = None) -> None:
+    def finish_run(
+        self, run_id: str, status: str, summary: dict[str, Any], error: str | None = None
+    ) -> None:
         with self._tx() as c:
-            c.execute(runs.update().where(runs.c.run_id == run_id).values(
-                finished_at=now(), status=status,
-                summary=orjson.dumps(summary, default=str).decode(), error=error))
+            c.execute(
+                runs.update()
+                .where(runs.c.run_id == run_id)
+                .values(
+                    finished_at=now(),
+                    status=status,
+                    summary=orjson.dumps(summary, default=str).decode(),
+                    error=error,
+                )
+            )
 
     def runs(self, sync: str, limit: int = 20) -> list[dict[str, Any]]:
         with self.engine.connect() as c:
-            rows = c.execute(sa.select(runs).where(runs.c.sync == sync)
-                             .order_by(runs.c.started_at.desc()).limit(limit)).all()
+            rows = c.execute(
+                sa.select(runs)
+                .where(runs.c.sync == sync)
+                .order_by(runs.c.started_at.desc())
+                .limit(limit)
+            ).all()
         out = []
         for r in rows:
             d = dict(r._mapping)
@@ -325,9 +421,11 @@ class StateStore:
     # -- learned property types (Omnisend type freezing) --------------------------------
     def property_types(self, account: str, event_name: str) -> dict[str, str]:
         with self.engine.connect() as c:
-            rows = c.execute(sa.select(property_types.c.property, property_types.c.type).where(
-                property_types.c.account == account,
-                property_types.c.event_name == event_name)).all()
+            rows = c.execute(
+                sa.select(property_types.c.property, property_types.c.type).where(
+                    property_types.c.account == account, property_types.c.event_name == event_name
+                )
+            ).all()
         return {p: t for p, t in rows}
 
     def learn_property_types(self, account: str, event_name: str, types: dict[str, str]) -> None:
@@ -338,10 +436,13 @@ class StateStore:
         if not new:
             return
         with self._tx() as c:
-            c.execute(property_types.insert(), [
-                {"account": account, "event_name": event_name, "property": p, "type": t}
-                for p, t in new.items()
-            ])
+            c.execute(
+                property_types.insert(),
+                [
+                    {"account": account, "event_name": event_name, "property": p, "type": t}
+                    for p, t in new.items()
+                ],
+            )
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -96,15 +96,28 @@ class _DuplicateKeys:
 
 def make_destination(sync: SyncConfig, resolve_secret: bool = True) -> Destination:
     cfg = sync.destination
-    api_key = (resolve_env(cfg.api_key, f"{sync.source_path}: destination.api_key")
-               if resolve_secret else "****")
+    api_key = (
+        resolve_env(cfg.api_key, f"{sync.source_path}: destination.api_key")
+        if resolve_secret
+        else "****"
+    )
     return DESTINATIONS[cfg.type](cfg, api_key, sync.name)
 
 
 class _Run:
-    def __init__(self, sync: SyncConfig, state: StateStore, scope: str, dry_run: bool,
-                 full_refresh: bool, window: Window | None, limit: int | None,
-                 runtime: Runtime, progress: Progress | None, warehouse_url: str | None) -> None:
+    def __init__(
+        self,
+        sync: SyncConfig,
+        state: StateStore,
+        scope: str,
+        dry_run: bool,
+        full_refresh: bool,
+        window: Window | None,
+        limit: int | None,
+        runtime: Runtime,
+        progress: Progress | None,
+        warehouse_url: str | None,
+    ) -> None:
         self.sync = sync
         self.state = state
         self.scope = scope
@@ -123,8 +136,7 @@ class _Run:
         self.pacer = pacer_for(account, rate, runtime.clock, runtime.sleep)
         self.dest.attach(state, account)
         self.concurrency = self.dest.options.concurrency or self.dest.limits.concurrency
-        self.result = SyncResult(sync.name, scope, None,
-                                 destination_dedups=self.dest.limits.dedup)
+        self.result = SyncResult(sync.name, scope, None, destination_dedups=self.dest.limits.dedup)
         self.dups = _DuplicateKeys()
         # Settlement bookkeeping (main thread only).
         self.done: dict[int, tuple[Batch, BatchOutcome | None]] = {}
@@ -160,8 +172,9 @@ class _Run:
         failure: BaseException | None = None
         try:
             self._null_keys()
-            batcher = Batcher(self.dest.limits.max_events, self.dest.limits.max_bytes,
-                              self.dest.request_overhead)
+            batcher = Batcher(
+                self.dest.limits.max_events, self.dest.limits.max_bytes, self.dest.request_overhead
+            )
             for chunk in self.reader.pages(checkpoint, self.window, self.limit):
                 events = self.mapper.map(chunk)
                 res.rows_read += events.n
@@ -197,22 +210,28 @@ class _Run:
         count, sample = self.reader.null_key_rows()
         self.result.null_key_rows = count
         self.result.rejected += count
-        for key, reason in sample[: SAMPLE_REJECTS]:
+        for key, reason in sample[:SAMPLE_REJECTS]:
             self.result.sample_rejects.append((key, reason))
         if count and not self.dry_run and self.result.run_id:
-            self.state.add_rejects(self.sync.name, self.scope, self.result.run_id,
-                                   [Reject(k, r) for k, r in sample])
+            self.state.add_rejects(
+                self.sync.name, self.scope, self.result.run_id, [Reject(k, r) for k, r in sample]
+            )
         if count:
-            log.warning("%s: %d rows have a NULL cursor or primary key and are never sent",
-                        self.sync.name, count)
+            log.warning(
+                "%s: %d rows have a NULL cursor or primary key and are never sent",
+                self.sync.name,
+                count,
+            )
 
     def _batches(self, events: Events, batcher: Batcher) -> list[Batch]:
         reasons = dict(events.reasons)
         for i, why in self.dest.validate(events).items():
             reasons.setdefault(i, why)
         for i in self.dups.duplicates(events.keys):
-            reasons.setdefault(i, "duplicate primary key: an earlier row with this key was "
-                                  "already read in this run")
+            reasons.setdefault(
+                i,
+                "duplicate primary key: an earlier row with this key was already read in this run",
+            )
         skip: set[int] = set()
         if self.leftovers:
             for i in range(events.n):
@@ -237,14 +256,18 @@ class _Run:
                     out.append(batch)
                 nxt = next(it, None)
             elif i in reasons:
-                batcher.cover(events, i, Reject(events.keys[i], reasons[i],
-                                                _payload(events, i)))
+                batcher.cover(events, i, Reject(events.keys[i], reasons[i], _payload(events, i)))
             else:
                 batcher.cover(events, i)
         return out
 
-    def _submit(self, batch: Batch, pool: ThreadPoolExecutor, sender: Sender | None,
-                inflight: dict[Future[BatchOutcome], Batch]) -> None:
+    def _submit(
+        self,
+        batch: Batch,
+        pool: ThreadPoolExecutor,
+        sender: Sender | None,
+        inflight: dict[Future[BatchOutcome], Batch],
+    ) -> None:
         self.result.batches += 1 if batch.items else 0
         if self.dry_run or sender is None or not batch.items:
             if self.dry_run:
@@ -261,16 +284,22 @@ class _Run:
         """Worker thread: record the batch as pending right before it goes on the wire, so
         after a crash only batches that were really in flight count as possibly sent."""
         batch.ledger_id = self.state.add_pending(
-            self.sync.name, self.scope, self.result.run_id or "", batch.seq, batch.first,
-            batch.last, len(batch.items))
+            self.sync.name,
+            self.scope,
+            self.result.run_id or "",
+            batch.seq,
+            batch.first,
+            batch.last,
+            len(batch.items),
+        )
         return sender.send(batch.items)
 
-    def _drain(self, inflight: dict[Future[BatchOutcome], Batch], block: bool) -> \
-            BaseException | None:
+    def _drain(
+        self, inflight: dict[Future[BatchOutcome], Batch], block: bool
+    ) -> BaseException | None:
         if not inflight:
             return None
-        done, _ = wait(list(inflight), timeout=None if block else 0,
-                       return_when=FIRST_COMPLETED)
+        done, _ = wait(list(inflight), timeout=None if block else 0, return_when=FIRST_COMPLETED)
         failure = None
         for fut in done:
             batch = inflight.pop(fut)
@@ -308,8 +337,15 @@ class _Run:
             self.leftovers = [e for e in self.leftovers if e.last > checkpoint]
         if checkpoint is not None:
             res.hwm_after = list(checkpoint)
-        self.state.settle(self.sync.name, self.scope, res.run_id or "", delivered_ids,
-                          drop_ids, checkpoint, rejects)
+        self.state.settle(
+            self.sync.name,
+            self.scope,
+            res.run_id or "",
+            delivered_ids,
+            drop_ids,
+            checkpoint,
+            rejects,
+        )
 
     def _sample(self, rejects: list[Reject]) -> None:
         room = SAMPLE_REJECTS - len(self.result.sample_rejects)
@@ -372,13 +408,15 @@ def _summary(res: SyncResult) -> dict[str, Any]:
 
 def _payload(events: Events, i: int) -> str | None:
     try:
-        return dumps({
-            "name": events.names[i].as_py(),
-            "time": events.times[i].as_py(),
-            "identifiers": {k: v[i].as_py() for k, v in events.identifiers.items()},
-            "event_properties": events.event_properties[i],
-            "contact_properties": events.contact_properties[i],
-        }).decode()[:20_000]
+        return dumps(
+            {
+                "name": events.names[i].as_py(),
+                "time": events.times[i].as_py(),
+                "identifiers": {k: v[i].as_py() for k, v in events.identifiers.items()},
+                "event_properties": events.event_properties[i],
+                "contact_properties": events.contact_properties[i],
+            }
+        ).decode()[:20_000]
     except Exception:
         return None
 
@@ -402,13 +440,22 @@ def run_sync(
 ) -> SyncResult:
     """Run one sync to completion. Raises ``DeliveryError`` (and subclasses) when the run
     fails; the state store then holds the checkpoint at the last delivered row."""
-    run = _Run(sync, state or StateStore.open(), scope, dry_run, full_refresh, window, limit,
-               runtime or Runtime(), progress, warehouse_url)
+    run = _Run(
+        sync,
+        state or StateStore.open(),
+        scope,
+        dry_run,
+        full_refresh,
+        window,
+        limit,
+        runtime or Runtime(),
+        progress,
+        warehouse_url,
+    )
     return run.execute()
 
 
-def preview(sync: SyncConfig, limit: int = 5, warehouse_url: str | None = None) -> \
-        dict[str, Any]:
+def preview(sync: SyncConfig, limit: int = 5, warehouse_url: str | None = None) -> dict[str, Any]:
     """The exact requests the first ``limit`` rows would become; sends nothing, writes
     nothing."""
     dest = make_destination(sync, resolve_secret=False)
@@ -430,4 +477,3 @@ def preview(sync: SyncConfig, limit: int = 5, warehouse_url: str | None = None) 
             batches.append(last)
         requests += [post_preview(dest, b.items) for b in batches if b.items]
     return {"requests": requests, "rejects": rejects}
-

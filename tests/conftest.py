@@ -78,16 +78,47 @@ def pg_server() -> Iterator[str]:
         shutil.chown(sock, "postgres")
         as_postgres = ["runuser", "-u", "postgres", "--"]
     port = _free_port()
-    subprocess.run([*as_postgres, _pg_bin("initdb"), "-D", str(data), "-A", "trust", "-U",
-                    "postgres", "--no-sync", "-E", "UTF8"], check=True, capture_output=True)
+    subprocess.run(
+        [
+            *as_postgres,
+            _pg_bin("initdb"),
+            "-D",
+            str(data),
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "--no-sync",
+            "-E",
+            "UTF8",
+        ],
+        check=True,
+        capture_output=True,
+    )
     opts = f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off"
-    subprocess.run([*as_postgres, _pg_bin("pg_ctl"), "-D", str(data), "-o", opts, "-w", "-l",
-                    str(root / "log"), "start"], check=True, capture_output=True)
+    subprocess.run(
+        [
+            *as_postgres,
+            _pg_bin("pg_ctl"),
+            "-D",
+            str(data),
+            "-o",
+            opts,
+            "-w",
+            "-l",
+            str(root / "log"),
+            "start",
+        ],
+        check=True,
+        capture_output=True,
+    )
     try:
         yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
     finally:
-        subprocess.run([*as_postgres, _pg_bin("pg_ctl"), "-D", str(data), "-m", "immediate",
-                        "stop"], capture_output=True)
+        subprocess.run(
+            [*as_postgres, _pg_bin("pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+            capture_output=True,
+        )
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -135,8 +166,9 @@ class Warehouse:
         cols = list(rows[0])
         placeholders = ", ".join(f":{c}" for c in cols)
         with self.engine.begin() as c:
-            c.execute(sa.text(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({placeholders})"),
-                      rows)
+            c.execute(
+                sa.text(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({placeholders})"), rows
+            )
 
     def timestamptz(self) -> str:
         return "TIMESTAMPTZ" if self.kind == "duckdb" else "timestamptz"

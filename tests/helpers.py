@@ -35,19 +35,21 @@ def event_rows(start: int, count: int, per_second: int = 3) -> list[dict[str, An
     """Rows ``start..start+count-1``; ``per_second`` rows share each cursor value (ties)."""
     rows = []
     for i in range(start, start + count):
-        rows.append({
-            "event_id": i,
-            "occurred_at": BASE + timedelta(seconds=i // per_second),
-            "kind": "video_played",
-            "email": f"user{i}@example.com",
-            "user_id": f"u-{i}",
-            "title": f"Video {i} \"quoted\" \\ back",
-            "duration": f"{i % 100}.5",
-            "autoplayed": i % 2 == 0,
-            "upload_date": (BASE + timedelta(days=i % 30)).date(),
-            "payload": f'{{"device": "web", "n": {i}}}',
-            "first_name": "Ada" if i % 3 else None,
-        })
+        rows.append(
+            {
+                "event_id": i,
+                "occurred_at": BASE + timedelta(seconds=i // per_second),
+                "kind": "video_played",
+                "email": f"user{i}@example.com",
+                "user_id": f"u-{i}",
+                "title": f'Video {i} "quoted" \\ back',
+                "duration": f"{i % 100}.5",
+                "autoplayed": i % 2 == 0,
+                "upload_date": (BASE + timedelta(days=i % 30)).date(),
+                "payload": f'{{"device": "web", "n": {i}}}',
+                "first_name": "Ada" if i % 3 else None,
+            }
+        )
     return rows
 
 
@@ -119,10 +121,24 @@ mapping:
 TEMPLATES = {"klaviyo_bulk_events": KLAVIYO, "brevo_events_batch": BREVO}
 
 
-def sync_for(kind: str, wh: Warehouse, sandbox_url: str, *, name: str = "videos",
-             table: str = "ev", chunk_size: int = 100, options: str = "{}") -> SyncConfig:
-    text = TEMPLATES[kind].format(name=name, table=table, url=wh.url, sandbox=sandbox_url,
-                                  chunk_size=chunk_size, options=options)
+def sync_for(
+    kind: str,
+    wh: Warehouse,
+    sandbox_url: str,
+    *,
+    name: str = "videos",
+    table: str = "ev",
+    chunk_size: int = 100,
+    options: str = "{}",
+) -> SyncConfig:
+    text = TEMPLATES[kind].format(
+        name=name,
+        table=table,
+        url=wh.url,
+        sandbox=sandbox_url,
+        chunk_size=chunk_size,
+        options=options,
+    )
     return parse_sync(text, f"syncs/{name}.yaml")
 
 

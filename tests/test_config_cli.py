@@ -43,45 +43,69 @@ def _problems(text: str) -> list[str]:
 @pytest.mark.parametrize(
     "edit,expected",
     [
-        (("identifiers: {email: email}", "identifiers: {emial: email}"),
-         "syncs/x.yaml: mapping.identifiers.emial: unknown identifier for klaviyo_bulk_events; "
-         "expected one of email, phone_number, external_id, id"),
-        (("primary_key: event_id", "primary_key: event_id, bogus: 1"),
-         "syncs/x.yaml: source.bogus: unknown key; remove it or check its spelling"),
-        (('api_key: "${KLAVIYO_API_KEY}"', "api_key: pk_live_abc"),
-         "syncs/x.yaml: destination.api_key: must be an environment reference like "
-         "${MY_API_KEY}; secrets are never written in config files"),
-        (('api_key: "${KLAVIYO_API_KEY}"', 'api_key: "${NOT_SET_ANYWHERE}"'),
-         "syncs/x.yaml: destination.api_key: environment variable NOT_SET_ANYWHERE is not set; "
-         "export it (or write ${NOT_SET_ANYWHERE:-default})"),
-        (("table: ev,", "table: ev, query: SELECT 1,"),
-         "syncs/x.yaml: source: set exactly one of source.table or source.query"),
-        (("cursor: occurred_at,", "cursor: occurred_at, timezone: Mars/Olympus,"),
-         "syncs/x.yaml: source.timezone: unknown time zone 'Mars/Olympus'; use an IANA name "
-         "like UTC"),
-        (("type: klaviyo_bulk_events", "type: klaviyo_bulk"),
-         "syncs/x.yaml: destination.type: unknown type 'klaviyo_bulk'"),
-        (("event_properties: {title: title}",
-          "event_properties: {title: title}\nschedule: every hour"),
-         "syncs/x.yaml: schedule.cron: must be a 5-field cron expression"),
+        (
+            ("identifiers: {email: email}", "identifiers: {emial: email}"),
+            "syncs/x.yaml: mapping.identifiers.emial: unknown identifier for klaviyo_bulk_events; "
+            "expected one of email, phone_number, external_id, id",
+        ),
+        (
+            ("primary_key: event_id", "primary_key: event_id, bogus: 1"),
+            "syncs/x.yaml: source.bogus: unknown key; remove it or check its spelling",
+        ),
+        (
+            ('api_key: "${KLAVIYO_API_KEY}"', "api_key: pk_live_abc"),
+            "syncs/x.yaml: destination.api_key: must be an environment reference like "
+            "${MY_API_KEY}; secrets are never written in config files",
+        ),
+        (
+            ('api_key: "${KLAVIYO_API_KEY}"', 'api_key: "${NOT_SET_ANYWHERE}"'),
+            "syncs/x.yaml: destination.api_key: environment variable NOT_SET_ANYWHERE is not set; "
+            "export it (or write ${NOT_SET_ANYWHERE:-default})",
+        ),
+        (
+            ("table: ev,", "table: ev, query: SELECT 1,"),
+            "syncs/x.yaml: source: set exactly one of source.table or source.query",
+        ),
+        (
+            ("cursor: occurred_at,", "cursor: occurred_at, timezone: Mars/Olympus,"),
+            "syncs/x.yaml: source.timezone: unknown time zone 'Mars/Olympus'; use an IANA name "
+            "like UTC",
+        ),
+        (
+            ("type: klaviyo_bulk_events", "type: klaviyo_bulk"),
+            "syncs/x.yaml: destination.type: unknown type 'klaviyo_bulk'",
+        ),
+        (
+            (
+                "event_properties: {title: title}",
+                "event_properties: {title: title}\nschedule: every hour",
+            ),
+            "syncs/x.yaml: schedule.cron: must be a 5-field cron expression",
+        ),
         (("name: videos", "name: 9 videos"), "syncs/x.yaml: name: String should match pattern"),
     ],
 )
-def test_each_config_problem_names_the_file_field_and_fix(edit: tuple[str, str],
-                                                           expected: str) -> None:
+def test_each_config_problem_names_the_file_field_and_fix(
+    edit: tuple[str, str], expected: str
+) -> None:
     text = GOOD.replace(*edit)
     problems = _problems(text)
     assert any(p.startswith(expected) or expected in p for p in problems), problems
 
 
 def test_every_problem_in_a_file_is_reported_at_once() -> None:
-    text = (GOOD.replace("identifiers: {email: email}", "identifiers: {emial: email}")
-            .replace("primary_key: event_id", "primary_key: event_id, bogus: 1")
-            .replace('api_key: "${KLAVIYO_API_KEY}"', "api_key: literal"))
+    text = (
+        GOOD.replace("identifiers: {email: email}", "identifiers: {emial: email}")
+        .replace("primary_key: event_id", "primary_key: event_id, bogus: 1")
+        .replace('api_key: "${KLAVIYO_API_KEY}"', "api_key: literal")
+    )
     problems = _problems(text)
     assert len(problems) == 3
     assert {p.split(": ")[1] for p in problems} == {
-        "mapping.identifiers.emial", "source.bogus", "destination.api_key"}
+        "mapping.identifiers.emial",
+        "source.bogus",
+        "destination.api_key",
+    }
 
 
 def test_invalid_yaml_says_where() -> None:
@@ -93,8 +117,9 @@ def test_a_broken_file_does_not_hide_the_valid_ones(tmp_path: Path) -> None:
     syncs = tmp_path / "syncs"
     syncs.mkdir()
     (syncs / "good.yaml").write_text(GOOD)
-    (syncs / "bad.yaml").write_text(GOOD.replace("name: videos", "name: other")
-                                    .replace("cursor: occurred_at, ", ""))
+    (syncs / "bad.yaml").write_text(
+        GOOD.replace("name: videos", "name: other").replace("cursor: occurred_at, ", "")
+    )
     (syncs / "dup.yaml").write_text(GOOD)
     loaded = load_syncs(tmp_path)
     assert list(loaded.syncs) == ["videos"]
@@ -104,8 +129,12 @@ def test_a_broken_file_does_not_hide_the_valid_ones(tmp_path: Path) -> None:
 
 def test_env_defaults_and_interpolation(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MY_SANDBOX", "http://127.0.0.1:9")
-    sync = parse_sync(GOOD.replace("http://sandbox.invalid", "${MY_SANDBOX}")
-                      .replace('"URL"', '"${WH_URL:-duckdb:///x.duckdb}"'), "syncs/x.yaml")
+    sync = parse_sync(
+        GOOD.replace("http://sandbox.invalid", "${MY_SANDBOX}").replace(
+            '"URL"', '"${WH_URL:-duckdb:///x.duckdb}"'
+        ),
+        "syncs/x.yaml",
+    )
     assert sync.destination.base_url == "http://127.0.0.1:9"
     assert sync.source.url == "${WH_URL:-duckdb:///x.duckdb}"  # secret-capable: resolved late
     # The api key stays a reference in the model: it is resolved only when a run needs it.
@@ -141,10 +170,12 @@ def _run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str,
     return code, out, err
 
 
-def test_cli_config_error_exits_2_with_the_message(tmp_path: Path,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
-    config = _write(tmp_path, GOOD.replace("identifiers: {email: email}",
-                                           "identifiers: {emial: email}"))
+def test_cli_config_error_exits_2_with_the_message(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = _write(
+        tmp_path, GOOD.replace("identifiers: {email: email}", "identifiers: {emial: email}")
+    )
     code, _, err = _run(["--config-dir", str(config), "sync", "videos"], capsys)
     assert code == 2
     assert "mapping.identifiers.emial: unknown identifier" in err
@@ -159,13 +190,17 @@ def test_cli_usage_error_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_cli_sync_state_rejects_preview_and_validate(
-    tmp_path: Path, duck: Warehouse, sandbox: SandboxServer, capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    duck: Warehouse,
+    sandbox: SandboxServer,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     create_events_table(duck)
     rows = event_rows(0, 30)
     rows[4]["email"] = None
     insert_events(duck, rows)
-    config = _write(tmp_path, GOOD.replace("URL", duck.url).replace("http://sandbox.invalid", sandbox.url))
+    text = GOOD.replace("URL", duck.url).replace("http://sandbox.invalid", sandbox.url)
+    config = _write(tmp_path, text)
     state = f"sqlite:///{tmp_path / 'state.db'}"
     base = ["--config-dir", str(config), "--state-url", state]
 
@@ -197,12 +232,17 @@ def test_cli_sync_state_rejects_preview_and_validate(
 
 
 def test_cli_validate_reports_missing_columns_and_bad_types(
-    tmp_path: Path, duck: Warehouse, capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    duck: Warehouse,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     create_events_table(duck)
-    text = (GOOD.replace("URL", duck.url).replace("http://sandbox.invalid", "http://127.0.0.1:9")
-            .replace("title: title", "title: titel").replace("cursor: occurred_at",
-                                                              "cursor: email"))
+    text = (
+        GOOD.replace("URL", duck.url)
+        .replace("http://sandbox.invalid", "http://127.0.0.1:9")
+        .replace("title: title", "title: titel")
+        .replace("cursor: occurred_at", "cursor: email")
+    )
     config = _write(tmp_path, text)
     code, _, err = _run(["--config-dir", str(config), "validate"], capsys)
     assert code == 2
@@ -210,17 +250,32 @@ def test_cli_validate_reports_missing_columns_and_bad_types(
     assert "source.cursor must be a timestamp, date or integer column (email is string)" in err
 
 
-def test_cli_run_failure_exits_1(tmp_path: Path, duck: Warehouse,
-                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_run_failure_exits_1(
+    tmp_path: Path, duck: Warehouse, capsys: pytest.CaptureFixture[str]
+) -> None:
     create_events_table(duck)
     insert_events(duck, event_rows(0, 3))
     # Nothing listens on port 9: connection refused, retried, then the run fails.
-    text = (GOOD.replace("URL", duck.url).replace("http://sandbox.invalid", "http://127.0.0.1:9")
-            .replace('base_url: "http://127.0.0.1:9"}',
-                     'base_url: "http://127.0.0.1:9", options: {max_retries: 0}}'))
+    text = (
+        GOOD.replace("URL", duck.url)
+        .replace("http://sandbox.invalid", "http://127.0.0.1:9")
+        .replace(
+            'base_url: "http://127.0.0.1:9"}',
+            'base_url: "http://127.0.0.1:9", options: {max_retries: 0}}',
+        )
+    )
     config = _write(tmp_path, text)
-    code, _, err = _run(["--config-dir", str(config), "--state-url",
-                         f"sqlite:///{tmp_path / 's.db'}", "sync", "videos"], capsys)
+    code, _, err = _run(
+        [
+            "--config-dir",
+            str(config),
+            "--state-url",
+            f"sqlite:///{tmp_path / 's.db'}",
+            "sync",
+            "videos",
+        ],
+        capsys,
+    )
     assert code == 1
     assert "ConnectError" in err and "checkpoint stays at the last delivered row" in err
 
@@ -232,6 +287,7 @@ def test_cli_schema_prints_the_json_schema(capsys: pytest.CaptureFixture[str]) -
 
 def test_connector_entry_point_is_installed() -> None:
     exe = Path(sys.executable).with_name("connector")
-    proc = subprocess.run([str(exe), "--version"], capture_output=True, text=True,
-                          env={**os.environ}, timeout=60)
+    proc = subprocess.run(
+        [str(exe), "--version"], capture_output=True, text=True, env={**os.environ}, timeout=60
+    )
     assert proc.returncode == 0 and proc.stdout.startswith("connector ")

@@ -38,40 +38,57 @@ mapping:
 
 
 def _cli(config_dir: Path, state_url: str, *args: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "CONNECTOR_CONFIG_DIR": str(config_dir),
-           "CONNECTOR_STATE_URL": state_url}
-    return subprocess.Popen([sys.executable, "-m", "connector.cli", *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    env = {**os.environ, "CONNECTOR_CONFIG_DIR": str(config_dir), "CONNECTOR_STATE_URL": state_url}
+    return subprocess.Popen(
+        [sys.executable, "-m", "connector.cli", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
-def _setup(tmp_path: Path, duck: Warehouse, sandbox: SandboxServer, kind: str, rows: int,
-           concurrency: int) -> tuple[Path, str]:
+def _setup(
+    tmp_path: Path, duck: Warehouse, sandbox: SandboxServer, kind: str, rows: int, concurrency: int
+) -> tuple[Path, str]:
     create_events_table(duck)
     insert_events(duck, event_rows(0, rows))
     duck.dispose()  # DuckDB lets one process at a time hold the file for writing
     config = tmp_path / "config"
     (config / "syncs").mkdir(parents=True)
     klaviyo = kind == "klaviyo_bulk_events"
-    (config / "syncs" / "videos.yaml").write_text(SYNC.format(
-        url=duck.url, kind=kind, sandbox=sandbox.url, concurrency=concurrency,
-        key_env="KLAVIYO_API_KEY" if klaviyo else "BREVO_API_KEY",
-        idents="{email: email, external_id: user_id}" if klaviyo
-        else "{email_id: email, ext_id: user_id}"))
+    (config / "syncs" / "videos.yaml").write_text(
+        SYNC.format(
+            url=duck.url,
+            kind=kind,
+            sandbox=sandbox.url,
+            concurrency=concurrency,
+            key_env="KLAVIYO_API_KEY" if klaviyo else "BREVO_API_KEY",
+            idents="{email: email, external_id: user_id}"
+            if klaviyo
+            else "{email_id: email, ext_id: user_id}",
+        )
+    )
     return config, f"sqlite:///{tmp_path / 'state.db'}"
 
 
-@pytest.mark.parametrize("kind,batch", [("klaviyo_bulk_events", 1000),
-                                        ("brevo_events_batch", 200)])
+@pytest.mark.parametrize("kind,batch", [("klaviyo_bulk_events", 1000), ("brevo_events_batch", 200)])
 def test_kill_9_mid_run_then_rerun_delivers_every_row(
-    kind: str, batch: int, tmp_path: Path, duck: Warehouse, sandbox: SandboxServer,
+    kind: str,
+    batch: int,
+    tmp_path: Path,
+    duck: Warehouse,
+    sandbox: SandboxServer,
 ) -> None:
     rows = batch * 5
     config, state_url = _setup(tmp_path, duck, sandbox, kind, rows, concurrency=1)
-    path = "/api/event-bulk-create-jobs" if kind == "klaviyo_bulk_events" else \
-        "/v3/events/batch"
+    path = "/api/event-bulk-create-jobs" if kind == "klaviyo_bulk_events" else "/v3/events/batch"
     # Two batches are answered; the third is stored by the API, then the reply never comes.
-    sandbox.inject(Fault(path=path, delay_s=0.001), Fault(path=path, delay_s=0.001),
-                   Fault(path=path, hang=True, after_process=True))
+    sandbox.inject(
+        Fault(path=path, delay_s=0.001),
+        Fault(path=path, delay_s=0.001),
+        Fault(path=path, hang=True, after_process=True),
+    )
 
     proc = _cli(config, state_url, "sync", "videos")
     assert sandbox.wait_for_hang(timeout=60), proc.communicate(timeout=5)
@@ -103,11 +120,12 @@ def test_kill_9_mid_run_then_rerun_delivers_every_row(
 
 
 def test_kill_with_several_batches_in_flight_skips_what_was_delivered(
-    tmp_path: Path, duck: Warehouse, sandbox: SandboxServer,
+    tmp_path: Path,
+    duck: Warehouse,
+    sandbox: SandboxServer,
 ) -> None:
     rows = 8000
-    config, state_url = _setup(tmp_path, duck, sandbox, "klaviyo_bulk_events", rows,
-                               concurrency=4)
+    config, state_url = _setup(tmp_path, duck, sandbox, "klaviyo_bulk_events", rows, concurrency=4)
     path = "/api/event-bulk-create-jobs"
     sandbox.inject(Fault(path=path, hang=True, after_process=True))
 
@@ -118,7 +136,7 @@ def test_kill_with_several_batches_in_flight_skips_what_was_delivered(
     sandbox.release()
 
     rerun = _cli(config, state_url, "sync", "videos")
-    out, err = rerun.communicate(timeout=120)
+    _out, err = rerun.communicate(timeout=120)
     assert rerun.returncode == 0, err
     ids = delivered_ids(sandbox, "klaviyo_bulk_events")
     assert sorted(ids) == list(range(rows))  # every row exactly once at the destination

@@ -37,11 +37,20 @@ mapping:
 
 
 def _cli(config: Path, state: Path, key: str, wh_url: str, *args: str) -> tuple[int, str]:
-    env = {**os.environ, "CONNECTOR_CONFIG_DIR": str(config),
-           "CONNECTOR_STATE_URL": f"sqlite:///{state}", "KLAVIYO_API_KEY": key,
-           "WAREHOUSE_SECRET_URL": wh_url}
-    proc = subprocess.run([sys.executable, "-m", "connector.cli", "-v", *args], env=env,
-                          capture_output=True, text=True, timeout=120)
+    env = {
+        **os.environ,
+        "CONNECTOR_CONFIG_DIR": str(config),
+        "CONNECTOR_STATE_URL": f"sqlite:///{state}",
+        "KLAVIYO_API_KEY": key,
+        "WAREHOUSE_SECRET_URL": wh_url,
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "connector.cli", "-v", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     return proc.returncode, proc.stdout + proc.stderr
 
 
@@ -58,8 +67,13 @@ def test_keys_and_passwords_never_appear_anywhere(tmp_path: Path, pg: Warehouse)
     outputs = []
     with SandboxServer(SandboxOptions(klaviyo_api_keys=(API_KEY,)), port=0) as sb:
         (config / "syncs" / "videos.yaml").write_text(SYNC.format(sandbox=sb.url))
-        for args in (["validate"], ["preview", "videos"], ["sync", "videos"],
-                     ["state", "show", "videos"], ["rejects", "videos"]):
+        for args in (
+            ["validate"],
+            ["preview", "videos"],
+            ["sync", "videos"],
+            ["state", "show", "videos"],
+            ["rejects", "videos"],
+        ):
             code, out = _cli(config, state, API_KEY, wh_url, *args)
             assert code == 0, out
             outputs.append(out)

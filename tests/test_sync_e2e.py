@@ -20,7 +20,10 @@ KINDS = ["klaviyo_bulk_events", "brevo_events_batch"]
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_every_row_is_delivered_once_and_mapped_field_by_field(
-    kind: str, warehouse: Warehouse, sandbox: SandboxServer, state: StateStore,
+    kind: str,
+    warehouse: Warehouse,
+    sandbox: SandboxServer,
+    state: StateStore,
     runtime: Runtime,
 ) -> None:
     create_events_table(warehouse)
@@ -69,7 +72,10 @@ def test_every_row_is_delivered_once_and_mapped_field_by_field(
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_rerun_sends_nothing_and_new_rows_tied_at_the_mark_are_sent_exactly_once(
-    kind: str, warehouse: Warehouse, sandbox: SandboxServer, state: StateStore,
+    kind: str,
+    warehouse: Warehouse,
+    sandbox: SandboxServer,
+    state: StateStore,
     runtime: Runtime,
 ) -> None:
     create_events_table(warehouse)
@@ -94,7 +100,10 @@ def test_rerun_sends_nothing_and_new_rows_tied_at_the_mark_are_sent_exactly_once
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_bad_rows_are_rejected_with_reasons_and_good_rows_still_go(
-    kind: str, warehouse: Warehouse, sandbox: SandboxServer, state: StateStore,
+    kind: str,
+    warehouse: Warehouse,
+    sandbox: SandboxServer,
+    state: StateStore,
     runtime: Runtime,
 ) -> None:
     create_events_table(warehouse)
@@ -112,8 +121,7 @@ def test_bad_rows_are_rejected_with_reasons_and_good_rows_still_go(
     assert res.delivered == 16
     assert res.rejected == 4
     assert res.null_key_rows == 1
-    assert sorted(delivered_ids(sandbox, kind)) == [i for i in range(20) if i not in
-                                                     (3, 5, 7, 9)]
+    assert sorted(delivered_ids(sandbox, kind)) == [i for i in range(20) if i not in (3, 5, 7, 9)]
     reasons = {r["key"]: r["reason"] for r in state.rejects("videos")}
     assert set(reasons) == {"3", "5", "7", "9"}
     assert "identifier" in reasons["3"]
@@ -138,12 +146,27 @@ def test_bad_rows_are_rejected_with_reasons_and_good_rows_still_go(
         (Fault(reset=True), None),
         (Fault.html_403(), None),
     ],
-    ids=["retry-after", "ratelimit-reset", "sib-reset", "x-rate-limit-reset", "429-bare",
-         "503", "500x2", "reset", "cloudflare-403"],
+    ids=[
+        "retry-after",
+        "ratelimit-reset",
+        "sib-reset",
+        "x-rate-limit-reset",
+        "429-bare",
+        "503",
+        "500x2",
+        "reset",
+        "cloudflare-403",
+    ],
 )
 def test_transient_failures_are_retried_until_every_row_is_delivered(
-    kind: str, fault: Fault, expected_wait: float | None, duck: Warehouse,
-    sandbox: SandboxServer, state: StateStore, runtime: Runtime, fake_time: FakeSleep,
+    kind: str,
+    fault: Fault,
+    expected_wait: float | None,
+    duck: Warehouse,
+    sandbox: SandboxServer,
+    state: StateStore,
+    runtime: Runtime,
+    fake_time: FakeSleep,
 ) -> None:
     create_events_table(duck)
     insert_events(duck, event_rows(0, 30))
@@ -166,7 +189,10 @@ def sync_path(kind: str) -> str:
 
 
 def test_klaviyo_dedup_ids_are_stable_when_a_processed_request_is_retried(
-    duck: Warehouse, sandbox: SandboxServer, state: StateStore, runtime: Runtime,
+    duck: Warehouse,
+    sandbox: SandboxServer,
+    state: StateStore,
+    runtime: Runtime,
 ) -> None:
     create_events_table(duck)
     insert_events(duck, event_rows(0, 30))
@@ -183,7 +209,10 @@ def test_klaviyo_dedup_ids_are_stable_when_a_processed_request_is_retried(
 
 
 def test_brevo_retry_after_a_processed_request_reports_possible_duplicates(
-    duck: Warehouse, sandbox: SandboxServer, state: StateStore, runtime: Runtime,
+    duck: Warehouse,
+    sandbox: SandboxServer,
+    state: StateStore,
+    runtime: Runtime,
 ) -> None:
     create_events_table(duck)
     insert_events(duck, event_rows(0, 30))
@@ -197,12 +226,14 @@ def test_brevo_retry_after_a_processed_request_reports_possible_duplicates(
     assert len(sandbox.events("brevo_events_batch")) == 60
 
 
-def test_timeouts_are_retried(duck: Warehouse, sandbox: SandboxServer, state: StateStore,
-                              runtime: Runtime) -> None:
+def test_timeouts_are_retried(
+    duck: Warehouse, sandbox: SandboxServer, state: StateStore, runtime: Runtime
+) -> None:
     create_events_table(duck)
     insert_events(duck, event_rows(0, 10))
-    sync = sync_for("klaviyo_bulk_events", duck, sandbox.url,
-                    options="{concurrency: 1, timeout_s: 0.3}")
+    sync = sync_for(
+        "klaviyo_bulk_events", duck, sandbox.url, options="{concurrency: 1, timeout_s: 0.3}"
+    )
     sandbox.inject(Fault(path=sync_path("klaviyo_bulk_events"), delay_s=5.0))
 
     res = run_sync(sync, state=state, runtime=runtime)
@@ -213,7 +244,11 @@ def test_timeouts_are_retried(duck: Warehouse, sandbox: SandboxServer, state: St
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_bad_credentials_fail_the_run_at_once_and_keep_the_checkpoint(
-    kind: str, duck: Warehouse, sandbox: SandboxServer, state: StateStore, runtime: Runtime,
+    kind: str,
+    duck: Warehouse,
+    sandbox: SandboxServer,
+    state: StateStore,
+    runtime: Runtime,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     create_events_table(duck)
@@ -232,12 +267,16 @@ def test_bad_credentials_fail_the_run_at_once_and_keep_the_checkpoint(
 
 
 def test_a_run_that_exhausts_its_retries_fails_and_the_next_run_resumes(
-    duck: Warehouse, sandbox: SandboxServer, state: StateStore, runtime: Runtime,
+    duck: Warehouse,
+    sandbox: SandboxServer,
+    state: StateStore,
+    runtime: Runtime,
 ) -> None:
     create_events_table(duck)
     insert_events(duck, event_rows(0, 250))
-    sync = sync_for("brevo_events_batch", duck, sandbox.url,
-                    options="{concurrency: 1, max_retries: 1}")
+    sync = sync_for(
+        "brevo_events_batch", duck, sandbox.url, options="{concurrency: 1, max_retries: 1}"
+    )
     first = run_sync(sync, state=state, runtime=runtime, limit=200)
     assert first.delivered == 200
     sandbox.inject(Fault(path="/v3/events/batch", status=500, times=2))
@@ -251,8 +290,9 @@ def test_a_run_that_exhausts_its_retries_fails_and_the_next_run_resumes(
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_full_refresh_resends_everything(kind: str, duck: Warehouse, sandbox: SandboxServer,
-                                         state: StateStore, runtime: Runtime) -> None:
+def test_full_refresh_resends_everything(
+    kind: str, duck: Warehouse, sandbox: SandboxServer, state: StateStore, runtime: Runtime
+) -> None:
     create_events_table(duck)
     insert_events(duck, event_rows(0, 12))
     sync = sync_for(kind, duck, sandbox.url)
@@ -262,8 +302,9 @@ def test_full_refresh_resends_everything(kind: str, duck: Warehouse, sandbox: Sa
     assert len(sandbox.events(kind)) == (12 if kind == "klaviyo_bulk_events" else 24)
 
 
-def test_dry_run_sends_nothing_and_changes_no_state(duck: Warehouse, sandbox: SandboxServer,
-                                                    state: StateStore, runtime: Runtime) -> None:
+def test_dry_run_sends_nothing_and_changes_no_state(
+    duck: Warehouse, sandbox: SandboxServer, state: StateStore, runtime: Runtime
+) -> None:
     create_events_table(duck)
     insert_events(duck, event_rows(0, 12))
     sync = sync_for("klaviyo_bulk_events", duck, sandbox.url)
@@ -273,8 +314,9 @@ def test_dry_run_sends_nothing_and_changes_no_state(duck: Warehouse, sandbox: Sa
     assert state.checkpoint("videos") is None and state.runs("videos") == []
 
 
-def test_state_store_on_postgresql(duck: Warehouse, pg_url: str, sandbox: SandboxServer,
-                                   runtime: Runtime) -> None:
+def test_state_store_on_postgresql(
+    duck: Warehouse, pg_url: str, sandbox: SandboxServer, runtime: Runtime
+) -> None:
     create_events_table(duck)
     insert_events(duck, event_rows(0, 40))
     store = StateStore(pg_url)

@@ -27,7 +27,7 @@ from .conftest import FakeSleep
 
 
 def test_strings_are_escaped_exactly_like_a_json_encoder() -> None:
-    values = ['plain', 'quote " and \\ backslash', "tab\tnew\nline\x01", "é 日本", "", None]
+    values = ["plain", 'quote " and \\ backslash', "tab\tnew\nline\x01", "é 日本", "", None]
     frags = jsonfrag.strings(pa.array(values)).to_pylist()
     for value, frag in zip(values, frags, strict=True):
         assert (frag is None) if value is None else json.loads(frag) == value
@@ -42,8 +42,10 @@ def test_values_follow_the_property_rules() -> None:
         (pa.array([Decimal("12.30"), None], pa.decimal128(10, 2)), ["12.3", None]),
         (pa.array([True, False]), ["true", "false"]),
         (pa.array([date(2026, 1, 2)]), ['"2026-01-02"']),
-        (pa.array([datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)]),
-         ['"2026-01-02T03:04:05.678+00:00"']),
+        (
+            pa.array([datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)]),
+            ['"2026-01-02T03:04:05.678+00:00"'],
+        ),
         (pa.array([{"a": 1, "b": [1, 2]}]), ['{"a":1,"b":[1,2]}']),
     ]
     for arr, expected in cases:
@@ -68,23 +70,36 @@ def test_objects_omit_nulls_and_nest_dotted_names() -> None:
 def test_naive_timestamps_are_read_in_the_source_zone_and_truncated_to_ms() -> None:
     naive = pa.array([datetime(2026, 7, 1, 12, 0, 0, 123999), None])
     assert _rfc3339(_utc(naive, "Europe/Paris")).to_pylist() == [
-        "2026-07-01T10:00:00.123+00:00", None]
+        "2026-07-01T10:00:00.123+00:00",
+        None,
+    ]
     aware = pa.array([datetime(2026, 1, 1, 23, 30, tzinfo=UTC)], pa.timestamp("us", tz="UTC"))
     assert _rfc3339(_utc(aware, "Asia/Tokyo")).to_pylist() == ["2026-01-01T23:30:00.000+00:00"]
     assert _rfc3339(_utc(pa.array([date(2026, 3, 1)]), "UTC")).to_pylist() == [
-        "2026-03-01T00:00:00.000+00:00"]
+        "2026-03-01T00:00:00.000+00:00"
+    ]
 
 
 def test_mapper_builds_keys_dedup_ids_and_lazy_dicts() -> None:
-    sync = parse_sync("""
+    sync = parse_sync(
+        """
 name: s
 source: {table: t, cursor: c, primary_key: [a, b]}
 destination: {type: klaviyo_bulk_events, api_key: "${KLAVIYO_API_KEY}"}
 mapping: {event_name: e, event_time: c, identifiers: {email: m},
           event_properties: {p.q: v, w: v}}
-""", "syncs/s.yaml")
-    table = pa.table({"a": ["x,y", "z"], "b": [1, 2], "m": ["a@b", None], "v": [None, 3],
-                      "c": pa.array([datetime(2026, 1, 1, tzinfo=UTC)] * 2)})
+""",
+        "syncs/s.yaml",
+    )
+    table = pa.table(
+        {
+            "a": ["x,y", "z"],
+            "b": [1, 2],
+            "m": ["a@b", None],
+            "v": [None, 3],
+            "c": pa.array([datetime(2026, 1, 1, tzinfo=UTC)] * 2),
+        }
+    )
     events = Mapper(sync).map(Chunk(table))
     assert events.keys == ["x%2Cy,1", "z,2"]  # multi-column keys are escaped, unambiguous
     assert events.dedup_ids == ["s:x%2Cy,1", "s:z,2"]
@@ -130,18 +145,25 @@ def test_pacer_pauses_the_whole_account_when_told(fake_time: FakeSleep) -> None:
     assert fake_time.now - start == pytest.approx(7.5)
 
 
-@pytest.mark.parametrize("headers,body,expected", [
-    ({"retry-after": "12"}, b"", 12.0),
-    ({"ratelimit-reset": "30"}, b"", 30.0),
-    ({"x-sib-ratelimit-reset": "4"}, b"", 4.0),
-    ({"x-sib-ratelimit-reset": "4000"}, b"", 4.0),  # reported in ms by some accounts
-    ({"x-rate-limit-reset": "9"}, b"", 9.0),
-    ({}, b'{"errors":[{"detail":"Request was throttled. Expected available in 3 seconds."}]}',
-     3.0),
-    ({}, b"", None),
-])
-def test_announced_wait_reads_every_vendor_style(headers: dict[str, str], body: bytes,
-                                                 expected: float | None) -> None:
+@pytest.mark.parametrize(
+    "headers,body,expected",
+    [
+        ({"retry-after": "12"}, b"", 12.0),
+        ({"ratelimit-reset": "30"}, b"", 30.0),
+        ({"x-sib-ratelimit-reset": "4"}, b"", 4.0),
+        ({"x-sib-ratelimit-reset": "4000"}, b"", 4.0),  # reported in ms by some accounts
+        ({"x-rate-limit-reset": "9"}, b"", 9.0),
+        (
+            {},
+            b'{"errors":[{"detail":"Request was throttled. Expected available in 3 seconds."}]}',
+            3.0,
+        ),
+        ({}, b"", None),
+    ],
+)
+def test_announced_wait_reads_every_vendor_style(
+    headers: dict[str, str], body: bytes, expected: float | None
+) -> None:
     assert announced_wait(httpx.Headers(headers), body, lambda: 0.0) == expected
 
 
@@ -154,25 +176,45 @@ def test_retry_after_as_http_date() -> None:
 def test_classify_status_codes() -> None:
     h = httpx.Headers({})
     assert [classify(s, h) for s in (202, 207, 400, 401, 403, 404, 408, 413, 429, 500, 503)] == [
-        "ok", "ok", "final", "auth", "auth", "final", "transient", "final", "rate_limited",
-        "transient", "transient"]
+        "ok",
+        "ok",
+        "final",
+        "auth",
+        "auth",
+        "final",
+        "transient",
+        "final",
+        "rate_limited",
+        "transient",
+        "transient",
+    ]
     assert classify(403, httpx.Headers({"cf-mitigated": "challenge"})) == "transient"
-    assert window_state(httpx.Headers({"RateLimit-Remaining": "0", "RateLimit-Reset": "5"})) \
-        == (0.0, 5.0)
+    assert window_state(httpx.Headers({"RateLimit-Remaining": "0", "RateLimit-Reset": "5"})) == (
+        0.0,
+        5.0,
+    )
 
 
 # --------------------------------------------------------------------------- batching
 
 
 def _items(n: int, size: int) -> list[Item]:
-    sync = parse_sync("""
+    sync = parse_sync(
+        """
 name: s
 source: {table: t, cursor: c, primary_key: k}
 destination: {type: brevo_events_batch, api_key: "${BREVO_API_KEY}"}
 mapping: {event_name: e, event_time: c, identifiers: {email_id: m}}
-""", "syncs/s.yaml")
-    table = pa.table({"k": list(range(n)), "m": ["a@b"] * n,
-                      "c": pa.array([datetime(2026, 1, 1, tzinfo=UTC)] * n)})
+""",
+        "syncs/s.yaml",
+    )
+    table = pa.table(
+        {
+            "k": list(range(n)),
+            "m": ["a@b"] * n,
+            "c": pa.array([datetime(2026, 1, 1, tzinfo=UTC)] * n),
+        }
+    )
     events = Mapper(sync).map(Chunk(table))
     payload = b'{"p":"' + b"x" * max(0, size - 9) + b'"}'
     return [Item(events, i, payload, len(payload) + 1) for i in range(n)]
@@ -203,12 +245,15 @@ def test_batches_respect_the_byte_limit() -> None:
 
 
 def _brevo(n: int) -> tuple[object, Request]:
-    sync = parse_sync("""
+    sync = parse_sync(
+        """
 name: s
 source: {table: t, cursor: c, primary_key: k}
 destination: {type: brevo_events_batch, api_key: "${BREVO_API_KEY}"}
 mapping: {event_name: e, event_time: c, identifiers: {email_id: m}}
-""", "syncs/s.yaml")
+""",
+        "syncs/s.yaml",
+    )
     dest = make_destination(sync)
     items = _items(n, 5)
     return dest, dest.build(items)
@@ -216,23 +261,42 @@ mapping: {event_name: e, event_time: c, identifiers: {email_id: m}}
 
 def test_brevo_207_maps_event_indices_to_rejects_and_never_resends_the_rest() -> None:
     dest, req = _brevo(5)
-    body = orjson.dumps({"status": "partial", "total_events": 5, "successful_events": 3,
-                         "failed_events": 2,
-                         "errors": [{"eventIndex": [1, 3], "message": "bad email"}]})
+    body = orjson.dumps(
+        {
+            "status": "partial",
+            "total_events": 5,
+            "successful_events": 3,
+            "failed_events": 2,
+            "errors": [{"eventIndex": [1, 3], "message": "bad email"}],
+        }
+    )
     out = dest.interpret(req, 207, httpx.Headers({}), body)  # type: ignore[attr-defined]
-    assert out.delivered == [0, 2, 4] and out.rejected == {1: "Brevo: bad email",
-                                                           3: "Brevo: bad email"}
+    assert out.delivered == [0, 2, 4] and out.rejected == {
+        1: "Brevo: bad email",
+        3: "Brevo: bad email",
+    }
     assert out.resend == []
 
 
 def test_brevo_400_summary_resends_the_valid_rest_and_shape_errors_switch_once() -> None:
     dest, req = _brevo(3)
-    body = orjson.dumps({"status": "failure", "total_events": 3, "successful_events": 0,
-                         "failed_events": 1, "errors": [{"eventIndex": [0], "message": "x"}]})
+    body = orjson.dumps(
+        {
+            "status": "failure",
+            "total_events": 3,
+            "successful_events": 0,
+            "failed_events": 1,
+            "errors": [{"eventIndex": [0], "message": "x"}],
+        }
+    )
     out = dest.interpret(req, 400, httpx.Headers({}), body)  # type: ignore[attr-defined]
     assert out.rejected == {0: "Brevo: x"} and out.resend == [1, 2]
-    unmarshal = orjson.dumps({"code": "bad_request", "message":
-                              "json: cannot unmarshal object into Go value of type []main.x"})
+    unmarshal = orjson.dumps(
+        {
+            "code": "bad_request",
+            "message": "json: cannot unmarshal object into Go value of type []main.x",
+        }
+    )
     out = dest.interpret(req, 400, httpx.Headers({}), unmarshal)  # type: ignore[attr-defined]
     assert out.switch_shape and out.resend == [0, 1, 2]
     assert dest.build(req.items).body.startswith(b"[")  # type: ignore[attr-defined]
@@ -240,8 +304,9 @@ def test_brevo_400_summary_resends_the_valid_rest_and_shape_errors_switch_once()
     assert not again.switch_shape and again.split  # switched once only, then it is the data
 
 
-def test_sender_splits_a_batch_the_api_refuses_without_detail(monkeypatch: pytest.MonkeyPatch,
-                                                              fake_time: FakeSleep) -> None:
+def test_sender_splits_a_batch_the_api_refuses_without_detail(
+    monkeypatch: pytest.MonkeyPatch, fake_time: FakeSleep
+) -> None:
     """A 413 (no per-item detail, nothing stored) → halves, until each part fits."""
     dest, _ = _brevo(1)
     items = _items(8, 5)
@@ -255,8 +320,9 @@ def test_sender_splits_a_batch_the_api_refuses_without_detail(monkeypatch: pytes
     runtime = Runtime(clock=fake_time.clock, sleep=fake_time.sleep, random=lambda: 0.5)
     pacer = Pacer(RateLimit(per_second=1000), fake_time.clock, fake_time.sleep)
     sender = Sender(dest, pacer, runtime, Stats())  # type: ignore[arg-type]
-    sender.client = httpx.Client(transport=httpx.MockTransport(handler),
-                                 base_url="http://brevo.test")
+    sender.client = httpx.Client(
+        transport=httpx.MockTransport(handler), base_url="http://brevo.test"
+    )
     out = sender.send(items)
     assert len(out.delivered) == 8 and out.rejected == []
     assert sizes == [8, 4, 2, 2, 4, 2, 2]

@@ -126,8 +126,9 @@ class Destination:
     def build(self, items: list[Item]) -> Request:
         raise NotImplementedError
 
-    def interpret(self, request: Request, status: int, headers: Mapping[str, str],
-                  body: bytes) -> Outcome:
+    def interpret(
+        self, request: Request, status: int, headers: Mapping[str, str], body: bytes
+    ) -> Outcome:
         """Turn a non-transient response (2xx, 400, 413, other 4xx) into per-item outcomes."""
         raise NotImplementedError
 
@@ -142,7 +143,7 @@ class Destination:
 
 
 def _mask(value: str) -> str:
-    scheme, _, token = value.rpartition(" ")
+    scheme, _, _token = value.rpartition(" ")
     return f"{scheme} ****" if scheme else "****"
 
 
@@ -152,8 +153,9 @@ def _mask(value: str) -> str:
 def null_mask(arr: pa.Array) -> list[bool]:
     """True where the value is NULL or an empty string."""
     if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
-        return pc.fill_null(pc.or_(pc.is_null(arr), pc.equal(pc.utf8_length(arr), 0)),
-                            True).to_pylist()
+        return pc.fill_null(
+            pc.or_(pc.is_null(arr), pc.equal(pc.utf8_length(arr), 0)), True
+        ).to_pylist()
     return pc.is_null(arr).to_pylist()
 
 
@@ -178,13 +180,18 @@ def regex_failures(arr: pa.Array, pattern: str) -> list[int]:
 
 
 def length_failures(arr: pa.Array, max_chars: int) -> list[int]:
-    too_long = pc.fill_null(pc.greater(pc.utf8_length(pc.cast(arr, pa.string())), max_chars),
-                            False)
+    too_long = pc.fill_null(pc.greater(pc.utf8_length(pc.cast(arr, pa.string())), max_chars), False)
     return [i for i, b in enumerate(too_long.to_pylist()) if b]
 
 
-def walk_limits(value: Any, max_string: int | None, max_array: int | None,
-                max_depth: int | None, where: str = "", depth: int = 1) -> str | None:
+def walk_limits(
+    value: Any,
+    max_string: int | None,
+    max_array: int | None,
+    max_depth: int | None,
+    where: str = "",
+    depth: int = 1,
+) -> str | None:
     """First nested-value rule the value breaks (string length, array size, depth)."""
     if isinstance(value, str):
         if max_string is not None and len(value) > max_string:
@@ -194,8 +201,9 @@ def walk_limits(value: Any, max_string: int | None, max_array: int | None,
         if max_depth is not None and depth > max_depth:
             return f"{where or 'value'} nests deeper than {max_depth} levels"
         for k, v in value.items():
-            r = walk_limits(v, max_string, max_array, max_depth,
-                            f"{where}.{k}" if where else str(k), depth + 1)
+            r = walk_limits(
+                v, max_string, max_array, max_depth, f"{where}.{k}" if where else str(k), depth + 1
+            )
             if r:
                 return r
         return None
@@ -214,8 +222,9 @@ def walk_limits(value: Any, max_string: int | None, max_array: int | None,
 _NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
 
 
-def static_key_problems(mapping: Mapping[str, Any], block: str, pattern: re.Pattern[str],
-                        rule: str) -> list[tuple[str, str]]:
+def static_key_problems(
+    mapping: Mapping[str, Any], block: str, pattern: re.Pattern[str], rule: str
+) -> list[tuple[str, str]]:
     """Config-time check of property names (each dotted segment) against a key rule."""
     out: list[tuple[str, str]] = []
     props = mapping.get(block)

@@ -42,8 +42,7 @@ MAX_BYTES = 512 * 1024
 MAX_PROPERTIES_BYTES = 50 * 1024
 EVENT_NAME = r"^[A-Za-z0-9_-]{1,255}$"
 _KEY = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
-IDENTIFIERS = ("email_id", "ext_id", "phone_id", "whatsapp_id", "landline_number_id",
-               "contact_id")
+IDENTIFIERS = ("email_id", "ext_id", "phone_id", "whatsapp_id", "landline_number_id", "contact_id")
 
 
 def brevo_identifiers(events: Events, i: int, cols: dict[str, list[Any]]) -> dict[str, Any]:
@@ -64,15 +63,21 @@ def brevo_validate(events: Events, identifier_fields: tuple[str, ...]) -> dict[i
         for i in rows:
             reasons.setdefault(i, reason)
 
-    add(no_identifier_rows(events, identifier_fields),
-        "no identifier: every mapped identifier (" + ", ".join(
-            f for f in identifier_fields if f in events.identifiers) + ") is empty")
-    add([i for i, v in enumerate(pc.is_null(events.names).to_pylist()) if v],
-        "event name is NULL")
-    add(regex_failures(events.names, EVENT_NAME),
-        "event name must be 1-255 characters of letters, digits, '-' and '_'")
-    add([i for i, v in enumerate(pc.is_null(events.time_utc).to_pylist()) if v],
-        "event time is NULL")
+    add(
+        no_identifier_rows(events, identifier_fields),
+        "no identifier: every mapped identifier ("
+        + ", ".join(f for f in identifier_fields if f in events.identifiers)
+        + ") is empty",
+    )
+    add([i for i, v in enumerate(pc.is_null(events.names).to_pylist()) if v], "event name is NULL")
+    add(
+        regex_failures(events.names, EVENT_NAME),
+        "event name must be 1-255 characters of letters, digits, '-' and '_'",
+    )
+    add(
+        [i for i, v in enumerate(pc.is_null(events.time_utc).to_pylist()) if v],
+        "event time is NULL",
+    )
     contact_id = events.identifiers.get("contact_id")
     if contact_id is not None and not pa.types.is_integer(contact_id.type):
         add(regex_failures(contact_id, r"^\d+$"), "contact_id is not an integer")
@@ -82,8 +87,9 @@ def brevo_validate(events: Events, identifier_fields: tuple[str, ...]) -> dict[i
 def brevo_properties_problem(events: Events, i: int) -> str | None:
     for k, v in events.contact_properties[i].items():
         if isinstance(v, (dict, list)):
-            return f"contact property {k} is an object/array; Brevo accepts string, " \
-                "number or boolean"
+            return (
+                f"contact property {k} is an object/array; Brevo accepts string, number or boolean"
+            )
     for k in events.event_properties[i]:
         if not _KEY.match(k):
             return f"event property key {k!r} must be 1-255 letters, digits, '-' or '_'"
@@ -122,14 +128,23 @@ class BrevoEventsBatch(Destination):
         return brevo_check_mapping(mapping)
 
     def auth_headers(self) -> dict[str, str]:
-        return {"api-key": self.api_key, "content-type": "application/json",
-                "accept": "application/json"}
+        return {
+            "api-key": self.api_key,
+            "content-type": "application/json",
+            "accept": "application/json",
+        }
 
     def validate(self, events: Events) -> dict[int, str]:
         return brevo_validate(events, self.identifier_fields)
 
-    def encode_event(self, events: Events, i: int, idents: dict[str, list[Any]],
-                     names: list[Any], times: list[Any]) -> dict[str, Any]:
+    def encode_event(
+        self,
+        events: Events,
+        i: int,
+        idents: dict[str, list[Any]],
+        names: list[Any],
+        times: list[Any],
+    ) -> dict[str, Any]:
         event: dict[str, Any] = {
             "event_name": names[i],
             "event_date": times[i],
@@ -180,15 +195,14 @@ class BrevoEventsBatch(Destination):
         body = b'{"events":[' + joined + b"]}" if self.shape == "object" else b"[" + joined + b"]"
         return Request(self.path, body, self.auth_headers(), items)
 
-    def interpret(self, request: Request, status: int, headers: Mapping[str, str],
-                  body: bytes) -> Outcome:
+    def interpret(
+        self, request: Request, status: int, headers: Mapping[str, str], body: bytes
+    ) -> Outcome:
         n = len(request.items)
         if status in (200, 201, 202, 204):
             return Outcome(delivered=list(range(n)))
         data = _json(body)
-        if status in (207, 400) and isinstance(data, dict) and isinstance(
-            data.get("errors"), list
-        ):
+        if status in (207, 400) and isinstance(data, dict) and isinstance(data.get("errors"), list):
             rejected: dict[int, str] = {}
             for err in data["errors"]:
                 if not isinstance(err, dict):
@@ -210,7 +224,10 @@ class BrevoEventsBatch(Destination):
             log.warning(
                 "Brevo refused the %s body shape (%s); switching to %r for this run. "
                 "Set destination.options.body_shape: %s to make this permanent.",
-                "array" if self.shape == "object" else "object", message, self.shape, self.shape,
+                "array" if self.shape == "object" else "object",
+                message,
+                self.shape,
+                self.shape,
             )
             return Outcome(switch_shape=True, resend=list(range(n)))
         if status in (400, 413):

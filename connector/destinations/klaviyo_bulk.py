@@ -79,12 +79,15 @@ class KlaviyoBulkEvents(Destination):
         out = []
         props = mapping.get("event_properties")
         if isinstance(props, dict) and len(props) > MAX_PROPERTIES:
-            out.append(("mapping.event_properties",
-                        f"{len(props)} properties; Klaviyo allows {MAX_PROPERTIES} per event"))
+            out.append(
+                (
+                    "mapping.event_properties",
+                    f"{len(props)} properties; Klaviyo allows {MAX_PROPERTIES} per event",
+                )
+            )
         name = mapping.get("event_name")
         if isinstance(name, str) and len(name) > MAX_METRIC_NAME:
-            out.append(("mapping.event_name", "Klaviyo metric names must be under 128 "
-                        "characters"))
+            out.append(("mapping.event_name", "Klaviyo metric names must be under 128 characters"))
         return out
 
     def auth_headers(self) -> dict[str, str]:
@@ -103,36 +106,56 @@ class KlaviyoBulkEvents(Destination):
             for i in rows:
                 reasons.setdefault(i, reason)
 
-        add(no_identifier_rows(events, self.identifier_fields),
-            "no profile identifier: email, phone_number, external_id and id are all empty")
+        add(
+            no_identifier_rows(events, self.identifier_fields),
+            "no profile identifier: email, phone_number, external_id and id are all empty",
+        )
         names = events.names
         add([i for i, v in enumerate(pc.is_null(names).to_pylist()) if v], "event name is NULL")
-        add([i for i, v in enumerate(pc.fill_null(pc.equal(pc.utf8_length(names), 0),
-                                                  False).to_pylist()) if v],
-            "event name is empty")
-        add(length_failures(names, MAX_METRIC_NAME),
+        add(
+            [
+                i
+                for i, v in enumerate(
+                    pc.fill_null(pc.equal(pc.utf8_length(names), 0), False).to_pylist()
+                )
+                if v
+            ],
+            "event name is empty",
+        )
+        add(
+            length_failures(names, MAX_METRIC_NAME),
             f"event name longer than {MAX_METRIC_NAME} characters (Klaviyo metric names "
-            "must be under 128)")
-        add([i for i, v in enumerate(pc.is_null(events.time_utc).to_pylist()) if v],
-            "event time is NULL")
+            "must be under 128)",
+        )
+        add(
+            [i for i, v in enumerate(pc.is_null(events.time_utc).to_pylist()) if v],
+            "event time is NULL",
+        )
         latest = datetime.now(UTC) + timedelta(days=365)
         lo = pa.scalar(self.min_time, pa.timestamp("ms", tz="UTC"))
         hi = pa.scalar(latest, pa.timestamp("ms", tz="UTC"))
         out_of_range = pc.fill_null(
             pc.or_(pc.less(events.time_utc, lo), pc.greater(events.time_utc, hi)), False
         )
-        add([i for i, v in enumerate(out_of_range.to_pylist()) if v],
-            f"event time outside Klaviyo's range ({self.min_time.year}-01-01 to one year "
-            "from now)")
+        add(
+            [i for i, v in enumerate(out_of_range.to_pylist()) if v],
+            f"event time outside Klaviyo's range ({self.min_time.year}-01-01 to one year from now)",
+        )
         if "phone_number" in events.identifiers:
-            add(regex_failures(events.identifiers["phone_number"], E164),
-                "phone_number is not E.164 (e.g. +15005550006)")
+            add(
+                regex_failures(events.identifiers["phone_number"], E164),
+                "phone_number is not E.164 (e.g. +15005550006)",
+            )
         if "email" in events.identifiers:
-            add(regex_failures(events.identifiers["email"], r"^[^@\s]+@[^@\s]+$"),
-                "email is not an email address")
+            add(
+                regex_failures(events.identifiers["email"], r"^[^@\s]+@[^@\s]+$"),
+                "email is not an email address",
+            )
         if events.value_currency is not None:
-            add(regex_failures(events.value_currency, r"^[A-Z]{3}$"),
-                "value_currency is not an ISO 4217 code like USD")
+            add(
+                regex_failures(events.value_currency, r"^[A-Z]{3}$"),
+                "value_currency is not an ISO 4217 code like USD",
+            )
         return reasons
 
     # -- encoding ----------------------------------------------------------------------
@@ -145,8 +168,9 @@ class KlaviyoBulkEvents(Destination):
             if arr is not None:
                 arr = pc.cast(arr, pa.string())
                 empty = pc.fill_null(pc.equal(arr, ""), False)
-                pairs.append((name, pc.if_else(empty, pa.scalar(None, pa.string()),
-                                               jsonfrag.strings(arr))))
+                pairs.append(
+                    (name, pc.if_else(empty, pa.scalar(None, pa.string()), jsonfrag.strings(arr)))
+                )
         contact = events.contact_props
         values = contact.json_values
         standard = [c for c in contact.names if c.split(".")[0] in _STANDARD]
@@ -160,8 +184,9 @@ class KlaviyoBulkEvents(Destination):
         if "id" in events.identifiers:
             ids = jsonfrag.strings(events.identifiers["id"])
             id_part = pc.fill_null(jsonfrag.concat('"id":', ids, ","), "")
-        return jsonfrag.concat('{"data":{"type":"profile",', id_part, '"attributes":',
-                               attributes, "}}")
+        return jsonfrag.concat(
+            '{"data":{"type":"profile",', id_part, '"attributes":', attributes, "}}"
+        )
 
     def _events(self, events: Events) -> tuple[pa.Array, pa.Array]:
         props = events.event_props.json_object()
@@ -171,13 +196,20 @@ class KlaviyoBulkEvents(Destination):
         currency = ""
         if events.value_currency is not None:
             currency = jsonfrag.optional_member(
-                "value_currency", jsonfrag.strings(events.value_currency), None)
+                "value_currency", jsonfrag.strings(events.value_currency), None
+            )
         body = jsonfrag.concat(
-            '{"type":"event","attributes":{"properties":', props,
+            '{"type":"event","attributes":{"properties":',
+            props,
             ',"metric":{"data":{"type":"metric","attributes":{"name":',
-            jsonfrag.strings(events.names), '}}},"time":"', events.times,
-            '","unique_id":', jsonfrag.strings(pa.array(events.dedup_ids, pa.string())),
-            value, currency, ',"backfill":true}}' if self.options.backfill else "}}",
+            jsonfrag.strings(events.names),
+            '}}},"time":"',
+            events.times,
+            '","unique_id":',
+            jsonfrag.strings(pa.array(events.dedup_ids, pa.string())),
+            value,
+            currency,
+            ',"backfill":true}}' if self.options.backfill else "}}",
         )
         return body, props
 
@@ -187,7 +219,7 @@ class KlaviyoBulkEvents(Destination):
         if not rows:
             return items, reasons
         profiles = self._profiles(events)
-        bodies, props = self._events(events)
+        bodies, _props = self._events(events)
         profile_bytes = jsonfrag.to_bytes(profiles)
         event_bytes = jsonfrag.to_bytes(bodies)
         # Rows whose size or shape could break a nested-value rule get the exact check:
@@ -196,8 +228,9 @@ class KlaviyoBulkEvents(Destination):
         suspicious = [False] * events.n
         for name in events.event_props.nested_names():
             frag = events.event_props.json_values[name]
-            deep = pc.greater(pc.add(pc.count_substring(frag, "{"),
-                                     pc.count_substring(frag, "[")), MAX_DEPTH - 1)
+            deep = pc.greater(
+                pc.add(pc.count_substring(frag, "{"), pc.count_substring(frag, "[")), MAX_DEPTH - 1
+            )
             wide = pc.greater_equal(pc.count_substring(frag, ","), MAX_ARRAY - 1)
             flags = pc.fill_null(pc.or_(deep, wide), False).to_pylist()
             suspicious = [a or b for a, b in zip(suspicious, flags, strict=True)]
@@ -205,11 +238,11 @@ class KlaviyoBulkEvents(Destination):
         for i in rows:
             size = sizes[i] + 80
             if size > MAX_STRING or suspicious[i]:
-                problem = walk_limits(events.event_props.row(i), MAX_STRING, MAX_ARRAY,
-                                      MAX_DEPTH)
+                problem = walk_limits(events.event_props.row(i), MAX_STRING, MAX_ARRAY, MAX_DEPTH)
                 if problem is None and size > MAX_STRING:
-                    problem = walk_limits(events.contact_props.row(i), MAX_STRING, MAX_ARRAY,
-                                          MAX_DEPTH, "profile")
+                    problem = walk_limits(
+                        events.contact_props.row(i), MAX_STRING, MAX_ARRAY, MAX_DEPTH, "profile"
+                    )
                 if problem:
                     reasons[i] = problem
                     continue
@@ -232,14 +265,18 @@ class KlaviyoBulkEvents(Destination):
         for profile_bytes, idxs in groups.items():
             events_json = b",".join(items[j].payload[1] for j in idxs)
             parts.append(
-                b'{"type":"event-bulk-create","attributes":{"profile":' + profile_bytes
-                + b',"events":{"data":[' + events_json + b"]}}}"
+                b'{"type":"event-bulk-create","attributes":{"profile":'
+                + profile_bytes
+                + b',"events":{"data":['
+                + events_json
+                + b"]}}}"
             )
         body = _PREFIX + b",".join(parts) + _SUFFIX
         return Request(self.path, body, self.auth_headers(), items, list(groups.values()))
 
-    def interpret(self, request: Request, status: int, headers: Mapping[str, str],
-                  body: bytes) -> Outcome:
+    def interpret(
+        self, request: Request, status: int, headers: Mapping[str, str], body: bytes
+    ) -> Outcome:
         everything = list(range(len(request.items)))
         if 200 <= status < 300:
             return Outcome(delivered=everything)
@@ -267,8 +304,9 @@ class KlaviyoBulkEvents(Destination):
                         rejected.setdefault(group[ej], f"Klaviyo: {detail} ({pointer})")
             if rejected:
                 # Nothing of a 400 is stored: the others are sent again (same unique_id).
-                return Outcome(rejected=rejected,
-                               resend=[i for i in everything if i not in rejected])
+                return Outcome(
+                    rejected=rejected, resend=[i for i in everything if i not in rejected]
+                )
             if len(request.items) == 1:
                 detail = "; ".join(str(e.get("detail") or e.get("title")) for e in errors)
                 return Outcome(rejected={0: f"Klaviyo 400: {detail or body[:200]!r}"})
