@@ -1,0 +1,267 @@
+"""The asset body: run the core engine for one sync and report what it did.
+
+Scopes (see docs/dagster.md):
+
+- an unpartitioned sync runs the ``incremental`` scope: the checkpoint the CLI uses;
+- a partitioned sync runs each partition of the run (one key, or a range in a single-run
+  backfill) as its own ``partition:<key>`` scope over that partition's time window, in order.
+  A partition resumes after its own checkpoint, so re-running sends nothing new unless
+  ``full_refresh`` is set; the incremental checkpoint is never touched.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import dagster as dg
+from pydantic import Field
+
+from connector import INCREMENTAL, ConnectorError, Runtime, SyncConfig, SyncResult, Window, run_sync
+
+from .checks import REJECT_RATIO, reject_ratio_result
+from .resources import ConnectorResource
+from .translator import pool_name
+
+SAMPLE_REJECTS = 20
+
+
+class SyncRunConfig(dg.Config):
+    """Run config of a sync asset (launchpad or ``run_config``)."""
+
+    dry_run: bool = Field(
+        False, description="Read and validate, count what would be sent; send and record nothing."
+    )
+    full_refresh: bool = Field(
+        False,
+        description="Ignore the scope's checkpoint and ledger: re-send every row of the scope "
+        "(the whole table for incremental, the partition windows for a partitioned run).",
+    )
+    limit: int | None = Field(
+        None, ge=1, description="Read at most this many rows in this run (testing)."
+    )
+
+
+@dataclass(frozen=True)
+class Scope:
+    """One call of the core: a checkpoint scope and, for partitions, its time window."""
+
+    name: str
+    window: Window | None = None
+    partition: str | None = None
+
+
+def scopes_for(
+    context: dg.AssetExecutionContext, partitions: dg.PartitionsDefinition | None
+) -> list[Scope]:
+    """The scopes this run covers: ``incremental``, or one per partition key of the run."""
+    if partitions is None:
+        return [Scope(INCREMENTAL)]
+    if not isinstance(partitions, dg.TimeWindowPartitionsDefinition):
+        raise dg.Failure(description="a sync's partitions must be time windows on its event time")
+    out = []
+    for key in context.partition_keys:
+        tw = partitions.time_window_for_partition_key(key)
+        out.append(Scope(f"partition:{key}", Window(tw.start, tw.end), key))
+    return out
+
+
+def build_sync_asset(
+    sync: SyncConfig, spec: dg.AssetSpec, runtime: Runtime | None = None
+) -> dg.AssetsDefinition:
+    """The materializable asset of one sync, with its reject-ratio check built in."""
+    reject_check = dg.AssetCheckSpec(
+        REJECT_RATIO,
+        asset=spec.key,
+        description=f"Rejected rows / rows read in a run: warn above "
+        f"{sync.checks.reject_ratio_warn:.1%}, error above {sync.checks.reject_ratio_error:.1%}.",
+    )
+    partitioned = spec.partitions_def is not None
+
+    @dg.multi_asset(
+        name=f"reverse_etl_{sync.name}",
+        specs=[spec],
+        check_specs=[reject_check],
+        pool=pool_name(sync),
+        backfill_policy=dg.BackfillPolicy.single_run() if partitioned else None,
+        description=spec.description,
+    )
+    def _sync_asset(
+        context: dg.AssetExecutionContext, config: SyncRunConfig, connector: ConnectorResource
+    ) -> dg.MaterializeResult:
+        try:
+            where = connector.describe(sync)
+        except ConnectorError as exc:  # e.g. source.url names an unset ${VAR}
+            raise dg.Failure(description=str(exc)) from None
+        context.log.info(
+            f"{sync.name}: warehouse {where['warehouse']}, state store {where['state_store']}"
+        )
+        results = run_scopes(context, sync, spec, config, connector, runtime)
+        check = reject_ratio_result(sync, results, config.dry_run)
+        return dg.MaterializeResult(
+            metadata=materialization_metadata(results, config.dry_run),
+            check_results=[check],
+            tags={"reverse_etl/dry_run": "true"} if config.dry_run else None,
+        )
+
+    return _sync_asset
+
+
+def run_scopes(
+    context: dg.AssetExecutionContext,
+    sync: SyncConfig,
+    spec: dg.AssetSpec,
+    config: SyncRunConfig,
+    connector: ConnectorResource,
+    runtime: Runtime | None,
+) -> list[tuple[Scope, SyncResult]]:
+    """Run every scope in order; stop at the first failure (it is usually account-wide: auth,
+    rate limit, outage), reporting what the earlier scopes already delivered."""
+    state = connector.state()
+    remaining = config.limit
+    done: list[tuple[Scope, SyncResult]] = []
+    for scope in scopes_for(context, spec.partitions_def):
+        if remaining is not None and remaining <= 0:
+            break
+        last: list[SyncResult] = []
+        context.log.info(
+            f"{sync.name}: {scope.name}"
+            + (
+                f" [{scope.window.start.isoformat()}, {scope.window.end.isoformat()})"
+                if scope.window
+                else ""
+            )
+            + (" (full refresh)" if config.full_refresh else "")
+            + (" (dry run)" if config.dry_run else "")
+        )
+        try:
+            result = run_sync(
+                sync,
+                state=state,
+                full_refresh=config.full_refresh,
+                dry_run=config.dry_run,
+                limit=remaining,
+                window=scope.window,
+                scope=scope.name,
+                runtime=runtime,
+                progress=last.append,
+                warehouse_url=connector.warehouse_for(sync),
+            )
+        except ConnectorError as exc:
+            partial = last[-1] if last else None
+            raise dg.Failure(
+                description=f"{sync.name}: {scope.name} failed: {exc}. Delivered rows are "
+                "checkpointed; run it again to resume from there.",
+                metadata={
+                    **(
+                        materialization_metadata([*done, (scope, partial)], config.dry_run)
+                        if partial
+                        else {}
+                    ),
+                    "failed_scope": scope.name,
+                },
+                allow_retries=True,
+            ) from None
+        context.log.info(
+            f"{sync.name}: {scope.name}: read {result.rows_read}, delivered {result.delivered}, "
+            f"rejected {result.rejected}, skipped {result.skipped}, "
+            f"possibly duplicated {result.possibly_duplicated} in {result.duration_s}s"
+        )
+        done.append((scope, result))
+        if remaining is not None:
+            remaining -= result.rows_read
+    return done
+
+
+def _position(pos: Sequence[Any] | None) -> str:
+    if not pos:
+        return "(none)"
+    return ", ".join(v.isoformat() if hasattr(v, "isoformat") else str(v) for v in pos)
+
+
+def totals(results: Sequence[tuple[Scope, SyncResult]]) -> dict[str, int | float]:
+    """Counts summed over the scopes of a run. Rows with a NULL cursor or key are counted by
+    every scope of the run (they belong to no window), so they are taken once."""
+    rs = [r for _, r in results]
+    null_keys = max((r.null_key_rows for r in rs), default=0)
+    duration = round(sum(r.duration_s for r in rs), 3)
+    rows_read = sum(r.rows_read for r in rs)
+    return {
+        "rows_read": rows_read,
+        "delivered": sum(r.delivered for r in rs),
+        "rejected": sum(r.rejected - r.null_key_rows for r in rs) + null_keys,
+        "null_key_rows": null_keys,
+        "skipped": sum(r.skipped for r in rs),
+        "possibly_duplicated": sum(r.possibly_duplicated for r in rs),
+        "batches": sum(r.batches for r in rs),
+        "requests": sum(r.requests for r in rs),
+        "retries": sum(r.retries for r in rs),
+        "rate_limited": sum(r.rate_limited for r in rs),
+        "duration_s": duration,
+        "rows_per_s": round(rows_read / duration, 1) if duration else 0.0,
+    }
+
+
+def materialization_metadata(
+    results: Sequence[tuple[Scope, SyncResult]], dry_run: bool
+) -> dict[str, Any]:
+    """What the asset catalog shows for a run: counts, high-water marks, sample rejects.
+    Reject reasons come from the core, which never puts secrets or whole rows in them."""
+    t = totals(results)
+    md: dict[str, Any] = {
+        "rows_read": t["rows_read"],
+        "delivered": t["delivered"],
+        "rejected": t["rejected"],
+        "possibly_duplicated": t["possibly_duplicated"],
+        "skipped_already_delivered": t["skipped"],
+        "batches": t["batches"],
+        "requests": t["requests"],
+        "retries": t["retries"],
+        "rate_limited_429": t["rate_limited"],
+        "duration_s": dg.MetadataValue.float(float(t["duration_s"])),
+        "rows_per_s": dg.MetadataValue.float(float(t["rows_per_s"])),
+        "dagster/row_count": t["delivered"],
+        "dry_run": dry_run,
+        "scopes": ", ".join(s.name for s, _ in results),
+    }
+    if t["null_key_rows"]:
+        md["null_cursor_or_key_rows"] = t["null_key_rows"]
+    if len(results) == 1:
+        _, r = results[0]
+        md["hwm_before"] = _position(r.hwm_before)
+        md["hwm_after"] = _position(r.hwm_after)
+        if r.run_id:
+            md["connector_run_id"] = r.run_id
+    else:
+        md["partitions"] = dg.MetadataValue.table(
+            records=[
+                dg.TableRecord(
+                    {
+                        "partition": s.partition or s.name,
+                        "rows_read": r.rows_read,
+                        "delivered": r.delivered,
+                        "rejected": r.rejected,
+                        "hwm_before": _position(r.hwm_before),
+                        "hwm_after": _position(r.hwm_after),
+                    }
+                )
+                for s, r in results
+            ],
+            schema=dg.TableSchema(
+                columns=[
+                    dg.TableColumn("partition", "string"),
+                    dg.TableColumn("rows_read", "int"),
+                    dg.TableColumn("delivered", "int"),
+                    dg.TableColumn("rejected", "int"),
+                    dg.TableColumn("hwm_before", "string"),
+                    dg.TableColumn("hwm_after", "string"),
+                ]
+            ),
+        )
+    samples = [pair for _, r in results for pair in r.sample_rejects][:SAMPLE_REJECTS]
+    md["sample_rejects"] = dg.MetadataValue.table(
+        records=[dg.TableRecord({"key": k[:200], "reason": why[:300]}) for k, why in samples],
+        schema=dg.TableSchema(
+            columns=[dg.TableColumn("key", "string"), dg.TableColumn("reason", "string")]
+        ),
+    )
+    return md

@@ -1,0 +1,144 @@
+"""``build_defs``: every sync file in a config dir → assets, checks, schedules, one resource.
+
+A broken sync file never takes the others down: it becomes a placeholder asset in the
+``config_errors`` group whose description carries the file, field and fix, with a
+``config_valid`` check that fails with the same text and a materialization that fails with
+it; the problem is also logged as a warning when the definitions load.
+"""
+
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from connector import ConfigError, Runtime, load_syncs
+from connector.config import CONFIG_DIR_ENV
+
+from .assets import build_sync_asset
+from .checks import CONFIG_VALID, build_freshness_check
+from .resources import ConnectorResource
+from .schedules import build_schedule
+from .translator import ASSET_PREFIX, ReverseEtlTranslator
+
+log = logging.getLogger("dagster_defs")
+
+CONFIG_ERRORS_GROUP = "config_errors"
+RESOURCE_KEY = "connector"
+
+
+def default_config_dir() -> Path:
+    """``$CONNECTOR_CONFIG_DIR``, else ``./config``, else the ``config/`` next to this package
+    (so ``dagster dev -m dagster_defs`` works from any directory of a checkout)."""
+    env = os.environ.get(CONFIG_DIR_ENV)
+    if env:
+        return Path(env)
+    here = Path("config")
+    if (here / "syncs").is_dir():
+        return here
+    return Path(__file__).resolve().parent.parent / "config"
+
+
+def build_defs(
+    config_dir: str | os.PathLike[str] | None = None,
+    *,
+    translator: ReverseEtlTranslator | None = None,
+    resource: ConnectorResource | None = None,
+    runtime: Runtime | None = None,
+) -> dg.Definitions:
+    """Definitions for every ``<config_dir>/syncs/*.yaml``.
+
+    ``translator`` customizes the asset specs; ``resource`` overrides the connector resource
+    (default: :meth:`ConnectorResource.from_env`); ``runtime`` injects the core's clock and
+    sleep (tests).
+    """
+    root = Path(config_dir) if config_dir is not None else default_config_dir()
+    translator = translator or ReverseEtlTranslator()
+    # API keys and ${ENV} URLs are resolved when a run needs them, not where the UI loads.
+    syncset = load_syncs(root, check_env=False)
+    if not (root / "syncs").is_dir():
+        log.warning("reverse-ETL: no sync directory at %s; set %s", root / "syncs", CONFIG_DIR_ENV)
+
+    assets: list[Any] = []
+    checks: list[dg.AssetChecksDefinition] = []
+    schedules: list[Any] = []
+    sources: dict[dg.AssetKey, dg.AssetSpec] = {}
+    for sync in syncset.syncs.values():
+        spec = translator.get_asset_spec(sync)
+        for dep in spec.deps:
+            if dep.asset_key not in sources:
+                table = ".".join(dep.asset_key.path[1:])
+                sources[dep.asset_key] = translator.get_source_asset_spec(sync, table)
+        assets.append(build_sync_asset(sync, spec, runtime))
+        checks.append(build_freshness_check(sync, spec.key))
+        schedule = build_schedule(sync, spec)
+        if schedule is not None:
+            schedules.append(schedule)
+
+    taken = {dg.AssetKey([ASSET_PREFIX, name]) for name in syncset.syncs}
+    for where, error in syncset.errors.items():
+        log.warning("reverse-ETL: %s is not loaded:\n%s", where, error)
+        placeholder = build_broken_sync(where, error, taken)
+        taken.add(placeholder.key)
+        assets.append(placeholder)
+
+    return dg.Definitions(
+        assets=[*sources.values(), *assets],
+        asset_checks=checks,
+        schedules=schedules,
+        resources={RESOURCE_KEY: resource or ConnectorResource.from_env()},
+    )
+
+
+def build_broken_sync(
+    where: str, error: ConfigError, taken: set[dg.AssetKey]
+) -> dg.AssetsDefinition:
+    """The placeholder Dagster users see for a file that does not validate."""
+    stem = Path(where).stem
+    name = "".join(c if c.isalnum() or c == "_" else "_" for c in stem) or "sync"
+    key = dg.AssetKey([ASSET_PREFIX, name])
+    if key in taken:
+        key = dg.AssetKey([ASSET_PREFIX, f"{name}__config_error"])
+    message = "\n".join(error.problems)
+    description = (
+        f"⚠ Broken sync config: `{where}` did not load, so this sync does not run. "
+        f"Fix the file and reload the code location.\n\n```\n{message}\n```"
+    )
+    op_name = "reverse_etl_" + "_".join(key.path[1:]) + "__broken"
+
+    @dg.multi_asset(
+        name=op_name,
+        specs=[
+            dg.AssetSpec(
+                key=key,
+                description=description,
+                group_name=CONFIG_ERRORS_GROUP,
+                kinds={"yaml"},
+                tags={"reverse_etl/config_error": "true"},
+                metadata={
+                    "config_file": where,
+                    "config_errors": dg.MetadataValue.md(
+                        "\n".join(f"- `{p}`" for p in error.problems)
+                    ),
+                },
+            )
+        ],
+        check_specs=[
+            dg.AssetCheckSpec(CONFIG_VALID, asset=key, description="The sync file validates.")
+        ],
+    )
+    def _broken(context: dg.AssetExecutionContext) -> Iterator[dg.AssetCheckResult]:
+        # The failed check is recorded first so the asset's Checks tab shows the problems.
+        yield dg.AssetCheckResult(
+            check_name=CONFIG_VALID,
+            passed=False,
+            description=message,
+            metadata={"config_file": where},
+        )
+        raise dg.Failure(
+            description=f"Broken sync config:\n{message}", metadata={"config_file": where}
+        )
+
+    return _broken

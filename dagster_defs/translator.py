@@ -1,0 +1,156 @@
+"""One sync config → one Dagster ``AssetSpec`` (the dagster-sling / dagster-dlt translator model).
+
+Subclass :class:`ReverseEtlTranslator` and override :meth:`get_asset_spec` (calling ``super()``
+and ``.replace_attributes`` / ``.merge_attributes`` on the result) to change keys, groups, owners
+or tags; pass the instance to :func:`dagster_defs.build_defs`. Nothing here talks to the
+warehouse or the vendor: names are derived from the config alone, so loading never needs a
+network or a secret.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import datetime, time
+
+import dagster as dg
+import sqlalchemy as sa
+
+from connector.config import WAREHOUSE_URL_ENV, SyncConfig, resolve_env
+from connector.errors import ConfigError
+
+ASSET_PREFIX = "reverse_etl"
+SOURCE_PREFIX = "warehouse"
+
+# Kind names the Dagster UI draws an icon for.
+_DIALECT_KINDS = {
+    "postgresql": "postgres",
+    "duckdb": "duckdb",
+    "snowflake": "snowflake",
+    "bigquery": "bigquery",
+    "redshift": "redshift",
+    "mysql": "mysql",
+}
+# FROM/JOIN <schema.table> in a source query; good enough for lineage, never for execution.
+_TABLE_REF = re.compile(
+    r"(?is)\b(?:from|join)\s+((?:\"[^\"]+\"|[A-Za-z_][\w$]*)"
+    r"(?:\.(?:\"[^\"]+\"|[A-Za-z_][\w$]*)){0,2})"
+)
+
+
+def vendor(sync: SyncConfig) -> str:
+    """The destination vendor (``brevo``, ``klaviyo``, ``omnisend``) from the destination type."""
+    return sync.destination.type.split("_", 1)[0]
+
+
+def api_key_env(sync: SyncConfig) -> str:
+    """Name of the environment variable holding the API key (never its value)."""
+    match = re.match(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)", sync.destination.api_key)
+    return match.group(1) if match else "API_KEY"
+
+
+def warehouse_dialect(sync: SyncConfig) -> str:
+    """``duckdb``, ``postgresql``, … from the sync's URL, else ``$WAREHOUSE_URL``, else the demo
+    DuckDB — the same precedence as the core reader, without opening a connection."""
+    url = sync.source.url
+    try:
+        url = resolve_env(url, "source.url") if url else os.environ.get(WAREHOUSE_URL_ENV)
+    except ConfigError:
+        return "sql"  # a ${VAR} not set where the definitions load; the run resolves it
+    if not url:
+        return "duckdb"
+    try:
+        return sa.engine.make_url(url).get_backend_name()
+    except Exception:
+        return "sql"
+
+
+def source_tables(sync: SyncConfig) -> list[str]:
+    """Tables the sync reads: ``source.table``, or the FROM/JOIN tables of ``source.query``."""
+    if sync.source.table:
+        return [sync.source.table]
+    found = _TABLE_REF.findall(sync.source.query or "")
+    return list(dict.fromkeys(t.replace('"', "") for t in found))
+
+
+def source_key(table: str) -> dg.AssetKey:
+    return dg.AssetKey([SOURCE_PREFIX, *table.split(".")])
+
+
+def pool_name(sync: SyncConfig) -> str:
+    """One concurrency pool per destination account: vendor + the API-key variable's name.
+
+    Syncs sharing a key (``brevo_events_batch`` and ``brevo_event`` on ``BREVO_API_KEY``) share
+    the account's limits and therefore the pool; the legacy Brevo tracker key (``ma-key``) is a
+    different quota and gets its own.
+    """
+    return f"{ASSET_PREFIX}/{vendor(sync)}/{api_key_env(sync)}"
+
+
+def partitions_def(sync: SyncConfig) -> dg.TimeWindowPartitionsDefinition | None:
+    """Daily or hourly partitions on the event-time column, from ``partitions.start``.
+
+    ``end_offset=1`` makes the period in progress a partition too, so scheduled runs deliver
+    today's rows as they arrive and a backfill may include the current period.
+    """
+    cfg = sync.partitions
+    if cfg is None:
+        return None
+    start = datetime.combine(cfg.start, time())
+    if cfg.period == "hourly":
+        return dg.HourlyPartitionsDefinition(
+            start_date=start.strftime("%Y-%m-%d-%H:%M"), timezone=cfg.timezone, end_offset=1
+        )
+    return dg.DailyPartitionsDefinition(
+        start_date=start.strftime("%Y-%m-%d"), timezone=cfg.timezone, end_offset=1
+    )
+
+
+class ReverseEtlTranslator:
+    """Turns one :class:`~connector.SyncConfig` into the ``AssetSpec`` Dagster shows."""
+
+    def get_asset_spec(self, sync: SyncConfig) -> dg.AssetSpec:
+        dest = sync.destination
+        description = sync.description or f"Rows of {', '.join(source_tables(sync)) or 'a query'}"
+        description += f" → {dest.type}.\n\nConfig: `{sync.source_path or sync.name}`."
+        metadata: dict[str, object] = {
+            "config_file": sync.source_path or "",
+            "destination_type": dest.type,
+            "cursor": sync.source.cursor,
+            "primary_key": ", ".join(sync.source.primary_key),
+            "event_time": sync.mapping.event_time,
+            "api_key_env": api_key_env(sync),
+        }
+        if sync.source.table:
+            metadata["source_table"] = sync.source.table
+        else:
+            metadata["source_query"] = dg.MetadataValue.md(f"```sql\n{sync.source.query}\n```")
+        if sync.schedule:
+            metadata["schedule"] = f"{sync.schedule.cron} ({sync.schedule.timezone})"
+        tags = {"reverse_etl/destination": dest.type}
+        return dg.AssetSpec(
+            key=dg.AssetKey([ASSET_PREFIX, sync.name]),
+            deps=[source_key(t) for t in source_tables(sync)],
+            description=description,
+            group_name=vendor(sync),
+            kinds={warehouse_kind(sync), vendor(sync)},
+            owners=list(sync.owners),
+            tags=tags,
+            metadata=metadata,
+            partitions_def=partitions_def(sync),
+        )
+
+    def get_source_asset_spec(self, sync: SyncConfig, table: str) -> dg.AssetSpec:
+        """The warehouse table as an external asset, so lineage reads table → sync."""
+        return dg.AssetSpec(
+            key=source_key(table),
+            description=f"Warehouse table `{table}` (external: read by reverse-ETL syncs, "
+            "not materialized by Dagster).",
+            group_name=SOURCE_PREFIX,
+            kinds={warehouse_kind(sync)},
+        )
+
+
+def warehouse_kind(sync: SyncConfig) -> str:
+    dialect = warehouse_dialect(sync)
+    return _DIALECT_KINDS.get(dialect, dialect)
