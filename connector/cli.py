@@ -207,8 +207,8 @@ def _validate_one(sync: SyncConfig) -> list[str]:
 
     where = sync.source_path or sync.name
     problems: list[str] = []
-    reader = Reader(sync)
-    types = reader.column_types()
+    with Reader(sync) as reader:
+        types = reader.column_types()
     for col in sorted({sync.source.cursor, *sync.source.primary_key, *sync.mapping.columns()}):
         if col not in types:
             problems.append(

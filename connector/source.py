@@ -68,6 +68,19 @@ def engine_for(url: str) -> sa.Engine:
     return eng
 
 
+def release_engine(url: str) -> None:
+    """Close an embedded database (DuckDB, SQLite) after a run.
+
+    An embedded file stays locked while a connection is open: a DuckDB file opened by this
+    process cannot be written by another one (the loader filling the warehouse) until it is
+    closed. Server databases keep their pool for the next run in the same process.
+    """
+    eng = _ENGINES.get(url)
+    if eng is not None and eng.dialect.name in {"duckdb", "sqlite"}:
+        del _ENGINES[url]
+        eng.dispose()
+
+
 @dataclass(frozen=True)
 class Window:
     """A half-open time window on the event-time column (partitions/backfills)."""
@@ -93,6 +106,16 @@ class Reader:
         self._types: dict[str, str] | None = None
 
     # -- SQL building ------------------------------------------------------------------
+    def close(self) -> None:
+        """Release the warehouse file if it is embedded (see ``release_engine``)."""
+        release_engine(self.url)
+
+    def __enter__(self) -> Reader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def _q(self, name: str) -> sa.ColumnClause[Any]:
         return sa.literal_column(self.dialect.identifier_preparer.quote(name))
 

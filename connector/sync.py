@@ -201,6 +201,7 @@ class _Run:
             pool.shutdown(wait=True, cancel_futures=True)
             if sender:
                 sender.close()
+            self.reader.close()
             self._finish(started, failure)
         if failure:
             raise failure
@@ -459,11 +460,12 @@ def preview(sync: SyncConfig, limit: int = 5, warehouse_url: str | None = None) 
     """The exact requests the first ``limit`` rows would become; sends nothing, writes
     nothing."""
     dest = make_destination(sync, resolve_secret=False)
-    reader = Reader(sync, warehouse_url)
     mapper = Mapper(sync)
     requests: list[dict[str, Any]] = []
     rejects: list[tuple[str, str]] = []
-    for chunk in reader.pages(None, None, limit):
+    with Reader(sync, warehouse_url) as reader:
+        chunks = list(reader.pages(None, None, limit))
+    for chunk in chunks:
         events = mapper.map(chunk)
         reasons = dict(events.reasons)
         reasons.update({i: r for i, r in dest.validate(events).items() if i not in reasons})

@@ -79,7 +79,8 @@ def freshness_result(sync: SyncConfig, connector: ConnectorResource) -> dg.Asset
     """How far the newest delivered cursor (any scope) lags the newest source row."""
     try:
         checkpoints = connector.state().checkpoints_for(sync.name)
-        newest_source = Reader(sync, connector.warehouse_for(sync)).max_cursor()
+        with Reader(sync, connector.warehouse_for(sync)) as reader:
+            newest_source = reader.max_cursor()
     except ConnectorError as exc:
         return dg.AssetCheckResult(
             check_name=CHECKPOINT_FRESHNESS, passed=False, description=f"could not measure: {exc}"
