@@ -72,6 +72,7 @@ source:
   cursor: occurred_at
   primary_key: [event_id]
   url: duckdb:///{db}
+  chunk_size: {chunk_size}
 destination:
   type: {dest}
   api_key: ${{{key_env}}}
@@ -105,6 +106,12 @@ def main() -> int:
     ap.add_argument("--destination", default="klaviyo_bulk_events", choices=sorted(KEYS))
     ap.add_argument("--workdir", help="keep files here (default: a temp dir)")
     ap.add_argument("--json", help="also write the result as JSON to this file")
+    ap.add_argument("--chunk-size", type=int, default=20_000, help="source.chunk_size")
+    ap.add_argument(
+        "--duckdb-settings",
+        default="",
+        help="DuckDB settings as URL query parameters, e.g. 'memory_limit=64MB&threads=1'",
+    )
     args = ap.parse_args()
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bench-"))
@@ -144,7 +151,8 @@ def main() -> int:
         klaviyo = args.destination == "klaviyo_bulk_events"
         sync = parse_sync(
             SYNC.format(
-                db=db,
+                db=f"{db}?{args.duckdb_settings}" if args.duckdb_settings else db,
+                chunk_size=args.chunk_size,
                 dest=args.destination,
                 key_env=key_env,
                 url=url,
