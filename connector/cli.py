@@ -183,6 +183,13 @@ def print_summary(res: SyncResult, out: Any = None) -> None:
 
 def _cmd_sync(args: argparse.Namespace) -> int:
     sync = load_sync(args.sync)
+    if sync.partitions is not None:
+        print(
+            f"note: {sync.name} is partitioned; Dagster delivers it per partition. This run "
+            "uses the incremental scope, which does not know what the partitions delivered: "
+            "rows sent by partition runs are sent again.",
+            file=sys.stderr,
+        )
     try:
         res = run_sync(
             sync,

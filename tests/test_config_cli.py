@@ -217,6 +217,7 @@ def test_cli_sync_state_rejects_preview_and_validate(
     assert code == 0
     assert "delivered           29" in out and "rejected            1" in out
     assert "rows/s" in err  # progress on stderr
+    assert "is partitioned" not in err
 
     code, out, _ = _run([*base, "sync", "videos"], capsys)
     assert code == 0 and "delivered           0" in out
@@ -291,3 +292,17 @@ def test_connector_entry_point_is_installed() -> None:
         [str(exe), "--version"], capture_output=True, text=True, env={**os.environ}, timeout=60
     )
     assert proc.returncode == 0 and proc.stdout.startswith("connector ")
+
+
+def test_cli_sync_of_a_partitioned_sync_says_it_uses_the_incremental_scope(
+    tmp_path: Path, duck: Warehouse, capsys: pytest.CaptureFixture[str]
+) -> None:
+    create_events_table(duck)
+    insert_events(duck, event_rows(0, 3))
+    text = GOOD.replace("URL", duck.url) + "partitions: {start: 2026-11-01, period: daily}\n"
+    config = _write(tmp_path, text)
+    state = f"sqlite:///{tmp_path / 'state.db'}"
+    args = ["--config-dir", str(config), "--state-url", state, "sync", "videos", "--dry-run"]
+    code, _, err = _run(args, capsys)
+    assert code == 0
+    assert "note: videos is partitioned; Dagster delivers it per partition" in err
