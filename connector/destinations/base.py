@@ -235,3 +235,34 @@ def static_key_problems(
                     out.append((f"mapping.{block}.{name}", f"property name {part!r} {rule}"))
                     break
     return out
+
+
+def single_outcome(vendor: str, status: int, message: str) -> Outcome:
+    """The response to a one-event request: 2xx delivered; 400/413/422 reject that event (the
+    content is at fault and nothing was stored); any other final status fails the run."""
+    if 200 <= status < 300:
+        return Outcome(delivered=[0])
+    if status in (400, 413, 422):
+        return Outcome(rejected={0: f"{vendor} {status}: {message}"[:500]})
+    return Outcome(fatal=f"{vendor} answered {status}: {message}"[:500])
+
+
+class SingleEventDestination(Destination):
+    """An endpoint that takes one event per request (``limits.max_events == 1``)."""
+
+    vendor: ClassVar[str]  # names the API in reject reasons and errors
+
+    def message(self, status: int, body: bytes) -> str:
+        """The vendor's error text from a response body."""
+        raise NotImplementedError
+
+    def request_overhead(self, count: int) -> int:
+        return 0
+
+    def build(self, items: list[Item]) -> Request:
+        return Request(self.path, items[0].payload, self.auth_headers(), items)
+
+    def interpret(
+        self, request: Request, status: int, headers: Mapping[str, str], body: bytes
+    ) -> Outcome:
+        return single_outcome(self.vendor, status, self.message(status, body))

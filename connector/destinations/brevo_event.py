@@ -24,7 +24,7 @@ import orjson
 
 from ..config import RateLimit
 from ..mapping import Events
-from .base import Destination, Item, Limits, Outcome, Request, dumps
+from .base import Item, Limits, SingleEventDestination, dumps
 from .brevo_batch import IDENTIFIERS, brevo_check_mapping, brevo_identifiers, brevo_validate
 
 MAX_PROPERTIES_BYTES = 50 * 1024  # event_properties ≤ 50 KB (docs/event-endpoints)
@@ -48,16 +48,6 @@ def brevo_message(status: int, body: bytes) -> str:
         code, message = data.get("code"), data.get("message")
         return f"{code}: {message}" if code and message else str(message or code)
     return body[:200].decode("utf-8", "replace") or f"HTTP {status}"
-
-
-def single_outcome(vendor: str, status: int, message: str) -> Outcome:
-    """The response to a one-event request: 2xx delivered; 400/413/422 reject that event (the
-    content is at fault and nothing was stored); any other final status fails the run."""
-    if 200 <= status < 300:
-        return Outcome(delivered=[0])
-    if status in (400, 413, 422):
-        return Outcome(rejected={0: f"{vendor} {status}: {message}"[:500]})
-    return Outcome(fatal=f"{vendor} answered {status}: {message}"[:500])
 
 
 def key_problem(value: Any, where: str = "") -> str | None:
@@ -116,10 +106,11 @@ def encode_brevo_event(
     return event, ""
 
 
-class BrevoEvent(Destination):
+class BrevoEvent(SingleEventDestination):
     """``brevo_event``: one Brevo event per request, paced per account and tier."""
 
     type = "brevo_event"
+    vendor = "Brevo"
     identifier_fields = IDENTIFIERS
     default_base_url = "https://api.brevo.com"
     path = "/v3/events"
@@ -174,13 +165,5 @@ class BrevoEvent(Destination):
             items.append(Item(events, i, payload, len(payload)))
         return items, reasons
 
-    def request_overhead(self, count: int) -> int:
-        return 0
-
-    def build(self, items: list[Item]) -> Request:
-        return Request(self.path, items[0].payload, self.auth_headers(), items)
-
-    def interpret(
-        self, request: Request, status: int, headers: Mapping[str, str], body: bytes
-    ) -> Outcome:
-        return single_outcome("Brevo", status, brevo_message(status, body))
+    def message(self, status: int, body: bytes) -> str:
+        return brevo_message(status, body)

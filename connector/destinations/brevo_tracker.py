@@ -23,17 +23,18 @@ import pyarrow.compute as pc
 
 from ..config import RateLimit
 from ..mapping import Events
-from .base import Destination, Item, Limits, Outcome, Request, dumps, no_identifier_rows
-from .brevo_event import brevo_message, single_outcome
+from .base import Item, Limits, SingleEventDestination, dumps, no_identifier_rows
+from .brevo_event import brevo_message
 
 RESERVED = ("email", "event")  # never keys of `properties` (track-custom-events-rest)
 EMAIL = r"^[^@\s]+@[^@\s]+$"
 
 
-class BrevoTracker(Destination):
+class BrevoTracker(SingleEventDestination):
     """``brevo_tracker``: one legacy trackEvent call per event, identified by email."""
 
     type = "brevo_tracker"
+    vendor = "Brevo tracker"
     identifier_fields = ("email",)
     default_base_url = "https://in-automate.brevo.com"
     path = "/api/v2/trackEvent"
@@ -127,13 +128,5 @@ class BrevoTracker(Destination):
             items.append(Item(events, i, payload, len(payload)))
         return items, reasons
 
-    def request_overhead(self, count: int) -> int:
-        return 0
-
-    def build(self, items: list[Item]) -> Request:
-        return Request(self.path, items[0].payload, self.auth_headers(), items)
-
-    def interpret(
-        self, request: Request, status: int, headers: Mapping[str, str], body: bytes
-    ) -> Outcome:
-        return single_outcome("Brevo tracker", status, brevo_message(status, body))
+    def message(self, status: int, body: bytes) -> str:
+        return brevo_message(status, body)

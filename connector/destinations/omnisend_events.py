@@ -29,8 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..mapping import Events
-from .base import Destination, Item, Limits, Outcome, Request, dumps, no_identifier_rows
-from .brevo_event import single_outcome
+from .base import Item, Limits, SingleEventDestination, dumps, no_identifier_rows
 from .omnisend_track import OMNISEND_RATE, identifier_values, omnisend_message
 
 # A fixed namespace: eventID = uuid5(EVENT_ID_NAMESPACE, "<sync>:<primary key>") forever.
@@ -95,10 +94,11 @@ def contact_fields(props: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
     return contact, ""
 
 
-class OmnisendEvents(Destination):
+class OmnisendEvents(SingleEventDestination):
     """``omnisend_events``: one v5 event per request, deduplicated by (eventID, eventTime)."""
 
     type = "omnisend_events"
+    vendor = "Omnisend"
     identifier_fields = ("id", "email", "phone")
     default_base_url = "https://api.omnisend.com"
     path = "/v5/events"
@@ -206,13 +206,5 @@ class OmnisendEvents(Destination):
             items.append(Item(events, i, payload, len(payload)))
         return items, reasons
 
-    def request_overhead(self, count: int) -> int:
-        return 0
-
-    def build(self, items: list[Item]) -> Request:
-        return Request(self.path, items[0].payload, self.auth_headers(), items)
-
-    def interpret(
-        self, request: Request, status: int, headers: Mapping[str, str], body: bytes
-    ) -> Outcome:
-        return single_outcome("Omnisend", status, omnisend_message(status, body))
+    def message(self, status: int, body: bytes) -> str:
+        return omnisend_message(status, body)

@@ -29,8 +29,7 @@ import pyarrow.compute as pc
 
 from ..config import RateLimit
 from ..mapping import Events
-from .base import Destination, Item, Limits, Outcome, Request, dumps, no_identifier_rows
-from .brevo_event import single_outcome
+from .base import Item, Limits, Outcome, Request, SingleEventDestination, dumps, no_identifier_rows
 
 MAX_PROPERTIES = 100
 MAX_STRING = 2048
@@ -145,10 +144,11 @@ def identifier_values(events: Events, fields: tuple[str, ...]) -> dict[str, list
     return {f: events.identifiers[f].to_pylist() for f in fields if f in events.identifiers}
 
 
-class OmnisendTrack(Destination):
+class OmnisendTrack(SingleEventDestination):
     """``omnisend_track``: one v4 track call per event, with property types frozen per name."""
 
     type = "omnisend_track"
+    vendor = "Omnisend"
     identifier_fields = ("id", "email", "phoneNumber")
     default_base_url = "https://api.omnisend.com"
     path = "/v4/track"
@@ -298,16 +298,16 @@ class OmnisendTrack(Destination):
             items.append(Item(events, i, (payload, names[i], types), len(payload)))
         return items, reasons
 
-    def request_overhead(self, count: int) -> int:
-        return 0
-
     def build(self, items: list[Item]) -> Request:
         return Request(self.path, items[0].payload[0], self.auth_headers(), items)
+
+    def message(self, status: int, body: bytes) -> str:
+        return omnisend_message(status, body)
 
     def interpret(
         self, request: Request, status: int, headers: Mapping[str, str], body: bytes
     ) -> Outcome:
-        outcome = single_outcome("Omnisend", status, omnisend_message(status, body))
+        outcome = super().interpret(request, status, headers, body)
         if outcome.delivered:
             _, name, types = request.items[0].payload
             self._learn(name, types)
