@@ -196,3 +196,51 @@ def test_scheduled_runs_pick_up_late_rows_of_the_lookback_partitions(env: Env) -
     assert again["delivered"] == 1
     assert 9001 in klaviyo_ids(env.sandbox) and 9002 not in klaviyo_ids(env.sandbox)
     assert env.state.checkpoint("plays", INCREMENTAL) is None
+
+
+def test_with_a_load_time_cursor_scheduled_runs_catch_late_rows_with_an_old_event_time(
+    env: Env,
+) -> None:
+    """The pattern docs/dagster.md recommends when rows land late: partitions on the event time,
+    the cursor on the load time. A late row has an old event time but a new load time, so it is
+    after its partition's checkpoint and the next scheduled run sends it."""
+    rows = dated_rows(days=3, per_day=4)
+    for r in rows:
+        r["loaded_at"] = r["occurred_at"] + timedelta(minutes=5)
+    env.warehouse.run(
+        "DROP TABLE IF EXISTS ev",
+        "CREATE TABLE ev (event_id INTEGER, occurred_at TIMESTAMPTZ, loaded_at TIMESTAMPTZ,"
+        " email VARCHAR, title VARCHAR)",
+    )
+    env.warehouse.insert("ev", rows)
+    env.write_sync(
+        "plays",
+        PARTITIONED.replace("cursor: occurred_at", "cursor: loaded_at"),
+        warn=0.5,
+        error=0.9,
+    )
+    defs = env.defs()
+    schedule = next(s for s in defs.schedules or [] if s.name == "reverse_etl_plays_schedule")
+    assert isinstance(schedule, dg.ScheduleDefinition)
+    asset = defs.resolve_assets_def(KEY)
+    instance = dg.DagsterInstance.ephemeral()
+
+    def scheduled_run() -> dict[str, Any]:
+        at = DAY0 + timedelta(days=2, hours=20)  # lookback 2: 11-01, 11-02 and today 11-03
+        with dg.build_schedule_context(scheduled_execution_time=at) as context:
+            [request] = schedule.evaluate_tick(context).run_requests or []
+        return materialization(dg.materialize([asset], tags=request.tags, instance=instance), KEY)
+
+    assert scheduled_run()["delivered"] == 12
+    late = {
+        "event_id": 9002,
+        "occurred_at": DAY0 + timedelta(hours=1),  # 11-01 01:00, before 11-01's last row
+        "loaded_at": DAY0 + timedelta(days=2, hours=19),  # landed today
+        "email": "later@x.io",
+        "title": "later",
+    }
+    env.warehouse.insert("ev", [late])
+    again = scheduled_run()
+    assert again["delivered"] == 1
+    assert klaviyo_ids(env.sandbox).count(9002) == 1
+    assert scheduled_run()["delivered"] == 0
