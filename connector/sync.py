@@ -117,6 +117,7 @@ class _Run:
         runtime: Runtime,
         progress: Progress | None,
         warehouse_url: str | None,
+        check_null_keys: bool,
     ) -> None:
         self.sync = sync
         self.state = state
@@ -138,6 +139,7 @@ class _Run:
         self.concurrency = self.dest.options.concurrency or self.dest.limits.concurrency
         self.result = SyncResult(sync.name, scope, None, destination_dedups=self.dest.limits.dedup)
         self.dups = _DuplicateKeys()
+        self.check_null_keys = check_null_keys
         # Settlement bookkeeping (main thread only).
         self.done: dict[int, tuple[Batch, BatchOutcome | None]] = {}
         self.next_seq = 0
@@ -171,7 +173,8 @@ class _Run:
         inflight: dict[Future[BatchOutcome], Batch] = {}
         failure: BaseException | None = None
         try:
-            self._null_keys()
+            if self.check_null_keys:
+                self._null_keys()
             batcher = Batcher(
                 self.dest.limits.max_events, self.dest.limits.max_bytes, self.dest.request_overhead
             )
@@ -438,9 +441,13 @@ def run_sync(
     runtime: Runtime | None = None,
     progress: Progress | None = None,
     warehouse_url: str | None = None,
+    check_null_keys: bool = True,
 ) -> SyncResult:
     """Run one sync to completion. Raises ``DeliveryError`` (and subclasses) when the run
-    fails; the state store then holds the checkpoint at the last delivered row."""
+    fails; the state store then holds the checkpoint at the last delivered row.
+
+    ``check_null_keys=False`` skips counting the rows with a NULL cursor or key (a scan of the
+    whole source): a caller running several windows of one sync in a row checks once."""
     run = _Run(
         sync,
         state or StateStore.open(),
@@ -452,6 +459,7 @@ def run_sync(
         runtime or Runtime(),
         progress,
         warehouse_url,
+        check_null_keys,
     )
     return run.execute()
 

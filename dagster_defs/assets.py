@@ -145,6 +145,8 @@ def run_scopes(
                 runtime=runtime,
                 progress=last.append,
                 warehouse_url=connector.warehouse_for(sync),
+                # NULL cursor/key rows belong to no window: count them once per run.
+                check_null_keys=not done,
             )
         except ConnectorError as exc:
             partial = last[-1] if last else None
@@ -179,16 +181,16 @@ def _position(pos: Sequence[Any] | None) -> str:
 
 
 def totals(results: Sequence[tuple[Scope, SyncResult]]) -> dict[str, int | float]:
-    """Counts summed over the scopes of a run. Rows with a NULL cursor or key are counted by
-    every scope of the run (they belong to no window), so they are taken once."""
+    """Counts summed over the scopes of a run. Rows with a NULL cursor or key belong to no
+    window: the first scope of the run counts them, the others skip the check."""
     rs = [r for _, r in results]
-    null_keys = max((r.null_key_rows for r in rs), default=0)
+    null_keys = sum(r.null_key_rows for r in rs)
     duration = round(sum(r.duration_s for r in rs), 3)
     rows_read = sum(r.rows_read for r in rs)
     return {
         "rows_read": rows_read,
         "delivered": sum(r.delivered for r in rs),
-        "rejected": sum(r.rejected - r.null_key_rows for r in rs) + null_keys,
+        "rejected": sum(r.rejected for r in rs),
         "null_key_rows": null_keys,
         "skipped": sum(r.skipped for r in rs),
         "possibly_duplicated": sum(r.possibly_duplicated for r in rs),

@@ -244,3 +244,23 @@ def test_with_a_load_time_cursor_scheduled_runs_catch_late_rows_with_an_old_even
     assert again["delivered"] == 1
     assert klaviyo_ids(env.sandbox).count(9002) == 1
     assert scheduled_run()["delivered"] == 0
+
+
+def test_a_run_over_several_partitions_counts_null_cursor_rows_once(env: Env) -> None:
+    rows = dated_rows(days=3, per_day=4)
+    rows.append({"event_id": 7777, "occurred_at": None, "email": "x@y.io", "title": "no time"})
+    create_table(env.warehouse, rows)
+    env.write_sync("plays", PARTITIONED, warn=0.5, error=0.9)
+    defs = env.defs()
+    schedule = next(s for s in defs.schedules or [] if s.name == "reverse_etl_plays_schedule")
+    assert isinstance(schedule, dg.ScheduleDefinition)
+    at = DAY0 + timedelta(days=2, hours=20)  # three partitions: 11-01, 11-02, 11-03
+    with dg.build_schedule_context(scheduled_execution_time=at) as context:
+        [request] = schedule.evaluate_tick(context).run_requests or []
+    result = dg.materialize([defs.resolve_assets_def(KEY)], tags=request.tags)
+    md = materialization(result, KEY)
+    assert md["delivered"] == 12
+    assert md["rejected"] == 1 and md["null_cursor_or_key_rows"] == 1
+    recorded = env.state.rejects("plays")
+    assert [r["key"] for r in recorded] == ["7777"]
+    assert "cursor column occurred_at is NULL" in recorded[0]["reason"]
