@@ -306,3 +306,30 @@ def test_cli_sync_of_a_partitioned_sync_says_it_uses_the_incremental_scope(
     code, _, err = _run(args, capsys)
     assert code == 0
     assert "note: videos is partitioned; Dagster delivers it per partition" in err
+
+
+def test_cli_rejects_lists_a_row_rejected_by_every_run_once(
+    tmp_path: Path,
+    duck: Warehouse,
+    sandbox: SandboxServer,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    create_events_table(duck)
+    rows = event_rows(0, 5)
+    rows[2]["occurred_at"] = None  # never readable: a reject again on every run
+    rows[3]["email"] = None  # rejected once; the checkpoint passes it
+    insert_events(duck, rows)
+    text = GOOD.replace("URL", duck.url).replace("http://sandbox.invalid", sandbox.url)
+    config = _write(tmp_path, text)
+    base = ["--config-dir", str(config), "--state-url", f"sqlite:///{tmp_path / 'state.db'}"]
+    for _ in range(3):
+        assert _run([*base, "sync", "videos"], capsys)[0] == 0
+
+    code, out, _ = _run([*base, "rejects", "videos"], capsys)
+    assert code == 0
+    lines = out.splitlines()
+    assert len(lines) == 2, out
+    [null_row] = [line for line in lines if line.startswith("2\t")]
+    assert "cursor column occurred_at is NULL" in null_row
+    [no_email] = [line for line in lines if line.startswith("3\t")]
+    assert "no profile identifier" in no_email
