@@ -72,8 +72,7 @@ source:
   cursor: occurred_at
   primary_key: [event_id]
   url: duckdb:///{db}
-  chunk_size: {chunk_size}
-destination:
+{chunk_size}destination:
   type: {dest}
   api_key: ${{{key_env}}}
   base_url: {url}
@@ -106,7 +105,7 @@ def main() -> int:
     ap.add_argument("--destination", default="klaviyo_bulk_events", choices=sorted(KEYS))
     ap.add_argument("--workdir", help="keep files here (default: a temp dir)")
     ap.add_argument("--json", help="also write the result as JSON to this file")
-    ap.add_argument("--chunk-size", type=int, default=20_000, help="source.chunk_size")
+    ap.add_argument("--chunk-size", type=int, help="source.chunk_size (default: the config's)")
     ap.add_argument(
         "--duckdb-settings",
         default="",
@@ -152,7 +151,7 @@ def main() -> int:
         sync = parse_sync(
             SYNC.format(
                 db=f"{db}?{args.duckdb_settings}" if args.duckdb_settings else db,
-                chunk_size=args.chunk_size,
+                chunk_size=f"  chunk_size: {args.chunk_size}\n" if args.chunk_size else "",
                 dest=args.destination,
                 key_env=key_env,
                 url=url,

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from .batching import Batch, Batcher
 from .config import SyncConfig, resolve_env
@@ -90,7 +91,9 @@ class _DuplicateKeys:
             dup |= old[pos] == h
         self.seen.append(np.sort(h))
         if len(self.seen) > 16:  # keep the lookups cheap: merge the small arrays
-            self.seen = [np.sort(np.concatenate(self.seen))]
+            merged = np.concatenate(self.seen)
+            self.seen = [merged]
+            merged.sort()  # in place: no third copy at the peak
         return np.flatnonzero(dup).tolist()
 
 
@@ -181,7 +184,11 @@ class _Run:
             for chunk in self.reader.pages(checkpoint, self.window, self.limit):
                 events = self.mapper.map(chunk)
                 res.rows_read += events.n
-                for batch in self._batches(events, batcher):
+                batches = self._batches(events, batcher)
+                # The page's encoding intermediates are gone: hand their memory back now, or
+                # the Arrow pool keeps it and the process grows with the number of pages.
+                pa.default_memory_pool().release_unused()
+                for batch in batches:
                     self._submit(batch, pool, sender, inflight)
                     failure = self._drain(inflight, block=len(inflight) >= 2 * self.concurrency)
                     if failure:

@@ -120,6 +120,14 @@ def test_duplicate_keys_are_found_within_and_across_chunks() -> None:
     assert dups.duplicates(["x", "c", "y", "x"]) == [1, 3]
 
 
+def test_duplicate_keys_survive_the_merge_of_many_chunks() -> None:
+    dups = _DuplicateKeys()
+    for chunk in range(40):  # past the merge threshold twice
+        assert dups.duplicates([f"k{chunk}-{i}" for i in range(50)]) == []
+    assert len(dups.seen) < 17
+    assert dups.duplicates(["new", "k0-0", "k17-49", "k39-3", "new2"]) == [1, 2, 3]
+
+
 # --------------------------------------------------------------------------- pacing, retries
 
 
