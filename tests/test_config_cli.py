@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -189,20 +190,28 @@ def test_cli_usage_error_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert exit_.value.code == 2
 
 
+def _project(
+    tmp_path: Path, duck: Warehouse, sandbox: SandboxServer, rows: list[dict[str, Any]]
+) -> list[str]:
+    """The events table with ``rows``, the GOOD sync against it and the sandbox, a state file;
+    returns the CLI's leading options."""
+    create_events_table(duck)
+    insert_events(duck, rows)
+    text = GOOD.replace("URL", duck.url).replace("http://sandbox.invalid", sandbox.url)
+    config = _write(tmp_path, text)
+    return ["--config-dir", str(config), "--state-url", f"sqlite:///{tmp_path / 'state.db'}"]
+
+
 def test_cli_sync_state_rejects_preview_and_validate(
     tmp_path: Path,
     duck: Warehouse,
     sandbox: SandboxServer,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    create_events_table(duck)
     rows = event_rows(0, 30)
     rows[4]["email"] = None
-    insert_events(duck, rows)
-    text = GOOD.replace("URL", duck.url).replace("http://sandbox.invalid", sandbox.url)
-    config = _write(tmp_path, text)
-    state = f"sqlite:///{tmp_path / 'state.db'}"
-    base = ["--config-dir", str(config), "--state-url", state]
+    base = _project(tmp_path, duck, sandbox, rows)
+    state = base[-1]
 
     code, out, err = _run([*base, "validate"], capsys)
     assert code == 0 and "ok   videos" in out
@@ -314,14 +323,10 @@ def test_cli_rejects_lists_a_row_rejected_by_every_run_once(
     sandbox: SandboxServer,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    create_events_table(duck)
     rows = event_rows(0, 5)
     rows[2]["occurred_at"] = None  # never readable: a reject again on every run
     rows[3]["email"] = None  # rejected once; the checkpoint passes it
-    insert_events(duck, rows)
-    text = GOOD.replace("URL", duck.url).replace("http://sandbox.invalid", sandbox.url)
-    config = _write(tmp_path, text)
-    base = ["--config-dir", str(config), "--state-url", f"sqlite:///{tmp_path / 'state.db'}"]
+    base = _project(tmp_path, duck, sandbox, rows)
     for _ in range(3):
         assert _run([*base, "sync", "videos"], capsys)[0] == 0
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
@@ -109,6 +109,24 @@ def _runs(instance: dg.DagsterInstance, backfill_id: str) -> list[dg.DagsterRun]
     return list(instance.get_runs(dg.RunsFilter.for_backfill(backfill_id)))
 
 
+def _scheduler(env: Env) -> Callable[[], dict[str, Any]]:
+    """What the schedule's tick on 2026-11-03 20:00 launches, run in process (one instance):
+    with lookback 2 that is one run over 11-01, 11-02 and 11-03. Returns the run's metadata."""
+    defs = env.defs()
+    schedule = next(s for s in defs.schedules or [] if s.name == "reverse_etl_plays_schedule")
+    assert isinstance(schedule, dg.ScheduleDefinition)
+    asset = defs.resolve_assets_def(KEY)
+    instance = dg.DagsterInstance.ephemeral()
+
+    def scheduled_run() -> dict[str, Any]:
+        at = DAY0 + timedelta(days=2, hours=20)
+        with dg.build_schedule_context(scheduled_execution_time=at) as context:
+            [request] = schedule.evaluate_tick(context).run_requests or []
+        return materialization(dg.materialize([asset], tags=request.tags, instance=instance), KEY)
+
+    return scheduled_run
+
+
 def test_backfill_of_three_days_sends_exactly_their_rows_once(env: Env, tmp_path: Path) -> None:
     rows = dated_rows(days=6, per_day=8)
     create_table(env.warehouse, rows)
@@ -162,18 +180,7 @@ def test_backfill_of_three_days_sends_exactly_their_rows_once(env: Env, tmp_path
 def test_scheduled_runs_pick_up_late_rows_of_the_lookback_partitions(env: Env) -> None:
     create_table(env.warehouse, dated_rows(days=3, per_day=4))  # 00:00, 06:00, 12:00, 18:00
     env.write_sync("plays", PARTITIONED, warn=0.5, error=0.9)
-    defs = env.defs()
-    schedule = next(s for s in defs.schedules or [] if s.name == "reverse_etl_plays_schedule")
-    assert isinstance(schedule, dg.ScheduleDefinition)
-    asset = defs.resolve_assets_def(KEY)
-    instance = dg.DagsterInstance.ephemeral()
-
-    def scheduled_run() -> dict[str, Any]:
-        at = DAY0 + timedelta(days=2, hours=20)  # lookback 2: 11-01, 11-02 and today 11-03
-        with dg.build_schedule_context(scheduled_execution_time=at) as context:
-            [request] = schedule.evaluate_tick(context).run_requests or []
-        return materialization(dg.materialize([asset], tags=request.tags, instance=instance), KEY)
-
+    scheduled_run = _scheduler(env)
     assert scheduled_run()["delivered"] == 12
     late = [
         # after the last row delivered for 11-01 (18:00): caught by the next scheduled run
@@ -219,18 +226,7 @@ def test_with_a_load_time_cursor_scheduled_runs_catch_late_rows_with_an_old_even
         warn=0.5,
         error=0.9,
     )
-    defs = env.defs()
-    schedule = next(s for s in defs.schedules or [] if s.name == "reverse_etl_plays_schedule")
-    assert isinstance(schedule, dg.ScheduleDefinition)
-    asset = defs.resolve_assets_def(KEY)
-    instance = dg.DagsterInstance.ephemeral()
-
-    def scheduled_run() -> dict[str, Any]:
-        at = DAY0 + timedelta(days=2, hours=20)  # lookback 2: 11-01, 11-02 and today 11-03
-        with dg.build_schedule_context(scheduled_execution_time=at) as context:
-            [request] = schedule.evaluate_tick(context).run_requests or []
-        return materialization(dg.materialize([asset], tags=request.tags, instance=instance), KEY)
-
+    scheduled_run = _scheduler(env)
     assert scheduled_run()["delivered"] == 12
     late = {
         "event_id": 9002,
@@ -251,14 +247,7 @@ def test_a_run_over_several_partitions_counts_null_cursor_rows_once(env: Env) ->
     rows.append({"event_id": 7777, "occurred_at": None, "email": "x@y.io", "title": "no time"})
     create_table(env.warehouse, rows)
     env.write_sync("plays", PARTITIONED, warn=0.5, error=0.9)
-    defs = env.defs()
-    schedule = next(s for s in defs.schedules or [] if s.name == "reverse_etl_plays_schedule")
-    assert isinstance(schedule, dg.ScheduleDefinition)
-    at = DAY0 + timedelta(days=2, hours=20)  # three partitions: 11-01, 11-02, 11-03
-    with dg.build_schedule_context(scheduled_execution_time=at) as context:
-        [request] = schedule.evaluate_tick(context).run_requests or []
-    result = dg.materialize([defs.resolve_assets_def(KEY)], tags=request.tags)
-    md = materialization(result, KEY)
+    md = _scheduler(env)()  # one run over three partitions
     assert md["delivered"] == 12
     assert md["rejected"] == 1 and md["null_cursor_or_key_rows"] == 1
     recorded = env.state.rejects("plays")
