@@ -105,7 +105,6 @@ class Reader:
         self.columns = list(dict.fromkeys(needed))
         self._types: dict[str, str] | None = None
 
-    # -- SQL building ------------------------------------------------------------------
     def close(self) -> None:
         """Release the warehouse file if it is embedded (see ``release_engine``)."""
         release_engine(self.url)
@@ -116,6 +115,7 @@ class Reader:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    # -- SQL building ------------------------------------------------------------------
     def _q(self, name: str) -> sa.ColumnClause[Any]:
         return sa.literal_column(self.dialect.identifier_preparer.quote(name))
 
