@@ -188,7 +188,8 @@ def to_python(
     if pa.types.is_decimal(t):
         return pc.cast(arr, pa.float64()).to_pylist()
     if pa.types.is_floating(t):
-        return pc.if_else(pc.is_nan(arr), pa.scalar(None, t), arr).to_pylist()
+        # NaN and ±inf have no JSON form: omitted, like NULL (as the column-wise encoder does).
+        return pc.if_else(pc.is_finite(arr), arr, pa.scalar(None, t)).to_pylist()
     if pa.types.is_time(t) or pa.types.is_duration(t):
         return pc.cast(arr, pa.string()).to_pylist()
     if pa.types.is_binary(t) or pa.types.is_large_binary(t):

@@ -21,6 +21,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .. import jsonfrag
 from ..config import RateLimit
 from ..mapping import Events
 from .base import (
@@ -84,16 +85,79 @@ def brevo_validate(events: Events, identifier_fields: tuple[str, ...]) -> dict[i
     return reasons
 
 
-def brevo_properties_problem(events: Events, i: int) -> str | None:
-    for k, v in events.contact_properties[i].items():
-        if isinstance(v, (dict, list)):
-            return (
-                f"contact property {k} is an object/array; Brevo accepts string, number or boolean"
-            )
-    for k in events.event_properties[i]:
-        if not _KEY.match(k):
-            return f"event property key {k!r} must be 1-255 letters, digits, '-' or '_'"
+def key_problem(value: Any, where: str = "") -> str | None:
+    """First event-property key, at any depth, that breaks Brevo's key rule."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            path = f"{where}.{k}" if where else str(k)
+            if not _KEY.match(str(k)):
+                return f"event property key {path!r} must be 1-255 letters, digits, '-' or '_'"
+            found = key_problem(v, path)
+            if found:
+                return found
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            found = key_problem(v, f"{where}[{i}]")
+            if found:
+                return found
     return None
+
+
+def encode_brevo_event(
+    events: Events,
+    i: int,
+    idents: dict[str, list[Any]],
+    names: list[Any],
+    times: list[Any],
+    contact: dict[str, Any],
+    props: dict[str, Any],
+) -> tuple[dict[str, Any] | None, str]:
+    """The §2 body of row ``i`` (also one element of a §3 batch), or (None, reason) when a
+    per-row rule fails. ``contact`` and ``props`` are the row's property dicts."""
+    for k, v in contact.items():
+        if isinstance(v, dict | list):
+            return None, (
+                f"contact property {k} is an object/array; Brevo contact attributes "
+                "take a string, number or boolean"
+            )
+    problem = key_problem(props)
+    if problem:
+        return None, problem
+    if props:
+        size = len(dumps(props))
+        if size > MAX_PROPERTIES_BYTES:
+            return None, f"event_properties encode to {size} bytes (Brevo max 50 KB)"
+    event: dict[str, Any] = {
+        "event_name": names[i],
+        "event_date": times[i],
+        "identifiers": brevo_identifiers(events, i, idents),
+    }
+    if contact:
+        event["contact_properties"] = contact
+    if props:
+        event["event_properties"] = props
+    if events.object_type:
+        obj_ids: dict[str, Any] = {}
+        if events.object_id is not None and events.object_id[i].is_valid:
+            obj_ids["id"] = events.object_id[i].as_py()
+        if events.object_ext_id is not None and events.object_ext_id[i].is_valid:
+            obj_ids["ext_id"] = events.object_ext_id[i].as_py()
+        event["object"] = {"type": events.object_type, "identifiers": obj_ids}
+    return event, ""
+
+
+# A JSON key (a string followed by ':') holding a character outside [A-Za-z0-9_-], empty, or
+# longer than 255. It may also match text that is not a key; such rows only get the exact check.
+_SUSPECT_KEY = (
+    r'"(?:[^"\\]|\\.)*[^A-Za-z0-9_"-](?:[^"\\]|\\.)*"\s*:'
+    r'|""\s*:'
+    r'|"[^"]{256,}"\s*:'
+)
+_PLAIN_TYPES = (pa.types.is_string, pa.types.is_large_string, pa.types.is_integer)
+
+
+def _scalar_text(arr: pa.Array) -> bool:
+    return any(check(arr.type) for check in _PLAIN_TYPES)
 
 
 def brevo_check_mapping(mapping: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -137,55 +201,127 @@ class BrevoEventsBatch(Destination):
     def validate(self, events: Events) -> dict[int, str]:
         return brevo_validate(events, self.identifier_fields)
 
-    def encode_event(
-        self,
-        events: Events,
-        i: int,
-        idents: dict[str, list[Any]],
-        names: list[Any],
-        times: list[Any],
-    ) -> dict[str, Any]:
-        event: dict[str, Any] = {
-            "event_name": names[i],
-            "event_date": times[i],
-            "identifiers": brevo_identifiers(events, i, idents),
-        }
-        if events.contact_properties[i]:
-            event["contact_properties"] = events.contact_properties[i]
-        if events.event_properties[i]:
-            event["event_properties"] = events.event_properties[i]
-        if events.object_type:
-            obj_ids: dict[str, Any] = {}
-            if events.object_id is not None and events.object_id[i].is_valid:
-                obj_ids["id"] = events.object_id[i].as_py()
-            if events.object_ext_id is not None and events.object_ext_id[i].is_valid:
-                obj_ids["ext_id"] = events.object_ext_id[i].as_py()
-            event["object"] = {"type": events.object_type, "identifiers": obj_ids}
-        return event
-
     def encode(self, events: Events, rows: list[int]) -> tuple[list[Item], dict[int, str]]:
+        """Column-wise JSON for every row (``jsonfrag``); rows that could break a rule only a
+        parsed value can show (keys inside JSON columns, nested contact values, sizes near a
+        limit) and chunks with unusual column types take the exact per-row path."""
         items: list[Item] = []
         reasons: dict[int, str] = {}
-        idents = {k: v.to_pylist() for k, v in events.identifiers.items()}
-        names = events.names.to_pylist()
-        times = events.times.to_pylist()
+        if not rows:
+            return items, reasons
+        fast = self._fast_payloads(events)
+        exact_rows = [i for i in rows if fast is None or fast[i] is None]
+        if exact_rows:
+            idents = {k: v.to_pylist() for k, v in events.identifiers.items()}
+            names = events.names.to_pylist()
+            times = events.times.to_pylist()
+        exact = set(exact_rows)
+        # A few exact rows: build just their dicts; many: the chunk's dicts at once (cheaper).
+        whole = len(exact_rows) > events.n // 8
         for i in rows:
-            problem = brevo_properties_problem(events, i)
-            if problem:
-                reasons[i] = problem
-                continue
-            props = events.event_properties[i]
-            if props:
-                size = len(dumps(props))
-                if size > MAX_PROPERTIES_BYTES:
-                    reasons[i] = f"event_properties encode to {size} bytes (Brevo max 50 KB)"
+            if i in exact:
+                event, why = encode_brevo_event(
+                    events,
+                    i,
+                    idents,
+                    names,
+                    times,
+                    events.contact_properties[i] if whole else events.contact_props.row(i),
+                    events.event_properties[i] if whole else events.event_props.row(i),
+                )
+                if event is None:
+                    reasons[i] = why
                     continue
-            payload = dumps(self.encode_event(events, i, idents, names, times))
-            if len(payload) + 16 > MAX_BYTES:
-                reasons[i] = f"event encodes to {len(payload)} bytes; a batch allows 512 KB"
-                continue
+                payload = dumps(event)
+                if len(payload) + 16 > MAX_BYTES:
+                    reasons[i] = f"event encodes to {len(payload)} bytes; a batch allows 512 KB"
+                    continue
+            else:
+                assert fast is not None
+                payload = fast[i]  # type: ignore[assignment]
             items.append(Item(events, i, payload, len(payload) + 1))
         return items, reasons
+
+    def _fast_payloads(self, events: Events) -> list[bytes | None] | None:
+        """Each row's event JSON, or None for a row that needs the exact path; None for the
+        whole chunk when a column type is not one the column-wise encoder renders exactly."""
+        n = events.n
+        contact, props = events.contact_props, events.event_props
+        plain_ids = all(_scalar_text(a) for a in events.identifiers.values())
+        plain_object = all(
+            a is None or _scalar_text(a) for a in (events.object_id, events.object_ext_id)
+        )
+        if not plain_ids or not plain_object or any("." in c for c in contact.names):
+            return None
+        null = pa.scalar(None, pa.string())
+        pairs: list[tuple[str, pa.Array]] = []
+        for name, arr in events.identifiers.items():
+            if name == "contact_id" and not pa.types.is_integer(arr.type):
+                text = pc.utf8_trim_whitespace(pc.cast(arr, pa.string()))
+                digits = pc.fill_null(pc.match_substring_regex(text, r"^\d{1,18}$"), False)
+                # Non-digits are rejected by validate(); int64 drops leading zeros like int().
+                as_int = pc.cast(pc.if_else(digits, text, null), pa.int64())
+                pairs.append((name, pc.cast(as_int, pa.string())))
+            elif pa.types.is_integer(arr.type):
+                pairs.append(
+                    (
+                        name,
+                        pc.cast(arr, pa.string())
+                        if name == "contact_id"
+                        else jsonfrag.strings(pc.cast(arr, pa.string())),
+                    )
+                )
+            else:
+                text = pc.cast(arr, pa.string())
+                empty = pc.fill_null(pc.equal(text, ""), False)
+                pairs.append((name, pc.if_else(empty, null, jsonfrag.strings(text))))
+        identifiers = jsonfrag.obj(pairs, n)
+        contact_obj = contact.json_object()
+        props_obj = props.json_object()
+        object_part: pa.Array | str = ""
+        if events.object_type:
+            ids = [
+                (k, jsonfrag.values(a, None, False))
+                for k, a in (("id", events.object_id), ("ext_id", events.object_ext_id))
+                if a is not None
+            ]
+            object_part = jsonfrag.concat(
+                ',"object":{"type":',
+                jsonfrag.key(events.object_type),
+                ',"identifiers":',
+                jsonfrag.obj(ids, n),
+                "}",
+            )
+        body = jsonfrag.concat(
+            '{"event_name":',
+            jsonfrag.strings(events.names),
+            ',"event_date":"',
+            events.times,
+            '","identifiers":',
+            identifiers,
+            jsonfrag.optional_member("contact_properties", contact_obj),
+            jsonfrag.optional_member("event_properties", props_obj),
+            object_part,
+            "}",
+        )
+        # Rows the column-wise text cannot vouch for go the exact way.
+        exact = pc.is_null(body)
+        for name in props.nested_names():
+            suspect = pc.match_substring_regex(props.json_values[name], _SUSPECT_KEY)
+            exact = pc.or_(exact, pc.fill_null(suspect, False))
+        for name in contact.nested_names():
+            head = pc.utf8_slice_codeunits(
+                pc.utf8_ltrim_whitespace(contact.json_values[name]), 0, 1
+            )
+            nested = pc.or_(pc.equal(head, "{"), pc.equal(head, "["))
+            exact = pc.or_(exact, pc.fill_null(nested, False))
+        # Sizes near a limit: the exact path measures the compact encoding.
+        exact = pc.or_(exact, pc.greater(pc.binary_length(props_obj), MAX_PROPERTIES_BYTES // 2))
+        exact = pc.or_(
+            exact, pc.fill_null(pc.greater(pc.binary_length(body), MAX_BYTES // 2), True)
+        )
+        payloads = jsonfrag.to_bytes(pc.if_else(exact, null, body))
+        return payloads  # type: ignore[return-value]
 
     def request_overhead(self, count: int) -> int:
         return len(b'{"events":[]}') + count

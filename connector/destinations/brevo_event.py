@@ -16,7 +16,6 @@ so retried events are counted as "possibly duplicated".
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -25,10 +24,16 @@ import orjson
 from ..config import RateLimit
 from ..mapping import Events
 from .base import Item, Limits, SingleEventDestination, dumps
-from .brevo_batch import IDENTIFIERS, brevo_check_mapping, brevo_identifiers, brevo_validate
+from .brevo_batch import (
+    IDENTIFIERS,
+    brevo_check_mapping,
+    brevo_validate,
+    encode_brevo_event,
+    key_problem,
+)
 
-MAX_PROPERTIES_BYTES = 50 * 1024  # event_properties ≤ 50 KB (docs/event-endpoints)
-_KEY = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
+__all__ = ["BrevoEvent", "brevo_message", "key_problem"]
+
 
 # https://developers.brevo.com/docs/api-limits — POST /v3/events per tier.
 TIER_RATES: dict[str, RateLimit] = {
@@ -48,62 +53,6 @@ def brevo_message(status: int, body: bytes) -> str:
         code, message = data.get("code"), data.get("message")
         return f"{code}: {message}" if code and message else str(message or code)
     return body[:200].decode("utf-8", "replace") or f"HTTP {status}"
-
-
-def key_problem(value: Any, where: str = "") -> str | None:
-    """First event-property key, at any depth, that breaks Brevo's key rule."""
-    if isinstance(value, dict):
-        for k, v in value.items():
-            path = f"{where}.{k}" if where else str(k)
-            if not _KEY.match(str(k)):
-                return f"event property key {path!r} must be 1-255 letters, digits, '-' or '_'"
-            found = key_problem(v, path)
-            if found:
-                return found
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            found = key_problem(v, f"{where}[{i}]")
-            if found:
-                return found
-    return None
-
-
-def encode_brevo_event(
-    events: Events, i: int, idents: dict[str, list[Any]], names: list[Any], times: list[Any]
-) -> tuple[dict[str, Any] | None, str]:
-    """The §2 body of row ``i``, or (None, reason) when a per-row rule fails."""
-    contact = events.contact_properties[i]
-    for k, v in contact.items():
-        if isinstance(v, dict | list):
-            return None, (
-                f"contact property {k} is an object/array; Brevo contact attributes "
-                "take a string, number or boolean"
-            )
-    props = events.event_properties[i]
-    problem = key_problem(props)
-    if problem:
-        return None, problem
-    if props:
-        size = len(dumps(props))
-        if size > MAX_PROPERTIES_BYTES:
-            return None, f"event_properties encode to {size} bytes (Brevo max 50 KB)"
-    event: dict[str, Any] = {
-        "event_name": names[i],
-        "event_date": times[i],
-        "identifiers": brevo_identifiers(events, i, idents),
-    }
-    if contact:
-        event["contact_properties"] = contact
-    if props:
-        event["event_properties"] = props
-    if events.object_type:
-        obj_ids: dict[str, Any] = {}
-        if events.object_id is not None and events.object_id[i].is_valid:
-            obj_ids["id"] = events.object_id[i].as_py()
-        if events.object_ext_id is not None and events.object_ext_id[i].is_valid:
-            obj_ids["ext_id"] = events.object_ext_id[i].as_py()
-        event["object"] = {"type": events.object_type, "identifiers": obj_ids}
-    return event, ""
 
 
 class BrevoEvent(SingleEventDestination):
@@ -157,7 +106,15 @@ class BrevoEvent(SingleEventDestination):
         names = events.names.to_pylist()
         times = events.times.to_pylist()
         for i in rows:
-            event, why = encode_brevo_event(events, i, idents, names, times)
+            event, why = encode_brevo_event(
+                events,
+                i,
+                idents,
+                names,
+                times,
+                events.contact_properties[i],
+                events.event_properties[i],
+            )
             if event is None:
                 reasons[i] = why
                 continue
