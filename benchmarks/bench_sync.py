@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from connector.config import parse_sync  # noqa: E402
+from connector.process import use_lean_memory_pool  # noqa: E402
 from connector.state import StateStore  # noqa: E402
 from connector.sync import run_sync  # noqa: E402
 
@@ -112,7 +113,7 @@ def main() -> int:
         help="DuckDB settings as URL query parameters, e.g. 'memory_limit=64MB&threads=1'",
     )
     args = ap.parse_args()
-
+    pool = use_lean_memory_pool()  # what the `connector` command does
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bench-"))
     work.mkdir(parents=True, exist_ok=True)
     db = work / f"events_{args.rows}.duckdb"
@@ -194,6 +195,7 @@ def main() -> int:
         "peak_rss_mib": round(rss_mib, 1),
         "noop_rerun_wall_s": round(noop_wall, 3),
         "noop_rerun_rows": noop.rows_read,
+        "arrow_pool": pool,
         "machine": f"{platform.machine()} {os.cpu_count()} cores, Python "
         f"{platform.python_version()}",
     }
@@ -202,7 +204,7 @@ def main() -> int:
         {args.destination}: {args.rows:,} rows
           delivered {res.delivered:,}, rejected {res.rejected:,}, {res.requests:,} requests
           wall {wall:.2f}s → {out["rows_per_s"]:,} rows/s; CPU {cpu:.2f}s; peak RSS \
-{rss_mib:.0f} MiB
+{rss_mib:.0f} MiB (Arrow pool: {pool})
           no-op incremental rerun: {noop_wall:.3f}s ({noop.rows_read} rows)
     """)
     )

@@ -18,6 +18,7 @@ from typing import Any
 from . import __version__
 from .config import SyncConfig, json_schema, load_sync, load_syncs
 from .errors import ConfigError, ConnectorError, SourceError, StateError
+from .process import use_lean_memory_pool
 from .state import StateStore
 from .sync import SyncResult, preview, run_sync
 
@@ -92,6 +93,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    use_lean_memory_pool()
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -55,7 +55,7 @@ class SourceConfig(_Model):
         "Default: env WAREHOUSE_URL, else the demo DuckDB file.",
     )
     timezone: str = Field("UTC", description="Zone of naive timestamp columns.")
-    chunk_size: int = Field(10_000, ge=100, le=1_000_000, description="Rows read per page.")
+    chunk_size: int = Field(5_000, ge=100, le=1_000_000, description="Rows read per page.")
 
     @field_validator("primary_key", mode="before")
     @classmethod

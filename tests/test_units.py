@@ -440,3 +440,21 @@ def test_brevo_batch_column_wise_bodies_equal_the_exact_encoder(
     assert "'ctx.bad key'" in reasons[2]
     assert "'ctx.nested.no good'" in reasons[6]
     assert "contact property PROFILE is an object/array" in reasons[3]
+
+
+# --------------------------------------------------------------------------- process settings
+
+
+def test_the_connector_process_uses_jemalloc_unless_the_arrow_variable_says_otherwise(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from connector.process import use_lean_memory_pool
+
+    before = pa.default_memory_pool()
+    try:
+        monkeypatch.setenv("ARROW_DEFAULT_MEMORY_POOL", "system")
+        assert use_lean_memory_pool() == before.backend_name  # the user's choice stands
+        monkeypatch.delenv("ARROW_DEFAULT_MEMORY_POOL")
+        assert use_lean_memory_pool() == "jemalloc"
+    finally:
+        pa.set_memory_pool(before)
