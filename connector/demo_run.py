@@ -8,6 +8,7 @@ import sys
 from .config import load_syncs
 from .demo import build_demo_warehouse
 from .destinations import DESTINATIONS
+from .destinations.base import SingleEventDestination
 from .errors import ConnectorError
 from .source import DEMO_WAREHOUSE
 from .state import StateStore
@@ -48,7 +49,7 @@ def run_demo(
             print(f"skipping {where}:\n{err}", file=sys.stderr)
         store = StateStore.open(state_url)
         for name, sync in sorted(loaded.syncs.items()):
-            single = DESTINATIONS[sync.destination.type].limits.max_events == 1
+            single = issubclass(DESTINATIONS[sync.destination.type], SingleEventDestination)
             if single:
                 print(
                     f"{name}: one event per request at the account's rate limit; "

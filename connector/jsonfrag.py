@@ -140,5 +140,6 @@ def optional_member(name: str, value: pa.Array, empty: str | None = "{}") -> pa.
     return pc.fill_null(concat("," + key(name) + ":", value), "")
 
 
-def to_bytes(arr: pa.Array) -> list[bytes]:
+def to_bytes(arr: pa.Array) -> list[bytes | None]:
+    """The fragments as bytes; None where a fragment is null."""
     return pc.cast(arr, pa.binary()).to_pylist()

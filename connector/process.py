@@ -15,7 +15,7 @@ def use_lean_memory_pool() -> str:
     """Arrow's jemalloc pool, unless ``ARROW_DEFAULT_MEMORY_POOL`` chooses one.
 
     Measured on the 1,000,000-row benchmark (docs/performance.md): the default mimalloc pool
-    keeps freed pages, jemalloc hands them back; 35-45 MiB less peak memory at the same speed.
+    keeps freed pages, jemalloc hands them back: ~20 MiB less peak memory at the same speed.
     Returns the backend in use.
     """
     if not os.environ.get(POOL_ENV):

@@ -7,7 +7,7 @@ import uuid
 import pytest
 
 from connector.destinations.base import single_outcome
-from connector.destinations.brevo_event import key_problem
+from connector.destinations.brevo_batch import key_problem
 from connector.destinations.omnisend_events import EVENT_ID_NAMESPACE, contact_fields, event_id
 from connector.destinations.omnisend_track import (
     compatible,

@@ -209,17 +209,17 @@ class BrevoEventsBatch(Destination):
         reasons: dict[int, str] = {}
         if not rows:
             return items, reasons
-        fast = self._fast_payloads(events)
-        exact_rows = [i for i in rows if fast is None or fast[i] is None]
-        if exact_rows:
+        fast = self._fast_payloads(events) or [None] * events.n
+        exact = [i for i in rows if fast[i] is None]
+        if exact:
             idents = {k: v.to_pylist() for k, v in events.identifiers.items()}
             names = events.names.to_pylist()
             times = events.times.to_pylist()
-        exact = set(exact_rows)
         # A few exact rows: build just their dicts; many: the chunk's dicts at once (cheaper).
-        whole = len(exact_rows) > events.n // 8
+        whole = len(exact) > events.n // 8
         for i in rows:
-            if i in exact:
+            payload = fast[i]
+            if payload is None:
                 event, why = encode_brevo_event(
                     events,
                     i,
@@ -236,9 +236,6 @@ class BrevoEventsBatch(Destination):
                 if len(payload) + 16 > MAX_BYTES:
                     reasons[i] = f"event encodes to {len(payload)} bytes; a batch allows 512 KB"
                     continue
-            else:
-                assert fast is not None
-                payload = fast[i]  # type: ignore[assignment]
             items.append(Item(events, i, payload, len(payload) + 1))
         return items, reasons
 
@@ -256,22 +253,15 @@ class BrevoEventsBatch(Destination):
         null = pa.scalar(None, pa.string())
         pairs: list[tuple[str, pa.Array]] = []
         for name, arr in events.identifiers.items():
-            if name == "contact_id" and not pa.types.is_integer(arr.type):
-                text = pc.utf8_trim_whitespace(pc.cast(arr, pa.string()))
-                digits = pc.fill_null(pc.match_substring_regex(text, r"^\d{1,18}$"), False)
-                # Non-digits are rejected by validate(); int64 drops leading zeros like int().
-                as_int = pc.cast(pc.if_else(digits, text, null), pa.int64())
-                pairs.append((name, pc.cast(as_int, pa.string())))
-            elif pa.types.is_integer(arr.type):
-                pairs.append(
-                    (
-                        name,
-                        pc.cast(arr, pa.string())
-                        if name == "contact_id"
-                        else jsonfrag.strings(pc.cast(arr, pa.string())),
-                    )
-                )
-            else:
+            if name == "contact_id":  # a JSON number, as int() makes it on the exact path
+                ints = arr
+                if not pa.types.is_integer(arr.type):
+                    text = pc.utf8_trim_whitespace(pc.cast(arr, pa.string()))
+                    digits = pc.fill_null(pc.match_substring_regex(text, r"^\d{1,18}$"), False)
+                    # Non-digits are rejected by validate(); int64 drops leading zeros.
+                    ints = pc.cast(pc.if_else(digits, text, null), pa.int64())
+                pairs.append((name, pc.cast(ints, pa.string())))
+            else:  # a JSON string, omitted when empty
                 text = pc.cast(arr, pa.string())
                 empty = pc.fill_null(pc.equal(text, ""), False)
                 pairs.append((name, pc.if_else(empty, null, jsonfrag.strings(text))))
@@ -320,8 +310,7 @@ class BrevoEventsBatch(Destination):
         exact = pc.or_(
             exact, pc.fill_null(pc.greater(pc.binary_length(body), MAX_BYTES // 2), True)
         )
-        payloads = jsonfrag.to_bytes(pc.if_else(exact, null, body))
-        return payloads  # type: ignore[return-value]
+        return jsonfrag.to_bytes(pc.if_else(exact, null, body))
 
     def request_overhead(self, count: int) -> int:
         return len(b'{"events":[]}') + count

@@ -29,11 +29,7 @@ from .brevo_batch import (
     brevo_check_mapping,
     brevo_validate,
     encode_brevo_event,
-    key_problem,
 )
-
-__all__ = ["BrevoEvent", "brevo_message", "key_problem"]
-
 
 # https://developers.brevo.com/docs/api-limits — POST /v3/events per tier.
 TIER_RATES: dict[str, RateLimit] = {
