@@ -178,13 +178,24 @@ class CommonOptions(_Model):
         None, ge=1, le=64, description="Requests in flight; default per destination."
     )
     rate_limit: RateLimit | None = Field(None, description="Override the documented rate limit.")
+    max_reject_ratio: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="Circuit breaker: the run fails (no reject recorded, checkpoint kept) when "
+        "the API rejects more than this share of the rows it answered for; 1 turns it off.",
+    )
+    reject_ratio_min_rows: int = Field(
+        100, ge=1, description="Rows the API must have answered for before the breaker judges."
+    )
 
 
 class BrevoBatchOptions(CommonOptions):
-    body_shape: Literal["object", "array"] = Field(
-        "object",
-        description="Batch body: {'events': [...]} (current reference) or a bare array; the "
-        "other shape is tried once when Brevo answers 'cannot unmarshal'.",
+    body_shape: Literal["object", "array"] | None = Field(
+        None,
+        description="Batch body: a bare array (the endpoint document) or {'events': [...]} "
+        "(the current reference); unset = the shape this account accepted last, else the "
+        "array. The other shape is tried once when Brevo answers 'cannot unmarshal'.",
     )
 
 

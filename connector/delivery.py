@@ -8,7 +8,11 @@ Retry policy (a pure classifier over the status code, see ``classify``):
 - 5xx, 408, timeouts, connection errors, Cloudflare HTML challenges → exponential backoff with
   jitter, up to ``max_retries``; a failure after the request may have been processed makes the
   re-sent events "possibly duplicated" where the destination has no dedup key;
-- 401/403 → the run fails at once (``AuthError``).
+- 401/403 → the run fails at once (``AuthError``);
+- an answer about the request itself (the destination's ``interpret`` says ``fatal``), or a
+  batch refused whole whose every single-event split is refused with the same words → the run
+  fails (``RequestError``): such an error is about the request, not its rows, so no row of it
+  becomes a reject.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from typing import Any
 import httpx
 
 from .destinations.base import Destination, Item
-from .errors import AuthError, DeliveryError, RetriesExhausted
+from .errors import AuthError, DeliveryError, RequestError, RetriesExhausted
 from .ratelimit import Pacer
 
 log = logging.getLogger("connector.delivery")
@@ -179,6 +183,8 @@ class Sender:
         rejected: list[tuple[Item, str]] = []
         dup = 0
         queue: list[list[Item]] = [items]
+        split = False  # the batch was refused whole without per-item detail
+        alike: dict[str, int] = {}  # reasons of single events isolated by splitting
         while queue:
             part = queue.pop(0)
             if not part:
@@ -236,7 +242,11 @@ class Sender:
                 self.pacer.observe(remaining, reset)
                 outcome = self.dest.interpret(req, status, headers, resp.content)
                 if outcome.fatal:
-                    raise DeliveryError(outcome.fatal)
+                    raise RequestError(outcome.fatal, stored_nothing=not delivered)
+                if split and len(part) == 1 and outcome.rejected:
+                    reason = next(iter(outcome.rejected.values()))
+                    alike[reason] = alike.get(reason, 0) + 1
+                split = split or outcome.split
                 ok = [part[i] for i in outcome.delivered]
                 delivered.extend(ok)
                 if ambiguous and not self.dest.limits.dedup:
@@ -248,6 +258,17 @@ class Sender:
                 elif outcome.resend:
                     queue.insert(0, [part[i] for i in outcome.resend])
                 break
+        if len(alike) == 1 and sum(alike.values()) == len(items) > 1:
+            # Every event alone got the same answer as the whole: the request is at fault
+            # (a header, the version, the body), not the rows; rejecting them would lose them.
+            (reason,) = alike
+            raise RequestError(
+                f"{self.dest.type}: every one of {len(items)} events, sent alone, was refused "
+                f"with the same error, so the error is about the request, not the rows: "
+                f"{reason[:300]!r}. Nothing was recorded as a reject and the checkpoint stays "
+                "at the last delivered row: fix the destination options (API version, "
+                "headers, body shape), then run again"
+            )
         if dup:
             self.stats.add(possibly_duplicated=dup)
         return BatchOutcome(delivered, rejected, dup)

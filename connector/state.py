@@ -92,6 +92,16 @@ property_types = sa.Table(
     sa.Column("type", sa.String(32), nullable=False),
 )
 
+# What a run learned about a destination account (e.g. the Brevo batch body shape it accepts).
+account_settings = sa.Table(
+    "connector_account_settings",
+    metadata,
+    sa.Column("account", sa.String(200), primary_key=True),
+    sa.Column("name", sa.String(100), primary_key=True),
+    sa.Column("value", sa.String(200), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
 
 # --------------------------------------------------------------------------- positions
 
@@ -443,6 +453,29 @@ class StateStore:
                     for p, t in new.items()
                 ],
             )
+
+    # -- learned account settings -------------------------------------------------------
+    def account_setting(self, account: str, name: str) -> str | None:
+        """A setting a run confirmed for a destination account (no secret in ``account``)."""
+        with self.engine.connect() as c:
+            return c.execute(
+                sa.select(account_settings.c.value).where(
+                    account_settings.c.account == account, account_settings.c.name == name
+                )
+            ).scalar_one_or_none()
+
+    def set_account_setting(self, account: str, name: str, value: str) -> None:
+        with self._tx() as c:
+            where = (account_settings.c.account == account, account_settings.c.name == name)
+            updated = c.execute(
+                account_settings.update().where(*where).values(value=value, updated_at=now())
+            ).rowcount
+            if not updated:
+                c.execute(
+                    account_settings.insert().values(
+                        account=account, name=name, value=value, updated_at=now()
+                    )
+                )
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

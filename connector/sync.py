@@ -6,7 +6,11 @@ This is the only module that wires the stages together. Delivery semantics (DESI
   checkpoint moves to the end of the longest settled prefix, in the same transaction;
 - after a crash, the next run skips rows of batches that were delivered beyond the prefix and
   re-sends the pending ones with the same dedup ids, reporting them as possibly duplicated;
-- rows that break a rule become rejects with a reason; the checkpoint passes them.
+- rows that break a rule become rejects with a reason; the checkpoint passes them;
+- an error about the request itself fails the run (``RequestError``): no reject, no checkpoint
+  past it; so does a run whose API-side rejects pass ``max_reject_ratio`` (circuit breaker):
+  batches with API-side rejects are held back until ``reject_ratio_min_rows`` rows were
+  answered, so a breaker that trips on them records none of their rejects.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from .config import SyncConfig, resolve_env
 from .delivery import BatchOutcome, Runtime, Sender, Stats, post_preview
 from .destinations import DESTINATIONS, Destination
 from .destinations.base import Item, dumps
-from .errors import ConnectorError
+from .errors import ConnectorError, RequestError
 from .mapping import Events, Mapper
 from .ratelimit import account_key, pacer_for
 from .source import Position, Reader, Window
@@ -138,6 +142,7 @@ class _Run:
         rate = self.dest.options.rate_limit or self.dest.limits.rate
         account = account_key(self.dest.type, self.dest.base_url, self.dest.api_key)
         self.pacer = pacer_for(account, rate, runtime.clock, runtime.sleep)
+        self.account = account
         self.dest.attach(state, account)
         self.concurrency = self.dest.options.concurrency or self.dest.limits.concurrency
         self.result = SyncResult(sync.name, scope, None, destination_dedups=self.dest.limits.dedup)
@@ -150,6 +155,12 @@ class _Run:
         self.leftovers: list[LedgerEntry] = []
         self.last_progress = 0.0
         self.started = runtime.clock()
+        # Circuit breaker (main thread only): rows the API answered for, how many it rejected,
+        # and settled batches with API-side rejects not yet recorded (below the minimum).
+        self.api_rows = 0
+        self.api_rejects = 0
+        self.held: list[tuple[Batch, BatchOutcome]] = []
+        self.breaker: RequestError | None = None
 
     # -- leftovers of a crashed run ---------------------------------------------------
     def _classify_leftover(self, pos: Position) -> str | None:
@@ -202,6 +213,8 @@ class _Run:
                     self._submit(last, pool, sender, inflight)
             while inflight:
                 failure = self._drain(inflight, block=True) or failure
+            if self.breaker is None:
+                self._release_held()
         except BaseException as exc:
             failure = exc
             for fut in inflight:
@@ -317,9 +330,68 @@ class _Run:
             exc = fut.exception()
             if exc is not None:
                 failure = failure or exc
+                if isinstance(exc, RequestError) and exc.stored_nothing:
+                    self._forget(batch)
                 continue
-            self._settle(batch, fut.result())
+            failure = self._judge(batch, fut.result()) or failure
         return failure
+
+    def _forget(self, batch: Batch) -> None:
+        """The vendor refused the batch's request and kept nothing of it: drop its ledger row,
+        so the next run sends its rows as new ones, not as possibly duplicated."""
+        if batch.ledger_id is not None:
+            self.state.settle(
+                self.sync.name,
+                self.scope,
+                self.result.run_id or "",
+                [],
+                [batch.ledger_id],
+                None,
+                [],
+            )
+
+    def _judge(self, batch: Batch, outcome: BatchOutcome) -> RequestError | None:
+        """The circuit breaker: settle the batch, hold it while too few rows were answered to
+        judge, or trip when the API-side rejects of the run pass the ratio."""
+        rejected = len(outcome.rejected)
+        if self.breaker is not None:
+            if not rejected:
+                self._settle(batch, outcome)
+            return None  # a batch with rejects after the trip stays pending: re-sent next run
+        self.api_rows += len(outcome.delivered) + rejected
+        self.api_rejects += rejected
+        if rejected:
+            self.held.append((batch, outcome))
+        else:
+            self._settle(batch, outcome)
+        opts = self.dest.options
+        if self.api_rows < opts.reject_ratio_min_rows:
+            return None
+        if self.api_rejects > opts.max_reject_ratio * self.api_rows:
+            reasons: dict[str, int] = {}
+            for _, held in self.held:
+                for _, why in held.rejected:
+                    reasons[why] = reasons.get(why, 0) + 1
+            common = max(reasons, key=reasons.__getitem__)
+            self.breaker = RequestError(
+                f"{self.dest.type}: the API rejected {self.api_rejects} of the "
+                f"{self.api_rows} rows it answered for, more than "
+                f"destination.options.max_reject_ratio ({opts.max_reject_ratio:g}); the run "
+                f"stopped. Most common reason: {common[:300]!r}. The rows of the last "
+                f"{len(self.held)} batch(es) were not recorded as rejects and the checkpoint "
+                "stays before them: fix the mapping, the data or the destination options "
+                "(or raise max_reject_ratio), then run again",
+                stored_nothing=False,
+            )
+            self.held = []  # left pending: their rows are sent again by the next run
+            return self.breaker
+        self._release_held()
+        return None
+
+    def _release_held(self) -> None:
+        held, self.held = self.held, []
+        for batch, outcome in held:
+            self._settle(batch, outcome)
 
     def _settle(self, batch: Batch, outcome: BatchOutcome | None) -> None:
         res = self.result
@@ -396,6 +468,11 @@ class _Run:
             res.status = "failed"
             res.error = _describe(failure)
         if res.run_id and not self.dry_run:
+            try:
+                for setting, value in self.dest.learned().items():
+                    self.state.set_account_setting(self.account, setting, value)
+            except Exception:  # never mask the run's own error
+                log.exception("could not record what run %s learned", res.run_id)
             try:
                 self.state.finish_run(res.run_id, res.status, _summary(res), res.error)
             except Exception:  # never mask the run's own error

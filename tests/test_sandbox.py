@@ -203,7 +203,7 @@ def test_brevo_rejects_non_json_content_type_and_bad_json(client: httpx.Client) 
 
 def test_brevo_batch_all_valid_is_202_with_count(sb: SandboxServer, client: httpx.Client) -> None:
     events = [brevo_event(), brevo_event(event_name="other")]
-    r = client.post("/v3/events/batch", json={"events": events}, headers=BREVO)
+    r = client.post("/v3/events/batch", json=events, headers=BREVO)
     assert r.status_code == 202
     assert r.json() == {
         "message": "Batch accepted. Valid events have been added to the processing queue.",
@@ -222,7 +222,7 @@ def test_brevo_batch_partial_success_groups_indices_and_keeps_valid(
         brevo_event(identifiers={}),
         brevo_event(event_name="fine"),
     ]
-    r = client.post("/v3/events/batch", json={"events": events}, headers=BREVO)
+    r = client.post("/v3/events/batch", json=events, headers=BREVO)
     assert r.status_code == 207
     body = r.json()
     assert body["status"] == "partial_success"
@@ -237,7 +237,7 @@ def test_brevo_batch_all_invalid_is_400_failure_summary(
     sb: SandboxServer, client: httpx.Client
 ) -> None:
     events = [brevo_event(identifiers={}), brevo_event(identifiers={})]
-    r = client.post("/v3/events/batch", json={"events": events}, headers=BREVO)
+    r = client.post("/v3/events/batch", json=events, headers=BREVO)
     assert r.status_code == 400
     body = r.json()
     assert body["status"] == "failure"
@@ -246,20 +246,53 @@ def test_brevo_batch_all_invalid_is_400_failure_summary(
     assert sb.events("brevo_events_batch") == []
 
 
-def test_brevo_batch_bare_array_is_rejected_by_default_with_go_message(
+def test_brevo_batch_takes_the_top_level_array_of_the_endpoint_document(
     sb: SandboxServer, client: httpx.Client
 ) -> None:
-    r = client.post("/v3/events/batch", json=[brevo_event()], headers=BREVO)
+    """Seed 000 (POST /events/batch): "[] Array Yes", "[].identifiers Object Yes",
+    "[].event_name String Yes", "[].event_date ... (e.g. "2024-01-24T17:39:57+01:00")",
+    "[].contact_properties ... For example: "FIRSTNAME": "Jane" , "AGE": 37"."""
+    body = [
+        {
+            "event_name": "video_played",
+            "event_date": "2024-01-24T17:39:57+01:00",
+            "identifiers": {"email_id": "jane@example.com"},
+            "contact_properties": {"FIRSTNAME": "Jane", "AGE": 37},
+            "event_properties": {"title": "Intro"},
+        }
+    ]
+    r = client.post("/v3/events/batch", json=body, headers=BREVO)
+    assert (r.status_code, r.json()["count"]) == (202, 1)
+    assert sb.events("brevo_events_batch") == body
+
+
+def test_brevo_batch_object_wrapper_is_rejected_by_default_with_go_message(
+    sb: SandboxServer, client: httpx.Client
+) -> None:
+    r = client.post("/v3/events/batch", json={"events": [brevo_event()]}, headers=BREVO)
     assert r.status_code == 400
     assert r.json() == {
         "code": "bad_request",
-        "message": "json: cannot unmarshal array into Go value of type main.unifiedEventsRequest",
+        "message": "json: cannot unmarshal object into Go value of type []main.unifiedEvent",
     }
     assert sb.events("brevo_events_batch") == []
 
 
+def test_brevo_batch_object_only_shape_rejects_the_array_with_go_message(
+    clock: FakeClock,
+) -> None:
+    with make_server(clock, brevo_batch_shape="object") as server:
+        r = httpx.post(server.url + "/v3/events/batch", json=[brevo_event()], headers=BREVO)
+        assert r.status_code == 400
+        assert r.json() == {
+            "code": "bad_request",
+            "message": "json: cannot unmarshal array into Go value of type "
+            "main.unifiedEventsRequest",
+        }
+
+
 def test_brevo_batch_accept_array_option_takes_both_shapes(clock: FakeClock) -> None:
-    with make_server(clock, brevo_batch_accept_array=True) as server:
+    with make_server(clock, brevo_batch_shape="object", brevo_batch_accept_array=True) as server:
         url = server.url + "/v3/events/batch"
         assert httpx.post(url, json=[brevo_event()], headers=BREVO).status_code == 202
         r = httpx.post(url, json={"events": [brevo_event()]}, headers=BREVO)
@@ -279,12 +312,12 @@ def test_brevo_batch_array_only_shape_rejects_the_object(clock: FakeClock) -> No
 @pytest.mark.parametrize(
     ("body", "code"),
     [
-        ({"events": []}, "missing_parameter"),
-        ({}, "missing_parameter"),
-        ({"events": [brevo_event()] * 201}, "out_of_range"),
-        ({"events": [brevo_event(event_properties={"p": "x" * 40_000})] * 14}, "out_of_range"),
-        ({"events": "nope"}, "bad_request"),
-        ({"events": [1]}, "bad_request"),
+        ([], "missing_parameter"),
+        ([brevo_event()] * 201, "out_of_range"),
+        ([brevo_event(event_properties={"p": "x" * 40_000})] * 14, "out_of_range"),
+        ("nope", "bad_request"),
+        ({"events": [brevo_event()]}, "bad_request"),
+        ([1], "bad_request"),
     ],
 )
 def test_brevo_batch_request_level_errors(
@@ -297,12 +330,12 @@ def test_brevo_batch_request_level_errors(
 
 
 def test_brevo_batch_accepts_200_events(client: httpx.Client) -> None:
-    r = client.post("/v3/events/batch", json={"events": [brevo_event()] * 200}, headers=BREVO)
+    r = client.post("/v3/events/batch", json=[brevo_event()] * 200, headers=BREVO)
     assert (r.status_code, r.json()["count"]) == (202, 200)
 
 
 def test_brevo_batch_requires_api_key(client: httpx.Client) -> None:
-    r = client.post("/v3/events/batch", json={"events": [brevo_event()]})
+    r = client.post("/v3/events/batch", json=[brevo_event()])
     assert r.status_code == 401
     assert r.json() == {"code": "unauthorized", "message": "Key not found"}
 
@@ -751,7 +784,7 @@ def test_brevo_hourly_window_blocks_with_its_own_reset(clock: FakeClock) -> None
 
 
 def test_brevo_batch_rate_limit_headers(client: httpx.Client) -> None:
-    r = client.post("/v3/events/batch", json={"events": [brevo_event()]}, headers=BREVO)
+    r = client.post("/v3/events/batch", json=[brevo_event()], headers=BREVO)
     assert r.headers["x-sib-ratelimit-limit"] == "10"
     assert r.headers["x-sib-ratelimit-remaining"] == "9"
 
@@ -940,7 +973,7 @@ def test_fault_status_after_process_stores_and_answers_500(
     sb: SandboxServer, client: httpx.Client
 ) -> None:
     sb.inject(Fault(path="/v3/events/batch", status=500, after_process=True))
-    r = client.post("/v3/events/batch", json={"events": [brevo_event()]}, headers=BREVO)
+    r = client.post("/v3/events/batch", json=[brevo_event()], headers=BREVO)
     assert r.status_code == 500
     assert len(sb.events("brevo_events_batch")) == 1
 
@@ -1089,7 +1122,7 @@ def test_sink_mode_counts_without_validating_or_storing(clock: FakeClock) -> Non
     with make_server(clock, validate=False) as server, httpx.Client(base_url=server.url) as c:
         bad_k = k_job(k_item([k_event("x" * 500), k_event("x" * 500)]), k_item([k_event()]))
         assert k_post(c, bad_k).status_code == 202
-        r = c.post("/v3/events/batch", json={"events": [{"nope": 1}] * 5}, headers=BREVO)
+        r = c.post("/v3/events/batch", json=[{"nope": 1}] * 5, headers=BREVO)
         assert r.json() == {
             "message": "Batch accepted. Valid events have been added to the processing queue.",
             "count": 5,
@@ -1114,7 +1147,7 @@ def test_keep_alive_reuses_one_connection(sb: SandboxServer) -> None:
     first = conn.getresponse()
     first.read()
     sock = conn.sock
-    conn.request("POST", "/v3/events/batch", body=b'{"events":[]}', headers=headers)
+    conn.request("POST", "/v3/events/batch", body=b"[]", headers=headers)
     second = conn.getresponse()
     assert (first.status, second.status) == (204, 400)
     assert orjson.loads(second.read())["code"] == "missing_parameter"

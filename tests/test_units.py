@@ -305,11 +305,18 @@ def test_brevo_400_summary_resends_the_valid_rest_and_shape_errors_switch_once()
             "message": "json: cannot unmarshal object into Go value of type []main.x",
         }
     )
+    assert req.body.startswith(b"[") and req.variant == "array"  # the seed's shape first
     out = dest.interpret(req, 400, httpx.Headers({}), unmarshal)  # type: ignore[attr-defined]
     assert out.switch_shape and out.resend == [0, 1, 2]
-    assert dest.build(req.items).body.startswith(b"[")  # type: ignore[attr-defined]
-    again = dest.interpret(req, 400, httpx.Headers({}), unmarshal)  # type: ignore[attr-defined]
-    assert not again.switch_shape and again.split  # switched once only, then it is the data
+    retry = dest.build(req.items)  # type: ignore[attr-defined]
+    assert retry.body.startswith(b'{"events":[') and retry.variant == "object"
+    # A request of the old shape refused late (another thread) is re-sent, not switched back.
+    late = dest.interpret(req, 400, httpx.Headers({}), unmarshal)  # type: ignore[attr-defined]
+    assert late.switch_shape and dest.build(req.items).variant == "object"  # type: ignore[attr-defined]
+    # Both shapes refused: the request is at fault, not the rows: the run fails, no reject.
+    again = dest.interpret(retry, 400, httpx.Headers({}), unmarshal)  # type: ignore[attr-defined]
+    assert not again.switch_shape and not again.split and not again.rejected
+    assert again.fatal and "both batch body shapes" in again.fatal
 
 
 def test_sender_splits_a_batch_the_api_refuses_without_detail(
@@ -321,7 +328,7 @@ def test_sender_splits_a_batch_the_api_refuses_without_detail(
     sizes: list[int] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
-        n = len(orjson.loads(request.content)["events"])
+        n = len(orjson.loads(request.content))
         sizes.append(n)
         return httpx.Response(413 if n > 2 else 202, json={"message": "ok", "count": n})
 

@@ -65,6 +65,7 @@ class Request:
     headers: dict[str, str]
     items: list[Item]
     groups: list[list[int]] = field(default_factory=list)
+    variant: str = ""  # which body form was built (Brevo batch: "object" or "array")
 
 
 @dataclass
@@ -75,7 +76,7 @@ class Outcome:
     rejected: dict[int, str] = field(default_factory=dict)
     resend: list[int] = field(default_factory=list)  # send again in a new request
     split: bool = False  # no per-item detail: send the halves separately
-    fatal: str | None = None  # fail the run with this message
+    fatal: str | None = None  # the request itself was refused: fail the run with this message
     switch_shape: bool = False  # Brevo batch: retry with the other body shape
 
 
@@ -134,6 +135,11 @@ class Destination:
 
     def auth_headers(self) -> dict[str, str]:
         raise NotImplementedError
+
+    def learned(self) -> dict[str, str]:
+        """Settings this run confirmed about the account (e.g. the Brevo batch body shape),
+        for the run wiring to keep in the state store; read once the run's sending is over."""
+        return {}
 
     def masked_headers(self, headers: Mapping[str, str]) -> dict[str, str]:
         """Headers with secrets masked, for preview output."""
@@ -237,13 +243,52 @@ def static_key_problems(
     return out
 
 
-def single_outcome(vendor: str, status: int, message: str) -> Outcome:
+# Words of an error about the request rather than its content: the API version or Klaviyo's
+# revision, a header, the media type, auth, a body that is not JSON or not the expected shape
+# (Go's "cannot unmarshal X into Go value of type T" names the top-level type; a field of one
+# event reads "into Go struct field ...", which is about that event).
+_REQUEST_WORDS = re.compile(
+    r"\b(?:revision|api[ _-]?version|unsupported version|headers?|content[ -]type|media[ -]type"
+    r"|api[ _-]?key|unauthori[sz]ed|authenticat\w*|credentials?|access token"
+    r"|json parse|parse error|not valid json|invalid json|malformed"
+    r"|cannot unmarshal \w+ into go value of type)\b",
+    re.IGNORECASE,
+)
+
+
+def request_problem(message: str) -> bool:
+    """True when a vendor's error text is about the request itself (version, header, media
+    type, auth, JSON syntax or body shape), which no event of it can cause or fix."""
+    return bool(_REQUEST_WORDS.search(message))
+
+
+def request_fix(vendor: str, message: str, fix: str | None = None) -> str:
+    """The run-failure text for a refused request: the vendor's words and what to change."""
+    fix = fix or (
+        "fix the destination options (API version/revision, headers, body shape) or the endpoint"
+    )
+    return (
+        f"{vendor} refused the request itself, not its events: {message[:300]!r}. Nothing was "
+        f"recorded as a reject and the checkpoint stays at the last delivered row: {fix}, "
+        "then run again"
+    )
+
+
+def single_outcome(
+    vendor: str, status: int, message: str, about_request: bool | None = None
+) -> Outcome:
     """The response to a one-event request: 2xx delivered; 400/413/422 reject that event (the
-    content is at fault and nothing was stored); any other final status fails the run."""
+    content is at fault and nothing was stored) unless the error is about the request itself
+    (``about_request``, by default read from the message); any other final status fails the
+    run."""
     if 200 <= status < 300:
         return Outcome(delivered=[0])
-    if status in (400, 413, 422):
+    if about_request is None:
+        about_request = request_problem(message)
+    if status in (400, 413, 422) and not about_request:
         return Outcome(rejected={0: f"{vendor} {status}: {message}"[:500]})
+    if status in (400, 422):
+        return Outcome(fatal=request_fix(f"{vendor} ({status})", message))
     return Outcome(fatal=f"{vendor} answered {status}: {message}"[:500])
 
 
@@ -256,6 +301,10 @@ class SingleEventDestination(Destination):
         """The vendor's error text from a response body."""
         raise NotImplementedError
 
+    def about_request(self, status: int, body: bytes, message: str) -> bool:
+        """Whether an error answer is about the request rather than the event in it."""
+        return request_problem(message)
+
     def request_overhead(self, count: int) -> int:
         return 0
 
@@ -265,4 +314,9 @@ class SingleEventDestination(Destination):
     def interpret(
         self, request: Request, status: int, headers: Mapping[str, str], body: bytes
     ) -> Outcome:
-        return single_outcome(self.vendor, status, self.message(status, body))
+        message = self.message(status, body)
+        if 200 <= status < 300:
+            return single_outcome(self.vendor, status, message, False)
+        return single_outcome(
+            self.vendor, status, message, self.about_request(status, body, message)
+        )

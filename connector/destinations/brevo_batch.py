@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -33,6 +34,8 @@ from .base import (
     dumps,
     no_identifier_rows,
     regex_failures,
+    request_fix,
+    request_problem,
     static_key_problems,
 )
 
@@ -184,8 +187,20 @@ class BrevoEventsBatch(Destination):
 
     def __init__(self, config: Any, api_key: str, sync_name: str) -> None:
         super().__init__(config, api_key, sync_name)
-        self.shape: str = self.options.body_shape
-        self.shape_switched = False
+        # The seed document (000) shows a top-level array; the current reference page an
+        # object wrapper (contracts.md §3.1). Default: the seed's array, or the shape this
+        # account accepted last time (``attach``).
+        self.shape = _Shape(self.options.body_shape or "array")
+
+    def attach(self, state: Any, account: str) -> None:
+        if self.options.body_shape is None and state is not None:
+            stored = state.account_setting(account, SHAPE_SETTING)
+            if stored in ("object", "array"):
+                self.shape = _Shape(stored)
+
+    def learned(self) -> dict[str, str]:
+        confirmed = self.shape.confirmed
+        return {SHAPE_SETTING: confirmed} if confirmed else {}
 
     @classmethod
     def check_mapping(cls, mapping: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -317,13 +332,16 @@ class BrevoEventsBatch(Destination):
 
     def build(self, items: list[Item]) -> Request:
         joined = b",".join(item.payload for item in items)
-        body = b'{"events":[' + joined + b"]}" if self.shape == "object" else b"[" + joined + b"]"
-        return Request(self.path, body, self.auth_headers(), items)
+        shape = self.shape.current
+        body = b'{"events":[' + joined + b"]}" if shape == "object" else b"[" + joined + b"]"
+        return Request(self.path, body, self.auth_headers(), items, variant=shape)
 
     def interpret(
         self, request: Request, status: int, headers: Mapping[str, str], body: bytes
     ) -> Outcome:
         n = len(request.items)
+        if status in (200, 201, 202, 204, 207):
+            self.shape.worked(request.variant)
         if status in (200, 201, 202, 204):
             return Outcome(delivered=list(range(n)))
         data = _json(body)
@@ -343,23 +361,68 @@ class BrevoEventsBatch(Destination):
             if rejected:
                 return Outcome(rejected=rejected, resend=rest)  # 400: nothing stored
         message = str(data.get("message", "")) if isinstance(data, dict) else ""
-        if status == 400 and "cannot unmarshal" in message and not self.shape_switched:
-            self.shape = "array" if self.shape == "object" else "object"
-            self.shape_switched = True
-            log.warning(
-                "Brevo refused the %s body shape (%s); switching to %r for this run. "
-                "Set destination.options.body_shape: %s to make this permanent.",
-                "array" if self.shape == "object" else "object",
-                message,
-                self.shape,
-                self.shape,
+        if status == 400 and _SHAPE_REFUSED.search(message):
+            shape = request.variant
+            if self.shape.refused(shape):
+                if self.shape.current != shape:
+                    log.warning(
+                        "Brevo refused the %s batch body (%s); sending the %s shape instead "
+                        "(remembered for this account once Brevo accepts it)",
+                        shape,
+                        message,
+                        self.shape.current,
+                    )
+                return Outcome(switch_shape=True, resend=list(range(n)))
+            return Outcome(
+                fatal=request_fix(
+                    "Brevo (400)",
+                    message,
+                    "Brevo refused both batch body shapes (a top-level array and "
+                    '{"events": [...]}); check destination.base_url points at the '
+                    "/v3/events/batch API, or use type brevo_event",
+                )
             )
-            return Outcome(switch_shape=True, resend=list(range(n)))
+        if status == 400 and request_problem(message):
+            return Outcome(fatal=request_fix("Brevo (400)", message))
         if status in (400, 413):
             if n == 1:
                 return Outcome(rejected={0: f"Brevo {status}: {message or _excerpt(body)}"})
             return Outcome(split=True)  # a 400/413 stores nothing, so halves are safe
         return Outcome(fatal=f"Brevo answered {status}: {message or _excerpt(body)}")
+
+
+SHAPE_SETTING = "brevo_batch_body_shape"
+# Go's decoder refusing the top-level array/object: the body has the other shape (§3.1). A
+# field of one event reads "into Go struct field ...", which is about that event.
+_SHAPE_REFUSED = re.compile(r"cannot unmarshal (?:array|object) into Go value of type")
+
+
+class _Shape:
+    """The batch body shape of one run, shared by its sender threads. A refusal switches it
+    at most once and only when the refused request had the current shape, so two requests
+    refused at the same time switch it once, not back and forth."""
+
+    def __init__(self, first: str) -> None:
+        self.current = first
+        self.confirmed: str | None = None  # a shape Brevo accepted in this run
+        self._tried = {first}
+        self._lock = threading.Lock()
+
+    def refused(self, shape: str) -> bool:
+        """True when a request built with ``shape`` should be sent again (now or already
+        with the other shape); False when both shapes were refused."""
+        with self._lock:
+            if shape != self.current:
+                return True  # another request already switched
+            other = "array" if shape == "object" else "object"
+            if other in self._tried:
+                return False
+            self._tried.add(other)
+            self.current = other
+            return True
+
+    def worked(self, shape: str) -> None:
+        self.confirmed = shape
 
 
 def _json(body: bytes) -> Any:

@@ -32,6 +32,8 @@ from .base import (
     length_failures,
     no_identifier_rows,
     regex_failures,
+    request_fix,
+    request_problem,
     walk_limits,
 )
 
@@ -50,6 +52,7 @@ _STANDARD = {"first_name", "last_name", "organization", "title", "image", "local
 _POINTER = re.compile(
     r"^/data/attributes/events-bulk-create/data/(\d+)(?:/attributes/events/data/(\d+))?"
 )
+_ITEMS = "/data/attributes/events-bulk-create/data"
 _PREFIX = b'{"data":{"type":"event-bulk-create-job","attributes":{"events-bulk-create":{"data":['
 _SUFFIX = b"]}}}}"
 
@@ -286,6 +289,9 @@ class KlaviyoBulkEvents(Destination):
             return Outcome(split=True)
         errors = _errors(body)
         if status == 400:
+            problem = _about_request(errors)
+            if problem:
+                return Outcome(fatal=request_fix("Klaviyo (400)", problem, self._fix(problem)))
             rejected: dict[int, str] = {}
             for err in errors:
                 pointer = (err.get("source") or {}).get("pointer") or ""
@@ -315,6 +321,36 @@ class KlaviyoBulkEvents(Destination):
             return Outcome(split=True)
         detail = "; ".join(f"{e.get('code')}: {e.get('detail')}" for e in errors)
         return Outcome(fatal=f"Klaviyo answered {status}: {detail or _excerpt(body)}")
+
+    def _fix(self, problem: str) -> str:
+        if "revision" in problem.lower():
+            return (
+                f"set destination.options.revision (now {self.options.revision}) to a revision "
+                "that has this endpoint (2024-05-15 or later; the connector is tested with "
+                "2026-07-15)"
+            )
+        return "fix the destination options (revision, headers) or base_url"
+
+
+def _about_request(errors: list[dict[str, Any]]) -> str | None:
+    """The errors that are about the request, joined, or None. JSON:API says where an error
+    is: ``source.header`` / ``source.parameter`` name the request line or a header, and a
+    ``pointer`` outside the events array points at the body's envelope. Errors without a
+    source count when their text is about the request (revision, media type, JSON parse)."""
+    found = []
+    for err in errors:
+        raw = err.get("source")
+        source: dict[str, Any] = raw if isinstance(raw, dict) else {}
+        pointer = str(source.get("pointer") or "")
+        text = str(err.get("detail") or err.get("title") or err.get("code") or "invalid")
+        if source.get("header") or source.get("parameter"):
+            where = source.get("header") or source.get("parameter")
+            found.append(f"{text} ({where})")
+        elif pointer and not pointer.startswith(_ITEMS):
+            found.append(f"{text} ({pointer})")
+        elif not pointer and (err.get("code") == "parse_error" or request_problem(text)):
+            found.append(text)
+    return "; ".join(found) or None
 
 
 def _errors(body: bytes) -> list[dict[str, Any]]:

@@ -30,7 +30,12 @@ import pyarrow.compute as pc
 
 from ..mapping import Events
 from .base import Item, Limits, SingleEventDestination, dumps, no_identifier_rows
-from .omnisend_track import OMNISEND_RATE, identifier_values, omnisend_message
+from .omnisend_track import (
+    OMNISEND_RATE,
+    identifier_values,
+    omnisend_about_request,
+    omnisend_message,
+)
 
 # A fixed namespace: eventID = uuid5(EVENT_ID_NAMESPACE, "<sync>:<primary key>") forever.
 EVENT_ID_NAMESPACE = uuid.UUID("6f1c1f4e-3f5b-5b8e-9a43-2c7e8f0d1a55")
@@ -208,3 +213,6 @@ class OmnisendEvents(SingleEventDestination):
 
     def message(self, status: int, body: bytes) -> str:
         return omnisend_message(status, body)
+
+    def about_request(self, status: int, body: bytes, message: str) -> bool:
+        return omnisend_about_request(body)

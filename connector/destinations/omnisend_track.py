@@ -29,7 +29,16 @@ import pyarrow.compute as pc
 
 from ..config import RateLimit
 from ..mapping import Events
-from .base import Item, Limits, Outcome, Request, SingleEventDestination, dumps, no_identifier_rows
+from .base import (
+    Item,
+    Limits,
+    Outcome,
+    Request,
+    SingleEventDestination,
+    dumps,
+    no_identifier_rows,
+    request_problem,
+)
 
 MAX_PROPERTIES = 100
 MAX_STRING = 2048
@@ -138,6 +147,20 @@ def omnisend_message(status: int, body: bytes) -> str:
             detail = " (" + "; ".join(f"{k}: {v}" for k, v in list(fields.items())[:5]) + ")"
         return f"{data['error']}{detail}"
     return body[:200].decode("utf-8", "replace") or f"HTTP {status}"
+
+
+def omnisend_about_request(body: bytes) -> bool:
+    """An Omnisend error is about the request when it names no field of the event and its
+    text is about the request (version, header, media type, JSON syntax, auth)."""
+    try:
+        data = orjson.loads(body) if body else None
+    except orjson.JSONDecodeError:
+        return request_problem(body[:200].decode("utf-8", "replace"))
+    if not isinstance(data, dict):
+        return False
+    if isinstance(data.get("fields"), dict) and data["fields"]:
+        return False
+    return request_problem(str(data.get("error") or data.get("message") or ""))
 
 
 def identifier_values(events: Events, fields: tuple[str, ...]) -> dict[str, list[Any]]:
@@ -303,6 +326,9 @@ class OmnisendTrack(SingleEventDestination):
 
     def message(self, status: int, body: bytes) -> str:
         return omnisend_message(status, body)
+
+    def about_request(self, status: int, body: bytes, message: str) -> bool:
+        return omnisend_about_request(body)
 
     def interpret(
         self, request: Request, status: int, headers: Mapping[str, str], body: bytes

@@ -212,7 +212,7 @@ def handle_batch(
     body: bytes,
     content_type: str | None,
     *,
-    shapes: frozenset[str] = frozenset({"object"}),
+    shapes: frozenset[str] = frozenset({"array"}),
     validate: bool = True,
 ) -> Reply:
     """§3: 202 all valid, 207 some valid (stored, not rolled back), 400 none valid."""

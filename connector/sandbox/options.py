@@ -67,9 +67,10 @@ class SandboxOptions:
     klaviyo_api_keys: tuple[str, ...] = (DEFAULT_KLAVIYO_API_KEY,)
     #: False = sink mode: authenticate, parse, count events; no per-event validation or storage.
     validate: bool = True
-    #: Which Brevo batch body shapes are accepted (contracts §3.1).
-    brevo_batch_shape: Literal["object", "array", "both"] = "object"
-    #: Shorthand: also accept a bare array (same as ``brevo_batch_shape="both"``).
+    #: Which Brevo batch body shapes are accepted (contracts §3.1). Default: the top-level
+    #: array of the endpoint document (seed 000: "[] Array Yes", "[].event_name", ...).
+    brevo_batch_shape: Literal["object", "array", "both"] = "array"
+    #: Shorthand: with ``brevo_batch_shape="object"``, also accept a bare array (= "both").
     brevo_batch_accept_array: bool = False
     #: False = no limits at all: never 429 and no rate-limit headers (clients would otherwise
     #: pace themselves on a window the sandbox does not enforce).
