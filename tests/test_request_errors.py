@@ -29,6 +29,7 @@ from connector.sandbox import Fault, SandboxOptions, SandboxServer
 from connector.state import StateStore
 from connector.sync import run_sync
 
+from . import test_destinations_single as single
 from .conftest import Warehouse
 from .helpers import (
     KLAVIYO,
@@ -271,6 +272,30 @@ def test_a_single_event_vendor_refusing_every_request_alike_fails_the_run(
     res = run_sync(brevo_event_sync, state=state, runtime=runtime)
     assert (res.delivered, res.rejected, res.possibly_duplicated) == (12, 0, 0)
     assert sorted(delivered_ids(sandbox, "brevo_event")) == list(range(12))
+
+
+@pytest.mark.parametrize("kind", single.KINDS)
+def test_every_single_event_type_fails_the_run_on_a_version_error(
+    kind: str, duck: Warehouse, unlimited: SandboxServer, state: StateStore, runtime: Runtime
+) -> None:
+    single.create_table(duck)
+    duck.insert("plays", [single.row(i) for i in range(6)])
+    sync = single.make_sync(kind, duck, unlimited)
+    text = "Unsupported API version: use /v5"
+    body = (
+        {"error": text} if kind.startswith("omnisend") else {"code": "bad_request", "message": text}
+    )
+    unlimited.inject(Fault(path=single.PATHS[kind], status=400, body=body, times=1000))
+
+    with pytest.raises(RequestError) as err:
+        run_sync(sync, state=state, runtime=runtime)
+
+    assert text in str(err.value)
+    assert state.rejects(sync.name) == [] and state.checkpoint(sync.name) is None
+    unlimited.reset()
+    res = run_sync(sync, state=state, runtime=runtime)
+    assert (res.delivered, res.rejected, res.possibly_duplicated) == (6, 0, 0)
+    assert len(unlimited.events(kind)) == 6
 
 
 def _pointer_rejects(rows: range) -> dict[str, Any]:

@@ -422,7 +422,8 @@ class _Shape:
             return True
 
     def worked(self, shape: str) -> None:
-        self.confirmed = shape
+        with self._lock:
+            self.confirmed = shape
 
 
 def _json(body: bytes) -> Any:
