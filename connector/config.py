@@ -186,7 +186,10 @@ class CommonOptions(_Model):
         "the API rejects more than this share of the rows it answered for; 1 turns it off.",
     )
     reject_ratio_min_rows: int = Field(
-        100, ge=1, description="Rows the API must have answered for before the breaker judges."
+        100,
+        ge=1,
+        le=100_000,  # batches with rejects wait in memory until this many rows were answered
+        description="Rows the API must have answered for before the breaker judges.",
     )
 
 

@@ -372,7 +372,7 @@ class _Run:
             for _, held in self.held:
                 for _, why in held.rejected:
                     reasons[why] = reasons.get(why, 0) + 1
-            common = max(reasons, key=reasons.__getitem__)
+            common = max(reasons, key=reasons.__getitem__, default="")
             self.breaker = RequestError(
                 f"{self.dest.type}: the API rejected {self.api_rejects} of the "
                 f"{self.api_rows} rows it answered for, more than "
