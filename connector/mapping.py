@@ -5,9 +5,12 @@ field, one entry per source row. Building it is Arrow compute. Properties are ke
 (``Props``): the batch destinations turn them into JSON text column-wise (``jsonfrag``); the
 per-row Python dicts other destinations use are built only when first asked for.
 
-Value rules: event time always RFC 3339 with an offset (UTC); naive timestamps are read in
-``source.timezone``; Decimal → number; date → ``YYYY-MM-DD``; JSON/struct → objects;
-NULL/NaN/NaT → the property is omitted. Dotted property names build nested objects.
+Value rules (docs/design.md "Value rules"): event time always RFC 3339 with an offset (UTC);
+naive timestamps are read in ``source.timezone`` (DST gap → forward by the gap, fold → first
+occurrence: ``localize``); numbers keep the warehouse's exact digits (Decimal → its text, never
+a float); date → ``YYYY-MM-DD``; JSON/struct → objects; NULL/NaN/NaT → the property is omitted;
+a value that cannot become its field rejects its row. Dotted property names build nested
+objects.
 """
 
 from __future__ import annotations
@@ -170,6 +173,8 @@ def localize(naive: pa.Array, zone: str) -> pa.Array:
     rule. Outside gaps the same arithmetic returns Arrow's own answer unchanged.
     """
     first = pc.assume_timezone(naive, timezone=zone, ambiguous="earliest", nonexistent="earliest")
+    if zone in ("UTC", "Etc/UTC"):
+        return first  # no gaps, no folds
     wall = pc.cast(pc.local_timestamp(first), pa.int64())
     at = pc.cast(first, pa.int64())
     in_gap = pc.fill_null(pc.not_equal(wall, pc.cast(naive, pa.int64())), False)

@@ -18,10 +18,10 @@ import pytest
 from connector import cli, jsonfrag
 from connector.config import SyncConfig, parse_sync
 from connector.delivery import Runtime
-from connector.mapping import _rfc3339, _utc
+from connector.mapping import Chunk, Mapper, _rfc3339, _utc
 from connector.sandbox import SandboxOptions, SandboxServer
 from connector.state import StateStore
-from connector.sync import preview, run_sync
+from connector.sync import _payload, preview, run_sync
 
 from .conftest import Warehouse
 
@@ -209,6 +209,28 @@ def test_column_wise_numbers_are_the_exact_digits() -> None:
     assert jsonfrag.numbers(arr).to_pylist() == ["18.99", "5.00", None]
     big = pa.array([2**63 - 1, -(2**63)], pa.int64())
     assert jsonfrag.numbers(big).to_pylist() == ["9223372036854775807", "-9223372036854775808"]
+
+
+def test_the_reject_payload_keeps_the_exact_digits(duck: Warehouse) -> None:
+    _amounts_table(duck)
+    sync = _sync(duck, "brevo_event")
+    table = pa.table(
+        {
+            "id": [1],
+            "occurred_at": pa.array([datetime(2026, 11, 1)], pa.timestamp("us", tz="UTC")),
+            "email": ["a@example.com"],
+            "amount": pa.array([Decimal("18.99")], pa.decimal128(10, 2)),
+            "total": pa.array([Decimal("12345678901234567.89")], pa.decimal128(38, 2)),
+            "big": pa.array([2**63 - 1], pa.int64()),
+            "price": [1234567.8912],
+            "note": ['{"n": 12345678901234567.89}'],
+        }
+    )
+    events = Mapper(sync).map(Chunk(table, frozenset({"note"})))
+    payload = _payload(events, 0)
+    assert payload is not None
+    for text in (*EXACT_1.values(), '"n":12345678901234567.89'):
+        assert text in payload, payload
 
 
 # --------------------------------------------------------------------------- time zones
