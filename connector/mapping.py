@@ -161,7 +161,8 @@ def _utc(arr: pa.Array, zone: str) -> pa.Array:
 
 def localize(naive: pa.Array, zone: str) -> pa.Array:
     """Naive wall-clock times read in ``zone`` → zoned instants, by one rule (the one of
-    PostgreSQL, Python's zoneinfo with fold=0 and java.time):
+    Python's zoneinfo with fold=0 and java.time; PostgreSQL's ``::timestamptz`` agrees on gaps
+    but takes the *later* occurrence in a fold):
 
     - a time in a DST *gap* (it never happened) moves forward by the gap's length: Paris
       2026-03-29 02:30 → 03:30+02:00 (01:30Z);
