@@ -12,11 +12,12 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .config import SyncConfig, json_schema, load_sync, load_syncs
+from .config import ColumnRef, SyncConfig, json_schema, load_sync, load_syncs
 from .errors import ConfigError, ConnectorError, SourceError, StateError
 from .process import use_lean_memory_pool
 from .state import StateStore
@@ -211,7 +212,9 @@ def _cmd_sync(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _validate_one(sync: SyncConfig) -> list[str]:
+def _validate_one(sync: SyncConfig, warnings: list[str] | None = None) -> list[str]:
+    """Problems (the sync cannot run as written) of one sync against its warehouse columns;
+    columns whose rows may not all convert for their field go to ``warnings``."""
     from .source import Reader
 
     where = sync.source_path or sync.name
@@ -244,6 +247,38 @@ def _validate_one(sync: SyncConfig) -> list[str]:
                 f"{where}: mapping.identifiers.{field}: column {col} is {kind}; "
                 "identifiers must be text or integer"
             )
+    problems += _fit_problems(sync, types, where, warnings if warnings is not None else [])
+    return problems
+
+
+def _fit_problems(
+    sync: SyncConfig, types: dict[str, str], where: str, warnings: list[str]
+) -> list[str]:
+    """Columns whose type cannot fit their field: every row would be a reject (a problem), or
+    some rows may be (a warning)."""
+    m = sync.mapping
+    problems: list[str] = []
+    texts = {f"identifiers.{f}": c for f, c in m.identifiers.items()}
+    if isinstance(m.event_name, ColumnRef):
+        texts["event_name"] = m.event_name.column
+    if isinstance(m.value_currency, ColumnRef):
+        texts["value_currency"] = m.value_currency.column
+    for field, col in texts.items():
+        if types.get(col) == "nested":
+            problems.append(
+                f"{where}: mapping.{field}: column {col} is a struct/list/map, which has no "
+                "text form; map a text column"
+            )
+    kind = types.get(m.value) if m.value else None
+    if kind == "string":
+        warnings.append(
+            f"{where}: mapping.value: column {m.value} is text; rows whose text is not a "
+            "number (like 18.99) become rejects"
+        )
+    elif kind in {"timestamptz", "timestamp", "date", "json", "boolean", "nested"}:
+        problems.append(
+            f"{where}: mapping.value: column {m.value} is {kind}; value needs a numeric column"
+        )
     return problems
 
 
@@ -261,12 +296,15 @@ def _cmd_validate(args: argparse.Namespace) -> int:
                 problems.append(f"no sync named {name!r}")
             continue
         sync = loaded.syncs[name]
+        warnings: list[str] = []
         try:
-            found = _validate_one(sync)
+            found = _validate_one(sync, warnings)
         except SourceError as exc:
             found = [str(exc)]
         problems += found
         print(f"{'ok  ' if not found else 'FAIL'} {name} ({sync.destination.type})")
+        for warning in warnings:
+            print(f"     warning: {warning}")
         deprecation = DESTINATIONS[sync.destination.type].deprecation
         if deprecation:
             print(f"     deprecated: {deprecation}")
@@ -291,11 +329,32 @@ def _cmd_preview(args: argparse.Namespace) -> int:
         for k, v in req["headers"].items():
             print(f"{k}: {v}")
         print()
-        print(json.dumps(json.loads(req["body"]), indent=2, ensure_ascii=False))
+        print(pretty_json(req["body"]))
         print()
     for key, reason in out["rejects"]:
         print(f"reject {key}: {reason}")
     return EXIT_OK
+
+
+def pretty_json(body: bytes | str) -> str:
+    """A JSON body indented for reading, every number printed with the digits the body holds
+    (``json.dumps`` would print 12345678901234567.89 as a float)."""
+
+    def fmt(value: Any, pad: str) -> str:
+        inner = pad + "  "
+        if isinstance(value, dict) and value:
+            members = (
+                f"{inner}{json.dumps(k, ensure_ascii=False)}: {fmt(v, inner)}"
+                for k, v in value.items()
+            )
+            return "{\n" + ",\n".join(members) + "\n" + pad + "}"
+        if isinstance(value, list) and value:
+            return "[\n" + ",\n".join(inner + fmt(v, inner) for v in value) + "\n" + pad + "]"
+        if isinstance(value, Decimal):
+            return str(value)
+        return json.dumps(value, ensure_ascii=False)
+
+    return fmt(json.loads(body, parse_float=Decimal, parse_int=Decimal), "")
 
 
 def _cmd_state(args: argparse.Namespace) -> int:

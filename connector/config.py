@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -468,23 +468,124 @@ def _semantic_problems(raw: dict[str, Any]) -> list[tuple[str, str]]:
         if isinstance(mapping, dict) and mapping.get(field) is not None and not supported:
             problems.append((f"mapping.{field}", f"not supported by {dtype}; remove it"))
     if isinstance(mapping, dict):
+        problems.extend(_name_conflicts(mapping, cls))
         problems.extend(cls.check_mapping(mapping))
     return problems
 
 
+class _Loader(yaml.SafeLoader):
+    """Safe YAML that notes a key written twice in one mapping (plain YAML keeps the last
+    value and silently drops the first: a mapped property would vanish)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.duplicates: list[str] = []
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if isinstance(key, (str, int, float, bool, date)) and key in seen:
+                self.duplicates.append(
+                    f"key {key!r} is written twice in one mapping (lines {seen[key]} and "
+                    f"{line}); YAML would keep only the last: remove one"
+                )
+            elif isinstance(key, (str, int, float, bool, date)):
+                seen[key] = line
+        return super().construct_mapping(node, deep)
+
+
+def _dates_as_text(node: Any) -> Any:
+    """YAML reads a bare 2026-07-15 as a date; every field taking one takes its ISO text
+    (``options: {revision: 2026-07-15}`` unquoted, as the docs write it)."""
+    if isinstance(node, dict):
+        return {_dates_as_text(k): _dates_as_text(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_dates_as_text(v) for v in node]
+    if isinstance(node, date) and not isinstance(node, datetime):
+        return node.isoformat()
+    return node
+
+
+def _name_conflicts(mapping: dict[str, Any], cls: Any) -> list[tuple[str, str]]:
+    """Property names of one block that would collide in the body: ``x`` and ``x.y`` (a
+    value and an object under one key), names that flatten to one key, empty name parts,
+    and dotted names in a block whose destination takes no nested values."""
+    out: list[tuple[str, str]] = []
+    dtype = cls.type
+    for block in ("event_properties", "contact_properties"):
+        props = mapping.get(block)
+        if not isinstance(props, dict):
+            continue
+        names = [str(n) for n in props]
+        where = f"mapping.{block}"
+        for name in names:
+            if "" in name.split("."):
+                out.append(
+                    (f"{where}.{name}", "empty name part (a leading, trailing or double dot)")
+                )
+        if block in cls.flat_blocks:
+            out += [
+                (
+                    f"{where}.{name}",
+                    f"{dtype} {block} take no nested values, so a dotted name cannot nest; "
+                    "use a name without dots",
+                )
+                for name in names
+                if "." in name
+            ]
+            continue
+        sep = cls.flatten_separator if block == "event_properties" else None
+        if sep:
+            owner: dict[str, str] = {}
+            for name in names:
+                key = name.replace(".", sep)
+                if key in owner:
+                    out.append(
+                        (
+                            where,
+                            f"{owner[key]!r} and {name!r} both become property {key!r} "
+                            f"({dtype} flattens dots to {sep!r}); rename one",
+                        )
+                    )
+                else:
+                    owner[key] = name
+            continue
+        mapped = set(names)
+        for name in names:
+            parts = name.split(".")
+            for i in range(1, len(parts)):
+                prefix = ".".join(parts[:i])
+                if prefix in mapped:
+                    out.append(
+                        (
+                            where,
+                            f"{prefix!r} and {name!r} are both mapped: {prefix!r} would be "
+                            f"both a value and an object holding {parts[i]!r}; rename one",
+                        )
+                    )
+    return out
+
+
 def parse_sync(text: str, where: str, check_env: bool = True) -> SyncConfig:
     """Parse and validate one YAML document; every problem is reported in one ConfigError."""
+    loader = _Loader(text)
     try:
-        raw = yaml.safe_load(text)
+        raw = loader.get_single_data()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         raise ConfigError(f"{where}: not valid YAML{at}: {getattr(exc, 'problem', exc)}") from None
+    finally:
+        loader.dispose()
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: expected a mapping with name/source/destination/mapping")
 
-    problems: list[str] = []
-    raw = _interpolate(raw, (), where, problems)
+    problems: list[str] = [f"{where}: {dup}" for dup in loader.duplicates]
+    raw = _interpolate(_dates_as_text(raw), (), where, problems)
     if check_env:
         _check_env(raw, where, problems)
     model: SyncConfig | None = None

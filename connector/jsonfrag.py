@@ -10,6 +10,9 @@ null in pyarrow 26 (the result is shorter than the input), so every join here is
 
 from __future__ import annotations
 
+import json
+import re
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -41,14 +44,35 @@ def strings(arr: pa.Array) -> pa.Array:
     return out
 
 
-def _json_default(value: Any) -> Any:
-    from decimal import Decimal
-
+def json_default(value: Any) -> Any:
+    """orjson's fallback: a Decimal is written as its exact text (a JSON number, never a
+    float round-trip); bytes as hex; anything else as its text."""
     if isinstance(value, Decimal):
-        return float(value)
+        return orjson.Fragment(str(value)) if value.is_finite() else None
     if isinstance(value, (bytes, bytearray, memoryview)):
         return bytes(value).hex()
     return str(value)
+
+
+# A fraction, an exponent or 16+ digits: a number a float could change (18.99 stays, but
+# 12345678901234567.89, 2**64 or the spelling 5.00 would not).
+_INEXACT = re.compile(r"\d[.eE]|\d{16}")
+
+
+def _int(text: str) -> int | Decimal:
+    # orjson writes integers up to 64 bits; a wider one stays exact as a Decimal.
+    return int(text) if len(text) < 19 else Decimal(text)
+
+
+def loads_exact(text: str | bytes) -> Any:
+    """JSON text → Python values whose numbers keep their exact value and spelling.
+
+    orjson (fast) when the text holds only short integers; otherwise the standard parser with
+    fractions and exponents as ``Decimal`` (which ``json_default`` writes back verbatim)."""
+    s = text.decode() if isinstance(text, (bytes, bytearray)) else text
+    if not _INEXACT.search(s):
+        return orjson.loads(s)
+    return json.loads(s, parse_float=Decimal, parse_int=_int)
 
 
 def python_values(arr: pa.Array) -> pa.Array:
@@ -56,7 +80,7 @@ def python_values(arr: pa.Array) -> pa.Array:
     opts = orjson.OPT_NAIVE_UTC | orjson.OPT_NON_STR_KEYS
     return pa.array(
         [
-            None if v is None else orjson.dumps(v, default=_json_default, option=opts).decode()
+            None if v is None else orjson.dumps(v, default=json_default, option=opts).decode()
             for v in arr.to_pylist()
         ],
         pa.string(),
@@ -64,9 +88,11 @@ def python_values(arr: pa.Array) -> pa.Array:
 
 
 def numbers(arr: pa.Array) -> pa.Array:
-    """Finite numbers as JSON numbers; NaN/±inf become null (omitted)."""
-    if pa.types.is_decimal(arr.type):
-        arr = pc.cast(arr, pa.float64())
+    """Finite numbers as JSON numbers; NaN/±inf become null (omitted).
+
+    Integers and decimals are cast straight to text, so the digits are exactly the
+    warehouse's (DECIMAL(10,2) 5.00 stays ``5.00``; no float in between); floats print their
+    shortest round-trip form. A string array is taken as number texts already checked."""
     if pa.types.is_floating(arr.type):
         arr = pc.if_else(pc.is_finite(arr), arr, pa.scalar(None, arr.type))
     return pc.cast(arr, pa.string())

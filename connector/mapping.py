@@ -5,14 +5,18 @@ field, one entry per source row. Building it is Arrow compute. Properties are ke
 (``Props``): the batch destinations turn them into JSON text column-wise (``jsonfrag``); the
 per-row Python dicts other destinations use are built only when first asked for.
 
-Value rules: event time always RFC 3339 with an offset (UTC); naive timestamps are read in
-``source.timezone``; Decimal → number; date → ``YYYY-MM-DD``; JSON/struct → objects;
-NULL/NaN/NaT → the property is omitted. Dotted property names build nested objects.
+Value rules (docs/design.md "Value rules"): event time always RFC 3339 with an offset (UTC);
+naive timestamps are read in ``source.timezone`` (DST gap → forward by the gap, fold → first
+occurrence: ``localize``); numbers keep the warehouse's exact digits (Decimal → its text, never
+a float); date → ``YYYY-MM-DD``; JSON/struct → objects; NULL/NaN/NaT → the property is omitted;
+a value that cannot become its field rejects its row. Dotted property names build nested
+objects.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import cached_property
 from typing import Any
 
@@ -22,6 +26,7 @@ import pyarrow.compute as pc
 
 from . import jsonfrag
 from .config import ColumnRef, SyncConfig
+from .jsonfrag import json_default, loads_exact
 
 
 @dataclass
@@ -148,12 +153,37 @@ def _utc(arr: pa.Array, zone: str) -> pa.Array:
         arr = pc.cast(pc.cast(arr, pa.date32()), pa.timestamp("ms"))
     if pa.types.is_timestamp(arr.type):
         if arr.type.tz is None:
-            arr = pc.assume_timezone(
-                arr, timezone=zone, ambiguous="earliest", nonexistent="earliest"
-            )
+            arr = localize(arr, zone)
         # Truncate to milliseconds (Klaviyo keeps seconds; a safe cast would refuse).
         return pc.cast(arr, pa.timestamp("ms", tz="UTC"), safe=False)
     raise TypeError(f"expected a timestamp or date column, got {arr.type}")
+
+
+def localize(naive: pa.Array, zone: str) -> pa.Array:
+    """Naive wall-clock times read in ``zone`` → zoned instants, by one rule (the one of
+    Python's zoneinfo with fold=0 and java.time; PostgreSQL's ``::timestamptz`` agrees on gaps
+    but takes the *later* occurrence in a fold):
+
+    - a time in a DST *gap* (it never happened) moves forward by the gap's length: Paris
+      2026-03-29 02:30 → 03:30+02:00 (01:30Z);
+    - a time in a *fold* (it happened twice) is the first occurrence, the earlier instant:
+      Paris 2026-10-25 02:30 → 02:30+02:00 (00:30Z).
+
+    Column-wise: Arrow's "earliest" puts a gap time at the last instant before the gap, whose
+    offset is the one in force before it; applying that offset to the wall time gives the
+    rule. Outside gaps the same arithmetic returns Arrow's own answer unchanged.
+    """
+    first = pc.assume_timezone(naive, timezone=zone, ambiguous="earliest", nonexistent="earliest")
+    if zone in ("UTC", "Etc/UTC"):
+        return first  # no gaps, no folds
+    wall = pc.cast(pc.local_timestamp(first), pa.int64())
+    at = pc.cast(first, pa.int64())
+    in_gap = pc.fill_null(pc.not_equal(wall, pc.cast(naive, pa.int64())), False)
+    if not pc.any(in_gap).as_py():
+        return first
+    offset = pc.subtract(wall, at)
+    shifted = pc.subtract(pc.cast(naive, pa.int64()), offset)
+    return pc.cast(pc.if_else(in_gap, shifted, at), first.type)
 
 
 def _rfc3339(utc_ms: pa.Array) -> pa.Array:
@@ -162,16 +192,6 @@ def _rfc3339(utc_ms: pa.Array) -> pa.Array:
     naive = pc.cast(pc.cast(utc_ms, pa.int64()), pa.timestamp("ms"))
     text = pc.replace_substring(pc.cast(naive, pa.string()), " ", "T", max_replacements=1)
     return pc.binary_join_element_wise(text, "+00:00", "")
-
-
-def json_default(value: Any) -> Any:
-    from decimal import Decimal
-
-    if isinstance(value, Decimal):
-        return float(value)
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return bytes(value).hex()
-    return str(value)
 
 
 def to_python(
@@ -186,7 +206,8 @@ def to_python(
     if pa.types.is_date32(t):
         return pc.cast(arr, pa.string()).to_pylist()
     if pa.types.is_decimal(t):
-        return pc.cast(arr, pa.float64()).to_pylist()
+        # Decimal objects: the encoder writes their exact text (never a float).
+        return arr.to_pylist()
     if pa.types.is_floating(t):
         # NaN and ±inf have no JSON form: omitted, like NULL (as the column-wise encoder does).
         return pc.if_else(pc.is_finite(arr), arr, pa.scalar(None, t)).to_pylist()
@@ -202,8 +223,8 @@ def to_python(
                 out.append(None)
                 continue
             try:
-                out.append(orjson.loads(v))
-            except orjson.JSONDecodeError:
+                out.append(loads_exact(v))
+            except ValueError:
                 reasons.setdefault(i, f"column {column} holds invalid JSON")
                 out.append(None)
         return out
@@ -213,11 +234,12 @@ def to_python(
         or pa.types.is_large_list(t)
         or pa.types.is_map(t)
     ):
-        # Nested values may hold dates/decimals: round-trip through the encoder's rules.
+        # Nested values may hold dates/decimals: round-trip through the encoder's rules
+        # (numbers exact both ways).
         return [
             None
             if v is None
-            else orjson.loads(
+            else loads_exact(
                 orjson.dumps(
                     v, default=json_default, option=orjson.OPT_NAIVE_UTC | orjson.OPT_NON_STR_KEYS
                 )
@@ -271,6 +293,87 @@ def key_strings(pk: list[pa.Array]) -> pa.Array:
     return pc.binary_join_element_wise(*parts, ",")
 
 
+# --------------------------------------------------------------------------- conversions
+# A value that cannot become what its field needs rejects its row (reason: column, field and
+# value kind, never the value itself); the other rows go on.
+
+_JSON_NUMBER = r"^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?$"
+
+
+def _kind(t: pa.DataType) -> str:
+    """A value kind for messages: ``struct``, ``list``, ``string``, ``int64``..."""
+    return str(t).split("<", 1)[0].split("[", 1)[0]
+
+
+def _reject_all(arr: pa.Array, reason: str, reasons: dict[int, str]) -> pa.Array:
+    for i in pc.indices_nonzero(pc.is_valid(arr)).to_pylist():
+        reasons.setdefault(i, reason)
+    return pa.nulls(len(arr), pa.string())
+
+
+def _text(arr: pa.Array, column: str, field: str, reasons: dict[int, str]) -> pa.Array:
+    """A column as text (names, identifiers, codes); a kind with no text form (struct, list,
+    invalid UTF-8) rejects its rows."""
+    if pa.types.is_string(arr.type) or pa.types.is_null(arr.type):
+        return arr
+    try:
+        return pc.cast(arr, pa.string())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        why = f"{field}: column {column} holds {_kind(arr.type)} values, which are not text"
+        return _reject_all(arr, why + "; map a text or integer column", reasons)
+
+
+def _numbers(arr: pa.Array, column: str, field: str, reasons: dict[int, str]) -> pa.Array:
+    """A numeric column as is (``jsonfrag.numbers`` writes its exact digits); a text column
+    as its number texts, rows whose text is not a JSON number rejected."""
+    t = arr.type
+    if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t):
+        return arr
+    if pa.types.is_null(t):
+        return arr
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        text = pc.utf8_trim_whitespace(pc.cast(arr, pa.string()))
+        ok = pc.fill_null(pc.match_substring_regex(text, _JSON_NUMBER), False)
+        bad = pc.and_(pc.invert(ok), pc.is_valid(arr))
+        for i in pc.indices_nonzero(bad).to_pylist():
+            reasons.setdefault(
+                i, f"{field}: column {column} holds text that is not a number (e.g. 18.99)"
+            )
+        return pc.if_else(ok, text, pa.scalar(None, pa.string()))
+    why = f"{field}: column {column} holds {_kind(t)} values, which are not numbers"
+    return _reject_all(arr, why + "; map a numeric column", reasons)
+
+
+def _times(arr: pa.Array, column: str, zone: str, reasons: dict[int, str]) -> pa.Array:
+    """The event-time column → timestamp[ms, UTC]. Text is read as ISO 8601 per row (naive
+    text in ``zone``); rows that do not parse, and columns of another kind, are rejected."""
+    t = arr.type
+    if pa.types.is_timestamp(t) or pa.types.is_date(t):
+        return _utc(arr, zone)
+    out_type = pa.timestamp("ms", tz="UTC")
+    if not (pa.types.is_string(t) or pa.types.is_large_string(t)):
+        why = f"event_time: column {column} holds {_kind(t)} values, not timestamps"
+        _reject_all(arr, why + "; map a timestamp or date column", reasons)
+        return pa.nulls(len(arr), out_type)
+    naive: list[datetime | None] = []
+    aware: list[datetime | None] = []
+    for i, v in enumerate(arr.to_pylist()):
+        parsed = None
+        if v is not None:
+            try:
+                parsed = datetime.fromisoformat(v.strip())
+            except ValueError:
+                reasons.setdefault(
+                    i, f"event_time: column {column} holds text that is not an ISO 8601 time"
+                )
+        is_aware = parsed is not None and parsed.tzinfo is not None
+        naive.append(parsed if parsed is not None and not is_aware else None)
+        aware.append(parsed if is_aware else None)
+    local = _utc(pa.array(naive, pa.timestamp("us")), zone)
+    fixed = pc.cast(pa.array(aware, pa.timestamp("us", tz="UTC")), out_type, safe=False)
+    return pc.if_else(pc.is_valid(fixed), fixed, local)
+
+
 class Mapper:
     """Turns chunks of one sync's source rows into ``Events``."""
 
@@ -293,23 +396,19 @@ class Mapper:
         dedup_ids: list[str] = pc.binary_join_element_wise(self.prefix, keys_arr, "").to_pylist()
 
         if isinstance(m.event_name, ColumnRef):
-            names = pc.cast(self._col(t, m.event_name.column), pa.string())
+            col = m.event_name.column
+            names = _text(self._col(t, col), col, "event_name", reasons)
         else:
             names = pa.array([m.event_name] * n, pa.string())
 
-        time_utc = _utc(self._col(t, m.event_time), zone)
+        time_utc = _times(self._col(t, m.event_time), m.event_time, zone, reasons)
         times = _rfc3339(time_utc)
 
         identifiers = {}
         for field_name, col in m.identifiers.items():
             arr = self._col(t, col)
-            if not (
-                pa.types.is_string(arr.type)
-                or pa.types.is_integer(arr.type)
-                or pa.types.is_null(arr.type)
-                or pa.types.is_large_string(arr.type)
-            ):
-                arr = pc.cast(arr, pa.string())
+            if not pa.types.is_integer(arr.type):
+                arr = _text(arr, col, f"identifiers.{field_name}", reasons)
             identifiers[field_name] = arr
 
         def props(mapping: dict[str, str]) -> Props:
@@ -323,10 +422,11 @@ class Mapper:
 
         value = None
         if m.value:
-            value = pc.cast(self._col(t, m.value), pa.float64())
+            value = _numbers(self._col(t, m.value), m.value, "value", reasons)
         currency = None
         if isinstance(m.value_currency, ColumnRef):
-            currency = pc.cast(self._col(t, m.value_currency.column), pa.string())
+            col = m.value_currency.column
+            currency = _text(self._col(t, col), col, "value_currency", reasons)
         elif m.value_currency:
             currency = pa.array([m.value_currency] * n, pa.string())
 
@@ -346,9 +446,15 @@ class Mapper:
             value=value,
             value_currency=currency,
             object_type=obj.type if obj else None,
-            object_id=pc.cast(self._col(t, obj.id), pa.string()) if obj and obj.id else None,
+            object_id=(
+                _text(self._col(t, obj.id), obj.id, "object.id", reasons)
+                if obj and obj.id
+                else None
+            ),
             object_ext_id=(
-                pc.cast(self._col(t, obj.ext_id), pa.string()) if obj and obj.ext_id else None
+                _text(self._col(t, obj.ext_id), obj.ext_id, "object.ext_id", reasons)
+                if obj and obj.ext_id
+                else None
             ),
             reasons=reasons,
         )

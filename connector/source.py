@@ -61,7 +61,12 @@ def engine_for(url: str) -> sa.Engine:
     if eng is None:
         try:
             # Pre-ping leaves a half-read "SELECT 1" on an embedded DuckDB connection.
-            eng = sa.create_engine(url, pool_pre_ping=not url.startswith("duckdb"))
+            extra: dict[str, Any] = {}
+            if url.startswith("postgres"):
+                # json/jsonb arrive as their text: parsing them here would turn
+                # 12345678901234567.89 into a float before the encoder sees it.
+                extra["json_deserializer"] = _json_text
+            eng = sa.create_engine(url, pool_pre_ping=not url.startswith("duckdb"), **extra)
         except Exception as exc:  # bad URL or missing driver
             raise SourceError(f"cannot open warehouse {redact_url(url)}: {exc}") from None
         _ENGINES[url] = eng
@@ -284,19 +289,25 @@ class Reader:
     def _read_generic(self, conn: sa.Connection, stmt: sa.Select[Any]) -> Chunk:
         result = conn.execution_options(stream_results=True).execute(stmt)
         names = list(result.keys())
+        described = result.cursor.description if result.cursor is not None else None
+        json_typed = {d[0] for d in described or () if _dbapi_kind(d[1]) == "json"}
         rows = result.fetchall()
         columns = list(zip(*rows, strict=True)) if rows else [() for _ in names]
         arrays: dict[str, pa.Array] = {}
         json_cols: set[str] = set()
         for name, values in zip(names, columns, strict=True):
-            arrays[name], is_json = _to_arrow(values)
+            if name in json_typed:  # raw JSON text (see engine_for)
+                arrays[name], is_json = pa.array(values, pa.string()), True
+            else:
+                arrays[name], is_json = _to_arrow(values)
             if is_json:
                 json_cols.add(name)
         return Chunk(pa.table(arrays) if arrays else pa.table({}), frozenset(json_cols))
 
     # -- metadata ----------------------------------------------------------------------
     def column_types(self) -> dict[str, str]:
-        """Column → kind (timestamptz, timestamp, date, integer, number, string, json, other),
+        """Column → kind (timestamptz, timestamp, date, integer, number, string, json, boolean,
+        nested, other),
         from a zero-row query (no reflection: it fails on DuckDB, see DESIGN.md)."""
         if self._types is not None:
             return self._types
@@ -367,6 +378,11 @@ class Reader:
         )
 
 
+def _json_text(raw: str | bytes) -> str:
+    """psycopg's json/jsonb loader, keeping the text as the server sent it."""
+    return raw if isinstance(raw, str) else bytes(raw).decode("utf-8")
+
+
 def _to_arrow(values: tuple[Any, ...]) -> tuple[pa.Array, bool]:
     first = next((v for v in values if v is not None), None)
     if isinstance(first, (dict, list)):
@@ -407,6 +423,8 @@ def _duck_kind(t: str) -> str:
         return "json"
     if t == "BOOLEAN":
         return "boolean"
+    if t.startswith(("STRUCT", "MAP", "UNION")) or t.endswith("]"):
+        return "nested"  # struct, map, list or array: no text or number form
     return "other"
 
 

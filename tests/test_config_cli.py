@@ -114,6 +114,71 @@ def test_invalid_yaml_says_where() -> None:
     assert problem.startswith("syncs/x.yaml: not valid YAML (line")
 
 
+def _with(destination: str, identifiers: str, properties: str) -> str:
+    return (
+        GOOD.replace("type: klaviyo_bulk_events", f"type: {destination}")
+        .replace("identifiers: {email: email}", f"identifiers: {identifiers}")
+        .replace("  event_properties: {title: title}\n", properties)
+    )
+
+
+def test_mapping_names_that_collide_in_the_body_are_config_errors_naming_both() -> None:
+    text = _with(
+        "klaviyo_bulk_events",
+        "{email: email}",
+        "  event_properties:\n"
+        "    video: title\n"
+        "    video.title: title\n"
+        "    video.len.s: len\n"
+        "    a..b: title\n"
+        "    duration: len\n"
+        "    duration: title\n",
+    )
+    problems = _problems(text)
+    assert problems == [
+        "syncs/x.yaml: key 'duration' is written twice in one mapping (lines 14 and 15); YAML "
+        "would keep only the last: remove one",
+        "syncs/x.yaml: mapping.event_properties.a..b: empty name part (a leading, trailing or "
+        "double dot)",
+        "syncs/x.yaml: mapping.event_properties: 'video' and 'video.title' are both mapped: "
+        "'video' would be both a value and an object holding 'title'; rename one",
+        "syncs/x.yaml: mapping.event_properties: 'video' and 'video.len.s' are both mapped: "
+        "'video' would be both a value and an object holding 'len'; rename one",
+    ]
+
+
+def test_names_that_flatten_to_one_key_are_config_errors() -> None:
+    text = _with(
+        "omnisend_track",
+        "{email: email}",
+        "  event_properties: {video.title: title, video_title: kind, video: kind}\n",
+    )
+    assert _problems(text) == [
+        "syncs/x.yaml: mapping.event_properties: 'video.title' and 'video_title' both become "
+        "property 'video_title' (omnisend_track flattens dots to '_'); rename one"
+    ]
+
+
+@pytest.mark.parametrize("dtype", ["brevo_event", "brevo_events_batch", "brevo_tracker"])
+def test_dotted_brevo_contact_attributes_are_config_errors(dtype: str) -> None:
+    ident = "{email: email}" if dtype == "brevo_tracker" else "{email_id: email}"
+    text = _with(dtype, ident, "  contact_properties: {ADDRESS.CITY: city, FIRSTNAME: first}\n")
+    assert _problems(text) == [
+        f"syncs/x.yaml: mapping.contact_properties.ADDRESS.CITY: {dtype} contact_properties "
+        "take no nested values, so a dotted name cannot nest; use a name without dots"
+    ]
+
+
+def test_unquoted_dates_validate_where_the_docs_write_them() -> None:
+    text = GOOD.replace(
+        'base_url: "http://sandbox.invalid"}',
+        'base_url: "http://sandbox.invalid", options: {revision: 2026-07-15}}',
+    )
+    sync = parse_sync(text + "partitions: {start: 2026-01-01}\n", "syncs/x.yaml")
+    assert sync.destination.options.revision == "2026-07-15"
+    assert sync.partitions is not None and str(sync.partitions.start) == "2026-01-01"
+
+
 def test_a_broken_file_does_not_hide_the_valid_ones(tmp_path: Path) -> None:
     syncs = tmp_path / "syncs"
     syncs.mkdir()

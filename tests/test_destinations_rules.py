@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from decimal import Decimal
 
 import pytest
 
@@ -14,7 +15,6 @@ from connector.destinations.omnisend_track import (
     flatten_properties,
     omnisend_message,
     property_problem,
-    round6,
     value_type,
 )
 
@@ -43,10 +43,15 @@ def test_an_int_fits_a_float_property_but_nothing_else_converts() -> None:
     assert not compatible("string", "date")
 
 
-def test_floats_keep_six_significant_digits() -> None:
-    assert round6(3.14159265) == 3.14159
-    assert round6(123456789.0) == 123457000.0
-    assert round6(0.000123456789) == 0.000123457
+def test_numbers_are_not_rounded_by_the_client_omnisend_rounds_them_itself() -> None:
+    props, why = flatten_properties({"a": 1234567.8912, "b": Decimal("12345678901234567.89")}, "")
+    assert (props, why) == ({"a": 1234567.8912, "b": Decimal("12345678901234567.89")}, "")
+
+
+def test_decimals_are_typed_like_the_json_number_they_are_sent_as() -> None:
+    assert value_type(Decimal("18.99")) == "float"
+    assert value_type(Decimal("5.00")) == "float"
+    assert value_type(Decimal("42")) == "int"
 
 
 def test_nested_properties_flatten_to_underscore_names() -> None:

@@ -17,7 +17,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..config import RateLimit
-from ..mapping import Events, json_default
+from ..jsonfrag import json_default
+from ..mapping import Events
 
 JSON_OPTS = orjson.OPT_NAIVE_UTC | orjson.OPT_NON_STR_KEYS
 
@@ -92,6 +93,10 @@ class Destination:
     supports_value: ClassVar[bool] = False
     secret_headers: ClassVar[tuple[str, ...]] = ()
     deprecation: ClassVar[str | None] = None  # shown by `connector validate` when set
+    # Mapping blocks whose values must be scalars: a dotted name (which nests) is a config error.
+    flat_blocks: ClassVar[tuple[str, ...]] = ()
+    # Set where event-property dots flatten into this separator instead of nesting.
+    flatten_separator: ClassVar[str | None] = None
 
     def __init__(self, config: Any, api_key: str, sync_name: str) -> None:
         self.config = config

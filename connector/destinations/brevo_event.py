@@ -70,6 +70,7 @@ class BrevoEvent(SingleEventDestination):
     )
     supports_object = True
     secret_headers = ("api-key",)
+    flat_blocks = ("contact_properties",)  # contact attributes are scalars
 
     def __init__(self, config: Any, api_key: str, sync_name: str) -> None:
         super().__init__(config, api_key, sync_name)

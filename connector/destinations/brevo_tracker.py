@@ -48,6 +48,7 @@ class BrevoTracker(SingleEventDestination):
         dedup=False,
     )
     secret_headers = ("ma-key",)
+    flat_blocks = ("contact_properties",)  # contact attributes are scalars
 
     @classmethod
     def check_mapping(cls, mapping: Mapping[str, Any]) -> list[tuple[str, str]]:

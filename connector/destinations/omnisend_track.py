@@ -3,8 +3,9 @@
 From https://api-docs.omnisend.com/v4.0/reference/post_v4-track: OAuth ``Authorization: Bearer``
 only; body ``{eventName, contact: {id | email | phoneNumber, ...}, properties}``; ≤ 100
 properties; names of latin letters, digits and ``_``, ≤ 128 characters; string values ≤ 2,048
-characters; no objects or arrays; floats rounded to 6 digits of precision; types (bool, int,
-float, string, date, dateTime, email, url) are detected on the first event of a name and then
+characters; no objects or arrays; floats rounded to 6 digits of precision (by the API: the
+connector sends numbers exactly as the warehouse holds them); types (bool, int, float,
+string, date, dateTime, email, url) are detected on the first event of a name and then
 **frozen**: a later value of another type is an error. The connector learns the types it sent
 per (account, event name) in the state store and rejects a mismatching row locally, naming both
 types, instead of letting the API refuse it.
@@ -22,6 +23,7 @@ import math
 import re
 import threading
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -62,6 +64,9 @@ def value_type(value: Any) -> str:
         return "int"
     if isinstance(value, float):
         return "float"
+    if isinstance(value, Decimal):
+        # Sent as its exact text: 18.99 or 5.00 read as a float, 42 (scale 0) as an int.
+        return "int" if value.as_tuple().exponent == 0 else "float"
     if isinstance(value, str):
         if _DATE.match(value):
             return "date"
@@ -80,14 +85,10 @@ def compatible(frozen: str, got: str) -> bool:
     return frozen == got or (frozen == "float" and got == "int")
 
 
-def round6(value: float) -> float:
-    """Omnisend keeps 6 significant digits; send exactly what it will store."""
-    return float(f"{value:.6g}")
-
-
 def flatten_properties(props: Mapping[str, Any], nested: str) -> tuple[dict[str, Any], str]:
-    """v4-ready properties: nested objects flattened to ``a_b`` (or refused), floats rounded,
-    non-finite numbers omitted; ``("", reason)`` style failure as (partial, reason)."""
+    """v4-ready properties: nested objects flattened to ``a_b`` (or refused), numbers as they
+    are (Omnisend applies its own rounding), non-finite numbers omitted; ``("", reason)``
+    style failure as (partial, reason)."""
     out: dict[str, Any] = {}
 
     def put(name: str, value: Any) -> str:
@@ -106,10 +107,8 @@ def flatten_properties(props: Mapping[str, Any], nested: str) -> tuple[dict[str,
             return f"property {name} is an array; Omnisend v4 accepts no arrays"
         if value is None:
             return ""
-        if isinstance(value, float):
-            if not math.isfinite(value):
-                return ""
-            value = round6(value)
+        if isinstance(value, float) and not math.isfinite(value):
+            return ""
         if name in out:
             return f"property {name} is produced twice (a flattened name collides with another)"
         out[name] = value
@@ -183,6 +182,7 @@ class OmnisendTrack(SingleEventDestination):
         dedup=False,
     )
     secret_headers = ("authorization",)
+    flatten_separator = "_"  # v4 takes no objects: video.title is sent as video_title
     deprecation = (
         f"Omnisend v4 (/v4/track) is deprecated and sunsets on {SUNSET}; move this sync to "
         "type omnisend_events (v5)"

@@ -89,6 +89,9 @@ class SandboxOptions:
     klaviyo_min_revision: str = "2024-05-15"
     #: The request log keeps this many most recent entries.
     request_log_limit: int = 100_000
+    #: Keep the raw bytes of every vendor request body (``SandboxServer.bodies``): tests that
+    #: check the exact text of numbers (a parsed body has already turned them into floats).
+    keep_bodies: bool = False
     #: Bodies above this are refused with 413 and the connection closed (protects the process).
     max_body_bytes: int = 64 * 1024 * 1024
 

@@ -42,6 +42,7 @@ class Recorder:
         self._faults = 0
         self._requests = 0
         self._log: deque[RequestRecord] = deque(maxlen=self._log_limit)
+        self._bodies: list[tuple[str, bytes]] = []
 
     def commit(self, kind: str, reply: Reply) -> None:
         """Store the events a reply accepted, dropping cross-request duplicates."""
@@ -74,6 +75,14 @@ class Recorder:
             self._requests += 1
             self._by_status[status] += 1
             self._log.append(RequestRecord(method, path, status, events, at))
+
+    def keep_body(self, path: str, body: bytes) -> None:
+        with self._lock:
+            self._bodies.append((path, body))
+
+    def bodies(self) -> list[tuple[str, bytes]]:
+        with self._lock:
+            return list(self._bodies)
 
     def count_fault(self) -> None:
         with self._lock:

@@ -178,6 +178,11 @@ class SandboxServer:
         """Accepted events of one kind, as received, in arrival order (KeyError if unknown)."""
         return self._recorder.events(kind)
 
+    def bodies(self) -> list[tuple[str, bytes]]:
+        """(path, raw body) of every vendor request, in arrival order; empty unless
+        ``SandboxOptions.keep_bodies``."""
+        return self._recorder.bodies()
+
     @property
     def requests(self) -> list[RequestRecord]:
         """The vendor request log: (method, path, status, events, time)."""
@@ -284,6 +289,8 @@ class SandboxServer:
     def _vendor(self, h: _Handler, path: str, endpoint: Endpoint, body: bytes) -> None:
         clock = self.options.clock
         started = clock()
+        if self.options.keep_bodies:
+            self._recorder.keep_body(path, body)
         if self.options.latency_s:
             self._gate.sleep(self.options.latency_s)
         fault = self._faults.take(path)
