@@ -413,10 +413,10 @@ def _profile_attributes(
                         "number or boolean)",
                     )
                 )
-        elif not (name in _COORDINATES and numeric):
-            # Scalars that are no JSON string yet (numbers, booleans) become their text; the
-            # fragments are digits, signs, dots, e or true/false: nothing to escape.
-            frag = pc.if_else(pc.starts_with(frag, '"'), frag, jsonfrag.concat('"', frag, '"'))
+        elif (numeric and name not in _COORDINATES) or pa.types.is_boolean(arr.type):
+            # Numbers and booleans become their text; the fragments are digits, signs, dots, e
+            # or true/false: nothing to escape. (Text, dates and timestamps are strings already.)
+            frag = jsonfrag.concat('"', frag, '"')
         if name == "image":
             bad = pc.indices_nonzero(
                 pc.fill_null(pc.invert(pc.match_substring_regex(frag, _IMAGE_URL)), False)
