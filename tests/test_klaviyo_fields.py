@@ -45,7 +45,7 @@ def people(wh: Warehouse, rows: list[dict[str, Any]]) -> None:
         """CREATE TABLE people (
             event_id INTEGER, occurred_at TIMESTAMPTZ, email VARCHAR, anon VARCHAR, kx VARCHAR,
             city VARCHAR, zip INTEGER, lat DOUBLE, lon DOUBLE, tz VARCHAR, image VARCHAR,
-            tier VARCHAR, note VARCHAR
+            tier VARCHAR, note VARCHAR, vip BOOLEAN
         )""",
     )
     full = [
@@ -53,7 +53,20 @@ def people(wh: Warehouse, rows: list[dict[str, Any]]) -> None:
             "event_id": i,
             "occurred_at": BASE + timedelta(seconds=i),
             **dict.fromkeys(
-                ("email", "anon", "kx", "city", "zip", "lat", "lon", "tz", "image", "tier", "note")
+                (
+                    "email",
+                    "anon",
+                    "kx",
+                    "city",
+                    "zip",
+                    "lat",
+                    "lon",
+                    "tz",
+                    "image",
+                    "tier",
+                    "note",
+                    "vip",
+                )
             ),
             **row,
         }
@@ -134,6 +147,7 @@ def test_location_arrives_as_the_documented_object_of_strings(
                 "lat": 40.7128,
                 "lon": -74.006,
                 "tz": "America/New_York",
+                "vip": True,
             },
             {"email": "b@example.com", "city": "Paris"},
             {"email": "c@example.com"},
@@ -143,7 +157,7 @@ def test_location_arrives_as_the_documented_object_of_strings(
         duck,
         sandbox,
         contact_properties="{location.city: city, location.zip: zip, location.latitude: lat, "
-        "location.longitude: lon, location.timezone: tz}",
+        "location.longitude: lon, location.timezone: tz, title: vip}",
     )
 
     res = run(cfg, state, runtime)
@@ -158,6 +172,7 @@ def test_location_arrives_as_the_documented_object_of_strings(
         "longitude": -74.006,
         "timezone": "America/New_York",
     }
+    assert got[0]["title"] == "true"  # a BOOLEAN mapped to a string attribute: its text
     assert got[1]["location"] == {"city": "Paris"}
     assert "location" not in got[2]  # every field NULL: no location at all
 
@@ -285,3 +300,20 @@ def test_a_string_over_100_kb_in_bytes_is_rejected_even_under_100k_characters(
     assert (res.delivered, res.rejected) == (1, 1)
     where = "note" if block == "event_properties" else "profile.note"
     assert reasons(state) == {"1": f"{where} is a string of 120000 bytes (max 102400)"}
+
+
+def test_a_json_null_clears_a_string_attribute_instead_of_rejecting_the_row(
+    duck: Warehouse, sandbox: SandboxServer, state: StateStore, runtime: Runtime
+) -> None:
+    # Every profile attribute is nullable in the OAS: JSON null is sent as null.
+    duck.run("DROP TABLE IF EXISTS people")
+    duck.run(
+        "CREATE TABLE people (event_id INTEGER, occurred_at TIMESTAMPTZ, email VARCHAR, o JSON)"
+    )
+    duck.insert("people", [{"event_id": 0, "occurred_at": BASE, "email": "a@x.com", "o": "null"}])
+    cfg = sync(duck, sandbox, contact_properties="{image: o, organization: o}")
+
+    res = run(cfg, state, runtime)
+
+    assert (res.delivered, res.rejected) == (1, 0)
+    assert profiles(sandbox)[0] == {"email": "a@x.com", "image": None, "organization": None}

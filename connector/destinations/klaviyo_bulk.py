@@ -418,9 +418,8 @@ def _profile_attributes(
             # or true/false: nothing to escape. (Text, dates and timestamps are strings already.)
             frag = jsonfrag.concat('"', frag, '"')
         if name == "image":
-            bad = pc.indices_nonzero(
-                pc.fill_null(pc.invert(pc.match_substring_regex(frag, _IMAGE_URL)), False)
-            ).to_pylist()
+            url = pc.or_(pc.match_substring_regex(frag, _IMAGE_URL), pc.equal(frag, "null"))
+            bad = pc.indices_nonzero(pc.fill_null(pc.invert(url), False)).to_pylist()
             if bad:
                 problems.append((bad, "profile image is not a URL (e.g. https://…/photo.jpg)"))
         standard.append((name, frag))
