@@ -207,6 +207,17 @@ class KlaviyoBulkOptions(CommonOptions):
     backfill: bool = Field(
         False, description="Send backfill=true (record without triggering flows)."
     )
+    metric_service: str | None = Field(
+        None,
+        min_length=1,
+        description="metric.service of every event (Klaviyo: advanced use; unset = Klaviyo's "
+        "default, api).",
+    )
+    null_profile_properties: Literal["omit", "unset"] = Field(
+        "omit",
+        description="A NULL custom profile property: omit it (the profile keeps its value) or "
+        "list it in meta.patch_properties.unset (Klaviyo removes it from the profile).",
+    )
 
 
 class BrevoEventOptions(CommonOptions):

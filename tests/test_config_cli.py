@@ -47,7 +47,7 @@ def _problems(text: str) -> list[str]:
         (
             ("identifiers: {email: email}", "identifiers: {emial: email}"),
             "syncs/x.yaml: mapping.identifiers.emial: unknown identifier for klaviyo_bulk_events; "
-            "expected one of email, phone_number, external_id, id",
+            "expected one of email, phone_number, external_id, anonymous_id, _kx, id",
         ),
         (
             ("primary_key: event_id", "primary_key: event_id, bogus: 1"),

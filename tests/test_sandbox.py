@@ -659,6 +659,136 @@ def test_klaviyo_reports_every_invalid_event_and_stores_nothing(
     assert sb.events("klaviyo_bulk_events") == []
 
 
+# contracts.md §6.2 / the OAS (bulk_create_events.json): the documented profile, verbatim.
+DOC_PROFILE: dict[str, Any] = {
+    "type": "profile",
+    "id": "01GDDKASAP8TKDDA2GRZDSVP4H",
+    "attributes": {
+        "email": "a@b.com",
+        "phone_number": "+15005550006",
+        "external_id": "u-42",
+        "_kx": None,
+        "anonymous_id": None,
+        "first_name": "Sarah",
+        "last_name": "Mason",
+        "organization": "Example Corporation",
+        "locale": "en-US",
+        "title": "Regional Manager",
+        "image": "https://images.pexels.com/photos/3760854/pexels-photo-3760854.jpeg",
+        "location": {
+            "address1": "89 E 42nd St",
+            "address2": "1st floor",
+            "city": "New York",
+            "country": "United States",
+            "latitude": "40.7128",
+            "longitude": -74.006,
+            "region": "NY",
+            "zip": "10017",
+            "timezone": "America/New_York",
+            "ip": "127.0.0.1",
+        },
+        "properties": {"loyalty_tier": "gold"},
+    },
+    "meta": {
+        "patch_properties": {"append": {"skus": "92538"}, "unappend": {}, "unset": "skus"},
+        "patch_identifiers": {"append": {"email": ["alt@b.com"]}, "unappend": {}},
+    },
+}
+
+
+def test_klaviyo_accepts_the_documented_profile_and_metric_service(
+    sb: SandboxServer, client: httpx.Client
+) -> None:
+    event = k_event()
+    event["attributes"]["metric"]["data"]["attributes"]["service"] = "api"
+    item = {
+        "type": "event-bulk-create",
+        "attributes": {"profile": {"data": DOC_PROFILE}, "events": {"data": [event]}},
+    }
+    r = k_post(client, k_job(item))
+    assert (r.status_code, r.content) == (202, b"")
+    [got] = sb.events("klaviyo_bulk_events")
+    assert got["profile"] == {
+        **DOC_PROFILE["attributes"],
+        "id": DOC_PROFILE["id"],
+        "meta": DOC_PROFILE["meta"],
+    }
+    assert got["event"]["metric"]["data"]["attributes"]["service"] == "api"
+
+
+@pytest.mark.parametrize("identifier", ["anonymous_id", "_kx"])
+def test_klaviyo_anonymous_id_and_kx_identify_a_profile(
+    sb: SandboxServer, client: httpx.Client, identifier: str
+) -> None:
+    # The OAS lists both among the profile identifiers (contracts.md §6.2).
+    r = k_post(client, k_job(k_item([k_event()], **{identifier: "anon-1"})))
+    assert r.status_code == 202
+    assert sb.events("klaviyo_bulk_events")[0]["profile"] == {identifier: "anon-1"}
+    r = k_post(client, k_job(k_item([k_event()], **{identifier: ""})))
+    assert r.status_code == 400
+
+
+PROFILE = "/data/attributes/events-bulk-create/data/0/attributes/profile/data"
+
+
+@pytest.mark.parametrize(
+    ("attributes", "meta", "pointer"),
+    [
+        ({"image": "not a url"}, None, "/attributes/image"),
+        ({"image": 5}, None, "/attributes/image"),
+        ({"first_name": 5}, None, "/attributes/first_name"),
+        ({"locale": ["en-US"]}, None, "/attributes/locale"),
+        ({"anonymous_id": 7}, None, "/attributes/anonymous_id"),
+        ({"location": "New York"}, None, "/attributes/location"),
+        ({"location": {"zip": 10017}}, None, "/attributes/location/zip"),
+        ({"location": {"latitude": True}}, None, "/attributes/location/latitude"),
+        ({"location": {"city": {"name": "NY"}}}, None, "/attributes/location/city"),
+        ({"properties": "gold"}, None, "/attributes/properties"),
+        ({"properties": {"s": "é" * 60_000}}, None, "/attributes/properties/s"),
+        ({}, "x", "/meta"),
+        ({}, {"patch_properties": {"unset": 5}}, "/meta/patch_properties/unset"),
+        ({}, {"patch_properties": {"unset": ["a", 1]}}, "/meta/patch_properties/unset"),
+        ({}, {"patch_properties": {"append": "skus"}}, "/meta/patch_properties/append"),
+        ({}, {"patch_identifiers": {"unappend": []}}, "/meta/patch_identifiers/unappend"),
+    ],
+)
+def test_klaviyo_profile_attribute_types_follow_the_oas(
+    client: httpx.Client, attributes: dict[str, Any], meta: Any, pointer: str
+) -> None:
+    # OAS: every profile attribute is a (nullable) string, image a URL, location an object of
+    # strings (latitude/longitude string or number), properties an object; meta.patch_properties
+    # append/unappend objects, unset a string or an array of strings.
+    item = k_item([k_event()], email="a@b.com", **attributes)
+    if meta is not None:
+        item["attributes"]["profile"]["data"]["meta"] = meta
+    r = k_post(client, k_job(item))
+    assert r.status_code == 400
+    assert [e["source"]["pointer"] for e in r.json()["errors"]] == [PROFILE + pointer]
+
+
+@pytest.mark.parametrize("service", [5, ["api"]])
+def test_klaviyo_metric_service_is_a_string(client: httpx.Client, service: Any) -> None:
+    event = k_event()
+    event["attributes"]["metric"]["data"]["attributes"]["service"] = service
+    r = k_post(client, k_job(k_item([event])))
+    assert r.status_code == 400
+    assert r.json()["errors"][0]["source"]["pointer"].endswith(
+        "/events/data/0/attributes/metric/data/attributes/service"
+    )
+
+
+def test_klaviyo_string_limit_is_100_kb_in_bytes_not_characters(client: httpx.Client) -> None:
+    # OAS: "A single string cannot exceed 100KB": 102,400 bytes, however many characters.
+    ok = k_job(k_item([k_event(properties={"s": "é" * 51_200})]))  # 102,400 bytes
+    assert k_post(client, ok).status_code == 202
+    big = k_job(k_item([k_event(unique_id="x", properties={"s": "é" * 51_201})]))
+    r = k_post(client, big)
+    assert r.status_code == 400
+    err = r.json()["errors"][0]
+    assert err["source"]["pointer"].endswith("/attributes/properties/s")
+    assert "bytes" in err["detail"]
+
+
 def test_klaviyo_accepts_metric_name_of_127_chars_and_depth_10(client: httpx.Client) -> None:
     deep: Any = "leaf"
     for _ in range(9):

@@ -126,7 +126,7 @@ def test_bad_rows_are_rejected_with_reasons_and_good_rows_still_go(
     assert set(reasons) == {"3", "5", "7", "9"}
     assert "identifier" in reasons["3"]
     assert "event name" in reasons["5"]
-    assert "120000 characters" in reasons["7"] or "50 KB" in reasons["7"]
+    assert "120000 bytes" in reasons["7"] or "50 KB" in reasons["7"]
     assert "NULL" in reasons["9"] and "occurred_at" in reasons["9"]
     # Rejected rows are passed by the checkpoint: the next run reads nothing.
     assert run_sync(sync, state=state, runtime=runtime).rows_read == 0

@@ -202,18 +202,31 @@ def walk_limits(
     max_depth: int | None,
     where: str = "",
     depth: int = 1,
+    in_bytes: bool = False,
 ) -> str | None:
-    """First nested-value rule the value breaks (string length, array size, depth)."""
+    """First nested-value rule the value breaks (string length, array size, depth).
+
+    ``in_bytes`` counts string lengths in UTF-8 bytes (Klaviyo's "100 KB") instead of
+    characters."""
     if isinstance(value, str):
-        if max_string is not None and len(value) > max_string:
-            return f"{where or 'value'} is a string of {len(value)} characters (max {max_string})"
+        if max_string is not None and len(value) > max_string // (4 if in_bytes else 1):
+            size = len(value.encode("utf-8", "surrogatepass")) if in_bytes else len(value)
+            if size > max_string:
+                unit = "bytes" if in_bytes else "characters"
+                return f"{where or 'value'} is a string of {size} {unit} (max {max_string})"
         return None
     if isinstance(value, dict):
         if max_depth is not None and depth > max_depth:
             return f"{where or 'value'} nests deeper than {max_depth} levels"
         for k, v in value.items():
             r = walk_limits(
-                v, max_string, max_array, max_depth, f"{where}.{k}" if where else str(k), depth + 1
+                v,
+                max_string,
+                max_array,
+                max_depth,
+                f"{where}.{k}" if where else str(k),
+                depth + 1,
+                in_bytes,
             )
             if r:
                 return r
@@ -224,7 +237,9 @@ def walk_limits(
         if max_depth is not None and depth > max_depth:
             return f"{where or 'value'} nests deeper than {max_depth} levels"
         for i, v in enumerate(value):
-            r = walk_limits(v, max_string, max_array, max_depth, f"{where}[{i}]", depth + 1)
+            r = walk_limits(
+                v, max_string, max_array, max_depth, f"{where}[{i}]", depth + 1, in_bytes
+            )
             if r:
                 return r
     return None

@@ -3,8 +3,10 @@
 Limits and rules, all from https://developers.klaviyo.com/en/reference/bulk_create_events and
 https://developers.klaviyo.com/en/docs/rate_limits_and_error_handling (rev 2026-07-15):
 1,000 events and 5 MB per request; metric name < 128 chars; time after 1990 (2000 before
-revision 2026-07-15) and at most one year ahead; ≤ 400 properties; strings ≤ 100 KB; arrays
-≤ 4,000 items; nesting ≤ 10; burst 10/s and steady 150/min. ``unique_id`` dedups re-sends of the
+revision 2026-07-15) and at most one year ahead; ≤ 400 properties; strings ≤ 100 KB (UTF-8 bytes);
+arrays ≤ 4,000 items; nesting ≤ 10; burst 10/s and steady 150/min. Profile attributes follow
+the OAS types: identifiers and standard attributes are strings, ``image`` a URL, ``location`` an
+object of strings (latitude/longitude string or number). ``unique_id`` dedups re-sends of the
 same (profile, metric); a duplicate inside one request fails the whole request, so the batcher
 never puts one id twice in a request (primary keys are unique within a run).
 """
@@ -46,9 +48,28 @@ MAX_ARRAY = 4_000
 MAX_DEPTH = 10
 E164 = r"^\+[1-9]\d{1,14}$"
 
-# Profile attributes Klaviyo models itself; every other contact property goes to
+# Profile identifiers sent as attributes (``id`` is the Klaviyo profile id, sent beside them).
+PROFILE_IDENTIFIERS = ("email", "phone_number", "external_id", "anonymous_id", "_kx")
+# Standard profile attributes (OAS: nullable strings); every other contact property goes to
 # attributes.properties.
-_STANDARD = {"first_name", "last_name", "organization", "title", "image", "locale", "location"}
+PROFILE_STRINGS = ("first_name", "last_name", "organization", "locale", "title", "image")
+# ProfileLocation: strings, except latitude/longitude (string or number).
+LOCATION_FIELDS = (
+    "address1",
+    "address2",
+    "city",
+    "country",
+    "latitude",
+    "longitude",
+    "region",
+    "zip",
+    "timezone",
+    "ip",
+)
+_COORDINATES = {"location.latitude", "location.longitude"}
+_STANDARD = {*PROFILE_STRINGS, "location"}
+# image is "URL pointing to the location of a profile image": matched on the JSON fragment.
+_IMAGE_URL = r'^"https?://[^\s"]+"$'
 _POINTER = re.compile(
     r"^/data/attributes/events-bulk-create/data/(\d+)(?:/attributes/events/data/(\d+))?"
 )
@@ -59,7 +80,7 @@ _SUFFIX = b"]}}}}"
 
 class KlaviyoBulkEvents(Destination):
     type = "klaviyo_bulk_events"
-    identifier_fields = ("email", "phone_number", "external_id", "id")
+    identifier_fields = (*PROFILE_IDENTIFIERS, "id")
     default_base_url = "https://a.klaviyo.com"
     path = "/api/event-bulk-create-jobs"
     limits = Limits(
@@ -78,6 +99,8 @@ class KlaviyoBulkEvents(Destination):
         super().__init__(config, api_key, sync_name)
         revision = self.options.revision
         self.min_time = datetime(1990 if revision >= "2026-07-15" else 2000, 1, 1, tzinfo=UTC)
+        service = self.options.metric_service
+        self._service = "" if service is None else ',"service":' + orjson.dumps(service).decode()
 
     @classmethod
     def check_mapping(cls, mapping: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -93,6 +116,13 @@ class KlaviyoBulkEvents(Destination):
         name = mapping.get("event_name")
         if isinstance(name, str) and len(name) > MAX_METRIC_NAME:
             out.append(("mapping.event_name", "Klaviyo metric names must be under 128 characters"))
+        contact = mapping.get("contact_properties")
+        if isinstance(contact, dict):
+            out += [
+                (f"mapping.contact_properties.{key}", problem)
+                for key in contact
+                if (problem := _contact_key_problem(str(key))) is not None
+            ]
         return out
 
     def auth_headers(self) -> dict[str, str]:
@@ -113,7 +143,9 @@ class KlaviyoBulkEvents(Destination):
 
         add(
             no_identifier_rows(events, self.identifier_fields),
-            "no profile identifier: email, phone_number, external_id and id are all empty",
+            "no profile identifier: "
+            + ", ".join(self.identifier_fields[:-1])
+            + f" and {self.identifier_fields[-1]} are all empty",
         )
         names = events.names
         add([i for i, v in enumerate(pc.is_null(names).to_pylist()) if v], "event name is NULL")
@@ -161,6 +193,9 @@ class KlaviyoBulkEvents(Destination):
                 regex_failures(events.value_currency, r"^[A-Z]{3}$"),
                 "value_currency is not an ISO 4217 code like USD",
             )
+        _, _, problems = _profile_attributes(events)
+        for rows, reason in problems:
+            add(rows, reason)
         return reasons
 
     # -- encoding ----------------------------------------------------------------------
@@ -168,7 +203,7 @@ class KlaviyoBulkEvents(Destination):
         """``{"data": {"type": "profile", "id"?: ..., "attributes": {...}}}`` per row."""
         n = events.n
         pairs: list[tuple[str, pa.Array]] = []
-        for name in ("email", "phone_number", "external_id"):
+        for name in PROFILE_IDENTIFIERS:
             arr = events.identifiers.get(name)
             if arr is not None:
                 arr = pc.cast(arr, pa.string())
@@ -176,21 +211,19 @@ class KlaviyoBulkEvents(Destination):
                 pairs.append(
                     (name, pc.if_else(empty, pa.scalar(None, pa.string()), jsonfrag.strings(arr)))
                 )
-        contact = events.contact_props
-        values = contact.json_values
-        standard = [c for c in contact.names if c.split(".")[0] in _STANDARD]
-        custom = [c for c in contact.names if c not in standard]
-        pairs += [(c, values[c]) for c in standard]
-        if custom:
-            # "properties.x" and "x" both land in attributes.properties.
-            pairs += [("properties." + c.removeprefix("properties."), values[c]) for c in custom]
+        standard, custom, _ = _profile_attributes(events)
+        pairs += standard
+        pairs += custom
         attributes = jsonfrag.obj(pairs, n)
         id_part: pa.Array | str = ""
         if "id" in events.identifiers:
             ids = jsonfrag.strings(events.identifiers["id"])
             id_part = pc.fill_null(jsonfrag.concat('"id":', ids, ","), "")
+        meta: pa.Array | str = ""
+        if self.options.null_profile_properties == "unset":
+            meta = _unset(custom, n)
         return jsonfrag.concat(
-            '{"data":{"type":"profile",', id_part, '"attributes":', attributes, "}}"
+            '{"data":{"type":"profile",', id_part, '"attributes":', attributes, meta, "}}"
         )
 
     def _events(self, events: Events) -> tuple[pa.Array, pa.Array]:
@@ -208,6 +241,7 @@ class KlaviyoBulkEvents(Destination):
             props,
             ',"metric":{"data":{"type":"metric","attributes":{"name":',
             jsonfrag.strings(events.names),
+            self._service,
             '}}},"time":"',
             events.times,
             '","unique_id":',
@@ -243,10 +277,17 @@ class KlaviyoBulkEvents(Destination):
         for i in rows:
             size = sizes[i] + 80
             if size > MAX_STRING or suspicious[i]:
-                problem = walk_limits(events.event_props.row(i), MAX_STRING, MAX_ARRAY, MAX_DEPTH)
+                problem = walk_limits(
+                    events.event_props.row(i), MAX_STRING, MAX_ARRAY, MAX_DEPTH, in_bytes=True
+                )
                 if problem is None and size > MAX_STRING:
                     problem = walk_limits(
-                        events.contact_props.row(i), MAX_STRING, MAX_ARRAY, MAX_DEPTH, "profile"
+                        events.contact_props.row(i),
+                        MAX_STRING,
+                        MAX_ARRAY,
+                        MAX_DEPTH,
+                        "profile",
+                        in_bytes=True,
                     )
                 if problem:
                     reasons[i] = problem
@@ -351,6 +392,93 @@ def _about_request(errors: list[dict[str, Any]]) -> str | None:
         elif not pointer and (err.get("code") == "parse_error" or request_problem(text)):
             found.append(text)
     return "; ".join(found) or None
+
+
+def _contact_key_problem(key: str) -> str | None:
+    """Why a contact property name cannot be sent as mapped (config time), else None."""
+    head, _, rest = key.partition(".")
+    if key in PROFILE_IDENTIFIERS:
+        return f"{key} is a Klaviyo profile identifier: map it under mapping.identifiers"
+    if head == "location":
+        if not rest:
+            return "map each location field on its own, e.g. location.city: city_column"
+        if rest not in LOCATION_FIELDS:
+            return "not a Klaviyo location field; expected location.<one of " + (
+                ", ".join(LOCATION_FIELDS) + ">"
+            )
+    elif head in PROFILE_STRINGS and rest:
+        return f"{head} is a string attribute of the profile; it cannot hold nested fields"
+    return None
+
+
+def _profile_attributes(
+    events: Events,
+) -> tuple[list[tuple[str, pa.Array]], list[tuple[str, pa.Array]], list[tuple[list[int], str]]]:
+    """(standard attribute pairs, custom property pairs, [(rows, reason)]) of the profile.
+
+    Standard attributes are strings in the OAS: numbers and booleans are sent as their text
+    (an INTEGER zip → "10017"); JSON/nested values that are not strings reject the row.
+    Latitude/longitude keep numbers (string or number). Custom properties keep their JSON type
+    under ``properties`` ("properties.x" and "x" both land there)."""
+    contact = events.contact_props
+    values = contact.json_values
+    standard: list[tuple[str, pa.Array]] = []
+    custom: list[tuple[str, pa.Array]] = []
+    problems: list[tuple[list[int], str]] = []
+    for name in contact.names:
+        frag = values[name]
+        if name.split(".")[0] not in _STANDARD:
+            custom.append(("properties." + name.removeprefix("properties."), frag))
+            continue
+        arr = contact.columns[name]
+        json_like = name in contact.json_columns or pa.types.is_nested(arr.type)
+        numeric = pa.types.is_integer(arr.type) or pa.types.is_floating(arr.type)
+        numeric = numeric or pa.types.is_decimal(arr.type)
+        if json_like:
+            # Only a JSON string or null (all attributes are nullable), or, for coordinates, a
+            # number fits.
+            fits = pc.or_(pc.starts_with(frag, '"'), pc.equal(frag, "null"))
+            if name in _COORDINATES:
+                fits = pc.or_(fits, pc.match_substring_regex(frag, r"^-?[0-9]"))
+            bad = pc.indices_nonzero(pc.fill_null(pc.invert(fits), False)).to_pylist()
+            if bad:
+                problems.append(
+                    (
+                        bad,
+                        f"profile {name} must be text (the JSON holds an object, array, "
+                        "number or boolean)",
+                    )
+                )
+        elif (numeric and name not in _COORDINATES) or pa.types.is_boolean(arr.type):
+            # Numbers and booleans become their text; the fragments are digits, signs, dots, e
+            # or true/false: nothing to escape. (Text, dates and timestamps are strings already.)
+            frag = jsonfrag.concat('"', frag, '"')
+        if name == "image":
+            url = pc.or_(pc.match_substring_regex(frag, _IMAGE_URL), pc.equal(frag, "null"))
+            bad = pc.indices_nonzero(pc.fill_null(pc.invert(url), False)).to_pylist()
+            if bad:
+                problems.append((bad, "profile image is not a URL (e.g. https://…/photo.jpg)"))
+        standard.append((name, frag))
+    return standard, custom, problems
+
+
+def _unset(custom: list[tuple[str, pa.Array]], n: int) -> pa.Array | str:
+    """``,"meta":{"patch_properties":{"unset":[...]}}`` naming the NULL custom properties of
+    each row, or "" where none is NULL. Only top-level names: Klaviyo unsets whole keys."""
+    parts = [
+        pc.if_else(
+            pc.is_null(frag),
+            pa.scalar(jsonfrag.key(name.removeprefix("properties.")) + ",", pa.string()),
+            pa.scalar("", pa.string()),
+        )
+        for name, frag in custom
+        if "." not in name.removeprefix("properties.")
+    ]
+    if not parts:
+        return ""
+    names = pc.utf8_rtrim(pc.binary_join_element_wise(*parts, ""), characters=",")
+    meta = jsonfrag.concat(',"meta":{"patch_properties":{"unset":[', names, "]}}")
+    return pc.if_else(pc.equal(names, ""), pa.scalar("", pa.string()), meta)
 
 
 def _errors(body: bytes) -> list[dict[str, Any]]:

@@ -36,15 +36,35 @@ MAX_BODY_BYTES = 5 * 1024 * 1024
 MAX_METRIC_NAME = 127
 # §6.2: properties ≤ 400 keys, strings ≤ 100 KB, arrays ≤ 4,000 items, ≤ 10 nesting levels.
 MAX_PROPERTIES = 400
-MAX_STRING_CHARS = 100 * 1024
+# OAS: "A single string cannot exceed 100KB": counted in UTF-8 bytes, not characters.
+MAX_STRING_BYTES = 100 * 1024
 MAX_ARRAY_ITEMS = 4000
 MAX_DEPTH = 10
 # §6.2: time at most one year in the future.
 MAX_FUTURE = timedelta(days=365)
 # §6.2: phone_number is E.164.
 E164_RE = re.compile(r"\+[1-9]\d{1,14}")
-# §6.2: at least one profile identifier (the order is the identity used for dedup).
-PROFILE_IDENTIFIERS = ("email", "phone_number", "external_id")
+# §6.2: at least one profile identifier (the order is the identity used for dedup). The OAS
+# (2026-04-15 and 2026-07-15) lists anonymous_id and _kx (exchange id) among them.
+PROFILE_IDENTIFIERS = ("email", "phone_number", "external_id", "anonymous_id", "_kx")
+# OAS OnsiteProfileCreateQueryResourceObject: every other attribute is a nullable string …
+PROFILE_STRINGS = ("first_name", "last_name", "organization", "locale", "title", "image")
+# … location is a ProfileLocation of nullable strings, latitude/longitude string or number.
+LOCATION_FIELDS = (
+    "address1",
+    "address2",
+    "city",
+    "country",
+    "latitude",
+    "longitude",
+    "region",
+    "zip",
+    "timezone",
+    "ip",
+)
+LOCATION_COORDINATES = ("latitude", "longitude")
+# image: "URL pointing to the location of a profile image" [DOC]; http(s) form [INF].
+URL_RE = re.compile(r"https?://[^\s]+")
 # §6.1: revision YYYY-MM-DD with an optional suffix.
 REVISION_RE = re.compile(r"(\d{4}-\d{2}-\d{2})(\.[A-Za-z0-9_]+)?")
 
@@ -192,6 +212,11 @@ def _profile_problem(profile: Any, pointer: str) -> tuple[str, str] | None:
         value = attributes.get(key)
         if value is not None and not non_empty_str(value):
             return f"{pointer}/attributes/{key}", f"{key} must be a non-empty string."
+    problem = _attribute_types_problem(attributes, f"{pointer}/attributes")
+    if problem is None:
+        problem = _meta_problem(profile.get("meta"), f"{pointer}/meta")
+    if problem is not None:
+        return problem
     email = attributes.get("email")
     if email is not None and "@" not in email:
         return f"{pointer}/attributes/email", "Invalid email address."
@@ -201,8 +226,87 @@ def _profile_problem(profile: Any, pointer: str) -> tuple[str, str] | None:
     if profile.get("id") is None and all(attributes.get(k) is None for k in PROFILE_IDENTIFIERS):
         return (
             f"{pointer}/attributes",
-            "A profile needs at least one identifier: id, email, phone_number or external_id.",
+            "A profile needs at least one identifier: id, email, phone_number, external_id, "
+            "anonymous_id or _kx.",
         )
+    return None
+
+
+def _attribute_types_problem(attributes: dict[str, Any], pointer: str) -> tuple[str, str] | None:
+    """The OAS types of the profile attributes (all nullable)."""
+    for key in PROFILE_STRINGS:
+        value = attributes.get(key)
+        if value is not None and not isinstance(value, str):
+            return f"{pointer}/{key}", f"{key} must be a string."
+    image = attributes.get("image")
+    if image is not None and not URL_RE.fullmatch(image):
+        return f"{pointer}/image", "image must be a URL (https://…) to the profile image."
+    location = attributes.get("location")
+    if location is not None:
+        if not isinstance(location, dict):
+            return f"{pointer}/location", "location must be an object."
+        for key, value in location.items():
+            if value is None or isinstance(value, str):
+                continue
+            if key in LOCATION_COORDINATES and is_number(value):
+                continue
+            kind = "a string or a number" if key in LOCATION_COORDINATES else "a string"
+            return f"{pointer}/location/{_escape(str(key))}", f"location.{key} must be {kind}."
+    properties = attributes.get("properties")
+    if properties is not None and not isinstance(properties, dict):
+        return f"{pointer}/properties", "properties must be an object."
+    for key, value in attributes.items():
+        problem = _string_size_problem(value)
+        if problem is not None:
+            return "/".join([f"{pointer}/{_escape(key)}", *reversed(problem[0])]), problem[1]
+    return None
+
+
+def _string_size_problem(value: Any) -> tuple[list[str], str] | None:
+    """Any string nested in ``value`` over 100 KB (UTF-8 bytes); pointer tokens innermost first."""
+    if isinstance(value, str):
+        return ([], _TOO_LONG) if _too_long(value) else None
+    items: Any = value.items() if isinstance(value, dict) else None
+    if isinstance(value, list):
+        items = enumerate(value)
+    for key, child in items or ():
+        problem = _string_size_problem(child)
+        if problem is not None:
+            problem[0].append(_escape(str(key)))
+            return problem
+    return None
+
+
+def _meta_problem(meta: Any, pointer: str) -> tuple[str, str] | None:
+    """OAS OnsiteProfileMeta: patch_properties {append, unappend: object; unset: string or
+    array of strings} and patch_identifiers {append, unappend: object}, all nullable."""
+    if meta is None:
+        return None
+    if not isinstance(meta, dict):
+        return pointer, "meta must be an object."
+    for block, members in (
+        ("patch_properties", ("append", "unappend")),
+        ("patch_identifiers", ("append", "unappend")),
+    ):
+        patch = meta.get(block)
+        if patch is None:
+            continue
+        if not isinstance(patch, dict):
+            return f"{pointer}/{block}", f"meta.{block} must be an object."
+        for member in members:
+            value = patch.get(member)
+            if value is not None and not isinstance(value, dict):
+                return f"{pointer}/{block}/{member}", f"{block}.{member} must be an object."
+        if block == "patch_properties":
+            unset = patch.get("unset")
+            if unset is not None and not (
+                isinstance(unset, str)
+                or (isinstance(unset, list) and all(isinstance(k, str) for k in unset))
+            ):
+                return (
+                    f"{pointer}/{block}/unset",
+                    "patch_properties.unset must be a property name or an array of names.",
+                )
     return None
 
 
@@ -217,6 +321,18 @@ def profile_identity(profile: dict[str, Any]) -> tuple[str, str]:
     raise ValueError("profile has no identifier")  # excluded by _profile_problem
 
 
+_TOO_LONG = f"Strings may be at most 100 KB ({MAX_STRING_BYTES} bytes of UTF-8)."
+
+
+def _too_long(value: str) -> bool:
+    # A character is 1 to 4 bytes: only strings in between need encoding to be sure.
+    if len(value) > MAX_STRING_BYTES:
+        return True
+    if len(value) * 4 <= MAX_STRING_BYTES:
+        return False
+    return len(value.encode("utf-8", "surrogatepass")) > MAX_STRING_BYTES
+
+
 def _value_problem(value: Any, depth: int) -> tuple[list[str], str] | None:
     """§6.2 limits on one value at nesting ``depth`` (the properties object is level 1).
 
@@ -224,9 +340,7 @@ def _value_problem(value: Any, depth: int) -> tuple[list[str], str] | None:
     on failure, which keeps the common path cheap.
     """
     if isinstance(value, str):
-        if len(value) > MAX_STRING_CHARS:
-            return [], f"Strings may be at most {MAX_STRING_CHARS} characters (100 KB)."
-        return None
+        return ([], _TOO_LONG) if _too_long(value) else None
     children: Any
     if isinstance(value, dict):
         children = value.items()
@@ -272,6 +386,9 @@ def _event_problem(
             f"{pointer}/metric/data/attributes/name",
             "Metric name is required and must be less than 128 characters.",
         )
+    service = metric_attributes.get("service") if isinstance(metric_attributes, dict) else None
+    if service is not None and not isinstance(service, str):
+        return f"{pointer}/metric/data/attributes/service", "metric service must be a string."
     properties = attributes.get("properties")
     if not isinstance(properties, dict):
         return f"{pointer}/properties", "properties is required and must be an object."
@@ -292,6 +409,9 @@ def _event_problem(
             return f"{pointer}/time", "time must be at most one year in the future."
     if attributes.get("value") is not None and not is_number(attributes["value"]):
         return f"{pointer}/value", "value must be a number."
+    currency = attributes.get("value_currency")
+    if currency is not None and not isinstance(currency, str):
+        return f"{pointer}/value_currency", "value_currency must be a string (ISO 4217)."
     unique_id = attributes.get("unique_id")
     if unique_id is not None and not isinstance(unique_id, str):
         return f"{pointer}/unique_id", "unique_id must be a string."
@@ -401,6 +521,8 @@ def _validate_items(
         stored_profile = dict(profile["attributes"])
         if profile.get("id") is not None:
             stored_profile["id"] = profile["id"]
+        if profile.get("meta") is not None:
+            stored_profile["meta"] = profile["meta"]
         for j, event in enumerate(events):
             pe = f"{p}/attributes/events/data/{j}"
             problem = _event_problem(event, pe, now, min_time)
