@@ -117,7 +117,7 @@ class Events:
     contact_props: Props
     value: pa.Array | None = None
     value_currency: pa.Array | None = None
-    object_type: str | None = None
+    object_type: pa.Array | None = None  # string per row: the literal or the mapped column
     object_id: pa.Array | None = None
     object_ext_id: pa.Array | None = None
     # Mapping-level problems (e.g. a JSON column that does not parse): row -> reason.
@@ -331,6 +331,13 @@ class Mapper:
             currency = pa.array([m.value_currency] * n, pa.string())
 
         obj = m.object
+        obj_type = None
+        if obj is not None:
+            obj_type = (
+                pc.cast(self._col(t, obj.type.column), pa.string())
+                if isinstance(obj.type, ColumnRef)
+                else pa.array([obj.type] * n, pa.string())
+            )
         return Events(
             n=n,
             keys=keys,
@@ -345,7 +352,7 @@ class Mapper:
             contact_props=props(m.contact_properties),
             value=value,
             value_currency=currency,
-            object_type=obj.type if obj else None,
+            object_type=obj_type,
             object_id=pc.cast(self._col(t, obj.id), pa.string()) if obj and obj.id else None,
             object_ext_id=(
                 pc.cast(self._col(t, obj.ext_id), pa.string()) if obj and obj.ext_id else None
