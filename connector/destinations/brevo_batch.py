@@ -169,7 +169,7 @@ def type_problem(value: Any, where: str = "") -> str | None:
         )
     elif value is None:
         return (
-            f"event property {where} is null inside a JSON value; Brevo event_properties take "
+            f"event property {where} is null inside a nested value; Brevo event_properties take "
             "string, number, boolean or date values (omit the key instead)"
         )
     return None
