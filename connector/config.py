@@ -111,7 +111,9 @@ class ColumnRef(_Model):
 class ObjectMapping(_Model):
     """Brevo custom-object reference: ``object: {type, identifiers: {id, ext_id}}``."""
 
-    type: str = Field(description="Object type (literal), e.g. subscription.")
+    type: str | ColumnRef = Field(
+        description="Object type: a literal (e.g. subscription) or {column: type_col}."
+    )
     id: str | None = Field(None, description="Column holding the internal object id.")
     ext_id: str | None = Field(None, description="Column holding the external object id.")
 
@@ -156,6 +158,8 @@ class MappingConfig(_Model):
             cols.add(self.value_currency.column)
         if self.object:
             cols |= {c for c in (self.object.id, self.object.ext_id) if c}
+            if isinstance(self.object.type, ColumnRef):
+                cols.add(self.object.type.column)
         return cols
 
 
@@ -252,6 +256,11 @@ class OmnisendTrackOptions(CommonOptions):
 
 
 class OmnisendEventsOptions(CommonOptions):
+    api_version: Literal["2026-03-15", "v5"] = Field(
+        "2026-03-15",
+        description="2026-03-15: POST /api/events with Authorization: Omnisend-API-Key and "
+        "Omnisend-Version (the current API); v5: POST /v5/events with X-API-KEY.",
+    )
     origin: str = Field("api", min_length=1, description='"api" for custom stores.')
     event_version: str | None = Field(
         None, description="eventVersion, only for Omnisend's recommended events (e.g. v2)."

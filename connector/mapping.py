@@ -122,7 +122,7 @@ class Events:
     contact_props: Props
     value: pa.Array | None = None
     value_currency: pa.Array | None = None
-    object_type: str | None = None
+    object_type: pa.Array | None = None  # string per row: the literal or the mapped column
     object_id: pa.Array | None = None
     object_ext_id: pa.Array | None = None
     # Mapping-level problems (e.g. a JSON column that does not parse): row -> reason.
@@ -431,6 +431,13 @@ class Mapper:
             currency = pa.array([m.value_currency] * n, pa.string())
 
         obj = m.object
+        obj_type = None
+        if obj is not None:
+            obj_type = (
+                _text(self._col(t, obj.type.column), obj.type.column, "object.type", reasons)
+                if isinstance(obj.type, ColumnRef)
+                else pa.array([obj.type] * n, pa.string())
+            )
         return Events(
             n=n,
             keys=keys,
@@ -445,7 +452,7 @@ class Mapper:
             contact_props=props(m.contact_properties),
             value=value,
             value_currency=currency,
-            object_type=obj.type if obj else None,
+            object_type=obj_type,
             object_id=(
                 _text(self._col(t, obj.id), obj.id, "object.id", reasons)
                 if obj and obj.id

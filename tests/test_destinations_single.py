@@ -32,7 +32,7 @@ PATHS = {
     "brevo_event": "/v3/events",
     "brevo_tracker": "/api/v2/trackEvent",
     "omnisend_track": "/v4/track",
-    "omnisend_events": "/v5/events",
+    "omnisend_events": "/api/events",  # the dated API is the default (api_version 2026-03-15)
 }
 KEYS = {
     "brevo_event": "${BREVO_API_KEY}",
@@ -282,6 +282,8 @@ def test_an_api_400_rejects_that_row_with_the_vendors_message_and_the_rest_go_on
         {"code": "invalid_parameter", "message": "contact is blocklisted"}
         if kind.startswith("brevo")
         else {"error": "contact is blocklisted", "fields": {"contact.email": "blocked"}}
+        if kind == "omnisend_track"
+        else {"title": "Validation failed", "status": 400, "detail": "contact is blocklisted"}
     )
     sandbox.inject(Fault(PATHS[kind], status=400, body=body))
 
@@ -382,7 +384,7 @@ def test_omnisend_v5_event_id_is_the_same_on_every_retry(
     create_table(duck)
     duck.insert("plays", [row(0)])
     sync = make_sync("omnisend_events", duck, sandbox)
-    sandbox.inject(Fault("/v5/events", status=503, after_process=True, times=2))
+    sandbox.inject(Fault(PATHS["omnisend_events"], status=503, after_process=True, times=2))
 
     res = run(sync, state, runtime)
 

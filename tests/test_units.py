@@ -428,7 +428,8 @@ def test_brevo_batch_column_wise_bodies_equal_the_exact_encoder(
     fast = dest._fast_payloads(events)  # type: ignore[attr-defined]
     assert fast is not None
     took_fast = [i for i in rows if fast[i] is not None]
-    assert len(took_fast) >= 5  # the column-wise path is the common one
+    # The column-wise path is the common one (rows 3, 5, 8 hold an array or a null: rejected).
+    assert len(took_fast) >= 4
 
     idents = {k: v.to_pylist() for k, v in events.identifiers.items()}
     names, times = events.names.to_pylist(), events.times.to_pylist()

@@ -123,7 +123,7 @@ def encode_brevo_event(
                 f"contact property {k} is an object/array; Brevo contact attributes "
                 "take a string, number or boolean"
             )
-    problem = key_problem(props)
+    problem = key_problem(props) or type_problem(props)
     if problem:
         return None, problem
     if props:
@@ -139,14 +139,43 @@ def encode_brevo_event(
         event["contact_properties"] = contact
     if props:
         event["event_properties"] = props
-    if events.object_type:
+    if events.object_type is not None:
+        # Empty members are omitted (never sent as ""), and so is an object left empty.
+        linked: dict[str, Any] = {}
+        obj_type = events.object_type[i].as_py()
+        if obj_type:
+            linked["type"] = obj_type
         obj_ids: dict[str, Any] = {}
-        if events.object_id is not None and events.object_id[i].is_valid:
-            obj_ids["id"] = events.object_id[i].as_py()
-        if events.object_ext_id is not None and events.object_ext_id[i].is_valid:
-            obj_ids["ext_id"] = events.object_ext_id[i].as_py()
-        event["object"] = {"type": events.object_type, "identifiers": obj_ids}
+        for name, col in (("id", events.object_id), ("ext_id", events.object_ext_id)):
+            value = None if col is None else col[i].as_py()
+            if value:
+                obj_ids[name] = value
+        if obj_ids:
+            linked["identifiers"] = obj_ids
+        if linked:
+            event["object"] = linked
     return event, ""
+
+
+def type_problem(value: Any, where: str = "") -> str | None:
+    """First event-property value of a type seeds 000/001 do not document: they list string,
+    number, boolean and date values, top-level or nested in objects — no arrays, no null."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            found = type_problem(v, f"{where}.{k}" if where else str(k))
+            if found:
+                return found
+    elif isinstance(value, list):
+        return (
+            f"event property {where} is an array; Brevo event_properties take string, number, "
+            "boolean or date values, or objects of them"
+        )
+    elif value is None:
+        return (
+            f"event property {where} is null inside a nested value; Brevo event_properties take "
+            "string, number, boolean or date values (omit the key instead)"
+        )
+    return None
 
 
 # A JSON key (a string followed by ':') holding a character outside [A-Za-z0-9_-], empty, or
@@ -156,6 +185,8 @@ _SUSPECT_KEY = (
     r'|""\s*:'
     r'|"[^"]{256,}"\s*:'
 )
+# An array or a JSON null inside a value (may also match text inside a string: exact path).
+_SUSPECT_VALUE = r"\[|null"
 _PLAIN_TYPES = (pa.types.is_string, pa.types.is_large_string, pa.types.is_integer)
 
 
@@ -285,19 +316,23 @@ class BrevoEventsBatch(Destination):
         contact_obj = contact.json_object()
         props_obj = props.json_object()
         object_part: pa.Array | str = ""
-        if events.object_type:
-            ids = [
-                (k, jsonfrag.values(a, None, False))
-                for k, a in (("id", events.object_id), ("ext_id", events.object_ext_id))
-                if a is not None
-            ]
-            object_part = jsonfrag.concat(
-                ',"object":{"type":',
-                jsonfrag.key(events.object_type),
-                ',"identifiers":',
-                jsonfrag.obj(ids, n),
-                "}",
+        if events.object_type is not None:
+            # Empty strings are omitted like NULL, and so is an object with no member left.
+            def text(a: pa.Array) -> pa.Array:
+                a = pc.cast(a, pa.string())
+                return jsonfrag.strings(pc.if_else(pc.equal(a, ""), null, a))
+
+            ids = jsonfrag.obj(
+                [
+                    (k, text(a))
+                    for k, a in (("id", events.object_id), ("ext_id", events.object_ext_id))
+                    if a is not None
+                ],
+                n,
             )
+            ids = pc.if_else(pc.equal(ids, "{}"), null, ids)
+            linked = jsonfrag.obj([("type", text(events.object_type)), ("identifiers", ids)], n)
+            object_part = jsonfrag.optional_member("object", linked)
         body = jsonfrag.concat(
             '{"event_name":',
             jsonfrag.strings(events.names),
@@ -314,6 +349,10 @@ class BrevoEventsBatch(Destination):
         exact = pc.is_null(body)
         for name in props.nested_names():
             suspect = pc.match_substring_regex(props.json_values[name], _SUSPECT_KEY)
+            # An array or a null anywhere inside: the exact path rejects it (type_problem).
+            suspect = pc.or_(
+                suspect, pc.match_substring_regex(props.json_values[name], _SUSPECT_VALUE)
+            )
             exact = pc.or_(exact, pc.fill_null(suspect, False))
         for name in contact.nested_names():
             head = pc.utf8_slice_codeunits(

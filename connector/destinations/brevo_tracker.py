@@ -4,7 +4,8 @@ From https://developers.brevo.com/docs/track-custom-events-rest and
 https://developers.brevo.com/docs/track-events-2: header ``ma-key`` (the Marketing Automation
 tracker key, not the v3 api-key); body ``{email, event, properties, eventdata: {id, data}}``;
 the contact is identified **only** by ``email``, required on every call; ``properties`` are
-contact attributes and must not contain the reserved keys ``email`` or ``event``; ``eventdata``
+contact attributes (scalars: a dotted name is a config error, a nested value rejects the row)
+and must not contain the reserved keys ``email`` or ``event``; ``eventdata``
 carries the event's own data, ``eventdata.id`` a unique id of the event (we send the row's dedup
 id; Brevo documents no dedup semantics for it, so re-sent events count as possibly duplicated).
 204 = tracked; 400 = refused.
@@ -65,6 +66,14 @@ class BrevoTracker(SingleEventDestination):
         if isinstance(props, dict):
             for name in props:
                 head = str(name).split(".")[0]
+                if "." in str(name):
+                    out.append(
+                        (
+                            f"mapping.contact_properties.{name}",
+                            "a dotted name builds a nested object, but tracker properties are "
+                            "contact attributes and take scalar values only; use a flat name",
+                        )
+                    )
                 if head in RESERVED:
                     out.append(
                         (
@@ -114,6 +123,13 @@ class BrevoTracker(SingleEventDestination):
             reserved = [k for k in RESERVED if k in contact]
             if reserved:  # a dynamic (JSON) attribute name can still collide
                 reasons[i] = f"contact property {reserved[0]!r} is reserved by the tracker"
+                continue
+            nested = [k for k, v in contact.items() if isinstance(v, dict | list)]
+            if nested:  # a JSON/struct/list column: attributes hold one value each (seed 002)
+                reasons[i] = (
+                    f"contact property {nested[0]} is an object/array; tracker properties are "
+                    "contact attributes and take a string, number or boolean"
+                )
                 continue
             data = dict(events.event_properties[i])
             if time_key and times[i] is not None:

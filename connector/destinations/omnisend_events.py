@@ -1,14 +1,24 @@
-"""Omnisend v5 ``POST https://api.omnisend.com/v5/events`` (contracts.md §5.2).
+"""Omnisend events: the dated API ``POST https://api.omnisend.com/api/events`` (version
+2026-03-15, the default; contracts.md §5.3) or v5 ``POST /v5/events`` (option
+``api_version: v5``; §5.2). Both take the same body.
 
-From https://api-docs.omnisend.com/reference/post_events and
-https://api-docs.omnisend.com/docs/how-to-send-events-rest-api: header ``X-API-KEY``; body
-``{eventName, origin, eventID, eventTime, eventVersion?, contact, properties}``; the contact
+Dated API, from https://api-docs.omnisend.com/v2026-03-15/reference/authentication,
+https://api-docs.omnisend.com/reference/events and the published OpenAPI (``Events API``
+2026-03-15): header ``Authorization: Omnisend-API-Key <key>`` and the required
+``Omnisend-Version: 2026-03-15``; 202 = accepted; errors are RFC 9457 problem bodies
+``{type, title, status, detail, instance}``, a 400 adds ``errors: [{field, code, message}]``
+listing every invalid field (https://api-docs.omnisend.com/v2026-03-15/reference/responses).
+v5, from https://api-docs.omnisend.com/reference/post_events (v5 text) and
+https://api-docs.omnisend.com/docs/how-to-send-events-rest-api: header ``X-API-KEY``;
+400 ``{error, fields}``.
+
+Body ``{eventName, origin, eventID, eventTime, eventVersion?, contact, properties}``; the contact
 needs ``id``, ``email`` or ``phone`` (anonymous events are refused with 400); contact fields
 firstName/lastName ≤ 50, address ≤ 500, city/state/country ≤ 100, postalCode ≤ 20,
-countryCode ≤ 3, phone ≤ 15, birthdate ``YYYY-MM-DD``, gender ``m|f``, tags ≤ 100 strings,
-optIns/optOuts ≤ 10 and consents ≤ 100 items; any other contact property goes to
-``customProperties`` (arrays there hold strings only); ``properties`` are free-form (nested
-allowed). 202 = accepted; 400 ``{error, fields}`` = refused.
+countryCode ≤ 3, phone ≤ 15 (characters: JSON Schema ``maxLength``), birthdate ``YYYY-MM-DD``,
+gender ``m|f``, tags ≤ 100 strings, optIns/optOuts ≤ 10 and consents ≤ 100 items; any other
+contact property goes to ``customProperties`` (arrays there hold strings only); ``properties``
+are free-form (nested allowed).
 
 Dedup: events with the same ``eventID`` **and** ``eventTime`` are processed once (Omnisend
 documents this for historical events). ``eventID`` is a UUIDv5 of the row's dedup id and
@@ -25,17 +35,33 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..mapping import Events
-from .base import Item, Limits, SingleEventDestination, dumps, no_identifier_rows
+from .base import (
+    Item,
+    Limits,
+    Request,
+    SingleEventDestination,
+    dumps,
+    no_identifier_rows,
+    request_problem,
+)
 from .omnisend_track import (
     OMNISEND_RATE,
     identifier_values,
     omnisend_about_request,
     omnisend_message,
 )
+
+# api_version → (path, version header value or None). The dated API names its version in a
+# header; v5 names it in the path.
+API_VERSIONS: dict[str, tuple[str, str | None]] = {
+    "2026-03-15": ("/api/events", "2026-03-15"),
+    "v5": ("/v5/events", None),
+}
 
 # A fixed namespace: eventID = uuid5(EVENT_ID_NAMESPACE, "<sync>:<primary key>") forever.
 EVENT_ID_NAMESPACE = uuid.UUID("6f1c1f4e-3f5b-5b8e-9a43-2c7e8f0d1a55")
@@ -99,14 +125,37 @@ def contact_fields(props: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
     return contact, ""
 
 
+def problem_message(status: int, body: bytes) -> str | None:
+    """An RFC 9457 problem body → "title: detail (field: message; ...)", or None when the body
+    is not one (then the v5 ``{error, fields}`` reading applies)."""
+    try:
+        data = orjson.loads(body) if body else None
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(data, dict) or not (data.get("detail") or data.get("title")):
+        return None
+    title, detail = data.get("title"), data.get("detail")
+    text = f"{title}: {detail}" if title and detail else str(detail or title)
+    errors = data.get("errors")
+    if isinstance(errors, list) and errors:
+        parts = [
+            f"{e.get('field')}: {e.get('message') or e.get('code')}"
+            for e in errors[:5]
+            if isinstance(e, dict)
+        ]
+        text += " (" + "; ".join(parts) + ")"
+    return text
+
+
 class OmnisendEvents(SingleEventDestination):
-    """``omnisend_events``: one v5 event per request, deduplicated by (eventID, eventTime)."""
+    """``omnisend_events``: one event per request to the dated API (or v5), deduplicated by
+    (eventID, eventTime)."""
 
     type = "omnisend_events"
     vendor = "Omnisend"
     identifier_fields = ("id", "email", "phone")
     default_base_url = "https://api.omnisend.com"
-    path = "/v5/events"
+    path = "/api/events"  # the default api_version; see API_VERSIONS
     limits = Limits(
         max_events=1,
         max_bytes=1024 * 1024,  # undocumented per-request cap
@@ -114,7 +163,11 @@ class OmnisendEvents(SingleEventDestination):
         rate=OMNISEND_RATE,
         dedup=True,
     )
-    secret_headers = ("x-api-key",)
+    secret_headers = ("x-api-key", "authorization")
+
+    def __init__(self, config: Any, api_key: str, sync_name: str) -> None:
+        super().__init__(config, api_key, sync_name)
+        self.endpoint, self.version = API_VERSIONS[self.options.api_version]
 
     @classmethod
     def check_mapping(cls, mapping: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -132,11 +185,21 @@ class OmnisendEvents(SingleEventDestination):
         return out
 
     def auth_headers(self) -> dict[str, str]:
+        if self.version is None:  # v5
+            return {
+                "X-API-KEY": self.api_key,
+                "Content-Type": "application/json",
+                "Accept": "application/json",
+            }
         return {
-            "X-API-KEY": self.api_key,
+            "Authorization": f"Omnisend-API-Key {self.api_key}",
+            "Omnisend-Version": self.version,
             "Content-Type": "application/json",
             "Accept": "application/json",
         }
+
+    def build(self, items: list[Item]) -> Request:
+        return Request(self.endpoint, items[0].payload, self.auth_headers(), items)
 
     def validate(self, events: Events) -> dict[int, str]:
         reasons: dict[int, str] = {}
@@ -212,7 +275,15 @@ class OmnisendEvents(SingleEventDestination):
         return items, reasons
 
     def message(self, status: int, body: bytes) -> str:
-        return omnisend_message(status, body)
+        return problem_message(status, body) or omnisend_message(status, body)
 
     def about_request(self, status: int, body: bytes, message: str) -> bool:
-        return omnisend_about_request(body)
+        problem = problem_message(status, body)
+        if problem is None:
+            return omnisend_about_request(body)
+        # An RFC 9457 body that lists field errors is about the event; one without is about
+        # the request when its text says so (version header, auth, media type, JSON syntax).
+        data = orjson.loads(body)
+        if isinstance(data.get("errors"), list) and data["errors"]:
+            return False
+        return request_problem(problem)

@@ -11,9 +11,10 @@ per (account, event name) in the state store and rejects a mismatching row local
 types, instead of letting the API refuse it.
 
 Sunset 2027-06-15 (https://api-docs.omnisend.com/v4.0/reference/migrate-from-v4): use
-``omnisend_events`` (v5). No rate limit is documented for v4; we pace at the account's v3/v5
-limit of 400 req/min (https://api-docs.omnisend.com/reference/rate-limit-timeouts-errors). No
-dedup key: re-sent events count as possibly duplicated. v4 has no event-time field (option
+``omnisend_events`` (the dated ``/api/events``, or v5). No rate limit is documented for v4; we
+pace at the account's v3/v5 limit of 400 req/min
+(https://api-docs.omnisend.com/reference/rate-limit-timeouts-errors). No dedup key: re-sent
+events count as possibly duplicated. v4 has no event-time field (option
 ``event_time_property`` sends the source time as a dateTime property).
 """
 
@@ -185,7 +186,7 @@ class OmnisendTrack(SingleEventDestination):
     flatten_separator = "_"  # v4 takes no objects: video.title is sent as video_title
     deprecation = (
         f"Omnisend v4 (/v4/track) is deprecated and sunsets on {SUNSET}; move this sync to "
-        "type omnisend_events (v5)"
+        "type omnisend_events (Omnisend's current /api/events API)"
     )
 
     def __init__(self, config: Any, api_key: str, sync_name: str) -> None:

@@ -6,13 +6,16 @@
         ...  # point every destination's base_url at sb.url
         sb.events("klaviyo_bulk_events")
 
-Vendor endpoints (contracts.md §2-§6), all ``POST`` on one port:
+Vendor endpoints (contracts.md §2-§6; /api/events is §5.3), all ``POST`` on one port:
 
     /v3/events                    brevo_event          api-key: sandbox-brevo-key
     /v3/events/batch              brevo_events_batch   api-key: sandbox-brevo-key
     /api/v2/trackEvent            brevo_tracker        ma-key: sandbox-ma-key
     /v4/track                     omnisend_track       Authorization: Bearer sandbox-omnisend-token
     /v5/events                    omnisend_events      X-API-KEY: sandbox-omnisend-key
+    /api/events                   omnisend_events      Authorization: Omnisend-API-Key
+                                                       sandbox-omnisend-key (or Bearer token)
+                                                       + Omnisend-Version: 2026-03-15
     /api/event-bulk-create-jobs[/] klaviyo_bulk_events Authorization: Klaviyo-API-Key pk_sandbox
 
 Control endpoints, for a sandbox running in another process (never faulted, never logged):

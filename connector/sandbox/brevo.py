@@ -119,12 +119,26 @@ def validate_event(event: Any) -> Problem | None:
                 "invalid_parameter",
                 "event_properties keys must be 1-255 characters among A-Z a-z 0-9 _ -",
             )
+        if not _documented_values(properties):
+            return (
+                "invalid_parameter",
+                "event_properties values must be string, number, boolean or date, "
+                "or nested objects of them",
+            )
         if len(orjson.dumps(properties)) > MAX_EVENT_PROPERTIES_BYTES:
             return "out_of_range", "event_properties must not exceed 50 KB"
     linked = event.get("object")
     if linked is not None and not isinstance(linked, dict):
         return "invalid_parameter", "object must be an object"
     return None
+
+
+def _documented_values(value: Any) -> bool:
+    """Seeds 000/001: "Top level properties and nested properties ... The following field type
+    are supported: string, number, boolean (true/false), date" — no arrays, no null."""
+    if isinstance(value, dict):
+        return all(_documented_values(v) for v in value.values())
+    return isinstance(value, str | int | float)  # bool is an int
 
 
 def handle_event(body: bytes, content_type: str | None, *, validate: bool = True) -> Reply:
@@ -297,6 +311,9 @@ def validate_tracker(payload: Any) -> Problem | None:
         reserved = sorted({"email", "event"} & set(properties))
         if reserved:  # §4: reserved keys must not appear in properties
             return "invalid_parameter", f"properties must not contain the key {reserved[0]}"
+        # Seed 002: properties "populate your database" — contact attributes, one value each.
+        if any(isinstance(v, dict | list) for v in properties.values()):
+            return "invalid_parameter", "properties values must be strings, numbers or booleans"
     eventdata = payload.get("eventdata")
     if eventdata is not None:
         if not isinstance(eventdata, dict):

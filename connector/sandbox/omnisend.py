@@ -1,14 +1,19 @@
-"""Omnisend: v4 ``POST /v4/track`` (contracts §5.1) and v5 ``POST /v5/events`` (§5.2).
+"""Omnisend: v4 ``POST /v4/track`` (contracts §5.1), v5 ``POST /v5/events`` (§5.2) and the
+dated API ``POST /api/events`` (§5.3, version 2026-03-15).
 
-Errors use the v3-style body ``{"error": str, "fields": {...}}`` (§5.2, [INF] for v4/v5).
-v4 freezes property types per eventName in a :class:`SchemaRegistry`; v5 deduplicates on
-(eventID, eventTime) through the dedup keys the server commits.
+v4/v5 errors use the v3-style body ``{"error": str, "fields": {...}}`` (§5.2, [INF] for v4/v5).
+The dated API answers RFC 9457 problem bodies (https://api-docs.omnisend.com/v2026-03-15/
+reference/responses) and checks the contact schema of its published OpenAPI (``maxLength`` is
+counted in characters, as JSON Schema defines it). v4 freezes property types per eventName in a
+:class:`SchemaRegistry`; v5 and the dated API deduplicate on (eventID, eventTime) through the
+dedup keys the server commits.
 """
 
 from __future__ import annotations
 
 import re
 import threading
+import uuid
 from collections.abc import Collection, Hashable
 from typing import Any
 
@@ -33,8 +38,11 @@ MAX_STRING_CHARS = 2048
 # §5.1: v4 contact selector; §5.2: v5 contact identifiers.
 V4_CONTACT_KEYS = ("id", "email", "phoneNumber")
 V5_CONTACT_KEYS = ("id", "email", "phone")
-# §5.1: auto-detected types; YYYY-MM-DD is "date", RFC 3339 is "dateTime".
+# §5.1: auto-detected types; YYYY-MM-DD is "date", RFC 3339 is "dateTime", then the seed's
+# "email" ("string, email format") and "url" ("string, URL format", e.g. https://example.com/).
 _DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_EMAIL_RE = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+_URL_RE = re.compile(r"https?://\S+")
 # §5.2: eventID is a UUID string.
 _UUID_RE = re.compile(
     r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
@@ -92,6 +100,10 @@ def value_type(value: Any) -> str:
             return "date"
         if parse_rfc3339(value) is not None:
             return "dateTime"
+        if _EMAIL_RE.fullmatch(value):
+            return "email"
+        if _URL_RE.fullmatch(value):
+            return "url"
         return "string"
     return "null" if value is None else type(value).__name__
 
@@ -272,3 +284,209 @@ def throttled(decision: Decision) -> Reply:
 
 def fault_body(status: int, reason: str) -> tuple[bytes, str]:
     return orjson.dumps({"error": reason}), JSON
+
+
+# --------------------------------------------------------------------------- dated API (§5.3)
+
+#: The versions the dated API accepts in ``Omnisend-Version`` (OpenAPI default 2026-03-15).
+DATED_VERSIONS = ("2026-03-15",)
+PROBLEM_TYPE = "https://problems.omnisend.com/"
+# OpenAPI ``contactDto.Contact``: string maxLength (characters), list maxItems.
+CONTACT_MAX_LENGTH = {
+    "firstName": 50,
+    "lastName": 50,
+    "address": 500,
+    "city": 100,
+    "state": 100,
+    "postalCode": 20,
+    "country": 100,
+    "countryCode": 3,
+    "phone": 15,
+}
+CONTACT_MAX_ITEMS = {"tags": 100, "optIns": 10, "optOuts": 10, "consents": 100}
+# eventTime: RFC 3339 or the space-separated "YYYY-MM-DD HH:MM:SS±HH:MM" (OpenAPI text).
+_SPACED_TIME_RE = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}[+-]\d{2}:\d{2}")
+
+FieldError = dict[str, str]  # {field, code, message}
+
+
+def problem(
+    status: int,
+    title: str,
+    detail: str,
+    slug: str,
+    errors: list[FieldError] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Reply:
+    """An RFC 9457 body ``{type, title, status, detail, instance}`` (+ ``errors`` on 400)."""
+    body: dict[str, Any] = {
+        "type": PROBLEM_TYPE + slug,
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "instance": f"urn:omnisend:request:{uuid.uuid4()}",
+    }
+    if errors is not None:
+        body["errors"] = errors
+    return json_reply(status, body, headers)
+
+
+def dated_auth_error(
+    authorization: str | None, keys: Collection[str], tokens: Collection[str]
+) -> Reply | None:
+    """``Authorization: Omnisend-API-Key <key>`` or OAuth ``Authorization: Bearer <token>``."""
+    scheme, _, credential = (authorization or "").partition(" ")
+    if (scheme == "Omnisend-API-Key" and credential in keys) or (
+        scheme.lower() == "bearer" and credential in tokens
+    ):
+        return None
+    return problem(
+        401,
+        "Unauthorized",
+        "Missing or invalid authentication: send Authorization: Omnisend-API-Key <key>",
+        "unauthorized",
+    )
+
+
+def _field(field: str, code: str, message: str) -> FieldError:
+    return {"field": field, "code": code, "message": message}
+
+
+def _dated_contact_errors(contact: Any) -> list[FieldError]:
+    if contact is None:
+        return [_field("contact", "required", "contact is required")]
+    if not isinstance(contact, dict):
+        return [_field("contact", "invalid_format", "contact must be an object")]
+    out: list[FieldError] = []
+    if not any(non_empty_str(contact.get(k)) for k in V5_CONTACT_KEYS):
+        out.append(
+            _field("contact", "required", "contact needs at least one of id, email or phone")
+        )
+    for key, limit in CONTACT_MAX_LENGTH.items():
+        value = contact.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            out.append(_field(f"contact.{key}", "invalid_format", f"{key} must be a string"))
+        elif len(value) > limit:  # JSON Schema maxLength counts characters, not bytes
+            out.append(
+                _field(f"contact.{key}", "max_length", f"Must be at most {limit} characters")
+            )
+    for key, limit in CONTACT_MAX_ITEMS.items():
+        value = contact.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, list):
+            out.append(_field(f"contact.{key}", "invalid_format", f"{key} must be an array"))
+        elif len(value) > limit:
+            out.append(_field(f"contact.{key}", "max_items", f"Must have at most {limit} items"))
+        elif key == "tags" and not all(isinstance(t, str) for t in value):
+            out.append(_field("contact.tags", "invalid_format", "tags must be strings"))
+    birthdate = contact.get("birthdate")
+    if birthdate is not None and not (isinstance(birthdate, str) and _DATE_RE.fullmatch(birthdate)):
+        out.append(_field("contact.birthdate", "invalid_format", "Format: YYYY-MM-DD"))
+    gender = contact.get("gender")
+    if gender is not None and gender not in ("m", "f"):
+        out.append(_field("contact.gender", "invalid_format", "gender must be m or f"))
+    custom = contact.get("customProperties")
+    if custom is not None and not isinstance(custom, dict):
+        out.append(_field("contact.customProperties", "invalid_format", "must be an object"))
+    return out
+
+
+def validate_dated_event(payload: dict[str, Any]) -> list[FieldError]:
+    """Every invalid field at once ("the API does not stop at the first failure")."""
+    out: list[FieldError] = []
+    if not non_empty_str(payload.get("eventName")):
+        out.append(_field("eventName", "required", "eventName is required"))
+    if not non_empty_str(payload.get("origin")):  # "Every event requires origin"
+        out.append(_field("origin", "required", "origin is required"))
+    out.extend(_dated_contact_errors(payload.get("contact")))
+    event_id = payload.get("eventID")
+    if event_id is not None and not (isinstance(event_id, str) and _UUID_RE.fullmatch(event_id)):
+        out.append(_field("eventID", "invalid_format", "eventID must be a UUID"))
+    event_time = payload.get("eventTime")
+    if event_time is not None and not (
+        parse_rfc3339(event_time) is not None
+        or (isinstance(event_time, str) and _SPACED_TIME_RE.fullmatch(event_time))
+    ):
+        out.append(
+            _field(
+                "eventTime",
+                "invalid_format",
+                "eventTime must be RFC 3339 or YYYY-MM-DD HH:MM:SS±HH:MM",
+            )
+        )
+    version = payload.get("eventVersion")
+    if version is not None and not isinstance(version, str):
+        out.append(_field("eventVersion", "invalid_format", "eventVersion must be a string"))
+    properties = payload.get("properties")
+    if properties is not None and not isinstance(properties, dict):
+        out.append(_field("properties", "invalid_format", "properties must be an object"))
+    return out
+
+
+def handle_dated_events(
+    body: bytes, content_type: str | None, version: str | None, *, validate: bool = True
+) -> Reply:
+    """§5.3: 202 empty on success; RFC 9457 problems otherwise."""
+    if version is None:
+        return problem(400, "Bad request", "The Omnisend-Version header is required", "bad-request")
+    if version not in DATED_VERSIONS:
+        return problem(
+            400,
+            "Bad request",
+            f"Unsupported Omnisend-Version {version!r}; supported: " + ", ".join(DATED_VERSIONS),
+            "bad-request",
+        )
+    try:
+        payload = parse_json(
+            body,
+            content_type,
+            ("application/json",),
+            lambda got: problem(
+                400,
+                "Bad request",
+                f"Content-Type must be application/json, got {got!r}",
+                "bad-request",
+            ),
+            lambda: problem(400, "Bad request", "Request body is not valid JSON", "bad-request"),
+        )
+    except Rejected as exc:
+        return exc.reply
+    if not isinstance(payload, dict):
+        return problem(400, "Bad request", "Request body must be a JSON object", "bad-request")
+    if not validate:
+        return Reply(202, content_type=None, event_count=1, sink_count=1)
+    errors = validate_dated_event(payload)
+    if errors:
+        reply = problem(
+            400,
+            "Validation failed",
+            "One or more fields are invalid.",
+            "validation-failed",
+            errors,
+        )
+    else:
+        reply = empty_reply(202)
+        reply.events = [payload]
+        reply.dedup_keys = [dedup_key(payload)]
+    reply.event_count = 1
+    return reply
+
+
+def dated_throttled(decision: Decision) -> Reply:
+    """429 as a problem body, with the ``X-Rate-Limit-*`` headers."""
+    reply = problem(
+        429,
+        "Too many requests",
+        "Rate limit exceeded",
+        "rate-limited",
+        headers=rate_headers(decision),
+    )
+    reply.throttled = True
+    return reply
+
+
+def dated_fault_body(status: int, reason: str) -> tuple[bytes, str]:
+    return problem(status, reason, reason, reason.lower().replace(" ", "-")).body, JSON

@@ -1,4 +1,4 @@
-"""The six vendor endpoints: path → kind, auth check, handler, rate-limit headers.
+"""The vendor endpoints: path → kind, auth check, handler, rate-limit headers.
 
 This is the only module that reads HTTP headers for the vendor modules, which take plain
 values and stay pure.
@@ -72,6 +72,15 @@ def _omnisend_events(body: bytes, headers: Message, ctx: Context) -> Reply:
     return omnisend.handle_events(body, headers.get("Content-Type"), validate=ctx.options.validate)
 
 
+def _omnisend_dated(body: bytes, headers: Message, ctx: Context) -> Reply:
+    return omnisend.handle_dated_events(
+        body,
+        headers.get("Content-Type"),
+        headers.get("Omnisend-Version"),
+        validate=ctx.options.validate,
+    )
+
+
 def _klaviyo_bulk(body: bytes, headers: Message, ctx: Context) -> Reply:
     opts = ctx.options
     return klaviyo.handle_bulk(
@@ -125,6 +134,17 @@ _OMNISEND_EVENTS = Endpoint(
     omnisend.throttled,
     omnisend.fault_body,
 )
+# The dated API shares the store's events, dedup keys and 400/min with v5 (same kind).
+_OMNISEND_DATED = Endpoint(
+    "omnisend_events",
+    lambda h, o: omnisend.dated_auth_error(
+        h.get("Authorization"), o.omnisend_api_keys, o.omnisend_bearer_tokens
+    ),
+    _omnisend_dated,
+    omnisend.rate_headers,
+    omnisend.dated_throttled,
+    omnisend.dated_fault_body,
+)
 _KLAVIYO_BULK = Endpoint(
     "klaviyo_bulk_events",
     lambda h, o: klaviyo.auth_error(h.get("Authorization"), o.klaviyo_api_keys),
@@ -141,6 +161,7 @@ ROUTES: dict[str, Endpoint] = {
     "/api/v2/trackEvent": _BREVO_TRACKER,
     "/v4/track": _OMNISEND_TRACK,
     "/v5/events": _OMNISEND_EVENTS,
+    "/api/events": _OMNISEND_DATED,
     "/api/event-bulk-create-jobs": _KLAVIYO_BULK,
     "/api/event-bulk-create-jobs/": _KLAVIYO_BULK,
 }
