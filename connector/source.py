@@ -303,6 +303,15 @@ class Reader:
         to do with them. A key that cannot be one of this table's (text where the column is
         an integer, wrong number of parts) matches nothing.
         """
+        types = self.column_types()
+        for col in self.pk:
+            if types.get(col) not in {"integer", "number", "string"}:
+                # A date or timestamp key's text form is Arrow's, not the warehouse's: reading
+                # it back could miss the row and close a live reject as gone.
+                raise SourceError(
+                    f"{self.sync.source_path or self.sync.name}: rejects can be re-read only by "
+                    f"integer, decimal or text primary keys; {col} is {types.get(col)}"
+                )
         values = [v for v in (self._key_values(k) for k in keys) if v is not None]
         cols = [self._q(c) for c in self.pk]
         order = [self._q(c) for c in [self.cursor, *self.pk]]

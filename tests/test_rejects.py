@@ -22,6 +22,7 @@ import sqlalchemy as sa
 
 from connector import cli
 from connector.delivery import Runtime
+from connector.errors import SourceError
 from connector.sandbox import Fault, SandboxServer
 from connector.source import Reader
 from connector.state import CLOSED_DELIVERED, CLOSED_GONE, INCREMENTAL, Reject, StateStore
@@ -235,6 +236,26 @@ def test_rows_are_read_back_by_composite_key_with_bound_parameters(warehouse: Wa
         chunks = list(reader.rows_by_keys(keys, batch=2))
     got = sorted((r["shop"], r["n"]) for c in chunks for r in c.table.to_pylist())
     assert got == [("a,b", 1), ("c%d", 2), ("e')--", 0)]
+
+
+def test_a_key_that_cannot_be_read_back_exactly_is_refused_not_closed_as_gone(
+    duck: Warehouse, sandbox: SandboxServer, state: StateStore, runtime: Runtime
+) -> None:
+    duck.run(f"CREATE TABLE dk (day DATE, ts {duck.timestamptz()}, email VARCHAR(50))")
+    duck.insert("dk", [{"day": BASE.date(), "ts": BASE, "email": None}])
+    sync = make_sync(f"""
+        name: dk
+        source: {{table: dk, cursor: ts, primary_key: [day], url: "{duck.url}"}}
+        destination: {{type: klaviyo_bulk_events, api_key: "${{KLAVIYO_API_KEY}}",
+                       base_url: "{sandbox.url}"}}
+        mapping: {{event_name: x, event_time: ts, identifiers: {{email: email}}}}
+        """)
+    assert run_sync(sync, state=state, runtime=runtime).rejected == 1
+
+    with pytest.raises(SourceError, match="integer, decimal or text primary keys; day is date"):
+        run_sync(sync, state=state, runtime=runtime, retry_rejects=True)
+
+    assert [r["key"] for r in state.rejects("dk")] == ["2026-11-01"]  # still open
 
 
 # --------------------------------------------------------------------------- retry end to end
