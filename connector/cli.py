@@ -7,6 +7,7 @@ checkpoint stays at the last delivered row); 2 config or usage error.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -58,6 +59,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--limit", type=int, help="read at most N rows")
     s.add_argument("--json", action="store_true", help="print the summary as JSON")
+    s.add_argument(
+        "--retry-rejects",
+        action="store_true",
+        help="re-read the open rejects from the source and send those that pass now; "
+        "the checkpoint does not move",
+    )
 
     v = sub.add_parser("validate", help="check config files and the warehouse columns")
     v.add_argument("syncs", nargs="*", help="sync names (default: all)")
@@ -71,9 +78,17 @@ def _parser() -> argparse.ArgumentParser:
     st.add_argument("sync")
     st.add_argument("--scope", help="only this scope (incremental or partition:<key>)")
 
-    r = sub.add_parser("rejects", help="list rejected rows (key, reason, when)")
+    r = sub.add_parser("rejects", help="list the open rejects (key, reason, when) or export them")
     r.add_argument("sync")
-    r.add_argument("--limit", type=int, default=100)
+    r.add_argument("--limit", type=int, help="at most N, newest first (default: all)")
+    r.add_argument(
+        "--format",
+        choices=["table", "json", "csv"],
+        default="table",
+        help="json/csv: export key, reason, payload and rejected_at to stdout",
+    )
+    r.add_argument("--all", action="store_true", help="include closed rejects")
+    r.add_argument("--scope", help="only this scope (incremental or partition:<key>)")
 
     sc = sub.add_parser("schema", help="print the JSON Schema of a sync file")
     sc.add_argument("--output", help="write to this file instead of stdout")
@@ -180,11 +195,23 @@ def print_summary(res: SyncResult, out: Any = None) -> None:
         for key, reason in res.sample_rejects[:5]:
             print(f"    {key}: {reason}", file=out)
         print(f"  (all of them: connector rejects {res.sync})", file=out)
+    if res.rejects_retried:
+        print(
+            f"  open rejects        {res.rejects_retried:,} retried, {res.rejects_gone:,} "
+            f"closed as their source row is gone, {res.rejects_deferred:,} left to the next "
+            "run (after the checkpoint)",
+            file=out,
+        )
     if res.error:
         print(f"  error: {res.error}", file=out)
 
 
 def _cmd_sync(args: argparse.Namespace) -> int:
+    if args.retry_rejects and args.full_refresh:
+        print(
+            "connector: error: retry_rejects and full_refresh cannot be combined", file=sys.stderr
+        )
+        return EXIT_USAGE
     sync = load_sync(args.sync)
     if sync.partitions is not None:
         print(
@@ -201,6 +228,7 @@ def _cmd_sync(args: argparse.Namespace) -> int:
             dry_run=args.dry_run,
             limit=args.limit,
             progress=_progress,
+            retry_rejects=args.retry_rejects,
         )
     except ConnectorError as exc:
         print(f"{sync.name}: run failed: {exc}", file=sys.stderr)
@@ -392,12 +420,96 @@ def _cmd_state(args: argparse.Namespace) -> int:
 
 def _cmd_rejects(args: argparse.Namespace) -> int:
     sync = load_sync(args.sync, check_env=False)
-    rows = _state(args).rejects(sync.name, limit=args.limit)
-    if not rows:
-        print(f"{sync.name}: no rejects")
-    for r in rows:
-        print(f"{r['key']}\t{r['reason']}\t{r['created_at']:%Y-%m-%d %H:%M:%S}\t{r['scope']}")
+    store = _state(args)
+    n_open = store.count_rejects(sync.name, open_only=True, scope=args.scope)
+    total = store.count_rejects(sync.name, scope=args.scope) if args.all else n_open
+    rows = store.iter_rejects(
+        sync.name, args.limit, args.all, args.scope, payload=args.format != "table"
+    )
+    try:
+        if args.format == "table":
+            _print_rejects_table(sync.name, rows, n_open, total, args)
+        else:
+            # The count goes to stderr: stdout is the export only.
+            print(f"{n_open:,} open rejects ({sync.name})", file=sys.stderr)
+            (_export_json if args.format == "json" else _export_csv)(rows)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # `| head` closed the pipe: stop quietly, and keep Python's exit flush from raising.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
     return EXIT_OK
+
+
+def _print_rejects_table(
+    name: str, rows: Any, n_open: int, total: int, args: argparse.Namespace
+) -> None:
+    closed = f", {total - n_open:,} closed" if args.all else ""
+    print(f"{n_open:,} open rejects{closed} ({name})")
+    shown = 0
+    for r in rows:
+        if shown == 0:
+            print("key\treason\trejected_at\tscope" + ("\tstatus" if args.all else ""))
+        status = "open" if r["closed_at"] is None else f"closed: {r['resolution']}"
+        print(
+            f"{r['key']}\t{r['reason']}\t{r['created_at']:%Y-%m-%d %H:%M:%S}\t{r['scope']}"
+            + (f"\t{status}" if args.all else "")
+        )
+        shown += 1
+    if args.limit and shown < total:
+        print(f"(the {shown:,} newest; drop --limit to see all {total:,})")
+
+
+def _export_record(r: dict[str, Any]) -> dict[str, Any]:
+    """One reject as exported: the payload is the JSON the row was mapped to."""
+    payload: Any = r["payload"]
+    if payload is not None:
+        with contextlib.suppress(ValueError):  # cut at 20,000 characters: keep the text
+            payload = json.loads(payload)
+    return {
+        "key": r["key"],
+        "reason": r["reason"],
+        "rejected_at": r["created_at"].isoformat(),
+        "scope": r["scope"],
+        "run_id": r["run_id"],
+        "status": "open" if r["closed_at"] is None else "closed",
+        "closed_at": r["closed_at"].isoformat() if r["closed_at"] else None,
+        "resolution": r["resolution"],
+        "payload": payload,
+    }
+
+
+def _export_json(rows: Any) -> None:
+    """A JSON array, written as it is read (an export can be large)."""
+    out = sys.stdout
+    out.write("[")
+    for i, r in enumerate(rows):
+        out.write(",\n" if i else "\n")
+        out.write(json.dumps(_export_record(r), ensure_ascii=False, default=str))
+    out.write("\n]\n")
+
+
+def _export_csv(rows: Any) -> None:
+    """CSV with a header row; the payload column holds its JSON text."""
+    import csv
+
+    fields = [
+        "key",
+        "reason",
+        "rejected_at",
+        "scope",
+        "run_id",
+        "status",
+        "closed_at",
+        "resolution",
+        "payload",
+    ]
+    w = csv.DictWriter(sys.stdout, fieldnames=fields, lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        rec = _export_record(r)
+        rec["payload"] = r["payload"]
+        w.writerow(rec)
 
 
 def _cmd_schema(args: argparse.Namespace) -> int:

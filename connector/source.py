@@ -19,6 +19,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -304,6 +305,80 @@ class Reader:
                 json_cols.add(name)
         return Chunk(pa.table(arrays) if arrays else pa.table({}), frozenset(json_cols))
 
+    def rows_by_keys(self, keys: list[str], batch: int = 500) -> Iterator[Chunk]:
+        """The rows whose primary key is one of ``keys`` (the text form of ``key_strings``),
+        ``batch`` keys a query as bound parameters (a tuple ``IN`` for a composite key).
+
+        Unlike ``pages`` this also returns rows with a NULL cursor: the caller decides what
+        to do with them. A key that cannot be one of this table's (text where the column is
+        an integer, wrong number of parts) matches nothing.
+        """
+        types = self.column_types()
+        for col in self.pk:
+            if types.get(col) not in {"integer", "number", "string"}:
+                # A date or timestamp key's text form is Arrow's, not the warehouse's: reading
+                # it back could miss the row and close a live reject as gone.
+                raise SourceError(
+                    f"{self.sync.source_path or self.sync.name}: rejects can be re-read only by "
+                    f"integer, decimal or text primary keys; {col} is {types.get(col)}"
+                )
+        values = [v for v in (self._key_values(k) for k in keys) if v is not None]
+        cols = [self._q(c) for c in self.pk]
+        order = [self._q(c) for c in [self.cursor, *self.pk]]
+        for start in range(0, len(values), batch):
+            part = values[start : start + batch]
+            if len(cols) == 1:
+                match = cols[0].in_(
+                    [
+                        sa.bindparam(f"k{i}", v[0], type_=_bind_type(v[0]))
+                        for i, v in enumerate(part)
+                    ]
+                )
+            else:
+                match = sa.tuple_(*cols).in_(
+                    [
+                        sa.tuple_(
+                            *(
+                                sa.bindparam(f"k{i}_{j}", x, type_=_bind_type(x))
+                                for j, x in enumerate(v)
+                            )
+                        )
+                        for i, v in enumerate(part)
+                    ]
+                )
+            stmt = (
+                sa.select(*(self._q(c) for c in self.columns))
+                .select_from(self._from())
+                .where(match)
+                .order_by(*order)
+            )
+            chunk = self._read(stmt)
+            if chunk.table.num_rows:
+                yield chunk
+
+    def _key_values(self, key: str) -> tuple[Any, ...] | None:
+        """A key's text back to typed primary-key values (None: no row can have it)."""
+        if len(self.pk) == 1:
+            parts = [key]
+        else:
+            parts = [p.replace("%2C", ",").replace("%25", "%") for p in key.split(",")]
+            if len(parts) != len(self.pk):
+                return None
+        types = self.column_types()
+        out: list[Any] = []
+        for col, text in zip(self.pk, parts, strict=True):
+            kind = types.get(col)
+            try:
+                if kind == "integer":
+                    out.append(int(text))
+                elif kind == "number":
+                    out.append(Decimal(text))
+                else:
+                    out.append(text)
+            except (ValueError, ArithmeticError):
+                return None
+        return tuple(out)
+
     # -- metadata ----------------------------------------------------------------------
     def column_types(self) -> dict[str, str]:
         """Column → kind (timestamptz, timestamp, date, integer, number, string, json, boolean,
@@ -354,12 +429,14 @@ class Reader:
             if any(v is None for v in pk):
                 reason = "primary key is NULL: the row cannot be tracked; fix the source"
             else:
-                reason = (
-                    f"cursor column {self.cursor} is NULL: the row is never read; fix the source"
-                )
+                reason = self.null_cursor_reason()
             del cursor
             out.append((key, reason))
         return count, out
+
+    def null_cursor_reason(self) -> str:
+        """The reject reason of a row whose cursor is NULL."""
+        return f"cursor column {self.cursor} is NULL: the row is never read; fix the source"
 
     def max_cursor(self) -> Any:
         stmt = sa.select(sa.func.max(self._q(self.cursor))).select_from(self._from())
@@ -381,6 +458,12 @@ class Reader:
 def _json_text(raw: str | bytes) -> str:
     """psycopg's json/jsonb loader, keeping the text as the server sent it."""
     return raw if isinstance(raw, str) else bytes(raw).decode("utf-8")
+
+
+def _bind_type(value: Any) -> Any:
+    """Text keys bind untyped: PostgreSQL then reads them as the column's type (text, uuid)
+    instead of refusing ``uuid = varchar``."""
+    return sa.types.NullType() if isinstance(value, str) else None
 
 
 def _to_arrow(values: tuple[Any, ...]) -> tuple[pa.Array, bool]:

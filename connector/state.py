@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -68,7 +68,16 @@ rejects = sa.Table(
     sa.Column("payload", sa.Text, nullable=True),
     sa.Column("run_id", sa.String(64), nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    # Open while closed_at is NULL; a store made before these columns gets them on open
+    # (``_add_missing_columns``), its existing rejects reading as open.
+    sa.Column("closed_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("closed_by_run", sa.String(64), nullable=True),
+    sa.Column("resolution", sa.String(32), nullable=True),  # see CLOSED_*
 )
+
+# Why a reject was closed (``resolution``).
+CLOSED_DELIVERED = "delivered"
+CLOSED_GONE = "source row gone"
 
 runs = sa.Table(
     "connector_runs",
@@ -186,6 +195,7 @@ class StateStore:
             if self.engine.dialect.name == "sqlite":
                 sa.event.listen(self.engine, "connect", _sqlite_pragmas)
             metadata.create_all(self.engine)
+            _add_missing_columns(self.engine, rejects)
         except sa.exc.SQLAlchemyError as exc:
             raise StateError(
                 f"state store {_redact(self.url)} is unavailable: {_first_line(exc)}"
@@ -293,9 +303,11 @@ class StateStore:
         drop_ids: Iterable[int],
         checkpoint: Position | None,
         new_rejects: Sequence[Reject],
+        closed: Sequence[str] = (),
     ) -> None:
         """One transaction: mark batches delivered, drop ledger rows the checkpoint passed,
-        record rejects and move the checkpoint."""
+        record rejects, close the open rejects of ``closed`` (keys delivered now) and move
+        the checkpoint."""
         delivered_ids, drop_ids = list(delivered_ids), list(drop_ids)
         try:
             with self._tx() as c:
@@ -308,6 +320,8 @@ class StateStore:
                 if drop_ids:
                     c.execute(batches.delete().where(batches.c.id.in_(drop_ids)))
                 self._add_rejects(c, sync, scope, run_id, new_rejects)
+                if closed:
+                    self._close_rejects(c, sync, scope, closed, run_id, CLOSED_DELIVERED)
                 if checkpoint is not None:
                     self._set_checkpoint(c, sync, scope, checkpoint, run_id)
         except sa.exc.SQLAlchemyError as exc:
@@ -349,29 +363,121 @@ class StateStore:
         with self._tx() as c:
             self._add_rejects(c, sync, scope, run_id, new)
 
-    def rejects(self, sync: str, limit: int | None = None) -> list[dict[str, Any]]:
+    def rejects(
+        self,
+        sync: str,
+        limit: int | None = None,
+        *,
+        include_closed: bool = False,
+        scope: str | None = None,
+        payload: bool = False,
+    ) -> list[dict[str, Any]]:
+        """The sync's open rejects (all of them unless ``limit``), newest first."""
+        return list(self.iter_rejects(sync, limit, include_closed, scope, payload))
+
+    def iter_rejects(
+        self,
+        sync: str,
+        limit: int | None = None,
+        include_closed: bool = False,
+        scope: str | None = None,
+        payload: bool = False,
+    ) -> Iterator[dict[str, Any]]:
+        """Like ``rejects``, streamed in pages: an export of many rejects (each payload up to
+        20,000 characters) never holds them all in memory."""
+        cols = [
+            rejects.c.key,
+            rejects.c.reason,
+            rejects.c.created_at,
+            rejects.c.scope,
+            rejects.c.run_id,
+            rejects.c.closed_at,
+            rejects.c.closed_by_run,
+            rejects.c.resolution,
+        ]
+        if payload:
+            cols.append(rejects.c.payload)
         stmt = (
-            sa.select(
-                rejects.c.key,
-                rejects.c.reason,
-                rejects.c.created_at,
-                rejects.c.scope,
-                rejects.c.run_id,
-            )
-            .where(rejects.c.sync == sync)
-            .order_by(rejects.c.created_at.desc(), rejects.c.key)
+            sa.select(*cols)
+            .where(*self._reject_filter(sync, scope, include_closed))
+            .order_by(rejects.c.created_at.desc(), rejects.c.scope, rejects.c.key)
         )
         if limit:
             stmt = stmt.limit(limit)
         with self.engine.connect() as c:
-            return [dict(r._mapping) for r in c.execute(stmt)]
+            result = c.execution_options(yield_per=1000).execute(stmt)
+            for r in result:
+                yield dict(r._mapping)
 
-    def count_rejects(self, sync: str, run_id: str | None = None) -> int:
-        stmt = sa.select(sa.func.count()).select_from(rejects).where(rejects.c.sync == sync)
+    @staticmethod
+    def _reject_filter(sync: str, scope: str | None, include_closed: bool) -> list[Any]:
+        where: list[Any] = [rejects.c.sync == sync]
+        if scope is not None:
+            where.append(rejects.c.scope == scope)
+        if not include_closed:
+            where.append(rejects.c.closed_at.is_(None))
+        return where
+
+    def count_rejects(
+        self,
+        sync: str,
+        run_id: str | None = None,
+        *,
+        open_only: bool = False,
+        scope: str | None = None,
+    ) -> int:
+        """Rejects recorded for the sync (by one run if ``run_id``); ``open_only`` leaves out
+        the closed ones (delivered later, or whose source row is gone)."""
+        where = self._reject_filter(sync, scope, include_closed=not open_only)
+        stmt = sa.select(sa.func.count()).select_from(rejects).where(*where)
         if run_id:
             stmt = stmt.where(rejects.c.run_id == run_id)
         with self.engine.connect() as c:
             return int(c.execute(stmt).scalar() or 0)
+
+    def open_reject_keys(self, sync: str, scope: str) -> list[str]:
+        """Keys of the open rejects of one scope, in key order."""
+        stmt = (
+            sa.select(rejects.c.key)
+            .where(*self._reject_filter(sync, scope, include_closed=False))
+            .order_by(rejects.c.key)
+        )
+        with self.engine.connect() as c:
+            return [k for (k,) in c.execute(stmt)]
+
+    def close_rejects(
+        self, sync: str, scope: str, keys: Iterable[str], run_id: str, resolution: str
+    ) -> int:
+        """Close the open rejects with these keys (``CLOSED_DELIVERED`` or ``CLOSED_GONE``);
+        returns how many were open. Closed rows stay for ``rejects --all``."""
+        try:
+            with self._tx() as c:
+                return self._close_rejects(c, sync, scope, keys, run_id, resolution)
+        except sa.exc.SQLAlchemyError as exc:
+            raise StateError(f"could not close rejects of {sync}: {_first_line(exc)}") from None
+
+    def _close_rejects(
+        self,
+        c: sa.Connection,
+        sync: str,
+        scope: str,
+        keys: Iterable[str],
+        run_id: str,
+        resolution: str,
+    ) -> int:
+        keys = list(dict.fromkeys(k[:1000] for k in keys))
+        closed, ts = 0, now()
+        for i in range(0, len(keys), 500):
+            res = c.execute(
+                rejects.update()
+                .where(
+                    *self._reject_filter(sync, scope, include_closed=False),
+                    rejects.c.key.in_(keys[i : i + 500]),
+                )
+                .values(closed_at=ts, closed_by_run=run_id, resolution=resolution)
+            )
+            closed += res.rowcount
+        return closed
 
     # -- runs ----------------------------------------------------------------------------
     def start_run(self, sync: str, scope: str) -> str:
@@ -476,6 +582,31 @@ class StateStore:
                         account=account, name=name, value=value, updated_at=now()
                     )
                 )
+
+
+def _add_missing_columns(engine: sa.Engine, table: sa.Table) -> None:
+    """Add the nullable columns of ``table`` an older store lacks (``create_all`` makes only
+    missing tables). Safe when two processes open an old store at once: PostgreSQL says
+    ``IF NOT EXISTS``; elsewhere a loser of the race finds the column there and goes on."""
+    have = {c["name"] for c in sa.inspect(engine).get_columns(table.name)}
+    missing = [c for c in table.columns if c.name not in have]
+    if not missing:
+        return
+    prep = engine.dialect.identifier_preparer
+    if_not_exists = "IF NOT EXISTS " if engine.dialect.name == "postgresql" else ""
+    for col in missing:
+        assert col.nullable, f"{table.name}.{col.name}: only nullable columns can be added"
+        ddl = (
+            f"ALTER TABLE {prep.format_table(table)} ADD COLUMN {if_not_exists}"
+            f"{prep.format_column(col)} {col.type.compile(dialect=engine.dialect)}"
+        )
+        try:
+            with engine.begin() as c:
+                c.exec_driver_sql(ddl)
+        except sa.exc.SQLAlchemyError:
+            again = {c["name"] for c in sa.inspect(engine).get_columns(table.name)}
+            if col.name not in again:
+                raise
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -11,6 +11,8 @@ This is the only module that wires the stages together. Delivery semantics (DESI
   past it; so does a run whose API-side rejects pass ``max_reject_ratio`` (circuit breaker):
   batches with API-side rejects are held back until ``reject_ratio_min_rows`` rows were
   answered, so a breaker that trips on them records none of their rejects.
+- a run that delivers a row with an open reject closes that reject; ``retry_rejects`` re-reads
+  the open rejects by key and sends those that pass now (``_RetryRun``).
 """
 
 from __future__ import annotations
@@ -29,11 +31,11 @@ from .config import SyncConfig, resolve_env
 from .delivery import BatchOutcome, Runtime, Sender, Stats, post_preview
 from .destinations import DESTINATIONS, Destination
 from .destinations.base import Item, dumps
-from .errors import ConnectorError, RequestError
-from .mapping import Events, Mapper
+from .errors import ConfigError, ConnectorError, RequestError
+from .mapping import Chunk, Events, Mapper, key_strings
 from .ratelimit import account_key, pacer_for
 from .source import Position, Reader, Window
-from .state import INCREMENTAL, LedgerEntry, Reject, StateStore
+from .state import CLOSED_GONE, INCREMENTAL, LedgerEntry, Reject, StateStore
 
 log = logging.getLogger("connector.sync")
 
@@ -65,6 +67,11 @@ class SyncResult:
     rows_per_s: float = 0.0
     error: str | None = None
     sample_rejects: list[tuple[str, str]] = field(default_factory=list)
+    # --retry-rejects only: open rejects looked at, closed because their source row is gone,
+    # and left open because the row now sits after the checkpoint (the next run reads it).
+    rejects_retried: int = 0
+    rejects_gone: int = 0
+    rejects_deferred: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -153,6 +160,7 @@ class _Run:
         self.next_seq = 0
         self.prefix_ids: list[int] = []
         self.leftovers: list[LedgerEntry] = []
+        self.open_rejects: set[str] = set()  # keys whose reject a delivery here closes
         self.last_progress = 0.0
         self.started = runtime.clock()
         # Circuit breaker (main thread only): rows the API answered for, how many it rejected,
@@ -182,6 +190,7 @@ class _Run:
             else:
                 self.leftovers = self.state.ledger(name, scope)
             res.run_id = self.state.start_run(name, scope)
+            self.open_rejects = set(self.state.open_reject_keys(name, scope))
         sender = None if self.dry_run else Sender(self.dest, self.pacer, self.rt, self.stats)
         pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix=f"send-{name}")
         inflight: dict[Future[BatchOutcome], Batch] = {}
@@ -396,10 +405,13 @@ class _Run:
     def _settle(self, batch: Batch, outcome: BatchOutcome | None) -> None:
         res = self.result
         rejects = list(batch.rejects)
+        closed: list[str] = []
         if outcome is not None:
             res.delivered += len(outcome.delivered)
             for item, reason in outcome.rejected:
                 rejects.append(Reject(item.key, reason, _item_payload(item)))
+            if self.open_rejects:  # a fixed row read again (its cursor moved): close it
+                closed = [it.key for it in outcome.delivered if it.key in self.open_rejects]
         res.rejected += len(rejects)
         self._sample(rejects)
         self.done[batch.seq] = (batch, outcome)
@@ -428,6 +440,7 @@ class _Run:
             drop_ids,
             checkpoint,
             rejects,
+            closed,
         )
 
     def _sample(self, rejects: list[Reject]) -> None:
@@ -480,6 +493,144 @@ class _Run:
         self._report(force=True)
 
 
+class _RetryRun(_Run):
+    """``retry_rejects``: send the open rejects of the scope that pass now.
+
+    The rejected keys are re-read from the source by primary key and go through the normal
+    map → validate → encode → batch → send path with the same dedup ids. Delivered rows close
+    their rejects; rows rejected again stay open with the new reason and time; rejects whose
+    row is gone are closed as ``CLOSED_GONE`` and counted. Only rows at or before the scope's
+    checkpoint are sent: a row after it (its cursor moved when it was fixed) is the next
+    incremental run's, which closes its reject on delivery. Neither the checkpoint nor the
+    ledger is touched, and no row without an open reject is read. Batches go one at a time:
+    a retry is a handful of rows, and a crash leaves the rejects open to retry again (same
+    dedup ids).
+    """
+
+    def execute(self) -> SyncResult:
+        res = self.result
+        started = self.started = self.rt.clock()
+        name, scope = self.sync.name, self.scope
+        checkpoint = self.state.checkpoint(name, scope)
+        res.hwm_before = res.hwm_after = list(checkpoint) if checkpoint else None
+        keys = self.state.open_reject_keys(name, scope)
+        if self.limit is not None:
+            keys = keys[: self.limit]
+        res.rejects_retried = len(keys)
+        if not self.dry_run:
+            res.run_id = self.state.start_run(name, scope)
+        sender = None if self.dry_run else Sender(self.dest, self.pacer, self.rt, self.stats)
+        failure: BaseException | None = None
+        try:
+            found: set[str] = set()
+            batcher = Batcher(
+                self.dest.limits.max_events, self.dest.limits.max_bytes, self.dest.request_overhead
+            )
+            for chunk in self.reader.rows_by_keys(keys):
+                sendable, again = self._split(chunk, checkpoint, found)
+                self._record(again)
+                if not sendable.table.num_rows:
+                    continue
+                events = self.mapper.map(sendable)
+                res.rows_read += events.n
+                for batch in self._batches(events, batcher):
+                    self._retry_send(batch, sender)
+                self._report()
+            last = batcher.flush()
+            if last is not None:
+                self._retry_send(last, sender)
+            self._close_gone([k for k in keys if k not in found])
+        except BaseException as exc:
+            failure = exc
+            raise
+        finally:
+            if sender:
+                sender.close()
+            self.reader.close()
+            self._finish(started, failure)
+        return res
+
+    def _split(
+        self, chunk: Chunk, checkpoint: Position | None, found: set[str]
+    ) -> tuple[Chunk, list[Reject]]:
+        """The rows to send now; rows with a NULL cursor are rejected again; rows after the
+        checkpoint are left to the incremental run (their rejects stay open)."""
+        t = chunk.table
+        pk = [t.column(c).combine_chunks() for c in self.sync.source.primary_key]
+        keys = key_strings(pk).to_pylist()
+        found.update(keys)
+        cursor = t.column(self.sync.source.cursor).to_pylist()
+        pk_values = [col.to_pylist() for col in pk]
+        keep: list[bool] = []
+        again: list[Reject] = []
+        for i, cur in enumerate(cursor):
+            if cur is None:
+                again.append(Reject(keys[i], self.reader.null_cursor_reason()))
+                keep.append(False)
+            elif checkpoint is not None and (cur, *(v[i] for v in pk_values)) <= checkpoint:
+                keep.append(True)
+            else:
+                self.result.rejects_deferred += 1
+                keep.append(False)
+        return Chunk(t.filter(pa.array(keep, pa.bool_())), chunk.json_columns), again
+
+    def _retry_send(self, batch: Batch, sender: Sender | None) -> None:
+        res = self.result
+        res.batches += 1 if batch.items else 0
+        if self.dry_run or sender is None:
+            res.delivered += len(batch.items)  # "would deliver"
+            res.requests += 1 if batch.items else 0
+            self._record(batch.rejects)
+            return
+        rejects = list(batch.rejects)
+        delivered: list[str] = []
+        if batch.items:
+            outcome = sender.send(batch.items)
+            res.delivered += len(outcome.delivered)
+            delivered = [it.key for it in outcome.delivered]
+            rejects += [Reject(it.key, why, _item_payload(it)) for it, why in outcome.rejected]
+        res.rejected += len(rejects)
+        self._sample(rejects)
+        # One transaction; no checkpoint, no ledger rows.
+        self.state.settle(
+            self.sync.name, self.scope, res.run_id or "", [], [], None, rejects, delivered
+        )
+
+    def _record(self, rejects: list[Reject]) -> None:
+        """Rows rejected again before any request: counted, and recorded unless dry run."""
+        if not rejects:
+            return
+        self.result.rejected += len(rejects)
+        self._sample(rejects)
+        if not self.dry_run:
+            self.state.add_rejects(self.sync.name, self.scope, self.result.run_id or "", rejects)
+
+    def _close_gone(self, gone: list[str]) -> None:
+        """Rejects whose key reads no row. A row whose primary key is NULL has no key to read
+        it by: its reject stays open while the source still has that row."""
+        if not gone:
+            return
+        if any("NULL" in k.split(",") for k in gone):
+            _, sample = self.reader.null_key_rows()
+            still = dict(sample)
+            self._record([Reject(k, still[k]) for k in gone if k in still])
+            gone = [k for k in gone if k not in still]
+        self.result.rejects_gone += len(gone)
+        if gone:
+            log.warning(
+                "%s: %d rejected rows are no longer in the source (e.g. key %s); their rejects "
+                "are closed as %r",
+                self.sync.name,
+                len(gone),
+                gone[0],
+                CLOSED_GONE,
+            )
+        if gone and not self.dry_run:
+            self.state.close_rejects(
+                self.sync.name, self.scope, gone, self.result.run_id or "", CLOSED_GONE
+            )
+
+
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, ConnectorError):
         return str(exc)
@@ -526,13 +677,19 @@ def run_sync(
     progress: Progress | None = None,
     warehouse_url: str | None = None,
     check_null_keys: bool = True,
+    retry_rejects: bool = False,
 ) -> SyncResult:
     """Run one sync to completion. Raises ``DeliveryError`` (and subclasses) when the run
     fails; the state store then holds the checkpoint at the last delivered row.
 
     ``check_null_keys=False`` skips counting the rows with a NULL cursor or key (a scan of the
-    whole source): a caller running several windows of one sync in a row checks once."""
-    run = _Run(
+    whole source): a caller running several windows of one sync in a row checks once.
+
+    ``retry_rejects=True`` sends only the scope's open rejects that pass now (``_RetryRun``);
+    ``limit`` then caps the number of rejects retried."""
+    if retry_rejects and full_refresh:
+        raise ConfigError("retry_rejects and full_refresh cannot be combined: pick one")
+    run = (_RetryRun if retry_rejects else _Run)(
         sync,
         state or StateStore.open(),
         scope,

@@ -39,6 +39,12 @@ class SyncRunConfig(dg.Config):
     limit: int | None = Field(
         None, ge=1, description="Read at most this many rows in this run (testing)."
     )
+    retry_rejects: bool = Field(
+        False,
+        description="Re-read the scope's open rejects from the source and send those that pass "
+        "now (after a fix or a transient vendor error); nothing else is read and the "
+        "checkpoint does not move. Not with full_refresh.",
+    )
 
 
 @dataclass(frozen=True)
@@ -95,6 +101,8 @@ def build_sync_asset(
         context.log.info(
             f"{sync.name}: warehouse {where['warehouse']}, state store {where['state_store']}"
         )
+        if config.retry_rejects and config.full_refresh:
+            raise dg.Failure(description="retry_rejects and full_refresh cannot be combined")
         results = run_scopes(context, sync, spec, config, connector, runtime)
         check = reject_ratio_result(sync, results, config.dry_run)
         return dg.MaterializeResult(
@@ -131,6 +139,7 @@ def run_scopes(
                 else ""
             )
             + (" (full refresh)" if config.full_refresh else "")
+            + (" (retry rejects)" if config.retry_rejects else "")
             + (" (dry run)" if config.dry_run else "")
         )
         try:
@@ -147,6 +156,7 @@ def run_scopes(
                 warehouse_url=connector.warehouse_for(sync),
                 # NULL cursor/key rows belong to no window: count them once per run.
                 check_null_keys=not done,
+                retry_rejects=config.retry_rejects,
             )
         except ConnectorError as exc:
             partial = last[-1] if last else None
@@ -227,6 +237,10 @@ def materialization_metadata(
     }
     if t["null_key_rows"]:
         md["null_cursor_or_key_rows"] = t["null_key_rows"]
+    if any(r.rejects_retried for _, r in results):  # a retry_rejects run
+        md["rejects_retried"] = sum(r.rejects_retried for _, r in results)
+        md["rejects_closed_source_row_gone"] = sum(r.rejects_gone for _, r in results)
+        md["rejects_left_to_next_run"] = sum(r.rejects_deferred for _, r in results)
     if len(results) == 1:
         _, r = results[0]
         md["hwm_before"] = _position(r.hwm_before)

@@ -297,7 +297,8 @@ def test_cli_sync_state_rejects_preview_and_validate(
     assert code == 0 and "delivered           0" in out
 
     code, out, _ = _run([*base, "rejects", "videos"], capsys)
-    assert code == 0 and out.startswith("4\tno profile identifier")
+    assert code == 0 and out.startswith("1 open rejects (videos)\nkey\treason")
+    assert out.splitlines()[2].startswith("4\tno profile identifier")
 
     code, out, _ = _run([*base, "state", "show", "videos"], capsys)
     assert code == 0 and "videos [incremental]: 2026-11-01 00:00:09+00:00 / key 29" in out
@@ -397,7 +398,8 @@ def test_cli_rejects_lists_a_row_rejected_by_every_run_once(
 
     code, out, _ = _run([*base, "rejects", "videos"], capsys)
     assert code == 0
-    lines = out.splitlines()
+    assert out.startswith("2 open rejects (videos)\n")
+    lines = out.splitlines()[2:]  # after the count and the column names
     assert len(lines) == 2, out
     [null_row] = [line for line in lines if line.startswith("2\t")]
     assert "cursor column occurred_at is NULL" in null_row
