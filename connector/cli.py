@@ -32,6 +32,17 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_USAGE)
 
 
+def _positive_int(text: str) -> int:
+    """argparse type of ``--limit``: a whole number ≥ 1 (a negative limit used to be taken)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive number; use 1 or more")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="connector", description="Warehouse rows → marketing events.")
     p.add_argument("--version", action="version", version=f"connector {__version__}")
@@ -55,7 +66,7 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="read, map, validate and batch; send nothing, change no state",
     )
-    s.add_argument("--limit", type=int, help="read at most N rows")
+    s.add_argument("--limit", type=_positive_int, help="read at most N rows")
     s.add_argument("--json", action="store_true", help="print the summary as JSON")
 
     v = sub.add_parser("validate", help="check config files and the warehouse columns")
@@ -63,7 +74,7 @@ def _parser() -> argparse.ArgumentParser:
 
     pr = sub.add_parser("preview", help="print the exact requests for the first rows")
     pr.add_argument("sync")
-    pr.add_argument("--limit", type=int, default=3)
+    pr.add_argument("--limit", type=_positive_int, default=3)
 
     st = sub.add_parser("state", help="show or reset a sync's checkpoint")
     st.add_argument("action", choices=["show", "reset"])
@@ -72,7 +83,7 @@ def _parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("rejects", help="list rejected rows (key, reason, when)")
     r.add_argument("sync")
-    r.add_argument("--limit", type=int, default=100)
+    r.add_argument("--limit", type=_positive_int, default=100)
 
     sc = sub.add_parser("schema", help="print the JSON Schema of a sync file")
     sc.add_argument("--output", help="write to this file instead of stdout")
@@ -92,6 +103,23 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # a closed pipe fails here, where it can be handled
+        return code
+    except BrokenPipeError:
+        # The reader left (`connector state show x | head`): stop quietly like other Unix
+        # tools; stdout goes to devnull so the interpreter's final flush cannot fail again.
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):  # stdout replaced by something without a descriptor
+            pass
+        return EXIT_OK
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     use_lean_memory_pool()
     logging.basicConfig(
@@ -201,6 +229,8 @@ def _cmd_sync(args: argparse.Namespace) -> int:
             limit=args.limit,
             progress=_progress,
         )
+    except ConfigError:  # found once the warehouse is open (a missing column or file): exit 2
+        raise
     except ConnectorError as exc:
         print(f"{sync.name}: run failed: {exc}", file=sys.stderr)
         return EXIT_FAILED
@@ -257,7 +287,9 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     names = args.syncs or sorted(loaded.syncs)
     for name in names:
         if name not in loaded.syncs:
-            if not any(Path(p).stem == name for p in loaded.errors):
+            if name not in loaded.duplicates and not any(
+                Path(p).stem == name for p in loaded.errors
+            ):
                 problems.append(f"no sync named {name!r}")
             continue
         sync = loaded.syncs[name]
@@ -323,6 +355,12 @@ def _cmd_state(args: argparse.Namespace) -> int:
         )
     for run in store.runs(sync.name, limit=5):
         s = run["summary"] or {}
+        if run["status"] == "interrupted":  # a killed run: its error says how far it got
+            print(
+                f"  run {run['run_id'][:8]} {run['started_at']:%Y-%m-%d %H:%M:%S} "
+                f"interrupted — {run['error']}"
+            )
+            continue
         print(
             f"  run {run['run_id'][:8]} {run['started_at']:%Y-%m-%d %H:%M:%S} "
             f"{run['status']}: {s.get('delivered', 0)} delivered, {s.get('rejected', 0)} "
