@@ -528,7 +528,8 @@ def test_a_run_killed_without_a_trace_is_marked_interrupted_by_the_next(tmp_path
     assert runs[other_scope]["status"] == "running"  # another scope is not this run's business
 
 
-def test_state_show_piped_into_head_exits_quietly(project: Project) -> None:
+@pytest.mark.parametrize("command", [["state", "show", "videos"], ["preview", "videos"]])
+def test_output_piped_into_head_exits_quietly(project: Project, command: list[str]) -> None:
     store = StateStore(project.state_url)
     for _ in range(5):
         store.finish_run(store.start_run("videos", INCREMENTAL), "success", {"delivered": 1})
@@ -536,7 +537,7 @@ def test_state_show_piped_into_head_exits_quietly(project: Project) -> None:
     r, w = os.pipe()
     os.close(r)  # the reader is gone before anything is written, like `| head -0`
     proc = subprocess.run(
-        [sys.executable, "-m", "connector.cli", *project.base(), "state", "show", "videos"],
+        [sys.executable, "-m", "connector.cli", *project.base(), *command],
         stdout=w,
         stderr=subprocess.PIPE,
         text=True,

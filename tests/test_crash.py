@@ -117,6 +117,13 @@ def test_kill_9_mid_run_then_rerun_delivers_every_row(
         assert len(ids) == rows + batch
     assert store.ledger("videos", "incremental") == []
     assert store.checkpoint("videos")[1] == rows - 1  # type: ignore[index]
+    # The killed run is not "running" forever: the rerun marked it, with how far it got.
+    killed, rerun_row = sorted(store.runs("videos"), key=lambda r: r["started_at"])
+    assert rerun_row["status"] == "success"
+    assert killed["status"] == "interrupted" and killed["finished_at"] is not None
+    assert killed["summary"]["hwm_after"][1] == 2 * batch - 1
+    assert killed["summary"]["in_flight"] == batch
+    assert f"{batch} events were in flight" in killed["error"]
 
 
 def test_kill_with_several_batches_in_flight_skips_what_was_delivered(
