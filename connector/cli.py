@@ -295,6 +295,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         sync = loaded.syncs[name]
         try:
             found = _validate_one(sync)
+        except ConfigError as exc:  # e.g. no such warehouse file: report it, check the rest
+            found = exc.problems
         except SourceError as exc:
             found = [str(exc)]
         problems += found
@@ -358,7 +360,7 @@ def _cmd_state(args: argparse.Namespace) -> int:
         if run["status"] == "interrupted":  # a killed run: its error says how far it got
             print(
                 f"  run {run['run_id'][:8]} {run['started_at']:%Y-%m-%d %H:%M:%S} "
-                f"interrupted — {run['error']}"
+                f"{run['error']}"  # "interrupted: ..."
             )
             continue
         print(

@@ -315,6 +315,12 @@ CASES = [
         "column 'occured_at' is not in the source",
     ),
     Case("mistyped-duckdb-path", _missing_duckdb, 2, "no such file:"),
+    Case(
+        "mistyped-duckdb-path-validate",
+        lambda p: (_missing_duckdb(p), [*p.base(), "validate"])[1],
+        2,
+        "FAIL videos",
+    ),
     # -- the state store or a URL is bad
     Case("state-dir-is-a-file", _state_dir_is_a_file, 1, "cannot create its directory"),
     Case(
