@@ -378,14 +378,25 @@ class StateStore:
             )
         return run_id
 
+    def record_progress(self, run_id: str, summary: dict[str, Any]) -> None:
+        """The counts so far of a running run (what ``_mark_interrupted`` reports if it is
+        killed)."""
+        with self._tx() as c:
+            c.execute(
+                runs.update()
+                .where(runs.c.run_id == run_id, runs.c.status == "running")
+                .values(summary=orjson.dumps(summary, default=str).decode())
+            )
+
     def _mark_interrupted(self, c: sa.Connection, sync: str, scope: str) -> None:
         stale = c.execute(
-            sa.select(runs.c.run_id).where(
+            sa.select(runs.c.run_id, runs.c.summary).where(
                 runs.c.sync == sync, runs.c.scope == scope, runs.c.status == "running"
             )
         ).all()
         noticed = now()
-        for (run_id,) in stale:
+        for run_id, recorded in stale:
+            last = orjson.loads(recorded) if recorded else {}
             pos = c.execute(
                 sa.select(checkpoints.c.position).where(
                     checkpoints.c.sync == sync,
@@ -406,8 +417,10 @@ class StateStore:
             ).scalar()
             hwm = decode_position(pos) if pos else None
             summary = {
+                **last,  # counts at its last progress record (at most a second old)
+                "status": "interrupted",
                 "hwm_after": list(hwm) if hwm else None,
-                "rejected": int(rejected or 0),
+                "rejected": max(int(rejected or 0), int(last.get("rejected") or 0)),
                 "in_flight": ledger.get("pending", 0),
                 "interrupted_noticed_at": noticed.isoformat(),
             }
@@ -416,11 +429,17 @@ class StateStore:
                 if hwm
                 else "it had not moved the checkpoint"
             )
+            counts = (
+                f"at its last progress record {last.get('rows_read', 0)} rows read, "
+                f"{last.get('delivered', 0)} delivered, {last.get('rejected', 0)} rejected; "
+                if last
+                else ""
+            )
             error = (
                 f"interrupted: the process ended without recording the end of the run "
                 f"(killed?); noticed at {noticed:%Y-%m-%d %H:%M:%S} UTC by the next run; "
-                f"{reached}; {summary['in_flight']} events were in flight (sent again with "
-                f"the same dedup ids by the next run)"
+                f"{reached}; {counts}{summary['in_flight']} events were in flight (sent "
+                f"again with the same dedup ids by the next run)"
             )
             c.execute(
                 runs.update()

@@ -523,6 +523,7 @@ def test_a_run_killed_without_a_trace_is_marked_interrupted_by_the_next(tmp_path
     other_scope = store.start_run("videos", "partition:2026-11-01")
     store.settle("videos", INCREMENTAL, killed, [], [], (BASE, 41), [])
     store.add_pending("videos", INCREMENTAL, killed, 3, (BASE, 42), (BASE, 50), 9)
+    store.record_progress(killed, {"rows_read": 120, "delivered": 100, "rejected": 2})
     # The process is killed here: finish_run never runs.
     store.start_run("videos", INCREMENTAL)
     runs = {r["run_id"]: r for r in store.runs("videos")}
@@ -530,6 +531,8 @@ def test_a_run_killed_without_a_trace_is_marked_interrupted_by_the_next(tmp_path
     assert runs[killed]["finished_at"] is not None
     assert runs[killed]["summary"]["hwm_after"][1] == 41
     assert runs[killed]["summary"]["in_flight"] == 9
+    assert runs[killed]["summary"]["rows_read"] == 120
+    assert "120 rows read, 100 delivered, 2 rejected" in runs[killed]["error"]
     assert "moved the checkpoint to 2026-11-01 00:00:00+00:00, 41" in runs[killed]["error"]
     assert runs[other_scope]["status"] == "running"  # another scope is not this run's business
 

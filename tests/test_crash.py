@@ -124,6 +124,12 @@ def test_kill_9_mid_run_then_rerun_delivers_every_row(
     assert killed["summary"]["hwm_after"][1] == 2 * batch - 1
     assert killed["summary"]["in_flight"] == batch
     assert f"{batch} events were in flight" in killed["error"]
+    # Its counts as last recorded (once a second at most; the first page is always recorded).
+    assert 500 <= killed["summary"]["rows_read"] <= rows
+    assert (
+        f"at its last progress record {killed['summary']['rows_read']} rows read"
+        in (killed["error"])
+    )
     show = _cli(config, state_url, "state", "show", "videos")
     shown, _ = show.communicate(timeout=120)
     assert f"{killed['run_id'][:8]} " in shown and "interrupted: the process ended" in shown
