@@ -331,6 +331,21 @@ CASES = [
         secrets=("hunter2", "pw-in-userinfo"),
     ),
     Case(
+        "base-url-password-masked-in-preview",
+        lambda p: [
+            *p.base(),
+            "preview",
+            str(
+                p.write(
+                    p.sync_text().replace("http://127.0.0.1:9", "http://u:pw-in-base@127.0.0.1:9")
+                )
+            ),
+        ],
+        0,
+        "POST http://u:***@127.0.0.1:9/v3/events/batch",
+        secrets=("pw-in-base",),
+    ),
+    Case(
         "source-url-password-masked",
         _source_url_with_password,
         1,
