@@ -486,9 +486,10 @@ def _load_yaml(text: str, where: str, loader: type[yaml.SafeLoader] = yaml.SafeL
     size counted before anything is built: a file that expands past ``MAX_YAML_NODES`` nodes,
     or aliases itself, is refused instead of being expanded by the checks that walk it.
     """
-    if len(text) > MAX_SYNC_FILE_BYTES:
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_SYNC_FILE_BYTES:
         raise ConfigError(
-            f"{where}: file is {len(text):,} bytes; sync files are limited to "
+            f"{where}: file is {size:,} bytes; sync files are limited to "
             f"{MAX_SYNC_FILE_BYTES:,} bytes"
         )
     yl = loader(text)
@@ -498,6 +499,10 @@ def _load_yaml(text: str, where: str, loader: type[yaml.SafeLoader] = yaml.SafeL
             return None
         _expanded_size(node, {}, set(), where)
         return yl.construct_document(node)
+    except RecursionError:  # the composer and the walk recurse once per nesting level
+        raise ConfigError(
+            f"{where}: YAML nested too deeply; a sync file needs a few levels"
+        ) from None
     finally:
         yl.dispose()
 

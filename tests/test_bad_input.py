@@ -265,6 +265,7 @@ CASES = [
     Case("alias-bomb-beside-a-good-sync", _bomb_beside, 0, "videos: dry_run"),
     Case("recursive-alias", _recursive, 2, "a YAML alias refers to itself"),
     Case("oversized-sync-file", _oversized, 2, "sync files are limited to"),
+    Case("deep-nesting", _raw("owners: " + "[" * 3000 + "]" * 3000 + "\n"), 2, "nested too deeply"),
     Case("invalid-yaml", _raw("name: [unclosed\n"), 2, "not valid YAML (line"),
     Case("not-a-mapping", _raw("- just\n- a list\n"), 2, "expected a mapping"),
     # -- ordinary config errors
