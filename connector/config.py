@@ -625,6 +625,8 @@ def load_syncs(directory: str | os.PathLike[str] | None = None, check_env: bool 
 def _read_sync_file(path: Path, where: str) -> str:
     """A sync file's text; an oversized or unreadable file is a config error naming it."""
     try:
+        if not path.is_file():  # a FIFO would block the read forever
+            raise ConfigError(f"{where}: not a regular file; sync files are plain YAML files")
         size = path.stat().st_size
         if size > MAX_SYNC_FILE_BYTES:
             raise ConfigError(

@@ -187,6 +187,19 @@ def _source_url_with_password(p: Project) -> list[str]:
     return _sync(p)
 
 
+def _fifo(*args: str) -> Setup:
+    def setup(p: Project) -> list[str]:
+        os.mkfifo(p.config / "syncs" / "pipe.yaml")  # reading it would block forever
+        return [*p.base(), *(args or ("sync", "videos", "--dry-run"))]
+
+    return setup
+
+
+def _not_utf8(p: Project) -> list[str]:
+    (p.config / "syncs" / "videos.yaml").write_bytes(b"name: \xff\xfe\n")
+    return _sync(p)
+
+
 CASES = [
     # -- two files, one name
     Case("duplicate-name-sync", _duplicate("sync", "videos"), 2, "is also used by"),
@@ -266,6 +279,9 @@ CASES = [
     Case("recursive-alias", _recursive, 2, "a YAML alias refers to itself"),
     Case("oversized-sync-file", _oversized, 2, "sync files are limited to"),
     Case("deep-nesting", _raw("owners: " + "[" * 3000 + "]" * 3000 + "\n"), 2, "nested too deeply"),
+    Case("fifo-beside-a-good-sync", _fifo(), 0, "videos: dry_run"),
+    Case("fifo-named-as-the-sync", _fifo("sync", "pipe"), 2, "pipe.yaml: not a regular file"),
+    Case("not-utf8", _not_utf8, 2, "cannot read the file"),
     Case("invalid-yaml", _raw("name: [unclosed\n"), 2, "not valid YAML (line"),
     Case("not-a-mapping", _raw("- just\n- a list\n"), 2, "expected a mapping"),
     # -- ordinary config errors
