@@ -34,6 +34,17 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_USAGE)
 
 
+def _positive_int(text: str) -> int:
+    """argparse type of ``--limit``: a whole number ≥ 1 (a negative limit used to be taken)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive number; use 1 or more")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="connector", description="Warehouse rows → marketing events.")
     p.add_argument("--version", action="version", version=f"connector {__version__}")
@@ -57,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="read, map, validate and batch; send nothing, change no state",
     )
-    s.add_argument("--limit", type=int, help="read at most N rows")
+    s.add_argument("--limit", type=_positive_int, help="read at most N rows")
     s.add_argument("--json", action="store_true", help="print the summary as JSON")
     s.add_argument(
         "--retry-rejects",
@@ -71,7 +82,7 @@ def _parser() -> argparse.ArgumentParser:
 
     pr = sub.add_parser("preview", help="print the exact requests for the first rows")
     pr.add_argument("sync")
-    pr.add_argument("--limit", type=int, default=3)
+    pr.add_argument("--limit", type=_positive_int, default=3)
 
     st = sub.add_parser("state", help="show or reset a sync's checkpoint")
     st.add_argument("action", choices=["show", "reset"])
@@ -80,7 +91,7 @@ def _parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("rejects", help="list the open rejects (key, reason, when) or export them")
     r.add_argument("sync")
-    r.add_argument("--limit", type=int, help="at most N, newest first (default: all)")
+    r.add_argument("--limit", type=_positive_int, help="at most N, newest first (default: all)")
     r.add_argument(
         "--format",
         choices=["table", "json", "csv"],
@@ -108,6 +119,23 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # a closed pipe fails here, where it can be handled
+        return code
+    except BrokenPipeError:
+        # The reader left (`connector state show x | head`): stop quietly like other Unix
+        # tools; stdout goes to devnull so the interpreter's final flush cannot fail again.
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):  # stdout replaced by something without a descriptor
+            pass
+        return EXIT_OK
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     use_lean_memory_pool()
     logging.basicConfig(
@@ -230,6 +258,8 @@ def _cmd_sync(args: argparse.Namespace) -> int:
             progress=_progress,
             retry_rejects=args.retry_rejects,
         )
+    except ConfigError:  # found once the warehouse is open (a missing column or file): exit 2
+        raise
     except ConnectorError as exc:
         print(f"{sync.name}: run failed: {exc}", file=sys.stderr)
         return EXIT_FAILED
@@ -320,13 +350,17 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     names = args.syncs or sorted(loaded.syncs)
     for name in names:
         if name not in loaded.syncs:
-            if not any(Path(p).stem == name for p in loaded.errors):
+            if name not in loaded.duplicates and not any(
+                Path(p).stem == name for p in loaded.errors
+            ):
                 problems.append(f"no sync named {name!r}")
             continue
         sync = loaded.syncs[name]
         warnings: list[str] = []
         try:
             found = _validate_one(sync, warnings)
+        except ConfigError as exc:  # e.g. no such warehouse file: report it, check the rest
+            found = exc.problems
         except SourceError as exc:
             found = [str(exc)]
         problems += found
@@ -410,6 +444,12 @@ def _cmd_state(args: argparse.Namespace) -> int:
         )
     for run in store.runs(sync.name, limit=5):
         s = run["summary"] or {}
+        if run["status"] == "interrupted":  # a killed run: its error says how far it got
+            print(
+                f"  run {run['run_id'][:8]} {run['started_at']:%Y-%m-%d %H:%M:%S} "
+                f"{run['error']}"  # "interrupted: ..."
+            )
+            continue
         print(
             f"  run {run['run_id'][:8]} {run['started_at']:%Y-%m-%d %H:%M:%S} "
             f"{run['status']}: {s.get('delivered', 0)} delivered, {s.get('rejected', 0)} "

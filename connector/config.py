@@ -27,6 +27,14 @@ _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _WHOLE_ENV_REF = re.compile(r"^\$\{[A-Za-z_][A-Za-z0-9_]*(?::-[^}]*)?\}$")
 # Fields that may hold secrets: kept as ${ENV} references until a run resolves them.
 _LAZY_FIELDS = {("destination", "api_key"), ("source", "url")}
+# The only fields where ${ENV} references are allowed (documented): anywhere else a reference
+# would copy any environment variable into names or payloads sent to a vendor.
+_ENV_FIELDS = {*_LAZY_FIELDS, ("destination", "base_url")}
+_ENV_FIELDS_TEXT = "destination.api_key, destination.base_url and source.url"
+# A sync file is a few KB; the limits keep one bad file from taking the CLI or the Dagster code
+# location down (a 271-byte alias bomb expands to millions of nodes).
+MAX_SYNC_FILE_BYTES = 256 * 1024
+MAX_YAML_NODES = 100_000
 
 
 class _Model(BaseModel):
@@ -138,6 +146,13 @@ class MappingConfig(_Model):
         None, description="ISO 4217 currency, literal or {column: ...}."
     )
     object: ObjectMapping | None = Field(None, description="Brevo custom-object reference.")
+
+    @field_validator("event_name")
+    @classmethod
+    def _name_not_blank(cls, value: str | ColumnRef) -> str | ColumnRef:
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("is empty; write the event name or use {column: name_column}")
+        return value
 
     @field_validator("identifiers")
     @classmethod
@@ -414,6 +429,12 @@ def _interpolate(node: Any, path: tuple[str, ...], where: str, problems: list[st
         return {k: _interpolate(v, (*path, str(k)), where, problems) for k, v in node.items()}
     if isinstance(node, list):
         return [_interpolate(v, (*path, str(i)), where, problems) for i, v in enumerate(node)]
+    if isinstance(node, str) and path not in _ENV_FIELDS and _ENV_REF.search(node):
+        problems.append(
+            f"{where}: {'.'.join(path)}: environment references (${{...}}) are allowed only in "
+            f"{_ENV_FIELDS_TEXT}; write the value itself"
+        )
+        return node
     if isinstance(node, str) and "${" in node and path not in _LAZY_FIELDS:
         try:
             return resolve_env(node, f"{where}: {'.'.join(path)}")
@@ -590,11 +611,59 @@ def _name_conflicts(mapping: dict[str, Any], cls: Any) -> list[tuple[str, str]]:
     return out
 
 
+def _load_yaml(text: str, where: str, yl: yaml.SafeLoader) -> Any:
+    """``yaml.safe_load`` with a size limit and a bound on alias expansion.
+
+    The node graph is composed first (aliases share nodes, so that is cheap) and its expanded
+    size counted before anything is built: a file that expands past ``MAX_YAML_NODES`` nodes,
+    or aliases itself, is refused instead of being expanded by the checks that walk it.
+    """
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_SYNC_FILE_BYTES:
+        raise ConfigError(
+            f"{where}: file is {size:,} bytes; sync files are limited to "
+            f"{MAX_SYNC_FILE_BYTES:,} bytes"
+        )
+    try:
+        node = yl.get_single_node()
+        if node is None:
+            return None
+        _expanded_size(node, {}, set(), where)
+        return yl.construct_document(node)
+    except RecursionError:  # the composer and the walk recurse once per nesting level
+        raise ConfigError(
+            f"{where}: YAML nested too deeply; a sync file needs a few levels"
+        ) from None
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int], open_: set[int], where: str) -> int:
+    key = id(node)
+    if key in sizes:
+        return sizes[key]
+    if key in open_:
+        raise ConfigError(f"{where}: a YAML alias refers to itself; remove the recursive alias")
+    open_.add(key)
+    size = 1
+    if isinstance(node, yaml.SequenceNode):
+        size += sum(_expanded_size(n, sizes, open_, where) for n in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            size += _expanded_size(k, sizes, open_, where) + _expanded_size(v, sizes, open_, where)
+    open_.discard(key)
+    if size > MAX_YAML_NODES:
+        raise ConfigError(
+            f"{where}: YAML aliases expand to more than {MAX_YAML_NODES:,} values; "
+            "write the values out or use fewer aliases"
+        )
+    sizes[key] = size
+    return size
+
+
 def parse_sync(text: str, where: str, check_env: bool = True) -> SyncConfig:
     """Parse and validate one YAML document; every problem is reported in one ConfigError."""
     loader = _Loader(text)
     try:
-        raw = loader.get_single_data()
+        raw = _load_yaml(text, where, loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
@@ -627,13 +696,22 @@ def parse_sync(text: str, where: str, check_env: bool = True) -> SyncConfig:
 class SyncSet:
     """Every sync file in a config dir: the valid ones and, separately, the broken ones."""
 
-    def __init__(self, syncs: dict[str, SyncConfig], errors: dict[str, ConfigError]) -> None:
+    def __init__(
+        self,
+        syncs: dict[str, SyncConfig],
+        errors: dict[str, ConfigError],
+        duplicates: dict[str, ConfigError] | None = None,
+    ) -> None:
         self.syncs = syncs
         self.errors = errors
+        # Names used by more than one file -> the error naming every file.
+        self.duplicates = duplicates or {}
 
     def get(self, name: str) -> SyncConfig:
         if name in self.syncs:
             return self.syncs[name]
+        if name in self.duplicates:
+            raise self.duplicates[name]
         for path, err in self.errors.items():
             if Path(path).stem == name:
                 raise err
@@ -646,20 +724,50 @@ def load_syncs(directory: str | os.PathLike[str] | None = None, check_env: bool 
     root = config_dir(directory)
     syncs: dict[str, SyncConfig] = {}
     errors: dict[str, ConfigError] = {}
+    files_of: dict[str, list[str]] = {}
+    duplicates: dict[str, ConfigError] = {}
     files = sorted([*root.glob("syncs/*.yaml"), *root.glob("syncs/*.yml")])
     for path in files:
         where = str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
         try:
-            sync = parse_sync(path.read_text(encoding="utf-8"), where, check_env=check_env)
+            sync = parse_sync(_read_sync_file(path, where), where, check_env=check_env)
         except ConfigError as exc:
             errors[where] = exc
             continue
-        if sync.name in syncs:
-            other = syncs[sync.name].source_path
-            errors[where] = ConfigError(f"{where}: name: {sync.name!r} is already used by {other}")
-            continue
+        files_of.setdefault(sync.name, []).append(where)
         syncs[sync.name] = sync
-    return SyncSet(syncs, errors)
+    # Two files with one name: neither runs (running either would write the other's checkpoint).
+    for name, paths in files_of.items():
+        if len(paths) > 1:
+            del syncs[name]
+            err = ConfigError(
+                [
+                    f"{p}: name: {name!r} is also used by "
+                    f"{', '.join(o for o in paths if o != p)}; sync names must be unique "
+                    "(they key the checkpoints): rename one"
+                    for p in paths
+                ]
+            )
+            for p in paths:
+                errors[p] = err
+            duplicates[name] = err
+    return SyncSet(syncs, errors, duplicates)
+
+
+def _read_sync_file(path: Path, where: str) -> str:
+    """A sync file's text; an oversized or unreadable file is a config error naming it."""
+    try:
+        if not path.is_file():  # a FIFO would block the read forever
+            raise ConfigError(f"{where}: not a regular file; sync files are plain YAML files")
+        size = path.stat().st_size
+        if size > MAX_SYNC_FILE_BYTES:
+            raise ConfigError(
+                f"{where}: file is {size:,} bytes; sync files are limited to "
+                f"{MAX_SYNC_FILE_BYTES:,} bytes"
+            )
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{where}: cannot read the file: {exc}") from None
 
 
 def load_sync(
@@ -670,7 +778,8 @@ def load_sync(
     if candidate.suffix in (".yaml", ".yml") or candidate.is_file():
         if not candidate.is_file():
             raise ConfigError(f"{name_or_path}: no such file")
-        return parse_sync(candidate.read_text(encoding="utf-8"), str(candidate), check_env)
+        text = _read_sync_file(candidate, str(candidate))
+        return parse_sync(text, str(candidate), check_env)
     return load_syncs(directory, check_env=check_env).get(name_or_path)
 
 

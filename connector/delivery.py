@@ -30,7 +30,7 @@ from typing import Any
 import httpx
 
 from .destinations.base import Destination, Item
-from .errors import AuthError, DeliveryError, RequestError, RetriesExhausted
+from .errors import AuthError, DeliveryError, RequestError, RetriesExhausted, mask_url
 from .ratelimit import Pacer
 
 log = logging.getLogger("connector.delivery")
@@ -295,7 +295,7 @@ def post_preview(dest: Destination, items: list[Item]) -> dict[str, Any]:
     req = dest.build(items)
     return {
         "method": "POST",
-        "url": dest.base_url + req.path,
+        "url": mask_url(dest.base_url + req.path),
         "headers": dest.masked_headers(req.headers),
         "body": req.body,
     }

@@ -15,6 +15,9 @@ Messages never contain secrets or whole rows.
 
 from __future__ import annotations
 
+import re
+from urllib.parse import unquote
+
 
 class ConnectorError(Exception):
     """Base class of every error the connector raises on purpose."""
@@ -65,3 +68,66 @@ class RetriesExhausted(DeliveryError):
 
 class StateError(ConnectorError):
     """The state store could not be read or written."""
+
+
+# Query parameters that carry credentials (?password=, ?token=, ?api_key=, ?sig=...).
+_SECRET_PARAM = re.compile(
+    r"pass|pwd|secret|token|key|auth|credential|signature|^sig$|session|cookie", re.IGNORECASE
+)
+_URL = re.compile(
+    r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^?#]*@)?(?P<rest>.*)$", re.S
+)
+MASK = "***"
+
+
+def mask_url(url: str) -> str:
+    """A URL safe to show or store: the password of the userinfo (the whole userinfo of an
+    http(s) URL) and every credential-bearing query parameter replaced by ``***``."""
+    m = _URL.match(url)
+    if m is None:
+        return url
+    out = m["scheme"]
+    if m["userinfo"]:
+        user, colon, _password = m["userinfo"][:-1].partition(":")
+        if colon:
+            out += f"{user}:{MASK}@"
+        elif m["scheme"].lower().startswith("http"):
+            out += f"{MASK}@"  # a lone http userinfo is a token
+        else:
+            out += f"{user}@"
+    rest = m["rest"]
+    base, q, query = rest.partition("?")
+    if not q:
+        return out + rest
+    query, hash_, fragment = query.partition("#")
+    parts = []
+    for part in query.split("&"):
+        name, eq, _value = part.partition("=")
+        parts.append(f"{name}={MASK}" if eq and _SECRET_PARAM.search(unquote(name)) else part)
+    return out + base + "?" + "&".join(parts) + hash_ + fragment
+
+
+def url_secrets(url: str) -> list[str]:
+    """The credential values in a URL (raw and percent-decoded), to scrub from driver
+    messages that may quote them."""
+    found: list[str] = []
+    if mask_url(url) == url:
+        return found
+    m = _URL.match(url)
+    assert m is not None
+    if m["userinfo"]:
+        user, colon, password = m["userinfo"][:-1].partition(":")
+        found.append(password if colon else user)
+    _base, _q, query = m["rest"].partition("?")
+    for part in query.partition("#")[0].split("&"):
+        name, eq, value = part.partition("=")
+        if eq and _SECRET_PARAM.search(unquote(name)):
+            found.append(value)
+    return [v for s in found if s for v in {s, unquote(s)}]
+
+
+def scrub(text: str, url: str) -> str:
+    """``text`` with every credential of ``url`` replaced by ``***``."""
+    for secret in sorted(url_secrets(url), key=len, reverse=True):
+        text = text.replace(secret, MASK)
+    return text

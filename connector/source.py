@@ -28,7 +28,7 @@ import pyarrow as pa
 import sqlalchemy as sa
 
 from .config import WAREHOUSE_URL_ENV, SyncConfig, resolve_env
-from .errors import SourceError
+from .errors import ConfigError, SourceError, mask_url, scrub
 from .mapping import Chunk
 
 DEMO_WAREHOUSE = Path(".connector") / "demo.duckdb"
@@ -47,10 +47,39 @@ def warehouse_url(sync: SyncConfig) -> str:
 
 
 def redact_url(url: str) -> str:
+    """The URL without its password or credential query parameters (``?password=``...)."""
+    return mask_url(url)
+
+
+def embedded_file(url: str) -> Path | None:
+    """The database file of a DuckDB or SQLite URL (None for servers and in-memory)."""
     try:
-        return sa.engine.make_url(url).render_as_string(hide_password=True)
+        u = sa.engine.make_url(url)
     except Exception:
-        return "<unparsable url>"
+        return None
+    if u.get_backend_name() not in {"duckdb", "sqlite"}:
+        return None
+    db = u.database or ""
+    if db in ("", ":memory:") or db.startswith(("md:", "motherduck:")):
+        return None
+    return Path(db.removeprefix("file:"))
+
+
+def _read_only(url: str) -> tuple[str, dict[str, Any]]:
+    """URL and connect args that open an embedded warehouse file read-only: reading never
+    creates or changes the file (a mistyped path is "no such file", not a new empty
+    database), and other processes may read it at the same time."""
+    if embedded_file(url) is None:
+        return url, {}
+    u = sa.engine.make_url(url)
+    if u.get_backend_name() == "duckdb":
+        if "access_mode" in u.query:
+            return url, {}
+        return url, {"read_only": True}
+    if "mode" in u.query or (u.database or "").startswith("file:"):
+        return url, {}
+    ro = u.set(database=f"file:{u.database}").update_query_dict({"mode": "ro", "uri": "true"})
+    return ro.render_as_string(hide_password=False), {}
 
 
 _ENGINES: dict[str, sa.Engine] = {}
@@ -67,9 +96,17 @@ def engine_for(url: str) -> sa.Engine:
                 # json/jsonb arrive as their text: parsing them here would turn
                 # 12345678901234567.89 into a float before the encoder sees it.
                 extra["json_deserializer"] = _json_text
-            eng = sa.create_engine(url, pool_pre_ping=not url.startswith("duckdb"), **extra)
+            target, connect_args = _read_only(url)
+            eng = sa.create_engine(
+                target,
+                pool_pre_ping=not url.startswith("duckdb"),
+                connect_args=connect_args,
+                **extra,
+            )
         except Exception as exc:  # bad URL or missing driver
-            raise SourceError(f"cannot open warehouse {redact_url(url)}: {exc}") from None
+            raise SourceError(
+                f"cannot open warehouse {redact_url(url)}: {scrub(str(exc), url)}"
+            ) from None
         _ENGINES[url] = eng
     return eng
 
@@ -101,6 +138,13 @@ class Reader:
     def __init__(self, sync: SyncConfig, url: str | None = None) -> None:
         self.sync = sync
         self.url = url or warehouse_url(sync)
+        path = embedded_file(self.url)
+        if path is not None and not path.is_file():
+            raise ConfigError(
+                f"{sync.source_path or sync.name}: warehouse {redact_url(self.url)}: no such "
+                f"file: {path}; check the path (a source file is opened read-only, never "
+                "created)"
+            )
         self.engine = engine_for(self.url)
         self.dialect = self.engine.dialect
         self.is_duckdb = self.dialect.name == "duckdb"
@@ -110,6 +154,7 @@ class Reader:
         needed = [self.cursor, *self.pk, *sorted(sync.mapping.columns())]
         self.columns = list(dict.fromkeys(needed))
         self._types: dict[str, str] | None = None
+        self._checked = False
 
     def close(self) -> None:
         """Release the warehouse file if it is embedded (see ``release_engine``)."""
@@ -230,6 +275,7 @@ class Reader:
         Each page is two short queries: the key of the page's last row, then the rows up to
         it. Memory on both sides stays flat in the table size.
         """
+        self.check_columns()
         size = self.sync.source.chunk_size
         remaining = limit
         while True:
@@ -404,8 +450,30 @@ class Reader:
         self._types = types
         return types
 
+    def check_columns(self) -> None:
+        """A config error naming each configured column the source does not have (before
+        reading, instead of the warehouse's own binder error). One zero-row query per run."""
+        if self._checked:
+            return
+        types = self.column_types()
+        where = self.sync.source_path or self.sync.name
+        fields = [("source.cursor", self.cursor)]
+        fields += [("source.primary_key", c) for c in self.pk]
+        fields += [("mapping", c) for c in sorted(self.sync.mapping.columns())]
+        missing = [(f, c) for f, c in fields if c not in types]
+        if missing:
+            have = ", ".join(sorted(types))
+            raise ConfigError(
+                [
+                    f"{where}: {f}: column {c!r} is not in the source; it has: {have}"
+                    for f, c in missing
+                ]
+            )
+        self._checked = True
+
     def null_key_rows(self, sample: int = 1000) -> tuple[int, list[tuple[str, str]]]:
         """Rows that can never be sent (NULL cursor or primary key): count and a sample."""
+        self.check_columns()
         cols = [self.cursor, *self.pk]
         is_null = sa.or_(*(self._q(c).is_(None) for c in cols))
         count_stmt = sa.select(sa.func.count()).select_from(self._from()).where(is_null)
@@ -451,7 +519,7 @@ class Reader:
         what = self.sync.source.table or "source.query"
         return (
             f"{self.sync.source_path or self.sync.name}: reading {what} from "
-            f"{redact_url(self.url)} failed: {text}"
+            f"{redact_url(self.url)} failed: {scrub(text, self.url)}"
         )
 
 

@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 
-from .errors import StateError
+from .errors import StateError, mask_url, scrub
 
 STATE_URL_ENV = "CONNECTOR_STATE_URL"
 DEFAULT_STATE_PATH = Path(".connector") / "state.db"
@@ -87,7 +87,7 @@ runs = sa.Table(
     sa.Column("scope", sa.String(200), nullable=False),
     sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
-    sa.Column("status", sa.String(16), nullable=False),  # running | success | failed
+    sa.Column("status", sa.String(16), nullable=False),  # running|success|failed|interrupted
     sa.Column("summary", sa.Text, nullable=True),
     sa.Column("error", sa.Text, nullable=True),
 )
@@ -190,7 +190,7 @@ class StateStore:
         try:
             u = sa.engine.make_url(self.url)
             if u.drivername.startswith("sqlite") and u.database not in (None, "", ":memory:"):
-                Path(u.database).parent.mkdir(parents=True, exist_ok=True)
+                _make_state_dir(Path(u.database).parent, self.url)
             self.engine = sa.create_engine(self.url, pool_pre_ping=True)
             if self.engine.dialect.name == "sqlite":
                 sa.event.listen(self.engine, "connect", _sqlite_pragmas)
@@ -198,7 +198,8 @@ class StateStore:
             _add_missing_columns(self.engine, rejects)
         except sa.exc.SQLAlchemyError as exc:
             raise StateError(
-                f"state store {_redact(self.url)} is unavailable: {_first_line(exc)}"
+                f"state store {_redact(self.url)} is unavailable: "
+                f"{scrub(_first_line(exc), self.url)}"
             ) from None
 
     @classmethod
@@ -481,14 +482,91 @@ class StateStore:
 
     # -- runs ----------------------------------------------------------------------------
     def start_run(self, sync: str, scope: str) -> str:
+        """Record a new run; earlier runs of this sync and scope still marked running (their
+        process was killed) are marked interrupted first, with how far they got."""
         run_id = uuid.uuid4().hex
         with self._tx() as c:
+            self._mark_interrupted(c, sync, scope)
             c.execute(
                 runs.insert().values(
                     run_id=run_id, sync=sync, scope=scope, started_at=now(), status="running"
                 )
             )
         return run_id
+
+    def record_progress(self, run_id: str, summary: dict[str, Any]) -> None:
+        """The counts so far of a running run (what ``_mark_interrupted`` reports if it is
+        killed)."""
+        with self._tx() as c:
+            c.execute(
+                runs.update()
+                .where(runs.c.run_id == run_id, runs.c.status == "running")
+                .values(summary=orjson.dumps(summary, default=str).decode())
+            )
+
+    def _mark_interrupted(self, c: sa.Connection, sync: str, scope: str) -> None:
+        stale = c.execute(
+            sa.select(runs.c.run_id, runs.c.summary).where(
+                runs.c.sync == sync, runs.c.scope == scope, runs.c.status == "running"
+            )
+        ).all()
+        noticed = now()
+        for run_id, recorded in stale:
+            last = orjson.loads(recorded) if recorded else {}
+            pos = c.execute(
+                sa.select(checkpoints.c.position).where(
+                    checkpoints.c.sync == sync,
+                    checkpoints.c.scope == scope,
+                    checkpoints.c.run_id == run_id,
+                )
+            ).scalar()
+            ledger = {
+                status: int(n or 0)
+                for status, n in c.execute(
+                    sa.select(batches.c.status, sa.func.sum(batches.c.count))
+                    .where(batches.c.run_id == run_id)
+                    .group_by(batches.c.status)
+                ).all()
+            }
+            rejected = c.execute(
+                sa.select(sa.func.count()).select_from(rejects).where(rejects.c.run_id == run_id)
+            ).scalar()
+            hwm = decode_position(pos) if pos else None
+            summary = {
+                **last,  # counts at its last progress record (at most a second old)
+                "status": "interrupted",
+                "hwm_after": list(hwm) if hwm else None,
+                "rejected": max(int(rejected or 0), int(last.get("rejected") or 0)),
+                "in_flight": ledger.get("pending", 0),
+                "interrupted_noticed_at": noticed.isoformat(),
+            }
+            reached = (
+                "it had moved the checkpoint to " + ", ".join(str(v) for v in hwm)
+                if hwm
+                else "it had not moved the checkpoint"
+            )
+            counts = (
+                f"at its last progress record {last.get('rows_read', 0)} rows read, "
+                f"{last.get('delivered', 0)} delivered, {last.get('rejected', 0)} rejected; "
+                if last
+                else ""
+            )
+            error = (
+                f"interrupted: the process ended without recording the end of the run "
+                f"(killed?); noticed at {noticed:%Y-%m-%d %H:%M:%S} UTC by the next run; "
+                f"{reached}; {counts}{summary['in_flight']} events were in flight (sent "
+                f"again with the same dedup ids by the next run)"
+            )
+            c.execute(
+                runs.update()
+                .where(runs.c.run_id == run_id, runs.c.status == "running")
+                .values(
+                    status="interrupted",
+                    finished_at=noticed,
+                    summary=orjson.dumps(summary).decode(),
+                    error=error,
+                )
+            )
 
     def finish_run(
         self, run_id: str, status: str, summary: dict[str, Any], error: str | None = None
@@ -617,11 +695,19 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-def _redact(url: str) -> str:
+def _make_state_dir(directory: Path, url: str) -> None:
     try:
-        return sa.engine.make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return "<state url>"
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StateError(
+            f"state store {_redact(url)}: cannot create its directory {directory}: "
+            f"{exc.strerror or exc}; point --state-url (or {STATE_URL_ENV}) at a writable place"
+        ) from None
+
+
+def _redact(url: str) -> str:
+    """The URL without its password or credential query parameters (``?password=``...)."""
+    return mask_url(url)
 
 
 def _first_line(exc: BaseException) -> str:

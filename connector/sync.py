@@ -162,6 +162,7 @@ class _Run:
         self.leftovers: list[LedgerEntry] = []
         self.open_rejects: set[str] = set()  # keys whose reject a delivery here closes
         self.last_progress = 0.0
+        self.last_recorded: float | None = None
         self.started = runtime.clock()
         # Circuit breaker (main thread only): rows the API answered for, how many it rejected,
         # and settled batches with API-side rejects not yet recorded (below the minimum).
@@ -449,6 +450,7 @@ class _Run:
             self.result.sample_rejects.append((r.key, r.reason))
 
     def _report(self, force: bool = False) -> None:
+        self._record_progress()
         if self.progress is None:
             return
         now = self.rt.clock()
@@ -456,6 +458,21 @@ class _Run:
             self.last_progress = now
             self._copy_stats()
             self.progress(self.result)
+
+    def _record_progress(self) -> None:
+        """At most once a second, the counts so far in the run's row: a run killed without a
+        trace is then reported by the next one with how far it got."""
+        now = self.rt.clock()
+        if self.dry_run or not self.result.run_id:
+            return
+        if self.last_recorded is not None and now - self.last_recorded < 1.0:
+            return
+        self.last_recorded = now
+        self._copy_stats()
+        try:
+            self.state.record_progress(self.result.run_id, _summary(self.result))
+        except Exception:  # progress is a courtesy; the checkpoint is what matters
+            log.warning("could not record the progress of run %s", self.result.run_id)
 
     def _copy_stats(self) -> None:
         res, st = self.result, self.stats

@@ -153,7 +153,10 @@ class Warehouse:
     def __init__(self, url: str) -> None:
         self.url = url
         self.kind = "duckdb" if url.startswith("duckdb") else "postgresql"
-        self.engine = sa.create_engine(url)
+        # DuckDB: no pooled connection left open between statements, so the connector can
+        # open the file read-only in this same process (DuckDB refuses two configurations).
+        pool = {"poolclass": sa.pool.NullPool} if self.kind == "duckdb" else {}
+        self.engine = sa.create_engine(url, **pool)
 
     def run(self, *statements: str) -> None:
         with self.engine.begin() as c:

@@ -117,6 +117,22 @@ def test_kill_9_mid_run_then_rerun_delivers_every_row(
         assert len(ids) == rows + batch
     assert store.ledger("videos", "incremental") == []
     assert store.checkpoint("videos")[1] == rows - 1  # type: ignore[index]
+    # The killed run is not "running" forever: the rerun marked it, with how far it got.
+    killed, rerun_row = sorted(store.runs("videos"), key=lambda r: r["started_at"])
+    assert rerun_row["status"] == "success"
+    assert killed["status"] == "interrupted" and killed["finished_at"] is not None
+    assert killed["summary"]["hwm_after"][1] == 2 * batch - 1
+    assert killed["summary"]["in_flight"] == batch
+    assert f"{batch} events were in flight" in killed["error"]
+    # Its counts as last recorded (once a second at most; the first page is always recorded).
+    assert 500 <= killed["summary"]["rows_read"] <= rows
+    assert (
+        f"at its last progress record {killed['summary']['rows_read']} rows read"
+        in (killed["error"])
+    )
+    show = _cli(config, state_url, "state", "show", "videos")
+    shown, _ = show.communicate(timeout=120)
+    assert f"{killed['run_id'][:8]} " in shown and "interrupted: the process ended" in shown
 
 
 def test_kill_with_several_batches_in_flight_skips_what_was_delivered(

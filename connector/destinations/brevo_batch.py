@@ -195,9 +195,20 @@ def _scalar_text(arr: pa.Array) -> bool:
 
 
 def brevo_check_mapping(mapping: Mapping[str, Any]) -> list[tuple[str, str]]:
-    return static_key_problems(
+    out = static_key_problems(
         mapping, "event_properties", _KEY, "must be 1-255 letters, digits, '-' or '_' for Brevo"
     )
+    # A literal name that breaks the rule would reject every row: say so before reading any.
+    name = mapping.get("event_name")
+    if isinstance(name, str) and not re.match(EVENT_NAME, name):
+        out.append(
+            (
+                "mapping.event_name",
+                f"{name!r}: Brevo event names must be 1-255 letters, digits, '-' or '_' "
+                "(e.g. order_placed)",
+            )
+        )
+    return out
 
 
 class BrevoEventsBatch(Destination):

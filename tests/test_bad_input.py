@@ -1,0 +1,591 @@
+"""Bad input gets a clear message and an exit code, never a traceback or a harmed state store.
+
+One table of cases: each runs the CLI in-process on a fresh project (a DuckDB warehouse with
+rows, a sync file, a state store holding a checkpoint) and checks the exit code, a fragment of
+the message, that no traceback is printed, that no secret leaks, and that every checkpoint is
+unchanged. Nothing listens at the sync's destination URL: a case that sent anything would fail
+with exit 1 instead of its expected code.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from connector import cli
+from connector.config import load_syncs
+from connector.errors import ConfigError, mask_url
+from connector.state import INCREMENTAL, StateStore
+
+from .conftest import Warehouse
+from .helpers import BASE, create_events_table, event_rows, insert_events
+
+SYNC = """
+name: {name}
+source:
+  table: ev
+  cursor: {cursor}
+  primary_key: [{pk}]
+  url: "{url}"
+destination:
+  type: {dtype}
+  api_key: "${{{key}}}"
+  base_url: "http://127.0.0.1:9"
+  options: {{max_retries: 0}}
+mapping:
+  event_name: {event_name}
+  event_time: occurred_at
+  identifiers: {idents}
+  event_properties: {{title: {title}}}
+"""
+
+BREVO = {"dtype": "brevo_events_batch", "key": "BREVO_API_KEY", "idents": "{email_id: email}"}
+KLAVIYO = {"dtype": "klaviyo_bulk_events", "key": "KLAVIYO_API_KEY", "idents": "{email: email}"}
+
+BOMB = """\
+a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]
+b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]
+c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]
+d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]
+e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]
+f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]
+g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]
+h: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]
+i: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]
+"""
+
+
+@dataclass
+class Project:
+    root: Path
+    config: Path
+    warehouse: str
+    state_url: str
+
+    def sync_text(self, name: str = "videos", **over: str) -> str:
+        values = {
+            "name": name,
+            "cursor": "occurred_at",
+            "pk": "event_id",
+            "url": self.warehouse,
+            "event_name": "video_played",
+            "title": "title",
+            **BREVO,
+            **over,
+        }
+        return SYNC.format(**values)
+
+    def write(self, text: str, file: str = "videos.yaml") -> Path:
+        path = self.config / "syncs" / file
+        path.write_text(text)
+        return path
+
+    def base(self) -> list[str]:
+        return ["--config-dir", str(self.config), "--state-url", self.state_url]
+
+
+Setup = Callable[[Project], list[str]]
+
+
+@dataclass
+class Case:
+    id: str
+    setup: Setup
+    code: int
+    fragment: str
+    env: dict[str, str] = field(default_factory=dict)
+    secrets: tuple[str, ...] = ()
+
+
+def _sync(p: Project, *extra: str) -> list[str]:
+    return [*p.base(), "sync", "videos", *extra]
+
+
+def _edit(**over: str) -> Setup:
+    def setup(p: Project) -> list[str]:
+        p.write(p.sync_text(**over))
+        return _sync(p)
+
+    return setup
+
+
+def _raw(text: str, args: tuple[str, ...] = ("sync", "videos")) -> Setup:
+    def setup(p: Project) -> list[str]:
+        p.write(textwrap.dedent(text).replace("URL", p.warehouse))
+        return [*p.base(), *args]
+
+    return setup
+
+
+def _args(*args: str) -> Setup:
+    return lambda p: [*p.base(), *args]
+
+
+def _duplicate(*args: str) -> Setup:
+    def setup(p: Project) -> list[str]:
+        # a.yaml sorts first: before the fix `sync videos` silently ran it.
+        p.write(p.sync_text(event_name="other_event"), "a_copy.yaml")
+        return [*p.base(), *args]
+
+    return setup
+
+
+def _bomb_beside(p: Project) -> list[str]:
+    p.write(BOMB, "bomb.yaml")
+    return _sync(p, "--dry-run")
+
+
+def _bomb_itself(p: Project) -> list[str]:
+    p.write(BOMB + p.sync_text() + "owners: [*i]\n", "videos.yaml")
+    return _sync(p)
+
+
+def _recursive(p: Project) -> list[str]:
+    p.write(p.sync_text() + "owners: &o [a, *o]\n")
+    return _sync(p)
+
+
+def _oversized(p: Project) -> list[str]:
+    p.write(p.sync_text() + "#" * 300_000 + "\n")  # over MAX_SYNC_FILE_BYTES
+    return _sync(p)
+
+
+def _missing_duckdb(p: Project) -> list[str]:
+    p.write(p.sync_text(url=f"duckdb:///{p.root / 'wharehouse.duckdb'}"))
+    return _sync(p)
+
+
+def _state_dir_is_a_file(p: Project) -> list[str]:
+    (p.root / "not_a_dir").write_text("x")
+    return [
+        "--config-dir",
+        str(p.config),
+        "--state-url",
+        f"sqlite:///{p.root / 'not_a_dir' / 'state.db'}",
+        "sync",
+        "videos",
+    ]
+
+
+def _state_url_with_password(p: Project) -> list[str]:
+    url = "postgresql+psycopg://conn:pw-in-userinfo@127.0.0.1:9/state?password=hunter2"
+    return ["--config-dir", str(p.config), "--state-url", url, "state", "show", "videos"]
+
+
+def _source_url_with_password(p: Project) -> list[str]:
+    p.write(p.sync_text(url="postgresql+psycopg://conn@127.0.0.1:9/wh?password=hunter2"))
+    return _sync(p)
+
+
+def _fifo(*args: str) -> Setup:
+    def setup(p: Project) -> list[str]:
+        os.mkfifo(p.config / "syncs" / "pipe.yaml")  # reading it would block forever
+        return [*p.base(), *(args or ("sync", "videos", "--dry-run"))]
+
+    return setup
+
+
+def _not_utf8(p: Project) -> list[str]:
+    (p.config / "syncs" / "videos.yaml").write_bytes(b"name: \xff\xfe\n")
+    return _sync(p)
+
+
+CASES = [
+    # -- two files, one name
+    Case("duplicate-name-sync", _duplicate("sync", "videos"), 2, "is also used by"),
+    Case("duplicate-name-names-both", _duplicate("sync", "videos"), 2, "syncs/a_copy.yaml"),
+    Case("duplicate-name-validate", _duplicate("validate"), 2, "sync names must be unique"),
+    Case("duplicate-name-state-reset", _duplicate("state", "reset", "videos"), 2, "rename one"),
+    # -- rules that the config alone decides
+    Case(
+        "brevo-literal-event-name-charset",
+        _edit(event_name='"order placed!"'),
+        2,
+        "Brevo event names must be 1-255 letters",
+    ),
+    Case(
+        "brevo-literal-event-name-too-long",
+        _edit(event_name="e" * 256),
+        2,
+        "mapping.event_name",
+    ),
+    Case(
+        "klaviyo-literal-metric-name-too-long",
+        _edit(event_name="m" * 130, **KLAVIYO),
+        2,
+        "Klaviyo metric names must be under 128 characters",
+    ),
+    Case("empty-literal-event-name", _edit(event_name='""'), 2, "mapping.event_name: is empty"),
+    Case(
+        "brevo-property-name-charset",
+        _raw(
+            """
+            name: videos
+            source: {table: ev, cursor: occurred_at, primary_key: event_id, url: "URL"}
+            destination: {type: brevo_events_batch, api_key: "${BREVO_API_KEY}"}
+            mapping:
+              event_name: video_played
+              event_time: occurred_at
+              identifiers: {email_id: email}
+              event_properties: {"video title": title}
+            """
+        ),
+        2,
+        "for Brevo",
+    ),
+    # -- ${VAR} only where documented
+    Case(
+        "env-ref-in-name",
+        _edit(name="${BAD_INPUT_NAME}"),
+        2,
+        "name: environment references (${...}) are allowed only in destination.api_key",
+        env={"BAD_INPUT_NAME": "videos"},
+    ),
+    Case(
+        "env-ref-in-event-name",
+        _edit(event_name='"${BAD_INPUT_SECRET}"'),
+        2,
+        "mapping.event_name: environment references",
+        env={"BAD_INPUT_SECRET": "s3cr3t-value"},
+        secrets=("s3cr3t-value",),
+    ),
+    Case(
+        "env-ref-in-property-column",
+        _edit(title='"${BAD_INPUT_SECRET}"'),
+        2,
+        "mapping.event_properties.title: environment references",
+        env={"BAD_INPUT_SECRET": "s3cr3t-value"},
+        secrets=("s3cr3t-value",),
+    ),
+    Case(
+        "env-ref-in-cursor",
+        _edit(cursor='"${BAD_INPUT_SECRET:-occurred_at}"'),
+        2,
+        "source.cursor: environment references",
+    ),
+    # -- YAML that would take the process down
+    Case("alias-bomb-in-the-sync", _bomb_itself, 2, "YAML aliases expand to more than"),
+    Case("alias-bomb-beside-a-good-sync", _bomb_beside, 0, "videos: dry_run"),
+    Case("recursive-alias", _recursive, 2, "a YAML alias refers to itself"),
+    Case("oversized-sync-file", _oversized, 2, "sync files are limited to"),
+    Case("deep-nesting", _raw("owners: " + "[" * 3000 + "]" * 3000 + "\n"), 2, "nested too deeply"),
+    Case("fifo-beside-a-good-sync", _fifo(), 0, "videos: dry_run"),
+    Case("fifo-named-as-the-sync", _fifo("sync", "pipe"), 2, "pipe.yaml: not a regular file"),
+    Case("not-utf8", _not_utf8, 2, "cannot read the file"),
+    Case("invalid-yaml", _raw("name: [unclosed\n"), 2, "not valid YAML (line"),
+    Case("not-a-mapping", _raw("- just\n- a list\n"), 2, "expected a mapping"),
+    # -- ordinary config errors
+    Case("unknown-key", _edit(pk="event_id]\n  bogus: [1"), 2, "source.bogus: unknown key"),
+    Case(
+        "literal-api-key",
+        lambda p: [
+            *p.base(),
+            "sync",
+            str(p.write(p.sync_text().replace('"${BREVO_API_KEY}"', "k1"))),
+        ],
+        2,
+        "must be an environment reference",
+    ),
+    Case(
+        "unset-api-key-variable",
+        _edit(key="BAD_INPUT_UNSET_KEY"),
+        2,
+        "environment variable BAD_INPUT_UNSET_KEY is not set",
+    ),
+    Case("unknown-destination", _edit(dtype="brevo"), 2, "unknown type 'brevo'"),
+    Case("no-such-sync", _args("sync", "nope"), 2, "no sync named 'nope'"),
+    Case("no-such-sync-file", _args("sync", "missing.yaml"), 2, "missing.yaml: no such file"),
+    Case("state-show-no-such-sync", _args("state", "show", "nope"), 2, "no sync named"),
+    # -- usage
+    Case("negative-limit", _args("sync", "videos", "--limit", "-5"), 2, "not a positive number"),
+    Case("zero-limit", _args("sync", "videos", "--limit", "0"), 2, "not a positive number"),
+    Case("text-limit", _args("sync", "videos", "--limit", "ten"), 2, "is not a whole number"),
+    Case("preview-negative-limit", _args("preview", "videos", "--limit", "-1"), 2, "positive"),
+    # -- the warehouse does not fit the config
+    Case(
+        "missing-cursor-column",
+        _edit(cursor="occured_at"),
+        2,
+        "source.cursor: column 'occured_at' is not in the source; it has:",
+    ),
+    Case(
+        "missing-key-column",
+        _edit(pk="id"),
+        2,
+        "source.primary_key: column 'id' is not in the source",
+    ),
+    Case("missing-mapped-column", _edit(title="titel"), 2, "column 'titel' is not in the source"),
+    Case(
+        "missing-column-preview",
+        lambda p: (p.write(p.sync_text(cursor="occured_at")), [*p.base(), "preview", "videos"])[1],
+        2,
+        "column 'occured_at' is not in the source",
+    ),
+    Case("mistyped-duckdb-path", _missing_duckdb, 2, "no such file:"),
+    Case(
+        "mistyped-duckdb-path-validate",
+        lambda p: (_missing_duckdb(p), [*p.base(), "validate"])[1],
+        2,
+        "FAIL videos",
+    ),
+    # -- the state store or a URL is bad
+    Case("state-dir-is-a-file", _state_dir_is_a_file, 1, "cannot create its directory"),
+    Case(
+        "state-url-password-masked",
+        _state_url_with_password,
+        1,
+        "password=***",
+        secrets=("hunter2", "pw-in-userinfo"),
+    ),
+    Case(
+        "base-url-password-masked-in-preview",
+        lambda p: [
+            *p.base(),
+            "preview",
+            str(
+                p.write(
+                    p.sync_text().replace("http://127.0.0.1:9", "http://u:pw-in-base@127.0.0.1:9")
+                )
+            ),
+        ],
+        0,
+        "POST http://u:***@127.0.0.1:9/v3/events/batch",
+        secrets=("pw-in-base",),
+    ),
+    Case(
+        "source-url-password-masked",
+        _source_url_with_password,
+        1,
+        "password=***",
+        secrets=("hunter2",),
+    ),
+]
+
+
+def _checkpoints(state_url: str) -> list[Any]:
+    engine = sa.create_engine(state_url)
+    try:
+        with engine.connect() as c:
+            return sorted(
+                tuple(r)
+                for r in c.execute(
+                    sa.text("SELECT sync, scope, position FROM connector_checkpoints")
+                )
+            )
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def project(tmp_path: Path, duck: Warehouse) -> Project:
+    create_events_table(duck)
+    insert_events(duck, event_rows(0, 10))
+    config = tmp_path / "config"
+    (config / "syncs").mkdir(parents=True)
+    p = Project(tmp_path, config, duck.url, f"sqlite:///{tmp_path / 'state.db'}")
+    p.write(p.sync_text())
+    # A checkpoint every case must leave alone (rows 0-4 delivered earlier).
+    StateStore(p.state_url).settle("videos", INCREMENTAL, "earlier", [], [], (BASE, 4), [])
+    return p
+
+
+def _run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    try:
+        code = cli.main(args)
+    except SystemExit as exc:  # argparse usage errors
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_input_matrix(
+    case: Case,
+    project: Project,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for k, v in case.env.items():
+        monkeypatch.setenv(k, v)
+    before = _checkpoints(project.state_url)
+    assert before, "the fixture seeds a checkpoint"
+    args = case.setup(project)
+    code, out, err = _run_cli(args, capsys)
+    text = out + err
+    assert code == case.code, text
+    assert case.fragment in text, text
+    assert "Traceback" not in text
+    for secret in case.secrets:
+        assert secret not in text
+    assert _checkpoints(project.state_url) == before
+
+
+def test_the_matrix_is_large_enough() -> None:
+    assert len(CASES) >= 25
+
+
+# --------------------------------------------------------------------------- beyond the matrix
+
+
+def test_duplicate_names_run_neither_file(project: Project) -> None:
+    project.write(project.sync_text(event_name="other_event"), "a_copy.yaml")
+    project.write(project.sync_text(name="fine"), "fine.yaml")
+    loaded = load_syncs(project.config)
+    assert sorted(loaded.syncs) == ["fine"]
+    assert set(loaded.errors) == {"syncs/a_copy.yaml", "syncs/videos.yaml"}
+    assert "syncs/videos.yaml: name: 'videos' is also used by syncs/a_copy.yaml" in str(
+        loaded.errors["syncs/videos.yaml"]
+    )
+
+
+def test_yaml_anchors_within_the_bound_still_work(project: Project) -> None:
+    project.write(project.sync_text() + "owners: [&o ana, *o, ben]\n")
+    assert load_syncs(project.config).get("videos").owners == ["ana", "ana", "ben"]
+
+
+def test_a_missing_duckdb_file_is_not_created(project: Project) -> None:
+    _missing_duckdb(project)
+    from connector.source import Reader
+
+    with pytest.raises(ConfigError, match="no such file"):
+        Reader(load_syncs(project.config).get("videos"))
+    assert not (project.root / "wharehouse.duckdb").exists()
+
+
+def test_the_source_warehouse_is_opened_read_only(project: Project) -> None:
+    from connector.source import Reader
+
+    with Reader(load_syncs(project.config).get("videos")) as reader:
+        assert reader.column_types()["event_id"] == "integer"
+        with pytest.raises(sa.exc.DBAPIError, match="read-only"), reader.engine.connect() as c:
+            c.exec_driver_sql("CREATE TABLE written_by_the_connector (i INTEGER)")
+
+
+def test_a_sqlite_source_is_opened_read_only(tmp_path: Path) -> None:
+    from connector.source import engine_for, release_engine
+
+    path = tmp_path / "wh.sqlite"
+    writer = sa.create_engine(f"sqlite:///{path}")
+    with writer.begin() as c:
+        c.exec_driver_sql("CREATE TABLE t (i INTEGER)")
+    writer.dispose()
+    url = f"sqlite:///{path}"
+    try:
+        with engine_for(url).connect() as c:
+            assert c.exec_driver_sql("SELECT count(*) FROM t").scalar() == 0
+            with pytest.raises(sa.exc.OperationalError, match="readonly"):
+                c.exec_driver_sql("INSERT INTO t VALUES (1)")
+    finally:
+        release_engine(url)
+
+
+@pytest.mark.parametrize(
+    "url,expected",
+    [
+        ("postgresql://u:p%40ss@h:5432/db", "postgresql://u:***@h:5432/db"),
+        (
+            "postgresql://u@h/db?password=hunter2&sslmode=require",
+            "postgresql://u@h/db?password=***&sslmode=require",
+        ),
+        ("duckdb:///w.duckdb?motherduck_token=abc", "duckdb:///w.duckdb?motherduck_token=***"),
+        (
+            "https://api.example.test/x?api_key=abc&page=2",
+            "https://api.example.test/x?api_key=***&page=2",
+        ),
+        ("https://tok123@api.example.test/", "https://***@api.example.test/"),
+        ("sqlite:///.connector/state.db", "sqlite:///.connector/state.db"),
+        ("postgresql://u@h/db?PWD=x&Secret=y", "postgresql://u@h/db?PWD=***&Secret=***"),
+    ],
+)
+def test_mask_url_hides_every_credential(url: str, expected: str) -> None:
+    assert mask_url(url) == expected
+
+
+def test_a_query_password_never_reaches_the_state_store(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _source_url_with_password(project)
+    code, _out, _err = _run_cli(_sync(project), capsys)
+    assert code == 1
+    engine = sa.create_engine(project.state_url)
+    with engine.connect() as c:
+        stored = " ".join(
+            str(v) for row in c.execute(sa.text("SELECT * FROM connector_runs")) for v in row
+        )
+    engine.dispose()
+    assert "password=***" in stored and "hunter2" not in stored
+    code, out, _ = _run_cli([*project.base(), "state", "show", "videos"], capsys)
+    assert code == 0 and "hunter2" not in out and "password=***" in out
+
+
+def test_dagster_describes_urls_masked(tmp_path: Path) -> None:
+    from connector.config import parse_sync
+    from dagster_defs.resources import ConnectorResource
+
+    sync = parse_sync(
+        SYNC.format(
+            name="videos",
+            cursor="occurred_at",
+            pk="event_id",
+            url="postgresql+psycopg://conn@127.0.0.1:9/wh?password=hunter2",
+            event_name="video_played",
+            title="title",
+            **BREVO,
+        ),
+        "syncs/videos.yaml",
+    )
+    res = ConnectorResource(state_url=f"sqlite:///{tmp_path / 's.db'}")
+    shown = res.describe(sync)
+    assert "hunter2" not in str(shown) and "password=***" in shown["warehouse"]
+
+
+def test_a_run_killed_without_a_trace_is_marked_interrupted_by_the_next(tmp_path: Path) -> None:
+    store = StateStore(f"sqlite:///{tmp_path / 's.db'}")
+    killed = store.start_run("videos", INCREMENTAL)
+    other_scope = store.start_run("videos", "partition:2026-11-01")
+    store.settle("videos", INCREMENTAL, killed, [], [], (BASE, 41), [])
+    store.add_pending("videos", INCREMENTAL, killed, 3, (BASE, 42), (BASE, 50), 9)
+    store.record_progress(killed, {"rows_read": 120, "delivered": 100, "rejected": 2})
+    # The process is killed here: finish_run never runs.
+    store.start_run("videos", INCREMENTAL)
+    runs = {r["run_id"]: r for r in store.runs("videos")}
+    assert runs[killed]["status"] == "interrupted"
+    assert runs[killed]["finished_at"] is not None
+    assert runs[killed]["summary"]["hwm_after"][1] == 41
+    assert runs[killed]["summary"]["in_flight"] == 9
+    assert runs[killed]["summary"]["rows_read"] == 120
+    assert "120 rows read, 100 delivered, 2 rejected" in runs[killed]["error"]
+    assert "moved the checkpoint to 2026-11-01 00:00:00+00:00, 41" in runs[killed]["error"]
+    assert runs[other_scope]["status"] == "running"  # another scope is not this run's business
+
+
+@pytest.mark.parametrize("command", [["state", "show", "videos"], ["preview", "videos"]])
+def test_output_piped_into_head_exits_quietly(project: Project, command: list[str]) -> None:
+    store = StateStore(project.state_url)
+    for _ in range(5):
+        store.finish_run(store.start_run("videos", INCREMENTAL), "success", {"delivered": 1})
+    env = {**os.environ, "PYTHONUNBUFFERED": ""}
+    r, w = os.pipe()
+    os.close(r)  # the reader is gone before anything is written, like `| head -0`
+    proc = subprocess.run(
+        [sys.executable, "-m", "connector.cli", *project.base(), *command],
+        stdout=w,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    os.close(w)
+    assert "Traceback" not in proc.stderr and "BrokenPipeError" not in proc.stderr, proc.stderr
+    assert proc.returncode == 0
+    assert proc.returncode != -signal.SIGPIPE
