@@ -224,7 +224,9 @@ def test_brevo_tracker_contact_properties_take_scalars_only(
 def test_brevo_tracker_dotted_contact_property_is_a_config_error(
     duck: Warehouse, sandbox: SandboxServer
 ) -> None:
-    with pytest.raises(ConfigError, match=r"contact_properties\.PREFS\.color.*scalar"):
+    with pytest.raises(
+        ConfigError, match=r"contact_properties\.PREFS\.color.*take no nested values"
+    ):
         make_sync(
             "brevo_tracker",
             duck,

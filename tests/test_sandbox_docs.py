@@ -246,7 +246,7 @@ def test_brevo_event_property_of_an_undocumented_type_is_refused(
     r = client.post("/v3/events", json=body, headers=BREVO)
     assert r.status_code == 400
     assert r.json()["code"] == "invalid_parameter"
-    batch = client.post("/v3/events/batch", json={"events": [SEED_001, body]}, headers=BREVO)
+    batch = client.post("/v3/events/batch", json=[SEED_001, body], headers=BREVO)  # seed 000
     assert batch.status_code == 207
     assert batch.json()["errors"][0]["eventIndex"] == [1]
 

@@ -66,14 +66,7 @@ class BrevoTracker(SingleEventDestination):
         if isinstance(props, dict):
             for name in props:
                 head = str(name).split(".")[0]
-                if "." in str(name):
-                    out.append(
-                        (
-                            f"mapping.contact_properties.{name}",
-                            "a dotted name builds a nested object, but tracker properties are "
-                            "contact attributes and take scalar values only; use a flat name",
-                        )
-                    )
+                # A dotted name is refused by config's shared check (flat_blocks).
                 if head in RESERVED:
                     out.append(
                         (
