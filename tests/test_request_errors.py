@@ -477,6 +477,29 @@ def test_omnisend_errors_naming_fields_stay_item_level() -> None:
     assert not omnisend_about_request(orjson.dumps({"error": "contact has no identifier"}))
 
 
+def test_omnisend_problem_bodies_are_request_level_only_without_field_errors() -> None:
+    """RFC 9457 bodies of the dated API: ``errors[]`` names fields (the event); a bare
+    ``detail`` about the version header is about the request."""
+    from connector.destinations.omnisend_events import OmnisendEvents
+
+    dest = OmnisendEvents.__new__(OmnisendEvents)  # about_request reads no config
+    version = orjson.dumps(
+        {"title": "Bad Request", "detail": "Unsupported API version in Omnisend-Version header"}
+    )
+    assert dest.about_request(400, version, "")
+    fields = orjson.dumps(
+        {
+            "title": "Validation failed",
+            "detail": "Invalid header value",
+            "errors": [{"field": "contact.email", "message": "blocked"}],
+        }
+    )
+    assert not dest.about_request(400, fields, "")
+    assert not dest.about_request(
+        400, orjson.dumps({"title": "Bad Request", "detail": "contact has no identifier"}), ""
+    )
+
+
 def test_klaviyo_interpret_names_the_revision_fix() -> None:
     sync = parse_sync(
         """
