@@ -417,7 +417,7 @@ def _brevo_chunk(cid: pa.Array) -> tuple[Chunk, int]:
 def test_brevo_batch_column_wise_bodies_equal_the_exact_encoder(
     cid: pa.Array, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from connector.destinations.brevo_batch import encode_brevo_event
+    from connector.destinations.brevo import encode_brevo_event
 
     monkeypatch.setenv("BREVO_API_KEY", "k")
     sync = parse_sync(BREVO_SYNC, "syncs/s.yaml")

@@ -7,18 +7,19 @@ the limits and owns batching, retries and pacing; a destination never re-impleme
 
 from __future__ import annotations
 
+import builtins
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..config import RateLimit
+from ..events import Events
 from ..jsonfrag import json_default
-from ..mapping import Events
+from ..options import DestinationSettings, RateLimit
 
 JSON_OPTS = orjson.OPT_NAIVE_UTC | orjson.OPT_NON_STR_KEYS
 
@@ -27,6 +28,21 @@ def dumps(value: Any) -> bytes:
     """orjson, copied into an exact-size bytes object: orjson's own result keeps a ~4 KB
     buffer alive per call, which would make memory grow 20x with events in flight."""
     return bytes(memoryview(orjson.dumps(value, default=json_default, option=JSON_OPTS)))
+
+
+@dataclass(frozen=True)
+class Vendor:
+    """The company behind an API: one per vendor module (``brevo``, ``omnisend``, ``klaviyo``).
+
+    ``name`` is the Dagster group, kind (icon) and the first part of the concurrency pool of
+    every sync sending to this vendor; ``title`` names it in messages."""
+
+    name: str
+    title: str
+
+
+# What a destination writes: events (a row is an occurrence) or contacts (a row is a state).
+DestinationKind = Literal["events", "contacts"]
 
 
 @dataclass(frozen=True)
@@ -82,9 +98,17 @@ class Outcome:
 
 
 class Destination:
-    """Base class: subclasses set the class attributes and implement the four methods."""
+    """Base class: subclasses set the class attributes and implement the four methods.
+
+    A destination module declares, next to its class: its options model, its config model
+    (``type: Literal[...]``, the ``config_model`` here), its vendor, its limits and its
+    capabilities; one line in ``registry`` makes it known to config, CLI, demo and Dagster.
+    """
 
     type: ClassVar[str]
+    config_model: ClassVar[builtins.type[DestinationSettings]]
+    vendor: ClassVar[Vendor]
+    kind: ClassVar[DestinationKind] = "events"
     identifier_fields: ClassVar[tuple[str, ...]]
     default_base_url: ClassVar[str]
     path: ClassVar[str]
@@ -315,7 +339,7 @@ def single_outcome(
 class SingleEventDestination(Destination):
     """An endpoint that takes one event per request (``limits.max_events == 1``)."""
 
-    vendor: ClassVar[str]  # names the API in reject reasons and errors
+    api_name: ClassVar[str]  # names the API in reject reasons and errors
 
     def message(self, status: int, body: bytes) -> str:
         """The vendor's error text from a response body."""
@@ -336,7 +360,7 @@ class SingleEventDestination(Destination):
     ) -> Outcome:
         message = self.message(status, body)
         if 200 <= status < 300:
-            return single_outcome(self.vendor, status, message, False)
+            return single_outcome(self.api_name, status, message, False)
         return single_outcome(
-            self.vendor, status, message, self.about_request(status, body, message)
+            self.api_name, status, message, self.about_request(status, body, message)
         )

@@ -25,13 +25,13 @@ import re
 import threading
 from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
-import orjson
 import pyarrow.compute as pc
+from pydantic import Field
 
-from ..config import RateLimit
-from ..mapping import Events
+from ..events import Events
+from ..options import CommonOptions, DestinationSettings
 from .base import (
     Item,
     Limits,
@@ -40,17 +40,20 @@ from .base import (
     SingleEventDestination,
     dumps,
     no_identifier_rows,
-    request_problem,
+)
+from .omnisend import (
+    OMNISEND_RATE,
+    VENDOR,
+    contact_identifier_collisions,
+    identifier_values,
+    omnisend_about_request,
+    omnisend_message,
 )
 
 MAX_PROPERTIES = 100
 MAX_STRING = 2048
 NAME = re.compile(r"^[A-Za-z0-9_]{1,128}$")
 SUNSET = "2027-06-15"
-# Omnisend's account limit (v3/v5 docs); the first `per_second` smooths bursts so the minute
-# window is spent evenly (7/s ≈ 420/min, so the minute window stays the binding one).
-OMNISEND_RATE = RateLimit(per_second=7, per_minute=400, per_hour=None)
-
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -134,44 +137,36 @@ def property_problem(props: Mapping[str, Any]) -> str | None:
     return None
 
 
-def omnisend_message(status: int, body: bytes) -> str:
-    """``{"error": ..., "fields": {...}}`` → one line (or an excerpt of a non-JSON body)."""
-    try:
-        data = orjson.loads(body) if body else None
-    except orjson.JSONDecodeError:
-        data = None
-    if isinstance(data, dict) and data.get("error"):
-        fields = data.get("fields")
-        detail = ""
-        if isinstance(fields, dict) and fields:
-            detail = " (" + "; ".join(f"{k}: {v}" for k, v in list(fields.items())[:5]) + ")"
-        return f"{data['error']}{detail}"
-    return body[:200].decode("utf-8", "replace") or f"HTTP {status}"
+class OmnisendTrackOptions(CommonOptions):
+    """``options`` of ``omnisend_track``."""
+
+    nested: Literal["flatten", "reject"] = Field(
+        "flatten",
+        description="v4 accepts no objects: flatten nested properties to a_b names, or reject "
+        "the row.",
+    )
+    event_time_property: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9_]{1,128}$",
+        description="v4 has no event-time field (Omnisend stamps events on receipt); set a "
+        "name to also send the source event time as a dateTime property under it.",
+    )
 
 
-def omnisend_about_request(body: bytes) -> bool:
-    """An Omnisend error is about the request when it names no field of the event and its
-    text is about the request (version, header, media type, JSON syntax, auth)."""
-    try:
-        data = orjson.loads(body) if body else None
-    except orjson.JSONDecodeError:
-        return request_problem(body[:200].decode("utf-8", "replace"))
-    if not isinstance(data, dict):
-        return False
-    if isinstance(data.get("fields"), dict) and data["fields"]:
-        return False
-    return request_problem(str(data.get("error") or data.get("message") or ""))
+class OmnisendTrackDestination(DestinationSettings):
+    """``destination`` block of an ``omnisend_track`` sync."""
 
-
-def identifier_values(events: Events, fields: tuple[str, ...]) -> dict[str, list[Any]]:
-    return {f: events.identifiers[f].to_pylist() for f in fields if f in events.identifiers}
+    type: Literal["omnisend_track"]
+    options: OmnisendTrackOptions = Field(default_factory=OmnisendTrackOptions)
 
 
 class OmnisendTrack(SingleEventDestination):
     """``omnisend_track``: one v4 track call per event, with property types frozen per name."""
 
     type = "omnisend_track"
-    vendor = "Omnisend"
+    config_model = OmnisendTrackDestination
+    vendor = VENDOR
+    api_name = "Omnisend"
     identifier_fields = ("id", "email", "phoneNumber")
     default_base_url = "https://api.omnisend.com"
     path = "/v4/track"
@@ -223,17 +218,7 @@ class OmnisendTrack(SingleEventDestination):
                             "or '_' for Omnisend v4 (dots flatten to '_')",
                         )
                     )
-        contact = mapping.get("contact_properties")
-        if isinstance(contact, dict):
-            for name in contact:
-                if str(name).split(".")[0] in cls.identifier_fields:
-                    out.append(
-                        (
-                            f"mapping.contact_properties.{name}",
-                            "collides with a contact identifier; map it under identifiers",
-                        )
-                    )
-        return out
+        return out + contact_identifier_collisions(mapping, cls.identifier_fields)
 
     def auth_headers(self) -> dict[str, str]:
         return {
@@ -339,3 +324,6 @@ class OmnisendTrack(SingleEventDestination):
             _, name, types = request.items[0].payload
             self._learn(name, types)
         return outcome
+
+
+DESTINATION = OmnisendTrack
