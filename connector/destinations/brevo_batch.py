@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -26,7 +25,18 @@ from pydantic import Field
 from .. import jsonfrag
 from ..events import Events
 from ..options import CommonOptions, DestinationSettings, RateLimit
-from .base import Destination, Item, Limits, Outcome, Request, dumps, request_fix, request_problem
+from .base import (
+    AccountMemory,
+    Destination,
+    Item,
+    Learned,
+    Limits,
+    Outcome,
+    Request,
+    dumps,
+    request_fix,
+    request_problem,
+)
 from .brevo import (
     IDENTIFIERS,
     MAX_PROPERTIES_BYTES,
@@ -75,11 +85,12 @@ class BrevoEventsBatchDestination(DestinationSettings):
     options: BrevoBatchOptions = Field(default_factory=BrevoBatchOptions)
 
 
-class BrevoEventsBatch(Destination):
+class BrevoEventsBatch(Destination[BrevoEventsBatchDestination]):
     """``brevo_events_batch``: up to 200 events per request, 207 partial answers."""
 
     type = "brevo_events_batch"
     config_model = BrevoEventsBatchDestination
+    options: BrevoBatchOptions
     vendor = VENDOR
     identifier_fields = IDENTIFIERS
     default_base_url = "https://api.brevo.com"
@@ -96,22 +107,27 @@ class BrevoEventsBatch(Destination):
     secret_headers = ("api-key",)
     flat_blocks = ("contact_properties",)  # contact attributes are scalars
 
-    def __init__(self, config: Any, api_key: str, sync_name: str) -> None:
+    def __init__(self, config: BrevoEventsBatchDestination, api_key: str, sync_name: str) -> None:
         super().__init__(config, api_key, sync_name)
         # The seed document (000) shows a top-level array; the current reference page an
         # object wrapper (contracts.md §3.1). Default: the seed's array, or the shape this
-        # account accepted last time (``attach``).
-        self.shape = _Shape(self.options.body_shape or "array")
+        # account accepted last time (``attach``). Written on the run's thread only
+        # (attach, learn); sender threads read it in ``build``.
+        self.shape: str = self.options.body_shape or "array"
+        self._known: str | None = None  # the shape the state store holds for the account
 
-    def attach(self, state: Any, account: str) -> None:
-        if self.options.body_shape is None and state is not None:
-            stored = state.account_setting(account, SHAPE_SETTING)
-            if stored in ("object", "array"):
-                self.shape = _Shape(stored)
+    def attach(self, memory: AccountMemory | None, account: str) -> None:
+        stored = memory.account_setting(account, SHAPE_SETTING) if memory else None
+        if stored in ("object", "array"):
+            self._known = stored
+            if self.options.body_shape is None:
+                self.shape = stored
 
-    def learned(self) -> dict[str, str]:
-        confirmed = self.shape.confirmed
-        return {SHAPE_SETTING: confirmed} if confirmed else {}
+    def learn(self, learned: Learned) -> None:
+        """Brevo accepted a shape (stored by the run): send it from now on."""
+        shape = learned.settings.get(SHAPE_SETTING)
+        if shape in ("object", "array"):
+            self._known = self.shape = shape
 
     @classmethod
     def check_mapping(cls, mapping: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -245,20 +261,23 @@ class BrevoEventsBatch(Destination):
     def request_overhead(self, count: int) -> int:
         return len(b'{"events":[]}') + count
 
-    def build(self, items: list[Item]) -> Request:
+    def build(self, items: list[Item], variant: str | None = None) -> Request:
         joined = b",".join(item.payload for item in items)
-        shape = self.shape.current
+        shape = variant or self.shape
         body = b'{"events":[' + joined + b"]}" if shape == "object" else b"[" + joined + b"]"
-        return Request(self.path, body, self.auth_headers(), items, variant=shape)
+        return Request(
+            self.path, body, self.auth_headers(), items, variant=shape, forced=variant is not None
+        )
 
     def interpret(
         self, request: Request, status: int, headers: Mapping[str, str], body: bytes
     ) -> Outcome:
         n = len(request.items)
-        if status in (200, 201, 202, 204, 207):
-            self.shape.worked(request.variant)
+        learned = None
+        if status in (200, 201, 202, 204, 207) and request.variant != self._known:
+            learned = Learned(settings={SHAPE_SETTING: request.variant})  # kept per account
         if status in (200, 201, 202, 204):
-            return Outcome(delivered=list(range(n)))
+            return Outcome(delivered=list(range(n)), learned=learned)
         data = _json(body)
         if status in (207, 400) and isinstance(data, dict) and isinstance(data.get("errors"), list):
             rejected: dict[int, str] = {}
@@ -272,22 +291,21 @@ class BrevoEventsBatch(Destination):
             rest = [i for i in range(n) if i not in rejected]
             if status == 207:
                 # Valid events were stored and are not rolled back: never re-send them.
-                return Outcome(delivered=rest, rejected=rejected)
+                return Outcome(delivered=rest, rejected=rejected, learned=learned)
             if rejected:
                 return Outcome(rejected=rejected, resend=rest)  # 400: nothing stored
         message = str(data.get("message", "")) if isinstance(data, dict) else ""
         if status == 400 and _SHAPE_REFUSED.search(message):
-            shape = request.variant
-            if self.shape.refused(shape):
-                if self.shape.current != shape:
-                    log.warning(
-                        "Brevo refused the %s batch body (%s); sending the %s shape instead "
-                        "(remembered for this account once Brevo accepts it)",
-                        shape,
-                        message,
-                        self.shape.current,
-                    )
-                return Outcome(switch_shape=True, resend=list(range(n)))
+            if not request.forced:  # the other shape was not tried for these events yet
+                other = "array" if request.variant == "object" else "object"
+                log.warning(
+                    "Brevo refused the %s batch body (%s); sending the %s shape instead "
+                    "(remembered for this account once Brevo accepts it)",
+                    request.variant,
+                    message,
+                    other,
+                )
+                return Outcome(resend=list(range(n)), resend_variant=other)
             return Outcome(
                 fatal=request_fix(
                     "Brevo (400)",
@@ -310,35 +328,6 @@ SHAPE_SETTING = "brevo_batch_body_shape"
 # Go's decoder refusing the top-level array/object: the body has the other shape (§3.1). A
 # field of one event reads "into Go struct field ...", which is about that event.
 _SHAPE_REFUSED = re.compile(r"cannot unmarshal (?:array|object) into Go value of type")
-
-
-class _Shape:
-    """The batch body shape of one run, shared by its sender threads. A refusal switches it
-    at most once and only when the refused request had the current shape, so two requests
-    refused at the same time switch it once, not back and forth."""
-
-    def __init__(self, first: str) -> None:
-        self.current = first
-        self.confirmed: str | None = None  # a shape Brevo accepted in this run
-        self._tried = {first}
-        self._lock = threading.Lock()
-
-    def refused(self, shape: str) -> bool:
-        """True when a request built with ``shape`` should be sent again (now or already
-        with the other shape); False when both shapes were refused."""
-        with self._lock:
-            if shape != self.current:
-                return True  # another request already switched
-            other = "array" if shape == "object" else "object"
-            if other in self._tried:
-                return False
-            self._tried.add(other)
-            self.current = other
-            return True
-
-    def worked(self, shape: str) -> None:
-        with self._lock:
-            self.confirmed = shape
 
 
 def _json(body: bytes) -> Any:

@@ -53,11 +53,12 @@ class BrevoEventDestination(DestinationSettings):
     options: BrevoEventOptions = Field(default_factory=BrevoEventOptions)
 
 
-class BrevoEvent(SingleEventDestination):
+class BrevoEvent(SingleEventDestination[BrevoEventDestination]):
     """``brevo_event``: one Brevo event per request, paced per account and tier."""
 
     type = "brevo_event"
     config_model = BrevoEventDestination
+    options: BrevoEventOptions
     vendor = VENDOR
     api_name = "Brevo"
     identifier_fields = IDENTIFIERS
@@ -76,7 +77,7 @@ class BrevoEvent(SingleEventDestination):
     secret_headers = ("api-key",)
     flat_blocks = ("contact_properties",)  # contact attributes are scalars
 
-    def __init__(self, config: Any, api_key: str, sync_name: str) -> None:
+    def __init__(self, config: BrevoEventDestination, api_key: str, sync_name: str) -> None:
         super().__init__(config, api_key, sync_name)
         if self.options.rate_limit is None:
             # The tier decides the documented pacing; an explicit rate_limit still wins.

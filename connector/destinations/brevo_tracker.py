@@ -50,11 +50,12 @@ class BrevoTrackerDestination(DestinationSettings):
     options: BrevoTrackerOptions = Field(default_factory=BrevoTrackerOptions)
 
 
-class BrevoTracker(SingleEventDestination):
+class BrevoTracker(SingleEventDestination[BrevoTrackerDestination]):
     """``brevo_tracker``: one legacy trackEvent call per event, identified by email."""
 
     type = "brevo_tracker"
     config_model = BrevoTrackerDestination
+    options: BrevoTrackerOptions
     vendor = VENDOR
     api_name = "Brevo tracker"
     identifier_fields = ("email",)

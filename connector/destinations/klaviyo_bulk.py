@@ -94,11 +94,12 @@ class KlaviyoBulkEventsDestination(DestinationSettings):
     options: KlaviyoBulkOptions = Field(default_factory=KlaviyoBulkOptions)
 
 
-class KlaviyoBulkEvents(Destination):
+class KlaviyoBulkEvents(Destination[KlaviyoBulkEventsDestination]):
     """``klaviyo_bulk_events``: up to 1,000 events per bulk-create job, deduplicated."""
 
     type = "klaviyo_bulk_events"
     config_model = KlaviyoBulkEventsDestination
+    options: KlaviyoBulkOptions
     vendor = VENDOR
     identifier_fields = (*PROFILE_IDENTIFIERS, "id")
     default_base_url = "https://a.klaviyo.com"
@@ -115,7 +116,7 @@ class KlaviyoBulkEvents(Destination):
     supports_value = True
     secret_headers = ("authorization",)
 
-    def __init__(self, config: Any, api_key: str, sync_name: str) -> None:
+    def __init__(self, config: KlaviyoBulkEventsDestination, api_key: str, sync_name: str) -> None:
         super().__init__(config, api_key, sync_name)
         revision = self.options.revision
         self.min_time = datetime(1990 if revision >= "2026-07-15" else 2000, 1, 1, tzinfo=UTC)
@@ -310,21 +311,23 @@ class KlaviyoBulkEvents(Destination):
             if size > limit:
                 reasons[i] = f"event encodes to {size} bytes; a request allows {MAX_BYTES}"
                 continue
-            items.append(Item(events, i, (profile_bytes[i], event_bytes[i]), size))
+            profile, event = profile_bytes[i], event_bytes[i]
+            assert profile is not None and event is not None  # a valid row always encodes
+            items.append(Item(events, i, event, size, group=profile))
         return items, reasons
 
     # -- requests ----------------------------------------------------------------------
     def request_overhead(self, count: int) -> int:
         return len(_PREFIX) + len(_SUFFIX) + count
 
-    def build(self, items: list[Item]) -> Request:
+    def build(self, items: list[Item], variant: str | None = None) -> Request:
         # Group events by identical profile payload (smaller body, one upsert per profile).
         groups: dict[bytes, list[int]] = {}
         for idx, item in enumerate(items):
-            groups.setdefault(item.payload[0], []).append(idx)
+            groups.setdefault(item.group, []).append(idx)
         parts = []
         for profile_bytes, idxs in groups.items():
-            events_json = b",".join(items[j].payload[1] for j in idxs)
+            events_json = b",".join(items[j].payload for j in idxs)
             parts.append(
                 b'{"type":"event-bulk-create","attributes":{"profile":'
                 + profile_bytes

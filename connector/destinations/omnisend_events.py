@@ -151,12 +151,13 @@ class OmnisendEventsDestination(DestinationSettings):
     options: OmnisendEventsOptions = Field(default_factory=OmnisendEventsOptions)
 
 
-class OmnisendEvents(SingleEventDestination):
+class OmnisendEvents(SingleEventDestination[OmnisendEventsDestination]):
     """``omnisend_events``: one event per request to the dated API (or v5), deduplicated by
     (eventID, eventTime)."""
 
     type = "omnisend_events"
     config_model = OmnisendEventsDestination
+    options: OmnisendEventsOptions
     vendor = VENDOR
     api_name = "Omnisend"
     identifier_fields = ("id", "email", "phone")
@@ -171,7 +172,7 @@ class OmnisendEvents(SingleEventDestination):
     )
     secret_headers = ("x-api-key", "authorization")
 
-    def __init__(self, config: Any, api_key: str, sync_name: str) -> None:
+    def __init__(self, config: OmnisendEventsDestination, api_key: str, sync_name: str) -> None:
         super().__init__(config, api_key, sync_name)
         self.endpoint, self.version = API_VERSIONS[self.options.api_version]
 
@@ -193,7 +194,7 @@ class OmnisendEvents(SingleEventDestination):
             "Accept": "application/json",
         }
 
-    def build(self, items: list[Item]) -> Request:
+    def build(self, items: list[Item], variant: str | None = None) -> Request:
         return Request(self.endpoint, items[0].payload, self.auth_headers(), items)
 
     def validate(self, events: Events) -> dict[int, str]:

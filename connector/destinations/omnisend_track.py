@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import math
 import re
-import threading
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any, Literal
@@ -33,7 +32,9 @@ from pydantic import Field
 from ..events import Events
 from ..options import CommonOptions, DestinationSettings
 from .base import (
+    AccountMemory,
     Item,
+    Learned,
     Limits,
     Outcome,
     Request,
@@ -160,11 +161,12 @@ class OmnisendTrackDestination(DestinationSettings):
     options: OmnisendTrackOptions = Field(default_factory=OmnisendTrackOptions)
 
 
-class OmnisendTrack(SingleEventDestination):
+class OmnisendTrack(SingleEventDestination[OmnisendTrackDestination]):
     """``omnisend_track``: one v4 track call per event, with property types frozen per name."""
 
     type = "omnisend_track"
     config_model = OmnisendTrackDestination
+    options: OmnisendTrackOptions
     vendor = VENDOR
     api_name = "Omnisend"
     identifier_fields = ("id", "email", "phoneNumber")
@@ -184,17 +186,24 @@ class OmnisendTrack(SingleEventDestination):
         "type omnisend_events (Omnisend's current /api/events API)"
     )
 
-    def __init__(self, config: Any, api_key: str, sync_name: str) -> None:
+    def __init__(self, config: OmnisendTrackDestination, api_key: str, sync_name: str) -> None:
         super().__init__(config, api_key, sync_name)
-        self._state: Any = None
+        # Type freezing lives on the run's thread only: encode reads and claims, learn records.
+        self._memory: AccountMemory | None = None
         self._account = ""
-        self._lock = threading.Lock()
         self._frozen: dict[str, dict[str, str]] = {}  # confirmed: state store + delivered
         self._claimed: dict[str, dict[str, str]] = {}  # sent (or about to be) in this run
 
-    def attach(self, state: Any, account: str) -> None:
-        self._state = state
+    def attach(self, memory: AccountMemory | None, account: str) -> None:
+        self._memory = memory
         self._account = account
+
+    def learn(self, learned: Learned) -> None:
+        """Delivered events confirmed these types (the run has stored them)."""
+        for name, types in learned.property_types.items():
+            frozen = self._schema(name)
+            for prop, got in types.items():
+                frozen.setdefault(prop, got)
 
     @classmethod
     def check_mapping(cls, mapping: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -242,37 +251,25 @@ class OmnisendTrack(SingleEventDestination):
         """Confirmed types of an event name (loaded once per run from the state store)."""
         schema = self._frozen.get(name)
         if schema is None:
-            stored = self._state.property_types(self._account, name) if self._state else {}
+            stored = self._memory.property_types(self._account, name) if self._memory else {}
             schema = self._frozen[name] = dict(stored)
         return schema
 
     def _check_types(self, name: str, types: dict[str, str]) -> str | None:
         """Reject a type change; otherwise claim the new properties' types for this run."""
-        with self._lock:
-            frozen = self._schema(name)
-            claimed = self._claimed.setdefault(name, {})
-            for prop, got in types.items():
-                was = frozen.get(prop) or claimed.get(prop)
-                if was is not None and not compatible(was, got):
-                    return (
-                        f"property {prop} is {got} but Omnisend v4 froze it as {was} for "
-                        f"event {name!r} on first send; types cannot change"
-                    )
-            for prop, got in types.items():
-                if prop not in frozen:
-                    claimed.setdefault(prop, got)
-            return None
-
-    def _learn(self, name: str, types: dict[str, str]) -> None:
-        """The API accepted these types: they are now the event's schema."""
-        with self._lock:
-            frozen = self._schema(name)
-            new = {p: t for p, t in types.items() if p not in frozen}
-            if not new:
-                return
-            frozen.update(new)
-        if self._state is not None:
-            self._state.learn_property_types(self._account, name, new)
+        frozen = self._schema(name)
+        claimed = self._claimed.setdefault(name, {})
+        for prop, got in types.items():
+            was = frozen.get(prop) or claimed.get(prop)
+            if was is not None and not compatible(was, got):
+                return (
+                    f"property {prop} is {got} but Omnisend v4 froze it as {was} for "
+                    f"event {name!r} on first send; types cannot change"
+                )
+        for prop, got in types.items():
+            if prop not in frozen:
+                claimed.setdefault(prop, got)
+        return None
 
     # -- encoding ------------------------------------------------------------------------
     def encode(self, events: Events, rows: list[int]) -> tuple[list[Item], dict[int, str]]:
@@ -304,11 +301,14 @@ class OmnisendTrack(SingleEventDestination):
             if props:
                 body["properties"] = props
             payload = dumps(body)
-            items.append(Item(events, i, (payload, names[i], types), len(payload)))
+            frozen = self._schema(names[i])
+            new = {p: t for p, t in types.items() if p not in frozen}
+            lesson = Learned(property_types={names[i]: new}) if new else None
+            items.append(Item(events, i, payload, len(payload), lesson=lesson))
         return items, reasons
 
-    def build(self, items: list[Item]) -> Request:
-        return Request(self.path, items[0].payload[0], self.auth_headers(), items)
+    def build(self, items: list[Item], variant: str | None = None) -> Request:
+        return Request(self.path, items[0].payload, self.auth_headers(), items)
 
     def message(self, status: int, body: bytes) -> str:
         return omnisend_message(status, body)
@@ -321,8 +321,7 @@ class OmnisendTrack(SingleEventDestination):
     ) -> Outcome:
         outcome = super().interpret(request, status, headers, body)
         if outcome.delivered:
-            _, name, types = request.items[0].payload
-            self._learn(name, types)
+            outcome.learned = request.items[0].lesson  # the types the API has now frozen
         return outcome
 
 

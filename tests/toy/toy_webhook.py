@@ -47,11 +47,12 @@ class ToyWebhookDestination(DestinationSettings):
     options: ToyWebhookOptions = Field(default_factory=ToyWebhookOptions)
 
 
-class ToyWebhook(Destination):
+class ToyWebhook(Destination[ToyWebhookDestination]):
     """``toy_webhook``: up to 50 events per request, deduplicated by id."""
 
     type = "toy_webhook"
     config_model = ToyWebhookDestination
+    options: ToyWebhookOptions
     vendor = VENDOR
     identifier_fields = ("email",)
     default_base_url = "https://hooks.toyco.invalid"
@@ -91,7 +92,7 @@ class ToyWebhook(Destination):
     def request_overhead(self, count: int) -> int:
         return 2 + count
 
-    def build(self, items: list[Item]) -> Request:
+    def build(self, items: list[Item], variant: str | None = None) -> Request:
         body = b"[" + b",".join(item.payload for item in items) + b"]"
         return Request(self.path, body, self.auth_headers(), items)
 
