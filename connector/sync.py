@@ -27,7 +27,7 @@ import numpy as np
 import pyarrow as pa
 
 from .batching import Batch, Batcher
-from .config import SyncConfig, resolve_env
+from .config import DestinationSettings, SyncConfig, resolve_env
 from .delivery import BatchOutcome, Runtime, Sender, Stats, post_preview
 from .destinations import DESTINATIONS, Destination
 from .destinations.base import Item, dumps
@@ -108,7 +108,9 @@ class _DuplicateKeys:
         return np.flatnonzero(dup).tolist()
 
 
-def make_destination(sync: SyncConfig, resolve_secret: bool = True) -> Destination:
+def make_destination(
+    sync: SyncConfig, resolve_secret: bool = True
+) -> Destination[DestinationSettings]:
     cfg = sync.destination
     api_key = (
         resolve_env(cfg.api_key, f"{sync.source_path}: destination.api_key")

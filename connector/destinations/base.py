@@ -24,7 +24,9 @@ from ..jsonfrag import json_default
 from ..options import CommonOptions, DestinationSettings, RateLimit
 
 JSON_OPTS = orjson.OPT_NAIVE_UTC | orjson.OPT_NON_STR_KEYS
-ConfigT = TypeVar("ConfigT", bound=DestinationSettings)
+# A destination class is generic over its config model (covariant: a registry of
+# ``type[Destination[DestinationSettings]]`` holds every one of them).
+ConfigT = TypeVar("ConfigT", bound=DestinationSettings, covariant=True)
 
 
 def dumps(value: Any) -> bytes:

@@ -13,7 +13,10 @@ from __future__ import annotations
 from importlib import import_module
 from typing import get_args
 
+from ..options import DestinationSettings
 from .base import Destination
+
+AnyDestination = type[Destination[DestinationSettings]]
 
 # One line per destination module (the order is the order of the JSON Schema's union).
 ENDPOINT_MODULES: tuple[str, ...] = (
@@ -26,7 +29,7 @@ ENDPOINT_MODULES: tuple[str, ...] = (
 )
 
 
-def _load(module: str) -> type[Destination]:
+def _load(module: str) -> AnyDestination:
     """The ``DESTINATION`` class of one endpoint module, checked against its config model."""
     mod = import_module(f"{__package__}.{module}")
     cls = getattr(mod, "DESTINATION", None)
@@ -40,8 +43,8 @@ def _load(module: str) -> type[Destination]:
     return cls
 
 
-def _registry(modules: tuple[str, ...]) -> dict[str, type[Destination]]:
-    found: dict[str, type[Destination]] = {}
+def _registry(modules: tuple[str, ...]) -> dict[str, AnyDestination]:
+    found: dict[str, AnyDestination] = {}
     for module in modules:
         cls = _load(module)
         if cls.type in found:
@@ -50,9 +53,9 @@ def _registry(modules: tuple[str, ...]) -> dict[str, type[Destination]]:
     return found
 
 
-DESTINATIONS: dict[str, type[Destination]] = _registry(ENDPOINT_MODULES)
+DESTINATIONS: dict[str, AnyDestination] = _registry(ENDPOINT_MODULES)
 
 
-def destination_class(destination_type: str) -> type[Destination]:
+def destination_class(destination_type: str) -> AnyDestination:
     """The destination class of a ``destination.type`` (config has validated the type)."""
     return DESTINATIONS[destination_type]
