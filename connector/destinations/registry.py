@@ -16,7 +16,7 @@ from typing import get_args
 from ..options import DestinationSettings
 from .base import Destination
 
-AnyDestination = type[Destination[DestinationSettings]]
+DestinationClass = type[Destination[DestinationSettings]]
 
 # One line per destination module (the order is the order of the JSON Schema's union).
 ENDPOINT_MODULES: tuple[str, ...] = (
@@ -29,7 +29,7 @@ ENDPOINT_MODULES: tuple[str, ...] = (
 )
 
 
-def _load(module: str) -> AnyDestination:
+def _load(module: str) -> DestinationClass:
     """The ``DESTINATION`` class of one endpoint module, checked against its config model."""
     mod = import_module(f"{__package__}.{module}")
     cls = getattr(mod, "DESTINATION", None)
@@ -43,8 +43,8 @@ def _load(module: str) -> AnyDestination:
     return cls
 
 
-def _registry(modules: tuple[str, ...]) -> dict[str, AnyDestination]:
-    found: dict[str, AnyDestination] = {}
+def _registry(modules: tuple[str, ...]) -> dict[str, DestinationClass]:
+    found: dict[str, DestinationClass] = {}
     for module in modules:
         cls = _load(module)
         if cls.type in found:
@@ -53,9 +53,9 @@ def _registry(modules: tuple[str, ...]) -> dict[str, AnyDestination]:
     return found
 
 
-DESTINATIONS: dict[str, AnyDestination] = _registry(ENDPOINT_MODULES)
+DESTINATIONS: dict[str, DestinationClass] = _registry(ENDPOINT_MODULES)
 
 
-def destination_class(destination_type: str) -> AnyDestination:
+def destination_class(destination_type: str) -> DestinationClass:
     """The destination class of a ``destination.type`` (config has validated the type)."""
     return DESTINATIONS[destination_type]
