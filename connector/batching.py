@@ -18,6 +18,13 @@ from .state import Reject
 
 @dataclass
 class Batch:
+    """One request's worth of items plus the rejects of the rows it covers, in row order.
+
+    ``seq`` orders batches within a run; ``covered`` is the number of source rows from the first to
+    the last row (delivered, rejected or skipped); ``ledger_id`` is the pending ledger row written
+    before the request goes on the wire (None in a dry run).
+    """
+
     seq: int
     items: list[Item]
     rejects: list[Reject]
@@ -29,11 +36,13 @@ class Batch:
 
     @property
     def last(self) -> tuple[Any, ...]:
+        """Checkpoint position ``(cursor, *pk)`` of the last row the batch covers."""
         events, row = self.last_ref
         return events.position(row)
 
     @property
     def first(self) -> tuple[Any, ...]:
+        """Checkpoint position ``(cursor, *pk)`` of the first row the batch covers."""
         events, row = self.first_ref
         return events.position(row)
 

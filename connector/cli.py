@@ -411,7 +411,11 @@ def _cmd_rejects(args: argparse.Namespace) -> int:
     n_open = store.count_rejects(sync.name, open_only=True, scope=args.scope)
     total = store.count_rejects(sync.name, scope=args.scope) if args.all else n_open
     rows = store.iter_rejects(
-        sync.name, args.limit, args.all, args.scope, payload=args.format != "table"
+        sync.name,
+        args.limit,
+        include_closed=args.all,
+        scope=args.scope,
+        payload=args.format != "table",
     )
     try:
         if args.format == "table":

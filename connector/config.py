@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
+from typing_extensions import override
 
 from .destinations.base import Destination
 from .destinations.registry import DESTINATIONS
@@ -257,7 +258,6 @@ class SyncConfig(_Model):
 
 def resolve_env(value: str, where: str) -> str:
     """Substitute ``${VAR}`` / ``${VAR:-default}`` references; missing variables are errors."""
-
     missing: list[str] = []
 
     def sub(match: re.Match[str]) -> str:
@@ -373,6 +373,7 @@ class _Loader(yaml.SafeLoader):
         super().__init__(stream)
         self.duplicates: list[str] = []
 
+    @override
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: dict[Any, int] = {}
         for key_node, _ in node.value:
@@ -510,7 +511,7 @@ def _expanded_size(node: yaml.Node, sizes: dict[int, int], open_: set[int], wher
     return size
 
 
-def parse_sync(text: str, where: str, check_env: bool = True) -> SyncConfig:
+def parse_sync(text: str, where: str, *, check_env: bool = True) -> SyncConfig:
     """Parse and validate one YAML document; every problem is reported in one ConfigError."""
     loader = _Loader(text)
     try:
@@ -570,7 +571,9 @@ class SyncSet:
         raise ConfigError(f"no sync named {name!r}; known syncs: {known}")
 
 
-def load_syncs(directory: str | os.PathLike[str] | None = None, check_env: bool = True) -> SyncSet:
+def load_syncs(
+    directory: str | os.PathLike[str] | None = None, *, check_env: bool = True
+) -> SyncSet:
     """Load ``<dir>/syncs/*.yaml``; a broken file never hides the valid ones."""
     root = config_dir(directory)
     syncs: dict[str, SyncConfig] = {}
@@ -622,7 +625,10 @@ def _read_sync_file(path: Path, where: str) -> str:
 
 
 def load_sync(
-    name_or_path: str, directory: str | os.PathLike[str] | None = None, check_env: bool = True
+    name_or_path: str,
+    directory: str | os.PathLike[str] | None = None,
+    *,
+    check_env: bool = True,
 ) -> SyncConfig:
     """One sync by name (from the config dir) or by path to a YAML file."""
     candidate = Path(name_or_path)
@@ -630,7 +636,7 @@ def load_sync(
         if not candidate.is_file():
             raise ConfigError(f"{name_or_path}: no such file")
         text = _read_sync_file(candidate, str(candidate))
-        return parse_sync(text, str(candidate), check_env)
+        return parse_sync(text, str(candidate), check_env=check_env)
     return load_syncs(directory, check_env=check_env).get(name_or_path)
 
 

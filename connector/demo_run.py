@@ -33,6 +33,12 @@ SINGLE_EVENT_SLICE = 40
 def run_demo(
     events: int = 5_000, state_url: str | None = None, single_slice: int = SINGLE_EVENT_SLICE
 ) -> int:
+    """Build the demo warehouse, start the sandbox and run every demo sync against it.
+
+    Single-event destinations send only their first ``single_slice`` events (the checkpoint keeps
+    the rest for the next run). Returns the process exit code: 0 when every sync succeeded, 1 when
+    any failed (each failure is printed to stderr).
+    """
     from .sandbox import SandboxOptions, SandboxServer
 
     path = build_demo_warehouse(DEMO_WAREHOUSE, events=events)

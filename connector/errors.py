@@ -57,7 +57,7 @@ class RequestError(DeliveryError):
     rows as possibly duplicated on the next run.
     """
 
-    def __init__(self, message: str, stored_nothing: bool = True) -> None:
+    def __init__(self, message: str, *, stored_nothing: bool = True) -> None:
         super().__init__(message)
         self.stored_nothing = stored_nothing
 

@@ -49,6 +49,7 @@ class Props:
 
     @property
     def names(self) -> list[str]:
+        """The property names, in mapping order."""
         return list(self.columns)
 
     def release(self) -> None:
@@ -65,8 +66,12 @@ class Props:
 
     @cached_property
     def dicts(self) -> list[dict[str, Any]]:
+        """One JSON-ready dict per row (omitted values left out); reasons a value cannot be sent are
+        added to the shared reasons by row."""
         cols = [
-            to_python(arr, self.zone, name in self.json_columns, name, self.reasons)
+            to_python(
+                arr, self.zone, is_json=name in self.json_columns, column=name, reasons=self.reasons
+            )
             for name, arr in self.columns.items()
         ]
         return build_dicts(self.names, cols, self.n)
@@ -76,7 +81,13 @@ class Props:
         if "dicts" in self.__dict__:
             return self.dicts[i]
         cols = [
-            to_python(arr.slice(i, 1), self.zone, name in self.json_columns, name, {})
+            to_python(
+                arr.slice(i, 1),
+                self.zone,
+                is_json=name in self.json_columns,
+                column=name,
+                reasons={},
+            )
             for name, arr in self.columns.items()
         ]
         return build_dicts(self.names, cols, 1)[0]
@@ -86,7 +97,7 @@ class Props:
         """Property name → JSON value text (null = omitted)."""
         return {
             name: jsonfrag.values(
-                arr, lambda a: _rfc3339(_utc(a, self.zone)), name in self.json_columns
+                arr, lambda a: _rfc3339(_utc(a, self.zone)), is_json=name in self.json_columns
             )
             for name, arr in self.columns.items()
         }
@@ -136,6 +147,8 @@ class Events:
         return self.contact_props.dicts
 
     def identifier(self, name: str, i: int) -> Any:
+        """Row ``i``'s value of identifier ``name`` as a Python value, or None when it is not
+        mapped."""
         arr = self.identifiers.get(name)
         return None if arr is None else arr[i].as_py()
 
@@ -155,7 +168,7 @@ def _utc(arr: pa.Array, zone: str) -> pa.Array:
 def localize(naive: pa.Array, zone: str) -> pa.Array:
     """Naive wall-clock times read in ``zone`` → zoned instants, by one rule (the one of
     Python's zoneinfo with fold=0 and java.time; PostgreSQL's ``::timestamptz`` agrees on gaps
-    but takes the *later* occurrence in a fold):
+    but takes the *later* occurrence in a fold).
 
     - a time in a DST *gap* (it never happened) moves forward by the gap's length: Paris
       2026-03-29 02:30 → 03:30+02:00 (01:30Z);
@@ -188,7 +201,7 @@ def _rfc3339(utc_ms: pa.Array) -> pa.Array:
 
 
 def to_python(
-    arr: pa.Array, zone: str, is_json: bool, column: str, reasons: dict[int, str]
+    arr: pa.Array, zone: str, *, is_json: bool, column: str, reasons: dict[int, str]
 ) -> list[Any]:
     """Arrow column → JSON-ready Python values (None where the property is to be omitted)."""
     t = arr.type

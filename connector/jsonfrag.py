@@ -98,7 +98,7 @@ def numbers(arr: pa.Array) -> pa.Array:
     return pc.cast(arr, pa.string())
 
 
-def values(arr: pa.Array, utc_text: Any, is_json: bool) -> pa.Array:
+def values(arr: pa.Array, utc_text: Any, *, is_json: bool) -> pa.Array:
     """Any Arrow column → JSON value fragments (null where the property is to be omitted).
 
     ``utc_text`` turns a timestamp/date array into RFC 3339 text (the mapper's time rules).
@@ -122,6 +122,7 @@ def values(arr: pa.Array, utc_text: Any, is_json: bool) -> pa.Array:
 
 
 def key(name: str) -> str:
+    """``name`` as a JSON string literal (quoted and escaped), ready to precede ``:``."""
     return orjson.dumps(name).decode()
 
 

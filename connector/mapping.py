@@ -142,6 +142,11 @@ class Mapper:
         return table.column(name).combine_chunks()
 
     def map(self, chunk: Chunk) -> Events:
+        """Map one page of source rows to columnar events.
+
+        Rows that cannot be events (NULL event name or time, a value the mapping cannot convert) are
+        kept with their reason in ``Events.reasons`` for the run to record as rejects.
+        """
         t, m, zone = chunk.table, self.m, self.zone
         n = t.num_rows
         reasons: dict[int, str] = {}

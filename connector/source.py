@@ -55,7 +55,7 @@ def embedded_file(url: str) -> Path | None:
     """The database file of a DuckDB or SQLite URL (None for servers and in-memory)."""
     try:
         u = sa.engine.make_url(url)
-    except Exception:
+    except (sa.exc.ArgumentError, ValueError):  # not a URL, or a bad port
         return None
     if u.get_backend_name() not in {"duckdb", "sqlite"}:
         return None
@@ -103,7 +103,7 @@ def engine_for(url: str) -> sa.Engine:
                 connect_args=connect_args,
                 **extra,
             )
-        except Exception as exc:  # bad URL or missing driver
+        except Exception as exc:  # noqa: BLE001 — a bad URL, a missing driver, or a dialect's own error: all name the URL
             raise SourceError(
                 f"cannot open warehouse {redact_url(url)}: {scrub(str(exc), url)}"
             ) from None
@@ -302,7 +302,7 @@ class Reader:
                     rows = self._duck_relation(conn, stmt).fetchall()
                 else:
                     rows = conn.execute(stmt).all()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 — drivers (duckdb) raise their own types
             raise SourceError(self._explain(exc)) from None
         return tuple(rows[0]) if rows else None
 
@@ -329,7 +329,7 @@ class Reader:
                 c for c, t in zip(rel.columns, rel.types, strict=True) if str(t) == "JSON"
             )
             table = rel.to_arrow_table()
-        except Exception as exc:  # duckdb raises its own exception types
+        except Exception as exc:  # noqa: BLE001 — duckdb raises its own exception types
             raise SourceError(self._explain(exc)) from None
         return Chunk(table, json_cols)
 
@@ -445,7 +445,7 @@ class Reader:
                 else:
                     result = conn.execute(stmt)
                     types = {d[0]: _dbapi_kind(d[1]) for d in result.cursor.description}
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 — drivers (duckdb) raise their own types
             raise SourceError(self._explain(exc)) from None
         self._types = types
         return types
@@ -507,6 +507,8 @@ class Reader:
         return f"cursor column {self.cursor} is NULL: the row is never read; fix the source"
 
     def max_cursor(self) -> Any:
+        """The largest cursor value in the source (None when it has no rows); raises ``SourceError``
+        when the query fails."""
         stmt = sa.select(sa.func.max(self._q(self.cursor))).select_from(self._from())
         try:
             with self.engine.connect() as conn:

@@ -138,19 +138,26 @@ def _untag(v: Any) -> Any:
 
 
 def encode_position(pos: Sequence[Any]) -> str:
+    """A checkpoint position as JSON text, datetimes, dates and decimals tagged so they read back as
+    the same types."""
     return orjson.dumps([_tag(v) for v in pos]).decode()
 
 
 def decode_position(text: str) -> Position:
+    """The position tuple ``encode_position`` wrote, with its original value types."""
     return tuple(_untag(v) for v in orjson.loads(text))
 
 
 def now() -> datetime:
+    """The current time, timezone-aware UTC (what the store writes in its time columns)."""
     return datetime.now(UTC)
 
 
 @dataclass
 class LedgerEntry:
+    """A ledger row: one batch of a run between its first and last position, ``pending`` (written
+    before its request went out) or ``delivered`` / ``rejected`` (settled beyond the checkpoint)."""
+
     id: int
     run_id: str
     seq: int
@@ -160,11 +167,15 @@ class LedgerEntry:
     status: str
 
     def contains(self, pos: Position) -> bool:
+        """Whether ``pos`` lies in this batch's range (bounds included)."""
         return bool(self.first <= pos <= self.last)
 
 
 @dataclass
 class Reject:
+    """A row refused by the mapping, the destination's rules or the vendor: its primary-key text,
+    the reason, and the event payload that was refused (never headers)."""
+
     key: str
     reason: str
     payload: str | None = None
@@ -174,6 +185,7 @@ class Reject:
 
 
 def default_state_url() -> str:
+    """``$CONNECTOR_STATE_URL`` if set, else the SQLite file ``.connector/state.db``."""
     url = os.environ.get(STATE_URL_ENV)
     if url:
         return url
@@ -217,6 +229,7 @@ class StateStore:
 
     # -- checkpoints ---------------------------------------------------------------------
     def checkpoint(self, sync: str, scope: str = INCREMENTAL) -> Position | None:
+        """The sync's checkpoint position in ``scope``, or None before its first delivery."""
         with self.engine.connect() as c:
             row = c.execute(
                 sa.select(checkpoints.c.position).where(
@@ -226,6 +239,7 @@ class StateStore:
         return decode_position(row[0]) if row else None
 
     def checkpoints_for(self, sync: str) -> dict[str, Position]:
+        """Every scope's checkpoint position of the sync, by scope name."""
         with self.engine.connect() as c:
             rows = c.execute(
                 sa.select(checkpoints.c.scope, checkpoints.c.position).where(
@@ -248,6 +262,7 @@ class StateStore:
 
     # -- ledger --------------------------------------------------------------------------
     def ledger(self, sync: str, scope: str) -> list[LedgerEntry]:
+        """The sync's ledger rows in ``scope``, in the order they were written."""
         with self.engine.connect() as c:
             rows = c.execute(
                 sa.select(batches)
@@ -280,6 +295,8 @@ class StateStore:
         last: Position,
         count: int,
     ) -> int:
+        """Write a ``pending`` ledger row for a batch about to be sent; returns its id (the settle
+        marks it)."""
         with self._tx() as c:
             res = c.execute(
                 batches.insert().values(
@@ -366,6 +383,8 @@ class StateStore:
         )
 
     def add_rejects(self, sync: str, scope: str, run_id: str, new: Sequence[Reject]) -> None:
+        """Record rejects outside a settle (rows refused before any request); open again if already
+        recorded."""
         with self._tx() as c:
             self._add_rejects(c, sync, scope, run_id, new)
 
@@ -379,12 +398,17 @@ class StateStore:
         payload: bool = False,
     ) -> list[dict[str, Any]]:
         """The sync's open rejects (all of them unless ``limit``), newest first."""
-        return list(self.iter_rejects(sync, limit, include_closed, scope, payload))
+        return list(
+            self.iter_rejects(
+                sync, limit, include_closed=include_closed, scope=scope, payload=payload
+            )
+        )
 
     def iter_rejects(
         self,
         sync: str,
         limit: int | None = None,
+        *,
         include_closed: bool = False,
         scope: str | None = None,
         payload: bool = False,
@@ -405,7 +429,7 @@ class StateStore:
             cols.append(rejects.c.payload)
         stmt = (
             sa.select(*cols)
-            .where(*self._reject_filter(sync, scope, include_closed))
+            .where(*self._reject_filter(sync, scope, include_closed=include_closed))
             .order_by(rejects.c.created_at.desc(), rejects.c.scope, rejects.c.key)
         )
         if limit:
@@ -416,7 +440,7 @@ class StateStore:
                 yield dict(r._mapping)
 
     @staticmethod
-    def _reject_filter(sync: str, scope: str | None, include_closed: bool) -> list[Any]:
+    def _reject_filter(sync: str, scope: str | None, *, include_closed: bool) -> list[Any]:
         where: list[Any] = [rejects.c.sync == sync]
         if scope is not None:
             where.append(rejects.c.scope == scope)
@@ -576,6 +600,8 @@ class StateStore:
     def finish_run(
         self, run_id: str, status: str, summary: dict[str, Any], error: str | None = None
     ) -> None:
+        """Mark the run finished: its final ``status``, its counts (``summary``) and the error
+        message of a failed run."""
         with self._tx() as c:
             c.execute(
                 runs.update()
@@ -589,6 +615,7 @@ class StateStore:
             )
 
     def runs(self, sync: str, limit: int = 20) -> list[dict[str, Any]]:
+        """The sync's latest ``limit`` runs, newest first, each with its summary decoded."""
         with self.engine.connect() as c:
             rows = c.execute(
                 sa.select(runs)
@@ -614,11 +641,14 @@ class StateStore:
                 c.execute(stmt)
 
     def clear_ledger(self, sync: str, scope: str) -> None:
+        """Delete the sync's ledger rows in ``scope`` (a full refresh starts without them)."""
         with self._tx() as c:
             c.execute(batches.delete().where(batches.c.sync == sync, batches.c.scope == scope))
 
     # -- learned property types (Omnisend type freezing) --------------------------------
     def property_types(self, account: str, event_name: str) -> dict[str, str]:
+        """Property name → type frozen for ``event_name`` on ``account`` (Omnisend v4), empty if
+        none."""
         with self.engine.connect() as c:
             rows = c.execute(
                 sa.select(property_types.c.property, property_types.c.type).where(
@@ -628,6 +658,8 @@ class StateStore:
         return {p: t for p, t in rows}
 
     def learn_property_types(self, account: str, event_name: str, types: dict[str, str]) -> None:
+        """Record the types of properties not yet known for ``event_name`` (the first type stored
+        wins)."""
         with self._tx() as c:
             self._learn(c, account, Learned(property_types={event_name: types}))
 
@@ -665,6 +697,7 @@ class StateStore:
             ).scalar_one_or_none()
 
     def set_account_setting(self, account: str, name: str, value: str) -> None:
+        """Store what a run confirmed about the account (e.g. the Brevo batch body shape)."""
         with self._tx() as c:
             self._set_account_setting(c, account, name, value)
 

@@ -74,6 +74,7 @@ class SyncResult:
     rejects_deferred: int = 0
 
     def to_dict(self) -> dict[str, Any]:
+        """The result as a JSON-ready dict (``connector sync --json``, Dagster metadata)."""
         return asdict(self)
 
 
@@ -109,8 +110,13 @@ class _DuplicateKeys:
 
 
 def make_destination(
-    sync: SyncConfig, resolve_secret: bool = True
+    sync: SyncConfig, *, resolve_secret: bool = True
 ) -> Destination[DestinationSettings]:
+    """The destination object of a sync, with its API key read from the environment.
+
+    ``resolve_secret=False`` uses a placeholder key (``preview`` and ``validate`` never send).
+    Raises ``ConfigError`` when the key's variable is not set.
+    """
     cfg = sync.destination
     api_key = (
         resolve_env(cfg.api_key, f"{sync.source_path}: destination.api_key")
@@ -126,6 +132,7 @@ class _Run:
         sync: SyncConfig,
         state: StateStore,
         scope: str,
+        *,
         dry_run: bool,
         full_refresh: bool,
         window: Window | None,
@@ -181,7 +188,7 @@ class _Run:
         return None
 
     # -- the run -----------------------------------------------------------------------
-    def execute(self) -> SyncResult:
+    def execute(self) -> SyncResult:  # noqa: C901 — the run loop; the ledger split (issue 9.2) shortens it
         res = self.result
         started = self.started = self.rt.clock()
         name, scope = self.sync.name, self.scope
@@ -331,7 +338,7 @@ class _Run:
         return sender.send(batch.items)
 
     def _drain(
-        self, inflight: dict[Future[BatchOutcome], Batch], block: bool
+        self, inflight: dict[Future[BatchOutcome], Batch], *, block: bool
     ) -> BaseException | None:
         if not inflight:
             return None
@@ -455,7 +462,7 @@ class _Run:
         for r in rejects[: max(0, room)]:
             self.result.sample_rejects.append((r.key, r.reason))
 
-    def _report(self, force: bool = False) -> None:
+    def _report(self, *, force: bool = False) -> None:
         self._record_progress()
         if self.progress is None:
             return
@@ -477,7 +484,7 @@ class _Run:
         self._copy_stats()
         try:
             self.state.record_progress(self.result.run_id, _summary(self.result))
-        except Exception:  # progress is a courtesy; the checkpoint is what matters
+        except Exception:  # noqa: BLE001 — progress is a courtesy; the checkpoint is what matters
             log.warning("could not record the progress of run %s", self.result.run_id)
 
     def _copy_stats(self) -> None:
@@ -685,7 +692,7 @@ def _payload(events: Events, i: int) -> str | None:
                 "contact_properties": events.contact_properties[i],
             }
         ).decode()[:20_000]
-    except Exception:
+    except Exception:  # noqa: BLE001 — the stored payload is a courtesy; the reject is kept
         return None
 
 
@@ -722,14 +729,14 @@ def run_sync(
         sync,
         state or StateStore.open(),
         scope,
-        dry_run,
-        full_refresh,
-        window,
-        limit,
-        runtime or Runtime(),
-        progress,
-        warehouse_url,
-        check_null_keys,
+        dry_run=dry_run,
+        full_refresh=full_refresh,
+        window=window,
+        limit=limit,
+        runtime=runtime or Runtime(),
+        progress=progress,
+        warehouse_url=warehouse_url,
+        check_null_keys=check_null_keys,
     )
     return run.execute()
 

@@ -95,9 +95,9 @@ def build_sync_asset(
         if config.retry_rejects and config.full_refresh:
             raise dg.Failure(description="retry_rejects and full_refresh cannot be combined")
         results = run_scopes(context, sync, spec, config, connector, runtime)
-        check = reject_ratio_result(sync, results, config.dry_run)
+        check = reject_ratio_result(sync, results, dry_run=config.dry_run)
         return dg.MaterializeResult(
-            metadata=materialization_metadata(results, config.dry_run),
+            metadata=materialization_metadata(results, dry_run=config.dry_run),
             check_results=[check],
             tags={"reverse_etl/dry_run": "true"} if config.dry_run else None,
         )
@@ -156,7 +156,7 @@ def run_scopes(
                 "checkpointed; run it again to resume from there.",
                 metadata={
                     **(
-                        materialization_metadata([*done, (scope, partial)], config.dry_run)
+                        materialization_metadata([*done, (scope, partial)], dry_run=config.dry_run)
                         if partial
                         else {}
                     ),
@@ -182,7 +182,7 @@ def _position(pos: Sequence[Any] | None) -> str:
 
 
 def materialization_metadata(
-    results: Sequence[tuple[Scope, SyncResult]], dry_run: bool
+    results: Sequence[tuple[Scope, SyncResult]], *, dry_run: bool
 ) -> dict[str, Any]:
     """What the asset catalog shows for a run: counts, high-water marks, sample rejects.
     Reject reasons come from the core, which never puts secrets or whole rows in them."""

@@ -21,7 +21,7 @@ CONFIG_VALID = "config_valid"
 
 
 def reject_ratio_result(
-    sync: SyncConfig, results: Sequence[tuple[Scope, "SyncResult"]], dry_run: bool
+    sync: SyncConfig, results: Sequence[tuple[Scope, "SyncResult"]], *, dry_run: bool
 ) -> dg.AssetCheckResult:
     """Rejected / seen rows of this run against ``checks.reject_ratio_warn`` and ``_error``.
 
@@ -132,6 +132,9 @@ def freshness_result(sync: SyncConfig, connector: ConnectorResource) -> dg.Asset
 
 
 def build_freshness_check(sync: SyncConfig, key: dg.AssetKey) -> dg.AssetChecksDefinition:
+    """The ``checkpoint_freshness`` asset check of a sync's asset ``key`` (see
+    ``freshness_result``)."""
+
     @dg.asset_check(
         asset=key,
         name=CHECKPOINT_FRESHNESS,

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import dagster as dg
 from pydantic import Field
+from typing_extensions import override
 
 
 class ReverseEtlComponent(dg.Component, dg.Resolvable, dg.Model):
@@ -24,6 +25,7 @@ class ReverseEtlComponent(dg.Component, dg.Resolvable, dg.Model):
         "Default: $CONNECTOR_CONFIG_DIR, else ./config.",
     )
 
+    @override
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
         from .factory import build_defs
 

@@ -45,6 +45,8 @@ class ConnectorResource(dg.ConfigurableResource):
         )
 
     def state(self) -> StateStore:
+        """The state store at ``state_url`` (default: the core's, ``$CONNECTOR_STATE_URL`` or
+        SQLite)."""
         return StateStore.open(self.state_url)
 
     def warehouse_for(self, sync: SyncConfig) -> str:
@@ -67,7 +69,7 @@ class ConnectorResource(dg.ConfigurableResource):
 def _read_only_duckdb(url: str) -> str:
     try:
         parsed = sa.engine.make_url(url)
-    except Exception:
+    except (sa.exc.ArgumentError, ValueError):  # not a URL, or a bad port
         return url
     if parsed.get_backend_name() != "duckdb" or parsed.database in (None, "", ":memory:"):
         return url

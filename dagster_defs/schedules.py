@@ -20,6 +20,7 @@ RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 
 def schedule_name(sync: SyncConfig) -> str:
+    """The Dagster name of a sync's schedule: ``reverse_etl_<sync>_schedule``."""
     return f"reverse_etl_{sync.name}_schedule"
 
 
@@ -39,6 +40,11 @@ def lookback_range(
 
 
 def build_schedule(sync: SyncConfig, spec: dg.AssetSpec) -> dg.ScheduleDefinition | None:
+    """The schedule of a sync with a ``schedule:`` block (None without one), created stopped.
+
+    For a partitioned sync each tick runs the partition in progress and its ``lookback`` partitions
+    before it, as one run.
+    """
     key = spec.key
     cfg = sync.schedule
     if cfg is None:

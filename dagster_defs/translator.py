@@ -63,7 +63,7 @@ def warehouse_dialect(sync: SyncConfig) -> str:
         return "duckdb"
     try:
         return sa.engine.make_url(url).get_backend_name()
-    except Exception:
+    except (sa.exc.ArgumentError, ValueError):  # not a URL, or a bad port
         return "sql"
 
 
@@ -76,6 +76,7 @@ def source_tables(sync: SyncConfig) -> list[str]:
 
 
 def source_key(table: str) -> dg.AssetKey:
+    """Asset key of a warehouse table: ``warehouse/<schema>/<table>``."""
     return dg.AssetKey([SOURCE_PREFIX, *table.split(".")])
 
 
@@ -112,6 +113,8 @@ class ReverseEtlTranslator:
     """Turns one :class:`~connector.SyncConfig` into the ``AssetSpec`` Dagster shows."""
 
     def get_asset_spec(self, sync: SyncConfig) -> dg.AssetSpec:
+        """The sync's asset: key ``reverse_etl/<name>``, its source tables as deps, its vendor as
+        group and kind, owners, tags, config metadata and time partitions."""
         dest = sync.destination
         description = sync.description or f"Rows of {', '.join(source_tables(sync)) or 'a query'}"
         description += f" → {dest.type}.\n\nConfig: `{sync.source_path or sync.name}`."
@@ -154,5 +157,6 @@ class ReverseEtlTranslator:
 
 
 def warehouse_kind(sync: SyncConfig) -> str:
+    """The kind tag Dagster draws for the sync's warehouse (``duckdb``, ``postgres``, ...)."""
     dialect = warehouse_dialect(sync)
     return _DIALECT_KINDS.get(dialect, dialect)

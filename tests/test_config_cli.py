@@ -14,6 +14,7 @@ import pytest
 
 from connector import cli
 from connector.config import json_schema, load_syncs, parse_sync
+from connector.destinations.klaviyo_bulk import KlaviyoBulkOptions
 from connector.errors import ConfigError
 from connector.sandbox import SandboxServer
 from connector.state import StateStore
@@ -175,7 +176,8 @@ def test_unquoted_dates_validate_where_the_docs_write_them() -> None:
         'base_url: "http://sandbox.invalid", options: {revision: 2026-07-15}}',
     )
     sync = parse_sync(text + "partitions: {start: 2026-01-01}\n", "syncs/x.yaml")
-    assert sync.destination.options.revision == "2026-07-15"
+    options = sync.destination.options
+    assert isinstance(options, KlaviyoBulkOptions) and options.revision == "2026-07-15"
     assert sync.partitions is not None and str(sync.partitions.start) == "2026-01-01"
 
 

@@ -101,6 +101,7 @@ def _backfill(
         assert backfill is not None
         if backfill.status != BulkActionStatus.REQUESTED:
             break
+    assert backfill is not None
     assert backfill.status == BulkActionStatus.COMPLETED_SUCCESS, backfill.status
     return backfill_id
 

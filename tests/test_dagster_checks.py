@@ -90,4 +90,6 @@ def test_freshness_check_measures_the_lag_of_the_high_water_mark(env: Env) -> No
     _run_day(env, "2026-11-03")
     fresh = _freshness(env)
     assert fresh.passed and fresh.metadata["lag_hours"].value == 0.0
-    assert str(DAY0 + timedelta(days=2, hours=18)) in fresh.metadata["newest_source_cursor"].value
+    newest = fresh.metadata["newest_source_cursor"]
+    assert isinstance(newest, dg.TextMetadataValue)
+    assert str(DAY0 + timedelta(days=2, hours=18)) in newest.value

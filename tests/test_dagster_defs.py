@@ -66,7 +66,8 @@ def test_each_sync_has_its_checks_a_stopped_schedule_and_its_account_pool() -> N
     for schedule in schedules.values():
         assert isinstance(schedule, dg.ScheduleDefinition)
         assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED
-    assert schedules["reverse_etl_video_played_schedule"].cron_schedule == "*/15 * * * *"
+    video = schedules["reverse_etl_video_played_schedule"]
+    assert isinstance(video, dg.ScheduleDefinition) and video.cron_schedule == "*/15 * * * *"
     pools = {
         k.path[-1]: defs.resolve_assets_def(k).op.pool
         for k in graph.get_all_asset_keys()

@@ -637,11 +637,13 @@ def test_brevo_event_paces_at_the_accounts_tier(
 
     dest = make_destination(make_sync("brevo_event", duck, sandbox, tier=tier))
     r = dest.options.rate_limit
+    assert r is not None
     assert (r.per_second, r.per_minute, r.per_hour) == rate
     override = make_destination(
         make_sync("brevo_event", duck, sandbox, tier=tier, rate_limit={"per_second": 2})
     )
-    assert override.options.rate_limit.per_second == 2
+    paced = override.options.rate_limit
+    assert paced is not None and paced.per_second == 2
 
 
 def test_a_run_at_the_documented_rate_gets_no_429(

@@ -21,7 +21,7 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, get_args
 
 import duckdb
 import pytest
@@ -166,7 +166,7 @@ def test_the_registry_lists_every_destination_module_with_its_declarations() -> 
         "omnisend_events",
     ]
     for dtype, cls in DESTINATIONS.items():
-        assert cls.config_model.model_fields["type"].annotation.__args__ == (dtype,)
+        assert get_args(cls.config_model.model_fields["type"].annotation) == (dtype,)
         assert cls.kind == "events"
     vendors = {dtype: cls.vendor.name for dtype, cls in DESTINATIONS.items()}
     assert vendors["brevo_tracker"] == "brevo" and vendors["omnisend_events"] == "omnisend"

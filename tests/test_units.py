@@ -49,8 +49,10 @@ def test_values_follow_the_property_rules() -> None:
         (pa.array([{"a": 1, "b": [1, 2]}]), ['{"a":1,"b":[1,2]}']),
     ]
     for arr, expected in cases:
-        assert jsonfrag.values(arr, zone, False).to_pylist() == expected
-    assert jsonfrag.values(pa.array(['{"k": [1]}']), zone, True).to_pylist() == ['{"k": [1]}']
+        assert jsonfrag.values(arr, zone, is_json=False).to_pylist() == expected
+    assert jsonfrag.values(pa.array(['{"k": [1]}']), zone, is_json=True).to_pylist() == [
+        '{"k": [1]}'
+    ]
 
 
 def test_objects_omit_nulls_and_nest_dotted_names() -> None:

@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Generic, Literal, Protocol, TypeVar
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
+from typing_extensions import override
 
 from ..events import Events
 from ..jsonfrag import json_default
@@ -91,6 +92,7 @@ class Item:
         self.lesson = lesson
 
     def position(self) -> tuple[Any, ...]:
+        """Checkpoint position ``(cursor, *pk)`` of the row this item was encoded from."""
         return self.events.position(self.row)
 
 
@@ -155,6 +157,8 @@ class Outcome:
 
     @property
     def verdict(self) -> Verdict:
+        """What the sender does next: fail the run (``FATAL``), send the halves separately
+        (``SPLIT``), or settle item by item (``PER_ITEM``)."""
         if self.fatal is not None:
             return Verdict.FATAL
         return Verdict.SPLIT if self.split else Verdict.PER_ITEM
@@ -169,9 +173,11 @@ class AccountMemory(Protocol):
     """The part of the state store a destination may read: what earlier runs learned about
     its account (``StateStore`` provides it). Writing is the run's job (``Learned``)."""
 
-    def account_setting(self, account: str, name: str) -> str | None: ...
+    def account_setting(self, account: str, name: str) -> str | None:
+        """The value an earlier run confirmed for setting ``name`` of this account, or None."""
 
-    def property_types(self, account: str, event_name: str) -> dict[str, str]: ...
+    def property_types(self, account: str, event_name: str) -> dict[str, str]:
+        """Property name → type the vendor froze for ``event_name`` on this account (or empty)."""
 
 
 class Destination(ABC, Generic[ConfigT]):
@@ -298,6 +304,7 @@ def regex_failures(arr: pa.Array, pattern: str) -> list[int]:
 
 
 def length_failures(arr: pa.Array, max_chars: int) -> list[int]:
+    """Row indexes whose value, as text, is longer than ``max_chars`` characters (NULL is not)."""
     too_long = pc.fill_null(pc.greater(pc.utf8_length(pc.cast(arr, pa.string())), max_chars), False)
     return [i for i, b in enumerate(too_long.to_pylist()) if b]
 
@@ -309,6 +316,7 @@ def walk_limits(
     max_depth: int | None,
     where: str = "",
     depth: int = 1,
+    *,
     in_bytes: bool = False,
 ) -> str | None:
     """First nested-value rule the value breaks (string length, array size, depth).
@@ -333,7 +341,7 @@ def walk_limits(
                 max_depth,
                 f"{where}.{k}" if where else str(k),
                 depth + 1,
-                in_bytes,
+                in_bytes=in_bytes,
             )
             if r:
                 return r
@@ -345,7 +353,7 @@ def walk_limits(
             return f"{where or 'value'} nests deeper than {max_depth} levels"
         for i, v in enumerate(value):
             r = walk_limits(
-                v, max_string, max_array, max_depth, f"{where}[{i}]", depth + 1, in_bytes
+                v, max_string, max_array, max_depth, f"{where}[{i}]", depth + 1, in_bytes=in_bytes
             )
             if r:
                 return r
@@ -402,7 +410,7 @@ def request_fix(vendor: str, message: str, fix: str | None = None) -> str:
 
 
 def single_outcome(
-    vendor: str, status: int, message: str, about_request: bool | None = None
+    vendor: str, status: int, message: str, *, about_request: bool | None = None
 ) -> Outcome:
     """The response to a one-event request: 2xx delivered; 400/413/422 reject that event (the
     content is at fault and nothing was stored) unless the error is about the request itself
@@ -432,18 +440,21 @@ class SingleEventDestination(Destination[ConfigT]):
         """Whether an error answer is about the request rather than the event in it."""
         return request_problem(message)
 
+    @override
     def request_overhead(self, count: int) -> int:
         return 0
 
+    @override
     def build(self, items: list[Item], variant: str | None = None) -> Request:
         return Request(self.path, items[0].payload, self.auth_headers(), items)
 
+    @override
     def interpret(
         self, request: Request, status: int, headers: Mapping[str, str], body: bytes
     ) -> Outcome:
         message = self.message(status, body)
         if 200 <= status < 300:
-            return single_outcome(self.api_name, status, message, False)
+            return single_outcome(self.api_name, status, message, about_request=False)
         return single_outcome(
-            self.api_name, status, message, self.about_request(status, body, message)
+            self.api_name, status, message, about_request=self.about_request(status, body, message)
         )

@@ -33,6 +33,8 @@ IDENTIFIERS = ("email_id", "ext_id", "phone_id", "whatsapp_id", "landline_number
 
 
 def brevo_identifiers(events: Events, i: int, cols: dict[str, list[Any]]) -> dict[str, Any]:
+    """Row ``i``'s Brevo ``identifiers`` object from the identifier columns ``cols``: empty values
+    left out, ``contact_id`` as an integer, the others as text."""
     out: dict[str, Any] = {}
     for k, col in cols.items():
         v = col[i]
@@ -162,6 +164,8 @@ def type_problem(value: Any, where: str = "") -> str | None:
 
 
 def brevo_check_mapping(mapping: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Config problems the mapping alone shows for a Brevo endpoint, as ``(field, message)``:
+    property keys outside Brevo's charset and a literal event name it would refuse."""
     out = static_key_problems(
         mapping, "event_properties", _KEY, "must be 1-255 letters, digits, '-' or '_' for Brevo"
     )

@@ -21,6 +21,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field
+from typing_extensions import override
 
 from .. import jsonfrag
 from ..events import Events
@@ -116,6 +117,7 @@ class BrevoEventsBatch(Destination[BrevoEventsBatchDestination]):
         self.shape: str = self.options.body_shape or "array"
         self._known: str | None = None  # the shape the state store holds for the account
 
+    @override
     def attach(self, memory: AccountMemory | None, account: str) -> None:
         stored = memory.account_setting(account, SHAPE_SETTING) if memory else None
         if stored in ("object", "array"):
@@ -130,12 +132,15 @@ class BrevoEventsBatch(Destination[BrevoEventsBatchDestination]):
             self._known = self.shape = shape
 
     @classmethod
+    @override
     def check_mapping(cls, mapping: Mapping[str, Any]) -> list[tuple[str, str]]:
         return brevo_check_mapping(mapping)
 
+    @override
     def auth_headers(self) -> dict[str, str]:
         return brevo_headers("api-key", self.api_key)
 
+    @override
     def validate(self, events: Events) -> dict[int, str]:
         return brevo_validate(events, self.identifier_fields)
 
@@ -258,9 +263,11 @@ class BrevoEventsBatch(Destination[BrevoEventsBatchDestination]):
         )
         return jsonfrag.to_bytes(pc.if_else(exact, null, body))
 
+    @override
     def request_overhead(self, count: int) -> int:
         return len(b'{"events":[]}') + count
 
+    @override
     def build(self, items: list[Item], variant: str | None = None) -> Request:
         joined = b",".join(item.payload for item in items)
         shape = variant or self.shape
@@ -269,6 +276,7 @@ class BrevoEventsBatch(Destination[BrevoEventsBatchDestination]):
             self.path, body, self.auth_headers(), items, variant=shape, forced=variant is not None
         )
 
+    @override
     def interpret(
         self, request: Request, status: int, headers: Mapping[str, str], body: bytes
     ) -> Outcome:

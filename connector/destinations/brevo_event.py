@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import Field
+from typing_extensions import override
 
 from ..events import Events
 from ..options import CommonOptions, DestinationSettings
@@ -86,15 +87,19 @@ class BrevoEvent(SingleEventDestination[BrevoEventDestination]):
             )
 
     @classmethod
+    @override
     def check_mapping(cls, mapping: Mapping[str, Any]) -> list[tuple[str, str]]:
         return brevo_check_mapping(mapping)
 
+    @override
     def auth_headers(self) -> dict[str, str]:
         return brevo_headers("api-key", self.api_key)
 
+    @override
     def validate(self, events: Events) -> dict[int, str]:
         return brevo_validate(events, self.identifier_fields)
 
+    @override
     def encode(self, events: Events, rows: list[int]) -> tuple[list[Item], dict[int, str]]:
         items: list[Item] = []
         reasons: dict[int, str] = {}
@@ -120,6 +125,7 @@ class BrevoEvent(SingleEventDestination[BrevoEventDestination]):
             items.append(Item(events, i, payload, len(payload)))
         return items, reasons
 
+    @override
     def message(self, status: int, body: bytes) -> str:
         return brevo_message(status, body)
 

@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 import pyarrow.compute as pc
 from pydantic import Field
+from typing_extensions import override
 
 from ..events import Events
 from ..options import CommonOptions, DestinationSettings, RateLimit
@@ -74,6 +75,7 @@ class BrevoTracker(SingleEventDestination[BrevoTrackerDestination]):
     flat_blocks = ("contact_properties",)  # contact attributes are scalars
 
     @classmethod
+    @override
     def check_mapping(cls, mapping: Mapping[str, Any]) -> list[tuple[str, str]]:
         out: list[tuple[str, str]] = []
         idents = mapping.get("identifiers")
@@ -99,9 +101,11 @@ class BrevoTracker(SingleEventDestination[BrevoTrackerDestination]):
                     )
         return out
 
+    @override
     def auth_headers(self) -> dict[str, str]:
         return brevo_headers("ma-key", self.api_key)
 
+    @override
     def validate(self, events: Events) -> dict[int, str]:
         reasons: dict[int, str] = {}
 
@@ -120,6 +124,7 @@ class BrevoTracker(SingleEventDestination[BrevoTrackerDestination]):
         add([i for i, v in enumerate(empty.to_pylist()) if v], "event name is NULL or empty")
         return reasons
 
+    @override
     def encode(self, events: Events, rows: list[int]) -> tuple[list[Item], dict[int, str]]:
         items: list[Item] = []
         reasons: dict[int, str] = {}
@@ -156,6 +161,7 @@ class BrevoTracker(SingleEventDestination[BrevoTrackerDestination]):
             items.append(Item(events, i, payload, len(payload)))
         return items, reasons
 
+    @override
     def message(self, status: int, body: bytes) -> str:
         return brevo_message(status, body)
 

@@ -22,6 +22,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field
+from typing_extensions import override
 
 from .. import jsonfrag
 from ..events import Events
@@ -124,6 +125,7 @@ class KlaviyoBulkEvents(Destination[KlaviyoBulkEventsDestination]):
         self._service = "" if service is None else ',"service":' + orjson.dumps(service).decode()
 
     @classmethod
+    @override
     def check_mapping(cls, mapping: Mapping[str, Any]) -> list[tuple[str, str]]:
         out = []
         props = mapping.get("event_properties")
@@ -146,10 +148,12 @@ class KlaviyoBulkEvents(Destination[KlaviyoBulkEventsDestination]):
             ]
         return out
 
+    @override
     def auth_headers(self) -> dict[str, str]:
         return klaviyo_headers(self.api_key, self.options.revision)
 
     # -- validation --------------------------------------------------------------------
+    @override
     def validate(self, events: Events) -> dict[int, str]:
         reasons: dict[int, str] = {}
 
@@ -268,6 +272,7 @@ class KlaviyoBulkEvents(Destination[KlaviyoBulkEventsDestination]):
         )
         return body, props
 
+    @override
     def encode(self, events: Events, rows: list[int]) -> tuple[list[Item], dict[int, str]]:
         items: list[Item] = []
         reasons: dict[int, str] = {}
@@ -317,9 +322,11 @@ class KlaviyoBulkEvents(Destination[KlaviyoBulkEventsDestination]):
         return items, reasons
 
     # -- requests ----------------------------------------------------------------------
+    @override
     def request_overhead(self, count: int) -> int:
         return len(_PREFIX) + len(_SUFFIX) + count
 
+    @override
     def build(self, items: list[Item], variant: str | None = None) -> Request:
         # Group events by identical profile payload (smaller body, one upsert per profile).
         groups: dict[bytes, list[int]] = {}
@@ -338,6 +345,7 @@ class KlaviyoBulkEvents(Destination[KlaviyoBulkEventsDestination]):
         body = _PREFIX + b",".join(parts) + _SUFFIX
         return Request(self.path, body, self.auth_headers(), items, list(groups.values()))
 
+    @override
     def interpret(
         self, request: Request, status: int, headers: Mapping[str, str], body: bytes
     ) -> Outcome:

@@ -56,6 +56,7 @@ def omnisend_about_request(body: bytes) -> bool:
 
 
 def identifier_values(events: Events, fields: tuple[str, ...]) -> dict[str, list[Any]]:
+    """The identifier columns among ``fields`` that the events have, as Python lists by name."""
     return {f: events.identifiers[f].to_pylist() for f in fields if f in events.identifiers}
 
 

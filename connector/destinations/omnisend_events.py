@@ -39,6 +39,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field
+from typing_extensions import override
 
 from ..events import Events
 from ..options import CommonOptions, DestinationSettings
@@ -177,9 +178,11 @@ class OmnisendEvents(SingleEventDestination[OmnisendEventsDestination]):
         self.endpoint, self.version = API_VERSIONS[self.options.api_version]
 
     @classmethod
+    @override
     def check_mapping(cls, mapping: Mapping[str, Any]) -> list[tuple[str, str]]:
         return contact_identifier_collisions(mapping, cls.identifier_fields)
 
+    @override
     def auth_headers(self) -> dict[str, str]:
         if self.version is None:  # v5
             return {
@@ -194,9 +197,11 @@ class OmnisendEvents(SingleEventDestination[OmnisendEventsDestination]):
             "Accept": "application/json",
         }
 
+    @override
     def build(self, items: list[Item], variant: str | None = None) -> Request:
         return Request(self.endpoint, items[0].payload, self.auth_headers(), items)
 
+    @override
     def validate(self, events: Events) -> dict[int, str]:
         reasons: dict[int, str] = {}
 
@@ -237,6 +242,7 @@ class OmnisendEvents(SingleEventDestination[OmnisendEventsDestination]):
                 add(pc.invert(pc.match_substring_regex(arr, pattern)), f"contact {rule}")
         return reasons
 
+    @override
     def encode(self, events: Events, rows: list[int]) -> tuple[list[Item], dict[int, str]]:
         items: list[Item] = []
         reasons: dict[int, str] = {}
@@ -270,9 +276,11 @@ class OmnisendEvents(SingleEventDestination[OmnisendEventsDestination]):
             items.append(Item(events, i, payload, len(payload)))
         return items, reasons
 
+    @override
     def message(self, status: int, body: bytes) -> str:
         return problem_message(status, body) or omnisend_message(status, body)
 
+    @override
     def about_request(self, status: int, body: bytes, message: str) -> bool:
         problem = problem_message(status, body)
         if problem is None:

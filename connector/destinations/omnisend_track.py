@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 import pyarrow.compute as pc
 from pydantic import Field
+from typing_extensions import override
 
 from ..events import Events
 from ..options import CommonOptions, DestinationSettings
@@ -194,6 +195,7 @@ class OmnisendTrack(SingleEventDestination[OmnisendTrackDestination]):
         self._frozen: dict[str, dict[str, str]] = {}  # confirmed: state store + delivered
         self._claimed: dict[str, dict[str, str]] = {}  # sent (or about to be) in this run
 
+    @override
     def attach(self, memory: AccountMemory | None, account: str) -> None:
         self._memory = memory
         self._account = account
@@ -206,6 +208,7 @@ class OmnisendTrack(SingleEventDestination[OmnisendTrackDestination]):
                 frozen.setdefault(prop, got)
 
     @classmethod
+    @override
     def check_mapping(cls, mapping: Mapping[str, Any]) -> list[tuple[str, str]]:
         out: list[tuple[str, str]] = []
         props = mapping.get("event_properties")
@@ -229,6 +232,7 @@ class OmnisendTrack(SingleEventDestination[OmnisendTrackDestination]):
                     )
         return out + contact_identifier_collisions(mapping, cls.identifier_fields)
 
+    @override
     def auth_headers(self) -> dict[str, str]:
         return {
             "Authorization": f"Bearer {self.api_key}",
@@ -236,6 +240,7 @@ class OmnisendTrack(SingleEventDestination[OmnisendTrackDestination]):
             "Accept": "application/json",
         }
 
+    @override
     def validate(self, events: Events) -> dict[int, str]:
         reasons: dict[int, str] = {}
         for i in no_identifier_rows(events, self.identifier_fields):
@@ -272,6 +277,7 @@ class OmnisendTrack(SingleEventDestination[OmnisendTrackDestination]):
         return None
 
     # -- encoding ------------------------------------------------------------------------
+    @override
     def encode(self, events: Events, rows: list[int]) -> tuple[list[Item], dict[int, str]]:
         items: list[Item] = []
         reasons: dict[int, str] = {}
@@ -307,15 +313,19 @@ class OmnisendTrack(SingleEventDestination[OmnisendTrackDestination]):
             items.append(Item(events, i, payload, len(payload), lesson=lesson))
         return items, reasons
 
+    @override
     def build(self, items: list[Item], variant: str | None = None) -> Request:
         return Request(self.path, items[0].payload, self.auth_headers(), items)
 
+    @override
     def message(self, status: int, body: bytes) -> str:
         return omnisend_message(status, body)
 
+    @override
     def about_request(self, status: int, body: bytes, message: str) -> bool:
         return omnisend_about_request(body)
 
+    @override
     def interpret(
         self, request: Request, status: int, headers: Mapping[str, str], body: bytes
     ) -> Outcome:

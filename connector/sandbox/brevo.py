@@ -344,5 +344,7 @@ def throttled(decision: Decision) -> Reply:
 
 
 def fault_body(status: int, reason: str) -> tuple[bytes, str]:
+    """Brevo's ``{code, message}`` error body for an injected ``status`` without its own body, with
+    its content type."""
     code = "too_many_requests" if status == 429 else reason.lower().replace(" ", "_")
     return orjson.dumps({"code": code, "message": reason}), JSON

@@ -102,6 +102,7 @@ class Fault:
             raise ValueError(f"invalid fault: {exc}") from None
 
     def body_bytes(self) -> bytes | None:
+        """The body to send as bytes (JSON values serialized), or None for the endpoint's own."""
         if self.body is None:
             return None
         if isinstance(self.body, bytes):
@@ -111,6 +112,7 @@ class Fault:
         return orjson.dumps(self.body)
 
     def matches(self, path: str) -> bool:
+        """Whether this fault applies to a request for ``path`` (``*`` matches every path)."""
         return self.path == "*" or self.path.rstrip("/") == path.rstrip("/")
 
 
@@ -122,10 +124,13 @@ class FaultQueue:
         self._faults: list[list[Any]] = []  # [fault, uses left]
 
     def push(self, *faults: Fault) -> None:
+        """Queue faults behind those already waiting."""
         with self._lock:
             self._faults.extend([f, f.times] for f in faults)
 
     def take(self, path: str) -> Fault | None:
+        """The first queued fault matching ``path``, using up one of its ``times`` (None if none
+        matches)."""
         with self._lock:
             for i, entry in enumerate(self._faults):
                 fault: Fault = entry[0]
@@ -137,10 +142,12 @@ class FaultQueue:
         return None
 
     def pending(self) -> int:
+        """How many uses are left over all queued faults."""
         with self._lock:
             return sum(entry[1] for entry in self._faults)
 
     def clear(self) -> None:
+        """Drop every queued fault."""
         with self._lock:
             self._faults.clear()
 
@@ -157,15 +164,18 @@ class HangGate:
 
     @property
     def stopped(self) -> bool:
+        """Whether the gate was stopped (the server is shutting down; nothing is held any more)."""
         return self._stopped
 
     @property
     def hung(self) -> int:
+        """How many requests are held right now."""
         with self._cond:
             return self._hung
 
     @property
     def total(self) -> int:
+        """How many requests were held since the last ``reset_counters``."""
         with self._cond:
             return self._total
 
@@ -190,6 +200,7 @@ class HangGate:
             self._cond.wait_for(lambda: self._stopped, timeout=seconds)
 
     def wait_for_hung(self, count: int, timeout: float) -> bool:
+        """Wait until at least ``count`` requests are held; False after ``timeout`` seconds."""
         with self._cond:
             return self._cond.wait_for(lambda: self._hung >= count, timeout=timeout)
 
@@ -202,10 +213,12 @@ class HangGate:
             return released
 
     def reset_counters(self) -> None:
+        """Set the total of held requests back to zero (held requests stay held)."""
         with self._cond:
             self._total = 0
 
     def stop(self) -> None:
+        """Release every held request for good: later holds return at once."""
         with self._cond:
             self._stopped = True
             self._cond.notify_all()

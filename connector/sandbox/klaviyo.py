@@ -99,14 +99,17 @@ def error_object(
 
 
 def errors_reply(status: int, errors: list[dict[str, Any]]) -> Reply:
+    """A Klaviyo JSON:API error reply: ``{"errors": [...]}`` with the given status."""
     return Reply(status, orjson.dumps({"errors": errors}), JSONAPI)
 
 
 def error(status: int, code: str, title: str, detail: str, **source: str | None) -> Reply:
+    """A Klaviyo error reply holding one error object (``source``: its pointer or parameter)."""
     return errors_reply(status, [error_object(status, code, title, detail, **source)])
 
 
 def invalid(pointer: str, detail: str) -> dict[str, Any]:
+    """Klaviyo's 400 ``invalid`` error object for the field at JSON ``pointer``."""
     return error_object(400, "invalid", "Invalid input.", detail, pointer=pointer)
 
 
@@ -589,6 +592,8 @@ def _throttled_reply(seconds: int) -> Reply:
 
 
 def fault_body(status: int, reason: str) -> tuple[bytes, str]:
+    """Klaviyo's JSON:API error body for an injected ``status`` without its own body (429 as Klaviyo
+    throttles), with its content type."""
     if status == 429:
         return _throttled_reply(1).body, JSONAPI
     code = "error" if status >= 500 else reason.lower().replace(" ", "_")

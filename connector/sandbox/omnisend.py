@@ -52,6 +52,7 @@ Errors = dict[str, str]  # field → message, in detection order; the first is t
 
 
 def error(status: int, message: str, fields: Errors | None = None) -> Reply:
+    """An Omnisend v4/v5 error reply: ``{error, fields}`` with the given status."""
     return json_reply(status, {"error": message, "fields": fields or {}})
 
 
@@ -135,10 +136,12 @@ class SchemaRegistry:
             return errors
 
     def snapshot(self) -> dict[str, dict[str, str]]:
+        """A copy of every frozen schema: event name → property → type."""
         with self._lock:
             return {name: dict(schema) for name, schema in self._schemas.items()}
 
     def clear(self) -> None:
+        """Forget every frozen schema (``POST /_sandbox/reset``)."""
         with self._lock:
             self._schemas.clear()
 
@@ -283,6 +286,8 @@ def throttled(decision: Decision) -> Reply:
 
 
 def fault_body(status: int, reason: str) -> tuple[bytes, str]:
+    """Omnisend v4/v5's ``{error}`` body for an injected ``status`` without its own body, with its
+    content type."""
     return orjson.dumps({"error": reason}), JSON
 
 
@@ -489,4 +494,6 @@ def dated_throttled(decision: Decision) -> Reply:
 
 
 def dated_fault_body(status: int, reason: str) -> tuple[bytes, str]:
+    """The dated API's RFC 9457 problem body for an injected ``status`` without its own body, with
+    its content type."""
     return problem(status, reason, reason, reason.lower().replace(" ", "-")).body, JSON

@@ -129,6 +129,8 @@ class SandboxOptions:
         return frozenset({self.brevo_batch_shape})
 
     def windows_for(self, kind: str) -> tuple[RateWindow, ...]:
+        """The rate-limit windows of an endpoint kind: its override, else the default, none when
+        rate limits are off."""
         if not self.rate_limits_enabled:
             return ()
         if kind in self.rate_limits:

@@ -24,6 +24,9 @@ class RateWindow:
 
 @dataclass(frozen=True)
 class WindowStatus:
+    """One window's state as a response reports it: its limit, requests left, and whole seconds
+    until it reopens."""
+
     limit: int
     remaining: int
     reset_s: int  # whole seconds until this window reopens, at least 1
@@ -32,6 +35,8 @@ class WindowStatus:
 
 @dataclass(frozen=True)
 class Decision:
+    """Whether a request may proceed, the state of every window, and the window that refused it."""
+
     allowed: bool
     windows: tuple[WindowStatus, ...]
     blocking: WindowStatus | None = None
@@ -74,18 +79,19 @@ class FixedWindowLimiter:
                 statuses = self._statuses(now)
                 # Report the window that stays closed longest, so its reset is long enough.
                 worst = max((statuses[i] for i in blocked), key=lambda s: s.reset_s)
-                return Decision(False, statuses, worst)
+                return Decision(allowed=False, windows=statuses, blocking=worst)
             for i in range(len(self._windows)):
                 self._counts[i] += 1
-            return Decision(True, self._statuses(now))
+            return Decision(allowed=True, windows=self._statuses(now))
 
     def peek(self) -> Decision:
         """The current state without counting (for unauthenticated requests)."""
         with self._lock:
             now = self._roll()
-            return Decision(True, self._statuses(now))
+            return Decision(allowed=True, windows=self._statuses(now))
 
     def reset(self) -> None:
+        """Reopen every window with its full allowance."""
         with self._lock:
             self._starts = [None] * len(self._windows)
             self._counts = [0] * len(self._windows)

@@ -71,30 +71,38 @@ class Recorder:
                 self._rejected[kind] += reply.event_count - len(reply.events)
 
     def log(self, method: str, path: str, status: int, events: int, at: float) -> None:
+        """Count one answered request and append it to the request log (oldest dropped at the
+        limit)."""
         with self._lock:
             self._requests += 1
             self._by_status[status] += 1
             self._log.append(RequestRecord(method, path, status, events, at))
 
     def keep_body(self, path: str, body: bytes) -> None:
+        """Keep a request body for ``GET /_sandbox/bodies`` (when body recording is on)."""
         with self._lock:
             self._bodies.append((path, body))
 
     def bodies(self) -> list[tuple[str, bytes]]:
+        """The kept request bodies with their paths, in arrival order."""
         with self._lock:
             return list(self._bodies)
 
     def count_fault(self) -> None:
+        """Count one injected fault that was served."""
         with self._lock:
             self._faults += 1
 
     def events(self, kind: str) -> list[dict[str, Any]]:
+        """The accepted events of one endpoint kind, in arrival order; raises ``KeyError`` for an
+        unknown kind."""
         if kind not in self._events:
             raise KeyError(f"unknown event kind {kind!r}; known: {list(KINDS)}")
         with self._lock:
             return list(self._events[kind])
 
     def requests(self) -> list[RequestRecord]:
+        """The request log, oldest first."""
         with self._lock:
             return list(self._log)
 
@@ -115,5 +123,6 @@ class Recorder:
             }
 
     def clear(self) -> None:
+        """Forget every event, dedup key, logged request, body and counter."""
         with self._lock:
             self._init()

@@ -28,6 +28,9 @@ class Context:
 
 @dataclass(frozen=True)
 class Endpoint:
+    """One vendor endpoint the sandbox serves: how it authenticates, handles a body, reports rate
+    limits and shapes error bodies."""
+
     kind: str
     authenticate: Callable[[Message, SandboxOptions], Reply | None]
     handle: Callable[[bytes, Message, Context], Reply]

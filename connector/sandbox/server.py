@@ -124,10 +124,12 @@ class SandboxServer:
 
     @property
     def host(self) -> str:
+        """The address the server listens on."""
         return str(self._httpd.server_address[0])
 
     @property
     def port(self) -> int:
+        """The port the server listens on (chosen by the OS when created with port 0)."""
         return int(self._httpd.server_address[1])
 
     @property
@@ -136,6 +138,7 @@ class SandboxServer:
         return f"http://{self.host}:{self.port}"
 
     def start(self) -> SandboxServer:
+        """Serve on a daemon thread (once; a second call does nothing); returns the server."""
         if self._thread is None:
             self._thread = threading.Thread(
                 target=self._httpd.serve_forever,
@@ -322,7 +325,7 @@ class SandboxServer:
                     reply = endpoint.throttled(decision)
                 else:
                     reply = endpoint.handle(body, h.headers, self._ctx)
-        except Exception:
+        except Exception:  # noqa: BLE001 — a handler bug is a 500, never a dead server
             _log.exception("sandbox: handler for %s failed", endpoint.kind)
             reply = json_reply(500, {"error": "sandbox handler crashed; see the sandbox log"})
         if decision is not None and not reply.throttled:
