@@ -51,7 +51,8 @@ class Runtime:
 
 @dataclass
 class Stats:
-    """Counters of one run, updated from sender threads."""
+    """Counters of one run, updated from sender threads. ``possibly_duplicated`` holds only
+    the copies of batches that failed; a settled batch's travel in its ``BatchOutcome``."""
 
     requests: int = 0
     retries: int = 0
@@ -73,6 +74,9 @@ class Stats:
 
 @dataclass
 class BatchOutcome:
+    """Every item of a batch, delivered or rejected, and the copies beyond one the vendor may
+    hold of the delivered ones (retries after attempts that may have been processed)."""
+
     delivered: list[Item]
     rejected: list[tuple[Item, str]]
     possibly_duplicated: int = 0
@@ -186,14 +190,13 @@ class Sender:
         parts a refused request is split or re-sent into inherit those copies."""
         copies = _Copies(dedup=self.dest.limits.dedup)
         try:
-            return self._send(items, copies)
+            return self._send(items, copies)  # its copies travel in the outcome
         except DeliveryError as exc:
             exc.stored_nothing = not copies.maybe_stored
             copies.failed()
-            raise
-        finally:
-            if copies.duplicated:
+            if copies.duplicated:  # the batch never settles: the run counts them at its end
                 self.stats.add(possibly_duplicated=copies.duplicated)
+            raise
 
     def _send(self, items: list[Item], copies: _Copies) -> BatchOutcome:
         delivered: list[Item] = []

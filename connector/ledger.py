@@ -17,14 +17,14 @@ The caller (``sync._Run``) wires the I/O around it: it reads the ledger, writes 
 row, and applies every ``Settlement`` in one transaction.
 
 Copies, not rows: each pending entry that contains a row is one request that may have stored
-it. A row re-sent now therefore may be held ``len(pending)`` times more than once. A row that
-a killed run delivered while re-sending it (over older pending entries) was counted by that run
-only in a report that never came, so the run that skips it counts those copies instead.
+it, whichever run (killed or failed) sent it. A row re-sent now may therefore be held
+``len(pending)`` times more than once; the run counts those copies when the batch that re-sent
+the row settles (a run killed before that leaves the batch pending, and the next run counts it).
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from .state import LedgerEntry, Position
@@ -35,14 +35,15 @@ PENDING = "pending"
 
 @dataclass(frozen=True)
 class Leftover:
-    """What an earlier run left for one row: ``skip`` it (delivered), and ``copies`` — how
-    many copies beyond one the destination may hold once this run is done with the row."""
+    """What earlier runs left for one row: ``skip`` it (delivered), or send it knowing the
+    destination may already hold ``copies`` copies of it."""
 
     skip: bool = False
     copies: int = 0
 
 
 FRESH = Leftover()
+SKIP = Leftover(skip=True)
 
 
 @dataclass(frozen=True)
@@ -59,51 +60,35 @@ class Ledger:
     """The exactly-once bookkeeping of one run of one sync and scope.
 
     ``leftovers`` are the ledger rows found at the start of the run (left by runs that
-    crashed or failed); ``unreported_runs`` are the ids of those runs that never reported
-    their counts (killed: marked interrupted). A full refresh starts with no leftovers (the
-    caller clears the stored ledger: ``Ledger.start``).
+    crashed or failed). A full refresh starts with no leftovers (the caller clears the stored
+    ledger: ``Ledger.start``).
     """
 
-    def __init__(
-        self, leftovers: Iterable[LedgerEntry] = (), unreported_runs: Collection[str] = ()
-    ) -> None:
+    def __init__(self, leftovers: Iterable[LedgerEntry] = ()) -> None:
         self.leftovers: list[LedgerEntry] = sorted(leftovers, key=lambda e: e.id)
-        self.unreported = frozenset(unreported_runs)
         self.checkpoint: Position | None = None
         self._settled: dict[int, tuple[int | None, Position]] = {}
         self._next_seq = 0
 
     @classmethod
-    def start(
-        cls,
-        stored: Sequence[LedgerEntry],
-        *,
-        full_refresh: bool,
-        unreported_runs: Collection[str] = (),
-    ) -> tuple[Ledger, bool]:
+    def start(cls, stored: Sequence[LedgerEntry], *, full_refresh: bool) -> tuple[Ledger, bool]:
         """The ledger of a new run and whether the stored ledger must be cleared first (a
         full refresh sends every row again, so what earlier runs left is moot)."""
         if full_refresh:
             return cls(), bool(stored)
-        return cls(stored, unreported_runs), False
+        return cls(stored), False
 
     # -- what earlier runs left ----------------------------------------------------------
     def leftover(self, pos: Position) -> Leftover:
         """Skip or send the row at ``pos``, and the copies the destination may hold."""
         if not self.leftovers:
             return FRESH
-        containing = [e for e in self.leftovers if e.first <= pos <= e.last]
+        containing = [e for e in self.leftovers if e.contains(pos)]
+        if any(e.status == DELIVERED for e in containing):
+            return SKIP  # stored once for sure: an older or newer pending entry never wins
         if not containing:
             return FRESH
-        delivered = [e for e in containing if e.status == DELIVERED]
-        if not delivered:  # pending only: every one of them may have stored a copy
-            return Leftover(skip=False, copies=len(containing))
-        newest = max(delivered, key=lambda e: e.id)
-        copies = 0
-        if newest.run_id in self.unreported:
-            # It re-sent the row over these older pending entries; its count was lost.
-            copies = sum(1 for e in containing if e.status == PENDING and e.id < newest.id)
-        return Leftover(skip=True, copies=copies)
+        return Leftover(skip=False, copies=len(containing))  # each may have stored a copy
 
     # -- settling this run's batches -----------------------------------------------------
     def settle(self, seq: int, ledger_id: int | None, last: Position) -> Settlement:

@@ -29,12 +29,13 @@ class DuplicateCheck(Protocol):
 @dataclass
 class Plan:
     """One chunk's fate: the encoded ``items``, row → reject reason, rows skipped (delivered
-    by an interrupted run) and the copies the destination may hold twice once sent."""
+    by an interrupted run) and, per re-sent row, the copies the destination may already hold
+    (pending ledger entries of earlier runs)."""
 
     items: list[Item]
     reasons: dict[int, str]
     skip: set[int]
-    possibly_duplicated: int
+    copies: dict[int, int]
 
 
 class ChunkPlanner:
@@ -62,17 +63,14 @@ class ChunkPlanner:
                 left = ledger.leftover(events.position(i))
                 if left.skip:
                     skip.add(i)
-                if left.copies:
+                elif left.copies:
                     copies[i] = left.copies
         valid = [i for i in range(events.n) if i not in reasons and i not in skip]
         items, more = self.dest.encode(events, valid)
         reasons.update(more)
         events.event_props.release()  # the items hold their encoded bytes now
         events.contact_props.release()
-        # Copies of rows sent now, plus those a killed run re-sent and never reported.
-        dup = sum(n for i, n in copies.items() if i in skip)
-        dup += sum(copies.get(item.row, 0) for item in items)
-        return Plan(items, reasons, skip, dup)
+        return Plan(items, reasons, skip, {i: n for i, n in copies.items() if i not in reasons})
 
     @staticmethod
     def batches(events: Events, plan: Plan, batcher: Batcher) -> list[Batch]:

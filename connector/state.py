@@ -568,23 +568,6 @@ class StateStore:
                 )
             )
 
-    def unreported_runs(self, run_ids: Iterable[str]) -> set[str]:
-        """Of these runs, those that never recorded their end (killed: interrupted or still
-        marked running), so their counts were never reported."""
-        ids = list(run_ids)
-        if not ids:
-            return set()
-        with self.engine.connect() as c:
-            finished = {
-                r
-                for (r,) in c.execute(
-                    sa.select(runs.c.run_id).where(
-                        runs.c.run_id.in_(ids), runs.c.status.not_in(("running", "interrupted"))
-                    )
-                )
-            }
-        return set(ids) - finished
-
     def finish_run(
         self, run_id: str, status: str, summary: dict[str, Any], error: str | None = None
     ) -> None:

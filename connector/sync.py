@@ -161,6 +161,8 @@ class _Run:
         # The exactly-once bookkeeping (main thread only); replaced in ``execute``.
         self.ledger = Ledger()
         self.planner = ChunkPlanner(self.dest, self.dups, self.ledger)
+        # Copies the destination may already hold of items to send (id(item) → copies).
+        self.copies: dict[int, int] = {}
         self.open_rejects: set[str] = set()  # keys whose reject a delivery here closes
         self.last_progress = 0.0
         self.last_recorded: float | None = None
@@ -182,11 +184,7 @@ class _Run:
         if not self.dry_run:
             res.run_id = self.state.start_run(name, scope)  # marks killed runs interrupted
             stored = self.state.ledger(name, scope)
-            self.ledger, clear = Ledger.start(
-                stored,
-                full_refresh=self.full_refresh,
-                unreported_runs=self.state.unreported_runs({e.run_id for e in stored}),
-            )
+            self.ledger, clear = Ledger.start(stored, full_refresh=self.full_refresh)
             if clear:
                 self.state.clear_ledger(name, scope)
             self.planner = ChunkPlanner(self.dest, self.dups, self.ledger)
@@ -259,7 +257,9 @@ class _Run:
     def _batches(self, events: Events, batcher: Batcher) -> list[Batch]:
         plan = self.planner.plan(events)
         self.result.skipped += len(plan.skip)
-        self.result.possibly_duplicated += plan.possibly_duplicated
+        for item in plan.items:
+            if item.row in plan.copies:  # counted when its batch settles
+                self.copies[id(item)] = plan.copies[item.row]
         return self.planner.batches(events, plan, batcher)
 
     def _submit(
@@ -365,8 +365,14 @@ class _Run:
         res = self.result
         rejects = list(batch.rejects)
         closed: list[str] = []
+        copies = 0
         if outcome is not None:
             res.delivered += len(outcome.delivered)
+            copies = outcome.possibly_duplicated
+            copies += sum(self.copies.pop(id(it), 0) for it in outcome.delivered)
+            for item, _ in outcome.rejected:
+                self.copies.pop(id(item), None)
+            res.possibly_duplicated += copies
             for item, reason in outcome.rejected:
                 rejects.append(Reject(item.key, reason, _item_payload(item)))
             if self.open_rejects:  # a fixed row read again (its cursor moved): close it
@@ -377,6 +383,8 @@ class _Run:
         if settlement.checkpoint is not None:
             res.hwm_after = list(settlement.checkpoint)
         self._apply(settlement, rejects, closed)
+        if copies:
+            self._record_progress(force=True)  # a run killed later still reports them
 
     def _apply(
         self, settlement: Settlement, rejects: list[Reject], closed: list[str] | None = None
@@ -408,13 +416,13 @@ class _Run:
             self._copy_stats()
             self.progress(self.result)
 
-    def _record_progress(self) -> None:
-        """At most once a second, the counts so far in the run's row: a run killed without a
-        trace is then reported by the next one with how far it got."""
+    def _record_progress(self, force: bool = False) -> None:
+        """At most once a second (or now: ``force``), the counts so far in the run's row: a
+        run killed without a trace is then reported by the next one with how far it got."""
         now = self.rt.clock()
         if self.dry_run or not self.result.run_id:
             return
-        if self.last_recorded is not None and now - self.last_recorded < 1.0:
+        if not force and self.last_recorded is not None and now - self.last_recorded < 1.0:
             return
         self.last_recorded = now
         self._copy_stats()
@@ -553,6 +561,7 @@ class _RetryRun(_Run):
         if batch.items:
             outcome = sender.send(batch.items)
             res.delivered += len(outcome.delivered)
+            res.possibly_duplicated += outcome.possibly_duplicated
             delivered = [it.key for it in outcome.delivered]
             rejects += [Reject(it.key, why, _item_payload(it)) for it, why in outcome.rejected]
         res.rejected += len(rejects)
