@@ -192,8 +192,8 @@ class Sender:
         try:
             return self._send(items, copies)  # its copies travel in the outcome
         except DeliveryError as exc:
-            exc.stored_nothing = not copies.maybe_stored
             copies.failed()
+            exc.stored_nothing = not copies.maybe_stored
             if copies.duplicated:  # the batch never settles: the run counts them at its end
                 self.stats.add(possibly_duplicated=copies.duplicated)
             raise
