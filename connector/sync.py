@@ -5,7 +5,9 @@ This is the only module that wires the stages together. Delivery semantics (DESI
 - each batch is written to the ledger as *pending* before it is sent; when it settles, the
   checkpoint moves to the end of the longest settled prefix, in the same transaction;
 - after a crash, the next run skips rows of batches that were delivered beyond the prefix and
-  re-sends the pending ones with the same dedup ids, reporting them as possibly duplicated;
+  re-sends the pending ones with the same dedup ids, reporting the copies as possibly
+  duplicated (the decisions are the pure ``ledger.Ledger``; chunks are planned by
+  ``plan.ChunkPlanner``, which ``preview`` uses too);
 - rows that break a rule become rejects with a reason; the checkpoint passes them;
 - an error about the request itself fails the run (``RequestError``): no reject, no checkpoint
   past it; so does a run whose API-side rejects pass ``max_reject_ratio`` (circuit breaker):
