@@ -29,7 +29,7 @@ from typing import Any
 
 import httpx
 
-from .destinations.base import Destination, Item
+from .destinations.base import Destination, Item, Learned
 from .errors import AuthError, DeliveryError, RequestError, RetriesExhausted, mask_url
 from .ratelimit import Pacer
 
@@ -80,6 +80,7 @@ class BatchOutcome:
     delivered: list[Item]
     rejected: list[tuple[Item, str]]
     possibly_duplicated: int = 0
+    learned: Learned | None = None  # what the responses taught; the run persists it at settle
 
 
 def classify(status: int, headers: Mapping[str, str]) -> str:
@@ -201,20 +202,23 @@ class Sender:
     def _send(self, items: list[Item], copies: _Copies) -> BatchOutcome:
         delivered: list[Item] = []
         rejected: list[tuple[Item, str]] = []
+        learned: Learned | None = None
         queue = copies.queue
-        queue.append([items, 0])
+        # [part, attempts of it (or of its parent) that may have stored it, the body variant an
+        # Outcome asked for (None: the default)]
+        queue.append([items, 0, None])
         split = False  # the batch was refused whole without per-item detail
         alike: dict[str, int] = {}  # reasons of single events isolated by splitting
         while queue:
-            entry = queue[0]  # [part, attempts of it (or of its parent) that may have stored it]
-            part = entry[0]
+            entry = queue[0]
+            part, variant = entry[0], entry[2]
             if not part:
                 queue.pop(0)
                 continue
             attempts = 0
             limited = 0
             while True:
-                req = self.dest.build(part)
+                req = self.dest.build(part, variant)
                 self.pacer.acquire()
                 self.stats.add(requests=1)
                 try:
@@ -268,6 +272,7 @@ class Sender:
                     reason = next(iter(outcome.rejected.values()))
                     alike[reason] = alike.get(reason, 0) + 1
                 split = split or outcome.split
+                learned = (learned or Learned()).merge(outcome.learned)
                 ambiguous: int = entry[1]
                 queue.pop(0)
                 ok = [part[i] for i in outcome.delivered]
@@ -291,9 +296,13 @@ class Sender:
                 rejected.extend(refused)
                 if outcome.split:
                     half = len(part) // 2
-                    queue[:0] = [[part[:half], ambiguous], [part[half:], ambiguous]]
+                    queue[:0] = [
+                        [part[:half], ambiguous, variant],
+                        [part[half:], ambiguous, variant],
+                    ]
                 elif outcome.resend:
-                    queue.insert(0, [[part[i] for i in outcome.resend], ambiguous])
+                    again = [part[i] for i in outcome.resend]
+                    queue.insert(0, [again, ambiguous, outcome.resend_variant or variant])
                 break
         if len(alike) == 1 and sum(alike.values()) == len(items) > 1:
             # Every event alone got the same answer as the whole: the request is at fault
@@ -306,7 +315,7 @@ class Sender:
                 "at the last delivered row: fix the destination options (API version, "
                 "headers, body shape), then run again"
             )
-        return BatchOutcome(delivered, rejected, copies.duplicated)
+        return BatchOutcome(delivered, rejected, copies.duplicated, learned or None)
 
     def _retry_or_raise(self, attempts: int, what: str) -> None:
         self.stats.add(retries=1)
@@ -342,7 +351,7 @@ class _Copies:
         """The batch failed: its unanswered parts stay pending and the next run sends them
         again, counting one copy for the pending entry; copies beyond that one are counted
         here."""
-        for part, ambiguous in self.queue:
+        for part, ambiguous, _variant in self.queue:
             if ambiguous:
                 self.maybe_stored = True
                 if not self.dedup:

@@ -12,8 +12,8 @@ from typing import Protocol
 
 from .batching import Batch, Batcher
 from .destinations.base import Destination, Item, dumps
+from .events import Events
 from .ledger import Ledger
-from .mapping import Events
 from .state import Reject
 
 DUPLICATE_KEY = "duplicate primary key: an earlier row with this key was already read in this run"

@@ -29,10 +29,10 @@ import numpy as np
 import pyarrow as pa
 
 from .batching import Batch, Batcher
-from .config import SyncConfig, resolve_env
+from .config import DestinationSettings, SyncConfig, resolve_env
 from .delivery import BatchOutcome, Runtime, Sender, Stats, post_preview
 from .destinations import DESTINATIONS, Destination
-from .destinations.base import Item
+from .destinations.base import Item, Learned
 from .errors import ConfigError, ConnectorError, DeliveryError, RequestError
 from .ledger import Ledger, Settlement
 from .mapping import Chunk, Events, Mapper, key_strings
@@ -113,7 +113,9 @@ class _DuplicateKeys:
         return np.flatnonzero(dup).tolist()
 
 
-def make_destination(sync: SyncConfig, resolve_secret: bool = True) -> Destination:
+def make_destination(
+    sync: SyncConfig, resolve_secret: bool = True
+) -> Destination[DestinationSettings]:
     cfg = sync.destination
     api_key = (
         resolve_env(cfg.api_key, f"{sync.source_path}: destination.api_key")
@@ -384,14 +386,22 @@ class _Run:
         settlement = self.ledger.settle(batch.seq, batch.ledger_id, batch.last)
         if settlement.checkpoint is not None:
             res.hwm_after = list(settlement.checkpoint)
-        self._apply(settlement, rejects, closed)
+        learned = outcome.learned if outcome is not None else None
+        self._apply(settlement, rejects, closed, learned)
+        if learned:  # stored with the batch: the destination uses it from now on
+            self.dest.learn(learned)
         if copies:
             self._record_progress(force=True)  # a run killed later still reports them
 
     def _apply(
-        self, settlement: Settlement, rejects: list[Reject], closed: list[str] | None = None
+        self,
+        settlement: Settlement,
+        rejects: list[Reject],
+        closed: list[str] | None = None,
+        learned: Learned | None = None,
     ) -> None:
-        """One transaction: the ledger's decision, the rejects and the closed rejects."""
+        """One transaction: the ledger's decision, the rejects, the closed rejects and what
+        the responses taught about the account."""
         self.state.settle(
             self.sync.name,
             self.scope,
@@ -401,6 +411,7 @@ class _Run:
             settlement.checkpoint,
             rejects,
             closed or [],
+            (self.account, learned) if learned else None,
         )
 
     def _sample(self, rejects: list[Reject]) -> None:
@@ -457,11 +468,6 @@ class _Run:
             res.status = "failed"
             res.error = _describe(failure)
         if res.run_id and not self.dry_run:
-            try:
-                for setting, value in self.dest.learned().items():
-                    self.state.set_account_setting(self.account, setting, value)
-            except Exception:  # never mask the run's own error
-                log.exception("could not record what run %s learned", res.run_id)
             try:
                 self.state.finish_run(res.run_id, res.status, _summary(res), res.error)
             except Exception:  # never mask the run's own error
@@ -569,9 +575,20 @@ class _RetryRun(_Run):
         res.rejected += len(rejects)
         self._sample(rejects)
         # One transaction; no checkpoint, no ledger rows.
+        learned = outcome.learned if batch.items else None
         self.state.settle(
-            self.sync.name, self.scope, res.run_id or "", [], [], None, rejects, delivered
+            self.sync.name,
+            self.scope,
+            res.run_id or "",
+            [],
+            [],
+            None,
+            rejects,
+            delivered,
+            (self.account, learned) if learned else None,
         )
+        if learned:
+            self.dest.learn(learned)
 
     def _record(self, rejects: list[Reject]) -> None:
         """Rows rejected again before any request: counted, and recorded unless dry run."""
