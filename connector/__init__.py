@@ -7,6 +7,7 @@ Public API::
     sync = load_sync("video_played")
     result = run_sync(sync)            # incremental; raises DeliveryError on failure
     print(result.delivered, result.rejected, result.hwm_after)
+    preview_frame(sync, limit=20)      # pandas DataFrame: one row per event (notebooks)
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from .errors import (
     SourceError,
     StateError,
 )
+from .frame import preview_frame
 from .source import Reader, Window
 from .state import INCREMENTAL, StateStore
 from .sync import SyncResult, preview, run_sync
@@ -52,5 +54,6 @@ __all__ = [
     "load_syncs",
     "parse_sync",
     "preview",
+    "preview_frame",
     "run_sync",
 ]
