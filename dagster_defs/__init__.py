@@ -11,7 +11,7 @@ from .assets import SyncRunConfig
 from .component import ReverseEtlComponent
 from .factory import build_defs
 from .resources import ConnectorResource
-from .translator import ReverseEtlTranslator, pool_name
+from .translator import ReverseEtlTranslator
 
 __all__ = [
     "ConnectorResource",
@@ -20,7 +20,6 @@ __all__ = [
     "SyncRunConfig",
     "build_defs",
     "defs",
-    "pool_name",
 ]
 
 defs = build_defs()

@@ -16,11 +16,11 @@ import dagster as dg
 from pydantic import Field
 
 from connector import INCREMENTAL, ConnectorError, Runtime, SyncConfig, SyncResult, Window, run_sync
+from connector.report import totals
 
 from .checks import REJECT_RATIO, reject_ratio_result
 from .resources import ConnectorResource
-from .scopes import Scope, totals
-from .translator import pool_name
+from .scopes import Scope
 
 SAMPLE_REJECTS = 20
 
@@ -63,9 +63,10 @@ def scopes_for(
 
 
 def build_sync_asset(
-    sync: SyncConfig, spec: dg.AssetSpec, runtime: Runtime | None = None
+    sync: SyncConfig, spec: dg.AssetSpec, runtime: Runtime | None = None, *, pool: str | None = None
 ) -> dg.AssetsDefinition:
-    """The materializable asset of one sync, with its reject-ratio check built in."""
+    """The materializable asset of one sync, with its reject-ratio check built in; ``pool`` is
+    the concurrency pool its runs take (the translator's ``get_pool``)."""
     reject_check = dg.AssetCheckSpec(
         REJECT_RATIO,
         asset=spec.key,
@@ -78,7 +79,7 @@ def build_sync_asset(
         name=f"reverse_etl_{sync.name}",
         specs=[spec],
         check_specs=[reject_check],
-        pool=pool_name(sync),
+        pool=pool,
         backfill_policy=dg.BackfillPolicy.single_run() if partitioned else None,
         description=spec.description,
     )
@@ -95,7 +96,7 @@ def build_sync_asset(
         if config.retry_rejects and config.full_refresh:
             raise dg.Failure(description="retry_rejects and full_refresh cannot be combined")
         results = run_scopes(context, sync, spec, config, connector, runtime)
-        check = reject_ratio_result(sync, results, dry_run=config.dry_run)
+        check = reject_ratio_result(sync, totals(r for _, r in results), dry_run=config.dry_run)
         return dg.MaterializeResult(
             metadata=materialization_metadata(results, dry_run=config.dry_run),
             check_results=[check],
@@ -186,29 +187,29 @@ def materialization_metadata(
 ) -> dict[str, Any]:
     """What the asset catalog shows for a run: counts, high-water marks, sample rejects.
     Reject reasons come from the core, which never puts secrets or whole rows in them."""
-    t = totals(results)
+    t = totals(r for _, r in results)
     md: dict[str, Any] = {
-        "rows_read": t["rows_read"],
-        "delivered": t["delivered"],
-        "rejected": t["rejected"],
-        "possibly_duplicated": t["possibly_duplicated"],
-        "skipped_already_delivered": t["skipped"],
-        "batches": t["batches"],
-        "requests": t["requests"],
-        "retries": t["retries"],
-        "rate_limited_429": t["rate_limited"],
-        "duration_s": dg.MetadataValue.float(float(t["duration_s"])),
-        "rows_per_s": dg.MetadataValue.float(float(t["rows_per_s"])),
-        "dagster/row_count": t["delivered"],
+        "rows_read": t.rows_read,
+        "delivered": t.delivered,
+        "rejected": t.rejected,
+        "possibly_duplicated": t.possibly_duplicated,
+        "skipped_already_delivered": t.skipped,
+        "batches": t.batches,
+        "requests": t.requests,
+        "retries": t.retries,
+        "rate_limited_429": t.rate_limited,
+        "duration_s": dg.MetadataValue.float(t.duration_s),
+        "rows_per_s": dg.MetadataValue.float(t.rows_per_s),
+        "dagster/row_count": t.delivered,
         "dry_run": dry_run,
         "scopes": ", ".join(s.name for s, _ in results),
     }
-    if t["null_key_rows"]:
-        md["null_cursor_or_key_rows"] = t["null_key_rows"]
-    if any(r.rejects_retried for _, r in results):  # a retry_rejects run
-        md["rejects_retried"] = sum(r.rejects_retried for _, r in results)
-        md["rejects_closed_source_row_gone"] = sum(r.rejects_gone for _, r in results)
-        md["rejects_left_to_next_run"] = sum(r.rejects_deferred for _, r in results)
+    if t.null_key_rows:
+        md["null_cursor_or_key_rows"] = t.null_key_rows
+    if t.rejects_retried:  # a retry_rejects run
+        md["rejects_retried"] = t.rejects_retried
+        md["rejects_closed_source_row_gone"] = t.rejects_gone
+        md["rejects_left_to_next_run"] = t.rejects_deferred
     if len(results) == 1:
         _, r = results[0]
         md["hwm_before"] = _position(r.hwm_before)

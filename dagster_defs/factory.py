@@ -71,7 +71,7 @@ def build_defs(
             if dep.asset_key not in sources:
                 table = ".".join(dep.asset_key.path[1:])
                 sources[dep.asset_key] = translator.get_source_asset_spec(sync, table)
-        assets.append(build_sync_asset(sync, spec, runtime))
+        assets.append(build_sync_asset(sync, spec, runtime, pool=translator.get_pool(sync)))
         checks.append(build_freshness_check(sync, spec.key))
         schedule = build_schedule(sync, spec)
         if schedule is not None:

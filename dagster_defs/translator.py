@@ -2,7 +2,8 @@
 
 Subclass :class:`ReverseEtlTranslator` and override :meth:`get_asset_spec` (calling ``super()``
 and ``.replace_attributes`` / ``.merge_attributes`` on the result) to change keys, groups, owners
-or tags; pass the instance to :func:`dagster_defs.build_defs`. Nothing here talks to the
+or tags, or :meth:`get_pool` to change which syncs may run at the same time; pass the instance
+to :func:`dagster_defs.build_defs`. Nothing here talks to the
 warehouse or the vendor: names are derived from the config alone, so loading never needs a
 network or a secret.
 """
@@ -80,16 +81,6 @@ def source_key(table: str) -> dg.AssetKey:
     return dg.AssetKey([SOURCE_PREFIX, *table.split(".")])
 
 
-def pool_name(sync: SyncConfig) -> str:
-    """One concurrency pool per destination account: vendor + the API-key variable's name.
-
-    Syncs sharing a key (``brevo_events_batch`` and ``brevo_event`` on ``BREVO_API_KEY``) share
-    the account's limits and therefore the pool; the legacy Brevo tracker key (``ma-key``) is a
-    different quota and gets its own.
-    """
-    return f"{ASSET_PREFIX}/{vendor(sync)}/{api_key_env(sync)}"
-
-
 def partitions_def(sync: SyncConfig) -> dg.TimeWindowPartitionsDefinition | None:
     """Daily or hourly partitions on the event-time column, from ``partitions.start``.
 
@@ -144,6 +135,17 @@ class ReverseEtlTranslator:
             metadata=metadata,
             partitions_def=partitions_def(sync),
         )
+
+    def get_pool(self, sync: SyncConfig) -> str:
+        """The concurrency pool of the sync's runs: one per destination account, named after
+        the vendor and the API-key variable (``reverse_etl/brevo/BREVO_API_KEY``).
+
+        Syncs sharing a key (``brevo_events_batch`` and ``brevo_event`` on ``BREVO_API_KEY``)
+        share the account's limits and therefore the pool; the legacy Brevo tracker key
+        (``ma-key``) is a different quota and gets its own. The name holds the variable's
+        name, never its value.
+        """
+        return f"{ASSET_PREFIX}/{vendor(sync)}/{api_key_env(sync)}"
 
     def get_source_asset_spec(self, sync: SyncConfig, table: str) -> dg.AssetSpec:
         """The warehouse table as an external asset, so lineage reads table → sync."""

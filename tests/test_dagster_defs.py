@@ -12,8 +12,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from connector import load_syncs
-from dagster_defs import ReverseEtlComponent, build_defs, pool_name
+from connector import SyncConfig, load_syncs
+from dagster_defs import ReverseEtlComponent, ReverseEtlTranslator, build_defs
 from dagster_defs.factory import CONFIG_ERRORS_GROUP
 from dagster_defs.schedules import lookback_range
 
@@ -196,6 +196,24 @@ def test_component_in_a_defs_yaml_builds_the_same_assets(tmp_path: Path) -> None
 
 
 def test_pool_name_never_contains_the_key_itself() -> None:
+    translator = ReverseEtlTranslator()
     for sync in load_syncs(SHIPPED, check_env=False).syncs.values():
-        assert pool_name(sync).startswith("reverse_etl/")
-        assert "sandbox" not in pool_name(sync)
+        assert translator.get_pool(sync).startswith("reverse_etl/")
+        assert "sandbox" not in translator.get_pool(sync)
+
+
+def test_a_custom_translator_sets_the_pool_of_the_sync_assets() -> None:
+    """The translator owns the pool, as it owns the spec: one pool for every sync here."""
+
+    class OnePool(ReverseEtlTranslator):
+        def get_pool(self, sync: SyncConfig) -> str:
+            return "warehouse_exports"
+
+    defs = build_defs(SHIPPED, translator=OnePool())
+    graph = defs.resolve_asset_graph()
+    pools = {
+        defs.resolve_assets_def(k).op.pool
+        for k in graph.get_all_asset_keys()
+        if k.path[0] == "reverse_etl"
+    }
+    assert pools == {"warehouse_exports"}

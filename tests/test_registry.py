@@ -29,7 +29,7 @@ import pytest
 from connector.config import json_schema, parse_sync
 from connector.destinations import DESTINATIONS, registry
 from connector.errors import ConfigError
-from dagster_defs.translator import ReverseEtlTranslator, pool_name, vendor
+from dagster_defs.translator import ReverseEtlTranslator, vendor
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("connector", "dagster_defs")
@@ -197,11 +197,11 @@ def test_the_dagster_vendor_kind_and_pool_come_from_the_registry(
     monkeypatch.setenv("K", "k")
     tracker = parse_sync(SYNC % ("brevo_tracker", "email"), "syncs/s.yaml")
     assert vendor(tracker) == DESTINATIONS["brevo_tracker"].vendor.name == "brevo"
-    assert pool_name(tracker) == "reverse_etl/brevo/K"
+    assert ReverseEtlTranslator().get_pool(tracker) == "reverse_etl/brevo/K"
     spec = ReverseEtlTranslator().get_asset_spec(tracker)
     assert "brevo" in spec.kinds and spec.group_name == "brevo"
     klaviyo = parse_sync(SYNC % ("klaviyo_bulk_events", "email"), "syncs/s.yaml")
-    assert pool_name(klaviyo) == "reverse_etl/klaviyo/K"
+    assert ReverseEtlTranslator().get_pool(klaviyo) == "reverse_etl/klaviyo/K"
 
 
 # --------------------------------------------------------------------------- one file + one line
