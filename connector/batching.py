@@ -8,7 +8,7 @@ next batch ("covered" rows), so the checkpoint passes them only when that batch 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from .destinations.base import Item
@@ -32,7 +32,6 @@ class Batch:
     first_ref: tuple[Events, int]
     covered: int
     ledger_id: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def last(self) -> tuple[Any, ...]:

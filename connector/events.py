@@ -147,12 +147,6 @@ class Events:
         """Per-row contact property dicts (built on first use)."""
         return self.contact_props.dicts
 
-    def identifier(self, name: str, i: int) -> Any:
-        """Row ``i``'s value of identifier ``name`` as a Python value, or None when it is not
-        mapped."""
-        arr = self.identifiers.get(name)
-        return None if arr is None else arr[i].as_py()
-
 
 def _utc(arr: pa.Array, zone: str) -> pa.Array:
     """Timestamp/date array → timestamp[ms, UTC]; naive values are read in ``zone``."""

@@ -15,7 +15,7 @@ import subprocess
 import tempfile
 import textwrap
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -249,14 +249,3 @@ def runtime(fake_time: FakeSleep) -> Runtime:
 
 def make_sync(yaml_text: str, where: str = "syncs/test.yaml") -> SyncConfig:
     return parse_sync(textwrap.dedent(yaml_text), where)
-
-
-@pytest.fixture
-def sync_factory(sandbox: SandboxServer) -> Callable[..., SyncConfig]:
-    """Build a SyncConfig from YAML with {url} and {sandbox} filled in."""
-
-    def build(yaml_text: str, url: str, **fmt: Any) -> SyncConfig:
-        text = textwrap.dedent(yaml_text).format(url=url, sandbox=sandbox.url, **fmt)
-        return parse_sync(text, "syncs/test.yaml")
-
-    return build

@@ -88,7 +88,6 @@ PATTERN_FIELDS: dict[str, tuple[str, str]] = {
     "birthdate": (r"^\d{4}-\d{2}-\d{2}$", "birthdate must be YYYY-MM-DD"),
     "gender": (r"^(m|f)$", "gender must be 'm' or 'f'"),
 }
-KNOWN = {*STRING_FIELDS, *LIST_FIELDS, *PATTERN_FIELDS}
 MAX_PHONE = 15
 
 
