@@ -26,7 +26,7 @@ from dagster_graphql.test.utils import execute_dagster_graphql
 from connector import INCREMENTAL, run_sync
 from connector.config import parse_sync
 
-from .test_dagster_fixtures import (
+from .dagster_fixtures import (
     DAY0,
     PARTITIONED,
     Env,

@@ -7,7 +7,7 @@ from datetime import timedelta
 import dagster as dg
 import pytest
 
-from .test_dagster_fixtures import (
+from .dagster_fixtures import (
     DAY0,
     PARTITIONED,
     Env,

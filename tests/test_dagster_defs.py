@@ -17,7 +17,7 @@ from dagster_defs import ReverseEtlComponent, ReverseEtlTranslator, build_defs
 from dagster_defs.factory import CONFIG_ERRORS_GROUP
 from dagster_defs.schedules import lookback_range
 
-from .test_dagster_fixtures import PARTITIONED, Env, env, quiet_sandbox
+from .dagster_fixtures import PARTITIONED, Env, env, quiet_sandbox
 
 __all__ = ["env", "quiet_sandbox"]  # fixtures used by name
 

@@ -14,7 +14,7 @@ from connector.state import StateStore
 from dagster_defs import ConnectorResource, build_defs
 
 from .conftest import FakeSleep
-from .test_dagster_fixtures import Env, env, materialization, quiet_sandbox
+from .dagster_fixtures import Env, env, materialization, quiet_sandbox
 
 __all__ = ["env", "quiet_sandbox"]  # fixtures used by name
 

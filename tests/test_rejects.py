@@ -29,8 +29,8 @@ from connector.state import CLOSED_DELIVERED, CLOSED_GONE, INCREMENTAL, Reject, 
 from connector.sync import run_sync
 
 from .conftest import Warehouse, make_sync
+from .dagster_fixtures import Env, env, klaviyo_ids, materialization, quiet_sandbox
 from .helpers import BASE, BREVO, create_events_table, event_rows, insert_events, sync_for
-from .test_dagster_fixtures import Env, env, klaviyo_ids, materialization, quiet_sandbox
 
 __all__ = ["env", "quiet_sandbox"]  # fixtures used by name
 
@@ -472,7 +472,7 @@ checks:
 
 
 def test_the_asset_retries_rejects_from_its_run_config(env: Env) -> None:
-    from .test_dagster_fixtures import create_table, dated_rows
+    from .dagster_fixtures import create_table, dated_rows
 
     create_table(env.warehouse, dated_rows(days=1, per_day=6, bad_every=3))  # 2 without email
     env.write_sync("plays", UNPARTITIONED)

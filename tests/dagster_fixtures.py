@@ -50,10 +50,6 @@ checks:
 """
 
 
-def test_fixtures_module_has_no_tests() -> None:
-    """Helpers only (pytest collects this module because of its name)."""
-
-
 @dataclass
 class Env:
     """Everything a Dagster test needs, pointing at throwaway storage."""
