@@ -32,6 +32,7 @@ from .delivery import BatchOutcome, Runtime, Sender, Stats, post_preview
 from .destinations import DESTINATIONS, Destination
 from .destinations.base import Item, dumps
 from .errors import ConfigError, ConnectorError, RequestError
+from .lease import Lease
 from .mapping import Chunk, Events, Mapper, key_strings
 from .ratelimit import account_key, pacer_for
 from .source import Position, Reader, Window
@@ -170,6 +171,7 @@ class _Run:
         self.api_rejects = 0
         self.held: list[tuple[Batch, BatchOutcome]] = []
         self.breaker: RequestError | None = None
+        self.lease: Lease | None = None  # held by run_sync around execute (not for dry runs)
 
     # -- leftovers of a crashed run ---------------------------------------------------
     def _classify_leftover(self, pos: Position) -> str | None:
@@ -303,6 +305,8 @@ class _Run:
         inflight: dict[Future[BatchOutcome], Batch],
     ) -> None:
         self.result.batches += 1 if batch.items else 0
+        if self.lease is not None:
+            self.lease.check()  # a run that lost its lease sends nothing more
         if self.dry_run or sender is None or not batch.items:
             if self.dry_run:
                 self.result.delivered += len(batch.items)  # "would deliver"
@@ -594,6 +598,8 @@ class _RetryRun(_Run):
     def _retry_send(self, batch: Batch, sender: Sender | None) -> None:
         res = self.result
         res.batches += 1 if batch.items else 0
+        if self.lease is not None:
+            self.lease.check()
         if self.dry_run or sender is None:
             res.delivered += len(batch.items)  # "would deliver"
             res.requests += 1 if batch.items else 0
@@ -703,12 +709,16 @@ def run_sync(
     whole source): a caller running several windows of one sync in a row checks once.
 
     ``retry_rejects=True`` sends only the scope's open rejects that pass now (``_RetryRun``);
-    ``limit`` then caps the number of rejects retried."""
+    ``limit`` then caps the number of rejects retried.
+
+    A run that sends holds the lease of its sync and scope (``connector.lease``): while another
+    run holds it, this one raises ``LeaseHeld`` before reading a row."""
     if retry_rejects and full_refresh:
         raise ConfigError("retry_rejects and full_refresh cannot be combined: pick one")
+    state = state or StateStore.open()
     run = (_RetryRun if retry_rejects else _Run)(
         sync,
-        state or StateStore.open(),
+        state,
         scope,
         dry_run,
         full_refresh,
@@ -719,7 +729,15 @@ def run_sync(
         warehouse_url,
         check_null_keys,
     )
-    return run.execute()
+    if dry_run:  # sends nothing and writes nothing: runs beside a real run
+        return run.execute()
+    try:
+        with Lease(state, sync.name, scope) as lease:
+            run.lease = lease
+            return run.execute()
+    except BaseException:
+        run.reader.close()  # a refused run never read: give the warehouse file back
+        raise
 
 
 def preview(sync: SyncConfig, limit: int = 5, warehouse_url: str | None = None) -> dict[str, Any]:
