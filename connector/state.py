@@ -271,6 +271,9 @@ class StateStore:
                 sa.event.listen(self.engine, "connect", _sqlite_pragmas)
             sa.event.listen(self.engine, "handle_error", self._on_error)
             migrate.prepare(self.engine, MIGRATIONS, shown, new_ok=path is None)
+        except sa.exc.DBAPIError as exc:  # making a new SQLite file
+            backend = self.url.partition(":")[0].partition("+")[0]
+            raise _state_error(exc.orig, self.url, backend) from None
         except sa.exc.SQLAlchemyError as exc:  # a bad URL, a missing driver
             raise StateError(
                 f"state store {shown} is unavailable: {scrub(_first_line(exc), self.url)}"
@@ -762,8 +765,8 @@ def _state_error(exc: BaseException | None, url: str, dialect: str) -> StateErro
         if "locked" in low or "busy" in low:
             return StateError(
                 f"state store {shown}: the SQLite file stayed locked by another process for "
-                f"30 s ({text}); look for a process holding it open, or share one PostgreSQL "
-                f"store between parallel runs ({STATE_URL_ENV})"
+                f"{SQLITE_BUSY_TIMEOUT_MS / 1000:g} s ({text}); look for a process holding "
+                f"it open, or share one PostgreSQL store between parallel runs ({STATE_URL_ENV})"
             )
         if "unable to open" in low or "readonly" in low or "read-only" in low:
             return StateError(
@@ -798,11 +801,14 @@ def _is_unreachable(low: str) -> bool:
     )
 
 
+SQLITE_BUSY_TIMEOUT_MS = 30_000  # how long a write waits for another process's write lock
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_MS)}")
     cur.close()
 
 
