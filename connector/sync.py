@@ -729,14 +729,17 @@ def run_sync(
         warehouse_url,
         check_null_keys,
     )
-    if dry_run:  # sends nothing and writes nothing: runs beside a real run
-        return run.execute()
     try:
+        # Missing columns and the cursor/event-time type rules (the ones ``validate`` applies)
+        # are config errors before the run writes anything or takes its lease.
+        run.reader.check_columns()
+        if dry_run:  # sends nothing and writes nothing: runs beside a real run
+            return run.execute()
         with Lease(state, sync.name, scope) as lease:
             run.lease = lease
             return run.execute()
     except BaseException:
-        run.reader.close()  # a refused run never read: give the warehouse file back
+        run.reader.close()  # give an embedded warehouse file back (execute may not have run)
         raise
 
 
