@@ -839,12 +839,18 @@ def reset_broken_store(url: str | None = None) -> str:
     _STORES.pop(url, None)
     shown = _redact(url)
     try:
+        StateStore(url).engine.dispose()
+    except BrokenStoreError:
+        pass  # the case this is for
+    else:
+        raise StateError(
+            f"state store {shown} opens fine: nothing was reset. To start a sync over, use "
+            "`connector state reset <sync>`"
+        )
+    try:
         u = sa.engine.make_url(url)
         path = migrate.sqlite_file(u)
         if path is not None:
-            if not path.exists():
-                StateStore(url)
-                return f"{shown}: there was no store; made an empty one"
             aside = migrate.set_aside(path)
             StateStore(url)
             return f"{shown}: the old file is now {aside}; made an empty store"

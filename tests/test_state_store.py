@@ -26,6 +26,7 @@ from connector.state import (
     StateStore,
     decode_position,
     encode_position,
+    reset_broken_store,
 )
 
 from .conftest import _free_port
@@ -189,6 +190,9 @@ def test_a_broken_postgresql_store_is_an_error(pg_url: str) -> None:
     engine.dispose()
     with pytest.raises(BrokenStoreError, match="drops the connector_\\* tables"):
         StateStore(pg_url)
+    assert "dropped the connector tables" in reset_broken_store(pg_url)
+    assert StateStore(pg_url).checkpoint("videos") is None
+    assert _version(pg_url) == SCHEMA_VERSION
 
 
 def test_a_store_from_a_newer_connector_is_refused(tmp_path: Path) -> None:
@@ -221,6 +225,10 @@ def test_the_cli_refuses_a_truncated_store_and_state_reset_broken_store_recovers
     assert aside.stat().st_size > 0  # kept for whoever wants to dig in it
     assert cli.main([*base, "state", "show", "order_placed"]) == 0
     assert "no checkpoint yet" in capsys.readouterr().out
+    # A store that opens is never thrown away by mistake.
+    assert cli.main([*base, "state", "reset", "--broken-store"]) == 1
+    assert "opens fine: nothing was reset" in capsys.readouterr().err
+    assert len([p for p in tmp_path.iterdir() if ".broken-" in p.name]) == 1
     assert cli.main([*base, "state", "show", "--broken-store"]) == 2
 
 
