@@ -17,6 +17,7 @@ This is the only module that wires the stages together. Delivery semantics (DESI
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -31,7 +32,7 @@ from .config import SyncConfig, resolve_env
 from .delivery import BatchOutcome, Runtime, Sender, Stats, post_preview
 from .destinations import DESTINATIONS, Destination
 from .destinations.base import Item, dumps
-from .errors import ConfigError, ConnectorError, RequestError
+from .errors import ConfigError, ConnectorError, RequestError, SourceError
 from .lease import Lease
 from .mapping import Chunk, Events, Mapper, key_strings
 from .ratelimit import account_key, pacer_for
@@ -732,7 +733,8 @@ def run_sync(
     try:
         # Missing columns and the cursor/event-time type rules (the ones ``validate`` applies)
         # are config errors before the run writes anything or takes its lease.
-        run.reader.check_columns()
+        with contextlib.suppress(SourceError):  # unreachable: the run records that failure
+            run.reader.check_columns()
         if dry_run:  # sends nothing and writes nothing: runs beside a real run
             return run.execute()
         with Lease(state, sync.name, scope) as lease:
