@@ -245,3 +245,22 @@ def test_the_ttl_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv(LEASE_TTL_ENV, "soon")
     with pytest.raises(Exception, match="must be a number of seconds"):
         lease_ttl()
+
+
+def test_a_postgresql_state_store_holds_the_lease_across_processes(
+    tmp_path: Path, duck: Warehouse, sandbox: SandboxServer, pg_url: str
+) -> None:
+    config, _ = _project(tmp_path, duck, sandbox)
+    held = Lease(StateStore(pg_url), "videos", INCREMENTAL, ttl_s=60)
+    held.acquire()  # a run on another worker of the same shared store
+
+    second = _cli(config, pg_url, "sync", "videos")
+    _out, err = second.communicate(timeout=120)
+    assert second.returncode == 1 and "videos [incremental] is already running since" in err
+    assert sandbox.stats()["requests"] == 0
+
+    held.release()
+    third = _cli(config, pg_url, "sync", "videos")
+    _out, err = third.communicate(timeout=120)
+    assert third.returncode == 0, err
+    assert sorted(delivered_ids(sandbox, "brevo_events_batch")) == list(range(ROWS))
