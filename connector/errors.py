@@ -8,7 +8,10 @@
     │   ├── RequestError   the destination refused the request itself (a header, the API
     │   │                  version, the body shape) or too many rows: fix the config, rerun
     │   └── RetriesExhausted  a transient failure outlived its retries: run again later
-    └── StateError         the state store is unreachable or inconsistent
+    └── StateError         the state store is unreachable, locked, unwritable (exit 1)
+        ├── LeaseHeld      another run of the same sync and scope holds its lease (exit 1)
+        └── BrokenStoreError (connector.migrate) the store exists but cannot be read:
+                           restore a backup or `connector state reset --broken-store` (exit 1)
 
 Messages never contain secrets or whole rows.
 """
@@ -72,6 +75,11 @@ class RetriesExhausted(DeliveryError):
 
 class StateError(ConnectorError):
     """The state store could not be read or written."""
+
+
+class LeaseHeld(StateError):
+    """Another run of the same sync and scope is running (it holds the lease), or this run
+    lost its lease; this run sends nothing more."""
 
 
 # Query parameters that carry credentials (?password=, ?token=, ?api_key=, ?sig=...).

@@ -19,6 +19,7 @@ This is the only module that wires the stages together. Delivery semantics (DESI
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -33,7 +34,8 @@ from .config import DestinationSettings, SyncConfig, resolve_env
 from .delivery import BatchOutcome, Runtime, Sender, Stats, post_preview
 from .destinations import DESTINATIONS, Destination
 from .destinations.base import Item, Learned
-from .errors import ConfigError, ConnectorError, DeliveryError, RequestError
+from .errors import ConfigError, ConnectorError, DeliveryError, RequestError, SourceError
+from .lease import Lease
 from .ledger import Ledger, Settlement
 from .mapping import Chunk, Events, Mapper, key_strings
 from .plan import ChunkPlanner
@@ -184,6 +186,7 @@ class _Run:
         self.api_rejects = 0
         self.held: list[tuple[Batch, BatchOutcome]] = []
         self.breaker: RequestError | None = None
+        self.lease: Lease | None = None  # held by run_sync around execute (not for dry runs)
 
     # -- the run -----------------------------------------------------------------------
     def execute(self) -> SyncResult:  # noqa: C901 — the run loop; the ledger split (issue 9.2) shortens it
@@ -281,6 +284,8 @@ class _Run:
         inflight: dict[Future[BatchOutcome], Batch],
     ) -> None:
         self.result.batches += 1 if batch.items else 0
+        if self.lease is not None:
+            self.lease.check()  # a run that lost its lease sends nothing more
         if self.dry_run or sender is None or not batch.items:
             if self.dry_run:
                 self.result.delivered += len(batch.items)  # "would deliver"
@@ -566,6 +571,8 @@ class _RetryRun(_Run):
     def _retry_send(self, batch: Batch, sender: Sender | None) -> None:
         res = self.result
         res.batches += 1 if batch.items else 0
+        if self.lease is not None:
+            self.lease.check()
         if self.dry_run or sender is None:
             res.delivered += len(batch.items)  # "would deliver"
             res.requests += 1 if batch.items else 0
@@ -672,12 +679,16 @@ def run_sync(
     whole source): a caller running several windows of one sync in a row checks once.
 
     ``retry_rejects=True`` sends only the scope's open rejects that pass now (``_RetryRun``);
-    ``limit`` then caps the number of rejects retried."""
+    ``limit`` then caps the number of rejects retried.
+
+    A run that sends holds the lease of its sync and scope (``connector.lease``): while another
+    run holds it, this one raises ``LeaseHeld`` before reading a row."""
     if retry_rejects and full_refresh:
         raise ConfigError("retry_rejects and full_refresh cannot be combined: pick one")
+    state = state or StateStore.open()
     run = (_RetryRun if retry_rejects else _Run)(
         sync,
-        state or StateStore.open(),
+        state,
         scope,
         dry_run=dry_run,
         full_refresh=full_refresh,
@@ -688,7 +699,19 @@ def run_sync(
         warehouse_url=warehouse_url,
         check_null_keys=check_null_keys,
     )
-    return run.execute()
+    try:
+        # Missing columns and the cursor/event-time type rules (the ones ``validate`` applies)
+        # are config errors before the run writes anything or takes its lease.
+        with contextlib.suppress(SourceError):  # unreachable: the run records that failure
+            run.reader.check_columns()
+        if dry_run:  # sends nothing and writes nothing: runs beside a real run
+            return run.execute()
+        with Lease(state, sync.name, scope) as lease:
+            run.lease = lease
+            return run.execute()
+    except BaseException:
+        run.reader.close()  # give an embedded warehouse file back (execute may not have run)
+        raise
 
 
 def preview(sync: SyncConfig, limit: int = 5, warehouse_url: str | None = None) -> dict[str, Any]:
