@@ -197,6 +197,12 @@ class CommonOptions(_Model):
         None, ge=1, le=64, description="Requests in flight; default per destination."
     )
     rate_limit: RateLimit | None = Field(None, description="Override the documented rate limit.")
+    pacing: Literal["auto", "shared", "process"] = Field(
+        "auto",
+        description="Who shares the account's rate limit: 'shared' = every process using the "
+        "same state store (its connector_pacer table), 'process' = this process only, 'auto' "
+        "= shared when the state store is PostgreSQL.",
+    )
     max_reject_ratio: float = Field(
         0.5,
         gt=0,
