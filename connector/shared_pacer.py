@@ -54,9 +54,11 @@ _SLACK = 1e-6  # float noise when comparing a slot with the pause time
 
 
 def _epoch_now(dialect: str) -> sa.ColumnElement[float]:
-    """The database's clock in seconds since the epoch (fixed within one statement)."""
+    """The database's clock in seconds since the epoch."""
     if dialect == "postgresql":
-        return sa.cast(sa.extract("epoch", sa.func.now()), sa.Float)
+        # clock_timestamp(), not now(): now() is the transaction's start, before the wait for
+        # the row lock, and a slot measured from it would leave early by that wait.
+        return sa.cast(sa.extract("epoch", sa.func.clock_timestamp()), sa.Float)
     # SQLite: 'now' is millisecond-precise and the same for the whole statement.
     return sa.cast((sa.func.julianday("now") - 2440587.5) * 86400.0, sa.Float)
 
