@@ -205,3 +205,26 @@ def test_a_run_reads_the_duckdb_warehouse_while_another_process_holds_it(
         other.close()
     assert proc.returncode == 0, err
     assert "would send          5" in out
+
+
+def test_a_store_that_fails_while_pacing_fails_the_request_with_a_way_out(
+    fake_time: FakeSleep,
+) -> None:
+    from connector.errors import StateError
+
+    port = _closed_port()
+    url = f"postgresql+psycopg://u:hunter2@127.0.0.1:{port}/db?connect_timeout=2"
+    pacer = SharedPacer(sa.create_engine(url), "acct", TEN_PER_S, fake_time.sleep)
+    with pytest.raises(StateError) as err:
+        pacer.acquire()
+    text = str(err.value)
+    assert "hunter2" not in text and "u:***@" in text
+    assert "pacing: process" in text and "no request is sent unpaced" in text
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
