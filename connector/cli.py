@@ -20,9 +20,9 @@ from typing import Any
 from . import __version__
 from .config import ColumnRef, SyncConfig, json_schema, load_sync, load_syncs
 from .errors import ConfigError, ConnectorError, SourceError, StateError
-from .plan import Plan, format_duration, make_plan
 from .process import use_lean_memory_pool
 from .progress import ProgressLine
+from .run_plan import RunPlan, format_duration, plan_run
 from .state import StateStore
 from .summary import fmt_position as _fmt_pos
 from .summary import print_summary
@@ -218,7 +218,7 @@ def _plan_total(sync: SyncConfig, args: argparse.Namespace) -> int | None:
     if args.retry_rejects:
         return None
     try:
-        plan = make_plan(sync, _state(args), full_refresh=args.full_refresh)
+        plan = plan_run(sync, _state(args), full_refresh=args.full_refresh)
     except ConnectorError:
         return None
     print(f"plan: {plan.line()}", file=sys.stderr, flush=True)
@@ -340,7 +340,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 def _cmd_plan(args: argparse.Namespace) -> int:
     sync = load_sync(args.sync, check_env=False)
-    plan = make_plan(sync, _state(args), full_refresh=args.full_refresh)
+    plan = plan_run(sync, _state(args), full_refresh=args.full_refresh)
     if args.json:
         print(json.dumps(plan.to_dict(), default=str, indent=2, ensure_ascii=False))
     else:
@@ -348,7 +348,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def print_plan(plan: Plan, out: Any = None) -> None:
+def print_plan(plan: RunPlan, out: Any = None) -> None:
     out = out or sys.stdout
     after = "full refresh" if plan.full_refresh else f"after {_fmt_pos(plan.checkpoint)}"
     size = f", ~{plan.event_bytes:,} bytes an event" if plan.event_bytes else ""
@@ -367,7 +367,7 @@ def print_plan(plan: Plan, out: Any = None) -> None:
 
 def _cmd_preview(args: argparse.Namespace) -> int:
     sync = load_sync(args.sync, check_env=False)
-    print_plan(make_plan(sync, _state(args)))
+    print_plan(plan_run(sync, _state(args)))
     print()
     out = preview(sync, limit=args.limit)
     for req in out["requests"]:

@@ -2,7 +2,7 @@
 
 On a terminal it is one line refreshed in place; elsewhere (CI logs, Dagster's run log, a file)
 a plain line every ``every_s`` seconds and one at the end, so logs stay readable. The total is
-the plan's row count (``connector.plan``); rows that arrive during the run can push ``done``
+the plan's row count (``connector.run_plan``); rows that arrive during the run can push ``done``
 past it, and the ETA then reads 0 s.
 """
 
@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
-from .plan import format_duration
+from .run_plan import format_duration
 from .sync import SyncResult
 
 EVERY_ENV = "CONNECTOR_PROGRESS_EVERY_S"

@@ -16,8 +16,8 @@ import dagster as dg
 from pydantic import Field
 
 from connector import INCREMENTAL, ConnectorError, Runtime, SyncConfig, SyncResult, Window, run_sync
-from connector.plan import make_plan
 from connector.progress import ProgressLine
+from connector.run_plan import plan_run
 from connector.state import StateStore
 
 from .checks import REJECT_RATIO, reject_ratio_result
@@ -193,7 +193,7 @@ def _planned_progress(
     total = None
     if not config.retry_rejects:
         try:
-            plan = make_plan(
+            plan = plan_run(
                 sync,
                 state,
                 scope.name,

@@ -1,6 +1,6 @@
 """What a run is about to do, before it sends anything: rows, requests, time.
 
-``make_plan`` counts the rows after the scope's checkpoint (one ``COUNT`` on the warehouse,
+``plan_run`` counts the rows after the scope's checkpoint (one ``COUNT`` on the warehouse,
 the same predicate the run reads with), turns them into requests by the destination's limits
 (events per request, and the byte limit with an average event size measured by encoding a
 sample of the first rows) and into a duration at the account's documented rate (or
@@ -30,7 +30,7 @@ SAMPLE_ROWS = 200  # rows encoded to measure the average event size
 
 
 @dataclass(frozen=True)
-class Plan:
+class RunPlan:
     """The figures of one scope's next run."""
 
     sync: str
@@ -135,14 +135,14 @@ def _event_bytes(
     return math.ceil(sum(sizes) / len(sizes)) if sizes else None
 
 
-def make_plan(
+def plan_run(
     sync: SyncConfig,
     state: StateStore,
     scope: str = INCREMENTAL,
     full_refresh: bool = False,
     window: Window | None = None,
     warehouse_url: str | None = None,
-) -> Plan:
+) -> RunPlan:
     """The figures of the next run of ``sync`` in ``scope``; reads, sends and writes nothing."""
     from .sync import make_destination  # sync imports the run's modules; plan is a leaf
 
@@ -155,7 +155,7 @@ def make_plan(
     n = per_request(limits.max_events, limits.max_bytes, dest.request_overhead, size)
     requests = math.ceil(rows / n)
     steady = steady_rate(dest.options.rate_limit or limits.rate)
-    return Plan(
+    return RunPlan(
         sync=sync.name,
         scope=scope,
         destination=dest.type,

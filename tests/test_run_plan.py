@@ -1,5 +1,5 @@
 """``connector plan``: rows pending, requests and the least duration of the next run; and the
-progress line of a long run (``connector/plan.py``, ``connector/progress.py``)."""
+progress line of a long run (``connector/run_plan.py``, ``connector/progress.py``)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import dagster as dg
 import pytest
 
 from connector import cli
-from connector.plan import format_duration, make_plan
 from connector.progress import ProgressLine
+from connector.run_plan import format_duration, plan_run
 from connector.sandbox import SandboxServer
 from connector.state import INCREMENTAL, StateStore
 from connector.sync import SyncResult, run_sync
@@ -38,7 +38,7 @@ def test_a_million_rows_plan_as_a_thousand_klaviyo_requests_at_150_a_minute(
     duck: Warehouse, state: StateStore, sandbox: SandboxServer
 ) -> None:
     _fill(duck, 1_000_000)
-    plan = make_plan(sync_for("klaviyo_bulk_events", duck, sandbox.url), state)
+    plan = plan_run(sync_for("klaviyo_bulk_events", duck, sandbox.url), state)
     assert (plan.rows, plan.per_request, plan.requests) == (1_000_000, 1_000, 1_000)
     assert plan.duration_s == 400.0
     assert plan.line() == (
@@ -55,13 +55,13 @@ def test_plan_counts_after_the_checkpoint_and_a_full_refresh_counts_everything(
     sync = sync_for("klaviyo_bulk_events", duck, sandbox.url, options="{concurrency: 1}")
     run_sync(sync, state=state, limit=1_000)  # a first run moves the checkpoint by 1,000 rows
     assert state.checkpoint("videos", INCREMENTAL) is not None
-    plan = make_plan(sync, state)
+    plan = plan_run(sync, state)
     assert (plan.rows, plan.requests) == (1_500, 2)
-    full = make_plan(sync, state, full_refresh=True)
+    full = plan_run(sync, state, full_refresh=True)
     assert (full.rows, full.requests) == (2_500, 3)
     assert full.line() == "2,500 events → 3 klaviyo_bulk_events requests → ≥ 1.2 s at 150/min"
 
-    brevo = make_plan(sync_for("brevo_events_batch", duck, sandbox.url, name="other"), state)
+    brevo = plan_run(sync_for("brevo_events_batch", duck, sandbox.url, name="other"), state)
     assert (brevo.rows, brevo.per_request, brevo.requests) == (2_500, 200, 13)
     assert brevo.line() == "2,500 events → 13 brevo_events_batch requests → ≥ 2.6 s at 5/s"
 
@@ -71,7 +71,7 @@ def test_large_events_fill_a_request_by_bytes_and_the_plan_matches_the_run(
 ) -> None:
     _fill(duck, 600, title_chars=8_000)  # ~8 KB an event: 512 KiB holds ~60, not 200
     sync = sync_for("brevo_events_batch", duck, sandbox.url)
-    plan = make_plan(sync, state)
+    plan = plan_run(sync, state)
     assert plan.event_bytes is not None and plan.event_bytes > 8_000
     assert plan.per_request < 200
     dry = run_sync(sync, state=state, dry_run=True)
@@ -82,7 +82,7 @@ def test_no_rows_pending_is_nothing_to_send(
     duck: Warehouse, state: StateStore, sandbox: SandboxServer
 ) -> None:
     _fill(duck, 0)
-    plan = make_plan(sync_for("klaviyo_bulk_events", duck, sandbox.url), state)
+    plan = plan_run(sync_for("klaviyo_bulk_events", duck, sandbox.url), state)
     assert (plan.rows, plan.requests) == (0, 0)
     assert plan.line() == "0 events → nothing to send to klaviyo_bulk_events"
 
