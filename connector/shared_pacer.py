@@ -40,6 +40,7 @@ from .ratelimit import Pacer, pacer_for
 
 metadata = sa.MetaData()
 
+# Created with the store, by migration 4 in ``state.MIGRATIONS``.
 pacer_slots = sa.Table(
     "connector_pacer",
     metadata,
@@ -103,7 +104,7 @@ class SharedPacer(Pacer):
         return sa.cast(fn(*args), sa.Float)
 
     def _ensure_row(self) -> None:
-        ensure_table(self.engine)
+        """The account's row (the table comes with the store: ``state.MIGRATIONS``)."""
         ins: Any = (postgresql if self.engine.dialect.name == "postgresql" else sqlite).insert(
             pacer_slots
         )
@@ -189,15 +190,6 @@ class SharedPacer(Pacer):
     def _own_wait(self) -> float:
         next_at, paused_until, now = self._guard(self._read)
         return max(0.0, max(next_at, paused_until) - now)
-
-
-def ensure_table(engine: sa.Engine) -> None:
-    """Create ``connector_pacer`` if missing; a process losing the race to another finds it."""
-    try:
-        metadata.create_all(engine)
-    except sa.exc.SQLAlchemyError:
-        if not sa.inspect(engine).has_table(pacer_slots.name):
-            raise
 
 
 _SHARED: dict[tuple[str, str, str], SharedPacer] = {}

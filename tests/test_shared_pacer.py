@@ -29,6 +29,7 @@ INTERVAL = (1.0 * 1.02 + 0.05) / 10  # 2% + 50 ms margin on the window, spread o
 
 def _two_processes(url: str, clock: FakeSleep, rate: RateLimit = TEN_PER_S) -> list[SharedPacer]:
     """Two pacers on one account, each with its own engine, like two processes."""
+    StateStore(url)  # the store's tables, connector_pacer among them (state.MIGRATIONS)
     return [
         SharedPacer(sa.create_engine(url), "klaviyo|http://x|abc", rate, clock.sleep, clock.clock)
         for _ in range(2)
@@ -84,7 +85,7 @@ def test_a_spent_window_reported_by_the_vendor_pauses_every_process(
 
 
 def test_accounts_do_not_hold_each_other(tmp_path: Path, fake_time: FakeSleep) -> None:
-    engine = sa.create_engine(f"sqlite:///{tmp_path / 'state.db'}")
+    engine = StateStore(f"sqlite:///{tmp_path / 'state.db'}").engine
     one = SharedPacer(engine, "acct-1", TEN_PER_S, fake_time.sleep, fake_time.clock)
     two = SharedPacer(engine, "acct-2", TEN_PER_S, fake_time.sleep, fake_time.clock)
     one.acquire()
