@@ -29,7 +29,8 @@ Control endpoints, for a sandbox running in another process (never faulted, neve
     POST /_sandbox/reset          forget everything (SandboxServer.reset)
 """
 
-from connector.sandbox.faults import Fault
+from connector.sandbox.contacts import CONTACT_KINDS
+from connector.sandbox.faults import Fault, JobFault
 from connector.sandbox.options import (
     DEFAULT_BREVO_API_KEY,
     DEFAULT_BREVO_MA_KEY,
@@ -45,6 +46,7 @@ from connector.sandbox.recorder import RequestRecord
 from connector.sandbox.server import SandboxServer, serve
 
 __all__ = [
+    "CONTACT_KINDS",
     "DEFAULT_BREVO_API_KEY",
     "DEFAULT_BREVO_MA_KEY",
     "DEFAULT_KLAVIYO_API_KEY",
@@ -53,6 +55,7 @@ __all__ = [
     "DEFAULT_RATE_LIMITS",
     "KINDS",
     "Fault",
+    "JobFault",
     "RateWindow",
     "RequestRecord",
     "SandboxOptions",
