@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from email.message import Message
 from typing import TYPE_CHECKING
 
-from connector.sandbox import klaviyo_profiles
+from connector.sandbox import brevo_contacts, klaviyo_profiles
 from connector.sandbox._shared import Reply
 
 if TYPE_CHECKING:
@@ -64,6 +64,34 @@ def _klaviyo_errors(
     )
 
 
+def _brevo_import(
+    params: Mapping[str, str], query: Mapping[str, str], body: bytes, h: Message, ctx: Context
+) -> Reply:
+    return brevo_contacts.handle_import(
+        body,
+        h.get("Content-Type"),
+        ctx.contacts,
+        ctx.options.brevo_attributes,
+        now=ctx.options.wall_clock(),
+        polls=ctx.options.contact_job_polls,
+        validate=ctx.options.validate,
+    )
+
+
+def _brevo_process(
+    params: Mapping[str, str], query: Mapping[str, str], body: bytes, h: Message, ctx: Context
+) -> Reply:
+    return brevo_contacts.handle_process(
+        params["id"], ctx.contacts, ctx.options.wall_clock(), base_url(h)
+    )
+
+
+def _brevo_attributes(
+    params: Mapping[str, str], query: Mapping[str, str], body: bytes, h: Message, ctx: Context
+) -> Reply:
+    return brevo_contacts.handle_attributes(ctx.options.brevo_attributes)
+
+
 def _p(pattern: str) -> re.Pattern[str]:
     return re.compile(pattern + "/?")
 
@@ -85,6 +113,17 @@ ROUTES: tuple[ContactRoute, ...] = (
         "klaviyo_profiles_poll",
         "klaviyo",
         _klaviyo_errors,
+    ),
+    ContactRoute("POST", _p(r"/v3/contacts/import"), "brevo_contacts", "brevo", _brevo_import),
+    ContactRoute(
+        "GET",
+        _p(r"/v3/processes/(?P<id>[^/]+)"),
+        "brevo_contacts_poll",
+        "brevo",
+        _brevo_process,
+    ),
+    ContactRoute(
+        "GET", _p(r"/v3/contacts/attributes"), "brevo_contacts_poll", "brevo", _brevo_attributes
     ),
 )
 

@@ -77,8 +77,9 @@ class ProfileBook:
         """Point every identifier the record now holds at it (an identifier moves, never
         duplicates: the newest holder wins)."""
         record = self._records[record_id]
+        attributes = record.get("attributes") or {}
         for key in self.identifiers:
-            value = record.get(key)
+            value = record.get(key, attributes.get(key))
             if value is not None:
                 self._index[(key, str(value))] = record_id
 
@@ -99,10 +100,19 @@ class ProfileBook:
 _IDENTIFIERS = {
     # Klaviyo matches a profile by id, email, phone_number or external_id.
     "klaviyo_profiles": ("email", "phone_number", "external_id"),
-    # Brevo: email, ext_id (EXT_ID attribute) and SMS are unique identifiers.
-    "brevo_contacts": ("email", "ext_id", "SMS"),
+    # Brevo: email and the identifier attributes EXT_ID and SMS are unique per contact.
+    "brevo_contacts": ("email", "EXT_ID", "SMS"),
     # Omnisend: email or phone ("There is no external-id identifier").
     "omnisend_contacts": ("email", "phone"),
+}
+
+
+#: Vendor-specific counters a finished job may add (``Job.info["counts"]``).
+_EXTRA_COUNTS = {
+    # Brevo: "Any contact attribute that doesn't exist in your account will be ignored";
+    # values of the wrong type are ignored too; rows with a bad email or a repeated
+    # identifier are left out and listed in the process's CSV reports.
+    "brevo_contacts": ("ignored_attributes", "ignored_values", "skipped_rows"),
 }
 
 
@@ -193,6 +203,8 @@ class ContactStore:
         job.state = DONE
         job.apply(self._books[job.kind])
         self._counters[f"{job.kind}.import_errors"] += len(job.errors)
+        for name, n in job.info.get("counts", {}).items():
+            self._counters[f"{job.kind}.{name}"] += n
 
     def apply_now(self, kind: str, apply: Callable[[ProfileBook], Any]) -> Any:
         """Synchronous writes (Omnisend ``POST /api/contacts``)."""
@@ -234,6 +246,8 @@ class ContactStore:
                     "item_errors": self._counters[f"{kind}.import_errors"],
                     "plans_pending": len(self._plans[kind]),
                 }
+                for name in _EXTRA_COUNTS.get(kind, ()):
+                    out[kind][name] = self._counters[f"{kind}.{name}"]
             return out
 
     def clear(self) -> None:

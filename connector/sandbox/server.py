@@ -23,6 +23,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 
+from connector.sandbox import brevo_contacts
 from connector.sandbox._shared import JSON, Reply, json_reply
 from connector.sandbox.contacts import CONTACT_KINDS
 from connector.sandbox.faults import Fault, FaultQueue, HangGate, JobFault
@@ -416,6 +417,14 @@ class SandboxServer:
                 return json_reply(200, {"ok": True})
             if route == "requests":
                 return json_reply(200, [r._asdict() for r in self.requests])
+            if route.startswith("reports/"):
+                process_id, _, name = route[len("reports/") :].partition("/")
+                csv = brevo_contacts.report_csv(
+                    self._ctx.contacts, process_id, name.removesuffix(".csv")
+                )
+                if csv is None:
+                    return json_reply(404, {"error": f"no report {route}"})
+                return Reply(200, csv, "text/csv")
             if route.startswith("contacts/"):
                 kind = route[len("contacts/") :]
                 if kind not in CONTACT_KINDS:
