@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from email.message import Message
 from typing import TYPE_CHECKING
 
-from connector.sandbox import brevo_contacts, klaviyo_profiles
+from connector.sandbox import brevo_contacts, klaviyo_profiles, omnisend_contacts
 from connector.sandbox._shared import Reply
 
 if TYPE_CHECKING:
@@ -92,6 +92,49 @@ def _brevo_attributes(
     return brevo_contacts.handle_attributes(ctx.options.brevo_attributes)
 
 
+def _omnisend_contact(
+    params: Mapping[str, str], query: Mapping[str, str], body: bytes, h: Message, ctx: Context
+) -> Reply:
+    return omnisend_contacts.handle_contact(
+        body,
+        h.get("Content-Type"),
+        h.get("Omnisend-Version"),
+        ctx.contacts,
+        now=ctx.options.wall_clock(),
+        validate=ctx.options.validate,
+    )
+
+
+def _omnisend_batch(
+    params: Mapping[str, str], query: Mapping[str, str], body: bytes, h: Message, ctx: Context
+) -> Reply:
+    return omnisend_contacts.handle_create_batch(
+        body,
+        h.get("Content-Type"),
+        h.get("Omnisend-Version"),
+        ctx.contacts,
+        now=ctx.options.wall_clock(),
+        polls=ctx.options.contact_job_polls,
+        validate=ctx.options.validate,
+    )
+
+
+def _omnisend_get_batch(
+    params: Mapping[str, str], query: Mapping[str, str], body: bytes, h: Message, ctx: Context
+) -> Reply:
+    return omnisend_contacts.handle_get_batch(
+        params["id"], h.get("Omnisend-Version"), ctx.contacts, ctx.options.wall_clock(), items=False
+    )
+
+
+def _omnisend_batch_items(
+    params: Mapping[str, str], query: Mapping[str, str], body: bytes, h: Message, ctx: Context
+) -> Reply:
+    return omnisend_contacts.handle_get_batch(
+        params["id"], h.get("Omnisend-Version"), ctx.contacts, ctx.options.wall_clock(), items=True
+    )
+
+
 def _p(pattern: str) -> re.Pattern[str]:
     return re.compile(pattern + "/?")
 
@@ -124,6 +167,22 @@ ROUTES: tuple[ContactRoute, ...] = (
     ),
     ContactRoute(
         "GET", _p(r"/v3/contacts/attributes"), "brevo_contacts_poll", "brevo", _brevo_attributes
+    ),
+    ContactRoute("POST", _p(r"/api/contacts"), "omnisend_contacts", "omnisend", _omnisend_contact),
+    ContactRoute("POST", _p(r"/api/batches"), "omnisend_contacts", "omnisend", _omnisend_batch),
+    ContactRoute(
+        "GET",
+        _p(r"/api/batches/(?P<id>[^/]+)"),
+        "omnisend_contacts_poll",
+        "omnisend",
+        _omnisend_get_batch,
+    ),
+    ContactRoute(
+        "GET",
+        _p(r"/api/batches/(?P<id>[^/]+)/items"),
+        "omnisend_contacts_poll",
+        "omnisend",
+        _omnisend_batch_items,
     ),
 )
 

@@ -52,6 +52,8 @@ class ProfileBook:
         self._ids = itertools.count(1)
         self.created = 0
         self.updated = 0
+        self.ignored = 0  # identifiers ignored because another profile holds them
+        self.welcomed = 0  # identifiers added with a welcome message (Omnisend)
 
     def find(self, idents: dict[str, Any]) -> str | None:
         """The record id of the first identifier (in ``identifiers`` order) already known."""
@@ -82,6 +84,11 @@ class ProfileBook:
             value = record.get(key, attributes.get(key))
             if value is not None:
                 self._index[(key, str(value))] = record_id
+
+    def reindex_many(self, record_id: str, pairs: Iterable[tuple[str, str]]) -> None:
+        """Index explicit (identifier type, value) pairs (a contact with several phones)."""
+        for key, value in pairs:
+            self._index[(key, value)] = record_id
 
     def lookup(self, value: str) -> dict[str, Any] | None:
         for key in self.identifiers:
@@ -248,6 +255,9 @@ class ContactStore:
                 }
                 for name in _EXTRA_COUNTS.get(kind, ()):
                     out[kind][name] = self._counters[f"{kind}.{name}"]
+                if kind == "omnisend_contacts":
+                    out[kind]["identifiers_ignored"] = book.ignored
+                    out[kind]["welcome_messages"] = book.welcomed
             return out
 
     def clear(self) -> None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from email.message import Message
 from http import HTTPStatus
 
-from connector.sandbox import brevo, contact_routes, klaviyo, omnisend
+from connector.sandbox import brevo, contact_routes, klaviyo, omnisend, omnisend_contacts
 from connector.sandbox._shared import Reply, json_reply
 from connector.sandbox.contacts import ContactStore
 from connector.sandbox.omnisend import SchemaRegistry
@@ -202,7 +202,7 @@ def _contact_endpoint(
         ),
         handle,
         omnisend.rate_headers,
-        omnisend.dated_throttled,
+        omnisend_contacts.throttled,
         omnisend.dated_fault_body,
     )
 
