@@ -924,3 +924,32 @@ def test_omnisend_batch_polls_take_glob_faults(sb: SandboxServer, client: httpx.
     r = client.get(f"/api/batches/{batch_id}", headers=OMNI)
     assert r.status_code == 500 and r.json()["status"] == 500
     assert batch(client, batch_id)["status"] == "inProgress"
+
+
+def test_brevo_created_attribute_is_listed_and_imported(
+    bsb: SandboxServer, bclient: httpx.Client
+) -> None:
+    """create-attribute: POST /v3/contacts/attributes/{attributeCategory}/{attributeName} with
+    "type" for normal attributes; the import then keeps the value it ignored before."""
+    finish(bclient, start_import(bclient, _one("a@example.com", PLAN="pro")))
+    contact = bsb.contact("brevo_contacts", "a@example.com")
+    assert contact is not None and contact["attributes"] == {}
+    r = bclient.post("/v3/contacts/attributes/normal/PLAN", json={"type": "text"}, headers=BREVO)
+    assert (r.status_code, r.content) == (201, b"")
+    again = bclient.post(
+        "/v3/contacts/attributes/normal/PLAN", json={"type": "text"}, headers=BREVO
+    )
+    assert again.status_code == 400
+    bad = bclient.post("/v3/contacts/attributes/normal/X", json={"type": "blob"}, headers=BREVO)
+    assert bad.status_code == 400
+    listed = bclient.get("/v3/contacts/attributes", headers=BREVO).json()["attributes"]
+    assert {"name": "PLAN", "category": "normal", "type": "text"} in listed
+    finish(bclient, start_import(bclient, _one("a@example.com", PLAN="pro")))
+    contact = bsb.contact("brevo_contacts", "a@example.com")
+    assert contact is not None and contact["attributes"] == {"PLAN": "pro"}
+    bclient.post("/_sandbox/reset")
+    names = [
+        a["name"]
+        for a in bclient.get("/v3/contacts/attributes", headers=BREVO).json()["attributes"]
+    ]
+    assert "PLAN" not in names  # reset goes back to the configured account

@@ -295,6 +295,7 @@ def report_csv(store: ContactStore, process_id: str, name: str) -> bytes | None:
 
 
 def handle_attributes(account_attributes: Mapping[str, str]) -> Reply:
+    """get-attributes: ``{"attributes": [{name, category, type}]}``."""
     out = []
     for name, kind in account_attributes.items():
         entry: dict[str, Any] = {"name": name, "category": "normal", "type": kind}
@@ -302,3 +303,46 @@ def handle_attributes(account_attributes: Mapping[str, str]) -> Reply:
             entry.update(category="category", enumeration=[])
         out.append(entry)
     return Reply(200, orjson.dumps({"attributes": out}))
+
+
+ATTRIBUTE_CATEGORIES = ("normal", "transactional", "category", "calculated", "global")
+NORMAL_TYPES = ("text", "date", "float", "boolean", "id")
+
+
+def handle_create_attribute(
+    category: str,
+    name: str,
+    body: bytes,
+    content_type: str | None,
+    store: ContactStore,
+    seed: Mapping[str, str],
+) -> Reply:
+    """create-attribute: "use "type" for normal, transactional, or category attributes ...
+    use "enumeration" for category attributes". The sandbox keeps normal and category ones."""
+    if category not in ATTRIBUTE_CATEGORIES:
+        return brevo.error(
+            400,
+            "invalid_parameter",
+            "attributeCategory must be one of " + ", ".join(ATTRIBUTE_CATEGORIES),
+        )
+    try:
+        payload = brevo._parse(body, content_type) if body else {}
+    except Rejected as exc:
+        return exc.reply
+    if not isinstance(payload, dict):
+        return brevo.error(400, "bad_request", "Request body must be a JSON object")
+    if category == "category":
+        kind = "category"
+    elif category == "normal":
+        kind = payload.get("type", "text")
+        if kind not in NORMAL_TYPES:
+            return brevo.error(
+                400, "invalid_parameter", "type must be one of " + ", ".join(NORMAL_TYPES)
+            )
+    else:
+        return brevo.error(
+            400, "invalid_parameter", "The sandbox keeps normal and category attributes only"
+        )
+    if not store.add_brevo_attribute(seed, name.upper(), kind):
+        return brevo.error(400, "invalid_parameter", "Attribute name must be unique")
+    return Reply(201, b"", None)

@@ -71,7 +71,7 @@ def _brevo_import(
         body,
         h.get("Content-Type"),
         ctx.contacts,
-        ctx.options.brevo_attributes,
+        ctx.contacts.brevo_attributes(ctx.options.brevo_attributes),
         now=ctx.options.wall_clock(),
         polls=ctx.options.contact_job_polls,
         validate=ctx.options.validate,
@@ -89,7 +89,22 @@ def _brevo_process(
 def _brevo_attributes(
     params: Mapping[str, str], query: Mapping[str, str], body: bytes, h: Message, ctx: Context
 ) -> Reply:
-    return brevo_contacts.handle_attributes(ctx.options.brevo_attributes)
+    return brevo_contacts.handle_attributes(
+        ctx.contacts.brevo_attributes(ctx.options.brevo_attributes)
+    )
+
+
+def _brevo_create_attribute(
+    params: Mapping[str, str], query: Mapping[str, str], body: bytes, h: Message, ctx: Context
+) -> Reply:
+    return brevo_contacts.handle_create_attribute(
+        params["category"],
+        params["name"],
+        body,
+        h.get("Content-Type"),
+        ctx.contacts,
+        ctx.options.brevo_attributes,
+    )
 
 
 def _omnisend_contact(
@@ -167,6 +182,13 @@ ROUTES: tuple[ContactRoute, ...] = (
     ),
     ContactRoute(
         "GET", _p(r"/v3/contacts/attributes"), "brevo_contacts_poll", "brevo", _brevo_attributes
+    ),
+    ContactRoute(
+        "POST",
+        _p(r"/v3/contacts/attributes/(?P<category>[^/]+)/(?P<name>[^/]+)"),
+        "brevo_contacts",
+        "brevo",
+        _brevo_create_attribute,
     ),
     ContactRoute("POST", _p(r"/api/contacts"), "omnisend_contacts", "omnisend", _omnisend_contact),
     ContactRoute("POST", _p(r"/api/batches"), "omnisend_contacts", "omnisend", _omnisend_batch),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import threading
 from collections import Counter, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -136,6 +136,26 @@ class ContactStore:
         self._plans: dict[str, deque[list[Any]]] = {kind: deque() for kind in CONTACT_KINDS}
         self._counters: Counter[str] = Counter()
         self._seq = itertools.count(1)
+        self._attributes: dict[str, str] | None = None
+
+    # -- Brevo account attributes ------------------------------------------------------------
+
+    def brevo_attributes(self, seed: Mapping[str, str]) -> dict[str, str]:
+        """The account's attributes (NAME → type): ``seed`` until one is created."""
+        with self._lock:
+            if self._attributes is None:
+                self._attributes = dict(seed)
+            return dict(self._attributes)
+
+    def add_brevo_attribute(self, seed: Mapping[str, str], name: str, kind: str) -> bool:
+        """False when the name exists already."""
+        with self._lock:
+            if self._attributes is None:
+                self._attributes = dict(seed)
+            if name in self._attributes:
+                return False
+            self._attributes[name] = kind
+            return True
 
     # -- plans (job faults) ------------------------------------------------------------------
 
