@@ -953,3 +953,48 @@ def test_brevo_created_attribute_is_listed_and_imported(
         for a in bclient.get("/v3/contacts/attributes", headers=BREVO).json()["attributes"]
     ]
     assert "PLAN" not in names  # reset goes back to the configured account
+
+
+def test_klaviyo_profile_import_clears_standard_fields_with_null(
+    sb: SandboxServer, client: httpx.Client
+) -> None:
+    """create_or_update_profile (POST /api/profile-import): "Returns 201 if a new profile was
+    created, 200 if an existing profile was updated"; the bulk guide: "To remove a field value
+    from a profile, use ... the Create or Update Profile endpoint" with the field set to null."""
+    sb.options.contact_job_polls = 0
+    poll(
+        client,
+        start_job(
+            client,
+            job_body(
+                {
+                    "email": "ada@example.com",
+                    "first_name": "Ada",
+                    "title": "Countess",
+                    "location": {"city": "London", "zip": "N1"},
+                    "properties": {"plan": "pro"},
+                }
+            ),
+        ),
+    )
+    body = {
+        "data": {
+            "type": "profile",
+            "attributes": {"email": "ada@example.com", "title": None, "location": {"zip": None}},
+        }
+    }
+    r = client.post("/api/profile-import", json=body, headers=KLAVIYO)
+    assert r.status_code == 200, r.text
+    assert r.json()["data"]["type"] == "profile"
+    assert r.headers["RateLimit-Limit"] == "700"  # "Steady: 700/m"
+    ada = sb.contact("klaviyo_profiles", "ada@example.com")
+    assert ada is not None
+    assert "title" not in ada and ada["first_name"] == "Ada"
+    assert ada["location"] == {"city": "London"} and ada["properties"] == {"plan": "pro"}
+    new = {"data": {"type": "profile", "attributes": {"external_id": "c-9"}}}
+    assert client.post("/api/profile-import", json=new, headers=KLAVIYO).status_code == 201
+    bad = {"data": {"type": "profile", "attributes": {"email": "nope"}}}
+    r = client.post("/api/profile-import", json=bad, headers=KLAVIYO)
+    assert r.status_code == 400
+    assert r.json()["errors"][0]["source"]["pointer"] == "/data/attributes/email"
+    assert sb.events("klaviyo_profile_import") == [body["data"], new["data"]]

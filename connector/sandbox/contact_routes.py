@@ -64,6 +64,19 @@ def _klaviyo_errors(
     )
 
 
+def _klaviyo_profile_import(
+    params: Mapping[str, str], query: Mapping[str, str], body: bytes, h: Message, ctx: Context
+) -> Reply:
+    return klaviyo_profiles.handle_profile_import(
+        body,
+        h.get("Content-Type"),
+        h.get("revision"),
+        ctx.contacts,
+        base_url=base_url(h),
+        validate=ctx.options.validate,
+    )
+
+
 def _brevo_import(
     params: Mapping[str, str], query: Mapping[str, str], body: bytes, h: Message, ctx: Context
 ) -> Reply:
@@ -171,6 +184,13 @@ ROUTES: tuple[ContactRoute, ...] = (
         "klaviyo_profiles_poll",
         "klaviyo",
         _klaviyo_errors,
+    ),
+    ContactRoute(
+        "POST",
+        _p(r"/api/profile-import"),
+        "klaviyo_profile_import",
+        "klaviyo",
+        _klaviyo_profile_import,
     ),
     ContactRoute("POST", _p(r"/v3/contacts/import"), "brevo_contacts", "brevo", _brevo_import),
     ContactRoute(

@@ -20,6 +20,7 @@ KINDS: tuple[str, ...] = (
     "klaviyo_bulk_events",
     # Contact endpoints: the items of accepted import/batch/create requests, as received.
     "klaviyo_profiles",
+    "klaviyo_profile_import",
     "brevo_contacts",
     "omnisend_contacts",
 )
@@ -49,6 +50,8 @@ DEFAULT_RATE_LIMITS: Mapping[str, tuple[RateWindow, ...]] = {
     # GETs): burst 10/s, steady 150/m — each endpoint its own; the two GETs share one here.
     "klaviyo_profiles": (RateWindow(10, 1.0), RateWindow(150, 60.0)),
     "klaviyo_profiles_poll": (RateWindow(10, 1.0), RateWindow(150, 60.0)),
+    # create_or_update_profile (POST /api/profile-import): burst 75/s, steady 700/m.
+    "klaviyo_profile_import": (RateWindow(75, 1.0), RateWindow(700, 60.0)),
     # developers.brevo.com/docs/api-limits: /v3/contacts/* 10 RPS and 36,000 RPH (General).
     "brevo_contacts": (RateWindow(10, 1.0), RateWindow(36_000, 3600.0)),
     "brevo_contacts_poll": (RateWindow(10, 1.0), RateWindow(36_000, 3600.0)),
