@@ -5,6 +5,10 @@ the contact destinations are tested against follows the docs, not our client.
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -998,3 +1002,33 @@ def test_klaviyo_profile_import_clears_standard_fields_with_null(
     assert r.status_code == 400
     assert r.json()["errors"][0]["source"]["pointer"] == "/data/attributes/email"
     assert sb.events("klaviyo_profile_import") == [body["data"], new["data"]]
+
+
+# --------------------------------------------------------------------------- connector sandbox
+
+
+def test_cli_sandbox_takes_job_polls_and_brevo_attributes() -> None:
+    """`connector sandbox --job-polls 0 --brevo-attribute PLAN:text` in its own process."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    cmd = [sys.executable, "-m", "connector.cli", "sandbox", "--port", str(port)]
+    bad = subprocess.run([*cmd, "--brevo-attribute", "PLAN"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "NAME:TYPE" in bad.stderr
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    args = [*cmd, "--job-polls", "0", "--brevo-attribute", "PLAN:text"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stdout is not None and "Sandbox listening" in proc.stdout.readline()
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            listed = client.get("/v3/contacts/attributes", headers=BREVO).json()["attributes"]
+            assert listed == [{"name": "PLAN", "category": "normal", "type": "text"}]
+            process_id = start_import(client, _one("a@example.com", PLAN="pro"))
+            assert process(client, process_id)["status"] == "completed"  # no running poll
+            stored = client.get("/_sandbox/contacts/brevo_contacts").json()
+            assert [c["attributes"] for c in stored] == [{"PLAN": "pro"}]
+        proc.terminate()
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()

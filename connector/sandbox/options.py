@@ -192,3 +192,18 @@ class SandboxOptions:
         if kind in self.rate_limits:
             return tuple(self.rate_limits[kind])
         return DEFAULT_RATE_LIMITS.get(kind, ())
+
+
+def parse_brevo_attributes(specs: Sequence[str]) -> dict[str, str]:
+    """``["PLAN:text", "LTV:float"]`` → ``{"PLAN": "text", "LTV": "float"}``; ValueError names
+    the bad entry and the accepted types."""
+    out: dict[str, str] = {}
+    for spec in specs:
+        name, sep, kind = spec.partition(":")
+        if not sep or not name.strip() or kind not in BREVO_ATTRIBUTE_TYPES:
+            raise ValueError(
+                f"--brevo-attribute {spec!r}: write NAME:TYPE with TYPE one of "
+                f"{', '.join(BREVO_ATTRIBUTE_TYPES)}, e.g. PLAN:text"
+            )
+        out[name.strip().upper()] = kind
+    return out
