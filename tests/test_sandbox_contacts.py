@@ -1032,3 +1032,15 @@ def test_cli_sandbox_takes_job_polls_and_brevo_attributes() -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_a_job_created_behind_a_failed_answer_still_runs(
+    sb: SandboxServer, client: httpx.Client
+) -> None:
+    """Fault(after_process=True): the vendor made the job, the client saw a 502 — the job and its
+    profiles exist all the same (a client that retries sends them twice)."""
+    sb.options.contact_job_polls = 0
+    sb.inject(Fault(KJOBS, status=502, after_process=True))
+    assert client.post(KJOBS, json=DOC_JOB, headers=KLAVIYO).status_code == 502
+    assert sb.stats()["contacts"]["klaviyo_profiles"]["jobs"] == 1
+    assert len(sb.events("klaviyo_profiles")) == 2
