@@ -42,8 +42,8 @@ MAX_PROFILES = 10_000
 MAX_BODY_BYTES = 5 * 1024 * 1024
 MAX_PROFILE_BYTES = 100 * 1024
 PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX = 20, 100
-# Bulk Import Profiles is in every revision since the endpoint's rename (2023-10-15 era);
-# older revisions named it spawn_bulk_profile_import_job at the same path.
+# The path exists from the first GA revision on (2023-02-22; named spawn_bulk_profile_import_job
+# until the 2024 renames) [INF]: an older revision is refused like a malformed one.
 MIN_REVISION = "2023-02-22"
 # ProfileUpsertQueryResourceObject identifiers (id is the resource id, not an attribute).
 IDENTIFIERS = ("email", "phone_number", "external_id", "anonymous_id", "_kx")
