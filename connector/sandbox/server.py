@@ -96,7 +96,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class SandboxServer:
-    """A strict local fake of the six vendor endpoints, on one port.
+    """A strict local fake of the vendor event endpoints and the contact APIs, on one port.
 
     Binds on construction (``port=0`` picks a free port); :meth:`start` (or ``with``) serves in
     a daemon thread; :meth:`stop` releases held requests and closes every connection.
