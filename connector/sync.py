@@ -23,7 +23,6 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 
 from .batching import Batch, Batcher
@@ -31,8 +30,10 @@ from .config import SyncConfig, resolve_env
 from .delivery import BatchOutcome, Runtime, Sender, Stats, post_preview
 from .destinations import DESTINATIONS, Destination
 from .destinations.base import Item, dumps
+from .dupkeys import DuplicateKeys, EveryKey, KnownDuplicates
 from .errors import ConfigError, ConnectorError, RequestError
 from .mapping import Chunk, Events, Mapper, key_strings
+from .openrejects import OpenRejects
 from .ratelimit import account_key, pacer_for
 from .source import Position, Reader, Window
 from .state import CLOSED_GONE, INCREMENTAL, LedgerEntry, Reject, StateStore
@@ -80,34 +81,6 @@ class SyncResult:
 Progress = Callable[[SyncResult], None]
 
 
-class _DuplicateKeys:
-    """Primary keys seen in this run, as 64-bit hashes (8 bytes a row, not a Python set).
-
-    ``hash()`` of a str is salted per process, which is fine: the set lives for one run.
-    A collision (odds ~n²/2⁶⁴) would only make a row a visible reject, never drop it silently.
-    """
-
-    def __init__(self) -> None:
-        self.seen: list[np.ndarray] = []
-
-    def duplicates(self, keys: list[str]) -> list[int]:
-        h = np.fromiter(map(hash, keys), dtype=np.int64, count=len(keys))
-        order = np.argsort(h, kind="stable")
-        ranked = h[order]
-        dup = np.zeros(len(h), dtype=bool)
-        dup[order[1:][ranked[1:] == ranked[:-1]]] = True  # later copies within the chunk
-        for old in self.seen:
-            pos = np.searchsorted(old, h)
-            pos[pos >= len(old)] = 0
-            dup |= old[pos] == h
-        self.seen.append(np.sort(h))
-        if len(self.seen) > 16:  # keep the lookups cheap: merge the small arrays
-            merged = np.concatenate(self.seen)
-            self.seen = [merged]
-            merged.sort()  # in place: no third copy at the peak
-        return np.flatnonzero(dup).tolist()
-
-
 def make_destination(sync: SyncConfig, resolve_secret: bool = True) -> Destination:
     cfg = sync.destination
     api_key = (
@@ -153,14 +126,14 @@ class _Run:
         self.dest.attach(state, account)
         self.concurrency = self.dest.options.concurrency or self.dest.limits.concurrency
         self.result = SyncResult(sync.name, scope, None, destination_dedups=self.dest.limits.dedup)
-        self.dups = _DuplicateKeys()
+        self.dups: DuplicateKeys = EveryKey()  # a normal run asks the warehouse (execute)
         self.check_null_keys = check_null_keys
         # Settlement bookkeeping (main thread only).
         self.done: dict[int, tuple[Batch, BatchOutcome | None]] = {}
         self.next_seq = 0
         self.prefix_ids: list[int] = []
         self.leftovers: list[LedgerEntry] = []
-        self.open_rejects: set[str] = set()  # keys whose reject a delivery here closes
+        self.open_rejects = OpenRejects()  # keys whose reject a delivery here closes
         self.last_progress = 0.0
         self.last_recorded: float | None = None
         self.started = runtime.clock()
@@ -191,7 +164,7 @@ class _Run:
             else:
                 self.leftovers = self.state.ledger(name, scope)
             res.run_id = self.state.start_run(name, scope)
-            self.open_rejects = set(self.state.open_reject_keys(name, scope))
+            self.open_rejects = OpenRejects.load(self.state, name, scope)
         sender = None if self.dry_run else Sender(self.dest, self.pacer, self.rt, self.stats)
         pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix=f"send-{name}")
         inflight: dict[Future[BatchOutcome], Batch] = {}
@@ -199,6 +172,7 @@ class _Run:
         try:
             if self.check_null_keys:
                 self._null_keys()
+            self.dups = KnownDuplicates(self.reader.duplicate_keys(checkpoint, self.window))
             batcher = Batcher(
                 self.dest.limits.max_events, self.dest.limits.max_bytes, self.dest.request_overhead
             )
@@ -412,7 +386,7 @@ class _Run:
             for item, reason in outcome.rejected:
                 rejects.append(Reject(item.key, reason, _item_payload(item)))
             if self.open_rejects:  # a fixed row read again (its cursor moved): close it
-                closed = [it.key for it in outcome.delivered if it.key in self.open_rejects]
+                closed = self.open_rejects.closed_by(it.key for it in outcome.delivered)
         res.rejected += len(rejects)
         self._sample(rejects)
         self.done[batch.seq] = (batch, outcome)
