@@ -22,7 +22,8 @@ class OpenRejects:
         self.check_all = check_all
 
     @classmethod
-    def load(cls, state: Any, sync: str, scope: str, limit: int = MAX_IN_MEMORY) -> OpenRejects:
+    def load(cls, state: Any, sync: str, scope: str, limit: int | None = None) -> OpenRejects:
+        limit = MAX_IN_MEMORY if limit is None else limit
         count = state.count_rejects(sync, open_only=True, scope=scope)
         if count == 0:
             return cls()

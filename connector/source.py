@@ -323,7 +323,7 @@ class Reader:
                 json_cols = frozenset(
                     c for c, t in zip(rel.columns, rel.types, strict=True) if str(t) == "JSON"
                 )
-                batches = rel.fetch_record_batch(size)
+                batches = rel.to_arrow_reader(size)
                 while remaining is None or remaining > 0:
                     try:
                         batch = batches.read_next_batch()
