@@ -13,12 +13,18 @@ already seen earlier in this run (the first occurrence is sent, later ones becom
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Protocol
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, Protocol, TypeAlias
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+# A page's row keys: a list, or the Arrow string array ``Events.key_array``.
+Keys: TypeAlias = Sequence[str] | Any
 
 
 class DuplicateKeys(Protocol):
-    def duplicates(self, keys: list[str]) -> list[int]:
+    def duplicates(self, keys: Keys) -> list[int]:
         """Rows (indices into ``keys``) whose key was already seen in this run."""
         ...
 
@@ -29,25 +35,32 @@ class KnownDuplicates:
     def __init__(self, candidates: Iterable[str]) -> None:
         self.candidates = frozenset(candidates)
         self.seen: set[str] = set()
+        self._lookup = pa.array(sorted(self.candidates), pa.string())
 
-    def duplicates(self, keys: list[str]) -> list[int]:
-        if self.candidates.isdisjoint(keys):  # one C-level pass; the usual answer
+    def duplicates(self, keys: Keys) -> list[int]:
+        if not self.candidates:  # the usual answer: no key occurs twice
             return []
+        if isinstance(keys, (pa.Array, pa.ChunkedArray)):
+            # Only the rows holding a reported key become Python values.
+            hits = pc.indices_nonzero(pc.is_in(keys, value_set=self._lookup)).to_pylist()
+            found: list[str] = keys.take(pa.array(hits, pa.int64())).to_pylist()
+            pairs: Iterator[tuple[int, str]] = zip(hits, found, strict=True)
+        else:
+            pairs = ((i, k) for i, k in enumerate(keys) if k in self.candidates)
         out: list[int] = []
-        cand, seen = self.candidates, self.seen
-        for i, k in enumerate(keys):
-            if k in cand:
-                if k in seen:
-                    out.append(i)
-                else:
-                    seen.add(k)
+        seen = self.seen
+        for i, k in pairs:
+            if k in seen:
+                out.append(i)
+            else:
+                seen.add(k)
         return out
 
 
 class NoDuplicates:
     """The warehouse found no key twice in the range: nothing to track."""
 
-    def duplicates(self, keys: list[str]) -> list[int]:
+    def duplicates(self, keys: Keys) -> list[int]:
         return []
 
 
@@ -58,7 +71,9 @@ class EveryKey:
     def __init__(self) -> None:
         self.seen: set[str] = set()
 
-    def duplicates(self, keys: list[str]) -> list[int]:
+    def duplicates(self, keys: Keys) -> list[int]:
+        if isinstance(keys, (pa.Array, pa.ChunkedArray)):
+            keys = keys.to_pylist()
         out: list[int] = []
         seen = self.seen
         for i, k in enumerate(keys):

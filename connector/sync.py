@@ -235,7 +235,7 @@ class _Run:
         reasons = dict(events.reasons)
         for i, why in self.dest.validate(events).items():
             reasons.setdefault(i, why)
-        for i in self.dups.duplicates(events.keys):
+        for i in self.dups.duplicates(events.key_array):
             reasons.setdefault(
                 i,
                 "duplicate primary key: an earlier row with this key was already read in this run",
