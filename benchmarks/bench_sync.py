@@ -71,8 +71,8 @@ def make_mixed_table(path: Path, rows: int) -> None:
                CASE WHEN i % 50 = 3 THEN NULL ELSE 'user' || (i % 200000) || '@example.com'
                    END AS email,
                'ext-' || (i % 200000) AS user_id,
-               CAST('{{"device": "web", "v": ' || (i % 5) || ', "tags": ["a", "b"]}}' AS JSON)
-                   AS context,
+               CAST('{{"device": "web", "v": ' || (i % 5)
+                    || ', "screen": {{"w": 1280, "h": 720}}}}' AS JSON) AS context,
                CAST(((i * 37) % 100000) / 100.0 AS DECIMAL(10, 2)) AS price,
                TIMESTAMP '2025-06-01 08:00:00' + to_seconds(i % 86400) AS watched_at,
                CASE WHEN i % 5 = 0 THEN NULL ELSE 'SPRING' || (i % 97) END AS coupon,

@@ -295,11 +295,13 @@ class Reader:
     ) -> Iterator[Chunk]:
         """Chunks of at most ``chunk_size`` rows after ``after``, in order, until exhausted.
 
-        Each page is two short queries: the key of the page's last row, then the rows up to
-        it. Memory on both sides stays flat in the table size.
+        On server warehouses each page is two short queries: the key of the page's last row,
+        then the rows up to it. An embedded DuckDB reads the run as one ordered query
+        (``_stream``). Memory on both sides stays flat in the table size.
         """
         self.check_columns()
-        if self.is_duckdb:
+        if self.is_duckdb and (limit is None or limit > self.sync.source.chunk_size):
+            # (A preview's few rows are one top-N keyset page: no sort of the whole range.)
             yield from self._stream(after, window, limit)
             return
         yield from self._keyset_pages(after, window, limit)

@@ -85,7 +85,7 @@ def test_duckdb_reads_the_run_as_one_ordered_query_with_the_same_rows_as_keyset_
         streamed = [c.table for c in reader.pages()]
         keyset = [c.table for c in reader._keyset_pages(None, None, None)]
         after = (BASE + timedelta(seconds=20), 145)
-        tail = [c.table for c in reader.pages(after, None, 250)]
+        tail = [c.table for c in reader.pages(after, None, 250)]  # over one page: streamed
     ids = [i for t in streamed for i in t.column("event_id").to_pylist()]
     assert [t.num_rows for t in streamed] == [100] * 5 + [37]
     assert ids == [i for t in keyset for i in t.column("event_id").to_pylist()]
