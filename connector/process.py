@@ -22,6 +22,7 @@ def use_lean_memory_pool() -> str:
     keeps freed pages, jemalloc hands them back: ~20 MiB less peak memory at the same speed.
     Returns the backend in use.
     """
+    _limit_malloc_arenas()
     if not os.environ.get(POOL_ENV):
         # A pyarrow build without jemalloc raises NotImplementedError: keep its default.
         with contextlib.suppress(NotImplementedError):
@@ -51,3 +52,17 @@ def keep_pandas_out() -> bool:
     if not any(isinstance(f, _NoPandas) for f in sys.meta_path):
         sys.meta_path.insert(0, _NoPandas())
     return True
+
+
+def _limit_malloc_arenas(arenas: int = 2) -> None:
+    """glibc gives each thread that allocates its own malloc arena (the sender threads, DuckDB's
+    worker), each keeping freed memory: two arenas is what ``MALLOC_ARENA_MAX=2`` sets, applied
+    here because the environment variable is read only when the process starts. Not on other
+    C libraries, and not when ``MALLOC_ARENA_MAX`` is set."""
+    if os.environ.get("MALLOC_ARENA_MAX") or not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-8, arenas)  # M_ARENA_MAX

@@ -87,7 +87,7 @@ def _read_only(url: str) -> tuple[str, dict[str, Any]]:
 # table it read, so the process grows with the table (docs/performance.md). With one, the
 # run's single ordered query and the duplicate-key check spill to ``temp_directory`` instead.
 # Settings in the URL (``duckdb:///f.duckdb?memory_limit=1GB``) win over these.
-DUCKDB_MEMORY_LIMIT = "64MB"
+DUCKDB_MEMORY_LIMIT = "48MB"
 
 
 def _duckdb_config() -> dict[str, str]:
@@ -95,7 +95,7 @@ def _duckdb_config() -> dict[str, str]:
     return {
         "memory_limit": DUCKDB_MEMORY_LIMIT,
         "temp_directory": str(spill),
-        # One thread sorts within the limit (two need more than 64MB for the same sort) and
+        # One thread sorts within the limit (two need more than 48MB for the same sort) and
         # leaves the other core to encoding and sending; insertion order is irrelevant to
         # queries that all have an ORDER BY (and keeping it costs memory).
         "threads": "1",

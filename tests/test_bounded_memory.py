@@ -106,7 +106,7 @@ def test_the_embedded_duckdb_source_runs_under_a_memory_limit_unless_the_url_set
         finally:
             release_engine(url)
 
-    assert setting(duck.url) == "61.0 MiB"  # 64 MB
+    assert setting(duck.url) == "45.7 MiB"  # 48 MB
     assert setting(duck.url + "?memory_limit=200MB") == "190.7 MiB"
 
 
