@@ -160,3 +160,49 @@ def test_the_connector_command_keeps_pandas_out_of_its_process(tmp_path: Path) -
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert '"title"' in proc.stdout  # the schema was printed
+
+
+def test_a_duckdb_sort_that_runs_out_of_memory_continues_in_keyset_pages(
+    duck: Warehouse, sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import duckdb
+
+    create_events_table(duck)
+    insert_events(duck, event_rows(0, 350, per_second=7))
+    sync = sync_for(KIND, duck, sandbox.url)
+    real = Reader._duck_relation
+
+    class OneBatchThenOutOfMemory:
+        """DuckDB's own relation, whose batch reader fails after the first batch the way
+        DuckDB does when a sort cannot spill."""
+
+        def __init__(self, rel: object) -> None:
+            self.rel = rel
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self.rel, name)
+
+        def to_arrow_reader(self, size: int) -> object:
+            batches = self.rel.to_arrow_reader(size)  # type: ignore[attr-defined]
+
+            class Failing:
+                calls = 0
+
+                def read_next_batch(self) -> object:
+                    Failing.calls += 1
+                    if Failing.calls > 1:
+                        raise duckdb.OutOfMemoryException("Out of Memory Error: failed to pin")
+                    return batches.read_next_batch()
+
+            return Failing()
+
+    def relation(self: Reader, conn: object, stmt: object) -> object:
+        rel = real(self, conn, stmt)  # type: ignore[arg-type]
+        return OneBatchThenOutOfMemory(rel) if "LIMIT" not in str(stmt) else rel
+
+    monkeypatch.setattr(Reader, "_duck_relation", relation)
+    with Reader(sync) as reader:
+        pages = [c.table for c in reader.pages()]
+    ids = [i for t in pages for i in t.column("event_id").to_pylist()]
+    assert ids == list(range(350))  # nothing lost or repeated after the switch
+    assert [t.num_rows for t in pages] == [100, 100, 100, 50]
