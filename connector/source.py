@@ -15,6 +15,7 @@ SQLAlchemy result and are converted to Arrow per page.
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from collections.abc import Iterator
@@ -31,6 +32,8 @@ import sqlalchemy as sa
 from .config import WAREHOUSE_URL_ENV, SyncConfig, resolve_env
 from .errors import ConfigError, SourceError, mask_url, scrub
 from .mapping import Chunk, key_strings
+
+log = logging.getLogger("connector.source")
 
 DEMO_WAREHOUSE = Path(".connector") / "demo.duckdb"
 
@@ -344,6 +347,12 @@ class Reader:
         except Exception as exc:  # duckdb raises its own exception types
             if "Out of Memory" not in str(exc):
                 raise SourceError(self._explain(exc)) from None
+            log.warning(
+                "%s: DuckDB ran out of memory sorting the run (%s); reading on in keyset pages "
+                "(raise memory_limit in the source URL to avoid this)",
+                self.sync.name,
+                str(exc).splitlines()[0][:200],
+            )
         yield from self._keyset_pages(last, window, remaining)
 
     def _keyset_pages(
