@@ -618,9 +618,15 @@ class Reader:
     def _explain(self, exc: BaseException) -> str:
         text = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:500]
         what = self.sync.source.table or "source.query"
+        hint = ""
+        if self.is_duckdb and "Out of Memory" in text:
+            hint = (
+                f"; the connector runs DuckDB with memory_limit={DUCKDB_MEMORY_LIMIT} unless the "
+                "source URL sets one: raise it there, e.g. duckdb:///file.duckdb?memory_limit=1GB"
+            )
         return (
             f"{self.sync.source_path or self.sync.name}: reading {what} from "
-            f"{redact_url(self.url)} failed: {scrub(text, self.url)}"
+            f"{redact_url(self.url)} failed: {scrub(text, self.url)}{hint}"
         )
 
 

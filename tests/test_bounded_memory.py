@@ -206,3 +206,23 @@ def test_a_duckdb_sort_that_runs_out_of_memory_continues_in_keyset_pages(
     ids = [i for t in pages for i in t.column("event_id").to_pylist()]
     assert ids == list(range(350))  # nothing lost or repeated after the switch
     assert [t.num_rows for t in pages] == [100, 100, 100, 50]
+
+
+def test_a_source_query_over_duckdbs_memory_limit_fails_naming_the_setting_to_raise(
+    duck: Warehouse, sandbox: SandboxServer, state: StateStore, runtime: Runtime
+) -> None:
+    from connector.errors import SourceError
+
+    create_events_table(duck)
+    insert_events(duck, event_rows(0, 10))
+    duck.dispose()
+    sync = sync_for(KIND, duck, sandbox.url)
+    # A query whose aggregate cannot fit (nor spill: one 200 MB string) in the limit.
+    heavy = (
+        "SELECT e.* FROM ev e WHERE (SELECT length(string_agg(repeat('x', 100) || i, ''))"
+        " FROM range(2000000) t(i)) > 0"
+    )
+    source = sync.source.model_copy(update={"table": None, "query": heavy})
+    sync = sync.model_copy(update={"source": source})
+    with pytest.raises(SourceError, match=r"memory_limit=48MB unless the source URL sets one"):
+        run_sync(sync, state=state, runtime=runtime)
