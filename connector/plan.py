@@ -8,7 +8,7 @@ and (in a run) the rows an interrupted run already delivered.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from .batching import Batch, Batcher
 from .destinations.base import Destination, Item, dumps
@@ -23,8 +23,9 @@ class DuplicateCheck(Protocol):
     """The in-run duplicate-key detector: rows of ``keys`` whose key was seen before (in this
     call or an earlier one of the same run)."""
 
-    def duplicates(self, keys: list[str]) -> list[int]:
-        """Indexes into ``keys`` of the keys seen before, in order."""
+    def duplicates(self, keys: Any) -> list[int]:
+        """Indexes into ``keys`` (a list or ``Events.key_array``) of the keys seen before, in
+        order."""
 
 
 @dataclass
@@ -54,7 +55,7 @@ class ChunkPlanner:
         reasons = dict(events.reasons)  # complete: the mapper computed them eagerly
         for i, why in self.dest.validate(events).items():
             reasons.setdefault(i, why)
-        for i in self.dups.duplicates(events.keys):
+        for i in self.dups.duplicates(events.key_array):
             reasons.setdefault(i, DUPLICATE_KEY)
         skip: set[int] = set()
         copies: dict[int, int] = {}

@@ -13,7 +13,7 @@ from connector.sandbox import brevo_contacts, klaviyo_profiles, omnisend_contact
 from connector.sandbox._shared import Reply
 
 if TYPE_CHECKING:
-    from connector.sandbox.routes import Context, Endpoint
+    from connector.sandbox.endpoint import Context, Endpoint
 
 #: handler(params, query, body, headers, ctx) → Reply
 Handler = Callable[[Mapping[str, str], Mapping[str, str], bytes, Message, "Context"], Reply]

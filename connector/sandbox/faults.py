@@ -18,6 +18,10 @@ from typing import Any
 
 import orjson
 
+#: The contact kinds (one per vendor); the same names the destination types use. Here, not in
+#: ``contacts``, so that ``contacts`` (which stores the job faults) can import this module.
+CONTACT_KINDS: tuple[str, ...] = ("klaviyo_profiles", "brevo_contacts", "omnisend_contacts")
+
 _FAULT_FIELDS = (
     "path",
     "status",
@@ -251,8 +255,6 @@ class JobFault:
     times: int = 1
 
     def __post_init__(self) -> None:
-        from connector.sandbox.contacts import CONTACT_KINDS
-
         if self.kind not in CONTACT_KINDS:
             raise ValueError(
                 f"JobFault.kind must be one of {list(CONTACT_KINDS)}, got {self.kind!r}"
