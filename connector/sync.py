@@ -17,9 +17,9 @@ This is the only module that wires the stages together. Delivery semantics (DESI
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextvars import copy_context
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -32,12 +32,13 @@ from .delivery import BatchOutcome, Runtime, Sender, Stats, post_preview
 from .destinations import DESTINATIONS, Destination
 from .destinations.base import Item, dumps
 from .errors import ConfigError, ConnectorError, RequestError
+from .logcontext import get_logger, run_context
 from .mapping import Chunk, Events, Mapper, key_strings
 from .ratelimit import account_key, pacer_for
 from .source import Position, Reader, Window
 from .state import CLOSED_GONE, INCREMENTAL, LedgerEntry, Reject, StateStore
 
-log = logging.getLogger("connector.sync")
+log = get_logger("connector.sync")
 
 SAMPLE_REJECTS = 20
 
@@ -312,7 +313,8 @@ class _Run:
                 return
             self._settle(batch, None)
             return
-        inflight[pool.submit(self._send, sender, batch)] = batch
+        # A copy of this thread's context: sender threads log with the run's sync and id.
+        inflight[pool.submit(copy_context().run, self._send, sender, batch)] = batch
 
     def _send(self, sender: Sender, batch: Batch) -> BatchOutcome:
         """Worker thread: record the batch as pending right before it goes on the wire, so
@@ -335,7 +337,9 @@ class _Run:
             return None
         done, _ = wait(list(inflight), timeout=None if block else 0, return_when=FIRST_COMPLETED)
         failure = None
-        for fut in done:
+        # In batch order, not the set's: two batches that finished before this look would
+        # otherwise meet the circuit breaker in hash order, which decides where it trips.
+        for fut in sorted(done, key=lambda f: inflight[f].seq):
             batch = inflight.pop(fut)
             exc = fut.exception()
             if exc is not None:
@@ -719,7 +723,8 @@ def run_sync(
         warehouse_url,
         check_null_keys,
     )
-    return run.execute()
+    with run_context(sync.name, lambda: run.result.run_id):
+        return run.execute()
 
 
 def preview(sync: SyncConfig, limit: int = 5, warehouse_url: str | None = None) -> dict[str, Any]:

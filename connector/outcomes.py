@@ -1,0 +1,126 @@
+"""The outcome queue: what the answers to one batch's requests mean, until every item is
+delivered or rejected. Pure: no I/O, no clock; the sender feeds it answers.
+
+- an answer with per-item detail delivers and rejects those items; items to ``resend`` go
+  again first, in a new request (a 400 that stored nothing, the other Brevo body shape);
+- an answer refusing the request whole without detail (``split``) queues its halves first;
+- the destination saying the request itself is at fault (``fatal``) fails the run;
+- a batch refused whole whose every single-event split is refused with the same words fails
+  the run too: such an error is about the request (a header, the version, the body), not its
+  rows, so no row of it becomes a reject;
+- items delivered by an exchange that failed once after it may have been processed are
+  counted "possibly duplicated" where the destination has no dedup key.
+
+``read`` is the one place that reads the destination's ``Outcome``, so a change of its shape
+touches one function.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .destinations.base import Item, Outcome
+from .errors import RequestError
+from .http_loop import Verdict
+
+
+@dataclass
+class BatchOutcome:
+    """Where every item of a batch ended."""
+
+    delivered: list[Item]
+    rejected: list[tuple[Item, str]]
+    possibly_duplicated: int = 0
+
+
+@dataclass(frozen=True)
+class Reading:
+    """The destination's reading of one answered request, as the queue consumes it
+    (indices into the request's items)."""
+
+    verdict: Verdict
+    delivered: tuple[int, ...] = ()
+    rejected: tuple[tuple[int, str], ...] = ()
+    resend: tuple[int, ...] = ()
+    message: str = ""  # FATAL: why the request itself was refused
+
+
+def read(outcome: Outcome) -> Reading:
+    """Adapter from the destination's ``Outcome`` to the queue's ``Reading``."""
+    rejected = tuple(outcome.rejected.items())
+    delivered, resend = tuple(outcome.delivered), tuple(outcome.resend)
+    if outcome.fatal:
+        return Reading(Verdict.FATAL, message=outcome.fatal)
+    if outcome.split:
+        verdict = Verdict.SPLIT
+    elif outcome.switch_shape:
+        verdict = Verdict.SWITCH_SHAPE
+    elif resend:
+        verdict = Verdict.RESEND
+    elif rejected:
+        verdict = Verdict.REJECTED
+    else:
+        verdict = Verdict.DELIVERED
+    return Reading(verdict, delivered, rejected, resend)
+
+
+@dataclass
+class OutcomeQueue:
+    """The parts of one batch still to send, and what became of the rest."""
+
+    name: str  # the destination type, for messages
+    items: list[Item]
+    dedup: bool  # the destination drops re-sent events, so nothing can be duplicated
+    delivered: list[Item] = field(default_factory=list)
+    rejected: list[tuple[Item, str]] = field(default_factory=list)
+    possibly_duplicated: int = 0
+    _parts: list[list[Item]] = field(default_factory=list)
+    _split: bool = False  # the batch was refused whole without per-item detail
+    _alike: dict[str, int] = field(default_factory=dict)  # reasons of single events isolated
+
+    def __post_init__(self) -> None:
+        self._parts = [self.items]
+
+    def next_part(self) -> list[Item] | None:
+        """The items of the next request, or None when every item has ended."""
+        while self._parts:
+            part = self._parts.pop(0)
+            if part:
+                return part
+        return None
+
+    def settle(self, part: list[Item], reading: Reading, ambiguous: bool = False) -> None:
+        """Apply the reading of the answer to ``part``; raises ``RequestError`` for FATAL."""
+        if reading.verdict is Verdict.FATAL:
+            raise RequestError(reading.message, stored_nothing=not self.delivered)
+        if self._split and len(part) == 1 and reading.rejected:
+            reason = reading.rejected[0][1]
+            self._alike[reason] = self._alike.get(reason, 0) + 1
+        self._split = self._split or reading.verdict is Verdict.SPLIT
+        ok = [part[i] for i in reading.delivered]
+        self.delivered.extend(ok)
+        if ambiguous and not self.dedup:
+            self.possibly_duplicated += len(ok)
+        self.rejected.extend((part[i], reason) for i, reason in reading.rejected)
+        if reading.verdict is Verdict.SPLIT:
+            half = len(part) // 2
+            self._parts[:0] = [part[:half], part[half:]]
+        elif reading.resend:
+            self._parts.insert(0, [part[i] for i in reading.resend])
+
+    def result(self) -> BatchOutcome:
+        """Every item has ended: the batch's outcome, or ``RequestError`` when every single
+        event isolated by splitting was refused with the same words."""
+        n = len(self.items)
+        if len(self._alike) == 1 and sum(self._alike.values()) == n > 1:
+            # Every event alone got the same answer as the whole: the request is at fault,
+            # not the rows; rejecting them would lose them.
+            (reason,) = self._alike
+            raise RequestError(
+                f"{self.name}: every one of {n} events, sent alone, was refused "
+                f"with the same error, so the error is about the request, not the rows: "
+                f"{reason[:300]!r}. Nothing was recorded as a reject and the checkpoint stays "
+                "at the last delivered row: fix the destination options (API version, "
+                "headers, body shape), then run again"
+            )
+        return BatchOutcome(self.delivered, self.rejected, self.possibly_duplicated)
