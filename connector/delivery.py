@@ -56,13 +56,15 @@ __all__ = [
 
 @dataclass
 class Runtime:
-    """Clock, sleep and randomness, injectable so tests never wait; ``transport`` (tests
-    only) answers the requests instead of the network."""
+    """Clock, sleep and randomness, injectable so tests never wait; ``wall`` reads an
+    HTTP-date ``Retry-After``; ``transport`` (tests only) answers the requests instead of the
+    network."""
 
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
     random: Callable[[], float] = random.random
     transport: httpx.BaseTransport | None = None
+    wall: Callable[[], float] = time.time
 
 
 @dataclass

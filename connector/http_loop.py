@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import enum
 import re
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -221,7 +220,7 @@ class HttpLoop:
                 f"{self.name}: still rate limited (429) after {limited} tries; "
                 "lower destination.options.rate_limit or run later"
             )
-        wait = announced_wait(resp.headers, resp.content, time.time)
+        wait = announced_wait(resp.headers, resp.content, self.rt.wall)
         if wait is None:
             wait = self._backoff(limited)
         wait = min(max(wait, 0.5), self.max_wait) * (1 + self.rt.random() * 0.1)

@@ -7,6 +7,7 @@ did: the waits it asked the clock for, the attempts it made, what it returned or
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -79,6 +80,21 @@ def test_a_429_waits_what_the_vendor_announces_on_the_clock_then_sends_again(
     # The pause is the account's (every thread waits), plus up to 10% jitter (random=0.5).
     assert fake_time.waits == [pytest.approx(wait * 1.05)]
     assert (stats.requests, stats.rate_limited, stats.retries) == (2, 1, 0)
+
+
+def test_a_retry_after_date_is_read_against_the_injected_wall_clock(fake_time: FakeSleep) -> None:
+    loop, _, _ = _loop(
+        fake_time,
+        [
+            httpx.Response(429, headers={"Retry-After": "Sun, 22 Nov 2026 10:00:30 GMT"}),
+            httpx.Response(202, json={}),
+        ],
+    )
+    loop.rt.wall = lambda: datetime(2026, 11, 22, 10, 0, 0, tzinfo=UTC).timestamp()
+
+    loop.exchange(_request())
+
+    assert fake_time.waits == [pytest.approx(30.0 * 1.05)]
 
 
 def test_too_many_429s_for_one_request_give_up(fake_time: FakeSleep) -> None:
