@@ -12,11 +12,6 @@ itself was refused: no row of it becomes a reject).
 
 from __future__ import annotations
 
-import random
-import threading
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -29,6 +24,8 @@ from .http_loop import (
     USER_AGENT,
     Answer,
     HttpLoop,
+    Runtime,
+    Stats,
     Verdict,
     announced_wait,
     classify,
@@ -52,43 +49,6 @@ __all__ = [
     "post_preview",
     "window_state",
 ]
-
-
-@dataclass
-class Runtime:
-    """Clock, sleep and randomness, injectable so tests never wait; ``wall`` reads an
-    HTTP-date ``Retry-After``; ``transport`` (tests only) answers the requests instead of the
-    network."""
-
-    clock: Callable[[], float] = time.monotonic
-    sleep: Callable[[float], None] = time.sleep
-    random: Callable[[], float] = random.random
-    transport: httpx.BaseTransport | None = None
-    wall: Callable[[], float] = time.time
-
-
-@dataclass
-class Stats:
-    """Counters of one run, updated from sender threads."""
-
-    requests: int = 0
-    retries: int = 0
-    rate_limited: int = 0
-    possibly_duplicated: int = 0
-    waited_s: float = 0.0
-    statuses: dict[int, int] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def add(self, **counts: float) -> None:
-        """Add to counters by name, atomically."""
-        with self.lock:
-            for k, v in counts.items():
-                setattr(self, k, getattr(self, k) + v)
-
-    def status(self, code: int) -> None:
-        """Count one response status."""
-        with self.lock:
-            self.statuses[code] = self.statuses.get(code, 0) + 1
 
 
 class Sender:

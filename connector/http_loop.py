@@ -20,11 +20,13 @@ Retry policy (a pure classifier over the status code, see ``classify``):
 from __future__ import annotations
 
 import enum
+import random
 import re
+import threading
+import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from typing import TYPE_CHECKING
 
 import httpx
 
@@ -32,9 +34,6 @@ from .destinations.base import Request
 from .errors import AuthError, DeliveryError, RetriesExhausted
 from .logcontext import get_logger
 from .ratelimit import Pacer
-
-if TYPE_CHECKING:
-    from .delivery import Runtime, Stats
 
 log = get_logger("connector.delivery")
 
@@ -123,6 +122,43 @@ def window_state(headers: Mapping[str, str]) -> tuple[float | None, float | None
                 reset /= 1000.0
             return remaining, reset
     return None, None
+
+
+@dataclass
+class Runtime:
+    """Clock, sleep and randomness, injectable so tests never wait; ``wall`` reads an
+    HTTP-date ``Retry-After``; ``transport`` (tests only) answers the requests instead of the
+    network."""
+
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+    random: Callable[[], float] = random.random
+    transport: httpx.BaseTransport | None = None
+    wall: Callable[[], float] = time.time
+
+
+@dataclass
+class Stats:
+    """Counters of one run, updated from sender threads."""
+
+    requests: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+    possibly_duplicated: int = 0
+    waited_s: float = 0.0
+    statuses: dict[int, int] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, **counts: float) -> None:
+        """Add to counters by name, atomically."""
+        with self.lock:
+            for k, v in counts.items():
+                setattr(self, k, getattr(self, k) + v)
+
+    def status(self, code: int) -> None:
+        """Count one response status."""
+        with self.lock:
+            self.statuses[code] = self.statuses.get(code, 0) + 1
 
 
 @dataclass(frozen=True)
