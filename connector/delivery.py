@@ -81,10 +81,11 @@ class Sender:
         """Deliver ``items``: every item ends delivered or rejected, or this raises."""
         dest = self.dest
         queue = OutcomeQueue(dest.type, items, dedup=dest.limits.dedup)
-        while (part := queue.next_part()) is not None:
-            answer = self.http.exchange(partial(dest.build, part))
+        while (nxt := queue.next_part()) is not None:
+            part, variant = nxt
+            answer = self.http.exchange(partial(dest.build, part, variant))
             outcome = dest.interpret(answer.request, answer.status, answer.headers, answer.body)
-            queue.settle(part, read(outcome), ambiguous=answer.ambiguous)
+            queue.settle(part, read(outcome), ambiguous=answer.ambiguous, variant=variant)
         out = queue.result()
         if out.possibly_duplicated:
             self.stats.add(possibly_duplicated=out.possibly_duplicated)

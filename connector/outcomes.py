@@ -2,8 +2,11 @@
 delivered or rejected. Pure: no I/O, no clock; the sender feeds it answers.
 
 - an answer with per-item detail delivers and rejects those items; items to ``resend`` go
-  again first, in a new request (a 400 that stored nothing, the other Brevo body shape);
+  again first, in a new request (a 400 that stored nothing), built as the body variant the
+  answer asks for (the other Brevo body shape) or as their part was;
 - an answer refusing the request whole without detail (``split``) queues its halves first;
+- what the answers taught (``Learned``) is merged into the batch's outcome, for the run to
+  persist when it settles the batch;
 - the destination saying the request itself is at fault (``fatal``) fails the run;
 - a batch refused whole whose every single-event split is refused with the same words fails
   the run too: such an error is about the request (a header, the version, the body), not its
@@ -19,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .destinations.base import Item, Outcome
+from .destinations.base import Item, Learned, Outcome
 from .errors import RequestError
 from .http_loop import Verdict
 
@@ -31,6 +34,7 @@ class BatchOutcome:
     delivered: list[Item]
     rejected: list[tuple[Item, str]]
     possibly_duplicated: int = 0
+    learned: Learned | None = None  # what the responses taught; the run persists it at settle
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,8 @@ class Reading:
     delivered: tuple[int, ...] = ()
     rejected: tuple[tuple[int, str], ...] = ()
     resend: tuple[int, ...] = ()
+    variant: str | None = None  # build the re-sent items as this body variant
+    learned: Learned | None = None
     message: str = ""  # FATAL: why the request itself was refused
 
 
@@ -61,7 +67,7 @@ def read(outcome: Outcome) -> Reading:
         verdict = Verdict.REJECTED
     else:
         verdict = Verdict.DELIVERED
-    return Reading(verdict, delivered, rejected, resend)
+    return Reading(verdict, delivered, rejected, resend, outcome.resend_variant, outcome.learned)
 
 
 @dataclass
@@ -74,29 +80,41 @@ class OutcomeQueue:
     delivered: list[Item] = field(default_factory=list)
     rejected: list[tuple[Item, str]] = field(default_factory=list)
     possibly_duplicated: int = 0
-    _parts: list[list[Item]] = field(default_factory=list)
+    learned: Learned | None = None
+    # Parts still to send, each with the body variant an answer asked for (None: the default).
+    _parts: list[tuple[list[Item], str | None]] = field(default_factory=list)
     _split: bool = False  # the batch was refused whole without per-item detail
     _alike: dict[str, int] = field(default_factory=dict)  # reasons of single events isolated
 
     def __post_init__(self) -> None:
-        self._parts = [self.items]
+        self._parts = [(self.items, None)]
 
-    def next_part(self) -> list[Item] | None:
-        """The items of the next request, or None when every item has ended."""
+    def next_part(self) -> tuple[list[Item], str | None] | None:
+        """The items of the next request and their body variant, or None when every item
+        has ended."""
         while self._parts:
-            part = self._parts.pop(0)
+            part, variant = self._parts.pop(0)
             if part:
-                return part
+                return part, variant
         return None
 
-    def settle(self, part: list[Item], reading: Reading, ambiguous: bool = False) -> None:
-        """Apply the reading of the answer to ``part``; raises ``RequestError`` for FATAL."""
+    def settle(
+        self,
+        part: list[Item],
+        reading: Reading,
+        ambiguous: bool = False,
+        variant: str | None = None,
+    ) -> None:
+        """Apply the reading of the answer to ``part`` (sent as ``variant``); raises
+        ``RequestError`` for FATAL."""
         if reading.verdict is Verdict.FATAL:
             raise RequestError(reading.message, stored_nothing=not self.delivered)
         if self._split and len(part) == 1 and reading.rejected:
             reason = reading.rejected[0][1]
             self._alike[reason] = self._alike.get(reason, 0) + 1
         self._split = self._split or reading.verdict is Verdict.SPLIT
+        if reading.learned:
+            self.learned = (self.learned or Learned()).merge(reading.learned)
         ok = [part[i] for i in reading.delivered]
         self.delivered.extend(ok)
         if ambiguous and not self.dedup:
@@ -104,9 +122,10 @@ class OutcomeQueue:
         self.rejected.extend((part[i], reason) for i, reason in reading.rejected)
         if reading.verdict is Verdict.SPLIT:
             half = len(part) // 2
-            self._parts[:0] = [part[:half], part[half:]]
+            self._parts[:0] = [(part[:half], variant), (part[half:], variant)]
         elif reading.resend:
-            self._parts.insert(0, [part[i] for i in reading.resend])
+            again = [part[i] for i in reading.resend]
+            self._parts.insert(0, (again, reading.variant or variant))
 
     def result(self) -> BatchOutcome:
         """Every item has ended: the batch's outcome, or ``RequestError`` when every single
@@ -123,4 +142,6 @@ class OutcomeQueue:
                 "at the last delivered row: fix the destination options (API version, "
                 "headers, body shape), then run again"
             )
-        return BatchOutcome(self.delivered, self.rejected, self.possibly_duplicated)
+        return BatchOutcome(
+            self.delivered, self.rejected, self.possibly_duplicated, self.learned or None
+        )

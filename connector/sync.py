@@ -27,7 +27,7 @@ import numpy as np
 import pyarrow as pa
 
 from .batching import Batch, Batcher
-from .config import SyncConfig, resolve_env
+from .config import DestinationSettings, SyncConfig, resolve_env
 from .delivery import BatchOutcome, Runtime, Sender, Stats, post_preview
 from .destinations import DESTINATIONS, Destination
 from .destinations.base import Item, dumps
@@ -109,7 +109,9 @@ class _DuplicateKeys:
         return np.flatnonzero(dup).tolist()
 
 
-def make_destination(sync: SyncConfig, resolve_secret: bool = True) -> Destination:
+def make_destination(
+    sync: SyncConfig, resolve_secret: bool = True
+) -> Destination[DestinationSettings]:
     cfg = sync.destination
     api_key = (
         resolve_env(cfg.api_key, f"{sync.source_path}: destination.api_key")
@@ -437,6 +439,7 @@ class _Run:
             self.leftovers = [e for e in self.leftovers if e.last > checkpoint]
         if checkpoint is not None:
             res.hwm_after = list(checkpoint)
+        learned = outcome.learned if outcome is not None else None
         self.state.settle(
             self.sync.name,
             self.scope,
@@ -446,7 +449,10 @@ class _Run:
             checkpoint,
             rejects,
             closed,
+            (self.account, learned) if learned else None,
         )
+        if learned:  # stored with the batch: the destination uses it from now on
+            self.dest.learn(learned)
 
     def _sample(self, rejects: list[Reject]) -> None:
         room = SAMPLE_REJECTS - len(self.result.sample_rejects)
@@ -502,11 +508,6 @@ class _Run:
             res.status = "failed"
             res.error = _describe(failure)
         if res.run_id and not self.dry_run:
-            try:
-                for setting, value in self.dest.learned().items():
-                    self.state.set_account_setting(self.account, setting, value)
-            except Exception:  # never mask the run's own error
-                log.exception("could not record what run %s learned", res.run_id)
             try:
                 self.state.finish_run(res.run_id, res.status, _summary(res), res.error)
             except Exception:  # never mask the run's own error
@@ -613,9 +614,20 @@ class _RetryRun(_Run):
         res.rejected += len(rejects)
         self._sample(rejects)
         # One transaction; no checkpoint, no ledger rows.
+        learned = outcome.learned if batch.items else None
         self.state.settle(
-            self.sync.name, self.scope, res.run_id or "", [], [], None, rejects, delivered
+            self.sync.name,
+            self.scope,
+            res.run_id or "",
+            [],
+            [],
+            None,
+            rejects,
+            delivered,
+            (self.account, learned) if learned else None,
         )
+        if learned:
+            self.dest.learn(learned)
 
     def _record(self, rejects: list[Reject]) -> None:
         """Rows rejected again before any request: counted, and recorded unless dry run."""

@@ -9,7 +9,7 @@ from typing import Any, cast
 
 import pytest
 
-from connector.destinations.base import Item, Outcome
+from connector.destinations.base import Item, Learned, Outcome
 from connector.errors import RequestError
 from connector.http_loop import Verdict
 from connector.outcomes import BatchOutcome, OutcomeQueue, Reading, read
@@ -25,9 +25,10 @@ def _run(
     """Feed the queue ``answer(part) -> Outcome`` until every item ended."""
     queue = OutcomeQueue("dest", _items(n), dedup=dedup)
     parts: list[list[str]] = []
-    while (part := queue.next_part()) is not None:
+    while (nxt := queue.next_part()) is not None:
+        part, variant = nxt
         parts.append(cast(list[str], part))
-        queue.settle(part, read(answer(part)), ambiguous=ambiguous)
+        queue.settle(part, read(answer(part)), ambiguous=ambiguous, variant=variant)
     return parts, queue.result()
 
 
@@ -38,7 +39,7 @@ def _run(
         (Outcome(delivered=[0], rejected={1: "bad"}), Verdict.REJECTED),
         (Outcome(rejected={0: "bad"}, resend=[1]), Verdict.RESEND),
         (Outcome(split=True), Verdict.SPLIT),
-        (Outcome(switch_shape=True, resend=[0, 1]), Verdict.SWITCH_SHAPE),
+        (Outcome(resend_variant="object", resend=[0, 1]), Verdict.SWITCH_SHAPE),
         (Outcome(fatal="the header is wrong", split=True), Verdict.FATAL),
     ],
 )
@@ -73,8 +74,8 @@ def test_every_single_event_refused_alike_fails_the_run_without_a_reject() -> No
         return Outcome(split=True) if len(part) > 1 else Outcome(rejected={0: "bad header"})
 
     queue = OutcomeQueue("dest", _items(4), dedup=False)
-    while (part := queue.next_part()) is not None:
-        queue.settle(part, read(answer(part)))
+    while (nxt := queue.next_part()) is not None:
+        queue.settle(nxt[0], read(answer(nxt[0])))
 
     with pytest.raises(RequestError, match=r"every one of 4 events, sent alone.*bad header"):
         queue.result()
@@ -102,12 +103,14 @@ def test_a_fatal_answer_fails_the_run_and_says_whether_anything_was_stored(
     delivered_first: bool, stored_nothing: bool
 ) -> None:
     queue = OutcomeQueue("dest", _items(4), dedup=False)
-    part = queue.next_part()
-    assert part is not None
+    nxt = queue.next_part()
+    assert nxt is not None
+    part = nxt[0]
     if delivered_first:
         queue.settle(part, read(Outcome(delivered=[0, 1], resend=[2, 3])))
-        part = queue.next_part()
-        assert part is not None
+        nxt = queue.next_part()
+        assert nxt is not None
+        part = nxt[0]
 
     with pytest.raises(RequestError, match="revision") as err:
         queue.settle(part, Reading(Verdict.FATAL, message="revision refused"))
@@ -129,3 +132,26 @@ def test_events_delivered_after_an_ambiguous_failure_may_be_duplicated_without_d
     )
 
     assert out.possibly_duplicated == duplicated
+
+
+def test_a_resend_in_another_body_variant_keeps_it_through_splits_and_lessons_merge() -> None:
+    """Brevo batch: the object shape asked for once is used by the re-send and its halves;
+    what the answers taught is merged into the batch's outcome (the later lesson wins)."""
+    queue = OutcomeQueue("dest", _items(4), dedup=False)
+    sent: list[tuple[int, str | None]] = []
+    while (nxt := queue.next_part()) is not None:
+        part, variant = nxt
+        sent.append((len(part), variant))
+        if variant is None:
+            outcome = Outcome(resend=[0, 1, 2, 3], resend_variant="object")
+        elif len(part) == 4:
+            outcome = Outcome(split=True, learned=Learned({"shape": "object", "a": "1"}))
+        else:
+            outcome = Outcome(delivered=[0, 1], learned=Learned({"shape": "object2"}))
+        queue.settle(part, read(outcome), variant=variant)
+
+    out = queue.result()
+
+    assert sent == [(4, None), (4, "object"), (2, "object"), (2, "object")]
+    assert len(out.delivered) == 4
+    assert out.learned == Learned({"shape": "object2", "a": "1"})
