@@ -18,6 +18,7 @@ from pydantic import Field
 from connector import INCREMENTAL, ConnectorError, Runtime, SyncConfig, SyncResult, Window, run_sync
 
 from .checks import REJECT_RATIO, reject_ratio_result
+from .logs import step_logs
 from .resources import ConnectorResource
 from .scopes import Scope, totals
 from .translator import pool_name
@@ -94,7 +95,8 @@ def build_sync_asset(
         )
         if config.retry_rejects and config.full_refresh:
             raise dg.Failure(description="retry_rejects and full_refresh cannot be combined")
-        results = run_scopes(context, sync, spec, config, connector, runtime)
+        with step_logs(context, sync.name):
+            results = run_scopes(context, sync, spec, config, connector, runtime)
         check = reject_ratio_result(sync, results, config.dry_run)
         return dg.MaterializeResult(
             metadata=materialization_metadata(results, config.dry_run),
