@@ -17,7 +17,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from . import __version__, logcontext
 from .config import SyncConfig, json_schema, load_sync, load_syncs
 from .errors import ConfigError, ConnectorError, SourceError, StateError
 from .process import keep_pandas_out, use_lean_memory_pool
@@ -166,8 +166,8 @@ def _main(argv: Sequence[str] | None = None) -> int:
     use_lean_memory_pool()
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+        handlers=[logcontext.stamp(logging.StreamHandler(sys.stderr))],
+        format=logcontext.FORMAT,
     )
     if args.config_dir:
         os.environ["CONNECTOR_CONFIG_DIR"] = args.config_dir

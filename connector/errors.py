@@ -51,6 +51,7 @@ class DeliveryError(ConnectorError):
     """
 
     stored_nothing: bool = False
+    maybe_processed: int = 0  # (HTTP loop) failed attempts that may have been processed
 
 
 class AuthError(DeliveryError):

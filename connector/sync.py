@@ -20,9 +20,9 @@ This is the only module that wires the stages together. Delivery semantics (DESI
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextvars import copy_context
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -37,6 +37,7 @@ from .dupkeys import DuplicateKeys, EveryKey, KnownDuplicates
 from .errors import ConfigError, ConnectorError, DeliveryError, RequestError, SourceError
 from .lease import Lease
 from .ledger import Ledger, Settlement
+from .logcontext import get_logger, run_context
 from .mapping import Chunk, Events, Mapper, key_strings
 from .openrejects import OpenRejects
 from .plan import ChunkPlanner
@@ -46,7 +47,7 @@ from .shared_pacer import pacer_for_run
 from .source import Position, Reader, Window
 from .state import CLOSED_GONE, INCREMENTAL, Reject, StateStore
 
-log = logging.getLogger("connector.sync")
+log = get_logger("connector.sync")
 
 SAMPLE_REJECTS = 20
 
@@ -273,7 +274,8 @@ class _Run:
                 return
             self._settle(batch, None)
             return
-        inflight[pool.submit(self._send, sender, batch)] = batch
+        # A copy of this thread's context: sender threads log with the run's sync and id.
+        inflight[pool.submit(copy_context().run, self._send, sender, batch)] = batch
 
     def _send(self, sender: Sender, batch: Batch) -> BatchOutcome:
         """Worker thread: record the batch as pending right before it goes on the wire, so
@@ -296,7 +298,9 @@ class _Run:
             return None
         done, _ = wait(list(inflight), timeout=None if block else 0, return_when=FIRST_COMPLETED)
         failure = None
-        for fut in done:
+        # In batch order, not the set's: two batches that finished before this look would
+        # otherwise meet the circuit breaker in hash order, which decides where it trips.
+        for fut in sorted(done, key=lambda f: inflight[f].seq):
             batch = inflight.pop(fut)
             exc = fut.exception()
             if exc is not None:
@@ -682,11 +686,12 @@ def run_sync(
         # are config errors before the run writes anything or takes its lease.
         with contextlib.suppress(SourceError):  # unreachable: the run records that failure
             run.reader.check_columns()
-        if dry_run:  # sends nothing and writes nothing: runs beside a real run
-            return run.execute()
-        with Lease(state, sync.name, scope) as lease:
-            run.lease = lease
-            return run.execute()
+        with run_context(sync.name, lambda: run.result.run_id):
+            if dry_run:  # sends nothing and writes nothing: runs beside a real run
+                return run.execute()
+            with Lease(state, sync.name, scope) as lease:
+                run.lease = lease
+                return run.execute()
     except BaseException:
         run.reader.close()  # give an embedded warehouse file back (execute may not have run)
         raise

@@ -22,6 +22,7 @@ from connector.run_plan import plan_run
 from connector.state import StateStore
 
 from .checks import REJECT_RATIO, reject_ratio_result
+from .logs import step_logs
 from .resources import ConnectorResource
 from .scopes import Scope
 
@@ -98,7 +99,8 @@ def build_sync_asset(
         )
         if config.retry_rejects and config.full_refresh:
             raise dg.Failure(description="retry_rejects and full_refresh cannot be combined")
-        results = run_scopes(context, sync, spec, config, connector, runtime)
+        with step_logs(context, sync.name):
+            results = run_scopes(context, sync, spec, config, connector, runtime)
         check = reject_ratio_result(sync, totals(r for _, r in results), dry_run=config.dry_run)
         return dg.MaterializeResult(
             metadata=materialization_metadata(results, dry_run=config.dry_run),

@@ -14,7 +14,15 @@ import pytest
 from connector import jsonfrag
 from connector.batching import Batcher
 from connector.config import RateLimit, parse_sync
-from connector.delivery import Runtime, Sender, Stats, announced_wait, classify, window_state
+from connector.delivery import (
+    Runtime,
+    Sender,
+    Stats,
+    Verdict,
+    announced_wait,
+    classify,
+    window_state,
+)
 from connector.destinations.base import Item, Learned, Request, dumps
 from connector.mapping import Chunk, Mapper, _rfc3339, _utc
 from connector.ratelimit import Pacer
@@ -171,20 +179,21 @@ def test_retry_after_as_http_date() -> None:
 
 def test_classify_status_codes() -> None:
     h = httpx.Headers({})
-    assert [classify(s, h) for s in (202, 207, 400, 401, 403, 404, 408, 413, 429, 500, 503)] == [
-        "ok",
-        "ok",
-        "final",
+    codes = (202, 207, 400, 401, 403, 404, 408, 413, 429, 500, 503)
+    assert [classify(s, h).value for s in codes] == [
+        "answered",
+        "answered",
+        "answered",
         "auth",
         "auth",
-        "final",
-        "transient",
-        "final",
+        "answered",
+        "retry",
+        "answered",
         "rate_limited",
-        "transient",
-        "transient",
+        "retry",
+        "retry",
     ]
-    assert classify(403, httpx.Headers({"cf-mitigated": "challenge"})) == "transient"
+    assert classify(403, httpx.Headers({"cf-mitigated": "challenge"})) is Verdict.RETRY
     assert window_state(httpx.Headers({"RateLimit-Remaining": "0", "RateLimit-Reset": "5"})) == (
         0.0,
         5.0,
@@ -332,10 +341,7 @@ def test_sender_splits_a_batch_the_api_refuses_without_detail(
 
     runtime = Runtime(clock=fake_time.clock, sleep=fake_time.sleep, random=lambda: 0.5)
     pacer = Pacer(RateLimit(per_second=1000), fake_time.clock, fake_time.sleep)
-    sender = Sender(dest, pacer, runtime, Stats())  # type: ignore[arg-type]
-    sender.client = httpx.Client(
-        transport=httpx.MockTransport(handler), base_url="http://brevo.test"
-    )
+    sender = Sender(dest, pacer, runtime, Stats(), transport=httpx.MockTransport(handler))  # type: ignore[arg-type]
     out = sender.send(items)
     assert len(out.delivered) == 8 and out.rejected == []
     assert sizes == [8, 4, 2, 2, 4, 2, 2]

@@ -1,0 +1,39 @@
+"""The step's Dagster log shows the connector's lines with the sync name and run id, from the
+sender threads too."""
+
+from __future__ import annotations
+
+import logging
+
+import dagster as dg
+import pytest
+
+from connector.sandbox import Fault
+
+from .test_dagster_fixtures import Env, env, quiet_sandbox
+from .test_dagster_materialize import demo_defs
+
+__all__ = ["demo_defs", "env", "quiet_sandbox"]  # fixtures used by name
+
+
+def test_the_step_log_shows_connector_lines_with_the_sync_name_and_run_id(
+    demo_defs: dg.Definitions, env: Env, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="connector")  # the 429 line is INFO
+    env.sandbox.inject(Fault(path="/v3/events/batch", status=429, headers={"Retry-After": "2"}))
+    key = dg.AssetKey(["reverse_etl", "order_placed"])
+    instance = dg.DagsterInstance.ephemeral()
+
+    result = dg.materialize([demo_defs.resolve_assets_def(key)], instance=instance)
+
+    assert result.success
+    (run,) = env.state.runs("order_placed")
+    lines = [str(e.message) for e in instance.all_logs(result.run_id)]
+    waited = [m for m in lines if "429, waiting" in m]
+    assert len(waited) == 1, lines
+    assert f"[order_placed run {run['run_id']}] brevo_events_batch: 429, waiting" in waited[0]
+    # Nothing of the connector is forwarded once the step is over.
+    assert not any(
+        isinstance(h, logging.Handler) and type(h).__name__ == "_StepLog"
+        for h in logging.getLogger("connector").handlers
+    )

@@ -1,0 +1,236 @@
+"""The HTTP loop, unit by unit with ``httpx.MockTransport``: every wait lands on the fake clock.
+
+Each test scripts the responses (or transport errors) one request meets and checks what the loop
+did: the waits it asked the clock for, the attempts it made, what it returned or raised.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+
+from connector.config import RateLimit
+from connector.delivery import Runtime, Sender, Stats
+from connector.destinations.base import Request
+from connector.errors import AuthError, RetriesExhausted
+from connector.http_loop import MAX_RATE_LIMITED, HttpLoop, make_client
+from connector.ratelimit import Pacer
+
+from .conftest import FakeSleep
+
+Step = httpx.Response | Exception
+
+
+def _script(steps: list[Step]) -> tuple[httpx.MockTransport, list[httpx.Request]]:
+    """A transport answering each request with the next step (a response or an error)."""
+    seen: list[httpx.Request] = []
+    queue: Iterator[Step] = iter(steps)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        step = next(queue)
+        if isinstance(step, Exception):
+            raise step
+        return step
+
+    return httpx.MockTransport(handler), seen
+
+
+def _loop(
+    fake_time: FakeSleep, steps: list[Step], max_retries: int = 3, max_wait: float = 60.0
+) -> tuple[HttpLoop, Stats, list[httpx.Request]]:
+    transport, seen = _script(steps)
+    runtime = Runtime(fake_time.clock, fake_time.sleep, lambda: 0.5)
+    stats = Stats()
+    pacer = Pacer(RateLimit(per_second=1000), fake_time.clock, fake_time.sleep)
+    client = make_client("http://vendor.test", 5.0, 2, transport)
+    loop = HttpLoop("vendor", client, pacer, runtime, stats, max_retries, max_wait)
+    return loop, stats, seen
+
+
+def _request() -> Callable[[], Request]:
+    return lambda: Request("/events", b'{"e": 1}', {"content-type": "application/json"}, [])
+
+
+@pytest.mark.parametrize(
+    ("headers", "wait"),
+    [
+        ({"Retry-After": "7"}, 7.0),
+        ({"RateLimit-Reset": "12", "RateLimit-Remaining": "0"}, 12.0),
+        ({"x-sib-ratelimit-reset": "4000"}, 4.0),  # Brevo accounts reporting milliseconds
+        ({"X-Rate-Limit-Reset": "4"}, 4.0),
+        ({}, 0.5),  # no hint: the first backoff step, at least half a second
+        ({"Retry-After": "600"}, 60.0),  # clamped to max_wait_s
+    ],
+)
+def test_a_429_waits_what_the_vendor_announces_on_the_clock_then_sends_again(
+    fake_time: FakeSleep, headers: dict[str, str], wait: float
+) -> None:
+    loop, stats, seen = _loop(
+        fake_time, [httpx.Response(429, headers=headers), httpx.Response(202, json={})]
+    )
+
+    answer = loop.exchange(_request())
+
+    assert answer.status == 202 and answer.ambiguous == 0
+    assert len(seen) == 2
+    # The pause is the account's (every thread waits), plus up to 10% jitter (random=0.5).
+    assert fake_time.waits == [pytest.approx(wait * 1.05)]
+    assert (stats.requests, stats.rate_limited, stats.retries) == (2, 1, 0)
+
+
+def test_a_retry_after_date_is_read_against_the_injected_wall_clock(fake_time: FakeSleep) -> None:
+    loop, _, _ = _loop(
+        fake_time,
+        [
+            httpx.Response(429, headers={"Retry-After": "Sun, 22 Nov 2026 10:00:30 GMT"}),
+            httpx.Response(202, json={}),
+        ],
+    )
+    loop.rt.wall = lambda: datetime(2026, 11, 22, 10, 0, 0, tzinfo=UTC).timestamp()
+
+    loop.exchange(_request())
+
+    assert fake_time.waits == [pytest.approx(30.0 * 1.05)]
+
+
+def test_too_many_429s_for_one_request_give_up(fake_time: FakeSleep) -> None:
+    limited = [httpx.Response(429, headers={"Retry-After": "1"})] * (MAX_RATE_LIMITED + 1)
+    loop, stats, seen = _loop(fake_time, list(limited))
+
+    with pytest.raises(RetriesExhausted, match=r"still rate limited \(429\)"):
+        loop.exchange(_request())
+
+    assert len(seen) == MAX_RATE_LIMITED + 1
+    assert len(fake_time.waits) == MAX_RATE_LIMITED
+    assert stats.rate_limited == MAX_RATE_LIMITED + 1
+
+
+def test_a_5xx_then_a_200_backs_off_once_and_marks_the_exchange_ambiguous(
+    fake_time: FakeSleep,
+) -> None:
+    loop, stats, seen = _loop(fake_time, [httpx.Response(503), httpx.Response(200, json={})])
+
+    answer = loop.exchange(_request())
+
+    assert answer.status == 200
+    assert answer.ambiguous == 1  # a 503 may come after the vendor stored the events
+    assert fake_time.waits == [0.375]  # the first step, 0.5 s, with jitter 75% (random=0.5)
+    assert (stats.requests, stats.retries, stats.statuses) == (2, 1, {503: 1, 200: 1})
+    assert seen[0].content == seen[1].content  # the same request again
+
+
+def test_backoff_doubles_per_attempt_until_max_retries_then_raises(fake_time: FakeSleep) -> None:
+    loop, stats, seen = _loop(fake_time, [httpx.Response(500)] * 4, max_retries=3, max_wait=1.5)
+
+    with pytest.raises(RetriesExhausted, match="HTTP 500 persisted after 3 retries") as err:
+        loop.exchange(_request())
+
+    assert err.value.maybe_processed == 4  # every 500 may have come after storing
+
+    assert len(seen) == 4  # the first try and three retries
+    assert stats.retries == 4
+    assert fake_time.waits == [0.375, 0.75, 1.125]  # 0.5, 1, 2→1.5 (max_wait), each at 75%
+
+
+def test_a_transport_error_after_the_request_went_out_is_ambiguous(fake_time: FakeSleep) -> None:
+    loop, _, _ = _loop(
+        fake_time, [httpx.ReadError("connection reset"), httpx.Response(202, json={})]
+    )
+
+    assert loop.exchange(_request()).ambiguous == 1
+
+
+def test_a_connection_never_made_is_not_ambiguous(fake_time: FakeSleep) -> None:
+    loop, _, _ = _loop(fake_time, [httpx.ConnectError("refused"), httpx.Response(202, json={})])
+
+    answer = loop.exchange(_request())
+
+    assert answer.status == 202 and answer.ambiguous == 0
+    assert fake_time.waits == [0.375]
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_refused_credentials_fail_at_once(fake_time: FakeSleep, status: int) -> None:
+    loop, _, seen = _loop(fake_time, [httpx.Response(status, text="invalid key")])
+
+    with pytest.raises(AuthError, match=f"HTTP {status}.*invalid key"):
+        loop.exchange(_request())
+
+    assert len(seen) == 1 and fake_time.waits == []
+
+
+def test_a_cloudflare_challenge_is_retried_not_an_auth_error(fake_time: FakeSleep) -> None:
+    challenge = httpx.Response(403, headers={"content-type": "text/html"}, text="<html>")
+    loop, _, _ = _loop(fake_time, [challenge, httpx.Response(202, json={})])
+
+    assert loop.exchange(_request()).status == 202
+
+
+def test_sender_counts_events_delivered_after_a_lost_answer_as_possibly_duplicated(
+    fake_time: FakeSleep,
+) -> None:
+    """End to end through ``Sender``: Brevo batch has no dedup key, so events stored by a
+    request whose answer was lost and then re-sent may be in the account twice."""
+    from .test_units import _brevo, _items
+
+    dest, _ = _brevo(1)
+    transport, seen = _script(
+        [httpx.RemoteProtocolError("server disconnected"), httpx.Response(202, json={})]
+    )
+    runtime = Runtime(fake_time.clock, fake_time.sleep, lambda: 0.5)
+    stats = Stats()
+    pacer = Pacer(RateLimit(per_second=1000), fake_time.clock, fake_time.sleep)
+    sender = Sender(dest, pacer, runtime, stats, transport=transport)  # type: ignore[arg-type]
+
+    out = sender.send(_items(3, 5))
+
+    assert len(out.delivered) == 3 and out.possibly_duplicated == 3
+    # A settled batch's copies travel in its outcome; the stats hold failed batches' only.
+    assert stats.possibly_duplicated == 0 and len(seen) == 2
+
+
+def test_sender_gives_up_when_retries_run_out(fake_time: FakeSleep) -> None:
+    from .test_units import _brevo, _items
+
+    dest, _ = _brevo(1)
+    assert dest.options.max_retries == 8  # type: ignore[attr-defined]  # the default
+    transport, seen = _script([httpx.ReadTimeout("slow")] * 9)
+    runtime = Runtime(fake_time.clock, fake_time.sleep, lambda: 0.5)
+    pacer = Pacer(RateLimit(per_second=1000), fake_time.clock, fake_time.sleep)
+    sender = Sender(dest, pacer, runtime, Stats(), transport=transport)  # type: ignore[arg-type]
+
+    with pytest.raises(RetriesExhausted, match="ReadTimeout: slow persisted after 8 retries"):
+        sender.send(_items(2, 5))
+
+    assert len(seen) == 9
+
+
+def test_timeouts_and_5xx_count_each_attempt_refused_connections_none(
+    fake_time: FakeSleep,
+) -> None:
+    loop, _, _ = _loop(
+        fake_time,
+        [
+            httpx.ConnectError("refused"),
+            httpx.ReadTimeout("timed out"),
+            httpx.Response(503),
+            httpx.Response(202, json={}),
+        ],
+    )
+
+    assert loop.exchange(_request()).ambiguous == 2
+
+
+def test_a_401_after_a_timeout_reports_the_attempt_that_may_have_stored(
+    fake_time: FakeSleep,
+) -> None:
+    loop, _, _ = _loop(fake_time, [httpx.ReadTimeout("timed out"), httpx.Response(401)])
+
+    with pytest.raises(AuthError) as err:
+        loop.exchange(_request())
+
+    assert err.value.maybe_processed == 1
