@@ -279,13 +279,16 @@ def _validate_one(sync: SyncConfig, warnings: list[str] | None = None) -> list[s
     problems: list[str] = []
     with Reader(sync) as reader:
         types = reader.column_types()
-    for col in sorted({sync.source.cursor, *sync.source.primary_key, *sync.mapping.columns()}):
+    cursor = sync.source.cursor
+    for col in sorted(
+        {*([cursor] if cursor else []), *sync.source.primary_key, *sync.mapping.columns()}
+    ):
         if col not in types:
             problems.append(
                 f"{where}: column {col!r} is not in the source; it has: " + ", ".join(sorted(types))
             )
     expect = {
-        sync.source.cursor: (
+        cursor: (
             {"timestamptz", "timestamp", "date", "integer"},
             "source.cursor must be a timestamp, date or integer column",
         ),
@@ -294,10 +297,10 @@ def _validate_one(sync: SyncConfig, warnings: list[str] | None = None) -> list[s
             "mapping.event_time must be a timestamp or date column",
         ),
     }
-    for col, (kinds, msg) in expect.items():
-        kind = types.get(col)
-        if kind is not None and kind != "other" and kind not in kinds:
-            problems.append(f"{where}: {msg} ({col} is {kind})")
+    for column, (kinds, msg) in expect.items():
+        found = types.get(column) if column else None
+        if found is not None and found != "other" and found not in kinds:
+            problems.append(f"{where}: {msg} ({column} is {found})")
     for field, col in sync.mapping.identifiers.items():
         kind = types.get(col)
         if kind in {"timestamptz", "timestamp", "date", "json", "boolean"}:

@@ -51,8 +51,10 @@ class SourceConfig(_Model):
     query: str | None = Field(
         None, description="Any SELECT (joins allowed); wrapped as a subquery."
     )
-    cursor: str = Field(
-        description="High-water-mark column: timestamp/timestamptz, date or integer."
+    cursor: str | None = Field(
+        None,
+        description="High-water-mark column: timestamp/timestamptz, date or integer. Required "
+        "by event syncs; optional for contact syncs (unset: every run scans the table).",
     )
     primary_key: list[str] = Field(
         description="Unique row key: tie-breaker for the cursor and the source of dedup ids."
@@ -129,8 +131,12 @@ class ObjectMapping(_Model):
 class MappingConfig(_Model):
     """Which columns become the event, its contact and its properties."""
 
-    event_name: str | ColumnRef = Field(description="Literal event name, or {column: name_col}.")
-    event_time: str = Field(description="Column with the event time (sent with an offset).")
+    event_name: str | ColumnRef | None = Field(
+        None, description="Literal event name, or {column: name_col} (event syncs)."
+    )
+    event_time: str | None = Field(
+        None, description="Column with the event time, sent with an offset (event syncs)."
+    )
     identifiers: dict[str, str] = Field(
         description="Destination identifier field -> column (e.g. email: email)."
     )
@@ -149,7 +155,7 @@ class MappingConfig(_Model):
 
     @field_validator("event_name")
     @classmethod
-    def _name_not_blank(cls, value: str | ColumnRef) -> str | ColumnRef:
+    def _name_not_blank(cls, value: str | ColumnRef | None) -> str | ColumnRef | None:
         if isinstance(value, str) and not value.strip():
             raise ValueError("is empty; write the event name or use {column: name_column}")
         return value
@@ -163,7 +169,9 @@ class MappingConfig(_Model):
 
     def columns(self) -> set[str]:
         """Every warehouse column this mapping reads."""
-        cols = {self.event_time, *self.identifiers.values()}
+        cols = {*self.identifiers.values()}
+        if self.event_time:
+            cols.add(self.event_time)
         cols |= set(self.event_properties.values()) | set(self.contact_properties.values())
         if isinstance(self.event_name, ColumnRef):
             cols.add(self.event_name.column)
@@ -334,13 +342,19 @@ class OmnisendEventsDestination(_Destination):
     options: OmnisendEventsOptions = Field(default_factory=OmnisendEventsOptions)
 
 
+# Contact destinations declare their own models (imported here, after the bases they use).
+from .contacts.klaviyo import KlaviyoProfilesDestination  # noqa: E402
+
+CONTACT_TYPES = frozenset({"klaviyo_profiles"})
+
 DestinationConfig = Annotated[
     BrevoEventsBatchDestination
     | KlaviyoBulkEventsDestination
     | BrevoEventDestination
     | BrevoTrackerDestination
     | OmnisendTrackDestination
-    | OmnisendEventsDestination,
+    | OmnisendEventsDestination
+    | KlaviyoProfilesDestination,
     Field(discriminator="type"),
 ]
 
@@ -395,6 +409,36 @@ class SyncConfig(_Model):
 
     # Where it was loaded from (for messages); not part of the YAML.
     source_path: str | None = Field(None, exclude=True, json_schema_extra={"readOnly": True})
+
+    @property
+    def is_contact_sync(self) -> bool:
+        """A contact (profile) sync: a state diffed and sent when changed (connector.contacts)."""
+        return self.destination.type in CONTACT_TYPES
+
+    @model_validator(mode="after")
+    def _flow_fields(self) -> SyncConfig:
+        if self.is_contact_sync:
+            return self  # contacts.destinations.check_sync reports what a contact sync refuses
+        missing = [
+            name
+            for name, value in (
+                ("source.cursor", self.source.cursor),
+                ("mapping.event_name", self.mapping.event_name),
+                ("mapping.event_time", self.mapping.event_time),
+            )
+            if value is None
+        ]
+        if missing:
+            raise ValueError(
+                f"{', '.join(missing)}: required by event destinations ({self.destination.type})"
+            )
+        return self
+
+    @property
+    def cursor(self) -> str:
+        """The cursor column of an event sync (always set there, see ``_flow_fields``)."""
+        assert self.source.cursor is not None
+        return self.source.cursor
 
 
 # --------------------------------------------------------------------------- env references
@@ -473,7 +517,7 @@ def _format_loc(loc: tuple[Any, ...]) -> str:
 def _destination_types() -> set[str]:
     from .destinations import DESTINATIONS
 
-    return set(DESTINATIONS)
+    return {*DESTINATIONS, *CONTACT_TYPES}
 
 
 def _semantic_problems(raw: dict[str, Any]) -> list[tuple[str, str]]:
@@ -484,13 +528,18 @@ def _semantic_problems(raw: dict[str, Any]) -> list[tuple[str, str]]:
     dest = raw.get("destination") if isinstance(raw.get("destination"), dict) else {}
     mapping = raw.get("mapping") if isinstance(raw.get("mapping"), dict) else {}
     dtype = dest.get("type") if isinstance(dest, dict) else None
+    if dtype in CONTACT_TYPES:
+        from .contacts.destinations import mapping_problems
+
+        return mapping_problems(str(dtype), mapping if isinstance(mapping, dict) else {})
     cls = DESTINATIONS.get(dtype) if isinstance(dtype, str) else None
     if cls is None:
         if dtype is not None:
             problems.append(
                 (
                     "destination.type",
-                    f"unknown type {dtype!r}; expected one of " + ", ".join(sorted(DESTINATIONS)),
+                    f"unknown type {dtype!r}; expected one of "
+                    + ", ".join(sorted({*DESTINATIONS, *CONTACT_TYPES})),
                 )
             )
         return problems

@@ -576,7 +576,7 @@ class _RetryRun(_Run):
         pk = [t.column(c).combine_chunks() for c in self.sync.source.primary_key]
         keys = key_strings(pk).to_pylist()
         found.update(keys)
-        cursor = t.column(self.sync.source.cursor).to_pylist()
+        cursor = t.column(self.sync.cursor).to_pylist()
         pk_values = [col.to_pylist() for col in pk]
         keep: list[bool] = []
         again: list[Reject] = []
@@ -706,6 +706,24 @@ def run_sync(
     ``limit`` then caps the number of rejects retried."""
     if retry_rejects and full_refresh:
         raise ConfigError("retry_rejects and full_refresh cannot be combined: pick one")
+    if sync.is_contact_sync:  # a state, not a time series: connector.contacts
+        from .contacts.engine import run_contacts
+
+        if window is not None or retry_rejects:
+            raise ConfigError(
+                f"{sync.name} is a contact sync: every run re-sends its failed rows; "
+                "partitions, backfills and --retry-rejects do not apply"
+            )
+        return run_contacts(
+            sync,
+            state,
+            full_refresh=full_refresh,
+            dry_run=dry_run,
+            limit=limit,
+            runtime=runtime,
+            progress=progress,
+            warehouse_url=warehouse_url,
+        )
     run = (_RetryRun if retry_rejects else _Run)(
         sync,
         state or StateStore.open(),
