@@ -110,6 +110,16 @@ def _parser() -> argparse.ArgumentParser:
     sb.add_argument("--latency-ms", type=float, default=0.0, help="added latency per request")
     sb.add_argument("--no-rate-limits", action="store_true")
     sb.add_argument("--sink", action="store_true", help="count events only (benchmarks)")
+    sb.add_argument(
+        "--job-polls", type=int, default=1, help="polls a contact job stays running (default 1)"
+    )
+    sb.add_argument(
+        "--brevo-attribute",
+        action="append",
+        default=[],
+        metavar="NAME:TYPE",
+        help="a Brevo account attribute (repeatable; replaces the default set)",
+    )
 
     d = sub.add_parser(
         "demo", help="build the demo warehouse, start the sandbox, run the demo syncs"
@@ -566,12 +576,22 @@ def _cmd_schema(args: argparse.Namespace) -> int:
 
 def _cmd_sandbox(args: argparse.Namespace) -> int:
     from .sandbox import SandboxOptions, serve
+    from .sandbox.options import parse_brevo_attributes
 
-    opts = SandboxOptions(
-        latency_s=args.latency_ms / 1000.0,
-        rate_limits_enabled=not args.no_rate_limits,
-        validate=not args.sink,
-    )
+    try:
+        extra: dict[str, Any] = {}
+        if args.brevo_attribute:
+            extra["brevo_attributes"] = parse_brevo_attributes(args.brevo_attribute)
+        opts = SandboxOptions(
+            latency_s=args.latency_ms / 1000.0,
+            rate_limits_enabled=not args.no_rate_limits,
+            validate=not args.sink,
+            contact_job_polls=args.job_polls,
+            **extra,
+        )
+    except ValueError as exc:
+        print(f"connector sandbox: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     serve(args.port, host=args.host, options=opts)
     return EXIT_OK
 

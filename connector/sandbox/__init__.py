@@ -18,6 +18,10 @@ Vendor endpoints (contracts.md §2-§6; /api/events is §5.3), all ``POST`` on o
                                                        + Omnisend-Version: 2026-03-15
     /api/event-bulk-create-jobs[/] klaviyo_bulk_events Authorization: Klaviyo-API-Key pk_sandbox
 
+Contact endpoints (docs/sandbox.md): Klaviyo /api/profile-bulk-import-jobs[/{id}[/import-errors]]
+and /api/profile-import; Brevo /v3/contacts/import, /v3/processes/{id}, /v3/contacts/attributes;
+Omnisend /api/contacts, /api/batches[/{id}[/items]].
+
 Control endpoints, for a sandbox running in another process (never faulted, never logged):
 
     GET  /_sandbox/events/<kind>  accepted events of one kind (JSON list)
@@ -27,9 +31,13 @@ Control endpoints, for a sandbox running in another process (never faulted, neve
     POST /_sandbox/faults         one fault object or a list (fields of Fault)
     POST /_sandbox/release        let held (hang) requests go → {"released": n}
     POST /_sandbox/reset          forget everything (SandboxServer.reset)
+    GET  /_sandbox/contacts/<kind> stored profiles of a contact kind
+    POST /_sandbox/job-faults     one JobFault object or a list
+    GET  /_sandbox/reports/<processId>/<name>.csv  a Brevo import report
 """
 
-from connector.sandbox.faults import Fault
+from connector.sandbox.contacts import CONTACT_KINDS
+from connector.sandbox.faults import Fault, JobFault
 from connector.sandbox.options import (
     DEFAULT_BREVO_API_KEY,
     DEFAULT_BREVO_MA_KEY,
@@ -45,6 +53,7 @@ from connector.sandbox.recorder import RequestRecord
 from connector.sandbox.server import SandboxServer, serve
 
 __all__ = [
+    "CONTACT_KINDS",
     "DEFAULT_BREVO_API_KEY",
     "DEFAULT_BREVO_MA_KEY",
     "DEFAULT_KLAVIYO_API_KEY",
@@ -53,6 +62,7 @@ __all__ = [
     "DEFAULT_RATE_LIMITS",
     "KINDS",
     "Fault",
+    "JobFault",
     "RateWindow",
     "RequestRecord",
     "SandboxOptions",

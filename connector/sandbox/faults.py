@@ -10,6 +10,7 @@ connection or answer ``status``; if neither is set the normal reply is sent.
 
 from __future__ import annotations
 
+import fnmatch
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -111,7 +112,13 @@ class Fault:
         return orjson.dumps(self.body)
 
     def matches(self, path: str) -> bool:
-        return self.path == "*" or self.path.rstrip("/") == path.rstrip("/")
+        """``*`` matches every vendor path; a path with ``*`` in it is a glob
+        (``/v3/processes/*`` hits every process poll); else the paths must be equal."""
+        if self.path == "*":
+            return True
+        if "*" in self.path:
+            return fnmatch.fnmatchcase(path.rstrip("/"), self.path.rstrip("/"))
+        return self.path.rstrip("/") == path.rstrip("/")
 
 
 class FaultQueue:
@@ -209,3 +216,56 @@ class HangGate:
         with self._cond:
             self._stopped = True
             self._cond.notify_all()
+
+
+_JOB_FAULT_FIELDS = ("kind", "polls", "fail", "times")
+
+
+@dataclass
+class JobFault:
+    """How the next ``times`` asynchronous jobs of a contact ``kind`` behave.
+
+    ``kind`` is ``klaviyo_profiles`` (import job), ``brevo_contacts`` (import process) or
+    ``omnisend_contacts`` (batch). The create request itself is answered normally; then the
+    job stays running across ``polls`` status polls (default: ``SandboxOptions.contact_job_polls``)
+    and finishes complete, or, with ``fail``, finishes as the vendor's failed state (Klaviyo
+    ``cancelled``, Brevo ``failed``, Omnisend ``stopped``) having stored nothing.
+    """
+
+    kind: str
+    polls: int | None = None
+    fail: bool = False
+    times: int = 1
+
+    def __post_init__(self) -> None:
+        from connector.sandbox.contacts import CONTACT_KINDS
+
+        if self.kind not in CONTACT_KINDS:
+            raise ValueError(
+                f"JobFault.kind must be one of {list(CONTACT_KINDS)}, got {self.kind!r}"
+            )
+        if self.polls is not None and self.polls < 0:
+            raise ValueError("JobFault.polls must be >= 0")
+        if self.times < 1:
+            raise ValueError("JobFault.times must be >= 1")
+        if self.polls is None and not self.fail:
+            raise ValueError("a JobFault needs polls or fail")
+
+    @classmethod
+    def from_dict(cls, obj: Any) -> JobFault:
+        """Build from the JSON accepted by ``POST /_sandbox/job-faults``; ValueError if invalid."""
+        if not isinstance(obj, dict):
+            raise ValueError("each job fault must be a JSON object")
+        unknown = sorted(set(obj) - set(_JOB_FAULT_FIELDS))
+        if unknown:
+            known = list(_JOB_FAULT_FIELDS)
+            raise ValueError(f"unknown job fault fields {unknown}; known: {known}")
+        try:
+            return cls(
+                kind=str(obj.get("kind", "")),
+                polls=None if obj.get("polls") is None else int(obj["polls"]),
+                fail=bool(obj.get("fail", False)),
+                times=int(obj.get("times", 1)),
+            )
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"invalid job fault: {exc}") from None

@@ -18,6 +18,19 @@ KINDS: tuple[str, ...] = (
     "omnisend_track",
     "omnisend_events",
     "klaviyo_bulk_events",
+    # Contact endpoints: the items of accepted import/batch/create requests, as received.
+    "klaviyo_profiles",
+    "klaviyo_profile_import",
+    "brevo_contacts",
+    "omnisend_contacts",
+)
+
+#: The contact endpoints' status polls (job, errors, process, batch, attributes) are rate
+#: limited under their own names; they record no items.
+POLL_KINDS: tuple[str, ...] = (
+    "klaviyo_profiles_poll",
+    "brevo_contacts_poll",
+    "omnisend_contacts_poll",
 )
 
 #: Default windows per endpoint (override per kind with ``SandboxOptions.rate_limits``).
@@ -33,7 +46,32 @@ DEFAULT_RATE_LIMITS: Mapping[str, tuple[RateWindow, ...]] = {
     "omnisend_events": (RateWindow(400, 60.0),),
     # contracts §6.5: burst 10/s and steady 150/min.
     "klaviyo_bulk_events": (RateWindow(10, 1.0), RateWindow(150, 60.0)),
+    # developers.klaviyo.com/en/reference/bulk_import_profiles (and the job / import-errors
+    # GETs): burst 10/s, steady 150/m — each endpoint its own; the two GETs share one here.
+    "klaviyo_profiles": (RateWindow(10, 1.0), RateWindow(150, 60.0)),
+    "klaviyo_profiles_poll": (RateWindow(10, 1.0), RateWindow(150, 60.0)),
+    # create_or_update_profile (POST /api/profile-import): burst 75/s, steady 700/m.
+    "klaviyo_profile_import": (RateWindow(75, 1.0), RateWindow(700, 60.0)),
+    # developers.brevo.com/docs/api-limits: /v3/contacts/* 10 RPS and 36,000 RPH (General).
+    "brevo_contacts": (RateWindow(10, 1.0), RateWindow(36_000, 3600.0)),
+    "brevo_contacts_poll": (RateWindow(10, 1.0), RateWindow(36_000, 3600.0)),
+    # Omnisend: 400 requests/minute per brand.
+    "omnisend_contacts": (RateWindow(400, 60.0),),
+    "omnisend_contacts_poll": (RateWindow(400, 60.0),),
 }
+
+#: Brevo attributes of a fresh account (name → type), for ``GET /v3/contacts/attributes``.
+DEFAULT_BREVO_ATTRIBUTES: Mapping[str, str] = {
+    "FIRSTNAME": "text",
+    "LASTNAME": "text",
+    "SMS": "text",
+    "WHATSAPP": "text",
+    "LANDLINE_NUMBER": "text",
+    "EXT_ID": "text",
+}
+
+#: developers.brevo.com/reference/get-attributes: attribute types.
+BREVO_ATTRIBUTE_TYPES = ("text", "date", "float", "boolean", "id", "category")
 
 DEFAULT_BREVO_API_KEY = "sandbox-brevo-key"
 DEFAULT_BREVO_MA_KEY = "sandbox-ma-key"
@@ -94,6 +132,14 @@ class SandboxOptions:
     keep_bodies: bool = False
     #: Bodies above this are refused with 413 and the connection closed (protects the process).
     max_body_bytes: int = 64 * 1024 * 1024
+    #: Contact jobs (Klaviyo import jobs, Brevo processes, Omnisend batches) stay running
+    #: across this many status polls; the next poll finishes them. Per job: ``JobFault``.
+    contact_job_polls: int = 1
+    #: Brevo account attributes (NAME → text | float | date | boolean | id | category)
+    #: served by ``GET /v3/contacts/attributes`` and applied by imports.
+    brevo_attributes: Mapping[str, str] = field(
+        default_factory=lambda: dict(DEFAULT_BREVO_ATTRIBUTES)
+    )
 
     def __post_init__(self) -> None:
         # A bare string would make `key in keys` a substring test; always hold a tuple.
@@ -106,9 +152,10 @@ class SandboxOptions:
                 problems.append(f"{name} must hold non-empty strings")
         if self.brevo_batch_shape not in ("object", "array", "both"):
             problems.append("brevo_batch_shape must be 'object', 'array' or 'both'")
-        unknown = sorted(set(self.rate_limits) - set(KINDS))
+        known = (*KINDS, *POLL_KINDS)
+        unknown = sorted(set(self.rate_limits) - set(known))
         if unknown:
-            problems.append(f"rate_limits has unknown kinds {unknown}; known: {list(KINDS)}")
+            problems.append(f"rate_limits has unknown kinds {unknown}; known: {list(known)}")
         for kind, windows in self.rate_limits.items():
             if any(w.limit < 0 or w.period_s <= 0 for w in windows):
                 problems.append(f"rate_limits[{kind!r}] needs limit >= 0 and period_s > 0")
@@ -116,6 +163,17 @@ class SandboxOptions:
             problems.append("latency_s must be >= 0")
         if self.request_log_limit < 1:
             problems.append("request_log_limit must be >= 1")
+        if self.contact_job_polls < 0:
+            problems.append("contact_job_polls must be >= 0")
+        bad_types = sorted(
+            name
+            for name, kind in self.brevo_attributes.items()
+            if kind not in BREVO_ATTRIBUTE_TYPES
+        )
+        if bad_types:
+            problems.append(
+                f"brevo_attributes {bad_types} need a type among {list(BREVO_ATTRIBUTE_TYPES)}"
+            )
         if problems:
             raise ValueError("invalid SandboxOptions: " + "; ".join(problems))
 
@@ -134,3 +192,18 @@ class SandboxOptions:
         if kind in self.rate_limits:
             return tuple(self.rate_limits[kind])
         return DEFAULT_RATE_LIMITS.get(kind, ())
+
+
+def parse_brevo_attributes(specs: Sequence[str]) -> dict[str, str]:
+    """``["PLAN:text", "LTV:float"]`` → ``{"PLAN": "text", "LTV": "float"}``; ValueError names
+    the bad entry and the accepted types."""
+    out: dict[str, str] = {}
+    for spec in specs:
+        name, sep, kind = spec.partition(":")
+        if not sep or not name.strip() or kind not in BREVO_ATTRIBUTE_TYPES:
+            raise ValueError(
+                f"--brevo-attribute {spec!r}: write NAME:TYPE with TYPE one of "
+                f"{', '.join(BREVO_ATTRIBUTE_TYPES)}, e.g. PLAN:text"
+            )
+        out[name.strip().upper()] = kind
+    return out

@@ -53,6 +53,8 @@ class Recorder:
             if reply.sink_count:
                 self._accepted[kind] += reply.sink_count
                 return
+            if kind not in self._events:  # status polls record no items
+                return
             stored = self._events[kind]
             seen = self._seen[kind]
             keys = reply.dedup_keys

@@ -6,13 +6,14 @@ values and stay pure.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from email.message import Message
 from http import HTTPStatus
 
-from connector.sandbox import brevo, klaviyo, omnisend
-from connector.sandbox._shared import Reply
+from connector.sandbox import brevo, contact_routes, klaviyo, omnisend, omnisend_contacts
+from connector.sandbox._shared import Reply, json_reply
+from connector.sandbox.contacts import ContactStore
 from connector.sandbox.omnisend import SchemaRegistry
 from connector.sandbox.options import SandboxOptions
 from connector.sandbox.ratelimit import Decision
@@ -20,10 +21,12 @@ from connector.sandbox.ratelimit import Decision
 
 @dataclass
 class Context:
-    """What handlers may use besides the request: options and the Omnisend v4 schemas."""
+    """What handlers may use besides the request: options, the Omnisend v4 schemas and the
+    contact endpoints' stored profiles and jobs."""
 
     options: SandboxOptions
     schemas: SchemaRegistry
+    contacts: ContactStore = field(default_factory=ContactStore)
 
 
 @dataclass(frozen=True)
@@ -165,3 +168,56 @@ ROUTES: dict[str, Endpoint] = {
     "/api/event-bulk-create-jobs": _KLAVIYO_BULK,
     "/api/event-bulk-create-jobs/": _KLAVIYO_BULK,
 }
+
+
+# --------------------------------------------------------------------------- contact endpoints
+
+
+def _contact_endpoint(
+    kind: str, vendor: str, handle: Callable[[bytes, Message, Context], Reply]
+) -> Endpoint:
+    """A contact route's handler with its vendor's auth, rate-limit headers and error bodies."""
+    if vendor == "klaviyo":
+        return Endpoint(
+            kind,
+            lambda h, o: klaviyo.auth_error(h.get("Authorization"), o.klaviyo_api_keys),
+            handle,
+            klaviyo.rate_headers,
+            klaviyo.throttled,
+            klaviyo.fault_body,
+        )
+    if vendor == "brevo":
+        return Endpoint(
+            kind,
+            lambda h, o: brevo.auth_error(h.get("api-key"), o.brevo_api_keys),
+            handle,
+            brevo.rate_headers,
+            brevo.throttled,
+            brevo.fault_body,
+        )
+    return Endpoint(
+        kind,
+        lambda h, o: omnisend.dated_auth_error(
+            h.get("Authorization"), o.omnisend_api_keys, o.omnisend_bearer_tokens
+        ),
+        handle,
+        omnisend.rate_headers,
+        omnisend_contacts.throttled,
+        omnisend.dated_fault_body,
+    )
+
+
+def resolve(method: str, path: str, query: Mapping[str, str]) -> Endpoint | Reply:
+    """The endpoint serving ``method path``, or the 404/405 answer."""
+    endpoint = ROUTES.get(path)
+    if endpoint is not None:
+        if method != "POST":
+            return json_reply(405, {"error": "only POST is supported"}, {"Allow": "POST"})
+        return endpoint
+    found = contact_routes.resolve(method, path, query, _contact_endpoint)
+    if found is None:
+        return json_reply(404, {"error": f"no sandbox endpoint at {path}"})
+    if isinstance(found, list):
+        allowed = ", ".join(sorted(set(found)))
+        return json_reply(405, {"error": f"only {allowed} at {path}"}, {"Allow": allowed})
+    return found

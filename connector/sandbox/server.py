@@ -19,17 +19,19 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType
 from typing import Any, cast
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 
+from connector.sandbox import brevo_contacts
 from connector.sandbox._shared import JSON, Reply, json_reply
-from connector.sandbox.faults import Fault, FaultQueue, HangGate
+from connector.sandbox.contacts import CONTACT_KINDS
+from connector.sandbox.faults import Fault, FaultQueue, HangGate, JobFault
 from connector.sandbox.omnisend import SchemaRegistry
-from connector.sandbox.options import KINDS, SandboxOptions
+from connector.sandbox.options import KINDS, POLL_KINDS, SandboxOptions
 from connector.sandbox.ratelimit import Decision, FixedWindowLimiter
 from connector.sandbox.recorder import Recorder, RequestRecord
-from connector.sandbox.routes import ROUTES, Context, Endpoint
+from connector.sandbox.routes import Context, Endpoint, resolve
 
 _log = logging.getLogger(__name__)
 
@@ -94,7 +96,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class SandboxServer:
-    """A strict local fake of the six vendor endpoints, on one port.
+    """A strict local fake of the vendor event endpoints and the contact APIs, on one port.
 
     Binds on construction (``port=0`` picks a free port); :meth:`start` (or ``with``) serves in
     a daemon thread; :meth:`stop` releases held requests and closes every connection.
@@ -109,7 +111,7 @@ class SandboxServer:
         self._gate = HangGate()
         self._ctx = Context(self.options, SchemaRegistry())
         self._limiters: dict[str, FixedWindowLimiter] = {}
-        for kind in KINDS:
+        for kind in (*KINDS, *POLL_KINDS):
             windows = self.options.windows_for(kind)
             if windows:
                 self._limiters[kind] = FixedWindowLimiter(windows, self.options.clock)
@@ -174,6 +176,19 @@ class SandboxServer:
         """Queue faults; each applies to the next request(s) matching its path."""
         self._faults.push(*faults)
 
+    def inject_job(self, *faults: JobFault) -> None:
+        """Plan how the next contact job(s) of a kind behave (polls before done, failure)."""
+        self._ctx.contacts.plan(*faults)
+
+    def contacts(self, kind: str) -> list[dict[str, Any]]:
+        """Stored profiles of a contact kind (what finished jobs and creates applied), each
+        with a sandbox ``id``; KeyError if the kind is unknown."""
+        return self._ctx.contacts.contacts(kind)
+
+    def contact(self, kind: str, identifier: str) -> dict[str, Any] | None:
+        """The stored profile holding ``identifier`` (email, phone, external id ...), or None."""
+        return self._ctx.contacts.find(kind, identifier)
+
     def events(self, kind: str) -> list[dict[str, Any]]:
         """Accepted events of one kind, as received, in arrival order (KeyError if unknown)."""
         return self._recorder.events(kind)
@@ -191,12 +206,14 @@ class SandboxServer:
     def stats(self) -> dict[str, Any]:
         """Counters: requests, by_status, status_429, rate_limited, resets, faults_applied,
         requests_by_kind, events, rejected_events, deduplicated, hangs, hung_now,
-        faults_pending, omnisend_schemas."""
+        faults_pending, omnisend_schemas, contacts (per contact kind: stored, created,
+        updated, jobs, jobs_running, jobs_done, jobs_failed, item_errors, plans_pending)."""
         out = self._recorder.stats()
         out["hangs"] = self._gate.total
         out["hung_now"] = self._gate.hung
         out["faults_pending"] = self._faults.pending()
         out["omnisend_schemas"] = self._ctx.schemas.snapshot()
+        out["contacts"] = self._ctx.contacts.snapshot()
         return out
 
     def wait_for_hang(self, timeout: float = 10.0, count: int = 1) -> bool:
@@ -215,6 +232,7 @@ class SandboxServer:
         self._gate.reset_counters()
         self._recorder.clear()
         self._ctx.schemas.clear()
+        self._ctx.contacts.clear()
         for limiter in self._limiters.values():
             limiter.reset()
 
@@ -241,13 +259,10 @@ class SandboxServer:
         if path.startswith(CONTROL_PREFIX):
             self._send(h, self._control(h.command, path[len(CONTROL_PREFIX) :], body))
             return
-        endpoint = ROUTES.get(path)
-        if endpoint is None:
-            self._send(h, json_reply(404, {"error": f"no sandbox endpoint at {path}"}))
-            return
-        if h.command != "POST":
-            reply = json_reply(405, {"error": "only POST is supported"}, {"Allow": "POST"})
-            self._send(h, reply)
+        query = dict(parse_qsl(urlsplit(h.path).query, keep_blank_values=True))
+        endpoint = resolve(h.command, path, query)
+        if isinstance(endpoint, Reply):
+            self._send(h, endpoint)
             return
         self._vendor(h, path, endpoint, body)
 
@@ -305,7 +320,7 @@ class SandboxServer:
             and self._apply_fault(h, path, endpoint, fault, started, reply.event_count)
         ):
             return
-        self._recorder.log("POST", path, reply.status, reply.event_count, started)
+        self._recorder.log(h.command, path, reply.status, reply.event_count, started)
         self._send(h, reply)
 
     def _process(self, endpoint: Endpoint, h: _Handler, body: bytes) -> Reply:
@@ -345,7 +360,7 @@ class SandboxServer:
         if fault.hang:
             self._gate.hold()
         if self._gate.stopped or fault.reset:
-            self._recorder.log("POST", path, 0, events, started)
+            self._recorder.log(h.command, path, 0, events, started)
             self._abort(h)
             return True
         if fault.status is None:
@@ -358,7 +373,7 @@ class SandboxServer:
         if fault.content_type is not None:
             reply.content_type = fault.content_type
         reply.headers.update(fault.headers)
-        self._recorder.log("POST", path, reply.status, events, started)
+        self._recorder.log(h.command, path, reply.status, events, started)
         self._send(h, reply)
         return True
 
@@ -402,6 +417,21 @@ class SandboxServer:
                 return json_reply(200, {"ok": True})
             if route == "requests":
                 return json_reply(200, [r._asdict() for r in self.requests])
+            if route.startswith("reports/"):
+                process_id, _, name = route[len("reports/") :].partition("/")
+                csv = brevo_contacts.report_csv(
+                    self._ctx.contacts, process_id, name.removesuffix(".csv")
+                )
+                if csv is None:
+                    return json_reply(404, {"error": f"no report {route}"})
+                return Reply(200, csv, "text/csv")
+            if route.startswith("contacts/"):
+                kind = route[len("contacts/") :]
+                if kind not in CONTACT_KINDS:
+                    return json_reply(
+                        404, {"error": f"unknown contact kind {kind!r}", "kinds": CONTACT_KINDS}
+                    )
+                return json_reply(200, self.contacts(kind))
             if route.startswith("events/"):
                 kind = route[len("events/") :]
                 if kind not in KINDS:
@@ -415,6 +445,8 @@ class SandboxServer:
                 return json_reply(200, {"released": self.release()})
             if route == "faults":
                 return self._control_faults(body)
+            if route == "job-faults":
+                return self._control_job_faults(body)
         return json_reply(404, {"error": f"no control endpoint {method} /_sandbox/{route}"})
 
     def _control_faults(self, body: bytes) -> Reply:
@@ -425,6 +457,16 @@ class SandboxServer:
         except (orjson.JSONDecodeError, ValueError) as exc:
             return json_reply(400, {"error": str(exc)})
         self.inject(*faults)
+        return json_reply(200, {"queued": len(faults)})
+
+    def _control_job_faults(self, body: bytes) -> Reply:
+        try:
+            raw = orjson.loads(body)
+            items = raw if isinstance(raw, list) else [raw]
+            faults = [JobFault.from_dict(item) for item in items]
+        except (orjson.JSONDecodeError, ValueError) as exc:
+            return json_reply(400, {"error": str(exc)})
+        self.inject_job(*faults)
         return json_reply(200, {"queued": len(faults)})
 
 

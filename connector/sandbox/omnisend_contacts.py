@@ -1,0 +1,425 @@
+"""Omnisend contacts, API version 2026-03-15, from the vendor's published OpenAPI (Contacts API
+and Batches API, ReadMe branch v2026-03-15) and reference/contacts:
+
+- ``POST /api/contacts`` — "Creates a new contact. If a contact with the provided email
+  identifier already exists, it will be updated instead. Returns ``201 Created`` for new
+  contacts and ``200 OK`` when an existing contact was updated." Body ``ContactRequest``:
+  identifiers[{type: email|phone, id, channels{email|sms: {status: subscribed|nonSubscribed|
+  unsubscribed, statusChangedAt}}, consent, sendWelcomeMessage ("Defaults to true"), source}],
+  firstName, lastName, address, city, state, postalCode, country, countryCode, birthdate
+  (YYYY-MM-DD), gender (m|f), createdAt, tags (maxItems 100), customProperties.
+- reference/contacts: "Two contacts cannot share same identifier. If you try to create or
+  update a contact with an identifier that already exists for another contact, the system will
+  ignore the identifier. If it is the only identifier, the contact will not be created." Custom
+  properties: at most 200, names of latin letters, digits and "_", ≤ 128, case-sensitive.
+- ``POST /api/batches`` — CreateBatchRequest {method: POST|PUT, endpoint: products|contacts|
+  events|categories, items (1..100), origin}; "Each batch operation can include up to 100
+  actions"; 201 CreateBatchResponse {batchID, totalCount}.
+- ``GET /api/batches/{batchID}`` and ``GET /api/batches/{batchID}/items`` — Batch {batchID,
+  createdAt, startedAt, endedAt, endpoint, method, origin, status (pending | inProgress |
+  finished | stopped), totalCount, finishedCount, errorsCount, responses[], errors[]} with
+  BatchItem {itemID, request, response, responseCode, status}.
+
+Errors are RFC 9457 problems (the dated events endpoint's); every call needs
+``Omnisend-Version: 2026-03-15``. The sandbox implements batches of ``POST contacts`` only.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from connector.sandbox import omnisend
+from connector.sandbox._shared import Rejected, Reply, json_reply, parse_json
+from connector.sandbox.contacts import DONE, FAILED, ContactStore, Job, ProfileBook
+from connector.sandbox.omnisend import DATED_VERSIONS, FieldError, _field, problem
+from connector.sandbox.ratelimit import Decision
+
+KIND = "omnisend_contacts"
+MAX_BATCH_ITEMS = 100
+MAX_TAGS = 100
+MAX_CUSTOM_PROPERTIES = 200
+CUSTOM_NAME_RE = re.compile(r"[A-Za-z0-9_]{1,128}")
+EMAIL_RE = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+E164_RE = re.compile(r"\+[1-9]\d{1,14}")
+DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
+CHANNEL_STATUSES = ("subscribed", "nonSubscribed", "unsubscribed")
+STRING_FIELDS = (
+    "firstName",
+    "lastName",
+    "address",
+    "city",
+    "state",
+    "postalCode",
+    "country",
+    "countryCode",
+    "createdAt",
+)
+
+
+def version_error(version: str | None) -> Reply | None:
+    if version is None:
+        return problem(400, "Bad request", "The Omnisend-Version header is required", "bad-request")
+    if version not in DATED_VERSIONS:
+        return problem(
+            400,
+            "Bad request",
+            f"Unsupported Omnisend-Version {version!r}; supported: " + ", ".join(DATED_VERSIONS),
+            "bad-request",
+        )
+    return None
+
+
+def _json(body: bytes, content_type: str | None) -> Any:
+    return parse_json(
+        body,
+        content_type,
+        ("application/json",),
+        lambda got: problem(
+            400, "Bad request", f"Content-Type must be application/json, got {got!r}", "bad-request"
+        ),
+        lambda: problem(400, "Bad request", "Request body is not valid JSON", "bad-request"),
+    )
+
+
+def validation(errors: list[FieldError]) -> Reply:
+    return problem(
+        400, "Validation failed", "One or more fields are invalid.", "validation-failed", errors
+    )
+
+
+# --------------------------------------------------------------------------- one contact
+
+
+def contact_errors(contact: Any, prefix: str = "") -> list[FieldError]:
+    """Every ContactRequest rule a body breaks ("All validation errors are returned at once")."""
+    if not isinstance(contact, dict):
+        return [_field(prefix.rstrip(".") or "body", "invalid_format", "must be an object")]
+    out: list[FieldError] = []
+    identifiers = contact.get("identifiers")
+    if not isinstance(identifiers, list) or not identifiers:
+        out.append(
+            _field(f"{prefix}identifiers", "required", "at least one email or phone identifier")
+        )
+        identifiers = []
+    for i, ident in enumerate(identifiers):
+        where = f"{prefix}identifiers.{i}"
+        if not isinstance(ident, dict):
+            out.append(_field(where, "invalid_format", "must be an object"))
+            continue
+        kind, value = ident.get("type"), ident.get("id")
+        if kind not in ("email", "phone"):
+            out.append(_field(f"{where}.type", "invalid_format", "type must be email or phone"))
+        if not isinstance(value, str) or not value:
+            out.append(_field(f"{where}.id", "required", "id is required"))
+        elif kind == "email" and not EMAIL_RE.fullmatch(value):
+            out.append(_field(f"{where}.id", "invalid_format", "Must be a valid email address"))
+        elif kind == "phone" and not E164_RE.fullmatch(value):
+            out.append(
+                _field(f"{where}.id", "invalid_format", "Phone must be E.164, e.g. +1234567890")
+            )
+        welcome = ident.get("sendWelcomeMessage")
+        if welcome is not None and not isinstance(welcome, bool):
+            out.append(_field(f"{where}.sendWelcomeMessage", "invalid_format", "must be a boolean"))
+        channels = ident.get("channels")
+        if channels is not None:
+            if not isinstance(channels, dict):
+                out.append(_field(f"{where}.channels", "invalid_format", "must be an object"))
+            else:
+                for name, channel in channels.items():
+                    status = channel.get("status") if isinstance(channel, dict) else None
+                    if status not in CHANNEL_STATUSES:
+                        out.append(
+                            _field(
+                                f"{where}.channels.{name}.status",
+                                "invalid_format",
+                                "status must be subscribed, nonSubscribed or unsubscribed",
+                            )
+                        )
+    for key in STRING_FIELDS:
+        value = contact.get(key)
+        if value is not None and not isinstance(value, str):
+            out.append(_field(f"{prefix}{key}", "invalid_format", f"{key} must be a string"))
+    birthdate = contact.get("birthdate")
+    if birthdate is not None and not (isinstance(birthdate, str) and DATE_RE.fullmatch(birthdate)):
+        out.append(_field(f"{prefix}birthdate", "invalid_format", "Format: YYYY-MM-DD"))
+    gender = contact.get("gender")
+    if gender is not None and gender not in ("m", "f"):
+        out.append(_field(f"{prefix}gender", "invalid_format", "gender must be m or f"))
+    tags = contact.get("tags")
+    if tags is not None:
+        if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+            out.append(_field(f"{prefix}tags", "invalid_format", "tags must be strings"))
+        elif len(tags) > MAX_TAGS:
+            out.append(_field(f"{prefix}tags", "max_items", f"Must have at most {MAX_TAGS} items"))
+    custom = contact.get("customProperties")
+    if custom is not None:
+        if not isinstance(custom, dict):
+            out.append(_field(f"{prefix}customProperties", "invalid_format", "must be an object"))
+        else:
+            if len(custom) > MAX_CUSTOM_PROPERTIES:
+                out.append(
+                    _field(
+                        f"{prefix}customProperties",
+                        "max_items",
+                        f"At most {MAX_CUSTOM_PROPERTIES} custom properties",
+                    )
+                )
+            for name in custom:
+                if not CUSTOM_NAME_RE.fullmatch(name):
+                    out.append(
+                        _field(
+                            f"{prefix}customProperties.{name}",
+                            "invalid_format",
+                            "names: latin letters, digits and _, at most 128",
+                        )
+                    )
+    return out
+
+
+def upsert(book: ProfileBook, contact: dict[str, Any], now: datetime) -> tuple[int, Any]:
+    """Apply one valid ContactRequest → (status, response body) as POST /api/contacts answers."""
+    idents: list[dict[str, Any]] = list(contact["identifiers"])
+    email = next((i["id"] for i in idents if i["type"] == "email"), None)
+    record_id = book.find({"email": email}) if email is not None else None
+    created = record_id is None
+    kept: list[dict[str, Any]] = []
+    ignored = 0
+    for ident in idents:
+        owner = book.find({ident["type"]: ident["id"]})
+        if owner is not None and owner != record_id:
+            ignored += 1  # belongs to another contact: ignored
+        else:
+            kept.append(ident)
+    book.ignored += ignored
+    if not kept:
+        detail = (
+            "Every identifier already belongs to another contact; they were ignored and no "
+            "contact was created"
+        )
+        return 409, orjson_problem(409, "Conflict", detail, "conflict")
+    if record_id is None:
+        record_id, record = book.new()
+        record.update(identifiers=[], customProperties={}, tags=[], createdAt=now.isoformat())
+    else:
+        record = book.get(record_id)
+        book.updated += 1
+    known = {(i["type"], i["id"]) for i in record["identifiers"]}
+    for ident in kept:
+        stored = {
+            "type": ident["type"],
+            "id": ident["id"],
+            "channels": ident.get("channels") or {},
+        }
+        if (ident["type"], ident["id"]) in known:
+            for entry in record["identifiers"]:
+                if (entry["type"], entry["id"]) == (ident["type"], ident["id"]):
+                    entry["channels"].update(stored["channels"])
+            continue
+        record["identifiers"].append(stored)
+        # "sendWelcomeMessage ... Defaults to true": a new identifier without an explicit
+        # false would get the welcome message.
+        if ident.get("sendWelcomeMessage", True):
+            book.welcomed += 1
+    for key in (*STRING_FIELDS, "birthdate", "gender"):
+        if contact.get(key) is not None and key != "createdAt":
+            record[key] = contact[key]
+    if contact.get("createdAt") is not None:
+        record["customProperties"]["externalCreated"] = contact["createdAt"]
+    record["customProperties"].update(contact.get("customProperties") or {})
+    for tag in contact.get("tags") or ():
+        if tag not in record["tags"]:
+            record["tags"].append(tag)
+    record["email"] = next((i["id"] for i in record["identifiers"] if i["type"] == "email"), None)
+    record["phone"] = [i["id"] for i in record["identifiers"] if i["type"] == "phone"]
+    record["updatedAt"] = now.isoformat()
+    book.reindex_many(record_id, [(i["type"], i["id"]) for i in record["identifiers"]])
+    return (201 if created else 200), dict(record)
+
+
+def orjson_problem(status: int, title: str, detail: str, slug: str) -> dict[str, Any]:
+    body: dict[str, Any] = orjson.loads(problem(status, title, detail, slug).body)
+    return body
+
+
+def handle_contact(
+    body: bytes,
+    content_type: str | None,
+    version: str | None,
+    store: ContactStore,
+    *,
+    now: datetime,
+    validate: bool = True,
+) -> Reply:
+    bad = version_error(version)
+    if bad is not None:
+        return bad
+    try:
+        payload = _json(body, content_type)
+    except Rejected as exc:
+        return exc.reply
+    if not validate:
+        return Reply(201, b"{}", event_count=1, sink_count=1)
+    errors = contact_errors(payload)
+    if errors:
+        reply = validation(errors)
+        reply.event_count = 1
+        return reply
+    status, response = store.apply_now(KIND, lambda book: upsert(book, payload, now))
+    reply = json_reply(status, response)
+    reply.event_count = 1
+    reply.events = [payload]
+    return reply
+
+
+# --------------------------------------------------------------------------- batches
+
+
+def handle_create_batch(
+    body: bytes,
+    content_type: str | None,
+    version: str | None,
+    store: ContactStore,
+    *,
+    now: datetime,
+    polls: int,
+    validate: bool = True,
+) -> Reply:
+    bad = version_error(version)
+    if bad is not None:
+        return bad
+    try:
+        payload = _json(body, content_type)
+    except Rejected as exc:
+        return exc.reply
+    if not isinstance(payload, dict):
+        return problem(400, "Bad request", "Request body must be a JSON object", "bad-request")
+    errors: list[FieldError] = []
+    method, endpoint, items = payload.get("method"), payload.get("endpoint"), payload.get("items")
+    if method not in ("POST", "PUT"):
+        errors.append(_field("method", "invalid_format", "method must be POST or PUT"))
+    if endpoint not in ("products", "contacts", "events", "categories"):
+        errors.append(
+            _field("endpoint", "invalid_format", "endpoint: products, contacts, events, categories")
+        )
+    if not isinstance(items, list) or not items:
+        errors.append(_field("items", "required", "items must hold 1 to 100 actions"))
+    elif len(items) > MAX_BATCH_ITEMS:
+        errors.append(
+            _field("items", "max_items", f"Each batch can include up to {MAX_BATCH_ITEMS} actions")
+        )
+    if errors:
+        return validation(errors)
+    if (method, endpoint) != ("POST", "contacts"):
+        return problem(
+            400,
+            "Bad request",
+            "The sandbox implements batches of POST contacts only",
+            "bad-request",
+        )
+    assert isinstance(items, list)
+    total = len(items)
+    batch_id = uuid.uuid4().hex[:24]
+    results: list[dict[str, Any]] = []
+
+    def apply(book: ProfileBook) -> None:
+        for index, item in enumerate(items):
+            item_errors = contact_errors(item) if validate else []
+            if item_errors:
+                code = 400
+                response: Any = orjson_problem(
+                    400, "Validation failed", "One or more fields are invalid.", "validation-failed"
+                )
+                response["errors"] = item_errors
+            elif validate:
+                code, response = upsert(book, item, now)
+            else:
+                code, response = 201, {}
+            results.append(
+                {
+                    "itemID": f"{batch_id}-{index}",
+                    "request": item,
+                    "response": response,
+                    "responseCode": code,
+                    "status": "finished",
+                }
+            )
+
+    store.create_job(
+        batch_id,
+        KIND,
+        now,
+        total,
+        polls,
+        apply,
+        info={
+            "results": results,
+            "origin": payload.get("origin", "api"),
+            "method": method,
+            "endpoint": endpoint,
+        },
+    )
+    reply = json_reply(201, {"batchID": batch_id, "totalCount": total})
+    reply.event_count = total
+    if validate:
+        reply.events = list(items)
+    else:
+        reply.sink_count = total
+    return reply
+
+
+def _status(job: Job) -> str:
+    if job.state == DONE:
+        return "finished"
+    if job.state == FAILED:
+        return "stopped"
+    return "pending" if job.polls == 0 else "inProgress"
+
+
+def _batch(job: Job, with_items: bool) -> dict[str, Any]:
+    results: list[dict[str, Any]] = job.info["results"] if job.state == DONE else []
+    failed = [r for r in results if r["responseCode"] >= 400]
+    out: dict[str, Any] = {
+        "batchID": job.id,
+        "createdAt": job.created_at.isoformat(),
+        "startedAt": job.created_at.isoformat(),
+        "endpoint": job.info["endpoint"],
+        "method": job.info["method"],
+        "origin": job.info["origin"],
+        "status": _status(job),
+        "totalCount": job.total,
+        "finishedCount": len(results),
+        "errorsCount": len(failed),
+    }
+    if job.finished_at is not None:
+        out["endedAt"] = job.finished_at.isoformat()
+    if with_items:
+        out["responses"] = results
+        out["errors"] = failed
+    return out
+
+
+def handle_get_batch(
+    batch_id: str, version: str | None, store: ContactStore, now: datetime, *, items: bool
+) -> Reply:
+    bad = version_error(version)
+    if bad is not None:
+        return bad
+    job = store.peek(batch_id) if items else store.poll(batch_id, now)
+    if job is None or job.kind != KIND:
+        return problem(404, "Not found", f"Batch {batch_id} was not found", "not-found")
+    return json_reply(200, _batch(job, items))
+
+
+def throttled(decision: Decision) -> Reply:
+    """429 RateLimitProblem: "Use the retryAfter value to know when it is safe to retry"."""
+    seconds = (decision.blocking or decision.tightest).reset_s
+    body = orjson_problem(429, "Too many requests", "Rate limit exceeded", "rate-limited")
+    body["retryAfter"] = seconds
+    reply = json_reply(429, body, omnisend.rate_headers(decision))
+    reply.throttled = True
+    return reply
