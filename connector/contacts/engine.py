@@ -123,6 +123,7 @@ class ContactRun:
         self.job = _Job()
         self.outstanding: deque[_Job] = deque()
         self.rejects: list[Reject] = []
+        self._read_upto: tuple[Any, ...] | None = None  # cursor mode: the last row read
 
     # -- reading ---------------------------------------------------------------------
     def _chunks(self, reader: Reader) -> Iterator[Chunk]:
@@ -146,7 +147,7 @@ class ContactRun:
             if chunk.table.num_rows:
                 last = chunk.table.slice(chunk.table.num_rows - 1)
                 cols = [reader.cursor, *reader.pk]
-                self.res.hwm_after = [last.column(c)[0].as_py() for c in cols]
+                self._read_upto = tuple(last.column(c)[0].as_py() for c in cols)
             yield chunk
 
     # -- the run -----------------------------------------------------------------------
@@ -168,15 +169,12 @@ class ContactRun:
                     f"{self.res.unconfirmed} rows stay unconfirmed (see above); they are sent "
                     "again by the next run"
                 )
-            if self.sync.source.cursor and self.res.hwm_after and not self.dry_run:
+            if self._read_upto is not None and not self.dry_run:
                 with self.state._tx() as c:
                     self.state._set_checkpoint(
-                        c,
-                        self.sync.name,
-                        INCREMENTAL,
-                        tuple(self.res.hwm_after),
-                        self.res.run_id or "",
+                        c, self.sync.name, INCREMENTAL, self._read_upto, self.res.run_id or ""
                     )
+                self.res.hwm_after = list(self._read_upto)
         except BaseException as exc:
             failure = exc
             raise
@@ -352,3 +350,36 @@ class ContactRun:
 def run_contacts(sync: SyncConfig, state: StateStore | None = None, **kwargs: Any) -> ContactResult:
     """Run one contact sync to completion (see ``ContactRun``)."""
     return ContactRun(sync, state or StateStore.open(), **kwargs).execute()
+
+
+def print_contact_summary(res: ContactResult, out: Any) -> None:
+    """The CLI summary of a contact run (``--json`` prints ``res.to_dict()``)."""
+    dry = res.status == "dry_run"
+    lines = [
+        f"{res.sync}: {res.status}",
+        f"  rows read           {res.rows_read:,}",
+        f"  added               {res.added:,}",
+        f"  changed             {res.changed:,}",
+        f"  unchanged           {res.unchanged:,}  (nothing sent)",
+        f"  removed             {res.removed:,}",
+        f"  {'would send' if dry else 'sent':<19} {res.sent:,}",
+        f"  confirmed           {res.delivered:,}",
+        f"  rejected            {res.rejected:,}  (sent again by the next run)",
+        f"  jobs                {res.jobs:,} ({res.polls:,} polls, {res.requests:,} requests, "
+        f"{res.retries:,} retries, {res.rate_limited:,} rate-limited)",
+    ]
+    if res.hwm_before is not None or res.hwm_after is not None:
+        lines.append(
+            "  checkpoint          "
+            + (", ".join(map(str, res.hwm_before)) if res.hwm_before else "(start)")
+            + " -> "
+            + (", ".join(map(str, res.hwm_after)) if res.hwm_after else "(unchanged)")
+        )
+    lines.append(f"  duration            {res.duration_s:.2f}s ({res.rows_per_s:,.0f} rows/s)")
+    if res.sample_rejects:
+        lines.append("  sample rejects:")
+        lines += [f"    {key}: {reason}" for key, reason in res.sample_rejects[:5]]
+        lines.append(f"  (all of them: connector rejects {res.sync})")
+    if res.error:
+        lines.append(f"  error: {res.error}")
+    print("\n".join(lines), file=out)

@@ -38,7 +38,7 @@ from .vendor import (
 MAX_PROFILES = 10_000
 MAX_BYTES = 5 * 1024 * 1024
 MAX_PROFILE_BYTES = 100 * 1024
-IDENTIFIERS = ("email", "phone_number", "external_id", "_kx", "id")
+IDENTIFIERS = ("email", "phone_number", "external_id", "anonymous_id", "_kx", "id")
 STANDARD = ("first_name", "last_name", "organization", "title", "image", "locale")
 LOCATION = (
     "address1",
