@@ -413,6 +413,8 @@ def _cmd_preview(args: argparse.Namespace) -> int:
         print()
     for key, reason in out["rejects"]:
         print(f"reject {key}: {reason}")
+    if "counts" in out:  # a contact sync: what the diff found in these rows
+        print(", ".join(f"{n} {k}" for k, n in out["counts"].items()) + " (of the rows read)")
     return EXIT_OK
 
 

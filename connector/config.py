@@ -418,7 +418,12 @@ class SyncConfig(_Model):
     @model_validator(mode="after")
     def _flow_fields(self) -> SyncConfig:
         if self.is_contact_sync:
-            return self  # contacts.destinations.check_sync reports what a contact sync refuses
+            if self.partitions is not None:
+                raise ValueError(
+                    "partitions: a contact sync mirrors a state, not a time series; "
+                    "remove partitions (every run sends what changed)"
+                )
+            return self  # contacts.destinations.mapping_problems checks the mapping
         missing = [
             name
             for name, value in (

@@ -743,6 +743,10 @@ def run_sync(
 def preview(sync: SyncConfig, limit: int = 5, warehouse_url: str | None = None) -> dict[str, Any]:
     """The exact requests the first ``limit`` rows would become; sends nothing, writes
     nothing."""
+    if sync.is_contact_sync:
+        from .contacts.engine import preview_contacts
+
+        return preview_contacts(sync, limit, warehouse_url)
     dest = make_destination(sync, resolve_secret=False)
     mapper = Mapper(sync)
     requests: list[dict[str, Any]] = []

@@ -237,6 +237,9 @@ def materialization_metadata(
     }
     if t["null_key_rows"]:
         md["null_cursor_or_key_rows"] = t["null_key_rows"]
+    for name in ("added", "changed", "unchanged", "removed", "sent", "jobs", "polls"):
+        if any(hasattr(r, name) for _, r in results):  # a contact sync (ContactResult)
+            md[name] = sum(getattr(r, name, 0) for _, r in results)
     if any(r.rejects_retried for _, r in results):  # a retry_rejects run
         md["rejects_retried"] = sum(r.rejects_retried for _, r in results)
         md["rejects_closed_source_row_gone"] = sum(r.rejects_gone for _, r in results)

@@ -3,6 +3,7 @@ Klaviyo profile bulk import over HTTP, a SQLite state store."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -166,6 +167,7 @@ def test_mapping_change_resends_every_row(
     assert cli.sync(monkeypatch, capsys)[1]["sent"] == 200
     cli.write(extra=", nickname: first_name")
     code, res = cli.sync(monkeypatch, capsys)
+    assert code == 0
     assert (res["changed"], res["sent"], res["delivered"]) == (200, 200, 200)
     stored = contacts_sandbox.contact("klaviyo_profiles", "c3@example.com")
     assert stored is not None and stored["properties"]["nickname"] == "Name3"
@@ -254,7 +256,6 @@ def test_kill_9_during_a_job_resends_unconfirmed_rows_none_lost(
 
 
 def proc_wait(proc: subprocess.Popen[str]) -> None:
-    try:
+    """Wait for the process a moment (a poll step of the loop above, not a timing sleep)."""
+    with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=0.05)
-    except subprocess.TimeoutExpired:
-        pass

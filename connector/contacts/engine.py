@@ -19,7 +19,7 @@ from typing import Any
 
 from ..config import SyncConfig, resolve_env
 from ..delivery import Runtime
-from ..errors import ConnectorError, RequestError
+from ..errors import ConnectorError, RequestError, mask_url
 from ..mapping import Chunk
 from ..ratelimit import account_key, pacer_for
 from ..source import Reader
@@ -124,6 +124,7 @@ class ContactRun:
         self.outstanding: deque[_Job] = deque()
         self.rejects: list[Reject] = []
         self._read_upto: tuple[Any, ...] | None = None  # cursor mode: the last row read
+        self.previews: list[dict[str, Any]] | None = None  # preview: the job requests
 
     # -- reading ---------------------------------------------------------------------
     def _chunks(self, reader: Reader) -> Iterator[Chunk]:
@@ -246,6 +247,14 @@ class ContactRun:
 
     def _flush(self) -> None:
         job, self.job = self.job, _Job()
+        if job.rows and self.previews is not None:
+            path, body = self.dest.job_request(job.rows)
+            headers = {
+                k: ("***" if k.lower() in ("authorization", "api-key") else v)
+                for k, v in self.dest.headers().items()
+            }
+            url = mask_url(self.dest.http.client.base_url.join(path).__str__())
+            self.previews.append({"method": "POST", "url": url, "headers": headers, "body": body})
         if not job.rows or self.dry_run:
             return
         job.job_id = self.dest.submit(job.rows)
@@ -352,6 +361,23 @@ def run_contacts(sync: SyncConfig, state: StateStore | None = None, **kwargs: An
     return ContactRun(sync, state or StateStore.open(), **kwargs).execute()
 
 
+def preview_contacts(
+    sync: SyncConfig, limit: int = 5, warehouse_url: str | None = None
+) -> dict[str, Any]:
+    """The job request(s) the first ``limit`` rows would make, and how many of them are new,
+    changed or unchanged against the stored hashes. Sends nothing, writes nothing."""
+    run = ContactRun(
+        sync, StateStore.open(), dry_run=True, limit=limit, warehouse_url=warehouse_url
+    )
+    run.previews = []
+    res = run.execute()
+    return {
+        "requests": run.previews,
+        "rejects": res.sample_rejects,
+        "counts": {"added": res.added, "changed": res.changed, "unchanged": res.unchanged},
+    }
+
+
 def print_contact_summary(res: ContactResult, out: Any) -> None:
     """The CLI summary of a contact run (``--json`` prints ``res.to_dict()``)."""
     dry = res.status == "dry_run"
@@ -363,7 +389,7 @@ def print_contact_summary(res: ContactResult, out: Any) -> None:
         f"  unchanged           {res.unchanged:,}  (nothing sent)",
         f"  removed             {res.removed:,}",
         f"  {'would send' if dry else 'sent':<19} {res.sent:,}",
-        f"  confirmed           {res.delivered:,}",
+        f"  delivered           {res.delivered:,}  (confirmed by the vendor)",
         f"  rejected            {res.rejected:,}  (sent again by the next run)",
         f"  jobs                {res.jobs:,} ({res.polls:,} polls, {res.requests:,} requests, "
         f"{res.retries:,} retries, {res.rate_limited:,} rate-limited)",

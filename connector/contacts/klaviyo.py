@@ -169,7 +169,7 @@ class KlaviyoProfiles(ContactDestination):
     def job_overhead(self) -> int:
         return 300
 
-    def submit(self, rows: list[JobRow]) -> str:
+    def job_request(self, rows: list[JobRow]) -> tuple[str, bytes]:
         body = (
             b'{"data":{"type":"profile-bulk-import-job","attributes":{"profiles":{"data":['
             + b",".join(r.payload for r in rows)
@@ -182,6 +182,10 @@ class KlaviyoProfiles(ContactDestination):
                 + b"}]}}"
             )
         body += b"}}"
+        return JOBS, body
+
+    def submit(self, rows: list[JobRow]) -> str:
+        _, body = self.job_request(rows)
         resp = self.http.request("POST", JOBS, body)
         if resp.status_code not in (200, 201, 202):
             raise request_error(f"POST {JOBS}", resp)

@@ -133,6 +133,10 @@ class ContactDestination:
         """Bytes of a job's body besides its profiles."""
         return 512
 
+    def job_request(self, rows: list[JobRow]) -> tuple[str, bytes]:
+        """The path and body of the import job these rows would make (``preview``)."""
+        raise NotImplementedError
+
     def submit(self, rows: list[JobRow]) -> str:
         """Start an import job; returns the vendor's job id."""
         raise NotImplementedError
