@@ -47,15 +47,30 @@ class HashStore:
 
     def lookup(self, sync: str, keys: Sequence[str]) -> dict[str, str]:
         """key → stored hash, for the given keys that have one."""
+        # The driver's own cursor: building an expanding IN of 5,000 binds and row objects in
+        # SQLAlchemy cost more than the query (half of an unchanged run's time, measured).
         out: dict[str, str] = {}
-        t = contact_hashes
+        table = contact_hashes.name
+        pg = self.engine.dialect.name == "postgresql"
         with self.engine.connect() as c:
-            for start in range(0, len(keys), _LOOKUP):
-                part = list(keys[start : start + _LOOKUP])
-                rows = c.execute(
-                    sa.select(t.c.key, t.c.hash).where(t.c.sync == sync, t.c.key.in_(part))
-                )
-                out.update((k, h) for k, h in rows)
+            cur = c.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            try:
+                for start in range(0, len(keys), _LOOKUP):
+                    part = list(keys[start : start + _LOOKUP])
+                    if pg:
+                        cur.execute(
+                            f"SELECT key, hash FROM {table} WHERE sync = %s AND key = ANY(%s)",
+                            (sync, part),
+                        )
+                    else:
+                        marks = ",".join("?" * len(part))
+                        cur.execute(
+                            f"SELECT key, hash FROM {table} WHERE sync = ? AND key IN ({marks})",
+                            [sync, *part],
+                        )
+                    out.update(cur.fetchall())
+            finally:
+                cur.close()
         return out
 
     def confirm(self, sync: str, rows: Iterable[tuple[str, str]]) -> int:
