@@ -385,7 +385,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         print(f"{'ok  ' if not found else 'FAIL'} {name} ({sync.destination.type})")
         for warning in warnings:
             print(f"     warning: {warning}")
-        deprecation = DESTINATIONS[sync.destination.type].deprecation
+        dest_cls = DESTINATIONS.get(sync.destination.type)  # None: a contact destination
+        deprecation = dest_cls.deprecation if dest_cls is not None else None
         if deprecation:
             print(f"     deprecated: {deprecation}")
     if problems:
