@@ -22,6 +22,8 @@ from .config import ColumnRef, SyncConfig, json_schema, load_sync, load_syncs
 from .errors import ConfigError, ConnectorError, SourceError, StateError
 from .process import use_lean_memory_pool
 from .state import StateStore
+from .summary import fmt_position as _fmt_pos
+from .summary import print_summary
 from .sync import SyncResult, preview, run_sync
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -176,13 +178,6 @@ def _state(args: argparse.Namespace) -> StateStore:
     return StateStore.open(args.state_url)
 
 
-def _fmt_pos(pos: list[Any] | tuple[Any, ...] | None) -> str:
-    if not pos:
-        return "(start)"
-    cursor, *pk = pos
-    return f"{cursor} / key {','.join(str(p) for p in pk)}"
-
-
 def _progress(res: SyncResult) -> None:
     print(
         f"  {res.sync}: {res.rows_read:,} read, {res.delivered:,} sent, "
@@ -194,59 +189,6 @@ def _progress(res: SyncResult) -> None:
 
 def _rate(res: SyncResult) -> float:
     return res.rows_read / res.duration_s if res.duration_s else 0.0
-
-
-def print_summary(res: SyncResult, out: Any = None) -> None:
-    out = out or sys.stdout
-    from .contacts.engine import ContactResult, print_contact_summary
-
-    if isinstance(res, ContactResult):
-        print_contact_summary(res, out)
-        return
-    verb = "would send" if res.status == "dry_run" else "delivered"
-    print(f"{res.sync}: {res.status}", file=out)
-    print(f"  rows read           {res.rows_read:,}", file=out)
-    print(f"  {verb:<19} {res.delivered:,}", file=out)
-    print(
-        f"  rejected            {res.rejected:,}"
-        + (f"  ({res.null_key_rows:,} with a NULL cursor/key)" if res.null_key_rows else ""),
-        file=out,
-    )
-    if res.skipped:
-        print(f"  skipped             {res.skipped:,}  (delivered by an interrupted run)", file=out)
-    dup_note = (
-        " (the destination drops them by dedup id)"
-        if res.destination_dedups
-        else " (no dedup key at this destination)"
-    )
-    print(
-        f"  possibly duplicated {res.possibly_duplicated:,}"
-        + (dup_note if res.possibly_duplicated else ""),
-        file=out,
-    )
-    print(
-        f"  requests            {res.requests:,} in {res.batches:,} batches, "
-        f"{res.retries:,} retries, {res.rate_limited:,} rate-limited",
-        file=out,
-    )
-    print(
-        f"  checkpoint          {_fmt_pos(res.hwm_before)} -> {_fmt_pos(res.hwm_after)}", file=out
-    )
-    print(f"  duration            {res.duration_s:.2f}s ({res.rows_per_s:,.0f} rows/s)", file=out)
-    if res.sample_rejects:
-        print("  sample rejects:", file=out)
-        for key, reason in res.sample_rejects[:5]:
-            print(f"    {key}: {reason}", file=out)
-        print(f"  (all of them: connector rejects {res.sync})", file=out)
-    if res.rejects_retried:
-        print(
-            f"  open rejects        {res.rejects_retried:,} retried, {res.rejects_gone:,} "
-            f"closed as their source row is gone, {res.rejects_deferred:,} left to the next "
-            "run (after the checkpoint)",
-            file=out,
-        )
-    if res.error:
-        print(f"  error: {res.error}", file=out)
 
 
 def _cmd_sync(args: argparse.Namespace) -> int:

@@ -11,20 +11,23 @@ import os
 import re
 from datetime import date, datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
+from .contacts.destinations import CONTACT_DESTINATIONS
+from .destinations.base import Destination
+from .destinations.registry import DESTINATIONS
 from .errors import ConfigError
+from .options import CommonOptions, DestinationSettings, Model, RateLimit
 
 CONFIG_DIR_ENV = "CONNECTOR_CONFIG_DIR"
 WAREHOUSE_URL_ENV = "WAREHOUSE_URL"
 DEFAULT_CONFIG_DIR = "config"
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-_WHOLE_ENV_REF = re.compile(r"^\$\{[A-Za-z_][A-Za-z0-9_]*(?::-[^}]*)?\}$")
 # Fields that may hold secrets: kept as ${ENV} references until a run resolves them.
 _LAZY_FIELDS = {("destination", "api_key"), ("source", "url")}
 # The only fields where ${ENV} references are allowed (documented): anywhere else a reference
@@ -36,9 +39,16 @@ _ENV_FIELDS_TEXT = "destination.api_key, destination.base_url and source.url"
 MAX_SYNC_FILE_BYTES = 256 * 1024
 MAX_YAML_NODES = 100_000
 
+__all__ = [  # the option types live in ``options``; re-exported for existing imports
+    "CommonOptions",
+    "DestinationConfig",
+    "DestinationSettings",
+    "RateLimit",
+    "SyncConfig",
+]
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+
+_Model = Model
 
 
 # --------------------------------------------------------------------------- source
@@ -189,175 +199,22 @@ class MappingConfig(_Model):
 # --------------------------------------------------------------------------- destinations
 
 
-class RateLimit(_Model):
-    """Client-side pacing override; defaults come from the destination's documented limits."""
-
-    per_second: float | None = Field(None, gt=0)
-    per_minute: float | None = Field(None, gt=0)
-    per_hour: float | None = Field(None, gt=0)
-
-
-class CommonOptions(_Model):
-    timeout_s: float = Field(30.0, gt=0, description="Per-request timeout.")
-    max_retries: int = Field(8, ge=0, le=100, description="Retries for 5xx/timeouts/resets.")
-    max_wait_s: float = Field(60.0, gt=0, description="Cap on one rate-limit or backoff wait.")
-    concurrency: int | None = Field(
-        None, ge=1, le=64, description="Requests in flight; default per destination."
-    )
-    rate_limit: RateLimit | None = Field(None, description="Override the documented rate limit.")
-    max_reject_ratio: float = Field(
-        0.5,
-        gt=0,
-        le=1,
-        description="Circuit breaker: the run fails (no reject recorded, checkpoint kept) when "
-        "the API rejects more than this share of the rows it answered for; 1 turns it off.",
-    )
-    reject_ratio_min_rows: int = Field(
-        100,
-        ge=1,
-        le=100_000,  # batches with rejects wait in memory until this many rows were answered
-        description="Rows the API must have answered for before the breaker judges.",
-    )
-
-
-class BrevoBatchOptions(CommonOptions):
-    body_shape: Literal["object", "array"] | None = Field(
-        None,
-        description="Batch body: a bare array (the endpoint document) or {'events': [...]} "
-        "(the current reference); unset = the shape this account accepted last, else the "
-        "array. The other shape is tried once when Brevo answers 'cannot unmarshal'.",
-    )
-
-
-class KlaviyoBulkOptions(CommonOptions):
-    revision: str = Field("2026-07-15", pattern=r"^\d{4}-\d{2}-\d{2}(\.[a-z]+)?$")
-    backfill: bool = Field(
-        False, description="Send backfill=true (record without triggering flows)."
-    )
-    metric_service: str | None = Field(
-        None,
-        min_length=1,
-        description="metric.service of every event (Klaviyo: advanced use; unset = Klaviyo's "
-        "default, api).",
-    )
-    null_profile_properties: Literal["omit", "unset"] = Field(
-        "omit",
-        description="A NULL custom profile property: omit it (the profile keeps its value) or "
-        "list it in meta.patch_properties.unset (Klaviyo removes it from the profile).",
-    )
-
-
-class BrevoEventOptions(CommonOptions):
-    tier: Literal["general", "advanced", "extended"] = Field(
-        "general",
-        description="Brevo API rate tier of the account: general 10 req/s + 36,000/h, "
-        "advanced 20 req/s + 72,000/h, extended 60 req/s (ignored when rate_limit is set).",
-    )
-
-
-class BrevoTrackerOptions(CommonOptions):
-    event_time_property: str | None = Field(
-        None,
-        pattern=r"^[A-Za-z0-9_-]{1,255}$",
-        description="The tracker has no event-time field (Brevo stamps events on receipt); "
-        "set a name to also send the source event time in eventdata.data under it.",
-    )
-
-
-class OmnisendTrackOptions(CommonOptions):
-    nested: Literal["flatten", "reject"] = Field(
-        "flatten",
-        description="v4 accepts no objects: flatten nested properties to a_b names, or reject "
-        "the row.",
-    )
-    event_time_property: str | None = Field(
-        None,
-        pattern=r"^[A-Za-z0-9_]{1,128}$",
-        description="v4 has no event-time field (Omnisend stamps events on receipt); set a "
-        "name to also send the source event time as a dateTime property under it.",
-    )
-
-
-class OmnisendEventsOptions(CommonOptions):
-    api_version: Literal["2026-03-15", "v5"] = Field(
-        "2026-03-15",
-        description="2026-03-15: POST /api/events with Authorization: Omnisend-API-Key and "
-        "Omnisend-Version (the current API); v5: POST /v5/events with X-API-KEY.",
-    )
-    origin: str = Field("api", min_length=1, description='"api" for custom stores.')
-    event_version: str | None = Field(
-        None, description="eventVersion, only for Omnisend's recommended events (e.g. v2)."
-    )
-
-
-class _Destination(_Model):
-    api_key: str = Field(description="A ${ENV_VAR} reference; secrets never live in YAML.")
-    base_url: str | None = Field(None, description="Override of the vendor API root.")
-
-    @field_validator("api_key")
-    @classmethod
-    def _env_reference(cls, value: str) -> str:
-        if not _WHOLE_ENV_REF.match(value):
-            raise ValueError(
-                "must be an environment reference like ${MY_API_KEY}; "
-                "secrets are never written in config files"
+# Each destination module declares its options and config model; the registry lists them.
+if TYPE_CHECKING:
+    DestinationConfig = DestinationSettings
+else:
+    DestinationConfig = Annotated[
+        Union[  # noqa: UP007
+            tuple(
+                cls.config_model for cls in [*DESTINATIONS.values(), *CONTACT_DESTINATIONS.values()]
             )
-        return value
-
-    @field_validator("base_url")
-    @classmethod
-    def _http_url(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(r"^https?://[^\s/]+", value):
-            raise ValueError("must be an http(s) URL like http://127.0.0.1:8080")
-        return value.rstrip("/") if value else value
+        ],
+        Field(discriminator="type"),
+    ]
 
 
-class BrevoEventsBatchDestination(_Destination):
-    type: Literal["brevo_events_batch"]
-    options: BrevoBatchOptions = Field(default_factory=BrevoBatchOptions)
-
-
-class KlaviyoBulkEventsDestination(_Destination):
-    type: Literal["klaviyo_bulk_events"]
-    options: KlaviyoBulkOptions = Field(default_factory=KlaviyoBulkOptions)
-
-
-class BrevoEventDestination(_Destination):
-    type: Literal["brevo_event"]
-    options: BrevoEventOptions = Field(default_factory=BrevoEventOptions)
-
-
-class BrevoTrackerDestination(_Destination):
-    type: Literal["brevo_tracker"]
-    options: BrevoTrackerOptions = Field(default_factory=BrevoTrackerOptions)
-
-
-class OmnisendTrackDestination(_Destination):
-    type: Literal["omnisend_track"]
-    options: OmnisendTrackOptions = Field(default_factory=OmnisendTrackOptions)
-
-
-class OmnisendEventsDestination(_Destination):
-    type: Literal["omnisend_events"]
-    options: OmnisendEventsOptions = Field(default_factory=OmnisendEventsOptions)
-
-
-# Contact destinations declare their own models (imported here, after the bases they use).
-from .contacts.klaviyo import KlaviyoProfilesDestination  # noqa: E402
-
-CONTACT_TYPES = frozenset({"klaviyo_profiles"})
-
-DestinationConfig = Annotated[
-    BrevoEventsBatchDestination
-    | KlaviyoBulkEventsDestination
-    | BrevoEventDestination
-    | BrevoTrackerDestination
-    | OmnisendTrackDestination
-    | OmnisendEventsDestination
-    | KlaviyoProfilesDestination,
-    Field(discriminator="type"),
-]
-
+# Contact (profile) destinations: their own registry (connector.contacts.destinations).
+CONTACT_TYPES = frozenset(CONTACT_DESTINATIONS)
 
 # --------------------------------------------------------------------------- orchestration
 
@@ -520,15 +377,11 @@ def _format_loc(loc: tuple[Any, ...]) -> str:
 
 
 def _destination_types() -> set[str]:
-    from .destinations import DESTINATIONS
-
     return {*DESTINATIONS, *CONTACT_TYPES}
 
 
 def _semantic_problems(raw: dict[str, Any]) -> list[tuple[str, str]]:
     """Checks that need the destination type; tolerant of a half-valid file."""
-    from .destinations import DESTINATIONS
-
     problems: list[tuple[str, str]] = []
     dest = raw.get("destination") if isinstance(raw.get("destination"), dict) else {}
     mapping = raw.get("mapping") if isinstance(raw.get("mapping"), dict) else {}
@@ -605,7 +458,7 @@ def _dates_as_text(node: Any) -> Any:
     return node
 
 
-def _name_conflicts(mapping: dict[str, Any], cls: Any) -> list[tuple[str, str]]:
+def _name_conflicts(mapping: dict[str, Any], cls: type[Destination]) -> list[tuple[str, str]]:
     """Property names of one block that would collide in the body: ``x`` and ``x.y`` (a
     value and an object under one key), names that flatten to one key, empty name parts,
     and dotted names in a block whose destination takes no nested values."""

@@ -29,7 +29,7 @@ from typing import Any
 
 import httpx
 
-from .destinations.base import Destination, Item
+from .destinations.base import Destination, Item, Learned
 from .errors import AuthError, DeliveryError, RequestError, RetriesExhausted, mask_url
 from .ratelimit import Pacer
 
@@ -76,6 +76,7 @@ class BatchOutcome:
     delivered: list[Item]
     rejected: list[tuple[Item, str]]
     possibly_duplicated: int = 0
+    learned: Learned | None = None  # what the responses taught; the run persists it at settle
 
 
 def classify(status: int, headers: Mapping[str, str]) -> str:
@@ -182,18 +183,20 @@ class Sender:
         delivered: list[Item] = []
         rejected: list[tuple[Item, str]] = []
         dup = 0
-        queue: list[list[Item]] = [items]
+        learned: Learned | None = None
+        # Parts to send, each with the body variant an Outcome asked for (None: the default).
+        queue: list[tuple[list[Item], str | None]] = [(items, None)]
         split = False  # the batch was refused whole without per-item detail
         alike: dict[str, int] = {}  # reasons of single events isolated by splitting
         while queue:
-            part = queue.pop(0)
+            part, variant = queue.pop(0)
             if not part:
                 continue
             attempts = 0
             limited = 0
             ambiguous = False
             while True:
-                req = self.dest.build(part)
+                req = self.dest.build(part, variant)
                 self.pacer.acquire()
                 self.stats.add(requests=1)
                 try:
@@ -247,6 +250,7 @@ class Sender:
                     reason = next(iter(outcome.rejected.values()))
                     alike[reason] = alike.get(reason, 0) + 1
                 split = split or outcome.split
+                learned = (learned or Learned()).merge(outcome.learned)
                 ok = [part[i] for i in outcome.delivered]
                 delivered.extend(ok)
                 if ambiguous and not self.dest.limits.dedup:
@@ -254,9 +258,10 @@ class Sender:
                 rejected.extend((part[i], reason) for i, reason in outcome.rejected.items())
                 if outcome.split:
                     half = len(part) // 2
-                    queue[:0] = [part[:half], part[half:]]
+                    queue[:0] = [(part[:half], variant), (part[half:], variant)]
                 elif outcome.resend:
-                    queue.insert(0, [part[i] for i in outcome.resend])
+                    again = [part[i] for i in outcome.resend]
+                    queue.insert(0, (again, outcome.resend_variant or variant))
                 break
         if len(alike) == 1 and sum(alike.values()) == len(items) > 1:
             # Every event alone got the same answer as the whole: the request is at fault
@@ -271,7 +276,7 @@ class Sender:
             )
         if dup:
             self.stats.add(possibly_duplicated=dup)
-        return BatchOutcome(delivered, rejected, dup)
+        return BatchOutcome(delivered, rejected, dup, learned or None)
 
     def _retry_or_raise(self, attempts: int, what: str) -> None:
         self.stats.add(retries=1)

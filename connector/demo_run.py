@@ -7,11 +7,11 @@ import sys
 
 from .config import load_syncs
 from .demo import build_demo_warehouse
-from .destinations import DESTINATIONS
-from .destinations.base import SingleEventDestination
+from .destinations import DESTINATIONS, destination_class
 from .errors import ConnectorError
 from .source import DEMO_WAREHOUSE
 from .state import StateStore
+from .summary import print_summary
 from .sync import run_sync
 
 # The sandbox's documented demo credentials (not secrets; the sandbox is local).
@@ -33,7 +33,6 @@ SINGLE_EVENT_SLICE = 40
 def run_demo(
     events: int = 5_000, state_url: str | None = None, single_slice: int = SINGLE_EVENT_SLICE
 ) -> int:
-    from .cli import print_summary
     from .sandbox import SandboxOptions, SandboxServer
 
     path = build_demo_warehouse(DEMO_WAREHOUSE, events=events)
@@ -49,8 +48,9 @@ def run_demo(
             print(f"skipping {where}:\n{err}", file=sys.stderr)
         store = StateStore.open(state_url)
         for name, sync in sorted(loaded.syncs.items()):
-            single = not sync.is_contact_sync and issubclass(
-                DESTINATIONS[sync.destination.type], SingleEventDestination
+            single = (
+                not sync.is_contact_sync
+                and destination_class(sync.destination.type).limits.max_events == 1
             )
             if single:
                 print(
@@ -67,15 +67,11 @@ def run_demo(
             print()
         stats = sandbox.stats()
         print("the sandbox accepted:")
-        for kind in (
-            "klaviyo_bulk_events",
-            "brevo_events_batch",
-            "brevo_event",
-            "brevo_tracker",
-            "omnisend_track",
-            "omnisend_events",
-        ):
-            got = sandbox.events(kind)
+        for kind in DESTINATIONS:
+            try:
+                got = sandbox.events(kind)
+            except KeyError:  # a destination the sandbox does not imitate
+                continue
             if got:
                 print(f"  {kind}: {len(got):,} events; first: {got[0]}")
         for kind in ("klaviyo_profiles",):

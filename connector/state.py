@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 
+from .destinations.base import Learned
 from .errors import StateError, mask_url, scrub
 
 STATE_URL_ENV = "CONNECTOR_STATE_URL"
@@ -305,10 +306,12 @@ class StateStore:
         checkpoint: Position | None,
         new_rejects: Sequence[Reject],
         closed: Sequence[str] = (),
+        learned: tuple[str, Learned] | None = None,
     ) -> None:
         """One transaction: mark batches delivered, drop ledger rows the checkpoint passed,
-        record rejects, close the open rejects of ``closed`` (keys delivered now) and move
-        the checkpoint."""
+        record rejects, close the open rejects of ``closed`` (keys delivered now), keep what
+        the responses taught about the destination account (``(account, learned)``) and
+        move the checkpoint."""
         delivered_ids, drop_ids = list(delivered_ids), list(drop_ids)
         try:
             with self._tx() as c:
@@ -323,6 +326,8 @@ class StateStore:
                 self._add_rejects(c, sync, scope, run_id, new_rejects)
                 if closed:
                     self._close_rejects(c, sync, scope, closed, run_id, CLOSED_DELIVERED)
+                if learned is not None:
+                    self._learn(c, *learned)
                 if checkpoint is not None:
                     self._set_checkpoint(c, sync, scope, checkpoint, run_id)
         except sa.exc.SQLAlchemyError as exc:
@@ -623,20 +628,31 @@ class StateStore:
         return {p: t for p, t in rows}
 
     def learn_property_types(self, account: str, event_name: str, types: dict[str, str]) -> None:
-        if not types:
-            return
-        known = self.property_types(account, event_name)
-        new = {p: t for p, t in types.items() if p not in known}
-        if not new:
-            return
         with self._tx() as c:
-            c.execute(
-                property_types.insert(),
-                [
-                    {"account": account, "event_name": event_name, "property": p, "type": t}
-                    for p, t in new.items()
-                ],
-            )
+            self._learn(c, account, Learned(property_types={event_name: types}))
+
+    def _learn(self, c: sa.Connection, account: str, learned: Learned) -> None:
+        """Record account settings and the property types not yet known (first one wins:
+        Omnisend v4 freezes a type on first send)."""
+        for name, value in learned.settings.items():
+            self._set_account_setting(c, account, name, value)
+        for event_name, types in learned.property_types.items():
+            known = {
+                p
+                for (p,) in c.execute(
+                    sa.select(property_types.c.property).where(
+                        property_types.c.account == account,
+                        property_types.c.event_name == event_name,
+                    )
+                )
+            }
+            new = [
+                {"account": account, "event_name": event_name, "property": p, "type": t}
+                for p, t in types.items()
+                if p not in known
+            ]
+            if new:
+                c.execute(property_types.insert(), new)
 
     # -- learned account settings -------------------------------------------------------
     def account_setting(self, account: str, name: str) -> str | None:
@@ -650,16 +666,19 @@ class StateStore:
 
     def set_account_setting(self, account: str, name: str, value: str) -> None:
         with self._tx() as c:
-            where = (account_settings.c.account == account, account_settings.c.name == name)
-            updated = c.execute(
-                account_settings.update().where(*where).values(value=value, updated_at=now())
-            ).rowcount
-            if not updated:
-                c.execute(
-                    account_settings.insert().values(
-                        account=account, name=name, value=value, updated_at=now()
-                    )
+            self._set_account_setting(c, account, name, value)
+
+    def _set_account_setting(self, c: sa.Connection, account: str, name: str, value: str) -> None:
+        where = (account_settings.c.account == account, account_settings.c.name == name)
+        updated = c.execute(
+            account_settings.update().where(*where).values(value=value, updated_at=now())
+        ).rowcount
+        if not updated:
+            c.execute(
+                account_settings.insert().values(
+                    account=account, name=name, value=value, updated_at=now()
                 )
+            )
 
 
 def _add_missing_columns(engine: sa.Engine, table: sa.Table) -> None:

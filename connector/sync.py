@@ -20,61 +20,26 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
 from .batching import Batch, Batcher
-from .config import SyncConfig, resolve_env
+from .config import DestinationSettings, SyncConfig, resolve_env
 from .delivery import BatchOutcome, Runtime, Sender, Stats, post_preview
 from .destinations import DESTINATIONS, Destination
 from .destinations.base import Item, dumps
-from .errors import ConfigError, ConnectorError, RequestError
+from .errors import ConfigError, RequestError
 from .mapping import Chunk, Events, Mapper, key_strings
 from .ratelimit import account_key, pacer_for
+from .result import SAMPLE_REJECTS, SyncResult, _describe
 from .source import Position, Reader, Window
 from .state import CLOSED_GONE, INCREMENTAL, LedgerEntry, Reject, StateStore
 
 log = logging.getLogger("connector.sync")
 
-SAMPLE_REJECTS = 20
-
-
-@dataclass
-class SyncResult:
-    """What a run did; every count is exact."""
-
-    sync: str
-    scope: str
-    run_id: str | None
-    status: str = "running"  # success | failed | dry_run
-    rows_read: int = 0
-    delivered: int = 0
-    rejected: int = 0
-    skipped: int = 0  # delivered by an earlier run that crashed (ledger), not re-sent
-    possibly_duplicated: int = 0
-    destination_dedups: bool = False
-    null_key_rows: int = 0
-    batches: int = 0
-    requests: int = 0
-    retries: int = 0
-    rate_limited: int = 0
-    hwm_before: list[Any] | None = None
-    hwm_after: list[Any] | None = None
-    duration_s: float = 0.0
-    rows_per_s: float = 0.0
-    error: str | None = None
-    sample_rejects: list[tuple[str, str]] = field(default_factory=list)
-    # --retry-rejects only: open rejects looked at, closed because their source row is gone,
-    # and left open because the row now sits after the checkpoint (the next run reads it).
-    rejects_retried: int = 0
-    rejects_gone: int = 0
-    rejects_deferred: int = 0
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+# SyncResult lives in .result (contacts.engine extends it without importing this module).
 
 
 Progress = Callable[[SyncResult], None]
@@ -108,7 +73,9 @@ class _DuplicateKeys:
         return np.flatnonzero(dup).tolist()
 
 
-def make_destination(sync: SyncConfig, resolve_secret: bool = True) -> Destination:
+def make_destination(
+    sync: SyncConfig, resolve_secret: bool = True
+) -> Destination[DestinationSettings]:
     cfg = sync.destination
     api_key = (
         resolve_env(cfg.api_key, f"{sync.source_path}: destination.api_key")
@@ -433,6 +400,7 @@ class _Run:
             self.leftovers = [e for e in self.leftovers if e.last > checkpoint]
         if checkpoint is not None:
             res.hwm_after = list(checkpoint)
+        learned = outcome.learned if outcome is not None else None
         self.state.settle(
             self.sync.name,
             self.scope,
@@ -442,7 +410,10 @@ class _Run:
             checkpoint,
             rejects,
             closed,
+            (self.account, learned) if learned else None,
         )
+        if learned:  # stored with the batch: the destination uses it from now on
+            self.dest.learn(learned)
 
     def _sample(self, rejects: list[Reject]) -> None:
         room = SAMPLE_REJECTS - len(self.result.sample_rejects)
@@ -498,11 +469,6 @@ class _Run:
             res.status = "failed"
             res.error = _describe(failure)
         if res.run_id and not self.dry_run:
-            try:
-                for setting, value in self.dest.learned().items():
-                    self.state.set_account_setting(self.account, setting, value)
-            except Exception:  # never mask the run's own error
-                log.exception("could not record what run %s learned", res.run_id)
             try:
                 self.state.finish_run(res.run_id, res.status, _summary(res), res.error)
             except Exception:  # never mask the run's own error
@@ -609,9 +575,20 @@ class _RetryRun(_Run):
         res.rejected += len(rejects)
         self._sample(rejects)
         # One transaction; no checkpoint, no ledger rows.
+        learned = outcome.learned if batch.items else None
         self.state.settle(
-            self.sync.name, self.scope, res.run_id or "", [], [], None, rejects, delivered
+            self.sync.name,
+            self.scope,
+            res.run_id or "",
+            [],
+            [],
+            None,
+            rejects,
+            delivered,
+            (self.account, learned) if learned else None,
         )
+        if learned:
+            self.dest.learn(learned)
 
     def _record(self, rejects: list[Reject]) -> None:
         """Rows rejected again before any request: counted, and recorded unless dry run."""
@@ -646,14 +623,6 @@ class _RetryRun(_Run):
             self.state.close_rejects(
                 self.sync.name, self.scope, gone, self.result.run_id or "", CLOSED_GONE
             )
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, ConnectorError):
-        return str(exc)
-    if isinstance(exc, KeyboardInterrupt):
-        return "interrupted"
-    return f"{type(exc).__name__}: {exc}"
 
 
 def _summary(res: SyncResult) -> dict[str, Any]:

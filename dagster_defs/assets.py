@@ -10,7 +10,6 @@ Scopes (see docs/dagster.md):
 """
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
@@ -20,6 +19,7 @@ from connector import INCREMENTAL, ConnectorError, Runtime, SyncConfig, SyncResu
 
 from .checks import REJECT_RATIO, reject_ratio_result
 from .resources import ConnectorResource
+from .scopes import Scope, totals
 from .translator import pool_name
 
 SAMPLE_REJECTS = 20
@@ -45,15 +45,6 @@ class SyncRunConfig(dg.Config):
         "now (after a fix or a transient vendor error); nothing else is read and the "
         "checkpoint does not move. Not with full_refresh.",
     )
-
-
-@dataclass(frozen=True)
-class Scope:
-    """One call of the core: a checkpoint scope and, for partitions, its time window."""
-
-    name: str
-    window: Window | None = None
-    partition: str | None = None
 
 
 def scopes_for(
@@ -188,29 +179,6 @@ def _position(pos: Sequence[Any] | None) -> str:
     if not pos:
         return "(none)"
     return ", ".join(v.isoformat() if hasattr(v, "isoformat") else str(v) for v in pos)
-
-
-def totals(results: Sequence[tuple[Scope, SyncResult]]) -> dict[str, int | float]:
-    """Counts summed over the scopes of a run. Rows with a NULL cursor or key belong to no
-    window: the first scope of the run counts them, the others skip the check."""
-    rs = [r for _, r in results]
-    null_keys = sum(r.null_key_rows for r in rs)
-    duration = round(sum(r.duration_s for r in rs), 3)
-    rows_read = sum(r.rows_read for r in rs)
-    return {
-        "rows_read": rows_read,
-        "delivered": sum(r.delivered for r in rs),
-        "rejected": sum(r.rejected for r in rs),
-        "null_key_rows": null_keys,
-        "skipped": sum(r.skipped for r in rs),
-        "possibly_duplicated": sum(r.possibly_duplicated for r in rs),
-        "batches": sum(r.batches for r in rs),
-        "requests": sum(r.requests for r in rs),
-        "retries": sum(r.retries for r in rs),
-        "rate_limited": sum(r.rate_limited for r in rs),
-        "duration_s": duration,
-        "rows_per_s": round(rows_read / duration, 1) if duration else 0.0,
-    }
 
 
 def materialization_metadata(

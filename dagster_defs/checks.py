@@ -10,11 +10,10 @@ import dagster as dg
 from connector import ConnectorError, Reader, SyncConfig
 
 from .resources import ConnectorResource
+from .scopes import Scope, totals
 
 if TYPE_CHECKING:
     from connector import SyncResult
-
-    from .assets import Scope
 
 REJECT_RATIO = "reject_ratio"
 CHECKPOINT_FRESHNESS = "checkpoint_freshness"
@@ -22,7 +21,7 @@ CONFIG_VALID = "config_valid"
 
 
 def reject_ratio_result(
-    sync: SyncConfig, results: Sequence[tuple["Scope", "SyncResult"]], dry_run: bool
+    sync: SyncConfig, results: Sequence[tuple[Scope, "SyncResult"]], dry_run: bool
 ) -> dg.AssetCheckResult:
     """Rejected / seen rows of this run against ``checks.reject_ratio_warn`` and ``_error``.
 
@@ -30,8 +29,6 @@ def reject_ratio_result(
     rejected). A run that read nothing passes: its NULL-key rows were judged by the run that
     read rows alongside them.
     """
-    from .assets import totals
-
     t = totals(results)
     rows_read, rejected = int(t["rows_read"]), int(t["rejected"])
     seen = rows_read + int(t["null_key_rows"])

@@ -17,6 +17,7 @@ import dagster as dg
 import sqlalchemy as sa
 
 from connector.config import WAREHOUSE_URL_ENV, SyncConfig, resolve_env
+from connector.destinations import destination_class
 from connector.errors import ConfigError
 
 ASSET_PREFIX = "reverse_etl"
@@ -39,8 +40,13 @@ _TABLE_REF = re.compile(
 
 
 def vendor(sync: SyncConfig) -> str:
-    """The destination vendor (``brevo``, ``klaviyo``, ``omnisend``) from the destination type."""
-    return sync.destination.type.split("_", 1)[0]
+    """The destination's vendor (``brevo``, ``klaviyo``, ``omnisend``), as its destination
+    module declares it in the registry."""
+    if sync.is_contact_sync:  # contact destinations have their own registry
+        from connector.contacts.destinations import CONTACT_DESTINATIONS
+
+        return CONTACT_DESTINATIONS[sync.destination.type].vendor
+    return destination_class(sync.destination.type).vendor.name
 
 
 def api_key_env(sync: SyncConfig) -> str:

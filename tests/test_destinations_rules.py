@@ -8,12 +8,12 @@ from decimal import Decimal
 import pytest
 
 from connector.destinations.base import single_outcome
-from connector.destinations.brevo_batch import key_problem
+from connector.destinations.brevo import key_problem
+from connector.destinations.omnisend import omnisend_message
 from connector.destinations.omnisend_events import EVENT_ID_NAMESPACE, contact_fields, event_id
 from connector.destinations.omnisend_track import (
     compatible,
     flatten_properties,
-    omnisend_message,
     property_problem,
     value_type,
 )

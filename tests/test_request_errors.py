@@ -22,7 +22,7 @@ from connector.config import SyncConfig, parse_sync
 from connector.delivery import Runtime
 from connector.destinations.base import request_problem, single_outcome
 from connector.destinations.klaviyo_bulk import _about_request
-from connector.destinations.omnisend_track import omnisend_about_request
+from connector.destinations.omnisend import omnisend_about_request
 from connector.errors import RequestError
 from connector.ratelimit import account_key
 from connector.sandbox import Fault, SandboxOptions, SandboxServer

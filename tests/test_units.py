@@ -15,7 +15,7 @@ from connector import jsonfrag
 from connector.batching import Batcher
 from connector.config import RateLimit, parse_sync
 from connector.delivery import Runtime, Sender, Stats, announced_wait, classify, window_state
-from connector.destinations.base import Item, Request, dumps
+from connector.destinations.base import Item, Learned, Request, dumps
 from connector.mapping import Chunk, Mapper, _rfc3339, _utc
 from connector.ratelimit import Pacer
 from connector.state import decode_position, encode_position
@@ -307,12 +307,22 @@ def test_brevo_400_summary_resends_the_valid_rest_and_shape_errors_switch_once()
     )
     assert req.body.startswith(b"[") and req.variant == "array"  # the seed's shape first
     out = dest.interpret(req, 400, httpx.Headers({}), unmarshal)  # type: ignore[attr-defined]
-    assert out.switch_shape and out.resend == [0, 1, 2]
-    retry = dest.build(req.items)  # type: ignore[attr-defined]
-    assert retry.body.startswith(b'{"events":[') and retry.variant == "object"
-    # A request of the old shape refused late (another thread) is re-sent, not switched back.
-    late = dest.interpret(req, 400, httpx.Headers({}), unmarshal)  # type: ignore[attr-defined]
-    assert late.switch_shape and dest.build(req.items).variant == "object"  # type: ignore[attr-defined]
+    assert out.switch_shape and out.resend_variant == "object" and out.resend == [0, 1, 2]
+    # interpret is pure: the destination still builds the array until the run hands it what
+    # Brevo accepted (``learn``); a request refused late (another thread) gets the same answer.
+    assert dest.build(req.items).variant == "array"  # type: ignore[attr-defined]
+    assert dest.interpret(req, 400, httpx.Headers({}), unmarshal) == out  # type: ignore[attr-defined]
+    retry = dest.build(req.items, out.resend_variant)  # type: ignore[attr-defined]
+    assert retry.body.startswith(b'{"events":[') and retry.variant == "object" and retry.forced
+    accepted = dest.interpret(retry, 202, httpx.Headers({}), b"{}")  # type: ignore[attr-defined]
+    assert accepted.delivered == [0, 1, 2]
+    assert accepted.learned == Learned(settings={"brevo_batch_body_shape": "object"})
+    assert dest.build(req.items).variant == "array"  # type: ignore[attr-defined]
+    dest.learn(accepted.learned)  # type: ignore[attr-defined]
+    assert dest.build(req.items).variant == "object"  # type: ignore[attr-defined]
+    # Known now: the next accepted request teaches nothing new.
+    later = dest.interpret(dest.build(req.items), 202, httpx.Headers({}), b"{}")  # type: ignore[attr-defined]
+    assert later.learned is None
     # Both shapes refused: the request is at fault, not the rows: the run fails, no reject.
     again = dest.interpret(retry, 400, httpx.Headers({}), unmarshal)  # type: ignore[attr-defined]
     assert not again.switch_shape and not again.split and not again.rejected
@@ -417,7 +427,7 @@ def _brevo_chunk(cid: pa.Array) -> tuple[Chunk, int]:
 def test_brevo_batch_column_wise_bodies_equal_the_exact_encoder(
     cid: pa.Array, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from connector.destinations.brevo_batch import encode_brevo_event
+    from connector.destinations.brevo import encode_brevo_event
 
     monkeypatch.setenv("BREVO_API_KEY", "k")
     sync = parse_sync(BREVO_SYNC, "syncs/s.yaml")

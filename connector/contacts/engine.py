@@ -22,13 +22,14 @@ from ..delivery import Runtime
 from ..errors import ConnectorError, RequestError, mask_url
 from ..mapping import Chunk
 from ..ratelimit import account_key, pacer_for
+from ..result import SAMPLE_REJECTS, SyncResult, _describe
 from ..source import Reader
 from ..state import CLOSED_DELIVERED, INCREMENTAL, Reject, StateStore
-from ..sync import SAMPLE_REJECTS, SyncResult, _describe
 from .destinations import CONTACT_DESTINATIONS
 from .diff import Hasher, Page
 from .hashes import HashStore
-from .vendor import Contact, ContactDestination, JobHTTP, JobRow, JobStats
+from .http import JobHTTP
+from .vendor import Contact, ContactDestination, JobRow, JobStats
 
 
 @dataclass

@@ -23,8 +23,8 @@ from typing import Any, Literal
 import orjson
 from pydantic import Field
 
-from ..config import _Destination
 from ..errors import RequestError
+from ..options import DestinationSettings
 from .vendor import (
     Contact,
     ContactDestination,
@@ -73,7 +73,7 @@ class KlaviyoProfilesOptions(ContactOptions):
         return {"list_id": self.list_id, "null_standard_fields": self.null_standard_fields}
 
 
-class KlaviyoProfilesDestination(_Destination):
+class KlaviyoProfilesDestination(DestinationSettings):
     """``destination:`` block of a Klaviyo profile sync."""
 
     type: Literal["klaviyo_profiles"]
@@ -93,6 +93,7 @@ class KlaviyoProfiles(ContactDestination):
     max_job_bytes = MAX_BYTES
     rate_per_second = 10
     rate_per_minute = 150
+    config_model = KlaviyoProfilesDestination
 
     @classmethod
     def mapping_problems(cls, mapping: Mapping[str, Any]) -> list[tuple[str, str]]:

@@ -7,26 +7,47 @@ the limits and owns batching, retries and pacing; a destination never re-impleme
 
 from __future__ import annotations
 
+import builtins
+import enum
 import re
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, Literal, Protocol, TypeVar
 
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..config import RateLimit
+from ..events import Events
 from ..jsonfrag import json_default
-from ..mapping import Events
+from ..options import CommonOptions, DestinationSettings, RateLimit
 
 JSON_OPTS = orjson.OPT_NAIVE_UTC | orjson.OPT_NON_STR_KEYS
+# A destination class is generic over its config model (covariant: a registry of
+# ``type[Destination[DestinationSettings]]`` holds every one of them).
+ConfigT = TypeVar("ConfigT", bound=DestinationSettings, covariant=True)
 
 
 def dumps(value: Any) -> bytes:
     """orjson, copied into an exact-size bytes object: orjson's own result keeps a ~4 KB
     buffer alive per call, which would make memory grow 20x with events in flight."""
     return bytes(memoryview(orjson.dumps(value, default=json_default, option=JSON_OPTS)))
+
+
+@dataclass(frozen=True)
+class Vendor:
+    """The company behind an API: one per vendor module (``brevo``, ``omnisend``, ``klaviyo``).
+
+    ``name`` is the Dagster group, kind (icon) and the first part of the concurrency pool of
+    every sync sending to this vendor; ``title`` names it in messages."""
+
+    name: str
+    title: str
+
+
+# What a destination writes: events (a row is an occurrence) or contacts (a row is a state).
+DestinationKind = Literal["events", "contacts"]
 
 
 @dataclass(frozen=True)
@@ -41,17 +62,33 @@ class Limits:
 
 
 class Item:
-    """One event, encoded and ready to batch; remembers the source row it came from."""
+    """One event, encoded and ready to batch; remembers the source row it came from.
 
-    __slots__ = ("dedup_id", "events", "key", "payload", "row", "size")
+    ``payload`` is the event's JSON; ``group`` the JSON of what the event is grouped under in
+    a request body (Klaviyo: its profile), else empty; ``lesson`` what the destination account
+    learns if this event is delivered (Omnisend v4: its property types), for ``interpret`` to
+    hand back in the ``Outcome``."""
 
-    def __init__(self, events: Events, row: int, payload: Any, size: int) -> None:
+    __slots__ = ("dedup_id", "events", "group", "key", "lesson", "payload", "row", "size")
+
+    def __init__(
+        self,
+        events: Events,
+        row: int,
+        payload: bytes,
+        size: int,
+        *,
+        group: bytes = b"",
+        lesson: Learned | None = None,
+    ) -> None:
         self.events = events
         self.row = row
         self.key: str = events.keys[row]
         self.dedup_id: str = events.dedup_ids[row]
         self.payload = payload
         self.size = size
+        self.group = group
+        self.lesson = lesson
 
     def position(self) -> tuple[Any, ...]:
         return self.events.position(self.row)
@@ -67,6 +104,40 @@ class Request:
     items: list[Item]
     groups: list[list[int]] = field(default_factory=list)
     variant: str = ""  # which body form was built (Brevo batch: "object" or "array")
+    # The variant was asked for by an Outcome (``resend_variant``), not the run's default.
+    forced: bool = False
+
+
+@dataclass(frozen=True)
+class Learned:
+    """What responses taught about the destination account (the Brevo batch body shape it
+    accepts, the Omnisend v4 property types it froze). ``interpret`` returns it as data; the
+    run persists it in the transaction that settles the batch and then hands it to the
+    destination's ``learn`` on the run's own thread (never from a sender thread)."""
+
+    settings: Mapping[str, str] = field(default_factory=dict)  # account setting -> value
+    # event name -> property -> type
+    property_types: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.settings or self.property_types)
+
+    def merge(self, other: Learned | None) -> Learned:
+        """Both lessons; for one setting or property, ``other`` (the later one) wins."""
+        if not other:
+            return self
+        types = {name: dict(props) for name, props in self.property_types.items()}
+        for name, props in other.property_types.items():
+            types.setdefault(name, {}).update(props)
+        return Learned({**self.settings, **other.settings}, types)
+
+
+class Verdict(enum.Enum):
+    """What a response means for the request as a whole (``Outcome.verdict``)."""
+
+    PER_ITEM = "per_item"  # delivered / rejected / resend say it per item
+    SPLIT = "split"  # refused whole without per-item detail: send the halves separately
+    FATAL = "fatal"  # the request itself was refused: fail the run
 
 
 @dataclass
@@ -78,13 +149,47 @@ class Outcome:
     resend: list[int] = field(default_factory=list)  # send again in a new request
     split: bool = False  # no per-item detail: send the halves separately
     fatal: str | None = None  # the request itself was refused: fail the run with this message
-    switch_shape: bool = False  # Brevo batch: retry with the other body shape
+    # Build the re-sent items as this body variant (Brevo batch: the other shape).
+    resend_variant: str | None = None
+    learned: Learned | None = None  # what the response taught; persisted at settle
+
+    @property
+    def verdict(self) -> Verdict:
+        if self.fatal is not None:
+            return Verdict.FATAL
+        return Verdict.SPLIT if self.split else Verdict.PER_ITEM
+
+    @property
+    def switch_shape(self) -> bool:
+        """Brevo batch: the re-send uses the other body shape."""
+        return self.resend_variant is not None
 
 
-class Destination:
-    """Base class: subclasses set the class attributes and implement the four methods."""
+class AccountMemory(Protocol):
+    """The part of the state store a destination may read: what earlier runs learned about
+    its account (``StateStore`` provides it). Writing is the run's job (``Learned``)."""
+
+    def account_setting(self, account: str, name: str) -> str | None: ...
+
+    def property_types(self, account: str, event_name: str) -> dict[str, str]: ...
+
+
+class Destination(ABC, Generic[ConfigT]):
+    """Base class: subclasses set the class attributes and implement the abstract methods.
+
+    A destination module declares, next to its class: its options model, its config model
+    (``type: Literal[...]``, the ``config_model`` here), its vendor, its limits and its
+    capabilities; one line in ``registry`` makes it known to config, CLI, demo and Dagster.
+
+    Threads: ``validate``, ``encode``, ``learn`` and ``attach`` run on the run's own thread;
+    ``build`` and ``interpret`` on sender threads, so they only read the destination (the
+    run's settings and what ``learn`` recorded) and return everything else as data.
+    """
 
     type: ClassVar[str]
+    config_model: ClassVar[builtins.type[DestinationSettings]]
+    vendor: ClassVar[Vendor]
+    kind: ClassVar[DestinationKind] = "events"
     identifier_fields: ClassVar[tuple[str, ...]]
     default_base_url: ClassVar[str]
     path: ClassVar[str]
@@ -98,16 +203,20 @@ class Destination:
     # Set where event-property dots flatten into this separator instead of nesting.
     flatten_separator: ClassVar[str | None] = None
 
-    def __init__(self, config: Any, api_key: str, sync_name: str) -> None:
+    def __init__(self, config: ConfigT, api_key: str, sync_name: str) -> None:
         self.config = config
-        self.options = config.options
+        self.options: CommonOptions = config.options
         self.api_key = api_key
         self.sync_name = sync_name
         self.base_url: str = config.base_url or self.default_base_url
 
-    def attach(self, state: Any, account: str) -> None:
-        """Called once per run before any request: the run's state store and an account id
-        (no secret in it), for destinations that learn from what they sent (Omnisend v4)."""
+    def attach(self, memory: AccountMemory | None, account: str) -> None:
+        """Called once per run before any request: what earlier runs learned about the
+        account (read-only) and the account id (no secret in it)."""
+
+    def learn(self, learned: Learned) -> None:
+        """The run settled a batch whose responses taught ``learned`` (already persisted):
+        use it for the rest of the run. Called on the run's thread."""
 
     # -- config-time checks -------------------------------------------------------------
     @classmethod
@@ -116,35 +225,33 @@ class Destination:
         return []
 
     # -- per chunk ----------------------------------------------------------------------
+    @abstractmethod
     def validate(self, events: Events) -> dict[int, str]:
         """Rows that break a documented rule → reason. The rest go on."""
-        raise NotImplementedError
 
+    @abstractmethod
     def encode(self, events: Events, rows: list[int]) -> tuple[list[Item], dict[int, str]]:
         """Encode valid rows; size rules that need the encoded bytes may still reject."""
-        raise NotImplementedError
 
     # -- per request --------------------------------------------------------------------
     def request_overhead(self, count: int) -> int:
         """Bytes a request adds around ``count`` items (for the byte limit)."""
         return 64 + count
 
-    def build(self, items: list[Item]) -> Request:
-        raise NotImplementedError
+    @abstractmethod
+    def build(self, items: list[Item], variant: str | None = None) -> Request:
+        """One request for ``items``; ``variant`` is a body form an ``Outcome`` asked for."""
 
+    @abstractmethod
     def interpret(
         self, request: Request, status: int, headers: Mapping[str, str], body: bytes
     ) -> Outcome:
-        """Turn a non-transient response (2xx, 400, 413, other 4xx) into per-item outcomes."""
-        raise NotImplementedError
+        """Turn a non-transient response (2xx, 400, 413, other 4xx) into per-item outcomes.
+        Pure: reads the request, the response and the destination, changes nothing."""
 
+    @abstractmethod
     def auth_headers(self) -> dict[str, str]:
-        raise NotImplementedError
-
-    def learned(self) -> dict[str, str]:
-        """Settings this run confirmed about the account (e.g. the Brevo batch body shape),
-        for the run wiring to keep in the state store; read once the run's sending is over."""
-        return {}
+        """The request headers, the API key among them."""
 
     def masked_headers(self, headers: Mapping[str, str]) -> dict[str, str]:
         """Headers with secrets masked, for preview output."""
@@ -312,14 +419,14 @@ def single_outcome(
     return Outcome(fatal=f"{vendor} answered {status}: {message}"[:500])
 
 
-class SingleEventDestination(Destination):
+class SingleEventDestination(Destination[ConfigT]):
     """An endpoint that takes one event per request (``limits.max_events == 1``)."""
 
-    vendor: ClassVar[str]  # names the API in reject reasons and errors
+    api_name: ClassVar[str]  # names the API in reject reasons and errors
 
+    @abstractmethod
     def message(self, status: int, body: bytes) -> str:
         """The vendor's error text from a response body."""
-        raise NotImplementedError
 
     def about_request(self, status: int, body: bytes, message: str) -> bool:
         """Whether an error answer is about the request rather than the event in it."""
@@ -328,7 +435,7 @@ class SingleEventDestination(Destination):
     def request_overhead(self, count: int) -> int:
         return 0
 
-    def build(self, items: list[Item]) -> Request:
+    def build(self, items: list[Item], variant: str | None = None) -> Request:
         return Request(self.path, items[0].payload, self.auth_headers(), items)
 
     def interpret(
@@ -336,7 +443,7 @@ class SingleEventDestination(Destination):
     ) -> Outcome:
         message = self.message(status, body)
         if 200 <= status < 300:
-            return single_outcome(self.vendor, status, message, False)
+            return single_outcome(self.api_name, status, message, False)
         return single_outcome(
-            self.vendor, status, message, self.about_request(status, body, message)
+            self.api_name, status, message, self.about_request(status, body, message)
         )

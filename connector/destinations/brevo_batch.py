@@ -14,170 +14,43 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
+from pydantic import Field
 
 from .. import jsonfrag
-from ..config import RateLimit
-from ..mapping import Events
+from ..events import Events
+from ..options import CommonOptions, DestinationSettings, RateLimit
 from .base import (
+    AccountMemory,
     Destination,
     Item,
+    Learned,
     Limits,
     Outcome,
     Request,
     dumps,
-    no_identifier_rows,
-    regex_failures,
     request_fix,
     request_problem,
-    static_key_problems,
+)
+from .brevo import (
+    IDENTIFIERS,
+    MAX_PROPERTIES_BYTES,
+    VENDOR,
+    brevo_check_mapping,
+    brevo_headers,
+    brevo_validate,
+    encode_brevo_event,
 )
 
 log = logging.getLogger("connector.brevo")
 
 MAX_EVENTS = 200
 MAX_BYTES = 512 * 1024
-MAX_PROPERTIES_BYTES = 50 * 1024
-EVENT_NAME = r"^[A-Za-z0-9_-]{1,255}$"
-_KEY = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
-IDENTIFIERS = ("email_id", "ext_id", "phone_id", "whatsapp_id", "landline_number_id", "contact_id")
-
-
-def brevo_identifiers(events: Events, i: int, cols: dict[str, list[Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, col in cols.items():
-        v = col[i]
-        if v is None or v == "":
-            continue
-        out[k] = int(v) if k == "contact_id" else str(v)
-    return out
-
-
-def brevo_validate(events: Events, identifier_fields: tuple[str, ...]) -> dict[int, str]:
-    """The per-event rules shared by ``/v3/events`` and ``/v3/events/batch``."""
-    reasons: dict[int, str] = {}
-
-    def add(rows: list[int], reason: str) -> None:
-        for i in rows:
-            reasons.setdefault(i, reason)
-
-    add(
-        no_identifier_rows(events, identifier_fields),
-        "no identifier: every mapped identifier ("
-        + ", ".join(f for f in identifier_fields if f in events.identifiers)
-        + ") is empty",
-    )
-    add([i for i, v in enumerate(pc.is_null(events.names).to_pylist()) if v], "event name is NULL")
-    add(
-        regex_failures(events.names, EVENT_NAME),
-        "event name must be 1-255 characters of letters, digits, '-' and '_'",
-    )
-    add(
-        [i for i, v in enumerate(pc.is_null(events.time_utc).to_pylist()) if v],
-        "event time is NULL",
-    )
-    contact_id = events.identifiers.get("contact_id")
-    if contact_id is not None and not pa.types.is_integer(contact_id.type):
-        add(regex_failures(contact_id, r"^\d+$"), "contact_id is not an integer")
-    return reasons
-
-
-def key_problem(value: Any, where: str = "") -> str | None:
-    """First event-property key, at any depth, that breaks Brevo's key rule."""
-    if isinstance(value, dict):
-        for k, v in value.items():
-            path = f"{where}.{k}" if where else str(k)
-            if not _KEY.match(str(k)):
-                return f"event property key {path!r} must be 1-255 letters, digits, '-' or '_'"
-            found = key_problem(v, path)
-            if found:
-                return found
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            found = key_problem(v, f"{where}[{i}]")
-            if found:
-                return found
-    return None
-
-
-def encode_brevo_event(
-    events: Events,
-    i: int,
-    idents: dict[str, list[Any]],
-    names: list[Any],
-    times: list[Any],
-    contact: dict[str, Any],
-    props: dict[str, Any],
-) -> tuple[dict[str, Any] | None, str]:
-    """The §2 body of row ``i`` (also one element of a §3 batch), or (None, reason) when a
-    per-row rule fails. ``contact`` and ``props`` are the row's property dicts."""
-    for k, v in contact.items():
-        if isinstance(v, dict | list):
-            return None, (
-                f"contact property {k} is an object/array; Brevo contact attributes "
-                "take a string, number or boolean"
-            )
-    problem = key_problem(props) or type_problem(props)
-    if problem:
-        return None, problem
-    if props:
-        size = len(dumps(props))
-        if size > MAX_PROPERTIES_BYTES:
-            return None, f"event_properties encode to {size} bytes (Brevo max 50 KB)"
-    event: dict[str, Any] = {
-        "event_name": names[i],
-        "event_date": times[i],
-        "identifiers": brevo_identifiers(events, i, idents),
-    }
-    if contact:
-        event["contact_properties"] = contact
-    if props:
-        event["event_properties"] = props
-    if events.object_type is not None:
-        # Empty members are omitted (never sent as ""), and so is an object left empty.
-        linked: dict[str, Any] = {}
-        obj_type = events.object_type[i].as_py()
-        if obj_type:
-            linked["type"] = obj_type
-        obj_ids: dict[str, Any] = {}
-        for name, col in (("id", events.object_id), ("ext_id", events.object_ext_id)):
-            value = None if col is None else col[i].as_py()
-            if value:
-                obj_ids[name] = value
-        if obj_ids:
-            linked["identifiers"] = obj_ids
-        if linked:
-            event["object"] = linked
-    return event, ""
-
-
-def type_problem(value: Any, where: str = "") -> str | None:
-    """First event-property value of a type seeds 000/001 do not document: they list string,
-    number, boolean and date values, top-level or nested in objects — no arrays, no null."""
-    if isinstance(value, dict):
-        for k, v in value.items():
-            found = type_problem(v, f"{where}.{k}" if where else str(k))
-            if found:
-                return found
-    elif isinstance(value, list):
-        return (
-            f"event property {where} is an array; Brevo event_properties take string, number, "
-            "boolean or date values, or objects of them"
-        )
-    elif value is None:
-        return (
-            f"event property {where} is null inside a nested value; Brevo event_properties take "
-            "string, number, boolean or date values (omit the key instead)"
-        )
-    return None
-
-
 # A JSON key (a string followed by ':') holding a character outside [A-Za-z0-9_-], empty, or
 # longer than 255. It may also match text that is not a key; such rows only get the exact check.
 _SUSPECT_KEY = (
@@ -194,25 +67,31 @@ def _scalar_text(arr: pa.Array) -> bool:
     return any(check(arr.type) for check in _PLAIN_TYPES)
 
 
-def brevo_check_mapping(mapping: Mapping[str, Any]) -> list[tuple[str, str]]:
-    out = static_key_problems(
-        mapping, "event_properties", _KEY, "must be 1-255 letters, digits, '-' or '_' for Brevo"
+class BrevoBatchOptions(CommonOptions):
+    """``options`` of ``brevo_events_batch``."""
+
+    body_shape: Literal["object", "array"] | None = Field(
+        None,
+        description="Batch body: a bare array (the endpoint document) or {'events': [...]} "
+        "(the current reference); unset = the shape this account accepted last, else the "
+        "array. The other shape is tried once when Brevo answers 'cannot unmarshal'.",
     )
-    # A literal name that breaks the rule would reject every row: say so before reading any.
-    name = mapping.get("event_name")
-    if isinstance(name, str) and not re.match(EVENT_NAME, name):
-        out.append(
-            (
-                "mapping.event_name",
-                f"{name!r}: Brevo event names must be 1-255 letters, digits, '-' or '_' "
-                "(e.g. order_placed)",
-            )
-        )
-    return out
 
 
-class BrevoEventsBatch(Destination):
+class BrevoEventsBatchDestination(DestinationSettings):
+    """``destination`` block of a ``brevo_events_batch`` sync."""
+
+    type: Literal["brevo_events_batch"]
+    options: BrevoBatchOptions = Field(default_factory=BrevoBatchOptions)
+
+
+class BrevoEventsBatch(Destination[BrevoEventsBatchDestination]):
+    """``brevo_events_batch``: up to 200 events per request, 207 partial answers."""
+
     type = "brevo_events_batch"
+    config_model = BrevoEventsBatchDestination
+    options: BrevoBatchOptions
+    vendor = VENDOR
     identifier_fields = IDENTIFIERS
     default_base_url = "https://api.brevo.com"
     path = "/v3/events/batch"
@@ -228,33 +107,34 @@ class BrevoEventsBatch(Destination):
     secret_headers = ("api-key",)
     flat_blocks = ("contact_properties",)  # contact attributes are scalars
 
-    def __init__(self, config: Any, api_key: str, sync_name: str) -> None:
+    def __init__(self, config: BrevoEventsBatchDestination, api_key: str, sync_name: str) -> None:
         super().__init__(config, api_key, sync_name)
         # The seed document (000) shows a top-level array; the current reference page an
         # object wrapper (contracts.md §3.1). Default: the seed's array, or the shape this
-        # account accepted last time (``attach``).
-        self.shape = _Shape(self.options.body_shape or "array")
+        # account accepted last time (``attach``). Written on the run's thread only
+        # (attach, learn); sender threads read it in ``build``.
+        self.shape: str = self.options.body_shape or "array"
+        self._known: str | None = None  # the shape the state store holds for the account
 
-    def attach(self, state: Any, account: str) -> None:
-        if self.options.body_shape is None and state is not None:
-            stored = state.account_setting(account, SHAPE_SETTING)
-            if stored in ("object", "array"):
-                self.shape = _Shape(stored)
+    def attach(self, memory: AccountMemory | None, account: str) -> None:
+        stored = memory.account_setting(account, SHAPE_SETTING) if memory else None
+        if stored in ("object", "array"):
+            self._known = stored
+            if self.options.body_shape is None:
+                self.shape = stored
 
-    def learned(self) -> dict[str, str]:
-        confirmed = self.shape.confirmed
-        return {SHAPE_SETTING: confirmed} if confirmed else {}
+    def learn(self, learned: Learned) -> None:
+        """Brevo accepted a shape (stored by the run): send it from now on."""
+        shape = learned.settings.get(SHAPE_SETTING)
+        if shape in ("object", "array"):
+            self._known = self.shape = shape
 
     @classmethod
     def check_mapping(cls, mapping: Mapping[str, Any]) -> list[tuple[str, str]]:
         return brevo_check_mapping(mapping)
 
     def auth_headers(self) -> dict[str, str]:
-        return {
-            "api-key": self.api_key,
-            "content-type": "application/json",
-            "accept": "application/json",
-        }
+        return brevo_headers("api-key", self.api_key)
 
     def validate(self, events: Events) -> dict[int, str]:
         return brevo_validate(events, self.identifier_fields)
@@ -381,20 +261,23 @@ class BrevoEventsBatch(Destination):
     def request_overhead(self, count: int) -> int:
         return len(b'{"events":[]}') + count
 
-    def build(self, items: list[Item]) -> Request:
+    def build(self, items: list[Item], variant: str | None = None) -> Request:
         joined = b",".join(item.payload for item in items)
-        shape = self.shape.current
+        shape = variant or self.shape
         body = b'{"events":[' + joined + b"]}" if shape == "object" else b"[" + joined + b"]"
-        return Request(self.path, body, self.auth_headers(), items, variant=shape)
+        return Request(
+            self.path, body, self.auth_headers(), items, variant=shape, forced=variant is not None
+        )
 
     def interpret(
         self, request: Request, status: int, headers: Mapping[str, str], body: bytes
     ) -> Outcome:
         n = len(request.items)
-        if status in (200, 201, 202, 204, 207):
-            self.shape.worked(request.variant)
+        learned = None
+        if status in (200, 201, 202, 204, 207) and request.variant != self._known:
+            learned = Learned(settings={SHAPE_SETTING: request.variant})  # kept per account
         if status in (200, 201, 202, 204):
-            return Outcome(delivered=list(range(n)))
+            return Outcome(delivered=list(range(n)), learned=learned)
         data = _json(body)
         if status in (207, 400) and isinstance(data, dict) and isinstance(data.get("errors"), list):
             rejected: dict[int, str] = {}
@@ -408,22 +291,21 @@ class BrevoEventsBatch(Destination):
             rest = [i for i in range(n) if i not in rejected]
             if status == 207:
                 # Valid events were stored and are not rolled back: never re-send them.
-                return Outcome(delivered=rest, rejected=rejected)
+                return Outcome(delivered=rest, rejected=rejected, learned=learned)
             if rejected:
                 return Outcome(rejected=rejected, resend=rest)  # 400: nothing stored
         message = str(data.get("message", "")) if isinstance(data, dict) else ""
         if status == 400 and _SHAPE_REFUSED.search(message):
-            shape = request.variant
-            if self.shape.refused(shape):
-                if self.shape.current != shape:
-                    log.warning(
-                        "Brevo refused the %s batch body (%s); sending the %s shape instead "
-                        "(remembered for this account once Brevo accepts it)",
-                        shape,
-                        message,
-                        self.shape.current,
-                    )
-                return Outcome(switch_shape=True, resend=list(range(n)))
+            if not request.forced:  # the other shape was not tried for these events yet
+                other = "array" if request.variant == "object" else "object"
+                log.warning(
+                    "Brevo refused the %s batch body (%s); sending the %s shape instead "
+                    "(remembered for this account once Brevo accepts it)",
+                    request.variant,
+                    message,
+                    other,
+                )
+                return Outcome(resend=list(range(n)), resend_variant=other)
             return Outcome(
                 fatal=request_fix(
                     "Brevo (400)",
@@ -448,35 +330,6 @@ SHAPE_SETTING = "brevo_batch_body_shape"
 _SHAPE_REFUSED = re.compile(r"cannot unmarshal (?:array|object) into Go value of type")
 
 
-class _Shape:
-    """The batch body shape of one run, shared by its sender threads. A refusal switches it
-    at most once and only when the refused request had the current shape, so two requests
-    refused at the same time switch it once, not back and forth."""
-
-    def __init__(self, first: str) -> None:
-        self.current = first
-        self.confirmed: str | None = None  # a shape Brevo accepted in this run
-        self._tried = {first}
-        self._lock = threading.Lock()
-
-    def refused(self, shape: str) -> bool:
-        """True when a request built with ``shape`` should be sent again (now or already
-        with the other shape); False when both shapes were refused."""
-        with self._lock:
-            if shape != self.current:
-                return True  # another request already switched
-            other = "array" if shape == "object" else "object"
-            if other in self._tried:
-                return False
-            self._tried.add(other)
-            self.current = other
-            return True
-
-    def worked(self, shape: str) -> None:
-        with self._lock:
-            self.confirmed = shape
-
-
 def _json(body: bytes) -> Any:
     try:
         return orjson.loads(body) if body else None
@@ -486,3 +339,6 @@ def _json(body: bytes) -> Any:
 
 def _excerpt(body: bytes) -> str:
     return body[:200].decode("utf-8", "replace")
+
+
+DESTINATION = BrevoEventsBatch

@@ -17,45 +17,50 @@ so retried events are counted as "possibly duplicated".
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
-import orjson
+from pydantic import Field
 
-from ..config import RateLimit
-from ..mapping import Events
+from ..events import Events
+from ..options import CommonOptions, DestinationSettings
 from .base import Item, Limits, SingleEventDestination, dumps
-from .brevo_batch import (
+from .brevo import (
     IDENTIFIERS,
+    TIER_RATES,
+    VENDOR,
     brevo_check_mapping,
+    brevo_headers,
+    brevo_message,
     brevo_validate,
     encode_brevo_event,
 )
 
-# https://developers.brevo.com/docs/api-limits — POST /v3/events per tier.
-TIER_RATES: dict[str, RateLimit] = {
-    "general": RateLimit(per_second=10, per_minute=None, per_hour=36_000),
-    "advanced": RateLimit(per_second=20, per_minute=None, per_hour=72_000),
-    "extended": RateLimit(per_second=60, per_minute=None, per_hour=None),
-}
+
+class BrevoEventOptions(CommonOptions):
+    """``options`` of ``brevo_event``."""
+
+    tier: Literal["general", "advanced", "extended"] = Field(
+        "general",
+        description="Brevo API rate tier of the account: general 10 req/s + 36,000/h, "
+        "advanced 20 req/s + 72,000/h, extended 60 req/s (ignored when rate_limit is set).",
+    )
 
 
-def brevo_message(status: int, body: bytes) -> str:
-    """``{code, message}`` → "code: message" (or an excerpt of a body that is not JSON)."""
-    try:
-        data = orjson.loads(body) if body else None
-    except orjson.JSONDecodeError:
-        data = None
-    if isinstance(data, dict) and (data.get("message") or data.get("code")):
-        code, message = data.get("code"), data.get("message")
-        return f"{code}: {message}" if code and message else str(message or code)
-    return body[:200].decode("utf-8", "replace") or f"HTTP {status}"
+class BrevoEventDestination(DestinationSettings):
+    """``destination`` block of a ``brevo_event`` sync."""
+
+    type: Literal["brevo_event"]
+    options: BrevoEventOptions = Field(default_factory=BrevoEventOptions)
 
 
-class BrevoEvent(SingleEventDestination):
+class BrevoEvent(SingleEventDestination[BrevoEventDestination]):
     """``brevo_event``: one Brevo event per request, paced per account and tier."""
 
     type = "brevo_event"
-    vendor = "Brevo"
+    config_model = BrevoEventDestination
+    options: BrevoEventOptions
+    vendor = VENDOR
+    api_name = "Brevo"
     identifier_fields = IDENTIFIERS
     default_base_url = "https://api.brevo.com"
     path = "/v3/events"
@@ -72,7 +77,7 @@ class BrevoEvent(SingleEventDestination):
     secret_headers = ("api-key",)
     flat_blocks = ("contact_properties",)  # contact attributes are scalars
 
-    def __init__(self, config: Any, api_key: str, sync_name: str) -> None:
+    def __init__(self, config: BrevoEventDestination, api_key: str, sync_name: str) -> None:
         super().__init__(config, api_key, sync_name)
         if self.options.rate_limit is None:
             # The tier decides the documented pacing; an explicit rate_limit still wins.
@@ -85,11 +90,7 @@ class BrevoEvent(SingleEventDestination):
         return brevo_check_mapping(mapping)
 
     def auth_headers(self) -> dict[str, str]:
-        return {
-            "api-key": self.api_key,
-            "content-type": "application/json",
-            "accept": "application/json",
-        }
+        return brevo_headers("api-key", self.api_key)
 
     def validate(self, events: Events) -> dict[int, str]:
         return brevo_validate(events, self.identifier_fields)
@@ -121,3 +122,6 @@ class BrevoEvent(SingleEventDestination):
 
     def message(self, status: int, body: bytes) -> str:
         return brevo_message(status, body)
+
+
+DESTINATION = BrevoEvent

@@ -18,24 +18,46 @@ documented; we pace at 10 req/s (the /v3/events General tier) so a backfill cann
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 import pyarrow.compute as pc
+from pydantic import Field
 
-from ..config import RateLimit
-from ..mapping import Events
+from ..events import Events
+from ..options import CommonOptions, DestinationSettings, RateLimit
 from .base import Item, Limits, SingleEventDestination, dumps, no_identifier_rows
-from .brevo_event import brevo_message
+from .brevo import VENDOR, brevo_headers, brevo_message
 
 RESERVED = ("email", "event")  # never keys of `properties` (track-custom-events-rest)
 EMAIL = r"^[^@\s]+@[^@\s]+$"
 
 
-class BrevoTracker(SingleEventDestination):
+class BrevoTrackerOptions(CommonOptions):
+    """``options`` of ``brevo_tracker``."""
+
+    event_time_property: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9_-]{1,255}$",
+        description="The tracker has no event-time field (Brevo stamps events on receipt); "
+        "set a name to also send the source event time in eventdata.data under it.",
+    )
+
+
+class BrevoTrackerDestination(DestinationSettings):
+    """``destination`` block of a ``brevo_tracker`` sync."""
+
+    type: Literal["brevo_tracker"]
+    options: BrevoTrackerOptions = Field(default_factory=BrevoTrackerOptions)
+
+
+class BrevoTracker(SingleEventDestination[BrevoTrackerDestination]):
     """``brevo_tracker``: one legacy trackEvent call per event, identified by email."""
 
     type = "brevo_tracker"
-    vendor = "Brevo tracker"
+    config_model = BrevoTrackerDestination
+    options: BrevoTrackerOptions
+    vendor = VENDOR
+    api_name = "Brevo tracker"
     identifier_fields = ("email",)
     default_base_url = "https://in-automate.brevo.com"
     path = "/api/v2/trackEvent"
@@ -78,11 +100,7 @@ class BrevoTracker(SingleEventDestination):
         return out
 
     def auth_headers(self) -> dict[str, str]:
-        return {
-            "ma-key": self.api_key,
-            "content-type": "application/json",
-            "accept": "application/json",
-        }
+        return brevo_headers("ma-key", self.api_key)
 
     def validate(self, events: Events) -> dict[int, str]:
         reasons: dict[int, str] = {}
@@ -140,3 +158,6 @@ class BrevoTracker(SingleEventDestination):
 
     def message(self, status: int, body: bytes) -> str:
         return brevo_message(status, body)
+
+
+DESTINATION = BrevoTracker

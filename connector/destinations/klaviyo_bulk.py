@@ -16,15 +16,16 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
+from pydantic import Field
 
 from .. import jsonfrag
-from ..config import RateLimit
-from ..mapping import Events
+from ..events import Events
+from ..options import CommonOptions, DestinationSettings, RateLimit
 from .base import (
     Destination,
     Item,
@@ -38,6 +39,14 @@ from .base import (
     request_problem,
     walk_limits,
 )
+from .klaviyo import (
+    E164,
+    PROFILE_IDENTIFIERS,
+    PROFILE_STRINGS,
+    VENDOR,
+    klaviyo_headers,
+    profile_key_problem,
+)
 
 MAX_EVENTS = 1_000
 MAX_BYTES = 5 * 1024 * 1024
@@ -46,26 +55,6 @@ MAX_PROPERTIES = 400
 MAX_STRING = 100 * 1024
 MAX_ARRAY = 4_000
 MAX_DEPTH = 10
-E164 = r"^\+[1-9]\d{1,14}$"
-
-# Profile identifiers sent as attributes (``id`` is the Klaviyo profile id, sent beside them).
-PROFILE_IDENTIFIERS = ("email", "phone_number", "external_id", "anonymous_id", "_kx")
-# Standard profile attributes (OAS: nullable strings); every other contact property goes to
-# attributes.properties.
-PROFILE_STRINGS = ("first_name", "last_name", "organization", "locale", "title", "image")
-# ProfileLocation: strings, except latitude/longitude (string or number).
-LOCATION_FIELDS = (
-    "address1",
-    "address2",
-    "city",
-    "country",
-    "latitude",
-    "longitude",
-    "region",
-    "zip",
-    "timezone",
-    "ip",
-)
 _COORDINATES = {"location.latitude", "location.longitude"}
 _STANDARD = {*PROFILE_STRINGS, "location"}
 # image is "URL pointing to the location of a profile image": matched on the JSON fragment.
@@ -78,8 +67,40 @@ _PREFIX = b'{"data":{"type":"event-bulk-create-job","attributes":{"events-bulk-c
 _SUFFIX = b"]}}}}"
 
 
-class KlaviyoBulkEvents(Destination):
+class KlaviyoBulkOptions(CommonOptions):
+    """``options`` of ``klaviyo_bulk_events``."""
+
+    revision: str = Field("2026-07-15", pattern=r"^\d{4}-\d{2}-\d{2}(\.[a-z]+)?$")
+    backfill: bool = Field(
+        False, description="Send backfill=true (record without triggering flows)."
+    )
+    metric_service: str | None = Field(
+        None,
+        min_length=1,
+        description="metric.service of every event (Klaviyo: advanced use; unset = Klaviyo's "
+        "default, api).",
+    )
+    null_profile_properties: Literal["omit", "unset"] = Field(
+        "omit",
+        description="A NULL custom profile property: omit it (the profile keeps its value) or "
+        "list it in meta.patch_properties.unset (Klaviyo removes it from the profile).",
+    )
+
+
+class KlaviyoBulkEventsDestination(DestinationSettings):
+    """``destination`` block of a ``klaviyo_bulk_events`` sync."""
+
+    type: Literal["klaviyo_bulk_events"]
+    options: KlaviyoBulkOptions = Field(default_factory=KlaviyoBulkOptions)
+
+
+class KlaviyoBulkEvents(Destination[KlaviyoBulkEventsDestination]):
+    """``klaviyo_bulk_events``: up to 1,000 events per bulk-create job, deduplicated."""
+
     type = "klaviyo_bulk_events"
+    config_model = KlaviyoBulkEventsDestination
+    options: KlaviyoBulkOptions
+    vendor = VENDOR
     identifier_fields = (*PROFILE_IDENTIFIERS, "id")
     default_base_url = "https://a.klaviyo.com"
     path = "/api/event-bulk-create-jobs"
@@ -95,7 +116,7 @@ class KlaviyoBulkEvents(Destination):
     supports_value = True
     secret_headers = ("authorization",)
 
-    def __init__(self, config: Any, api_key: str, sync_name: str) -> None:
+    def __init__(self, config: KlaviyoBulkEventsDestination, api_key: str, sync_name: str) -> None:
         super().__init__(config, api_key, sync_name)
         revision = self.options.revision
         self.min_time = datetime(1990 if revision >= "2026-07-15" else 2000, 1, 1, tzinfo=UTC)
@@ -121,17 +142,12 @@ class KlaviyoBulkEvents(Destination):
             out += [
                 (f"mapping.contact_properties.{key}", problem)
                 for key in contact
-                if (problem := _contact_key_problem(str(key))) is not None
+                if (problem := profile_key_problem(str(key))) is not None
             ]
         return out
 
     def auth_headers(self) -> dict[str, str]:
-        return {
-            "Authorization": f"Klaviyo-API-Key {self.api_key}",
-            "revision": self.options.revision,
-            "Content-Type": "application/vnd.api+json",
-            "Accept": "application/vnd.api+json",
-        }
+        return klaviyo_headers(self.api_key, self.options.revision)
 
     # -- validation --------------------------------------------------------------------
     def validate(self, events: Events) -> dict[int, str]:
@@ -295,21 +311,23 @@ class KlaviyoBulkEvents(Destination):
             if size > limit:
                 reasons[i] = f"event encodes to {size} bytes; a request allows {MAX_BYTES}"
                 continue
-            items.append(Item(events, i, (profile_bytes[i], event_bytes[i]), size))
+            profile, event = profile_bytes[i], event_bytes[i]
+            assert profile is not None and event is not None  # a valid row always encodes
+            items.append(Item(events, i, event, size, group=profile))
         return items, reasons
 
     # -- requests ----------------------------------------------------------------------
     def request_overhead(self, count: int) -> int:
         return len(_PREFIX) + len(_SUFFIX) + count
 
-    def build(self, items: list[Item]) -> Request:
+    def build(self, items: list[Item], variant: str | None = None) -> Request:
         # Group events by identical profile payload (smaller body, one upsert per profile).
         groups: dict[bytes, list[int]] = {}
         for idx, item in enumerate(items):
-            groups.setdefault(item.payload[0], []).append(idx)
+            groups.setdefault(item.group, []).append(idx)
         parts = []
         for profile_bytes, idxs in groups.items():
-            events_json = b",".join(items[j].payload[1] for j in idxs)
+            events_json = b",".join(items[j].payload for j in idxs)
             parts.append(
                 b'{"type":"event-bulk-create","attributes":{"profile":'
                 + profile_bytes
@@ -394,23 +412,6 @@ def _about_request(errors: list[dict[str, Any]]) -> str | None:
     return "; ".join(found) or None
 
 
-def _contact_key_problem(key: str) -> str | None:
-    """Why a contact property name cannot be sent as mapped (config time), else None."""
-    head, _, rest = key.partition(".")
-    if key in PROFILE_IDENTIFIERS:
-        return f"{key} is a Klaviyo profile identifier: map it under mapping.identifiers"
-    if head == "location":
-        if not rest:
-            return "map each location field on its own, e.g. location.city: city_column"
-        if rest not in LOCATION_FIELDS:
-            return "not a Klaviyo location field; expected location.<one of " + (
-                ", ".join(LOCATION_FIELDS) + ">"
-            )
-    elif head in PROFILE_STRINGS and rest:
-        return f"{head} is a string attribute of the profile; it cannot hold nested fields"
-    return None
-
-
 def _profile_attributes(
     events: Events,
 ) -> tuple[list[tuple[str, pa.Array]], list[tuple[str, pa.Array]], list[tuple[list[int], str]]]:
@@ -492,3 +493,6 @@ def _errors(body: bytes) -> list[dict[str, Any]]:
 
 def _excerpt(body: bytes) -> str:
     return body[:200].decode("utf-8", "replace")
+
+
+DESTINATION = KlaviyoBulkEvents

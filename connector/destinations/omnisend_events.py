@@ -33,13 +33,15 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
+from pydantic import Field
 
-from ..mapping import Events
+from ..events import Events
+from ..options import CommonOptions, DestinationSettings
 from .base import (
     Item,
     Limits,
@@ -49,11 +51,14 @@ from .base import (
     no_identifier_rows,
     request_problem,
 )
-from .omnisend_track import (
+from .omnisend import (
     OMNISEND_RATE,
+    VENDOR,
+    contact_identifier_collisions,
     identifier_values,
     omnisend_about_request,
     omnisend_message,
+    problem_message,
 )
 
 # api_version → (path, version header value or None). The dated API names its version in a
@@ -125,34 +130,36 @@ def contact_fields(props: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
     return contact, ""
 
 
-def problem_message(status: int, body: bytes) -> str | None:
-    """An RFC 9457 problem body → "title: detail (field: message; ...)", or None when the body
-    is not one (then the v5 ``{error, fields}`` reading applies)."""
-    try:
-        data = orjson.loads(body) if body else None
-    except orjson.JSONDecodeError:
-        return None
-    if not isinstance(data, dict) or not (data.get("detail") or data.get("title")):
-        return None
-    title, detail = data.get("title"), data.get("detail")
-    text = f"{title}: {detail}" if title and detail else str(detail or title)
-    errors = data.get("errors")
-    if isinstance(errors, list) and errors:
-        parts = [
-            f"{e.get('field')}: {e.get('message') or e.get('code')}"
-            for e in errors[:5]
-            if isinstance(e, dict)
-        ]
-        text += " (" + "; ".join(parts) + ")"
-    return text
+class OmnisendEventsOptions(CommonOptions):
+    """``options`` of ``omnisend_events``."""
+
+    api_version: Literal["2026-03-15", "v5"] = Field(
+        "2026-03-15",
+        description="2026-03-15: POST /api/events with Authorization: Omnisend-API-Key and "
+        "Omnisend-Version (the current API); v5: POST /v5/events with X-API-KEY.",
+    )
+    origin: str = Field("api", min_length=1, description='"api" for custom stores.')
+    event_version: str | None = Field(
+        None, description="eventVersion, only for Omnisend's recommended events (e.g. v2)."
+    )
 
 
-class OmnisendEvents(SingleEventDestination):
+class OmnisendEventsDestination(DestinationSettings):
+    """``destination`` block of an ``omnisend_events`` sync."""
+
+    type: Literal["omnisend_events"]
+    options: OmnisendEventsOptions = Field(default_factory=OmnisendEventsOptions)
+
+
+class OmnisendEvents(SingleEventDestination[OmnisendEventsDestination]):
     """``omnisend_events``: one event per request to the dated API (or v5), deduplicated by
     (eventID, eventTime)."""
 
     type = "omnisend_events"
-    vendor = "Omnisend"
+    config_model = OmnisendEventsDestination
+    options: OmnisendEventsOptions
+    vendor = VENDOR
+    api_name = "Omnisend"
     identifier_fields = ("id", "email", "phone")
     default_base_url = "https://api.omnisend.com"
     path = "/api/events"  # the default api_version; see API_VERSIONS
@@ -165,24 +172,13 @@ class OmnisendEvents(SingleEventDestination):
     )
     secret_headers = ("x-api-key", "authorization")
 
-    def __init__(self, config: Any, api_key: str, sync_name: str) -> None:
+    def __init__(self, config: OmnisendEventsDestination, api_key: str, sync_name: str) -> None:
         super().__init__(config, api_key, sync_name)
         self.endpoint, self.version = API_VERSIONS[self.options.api_version]
 
     @classmethod
     def check_mapping(cls, mapping: Mapping[str, Any]) -> list[tuple[str, str]]:
-        out: list[tuple[str, str]] = []
-        contact = mapping.get("contact_properties")
-        if isinstance(contact, dict):
-            for name in contact:
-                if str(name).split(".")[0] in cls.identifier_fields:
-                    out.append(
-                        (
-                            f"mapping.contact_properties.{name}",
-                            "collides with a contact identifier; map it under identifiers",
-                        )
-                    )
-        return out
+        return contact_identifier_collisions(mapping, cls.identifier_fields)
 
     def auth_headers(self) -> dict[str, str]:
         if self.version is None:  # v5
@@ -198,7 +194,7 @@ class OmnisendEvents(SingleEventDestination):
             "Accept": "application/json",
         }
 
-    def build(self, items: list[Item]) -> Request:
+    def build(self, items: list[Item], variant: str | None = None) -> Request:
         return Request(self.endpoint, items[0].payload, self.auth_headers(), items)
 
     def validate(self, events: Events) -> dict[int, str]:
@@ -287,3 +283,6 @@ class OmnisendEvents(SingleEventDestination):
         if isinstance(data.get("errors"), list) and data["errors"]:
             return False
         return request_problem(problem)
+
+
+DESTINATION = OmnisendEvents

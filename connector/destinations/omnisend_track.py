@@ -22,35 +22,39 @@ from __future__ import annotations
 
 import math
 import re
-import threading
 from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
-import orjson
 import pyarrow.compute as pc
+from pydantic import Field
 
-from ..config import RateLimit
-from ..mapping import Events
+from ..events import Events
+from ..options import CommonOptions, DestinationSettings
 from .base import (
+    AccountMemory,
     Item,
+    Learned,
     Limits,
     Outcome,
     Request,
     SingleEventDestination,
     dumps,
     no_identifier_rows,
-    request_problem,
+)
+from .omnisend import (
+    OMNISEND_RATE,
+    VENDOR,
+    contact_identifier_collisions,
+    identifier_values,
+    omnisend_about_request,
+    omnisend_message,
 )
 
 MAX_PROPERTIES = 100
 MAX_STRING = 2048
 NAME = re.compile(r"^[A-Za-z0-9_]{1,128}$")
 SUNSET = "2027-06-15"
-# Omnisend's account limit (v3/v5 docs); the first `per_second` smooths bursts so the minute
-# window is spent evenly (7/s ≈ 420/min, so the minute window stays the binding one).
-OMNISEND_RATE = RateLimit(per_second=7, per_minute=400, per_hour=None)
-
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -134,44 +138,37 @@ def property_problem(props: Mapping[str, Any]) -> str | None:
     return None
 
 
-def omnisend_message(status: int, body: bytes) -> str:
-    """``{"error": ..., "fields": {...}}`` → one line (or an excerpt of a non-JSON body)."""
-    try:
-        data = orjson.loads(body) if body else None
-    except orjson.JSONDecodeError:
-        data = None
-    if isinstance(data, dict) and data.get("error"):
-        fields = data.get("fields")
-        detail = ""
-        if isinstance(fields, dict) and fields:
-            detail = " (" + "; ".join(f"{k}: {v}" for k, v in list(fields.items())[:5]) + ")"
-        return f"{data['error']}{detail}"
-    return body[:200].decode("utf-8", "replace") or f"HTTP {status}"
+class OmnisendTrackOptions(CommonOptions):
+    """``options`` of ``omnisend_track``."""
+
+    nested: Literal["flatten", "reject"] = Field(
+        "flatten",
+        description="v4 accepts no objects: flatten nested properties to a_b names, or reject "
+        "the row.",
+    )
+    event_time_property: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9_]{1,128}$",
+        description="v4 has no event-time field (Omnisend stamps events on receipt); set a "
+        "name to also send the source event time as a dateTime property under it.",
+    )
 
 
-def omnisend_about_request(body: bytes) -> bool:
-    """An Omnisend error is about the request when it names no field of the event and its
-    text is about the request (version, header, media type, JSON syntax, auth)."""
-    try:
-        data = orjson.loads(body) if body else None
-    except orjson.JSONDecodeError:
-        return request_problem(body[:200].decode("utf-8", "replace"))
-    if not isinstance(data, dict):
-        return False
-    if isinstance(data.get("fields"), dict) and data["fields"]:
-        return False
-    return request_problem(str(data.get("error") or data.get("message") or ""))
+class OmnisendTrackDestination(DestinationSettings):
+    """``destination`` block of an ``omnisend_track`` sync."""
+
+    type: Literal["omnisend_track"]
+    options: OmnisendTrackOptions = Field(default_factory=OmnisendTrackOptions)
 
 
-def identifier_values(events: Events, fields: tuple[str, ...]) -> dict[str, list[Any]]:
-    return {f: events.identifiers[f].to_pylist() for f in fields if f in events.identifiers}
-
-
-class OmnisendTrack(SingleEventDestination):
+class OmnisendTrack(SingleEventDestination[OmnisendTrackDestination]):
     """``omnisend_track``: one v4 track call per event, with property types frozen per name."""
 
     type = "omnisend_track"
-    vendor = "Omnisend"
+    config_model = OmnisendTrackDestination
+    options: OmnisendTrackOptions
+    vendor = VENDOR
+    api_name = "Omnisend"
     identifier_fields = ("id", "email", "phoneNumber")
     default_base_url = "https://api.omnisend.com"
     path = "/v4/track"
@@ -189,17 +186,24 @@ class OmnisendTrack(SingleEventDestination):
         "type omnisend_events (Omnisend's current /api/events API)"
     )
 
-    def __init__(self, config: Any, api_key: str, sync_name: str) -> None:
+    def __init__(self, config: OmnisendTrackDestination, api_key: str, sync_name: str) -> None:
         super().__init__(config, api_key, sync_name)
-        self._state: Any = None
+        # Type freezing lives on the run's thread only: encode reads and claims, learn records.
+        self._memory: AccountMemory | None = None
         self._account = ""
-        self._lock = threading.Lock()
         self._frozen: dict[str, dict[str, str]] = {}  # confirmed: state store + delivered
         self._claimed: dict[str, dict[str, str]] = {}  # sent (or about to be) in this run
 
-    def attach(self, state: Any, account: str) -> None:
-        self._state = state
+    def attach(self, memory: AccountMemory | None, account: str) -> None:
+        self._memory = memory
         self._account = account
+
+    def learn(self, learned: Learned) -> None:
+        """Delivered events confirmed these types (the run has stored them)."""
+        for name, types in learned.property_types.items():
+            frozen = self._schema(name)
+            for prop, got in types.items():
+                frozen.setdefault(prop, got)
 
     @classmethod
     def check_mapping(cls, mapping: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -223,17 +227,7 @@ class OmnisendTrack(SingleEventDestination):
                             "or '_' for Omnisend v4 (dots flatten to '_')",
                         )
                     )
-        contact = mapping.get("contact_properties")
-        if isinstance(contact, dict):
-            for name in contact:
-                if str(name).split(".")[0] in cls.identifier_fields:
-                    out.append(
-                        (
-                            f"mapping.contact_properties.{name}",
-                            "collides with a contact identifier; map it under identifiers",
-                        )
-                    )
-        return out
+        return out + contact_identifier_collisions(mapping, cls.identifier_fields)
 
     def auth_headers(self) -> dict[str, str]:
         return {
@@ -257,37 +251,25 @@ class OmnisendTrack(SingleEventDestination):
         """Confirmed types of an event name (loaded once per run from the state store)."""
         schema = self._frozen.get(name)
         if schema is None:
-            stored = self._state.property_types(self._account, name) if self._state else {}
+            stored = self._memory.property_types(self._account, name) if self._memory else {}
             schema = self._frozen[name] = dict(stored)
         return schema
 
     def _check_types(self, name: str, types: dict[str, str]) -> str | None:
         """Reject a type change; otherwise claim the new properties' types for this run."""
-        with self._lock:
-            frozen = self._schema(name)
-            claimed = self._claimed.setdefault(name, {})
-            for prop, got in types.items():
-                was = frozen.get(prop) or claimed.get(prop)
-                if was is not None and not compatible(was, got):
-                    return (
-                        f"property {prop} is {got} but Omnisend v4 froze it as {was} for "
-                        f"event {name!r} on first send; types cannot change"
-                    )
-            for prop, got in types.items():
-                if prop not in frozen:
-                    claimed.setdefault(prop, got)
-            return None
-
-    def _learn(self, name: str, types: dict[str, str]) -> None:
-        """The API accepted these types: they are now the event's schema."""
-        with self._lock:
-            frozen = self._schema(name)
-            new = {p: t for p, t in types.items() if p not in frozen}
-            if not new:
-                return
-            frozen.update(new)
-        if self._state is not None:
-            self._state.learn_property_types(self._account, name, new)
+        frozen = self._schema(name)
+        claimed = self._claimed.setdefault(name, {})
+        for prop, got in types.items():
+            was = frozen.get(prop) or claimed.get(prop)
+            if was is not None and not compatible(was, got):
+                return (
+                    f"property {prop} is {got} but Omnisend v4 froze it as {was} for "
+                    f"event {name!r} on first send; types cannot change"
+                )
+        for prop, got in types.items():
+            if prop not in frozen:
+                claimed.setdefault(prop, got)
+        return None
 
     # -- encoding ------------------------------------------------------------------------
     def encode(self, events: Events, rows: list[int]) -> tuple[list[Item], dict[int, str]]:
@@ -319,11 +301,14 @@ class OmnisendTrack(SingleEventDestination):
             if props:
                 body["properties"] = props
             payload = dumps(body)
-            items.append(Item(events, i, (payload, names[i], types), len(payload)))
+            frozen = self._schema(names[i])
+            new = {p: t for p, t in types.items() if p not in frozen}
+            lesson = Learned(property_types={names[i]: new}) if new else None
+            items.append(Item(events, i, payload, len(payload), lesson=lesson))
         return items, reasons
 
-    def build(self, items: list[Item]) -> Request:
-        return Request(self.path, items[0].payload[0], self.auth_headers(), items)
+    def build(self, items: list[Item], variant: str | None = None) -> Request:
+        return Request(self.path, items[0].payload, self.auth_headers(), items)
 
     def message(self, status: int, body: bytes) -> str:
         return omnisend_message(status, body)
@@ -336,6 +321,8 @@ class OmnisendTrack(SingleEventDestination):
     ) -> Outcome:
         outcome = super().interpret(request, status, headers, body)
         if outcome.delivered:
-            _, name, types = request.items[0].payload
-            self._learn(name, types)
+            outcome.learned = request.items[0].lesson  # the types the API has now frozen
         return outcome
+
+
+DESTINATION = OmnisendTrack

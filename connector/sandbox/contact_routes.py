@@ -7,13 +7,15 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from email.message import Message
-from typing import TYPE_CHECKING
+from typing import Any
 
 from connector.sandbox import brevo_contacts, klaviyo_profiles, omnisend_contacts
 from connector.sandbox._shared import Reply
 
-if TYPE_CHECKING:
-    from connector.sandbox.routes import Context, Endpoint
+# routes.Context and routes.Endpoint (routes imports this module; no import back, even for
+# types: tests/test_registry.py keeps the import graph acyclic).
+Context = Any
+Endpoint = Any
 
 #: handler(params, query, body, headers, ctx) → Reply
 Handler = Callable[[Mapping[str, str], Mapping[str, str], bytes, Message, "Context"], Reply]

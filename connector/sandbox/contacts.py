@@ -16,10 +16,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from connector.sandbox.faults import JobFault
+from connector.sandbox.faults import CONTACT_KINDS, JobFault
 
 #: The contact kinds (one per vendor); the same names the destination types use.
-CONTACT_KINDS: tuple[str, ...] = ("klaviyo_profiles", "brevo_contacts", "omnisend_contacts")
 
 RUNNING, DONE, FAILED = "running", "done", "failed"
 

@@ -221,6 +221,10 @@ class HangGate:
 _JOB_FAULT_FIELDS = ("kind", "polls", "fail", "times")
 
 
+# The contact kinds (defined here, the leaf: sandbox.contacts imports this module).
+CONTACT_KINDS: tuple[str, ...] = ("klaviyo_profiles", "brevo_contacts", "omnisend_contacts")
+
+
 @dataclass
 class JobFault:
     """How the next ``times`` asynchronous jobs of a contact ``kind`` behave.
@@ -238,8 +242,6 @@ class JobFault:
     times: int = 1
 
     def __post_init__(self) -> None:
-        from connector.sandbox.contacts import CONTACT_KINDS
-
         if self.kind not in CONTACT_KINDS:
             raise ValueError(
                 f"JobFault.kind must be one of {list(CONTACT_KINDS)}, got {self.kind!r}"

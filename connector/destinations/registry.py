@@ -1,0 +1,61 @@
+"""The destination registry: every destination the connector knows, one line each.
+
+A destination is one module in this package (its options and config models, vendor, limits,
+capabilities and the ``Destination`` subclass, exported as ``DESTINATION``) plus its line in
+``ENDPOINT_MODULES``. Everything else reads this registry: ``config`` builds the ``destination``
+union of a sync file (and so the JSON Schema) from the config models, ``connector validate``
+shows deprecations, the demo lists what the sandbox received, and the Dagster translator takes
+the vendor (group, kind, pool) from it. docs/adding-a-destination.md walks through an example.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import get_args
+
+from ..options import DestinationSettings
+from .base import Destination
+
+DestinationClass = type[Destination[DestinationSettings]]
+
+# One line per destination module (the order is the order of the JSON Schema's union).
+ENDPOINT_MODULES: tuple[str, ...] = (
+    "brevo_batch",
+    "klaviyo_bulk",
+    "brevo_event",
+    "brevo_tracker",
+    "omnisend_track",
+    "omnisend_events",
+)
+
+
+def _load(module: str) -> DestinationClass:
+    """The ``DESTINATION`` class of one endpoint module, checked against its config model."""
+    mod = import_module(f"{__package__}.{module}")
+    cls = getattr(mod, "DESTINATION", None)
+    if not (isinstance(cls, type) and issubclass(cls, Destination)):
+        raise TypeError(f"{mod.__name__}: DESTINATION must name its Destination subclass")
+    declared = get_args(cls.config_model.model_fields["type"].annotation)
+    if declared != (cls.type,):
+        raise TypeError(
+            f"{mod.__name__}: {cls.config_model.__name__}.type must be Literal[{cls.type!r}]"
+        )
+    return cls
+
+
+def _registry(modules: tuple[str, ...]) -> dict[str, DestinationClass]:
+    found: dict[str, DestinationClass] = {}
+    for module in modules:
+        cls = _load(module)
+        if cls.type in found:
+            raise TypeError(f"destination type {cls.type!r} is registered twice")
+        found[cls.type] = cls
+    return found
+
+
+DESTINATIONS: dict[str, DestinationClass] = _registry(ENDPOINT_MODULES)
+
+
+def destination_class(destination_type: str) -> DestinationClass:
+    """The destination class of a ``destination.type`` (config has validated the type)."""
+    return DESTINATIONS[destination_type]

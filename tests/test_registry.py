@@ -1,0 +1,387 @@
+"""The destination registry and the module map: a destination is one file plus one registry
+line, endpoint modules never import each other, and ``connector``/``dagster_defs`` import as a
+DAG (no cycles).
+
+The toy destination test is the proof of "one file plus one line": it copies the package, adds
+``tests/toy/toy_webhook.py`` as a destination module and one line to
+``registry.ENDPOINT_MODULES``, and runs the real CLI (schema, validate, sync, sync again) of
+that copy against a small ToyCo server on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, ClassVar
+
+import duckdb
+import pytest
+
+from connector.config import json_schema, parse_sync
+from connector.destinations import DESTINATIONS, registry
+from connector.errors import ConfigError
+from dagster_defs.translator import ReverseEtlTranslator, pool_name, vendor
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("connector", "dagster_defs")
+
+
+# --------------------------------------------------------------------------- the import graph
+
+
+def _modules() -> dict[str, tuple[Path, bool]]:
+    found: dict[str, tuple[Path, bool]] = {}
+    for pkg in PACKAGES:
+        for path in (ROOT / pkg).rglob("*.py"):
+            parts = list(path.relative_to(ROOT).with_suffix("").parts)
+            is_pkg = parts[-1] == "__init__"
+            found[".".join(parts[:-1] if is_pkg else parts)] = (path, is_pkg)
+    return found
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module → the package modules it imports, anywhere in the file (top level, inside a
+    function or under ``TYPE_CHECKING``: a lazy import is still a dependency). ``from x import
+    y`` depends on module ``x.y`` when that is a module, else on ``x``. The registry imports its
+    endpoint modules by name: those names are edges too."""
+    mods = _modules()
+    graph: dict[str, set[str]] = {m: set() for m in mods}
+    for mod, (path, is_pkg) in mods.items():
+        package = mod if is_pkg else mod.rpartition(".")[0]
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            targets: list[str] = []
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:
+                    parts = package.split(".")
+                    base = ".".join(parts[: len(parts) - node.level + 1])
+                    base = f"{base}.{node.module}" if node.module else base
+                else:
+                    base = node.module or ""
+                for alias in node.names:
+                    full = f"{base}.{alias.name}"
+                    targets.append(full if full in mods else base)
+            for target in targets:
+                while target and target not in mods:
+                    target = target.rpartition(".")[0]
+                if target and target != mod:
+                    graph[mod].add(target)
+    registry_mod = "connector.destinations.registry"
+    graph[registry_mod] |= {f"connector.destinations.{m}" for m in _registered_modules()}
+    return graph
+
+
+def _registered_modules() -> list[str]:
+    """``ENDPOINT_MODULES`` as written in registry.py (read with ast, not imported)."""
+    tree = ast.parse((ROOT / "connector" / "destinations" / "registry.py").read_text())
+    for node in tree.body:
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and node.target.id == "ENDPOINT_MODULES"
+            and node.value is not None
+        ):
+            value = ast.literal_eval(node.value)
+            assert isinstance(value, tuple)
+            return [str(v) for v in value]
+    raise AssertionError("registry.py has no ENDPOINT_MODULES")
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle as [a, b, ..., a], or None when the graph is a DAG."""
+    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                return [*path[path.index(nxt) :], nxt]
+            if nxt not in state and (found := visit(nxt)):
+                return found
+        path.pop()
+        state[node] = 2
+        return None
+
+    for start in sorted(graph):
+        if start not in state and (found := visit(start)):
+            return found
+    return None
+
+
+def test_the_cycle_finder_finds_a_cycle_and_passes_a_dag() -> None:
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": set()}) is None
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    # A lazy import inside a function is an edge: the graph of this very shape had
+    # cli -> demo_run (lazy) and demo_run -> cli (lazy) before the summary module.
+    assert find_cycle({"cli": {"demo_run"}, "demo_run": {"cli"}}) == ["cli", "demo_run", "cli"]
+
+
+def test_connector_and_dagster_defs_import_as_a_dag() -> None:
+    graph = import_graph()
+    assert "connector.destinations.omnisend_events" in graph["connector.destinations.registry"]
+    assert find_cycle(graph) is None, f"import cycle: {' -> '.join(find_cycle(graph) or [])}"
+
+
+def test_no_endpoint_module_imports_another_endpoint_module() -> None:
+    graph = import_graph()
+    endpoints = {f"connector.destinations.{m}" for m in _registered_modules()}
+    assert len(endpoints) == len(DESTINATIONS)
+    crossing = {m: sorted(graph[m] & endpoints) for m in endpoints if graph[m] & endpoints}
+    assert crossing == {}, "endpoints share code through a vendor module, not each other"
+
+
+def test_option_types_and_columnar_events_are_leaf_modules() -> None:
+    graph = import_graph()
+    assert graph["connector.options"] == set()
+    assert graph["connector.events"] <= {"connector.jsonfrag"}
+    assert graph["connector.jsonfrag"] == set()
+    # Destinations depend on the leaves, never on config (which depends on the registry).
+    for module in [m for m in graph if m.startswith("connector.destinations.")]:
+        assert "connector.config" not in graph[module], module
+        assert "connector.mapping" not in graph[module], module
+
+
+# --------------------------------------------------------------------------- what reads it
+
+
+def test_the_registry_lists_every_destination_module_with_its_declarations() -> None:
+    assert list(DESTINATIONS) == [
+        "brevo_events_batch",
+        "klaviyo_bulk_events",
+        "brevo_event",
+        "brevo_tracker",
+        "omnisend_track",
+        "omnisend_events",
+    ]
+    for dtype, cls in DESTINATIONS.items():
+        assert cls.config_model.model_fields["type"].annotation.__args__ == (dtype,)
+        assert cls.kind == "events"
+    vendors = {dtype: cls.vendor.name for dtype, cls in DESTINATIONS.items()}
+    assert vendors["brevo_tracker"] == "brevo" and vendors["omnisend_events"] == "omnisend"
+    # The JSON Schema's destination union is the registry's config models, then the contact
+    # destinations' (connector.contacts.destinations).
+    from connector.contacts.destinations import CONTACT_DESTINATIONS
+
+    branches = json_schema()["properties"]["destination"]["oneOf"]
+    refs = [b["$ref"].rsplit("/", 1)[1] for b in branches]
+    assert refs == [
+        cls.config_model.__name__
+        for cls in [*DESTINATIONS.values(), *CONTACT_DESTINATIONS.values()]
+    ]
+
+
+def test_a_registered_module_must_declare_a_matching_config_type() -> None:
+    with pytest.raises(TypeError, match="DESTINATION"):
+        registry._registry(("base",))
+    with pytest.raises(TypeError, match="registered twice"):
+        registry._registry(("brevo_event", "brevo_event"))
+
+
+SYNC = """
+name: s
+source: {table: t, cursor: at, primary_key: id}
+destination: {type: %s, api_key: "${K}"}
+mapping: {event_name: e, event_time: at, identifiers: {%s: email}}
+"""
+
+
+def test_the_dagster_vendor_kind_and_pool_come_from_the_registry(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("K", "k")
+    tracker = parse_sync(SYNC % ("brevo_tracker", "email"), "syncs/s.yaml")
+    assert vendor(tracker) == DESTINATIONS["brevo_tracker"].vendor.name == "brevo"
+    assert pool_name(tracker) == "reverse_etl/brevo/K"
+    spec = ReverseEtlTranslator().get_asset_spec(tracker)
+    assert "brevo" in spec.kinds and spec.group_name == "brevo"
+    klaviyo = parse_sync(SYNC % ("klaviyo_bulk_events", "email"), "syncs/s.yaml")
+    assert pool_name(klaviyo) == "reverse_etl/klaviyo/K"
+
+
+# --------------------------------------------------------------------------- one file + one line
+
+
+class _ToyCo(BaseHTTPRequestHandler):
+    """ToyCo's ``POST /hooks/events``: refuses events whose plan is ``banned`` (422, nothing
+    stored), stores the others and records every request."""
+
+    requests: ClassVar[list[tuple[str, str, list[dict[str, Any]]]]] = []
+    stored: ClassVar[dict[str, dict[str, Any]]] = {}
+
+    def do_POST(self) -> None:
+        events = json.loads(self.rfile.read(int(self.headers["content-length"])))
+        type(self).requests.append((self.path, self.headers.get("x-toy-key", ""), events))
+        banned = {
+            str(i): "plan banned" for i, e in enumerate(events) if e["props"]["plan"] == "banned"
+        }
+        if banned:
+            self._answer(422, {"rejected": banned})
+            return
+        for event in events:
+            type(self).stored[event["id"]] = event
+        self._answer(200, {})
+
+    def _answer(self, status: int, body: dict[str, Any]) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def toyco() -> Iterator[str]:
+    _ToyCo.requests, _ToyCo.stored = [], {}
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _ToyCo)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _copy_with_toy(dest: Path) -> Path:
+    """The package copied to ``dest`` plus the toy module and its registry line."""
+    pkg = dest / "connector"
+    shutil.copytree(ROOT / "connector", pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "tests" / "toy" / "toy_webhook.py", pkg / "destinations")
+    reg = pkg / "destinations" / "registry.py"
+    text = reg.read_text()
+    last = '    "omnisend_events",\n'
+    assert text.count(last) == 1
+    reg.write_text(text.replace(last, last + '    "toy_webhook",\n'))
+    return dest
+
+
+def _tree_diff(original: Path, copy: Path) -> tuple[list[str], list[str]]:
+    """(files only in the copy, changed lines of files in both) of two package trees."""
+
+    def files(root: Path) -> dict[str, Path]:
+        return {
+            str(p.relative_to(root)): p for p in root.rglob("*.py") if "__pycache__" not in p.parts
+        }
+
+    a, b = files(original), files(copy)
+    added = sorted(set(b) - set(a))
+    changed: list[str] = []
+    for name in sorted(set(a) & set(b)):
+        diff = difflib.unified_diff(
+            a[name].read_text().splitlines(), b[name].read_text().splitlines(), n=0
+        )
+        changed += [
+            f"{name}: {line}"
+            for line in diff
+            if line[:1] in "+-" and line[:3] not in ("+++", "---")
+        ]
+    return added, changed
+
+
+def test_a_toy_destination_is_one_file_plus_one_registry_line(
+    tmp_path: Path, toyco: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    copy = _copy_with_toy(tmp_path / "pkg")
+    added, changed = _tree_diff(ROOT / "connector", copy / "connector")
+    assert added == ["destinations/toy_webhook.py"]
+    assert changed == ['destinations/registry.py: +    "toy_webhook",']
+
+    wh = tmp_path / "wh.duckdb"
+    con = duckdb.connect(str(wh))
+    con.execute(
+        "CREATE TABLE signups AS SELECT i AS id, "
+        "TIMESTAMPTZ '2026-11-01 00:00:00+00' + to_seconds(i) AS signed_at, "
+        "CASE WHEN i % 40 = 7 THEN NULL ELSE 'u' || i || '@example.com' END AS email, "
+        "CASE WHEN i = 60 THEN 'banned' ELSE 'free' END AS plan FROM range(120) t(i)"
+    )
+    con.close()
+    (tmp_path / "config" / "syncs").mkdir(parents=True)
+    (tmp_path / "config" / "syncs" / "toy.yaml").write_text(
+        f"""
+name: toy_signups
+source: {{table: signups, cursor: signed_at, primary_key: id, url: "duckdb:///{wh}"}}
+destination:
+  type: toy_webhook
+  api_key: ${{TOY_KEY}}
+  base_url: {toyco}
+  options: {{channel: signups}}
+mapping:
+  event_name: signed_up
+  event_time: signed_at
+  identifiers: {{email: email}}
+  event_properties: {{plan: plan}}
+"""
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(copy),
+        "CONNECTOR_CONFIG_DIR": str(tmp_path / "config"),
+        "CONNECTOR_STATE_URL": f"sqlite:///{tmp_path / 'state.db'}",
+        "TOY_KEY": "toy-secret",
+    }
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        code = "import sys; from connector.cli import main; sys.exit(main(sys.argv[1:]))"
+        return subprocess.run(
+            [sys.executable, "-c", code, *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            timeout=120,
+        )
+
+    where = subprocess.run(
+        [sys.executable, "-c", "import connector; print(connector.__file__)"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+    )
+    assert where.stdout.strip() == str(copy / "connector" / "__init__.py")
+
+    schema = cli("schema")
+    assert schema.returncode == 0, schema.stderr
+    assert "ToyWebhookDestination" in json.loads(schema.stdout)["$defs"]
+
+    validate = cli("validate")
+    assert validate.returncode == 0, validate.stdout + validate.stderr
+    assert "ok   toy_signups (toy_webhook)" in validate.stdout
+
+    run = cli("sync", "toy_signups")
+    assert run.returncode == 0, run.stdout + run.stderr
+    # 120 rows: 3 without an email rejected locally, row 60 refused by ToyCo, 116 stored.
+    assert len(_ToyCo.stored) == 116
+    assert all(
+        e["channel"] == "signups" and e["name"] == "signed_up" for e in _ToyCo.stored.values()
+    )
+    assert {key for _, key, _ in _ToyCo.requests} == {"toy-secret"}
+    assert all(len(events) <= 50 for _, _, events in _ToyCo.requests)  # the module's limit
+    assert "rejected            4" in run.stdout
+
+    sent = len(_ToyCo.requests)
+    again = cli("sync", "toy_signups")
+    assert again.returncode == 0, again.stderr
+    assert len(_ToyCo.requests) == sent  # the checkpoint moved past every row
+
+    # Without the registry line the same file is no destination at all.
+    monkeypatch.setenv("TOY_KEY", "k")
+    with pytest.raises(ConfigError, match="toy_webhook"):
+        parse_sync((tmp_path / "config" / "syncs" / "toy.yaml").read_text(), "toy.yaml")
