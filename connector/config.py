@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from .contacts.destinations import CONTACT_DESTINATIONS
 from .destinations.base import Destination
@@ -273,7 +273,7 @@ class SyncConfig(_Model):
         return self.destination.type in CONTACT_TYPES
 
     @model_validator(mode="after")
-    def _flow_fields(self) -> SyncConfig:
+    def _flow_fields(self, info: ValidationInfo) -> SyncConfig:
         if self.is_contact_sync:
             if self.partitions is not None:
                 raise ValueError(
@@ -281,18 +281,17 @@ class SyncConfig(_Model):
                     "remove partitions (every run sends what changed)"
                 )
             return self  # contacts.destinations.mapping_problems checks the mapping
-        missing = [
-            name
-            for name, value in (
-                ("source.cursor", self.source.cursor),
-                ("mapping.event_name", self.mapping.event_name),
-                ("mapping.event_time", self.mapping.event_time),
-            )
-            if value is None
-        ]
-        if missing:
+        # Event syncs need a cursor, an event name and time: _semantic_problems reports each
+        # missing one by its field; this catches a model built without parse_sync.
+        loader = bool(info.context and info.context.get("loader"))
+        if not loader and None in (
+            self.source.cursor,
+            self.mapping.event_name,
+            self.mapping.event_time,
+        ):
             raise ValueError(
-                f"{', '.join(missing)}: required by event destinations ({self.destination.type})"
+                "source.cursor, mapping.event_name and mapping.event_time are required by "
+                f"event destinations ({self.destination.type})"
             )
         return self
 
@@ -391,6 +390,15 @@ def _semantic_problems(raw: dict[str, Any]) -> list[tuple[str, str]]:
 
         return mapping_problems(str(dtype), mapping if isinstance(mapping, dict) else {})
     cls = DESTINATIONS.get(dtype) if isinstance(dtype, str) else None
+    if cls is not None:  # an event sync: the fields contact syncs may leave out
+        source = raw.get("source") if isinstance(raw.get("source"), dict) else {}
+        for block, name, value in (
+            ("source", "cursor", source),
+            ("mapping", "event_name", mapping),
+            ("mapping", "event_time", mapping),
+        ):
+            if isinstance(value, dict) and value.get(name) is None:
+                problems.append((f"{block}.{name}", f"Field required (by {dtype})"))
     if cls is None:
         if dtype is not None:
             problems.append(
@@ -586,7 +594,7 @@ def parse_sync(text: str, where: str, check_env: bool = True) -> SyncConfig:
         _check_env(raw, where, problems)
     model: SyncConfig | None = None
     try:
-        model = SyncConfig.model_validate({**raw, "source_path": where})
+        model = SyncConfig.model_validate({**raw, "source_path": where}, context={"loader": True})
     except ValidationError as exc:
         for err in exc.errors():
             loc = _format_loc(err["loc"])
