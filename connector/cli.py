@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .config import ColumnRef, SyncConfig, json_schema, load_sync, load_syncs
+from .config import SyncConfig, json_schema, load_sync, load_syncs
 from .errors import ConfigError, ConnectorError, SourceError, StateError
 from .process import use_lean_memory_pool
-from .state import StateStore
+from .state import StateStore, reset_broken_store
 from .summary import fmt_position as _fmt_pos
 from .summary import print_summary
 from .sync import SyncResult, preview, run_sync
@@ -88,8 +88,15 @@ def _parser() -> argparse.ArgumentParser:
 
     st = sub.add_parser("state", help="show or reset a sync's checkpoint")
     st.add_argument("action", choices=["show", "reset"])
-    st.add_argument("sync")
+    st.add_argument("sync", nargs="?")
     st.add_argument("--scope", help="only this scope (incremental or partition:<key>)")
+    st.add_argument(
+        "--broken-store",
+        action="store_true",
+        help="reset: replace an unreadable state store by an empty one (a SQLite file is kept "
+        "as <name>.broken-<time>; PostgreSQL's connector tables are dropped); every sync then "
+        "sends all its rows again",
+    )
 
     r = sub.add_parser("rejects", help="list the open rejects (key, reason, when) or export them")
     r.add_argument("sync")
@@ -230,7 +237,7 @@ def _cmd_sync(args: argparse.Namespace) -> int:
 def _validate_one(sync: SyncConfig, warnings: list[str] | None = None) -> list[str]:
     """Problems (the sync cannot run as written) of one sync against its warehouse columns;
     columns whose rows may not all convert for their field go to ``warnings``."""
-    from .source import Reader
+    from .source import Reader, type_problems
 
     where = sync.source_path or sync.name
     problems: list[str] = []
@@ -244,59 +251,7 @@ def _validate_one(sync: SyncConfig, warnings: list[str] | None = None) -> list[s
             problems.append(
                 f"{where}: column {col!r} is not in the source; it has: " + ", ".join(sorted(types))
             )
-    expect = {
-        cursor: (
-            {"timestamptz", "timestamp", "date", "integer"},
-            "source.cursor must be a timestamp, date or integer column",
-        ),
-        sync.mapping.event_time: (
-            {"timestamptz", "timestamp", "date"},
-            "mapping.event_time must be a timestamp or date column",
-        ),
-    }
-    for column, (kinds, msg) in expect.items():
-        found = types.get(column) if column else None
-        if found is not None and found != "other" and found not in kinds:
-            problems.append(f"{where}: {msg} ({column} is {found})")
-    for field, col in sync.mapping.identifiers.items():
-        kind = types.get(col)
-        if kind in {"timestamptz", "timestamp", "date", "json", "boolean"}:
-            problems.append(
-                f"{where}: mapping.identifiers.{field}: column {col} is {kind}; "
-                "identifiers must be text or integer"
-            )
-    problems += _fit_problems(sync, types, where, warnings if warnings is not None else [])
-    return problems
-
-
-def _fit_problems(
-    sync: SyncConfig, types: dict[str, str], where: str, warnings: list[str]
-) -> list[str]:
-    """Columns whose type cannot fit their field: every row would be a reject (a problem), or
-    some rows may be (a warning)."""
-    m = sync.mapping
-    problems: list[str] = []
-    texts = {f"identifiers.{f}": c for f, c in m.identifiers.items()}
-    if isinstance(m.event_name, ColumnRef):
-        texts["event_name"] = m.event_name.column
-    if isinstance(m.value_currency, ColumnRef):
-        texts["value_currency"] = m.value_currency.column
-    for field, col in texts.items():
-        if types.get(col) == "nested":
-            problems.append(
-                f"{where}: mapping.{field}: column {col} is a struct/list/map, which has no "
-                "text form; map a text column"
-            )
-    kind = types.get(m.value) if m.value else None
-    if kind == "string":
-        warnings.append(
-            f"{where}: mapping.value: column {m.value} is text; rows whose text is not a "
-            "number (like 18.99) become rejects"
-        )
-    elif kind in {"timestamptz", "timestamp", "date", "json", "boolean", "nested"}:
-        problems.append(
-            f"{where}: mapping.value: column {m.value} is {kind}; value needs a numeric column"
-        )
+    problems += type_problems(sync, types, warnings)
     return problems
 
 
@@ -383,6 +338,18 @@ def pretty_json(body: bytes | str) -> str:
 
 
 def _cmd_state(args: argparse.Namespace) -> int:
+    if args.broken_store:
+        if args.action != "reset" or args.sync or args.scope:
+            print(
+                "connector: error: use --broken-store alone: state reset --broken-store",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
+        print(reset_broken_store(args.state_url))
+        return EXIT_OK
+    if not args.sync:
+        print("connector: error: name the sync: connector state show|reset <sync>", file=sys.stderr)
+        return EXIT_USAGE
     sync = load_sync(args.sync, check_env=False)
     store = _state(args)
     if args.action == "reset":

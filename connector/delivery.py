@@ -51,7 +51,8 @@ class Runtime:
 
 @dataclass
 class Stats:
-    """Counters of one run, updated from sender threads."""
+    """Counters of one run, updated from sender threads. ``possibly_duplicated`` holds only
+    the copies of batches that failed; a settled batch's travel in its ``BatchOutcome``."""
 
     requests: int = 0
     retries: int = 0
@@ -73,6 +74,9 @@ class Stats:
 
 @dataclass
 class BatchOutcome:
+    """Every item of a batch, delivered or rejected, and the copies beyond one the vendor may
+    hold of the delivered ones (retries after attempts that may have been processed)."""
+
     delivered: list[Item]
     rejected: list[tuple[Item, str]]
     possibly_duplicated: int = 0
@@ -179,22 +183,40 @@ class Sender:
             self.rt.sleep(seconds)
 
     def send(self, items: list[Item]) -> BatchOutcome:
-        """Deliver ``items``: every item ends delivered or rejected, or this raises."""
+        """Deliver ``items``: every item ends delivered or rejected, or this raises a
+        ``DeliveryError`` whose ``stored_nothing`` says whether the vendor may hold any of it.
+
+        Copies are counted, not rows: each attempt that may have been processed (a timeout
+        or 5xx after the request went out) may have stored one copy of its items, and the
+        parts a refused request is split or re-sent into inherit those copies."""
+        copies = _Copies(dedup=self.dest.limits.dedup)
+        try:
+            return self._send(items, copies)  # its copies travel in the outcome
+        except DeliveryError as exc:
+            copies.failed()
+            exc.stored_nothing = not copies.maybe_stored
+            if copies.duplicated:  # the batch never settles: the run counts them at its end
+                self.stats.add(possibly_duplicated=copies.duplicated)
+            raise
+
+    def _send(self, items: list[Item], copies: _Copies) -> BatchOutcome:
         delivered: list[Item] = []
         rejected: list[tuple[Item, str]] = []
-        dup = 0
         learned: Learned | None = None
-        # Parts to send, each with the body variant an Outcome asked for (None: the default).
-        queue: list[tuple[list[Item], str | None]] = [(items, None)]
+        queue = copies.queue
+        # [part, attempts of it (or of its parent) that may have stored it, the body variant an
+        # Outcome asked for (None: the default)]
+        queue.append([items, 0, None])
         split = False  # the batch was refused whole without per-item detail
         alike: dict[str, int] = {}  # reasons of single events isolated by splitting
         while queue:
-            part, variant = queue.pop(0)
+            entry = queue[0]
+            part, variant = entry[0], entry[2]
             if not part:
+                queue.pop(0)
                 continue
             attempts = 0
             limited = 0
-            ambiguous = False
             while True:
                 req = self.dest.build(part, variant)
                 self.pacer.acquire()
@@ -207,7 +229,7 @@ class Sender:
                     sent = not isinstance(
                         exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
                     )
-                    ambiguous = ambiguous or sent
+                    entry[1] += 1 if sent else 0
                     attempts += 1
                     self._retry_or_raise(attempts, f"{type(exc).__name__}: {exc}")
                     continue
@@ -237,7 +259,7 @@ class Sender:
                         "variable and the key's scopes."
                     )
                 if kind == "transient":
-                    ambiguous = True
+                    entry[1] += 1
                     attempts += 1
                     self._retry_or_raise(attempts, f"HTTP {status}")
                     continue
@@ -245,23 +267,42 @@ class Sender:
                 self.pacer.observe(remaining, reset)
                 outcome = self.dest.interpret(req, status, headers, resp.content)
                 if outcome.fatal:
-                    raise RequestError(outcome.fatal, stored_nothing=not delivered)
+                    raise RequestError(outcome.fatal)
                 if split and len(part) == 1 and outcome.rejected:
                     reason = next(iter(outcome.rejected.values()))
                     alike[reason] = alike.get(reason, 0) + 1
                 split = split or outcome.split
                 learned = (learned or Learned()).merge(outcome.learned)
+                ambiguous: int = entry[1]
+                queue.pop(0)
                 ok = [part[i] for i in outcome.delivered]
+                refused = [(part[i], why) for i, why in outcome.rejected.items()]
+                if ambiguous and refused:
+                    # Refused now, but an attempt that timed out may have stored them: a
+                    # reject would invite sending them again.
+                    log.warning(
+                        "%s: %d event(s) refused on a retry after an attempt that may have "
+                        "stored them (e.g. key %s: %s); counted as delivered, not rejected",
+                        self.dest.type,
+                        len(refused),
+                        refused[0][0].key,
+                        refused[0][1][:200],
+                    )
+                    copies.stored(len(refused), ambiguous - 1)
+                    delivered.extend(item for item, _ in refused)
+                    refused = []
+                copies.stored(len(ok), ambiguous)
                 delivered.extend(ok)
-                if ambiguous and not self.dest.limits.dedup:
-                    dup += len(ok)
-                rejected.extend((part[i], reason) for i, reason in outcome.rejected.items())
+                rejected.extend(refused)
                 if outcome.split:
                     half = len(part) // 2
-                    queue[:0] = [(part[:half], variant), (part[half:], variant)]
+                    queue[:0] = [
+                        [part[:half], ambiguous, variant],
+                        [part[half:], ambiguous, variant],
+                    ]
                 elif outcome.resend:
                     again = [part[i] for i in outcome.resend]
-                    queue.insert(0, (again, outcome.resend_variant or variant))
+                    queue.insert(0, [again, ambiguous, outcome.resend_variant or variant])
                 break
         if len(alike) == 1 and sum(alike.values()) == len(items) > 1:
             # Every event alone got the same answer as the whole: the request is at fault
@@ -274,9 +315,7 @@ class Sender:
                 "at the last delivered row: fix the destination options (API version, "
                 "headers, body shape), then run again"
             )
-        if dup:
-            self.stats.add(possibly_duplicated=dup)
-        return BatchOutcome(delivered, rejected, dup, learned or None)
+        return BatchOutcome(delivered, rejected, copies.duplicated, learned or None)
 
     def _retry_or_raise(self, attempts: int, what: str) -> None:
         self.stats.add(retries=1)
@@ -288,6 +327,35 @@ class Sender:
         wait = self._backoff(attempts)
         log.info("%s: %s, retry %d in %.1fs", self.dest.type, what, attempts, wait)
         self._sleep(wait)
+
+
+@dataclass
+class _Copies:
+    """What one batch may have left at the vendor: ``maybe_stored`` once any attempt may have
+    been processed, and ``duplicated`` — copies beyond one (never counted where the vendor
+    drops repeats by dedup id). ``queue`` holds the parts not yet answered, each with the
+    attempts that may have stored it."""
+
+    dedup: bool
+    duplicated: int = 0
+    maybe_stored: bool = False
+    queue: list[list[Any]] = field(default_factory=list)
+
+    def stored(self, items: int, extra: int) -> None:
+        """``items`` are at the vendor now, each possibly ``extra`` times more than once."""
+        self.maybe_stored = self.maybe_stored or items > 0
+        if extra > 0 and not self.dedup:
+            self.duplicated += items * extra
+
+    def failed(self) -> None:
+        """The batch failed: its unanswered parts stay pending and the next run sends them
+        again, counting one copy for the pending entry; copies beyond that one are counted
+        here."""
+        for part, ambiguous, _variant in self.queue:
+            if ambiguous:
+                self.maybe_stored = True
+                if not self.dedup:
+                    self.duplicated += len(part) * (ambiguous - 1)
 
 
 def _excerpt(body: bytes) -> str:

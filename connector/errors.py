@@ -8,7 +8,10 @@
     │   ├── RequestError   the destination refused the request itself (a header, the API
     │   │                  version, the body shape) or too many rows: fix the config, rerun
     │   └── RetriesExhausted  a transient failure outlived its retries: run again later
-    └── StateError         the state store is unreachable or inconsistent
+    └── StateError         the state store is unreachable, locked, unwritable (exit 1)
+        ├── LeaseHeld      another run of the same sync and scope holds its lease (exit 1)
+        └── BrokenStoreError (connector.migrate) the store exists but cannot be read:
+                           restore a backup or `connector state reset --broken-store` (exit 1)
 
 Messages never contain secrets or whole rows.
 """
@@ -39,7 +42,15 @@ class SourceError(ConnectorError):
 
 
 class DeliveryError(ConnectorError):
-    """Delivery failed; nothing past the last delivered row was checkpointed."""
+    """Delivery failed; nothing past the last delivered row was checkpointed.
+
+    ``stored_nothing`` is True when the vendor kept nothing of the failed batch (no part of it
+    was accepted and no attempt may have been processed: a 401/403, a 4xx about the request,
+    429s or refused connections only), so the run forgets that batch instead of leaving it
+    for the next run to count as possibly duplicated.
+    """
+
+    stored_nothing: bool = False
 
 
 class AuthError(DeliveryError):
@@ -51,10 +62,6 @@ class RequestError(DeliveryError):
     revision, the API version, the body shape, the same answer for every event alone), or the
     run's API-side rejects passed the circuit breaker's ratio. No row of the refused requests
     is recorded as a reject and the checkpoint stays before them.
-
-    ``stored_nothing`` is True when the vendor kept nothing of the failed batch (a 4xx before
-    any part of it was accepted), so the run may forget that batch instead of counting its
-    rows as possibly duplicated on the next run.
     """
 
     def __init__(self, message: str, stored_nothing: bool = True) -> None:
@@ -68,6 +75,11 @@ class RetriesExhausted(DeliveryError):
 
 class StateError(ConnectorError):
     """The state store could not be read or written."""
+
+
+class LeaseHeld(StateError):
+    """Another run of the same sync and scope is running (it holds the lease), or this run
+    lost its lease; this run sends nothing more."""
 
 
 # Query parameters that carry credentials (?password=, ?token=, ?api_key=, ?sig=...).

@@ -45,7 +45,10 @@ class Props:
         self.json_columns = json_columns  # property names whose column holds JSON text
         self.zone = zone
         self.n = n
-        self.reasons = reasons
+        # Found now, while the chunk is mapped: a caller reads the reasons once, before any
+        # property value is built.
+        for name in self.json_columns:
+            _json_problems(self.columns[name], name, reasons)
 
     @property
     def names(self) -> list[str]:
@@ -66,7 +69,7 @@ class Props:
     @cached_property
     def dicts(self) -> list[dict[str, Any]]:
         cols = [
-            to_python(arr, self.zone, name in self.json_columns, name, self.reasons)
+            to_python(arr, self.zone, name in self.json_columns, name, {})
             for name, arr in self.columns.items()
         ]
         return build_dicts(self.names, cols, self.n)
@@ -240,6 +243,20 @@ def to_python(
             for v in values
         ]
     return values
+
+
+def _json_problems(arr: pa.Array, column: str, reasons: dict[int, str]) -> None:
+    """Rows whose JSON text does not parse (the check ``to_python`` makes, done eagerly)."""
+    for i, v in enumerate(arr.to_pylist()):
+        if not isinstance(v, str):
+            continue
+        try:
+            orjson.loads(v)
+        except orjson.JSONDecodeError:
+            try:
+                loads_exact(v)  # what orjson refuses but the exact parser reads (huge ints)
+            except ValueError:
+                reasons.setdefault(i, f"column {column} holds invalid JSON")
 
 
 def _nested_builder(names: list[str]) -> list[tuple[str, ...]]:

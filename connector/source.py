@@ -27,7 +27,7 @@ import orjson
 import pyarrow as pa
 import sqlalchemy as sa
 
-from .config import WAREHOUSE_URL_ENV, SyncConfig, resolve_env
+from .config import WAREHOUSE_URL_ENV, ColumnRef, SyncConfig, resolve_env
 from .errors import ConfigError, SourceError, mask_url, scrub
 from .mapping import Chunk
 
@@ -302,12 +302,16 @@ class Reader:
         try:
             with self.engine.connect() as conn:
                 if self.is_duckdb:
-                    rows = self._duck_relation(conn, stmt).fetchall()
-                else:
-                    rows = conn.execute(stmt).all()
+                    # Through Arrow, like the rows: DuckDB's fetchall() cuts TIMESTAMP_NS to
+                    # microseconds, and a boundary short of the row's value re-reads its ties.
+                    table = self._duck_relation(conn, stmt).to_arrow_table()
+                    if not table.num_rows:
+                        return None
+                    return tuple(col[0].as_py() for col in table.columns)
+                row = conn.execute(stmt).first()
         except Exception as exc:
             raise SourceError(self._explain(exc)) from None
-        return tuple(rows[0]) if rows else None
+        return tuple(row) if row else None
 
     def _read(self, stmt: sa.Select[Any]) -> Chunk:
         try:
@@ -321,7 +325,7 @@ class Reader:
     def _duck_relation(self, conn: sa.Connection, stmt: sa.Select[Any]) -> Any:
         """DuckDB's own relation for a statement (its Arrow reader is the fast path)."""
         compiled = stmt.compile(dialect=self.dialect)
-        params = [compiled.params[k] for k in (compiled.positiontup or [])]
+        params = [_duck_param(compiled.params[k]) for k in (compiled.positiontup or [])]
         raw: Any = conn.connection.driver_connection
         return raw.sql(str(compiled), params=params)
 
@@ -362,9 +366,10 @@ class Reader:
         to do with them. A key that cannot be one of this table's (text where the column is
         an integer, wrong number of parts) matches nothing.
         """
+        self.check_columns()
         types = self.column_types()
         for col in self.pk:
-            if types.get(col) not in {"integer", "number", "string"}:
+            if types.get(col) not in {"integer", "number", "float", "string"}:
                 # A date or timestamp key's text form is Arrow's, not the warehouse's: reading
                 # it back could miss the row and close a live reject as gone.
                 raise SourceError(
@@ -420,7 +425,7 @@ class Reader:
             try:
                 if kind == "integer":
                     out.append(int(text))
-                elif kind == "number":
+                elif kind in {"number", "float"}:
                     out.append(Decimal(text))
                 else:
                     out.append(text)
@@ -430,8 +435,8 @@ class Reader:
 
     # -- metadata ----------------------------------------------------------------------
     def column_types(self) -> dict[str, str]:
-        """Column → kind (timestamptz, timestamp, date, integer, number, string, json, boolean,
-        nested, other),
+        """Column → kind (timestamptz, timestamp, date, integer, number (decimal), float, string,
+        json, boolean, nested, other),
         from a zero-row query (no reflection: it fails on DuckDB, see DESIGN.md)."""
         if self._types is not None:
             return self._types
@@ -472,6 +477,9 @@ class Reader:
                     for f, c in missing
                 ]
             )
+        problems = type_problems(self.sync, types)
+        if problems:
+            raise ConfigError(problems)
         self._checked = True
 
     def null_key_rows(self, sample: int = 1000) -> tuple[int, list[tuple[str, str]]]:
@@ -526,6 +534,98 @@ class Reader:
         )
 
 
+# --------------------------------------------------------------------------- type rules
+
+CURSOR_KINDS = frozenset({"timestamptz", "timestamp", "date", "integer", "number"})
+EVENT_TIME_KINDS = frozenset({"timestamptz", "timestamp", "date"})
+_CURSOR_WHY = {
+    "string": "text orders '10' before '9', so rows after a checkpoint would be skipped",
+    "float": "a float cannot hold every value exactly, so a checkpoint may land between rows",
+    "boolean": "two values cannot order the rows",
+}
+
+
+def type_problems(
+    sync: SyncConfig, types: dict[str, str], warnings: list[str] | None = None
+) -> list[str]:
+    """The type rules of the configured columns, given the source's column kinds: one
+    function, used by ``validate`` and by every run before it reads a row (``check_columns``),
+    so both refuse the same columns with the same message. Columns missing from ``types``
+    and kinds this module does not know (``other``) are not judged here. Columns whose rows
+    may not all fit their field (text for a number or a time: each row that does not parse
+    is a reject) are ``warnings``, which ``validate`` prints."""
+    where = sync.source_path or sync.name
+    src, m = sync.source, sync.mapping
+    problems: list[str] = []
+    kind = types.get(src.cursor) if src.cursor else None  # contact syncs: optional
+    if kind is not None and kind != "other" and kind not in CURSOR_KINDS:
+        why = _CURSOR_WHY.get(kind)
+        problems.append(
+            f"{where}: source.cursor must be a timestamp, date, integer or decimal column "
+            f"({src.cursor} is {kind}" + (f": {why})" if why else ")")
+        )
+    kind = types.get(m.event_time) if m.event_time else None
+    if kind == "string":
+        if warnings is not None:
+            warnings.append(
+                f"{where}: mapping.event_time: column {m.event_time} is text; rows whose text "
+                "is not an ISO 8601 time become rejects"
+            )
+    elif kind is not None and kind != "other" and kind not in EVENT_TIME_KINDS:
+        problems.append(
+            f"{where}: mapping.event_time must be a timestamp or date column "
+            f"({m.event_time} is {kind})"
+        )
+    for field, col in m.identifiers.items():
+        kind = types.get(col)
+        if kind in {"timestamptz", "timestamp", "date", "json", "boolean"}:
+            problems.append(
+                f"{where}: mapping.identifiers.{field}: column {col} is {kind}; "
+                "identifiers must be text or integer"
+            )
+    return problems + _fit_problems(sync, types, where, warnings)
+
+
+def _fit_problems(
+    sync: SyncConfig, types: dict[str, str], where: str, warnings: list[str] | None
+) -> list[str]:
+    """Columns whose type cannot fit their field: every row would be a reject (a problem), or
+    some rows may be (a warning)."""
+    m = sync.mapping
+    problems: list[str] = []
+    texts = {f"identifiers.{f}": c for f, c in m.identifiers.items()}
+    if isinstance(m.event_name, ColumnRef):
+        texts["event_name"] = m.event_name.column
+    if isinstance(m.value_currency, ColumnRef):
+        texts["value_currency"] = m.value_currency.column
+    for field, col in texts.items():
+        if types.get(col) == "nested":
+            problems.append(
+                f"{where}: mapping.{field}: column {col} is a struct/list/map, which has no "
+                "text form; map a text column"
+            )
+    kind = types.get(m.value) if m.value else None
+    if kind == "string":
+        if warnings is not None:
+            warnings.append(
+                f"{where}: mapping.value: column {m.value} is text; rows whose text is not a "
+                "number (like 18.99) become rejects"
+            )
+    elif kind in {"timestamptz", "timestamp", "date", "json", "boolean", "nested"}:
+        problems.append(
+            f"{where}: mapping.value: column {m.value} is {kind}; value needs a numeric column"
+        )
+    return problems
+
+
+def _duck_param(value: Any) -> Any:
+    """A bound value as DuckDB must see it: a timestamp with nanoseconds as its text (DuckDB
+    binds a ``pandas.Timestamp`` as microseconds, and ``cursor > value`` would re-read it)."""
+    if getattr(value, "nanosecond", 0):
+        return str(value)
+    return value
+
+
 def _json_text(raw: str | bytes) -> str:
     """psycopg's json/jsonb loader, keeping the text as the server sent it."""
     return raw if isinstance(raw, str) else bytes(raw).decode("utf-8")
@@ -569,8 +669,10 @@ def _duck_kind(t: str) -> str:
         "UBIGINT",
     }:
         return "integer"
-    if t.startswith(("DECIMAL", "DOUBLE", "FLOAT", "REAL")):
+    if t.startswith("DECIMAL"):
         return "number"
+    if t.startswith(("DOUBLE", "FLOAT", "REAL")):
+        return "float"
     if t in {"VARCHAR", "UUID"}:
         return "string"
     if t == "JSON":
@@ -590,8 +692,8 @@ _PG_OIDS = {
     21: "integer",
     23: "integer",
     1700: "number",
-    700: "number",
-    701: "number",
+    700: "float",
+    701: "float",
     25: "string",
     1043: "string",
     1042: "string",

@@ -6,13 +6,18 @@ transaction together with the ledger rows it settles. Nothing secret is ever wri
 
 Scopes: ``incremental`` is the scheduled/CLI checkpoint; ``partition:<key>`` is the progress of
 one backfill partition, kept apart so backfills never move the incremental checkpoint.
+
+The schema is versioned (``connector.migrate``): a new table or column is one more entry at the
+end of ``MIGRATIONS``. Every database error of the store reaches callers as ``StateError`` with
+a message naming the store (URL masked) and what to do (``_state_error``).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -22,8 +27,10 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 
+from . import migrate
 from .destinations.base import Learned
 from .errors import StateError, mask_url, scrub
+from .migrate import BrokenStoreError, Migration
 
 STATE_URL_ENV = "CONNECTOR_STATE_URL"
 DEFAULT_STATE_PATH = Path(".connector") / "state.db"
@@ -69,8 +76,8 @@ rejects = sa.Table(
     sa.Column("payload", sa.Text, nullable=True),
     sa.Column("run_id", sa.String(64), nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-    # Open while closed_at is NULL; a store made before these columns gets them on open
-    # (``_add_missing_columns``), its existing rejects reading as open.
+    # Open while closed_at is NULL; a store made before these columns gets them from
+    # migration 2, its existing rejects reading as open.
     sa.Column("closed_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("closed_by_run", sa.String(64), nullable=True),
     sa.Column("resolution", sa.String(32), nullable=True),  # see CLOSED_*
@@ -112,36 +119,92 @@ account_settings = sa.Table(
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
 
+# One run per (sync, scope) at a time (``connector.lease``): the holder renews ``expires_at``
+# while it runs; a dead holder's lease is taken over once it expired (or at once when the
+# holder was a process of this machine that is gone).
+leases = sa.Table(
+    "connector_leases",
+    metadata,
+    sa.Column("sync", sa.String(128), primary_key=True),
+    sa.Column("scope", sa.String(200), primary_key=True),
+    sa.Column("holder", sa.String(64), nullable=False),  # a token per acquisition
+    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("process", sa.String(200), nullable=False),  # machine, pid namespace, start time
+    sa.Column("acquired_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("heartbeat_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# The schema, step by step: append, never edit a shipped step (see ``connector.migrate``).
+MIGRATIONS: list[Migration] = [
+    Migration(
+        1,
+        "checkpoints, ledger, rejects, runs, property types, account settings",
+        migrate.create(checkpoints, batches, rejects, runs, property_types, account_settings),
+    ),
+    Migration(
+        2,
+        "reject status (closed_at, closed_by_run, resolution)",
+        migrate.add_columns(rejects, "closed_at", "closed_by_run", "resolution"),
+    ),
+    Migration(3, "run leases", migrate.create(leases)),
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
 
 # --------------------------------------------------------------------------- positions
 
 
+# Positions keep every digit of the cursor: a nanosecond timestamp (a ``pandas.Timestamp``, as
+# Arrow hands out ``timestamp[ns]``) keeps its nanoseconds, a decimal its text, an integer past
+# 64 bits its digits. A checkpoint that lost a digit would re-read its last tie group forever.
+_FRACTION = re.compile(r"\.(\d{7,})")
+
+
 def _tag(v: Any) -> Any:
     if isinstance(v, datetime):
-        return {"dt": v.isoformat()}
+        return {"dt": v.isoformat()}  # pandas.Timestamp writes its nanoseconds here
     if isinstance(v, date):
         return {"d": v.isoformat()}
     if isinstance(v, Decimal):
         return {"dec": str(v)}
+    if isinstance(v, int) and not isinstance(v, bool) and not -(2**63) <= v < 2**64:
+        return {"int": str(v)}  # JSON numbers past 64 bits are not portable
     return v
 
 
 def _untag(v: Any) -> Any:
     if isinstance(v, dict):
         if "dt" in v:
-            return datetime.fromisoformat(v["dt"])
+            return _parse_datetime(v["dt"])
         if "d" in v:
             return date.fromisoformat(v["d"])
         if "dec" in v:
             return Decimal(v["dec"])
+        if "int" in v:
+            return int(v["int"])
     return v
 
 
+def _parse_datetime(text: str) -> datetime:
+    """ISO text back to a datetime; more than 6 fractional digits need a ``pandas.Timestamp``
+    (``datetime.fromisoformat`` would drop them)."""
+    if _FRACTION.search(text):
+        import pandas as pd
+
+        ts: datetime = pd.Timestamp(text)
+        return ts
+    return datetime.fromisoformat(text)
+
+
 def encode_position(pos: Sequence[Any]) -> str:
+    """A position as JSON text, every value tagged with its type and full precision."""
     return orjson.dumps([_tag(v) for v in pos]).decode()
 
 
 def decode_position(text: str) -> Position:
+    """The position ``encode_position`` wrote, with the same types and digits."""
     return tuple(_untag(v) for v in orjson.loads(text))
 
 
@@ -188,20 +251,47 @@ class StateStore:
 
     def __init__(self, url: str | None = None) -> None:
         self.url = url or default_state_url()
+        #: Wall clock of leases (tests inject a later time to see a lease expire).
+        self.clock: Callable[[], datetime] = now
+        shown = _redact(self.url)
         try:
             u = sa.engine.make_url(self.url)
-            if u.drivername.startswith("sqlite") and u.database not in (None, "", ":memory:"):
-                _make_state_dir(Path(u.database).parent, self.url)
+            path = migrate.sqlite_file(u)
+            if path is not None:
+                _make_state_dir(path.parent, self.url)
+                if not path.exists():
+                    migrate.create_sqlite(path, MIGRATIONS, _sqlite_pragmas)
+                elif path.is_file() and path.stat().st_size == 0:
+                    raise BrokenStoreError(
+                        f"state store {shown} is an empty file (truncated?); it is not read as "
+                        "a new store, since every sync would then send all its rows again: "
+                        f"{migrate.recovery_hint(shown, True)}"
+                    )
             self.engine = sa.create_engine(self.url, pool_pre_ping=True)
             if self.engine.dialect.name == "sqlite":
                 sa.event.listen(self.engine, "connect", _sqlite_pragmas)
-            metadata.create_all(self.engine)
-            _add_missing_columns(self.engine, rejects)
-        except sa.exc.SQLAlchemyError as exc:
+            sa.event.listen(self.engine, "handle_error", self._on_error)
+            migrate.prepare(self.engine, MIGRATIONS, shown, new_ok=path is None)
+        except sa.exc.DBAPIError as exc:  # making a new SQLite file
+            backend = self.url.partition(":")[0].partition("+")[0]
+            raise _state_error(exc.orig, self.url, backend) from None
+        except sa.exc.SQLAlchemyError as exc:  # a bad URL, a missing driver
             raise StateError(
-                f"state store {_redact(self.url)} is unavailable: "
-                f"{scrub(_first_line(exc), self.url)}"
+                f"state store {shown} is unavailable: {scrub(_first_line(exc), self.url)}"
             ) from None
+        except OSError as exc:  # making a new SQLite file
+            raise StateError(
+                f"state store {shown}: cannot create it: {exc.strerror or exc}; point "
+                f"--state-url (or {STATE_URL_ENV}) at a writable place"
+            ) from None
+
+    def _on_error(self, ctx: sa.engine.ExceptionContext) -> None:
+        """Every database error of this store becomes a ``StateError`` (SQLAlchemy's
+        ``handle_error`` hook). A unique-key conflict stays as it is: callers that race for
+        a row (the lease) handle it."""
+        if isinstance(ctx.sqlalchemy_exception, sa.exc.IntegrityError):
+            return
+        raise _state_error(ctx.original_exception, self.url, self.engine.dialect.name) from None
 
     @classmethod
     def open(cls, url: str | None = None) -> StateStore:
@@ -681,36 +771,63 @@ class StateStore:
             )
 
 
-def _add_missing_columns(engine: sa.Engine, table: sa.Table) -> None:
-    """Add the nullable columns of ``table`` an older store lacks (``create_all`` makes only
-    missing tables). Safe when two processes open an old store at once: PostgreSQL says
-    ``IF NOT EXISTS``; elsewhere a loser of the race finds the column there and goes on."""
-    have = {c["name"] for c in sa.inspect(engine).get_columns(table.name)}
-    missing = [c for c in table.columns if c.name not in have]
-    if not missing:
-        return
-    prep = engine.dialect.identifier_preparer
-    if_not_exists = "IF NOT EXISTS " if engine.dialect.name == "postgresql" else ""
-    for col in missing:
-        assert col.nullable, f"{table.name}.{col.name}: only nullable columns can be added"
-        ddl = (
-            f"ALTER TABLE {prep.format_table(table)} ADD COLUMN {if_not_exists}"
-            f"{prep.format_column(col)} {col.type.compile(dialect=engine.dialect)}"
+def _state_error(exc: BaseException | None, url: str, dialect: str) -> StateError:
+    """A database error of the store as a message that says what to do."""
+    shown = _redact(url)
+    text = scrub(str(exc or "unknown error").strip().splitlines()[0][:300], url)
+    low = text.lower()
+    if dialect == "sqlite":
+        if "not a database" in low or "malformed" in low:
+            return BrokenStoreError(
+                f"state store {shown} cannot be read ({text}): {migrate.recovery_hint(shown, True)}"
+            )
+        if "locked" in low or "busy" in low:
+            return StateError(
+                f"state store {shown}: the SQLite file stayed locked by another process for "
+                f"{SQLITE_BUSY_TIMEOUT_MS / 1000:g} s ({text}); look for a process holding "
+                f"it open, or share one PostgreSQL store between parallel runs ({STATE_URL_ENV})"
+            )
+        if "unable to open" in low or "readonly" in low or "read-only" in low:
+            return StateError(
+                f"state store {shown} cannot be opened for writing ({text}); make the file and "
+                f"its directory writable, or point --state-url (or {STATE_URL_ENV}) at a "
+                "writable place"
+            )
+    if isinstance(exc, Exception) and _is_unreachable(low):
+        return StateError(
+            f"state store {shown} is unavailable ({text}); check that the server runs and "
+            "accepts connections. Nothing past the last recorded checkpoint counts as sent: "
+            "run again once it is back"
         )
-        try:
-            with engine.begin() as c:
-                c.exec_driver_sql(ddl)
-        except sa.exc.SQLAlchemyError:
-            again = {c["name"] for c in sa.inspect(engine).get_columns(table.name)}
-            if col.name not in again:
-                raise
+    return StateError(f"state store {shown}: {text}")
+
+
+def _is_unreachable(low: str) -> bool:
+    return any(
+        s in low
+        for s in (
+            "connection refused",
+            "connection failed",
+            "could not connect",
+            "server closed the connection",
+            "terminating connection",
+            "timeout expired",
+            "no route to host",
+            "name or service not known",
+            "connection is closed",
+            "the database system is",
+        )
+    )
+
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000  # how long a write waits for another process's write lock
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_MS)}")
     cur.close()
 
 
@@ -731,3 +848,41 @@ def _redact(url: str) -> str:
 
 def _first_line(exc: BaseException) -> str:
     return str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:300]
+
+
+def reset_broken_store(url: str | None = None) -> str:
+    """Start an empty store where a broken one is (``connector state reset --broken-store``):
+    a SQLite file is moved aside, a PostgreSQL store's connector tables are dropped. Returns
+    what was done. Every sync then sends all its rows again."""
+    url = url or default_state_url()
+    _STORES.pop(url, None)
+    shown = _redact(url)
+    try:
+        StateStore(url).engine.dispose()
+    except BrokenStoreError:
+        pass  # the case this is for
+    else:
+        raise StateError(
+            f"state store {shown} opens fine: nothing was reset. To start a sync over, use "
+            "`connector state reset <sync>`"
+        )
+    try:
+        u = sa.engine.make_url(url)
+        path = migrate.sqlite_file(u)
+        if path is not None:
+            aside = migrate.set_aside(path)
+            StateStore(url)
+            return f"{shown}: the old file is now {aside}; made an empty store"
+        engine = sa.create_engine(url)
+        try:
+            with engine.begin() as c:
+                migrate.version_table.drop(c, checkfirst=True)
+                metadata.drop_all(c, checkfirst=True)
+        finally:
+            engine.dispose()
+        StateStore(url)
+        return f"{shown}: dropped the connector tables; made an empty store"
+    except sa.exc.SQLAlchemyError as exc:
+        raise _state_error(exc, url, "") from None
+    except OSError as exc:
+        raise StateError(f"state store {shown}: {exc.strerror or exc}") from None

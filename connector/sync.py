@@ -5,7 +5,9 @@ This is the only module that wires the stages together. Delivery semantics (DESI
 - each batch is written to the ledger as *pending* before it is sent; when it settles, the
   checkpoint moves to the end of the longest settled prefix, in the same transaction;
 - after a crash, the next run skips rows of batches that were delivered beyond the prefix and
-  re-sends the pending ones with the same dedup ids, reporting them as possibly duplicated;
+  re-sends the pending ones with the same dedup ids, reporting the copies as possibly
+  duplicated (the decisions are the pure ``ledger.Ledger``; chunks are planned by
+  ``plan.ChunkPlanner``, which ``preview`` uses too);
 - rows that break a rule become rejects with a reason; the checkpoint passes them;
 - an error about the request itself fails the run (``RequestError``): no reject, no checkpoint
   past it; so does a run whose API-side rejects pass ``max_reject_ratio`` (circuit breaker):
@@ -17,6 +19,7 @@ This is the only module that wires the stages together. Delivery semantics (DESI
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -29,13 +32,17 @@ from .batching import Batch, Batcher
 from .config import DestinationSettings, SyncConfig, resolve_env
 from .delivery import BatchOutcome, Runtime, Sender, Stats, post_preview
 from .destinations import DESTINATIONS, Destination
-from .destinations.base import Item, dumps
-from .errors import ConfigError, RequestError
+from .destinations.base import Item, Learned
+from .errors import ConfigError, DeliveryError, RequestError, SourceError
+from .lease import Lease
+from .ledger import Ledger, Settlement
 from .mapping import Chunk, Events, Mapper, key_strings
+from .plan import ChunkPlanner
+from .plan import payload as _payload
 from .ratelimit import account_key, pacer_for
 from .result import SAMPLE_REJECTS, SyncResult, _describe
 from .source import Position, Reader, Window
-from .state import CLOSED_GONE, INCREMENTAL, LedgerEntry, Reject, StateStore
+from .state import CLOSED_GONE, INCREMENTAL, Reject, StateStore
 
 log = logging.getLogger("connector.sync")
 
@@ -122,11 +129,11 @@ class _Run:
         self.result = SyncResult(sync.name, scope, None, destination_dedups=self.dest.limits.dedup)
         self.dups = _DuplicateKeys()
         self.check_null_keys = check_null_keys
-        # Settlement bookkeeping (main thread only).
-        self.done: dict[int, tuple[Batch, BatchOutcome | None]] = {}
-        self.next_seq = 0
-        self.prefix_ids: list[int] = []
-        self.leftovers: list[LedgerEntry] = []
+        # The exactly-once bookkeeping (main thread only); replaced in ``execute``.
+        self.ledger = Ledger()
+        self.planner = ChunkPlanner(self.dest, self.dups, self.ledger)
+        # Copies the destination may already hold of items to send (id(item) → copies).
+        self.copies: dict[int, int] = {}
         self.open_rejects: set[str] = set()  # keys whose reject a delivery here closes
         self.last_progress = 0.0
         self.last_recorded: float | None = None
@@ -137,13 +144,7 @@ class _Run:
         self.api_rejects = 0
         self.held: list[tuple[Batch, BatchOutcome]] = []
         self.breaker: RequestError | None = None
-
-    # -- leftovers of a crashed run ---------------------------------------------------
-    def _classify_leftover(self, pos: Position) -> str | None:
-        for entry in self.leftovers:
-            if entry.contains(pos):
-                return entry.status
-        return None
+        self.lease: Lease | None = None  # held by run_sync around execute (not for dry runs)
 
     # -- the run -----------------------------------------------------------------------
     def execute(self) -> SyncResult:
@@ -153,11 +154,12 @@ class _Run:
         checkpoint = None if self.full_refresh else self.state.checkpoint(name, scope)
         res.hwm_before = list(checkpoint) if checkpoint else None
         if not self.dry_run:
-            if self.full_refresh:
+            res.run_id = self.state.start_run(name, scope)  # marks killed runs interrupted
+            stored = self.state.ledger(name, scope)
+            self.ledger, clear = Ledger.start(stored, full_refresh=self.full_refresh)
+            if clear:
                 self.state.clear_ledger(name, scope)
-            else:
-                self.leftovers = self.state.ledger(name, scope)
-            res.run_id = self.state.start_run(name, scope)
+            self.planner = ChunkPlanner(self.dest, self.dups, self.ledger)
             self.open_rejects = set(self.state.open_reject_keys(name, scope))
         sender = None if self.dry_run else Sender(self.dest, self.pacer, self.rt, self.stats)
         pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix=f"send-{name}")
@@ -225,42 +227,12 @@ class _Run:
             )
 
     def _batches(self, events: Events, batcher: Batcher) -> list[Batch]:
-        reasons = dict(events.reasons)
-        for i, why in self.dest.validate(events).items():
-            reasons.setdefault(i, why)
-        for i in self.dups.duplicates(events.keys):
-            reasons.setdefault(
-                i,
-                "duplicate primary key: an earlier row with this key was already read in this run",
-            )
-        skip: set[int] = set()
-        if self.leftovers:
-            for i in range(events.n):
-                status = self._classify_leftover(events.position(i))
-                if status == "delivered":
-                    skip.add(i)
-                elif status == "pending" and i not in reasons:
-                    self.result.possibly_duplicated += 1
-        valid = [i for i in range(events.n) if i not in reasons and i not in skip]
-        items, more = self.dest.encode(events, valid)
-        reasons.update(more)
-        events.event_props.release()  # the items hold their encoded bytes now
-        events.contact_props.release()
-        self.result.skipped += len(skip)
-        out: list[Batch] = []
-        it = iter(items)
-        nxt = next(it, None)
-        for i in range(events.n):
-            if nxt is not None and nxt.row == i:
-                batch = batcher.add(nxt)
-                if batch is not None:
-                    out.append(batch)
-                nxt = next(it, None)
-            elif i in reasons:
-                batcher.cover(events, i, Reject(events.keys[i], reasons[i], _payload(events, i)))
-            else:
-                batcher.cover(events, i)
-        return out
+        plan = self.planner.plan(events)
+        self.result.skipped += len(plan.skip)
+        for item in plan.items:
+            if item.row in plan.copies:  # counted when its batch settles
+                self.copies[id(item)] = plan.copies[item.row]
+        return self.planner.batches(events, plan, batcher)
 
     def _submit(
         self,
@@ -270,6 +242,8 @@ class _Run:
         inflight: dict[Future[BatchOutcome], Batch],
     ) -> None:
         self.result.batches += 1 if batch.items else 0
+        if self.lease is not None:
+            self.lease.check()  # a run that lost its lease sends nothing more
         if self.dry_run or sender is None or not batch.items:
             if self.dry_run:
                 self.result.delivered += len(batch.items)  # "would deliver"
@@ -307,25 +281,16 @@ class _Run:
             exc = fut.exception()
             if exc is not None:
                 failure = failure or exc
-                if isinstance(exc, RequestError) and exc.stored_nothing:
+                if isinstance(exc, DeliveryError) and exc.stored_nothing:
                     self._forget(batch)
                 continue
             failure = self._judge(batch, fut.result()) or failure
         return failure
 
     def _forget(self, batch: Batch) -> None:
-        """The vendor refused the batch's request and kept nothing of it: drop its ledger row,
-        so the next run sends its rows as new ones, not as possibly duplicated."""
+        """The vendor refused the batch's request and kept nothing of it (``Ledger.forget``)."""
         if batch.ledger_id is not None:
-            self.state.settle(
-                self.sync.name,
-                self.scope,
-                self.result.run_id or "",
-                [],
-                [batch.ledger_id],
-                None,
-                [],
-            )
+            self._apply(Ledger.forget(batch.ledger_id), [])
 
     def _judge(self, batch: Batch, outcome: BatchOutcome) -> RequestError | None:
         """The circuit breaker: settle the batch, hold it while too few rows were answered to
@@ -374,46 +339,50 @@ class _Run:
         res = self.result
         rejects = list(batch.rejects)
         closed: list[str] = []
+        copies = 0
         if outcome is not None:
             res.delivered += len(outcome.delivered)
+            copies = outcome.possibly_duplicated
+            copies += sum(self.copies.pop(id(it), 0) for it in outcome.delivered)
+            for item, _ in outcome.rejected:
+                self.copies.pop(id(item), None)
+            res.possibly_duplicated += copies
             for item, reason in outcome.rejected:
                 rejects.append(Reject(item.key, reason, _item_payload(item)))
             if self.open_rejects:  # a fixed row read again (its cursor moved): close it
                 closed = [it.key for it in outcome.delivered if it.key in self.open_rejects]
         res.rejected += len(rejects)
         self._sample(rejects)
-        self.done[batch.seq] = (batch, outcome)
-        delivered_ids = []
-        drop_ids: list[int] = []
-        checkpoint = None
-        while self.next_seq in self.done:
-            settled, _ = self.done.pop(self.next_seq)
-            if settled.ledger_id is not None:
-                drop_ids.append(settled.ledger_id)
-            checkpoint = settled.last
-            self.next_seq += 1
-        if batch.ledger_id is not None and batch.ledger_id not in drop_ids:
-            delivered_ids.append(batch.ledger_id)
-        if checkpoint is not None and self.leftovers:
-            passed = [e for e in self.leftovers if e.last <= checkpoint]
-            drop_ids += [e.id for e in passed]
-            self.leftovers = [e for e in self.leftovers if e.last > checkpoint]
-        if checkpoint is not None:
-            res.hwm_after = list(checkpoint)
+        settlement = self.ledger.settle(batch.seq, batch.ledger_id, batch.last)
+        if settlement.checkpoint is not None:
+            res.hwm_after = list(settlement.checkpoint)
         learned = outcome.learned if outcome is not None else None
+        self._apply(settlement, rejects, closed, learned)
+        if learned:  # stored with the batch: the destination uses it from now on
+            self.dest.learn(learned)
+        if copies:
+            self._record_progress(force=True)  # a run killed later still reports them
+
+    def _apply(
+        self,
+        settlement: Settlement,
+        rejects: list[Reject],
+        closed: list[str] | None = None,
+        learned: Learned | None = None,
+    ) -> None:
+        """One transaction: the ledger's decision, the rejects, the closed rejects and what
+        the responses taught about the account."""
         self.state.settle(
             self.sync.name,
             self.scope,
-            res.run_id or "",
-            delivered_ids,
-            drop_ids,
-            checkpoint,
+            self.result.run_id or "",
+            settlement.delivered_ids,
+            settlement.drop_ids,
+            settlement.checkpoint,
             rejects,
-            closed,
+            closed or [],
             (self.account, learned) if learned else None,
         )
-        if learned:  # stored with the batch: the destination uses it from now on
-            self.dest.learn(learned)
 
     def _sample(self, rejects: list[Reject]) -> None:
         room = SAMPLE_REJECTS - len(self.result.sample_rejects)
@@ -430,13 +399,13 @@ class _Run:
             self._copy_stats()
             self.progress(self.result)
 
-    def _record_progress(self) -> None:
-        """At most once a second, the counts so far in the run's row: a run killed without a
-        trace is then reported by the next one with how far it got."""
+    def _record_progress(self, force: bool = False) -> None:
+        """At most once a second (or now: ``force``), the counts so far in the run's row: a
+        run killed without a trace is then reported by the next one with how far it got."""
         now = self.rt.clock()
         if self.dry_run or not self.result.run_id:
             return
-        if self.last_recorded is not None and now - self.last_recorded < 1.0:
+        if not force and self.last_recorded is not None and now - self.last_recorded < 1.0:
             return
         self.last_recorded = now
         self._copy_stats()
@@ -560,6 +529,8 @@ class _RetryRun(_Run):
     def _retry_send(self, batch: Batch, sender: Sender | None) -> None:
         res = self.result
         res.batches += 1 if batch.items else 0
+        if self.lease is not None:
+            self.lease.check()
         if self.dry_run or sender is None:
             res.delivered += len(batch.items)  # "would deliver"
             res.requests += 1 if batch.items else 0
@@ -570,6 +541,7 @@ class _RetryRun(_Run):
         if batch.items:
             outcome = sender.send(batch.items)
             res.delivered += len(outcome.delivered)
+            res.possibly_duplicated += outcome.possibly_duplicated
             delivered = [it.key for it in outcome.delivered]
             rejects += [Reject(it.key, why, _item_payload(it)) for it, why in outcome.rejected]
         res.rejected += len(rejects)
@@ -631,21 +603,6 @@ def _summary(res: SyncResult) -> dict[str, Any]:
     return d
 
 
-def _payload(events: Events, i: int) -> str | None:
-    try:
-        return dumps(
-            {
-                "name": events.names[i].as_py(),
-                "time": events.times[i].as_py(),
-                "identifiers": {k: v[i].as_py() for k, v in events.identifiers.items()},
-                "event_properties": events.event_properties[i],
-                "contact_properties": events.contact_properties[i],
-            }
-        ).decode()[:20_000]
-    except Exception:
-        return None
-
-
 def _item_payload(item: Item) -> str | None:
     return _payload(item.events, item.row)
 
@@ -672,7 +629,10 @@ def run_sync(
     whole source): a caller running several windows of one sync in a row checks once.
 
     ``retry_rejects=True`` sends only the scope's open rejects that pass now (``_RetryRun``);
-    ``limit`` then caps the number of rejects retried."""
+    ``limit`` then caps the number of rejects retried.
+
+    A run that sends holds the lease of its sync and scope (``connector.lease``): while another
+    run holds it, this one raises ``LeaseHeld`` before reading a row."""
     if retry_rejects and full_refresh:
         raise ConfigError("retry_rejects and full_refresh cannot be combined: pick one")
     if sync.is_contact_sync:  # a state, not a time series: connector.contacts
@@ -693,9 +653,10 @@ def run_sync(
             progress=progress,
             warehouse_url=warehouse_url,
         )
+    state = state or StateStore.open()
     run = (_RetryRun if retry_rejects else _Run)(
         sync,
-        state or StateStore.open(),
+        state,
         scope,
         dry_run,
         full_refresh,
@@ -706,7 +667,19 @@ def run_sync(
         warehouse_url,
         check_null_keys,
     )
-    return run.execute()
+    try:
+        # Missing columns and the cursor/event-time type rules (the ones ``validate`` applies)
+        # are config errors before the run writes anything or takes its lease.
+        with contextlib.suppress(SourceError):  # unreachable: the run records that failure
+            run.reader.check_columns()
+        if dry_run:  # sends nothing and writes nothing: runs beside a real run
+            return run.execute()
+        with Lease(state, sync.name, scope) as lease:
+            run.lease = lease
+            return run.execute()
+    except BaseException:
+        run.reader.close()  # give an embedded warehouse file back (execute may not have run)
+        raise
 
 
 def preview(sync: SyncConfig, limit: int = 5, warehouse_url: str | None = None) -> dict[str, Any]:
@@ -718,21 +691,21 @@ def preview(sync: SyncConfig, limit: int = 5, warehouse_url: str | None = None) 
         return preview_contacts(sync, limit, warehouse_url)
     dest = make_destination(sync, resolve_secret=False)
     mapper = Mapper(sync)
-    requests: list[dict[str, Any]] = []
+    planner = ChunkPlanner(dest, _DuplicateKeys())
+    batcher = Batcher(dest.limits.max_events, dest.limits.max_bytes, dest.request_overhead)
+    batches: list[Batch] = []
     rejects: list[tuple[str, str]] = []
     with Reader(sync, warehouse_url) as reader:
         chunks = list(reader.pages(None, None, limit))
     for chunk in chunks:
         events = mapper.map(chunk)
-        reasons = dict(events.reasons)
-        reasons.update({i: r for i, r in dest.validate(events).items() if i not in reasons})
-        items, more = dest.encode(events, [i for i in range(events.n) if i not in reasons])
-        reasons.update(more)
-        rejects += [(events.keys[i], r) for i, r in sorted(reasons.items())]
-        batcher = Batcher(dest.limits.max_events, dest.limits.max_bytes, dest.request_overhead)
-        batches = [b for b in (batcher.add(it) for it in items) if b is not None]
-        last = batcher.flush()
-        if last is not None:
-            batches.append(last)
-        requests += [post_preview(dest, b.items) for b in batches if b.items]
-    return {"requests": requests, "rejects": rejects}
+        plan = planner.plan(events)
+        rejects += [(events.keys[i], r) for i, r in sorted(plan.reasons.items())]
+        batches += planner.batches(events, plan, batcher)
+    last = batcher.flush()
+    if last is not None:
+        batches.append(last)
+    return {
+        "requests": [post_preview(dest, b.items) for b in batches if b.items],
+        "rejects": rejects,
+    }

@@ -10,12 +10,15 @@ with exit 1 instead of its expected code.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +28,9 @@ import sqlalchemy as sa
 from connector import cli
 from connector.config import load_syncs
 from connector.errors import ConfigError, mask_url
-from connector.state import INCREMENTAL, StateStore
+from connector.state import INCREMENTAL, StateStore, leases, now
 
-from .conftest import Warehouse
+from .conftest import Warehouse, _free_port
 from .helpers import BASE, create_events_table, event_rows, insert_events
 
 SYNC = """
@@ -200,6 +203,69 @@ def _not_utf8(p: Project) -> list[str]:
     return _sync(p)
 
 
+def _broken_state(damage: Callable[[Path], None], *args: str) -> Setup:
+    """The CLI pointed at a copy of the project's store, damaged; the project's store itself
+    must stay as it was."""
+
+    def setup(p: Project) -> list[str]:
+        src, copy = p.root / "state.db", p.root / "copy.db"
+        with sqlite3.connect(src) as c:  # fold the WAL in, so the copy holds everything
+            c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        shutil.copy(src, copy)
+        damage(copy)
+        url = f"sqlite:///{copy}"
+        return ["--config-dir", str(p.config), "--state-url", url, *(args or ("sync", "videos"))]
+
+    return setup
+
+
+def _newer_version(path: Path) -> None:
+    with sqlite3.connect(path) as c:
+        c.execute("UPDATE connector_schema_version SET version = version + 1")
+
+
+def _state_server_down(p: Project) -> list[str]:
+    url = f"postgresql+psycopg://conn@127.0.0.1:{_free_port()}/state"
+    return ["--config-dir", str(p.config), "--state-url", url, "sync", "videos"]
+
+
+def _held_lease(p: Project) -> list[str]:
+    store = StateStore(p.state_url)
+    with store.engine.begin() as c:  # a run of another machine, alive as far as we know
+        c.execute(
+            leases.insert().values(
+                sync="videos",
+                scope=INCREMENTAL,
+                holder="other-run",
+                host="worker-7",
+                pid=4242,
+                process="other-machine/1/1",
+                acquired_at=now(),
+                heartbeat_at=now(),
+                expires_at=now() + timedelta(minutes=1),
+            )
+        )
+    return _sync(p)
+
+
+def _query_cursor(cursor_sql: str, event_time: str = "occurred_at") -> Setup:
+    return _raw(
+        f"""
+        name: videos
+        source:
+          query: "SELECT *, {cursor_sql} AS c FROM ev"
+          cursor: c
+          primary_key: event_id
+          url: "URL"
+        destination: {{type: brevo_events_batch, api_key: "${{BREVO_API_KEY}}"}}
+        mapping:
+          event_name: video_played
+          event_time: {event_time}
+          identifiers: {{email_id: email}}
+        """
+    )
+
+
 CASES = [
     # -- two files, one name
     Case("duplicate-name-sync", _duplicate("sync", "videos"), 2, "is also used by"),
@@ -338,8 +404,64 @@ CASES = [
         2,
         "FAIL videos",
     ),
+    # -- column types: the rules validate applies, at run time, with validate's message
+    Case("varchar-cursor", _edit(cursor="kind"), 2, "text orders '10' before '9'"),
+    Case("boolean-cursor", _edit(cursor="autoplayed"), 2, "autoplayed is boolean"),
+    Case("double-cursor", _query_cursor("CAST(duration AS DOUBLE)"), 2, "c is float"),
+    Case(
+        "varchar-cursor-preview",
+        lambda p: (p.write(p.sync_text(cursor="kind")), [*p.base(), "preview", "videos"])[1],
+        2,
+        "source.cursor must be a timestamp, date, integer or decimal column (kind is string",
+    ),
+    Case(
+        "integer-event-time",
+        _query_cursor("occurred_at", event_time="event_id"),
+        2,
+        "mapping.event_time must be a timestamp or date column (event_id is integer)",
+    ),
+    # -- another run of the same sync holds its lease
+    Case("sync-already-running", _held_lease, 1, "already running since"),
+    Case("sync-already-running-names-it", _held_lease, 1, "pid 4242 on host worker-7"),
     # -- the state store or a URL is bad
     Case("state-dir-is-a-file", _state_dir_is_a_file, 1, "cannot create its directory"),
+    Case(
+        "state-dir-unwritable",
+        lambda p: [*p.base()[:2], "--state-url", "sqlite:////proc/connector.db", "sync", "videos"],
+        1,
+        "cannot be opened for writing",
+    ),
+    Case(
+        "state-db-empty-file",
+        _broken_state(lambda f: f.write_bytes(b"")),
+        1,
+        "is an empty file (truncated?)",
+    ),
+    Case(
+        "state-db-truncated",
+        _broken_state(lambda f: os.truncate(f, 4096)),
+        1,
+        "connector state reset --broken-store",
+    ),
+    Case(
+        "state-db-not-a-database",
+        _broken_state(lambda f: f.write_bytes(b"not sqlite" * 1000), "state", "show", "videos"),
+        1,
+        "cannot be read (file is not a database)",
+    ),
+    Case(
+        "state-db-from-a-newer-connector",
+        _broken_state(_newer_version),
+        1,
+        "made by a newer connector",
+    ),
+    Case("state-server-down", _state_server_down, 1, "check that the server runs"),
+    Case(
+        "broken-store-with-a-sync-name",
+        _args("state", "reset", "videos", "--broken-store"),
+        2,
+        "use --broken-store alone",
+    ),
     Case(
         "state-url-password-masked",
         _state_url_with_password,
@@ -431,7 +553,7 @@ def test_bad_input_matrix(
 
 
 def test_the_matrix_is_large_enough() -> None:
-    assert len(CASES) >= 25
+    assert len(CASES) >= 40
 
 
 # --------------------------------------------------------------------------- beyond the matrix

@@ -322,7 +322,10 @@ def test_cli_validate_reports_missing_columns_and_bad_types(
     code, _, err = _run(["--config-dir", str(config), "validate"], capsys)
     assert code == 2
     assert "column 'titel' is not in the source" in err
-    assert "source.cursor must be a timestamp, date or integer column (email is string)" in err
+    assert (
+        "source.cursor must be a timestamp, date, integer or decimal column (email is string: "
+        "text orders '10' before '9'" in err
+    )
 
 
 def test_cli_run_failure_exits_1(

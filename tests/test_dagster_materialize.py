@@ -10,6 +10,7 @@ import pytest
 
 from connector import INCREMENTAL, load_syncs
 from connector.demo import build_demo_warehouse
+from connector.lease import Lease
 from connector.state import StateStore
 from dagster_defs import ConnectorResource, build_defs
 
@@ -152,3 +153,22 @@ def test_a_delivery_failure_fails_the_run_with_a_clear_message(
     [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
     message = str(failure.step_failure_data.user_failure_data.description)  # type: ignore[union-attr]
     assert "partition:2026-11-01 failed" in message and "pk_wrong" not in message
+
+
+def test_a_dagster_run_refuses_while_another_run_holds_the_syncs_lease(
+    demo_defs: dg.Definitions, env: Env
+) -> None:
+    held = Lease(StateStore(env.state.url), "order_placed", INCREMENTAL, ttl_s=60)
+    held.acquire()  # a CLI run of the same sync, still running
+    key = dg.AssetKey(["reverse_etl", "order_placed"])
+    asset = demo_defs.resolve_assets_def(key)
+    result = dg.materialize([asset], instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    message = str(failure.step_failure_data.user_failure_data.description)  # type: ignore[union-attr]
+    assert "order_placed [incremental] is already running since" in message
+    assert env.sandbox.stats()["requests"] == 0
+
+    held.release()
+    result = dg.materialize([asset], instance=dg.DagsterInstance.ephemeral())
+    assert materialization(result, key)["delivered"] == ORDERS

@@ -322,26 +322,35 @@ def test_values_that_cannot_be_converted_are_rejects_and_the_other_rows_go(
     )
     syncs = tmp_path / "config" / "syncs"
     syncs.mkdir(parents=True)
-    (syncs / "mixed.yaml").write_text(MIXED.format(url=duck.url, sandbox=recording_sandbox.url))
+    text = MIXED.format(url=duck.url, sandbox=recording_sandbox.url)
     base = ["--config-dir", str(tmp_path / "config"), "--state-url", f"sqlite:///{tmp_path}/s.db"]
 
+    # A struct identifier can never be text: the run refuses it as validate does (exit 2).
+    (syncs / "mixed.yaml").write_text(text)
+    assert cli.main([*base, "sync", "mixed"]) == 2
+    assert "mapping.identifiers.external_id: column ext is a struct/list/map" in (
+        capsys.readouterr().err
+    )
+    assert recording_sandbox.bodies() == []
+
+    (syncs / "mixed.yaml").write_text(text.replace(", external_id: ext", ""))
     code = cli.main([*base, "sync", "mixed"])
     out = capsys.readouterr().out
     assert code == 0, out
-    assert "delivered           2" in out and "rejected            3" in out
+    assert "delivered           3" in out and "rejected            2" in out
 
     assert cli.main([*base, "rejects", "mixed", "--format", "json"]) == 0
     reasons = {r["key"]: r["reason"] for r in json.loads(capsys.readouterr().out)}
     assert reasons == {
         "2": "value: column amount_text holds text that is not a number (e.g. 18.99)",
-        "3": "identifiers.external_id: column ext holds struct values, which are not text; "
-        "map a text or integer column",
         "4": "event_time: column when_text holds text that is not an ISO 8601 time",
     }
     body = recording_sandbox.bodies()[0][1]
     assert b'"value":18.99' in body and b'"value":12345678901234567.89' in body
     times = [e["event"]["time"] for e in recording_sandbox.events("klaviyo_bulk_events")]
-    assert sorted(times) == ["2026-11-01T10:00:00.000+00:00", "2026-11-01T11:00:00.000+00:00"]
+    assert sorted(times) == ["2026-11-01T10:00:00.000+00:00"] * 2 + [
+        "2026-11-01T11:00:00.000+00:00"
+    ]
 
 
 def test_validate_warns_of_text_values_and_refuses_struct_identifiers(
