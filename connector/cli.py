@@ -21,10 +21,12 @@ from . import __version__
 from .config import SyncConfig, json_schema, load_sync, load_syncs
 from .errors import ConfigError, ConnectorError, SourceError, StateError
 from .process import use_lean_memory_pool
+from .progress import ProgressLine
+from .run_plan import RunPlan, format_duration, plan_run
 from .state import StateStore, reset_broken_store
 from .summary import fmt_position as _fmt_pos
 from .summary import print_summary
-from .sync import SyncResult, preview, run_sync
+from .sync import preview, run_sync
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -78,6 +80,11 @@ def _parser() -> argparse.ArgumentParser:
         help="re-read the open rejects from the source and send those that pass now; "
         "the checkpoint does not move",
     )
+
+    pl = sub.add_parser("plan", help="rows pending, requests and the least time the next run needs")
+    pl.add_argument("sync")
+    pl.add_argument("--full-refresh", action="store_true", help="plan a run from the start")
+    pl.add_argument("--json", action="store_true", help="print the figures as JSON")
 
     v = sub.add_parser("validate", help="check config files and the warehouse columns")
     v.add_argument("syncs", nargs="*", help="sync names (default: all)")
@@ -185,19 +192,6 @@ def _state(args: argparse.Namespace) -> StateStore:
     return StateStore.open(args.state_url)
 
 
-def _progress(res: SyncResult) -> None:
-    print(
-        f"  {res.sync}: {res.rows_read:,} read, {res.delivered:,} sent, "
-        f"{res.rejected:,} rejected, {res.rows_per_s or _rate(res):,.0f} rows/s",
-        file=sys.stderr,
-        flush=True,
-    )
-
-
-def _rate(res: SyncResult) -> float:
-    return res.rows_read / res.duration_s if res.duration_s else 0.0
-
-
 def _cmd_sync(args: argparse.Namespace) -> int:
     if args.retry_rejects and args.full_refresh:
         print(
@@ -213,13 +207,14 @@ def _cmd_sync(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     try:
+        total = _plan_total(sync, args)
         res = run_sync(
             sync,
             state=_state(args),
             full_refresh=args.full_refresh,
             dry_run=args.dry_run,
             limit=args.limit,
-            progress=_progress,
+            progress=ProgressLine(total, stream=sys.stderr),
             retry_rejects=args.retry_rejects,
         )
     except ConfigError:  # found once the warehouse is open (a missing column or file): exit 2
@@ -232,6 +227,19 @@ def _cmd_sync(args: argparse.Namespace) -> int:
     else:
         print_summary(res)
     return EXIT_OK
+
+
+def _plan_total(sync: SyncConfig, args: argparse.Namespace) -> int | None:
+    """Print the run's plan; the rows it will read (None: a retry, or the plan failed — the
+    run then meets the same problem and records it as the run's error)."""
+    if args.retry_rejects:
+        return None
+    try:
+        plan = plan_run(sync, _state(args), full_refresh=args.full_refresh)
+    except ConnectorError:
+        return None
+    print(f"plan: {plan.line()}", file=sys.stderr, flush=True)
+    return plan.rows if args.limit is None else min(plan.rows, args.limit)
 
 
 def _validate_one(sync: SyncConfig, warnings: list[str] | None = None) -> list[str]:
@@ -299,8 +307,37 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_plan(args: argparse.Namespace) -> int:
+    sync = load_sync(args.sync, check_env=False)
+    plan = plan_run(sync, _state(args), full_refresh=args.full_refresh)
+    if args.json:
+        print(json.dumps(plan.to_dict(), default=str, indent=2, ensure_ascii=False))
+    else:
+        print_plan(plan)
+    return EXIT_OK
+
+
+def print_plan(plan: RunPlan, out: Any = None) -> None:
+    out = out or sys.stdout
+    after = "full refresh" if plan.full_refresh else f"after {_fmt_pos(plan.checkpoint)}"
+    size = f", ~{plan.event_bytes:,} bytes an event" if plan.event_bytes else ""
+    print(f"{plan.sync} [{plan.scope}], {after}", file=out)
+    print(f"  rows pending        {plan.rows:,}", file=out)
+    print(
+        f"  per request         {plan.per_request:,} events (limit {plan.max_events:,}{size})",
+        file=out,
+    )
+    print(f"  requests            {plan.requests:,}", file=out)
+    print(f"  rate                {plan.rate or 'no documented limit'}", file=out)
+    if plan.duration_s is not None:
+        print(f"  duration            ≥ {format_duration(plan.duration_s)}", file=out)
+    print(plan.line(), file=out)
+
+
 def _cmd_preview(args: argparse.Namespace) -> int:
     sync = load_sync(args.sync, check_env=False)
+    print_plan(plan_run(sync, _state(args)))
+    print()
     out = preview(sync, limit=args.limit)
     for req in out["requests"]:
         print(f"{req['method']} {req['url']}")

@@ -9,6 +9,7 @@ its config model (a subclass of ``DestinationSettings`` with ``type: Literal[...
 from __future__ import annotations
 
 import re
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -40,6 +41,12 @@ class CommonOptions(Model):
         None, ge=1, le=64, description="Requests in flight; default per destination."
     )
     rate_limit: RateLimit | None = Field(None, description="Override the documented rate limit.")
+    pacing: Literal["auto", "shared", "process"] = Field(
+        "auto",
+        description="Who shares the account's rate limit: 'shared' = every process using the "
+        "same state store (its connector_pacer table), 'process' = this process only, 'auto' "
+        "= shared when the state store is PostgreSQL.",
+    )
     max_reject_ratio: float = Field(
         0.5,
         gt=0,

@@ -31,6 +31,7 @@ from . import migrate
 from .destinations.base import Learned
 from .errors import StateError, mask_url, scrub
 from .migrate import BrokenStoreError, Migration
+from .shared_pacer import pacer_slots
 
 STATE_URL_ENV = "CONNECTOR_STATE_URL"
 DEFAULT_STATE_PATH = Path(".connector") / "state.db"
@@ -149,6 +150,7 @@ MIGRATIONS: list[Migration] = [
         migrate.add_columns(rejects, "closed_at", "closed_by_run", "resolution"),
     ),
     Migration(3, "run leases", migrate.create(leases)),
+    Migration(4, "shared pacer slots", migrate.create(pacer_slots)),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -878,6 +880,7 @@ def reset_broken_store(url: str | None = None) -> str:
             with engine.begin() as c:
                 migrate.version_table.drop(c, checkfirst=True)
                 metadata.drop_all(c, checkfirst=True)
+                pacer_slots.drop(c, checkfirst=True)  # its own module's MetaData
         finally:
             engine.dispose()
         StateStore(url)

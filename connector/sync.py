@@ -39,8 +39,9 @@ from .ledger import Ledger, Settlement
 from .mapping import Chunk, Events, Mapper, key_strings
 from .plan import ChunkPlanner
 from .plan import payload as _payload
-from .ratelimit import account_key, pacer_for
+from .ratelimit import account_key
 from .result import SAMPLE_REJECTS, SyncResult, _describe
+from .shared_pacer import pacer_for_run
 from .source import Position, Reader, Window
 from .state import CLOSED_GONE, INCREMENTAL, Reject, StateStore
 
@@ -122,7 +123,9 @@ class _Run:
         self.stats = Stats()
         rate = self.dest.options.rate_limit or self.dest.limits.rate
         account = account_key(self.dest.type, self.dest.base_url, self.dest.api_key)
-        self.pacer = pacer_for(account, rate, runtime.clock, runtime.sleep)
+        self.pacer = pacer_for_run(
+            self.dest.options.pacing, state.engine, account, rate, runtime.clock, runtime.sleep
+        )
         self.account = account
         self.dest.attach(state, account)
         self.concurrency = self.dest.options.concurrency or self.dest.limits.concurrency

@@ -16,6 +16,9 @@ import dagster as dg
 from pydantic import Field
 
 from connector import INCREMENTAL, ConnectorError, Runtime, SyncConfig, SyncResult, Window, run_sync
+from connector.progress import ProgressLine
+from connector.run_plan import plan_run
+from connector.state import StateStore
 
 from .checks import REJECT_RATIO, reject_ratio_result
 from .resources import ConnectorResource
@@ -121,7 +124,7 @@ def run_scopes(
     for scope in scopes_for(context, spec.partitions_def):
         if remaining is not None and remaining <= 0:
             break
-        last: list[SyncResult] = []
+        progress: ProgressLine | None = None
         context.log.info(
             f"{sync.name}: {scope.name}"
             + (
@@ -134,6 +137,7 @@ def run_scopes(
             + (" (dry run)" if config.dry_run else "")
         )
         try:
+            progress = _planned_progress(context, sync, config, scope, state, connector, remaining)
             result = run_sync(
                 sync,
                 state=state,
@@ -143,14 +147,14 @@ def run_scopes(
                 window=scope.window,
                 scope=scope.name,
                 runtime=runtime,
-                progress=last.append,
+                progress=progress,
                 warehouse_url=connector.warehouse_for(sync),
                 # NULL cursor/key rows belong to no window: count them once per run.
                 check_null_keys=not done,
                 retry_rejects=config.retry_rejects,
             )
         except ConnectorError as exc:
-            partial = last[-1] if last else None
+            partial = progress.latest if progress else None
             raise dg.Failure(
                 description=f"{sync.name}: {scope.name} failed: {exc}. Delivered rows are "
                 "checkpointed; run it again to resume from there.",
@@ -173,6 +177,36 @@ def run_scopes(
         if remaining is not None:
             remaining -= result.rows_read
     return done
+
+
+def _planned_progress(
+    context: dg.AssetExecutionContext,
+    sync: SyncConfig,
+    config: SyncRunConfig,
+    scope: Scope,
+    state: StateStore,
+    connector: ConnectorResource,
+    limit: int | None,
+) -> ProgressLine:
+    """Log the scope's plan before it sends (rows, requests, least duration), and return the
+    progress lines for the run log (done / total and ETA every few seconds)."""
+    total = None
+    if not config.retry_rejects:
+        try:
+            plan = plan_run(
+                sync,
+                state,
+                scope.name,
+                config.full_refresh,
+                scope.window,
+                connector.warehouse_for(sync),
+            )
+        except ConnectorError as exc:  # the run meets it too, and fails with it
+            context.log.warning(f"{sync.name}: {scope.name}: no plan: {exc}")
+        else:
+            context.log.info(f"{sync.name}: {scope.name}: plan: {plan.line()}")
+            total = plan.rows if limit is None else min(plan.rows, limit)
+    return ProgressLine(total, write=context.log.info)
 
 
 def _position(pos: Sequence[Any] | None) -> str:
