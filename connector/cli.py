@@ -232,7 +232,7 @@ def _cmd_sync(args: argparse.Namespace) -> int:
 def _plan_total(sync: SyncConfig, args: argparse.Namespace) -> int | None:
     """Print the run's plan; the rows it will read (None: a retry, or the plan failed — the
     run then meets the same problem and records it as the run's error)."""
-    if args.retry_rejects:
+    if args.retry_rejects or sync.is_contact_sync:  # a contact run's work is its diff
         return None
     try:
         plan = plan_run(sync, _state(args), full_refresh=args.full_refresh)

@@ -191,7 +191,7 @@ def _planned_progress(
     """Log the scope's plan before it sends (rows, requests, least duration), and return the
     progress lines for the run log (done / total and ETA every few seconds)."""
     total = None
-    if not config.retry_rejects:
+    if not config.retry_rejects and not sync.is_contact_sync:  # contacts: the diff decides
         try:
             plan = plan_run(
                 sync,
