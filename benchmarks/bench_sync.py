@@ -1,18 +1,33 @@
 """Benchmark: N generated event rows in DuckDB → a sync → the sandbox (sink mode, own process).
 
-    python benchmarks/bench_sync.py --rows 1000000 [--destination klaviyo_bulk_events]
+    python benchmarks/bench_sync.py --rows 1000000 [--table mixed|classic] [--dlt]
+        [--destination klaviyo_bulk_events]
 
 Reports rows/s end to end, CPU seconds and peak RSS of the connector process, then the wall
-time of a no-op incremental rerun. The data has mixed types (strings, decimals, doubles with
-NaN, booleans, dates, JSON), cursor ties (4 rows per second) and NULLs (identifiers, properties,
-some NULL cursors). The sandbox runs in a separate process in sink mode (authenticates, parses,
-counts) with no rate limits and no added latency, so the figure is the connector's own speed.
+time of a no-op incremental rerun. The sandbox runs in a separate process in sink mode
+(authenticates, parses, counts) with no rate limits and no added latency, so the figure is the
+connector's own speed.
+
+Tables: ``mixed`` (default, issue 11): 12 mapped columns of mixed types: a JSON column, a
+DECIMAL(10,2), a naive TIMESTAMP cursor with ~10% ties and a second naive TIMESTAMP, a
+nullable VARCHAR with 20% NULLs, booleans, integers. ``classic``: the table of the first
+figures in docs/performance.md (strings, decimals, doubles with NaN, booleans, dates, JSON;
+4 rows per cursor value; a few NULL cursors).
+
+``--dlt`` also runs dlt on the same table in the same benchmark run: ``sql_table`` with
+``backend="pyarrow"`` and an incremental cursor into dlt's local ``filesystem`` destination
+(JSON lines by default, the same kind of output the connector makes; ``--dlt-format
+parquet`` copies the Arrow pages into Parquet without any JSON step). dlt's dependency pins
+conflict with this project's, so the script makes a separate virtual environment for it
+(``--dlt-venv``, default ``benchmarks/.dlt-venv``) and installs dlt there with pip on first
+use.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import platform
 import resource
@@ -30,6 +45,10 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from connector.process import keep_pandas_out  # noqa: E402
+
+keep_pandas_out()  # like the `connector` command
+
 from connector.config import parse_sync  # noqa: E402
 from connector.process import use_lean_memory_pool  # noqa: E402
 from connector.state import StateStore  # noqa: E402
@@ -39,6 +58,33 @@ KEYS = {
     "klaviyo_bulk_events": ("KLAVIYO_API_KEY", "pk_sandbox"),
     "brevo_events_batch": ("BREVO_API_KEY", "sandbox-brevo-key"),
 }
+
+
+def make_mixed_table(path: Path, rows: int) -> None:
+    """12 mapped columns; every 10th row ties its cursor with the row before it."""
+    con = duckdb.connect(str(path))
+    con.execute(f"""
+        CREATE TABLE events AS
+        SELECT i AS event_id,
+               TIMESTAMP '2026-01-01 00:00:00' + to_seconds(i - CAST(i % 10 = 9 AS BIGINT))
+                   AS occurred_at,
+               (['play','pause','seek','complete'])[1 + i % 4] AS action,
+               CASE WHEN i % 50 = 3 THEN NULL ELSE 'user' || (i % 200000) || '@example.com'
+                   END AS email,
+               'ext-' || (i % 200000) AS user_id,
+               CAST('{{"device": "web", "v": ' || (i % 5)
+                    || ', "screen": {{"w": 1280, "h": 720}}}}' AS JSON) AS context,
+               CAST(((i * 37) % 100000) / 100.0 AS DECIMAL(10, 2)) AS price,
+               TIMESTAMP '2025-06-01 08:00:00' + to_seconds(i % 86400) AS watched_at,
+               CASE WHEN i % 5 = 0 THEN NULL ELSE 'SPRING' || (i % 97) END AS coupon,
+               (i % 3 = 0) AS autoplayed,
+               CAST(i % 1000 AS INTEGER) AS quantity,
+               i * 7 AS position,
+               CASE WHEN i % 7 = 0 THEN NULL ELSE (['Ada','Alan','Grace'])[1 + i % 3] END
+                   AS first_name
+        FROM range({rows}) t(i)
+    """)
+    con.close()
 
 
 def make_table(path: Path, rows: int) -> None:
@@ -66,6 +112,22 @@ def make_table(path: Path, rows: int) -> None:
     con.close()
 
 
+MIXED_PROPS = """    context: context
+    price: price
+    watched_at: watched_at
+    coupon: coupon
+    autoplayed: autoplayed
+    quantity: quantity
+    position: position
+"""
+CLASSIC_PROPS = """    title: title
+    duration: duration_s
+    score: score
+    autoplayed: autoplayed
+    upload_date: upload_date
+    context: context
+"""
+
 SYNC = """
 name: bench
 source:
@@ -84,14 +146,106 @@ mapping:
   event_time: occurred_at
   identifiers: {idents}
   event_properties:
-    title: title
-    duration: duration_s
-    score: score
-    autoplayed: autoplayed
-    upload_date: upload_date
-    context: context
-  contact_properties: {{{contact}: first_name}}
+{props}  contact_properties: {{{contact}: first_name}}
 """
+
+
+DLT_SCRIPT = """
+import json, resource, sys, time
+import dlt
+import duckdb_engine
+from dlt.sources.sql_database import sql_table
+
+# SQLAlchemy's table reflection of constraints and indexes fails on DuckDB 2 (its PostgreSQL
+# catalog queries cast to REGCLASS); columns reflect fine. The table has none of them.
+for what in ("pk_constraint", "foreign_keys", "indexes", "unique_constraints",
+             "check_constraints", "table_comment"):
+    setattr(duckdb_engine.Dialect, "get_multi_" + what, lambda *a, **k: [])
+
+db, out, rows, fmt = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+pipe = dlt.pipeline(
+    pipeline_name="bench_dlt",
+    pipelines_dir=out + "/pipelines",
+    destination=dlt.destinations.filesystem(bucket_url="file://" + out + "/data"),
+    dataset_name="bench",
+)
+src = sql_table(
+    credentials="duckdb:///" + db,
+    table="events",
+    backend="pyarrow",
+    chunk_size=50000,
+    incremental=dlt.sources.incremental("occurred_at"),
+)
+t0 = time.perf_counter()
+info = pipe.run(src, loader_file_format=fmt)
+wall = time.perf_counter() - t0
+rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"wall_s": wall, "rows_per_s": rows / wall, "peak_rss_mib": rss,
+                  "version": dlt.__version__}))
+"""
+
+
+def run_dlt(venv: Path, db: Path, work: Path, rows: int, fmt: str) -> dict[str, object]:
+    """dlt in its own virtual environment (its pins conflict with ours), same table."""
+    python = venv / "bin" / "python"
+    if not python.exists():
+        print(f"making a separate virtual environment for dlt in {venv}", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run(
+            [
+                str(python),
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "dlt[duckdb,filesystem,parquet]",
+                "sqlalchemy>=2.0,<2.1",  # 2.1 reflects DuckDB with pg_collation
+                "duckdb-engine",
+                "pyarrow",
+            ],
+            check=True,
+        )
+    out = work / "dlt"
+    subprocess.run(["rm", "-rf", str(out)], check=True)
+    proc = subprocess.run(
+        [str(python), "-c", DLT_SCRIPT, str(db), str(out), str(rows), fmt],
+        capture_output=True,
+        text=True,
+        cwd=work,
+    )
+    if proc.returncode != 0:
+        raise SystemExit(f"dlt run failed:\n{proc.stderr[-3000:]}")
+    result: dict[str, object] = json.loads(proc.stdout.strip().splitlines()[-1])
+    result["rows_per_s"] = round(float(result["rows_per_s"]))  # type: ignore[arg-type]
+    result["peak_rss_mib"] = round(float(result["peak_rss_mib"]), 1)  # type: ignore[arg-type]
+    return result
+
+
+def load_average() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.2f} {five:.2f} {fifteen:.2f}"
+
+
+def table(out: dict[str, object]) -> str:
+    """The clean results table (markdown), one line per run."""
+    dlt = out["dlt_rows_per_s"]
+    cells = [
+        f"{out['rows']:,}",
+        out["table"],
+        out["destination"],
+        f"{out['rows_per_s']:,}",
+        f"{out['cpu_s']:.1f}",
+        f"{out['peak_rss_mib']:.0f} MiB",
+        f"{out['noop_rerun_wall_s']:.2f} s",
+        f"{dlt:,}" if dlt else "—",
+        f"{out['ratio_vs_dlt']:.2f}x" if dlt else "—",
+        out["load"],
+    ]
+    head = "| rows | table | destination | rows/s | CPU s | peak RSS | no-op rerun "
+    head += "| dlt rows/s | ratio | load (1/5/15 min) |"
+    return "\n".join(
+        [head, "|" + "---|" * len(cells), "| " + " | ".join(str(c) for c in cells) + " |"]
+    )
 
 
 def free_port() -> int:
@@ -104,6 +258,16 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--destination", default="klaviyo_bulk_events", choices=sorted(KEYS))
+    ap.add_argument("--table", default="mixed", choices=["mixed", "classic"])
+    ap.add_argument("--dlt", action="store_true", help="also run dlt on the same table")
+    ap.add_argument("--dlt-venv", default=str(ROOT / "benchmarks" / ".dlt-venv"))
+    ap.add_argument(
+        "--dlt-format",
+        default="jsonl",
+        choices=["jsonl", "parquet"],
+        help="dlt's file format: jsonl (default) writes JSON text like the connector does; "
+        "parquet copies the Arrow pages without a JSON step",
+    )
     ap.add_argument("--workdir", help="keep files here (default: a temp dir)")
     ap.add_argument("--json", help="also write the result as JSON to this file")
     ap.add_argument("--chunk-size", type=int, help="source.chunk_size (default: the config's)")
@@ -116,10 +280,17 @@ def main() -> int:
     pool = use_lean_memory_pool()  # what the `connector` command does
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bench-"))
     work.mkdir(parents=True, exist_ok=True)
-    db = work / f"events_{args.rows}.duckdb"
+    db = work / f"events_{args.table}_{args.rows}.duckdb"
     if not db.exists():
         t0 = time.perf_counter()
-        make_table(db, args.rows)
+        # In a process of its own: DuckDB building a 10M-row table would otherwise set this
+        # process's peak RSS (ru_maxrss) before the run is measured.
+        maker = make_mixed_table if args.table == "mixed" else make_table
+        proc = multiprocessing.get_context("spawn").Process(target=maker, args=(db, args.rows))
+        proc.start()
+        proc.join()
+        if proc.exitcode != 0:
+            raise SystemExit(f"generating the table failed (exit {proc.exitcode})")
         print(f"generated {args.rows:,} rows in {time.perf_counter() - t0:.1f}s", flush=True)
 
     port = free_port()
@@ -160,6 +331,7 @@ def main() -> int:
                 if klaviyo
                 else "{email_id: email, ext_id: user_id}",
                 contact="first_name" if klaviyo else "FIRSTNAME",
+                props=MIXED_PROPS if args.table == "mixed" else CLASSIC_PROPS,
             ),
             "bench.yaml",
         )
@@ -181,8 +353,10 @@ def main() -> int:
         sandbox.terminate()
         sandbox.wait(10)
 
+    dlt = run_dlt(Path(args.dlt_venv), db, work, args.rows, args.dlt_format) if args.dlt else None
     out = {
         "destination": args.destination,
+        "table": args.table,
         "rows": args.rows,
         "rows_read": res.rows_read,
         "delivered": res.delivered,
@@ -196,6 +370,12 @@ def main() -> int:
         "noop_rerun_wall_s": round(noop_wall, 3),
         "noop_rerun_rows": noop.rows_read,
         "arrow_pool": pool,
+        "dlt_rows_per_s": dlt["rows_per_s"] if dlt else None,
+        "dlt_peak_rss_mib": dlt["peak_rss_mib"] if dlt else None,
+        "dlt_version": dlt["version"] if dlt else None,
+        "dlt_format": args.dlt_format if dlt else None,
+        "ratio_vs_dlt": round(res.rows_read / wall / dlt["rows_per_s"], 2) if dlt else None,
+        "load": load_average(),
         "machine": f"{platform.machine()} {os.cpu_count()} cores, Python "
         f"{platform.python_version()}",
     }
@@ -208,6 +388,7 @@ def main() -> int:
           no-op incremental rerun: {noop_wall:.3f}s ({noop.rows_read} rows)
     """)
     )
+    print(table(out))
     print(json.dumps(out))
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2) + "\n")

@@ -20,7 +20,7 @@ from typing import Any
 from . import __version__
 from .config import SyncConfig, json_schema, load_sync, load_syncs
 from .errors import ConfigError, ConnectorError, SourceError, StateError
-from .process import use_lean_memory_pool
+from .process import keep_pandas_out, use_lean_memory_pool
 from .progress import ProgressLine
 from .run_plan import RunPlan, format_duration, plan_run
 from .state import StateStore, reset_broken_store
@@ -556,5 +556,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(events=args.events, state_url=args.state_url)
 
 
+def entry() -> int:
+    """The ``connector`` command: a process of its own (see ``process.keep_pandas_out``)."""
+    keep_pandas_out()
+    return main()
+
+
 if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())
+    raise SystemExit(entry())

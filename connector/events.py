@@ -106,8 +106,8 @@ class Events:
     """Canonical events of one chunk, column-wise (entry i of every field is row i)."""
 
     n: int
-    keys: list[str]
-    dedup_ids: list[str]
+    key_array: pa.Array  # the row key text (``key_strings``)
+    dedup_array: pa.Array  # "<sync>:<key>": the id a destination dedups re-sends by
     cursor: pa.Array
     pk: list[pa.Array]
     names: pa.Array
@@ -123,6 +123,17 @@ class Events:
     object_ext_id: pa.Array | None = None
     # Mapping-level problems (e.g. a JSON column that does not parse): row -> reason.
     reasons: dict[int, str] = field(default_factory=dict)
+
+    @cached_property
+    def keys(self) -> list[str]:
+        """Row keys as Python strings, built only when a row needs its key (rejects)."""
+        keys: list[str] = self.key_array.to_pylist()
+        return keys
+
+    @cached_property
+    def dedup_ids(self) -> list[str]:
+        ids: list[str] = self.dedup_array.to_pylist()
+        return ids
 
     def position(self, i: int) -> tuple[Any, ...]:
         """The row's place in the read order: (cursor, *primary key), as Python values."""

@@ -19,7 +19,9 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-_EMPTY = pa.scalar("", pa.string())
+# A plain str (not a module-level pa.scalar): creating Arrow values at import time would make
+# pyarrow import pandas before ``process.keep_pandas_out`` can run.
+_EMPTY = ""
 
 
 def concat(*parts: pa.Array | pa.Scalar | str) -> pa.Array:

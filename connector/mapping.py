@@ -147,8 +147,7 @@ class Mapper:
         reasons: dict[int, str] = {}
         pk = [self._col(t, c) for c in self.sync.source.primary_key]
         keys_arr = key_strings(pk)
-        keys: list[str] = keys_arr.to_pylist()
-        dedup_ids: list[str] = pc.binary_join_element_wise(self.prefix, keys_arr, "").to_pylist()
+        dedup_arr = pc.binary_join_element_wise(self.prefix, keys_arr, "")
 
         if isinstance(m.event_name, ColumnRef):
             col = m.event_name.column
@@ -196,8 +195,8 @@ class Mapper:
             )
         return Events(
             n=n,
-            keys=keys,
-            dedup_ids=dedup_ids,
+            key_array=keys_arr,
+            dedup_array=dedup_arr,
             cursor=self._col(t, self.sync.cursor),
             pk=pk,
             names=names,

@@ -8,7 +8,7 @@ and (in a run) the rows an interrupted run already delivered.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from .batching import Batch, Batcher
 from .destinations.base import Destination, Item, dumps
@@ -23,7 +23,7 @@ class DuplicateCheck(Protocol):
     """The in-run duplicate-key detector: rows of ``keys`` whose key was seen before (in this
     call or an earlier one of the same run)."""
 
-    def duplicates(self, keys: list[str]) -> list[int]: ...
+    def duplicates(self, keys: Any) -> list[int]: ...  # a list or ``Events.key_array``
 
 
 @dataclass
@@ -53,7 +53,7 @@ class ChunkPlanner:
         reasons = dict(events.reasons)  # complete: the mapper computed them eagerly
         for i, why in self.dest.validate(events).items():
             reasons.setdefault(i, why)
-        for i in self.dups.duplicates(events.keys):
+        for i in self.dups.duplicates(events.key_array):
             reasons.setdefault(i, DUPLICATE_KEY)
         skip: set[int] = set()
         copies: dict[int, int] = {}

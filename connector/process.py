@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
+from importlib.machinery import ModuleSpec
+from types import ModuleType
+from typing import Any
 
 import pyarrow as pa
 
@@ -18,8 +22,47 @@ def use_lean_memory_pool() -> str:
     keeps freed pages, jemalloc hands them back: ~20 MiB less peak memory at the same speed.
     Returns the backend in use.
     """
+    _limit_malloc_arenas()
     if not os.environ.get(POOL_ENV):
         # A pyarrow build without jemalloc raises NotImplementedError: keep its default.
         with contextlib.suppress(NotImplementedError):
             pa.set_memory_pool(pa.jemalloc_memory_pool())
     return pa.default_memory_pool().backend_name
+
+
+class _NoPandas:
+    """Import hook: ``import pandas`` fails as if it were not installed."""
+
+    def find_spec(
+        self, name: str, path: Any = None, target: ModuleType | None = None
+    ) -> ModuleSpec | None:
+        if name == "pandas" or name.startswith("pandas."):
+            raise ModuleNotFoundError("pandas is kept out of connector processes", name=name)
+        return None
+
+
+def keep_pandas_out() -> bool:
+    """Keep pandas out of a process that only runs the connector (the ``connector`` command,
+    the benchmark): pyarrow imports pandas on its first ``pa.array``/``pa.scalar`` when it is
+    installed (it is, for Dagster), which costs ~35 MiB of memory and nothing here uses it.
+    Not applied when pandas is already loaded or ``CONNECTOR_ALLOW_PANDAS`` is set. Returns
+    whether the hook is in place."""
+    if "pandas" in sys.modules or os.environ.get("CONNECTOR_ALLOW_PANDAS"):
+        return False
+    if not any(isinstance(f, _NoPandas) for f in sys.meta_path):
+        sys.meta_path.insert(0, _NoPandas())
+    return True
+
+
+def _limit_malloc_arenas(arenas: int = 2) -> None:
+    """glibc gives each thread that allocates its own malloc arena (the sender threads, DuckDB's
+    worker), each keeping freed memory: two arenas is what ``MALLOC_ARENA_MAX=2`` sets, applied
+    here because the environment variable is read only when the process starts. Not on other
+    C libraries, and not when ``MALLOC_ARENA_MAX`` is set."""
+    if os.environ.get("MALLOC_ARENA_MAX") or not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-8, arenas)  # M_ARENA_MAX

@@ -15,7 +15,9 @@ SQLAlchemy result and are converted to Arrow per page.
 
 from __future__ import annotations
 
+import logging
 import os
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,7 +31,9 @@ import sqlalchemy as sa
 
 from .config import WAREHOUSE_URL_ENV, ColumnRef, SyncConfig, resolve_env
 from .errors import ConfigError, SourceError, mask_url, scrub
-from .mapping import Chunk
+from .mapping import Chunk, key_strings
+
+log = logging.getLogger("connector.source")
 
 DEMO_WAREHOUSE = Path(".connector") / "demo.duckdb"
 
@@ -82,6 +86,26 @@ def _read_only(url: str) -> tuple[str, dict[str, Any]]:
     return ro.render_as_string(hide_password=False), {}
 
 
+# DuckDB runs inside this process: without a limit its buffer pool keeps the pages of the
+# table it read, so the process grows with the table (docs/performance.md). With one, the
+# run's single ordered query and the duplicate-key check spill to ``temp_directory`` instead.
+# Settings in the URL (``duckdb:///f.duckdb?memory_limit=1GB``) win over these.
+DUCKDB_MEMORY_LIMIT = "48MB"
+
+
+def _duckdb_config() -> dict[str, str]:
+    spill = Path(tempfile.gettempdir()) / f"connector-duckdb-{os.getpid()}"
+    return {
+        "memory_limit": DUCKDB_MEMORY_LIMIT,
+        "temp_directory": str(spill),
+        # One thread sorts within the limit (two need more than 48MB for the same sort) and
+        # leaves the other core to encoding and sending; insertion order is irrelevant to
+        # queries that all have an ORDER BY (and keeping it costs memory).
+        "threads": "1",
+        "preserve_insertion_order": "false",
+    }
+
+
 _ENGINES: dict[str, sa.Engine] = {}
 
 
@@ -97,6 +121,8 @@ def engine_for(url: str) -> sa.Engine:
                 # 12345678901234567.89 into a float before the encoder sees it.
                 extra["json_deserializer"] = _json_text
             target, connect_args = _read_only(url)
+            if url.startswith("duckdb"):
+                connect_args = {**connect_args, "config": _duckdb_config()}
             eng = sa.create_engine(
                 target,
                 pool_pre_ping=not url.startswith("duckdb"),
@@ -275,10 +301,66 @@ class Reader:
     ) -> Iterator[Chunk]:
         """Chunks of at most ``chunk_size`` rows after ``after``, in order, until exhausted.
 
-        Each page is two short queries: the key of the page's last row, then the rows up to
-        it. Memory on both sides stays flat in the table size.
+        On server warehouses each page is two short queries: the key of the page's last row,
+        then the rows up to it. An embedded DuckDB reads the run as one ordered query
+        (``_stream``). Memory on both sides stays flat in the table size.
         """
         self.check_columns()
+        if self.is_duckdb and (limit is None or limit > self.sync.source.chunk_size):
+            # (A preview's few rows are one top-N keyset page: no sort of the whole range.)
+            yield from self._stream(after, window, limit)
+            return
+        yield from self._keyset_pages(after, window, limit)
+
+    def _stream(
+        self, after: Position | None, window: Window | None, limit: int | None
+    ) -> Iterator[Chunk]:
+        """DuckDB: one ordered query for the whole run, read in ``chunk_size`` batches.
+
+        DuckDB has no index, so each keyset page would scan the key columns again (the read
+        cost grows with the table); one streamed query sorts once, within the connection's
+        ``memory_limit`` (spilling beyond it). Should DuckDB still run out of memory, the
+        rest is read in keyset pages after the last row already returned."""
+        size = self.sync.source.chunk_size
+        remaining = limit
+        stmt = self.page_statement(after, window, None)
+        last: Position | None = after
+        try:
+            with self.engine.connect() as conn:
+                rel = self._duck_relation(conn, stmt)
+                json_cols = frozenset(
+                    c for c, t in zip(rel.columns, rel.types, strict=True) if str(t) == "JSON"
+                )
+                batches = rel.to_arrow_reader(size)
+                while remaining is None or remaining > 0:
+                    try:
+                        batch = batches.read_next_batch()
+                    except StopIteration:
+                        return
+                    if remaining is not None:
+                        batch = batch.slice(0, remaining)
+                        remaining -= batch.num_rows
+                    if not batch.num_rows:
+                        continue
+                    table = pa.Table.from_batches([batch])
+                    end = batch.num_rows - 1
+                    last = tuple(table.column(c)[end].as_py() for c in [self.cursor, *self.pk])
+                    yield Chunk(table, json_cols)
+                return
+        except Exception as exc:  # duckdb raises its own exception types
+            if "Out of Memory" not in str(exc):
+                raise SourceError(self._explain(exc)) from None
+            log.warning(
+                "%s: DuckDB ran out of memory sorting the run (%s); reading on in keyset pages "
+                "(raise memory_limit in the source URL to avoid this)",
+                self.sync.name,
+                str(exc).splitlines()[0][:200],
+            )
+        yield from self._keyset_pages(last, window, remaining)
+
+    def _keyset_pages(
+        self, after: Position | None, window: Window | None, limit: int | None
+    ) -> Iterator[Chunk]:
         size = self.sync.source.chunk_size
         remaining = limit
         while True:
@@ -296,6 +378,25 @@ class Reader:
             if remaining is not None:
                 remaining -= rows
             after = upto
+
+    def duplicate_keys(self, after: Position | None, window: Window | None) -> list[str]:
+        """Primary keys (their ``key_strings`` text) that occur more than once in the range a
+        run reads: one ``GROUP BY key HAVING count(*) > 1`` query (see ``dupkeys``)."""
+        self.check_columns()
+        cols = [self._q(c) for c in self.pk]
+        stmt = (
+            sa.select(*cols)
+            .select_from(self._from())
+            .where(*self._where(after, window))
+            .group_by(*cols)
+            .having(sa.func.count() > 1)
+        )
+        table = self._read(stmt).table
+        if not table.num_rows:
+            return []
+        pk = [table.column(i).combine_chunks() for i in range(len(self.pk))]
+        keys: list[str] = key_strings(pk).to_pylist()
+        return keys
 
     def _boundary(self, after: Position | None, window: Window | None, n: int) -> Position | None:
         stmt = self.boundary_statement(after, window, n)
@@ -528,9 +629,15 @@ class Reader:
     def _explain(self, exc: BaseException) -> str:
         text = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:500]
         what = self.sync.source.table or "source.query"
+        hint = ""
+        if self.is_duckdb and "Out of Memory" in text:
+            hint = (
+                f"; the connector runs DuckDB with memory_limit={DUCKDB_MEMORY_LIMIT} unless the "
+                "source URL sets one: raise it there, e.g. duckdb:///file.duckdb?memory_limit=1GB"
+            )
         return (
             f"{self.sync.source_path or self.sync.name}: reading {what} from "
-            f"{redact_url(self.url)} failed: {scrub(text, self.url)}"
+            f"{redact_url(self.url)} failed: {scrub(text, self.url)}{hint}"
         )
 
 

@@ -25,7 +25,6 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 
 from .batching import Batch, Batcher
@@ -33,10 +32,12 @@ from .config import DestinationSettings, SyncConfig, resolve_env
 from .delivery import BatchOutcome, Runtime, Sender, Stats, post_preview
 from .destinations import DESTINATIONS, Destination
 from .destinations.base import Item, Learned
+from .dupkeys import DuplicateKeys, EveryKey, KnownDuplicates
 from .errors import ConfigError, DeliveryError, RequestError, SourceError
 from .lease import Lease
 from .ledger import Ledger, Settlement
 from .mapping import Chunk, Events, Mapper, key_strings
+from .openrejects import OpenRejects
 from .plan import ChunkPlanner
 from .plan import payload as _payload
 from .ratelimit import account_key
@@ -51,34 +52,6 @@ log = logging.getLogger("connector.sync")
 
 
 Progress = Callable[[SyncResult], None]
-
-
-class _DuplicateKeys:
-    """Primary keys seen in this run, as 64-bit hashes (8 bytes a row, not a Python set).
-
-    ``hash()`` of a str is salted per process, which is fine: the set lives for one run.
-    A collision (odds ~n²/2⁶⁴) would only make a row a visible reject, never drop it silently.
-    """
-
-    def __init__(self) -> None:
-        self.seen: list[np.ndarray] = []
-
-    def duplicates(self, keys: list[str]) -> list[int]:
-        h = np.fromiter(map(hash, keys), dtype=np.int64, count=len(keys))
-        order = np.argsort(h, kind="stable")
-        ranked = h[order]
-        dup = np.zeros(len(h), dtype=bool)
-        dup[order[1:][ranked[1:] == ranked[:-1]]] = True  # later copies within the chunk
-        for old in self.seen:
-            pos = np.searchsorted(old, h)
-            pos[pos >= len(old)] = 0
-            dup |= old[pos] == h
-        self.seen.append(np.sort(h))
-        if len(self.seen) > 16:  # keep the lookups cheap: merge the small arrays
-            merged = np.concatenate(self.seen)
-            self.seen = [merged]
-            merged.sort()  # in place: no third copy at the peak
-        return np.flatnonzero(dup).tolist()
 
 
 def make_destination(
@@ -130,14 +103,14 @@ class _Run:
         self.dest.attach(state, account)
         self.concurrency = self.dest.options.concurrency or self.dest.limits.concurrency
         self.result = SyncResult(sync.name, scope, None, destination_dedups=self.dest.limits.dedup)
-        self.dups = _DuplicateKeys()
+        self.dups: DuplicateKeys = EveryKey()  # a normal run asks the warehouse (execute)
         self.check_null_keys = check_null_keys
         # The exactly-once bookkeeping (main thread only); replaced in ``execute``.
         self.ledger = Ledger()
         self.planner = ChunkPlanner(self.dest, self.dups, self.ledger)
         # Copies the destination may already hold of items to send (id(item) → copies).
         self.copies: dict[int, int] = {}
-        self.open_rejects: set[str] = set()  # keys whose reject a delivery here closes
+        self.open_rejects = OpenRejects()  # keys whose reject a delivery here closes
         self.last_progress = 0.0
         self.last_recorded: float | None = None
         self.started = runtime.clock()
@@ -163,7 +136,7 @@ class _Run:
             if clear:
                 self.state.clear_ledger(name, scope)
             self.planner = ChunkPlanner(self.dest, self.dups, self.ledger)
-            self.open_rejects = set(self.state.open_reject_keys(name, scope))
+            self.open_rejects = OpenRejects.load(self.state, name, scope)
         sender = None if self.dry_run else Sender(self.dest, self.pacer, self.rt, self.stats)
         pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix=f"send-{name}")
         inflight: dict[Future[BatchOutcome], Batch] = {}
@@ -171,6 +144,8 @@ class _Run:
         try:
             if self.check_null_keys:
                 self._null_keys()
+            dups = KnownDuplicates(self.reader.duplicate_keys(checkpoint, self.window))
+            self.dups = self.planner.dups = dups
             batcher = Batcher(
                 self.dest.limits.max_events, self.dest.limits.max_bytes, self.dest.request_overhead
             )
@@ -353,7 +328,7 @@ class _Run:
             for item, reason in outcome.rejected:
                 rejects.append(Reject(item.key, reason, _item_payload(item)))
             if self.open_rejects:  # a fixed row read again (its cursor moved): close it
-                closed = [it.key for it in outcome.delivered if it.key in self.open_rejects]
+                closed = self.open_rejects.closed_by(it.key for it in outcome.delivered)
         res.rejected += len(rejects)
         self._sample(rejects)
         settlement = self.ledger.settle(batch.seq, batch.ledger_id, batch.last)
@@ -694,7 +669,7 @@ def preview(sync: SyncConfig, limit: int = 5, warehouse_url: str | None = None) 
         return preview_contacts(sync, limit, warehouse_url)
     dest = make_destination(sync, resolve_secret=False)
     mapper = Mapper(sync)
-    planner = ChunkPlanner(dest, _DuplicateKeys())
+    planner = ChunkPlanner(dest, EveryKey())  # a preview reads a few rows
     batcher = Batcher(dest.limits.max_events, dest.limits.max_bytes, dest.request_overhead)
     batches: list[Batch] = []
     rejects: list[tuple[str, str]] = []

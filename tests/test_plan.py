@@ -10,11 +10,12 @@ import pyarrow as pa
 import pytest
 
 from connector.delivery import Runtime
+from connector.dupkeys import EveryKey
 from connector.mapping import Chunk, Mapper
 from connector.plan import DUPLICATE_KEY, ChunkPlanner
 from connector.sandbox import SandboxOptions, SandboxServer
 from connector.state import StateStore
-from connector.sync import _DuplicateKeys, make_destination, preview, run_sync
+from connector.sync import make_destination, preview, run_sync
 
 from .conftest import Warehouse
 from .helpers import create_events_table, event_rows, insert_events, sync_for
@@ -63,6 +64,6 @@ def test_invalid_json_is_a_reject_as_soon_as_the_chunk_is_mapped(duck: Warehouse
     events = Mapper(sync).map(Chunk(table, frozenset({"payload"})))
     # Known before any property value is built: a caller reads the reasons once.
     assert events.reasons == {1: "column payload holds invalid JSON"}
-    plan = ChunkPlanner(make_destination(sync, resolve_secret=False), _DuplicateKeys()).plan(events)
+    plan = ChunkPlanner(make_destination(sync, resolve_secret=False), EveryKey()).plan(events)
     assert plan.reasons == {1: "column payload holds invalid JSON"}
     assert [item.row for item in plan.items] == [0, 2]

@@ -19,7 +19,7 @@ from connector.destinations.base import Item, Learned, Request, dumps
 from connector.mapping import Chunk, Mapper, _rfc3339, _utc
 from connector.ratelimit import Pacer
 from connector.state import decode_position, encode_position
-from connector.sync import _DuplicateKeys, make_destination
+from connector.sync import make_destination
 
 from .conftest import FakeSleep
 
@@ -112,20 +112,6 @@ def test_positions_round_trip_through_the_state_store_encoding() -> None:
     assert decode_position(encode_position(pos)) == pos
     naive = (datetime(2026, 1, 1, 1), 3)
     assert decode_position(encode_position(naive)) == naive
-
-
-def test_duplicate_keys_are_found_within_and_across_chunks() -> None:
-    dups = _DuplicateKeys()
-    assert dups.duplicates(["a", "b", "a", "c", "b", "a"]) == [2, 4, 5]
-    assert dups.duplicates(["x", "c", "y", "x"]) == [1, 3]
-
-
-def test_duplicate_keys_survive_the_merge_of_many_chunks() -> None:
-    dups = _DuplicateKeys()
-    for chunk in range(40):  # past the merge threshold twice
-        assert dups.duplicates([f"k{chunk}-{i}" for i in range(50)]) == []
-    assert len(dups.seen) < 17
-    assert dups.duplicates(["new", "k0-0", "k17-49", "k39-3", "new2"]) == [1, 2, 3]
 
 
 # --------------------------------------------------------------------------- pacing, retries

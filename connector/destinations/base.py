@@ -69,7 +69,7 @@ class Item:
     learns if this event is delivered (Omnisend v4: its property types), for ``interpret`` to
     hand back in the ``Outcome``."""
 
-    __slots__ = ("dedup_id", "events", "group", "key", "lesson", "payload", "row", "size")
+    __slots__ = ("events", "group", "lesson", "payload", "row", "size")
 
     def __init__(
         self,
@@ -83,12 +83,18 @@ class Item:
     ) -> None:
         self.events = events
         self.row = row
-        self.key: str = events.keys[row]
-        self.dedup_id: str = events.dedup_ids[row]
         self.payload = payload
         self.size = size
         self.group = group
         self.lesson = lesson
+
+    @property
+    def key(self) -> str:
+        return self.events.keys[self.row]
+
+    @property
+    def dedup_id(self) -> str:
+        return self.events.dedup_ids[self.row]
 
     def position(self) -> tuple[Any, ...]:
         return self.events.position(self.row)
@@ -284,22 +290,34 @@ def no_identifier_rows(events: Events, fields: tuple[str, ...]) -> list[int]:
         return list(range(events.n))
     missing = None
     for arr in present:
-        m = pa.array(null_mask(arr), pa.bool_())
+        m = _null_or_empty(arr)
         missing = m if missing is None else pc.and_(missing, m)
     assert missing is not None
-    return [i for i, bad in enumerate(missing.to_pylist()) if bad]
+    return _rows(missing)
+
+
+def _null_or_empty(arr: pa.Array) -> pa.Array:
+    if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
+        return pc.fill_null(pc.or_(pc.is_null(arr), pc.equal(pc.utf8_length(arr), 0)), True)
+    return pc.is_null(arr)
+
+
+def _rows(mask: pa.Array) -> list[int]:
+    """Indices where the mask is true (only those become Python values)."""
+    rows: list[int] = pc.indices_nonzero(mask).to_pylist()
+    return rows
 
 
 def regex_failures(arr: pa.Array, pattern: str) -> list[int]:
     """Rows whose (non-null) string value does not fully match ``pattern``."""
     ok = pc.match_substring_regex(pc.cast(arr, pa.string()), pattern)
-    bad = pc.and_(pc.invert(pc.fill_null(ok, True)), pc.is_valid(arr))
-    return [i for i, b in enumerate(bad.to_pylist()) if b]
+    return _rows(pc.and_(pc.invert(pc.fill_null(ok, True)), pc.is_valid(arr)))
 
 
 def length_failures(arr: pa.Array, max_chars: int) -> list[int]:
-    too_long = pc.fill_null(pc.greater(pc.utf8_length(pc.cast(arr, pa.string())), max_chars), False)
-    return [i for i, b in enumerate(too_long.to_pylist()) if b]
+    return _rows(
+        pc.fill_null(pc.greater(pc.utf8_length(pc.cast(arr, pa.string())), max_chars), False)
+    )
 
 
 def walk_limits(

@@ -261,7 +261,7 @@ class KlaviyoBulkEvents(Destination[KlaviyoBulkEventsDestination]):
             '}}},"time":"',
             events.times,
             '","unique_id":',
-            jsonfrag.strings(pa.array(events.dedup_ids, pa.string())),
+            jsonfrag.strings(events.dedup_array),
             value,
             currency,
             ',"backfill":true}}' if self.options.backfill else "}}",
@@ -277,22 +277,24 @@ class KlaviyoBulkEvents(Destination[KlaviyoBulkEventsDestination]):
         bodies, _props = self._events(events)
         profile_bytes = jsonfrag.to_bytes(profiles)
         event_bytes = jsonfrag.to_bytes(bodies)
-        # Rows whose size or shape could break a nested-value rule get the exact check:
-        # only nested values (JSON/struct/list columns) can be too deep or hold long arrays.
-        sizes = pc.add(pc.binary_length(profiles), pc.binary_length(bodies)).to_pylist()
-        suspicious = [False] * events.n
+        sizes_arr = pc.add(pc.binary_length(profiles), pc.binary_length(bodies))
+        sizes = sizes_arr.to_pylist()
+        limit = MAX_BYTES - len(_PREFIX) - len(_SUFFIX)
+        # Rows that need a closer look (column-wise, so most rows are never looked at): only
+        # nested values (JSON/struct/list columns) can be too deep or hold long arrays, and
+        # only a large event can hold a string over the limit or pass the request size.
+        flags = pc.greater(sizes_arr, min(MAX_STRING, limit) - 80)
         for name in events.event_props.nested_names():
             frag = events.event_props.json_values[name]
             deep = pc.greater(
                 pc.add(pc.count_substring(frag, "{"), pc.count_substring(frag, "[")), MAX_DEPTH - 1
             )
             wide = pc.greater_equal(pc.count_substring(frag, ","), MAX_ARRAY - 1)
-            flags = pc.fill_null(pc.or_(deep, wide), False).to_pylist()
-            suspicious = [a or b for a, b in zip(suspicious, flags, strict=True)]
-        limit = MAX_BYTES - len(_PREFIX) - len(_SUFFIX)
+            flags = pc.or_(flags, pc.fill_null(pc.or_(deep, wide), False))
+        closer = set(pc.indices_nonzero(flags).to_pylist())
         for i in rows:
             size = sizes[i] + 80
-            if size > MAX_STRING or suspicious[i]:
+            if i in closer:
                 problem = walk_limits(
                     events.event_props.row(i), MAX_STRING, MAX_ARRAY, MAX_DEPTH, in_bytes=True
                 )
@@ -308,9 +310,9 @@ class KlaviyoBulkEvents(Destination[KlaviyoBulkEventsDestination]):
                 if problem:
                     reasons[i] = problem
                     continue
-            if size > limit:
-                reasons[i] = f"event encodes to {size} bytes; a request allows {MAX_BYTES}"
-                continue
+                if size > limit:
+                    reasons[i] = f"event encodes to {size} bytes; a request allows {MAX_BYTES}"
+                    continue
             profile, event = profile_bytes[i], event_bytes[i]
             assert profile is not None and event is not None  # a valid row always encodes
             items.append(Item(events, i, event, size, group=profile))
