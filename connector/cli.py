@@ -232,7 +232,7 @@ def _cmd_sync(args: argparse.Namespace) -> int:
 def _plan_total(sync: SyncConfig, args: argparse.Namespace) -> int | None:
     """Print the run's plan; the rows it will read (None: a retry, or the plan failed — the
     run then meets the same problem and records it as the run's error)."""
-    if args.retry_rejects:
+    if args.retry_rejects or sync.is_contact_sync:  # a contact run's work is its diff
         return None
     try:
         plan = plan_run(sync, _state(args), full_refresh=args.full_refresh)
@@ -251,7 +251,10 @@ def _validate_one(sync: SyncConfig, warnings: list[str] | None = None) -> list[s
     problems: list[str] = []
     with Reader(sync) as reader:
         types = reader.column_types()
-    for col in sorted({sync.source.cursor, *sync.source.primary_key, *sync.mapping.columns()}):
+    cursor = sync.source.cursor
+    for col in sorted(
+        {*([cursor] if cursor else []), *sync.source.primary_key, *sync.mapping.columns()}
+    ):
         if col not in types:
             problems.append(
                 f"{where}: column {col!r} is not in the source; it has: " + ", ".join(sorted(types))
@@ -287,7 +290,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         print(f"{'ok  ' if not found else 'FAIL'} {name} ({sync.destination.type})")
         for warning in warnings:
             print(f"     warning: {warning}")
-        deprecation = DESTINATIONS[sync.destination.type].deprecation
+        dest_cls = DESTINATIONS.get(sync.destination.type)  # None: a contact destination
+        deprecation = dest_cls.deprecation if dest_cls is not None else None
         if deprecation:
             print(f"     deprecated: {deprecation}")
     if problems:
@@ -346,6 +350,8 @@ def _cmd_preview(args: argparse.Namespace) -> int:
         print()
     for key, reason in out["rejects"]:
         print(f"reject {key}: {reason}")
+    if "counts" in out:  # a contact sync: what the diff found in these rows
+        print(", ".join(f"{n} {k}" for k, n in out["counts"].items()) + " (of the rows read)")
     return EXIT_OK
 
 

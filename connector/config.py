@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 from typing_extensions import override
 
+from .contacts.destinations import CONTACT_DESTINATIONS
 from .destinations.base import Destination
 from .destinations.registry import DESTINATIONS
 from .errors import ConfigError
@@ -61,8 +62,10 @@ class SourceConfig(_Model):
     query: str | None = Field(
         None, description="Any SELECT (joins allowed); wrapped as a subquery."
     )
-    cursor: str = Field(
-        description="High-water-mark column: timestamp/timestamptz, date or integer."
+    cursor: str | None = Field(
+        None,
+        description="High-water-mark column: timestamp/timestamptz, date or integer. Required "
+        "by event syncs; optional for contact syncs (unset: every run scans the table).",
     )
     primary_key: list[str] = Field(
         description="Unique row key: tie-breaker for the cursor and the source of dedup ids."
@@ -139,8 +142,12 @@ class ObjectMapping(_Model):
 class MappingConfig(_Model):
     """Which columns become the event, its contact and its properties."""
 
-    event_name: str | ColumnRef = Field(description="Literal event name, or {column: name_col}.")
-    event_time: str = Field(description="Column with the event time (sent with an offset).")
+    event_name: str | ColumnRef | None = Field(
+        None, description="Literal event name, or {column: name_col} (event syncs)."
+    )
+    event_time: str | None = Field(
+        None, description="Column with the event time, sent with an offset (event syncs)."
+    )
     identifiers: dict[str, str] = Field(
         description="Destination identifier field -> column (e.g. email: email)."
     )
@@ -159,7 +166,7 @@ class MappingConfig(_Model):
 
     @field_validator("event_name")
     @classmethod
-    def _name_not_blank(cls, value: str | ColumnRef) -> str | ColumnRef:
+    def _name_not_blank(cls, value: str | ColumnRef | None) -> str | ColumnRef | None:
         if isinstance(value, str) and not value.strip():
             raise ValueError("is empty; write the event name or use {column: name_column}")
         return value
@@ -173,7 +180,9 @@ class MappingConfig(_Model):
 
     def columns(self) -> set[str]:
         """Every warehouse column this mapping reads."""
-        cols = {self.event_time, *self.identifiers.values()}
+        cols = {*self.identifiers.values()}
+        if self.event_time:
+            cols.add(self.event_time)
         cols |= set(self.event_properties.values()) | set(self.contact_properties.values())
         if isinstance(self.event_name, ColumnRef):
             cols.add(self.event_name.column)
@@ -196,10 +205,17 @@ if TYPE_CHECKING:
     DestinationConfig = DestinationSettings
 else:
     DestinationConfig = Annotated[
-        Union[tuple(cls.config_model for cls in DESTINATIONS.values())],  # noqa: UP007
+        Union[  # noqa: UP007
+            tuple(
+                cls.config_model for cls in [*DESTINATIONS.values(), *CONTACT_DESTINATIONS.values()]
+            )
+        ],
         Field(discriminator="type"),
     ]
 
+
+# Contact (profile) destinations: their own registry (connector.contacts.destinations).
+CONTACT_TYPES = frozenset(CONTACT_DESTINATIONS)
 
 # --------------------------------------------------------------------------- orchestration
 
@@ -251,6 +267,40 @@ class SyncConfig(_Model):
 
     # Where it was loaded from (for messages); not part of the YAML.
     source_path: str | None = Field(None, exclude=True, json_schema_extra={"readOnly": True})
+
+    @property
+    def is_contact_sync(self) -> bool:
+        """A contact (profile) sync: a state diffed and sent when changed (connector.contacts)."""
+        return self.destination.type in CONTACT_TYPES
+
+    @model_validator(mode="after")
+    def _flow_fields(self, info: ValidationInfo) -> SyncConfig:
+        if self.is_contact_sync:
+            if self.partitions is not None:
+                raise ValueError(
+                    "partitions: a contact sync mirrors a state, not a time series; "
+                    "remove partitions (every run sends what changed)"
+                )
+            return self  # contacts.destinations.mapping_problems checks the mapping
+        # Event syncs need a cursor, an event name and time: _semantic_problems reports each
+        # missing one by its field; this catches a model built without parse_sync.
+        loader = bool(info.context and info.context.get("loader"))
+        if not loader and None in (
+            self.source.cursor,
+            self.mapping.event_name,
+            self.mapping.event_time,
+        ):
+            raise ValueError(
+                "source.cursor, mapping.event_name and mapping.event_time are required by "
+                f"event destinations ({self.destination.type})"
+            )
+        return self
+
+    @property
+    def cursor(self) -> str:
+        """The cursor column of an event sync (always set there, see ``_flow_fields``)."""
+        assert self.source.cursor is not None
+        return self.source.cursor
 
 
 # --------------------------------------------------------------------------- env references
@@ -326,7 +376,7 @@ def _format_loc(loc: tuple[Any, ...]) -> str:
 
 
 def _destination_types() -> set[str]:
-    return set(DESTINATIONS)
+    return {*DESTINATIONS, *CONTACT_TYPES}
 
 
 def _semantic_problems(raw: dict[str, Any]) -> list[tuple[str, str]]:
@@ -335,13 +385,27 @@ def _semantic_problems(raw: dict[str, Any]) -> list[tuple[str, str]]:
     dest = raw.get("destination") if isinstance(raw.get("destination"), dict) else {}
     mapping = raw.get("mapping") if isinstance(raw.get("mapping"), dict) else {}
     dtype = dest.get("type") if isinstance(dest, dict) else None
+    if dtype in CONTACT_TYPES:
+        from .contacts.destinations import mapping_problems
+
+        return mapping_problems(str(dtype), mapping if isinstance(mapping, dict) else {})
     cls = DESTINATIONS.get(dtype) if isinstance(dtype, str) else None
+    if cls is not None:  # an event sync: the fields contact syncs may leave out
+        source = raw.get("source") if isinstance(raw.get("source"), dict) else {}
+        for block, name, value in (
+            ("source", "cursor", source),
+            ("mapping", "event_name", mapping),
+            ("mapping", "event_time", mapping),
+        ):
+            if isinstance(value, dict) and value.get(name) is None:
+                problems.append((f"{block}.{name}", f"Field required (by {dtype})"))
     if cls is None:
         if dtype is not None:
             problems.append(
                 (
                     "destination.type",
-                    f"unknown type {dtype!r}; expected one of " + ", ".join(sorted(DESTINATIONS)),
+                    f"unknown type {dtype!r}; expected one of "
+                    + ", ".join(sorted({*DESTINATIONS, *CONTACT_TYPES})),
                 )
             )
         return problems
@@ -531,7 +595,7 @@ def parse_sync(text: str, where: str, *, check_env: bool = True) -> SyncConfig:
         _check_env(raw, where, problems)
     model: SyncConfig | None = None
     try:
-        model = SyncConfig.model_validate({**raw, "source_path": where})
+        model = SyncConfig.model_validate({**raw, "source_path": where}, context={"loader": True})
     except ValidationError as exc:
         for err in exc.errors():
             loc = _format_loc(err["loc"])

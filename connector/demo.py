@@ -5,6 +5,9 @@
                            dates, and a few bad rows (no identifier, NULL cursor) so the demo
                            shows rejects
 ``analytics.orders``      orders with value and currency
+``analytics.customers``   the customer table of the contact syncs (plan, lifetime value, city);
+                          made once and then kept, so a change made to it between two demo
+                          runs is what the next run sends
 """
 
 from __future__ import annotations
@@ -68,6 +71,15 @@ def build_demo_warehouse(path: str | Path, events: int = 5_000, orders: int = 1_
                    1 + i % 4 AS items
             FROM range({orders}) t(i)
             JOIN analytics.contacts c ON c.contact_id = (i * 7) % {CONTACTS}
+        """)
+        con.execute(f"""
+            CREATE TABLE IF NOT EXISTS analytics.customers AS
+            SELECT c.contact_id AS customer_id, c.email, c.first_name, c.last_name, c.plan,
+                   CAST((c.contact_id * 37) % 2000 AS DECIMAL(12, 2)) + 0.50 AS lifetime_value,
+                   (['Paris','Berlin','Lisbon','Oslo'])[1 + c.contact_id % 4] AS city,
+                   TIMESTAMPTZ '2026-11-01 00:00:00+00' + to_seconds(c.contact_id) AS updated_at
+            FROM analytics.contacts c
+            WHERE c.contact_id < {CONTACTS}
         """)
     finally:
         con.close()

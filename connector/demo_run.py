@@ -54,7 +54,10 @@ def run_demo(
             print(f"skipping {where}:\n{err}", file=sys.stderr)
         store = StateStore.open(state_url)
         for name, sync in sorted(loaded.syncs.items()):
-            single = destination_class(sync.destination.type).limits.max_events == 1
+            single = (
+                not sync.is_contact_sync
+                and destination_class(sync.destination.type).limits.max_events == 1
+            )
             if single:
                 print(
                     f"{name}: one event per request at the account's rate limit; "
@@ -77,11 +80,16 @@ def run_demo(
                 continue
             if got:
                 print(f"  {kind}: {len(got):,} events; first: {got[0]}")
+        for kind in ("klaviyo_profiles",):
+            stored = sandbox.contacts(kind)
+            if stored:
+                print(f"  {kind}: {len(stored):,} profiles stored by this run's import jobs")
         statuses = stats.get("by_status") or {}
         if statuses:
             print(f"  responses by status: {statuses}")
     print(
         "\nRun `connector demo` again: the checkpoints are kept, so the batch syncs send "
-        "nothing twice and the single-event syncs send their next slice."
+        "nothing twice, the single-event syncs send their next slice and the contact syncs "
+        "send only the customers that changed."
     )
     return 1 if failed else 0

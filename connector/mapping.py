@@ -160,6 +160,7 @@ class Mapper:
         else:
             names = pa.array([m.event_name] * n, pa.string())
 
+        assert m.event_time is not None  # event syncs (config._flow_fields)
         time_utc = _times(self._col(t, m.event_time), m.event_time, zone, reasons)
         times = _rfc3339(time_utc)
 
@@ -201,7 +202,7 @@ class Mapper:
             n=n,
             key_array=keys_arr,
             dedup_array=dedup_arr,
-            cursor=self._col(t, self.sync.source.cursor),
+            cursor=self._col(t, self.sync.cursor),
             pk=pk,
             names=names,
             times=times,

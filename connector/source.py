@@ -175,7 +175,8 @@ class Reader:
         self.dialect = self.engine.dialect
         self.is_duckdb = self.dialect.name == "duckdb"
         src = sync.source
-        self.cursor = src.cursor
+        # A contact sync without a cursor reads in key order: the first key column leads.
+        self.cursor: str = src.cursor or src.primary_key[0]
         self.pk = list(src.primary_key)
         needed = [self.cursor, *self.pk, *sorted(sync.mapping.columns())]
         self.columns = list(dict.fromkeys(needed))
@@ -223,9 +224,11 @@ class Reader:
         return clause
 
     def _window(self, window: Window) -> sa.ColumnElement[bool]:
-        col = self._q(self.sync.mapping.event_time)
+        time_col = self.sync.mapping.event_time
+        assert time_col is not None  # windows are for event syncs
+        col = self._q(time_col)
         start, end = window.start, window.end
-        kind = self.column_types().get(self.sync.mapping.event_time, "")
+        kind = self.column_types().get(time_col, "")
         if kind == "timestamp":  # naive column: compare in the source's zone
             from zoneinfo import ZoneInfo
 
@@ -663,14 +666,14 @@ def type_problems(
     where = sync.source_path or sync.name
     src, m = sync.source, sync.mapping
     problems: list[str] = []
-    kind = types.get(src.cursor)
+    kind = types.get(src.cursor) if src.cursor else None  # contact syncs: optional
     if kind is not None and kind != "other" and kind not in CURSOR_KINDS:
         why = _CURSOR_WHY.get(kind)
         problems.append(
             f"{where}: source.cursor must be a timestamp, date, integer or decimal column "
             f"({src.cursor} is {kind}" + (f": {why})" if why else ")")
         )
-    kind = types.get(m.event_time)
+    kind = types.get(m.event_time) if m.event_time else None
     if kind == "string":
         if warnings is not None:
             warnings.append(

@@ -19,6 +19,11 @@ def fmt_position(pos: list[Any] | tuple[Any, ...] | None) -> str:
 def print_summary(res: SyncResult, out: Any = None) -> None:
     """What a run did, as ``connector sync`` and ``connector demo`` print it."""
     out = out or sys.stdout
+    from .contacts.engine import ContactResult, print_contact_summary
+
+    if isinstance(res, ContactResult):
+        print_contact_summary(res, out)
+        return
     verb = "would send" if res.status == "dry_run" else "delivered"
     print(f"{res.sync}: {res.status}", file=out)
     print(f"  rows read           {res.rows_read:,}", file=out)

@@ -23,7 +23,6 @@ import contextlib
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextvars import copy_context
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import pyarrow as pa
@@ -34,7 +33,7 @@ from .delivery import BatchOutcome, Runtime, Sender, Stats, post_preview
 from .destinations import DESTINATIONS, Destination
 from .destinations.base import Item, Learned
 from .dupkeys import DuplicateKeys, EveryKey, KnownDuplicates
-from .errors import ConfigError, ConnectorError, DeliveryError, RequestError, SourceError
+from .errors import ConfigError, DeliveryError, RequestError, SourceError
 from .lease import Lease
 from .ledger import Ledger, Settlement
 from .logcontext import get_logger, run_context
@@ -43,49 +42,14 @@ from .openrejects import OpenRejects
 from .plan import ChunkPlanner
 from .plan import payload as _payload
 from .ratelimit import account_key
+from .result import SAMPLE_REJECTS, SyncResult, _describe
 from .shared_pacer import pacer_for_run
 from .source import Position, Reader, Window
 from .state import CLOSED_GONE, INCREMENTAL, Reject, StateStore
 
 log = get_logger("connector.sync")
 
-SAMPLE_REJECTS = 20
-
-
-@dataclass
-class SyncResult:
-    """What a run did; every count is exact."""
-
-    sync: str
-    scope: str
-    run_id: str | None
-    status: str = "running"  # success | failed | dry_run
-    rows_read: int = 0
-    delivered: int = 0
-    rejected: int = 0
-    skipped: int = 0  # delivered by an earlier run that crashed (ledger), not re-sent
-    possibly_duplicated: int = 0
-    destination_dedups: bool = False
-    null_key_rows: int = 0
-    batches: int = 0
-    requests: int = 0
-    retries: int = 0
-    rate_limited: int = 0
-    hwm_before: list[Any] | None = None
-    hwm_after: list[Any] | None = None
-    duration_s: float = 0.0
-    rows_per_s: float = 0.0
-    error: str | None = None
-    sample_rejects: list[tuple[str, str]] = field(default_factory=list)
-    # --retry-rejects only: open rejects looked at, closed because their source row is gone,
-    # and left open because the row now sits after the checkpoint (the next run reads it).
-    rejects_retried: int = 0
-    rejects_gone: int = 0
-    rejects_deferred: int = 0
-
-    def to_dict(self) -> dict[str, Any]:
-        """The result as a JSON-ready dict (``connector sync --json``, Dagster metadata)."""
-        return asdict(self)
+# SyncResult lives in .result (contacts.engine extends it without importing this module).
 
 
 Progress = Callable[[SyncResult], None]
@@ -535,7 +499,7 @@ class _RetryRun(_Run):
         pk = [t.column(c).combine_chunks() for c in self.sync.source.primary_key]
         keys = key_strings(pk).to_pylist()
         found.update(keys)
-        cursor = t.column(self.sync.source.cursor).to_pylist()
+        cursor = t.column(self.sync.cursor).to_pylist()
         pk_values = [col.to_pylist() for col in pk]
         keep: list[bool] = []
         again: list[Reject] = []
@@ -621,14 +585,6 @@ class _RetryRun(_Run):
             )
 
 
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, ConnectorError):
-        return str(exc)
-    if isinstance(exc, KeyboardInterrupt):
-        return "interrupted"
-    return f"{type(exc).__name__}: {exc}"
-
-
 def _summary(res: SyncResult) -> dict[str, Any]:
     d = res.to_dict()
     d.pop("sample_rejects", None)
@@ -667,6 +623,24 @@ def run_sync(
     run holds it, this one raises ``LeaseHeld`` before reading a row."""
     if retry_rejects and full_refresh:
         raise ConfigError("retry_rejects and full_refresh cannot be combined: pick one")
+    if sync.is_contact_sync:  # a state, not a time series: connector.contacts
+        from .contacts.engine import run_contacts
+
+        if window is not None or retry_rejects:
+            raise ConfigError(
+                f"{sync.name} is a contact sync: every run re-sends its failed rows; "
+                "partitions, backfills and --retry-rejects do not apply"
+            )
+        return run_contacts(
+            sync,
+            state,
+            full_refresh=full_refresh,
+            dry_run=dry_run,
+            limit=limit,
+            runtime=runtime,
+            progress=progress,
+            warehouse_url=warehouse_url,
+        )
     state = state or StateStore.open()
     run = (_RetryRun if retry_rejects else _Run)(
         sync,
@@ -700,6 +674,10 @@ def run_sync(
 def preview(sync: SyncConfig, limit: int = 5, warehouse_url: str | None = None) -> dict[str, Any]:
     """The exact requests the first ``limit`` rows would become; sends nothing, writes
     nothing."""
+    if sync.is_contact_sync:
+        from .contacts.engine import preview_contacts
+
+        return preview_contacts(sync, limit, warehouse_url)
     dest = make_destination(sync, resolve_secret=False)
     mapper = Mapper(sync)
     planner = ChunkPlanner(dest, EveryKey())  # a preview reads a few rows

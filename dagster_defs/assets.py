@@ -194,7 +194,7 @@ def _planned_progress(
     """Log the scope's plan before it sends (rows, requests, least duration), and return the
     progress lines for the run log (done / total and ETA every few seconds)."""
     total = None
-    if not config.retry_rejects:
+    if not config.retry_rejects and not sync.is_contact_sync:  # contacts: the diff decides
         try:
             plan = plan_run(
                 sync,
@@ -246,6 +246,9 @@ def materialization_metadata(
         md["rejects_retried"] = t.rejects_retried
         md["rejects_closed_source_row_gone"] = t.rejects_gone
         md["rejects_left_to_next_run"] = t.rejects_deferred
+    for name in ("added", "changed", "unchanged", "removed", "sent", "jobs", "polls"):
+        if any(hasattr(r, name) for _, r in results):  # a contact sync (ContactResult)
+            md[name] = sum(getattr(r, name, 0) for _, r in results)
     if len(results) == 1:
         _, r = results[0]
         md["hwm_before"] = _position(r.hwm_before)

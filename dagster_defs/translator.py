@@ -43,6 +43,10 @@ _TABLE_REF = re.compile(
 def vendor(sync: SyncConfig) -> str:
     """The destination's vendor (``brevo``, ``klaviyo``, ``omnisend``), as its destination
     module declares it in the registry."""
+    if sync.is_contact_sync:  # contact destinations have their own registry
+        from connector.contacts.destinations import CONTACT_DESTINATIONS
+
+        return CONTACT_DESTINATIONS[sync.destination.type].vendor
     return destination_class(sync.destination.type).vendor.name
 
 
@@ -109,6 +113,13 @@ class ReverseEtlTranslator:
         dest = sync.destination
         description = sync.description or f"Rows of {', '.join(source_tables(sync)) or 'a query'}"
         description += f" → {dest.type}.\n\nConfig: `{sync.source_path or sync.name}`."
+        if sync.is_contact_sync:
+            description += (
+                "\n\nA contact sync mirrors a state, not a time series: each run sends the "
+                "rows whose mapped values changed since the vendor last confirmed them (and "
+                "the ones it refused). Partitions and backfills do not apply; a full refresh "
+                "re-sends every row."
+            )
         metadata: dict[str, object] = {
             "config_file": sync.source_path or "",
             "destination_type": dest.type,
@@ -116,6 +127,7 @@ class ReverseEtlTranslator:
             "primary_key": ", ".join(sync.source.primary_key),
             "event_time": sync.mapping.event_time,
             "api_key_env": api_key_env(sync),
+            "sync_kind": "contacts" if sync.is_contact_sync else "events",
         }
         if sync.source.table:
             metadata["source_table"] = sync.source.table

@@ -20,7 +20,9 @@ from .dagster_fixtures import Env, env, materialization, quiet_sandbox
 __all__ = ["env", "quiet_sandbox"]  # fixtures used by name
 
 SHIPPED = Path(__file__).resolve().parent.parent / "config"
-DEMO_SYNCS = sorted(load_syncs(SHIPPED, check_env=False).syncs)
+_LOADED = load_syncs(SHIPPED, check_env=False).syncs
+DEMO_SYNCS = sorted(n for n, s in _LOADED.items() if not s.is_contact_sync)  # event syncs
+CONTACT_SYNCS = sorted(n for n, s in _LOADED.items() if s.is_contact_sync)
 EVENTS, ORDERS = 40, 25
 
 
@@ -83,6 +85,23 @@ def test_materializing_a_demo_sync_records_its_counts_then_sends_nothing(
     assert again["delivered"] == again["rows_read"] == 0
     assert again["hwm_before"] == again["hwm_after"] == md["hwm_after"]
     assert len(env.sandbox.events(kind)) == received
+
+
+@pytest.mark.parametrize("name", CONTACT_SYNCS)
+def test_materializing_a_contact_sync_records_its_diff_counts_then_sends_nothing(
+    name: str, demo_defs: dg.Definitions, env: Env
+) -> None:
+    key = dg.AssetKey(["reverse_etl", name])
+    spec = demo_defs.resolve_assets_def(key)
+    assert spec.partitions_def is None
+    assert "backfills do not apply" in (spec.descriptions_by_key[key] or "")
+    instance = dg.DagsterInstance.ephemeral()
+    md = materialization(_materialize(demo_defs, key, instance), key)
+    stored = len(env.sandbox.contacts(_LOADED[name].destination.type))
+    assert md["rows_read"] == md["added"] == md["sent"] == md["delivered"] == stored == 500
+    assert md["jobs"] >= 1 and md["polls"] >= md["jobs"] and md["unchanged"] == 0
+    again = materialization(_materialize(demo_defs, key, instance), key)
+    assert (again["unchanged"], again["sent"], again["delivered"]) == (500, 0, 0)
 
 
 def test_dry_run_and_limit_come_from_run_config(demo_defs: dg.Definitions, env: Env) -> None:

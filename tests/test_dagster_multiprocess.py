@@ -58,6 +58,11 @@ def test_materialize_all_on_the_demo_runs_steps_in_parallel_processes(
     syncs = load_syncs(SHIPPED, check_env=False).syncs
     state = StateStore(pg_url)
     for name, sync in syncs.items():
+        if sync.is_contact_sync:  # no cursor, no checkpoint: its state is the stored hashes
+            from connector.contacts.hashes import HashStore
+
+            assert HashStore(state).count(name) > 0, name
+            continue
         scope = "partition:2026-11-01" if sync.partitions else INCREMENTAL
         assert state.checkpoint(name, scope) is not None, name
         assert sandbox.events(sync.destination.type), name

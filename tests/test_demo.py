@@ -57,5 +57,17 @@ def test_demo_runs_every_shipped_sync_then_continues_from_the_checkpoints(
     assert second["video_played"]["read"] == 0
     assert second["order_placed"]["read"] == 0
     assert second["order_placed_omnisend_events"] == {"read": 3, "delivered": 3}
+    # The contact sync: all 500 customers first, nothing the second time...
+    assert first["customers_to_klaviyo"] == {"read": 500, "delivered": 500}
+    assert second["customers_to_klaviyo"] == {"read": 500, "delivered": 0}
+    # ...and exactly the 3 rows changed by the documented one-line command (docs/contacts.md).
+    change = (
+        "import duckdb; duckdb.connect('.connector/demo.duckdb').execute(\"UPDATE "
+        "analytics.customers SET plan = 'vip' WHERE customer_id IN (1, 2, 3)\")"
+    )
+    subprocess.run([sys.executable, "-c", change], check=True, timeout=60)
+    assert run_demo(events=300, state_url=state, single_slice=3) == 0
+    third = _summaries(capsys.readouterr().out)
+    assert third["customers_to_klaviyo"] == {"read": 500, "delivered": 3}
     # The next slice, not the same one again.
     assert "key ord-000002 -> " in out.split("order_placed_omnisend_events: success")[1]

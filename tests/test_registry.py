@@ -170,10 +170,16 @@ def test_the_registry_lists_every_destination_module_with_its_declarations() -> 
         assert cls.kind == "events"
     vendors = {dtype: cls.vendor.name for dtype, cls in DESTINATIONS.items()}
     assert vendors["brevo_tracker"] == "brevo" and vendors["omnisend_events"] == "omnisend"
-    # The JSON Schema's destination union is the registry's config models.
+    # The JSON Schema's destination union is the registry's config models, then the contact
+    # destinations' (connector.contacts.destinations).
+    from connector.contacts.destinations import CONTACT_DESTINATIONS
+
     branches = json_schema()["properties"]["destination"]["oneOf"]
     refs = [b["$ref"].rsplit("/", 1)[1] for b in branches]
-    assert refs == [cls.config_model.__name__ for cls in DESTINATIONS.values()]
+    assert refs == [
+        cls.config_model.__name__
+        for cls in [*DESTINATIONS.values(), *CONTACT_DESTINATIONS.values()]
+    ]
 
 
 def test_a_registered_module_must_declare_a_matching_config_type() -> None:

@@ -1,0 +1,199 @@
+"""Benchmark: a contact sync of N customers (DuckDB) → Klaviyo profile import (sandbox sink).
+
+    python benchmarks/bench_contacts.py --rows 1000000 [--state-url postgresql+psycopg://...]
+
+Three runs, each in its own process so each peak RSS is its own:
+1. first run: every row is new (all sent as import jobs of 10,000 profiles);
+2. 1% of the rows changed (``UPDATE ... WHERE customer_id % 100 = 0``): wall time, peak RSS;
+3. nothing changed: the pure diff rate (rows read and compared per second, nothing sent).
+The sandbox runs in its own process in sink mode (jobs finish at the first poll, nothing is
+stored, no rate limits), so the figures are the connector's own. The state store is a SQLite
+file by default or ``--state-url``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import duckdb
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+SYNC = """
+name: bench_contacts
+source: {{table: customers, primary_key: [customer_id], url: "duckdb:///{db}", chunk_size: 10000}}
+destination:
+  type: klaviyo_profiles
+  api_key: ${{KLAVIYO_API_KEY}}
+  base_url: {url}
+  options: {{poll_interval_s: 0.05, poll_max_interval_s: 0.2, list_id: BENCH}}
+mapping:
+  identifiers: {{email: email, external_id: customer_id}}
+  contact_properties: {{first_name: first_name, last_name: last_name, plan: plan,
+    ltv: lifetime_value, orders: orders, last_order: last_order_at, location.city: city}}
+"""
+
+
+def make_table(path: Path, rows: int) -> None:
+    con = duckdb.connect(str(path))
+    con.execute(f"""
+        CREATE TABLE customers AS
+        SELECT i AS customer_id,
+               'customer' || i || '@example.com' AS email,
+               (['Ada','Grace','Alan','Edsger','Barbara','Ken'])[1 + i % 6] AS first_name,
+               (['Lovelace','Hopper','Turing','Dijkstra','Liskov'])[1 + i % 5] AS last_name,
+               (['free','pro','team'])[1 + i % 3] AS plan,
+               CAST((i * 37) % 100000 AS DECIMAL(12, 2)) / 7 AS lifetime_value,
+               i % 50 AS orders,
+               TIMESTAMPTZ '2026-01-01 00:00:00+00' + to_seconds(i % 10000000) AS last_order_at,
+               CASE WHEN i % 9 = 0 THEN NULL ELSE (['Paris','Berlin','Oslo'])[1 + i % 3] END
+                   AS city
+        FROM range(1, {rows} + 1) t(i)
+    """)
+    con.close()
+
+
+def phase(args: argparse.Namespace) -> None:
+    """One run in this process; prints its figures as JSON."""
+    from connector.config import parse_sync
+    from connector.contacts.engine import run_contacts
+    from connector.process import use_lean_memory_pool
+    from connector.state import StateStore
+
+    use_lean_memory_pool()
+    os.environ["KLAVIYO_API_KEY"] = "pk_sandbox"
+    sync = parse_sync(SYNC.format(db=args.db, url=args.url), "bench.yaml")
+    state = StateStore(args.state_url)
+    t0, cpu0 = time.perf_counter(), time.process_time()
+    res = run_contacts(sync, state)
+    wall = time.perf_counter() - t0
+    print(
+        json.dumps(
+            {
+                "rows_read": res.rows_read,
+                "added": res.added,
+                "changed": res.changed,
+                "unchanged": res.unchanged,
+                "sent": res.sent,
+                "delivered": res.delivered,
+                "jobs": res.jobs,
+                "wall_s": round(wall, 2),
+                "cpu_s": round(time.process_time() - cpu0, 2),
+                "rows_per_s": round(res.rows_read / wall),
+                "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+            }
+        )
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--state-url", help="default: a SQLite file in the work dir")
+    ap.add_argument("--workdir")
+    ap.add_argument("--phase", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--db", help=argparse.SUPPRESS)
+    ap.add_argument("--url", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.phase:
+        phase(args)
+        return 0
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="bench-contacts-"))
+    work.mkdir(parents=True, exist_ok=True)
+    db = work / f"customers_{args.rows}.duckdb"
+    db.unlink(missing_ok=True)
+    make_table(db, args.rows)
+    state_url = args.state_url or f"sqlite:///{work / 'state.db'}"
+    if not args.state_url:
+        (work / "state.db").unlink(missing_ok=True)
+    port = free_port()
+    sandbox = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "connector.cli",
+            "sandbox",
+            "--port",
+            str(port),
+            "--sink",
+            "--no-rate-limits",
+            "--job-polls",
+            "0",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    results = {}
+    try:
+        for _ in range(200):
+            try:
+                httpx.get(f"{url}/_sandbox/stats", timeout=1)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.05)
+
+        def run(name: str) -> None:
+            out = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--phase",
+                    "--db",
+                    str(db),
+                    "--url",
+                    url,
+                    "--state-url",
+                    state_url,
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+                cwd=ROOT,
+            )
+            results[name] = json.loads(out.stdout.strip().splitlines()[-1])
+            print(name, results[name], flush=True)
+
+        run("first_run")
+        con = duckdb.connect(str(db))
+        con.execute("UPDATE customers SET plan = 'vip' WHERE customer_id % 100 = 0")
+        con.close()
+        run("one_percent_changed")
+        run("unchanged")
+    finally:
+        sandbox.terminate()
+        sandbox.wait(10)
+    with open("/proc/loadavg") as f:
+        load = f.read().split()[:3]
+    summary = {
+        "rows": args.rows,
+        "state": state_url.split(":", 1)[0],
+        **results,
+        "machine": f"{platform.machine()} {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}, load average {' '.join(load)}",
+    }
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

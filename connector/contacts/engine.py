@@ -1,0 +1,412 @@
+"""One run of one contact sync: read → hash → diff → jobs → poll → confirm → store hashes.
+
+Counts (``ContactResult``): ``added`` (no stored hash), ``changed`` (stored hash differs),
+``unchanged`` (equal: nothing sent), ``rejected`` (locally or by the vendor; sent again by
+later runs), ``jobs`` and ``polls``; ``delivered`` is the rows the vendor confirmed.
+A run that fails (a request error, a cancelled or timed-out job, errors that name no row)
+leaves the rows of unfinished jobs unconfirmed: the next run sends them again. With a cursor,
+the checkpoint moves to the last row read only when the run succeeds; open rejects of earlier
+runs (rows before the checkpoint) are re-read by key and diffed too.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..config import SyncConfig, resolve_env
+from ..delivery import Runtime
+from ..errors import ConnectorError, RequestError, mask_url
+from ..mapping import Chunk
+from ..ratelimit import account_key, pacer_for
+from ..result import SAMPLE_REJECTS, SyncResult, _describe
+from ..source import Reader
+from ..state import CLOSED_DELIVERED, INCREMENTAL, Reject, StateStore
+from .destinations import CONTACT_DESTINATIONS
+from .diff import Hasher, Page
+from .hashes import HashStore
+from .http import JobHTTP
+from .vendor import Contact, ContactDestination, JobRow, JobStats
+
+
+@dataclass
+class ContactResult(SyncResult):
+    """A contact run's counts (``delivered`` = rows the vendor confirmed)."""
+
+    kind: str = "contacts"
+    added: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    sent: int = 0
+    jobs: int = 0
+    polls: int = 0
+    unconfirmed: int = 0
+
+
+def make_contact_destination(
+    sync: SyncConfig,
+    stats: JobStats,
+    runtime: Runtime,
+    resolve_secret: bool = True,
+    transport: Any = None,
+) -> ContactDestination:
+    dest: Any = sync.destination
+    cls = CONTACT_DESTINATIONS[dest.type]
+    where = f"{sync.source_path or sync.name}: destination"
+    api_key = resolve_env(dest.api_key, where + ".api_key") if resolve_secret else "***"
+    base_url = (
+        resolve_env(dest.base_url, where + ".base_url") if dest.base_url else cls.default_base_url
+    ).rstrip("/")
+    from ..config import RateLimit
+
+    rate = dest.options.rate_limit or RateLimit(
+        per_second=cls.rate_per_second, per_minute=cls.rate_per_minute
+    )
+    pacer = pacer_for(account_key(cls.type, base_url, api_key), rate, runtime.clock, runtime.sleep)
+    http = JobHTTP(
+        base_url,
+        {},
+        dest.options,
+        pacer.acquire,
+        stats,
+        sleep=runtime.sleep,
+        random=runtime.random,
+        transport=transport,
+    )
+    out = cls(dest, api_key, sync.name, http)
+    http.client.headers.update(out.headers())
+    return out
+
+
+@dataclass
+class _Job:
+    rows: list[JobRow] = field(default_factory=list)
+    contacts: list[Contact] = field(default_factory=list)
+    size: int = 0
+    seen: dict[tuple[str, str], str] = field(default_factory=dict)
+    job_id: str | None = None
+    started: float = 0.0
+
+
+class ContactRun:
+    def __init__(
+        self,
+        sync: SyncConfig,
+        state: StateStore,
+        *,
+        full_refresh: bool = False,
+        dry_run: bool = False,
+        limit: int | None = None,
+        runtime: Runtime | None = None,
+        progress: Callable[[SyncResult], None] | None = None,
+        warehouse_url: str | None = None,
+        transport: Any = None,
+    ) -> None:
+        self.sync = sync
+        self.state = state
+        self.hashes = HashStore(state)
+        self.full_refresh = full_refresh
+        self.dry_run = dry_run
+        self.limit = limit
+        self.rt = runtime or Runtime()
+        self.progress = progress
+        self.warehouse_url = warehouse_url
+        self.stats = JobStats()
+        self.dest = make_contact_destination(
+            sync, self.stats, self.rt, resolve_secret=not dry_run, transport=transport
+        )
+        self.hasher = Hasher(sync)
+        self.res = ContactResult(sync=sync.name, scope=INCREMENTAL, run_id=None)
+        self.job = _Job()
+        self.outstanding: deque[_Job] = deque()
+        self.rejects: list[Reject] = []
+        self._read_upto: tuple[Any, ...] | None = None  # cursor mode: the last row read
+        self.previews: list[dict[str, Any]] | None = None  # preview: the job requests
+
+    # -- reading ---------------------------------------------------------------------
+    def _chunks(self, reader: Reader) -> Iterator[Chunk]:
+        if self.sync.source.cursor is None:
+            yield from reader.pages(None, None, self.limit)
+            return
+        after = None if self.full_refresh else self.state.checkpoint(self.sync.name)
+        self.res.hwm_before = list(after) if after else None
+        retried: set[str] = set()
+        if after is not None:
+            # Rows before the checkpoint that the vendor refused or we rejected: read again.
+            keys = self.state.open_reject_keys(self.sync.name, INCREMENTAL)
+            retried = set(keys)
+            yield from reader.rows_by_keys(keys)
+        for chunk in reader.pages(after, None, self.limit):
+            if retried:
+                keys = self.hasher.keys(chunk)
+                keep = [i for i, k in enumerate(keys) if k not in retried]
+                if len(keep) < len(keys):
+                    chunk = Chunk(chunk.table.take(keep), chunk.json_columns)
+            if chunk.table.num_rows:
+                last = chunk.table.slice(chunk.table.num_rows - 1)
+                cols = [reader.cursor, *reader.pk]
+                self._read_upto = tuple(last.column(c)[0].as_py() for c in cols)
+            yield chunk
+
+    # -- the run -----------------------------------------------------------------------
+    def execute(self) -> ContactResult:
+        started = time.perf_counter()
+        failure: BaseException | None = None
+        if not self.dry_run:
+            self.res.run_id = self.state.start_run(self.sync.name, INCREMENTAL)
+        try:
+            with Reader(self.sync, self.warehouse_url) as reader:
+                for chunk in self._chunks(reader):
+                    self._page(self.hasher.page(chunk))
+                    self._report()
+            self._flush()
+            while self.outstanding:
+                self._finish_job(self.outstanding.popleft())
+            if self.res.unconfirmed:
+                raise RequestError(
+                    f"{self.res.unconfirmed} rows stay unconfirmed (see above); they are sent "
+                    "again by the next run"
+                )
+            if self._read_upto is not None and not self.dry_run:
+                with self.state._tx() as c:
+                    self.state._set_checkpoint(
+                        c, self.sync.name, INCREMENTAL, self._read_upto, self.res.run_id or ""
+                    )
+                self.res.hwm_after = list(self._read_upto)
+        except BaseException as exc:
+            failure = exc
+            raise
+        finally:
+            self._record_rejects()
+            self._finish(started, failure)
+            self.dest.http.close()
+        return self.res
+
+    def _page(self, page: Page) -> None:
+        res = self.res
+        n = len(page.keys)
+        res.rows_read += n
+        stored = {} if self.full_refresh else self.hashes.lookup(self.sync.name, page.keys)
+        for i in range(n):
+            key, h = page.keys[i], page.hashes[i]
+            old = stored.get(key)
+            if old == h:
+                res.unchanged += 1
+                continue
+            if old is None:
+                res.added += 1
+            else:
+                res.changed += 1
+            if i in page.reasons:
+                self._reject(key, page.reasons[i])
+                continue
+            contact = page.contact(i)
+            reason = self.dest.check(contact)
+            if reason is not None:
+                self._reject(key, reason)
+                continue
+            payload = self.dest.encode(contact)
+            too_big = self.dest.too_big(payload)
+            if too_big is not None:
+                self._reject(key, too_big, payload)
+                continue
+            self._add(JobRow(key, h, contact.identifiers, payload), contact)
+
+    def _add(self, row: JobRow, contact: Contact) -> None:
+        dest = self.dest
+        if (
+            len(self.job.rows) >= dest.max_per_job
+            or self.job.size + len(row.payload) + 1 + dest.job_overhead() > dest.max_job_bytes
+        ):
+            self._flush()
+        for name in dest.identifier_fields:
+            value = row.identifiers.get(name)
+            if not value:
+                continue
+            ident = (name, value.lower() if name == "email" else value)
+            other = self.job.seen.get(ident)
+            if other is not None:
+                self._reject(
+                    row.key,
+                    f"identifier conflict: {name} is also the {name} of row {other} in the "
+                    "same import job; one profile per identifier (fix the duplicate)",
+                    row.payload,
+                )
+                return
+        for name in dest.identifier_fields:
+            value = row.identifiers.get(name)
+            if value:
+                self.job.seen[(name, value.lower() if name == "email" else value)] = row.key
+        self.job.rows.append(row)
+        self.job.contacts.append(contact)
+        self.job.size += len(row.payload) + 1
+        self.res.sent += 1
+
+    def _flush(self) -> None:
+        job, self.job = self.job, _Job()
+        if job.rows and self.previews is not None:
+            path, body = self.dest.job_request(job.rows)
+            headers = {
+                k: ("***" if k.lower() in ("authorization", "api-key") else v)
+                for k, v in self.dest.headers().items()
+            }
+            url = mask_url(self.dest.http.client.base_url.join(path).__str__())
+            self.previews.append({"method": "POST", "url": url, "headers": headers, "body": body})
+        if not job.rows or self.dry_run:
+            return
+        job.job_id = self.dest.submit(job.rows)
+        job.started = self.rt.clock()
+        job.contacts = job.contacts if self._keep_contacts() else []
+        job.seen = {}
+        self.res.jobs += 1
+        self.outstanding.append(job)
+        while len(self.outstanding) >= self.dest.options.jobs_in_flight:
+            self._finish_job(self.outstanding.popleft())
+
+    def _keep_contacts(self) -> bool:
+        return getattr(self.dest.options, "null_standard_fields", "keep") == "clear"
+
+    def _finish_job(self, job: _Job) -> None:
+        assert job.job_id is not None
+        opts = self.dest.options
+        interval = opts.poll_interval_s
+        while True:
+            self.res.polls += 1
+            if self.dest.poll(job.job_id):
+                break
+            if self.rt.clock() - job.started > opts.job_timeout_s:
+                raise RequestError(
+                    f"import job {job.job_id} still running after {opts.job_timeout_s:.0f} s "
+                    "(options.job_timeout_s); its rows are sent again by the next run"
+                )
+            self.rt.sleep(interval)
+            interval = min(opts.poll_max_interval_s, interval * 1.5)
+        result = self.dest.result(job.job_id, job.rows)
+        if result.unknown is not None:
+            self.res.unconfirmed += len(job.rows)
+            self.res.error = result.unknown
+            return
+        errors = dict(result.errors)
+        if job.contacts:
+            ok = [i for i in range(len(job.rows)) if i not in errors]
+            more = self.dest.after_confirm([job.rows[i] for i in ok], [job.contacts[i] for i in ok])
+            errors.update({ok[j]: r for j, r in more.items()})
+        for i, reason in errors.items():
+            row = job.rows[i]
+            self._reject(row.key, reason, row.payload, api=True)
+        confirmed = [(r.key, r.hash) for i, r in enumerate(job.rows) if i not in errors]
+        self.hashes.confirm(self.sync.name, confirmed)
+        if self.res.run_id:
+            self.state.close_rejects(
+                self.sync.name,
+                INCREMENTAL,
+                [k for k, _ in confirmed],
+                self.res.run_id,
+                CLOSED_DELIVERED,
+            )
+        self.res.delivered += len(confirmed)
+        self._report()
+
+    # -- rejects, progress, end --------------------------------------------------------
+    def _reject(
+        self, key: str, reason: str, payload: bytes | None = None, api: bool = False
+    ) -> None:
+        self.res.rejected += 1
+        if len(self.res.sample_rejects) < SAMPLE_REJECTS:
+            self.res.sample_rejects.append((key, reason))
+        self.rejects.append(Reject(key, reason, payload.decode() if payload else None))
+        if len(self.rejects) >= 1000:
+            self._record_rejects()
+
+    def _record_rejects(self) -> None:
+        if self.rejects and not self.dry_run and self.res.run_id:
+            self.state.add_rejects(self.sync.name, INCREMENTAL, self.res.run_id, self.rejects)
+        self.rejects = []
+
+    def _report(self) -> None:
+        s = self.stats
+        self.res.requests, self.res.retries, self.res.rate_limited = (
+            s.requests,
+            s.retries,
+            s.rate_limited,
+        )
+        self.res.batches = self.res.jobs
+        if self.progress is not None:
+            self.progress(self.res)
+
+    def _finish(self, started: float, failure: BaseException | None) -> None:
+        res = self.res
+        self._report()
+        res.duration_s = time.perf_counter() - started
+        res.rows_per_s = res.rows_read / res.duration_s if res.duration_s > 0 else 0.0
+        if self.dry_run:
+            res.status = "dry_run" if failure is None else "failed"
+        else:
+            res.status = "success" if failure is None else "failed"
+        if failure is not None:
+            res.error = _describe(failure)
+        if res.run_id:
+            try:
+                self.state.finish_run(res.run_id, res.status, res.to_dict(), res.error)
+            except ConnectorError:
+                if failure is None:
+                    raise
+
+
+def run_contacts(sync: SyncConfig, state: StateStore | None = None, **kwargs: Any) -> ContactResult:
+    """Run one contact sync to completion (see ``ContactRun``)."""
+    return ContactRun(sync, state or StateStore.open(), **kwargs).execute()
+
+
+def preview_contacts(
+    sync: SyncConfig, limit: int = 5, warehouse_url: str | None = None
+) -> dict[str, Any]:
+    """The job request(s) the first ``limit`` rows would make, and how many of them are new,
+    changed or unchanged against the stored hashes. Sends nothing, writes nothing."""
+    run = ContactRun(
+        sync, StateStore.open(), dry_run=True, limit=limit, warehouse_url=warehouse_url
+    )
+    run.previews = []
+    res = run.execute()
+    return {
+        "requests": run.previews,
+        "rejects": res.sample_rejects,
+        "counts": {"added": res.added, "changed": res.changed, "unchanged": res.unchanged},
+    }
+
+
+def print_contact_summary(res: ContactResult, out: Any) -> None:
+    """The CLI summary of a contact run (``--json`` prints ``res.to_dict()``)."""
+    dry = res.status == "dry_run"
+    lines = [
+        f"{res.sync}: {res.status}",
+        f"  rows read           {res.rows_read:,}",
+        f"  added               {res.added:,}",
+        f"  changed             {res.changed:,}",
+        f"  unchanged           {res.unchanged:,}  (nothing sent)",
+        f"  removed             {res.removed:,}",
+        f"  {'would send' if dry else 'sent':<19} {res.sent:,}",
+        f"  delivered           {res.delivered:,}  (confirmed by the vendor)",
+        f"  rejected            {res.rejected:,}  (sent again by the next run)",
+        f"  jobs                {res.jobs:,} ({res.polls:,} polls, {res.requests:,} requests, "
+        f"{res.retries:,} retries, {res.rate_limited:,} rate-limited)",
+    ]
+    if res.hwm_before is not None or res.hwm_after is not None:
+        lines.append(
+            "  checkpoint          "
+            + (", ".join(map(str, res.hwm_before)) if res.hwm_before else "(start)")
+            + " -> "
+            + (", ".join(map(str, res.hwm_after)) if res.hwm_after else "(unchanged)")
+        )
+    lines.append(f"  duration            {res.duration_s:.2f}s ({res.rows_per_s:,.0f} rows/s)")
+    if res.sample_rejects:
+        lines.append("  sample rejects:")
+        lines += [f"    {key}: {reason}" for key, reason in res.sample_rejects[:5]]
+        lines.append(f"  (all of them: connector rejects {res.sync})")
+    if res.error:
+        lines.append(f"  error: {res.error}")
+    print("\n".join(lines), file=out)

@@ -1,0 +1,95 @@
+"""The HTTP client of contact jobs (kept apart from ``vendor``: ``connector.config`` imports
+the destination modules, and this one imports ``connector.delivery``)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from ..delivery import MAX_RATE_LIMITED, USER_AGENT, announced_wait, classify
+from ..errors import AuthError, RetriesExhausted
+from .vendor import ContactOptions, JobStats
+
+
+class JobHTTP:
+    """httpx with the delivery rules of ``connector.delivery``: pacing per account, retries
+    with backoff and jitter on 429/5xx/timeouts, the vendor's announced waits honoured,
+    401/403 at once. Request errors (other 4xx) are returned to the destination to read."""
+
+    def __init__(
+        self,
+        base_url: str,
+        headers: dict[str, str],
+        options: ContactOptions,
+        acquire: Callable[[], float],
+        stats: JobStats,
+        sleep: Callable[[float], None] = time.sleep,
+        random: Callable[[], float] | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        import random as _random
+
+        self.options = options
+        self.acquire = acquire
+        self.stats = stats
+        self.sleep = sleep
+        self.random = random or _random.random
+        self.client = httpx.Client(
+            base_url=base_url,
+            headers={**headers, "user-agent": USER_AGENT},
+            timeout=httpx.Timeout(options.timeout_s, connect=min(10.0, options.timeout_s)),
+            transport=transport,
+        )
+
+    def close(self) -> None:
+        self.client.close()
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> httpx.Response:
+        attempts = limited = 0
+        while True:
+            self.acquire()  # blocks (sleeps) until the account's pace allows a request
+            self.stats.requests += 1
+            try:
+                resp = self.client.request(method, path, content=body, params=params)
+            except (httpx.TimeoutException, httpx.TransportError) as exc:
+                attempts += 1
+                self._retry_or_raise(attempts, f"{method} {path}: {type(exc).__name__}")
+                self.sleep(self._backoff(attempts))
+                continue
+            kind = classify(resp.status_code, resp.headers)
+            if kind == "ok" or kind == "final":
+                return resp
+            if kind == "auth":
+                raise AuthError(
+                    f"{method} {path} answered {resp.status_code}: check the API key and its "
+                    "scopes (destination.api_key)"
+                )
+            if kind == "rate_limited":
+                limited += 1
+                self.stats.rate_limited += 1
+                if limited > MAX_RATE_LIMITED:
+                    raise RetriesExhausted(f"{method} {path}: rate limited {limited} times")
+                wait = announced_wait(resp.headers, resp.content, time.time)
+                self.sleep(min(self.options.max_wait_s, wait if wait is not None else 1.0))
+                continue
+            attempts += 1
+            self._retry_or_raise(attempts, f"{method} {path} answered {resp.status_code}")
+            self.sleep(self._backoff(attempts))
+
+    def _backoff(self, attempt: int) -> float:
+        base = min(self.options.max_wait_s, 0.5 * (2 ** (attempt - 1)))
+        return float(base * (0.5 + self.random() / 2))
+
+    def _retry_or_raise(self, attempts: int, what: str) -> None:
+        if attempts > self.options.max_retries:
+            raise RetriesExhausted(f"{what}; gave up after {attempts} attempts")
+        self.stats.retries += 1

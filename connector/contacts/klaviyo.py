@@ -1,0 +1,273 @@
+"""Klaviyo ``POST /api/profile-bulk-import-jobs`` (contracts-contacts.md, Klaviyo).
+
+Limits and rules from https://developers.klaviyo.com/en/reference/bulk_import_profiles,
+get_bulk_import_profiles_job, get_errors_for_bulk_import_profiles_job, create_or_update_profile
+and rate_limits_and_error_handling: ≤ 10,000 profiles and ≤ 5 MB per job, ≤ 100 KB per profile;
+10/s burst and 150/min steady per account. The job answers 202 with its id; it is polled until
+``complete`` (``cancelled`` fails the run); per-profile errors come from the job's
+``import-errors`` pages without a row index and are matched to rows by identifier.
+
+NULLs (the docs: bulk import writes only non-null values): a NULL custom property is listed in
+``meta.patch_properties.unset`` (Klaviyo removes it) — only top-level names can be unset, a
+NULL nested property is omitted; a NULL standard field (first_name, location.city...) is
+omitted (``null_standard_fields: keep``) or, with ``clear``, cleared by one
+``POST /api/profile-import`` per such row with ``null`` after the job confirmed the row.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import orjson
+from pydantic import Field
+
+from ..errors import RequestError
+from ..options import DestinationSettings
+from .vendor import (
+    Contact,
+    ContactDestination,
+    ContactOptions,
+    JobResult,
+    JobRow,
+    match_errors,
+    request_error,
+)
+
+MAX_PROFILES = 10_000
+MAX_BYTES = 5 * 1024 * 1024
+MAX_PROFILE_BYTES = 100 * 1024
+IDENTIFIERS = ("email", "phone_number", "external_id", "anonymous_id", "_kx", "id")
+STANDARD = ("first_name", "last_name", "organization", "title", "image", "locale")
+LOCATION = (
+    "address1",
+    "address2",
+    "city",
+    "country",
+    "latitude",
+    "longitude",
+    "region",
+    "zip",
+    "timezone",
+    "ip",
+)
+E164 = re.compile(r"^\+[1-9]\d{1,14}$")
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
+JOBS = "/api/profile-bulk-import-jobs"
+
+
+class KlaviyoProfilesOptions(ContactOptions):
+    revision: str = Field("2026-07-15", pattern=r"^\d{4}-\d{2}-\d{2}(\.[a-z]+)?$")
+    list_id: str | None = Field(
+        None, min_length=1, description="Add every imported profile to this Klaviyo list."
+    )
+    null_standard_fields: Literal["keep", "clear"] = Field(
+        "keep",
+        description="A NULL standard field (first_name, location.city...): keep the profile's "
+        "value (bulk import writes only non-null values), or clear it with one "
+        "POST /api/profile-import per such row (75/s, 750/min).",
+    )
+
+    def fingerprint_fields(self) -> dict[str, Any]:
+        return {"list_id": self.list_id, "null_standard_fields": self.null_standard_fields}
+
+
+class KlaviyoProfilesDestination(DestinationSettings):
+    """``destination:`` block of a Klaviyo profile sync."""
+
+    type: Literal["klaviyo_profiles"]
+    options: KlaviyoProfilesOptions = Field(default_factory=KlaviyoProfilesOptions)
+
+
+def _is_standard(name: str) -> bool:
+    return name in STANDARD or name.startswith("location.")
+
+
+class KlaviyoProfiles(ContactDestination):
+    type = "klaviyo_profiles"
+    vendor = "klaviyo"
+    default_base_url = "https://a.klaviyo.com"
+    identifier_fields = IDENTIFIERS
+    max_per_job = MAX_PROFILES
+    max_job_bytes = MAX_BYTES
+    rate_per_second = 10
+    rate_per_minute = 150
+    config_model = KlaviyoProfilesDestination
+
+    @classmethod
+    def mapping_problems(cls, mapping: Mapping[str, Any]) -> list[tuple[str, str]]:
+        out = []
+        props = mapping.get("contact_properties")
+        for name in props if isinstance(props, dict) else {}:
+            name = str(name)
+            where = f"mapping.contact_properties.{name}"
+            if name == "location":
+                out.append((where, "location is an object: map its fields (location.city...)"))
+            elif name.startswith("location.") and name[9:] not in LOCATION:
+                out.append(
+                    (where, "unknown location field; expected one of " + ", ".join(LOCATION))
+                )
+            elif name in IDENTIFIERS:
+                out.append((where, f"{name} is an identifier: map it under mapping.identifiers"))
+        return out
+
+    def headers(self) -> dict[str, str]:
+        return {
+            "Authorization": f"Klaviyo-API-Key {self.api_key}",
+            "revision": self.options.revision,
+            "Content-Type": "application/vnd.api+json",
+            "Accept": "application/vnd.api+json",
+        }
+
+    # -- rows --------------------------------------------------------------------------
+    def check(self, contact: Contact) -> str | None:
+        ids = contact.identifiers
+        if not any(ids.get(f) for f in IDENTIFIERS):
+            return "no profile identifier: " + ", ".join(IDENTIFIERS) + " are all empty"
+        if ids.get("email") and not EMAIL.match(ids["email"]):
+            return "email is not an email address"
+        if ids.get("phone_number") and not E164.match(ids["phone_number"]):
+            return "phone_number is not E.164 (e.g. +15005550006)"
+        return None
+
+    def _attributes(self, contact: Contact, nulls: bool) -> dict[str, Any]:
+        attrs: dict[str, Any] = {k: v for k, v in contact.identifiers.items() if v and k != "id"}
+        custom: dict[str, Any] = {}
+        for name, frag in contact.properties.items():
+            if frag is None and not (nulls and _is_standard(name)):
+                continue
+            value: Any = None if frag is None else orjson.Fragment(frag)
+            target = attrs if _is_standard(name) else custom
+            *parents, leaf = name.split(".")
+            for part in parents:
+                target = target.setdefault(part, {})
+            target[leaf] = value
+        if custom:
+            attrs["properties"] = custom
+        return attrs
+
+    def encode(self, contact: Contact) -> bytes:
+        profile: dict[str, Any] = {"type": "profile"}
+        if contact.identifiers.get("id"):
+            profile["id"] = contact.identifiers["id"]
+        profile["attributes"] = self._attributes(contact, nulls=False)
+        unset = [
+            name
+            for name, frag in contact.properties.items()
+            if frag is None and not _is_standard(name) and "." not in name
+        ]
+        if unset:
+            profile["meta"] = {"patch_properties": {"unset": unset}}
+        return orjson.dumps(profile)
+
+    def too_big(self, payload: bytes) -> str | None:
+        if len(payload) > MAX_PROFILE_BYTES:
+            return f"profile encodes to {len(payload)} bytes; Klaviyo allows {MAX_PROFILE_BYTES}"
+        return None
+
+    # -- jobs --------------------------------------------------------------------------
+    def job_overhead(self) -> int:
+        return 300
+
+    def job_request(self, rows: list[JobRow]) -> tuple[str, bytes]:
+        body = (
+            b'{"data":{"type":"profile-bulk-import-job","attributes":{"profiles":{"data":['
+            + b",".join(r.payload for r in rows)
+            + b"]}}"
+        )
+        if self.options.list_id:
+            body += (
+                b',"relationships":{"lists":{"data":[{"type":"list","id":'
+                + orjson.dumps(self.options.list_id)
+                + b"}]}}"
+            )
+        body += b"}}"
+        return JOBS, body
+
+    def submit(self, rows: list[JobRow]) -> str:
+        _, body = self.job_request(rows)
+        resp = self.http.request("POST", JOBS, body)
+        if resp.status_code not in (200, 201, 202):
+            raise request_error(f"POST {JOBS}", resp)
+        job_id = _json(resp).get("data", {}).get("id")
+        if not isinstance(job_id, str) or not job_id:
+            raise RequestError(f"POST {JOBS} answered {resp.status_code} without a job id")
+        return job_id
+
+    def poll(self, job_id: str) -> bool:
+        path = f"{JOBS}/{job_id}"
+        resp = self.http.request("GET", path)
+        if resp.status_code != 200:
+            raise request_error(f"GET {path}", resp)
+        status = _json(resp).get("data", {}).get("attributes", {}).get("status")
+        if status == "complete":
+            return True
+        if status in ("queued", "processing"):
+            return False
+        raise RequestError(
+            f"Klaviyo import job {job_id} ended {status!r}: none of its profiles is confirmed; "
+            "they are sent again by the next run"
+        )
+
+    def result(self, job_id: str, rows: list[JobRow]) -> JobResult:
+        path = f"{JOBS}/{job_id}"
+        attrs = _json(self.http.request("GET", path)).get("data", {}).get("attributes", {})
+        failed = int(attrs.get("failed_count") or 0)
+        reported: list[tuple[dict[str, Any], str]] = []
+        if failed:
+            url: str | None = f"{path}/import-errors"
+            params: dict[str, Any] | None = {"page[size]": 100}
+            while url:
+                resp = self.http.request("GET", url, params=params)
+                if resp.status_code != 200:
+                    raise request_error(f"GET {path}/import-errors", resp)
+                doc = _json(resp)
+                for err in doc.get("data") or []:
+                    a = err.get("attributes", {}) if isinstance(err, dict) else {}
+                    payload = a.get("original_payload") or {}
+                    ident = payload.get("attributes", payload) if isinstance(payload, dict) else {}
+                    reason = ": ".join(
+                        str(x) for x in (a.get("code"), a.get("detail") or a.get("title")) if x
+                    )
+                    reported.append((ident if isinstance(ident, dict) else {}, reason))
+                url = (doc.get("links") or {}).get("next")
+                params = None
+        out = match_errors(rows, reported, IDENTIFIERS)
+        if out.unknown is None and len(out.errors) < failed:
+            out.unknown = (
+                f"the job reports {failed} failed profiles but lists {len(out.errors)}; its rows "
+                "stay unconfirmed and are sent again by the next run"
+            )
+        return out
+
+    def after_confirm(self, rows: list[JobRow], contacts: list[Contact]) -> dict[int, str]:
+        """``null_standard_fields: clear``: one ``POST /api/profile-import`` per confirmed row
+        with a NULL standard field. Returns row index → error for rows it could not clear."""
+        if self.options.null_standard_fields != "clear":
+            return {}
+        errors: dict[int, str] = {}
+        for i, contact in enumerate(contacts):
+            if not any(f is None and _is_standard(n) for n, f in contact.properties.items()):
+                continue
+            attrs = self._attributes(contact, nulls=True)
+            body = orjson.dumps({"data": {"type": "profile", "attributes": attrs}})
+            resp = self.http.request("POST", "/api/profile-import", body)
+            if resp.status_code in (200, 201):
+                continue
+            if 400 <= resp.status_code < 500 and resp.status_code not in (404, 405, 415):
+                errors[i] = f"clearing NULL standard fields: {resp.text[:300]}"
+            else:
+                raise request_error("POST /api/profile-import", resp)
+        return errors
+
+
+def _json(resp: Any) -> dict[str, Any]:
+    try:
+        doc = orjson.loads(resp.content)
+    except orjson.JSONDecodeError:
+        raise RequestError(
+            f"{resp.request.method} {resp.request.url.path} answered {resp.status_code} with "
+            "a body that is not JSON"
+        ) from None
+    return doc if isinstance(doc, dict) else {}

@@ -1,0 +1,199 @@
+"""Change detection of contact syncs on DuckDB and PostgreSQL (engine level, fake vendor)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from connector.contacts.engine import run_contacts
+from connector.contacts.hashes import HashStore
+from connector.delivery import Runtime
+from connector.errors import RequestError
+from connector.state import StateStore
+
+from .conftest import Warehouse, make_sync
+from .contacts_fakes import FakeKlaviyo
+
+SYNC = """
+name: customers_k
+source: {{table: customers, primary_key: [customer_id], url: "{url}", chunk_size: 100{cursor}}}
+destination:
+  type: klaviyo_profiles
+  api_key: ${{KLAVIYO_API_KEY}}
+  base_url: http://klaviyo.test
+  options: {{poll_interval_s: 1, list_id: L1{options}}}
+mapping:
+  identifiers: {{email: email, external_id: customer_id}}
+  contact_properties: {{first_name: first_name, plan: plan, ltv: ltv, location.city: city}}
+"""
+
+
+def customers(wh: Warehouse, n: int) -> None:
+    wh.run(
+        "DROP TABLE IF EXISTS customers",
+        f"""CREATE TABLE customers (customer_id INTEGER, email VARCHAR(200),
+            first_name VARCHAR(50), plan VARCHAR(20), ltv NUMERIC(12, 2), city VARCHAR(50),
+            updated_at {wh.timestamptz()})""",
+    )
+    wh.insert(
+        "customers",
+        [
+            {
+                "customer_id": i,
+                "email": f"c{i}@example.com",
+                "first_name": f"Name{i}",
+                "plan": "pro" if i % 2 else "free",
+                "ltv": f"{i}.10",
+                "city": "Paris",
+                "updated_at": "2026-11-01 00:00:00+00",
+            }
+            for i in range(1, n + 1)
+        ],
+    )
+
+
+def sync_for(wh: Warehouse, cursor: bool = False, options: str = "", extra_props: str = "") -> Any:
+    text = SYNC.format(url=wh.url, cursor=", cursor: updated_at" if cursor else "", options=options)
+    if extra_props:
+        text = text.replace("location.city: city}", f"location.city: city, {extra_props}}}")
+    return make_sync(text)
+
+
+@pytest.fixture
+def fake_runtime(runtime: Runtime) -> Runtime:
+    return runtime  # a fake clock the sleeps advance: no test waits
+
+
+def run(wh: Warehouse, state: StateStore, fake: FakeKlaviyo, rt: Runtime, **kw: Any) -> Any:
+    sync = kw.pop("sync", None) or sync_for(wh, **kw.pop("sync_kw", {}))
+    return run_contacts(sync, state, runtime=rt, transport=fake.transport, **kw)
+
+
+def test_second_run_sends_nothing_and_one_change_sends_one(
+    warehouse: Warehouse, state: StateStore, fake_runtime: Runtime
+) -> None:
+    customers(warehouse, 250)
+    fake = FakeKlaviyo()
+    first = run(warehouse, state, fake, fake_runtime)
+    assert (first.added, first.changed, first.unchanged, first.delivered) == (250, 0, 0, 250)
+    assert fake.sent() == 250 and first.jobs == 1 and first.polls == 2
+    assert HashStore(state).count("customers_k") == 250
+    body = fake.job_bodies[0]["data"]
+    assert body["relationships"]["lists"]["data"] == [{"type": "list", "id": "L1"}]
+    p = fake.profiles["c7@example.com"]
+    assert p["external_id"] == "7" and p["location"] == {"city": "Paris"}
+    assert p["properties"] == {"plan": "pro", "ltv": 7.10}
+
+    second = run(warehouse, state, fake, fake_runtime)
+    assert (second.unchanged, second.sent, second.jobs) == (250, 0, 0)
+    assert fake.sent() == 250
+
+    warehouse.run("UPDATE customers SET plan = 'vip' WHERE customer_id = 42")
+    third = run(warehouse, state, fake, fake_runtime)
+    assert (third.changed, third.added, third.sent, third.delivered) == (1, 0, 1, 1)
+    assert fake.profiles["c42@example.com"]["properties"]["plan"] == "vip"
+
+
+def test_refused_row_is_sent_again_until_it_succeeds(
+    warehouse: Warehouse, state: StateStore, fake_runtime: Runtime
+) -> None:
+    customers(warehouse, 30)
+    fake = FakeKlaviyo()
+    fake.refuse = {"c3@example.com", "c9@example.com"}
+    first = run(warehouse, state, fake, fake_runtime)
+    assert (first.sent, first.delivered, first.rejected) == (30, 28, 2)
+    assert sorted(k for k, _ in first.sample_rejects) == ["3", "9"]
+    assert {r["key"] for r in state.rejects("customers_k")} == {"3", "9"}
+
+    again = run(warehouse, state, fake, fake_runtime)
+    assert (again.unchanged, again.sent, again.rejected) == (28, 2, 2)
+
+    fake.refuse = set()
+    fixed = run(warehouse, state, fake, fake_runtime)
+    assert (fixed.sent, fixed.delivered, fixed.rejected) == (2, 2, 0)
+    assert state.rejects("customers_k") == []
+    assert run(warehouse, state, fake, fake_runtime).sent == 0
+
+
+def test_mapping_change_resends_every_row(
+    warehouse: Warehouse, state: StateStore, fake_runtime: Runtime
+) -> None:
+    customers(warehouse, 40)
+    fake = FakeKlaviyo()
+    run(warehouse, state, fake, fake_runtime)
+    res = run(warehouse, state, fake, fake_runtime, sync_kw={"extra_props": "name2: first_name"})
+    assert (res.changed, res.sent, res.unchanged) == (40, 40, 0)
+
+
+def test_null_custom_property_is_unset(
+    warehouse: Warehouse, state: StateStore, fake_runtime: Runtime
+) -> None:
+    customers(warehouse, 5)
+    fake = FakeKlaviyo()
+    run(warehouse, state, fake, fake_runtime)
+    warehouse.run("UPDATE customers SET plan = NULL, first_name = NULL WHERE customer_id = 2")
+    res = run(warehouse, state, fake, fake_runtime)
+    assert res.changed == 1
+    profile = fake.job_bodies[-1]["data"]["attributes"]["profiles"]["data"][0]
+    assert profile["meta"] == {"patch_properties": {"unset": ["plan"]}}
+    assert "first_name" not in profile["attributes"]  # standard field: kept (default)
+    assert "plan" not in fake.profiles["c2@example.com"]["properties"]
+
+
+def test_cancelled_job_confirms_nothing(
+    warehouse: Warehouse, state: StateStore, fake_runtime: Runtime
+) -> None:
+    customers(warehouse, 10)
+    fake = FakeKlaviyo()
+    fake.cancel_next = True
+    with pytest.raises(RequestError, match="cancelled"):
+        run(warehouse, state, fake, fake_runtime)
+    assert HashStore(state).count("customers_k") == 0
+    fake.cancel_next = False
+    assert run(warehouse, state, fake, fake_runtime).sent == 10
+
+
+def test_duplicate_email_in_one_job_is_a_reject(
+    duck: Warehouse, state: StateStore, fake_runtime: Runtime
+) -> None:
+    customers(duck, 5)
+    duck.run("UPDATE customers SET email = 'c1@example.com' WHERE customer_id = 4")
+    fake = FakeKlaviyo()
+    res = run(duck, state, fake, fake_runtime)
+    assert (res.sent, res.rejected) == (4, 1)
+    assert res.sample_rejects[0][0] == "4" and "row 1" in res.sample_rejects[0][1]
+
+
+def test_cursor_reads_after_checkpoint_and_rereads_rejects(
+    duck: Warehouse, state: StateStore, fake_runtime: Runtime
+) -> None:
+    customers(duck, 20)
+    fake = FakeKlaviyo()
+    fake.refuse = {"c5@example.com"}
+    first = run(duck, state, fake, fake_runtime, sync_kw={"cursor": True})
+    assert (first.rows_read, first.delivered, first.rejected) == (20, 19, 1)
+    fake.refuse = set()
+    second = run(duck, state, fake, fake_runtime, sync_kw={"cursor": True})
+    # Only the open reject is read again (all rows are at or before the checkpoint).
+    assert (second.rows_read, second.sent, second.delivered) == (1, 1, 1)
+    duck.run(
+        "UPDATE customers SET plan = 'x', updated_at = '2026-11-02 00:00:00+00' "
+        "WHERE customer_id IN (3, 4)"
+    )
+    third = run(duck, state, fake, fake_runtime, sync_kw={"cursor": True})
+    assert (third.rows_read, third.changed, third.sent) == (2, 2, 2)
+
+
+def test_many_jobs_by_count(duck: Warehouse, state: StateStore, fake_runtime: Runtime) -> None:
+    customers(duck, 25)
+    fake = FakeKlaviyo(polls_before_complete=3)
+    import connector.contacts.klaviyo as k
+
+    old = k.KlaviyoProfiles.max_per_job
+    k.KlaviyoProfiles.max_per_job = 10
+    try:
+        res = run(duck, state, fake, fake_runtime)
+    finally:
+        k.KlaviyoProfiles.max_per_job = old
+    assert (res.jobs, res.delivered, res.polls) == (3, 25, 12)
