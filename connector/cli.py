@@ -260,6 +260,10 @@ def _validate_one(sync: SyncConfig, warnings: list[str] | None = None) -> list[s
                 f"{where}: column {col!r} is not in the source; it has: " + ", ".join(sorted(types))
             )
     problems += type_problems(sync, types, warnings)
+    if sync.is_contact_sync and not problems:
+        from .contacts.engine import contact_problems
+
+        problems += contact_problems(sync, types)
     return problems
 
 

@@ -40,13 +40,18 @@ def run_demo(
     any failed (each failure is printed to stderr).
     """
     from .sandbox import SandboxOptions, SandboxServer
+    from .sandbox.options import DEFAULT_BREVO_ATTRIBUTES
 
     path = build_demo_warehouse(DEMO_WAREHOUSE, events=events)
     print(f"demo warehouse: {path} ({events:,} video events, orders, contacts)")
     os.environ.pop("WAREHOUSE_URL", None)
     os.environ.update(DEMO_KEYS)
     failed = 0
-    with SandboxServer(SandboxOptions(), host="127.0.0.1", port=0) as sandbox:
+    # The demo Brevo account has the attributes customers_to_brevo maps (checked before sending).
+    brevo = {**DEFAULT_BREVO_ATTRIBUTES, "PLAN": "text", "LTV": "float"}
+    with SandboxServer(
+        SandboxOptions(brevo_attributes=brevo), host="127.0.0.1", port=0
+    ) as sandbox:
         os.environ["SANDBOX_URL"] = sandbox.url
         print(f"sandbox API: {sandbox.url}\n")
         loaded = load_syncs()
@@ -80,7 +85,7 @@ def run_demo(
                 continue
             if got:
                 print(f"  {kind}: {len(got):,} events; first: {got[0]}")
-        for kind in ("klaviyo_profiles",):
+        for kind in ("klaviyo_profiles", "brevo_contacts"):
             stored = sandbox.contacts(kind)
             if stored:
                 print(f"  {kind}: {len(stored):,} profiles stored by this run's import jobs")

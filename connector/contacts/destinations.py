@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from .brevo import BrevoContacts
 from .klaviyo import KlaviyoProfiles
 from .vendor import ContactDestination
 
 CONTACT_DESTINATIONS: dict[str, type[ContactDestination]] = {
-    cls.type: cls for cls in (KlaviyoProfiles,)
+    cls.type: cls for cls in (KlaviyoProfiles, BrevoContacts)
 }
 
 # Event-only mapping fields a contact sync refuses (it has no event).

@@ -19,7 +19,7 @@ from typing import Any
 
 from ..config import SyncConfig, resolve_env
 from ..delivery import Runtime
-from ..errors import ConnectorError, RequestError, mask_url
+from ..errors import ConfigError, ConnectorError, RequestError, mask_url
 from ..mapping import Chunk
 from ..ratelimit import account_key, pacer_for
 from ..result import SAMPLE_REJECTS, SyncResult, _describe
@@ -160,6 +160,10 @@ class ContactRun:
             self.res.run_id = self.state.start_run(self.sync.name, INCREMENTAL)
         try:
             with Reader(self.sync, self.warehouse_url) as reader:
+                if not self.dry_run and self.dest.has_preflight():
+                    problems = self.dest.preflight(self.sync, reader.column_types())
+                    if problems:
+                        raise ConfigError(problems)
                 for chunk in self._chunks(reader):
                     self._page(self.hasher.page(chunk))
                     self._report()
@@ -355,6 +359,22 @@ class ContactRun:
             except ConnectorError:
                 if failure is None:
                     raise
+
+
+def contact_problems(sync: SyncConfig, types: dict[str, str]) -> list[str]:
+    """``connector validate``: what the destination's preflight finds (an unknown Brevo
+    attribute...), asking the vendor with the sync's own key; [] when it asks nothing."""
+    if not CONTACT_DESTINATIONS[sync.destination.type].has_preflight():
+        return []
+    dest = make_contact_destination(sync, JobStats(), Runtime())
+    try:
+        return dest.preflight(sync, types)
+    except ConfigError:
+        raise
+    except ConnectorError as exc:
+        return [f"{sync.source_path or sync.name}: could not check the destination: {exc}"]
+    finally:
+        dest.http.close()
 
 
 def run_contacts(sync: SyncConfig, state: StateStore | None = None, **kwargs: Any) -> ContactResult:

@@ -111,6 +111,16 @@ class ContactDestination:
         """Config errors the mapping alone shows (names, nesting)."""
         return []
 
+    def preflight(self, sync: Any, types: Mapping[str, str]) -> list[str]:
+        """Config problems found by asking the vendor before anything is sent (``validate``
+        and every run's start); ``types``: the source's column kinds. May raise
+        ``RequestError``. The base asks nothing (``has_preflight``)."""
+        return []
+
+    @classmethod
+    def has_preflight(cls) -> bool:
+        return cls.preflight is not ContactDestination.preflight
+
     def check(self, contact: Contact) -> str | None:
         """Why this row can never be imported (a local reject), or None."""
         return None

@@ -1,0 +1,348 @@
+"""Brevo ``POST /v3/contacts/import`` with ``jsonBody`` (contracts-contacts.md, Brevo).
+
+From developers.brevo.com (reference/import-contacts, get-process, get-attributes, api-limits):
+the ``jsonBody`` import allows 10 MB and Brevo recommends about 8 MB, so a job holds at most
+8 MiB of contacts; ``listIds`` is mandatory (``options.list_ids``); ``updateExistingContacts``
+is always sent as ``true``. The import answers 202 ``{"processId"}``; the process is polled with
+``GET /v3/processes/{id}`` until ``completed`` (``failed`` / ``cancelled`` fail the run and
+confirm nothing). Rows Brevo left out are listed in CSV reports linked from ``info.import``
+(invalid_emails, duplicate_email_id, duplicate_ext_id...) without a row index: they are
+matched to the job's rows by identifier and become rejects.
+
+Brevo ignores unknown attributes and values of the wrong type *silently*, so before anything is
+sent (``connector validate`` and the start of every run) the mapped attributes are checked
+against the account's (``GET /v3/contacts/attributes``): an unknown attribute, a read-only one
+or a column whose kind cannot hold the attribute's type is a config error (exit 2). A text
+column feeding a ``date`` attribute is checked per row (a value that is not a date is a reject).
+
+Identifiers: ``email`` (the item's ``email``) and the identifier attributes ``EXT_ID``,
+``SMS``, ``WHATSAPP``, ``LANDLINE_NUMBER`` (mapped as ``ext_id``, ``sms``, ``whatsapp``,
+``landline_number``). Attribute names are Brevo's (upper-case; the mapping's names are
+upper-cased). NULLs: a NULL attribute is left out of the import (Brevo keeps its value without
+``emptyContactsAttributes``) and cleared by a second import, sent once the first completed,
+with ``emptyContactsAttributes: true`` that carries only the row's identifiers and its NULL
+attributes; a row is confirmed only when both imports completed without listing it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import httpx
+import orjson
+from pydantic import Field, PositiveInt
+
+from ..errors import RequestError
+from ..options import DestinationSettings
+from .vendor import (
+    Contact,
+    ContactDestination,
+    ContactOptions,
+    JobResult,
+    JobRow,
+    match_errors,
+    request_error,
+)
+
+MAX_BYTES = 8 * 1024 * 1024  # of a 10 MB limit: Brevo's "safe limit of around 8 MB"
+IMPORT = "/v3/contacts/import"
+ATTRIBUTES = "/v3/contacts/attributes"
+# mapping identifier → the item field or attribute that carries it
+IDENTIFIERS = {
+    "email": "email",
+    "ext_id": "EXT_ID",
+    "sms": "SMS",
+    "whatsapp": "WHATSAPP",
+    "landline_number": "LANDLINE_NUMBER",
+}
+# info.import report → the identifier its lines hold (get-process)
+REPORTS = {
+    "invalid_emails": ("email",),
+    "duplicate_email_id": ("email",),
+    "duplicate_ext_id": ("ext_id",),
+    "duplicate_phone_id": ("sms",),
+    "duplicate_whatsapp_id": ("whatsapp",),
+    "duplicate_landline_number_id": ("landline_number",),
+}
+# Brevo attribute type → the warehouse column kinds (connector.source) whose JSON fits it.
+FITS = {
+    "text": ("string", "date", "timestamp", "timestamptz"),
+    "float": ("integer", "number", "float"),
+    "boolean": ("boolean",),
+    "date": ("date", "string"),  # text: checked per row
+    "id": ("string", "integer"),
+    "category": ("string", "integer"),
+}
+READ_ONLY = ("calculated", "global")
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
+DATE = re.compile(rb'^"(\d{4}-\d{2}-\d{2}|\d{2}/\d{2}/\d{4})"$')
+DONE = "completed"
+RUNNING = ("queued", "in_process", "processing")
+
+
+class BrevoContactsOptions(ContactOptions):
+    list_ids: list[PositiveInt] = Field(
+        ...,
+        min_length=1,
+        description="Brevo list ids every imported contact joins (listIds is mandatory).",
+    )
+
+    def fingerprint_fields(self) -> dict[str, Any]:
+        return {"list_ids": sorted(self.list_ids)}
+
+
+class BrevoContactsDestination(DestinationSettings):
+    """``destination:`` block of a Brevo contact sync."""
+
+    type: Literal["brevo_contacts"]
+    options: BrevoContactsOptions
+
+
+@dataclass
+class _Process:
+    """One job: the main import, then (when rows hold NULLs) the clearing import."""
+
+    main: str
+    clear_bodies: list[bytes] = field(default_factory=list)  # clearing imports to send
+    clear: str | None = None  # the clearing import being polled
+    reports: dict[str, str] = field(default_factory=dict)  # report name → URL (both imports)
+
+
+class BrevoContacts(ContactDestination):
+    type = "brevo_contacts"
+    vendor = "brevo"
+    default_base_url = "https://api.brevo.com"
+    identifier_fields = tuple(IDENTIFIERS)
+    max_per_job = 1_000_000  # no count limit documented: the body size decides
+    max_job_bytes = MAX_BYTES
+    rate_per_second = 10
+    rate_per_minute = 600  # 36,000/h (General plan)
+    config_model = BrevoContactsDestination
+
+    def __init__(self, config: Any, api_key: str, sync_name: str, http: Any) -> None:
+        super().__init__(config, api_key, sync_name, http)
+        self._clears: dict[str, bytes] = {}  # row key → its clearing item (rows with NULLs)
+        self._processes: dict[str, _Process] = {}
+        self._date_checks: tuple[str, ...] = ()  # text columns feeding date attributes
+
+    @classmethod
+    def mapping_problems(cls, mapping: Mapping[str, Any]) -> list[tuple[str, str]]:
+        out = []
+        props = mapping.get("contact_properties")
+        taken = {v.upper() for v in IDENTIFIERS.values()}
+        for name in props if isinstance(props, dict) else {}:
+            name = str(name)
+            where = f"mapping.contact_properties.{name}"
+            if "." in name:
+                out.append((where, "Brevo attributes are flat: use a name without dots"))
+            elif name.upper() in taken:
+                ident = next(k for k, v in IDENTIFIERS.items() if v == name.upper())
+                out.append(
+                    (where, f"{name} is an identifier: map it as mapping.identifiers.{ident}")
+                )
+        return out
+
+    def headers(self) -> dict[str, str]:
+        return {
+            "api-key": self.api_key,
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+        }
+
+    # -- before anything is sent -------------------------------------------------------
+    def preflight(self, sync: Any, types: Mapping[str, str]) -> list[str]:
+        """The mapped attributes against the account's (``GET /v3/contacts/attributes``)."""
+        where = f"{sync.source_path or sync.name}: mapping.contact_properties"
+        resp = self.http.request("GET", ATTRIBUTES)
+        if resp.status_code != 200:
+            raise request_error(f"GET {ATTRIBUTES}", resp)
+        account: dict[str, tuple[str, str]] = {}
+        for a in _json(resp).get("attributes") or []:
+            if isinstance(a, dict) and isinstance(a.get("name"), str):
+                kind = str(a.get("type") or ("category" if a.get("enumeration") else "text"))
+                account[a["name"].upper()] = (str(a.get("category") or "normal"), kind)
+        problems = []
+        dates = []
+        # Identifiers leave as text: only their attribute's existence is checked.
+        wanted = [(n, c) for n, c in sync.mapping.contact_properties.items()]
+        wanted += [(IDENTIFIERS[i], None) for i in sync.mapping.identifiers if i != "email"]
+        for name, column in wanted:
+            found = account.get(name.upper())
+            if found is None:
+                problems.append(
+                    f"{where}.{name}: the Brevo account has no attribute {name.upper()} (Brevo "
+                    "would drop it silently); create it in Brevo (Contacts > Settings) or "
+                    "remove it. The account has: " + ", ".join(sorted(account))
+                )
+                continue
+            category, kind = found
+            if category in READ_ONLY:
+                problems.append(
+                    f"{where}.{name}: {name.upper()} is a {category} attribute; imports cannot "
+                    "write it"
+                )
+                continue
+            col_kind = types.get(column) if column else None
+            fits = FITS.get(kind)
+            if col_kind is None or col_kind == "other" or fits is None:
+                continue  # a missing column is reported by the column check
+            if col_kind not in fits:
+                problems.append(
+                    f"{where}.{name}: column {column} is {col_kind} but Brevo attribute "
+                    f"{name.upper()} is {kind} (Brevo would drop the values silently); map a "
+                    f"column of kind {' or '.join(fits)}, or change the attribute's type"
+                )
+            elif kind == "date" and col_kind == "string":
+                dates.append(name)
+        self._date_checks = tuple(dates)
+        return problems
+
+    # -- rows --------------------------------------------------------------------------
+    def check(self, contact: Contact) -> str | None:
+        ids = contact.identifiers
+        if not any(ids.get(f) for f in IDENTIFIERS):
+            return "no contact identifier: " + ", ".join(IDENTIFIERS) + " are all empty"
+        if ids.get("email") and not EMAIL.match(ids["email"]):
+            return "email is not an email address"
+        for name in self._date_checks:
+            frag = contact.properties.get(name)
+            if frag is not None and not DATE.match(frag):
+                return f"{name} is not a date (YYYY-MM-DD) for Brevo's date attribute"
+        return None
+
+    def _item(self, contact: Contact, attrs: list[bytes]) -> bytes:
+        ids = contact.identifiers
+        for ident, attr in IDENTIFIERS.items():
+            if ident != "email" and ids.get(ident):
+                attrs.insert(0, orjson.dumps(attr) + b":" + orjson.dumps(ids[ident]))
+        head = b'{"email":' + orjson.dumps(ids["email"]) + b"," if ids.get("email") else b"{"
+        return head + b'"attributes":{' + b",".join(attrs) + b"}}"
+
+    def encode(self, contact: Contact) -> bytes:
+        values = [
+            orjson.dumps(n.upper()) + b":" + f
+            for n, f in contact.properties.items()
+            if f is not None
+        ]
+        nulls = [orjson.dumps(n.upper()) + b":null" for n, f in contact.properties.items() if f is None]
+        if nulls:
+            self._clears[contact.key] = self._item(contact, nulls)
+        else:
+            self._clears.pop(contact.key, None)
+        return self._item(contact, values)
+
+    # -- jobs --------------------------------------------------------------------------
+    def job_overhead(self) -> int:
+        return 120 + 12 * len(self.options.list_ids)
+
+    def _body(self, items: list[bytes], empty: bool) -> bytes:
+        return (
+            b'{"jsonBody":['
+            + b",".join(items)
+            + b'],"listIds":'
+            + orjson.dumps(self.options.list_ids)
+            + b',"updateExistingContacts":true,"emptyContactsAttributes":'
+            + (b"true" if empty else b"false")
+            + b"}"
+        )
+
+    def job_request(self, rows: list[JobRow]) -> tuple[str, bytes]:
+        return IMPORT, self._body([r.payload for r in rows], empty=False)
+
+    def _import(self, body: bytes) -> str:
+        resp = self.http.request("POST", IMPORT, body)
+        if resp.status_code not in (200, 201, 202):
+            raise request_error(f"POST {IMPORT}", resp)
+        pid = _json(resp).get("processId")
+        if isinstance(pid, bool) or not isinstance(pid, (int, str)) or str(pid) == "":
+            raise RequestError(f"POST {IMPORT} answered {resp.status_code} without a processId")
+        return str(pid)
+
+    def submit(self, rows: list[JobRow]) -> str:
+        _, body = self.job_request(rows)
+        bodies: list[bytes] = []
+        items: list[bytes] = []
+        size = self.job_overhead()
+        for clear in (self._clears.pop(r.key, None) for r in rows):
+            if clear is None:
+                continue
+            if items and size + len(clear) + 1 > MAX_BYTES:
+                bodies.append(self._body(items, empty=True))
+                items, size = [], self.job_overhead()
+            items.append(clear)
+            size += len(clear) + 1
+        if items:
+            bodies.append(self._body(items, empty=True))
+        main = self._import(body)
+        self._processes[main] = _Process(main, bodies)
+        return main
+
+    def _poll_one(self, pid: str, proc: _Process) -> bool:
+        path = f"/v3/processes/{pid}"
+        resp = self.http.request("GET", path)
+        if resp.status_code != 200:
+            raise request_error(f"GET {path}", resp)
+        doc = _json(resp)
+        status = doc.get("status")
+        if status == DONE:
+            reports = (doc.get("info") or {}).get("import") or {}
+            for name, url in reports.items() if isinstance(reports, dict) else ():
+                if isinstance(url, str) and url:
+                    proc.reports[f"{pid}:{name}"] = url
+            return True
+        if status in RUNNING:
+            return False
+        raise RequestError(
+            f"Brevo import process {pid} ended {status!r}: none of its contacts is confirmed; "
+            "they are sent again by the next run"
+        )
+
+    def poll(self, job_id: str) -> bool:
+        proc = self._processes[job_id]
+        if not self._poll_one(proc.clear or proc.main, proc):
+            return False
+        if not proc.clear_bodies:
+            return True
+        # A clearing import starts once the import before it completed (same contacts).
+        proc.clear = self._import(proc.clear_bodies.pop(0))
+        return False
+
+    def result(self, job_id: str, rows: list[JobRow]) -> JobResult:
+        proc = self._processes.pop(job_id)
+        reported: list[tuple[dict[str, Any], str]] = []
+        for where, url in proc.reports.items():
+            pid, name = where.split(":", 1)
+            fields = REPORTS.get(name, self.identifier_fields)
+            for value in self._report_lines(url):
+                reported.append(
+                    ({f: value for f in fields}, f"{name} (Brevo import {pid} left it out)")
+                )
+        return match_errors(rows, reported, self.identifier_fields)
+
+    def _report_lines(self, url: str) -> list[str]:
+        """A CSV report's first column, header line skipped. The account key goes only to
+        the API's own host; a report elsewhere is fetched without it."""
+        base = self.http.client.base_url
+        target = httpx.URL(url)
+        if target.host == base.host and target.port == base.port:
+            resp = self.http.request("GET", target.raw_path.decode())
+        else:
+            resp = httpx.get(url, timeout=self.options.timeout_s)
+        if resp.status_code != 200:
+            raise request_error(f"GET import report {target.path}", resp)
+        lines = [ln.split(";")[0].strip().strip('"') for ln in resp.text.splitlines()[1:]]
+        return [ln for ln in lines if ln]
+
+
+def _json(resp: Any) -> dict[str, Any]:
+    try:
+        doc = orjson.loads(resp.content)
+    except orjson.JSONDecodeError:
+        raise RequestError(
+            f"{resp.request.method} {resp.request.url.path} answered {resp.status_code} with "
+            "a body that is not JSON"
+        ) from None
+    return doc if isinstance(doc, dict) else {}

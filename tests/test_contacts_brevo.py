@@ -1,0 +1,301 @@
+"""``brevo_contacts`` end to end: the CLI, a DuckDB warehouse, the sandbox's Brevo contact import
+over real HTTP (jsonBody imports, processes, attribute check, CSV reports), a SQLite state."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from connector.cli import main
+from connector.contacts.hashes import HashStore
+from connector.sandbox import JobFault, SandboxOptions, SandboxServer
+from connector.state import StateStore
+
+from .conftest import Warehouse
+
+NAME = "customers_to_brevo"
+SYNC = """
+name: customers_to_brevo
+source: {{table: customers, primary_key: [customer_id], url: "{url}", chunk_size: 500}}
+destination:
+  type: brevo_contacts
+  api_key: ${{BREVO_API_KEY}}
+  base_url: {sandbox}
+  options: {{poll_interval_s: 0.01, poll_max_interval_s: 0.05, list_ids: [7]}}
+mapping:
+  identifiers: {{email: email, ext_id: customer_id}}
+  contact_properties: {{FIRSTNAME: first_name, PLAN: plan, LTV: ltv{extra}}}
+"""
+ACCOUNT = {"FIRSTNAME": "text", "LASTNAME": "text", "SMS": "text", "EXT_ID": "text"}
+
+
+def make_customers(wh: Warehouse, n: int) -> None:
+    wh.run(
+        "DROP TABLE IF EXISTS customers",
+        """CREATE TABLE customers (customer_id INTEGER, email VARCHAR(200),
+            first_name VARCHAR(50), plan VARCHAR(20), ltv NUMERIC(12, 2), city VARCHAR(50))""",
+    )
+    wh.insert(
+        "customers",
+        [
+            {
+                "customer_id": i,
+                "email": f"c{i}@example.com",
+                "first_name": f"Name{i}",
+                "plan": "pro" if i % 2 else "free",
+                "ltv": f"{i}.10",
+                "city": "Paris",
+            }
+            for i in range(1, n + 1)
+        ],
+    )
+
+
+class Cli:
+    def __init__(self, tmp_path: Path, wh: Warehouse, sandbox: SandboxServer) -> None:
+        self.config = tmp_path / "config"
+        (self.config / "syncs").mkdir(parents=True)
+        self.state_url = f"sqlite:///{tmp_path / 'state.db'}"
+        self.wh, self.sandbox = wh, sandbox
+        self.write()
+
+    def write(self, extra: str = "") -> None:
+        (self.config / "syncs" / "customers.yaml").write_text(
+            SYNC.format(url=self.wh.url, sandbox=self.sandbox.url, extra=extra)
+        )
+
+    def run(
+        self,
+        monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str],
+        *argv: str,
+    ) -> tuple[int, dict[str, Any]]:
+        monkeypatch.setenv("CONNECTOR_CONFIG_DIR", str(self.config))
+        monkeypatch.setenv("CONNECTOR_STATE_URL", self.state_url)
+        monkeypatch.setenv("BREVO_API_KEY", "sandbox-brevo-key")
+        self.wh.dispose()  # DuckDB: the connector opens the file read-only
+        code = main(list(argv))
+        out, err = capsys.readouterr()
+        if code == 0 and argv[0] == "sync":
+            return code, json.loads(out)
+        return code, {"stdout": out, "stderr": err}
+
+    def sync(
+        self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> tuple[int, dict[str, Any]]:
+        return self.run(monkeypatch, capsys, "sync", NAME, "--json")
+
+    def imports(self) -> list[dict[str, Any]]:
+        """Every import request body the sandbox received, in order."""
+        return [
+            orjson.loads(body) for path, body in self.sandbox.bodies() if path.endswith("/import")
+        ]
+
+    def confirmed(self) -> int:
+        return HashStore(StateStore(self.state_url)).count(NAME)
+
+
+def _sandbox(**attributes: str) -> SandboxServer:
+    return SandboxServer(
+        SandboxOptions(brevo_attributes={**ACCOUNT, **attributes}, keep_bodies=True),
+        host="127.0.0.1",
+        port=0,
+    )
+
+
+@pytest.fixture
+def brevo() -> Any:
+    with _sandbox(PLAN="text", LTV="float") as sb:
+        yield sb
+
+
+def test_first_run_sends_all_unchanged_none_changed_one(
+    tmp_path: Path,
+    duck: Warehouse,
+    brevo: SandboxServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    make_customers(duck, 1200)
+    cli = Cli(tmp_path, duck, brevo)
+    code, first = cli.sync(monkeypatch, capsys)
+    assert code == 0, first
+    assert (first["added"], first["sent"], first["delivered"], first["jobs"]) == (
+        1200,
+        1200,
+        1200,
+        1,
+    )
+    (body,) = cli.imports()
+    assert body["listIds"] == [7]
+    assert body["updateExistingContacts"] is True
+    assert body["emptyContactsAttributes"] is False
+    assert body["jsonBody"][6] == {
+        "email": "c7@example.com",
+        "attributes": {"EXT_ID": "7", "FIRSTNAME": "Name7", "PLAN": "pro", "LTV": 7.10},
+    }
+    stored = brevo.contact("brevo_contacts", "c7@example.com")
+    assert stored is not None
+    assert stored["attributes"]["PLAN"] == "pro" and stored["listIds"] == [7]
+
+    code, second = cli.sync(monkeypatch, capsys)
+    assert code == 0
+    assert (second["unchanged"], second["sent"], second["jobs"]) == (1200, 0, 0)
+    assert len(cli.imports()) == 1
+
+    duck.run("UPDATE customers SET plan = 'vip' WHERE customer_id = 7")
+    code, third = cli.sync(monkeypatch, capsys)
+    assert (third["changed"], third["sent"], third["delivered"]) == (1, 1, 1)
+    assert [len(b["jsonBody"]) for b in cli.imports()] == [1200, 1]
+    stored = brevo.contact("brevo_contacts", "c7@example.com")
+    assert stored is not None and stored["attributes"]["PLAN"] == "vip"
+
+
+def test_null_is_cleared_by_its_own_import_carrying_only_that_field(
+    tmp_path: Path,
+    duck: Warehouse,
+    brevo: SandboxServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    make_customers(duck, 20)
+    cli = Cli(tmp_path, duck, brevo)
+    assert cli.sync(monkeypatch, capsys)[0] == 0
+    duck.run("UPDATE customers SET plan = NULL, first_name = 'Renamed' WHERE customer_id = 5")
+    code, res = cli.sync(monkeypatch, capsys)
+    assert code == 0
+    assert (res["changed"], res["sent"], res["delivered"], res["jobs"]) == (1, 1, 1, 1)
+    _, update, clear = cli.imports()
+    assert update["emptyContactsAttributes"] is False
+    assert update["jsonBody"] == [
+        {
+            "email": "c5@example.com",
+            "attributes": {"EXT_ID": "5", "FIRSTNAME": "Renamed", "LTV": 5.10},
+        }
+    ]
+    assert clear["emptyContactsAttributes"] is True and clear["updateExistingContacts"] is True
+    assert clear["jsonBody"] == [
+        {"email": "c5@example.com", "attributes": {"EXT_ID": "5", "PLAN": None}}
+    ]
+    stored = brevo.contact("brevo_contacts", "c5@example.com")
+    assert stored is not None
+    assert "PLAN" not in stored["attributes"]
+    assert stored["attributes"]["FIRSTNAME"] == "Renamed" and stored["attributes"]["LTV"] == 5.1
+    code, again = cli.sync(monkeypatch, capsys)
+    assert (again["unchanged"], again["sent"]) == (20, 0)
+
+
+def test_unknown_attribute_or_wrong_type_is_a_config_error_before_sending(
+    tmp_path: Path,
+    duck: Warehouse,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    make_customers(duck, 10)
+    with _sandbox(LTV="float") as sb:  # no PLAN attribute in the account
+        cli = Cli(tmp_path, duck, sb)
+        code, out = cli.run(monkeypatch, capsys, "validate", NAME)
+        assert code == 2
+        assert "no attribute PLAN" in out["stderr"] and "FIRSTNAME" in out["stderr"]
+        code, out = cli.sync(monkeypatch, capsys)
+        assert code == 2
+        assert "no attribute PLAN" in out["stderr"]
+        assert cli.imports() == [] and cli.confirmed() == 0
+    with _sandbox(PLAN="text", LTV="date") as sb:  # a decimal column for a date attribute
+        cli.sandbox = sb
+        cli.write()
+        code, out = cli.run(monkeypatch, capsys, "validate", NAME)
+        assert code == 2
+        assert "column ltv is number but Brevo attribute LTV is date" in out["stderr"]
+        code, out = cli.sync(monkeypatch, capsys)
+        assert code == 2 and cli.imports() == []
+    with _sandbox(PLAN="text", LTV="float") as sb:
+        cli.sandbox = sb
+        cli.write()
+        assert cli.run(monkeypatch, capsys, "validate", NAME)[0] == 0
+
+
+def test_failed_process_fails_the_run_confirms_nothing_and_is_resent(
+    tmp_path: Path,
+    duck: Warehouse,
+    brevo: SandboxServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    make_customers(duck, 30)
+    brevo.inject_job(JobFault("brevo_contacts", fail=True))
+    cli = Cli(tmp_path, duck, brevo)
+    code, failed = cli.sync(monkeypatch, capsys)
+    assert code == 1
+    assert "ended 'failed'" in failed["stderr"]
+    assert cli.confirmed() == 0
+    assert brevo.contacts("brevo_contacts") == []
+    code, res = cli.sync(monkeypatch, capsys)
+    assert (code, res["sent"], res["delivered"]) == (0, 30, 30)
+    assert cli.confirmed() == 30
+
+
+def test_failed_clearing_import_fails_the_run_and_resends_the_row(
+    tmp_path: Path,
+    duck: Warehouse,
+    brevo: SandboxServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    make_customers(duck, 5)
+    duck.run("UPDATE customers SET plan = NULL WHERE customer_id = 2")
+    brevo.inject_job(JobFault("brevo_contacts", polls=1), JobFault("brevo_contacts", fail=True))
+    cli = Cli(tmp_path, duck, brevo)
+    code, failed = cli.sync(monkeypatch, capsys)
+    assert code == 1 and cli.confirmed() == 0
+    code, res = cli.sync(monkeypatch, capsys)
+    assert (code, res["sent"], res["delivered"]) == (0, 5, 5)
+
+
+def test_bad_email_from_the_process_report_is_a_reject_and_resent(
+    tmp_path: Path,
+    duck: Warehouse,
+    brevo: SandboxServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    make_customers(duck, 300)
+    # Brevo refuses an email without a dot in its domain: listed in info.import invalid_emails.
+    duck.run("UPDATE customers SET email = 'Broken@localhost' WHERE customer_id = 77")
+    cli = Cli(tmp_path, duck, brevo)
+    code, first = cli.sync(monkeypatch, capsys)
+    assert code == 0
+    assert (first["sent"], first["delivered"], first["rejected"]) == (300, 299, 1)
+    assert first["sample_rejects"][0][0] == "77"
+    assert "invalid_emails" in first["sample_rejects"][0][1]
+    assert [r["key"] for r in StateStore(cli.state_url).rejects(NAME)] == ["77"]
+
+    code, again = cli.sync(monkeypatch, capsys)
+    assert (again["unchanged"], again["sent"], again["rejected"]) == (299, 1, 1)
+
+    duck.run("UPDATE customers SET email = 'fixed@example.com' WHERE customer_id = 77")
+    code, fixed = cli.sync(monkeypatch, capsys)
+    assert (fixed["sent"], fixed["delivered"], fixed["rejected"]) == (1, 1, 0)
+    assert StateStore(cli.state_url).rejects(NAME) == []
+    assert brevo.contact("brevo_contacts", "fixed@example.com") is not None
+
+
+def test_jobs_stay_under_8_mb(
+    tmp_path: Path,
+    duck: Warehouse,
+    brevo: SandboxServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    make_customers(duck, 60)
+    duck.run("UPDATE customers SET first_name = repeat('x', 300000)")
+    cli = Cli(tmp_path, duck, brevo)
+    code, res = cli.sync(monkeypatch, capsys)
+    assert code == 0 and res["delivered"] == 60
+    sizes = [len(body) for path, body in brevo.bodies() if path.endswith("/import")]
+    assert len(sizes) == res["jobs"] == 3
+    assert max(sizes) <= 8 * 1024 * 1024 and sum(sizes) > 16 * 1024 * 1024
