@@ -49,9 +49,7 @@ def run_demo(
     failed = 0
     # The demo Brevo account has the attributes customers_to_brevo maps (checked before sending).
     brevo = {**DEFAULT_BREVO_ATTRIBUTES, "PLAN": "text", "LTV": "float"}
-    with SandboxServer(
-        SandboxOptions(brevo_attributes=brevo), host="127.0.0.1", port=0
-    ) as sandbox:
+    with SandboxServer(SandboxOptions(brevo_attributes=brevo), host="127.0.0.1", port=0) as sandbox:
         os.environ["SANDBOX_URL"] = sandbox.url
         print(f"sandbox API: {sandbox.url}\n")
         loaded = load_syncs()

@@ -252,6 +252,8 @@ def test_failed_clearing_import_fails_the_run_and_resends_the_row(
     cli = Cli(tmp_path, duck, brevo)
     code, failed = cli.sync(monkeypatch, capsys)
     assert code == 1 and cli.confirmed() == 0
+    assert "ended 'failed'" in failed["stderr"]
+    assert [b["emptyContactsAttributes"] for b in cli.imports()] == [False, True]
     code, res = cli.sync(monkeypatch, capsys)
     assert (code, res["sent"], res["delivered"]) == (0, 5, 5)
 
@@ -294,8 +296,12 @@ def test_jobs_stay_under_8_mb(
     make_customers(duck, 60)
     duck.run("UPDATE customers SET first_name = repeat('x', 300000)")
     cli = Cli(tmp_path, duck, brevo)
+    (cli.config / "syncs" / "customers.yaml").write_text(
+        SYNC.format(url=duck.url + "?memory_limit=1GB", sandbox=brevo.url, extra="")
+    )
     code, res = cli.sync(monkeypatch, capsys)
-    assert code == 0 and res["delivered"] == 60
+    assert code == 0, res
+    assert res["delivered"] == 60
     sizes = [len(body) for path, body in brevo.bodies() if path.endswith("/import")]
     assert len(sizes) == res["jobs"] == 3
     assert max(sizes) <= 8 * 1024 * 1024 and sum(sizes) > 16 * 1024 * 1024

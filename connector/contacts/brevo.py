@@ -84,6 +84,8 @@ RUNNING = ("queued", "in_process", "processing")
 
 
 class BrevoContactsOptions(ContactOptions):
+    """``options:`` of a Brevo contact sync."""
+
     list_ids: list[PositiveInt] = Field(
         ...,
         min_length=1,
@@ -91,6 +93,7 @@ class BrevoContactsOptions(ContactOptions):
     )
 
     def fingerprint_fields(self) -> dict[str, Any]:
+        """The lists shape the contacts: changing them re-sends every row."""
         return {"list_ids": sorted(self.list_ids)}
 
 
@@ -112,6 +115,8 @@ class _Process:
 
 
 class BrevoContacts(ContactDestination):
+    """Brevo contact import (the module docstring has the rules)."""
+
     type = "brevo_contacts"
     vendor = "brevo"
     default_base_url = "https://api.brevo.com"
@@ -130,6 +135,7 @@ class BrevoContacts(ContactDestination):
 
     @classmethod
     def mapping_problems(cls, mapping: Mapping[str, Any]) -> list[tuple[str, str]]:
+        """Dotted names (Brevo attributes are flat) and identifiers mapped as attributes."""
         out = []
         props = mapping.get("contact_properties")
         taken = {v.upper() for v in IDENTIFIERS.values()}
@@ -146,6 +152,7 @@ class BrevoContacts(ContactDestination):
         return out
 
     def headers(self) -> dict[str, str]:
+        """The account key (``api-key``) and JSON."""
         return {
             "api-key": self.api_key,
             "Content-Type": "application/json",
@@ -202,6 +209,7 @@ class BrevoContacts(ContactDestination):
 
     # -- rows --------------------------------------------------------------------------
     def check(self, contact: Contact) -> str | None:
+        """An identifier present, the email's shape, dates from text columns."""
         ids = contact.identifiers
         if not any(ids.get(f) for f in IDENTIFIERS):
             return "no contact identifier: " + ", ".join(IDENTIFIERS) + " are all empty"
@@ -222,12 +230,15 @@ class BrevoContacts(ContactDestination):
         return head + b'"attributes":{' + b",".join(attrs) + b"}}"
 
     def encode(self, contact: Contact) -> bytes:
+        """The ``jsonBody`` item (NULLs left out; they go to the row's clearing item)."""
         values = [
             orjson.dumps(n.upper()) + b":" + f
             for n, f in contact.properties.items()
             if f is not None
         ]
-        nulls = [orjson.dumps(n.upper()) + b":null" for n, f in contact.properties.items() if f is None]
+        nulls = [
+            orjson.dumps(n.upper()) + b":null" for n, f in contact.properties.items() if f is None
+        ]
         if nulls:
             self._clears[contact.key] = self._item(contact, nulls)
         else:
@@ -236,9 +247,10 @@ class BrevoContacts(ContactDestination):
 
     # -- jobs --------------------------------------------------------------------------
     def job_overhead(self) -> int:
+        """The import body's bytes besides its items."""
         return 120 + 12 * len(self.options.list_ids)
 
-    def _body(self, items: list[bytes], empty: bool) -> bytes:
+    def _body(self, items: list[bytes], *, empty: bool) -> bytes:
         return (
             b'{"jsonBody":['
             + b",".join(items)
@@ -250,6 +262,7 @@ class BrevoContacts(ContactDestination):
         )
 
     def job_request(self, rows: list[JobRow]) -> tuple[str, bytes]:
+        """The main import of these rows (``preview``)."""
         return IMPORT, self._body([r.payload for r in rows], empty=False)
 
     def _import(self, body: bytes) -> str:
@@ -262,6 +275,7 @@ class BrevoContacts(ContactDestination):
         return str(pid)
 
     def submit(self, rows: list[JobRow]) -> str:
+        """Start the main import; its clearing imports wait for it to complete."""
         _, body = self.job_request(rows)
         bodies: list[bytes] = []
         items: list[bytes] = []
@@ -301,6 +315,8 @@ class BrevoContacts(ContactDestination):
         )
 
     def poll(self, job_id: str) -> bool:
+        """Poll the import in progress; start the next clearing import when it completed.
+        True once the last one completed."""
         proc = self._processes[job_id]
         if not self._poll_one(proc.clear or proc.main, proc):
             return False
@@ -311,6 +327,7 @@ class BrevoContacts(ContactDestination):
         return False
 
     def result(self, job_id: str, rows: list[JobRow]) -> JobResult:
+        """The rows the imports' ``info.import`` reports list, matched by identifier."""
         proc = self._processes.pop(job_id)
         reported: list[tuple[dict[str, Any], str]] = []
         for where, url in proc.reports.items():

@@ -123,6 +123,7 @@ class ContactDestination:
 
     @classmethod
     def has_preflight(cls) -> bool:
+        """Does this destination ask the vendor anything before sending?"""
         return cls.preflight is not ContactDestination.preflight
 
     def check(self, contact: Contact) -> str | None:
