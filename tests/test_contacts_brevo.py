@@ -305,3 +305,30 @@ def test_jobs_stay_under_8_mb(
     sizes = [len(body) for path, body in brevo.bodies() if path.endswith("/import")]
     assert len(sizes) == res["jobs"] == 3
     assert max(sizes) <= 8 * 1024 * 1024 and sum(sizes) > 16 * 1024 * 1024
+
+
+def test_date_attribute_from_a_date_column_and_from_text_checked_per_row(
+    tmp_path: Path,
+    duck: Warehouse,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    make_customers(duck, 3)
+    duck.run(
+        "ALTER TABLE customers ADD COLUMN born DATE",
+        "ALTER TABLE customers ADD COLUMN since VARCHAR(20)",
+        "UPDATE customers SET born = DATE '1990-01-02', since = '2020-05-06'",
+        "UPDATE customers SET since = 'last spring' WHERE customer_id = 2",
+    )
+    with _sandbox(PLAN="text", LTV="float", BIRTHDAY="date", SINCE="date") as sb:
+        cli = Cli(tmp_path, duck, sb)
+        cli.write(extra=", BIRTHDAY: born, SINCE: since")
+        assert cli.run(monkeypatch, capsys, "validate", NAME)[0] == 0
+        code, res = cli.sync(monkeypatch, capsys)
+        assert code == 0, res
+        assert (res["delivered"], res["rejected"]) == (2, 1)
+        assert res["sample_rejects"][0][0] == "2" and "SINCE" in res["sample_rejects"][0][1]
+        stored = sb.contact("brevo_contacts", "c1@example.com")
+        assert stored is not None
+        assert stored["attributes"]["BIRTHDAY"] == "1990-01-02"
+        assert stored["attributes"]["SINCE"] == "2020-05-06"
