@@ -332,3 +332,24 @@ def test_date_attribute_from_a_date_column_and_from_text_checked_per_row(
         assert stored is not None
         assert stored["attributes"]["BIRTHDAY"] == "1990-01-02"
         assert stored["attributes"]["SINCE"] == "2020-05-06"
+
+
+def test_process_running_across_polls_and_preview_sends_nothing(
+    tmp_path: Path,
+    duck: Warehouse,
+    brevo: SandboxServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    make_customers(duck, 10)
+    cli = Cli(tmp_path, duck, brevo)
+    code, out = cli.run(monkeypatch, capsys, "preview", NAME, "--limit", "2")
+    assert code == 0
+    assert "POST " + brevo.url + "/v3/contacts/import" in out["stdout"]
+    assert "api-key: ***" in out["stdout"] and "sandbox-brevo-key" not in out["stdout"]
+    assert '"email": "c2@example.com"' in out["stdout"] and "2 added" in out["stdout"]
+    assert cli.imports() == []
+    brevo.inject_job(JobFault("brevo_contacts", polls=4))
+    code, res = cli.sync(monkeypatch, capsys)
+    assert code == 0
+    assert (res["delivered"], res["jobs"], res["polls"]) == (10, 1, 5)
