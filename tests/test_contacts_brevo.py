@@ -353,3 +353,28 @@ def test_process_running_across_polls_and_preview_sends_nothing(
     code, res = cli.sync(monkeypatch, capsys)
     assert code == 0
     assert (res["delivered"], res["jobs"], res["polls"]) == (10, 1, 5)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (", plan: city", "plan and PLAN are the same Brevo attribute"),
+        (", prefs.color: city", "Brevo attributes are flat"),
+        (", EXT_ID: city", "EXT_ID is an identifier: map it as mapping.identifiers.ext_id"),
+    ],
+)
+def test_mapping_errors_need_no_network(
+    tmp_path: Path,
+    duck: Warehouse,
+    brevo: SandboxServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    extra: str,
+    message: str,
+) -> None:
+    make_customers(duck, 2)
+    cli = Cli(tmp_path, duck, brevo)
+    cli.write(extra=extra)
+    code, out = cli.run(monkeypatch, capsys, "validate", NAME)
+    assert code == 2 and message in out["stdout"] + out["stderr"]
+    assert brevo.stats()["requests"] == 0

@@ -139,10 +139,14 @@ class BrevoContacts(ContactDestination):
         out = []
         props = mapping.get("contact_properties")
         taken = {v.upper() for v in IDENTIFIERS.values()}
+        seen: dict[str, str] = {}
         for name in props if isinstance(props, dict) else {}:
             name = str(name)
             where = f"mapping.contact_properties.{name}"
-            if "." in name:
+            other = seen.setdefault(name.upper(), name)
+            if other != name:
+                out.append((where, f"{name} and {other} are the same Brevo attribute"))
+            elif "." in name:
                 out.append((where, "Brevo attributes are flat: use a name without dots"))
             elif name.upper() in taken:
                 ident = next(k for k, v in IDENTIFIERS.items() if v == name.upper())
@@ -223,9 +227,11 @@ class BrevoContacts(ContactDestination):
 
     def _item(self, contact: Contact, attrs: list[bytes]) -> bytes:
         ids = contact.identifiers
-        for ident, attr in IDENTIFIERS.items():
-            if ident != "email" and ids.get(ident):
-                attrs.insert(0, orjson.dumps(attr) + b":" + orjson.dumps(ids[ident]))
+        attrs = [
+            orjson.dumps(attr) + b":" + orjson.dumps(ids[ident])
+            for ident, attr in IDENTIFIERS.items()
+            if ident != "email" and ids.get(ident)
+        ] + attrs
         head = b'{"email":' + orjson.dumps(ids["email"]) + b"," if ids.get("email") else b"{"
         return head + b'"attributes":{' + b",".join(attrs) + b"}}"
 
