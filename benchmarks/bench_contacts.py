@@ -1,6 +1,8 @@
-"""Benchmark: a contact sync of N customers (DuckDB) → Klaviyo profile import (sandbox sink).
+"""Benchmark: a contact sync of N customers (DuckDB) → Klaviyo profile import or Brevo contact
+import (sandbox sink).
 
     python benchmarks/bench_contacts.py --rows 1000000 [--state-url postgresql+psycopg://...]
+        [--vendor brevo]
 
 Three runs, each in its own process so each peak RSS is its own:
 1. first run: every row is new (all sent as import jobs of 10,000 profiles);
@@ -44,6 +46,23 @@ mapping:
   contact_properties: {{first_name: first_name, last_name: last_name, plan: plan,
     ltv: lifetime_value, orders: orders, last_order: last_order_at, location.city: city}}
 """
+SYNC_BREVO = """
+name: bench_contacts
+source: {{table: customers, primary_key: [customer_id], url: "duckdb:///{db}", chunk_size: 10000}}
+destination:
+  type: brevo_contacts
+  api_key: ${{BREVO_API_KEY}}
+  base_url: {url}
+  options: {{poll_interval_s: 0.05, poll_max_interval_s: 0.2, list_ids: [1]}}
+mapping:
+  identifiers: {{email: email, ext_id: customer_id}}
+  contact_properties: {{FIRSTNAME: first_name, LASTNAME: last_name, PLAN: plan,
+    LTV: lifetime_value, ORDERS: orders, LAST_ORDER: last_order_at, CITY: city}}
+"""
+BREVO_ACCOUNT = (
+    "FIRSTNAME:text LASTNAME:text EXT_ID:text PLAN:text LTV:float ORDERS:float "
+    "LAST_ORDER:text CITY:text"
+)
 
 
 def make_table(path: Path, rows: int) -> None:
@@ -74,7 +93,9 @@ def phase(args: argparse.Namespace) -> None:
 
     use_lean_memory_pool()
     os.environ["KLAVIYO_API_KEY"] = "pk_sandbox"
-    sync = parse_sync(SYNC.format(db=args.db, url=args.url), "bench.yaml")
+    os.environ["BREVO_API_KEY"] = "sandbox-brevo-key"
+    text = SYNC_BREVO if args.vendor == "brevo" else SYNC
+    sync = parse_sync(text.format(db=args.db, url=args.url), "bench.yaml")
     state = StateStore(args.state_url)
     t0, cpu0 = time.perf_counter(), time.process_time()
     res = run_contacts(sync, state)
@@ -109,6 +130,7 @@ def main() -> int:
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--state-url", help="default: a SQLite file in the work dir")
     ap.add_argument("--workdir")
+    ap.add_argument("--vendor", choices=["klaviyo", "brevo"], default="klaviyo")
     ap.add_argument("--phase", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--db", help=argparse.SUPPRESS)
     ap.add_argument("--url", help=argparse.SUPPRESS)
@@ -137,6 +159,7 @@ def main() -> int:
             "--no-rate-limits",
             "--job-polls",
             "0",
+            *[f"--brevo-attribute={a}" for a in BREVO_ACCOUNT.split()],
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.STDOUT,
@@ -164,6 +187,8 @@ def main() -> int:
                     url,
                     "--state-url",
                     state_url,
+                    "--vendor",
+                    args.vendor,
                 ],
                 capture_output=True,
                 text=True,
@@ -186,6 +211,7 @@ def main() -> int:
         load = f.read().split()[:3]
     summary = {
         "rows": args.rows,
+        "vendor": args.vendor,
         "state": state_url.split(":", 1)[0],
         **results,
         "machine": f"{platform.machine()} {os.cpu_count()} cores, Python "
