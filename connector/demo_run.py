@@ -9,6 +9,7 @@ from .config import load_syncs
 from .demo import build_demo_warehouse
 from .destinations import DESTINATIONS, destination_class
 from .errors import ConnectorError
+from .sandbox.options import DEFAULT_BREVO_ATTRIBUTES
 from .source import DEMO_WAREHOUSE
 from .state import StateStore
 from .summary import print_summary
@@ -22,6 +23,10 @@ DEMO_KEYS = {
     "OMNISEND_TOKEN": "sandbox-omnisend-token",
     "OMNISEND_API_KEY": "sandbox-omnisend-key",
 }
+
+# The demo Brevo account: Brevo's default attributes plus the ones customers_to_brevo maps
+# (brevo_contacts checks them before sending).
+DEMO_BREVO_ATTRIBUTES = {**DEFAULT_BREVO_ATTRIBUTES, "PLAN": "text", "LTV": "float"}
 
 
 # Single-event APIs are paced to the account's documented limit (Brevo 10 req/s, Omnisend
@@ -40,7 +45,6 @@ def run_demo(
     any failed (each failure is printed to stderr).
     """
     from .sandbox import SandboxOptions, SandboxServer
-    from .sandbox.options import DEFAULT_BREVO_ATTRIBUTES
 
     path = build_demo_warehouse(DEMO_WAREHOUSE, events=events)
     print(f"demo warehouse: {path} ({events:,} video events, orders, contacts)")

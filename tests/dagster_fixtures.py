@@ -15,6 +15,7 @@ import dagster as dg
 import pytest
 
 from connector.delivery import Runtime
+from connector.demo_run import DEMO_BREVO_ATTRIBUTES
 from connector.sandbox import SandboxOptions, SandboxServer
 from connector.state import StateStore
 from dagster_defs import ConnectorResource, build_defs
@@ -81,7 +82,8 @@ class Env:
 def quiet_sandbox() -> Iterator[SandboxServer]:
     """The sandbox without its own rate limits: the fake clock makes client pacing instant,
     which a real-time server limit would answer with 429s."""
-    with SandboxServer(SandboxOptions(rate_limits_enabled=False), port=0) as sb:
+    opts = SandboxOptions(rate_limits_enabled=False, brevo_attributes=DEMO_BREVO_ATTRIBUTES)
+    with SandboxServer(opts, port=0) as sb:
         yield sb
 
 
