@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
+
 from connector import load_syncs
 from connector.demo import build_demo_warehouse
 from connector.sandbox import SandboxServer
@@ -23,6 +25,14 @@ def test_materialize_all_on_the_demo_runs_steps_in_parallel_processes(
     sandbox: SandboxServer, pg_url: str, tmp_path: Path
 ) -> None:
     demo = build_demo_warehouse(tmp_path / "demo.duckdb", events=40, orders=25)
+    # customers_to_brevo maps PLAN and LTV: the account needs them (checked before sending).
+    for name, kind in (("PLAN", "text"), ("LTV", "float")):
+        created = httpx.post(
+            f"{sandbox.url}/v3/contacts/attributes/normal/{name}",
+            json={"type": kind},
+            headers={"api-key": "sandbox-brevo-key"},
+        )
+        assert created.status_code == 201, created.text
     (tmp_path / "home").mkdir()
     env = {
         **os.environ,
