@@ -11,6 +11,7 @@ import httpx
 
 from ..delivery import MAX_RATE_LIMITED, USER_AGENT, announced_wait, classify
 from ..errors import AuthError, RetriesExhausted
+from ..http_loop import Verdict
 from .vendor import ContactOptions, JobStats
 
 
@@ -66,14 +67,14 @@ class JobHTTP:
                 self.sleep(self._backoff(attempts))
                 continue
             kind = classify(resp.status_code, resp.headers)
-            if kind == "ok" or kind == "final":
+            if kind is Verdict.ANSWERED:
                 return resp
-            if kind == "auth":
+            if kind is Verdict.AUTH:
                 raise AuthError(
                     f"{method} {path} answered {resp.status_code}: check the API key and its "
                     "scopes (destination.api_key)"
                 )
-            if kind == "rate_limited":
+            if kind is Verdict.RATE_LIMITED:
                 limited += 1
                 self.stats.rate_limited += 1
                 if limited > MAX_RATE_LIMITED:
