@@ -129,6 +129,7 @@ class FreshnessState(enum.Enum):
     EMPTY_SOURCE = "empty_source"  # the source has no rows: nothing to lag behind
     NOTHING_DELIVERED = "nothing_delivered"  # rows exist, no checkpoint in any scope
     NOT_A_TIME = "not_a_time"  # an integer cursor: lag in cursor units, no time threshold
+    NO_CURSOR = "no_cursor"  # no cursor (a contact sync reads every row): no lag to measure
     MEASURED = "measured"  # lag in hours against ``max_lag_hours``
 
 
@@ -161,6 +162,8 @@ class Freshness:
             return "nothing delivered yet; materialize the sync"
         if self.state is FreshnessState.NOT_A_TIME:
             return f"cursor {self.cursor} is not a time; lag {self.lag_units} units"
+        if self.state is FreshnessState.NO_CURSOR:
+            return "the sync has no cursor (every run reads every row); freshness does not apply"
         return (
             f"high-water mark {self.lag_hours:.1f} h behind the newest source row "
             f"({'within' if self.passed else 'over'} {self.max_lag_hours:g} h)"
@@ -215,8 +218,15 @@ def freshness(
 def measure_freshness(sync: SyncConfig, state: StateStore, warehouse_url: str | None) -> Freshness:
     """Read the sync's checkpoints and the source's newest cursor, then :func:`freshness`.
 
+    A sync without a cursor (a contact sync that reads every row each run) has no high-water
+    mark to lag: it gets ``FreshnessState.NO_CURSOR`` (passed) without reading anything.
+
     Raises ``ConnectorError`` (``StateError``, ``SourceError``) when either cannot be read.
     """
+    if sync.source.cursor is None:
+        return Freshness(
+            FreshnessState.NO_CURSOR, None, None, max_lag_hours=sync.checks.max_lag_hours
+        )
     checkpoints = state.checkpoints_for(sync.name)
     with Reader(sync, warehouse_url) as reader:
         newest_source = reader.max_cursor()

@@ -37,7 +37,7 @@ class FakeKlaviyo:
             self.job_bodies.append(body)
             job_id = f"job{len(self.jobs) + 1}"
             profiles = body["data"]["attributes"]["profiles"]["data"]
-            errors = []
+            errors: list[dict[str, Any]] = []
             for p in profiles:
                 attrs = p["attributes"]
                 if attrs.get("email") in self.refuse:

@@ -10,7 +10,7 @@ import pytest
 
 from connector.sandbox import Fault
 
-from .test_dagster_fixtures import Env, env, quiet_sandbox
+from .dagster_fixtures import Env, env, quiet_sandbox
 from .test_dagster_materialize import demo_defs
 
 __all__ = ["demo_defs", "env", "quiet_sandbox"]  # fixtures used by name

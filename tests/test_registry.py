@@ -176,10 +176,9 @@ def test_the_registry_lists_every_destination_module_with_its_declarations() -> 
 
     branches = json_schema()["properties"]["destination"]["oneOf"]
     refs = [b["$ref"].rsplit("/", 1)[1] for b in branches]
-    assert refs == [
-        cls.config_model.__name__
-        for cls in [*DESTINATIONS.values(), *CONTACT_DESTINATIONS.values()]
-    ]
+    models = [cls.config_model for cls in DESTINATIONS.values()]
+    models += [cls.config_model for cls in CONTACT_DESTINATIONS.values()]
+    assert refs == [model.__name__ for model in models]
 
 
 def test_a_registered_module_must_declare_a_matching_config_type() -> None:

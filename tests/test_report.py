@@ -5,7 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 
@@ -15,6 +16,7 @@ from connector.report import (
     Totals,
     as_utc,
     freshness,
+    measure_freshness,
     reject_ratio,
     totals,
 )
@@ -136,6 +138,23 @@ def test_freshness(
     assert f.passed is passed
     assert f.lag_hours == (pytest.approx(lag) if lag is not None else None)
     assert f.describe() == text
+
+
+def test_a_sync_without_a_cursor_has_no_freshness_to_measure() -> None:
+    # A contact sync may read every row each run: no high-water mark, so nothing is read
+    # (neither the state store nor the warehouse) and the check passes.
+    sync = SimpleNamespace(
+        name="profiles",
+        source=SimpleNamespace(cursor=None, timezone="UTC"),
+        checks=SimpleNamespace(max_lag_hours=12.0),
+    )
+    f = measure_freshness(cast(Any, sync), cast(Any, None), None)
+    assert f.state is FreshnessState.NO_CURSOR
+    assert f.passed
+    assert f.newest_source is None and f.lag_hours is None
+    assert f.describe() == (
+        "the sync has no cursor (every run reads every row); freshness does not apply"
+    )
 
 
 def test_freshness_reads_naive_times_in_the_source_zone() -> None:

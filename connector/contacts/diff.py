@@ -60,6 +60,8 @@ class Page:
         return {k: v.to_pylist() for k, v in self.values.items()}
 
     def contact(self, i: int) -> Contact:
+        """Row ``i`` as a ``Contact``: its non-empty identifiers, and its properties as JSON
+        fragments (``None`` where the warehouse value is NULL)."""
         idents = {k: v[i] for k, v in self._ident_lists.items() if v[i] not in (None, "")}
         props = {k: (None if v[i] is None else v[i].encode()) for k, v in self._value_lists.items()}
         return Contact(i, self.keys[i], idents, props)
@@ -73,11 +75,18 @@ class Hasher:
         self.prefix = fingerprint(sync) + _SEP
 
     def keys(self, chunk: Chunk) -> list[str]:
+        """The row keys of ``chunk`` (its primary key as text, in row order), unhashed."""
         t = chunk.table
         pk = [t.column(c).combine_chunks() for c in self.sync.source.primary_key]
         return list(key_strings(pk).to_pylist())
 
     def page(self, chunk: Chunk) -> Page:
+        """Map and hash every row of ``chunk``.
+
+        Returns a ``Page`` with each row's key and hash, its identifiers as text and its
+        properties as JSON text; rows whose values cannot be mapped are listed in
+        ``Page.reasons`` (row index → reason) and still hashed, so the engine rejects them.
+        """
         t = chunk.table
         m = self.sync.mapping
         n = t.num_rows

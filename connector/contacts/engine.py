@@ -51,9 +51,20 @@ def make_contact_destination(
     sync: SyncConfig,
     stats: JobStats,
     runtime: Runtime,
+    *,
     resolve_secret: bool = True,
     transport: Any = None,
 ) -> ContactDestination:
+    """Build the contact destination of ``sync`` with its paced, retrying ``JobHTTP`` client.
+
+    The API key and a ``${ENV}`` base URL are resolved from the environment unless
+    ``resolve_secret`` is false (a dry run: the key becomes ``***``). The pace is the
+    destination's ``options.rate_limit`` or the vendor's documented rate, shared per account.
+    ``transport`` replaces httpx's (tests, the sandbox). Requests counted go to ``stats``.
+
+    Raises:
+        ConfigError: an ``${ENV}`` reference names an unset variable.
+    """
     dest: Any = sync.destination
     cls = CONTACT_DESTINATIONS[dest.type]
     where = f"{sync.source_path or sync.name}: destination"
@@ -93,6 +104,13 @@ class _Job:
 
 
 class ContactRun:
+    """One run of one contact sync; ``execute`` runs it once (see the module docstring).
+
+    ``full_refresh`` ignores the checkpoint and the stored hashes (every row is sent);
+    ``dry_run`` reads, hashes and diffs but sends and writes nothing; ``limit`` caps the rows
+    read; ``progress`` is called with the result so far after each page and each job.
+    """
+
     def __init__(
         self,
         sync: SyncConfig,
@@ -154,6 +172,16 @@ class ContactRun:
 
     # -- the run -----------------------------------------------------------------------
     def execute(self) -> ContactResult:
+        """Read, diff and send every changed row, wait for the jobs and store what they
+        confirmed; then move the checkpoint (cursor syncs) and record the run.
+
+        Returns the run's ``ContactResult`` (also recorded in the state store).
+
+        Raises:
+            RequestError: a request, a job or its outcome failed, or rows stay unconfirmed;
+                the run is recorded as failed and its unconfirmed rows are sent again next run.
+            ConnectorError: the source, the state store or the vendor refused otherwise.
+        """
         started = time.perf_counter()
         failure: BaseException | None = None
         if not self.dry_run:
@@ -313,7 +341,7 @@ class ContactRun:
 
     # -- rejects, progress, end --------------------------------------------------------
     def _reject(
-        self, key: str, reason: str, payload: bytes | None = None, api: bool = False
+        self, key: str, reason: str, payload: bytes | None = None, *, api: bool = False
     ) -> None:
         self.res.rejected += 1
         if len(self.res.sample_rejects) < SAMPLE_REJECTS:

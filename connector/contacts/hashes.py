@@ -96,6 +96,7 @@ class HashStore:
         return len(values)
 
     def count(self, sync: str) -> int:
+        """The number of rows of ``sync`` whose hash is stored (confirmed by the vendor)."""
         with self.engine.connect() as c:
             return int(
                 c.execute(
@@ -107,5 +108,6 @@ class HashStore:
             )
 
     def forget(self, sync: str) -> None:
+        """Delete every stored hash of ``sync``: its next run sends every row again."""
         with self.engine.begin() as c:
             c.execute(contact_hashes.delete().where(contact_hashes.c.sync == sync))

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from ..delivery import MAX_RATE_LIMITED, USER_AGENT, announced_wait, classify
+from ..delivery import MAX_RATE_LIMITED, USER_AGENT, Verdict, announced_wait, classify
 from ..errors import AuthError, RetriesExhausted
 from ..http_loop import Verdict
 from .vendor import ContactOptions, JobStats
@@ -46,6 +46,7 @@ class JobHTTP:
         )
 
     def close(self) -> None:
+        """Close the underlying httpx client and its connection pool."""
         self.client.close()
 
     def request(
@@ -55,6 +56,18 @@ class JobHTTP:
         body: bytes | None = None,
         params: dict[str, Any] | None = None,
     ) -> httpx.Response:
+        """Send one request, paced, and retry it until it is answered for good.
+
+        Returns the response of a success or of a final refusal (a 4xx other than 401, 403, 408
+        and 429), for the caller to read. Timeouts, transport errors, 408 and 5xx (and a
+        Cloudflare challenge answered 403) are retried with
+        exponential backoff and jitter up to ``options.max_retries``; 429 waits what the vendor
+        announces (at most ``options.max_wait_s``), up to ``MAX_RATE_LIMITED`` times.
+
+        Raises:
+            AuthError: the vendor answered 401 or 403 (the API key or its scopes).
+            RetriesExhausted: the retries or the rate-limited waits ran out.
+        """
         attempts = limited = 0
         while True:
             self.acquire()  # blocks (sleeps) until the account's pace allows a request

@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 import orjson
 from pydantic import Field
+from typing_extensions import override
 
 from ..errors import RequestError
 from ..options import DestinationSettings
@@ -58,6 +59,8 @@ JOBS = "/api/profile-bulk-import-jobs"
 
 
 class KlaviyoProfilesOptions(ContactOptions):
+    """``options`` of ``klaviyo_profiles``."""
+
     revision: str = Field("2026-07-15", pattern=r"^\d{4}-\d{2}-\d{2}(\.[a-z]+)?$")
     list_id: str | None = Field(
         None, min_length=1, description="Add every imported profile to this Klaviyo list."
@@ -69,6 +72,7 @@ class KlaviyoProfilesOptions(ContactOptions):
         "POST /api/profile-import per such row (75/s, 750/min).",
     )
 
+    @override
     def fingerprint_fields(self) -> dict[str, Any]:
         return {"list_id": self.list_id, "null_standard_fields": self.null_standard_fields}
 
@@ -85,6 +89,8 @@ def _is_standard(name: str) -> bool:
 
 
 class KlaviyoProfiles(ContactDestination):
+    """Klaviyo profiles through bulk import jobs (limits and NULL rules: module docstring)."""
+
     type = "klaviyo_profiles"
     vendor = "klaviyo"
     default_base_url = "https://a.klaviyo.com"
@@ -96,6 +102,7 @@ class KlaviyoProfiles(ContactDestination):
     config_model = KlaviyoProfilesDestination
 
     @classmethod
+    @override
     def mapping_problems(cls, mapping: Mapping[str, Any]) -> list[tuple[str, str]]:
         out = []
         props = mapping.get("contact_properties")
@@ -112,6 +119,7 @@ class KlaviyoProfiles(ContactDestination):
                 out.append((where, f"{name} is an identifier: map it under mapping.identifiers"))
         return out
 
+    @override
     def headers(self) -> dict[str, str]:
         return {
             "Authorization": f"Klaviyo-API-Key {self.api_key}",
@@ -121,6 +129,7 @@ class KlaviyoProfiles(ContactDestination):
         }
 
     # -- rows --------------------------------------------------------------------------
+    @override
     def check(self, contact: Contact) -> str | None:
         ids = contact.identifiers
         if not any(ids.get(f) for f in IDENTIFIERS):
@@ -131,7 +140,7 @@ class KlaviyoProfiles(ContactDestination):
             return "phone_number is not E.164 (e.g. +15005550006)"
         return None
 
-    def _attributes(self, contact: Contact, nulls: bool) -> dict[str, Any]:
+    def _attributes(self, contact: Contact, *, nulls: bool) -> dict[str, Any]:
         attrs: dict[str, Any] = {k: v for k, v in contact.identifiers.items() if v and k != "id"}
         custom: dict[str, Any] = {}
         for name, frag in contact.properties.items():
@@ -147,6 +156,7 @@ class KlaviyoProfiles(ContactDestination):
             attrs["properties"] = custom
         return attrs
 
+    @override
     def encode(self, contact: Contact) -> bytes:
         profile: dict[str, Any] = {"type": "profile"}
         if contact.identifiers.get("id"):
@@ -161,15 +171,18 @@ class KlaviyoProfiles(ContactDestination):
             profile["meta"] = {"patch_properties": {"unset": unset}}
         return orjson.dumps(profile)
 
+    @override
     def too_big(self, payload: bytes) -> str | None:
         if len(payload) > MAX_PROFILE_BYTES:
             return f"profile encodes to {len(payload)} bytes; Klaviyo allows {MAX_PROFILE_BYTES}"
         return None
 
     # -- jobs --------------------------------------------------------------------------
+    @override
     def job_overhead(self) -> int:
         return 300
 
+    @override
     def job_request(self, rows: list[JobRow]) -> tuple[str, bytes]:
         body = (
             b'{"data":{"type":"profile-bulk-import-job","attributes":{"profiles":{"data":['
@@ -185,6 +198,7 @@ class KlaviyoProfiles(ContactDestination):
         body += b"}}"
         return JOBS, body
 
+    @override
     def submit(self, rows: list[JobRow]) -> str:
         _, body = self.job_request(rows)
         resp = self.http.request("POST", JOBS, body)
@@ -195,6 +209,7 @@ class KlaviyoProfiles(ContactDestination):
             raise RequestError(f"POST {JOBS} answered {resp.status_code} without a job id")
         return job_id
 
+    @override
     def poll(self, job_id: str) -> bool:
         path = f"{JOBS}/{job_id}"
         resp = self.http.request("GET", path)
@@ -210,6 +225,7 @@ class KlaviyoProfiles(ContactDestination):
             "they are sent again by the next run"
         )
 
+    @override
     def result(self, job_id: str, rows: list[JobRow]) -> JobResult:
         path = f"{JOBS}/{job_id}"
         attrs = _json(self.http.request("GET", path)).get("data", {}).get("attributes", {})
@@ -241,6 +257,7 @@ class KlaviyoProfiles(ContactDestination):
             )
         return out
 
+    @override
     def after_confirm(self, rows: list[JobRow], contacts: list[Contact]) -> dict[int, str]:
         """``null_standard_fields: clear``: one ``POST /api/profile-import`` per confirmed row
         with a NULL standard field. Returns row index → error for rows it could not clear."""

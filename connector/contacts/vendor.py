@@ -78,6 +78,10 @@ class JobResult:
 
 @dataclass
 class JobStats:
+    """Counters of one run's vendor traffic, shared by the destination and its ``JobHTTP``:
+    ``requests`` sent (retries included), ``retries`` after a timeout, transport error or
+    5xx, and ``rate_limited`` (429) answers waited out."""
+
     jobs: int = 0
     polls: int = 0
     requests: int = 0
@@ -128,6 +132,8 @@ class ContactDestination:
         return {}
 
     def headers(self) -> dict[str, str]:
+        """The headers every request of this destination carries (authentication, API
+        version, content type); set on the HTTP client once, masked in ``preview``."""
         return {}
 
     def job_overhead(self) -> int:

@@ -238,10 +238,6 @@ class HangGate:
 _JOB_FAULT_FIELDS = ("kind", "polls", "fail", "times")
 
 
-# The contact kinds (defined here, the leaf: sandbox.contacts imports this module).
-CONTACT_KINDS: tuple[str, ...] = ("klaviyo_profiles", "brevo_contacts", "omnisend_contacts")
-
-
 @dataclass
 class JobFault:
     """How the next ``times`` asynchronous jobs of a contact ``kind`` behave.
