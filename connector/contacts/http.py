@@ -11,7 +11,6 @@ import httpx
 
 from ..delivery import MAX_RATE_LIMITED, USER_AGENT, Verdict, announced_wait, classify
 from ..errors import AuthError, RetriesExhausted
-from ..http_loop import Verdict
 from .vendor import ContactOptions, JobStats
 
 

@@ -39,6 +39,7 @@ from typing import Any, Literal
 
 import orjson
 from pydantic import Field
+from typing_extensions import override
 
 from ..errors import RequestError
 from ..options import DestinationSettings
@@ -79,6 +80,8 @@ CONTACTS = "/api/contacts"
 
 
 class OmnisendContactsOptions(ContactOptions):
+    """``options`` of ``omnisend_contacts``."""
+
     mode: Literal["batch", "single"] = Field(
         "batch",
         description="batch: POST /api/batches of up to 100 contacts, polled; single: one "
@@ -89,7 +92,7 @@ class OmnisendContactsOptions(ContactOptions):
         description="sendWelcomeMessage on every identifier (sent explicitly: the API's own "
         "default in 2026-03-15 is true).",
     )
-    api_version: Literal["2026-03-15"] = Field(VERSION, description="Omnisend-Version header.")
+    api_version: Literal["2026-03-15"] = Field("2026-03-15", description="Omnisend-Version header.")
 
 
 class OmnisendContactsDestination(DestinationSettings):
@@ -105,6 +108,8 @@ def _camel(name: str) -> str:
 
 
 class OmnisendContacts(ContactDestination):
+    """Omnisend contacts through batches or single upserts (rules: module docstring)."""
+
     type = "omnisend_contacts"
     vendor = "omnisend"
     default_base_url = "https://api.omnisend.com"
@@ -120,6 +125,7 @@ class OmnisendContacts(ContactDestination):
         self._outcomes: dict[str, dict[int, str]] = {}  # single mode: group → row errors
 
     @classmethod
+    @override
     def mapping_problems(cls, mapping: Mapping[str, Any]) -> list[tuple[str, str]]:
         out = []
         props = mapping.get("contact_properties")
@@ -158,6 +164,7 @@ class OmnisendContacts(ContactDestination):
             )
         return out
 
+    @override
     def headers(self) -> dict[str, str]:
         return {
             "Authorization": f"Omnisend-API-Key {self.api_key}",
@@ -167,6 +174,7 @@ class OmnisendContacts(ContactDestination):
         }
 
     # -- rows --------------------------------------------------------------------------
+    @override
     def check(self, contact: Contact) -> str | None:
         ids = contact.identifiers
         if not any(ids.get(f) for f in IDENTIFIERS):
@@ -177,6 +185,7 @@ class OmnisendContacts(ContactDestination):
             return "phone is not E.164 (e.g. +15005550006)"
         return None
 
+    @override
     def encode(self, contact: Contact) -> bytes:
         welcome = self.options.send_welcome_message
         body: dict[str, Any] = {
@@ -196,9 +205,11 @@ class OmnisendContacts(ContactDestination):
         return orjson.dumps(body)
 
     # -- jobs --------------------------------------------------------------------------
+    @override
     def job_overhead(self) -> int:
         return 64
 
+    @override
     def job_request(self, rows: list[JobRow]) -> tuple[str, bytes]:
         if self.options.mode == "single":  # preview: the group's first request
             return CONTACTS, rows[0].payload
@@ -209,6 +220,7 @@ class OmnisendContacts(ContactDestination):
         )
         return BATCHES, body
 
+    @override
     def submit(self, rows: list[JobRow]) -> str:
         if self.options.mode == "single":
             return self._send_one_by_one(rows)
@@ -237,6 +249,7 @@ class OmnisendContacts(ContactDestination):
         self._outcomes[group] = errors
         return group
 
+    @override
     def poll(self, job_id: str) -> bool:
         if job_id in self._outcomes:
             return True  # single mode: every request already answered
@@ -254,6 +267,7 @@ class OmnisendContacts(ContactDestination):
             "they are sent again by the next run"
         )
 
+    @override
     def result(self, job_id: str, rows: list[JobRow]) -> JobResult:
         if job_id in self._outcomes:
             return JobResult(errors=self._outcomes.pop(job_id))
