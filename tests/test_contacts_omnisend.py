@@ -7,10 +7,19 @@ import json
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from connector.cli import main
 from connector.contacts.hashes import HashStore
+from connector.contacts.http import JobHTTP
+from connector.contacts.omnisend import (
+    OmnisendContacts,
+    OmnisendContactsDestination,
+    OmnisendContactsOptions,
+)
+from connector.contacts.vendor import JobRow, JobStats
+from connector.errors import RequestError
 from connector.sandbox import JobFault, SandboxOptions, SandboxServer
 from connector.state import StateStore
 
@@ -300,3 +309,71 @@ def test_bad_property_names_are_config_errors(
     out, err = capsys.readouterr()
     assert "customers.yaml" in out + err and expected in out + err
     assert cli.received() == 0
+
+
+# --------------------------------------------------------------------------- unit: reading answers
+
+
+def _unit(handler: Any, mode: str = "batch") -> tuple[OmnisendContacts, list[JobRow]]:
+    cfg = OmnisendContactsDestination(
+        type="omnisend_contacts",
+        api_key="${OMNISEND_API_KEY}",
+        options=OmnisendContactsOptions(mode=mode),
+    )
+    http = JobHTTP(
+        "http://omnisend.test",
+        {},
+        cfg.options,
+        lambda: 0.0,
+        JobStats(),
+        sleep=lambda s: None,
+        transport=httpx.MockTransport(handler),
+    )
+    dest = OmnisendContacts(cfg, "k", "s", http)
+    http.client.headers.update(dest.headers())  # as engine.make_contact_destination does
+    rows = [
+        JobRow(str(i), "h", {"email": f"u{i}@example.com"}, b'{"identifiers":[]}') for i in range(3)
+    ]
+    return dest, rows
+
+
+def test_item_errors_without_identifiers_match_by_position_and_a_short_list_confirms_nothing() -> (
+    None
+):
+    answers: list[list[dict[str, Any]]] = [
+        [
+            {"responseCode": 201, "request": {}},
+            {"responseCode": 400, "request": {}, "response": {"title": "Validation failed"}},
+            {
+                "responseCode": 409,
+                "request": {"identifiers": [{"type": "email", "id": "U0@example.com"}]},
+                "response": {"title": "Conflict", "detail": "taken"},
+            },
+        ],
+        [{"responseCode": 201, "request": {}}],  # two of three items missing
+    ]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"status": "finished", "responses": answers.pop(0)})
+
+    dest, rows = _unit(handler)
+    res = dest.result("b1", rows)
+    assert res.unknown is None
+    assert res.errors == {1: "400 Validation failed", 0: "409 Conflict: taken"}
+    short = dest.result("b2", rows)
+    assert short.unknown is not None and "lists 1 item results for 3 contacts" in short.unknown
+
+
+def test_single_mode_refusal_about_the_request_fails_the_run() -> None:
+    calls: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request.headers["Omnisend-Version"])
+        if len(calls) == 1:
+            return httpx.Response(409, json={"title": "Conflict", "detail": "identifiers taken"})
+        return httpx.Response(400, json={"title": "Bad request", "detail": "Unsupported version"})
+
+    dest, rows = _unit(handler, mode="single")
+    with pytest.raises(RequestError, match="Unsupported version"):
+        dest.submit(rows)
+    assert calls == ["2026-03-15", "2026-03-15"]
