@@ -338,8 +338,9 @@ def print_plan(plan: RunPlan, out: Any = None) -> None:
 
 def _cmd_preview(args: argparse.Namespace) -> int:
     sync = load_sync(args.sync, check_env=False)
-    print_plan(plan_run(sync, _state(args)))
-    print()
+    if not sync.is_contact_sync:  # a contact run's size depends on the diff, not a count
+        print_plan(plan_run(sync, _state(args)))
+        print()
     out = preview(sync, limit=args.limit)
     for req in out["requests"]:
         print(f"{req['method']} {req['url']}")

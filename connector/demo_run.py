@@ -80,7 +80,7 @@ def run_demo(
                 continue
             if got:
                 print(f"  {kind}: {len(got):,} events; first: {got[0]}")
-        for kind in ("klaviyo_profiles",):
+        for kind in ("klaviyo_profiles", "omnisend_contacts"):
             stored = sandbox.contacts(kind)
             if stored:
                 print(f"  {kind}: {len(stored):,} profiles stored by this run's import jobs")

@@ -60,6 +60,8 @@ def test_demo_runs_every_shipped_sync_then_continues_from_the_checkpoints(
     # The contact sync: all 500 customers first, nothing the second time...
     assert first["customers_to_klaviyo"] == {"read": 500, "delivered": 500}
     assert second["customers_to_klaviyo"] == {"read": 500, "delivered": 0}
+    assert first["customers_to_omnisend"] == {"read": 500, "delivered": 500}
+    assert second["customers_to_omnisend"] == {"read": 500, "delivered": 0}
     # ...and exactly the 3 rows changed by the documented one-line command (docs/contacts.md).
     change = (
         "import duckdb; duckdb.connect('.connector/demo.duckdb').execute(\"UPDATE "
@@ -69,5 +71,6 @@ def test_demo_runs_every_shipped_sync_then_continues_from_the_checkpoints(
     assert run_demo(events=300, state_url=state, single_slice=3) == 0
     third = _summaries(capsys.readouterr().out)
     assert third["customers_to_klaviyo"] == {"read": 500, "delivered": 3}
+    assert third["customers_to_omnisend"] == {"read": 500, "delivered": 3}
     # The next slice, not the same one again.
     assert "key ord-000002 -> " in out.split("order_placed_omnisend_events: success")[1]

@@ -6,10 +6,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from .klaviyo import KlaviyoProfiles
+from .omnisend import OmnisendContacts
 from .vendor import ContactDestination
 
 CONTACT_DESTINATIONS: dict[str, type[ContactDestination]] = {
-    cls.type: cls for cls in (KlaviyoProfiles,)
+    cls.type: cls for cls in (KlaviyoProfiles, OmnisendContacts)
 }
 
 # Event-only mapping fields a contact sync refuses (it has no event).
