@@ -342,7 +342,7 @@ def print_plan(plan: RunPlan, out: Any = None) -> None:
 
 def _cmd_preview(args: argparse.Namespace) -> int:
     sync = load_sync(args.sync, check_env=False)
-    if not sync.is_contact_sync:  # a contact run's plan is its diff (the counts below)
+    if not sync.is_contact_sync:  # a contact run's size depends on the diff, not a count
         print_plan(plan_run(sync, _state(args)))
         print()
     out = preview(sync, limit=args.limit)

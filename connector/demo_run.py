@@ -87,7 +87,7 @@ def run_demo(
                 continue
             if got:
                 print(f"  {kind}: {len(got):,} events; first: {got[0]}")
-        for kind in ("klaviyo_profiles", "brevo_contacts"):
+        for kind in ("klaviyo_profiles", "brevo_contacts", "omnisend_contacts"):
             stored = sandbox.contacts(kind)
             if stored:
                 print(f"  {kind}: {len(stored):,} profiles stored by this run's import jobs")

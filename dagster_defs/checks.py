@@ -83,8 +83,12 @@ def build_freshness_check(sync: SyncConfig, key: dg.AssetKey) -> dg.AssetChecksD
     @dg.asset_check(
         asset=key,
         name=CHECKPOINT_FRESHNESS,
-        description=f"The newest delivered {sync.source.cursor} is at most "
-        f"{sync.checks.max_lag_hours:g} h behind the newest source row (warns otherwise).",
+        description=(
+            f"The newest delivered {sync.source.cursor} is at most "
+            f"{sync.checks.max_lag_hours:g} h behind the newest source row (warns otherwise)."
+            if sync.source.cursor
+            else "Not applicable: the sync has no cursor, so every run reads every row."
+        ),
     )
     def _freshness(connector: ConnectorResource) -> dg.AssetCheckResult:
         return freshness_result(sync, connector)

@@ -62,6 +62,8 @@ def test_demo_runs_every_shipped_sync_then_continues_from_the_checkpoints(
     assert second["customers_to_klaviyo"] == {"read": 500, "delivered": 0}
     assert first["customers_to_brevo"] == {"read": 500, "delivered": 500}
     assert second["customers_to_brevo"] == {"read": 500, "delivered": 0}
+    assert first["customers_to_omnisend"] == {"read": 500, "delivered": 500}
+    assert second["customers_to_omnisend"] == {"read": 500, "delivered": 0}
     # ...and exactly the 3 rows changed by the documented one-line command (docs/contacts.md).
     change = (
         "import duckdb; duckdb.connect('.connector/demo.duckdb').execute(\"UPDATE "
@@ -72,5 +74,6 @@ def test_demo_runs_every_shipped_sync_then_continues_from_the_checkpoints(
     third = _summaries(capsys.readouterr().out)
     assert third["customers_to_klaviyo"] == {"read": 500, "delivered": 3}
     assert third["customers_to_brevo"] == {"read": 500, "delivered": 3}
+    assert third["customers_to_omnisend"] == {"read": 500, "delivered": 3}
     # The next slice, not the same one again.
     assert "key ord-000002 -> " in out.split("order_placed_omnisend_events: success")[1]

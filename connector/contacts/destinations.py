@@ -7,10 +7,11 @@ from typing import Any
 
 from .brevo import BrevoContacts
 from .klaviyo import KlaviyoProfiles
+from .omnisend import OmnisendContacts
 from .vendor import ContactDestination
 
 CONTACT_DESTINATIONS: dict[str, type[ContactDestination]] = {
-    cls.type: cls for cls in (KlaviyoProfiles, BrevoContacts)
+    cls.type: cls for cls in (KlaviyoProfiles, BrevoContacts, OmnisendContacts)
 }
 
 # Event-only mapping fields a contact sync refuses (it has no event).

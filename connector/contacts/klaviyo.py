@@ -24,6 +24,8 @@ import orjson
 from pydantic import Field
 from typing_extensions import override
 
+from ..destinations.klaviyo import E164 as E164_PATTERN
+from ..destinations.klaviyo import LOCATION_FIELDS, PROFILE_IDENTIFIERS, PROFILE_STRINGS
 from ..errors import RequestError
 from ..options import DestinationSettings
 from .vendor import (
@@ -39,21 +41,11 @@ from .vendor import (
 MAX_PROFILES = 10_000
 MAX_BYTES = 5 * 1024 * 1024
 MAX_PROFILE_BYTES = 100 * 1024
-IDENTIFIERS = ("email", "phone_number", "external_id", "anonymous_id", "_kx", "id")
-STANDARD = ("first_name", "last_name", "organization", "title", "image", "locale")
-LOCATION = (
-    "address1",
-    "address2",
-    "city",
-    "country",
-    "latitude",
-    "longitude",
-    "region",
-    "zip",
-    "timezone",
-    "ip",
-)
-E164 = re.compile(r"^\+[1-9]\d{1,14}$")
+# The profile fields are the vendor module's, shared with the event endpoint's profile block.
+IDENTIFIERS = (*PROFILE_IDENTIFIERS, "id")
+STANDARD = PROFILE_STRINGS
+LOCATION = LOCATION_FIELDS
+E164 = re.compile(E164_PATTERN)
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
 JOBS = "/api/profile-bulk-import-jobs"
 
