@@ -631,16 +631,20 @@ def run_sync(
                 f"{sync.name} is a contact sync: every run re-sends its failed rows; "
                 "partitions, backfills and --retry-rejects do not apply"
             )
-        return run_contacts(
-            sync,
-            state,
-            full_refresh=full_refresh,
-            dry_run=dry_run,
-            limit=limit,
-            runtime=runtime,
-            progress=progress,
-            warehouse_url=warehouse_url,
-        )
+        state = state or StateStore.open()
+        with contextlib.ExitStack() as held:
+            if not dry_run:  # the same lease as an event run: one run of a sync at a time
+                held.enter_context(Lease(state, sync.name, INCREMENTAL))
+            return run_contacts(
+                sync,
+                state,
+                full_refresh=full_refresh,
+                dry_run=dry_run,
+                limit=limit,
+                runtime=runtime,
+                progress=progress,
+                warehouse_url=warehouse_url,
+            )
     state = state or StateStore.open()
     run = (_RetryRun if retry_rejects else _Run)(
         sync,

@@ -16,8 +16,9 @@ import pytest
 
 from connector.cli import main
 from connector.contacts.hashes import HashStore
+from connector.lease import Lease
 from connector.sandbox import Fault, JobFault, SandboxOptions, SandboxServer
-from connector.state import StateStore
+from connector.state import INCREMENTAL, StateStore
 
 from .conftest import Warehouse
 
@@ -259,3 +260,24 @@ def proc_wait(proc: subprocess.Popen[str]) -> None:
     """Wait for the process a moment (a poll step of the loop above, not a timing sleep)."""
     with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=0.05)
+
+
+def test_a_second_run_of_a_contact_sync_exits_1_and_sends_nothing(
+    tmp_path: Path,
+    warehouse: Warehouse,
+    contacts_sandbox: SandboxServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    make_customers(warehouse, 50)
+    cli = Cli(tmp_path, warehouse, contacts_sandbox)
+    held = Lease(StateStore(cli.state_url), "customers_to_klaviyo", INCREMENTAL, ttl_s=60)
+    held.acquire()  # another run of the same sync, e.g. on a Dagster worker
+    code, out = cli.sync(monkeypatch, capsys)
+    assert code == 1
+    assert "customers_to_klaviyo [incremental] is already running since" in out["stderr"]
+    assert contacts_sandbox.stats()["requests"] == 0 and cli.profiles() == 0
+
+    held.release()
+    code, done = cli.sync(monkeypatch, capsys)
+    assert code == 0 and done["sent"] == 50 and cli.profiles() == 50
