@@ -25,7 +25,12 @@ from pydantic import Field
 from typing_extensions import override
 
 from ..destinations.klaviyo import E164 as E164_PATTERN
-from ..destinations.klaviyo import LOCATION_FIELDS, PROFILE_IDENTIFIERS, PROFILE_STRINGS
+from ..destinations.klaviyo import (
+    LOCATION_FIELDS,
+    PROFILE_IDENTIFIERS,
+    PROFILE_STRINGS,
+    klaviyo_headers,
+)
 from ..errors import RequestError
 from ..options import DestinationSettings
 from .vendor import (
@@ -113,12 +118,7 @@ class KlaviyoProfiles(ContactDestination):
 
     @override
     def headers(self) -> dict[str, str]:
-        return {
-            "Authorization": f"Klaviyo-API-Key {self.api_key}",
-            "revision": self.options.revision,
-            "Content-Type": "application/vnd.api+json",
-            "Accept": "application/vnd.api+json",
-        }
+        return klaviyo_headers(self.api_key, self.options.revision)
 
     # -- rows --------------------------------------------------------------------------
     @override

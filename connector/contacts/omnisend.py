@@ -41,6 +41,7 @@ import orjson
 from pydantic import Field
 from typing_extensions import override
 
+from ..destinations.omnisend import omnisend_headers
 from ..errors import RequestError
 from ..options import DestinationSettings
 from .vendor import (
@@ -166,12 +167,7 @@ class OmnisendContacts(ContactDestination):
 
     @override
     def headers(self) -> dict[str, str]:
-        return {
-            "Authorization": f"Omnisend-API-Key {self.api_key}",
-            "Omnisend-Version": self.options.api_version,
-            "Content-Type": "application/json",
-            "Accept": "application/json",
-        }
+        return omnisend_headers(self.api_key, self.options.api_version)
 
     # -- rows --------------------------------------------------------------------------
     @override

@@ -26,6 +26,17 @@ VENDOR = Vendor(name="omnisend", title="Omnisend")
 OMNISEND_RATE = RateLimit(per_second=7, per_minute=400, per_hour=None)
 
 
+def omnisend_headers(api_key: str, version: str) -> dict[str, str]:
+    """JSON request headers of the dated API: ``Authorization: Omnisend-API-Key`` and the
+    ``Omnisend-Version`` it speaks."""
+    return {
+        "Authorization": f"Omnisend-API-Key {api_key}",
+        "Omnisend-Version": version,
+        "Content-Type": "application/json",
+        "Accept": "application/json",
+    }
+
+
 def omnisend_message(status: int, body: bytes) -> str:
     """``{"error": ..., "fields": {...}}`` → one line (or an excerpt of a non-JSON body)."""
     try:

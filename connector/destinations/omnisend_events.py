@@ -58,6 +58,7 @@ from .omnisend import (
     contact_identifier_collisions,
     identifier_values,
     omnisend_about_request,
+    omnisend_headers,
     omnisend_message,
     problem_message,
 )
@@ -189,12 +190,7 @@ class OmnisendEvents(SingleEventDestination[OmnisendEventsDestination]):
                 "Content-Type": "application/json",
                 "Accept": "application/json",
             }
-        return {
-            "Authorization": f"Omnisend-API-Key {self.api_key}",
-            "Omnisend-Version": self.version,
-            "Content-Type": "application/json",
-            "Accept": "application/json",
-        }
+        return omnisend_headers(self.api_key, self.version)
 
     @override
     def build(self, items: list[Item], variant: str | None = None) -> Request:
