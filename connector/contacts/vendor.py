@@ -68,6 +68,15 @@ class JobRow:
 
 
 @dataclass
+class Gone:
+    """A contact whose source row vanished (``options.on_removed``): its key and the
+    identifiers stored when the vendor last confirmed it (the source row is gone)."""
+
+    key: str
+    identifiers: dict[str, str]
+
+
+@dataclass
 class JobResult:
     """What the vendor said about a finished job: per-row errors by row index in the job
     (``errors``), and rows it could not say anything about (``unknown``: not confirmed)."""
@@ -146,6 +155,15 @@ class ContactDestination:
         """The headers every request of this destination carries (authentication, API
         version, content type); set on the HTTP client once, masked in ``preview``."""
         return {}
+
+    max_unlist_per_request: ClassVar[int] = 100
+
+    def unlist(self, rows: list[Gone]) -> dict[int, str]:
+        """Remove these contacts from the sync's list(s) (``on_removed: unlist``): never
+        unsubscribe, never delete. Returns row index → reason for the rows the vendor
+        refused; raises ``RequestError`` when the request itself failed. At most
+        ``max_unlist_per_request`` rows per call."""
+        raise NotImplementedError
 
     def job_overhead(self) -> int:
         """Bytes of a job's body besides its profiles."""
