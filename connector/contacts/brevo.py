@@ -43,6 +43,7 @@ from .vendor import (
     ContactOptions,
     JobResult,
     JobRow,
+    join_body,
     match_errors,
     request_error,
 )
@@ -257,15 +258,14 @@ class BrevoContacts(ContactDestination):
         return 120 + 12 * len(self.options.list_ids)
 
     def _body(self, items: list[bytes], *, empty: bool) -> bytes:
-        return (
-            b'{"jsonBody":['
-            + b",".join(items)
-            + b'],"listIds":'
+        tail = (
+            b'],"listIds":'
             + orjson.dumps(self.options.list_ids)
             + b',"updateExistingContacts":true,"emptyContactsAttributes":'
             + (b"true" if empty else b"false")
             + b"}"
         )
+        return join_body(b'{"jsonBody":[', items, tail)
 
     def job_request(self, rows: list[JobRow]) -> tuple[str, bytes]:
         """The main import of these rows (``preview``)."""

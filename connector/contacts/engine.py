@@ -95,12 +95,23 @@ def make_contact_destination(
 
 @dataclass
 class _Job:
+    """One import job: its rows (all a confirmation needs), the ``Contact`` of each row only
+    when the destination's ``after_confirm`` needs it, and, while it fills, its size and the
+    identifiers it holds (for conflicts; dropped once submitted)."""
+
     rows: list[JobRow] = field(default_factory=list)
     contacts: list[Contact] = field(default_factory=list)
     size: int = 0
     seen: dict[tuple[str, str], str] = field(default_factory=dict)
     job_id: str | None = None
     started: float = 0.0
+
+
+def _compact(payload: bytes) -> bytes:
+    """A right-sized copy of a payload the job keeps until the vendor confirms it. orjson
+    (3.12+) returns ``bytes`` whose buffer stays at its initial 4 KiB however short the JSON
+    is: 10,000 kept profiles of ~450 bytes held 40 MiB instead of 5 (measured)."""
+    return bytes(memoryview(payload))
 
 
 class ContactRun:
@@ -273,8 +284,10 @@ class ContactRun:
             value = row.identifiers.get(name)
             if value:
                 self.job.seen[(name, value.lower() if name == "email" else value)] = row.key
+        row.payload = _compact(row.payload)
         self.job.rows.append(row)
-        self.job.contacts.append(contact)
+        if self._keep_contacts():
+            self.job.contacts.append(contact)
         self.job.size += len(row.payload) + 1
         self.res.sent += 1
 
@@ -292,7 +305,6 @@ class ContactRun:
             return
         job.job_id = self.dest.submit(job.rows)
         job.started = self.rt.clock()
-        job.contacts = job.contacts if self._keep_contacts() else []
         job.seen = {}
         self.res.jobs += 1
         self.outstanding.append(job)

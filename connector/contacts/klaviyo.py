@@ -39,6 +39,7 @@ from .vendor import (
     ContactOptions,
     JobResult,
     JobRow,
+    join_body,
     match_errors,
     request_error,
 )
@@ -176,19 +177,15 @@ class KlaviyoProfiles(ContactDestination):
 
     @override
     def job_request(self, rows: list[JobRow]) -> tuple[str, bytes]:
-        body = (
-            b'{"data":{"type":"profile-bulk-import-job","attributes":{"profiles":{"data":['
-            + b",".join(r.payload for r in rows)
-            + b"]}}"
-        )
+        tail = b"]}}"
         if self.options.list_id:
-            body += (
+            tail += (
                 b',"relationships":{"lists":{"data":[{"type":"list","id":'
                 + orjson.dumps(self.options.list_id)
                 + b"}]}}"
             )
-        body += b"}}"
-        return JOBS, body
+        head = b'{"data":{"type":"profile-bulk-import-job","attributes":{"profiles":{"data":['
+        return JOBS, join_body(head, [r.payload for r in rows], tail + b"}}")
 
     @override
     def submit(self, rows: list[JobRow]) -> str:
