@@ -93,6 +93,12 @@ def make_contact_destination(
     return out
 
 
+# Rows of one job at most, whatever the vendor allows: the run holds every row of its open and
+# in-flight jobs (``jobs_in_flight`` + 1) until the vendor confirms them, ~0.8 KB each. A limit
+# by bytes alone (Brevo's 8 MiB) let a job of short contacts hold 40,000 rows and more.
+ROWS_PER_JOB = 10_000
+
+
 @dataclass
 class _Job:
     """One import job: its rows (all a confirmation needs), the ``Contact`` of each row only
@@ -102,7 +108,7 @@ class _Job:
     rows: list[JobRow] = field(default_factory=list)
     contacts: list[Contact] = field(default_factory=list)
     size: int = 0
-    seen: dict[tuple[str, str], str] = field(default_factory=dict)
+    seen: dict[str, dict[str, str]] = field(default_factory=dict)  # name → value → row key
     job_id: str | None = None
     started: float = 0.0
 
@@ -262,16 +268,20 @@ class ContactRun:
     def _add(self, row: JobRow, contact: Contact) -> None:
         dest = self.dest
         if (
-            len(self.job.rows) >= dest.max_per_job
+            len(self.job.rows) >= min(dest.max_per_job, ROWS_PER_JOB)
             or self.job.size + len(row.payload) + 1 + dest.job_overhead() > dest.max_job_bytes
         ):
             self._flush()
+        idents = []
         for name in dest.identifier_fields:
             value = row.identifiers.get(name)
             if not value:
                 continue
-            ident = (name, value.lower() if name == "email" else value)
-            other = self.job.seen.get(ident)
+            if name == "email":
+                lower = value.lower()
+                value = value if lower == value else lower  # the row's own string when equal
+            seen = self.job.seen.setdefault(name, {})
+            other = seen.get(value)
             if other is not None:
                 self._reject(
                     row.key,
@@ -280,10 +290,9 @@ class ContactRun:
                     row.payload,
                 )
                 return
-        for name in dest.identifier_fields:
-            value = row.identifiers.get(name)
-            if value:
-                self.job.seen[(name, value.lower() if name == "email" else value)] = row.key
+            idents.append((seen, value))
+        for seen, value in idents:
+            seen[value] = row.key
         row.payload = _compact(row.payload)
         self.job.rows.append(row)
         if self._keep_contacts():
