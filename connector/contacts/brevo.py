@@ -1,13 +1,13 @@
 """Brevo ``POST /v3/contacts/import`` with ``jsonBody`` (contracts-contacts.md, Brevo).
 
-From developers.brevo.com (reference/import-contacts, get-process, get-attributes, api-limits):
-the ``jsonBody`` import allows 10 MB and Brevo recommends about 8 MB, so a job holds at most
-8 MiB of contacts; ``listIds`` is mandatory (``options.list_ids``); ``updateExistingContacts``
-is always sent as ``true``. The import answers 202 ``{"processId"}``; the process is polled with
-``GET /v3/processes/{id}`` until ``completed`` (``failed`` / ``cancelled`` fail the run and
-confirm nothing). Rows Brevo left out are listed in CSV reports linked from ``info.import``
-(invalid_emails, duplicate_email_id, duplicate_ext_id...) without a row index: they are
-matched to the job's rows by identifier and become rejects.
+From developers.brevo.com (reference/import-contacts, get-process, get-attributes, api-limits): the
+``jsonBody`` import allows 10 MB and Brevo recommends about 8 MB, so a job holds at most 8 MiB of
+contacts (and 10,000: the engine's memory bound); ``listIds`` is mandatory (``options.list_ids``);
+``updateExistingContacts`` is always sent as ``true``. The import answers 202 ``{"processId"}``; the
+process is polled with ``GET /v3/processes/{id}`` until ``completed`` (``failed`` / ``cancelled``
+fail the run and confirm nothing). Rows Brevo left out are listed in CSV reports linked from
+``info.import`` (invalid_emails, duplicate_email_id, duplicate_ext_id...) without a row index: they
+are matched to the job's rows by identifier and become rejects.
 
 Brevo ignores unknown attributes and values of the wrong type *silently*, so before anything is
 sent (``connector validate`` and the start of every run) the mapped attributes are checked
@@ -122,7 +122,7 @@ class BrevoContacts(ContactDestination):
     vendor = "brevo"
     default_base_url = "https://api.brevo.com"
     identifier_fields = tuple(IDENTIFIERS)
-    max_per_job = 1_000_000  # no count limit documented: the body size decides
+    max_per_job = 1_000_000  # no count limit documented (the engine caps a job at ROWS_PER_JOB)
     max_job_bytes = MAX_BYTES
     rate_per_second = 10
     rate_per_minute = 600  # 36,000/h (General plan)
