@@ -13,6 +13,7 @@ from connector.errors import RequestError
 from connector.state import StateStore
 
 from .conftest import Warehouse, make_sync
+from .contact_fixtures import make_customers
 from .contacts_fakes import FakeKlaviyo
 
 SYNC = """
@@ -30,27 +31,7 @@ mapping:
 
 
 def customers(wh: Warehouse, n: int) -> None:
-    wh.run(
-        "DROP TABLE IF EXISTS customers",
-        f"""CREATE TABLE customers (customer_id INTEGER, email VARCHAR(200),
-            first_name VARCHAR(50), plan VARCHAR(20), ltv NUMERIC(12, 2), city VARCHAR(50),
-            updated_at {wh.timestamptz()})""",
-    )
-    wh.insert(
-        "customers",
-        [
-            {
-                "customer_id": i,
-                "email": f"c{i}@example.com",
-                "first_name": f"Name{i}",
-                "plan": "pro" if i % 2 else "free",
-                "ltv": f"{i}.10",
-                "city": "Paris",
-                "updated_at": "2026-11-01 00:00:00+00",
-            }
-            for i in range(1, n + 1)
-        ],
-    )
+    make_customers(wh, n, updated_at=True)
 
 
 def sync_for(wh: Warehouse, cursor: bool = False, options: str = "", extra_props: str = "") -> Any:
