@@ -29,7 +29,7 @@ destination:
   type: klaviyo_profiles
   api_key: ${{KLAVIYO_API_KEY}}
   base_url: {sandbox}
-  options: {{poll_interval_s: 0.01, poll_max_interval_s: 0.05, list_id: LIST1}}
+  options: {{poll_interval_s: 0.01, poll_max_interval_s: 0.05, list_id: LIST1{options}}}
 mapping:
   identifiers: {{email: email, external_id: customer_id}}
   contact_properties: {{first_name: first_name, plan: plan, ltv: ltv, location.city: city{extra}}}
@@ -39,7 +39,7 @@ mapping:
 class Cli(ContactCli):
     name = "customers_to_klaviyo"
     template = SYNC
-    defaults: ClassVar[dict[str, str]] = {"extra": ""}
+    defaults: ClassVar[dict[str, str]] = {"extra": "", "options": ""}
 
     def profiles(self) -> int:
         return len(self.sandbox.events("klaviyo_profiles"))
@@ -105,6 +105,44 @@ def test_row_the_vendor_refuses_is_sent_again_next_run(
     code, fixed = cli.sync(monkeypatch, capsys)
     assert (fixed["sent"], fixed["delivered"], fixed["rejected"]) == (1, 1, 0)
     assert StateStore(cli.state_url).rejects("customers_to_klaviyo") == []
+
+
+def test_breaker_stops_a_run_whose_jobs_the_vendor_mostly_refuses(
+    tmp_path: Path,
+    duck: Warehouse,
+    sandbox: SandboxServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    make_customers(duck, 10_500)  # two jobs: 10,000 + 500
+    # A broken mapping: Klaviyo refuses 9 of 10 emails (no dot in the domain), listed by its
+    # import-errors endpoint.
+    duck.run(
+        "UPDATE customers SET email = 'c' || customer_id || '@localhost' "
+        "WHERE customer_id % 10 <> 0"
+    )
+    cli = Cli(tmp_path, duck, sandbox)
+    cli.write(options=", jobs_in_flight: 1")
+    code, out = cli.sync(monkeypatch, capsys)
+    assert code == 1
+    assert "refused 9000 of the 10000 contacts" in out["stderr"]
+    assert (
+        "max_reject_ratio (0.5)" in out["stderr"] and "before its next import job" in out["stderr"]
+    )
+    assert sandbox.stats()["contacts"]["klaviyo_profiles"]["jobs"] == 1  # the second never sent
+    assert cli.confirmed() == 1_000  # only what Klaviyo confirmed
+    assert StateStore(cli.state_url).rejects("customers_to_klaviyo") == []
+
+    duck.run("UPDATE customers SET email = 'c' || customer_id || '@example.com'")
+    code, res = cli.sync(monkeypatch, capsys)
+    assert code == 0
+    assert (res["unchanged"], res["sent"], res["delivered"], res["rejected"]) == (
+        1_000,
+        9_500,
+        9_500,
+        0,
+    )
+    assert cli.confirmed() == 10_500
 
 
 def test_mapping_change_resends_every_row(

@@ -11,11 +11,12 @@ runs (rows before the checkpoint) are re-read by key and diffed too.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from ..config import SyncConfig, resolve_env
 from ..delivery import Runtime
@@ -25,6 +26,7 @@ from ..ratelimit import account_key, pacer_for
 from ..result import SAMPLE_REJECTS, SyncResult, _describe
 from ..source import Reader
 from ..state import CLOSED_DELIVERED, INCREMENTAL, Reject, StateStore
+from .breaker import ContactBreaker
 from .destinations import CONTACT_DESTINATIONS
 from .diff import Hasher, Page
 from .hashes import HashStore
@@ -138,6 +140,9 @@ class ContactRun:
             sync, self.stats, self.rt, resolve_secret=not dry_run, transport=transport
         )
         self.hasher = Hasher(sync)
+        self.breaker = ContactBreaker(
+            self.dest.type, self.dest.options, lambda k, r, p: self._reject(k, r, p, api=True)
+        )
         self.res = ContactResult(sync=sync.name, scope=INCREMENTAL, run_id=None)
         self.job = _Job()
         self.outstanding: deque[_Job] = deque()
@@ -192,12 +197,15 @@ class ContactRun:
                     problems = self.dest.preflight(self.sync, reader.column_types())
                     if problems:
                         raise ConfigError(problems)
-                for chunk in self._chunks(reader):
-                    self._page(self.hasher.page(chunk))
-                    self._report()
+                # Closed on a failure too: an embedded warehouse's open result is let go now.
+                with contextlib.closing(cast(Generator[Chunk], self._chunks(reader))) as chunks:
+                    for chunk in chunks:
+                        self._page(self.hasher.page(chunk))
+                        self._report()
             self._flush()
             while self.outstanding:
                 self._finish_job(self.outstanding.popleft())
+            self.breaker.release()
             if self.res.unconfirmed:
                 raise RequestError(
                     f"{self.res.unconfirmed} rows stay unconfirmed (see above); they are sent "
@@ -327,9 +335,8 @@ class ContactRun:
             ok = [i for i in range(len(job.rows)) if i not in errors]
             more = self.dest.after_confirm([job.rows[i] for i in ok], [job.contacts[i] for i in ok])
             errors.update({ok[j]: r for j, r in more.items()})
-        for i, reason in errors.items():
-            row = job.rows[i]
-            self._reject(row.key, reason, row.payload, api=True)
+        refused = [(job.rows[i].key, reason, job.rows[i].payload) for i, reason in errors.items()]
+        self.breaker.judge(len(job.rows), refused)  # records, holds or trips (below)
         confirmed = [(r.key, r.hash) for i, r in enumerate(job.rows) if i not in errors]
         self.hashes.confirm(self.sync.name, confirmed)
         if self.res.run_id:
@@ -342,6 +349,7 @@ class ContactRun:
             )
         self.res.delivered += len(confirmed)
         self._report()
+        self.breaker.check()  # tripped: the run stops before its next job
 
     # -- rejects, progress, end --------------------------------------------------------
     def _reject(
