@@ -22,7 +22,6 @@ from ..config import SyncConfig, resolve_env
 from ..delivery import Runtime
 from ..errors import ConfigError, ConnectorError, RequestError, mask_url
 from ..mapping import Chunk
-from ..ratelimit import account_key, pacer_for
 from ..result import SAMPLE_REJECTS, SyncResult, _describe
 from ..source import Reader
 from ..state import CLOSED_DELIVERED, INCREMENTAL, Reject, StateStore
@@ -31,6 +30,7 @@ from .destinations import CONTACT_DESTINATIONS
 from .diff import Hasher, Page
 from .hashes import HashStore
 from .http import JobHTTP
+from .pacing import contact_pacer
 from .vendor import Contact, ContactDestination, JobRow, JobStats
 
 
@@ -56,13 +56,16 @@ def make_contact_destination(
     *,
     resolve_secret: bool = True,
     transport: Any = None,
+    state: StateStore | None = None,
 ) -> ContactDestination:
     """Build the contact destination of ``sync`` with its paced, retrying ``JobHTTP`` client.
 
     The API key and a ``${ENV}`` base URL are resolved from the environment unless
     ``resolve_secret`` is false (a dry run: the key becomes ``***``). The pace is the
-    destination's ``options.rate_limit`` or the vendor's documented rate, shared per account.
-    ``transport`` replaces httpx's (tests, the sandbox). Requests counted go to ``stats``.
+    destination's ``options.rate_limit`` or the vendor's documented rate, shared per account
+    (``contacts.pacing``: through ``state``'s pacer table as ``options.pacing`` says, and with
+    the event syncs of the account where the vendor has one limit for both). ``transport``
+    replaces httpx's (tests, the sandbox). Requests counted go to ``stats``.
 
     Raises:
         ConfigError: an ``${ENV}`` reference names an unset variable.
@@ -79,7 +82,7 @@ def make_contact_destination(
     rate = dest.options.rate_limit or RateLimit(
         per_second=cls.rate_per_second, per_minute=cls.rate_per_minute
     )
-    pacer = pacer_for(account_key(cls.type, base_url, api_key), rate, runtime.clock, runtime.sleep)
+    pacer = contact_pacer(cls, dest.options, base_url, api_key, rate, runtime, state)
     http = JobHTTP(
         base_url,
         {},
@@ -89,6 +92,7 @@ def make_contact_destination(
         sleep=runtime.sleep,
         random=runtime.random,
         transport=transport,
+        pause=pacer.pause,
     )
     out = cls(dest, api_key, sync.name, http)
     http.client.headers.update(out.headers())
@@ -137,7 +141,7 @@ class ContactRun:
         self.warehouse_url = warehouse_url
         self.stats = JobStats()
         self.dest = make_contact_destination(
-            sync, self.stats, self.rt, resolve_secret=not dry_run, transport=transport
+            sync, self.stats, self.rt, resolve_secret=not dry_run, transport=transport, state=state
         )
         self.hasher = Hasher(sync)
         self.breaker = ContactBreaker(

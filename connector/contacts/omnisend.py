@@ -119,6 +119,7 @@ class OmnisendContacts(ContactDestination):
     max_job_bytes = MAX_BYTES
     rate_per_second = 7  # smooths bursts; the 400/min window binds
     rate_per_minute = 400
+    rate_account = "omnisend_events"  # one 400/min budget per store for every endpoint
     config_model = OmnisendContactsDestination
 
     def __init__(self, config: Any, api_key: str, sync_name: str, http: Any) -> None:

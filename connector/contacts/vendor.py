@@ -109,6 +109,9 @@ class ContactDestination:
     max_job_bytes: ClassVar[int]
     rate_per_second: ClassVar[float | None] = None
     rate_per_minute: ClassVar[float | None] = None
+    # The event destination type whose rate budget this one spends (one documented limit for
+    # both: ``contacts.pacing``); None: its own.
+    rate_account: ClassVar[str | None] = None
     config_model: ClassVar[Any]  # the pydantic model of its ``destination:`` block
 
     def __init__(self, config: Any, api_key: str, sync_name: str, http: Any) -> None:
