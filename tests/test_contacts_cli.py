@@ -197,12 +197,18 @@ def test_cancelled_job_fails_the_run_and_confirms_nothing(
     assert (code, res["sent"], res["delivered"]) == (0, 20, 20)
 
 
+@pytest.mark.parametrize("store", ["sqlite", "postgresql"])
 def test_kill_9_during_a_job_resends_unconfirmed_rows_none_lost(
-    tmp_path: Path, duck: Warehouse, sandbox: SandboxServer
+    tmp_path: Path,
+    duck: Warehouse,
+    sandbox: SandboxServer,
+    request: pytest.FixtureRequest,
+    store: str,
 ) -> None:
     make_customers(duck, 25_000)  # three jobs of at most 10,000 profiles
     duck.dispose()
-    cli = Cli(tmp_path, duck, sandbox)
+    state_url = request.getfixturevalue("pg_url") if store == "postgresql" else None
+    cli = Cli(tmp_path, duck, sandbox, state_url=state_url)
     # The second job never finishes while the first run lives: it is killed polling it.
     sandbox.inject_job(
         JobFault("klaviyo_profiles", polls=0), JobFault("klaviyo_profiles", polls=10_000)
@@ -215,12 +221,12 @@ def test_kill_9_during_a_job_resends_unconfirmed_rows_none_lost(
         stderr=subprocess.PIPE,
         text=True,
     )
-    store = HashStore(StateStore(cli.state_url))
+    hashes = HashStore(StateStore(cli.state_url))
     try:
         # Wait (bounded by the test timeout) until the first job is confirmed and the second
         # has been polled: the kill lands while a job is in flight.
         while not (
-            store.count("customers_to_klaviyo") >= 10_000
+            hashes.count("customers_to_klaviyo") >= 10_000
             and sandbox.stats()["contacts"]["klaviyo_profiles"]["jobs"] >= 2
         ):
             assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
@@ -228,8 +234,9 @@ def test_kill_9_during_a_job_resends_unconfirmed_rows_none_lost(
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    confirmed = store.count("customers_to_klaviyo")
+    confirmed = hashes.count("customers_to_klaviyo")
     assert 10_000 <= confirmed < 25_000
+    sent_before = cli.profiles()  # profiles the sandbox received from the killed run
     rerun = subprocess.run(
         [sys.executable, "-m", "connector.cli", "sync", "customers_to_klaviyo", "--json"],
         env=env,
@@ -240,7 +247,11 @@ def test_kill_9_during_a_job_resends_unconfirmed_rows_none_lost(
     res = json.loads(rerun.stdout)
     assert res["unchanged"] == confirmed
     assert res["sent"] == 25_000 - confirmed and res["delivered"] == 25_000 - confirmed
-    assert store.count("customers_to_klaviyo") == 25_000
+    assert hashes.count("customers_to_klaviyo") == 25_000
+    # Counted at the sandbox: the rerun sent exactly the unconfirmed rows, and every
+    # customer is there once.
+    assert cli.profiles() == sent_before + 25_000 - confirmed
+    assert len(sandbox.contacts("klaviyo_profiles")) == 25_000
     for i in (1, 12_345, 25_000):
         assert sandbox.contact("klaviyo_profiles", f"c{i}@example.com") is not None
 
