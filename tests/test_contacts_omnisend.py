@@ -136,6 +136,38 @@ def test_stopped_batch_fails_the_run_confirms_nothing_and_is_sent_again(
     assert cli.stats()["stored"] == 150
 
 
+def test_null_keeps_omnisends_value_and_validate_says_so_until_acknowledged(
+    tmp_path: Path,
+    duck: Warehouse,
+    sandbox: SandboxServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    make_customers(duck, 5, phone=True)
+    cli = Cli(tmp_path, duck, sandbox)
+    assert cli.sync(monkeypatch, capsys)[0] == 0
+    duck.run("UPDATE customers SET plan = NULL, first_name = NULL WHERE customer_id = 2")
+    code, res = cli.sync(monkeypatch, capsys)
+    assert code == 0
+    assert (res["changed"], res["sent"], res["delivered"]) == (1, 1, 1)
+    sent = sandbox.events("omnisend_contacts")[-1]
+    assert "firstName" not in sent and sent["customProperties"] == {"ltv": 2.10}
+    stored = sandbox.contact("omnisend_contacts", "c2@example.com")
+    assert stored is not None  # Omnisend has no way to clear them: the old values stay
+    assert stored["firstName"] == "Name2" and stored["customProperties"]["plan"] == "free"
+
+    code, out = cli.run(monkeypatch, capsys, "validate", NAME)
+    assert code == 0
+    assert (
+        "warning: syncs/customers.yaml: a NULL in firstName, city, plan, ltv leaves the value "
+        "Omnisend holds"
+    ) in out["stdout"]
+    assert "null_fields: keep" in out["stdout"]
+    cli.write(options=", null_fields: keep")
+    code, out = cli.run(monkeypatch, capsys, "validate", NAME)
+    assert code == 0 and "warning" not in out["stdout"]
+
+
 def test_item_the_batch_refuses_is_a_reject_sent_again_next_run(
     tmp_path: Path,
     duck: Warehouse,

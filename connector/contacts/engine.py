@@ -401,10 +401,16 @@ class ContactRun:
                     raise
 
 
-def contact_problems(sync: SyncConfig, types: dict[str, str]) -> list[str]:
+def contact_problems(
+    sync: SyncConfig, types: dict[str, str], warnings: list[str] | None = None
+) -> list[str]:
     """``connector validate``: what the destination's preflight finds (an unknown Brevo
-    attribute...), asking the vendor with the sync's own key; [] when it asks nothing."""
-    if not CONTACT_DESTINATIONS[sync.destination.type].has_preflight():
+    attribute...), asking the vendor with the sync's own key; [] when it asks nothing. What
+    the sync will do that the user may not expect goes to ``warnings`` (``validate_warnings``)."""
+    cls = CONTACT_DESTINATIONS[sync.destination.type]
+    if warnings is not None:
+        warnings += cls.validate_warnings(sync)
+    if not cls.has_preflight():
         return []
     dest = make_contact_destination(sync, JobStats(), Runtime())
     try:

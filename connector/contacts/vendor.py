@@ -134,6 +134,12 @@ class ContactDestination:
         return []
 
     @classmethod
+    def validate_warnings(cls, sync: Any) -> list[str]:
+        """What ``validate`` should tell about this sync that runs would do silently (a NULL
+        the vendor cannot clear...). The base has nothing to say."""
+        return []
+
+    @classmethod
     def has_preflight(cls) -> bool:
         """Does this destination ask the vendor anything before sending?"""
         return cls.preflight is not ContactDestination.preflight
