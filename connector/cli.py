@@ -422,6 +422,9 @@ def _cmd_state(args: argparse.Namespace) -> int:
         if args.scope and scope != args.scope:
             continue
         print(f"{sync.name} [{scope}]: {_fmt_pos(pos)}")
+    if sync.is_contact_sync:
+        n = HashStore(store).count(sync.name)
+        print(f"  {n:,} contacts confirmed by the vendor (stored hashes; unchanged rows skip)")
     pending = [e for scope in cps for e in store.ledger(sync.name, scope)]
     if pending:
         print(

@@ -37,6 +37,8 @@ def test_reset_refused_while_running_then_forgets_contact_hashes(
     assert code == 0 and first["delivered"] == 30
     store = StateStore.open(cli.state_url)
     assert HashStore(store).count("customers_to_klaviyo") == 30
+    assert main(["state", "show", "customers_to_klaviyo"]) == 0
+    assert "  30 contacts confirmed by the vendor" in capsys.readouterr().out
 
     # A run holds the lease (this process: alive, not expired): reset refuses, changes nothing.
     with Lease(store, "customers_to_klaviyo", INCREMENTAL, ttl_s=60):
