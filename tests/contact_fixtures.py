@@ -90,3 +90,29 @@ class ContactCli:
     def confirmed(self) -> int:
         """Rows whose hash the state store holds (confirmed by the vendor)."""
         return HashStore(StateStore(self.state_url)).count(self.name)
+
+
+KLAVIYO_SYNC = """
+name: customers_to_klaviyo
+source: {{table: customers, primary_key: [customer_id], url: "{url}", chunk_size: 500}}
+destination:
+  type: klaviyo_profiles
+  api_key: ${{KLAVIYO_API_KEY}}
+  base_url: {sandbox}
+  options: {{poll_interval_s: 0.01, poll_max_interval_s: 0.05, list_id: LIST1{options}}}
+mapping:
+  identifiers: {{email: email, external_id: customer_id}}
+  contact_properties: {{first_name: first_name, plan: plan, ltv: ltv, location.city: city{extra}}}
+"""
+
+
+class KlaviyoCli(ContactCli):
+    """The Klaviyo profile sync most contact tests run (``write(extra=..., options=...)``
+    appends contact properties, destination options)."""
+
+    name = "customers_to_klaviyo"
+    template = KLAVIYO_SYNC
+    defaults: ClassVar[dict[str, str]] = {"extra": "", "options": ""}
+
+    def profiles(self) -> int:
+        return len(self.sandbox.events("klaviyo_profiles"))

@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import ClassVar
 
 import pytest
 
@@ -20,29 +19,8 @@ from connector.sandbox import Fault, JobFault, SandboxServer
 from connector.state import INCREMENTAL, StateStore
 
 from .conftest import Warehouse
-from .contact_fixtures import ContactCli, make_customers
-
-SYNC = """
-name: customers_to_klaviyo
-source: {{table: customers, primary_key: [customer_id], url: "{url}", chunk_size: 500}}
-destination:
-  type: klaviyo_profiles
-  api_key: ${{KLAVIYO_API_KEY}}
-  base_url: {sandbox}
-  options: {{poll_interval_s: 0.01, poll_max_interval_s: 0.05, list_id: LIST1{options}}}
-mapping:
-  identifiers: {{email: email, external_id: customer_id}}
-  contact_properties: {{first_name: first_name, plan: plan, ltv: ltv, location.city: city{extra}}}
-"""
-
-
-class Cli(ContactCli):
-    name = "customers_to_klaviyo"
-    template = SYNC
-    defaults: ClassVar[dict[str, str]] = {"extra": "", "options": ""}
-
-    def profiles(self) -> int:
-        return len(self.sandbox.events("klaviyo_profiles"))
+from .contact_fixtures import KlaviyoCli as Cli
+from .contact_fixtures import make_customers
 
 
 def test_unchanged_sends_nothing_one_changed_sends_one(

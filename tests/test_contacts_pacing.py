@@ -5,7 +5,7 @@ where the vendor documents one limit (Omnisend); the CLI, a DuckDB warehouse, th
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import httpx
 import pytest
@@ -17,21 +17,8 @@ from connector.sandbox import SandboxServer
 from connector.state import StateStore
 
 from .conftest import Warehouse
-from .contact_fixtures import ContactCli, make_customers
+from .contact_fixtures import ContactCli, KlaviyoCli, make_customers
 from .helpers import create_events_table, event_rows, insert_events
-
-KLAVIYO = """
-name: customers_to_klaviyo
-source: {{table: customers, primary_key: [customer_id], url: "{url}"}}
-destination:
-  type: klaviyo_profiles
-  api_key: ${{KLAVIYO_API_KEY}}
-  base_url: {sandbox}
-  options: {{poll_interval_s: 0.01, poll_max_interval_s: 0.05{options}}}
-mapping:
-  identifiers: {{email: email, external_id: customer_id}}
-  contact_properties: {{first_name: first_name, plan: plan}}
-"""
 
 OMNISEND = """
 name: customers_to_omnisend
@@ -56,12 +43,6 @@ mapping:
   identifiers: {{email: email}}
   event_properties: {{title: title}}
 """
-
-
-class KlaviyoCli(ContactCli):
-    name = "customers_to_klaviyo"
-    template = KLAVIYO
-    defaults: ClassVar[dict[str, str]] = {"options": ""}
 
 
 class OmnisendCli(ContactCli):
