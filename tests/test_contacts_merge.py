@@ -335,7 +335,9 @@ def test_old_layout_store_migrates_and_loses_nothing(
     assert (r.res.unchanged, r.res.sent, r.res.removed) == (6, 0, 2)
     order = KeyOrder("i")
     with upgraded.engine.connect() as c:
-        stored = dict(c.execute(sa.text("SELECT key, ord FROM connector_contact_hashes")).all())
+        stored: dict[str, bytes] = dict(
+            c.execute(sa.text("SELECT key, ord FROM connector_contact_hashes")).tuples().all()
+        )
     assert {k: bytes(v) for k, v in stored.items()} == {
         str(i): order.from_key(str(i)) for i in range(1, 9)
     }
@@ -410,3 +412,28 @@ def test_source_out_of_byte_order_falls_back_to_lookups(
         0,
     )
     assert "byte order" in caplog.text
+
+
+# --------------------------------------------------------------------------- hashing cost
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        ["plain", None, "é"],
+        ['a "quoted" one', "plain"],
+        ["back\\slash", "plain"],
+        ["tab\there", "nl\nx", "plain", None],
+        ['all: "\\\x01', ""],
+    ],
+)
+def test_json_strings_skip_only_escapes_a_column_does_not_need(values: list[Any]) -> None:
+    import orjson
+    import pyarrow as pa
+
+    from connector.jsonfrag import strings
+
+    arr = pa.array(['x"\\\x02', *values], pa.string())
+    for a in (pa.array(values, pa.string()), arr.slice(1)):  # a slice shares a dirty buffer
+        got = strings(a).to_pylist()
+        assert got == [None if v is None else orjson.dumps(v).decode() for v in values]

@@ -584,7 +584,8 @@ def print_contact_summary(res: ContactResult, out: Any) -> None:
         f"  added               {res.added:,}",
         f"  changed             {res.changed:,}",
         f"  unchanged           {res.unchanged:,}  (nothing sent)",
-        f"  removed             {res.removed:,}",
+        f"  removed             {res.removed:,}"
+        + (f"  ({res.unlisted:,} removed from the list)" if res.unlisted else ""),
         f"  {'would send' if dry else 'sent':<19} {res.sent:,}",
         f"  delivered           {res.delivered:,}  (confirmed by the vendor)",
         f"  rejected            {res.rejected:,}  (sent again by the next run)",

@@ -93,13 +93,15 @@ class HashStore:
                 if o is None:
                     skipped += 1
                 else:
-                    values.append({"o": o, "s": sync, "k": key})
+                    values.append((o, sync, key))
             if values:
+                sql = f"UPDATE {_TABLE} SET ord = %s WHERE sync = %s AND key = %s"
                 with self.engine.begin() as c:
-                    c.execute(
-                        sa.text(f"UPDATE {_TABLE} SET ord = :o WHERE sync = :s AND key = :k"),
-                        values,
-                    )
+                    cur = c.connection.driver_connection.cursor()  # type: ignore[union-attr]
+                    try:
+                        cur.executemany(sql if self.pg else sql.replace("%s", "?"), values)
+                    finally:
+                        cur.close()
             done += len(values)
         if skipped:
             log.warning(
