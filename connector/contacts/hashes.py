@@ -17,7 +17,6 @@ Two ways to diff a page against them:
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -124,27 +123,29 @@ class HashStore:
         return any(self._query(f"SELECT 1 FROM {_TABLE} WHERE {w} LIMIT 1", p) for w, p in probe)
 
     # -- merge ----------------------------------------------------------------------------
-    def digest(self, text: str) -> str:
-        """The page side of ``summary``'s comparison (PostgreSQL sends MD5s of its texts)."""
-        return hashlib.md5(text.encode()).hexdigest() if self.pg else text
-
     def summary(
-        self, sync: str, lo: bytes, hi: bytes, *, last: bool = False
-    ) -> tuple[int, str, str]:
-        """Stored rows of ``sync`` with ``lo < ord <= hi`` (``< hi`` when ``last``): their
-        count, and the concatenations (PostgreSQL: MD5 of them) of their ords in hex and of
-        their hashes, in ord order."""
-        op = "<" if last else "<="
+        self, sync: str, lo: bytes, hi: bytes, limit: int, *, hashes: bool = True
+    ) -> tuple[int, bytes]:
+        """The first ``limit`` stored rows of ``sync`` with ``lo < ord <= hi``: their count,
+        and each row's ord followed by its hash (its ord alone unless ``hashes``),
+        concatenated, in one value.
+
+        The order of an aggregate's input is not promised; the caller only relies on it for
+        a page found equal, and ords are self-delimiting, so equal bytes are equal rows in
+        the page's order.
+        """
         if self.pg:
-            agg = "count(*), md5(string_agg(encode(ord, 'hex'), '')), md5(string_agg(hash, ''))"
+            row = "ord || convert_to(hash, 'UTF8')" if hashes else "ord"
+            agg = f"count(*), string_agg({row}, ''::bytea)"
         else:
-            agg = "count(*), group_concat(hex(ord), ''), group_concat(hash, '')"
+            row = "ord || hash" if hashes else "ord"
+            agg = f"count(*), CAST(group_concat({row}, '') AS BLOB)"
         sql = (
-            f"SELECT {agg} FROM (SELECT ord, hash FROM {_TABLE} "
-            f"WHERE sync = %s AND ord > %s AND ord {op} %s ORDER BY ord) r"
+            f"SELECT {agg} FROM (SELECT ord, hash FROM {_TABLE} WHERE sync = %s AND ord > %s "
+            "AND ord <= %s ORDER BY ord LIMIT %s) r"
         )
-        n, ords, hashes = self._query(sql, [sync, lo, hi])[0]
-        return int(n), (ords or "") if self.pg else (ords or "").lower(), hashes or ""
+        n, data = self._query(sql, [sync, lo, hi, limit])[0]
+        return int(n), bytes(data) if data is not None else b""
 
     def range(
         self, sync: str, lo: bytes, hi: bytes, *, last: bool = False, limit: int = 20_000
