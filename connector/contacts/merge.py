@@ -29,6 +29,7 @@ from .hashes import HashStore
 from .keyorder import INTEGER, KeyOrder, Unordered
 
 _SLICE = 20_000
+_SPARE = 1_000  # a page's range with more than 2 * rows + this is read in slices
 
 
 @dataclass
@@ -74,7 +75,7 @@ class Merge:
             raise Unordered("the source's key order is not the byte order of its keys")
         lo, self.lo = self.lo, last
         self.pages += 1
-        limit = 2 * n + 1000  # a range with more rows than this is read in slices
+        limit = 2 * n + _SPARE
         slices: Iterable[tuple[pa.Array, pa.Array | None]] | None = None
         if self.try_summary or self.width is not None:
             count, data = self.store.summary(self.sync, lo, last, limit, hashes=hashes is not None)
