@@ -463,3 +463,23 @@ def test_a_gap_wider_than_the_page_is_read_in_slices(
         len(keys) - len(gap) - 1,
         0,
     )
+
+
+def test_a_re_keyed_row_is_not_unlisted(
+    duck: Warehouse, state: StateStore, runtime: Runtime
+) -> None:
+    people(duck, "int", list(range(1, 6)))
+    fake = FakeKlaviyo()
+    run(duck, state, fake, runtime, "int")
+    # Key 3 becomes key 300 with the same email (case aside); key 5 really goes.
+    duck.run(
+        "UPDATE people SET id = 300, email = 'P2@example.com' WHERE id = 3",
+        "DELETE FROM people WHERE id = 5",
+    )
+    unlister = Unlister()
+    r = unlisting_run(duck, state, fake, runtime, unlister)
+    assert (r.res.added, r.res.removed, r.res.unlisted) == (1, 2, 1)
+    assert [g.key for call in unlister.calls for g in call] == ["5"]
+    with state.engine.connect() as c:
+        keys = {k for (k,) in c.execute(sa.text("SELECT key FROM connector_contact_hashes"))}
+    assert keys == {"1", "2", "4", "300"}  # 3 forgotten (still a contact), 5 unlisted

@@ -36,6 +36,8 @@ from .vendor import Contact, ContactDestination, Gone, JobRow, JobStats
 
 log = logging.getLogger("connector.contacts")
 
+_ADDED_IDS_MAX = 100_000
+
 
 @dataclass
 class ContactResult(SyncResult):
@@ -153,6 +155,9 @@ class ContactRun:
         self.merge: Merge | None = None  # the ordered diff of a full scan (else lookups)
         self.gone: list[bytes] = []  # ords of vanished rows to unlist (on_removed: unlist)
         self._key_scan: Merge | None = None  # a cursor run's search for vanished rows
+        # Identifiers of the rows this run added (unlisting only): a removed row whose
+        # contact one of them carries (a re-keyed row) is forgotten, not unlisted.
+        self._added_ids: set[tuple[str, str]] | None = set()
 
     # -- reading ---------------------------------------------------------------------
     def _on_removed(self) -> str:
@@ -291,6 +296,8 @@ class ContactRun:
                 self._reject(key, page.reasons[i])
                 continue
             contact = page.contact(i)
+            if new and self._added_ids is not None and self._unlisting():
+                self._note_added(contact.identifiers)
             reason = self.dest.check(contact)
             if reason is not None:
                 self._reject(key, reason)
@@ -362,18 +369,45 @@ class ContactRun:
             if merge.collect:
                 self.gone += got
 
+    def _note_added(self, identifiers: dict[str, str]) -> None:
+        ids = self._added_ids
+        assert ids is not None
+        ids.update((n, v.lower() if n == "email" else v) for n, v in identifiers.items())
+        if len(ids) > _ADDED_IDS_MAX:
+            self._added_ids = None  # too many to keep: this run unlists nothing
+
     def _unlist(self) -> None:
         """Remove the vanished contacts from the sync's list(s) (``on_removed: unlist``), in
         requests of ``max_unlist_per_request``; their stored hashes go (a row that comes
         back is new). A contact the vendor refused is a reject (tried again next run); one
-        stored before identifiers were is a reject too (it cannot be named to the vendor)."""
+        stored before identifiers were is a reject too (it cannot be named to the vendor).
+        One that shares an identifier with a row this run added (the row was re-keyed) is
+        only forgotten: the contact is still in the source."""
         dest, name = self.dest, self.sync.name
         size = max(1, dest.max_unlist_per_request)
         gone, self.gone = self.gone, []
+        added = self._added_ids
+        if added is None:
+            log.warning(
+                "%s: %d removed contacts are not taken off the list this run: it added more "
+                "than %d rows, too many to check that none of them is the same contact; the "
+                "next run does it",
+                name,
+                len(gone),
+                _ADDED_IDS_MAX,
+            )
+            return
         for start in range(0, len(gone), 1000):
             known: list[Gone] = []
             for key, idents in self.hashes.gone(name, gone[start : start + 1000]):
-                if idents:
+                same = idents and any(
+                    (n, v.lower() if n == "email" else v) in added for n, v in idents.items()
+                )
+                if same:
+                    # The contact lives on under another key (added by this run): forget
+                    # the old key, leave the contact on the list.
+                    self.hashes.delete(name, [key])
+                elif idents:
                     known.append(Gone(key, idents))
                 else:
                     self._reject(
