@@ -31,7 +31,7 @@ from ..destinations.klaviyo import (
     PROFILE_STRINGS,
     klaviyo_headers,
 )
-from ..errors import RequestError
+from ..errors import ConfigError, RequestError
 from ..options import DestinationSettings
 from .vendor import (
     Contact,
@@ -301,8 +301,8 @@ class KlaviyoProfiles(ContactDestination):
         identifiers match no profile has nothing to remove; a row with no identifier the
         profile filter accepts is returned as refused."""
         list_id = self.options.list_id
-        if not list_id:
-            raise RequestError("on_removed: unlist needs options.list_id")
+        if not list_id:  # the options validator refuses this at load already
+            raise ConfigError("on_removed: unlist needs options.list_id")
         found: dict[int, str] = {}
         refused: dict[int, str] = {}
         pending = []
