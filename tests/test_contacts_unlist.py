@@ -249,7 +249,7 @@ def test_brevo_unlist_refuses_a_contact_brevo_keeps_in_the_list() -> None:
     calls: list[tuple[str, str, Any]] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
-        body = orjson.loads(request.content) if request.content else None
+        body: Any = orjson.loads(request.content) if request.content else None
         path = request.url.raw_path.decode().split("?")[0]
         calls.append((request.method, path, body))
         if request.url.path.endswith("/contacts/remove"):
