@@ -19,11 +19,13 @@ from typing import Any
 
 from . import __version__, logcontext
 from .config import SyncConfig, json_schema, load_sync, load_syncs
+from .contacts.hashes import HashStore
 from .errors import ConfigError, ConnectorError, SourceError, StateError
+from .lease import live_holders
 from .process import keep_pandas_out, use_lean_memory_pool
 from .progress import ProgressLine
 from .run_plan import RunPlan, format_duration, plan_run
-from .state import StateStore, reset_broken_store
+from .state import INCREMENTAL, StateStore, reset_broken_store
 from .summary import fmt_position as _fmt_pos
 from .summary import print_summary
 from .sync import preview, run_sync
@@ -397,7 +399,17 @@ def _cmd_state(args: argparse.Namespace) -> int:
     sync = load_sync(args.sync, check_env=False)
     store = _state(args)
     if args.action == "reset":
+        running = live_holders(store, sync.name, args.scope)
+        if running:
+            print(
+                f"connector: error: {sync.name} is running ({'; '.join(running)}): a reset "
+                "now would be undone by that run's own writes. Reset after it ends",
+                file=sys.stderr,
+            )
+            return EXIT_FAILED
         store.reset(sync.name, args.scope)
+        if sync.is_contact_sync and args.scope in (None, INCREMENTAL):
+            HashStore(store).forget(sync.name)  # the next run sends every contact again
         print(
             f"{sync.name}: state reset ({args.scope or 'all scopes'}); the next run starts "
             "from the beginning"
@@ -410,6 +422,9 @@ def _cmd_state(args: argparse.Namespace) -> int:
         if args.scope and scope != args.scope:
             continue
         print(f"{sync.name} [{scope}]: {_fmt_pos(pos)}")
+    if sync.is_contact_sync:
+        n = HashStore(store).count(sync.name)
+        print(f"  {n:,} contacts confirmed by the vendor (stored hashes; unchanged rows skip)")
     pending = [e for scope in cps for e in store.ledger(sync.name, scope)]
     if pending:
         print(

@@ -222,6 +222,24 @@ class Lease:
         )
 
 
+def live_holders(store: StateStore, sync: str, scope: str | None = None) -> list[str]:
+    """Who holds a live lease of ``sync`` (in ``scope``, or any scope): one line per run that
+    may still be running ("incremental: pid 123 on host h since … UTC"), [] when none.
+    A lease whose holder is gone or expired is not live."""
+    t = store.clock()
+    stmt = sa.select(leases).where(leases.c.sync == sync)
+    if scope is not None:
+        stmt = stmt.where(leases.c.scope == scope)
+    with store.engine.connect() as c:
+        rows = [dict(r._mapping) for r in c.execute(stmt)]
+    return [
+        f"{r['scope']}: pid {r['pid']} on host {r['host']} since "
+        f"{_aware(r['acquired_at']):%Y-%m-%d %H:%M:%S} UTC"
+        for r in rows
+        if _takeover_reason(r, t) is None
+    ]
+
+
 def _aware(dt: datetime) -> datetime:
     """SQLite hands back naive datetimes; every time here is UTC."""
     return dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)
