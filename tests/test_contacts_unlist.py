@@ -4,6 +4,7 @@ config rules per destination, and one unit test of Brevo's answer reading."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,8 @@ from connector.contacts.omnisend import OmnisendContactsOptions
 from connector.contacts.vendor import Contact, ContactDestination, Gone, JobRow, JobStats
 from connector.errors import AuthError, RequestError, RetriesExhausted
 from connector.sandbox import Fault, SandboxOptions, SandboxServer
+
+from .conftest import Warehouse
 
 LIST = "VRgFBd"
 # Every path an unlist may touch: lookups and list removals, never consent or deletion.
@@ -309,3 +312,100 @@ def test_unlist_where_it_cannot_apply_is_a_config_error_at_load(
     assert main(["validate"]) == 2
     out, err = capsys.readouterr()
     assert "c.yaml" in out + err and "on_removed" in out + err and expected in out + err
+
+
+# --------------------------------------------------------------------------- end to end (CLI)
+
+POLLING = "poll_interval_s: 0.01, poll_max_interval_s: 0.05"
+E2E = {
+    "klaviyo": (
+        "klaviyo_profiles",
+        "LIST1",
+        "{type: klaviyo_profiles, api_key: '${KLAVIYO_API_KEY}', base_url: 'URL', "
+        "options: {POLLING, list_id: LIST1, on_removed: MODE}}",
+        "{identifiers: {email: email, external_id: customer_id}, "
+        "contact_properties: {first_name: first_name}}",
+    ),
+    "brevo": (
+        "brevo_contacts",
+        "8",
+        "{type: brevo_contacts, api_key: '${BREVO_API_KEY}', base_url: 'URL', "
+        "options: {POLLING, list_ids: [7, 8], on_removed: MODE}}",
+        "{identifiers: {email: email, ext_id: customer_id}, "
+        "contact_properties: {FIRSTNAME: first_name}}",
+    ),
+}
+
+
+@pytest.mark.parametrize("mode", ["unlist", "keep"])
+@pytest.mark.parametrize("vendor", ["klaviyo", "brevo"])
+def test_cli_full_scan_unlists_exactly_the_deleted_row_and_keep_does_nothing(
+    tmp_path: Path,
+    duck: Warehouse,
+    sb: SandboxServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    vendor: str,
+    mode: str,
+) -> None:
+    kind, list_id, destination, mapping = E2E[vendor]
+    duck.run(
+        "DROP TABLE IF EXISTS customers",
+        "CREATE TABLE customers (customer_id INTEGER, email VARCHAR(200), first_name VARCHAR(50))",
+    )
+    duck.insert(
+        "customers",
+        [{"customer_id": i, "email": f"c{i}@example.com", "first_name": f"N{i}"} for i in range(5)],
+    )
+    config = tmp_path / "config"
+    (config / "syncs").mkdir(parents=True)
+    (config / "syncs" / "c.yaml").write_text(
+        "name: customers\n"
+        f"source: {{table: customers, primary_key: [customer_id], url: '{duck.url}'}}\n"
+        "destination: "
+        + destination.replace("URL", sb.url).replace("MODE", mode).replace("POLLING", POLLING)
+        + "\n"
+        f"mapping: {mapping}\n"
+    )
+    monkeypatch.setenv("CONNECTOR_CONFIG_DIR", str(config))
+    monkeypatch.setenv("CONNECTOR_STATE_URL", f"sqlite:///{tmp_path / 'state.db'}")
+    monkeypatch.setenv("KLAVIYO_API_KEY", "pk_sandbox")
+    monkeypatch.setenv("BREVO_API_KEY", "sandbox-brevo-key")
+
+    def sync() -> dict[str, Any]:
+        duck.dispose()  # DuckDB: the connector opens the file read-only
+        code = main(["sync", "customers", "--json"])
+        out, err = capsys.readouterr()
+        assert code == 0, out + err
+        result: dict[str, Any] = json.loads(out)
+        return result
+
+    def members() -> list[str]:
+        return sorted(p["email"] for p in sb.list_members(kind, list_id))
+
+    first = sync()
+    assert (first["added"], first["delivered"]) == (5, 5)
+    everyone = [f"c{i}@example.com" for i in range(5)]
+    assert members() == everyone
+    duck.run("DELETE FROM customers WHERE customer_id = 3")
+    mark = len(sb.requests)
+    second = sync()
+    calls = vendor_paths(sb, mark)
+    assert second["removed"] == 1 and second["sent"] == 0
+    assert len(sb.contacts(kind)) == 5  # nobody deleted
+    gone = sb.contact(kind, "c3@example.com")
+    assert gone is not None
+    if vendor == "brevo":
+        assert gone["emailBlacklisted"] is False and gone["smsBlacklisted"] is False
+    if mode == "keep":
+        assert members() == everyone
+        # nothing but Brevo's attribute check at run start went to the vendor
+        assert [c for c in calls if c != ("GET", "/v3/contacts/attributes")] == []
+        return
+    assert second["unlisted"] == 1
+    assert members() == [e for e in everyone if e != "c3@example.com"]
+    if vendor == "brevo":
+        assert len(sb.list_members(kind, 7)) == 4
+    assert all(path.startswith(ALLOWED) for _, path in calls), calls
+    third = sync()  # its hash is gone: nothing more to remove
+    assert (third["removed"], third["unlisted"], third["sent"]) == (0, 0, 0)
