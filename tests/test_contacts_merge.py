@@ -335,12 +335,11 @@ def test_old_layout_store_migrates_and_loses_nothing(
     assert (r.res.unchanged, r.res.sent, r.res.removed) == (6, 0, 2)
     order = KeyOrder("i")
     with upgraded.engine.connect() as c:
-        stored: dict[str, bytes] = dict(
-            c.execute(sa.text("SELECT key, ord FROM connector_contact_hashes")).tuples().all()
-        )
-    assert {k: bytes(v) for k, v in stored.items()} == {
-        str(i): order.from_key(str(i)) for i in range(1, 9)
-    }
+        stored = {
+            str(k): bytes(v)
+            for k, v in c.execute(sa.text("SELECT key, ord FROM connector_contact_hashes"))
+        }
+    assert stored == {str(i): order.from_key(str(i)) for i in range(1, 9)}
     # Unlisting a contact confirmed before identifiers were stored: a reject, hash kept.
     u = unlisting_run(duck, upgraded, fake, runtime, Unlister())
     assert (u.res.removed, u.res.unlisted, u.res.rejected) == (2, 0, 2)
