@@ -24,7 +24,6 @@ from typing import Any
 
 import orjson
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from ..errors import StateError
 from ..state import StateStore, now
@@ -205,41 +204,42 @@ class HashStore:
     # -- writes ---------------------------------------------------------------------------
     def confirm(self, sync: str, rows: Iterable[tuple[str, str, dict[str, str] | None]]) -> int:
         """Store the hashes of rows the vendor confirmed (insert or replace): (key, hash,
-        identifiers) each; the key's ord comes from ``prepare``'s order."""
-        stamp = now()
+        identifiers) each; the key's ord comes from ``prepare``'s order. The driver's own
+        ``executemany`` (SQLAlchemy's per-row parameter handling cost more than the insert)."""
+        dialect = self.engine.dialect
+        if dialect.name not in ("postgresql", "sqlite"):  # pragma: no cover
+            raise StateError(f"contact hashes need SQLite or PostgreSQL, not {dialect.name}")
+        stamp: Any = now()
+        to_db = contact_hashes.c.confirmed_at.type.bind_processor(dialect)
+        if to_db is not None:
+            stamp = to_db(stamp)  # SQLite: the text SQLAlchemy writes and reads
         order = self.order
+        dumps = orjson.dumps
         values = [
-            {
-                "sync": sync,
-                "key": k,
-                "hash": h,
-                "confirmed_at": stamp,
-                "ord": order.from_key(k) if order is not None else None,
-                "identifiers": orjson.dumps(i).decode() if i is not None else None,
-            }
+            (
+                sync,
+                k,
+                h,
+                stamp,
+                order.from_key(k) if order is not None else None,
+                dumps(i).decode() if i is not None else None,
+            )
             for k, h, i in rows
         ]
         if not values:
             return 0
-        dialect = self.engine.dialect.name
-        ins: Any
-        if dialect == "postgresql":
-            ins = postgresql.insert(contact_hashes)
-        elif dialect == "sqlite":
-            ins = sqlite.insert(contact_hashes)
-        else:  # pragma: no cover - the store runs on SQLite or PostgreSQL
-            raise StateError(f"contact hashes need SQLite or PostgreSQL, not {dialect}")
-        stmt = ins.on_conflict_do_update(
-            index_elements=["sync", "key"],
-            set_={
-                "hash": ins.excluded.hash,
-                "confirmed_at": ins.excluded.confirmed_at,
-                "ord": ins.excluded.ord,
-                "identifiers": ins.excluded.identifiers,
-            },
+        sql = (
+            f"INSERT INTO {_TABLE} (sync, key, hash, confirmed_at, ord, identifiers) "
+            "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (sync, key) DO UPDATE SET "
+            "hash = excluded.hash, confirmed_at = excluded.confirmed_at, ord = excluded.ord, "
+            "identifiers = excluded.identifiers"
         )
         with self.engine.begin() as c:
-            c.execute(stmt, values)
+            cur = c.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            try:
+                cur.executemany(sql if self.pg else sql.replace("%s", "?"), values)
+            finally:
+                cur.close()
         return len(values)
 
     def delete(self, sync: str, keys: Sequence[str]) -> None:
