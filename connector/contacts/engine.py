@@ -7,6 +7,10 @@ A run that fails (a request error, a cancelled or timed-out job, errors that nam
 leaves the rows of unfinished jobs unconfirmed: the next run sends them again. With a cursor,
 the checkpoint moves to the last row read only when the run succeeds; open rejects of earlier
 runs (rows before the checkpoint) are re-read by key and diffed too.
+
+``removed`` counts stored contacts whose source row vanished (a full scan's ordered merge,
+``merge``); with ``options.on_removed: unlist`` they are taken off the list after the jobs
+(``unlisted``) and their hashes forgotten. See docs/contacts.md, "Removed rows".
 """
 
 from __future__ import annotations
