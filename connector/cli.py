@@ -265,7 +265,7 @@ def _validate_one(sync: SyncConfig, warnings: list[str] | None = None) -> list[s
     if sync.is_contact_sync and not problems:
         from .contacts.engine import contact_problems
 
-        problems += contact_problems(sync, types)
+        problems += contact_problems(sync, types, warnings)
     return problems
 
 

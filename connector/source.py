@@ -15,6 +15,7 @@ SQLAlchemy result and are converted to Arrow per page.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import tempfile
@@ -353,21 +354,23 @@ class Reader:
                 json_cols = frozenset(
                     c for c, t in zip(rel.columns, rel.types, strict=True) if str(t) == "JSON"
                 )
-                batches = rel.to_arrow_reader(size)
-                while remaining is None or remaining > 0:
-                    try:
-                        batch = batches.read_next_batch()
-                    except StopIteration:
-                        return
-                    if remaining is not None:
-                        batch = batch.slice(0, remaining)
-                        remaining -= batch.num_rows
-                    if not batch.num_rows:
-                        continue
-                    table = pa.Table.from_batches([batch])
-                    end = batch.num_rows - 1
-                    last = tuple(table.column(c)[end].as_py() for c in [self.cursor, *self.pk])
-                    yield Chunk(table, json_cols)
+                # Closed even when the caller stops early (a failed run closes this generator):
+                # an open result would keep the connection, and the file, in use.
+                with contextlib.closing(rel.to_arrow_reader(size)) as batches:
+                    while remaining is None or remaining > 0:
+                        try:
+                            batch = batches.read_next_batch()
+                        except StopIteration:
+                            return
+                        if remaining is not None:
+                            batch = batch.slice(0, remaining)
+                            remaining -= batch.num_rows
+                        if not batch.num_rows:
+                            continue
+                        table = pa.Table.from_batches([batch])
+                        end = batch.num_rows - 1
+                        last = tuple(table.column(c)[end].as_py() for c in [self.cursor, *self.pk])
+                        yield Chunk(table, json_cols)
                 return
         except Exception as exc:  # noqa: BLE001 — duckdb raises its own exception types
             if "Out of Memory" not in str(exc):

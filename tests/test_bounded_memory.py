@@ -194,6 +194,9 @@ def test_a_duckdb_sort_that_runs_out_of_memory_continues_in_keyset_pages(
                         raise duckdb.OutOfMemoryException("Out of Memory Error: failed to pin")
                     return batches.read_next_batch()
 
+                def close(self) -> None:  # as DuckDB's reader: the stream closes it
+                    batches.close()
+
             return Failing()
 
     def relation(self: Reader, conn: object, stmt: object) -> object:

@@ -3,19 +3,17 @@ over real HTTP (jsonBody imports, processes, attribute check, CSV reports), a SQ
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 import pytest
 
-from connector.cli import main
-from connector.contacts.hashes import HashStore
 from connector.sandbox import JobFault, SandboxOptions, SandboxServer
 from connector.state import StateStore
 
 from .conftest import Warehouse
+from .contact_fixtures import ContactCli, make_customers
 
 NAME = "customers_to_brevo"
 SYNC = """
@@ -33,70 +31,16 @@ mapping:
 ACCOUNT = {"FIRSTNAME": "text", "LASTNAME": "text", "SMS": "text", "EXT_ID": "text"}
 
 
-def make_customers(wh: Warehouse, n: int) -> None:
-    wh.run(
-        "DROP TABLE IF EXISTS customers",
-        """CREATE TABLE customers (customer_id INTEGER, email VARCHAR(200),
-            first_name VARCHAR(50), plan VARCHAR(20), ltv NUMERIC(12, 2), city VARCHAR(50))""",
-    )
-    wh.insert(
-        "customers",
-        [
-            {
-                "customer_id": i,
-                "email": f"c{i}@example.com",
-                "first_name": f"Name{i}",
-                "plan": "pro" if i % 2 else "free",
-                "ltv": f"{i}.10",
-                "city": "Paris",
-            }
-            for i in range(1, n + 1)
-        ],
-    )
-
-
-class Cli:
-    def __init__(self, tmp_path: Path, wh: Warehouse, sandbox: SandboxServer) -> None:
-        self.config = tmp_path / "config"
-        (self.config / "syncs").mkdir(parents=True)
-        self.state_url = f"sqlite:///{tmp_path / 'state.db'}"
-        self.wh, self.sandbox = wh, sandbox
-        self.write()
-
-    def write(self, extra: str = "") -> None:
-        (self.config / "syncs" / "customers.yaml").write_text(
-            SYNC.format(url=self.wh.url, sandbox=self.sandbox.url, extra=extra)
-        )
-
-    def run(
-        self,
-        monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str],
-        *argv: str,
-    ) -> tuple[int, dict[str, Any]]:
-        monkeypatch.setenv("CONNECTOR_CONFIG_DIR", str(self.config))
-        monkeypatch.setenv("CONNECTOR_STATE_URL", self.state_url)
-        monkeypatch.setenv("BREVO_API_KEY", "sandbox-brevo-key")
-        self.wh.dispose()  # DuckDB: the connector opens the file read-only
-        code = main(list(argv))
-        out, err = capsys.readouterr()
-        if code == 0 and argv[0] == "sync":
-            return code, json.loads(out)
-        return code, {"stdout": out, "stderr": err}
-
-    def sync(
-        self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-    ) -> tuple[int, dict[str, Any]]:
-        return self.run(monkeypatch, capsys, "sync", NAME, "--json")
+class Cli(ContactCli):
+    name = NAME
+    template = SYNC
+    defaults: ClassVar[dict[str, str]] = {"extra": ""}
 
     def imports(self) -> list[dict[str, Any]]:
         """Every import request body the sandbox received, in order."""
         return [
             orjson.loads(body) for path, body in self.sandbox.bodies() if path.endswith("/import")
         ]
-
-    def confirmed(self) -> int:
-        return HashStore(StateStore(self.state_url)).count(NAME)
 
 
 def _sandbox(**attributes: str) -> SandboxServer:

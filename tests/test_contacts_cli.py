@@ -10,99 +10,28 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from connector.cli import main
 from connector.contacts.hashes import HashStore
 from connector.lease import Lease
-from connector.sandbox import Fault, JobFault, SandboxOptions, SandboxServer
+from connector.sandbox import Fault, JobFault, SandboxServer
 from connector.state import INCREMENTAL, StateStore
 
 from .conftest import Warehouse
-
-SYNC = """
-name: customers_to_klaviyo
-source: {{table: customers, primary_key: [customer_id], url: "{url}", chunk_size: 500}}
-destination:
-  type: klaviyo_profiles
-  api_key: ${{KLAVIYO_API_KEY}}
-  base_url: {sandbox}
-  options: {{poll_interval_s: 0.01, poll_max_interval_s: 0.05, list_id: LIST1}}
-mapping:
-  identifiers: {{email: email, external_id: customer_id}}
-  contact_properties: {{first_name: first_name, plan: plan, ltv: ltv, location.city: city{extra}}}
-"""
-
-
-def make_customers(wh: Warehouse, n: int) -> None:
-    wh.run(
-        "DROP TABLE IF EXISTS customers",
-        """CREATE TABLE customers (customer_id INTEGER, email VARCHAR(200),
-            first_name VARCHAR(50), plan VARCHAR(20), ltv NUMERIC(12, 2), city VARCHAR(50))""",
-    )
-    wh.insert(
-        "customers",
-        [
-            {
-                "customer_id": i,
-                "email": f"c{i}@example.com",
-                "first_name": f"Name{i}",
-                "plan": "pro" if i % 2 else "free",
-                "ltv": f"{i}.10",
-                "city": "Paris",
-            }
-            for i in range(1, n + 1)
-        ],
-    )
-
-
-class Cli:
-    def __init__(self, tmp_path: Path, wh: Warehouse, sandbox: SandboxServer) -> None:
-        self.config = tmp_path / "config"
-        (self.config / "syncs").mkdir(parents=True)
-        self.state_url = f"sqlite:///{tmp_path / 'state.db'}"
-        self.wh, self.sandbox = wh, sandbox
-        self.write()
-
-    def write(self, extra: str = "") -> None:
-        (self.config / "syncs" / "customers.yaml").write_text(
-            SYNC.format(url=self.wh.url, sandbox=self.sandbox.url, extra=extra)
-        )
-
-    def env(self) -> dict[str, str]:
-        return {"CONNECTOR_CONFIG_DIR": str(self.config), "CONNECTOR_STATE_URL": self.state_url}
-
-    def sync(
-        self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str
-    ) -> tuple[int, dict[str, Any]]:
-        for k, v in self.env().items():
-            monkeypatch.setenv(k, v)
-        self.wh.dispose()  # DuckDB: the connector opens the file read-only
-        code = main(["sync", "customers_to_klaviyo", "--json", *args])
-        out, err = capsys.readouterr()
-        return code, (json.loads(out) if code == 0 else {"stdout": out, "stderr": err})
-
-    def profiles(self) -> int:
-        return len(self.sandbox.events("klaviyo_profiles"))
-
-
-@pytest.fixture
-def contacts_sandbox() -> Any:
-    with SandboxServer(SandboxOptions(), host="127.0.0.1", port=0) as sb:
-        yield sb
+from .contact_fixtures import KlaviyoCli as Cli
+from .contact_fixtures import make_customers
 
 
 def test_unchanged_sends_nothing_one_changed_sends_one(
     tmp_path: Path,
     warehouse: Warehouse,
-    contacts_sandbox: SandboxServer,
+    sandbox: SandboxServer,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     make_customers(warehouse, 1200)
-    cli = Cli(tmp_path, warehouse, contacts_sandbox)
+    cli = Cli(tmp_path, warehouse, sandbox)
     code, first = cli.sync(monkeypatch, capsys)
     assert code == 0
     assert (first["added"], first["sent"], first["delivered"], first["jobs"]) == (
@@ -112,7 +41,7 @@ def test_unchanged_sends_nothing_one_changed_sends_one(
         1,
     )
     assert first["polls"] == 2  # the sandbox answers "processing" once, then "complete"
-    stored = contacts_sandbox.contact("klaviyo_profiles", "c7@example.com")
+    stored = sandbox.contact("klaviyo_profiles", "c7@example.com")
     assert stored is not None and stored["properties"]["plan"] == "pro"
     assert stored["location"]["city"] == "Paris"
 
@@ -125,21 +54,21 @@ def test_unchanged_sends_nothing_one_changed_sends_one(
     code, third = cli.sync(monkeypatch, capsys)
     assert (third["changed"], third["sent"], third["delivered"]) == (1, 1, 1)
     assert cli.profiles() == 1201
-    stored = contacts_sandbox.contact("klaviyo_profiles", "c7@example.com")
+    stored = sandbox.contact("klaviyo_profiles", "c7@example.com")
     assert stored is not None and stored["properties"]["plan"] == "vip"
 
 
 def test_row_the_vendor_refuses_is_sent_again_next_run(
     tmp_path: Path,
     warehouse: Warehouse,
-    contacts_sandbox: SandboxServer,
+    sandbox: SandboxServer,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     make_customers(warehouse, 300)
     # Klaviyo refuses an email without a dot in its domain (an import error, no row index).
     warehouse.run("UPDATE customers SET email = 'broken@localhost' WHERE customer_id = 77")
-    cli = Cli(tmp_path, warehouse, contacts_sandbox)
+    cli = Cli(tmp_path, warehouse, sandbox)
     code, first = cli.sync(monkeypatch, capsys)
     assert code == 0
     assert (first["sent"], first["delivered"], first["rejected"]) == (300, 299, 1)
@@ -156,35 +85,73 @@ def test_row_the_vendor_refuses_is_sent_again_next_run(
     assert StateStore(cli.state_url).rejects("customers_to_klaviyo") == []
 
 
+def test_breaker_stops_a_run_whose_jobs_the_vendor_mostly_refuses(
+    tmp_path: Path,
+    duck: Warehouse,
+    sandbox: SandboxServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    make_customers(duck, 10_500)  # two jobs: 10,000 + 500
+    # A broken mapping: Klaviyo refuses 9 of 10 emails (no dot in the domain), listed by its
+    # import-errors endpoint.
+    duck.run(
+        "UPDATE customers SET email = 'c' || customer_id || '@localhost' "
+        "WHERE customer_id % 10 <> 0"
+    )
+    cli = Cli(tmp_path, duck, sandbox)
+    cli.write(options=", jobs_in_flight: 1")
+    code, out = cli.sync(monkeypatch, capsys)
+    assert code == 1
+    assert "refused 9000 of the 10000 contacts" in out["stderr"]
+    assert (
+        "max_reject_ratio (0.5)" in out["stderr"] and "before its next import job" in out["stderr"]
+    )
+    assert sandbox.stats()["contacts"]["klaviyo_profiles"]["jobs"] == 1  # the second never sent
+    assert cli.confirmed() == 1_000  # only what Klaviyo confirmed
+    assert StateStore(cli.state_url).rejects("customers_to_klaviyo") == []
+
+    duck.run("UPDATE customers SET email = 'c' || customer_id || '@example.com'")
+    code, res = cli.sync(monkeypatch, capsys)
+    assert code == 0
+    assert (res["unchanged"], res["sent"], res["delivered"], res["rejected"]) == (
+        1_000,
+        9_500,
+        9_500,
+        0,
+    )
+    assert cli.confirmed() == 10_500
+
+
 def test_mapping_change_resends_every_row(
     tmp_path: Path,
     warehouse: Warehouse,
-    contacts_sandbox: SandboxServer,
+    sandbox: SandboxServer,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     make_customers(warehouse, 200)
-    cli = Cli(tmp_path, warehouse, contacts_sandbox)
+    cli = Cli(tmp_path, warehouse, sandbox)
     assert cli.sync(monkeypatch, capsys)[1]["sent"] == 200
     cli.write(extra=", nickname: first_name")
     code, res = cli.sync(monkeypatch, capsys)
     assert code == 0
     assert (res["changed"], res["sent"], res["delivered"]) == (200, 200, 200)
-    stored = contacts_sandbox.contact("klaviyo_profiles", "c3@example.com")
+    stored = sandbox.contact("klaviyo_profiles", "c3@example.com")
     assert stored is not None and stored["properties"]["nickname"] == "Name3"
 
 
 def test_job_still_processing_across_polls_and_failing_polls(
     tmp_path: Path,
     duck: Warehouse,
-    contacts_sandbox: SandboxServer,
+    sandbox: SandboxServer,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     make_customers(duck, 50)
-    contacts_sandbox.inject_job(JobFault("klaviyo_profiles", polls=4))
-    contacts_sandbox.inject(Fault("/api/profile-bulk-import-jobs/*", status=503, times=2))
-    cli = Cli(tmp_path, duck, contacts_sandbox)
+    sandbox.inject_job(JobFault("klaviyo_profiles", polls=4))
+    sandbox.inject(Fault("/api/profile-bulk-import-jobs/*", status=503, times=2))
+    cli = Cli(tmp_path, duck, sandbox)
     code, res = cli.sync(monkeypatch, capsys)
     assert code == 0
     assert (res["delivered"], res["polls"], res["retries"]) == (50, 5, 2)
@@ -193,29 +160,35 @@ def test_job_still_processing_across_polls_and_failing_polls(
 def test_cancelled_job_fails_the_run_and_confirms_nothing(
     tmp_path: Path,
     duck: Warehouse,
-    contacts_sandbox: SandboxServer,
+    sandbox: SandboxServer,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     make_customers(duck, 20)
-    contacts_sandbox.inject_job(JobFault("klaviyo_profiles", fail=True))
-    cli = Cli(tmp_path, duck, contacts_sandbox)
+    sandbox.inject_job(JobFault("klaviyo_profiles", fail=True))
+    cli = Cli(tmp_path, duck, sandbox)
     code, failed = cli.sync(monkeypatch, capsys)
     assert code == 1
     assert "ended 'cancelled'" in failed["stderr"]
-    assert HashStore(StateStore(cli.state_url)).count("customers_to_klaviyo") == 0
+    assert cli.confirmed() == 0
     code, res = cli.sync(monkeypatch, capsys)
     assert (code, res["sent"], res["delivered"]) == (0, 20, 20)
 
 
+@pytest.mark.parametrize("store", ["sqlite", "postgresql"])
 def test_kill_9_during_a_job_resends_unconfirmed_rows_none_lost(
-    tmp_path: Path, duck: Warehouse, contacts_sandbox: SandboxServer
+    tmp_path: Path,
+    duck: Warehouse,
+    sandbox: SandboxServer,
+    request: pytest.FixtureRequest,
+    store: str,
 ) -> None:
     make_customers(duck, 25_000)  # three jobs of at most 10,000 profiles
     duck.dispose()
-    cli = Cli(tmp_path, duck, contacts_sandbox)
+    state_url = request.getfixturevalue("pg_url") if store == "postgresql" else None
+    cli = Cli(tmp_path, duck, sandbox, state_url=state_url)
     # The second job never finishes while the first run lives: it is killed polling it.
-    contacts_sandbox.inject_job(
+    sandbox.inject_job(
         JobFault("klaviyo_profiles", polls=0), JobFault("klaviyo_profiles", polls=10_000)
     )
     env = {**os.environ, **cli.env()}
@@ -226,21 +199,22 @@ def test_kill_9_during_a_job_resends_unconfirmed_rows_none_lost(
         stderr=subprocess.PIPE,
         text=True,
     )
-    store = HashStore(StateStore(cli.state_url))
+    hashes = HashStore(StateStore(cli.state_url))
     try:
         # Wait (bounded by the test timeout) until the first job is confirmed and the second
         # has been polled: the kill lands while a job is in flight.
         while not (
-            store.count("customers_to_klaviyo") >= 10_000
-            and contacts_sandbox.stats()["contacts"]["klaviyo_profiles"]["jobs"] >= 2
+            hashes.count("customers_to_klaviyo") >= 10_000
+            and sandbox.stats()["contacts"]["klaviyo_profiles"]["jobs"] >= 2
         ):
             assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
             proc_wait(proc)
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    confirmed = store.count("customers_to_klaviyo")
+    confirmed = hashes.count("customers_to_klaviyo")
     assert 10_000 <= confirmed < 25_000
+    sent_before = cli.profiles()  # profiles the sandbox received from the killed run
     rerun = subprocess.run(
         [sys.executable, "-m", "connector.cli", "sync", "customers_to_klaviyo", "--json"],
         env=env,
@@ -251,9 +225,13 @@ def test_kill_9_during_a_job_resends_unconfirmed_rows_none_lost(
     res = json.loads(rerun.stdout)
     assert res["unchanged"] == confirmed
     assert res["sent"] == 25_000 - confirmed and res["delivered"] == 25_000 - confirmed
-    assert store.count("customers_to_klaviyo") == 25_000
+    assert hashes.count("customers_to_klaviyo") == 25_000
+    # Counted at the sandbox: the rerun sent exactly the unconfirmed rows, and every
+    # customer is there once.
+    assert cli.profiles() == sent_before + 25_000 - confirmed
+    assert len(sandbox.contacts("klaviyo_profiles")) == 25_000
     for i in (1, 12_345, 25_000):
-        assert contacts_sandbox.contact("klaviyo_profiles", f"c{i}@example.com") is not None
+        assert sandbox.contact("klaviyo_profiles", f"c{i}@example.com") is not None
 
 
 def proc_wait(proc: subprocess.Popen[str]) -> None:
@@ -265,18 +243,18 @@ def proc_wait(proc: subprocess.Popen[str]) -> None:
 def test_a_second_run_of_a_contact_sync_exits_1_and_sends_nothing(
     tmp_path: Path,
     warehouse: Warehouse,
-    contacts_sandbox: SandboxServer,
+    sandbox: SandboxServer,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     make_customers(warehouse, 50)
-    cli = Cli(tmp_path, warehouse, contacts_sandbox)
+    cli = Cli(tmp_path, warehouse, sandbox)
     held = Lease(StateStore(cli.state_url), "customers_to_klaviyo", INCREMENTAL, ttl_s=60)
     held.acquire()  # another run of the same sync, e.g. on a Dagster worker
     code, out = cli.sync(monkeypatch, capsys)
     assert code == 1
     assert "customers_to_klaviyo [incremental] is already running since" in out["stderr"]
-    assert contacts_sandbox.stats()["requests"] == 0 and cli.profiles() == 0
+    assert sandbox.stats()["requests"] == 0 and cli.profiles() == 0
 
     held.release()
     code, done = cli.sync(monkeypatch, capsys)

@@ -13,6 +13,7 @@ from connector.errors import RequestError
 from connector.state import StateStore
 
 from .conftest import Warehouse, make_sync
+from .contact_fixtures import make_customers
 from .contacts_fakes import FakeKlaviyo
 
 SYNC = """
@@ -30,27 +31,7 @@ mapping:
 
 
 def customers(wh: Warehouse, n: int) -> None:
-    wh.run(
-        "DROP TABLE IF EXISTS customers",
-        f"""CREATE TABLE customers (customer_id INTEGER, email VARCHAR(200),
-            first_name VARCHAR(50), plan VARCHAR(20), ltv NUMERIC(12, 2), city VARCHAR(50),
-            updated_at {wh.timestamptz()})""",
-    )
-    wh.insert(
-        "customers",
-        [
-            {
-                "customer_id": i,
-                "email": f"c{i}@example.com",
-                "first_name": f"Name{i}",
-                "plan": "pro" if i % 2 else "free",
-                "ltv": f"{i}.10",
-                "city": "Paris",
-                "updated_at": "2026-11-01 00:00:00+00",
-            }
-            for i in range(1, n + 1)
-        ],
-    )
+    make_customers(wh, n, updated_at=True)
 
 
 def sync_for(wh: Warehouse, cursor: bool = False, options: str = "", extra_props: str = "") -> Any:
@@ -152,6 +133,54 @@ def test_cancelled_job_confirms_nothing(
     assert HashStore(state).count("customers_k") == 0
     fake.cancel_next = False
     assert run(warehouse, state, fake, fake_runtime).sent == 10
+
+
+def _refuse_most_of_each_job(fake: FakeKlaviyo, rows: int) -> None:
+    """Jobs of 10 rows (see ``small_jobs``): the vendor refuses 6 of each."""
+    fake.refuse = {f"c{i}@example.com" for i in range(1, rows + 1) if (i - 1) % 10 < 6}
+
+
+@pytest.fixture
+def small_jobs(monkeypatch: pytest.MonkeyPatch) -> None:
+    import connector.contacts.klaviyo as k
+
+    monkeypatch.setattr(k.KlaviyoProfiles, "max_per_job", 10)
+
+
+def test_breaker_stops_the_run_before_its_next_job_and_records_no_held_reject(
+    duck: Warehouse, state: StateStore, fake_runtime: Runtime, small_jobs: None
+) -> None:
+    customers(duck, 50)
+    fake = FakeKlaviyo()
+    _refuse_most_of_each_job(fake, 50)
+    # Jobs of 10 held until 25 rows were answered: the third job (18 of 30 refused) trips.
+    opts = ", reject_ratio_min_rows: 25, jobs_in_flight: 1"
+    with pytest.raises(RequestError, match=r"refused 18 of the 30 .*max_reject_ratio \(0\.5\)"):
+        run(duck, state, fake, fake_runtime, sync_kw={"options": opts})
+    assert len(fake.job_bodies) == 3  # the fourth job is never submitted
+    assert state.rejects("customers_k") == []  # the held jobs' rejects are not recorded
+    assert HashStore(state).count("customers_k") == 12  # what the vendor confirmed, only
+    fake.refuse = set()
+    again = run(duck, state, fake, fake_runtime, sync_kw={"options": opts})
+    assert (again.unchanged, again.sent, again.delivered, again.rejected) == (12, 38, 38, 0)
+
+
+def test_breaker_records_held_rejects_when_the_ratio_holds_and_ratio_1_turns_it_off(
+    duck: Warehouse, state: StateStore, fake_runtime: Runtime, small_jobs: None
+) -> None:
+    customers(duck, 40)
+    fake = FakeKlaviyo()
+    fake.refuse = {f"c{i}@example.com" for i in range(1, 7)}  # 6 of the first job only
+    held = {"options": ", reject_ratio_min_rows: 25"}
+    res = run(duck, state, fake, fake_runtime, sync_kw=held)
+    assert (res.status, res.delivered, res.rejected) == ("success", 34, 6)
+    assert len(state.rejects("customers_k")) == 6
+    _refuse_most_of_each_job(fake, 40)
+    with pytest.raises(RequestError, match="max_reject_ratio"):
+        run(duck, state, fake, fake_runtime, sync_kw=held, full_refresh=True)  # 18 of 30
+    off = {"options": ", reject_ratio_min_rows: 25, max_reject_ratio: 1"}
+    res = run(duck, state, fake, fake_runtime, sync_kw=off, full_refresh=True)
+    assert (res.status, res.sent, res.rejected) == ("success", 40, 24)
 
 
 def test_duplicate_email_in_one_job_is_a_reject(

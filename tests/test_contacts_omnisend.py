@@ -3,15 +3,13 @@ API (2026-03-15) over HTTP, a SQLite state store."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import pytest
 
 from connector.cli import main
-from connector.contacts.hashes import HashStore
 from connector.contacts.http import JobHTTP
 from connector.contacts.omnisend import (
     OmnisendContacts,
@@ -20,10 +18,11 @@ from connector.contacts.omnisend import (
 )
 from connector.contacts.vendor import JobRow, JobStats
 from connector.errors import RequestError
-from connector.sandbox import JobFault, SandboxOptions, SandboxServer
+from connector.sandbox import JobFault, SandboxServer
 from connector.state import StateStore
 
 from .conftest import Warehouse
+from .contact_fixtures import ContactCli, make_customers
 
 SYNC = """
 name: customers_to_omnisend
@@ -37,66 +36,14 @@ mapping:
   identifiers: {{email: email, phone: phone}}
   contact_properties: {{{props}}}
 """
+NAME = "customers_to_omnisend"
 PROPS = "firstName: first_name, city: city, plan: plan, ltv: ltv"
 
 
-def make_customers(wh: Warehouse, n: int) -> None:
-    wh.run(
-        "DROP TABLE IF EXISTS customers",
-        """CREATE TABLE customers (customer_id INTEGER, email VARCHAR(200), phone VARCHAR(20),
-            first_name VARCHAR(50), city VARCHAR(50), plan VARCHAR(20), ltv NUMERIC(12, 2))""",
-    )
-    wh.insert(
-        "customers",
-        [
-            {
-                "customer_id": i,
-                "email": f"c{i}@example.com",
-                "phone": f"+3361000{i:04d}" if i % 3 == 0 else None,
-                "first_name": f"Name{i}",
-                "city": "Paris",
-                "plan": "pro" if i % 2 else "free",
-                "ltv": f"{i}.10",
-            }
-            for i in range(1, n + 1)
-        ],
-    )
-
-
-class Cli:
-    def __init__(self, tmp_path: Path, wh: Warehouse, sandbox: SandboxServer) -> None:
-        self.config = tmp_path / "config"
-        (self.config / "syncs").mkdir(parents=True)
-        self.state_url = f"sqlite:///{tmp_path / 'state.db'}"
-        self.wh, self.sandbox = wh, sandbox
-        self.write()
-
-    def write(self, options: str = "", props: str = PROPS) -> None:
-        (self.config / "syncs" / "customers.yaml").write_text(
-            SYNC.format(url=self.wh.url, sandbox=self.sandbox.url, options=options, props=props)
-        )
-
-    def run(
-        self,
-        monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str],
-        *args: str,
-        command: str = "sync",
-    ) -> tuple[int, dict[str, Any]]:
-        monkeypatch.setenv("CONNECTOR_CONFIG_DIR", str(self.config))
-        monkeypatch.setenv("CONNECTOR_STATE_URL", self.state_url)
-        monkeypatch.setenv("OMNISEND_API_KEY", "sandbox-omnisend-key")
-        self.wh.dispose()  # DuckDB: the connector opens the file read-only
-        code = main([command, "customers_to_omnisend", *args])
-        out, err = capsys.readouterr()
-        if command == "sync" and code == 0:
-            return code, json.loads(out)
-        return code, {"stdout": out, "stderr": err}
-
-    def sync(
-        self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str
-    ) -> tuple[int, dict[str, Any]]:
-        return self.run(monkeypatch, capsys, "--json", *args)
+class Cli(ContactCli):
+    name = NAME
+    template = SYNC
+    defaults: ClassVar[dict[str, str]] = {"options": "", "props": PROPS}
 
     def received(self) -> int:
         return len(self.sandbox.events("omnisend_contacts"))
@@ -106,12 +53,6 @@ class Cli:
         return out
 
 
-@pytest.fixture
-def sandbox() -> Any:
-    with SandboxServer(SandboxOptions(), host="127.0.0.1", port=0) as sb:
-        yield sb
-
-
 def test_batches_send_all_then_nothing_then_the_one_changed_row(
     tmp_path: Path,
     duck: Warehouse,
@@ -119,7 +60,7 @@ def test_batches_send_all_then_nothing_then_the_one_changed_row(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    make_customers(duck, 250)
+    make_customers(duck, 250, phone=True)
     cli = Cli(tmp_path, duck, sandbox)
     code, first = cli.sync(monkeypatch, capsys)
     assert code == 0, first
@@ -167,13 +108,13 @@ def test_batch_still_processing_across_polls(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    make_customers(duck, 30)
+    make_customers(duck, 30, phone=True)
     sandbox.inject_job(JobFault("omnisend_contacts", polls=4))
     cli = Cli(tmp_path, duck, sandbox)
     code, res = cli.sync(monkeypatch, capsys)
     assert code == 0
     assert (res["delivered"], res["jobs"], res["polls"]) == (30, 1, 5)
-    assert HashStore(StateStore(cli.state_url)).count("customers_to_omnisend") == 30
+    assert cli.confirmed() == 30
 
 
 def test_stopped_batch_fails_the_run_confirms_nothing_and_is_sent_again(
@@ -183,16 +124,48 @@ def test_stopped_batch_fails_the_run_confirms_nothing_and_is_sent_again(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    make_customers(duck, 150)  # two batches: the first one is stopped
+    make_customers(duck, 150, phone=True)  # two batches: the first one is stopped
     sandbox.inject_job(JobFault("omnisend_contacts", fail=True))
     cli = Cli(tmp_path, duck, sandbox)
-    code, failed = cli.run(monkeypatch, capsys)
+    code, failed = cli.run(monkeypatch, capsys, "sync", NAME)
     assert code == 1
     assert "ended 'stopped'" in failed["stdout"] + failed["stderr"]
-    assert HashStore(StateStore(cli.state_url)).count("customers_to_omnisend") == 0
+    assert cli.confirmed() == 0
     code, res = cli.sync(monkeypatch, capsys)
     assert (code, res["added"], res["sent"], res["delivered"]) == (0, 150, 150, 150)
     assert cli.stats()["stored"] == 150
+
+
+def test_null_keeps_omnisends_value_and_validate_says_so_until_acknowledged(
+    tmp_path: Path,
+    duck: Warehouse,
+    sandbox: SandboxServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    make_customers(duck, 5, phone=True)
+    cli = Cli(tmp_path, duck, sandbox)
+    assert cli.sync(monkeypatch, capsys)[0] == 0
+    duck.run("UPDATE customers SET plan = NULL, first_name = NULL WHERE customer_id = 2")
+    code, res = cli.sync(monkeypatch, capsys)
+    assert code == 0
+    assert (res["changed"], res["sent"], res["delivered"]) == (1, 1, 1)
+    sent = sandbox.events("omnisend_contacts")[-1]
+    assert "firstName" not in sent and sent["customProperties"] == {"ltv": 2.10}
+    stored = sandbox.contact("omnisend_contacts", "c2@example.com")
+    assert stored is not None  # Omnisend has no way to clear them: the old values stay
+    assert stored["firstName"] == "Name2" and stored["customProperties"]["plan"] == "free"
+
+    code, out = cli.run(monkeypatch, capsys, "validate", NAME)
+    assert code == 0
+    assert (
+        "warning: syncs/customers.yaml: a NULL in firstName, city, plan, ltv leaves the value "
+        "Omnisend holds"
+    ) in out["stdout"]
+    assert "null_fields: keep" in out["stdout"]
+    cli.write(options=", null_fields: keep")
+    code, out = cli.run(monkeypatch, capsys, "validate", NAME)
+    assert code == 0 and "warning" not in out["stdout"]
 
 
 def test_item_the_batch_refuses_is_a_reject_sent_again_next_run(
@@ -202,7 +175,7 @@ def test_item_the_batch_refuses_is_a_reject_sent_again_next_run(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    make_customers(duck, 120)
+    make_customers(duck, 120, phone=True)
     # Passes the local shape check, but Omnisend wants a dot in the domain: item 400.
     duck.run("UPDATE customers SET email = 'broken@localhost' WHERE customer_id = 42")
     cli = Cli(tmp_path, duck, sandbox)
@@ -231,7 +204,7 @@ def test_single_mode_posts_one_contact_per_request(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    make_customers(duck, 12)
+    make_customers(duck, 12, phone=True)
     duck.run("UPDATE customers SET email = 'broken@localhost' WHERE customer_id = 5")
     cli = Cli(tmp_path, duck, sandbox)
     cli.write(options=", mode: single")
@@ -267,10 +240,10 @@ def test_welcome_message_option_and_preview(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    make_customers(duck, 3)
+    make_customers(duck, 3, phone=True)
     cli = Cli(tmp_path, duck, sandbox)
     cli.write(options=", send_welcome_message: true")
-    code, out = cli.run(monkeypatch, capsys, command="preview")
+    code, out = cli.run(monkeypatch, capsys, "preview", NAME)
     assert code == 0
     assert '"sendWelcomeMessage": true' in out["stdout"]
     assert f"POST {sandbox.url}/api/batches" in out["stdout"]
@@ -300,10 +273,10 @@ def test_bad_property_names_are_config_errors(
     props: str,
     expected: str,
 ) -> None:
-    make_customers(duck, 1)
+    make_customers(duck, 1, phone=True)
     cli = Cli(tmp_path, duck, sandbox)
     cli.write(props=props)
-    code, _ = cli.run(monkeypatch, capsys)  # the sync does not load: nothing runs
+    code, _ = cli.run(monkeypatch, capsys, "sync", NAME)  # the sync does not load: nothing runs
     assert code == 2
     assert main(["validate"]) == 2
     out, err = capsys.readouterr()

@@ -3,7 +3,6 @@ sync it also forgets the stored hashes (the next run sends every contact again).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,28 +10,23 @@ import pytest
 from connector.cli import main
 from connector.contacts.hashes import HashStore
 from connector.lease import Lease
-from connector.sandbox import SandboxOptions, SandboxServer
+from connector.sandbox import SandboxServer
 from connector.state import INCREMENTAL, StateStore
 
 from .conftest import Warehouse
-from .test_contacts_cli import Cli, make_customers
-
-
-@pytest.fixture
-def contacts_sandbox() -> Iterator[SandboxServer]:
-    with SandboxServer(SandboxOptions(), host="127.0.0.1", port=0) as sb:
-        yield sb
+from .contact_fixtures import KlaviyoCli as Cli
+from .contact_fixtures import make_customers
 
 
 def test_reset_refused_while_running_then_forgets_contact_hashes(
     tmp_path: Path,
     warehouse: Warehouse,
-    contacts_sandbox: SandboxServer,
+    sandbox: SandboxServer,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     make_customers(warehouse, 30)
-    cli = Cli(tmp_path, warehouse, contacts_sandbox)
+    cli = Cli(tmp_path, warehouse, sandbox)
     code, first = cli.sync(monkeypatch, capsys)
     assert code == 0 and first["delivered"] == 30
     store = StateStore.open(cli.state_url)
@@ -61,12 +55,12 @@ def test_reset_refused_while_running_then_forgets_contact_hashes(
 def test_reset_ignores_a_dead_runs_lease(
     tmp_path: Path,
     warehouse: Warehouse,
-    contacts_sandbox: SandboxServer,
+    sandbox: SandboxServer,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     make_customers(warehouse, 3)
-    cli = Cli(tmp_path, warehouse, contacts_sandbox)
+    cli = Cli(tmp_path, warehouse, sandbox)
     assert cli.sync(monkeypatch, capsys)[0] == 0
     store = StateStore.open(cli.state_url)
     lease = Lease(store, "customers_to_klaviyo", INCREMENTAL, ttl_s=60)

@@ -15,27 +15,29 @@ runs (rows before the checkpoint) are re-read by key and diffed too.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from ..config import SyncConfig, resolve_env
 from ..delivery import Runtime
 from ..errors import ConfigError, ConnectorError, RequestError, mask_url
 from ..mapping import Chunk
-from ..ratelimit import account_key, pacer_for
 from ..result import SAMPLE_REJECTS, SyncResult, _describe
 from ..source import Reader
 from ..state import CLOSED_DELIVERED, CLOSED_GONE, INCREMENTAL, Reject, StateStore
+from .breaker import ContactBreaker
 from .destinations import CONTACT_DESTINATIONS
 from .diff import Hasher, Page
 from .hashes import HashStore
 from .http import JobHTTP
 from .keyorder import ORDERED_DIALECTS, KeyOrder, Unordered, kinds_for
 from .merge import Merge
+from .pacing import contact_pacer
 from .vendor import Contact, ContactDestination, Gone, JobRow, JobStats
 
 log = logging.getLogger("connector.contacts")
@@ -66,13 +68,16 @@ def make_contact_destination(
     *,
     resolve_secret: bool = True,
     transport: Any = None,
+    state: StateStore | None = None,
 ) -> ContactDestination:
     """Build the contact destination of ``sync`` with its paced, retrying ``JobHTTP`` client.
 
     The API key and a ``${ENV}`` base URL are resolved from the environment unless
     ``resolve_secret`` is false (a dry run: the key becomes ``***``). The pace is the
-    destination's ``options.rate_limit`` or the vendor's documented rate, shared per account.
-    ``transport`` replaces httpx's (tests, the sandbox). Requests counted go to ``stats``.
+    destination's ``options.rate_limit`` or the vendor's documented rate, shared per account
+    (``contacts.pacing``: through ``state``'s pacer table as ``options.pacing`` says, and with
+    the event syncs of the account where the vendor has one limit for both). ``transport``
+    replaces httpx's (tests, the sandbox). Requests counted go to ``stats``.
 
     Raises:
         ConfigError: an ``${ENV}`` reference names an unset variable.
@@ -89,7 +94,7 @@ def make_contact_destination(
     rate = dest.options.rate_limit or RateLimit(
         per_second=cls.rate_per_second, per_minute=cls.rate_per_minute
     )
-    pacer = pacer_for(account_key(cls.type, base_url, api_key), rate, runtime.clock, runtime.sleep)
+    pacer = contact_pacer(cls, dest.options, base_url, api_key, rate, runtime, state)
     http = JobHTTP(
         base_url,
         {},
@@ -99,6 +104,7 @@ def make_contact_destination(
         sleep=runtime.sleep,
         random=runtime.random,
         transport=transport,
+        pause=pacer.pause,
     )
     out = cls(dest, api_key, sync.name, http)
     http.client.headers.update(out.headers())
@@ -147,9 +153,12 @@ class ContactRun:
         self.warehouse_url = warehouse_url
         self.stats = JobStats()
         self.dest = make_contact_destination(
-            sync, self.stats, self.rt, resolve_secret=not dry_run, transport=transport
+            sync, self.stats, self.rt, resolve_secret=not dry_run, transport=transport, state=state
         )
         self.hasher = Hasher(sync)
+        self.breaker = ContactBreaker(
+            self.dest.type, self.dest.options, lambda k, r, p: self._reject(k, r, p, api=True)
+        )
         self.res = ContactResult(sync=sync.name, scope=INCREMENTAL, run_id=None)
         self.job = _Job()
         self.outstanding: deque[_Job] = deque()
@@ -255,13 +264,16 @@ class ContactRun:
                     if problems:
                         raise ConfigError(problems)
                 self._setup_diff(reader)
-                for chunk in self._chunks(reader):
-                    self._page(self.hasher.page(chunk))
-                    self._report()
+                # Closed on a failure too: an embedded warehouse's open result is let go now.
+                with contextlib.closing(cast(Generator[Chunk], self._chunks(reader))) as chunks:
+                    for chunk in chunks:
+                        self._page(self.hasher.page(chunk))
+                        self._report()
             self._removed_after_scan()
             self._flush()
             while self.outstanding:
                 self._finish_job(self.outstanding.popleft())
+            self.breaker.release()
             if self.gone:
                 self._unlist()
             if self.res.unconfirmed:
@@ -511,9 +523,8 @@ class ContactRun:
             ok = [i for i in range(len(job.rows)) if i not in errors]
             more = self.dest.after_confirm([job.rows[i] for i in ok], [job.contacts[i] for i in ok])
             errors.update({ok[j]: r for j, r in more.items()})
-        for i, reason in errors.items():
-            row = job.rows[i]
-            self._reject(row.key, reason, row.payload, api=True)
+        refused = [(job.rows[i].key, reason, job.rows[i].payload) for i, reason in errors.items()]
+        self.breaker.judge(len(job.rows), refused)  # records, holds or trips (below)
         confirmed = [
             (r.key, r.hash, r.identifiers) for i, r in enumerate(job.rows) if i not in errors
         ]
@@ -528,6 +539,7 @@ class ContactRun:
             )
         self.res.delivered += len(confirmed)
         self._report()
+        self.breaker.check()  # tripped: the run stops before its next job
 
     # -- rejects, progress, end --------------------------------------------------------
     def _reject(
@@ -575,10 +587,16 @@ class ContactRun:
                     raise
 
 
-def contact_problems(sync: SyncConfig, types: dict[str, str]) -> list[str]:
+def contact_problems(
+    sync: SyncConfig, types: dict[str, str], warnings: list[str] | None = None
+) -> list[str]:
     """``connector validate``: what the destination's preflight finds (an unknown Brevo
-    attribute...), asking the vendor with the sync's own key; [] when it asks nothing."""
-    if not CONTACT_DESTINATIONS[sync.destination.type].has_preflight():
+    attribute...), asking the vendor with the sync's own key; [] when it asks nothing. What
+    the sync will do that the user may not expect goes to ``warnings`` (``validate_warnings``)."""
+    cls = CONTACT_DESTINATIONS[sync.destination.type]
+    if warnings is not None:
+        warnings += cls.validate_warnings(sync)
+    if not cls.has_preflight():
         return []
     dest = make_contact_destination(sync, JobStats(), Runtime())
     try:

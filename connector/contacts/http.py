@@ -29,11 +29,15 @@ class JobHTTP:
         sleep: Callable[[float], None] = time.sleep,
         random: Callable[[], float] | None = None,
         transport: httpx.BaseTransport | None = None,
+        pause: Callable[[float], None] | None = None,
     ) -> None:
         import random as _random
 
         self.options = options
         self.acquire = acquire
+        # The pacer's pause: a 429's wait holds every run of the account (with a shared
+        # pacer, every process); without one, only this client sleeps.
+        self.pause = pause
         self.stats = stats
         self.sleep = sleep
         self.random = random or _random.random
@@ -92,7 +96,8 @@ class JobHTTP:
                 if limited > MAX_RATE_LIMITED:
                     raise RetriesExhausted(f"{method} {path}: rate limited {limited} times")
                 wait = announced_wait(resp.headers, resp.content, time.time)
-                self.sleep(min(self.options.max_wait_s, wait if wait is not None else 1.0))
+                wait = min(self.options.max_wait_s, wait if wait is not None else 1.0)
+                (self.pause or self.sleep)(wait)  # a pause: the next acquire() waits it out
                 continue
             attempts += 1
             self._retry_or_raise(attempts, f"{method} {path} answered {resp.status_code}")

@@ -26,8 +26,13 @@ reference/responses, reference/rate-limit-timeouts-errors):
   ``birthdate`` (YYYY-MM-DD), ``gender`` (m|f), ``createdAt``, ``tags`` (array, ≤ 100) take
   the mapped name as is; every other name is a ``customProperties`` entry (at most 200, names
   of latin letters, digits and ``_``, ≤ 128, case-sensitive: anything else is a config error).
-- NULL: the field is left out (Omnisend keeps its value; the API documents no way to clear
-  a contact field).
+- NULL: the field is left out, and Omnisend keeps the value it holds. The 2026-03-15 API
+  documents no way to clear a contact field or custom property: ``POST /api/contacts`` and
+  ``PATCH /api/contacts?email=`` ("Pass only fields you want to update") define no null or
+  empty value, and the last reference that spoke of removal (v4) said "System properties
+  cannot be removed at the moment, only modified". So a NULL is never sent (nor a made-up
+  empty string: values leave as the warehouse holds them); ``validate`` warns about it until
+  ``options.null_fields: keep`` acknowledges it.
 - Bytes: the docs give no byte limit for a batch; ``max_job_bytes`` is a conservative cap.
 """
 
@@ -94,6 +99,12 @@ class OmnisendContactsOptions(ContactOptions):
         "default in 2026-03-15 is true).",
     )
     api_version: Literal["2026-03-15"] = Field("2026-03-15", description="Omnisend-Version header.")
+    null_fields: Literal["keep"] | None = Field(
+        None,
+        description="A NULL leaves the value Omnisend holds (its API documents no way to clear "
+        "a contact field or custom property); 'keep' acknowledges it and silences validate's "
+        "warning.",
+    )
 
     @field_validator("on_removed")
     @classmethod
@@ -129,6 +140,7 @@ class OmnisendContacts(ContactDestination):
     max_job_bytes = MAX_BYTES
     rate_per_second = 7  # smooths bursts; the 400/min window binds
     rate_per_minute = 400
+    rate_account = "omnisend_events"  # one 400/min budget per store for every endpoint
     config_model = OmnisendContactsDestination
 
     def __init__(self, config: Any, api_key: str, sync_name: str, http: Any) -> None:
@@ -174,6 +186,19 @@ class OmnisendContacts(ContactDestination):
                 )
             )
         return out
+
+    @classmethod
+    @override
+    def validate_warnings(cls, sync: Any) -> list[str]:
+        props = list(sync.mapping.contact_properties or {})
+        if not props or sync.destination.options.null_fields == "keep":
+            return []
+        return [
+            f"{sync.source_path or sync.name}: a NULL in {', '.join(props)} leaves the value "
+            "Omnisend holds: the 2026-03-15 API has no way to clear a contact field or custom "
+            "property, so a value that became NULL in the warehouse stays at Omnisend (set "
+            "destination.options.null_fields: keep to acknowledge this)"
+        ]
 
     @override
     def headers(self) -> dict[str, str]:

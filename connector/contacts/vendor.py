@@ -109,6 +109,9 @@ class ContactDestination:
     max_job_bytes: ClassVar[int]
     rate_per_second: ClassVar[float | None] = None
     rate_per_minute: ClassVar[float | None] = None
+    # The event destination type whose rate budget this one spends (one documented limit for
+    # both: ``contacts.pacing``); None: its own.
+    rate_account: ClassVar[str | None] = None
     config_model: ClassVar[Any]  # the pydantic model of its ``destination:`` block
 
     def __init__(self, config: Any, api_key: str, sync_name: str, http: Any) -> None:
@@ -128,6 +131,12 @@ class ContactDestination:
         """Config problems found by asking the vendor before anything is sent (``validate``
         and every run's start); ``types``: the source's column kinds. May raise
         ``RequestError``. The base asks nothing (``has_preflight``)."""
+        return []
+
+    @classmethod
+    def validate_warnings(cls, sync: Any) -> list[str]:
+        """What ``validate`` should tell about this sync that runs would do silently (a NULL
+        the vendor cannot clear...). The base has nothing to say."""
         return []
 
     @classmethod

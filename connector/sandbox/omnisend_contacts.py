@@ -20,7 +20,9 @@ and Batches API, ReadMe branch v2026-03-15) and reference/contacts.
   finished | stopped), totalCount, finishedCount, errorsCount, responses[], errors[]} with
   BatchItem {itemID, request, response, responseCode, status}.
 
-Errors are RFC 9457 problems (the dated events endpoint's); every call needs
+No endpoint of this version documents clearing a contact field or custom property (PATCH
+``/api/contacts?email=``: "Pass only fields you want to update"); a null is kept out like an
+absent field. Errors are RFC 9457 problems (the dated events endpoint's); every call needs
 ``Omnisend-Version: 2026-03-15``. The sandbox implements batches of ``POST contacts`` only.
 """
 
@@ -233,7 +235,10 @@ def upsert(book: ProfileBook, contact: dict[str, Any], now: datetime) -> tuple[i
             record[key] = contact[key]
     if contact.get("createdAt") is not None:
         record["customProperties"]["externalCreated"] = contact["createdAt"]
-    record["customProperties"].update(contact.get("customProperties") or {})
+    # The docs define no null (nor any way to clear a field): a null is not a value, and the
+    # stored one stays, as for the standard fields above.
+    custom = contact.get("customProperties") or {}
+    record["customProperties"].update({k: v for k, v in custom.items() if v is not None})
     for tag in contact.get("tags") or ():
         if tag not in record["tags"]:
             record["tags"].append(tag)
