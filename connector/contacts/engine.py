@@ -189,7 +189,6 @@ class ContactRun:
                 order = None  # a dry run writes nothing: look keys up this time
         else:
             self.hashes.prepare(self.sync.name, order)
-        self.hasher.order = order
         whole = self.limit is None and not self.full_refresh
         if (
             order is not None
@@ -198,6 +197,7 @@ class ContactRun:
             and reader.dialect.name in ORDERED_DIALECTS
         ):
             self.merge = Merge(self.hashes, self.sync.name, order, collect=self._unlisting())
+            self.hasher.order = order  # pages carry their ords
         elif (
             order is not None
             and whole
