@@ -6,11 +6,9 @@ Two ways to diff a page against them:
 - **merge** (a full scan whose key has an order-preserving encoding, ``keyorder``): the
   pages come in key order, so the stored rows of one page are one range of the ``(sync, ord,
   hash)`` index: ``(last ord of the previous page, last ord of this page]``. One query per
-  page compares the range with the page as a whole (its row count and the concatenation of
-  its ords and hashes: equal means every row is unchanged, and nothing per row crosses the
-  driver); only a page that differs reads the range's rows. Stored rows in the range that
-  the page lacks are rows that vanished from the source; after the last page, the range up to
-  the end. Memory: the page and its range.
+  page (``summary``) returns the range as one value, each row's ord and hash concatenated:
+  equal to the page's means every row is unchanged, and nothing per row crosses the driver.
+  The matching is ``merge``'s. Memory: the page and its range.
 - **lookup** (a cursor run, or a key with no encoding): the page's keys are looked up by key,
   one ``IN``/``= ANY`` query per 5,000 keys.
 """

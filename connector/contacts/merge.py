@@ -7,13 +7,16 @@ end of the sync's ords. Per page:
 
 1. check that the page's ords ascend and start after the previous page's (the source's
    order really is byte order; if not, ``Unordered`` and the run falls back to lookups);
-2. one aggregate query: the range's row count and its ords and hashes concatenated in ord
-   order. Equal to the page's: every row is unchanged, done;
-3. otherwise read the range's (ord, hash) rows, in slices of ``_SLICE``: a page row whose
+2. one aggregate query (its first ``2 * rows + _SPARE`` rows): the range's row count and each
+   row's ord followed by its hash, concatenated in one value. Equal to the page's own bytes:
+   every row is unchanged, done;
+3. otherwise match the range's (ord, hash) rows with the page by ord (Arrow ``index_in``): an
+   all-integer key's value splits into rows as it is (fixed width); a text key's range, or
+   one larger than the aggregate's limit, is read in slices of ``_SLICE``. A page row whose
    ord is among them is unchanged (same hash) or changed; one that is not is added; a stored
    row whose ord is not in the page vanished from the source (``gone``).
 
-Memory: the page, and one slice of the range at a time.
+Memory: the page, and the aggregate or one slice of the range at a time.
 """
 
 from __future__ import annotations
