@@ -482,3 +482,23 @@ def test_a_re_keyed_row_is_not_unlisted(
     with state.engine.connect() as c:
         keys = {k for (k,) in c.execute(sa.text("SELECT key FROM connector_contact_hashes"))}
     assert keys == {"1", "2", "4", "300"}  # 3 forgotten (still a contact), 5 unlisted
+
+
+@pytest.mark.parametrize("kind", ["text", "composite"])
+def test_merge_with_the_state_store_on_postgresql(
+    duck: Warehouse, pg_url: str, runtime: Runtime, kind: str
+) -> None:
+    state = StateStore(pg_url)
+    keys = keys_for(kind)
+    people(duck, kind, keys)
+    fake = FakeKlaviyo()
+    run(duck, state, fake, runtime, kind)
+    assert run(duck, state, fake, runtime, kind).merge.fast == 3  # type: ignore[union-attr]
+    order = sorted(keys, key=lambda k: byte_order(kind, k))
+    duck.run(
+        f"DELETE FROM people WHERE {where(kind, order[150])}",
+        f"UPDATE people SET plan = 'vip' WHERE {where(kind, order[7])}",
+    )
+    r = run(duck, state, fake, runtime, kind)
+    assert (r.res.removed, r.res.changed, r.res.unchanged) == (1, 1, len(keys) - 2)
+    state.engine.dispose()
