@@ -15,6 +15,7 @@ import re
 from decimal import Decimal
 from typing import Any
 
+import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -30,11 +31,26 @@ def concat(*parts: pa.Array | pa.Scalar | str) -> pa.Array:
     return pc.binary_join_element_wise(*args, _EMPTY, null_handling="emit_null")
 
 
+def _bytes_of(s: pa.Array) -> np.ndarray | None:
+    """The UTF-8 bytes a string array's values occupy (a superset when sliced), or None."""
+    if not pa.types.is_string(s.type) or len(s) == 0:
+        return None
+    data = s.buffers()[2]
+    return np.frombuffer(data, dtype=np.uint8) if data is not None else np.empty(0, np.uint8)
+
+
 def strings(arr: pa.Array) -> pa.Array:
     """JSON string literals for a string array (quotes and escapes)."""
     s = pc.cast(arr, pa.string())
-    escaped = pc.replace_substring(pc.replace_substring(s, "\\", "\\\\"), '"', '\\"')
+    raw = _bytes_of(s)  # one vectorised pass tells which escapes the column needs at all
+    escaped = s
+    if raw is None or (raw == 0x5C).any():
+        escaped = pc.replace_substring(escaped, "\\", "\\\\")
+    if raw is None or (raw == 0x22).any():
+        escaped = pc.replace_substring(escaped, '"', '\\"')
     out = concat('"', escaped, '"')
+    if raw is not None and not (raw < 0x20).any():
+        return out
     ctrl = pc.fill_null(pc.match_substring_regex(s, "[\\x00-\\x1f]"), False)
     if pc.any(ctrl).as_py():
         rows = [i for i, c in enumerate(ctrl.to_pylist()) if c]

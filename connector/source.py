@@ -162,7 +162,17 @@ class Window:
 class Reader:
     """Reads one sync's source in ``(cursor, pk)`` order, page by page."""
 
-    def __init__(self, sync: SyncConfig, url: str | None = None) -> None:
+    def __init__(
+        self,
+        sync: SyncConfig,
+        url: str | None = None,
+        *,
+        byte_order: bool = False,
+        keys_only: bool = False,
+    ) -> None:
+        """``byte_order``: a full contact scan ordered by key, text key columns compared and
+        ordered ``COLLATE "C"`` (byte order, which ``contacts.keyorder`` encodes) on DuckDB
+        and PostgreSQL. ``keys_only``: read only the primary key, in key order."""
         self.sync = sync
         self.url = url or warehouse_url(sync)
         path = embedded_file(self.url)
@@ -179,10 +189,16 @@ class Reader:
         # A contact sync without a cursor reads in key order: the first key column leads.
         self.cursor: str = src.cursor or src.primary_key[0]
         self.pk = list(src.primary_key)
-        needed = [self.cursor, *self.pk, *sorted(sync.mapping.columns())]
+        if keys_only:
+            self.cursor = self.pk[0]
+        needed = [self.cursor, *self.pk, *([] if keys_only else sorted(sync.mapping.columns()))]
         self.columns = list(dict.fromkeys(needed))
         self._types: dict[str, str] | None = None
         self._checked = False
+        self._bytewise: frozenset[str] = frozenset()
+        if byte_order and self.dialect.name in {"duckdb", "postgresql"}:
+            types = self.column_types()
+            self._bytewise = frozenset(c for c in self.pk if types.get(c) == "string")
 
     def close(self) -> None:
         """Release the warehouse file if it is embedded (see ``release_engine``)."""
@@ -207,6 +223,11 @@ class Reader:
         assert src.query is not None
         return sa.text(src.query.replace(":", r"\:")).columns().subquery("src")
 
+    def _k(self, name: str) -> sa.ColumnElement[Any]:
+        """A key column as it is compared and ordered (``COLLATE "C"`` when ``byte_order``)."""
+        col = self._q(name)
+        return col.collate("C") if name in self._bytewise else col
+
     def _not_null(self) -> sa.ColumnElement[bool]:
         return sa.and_(*(self._q(c).is_not(None) for c in [self.cursor, *self.pk]))
 
@@ -215,11 +236,11 @@ class Reader:
         cols = [self.cursor, *self.pk]
         clause: sa.ColumnElement[bool] | None = None
         for i in reversed(range(len(cols))):
-            gt = self._q(cols[i]) > sa.bindparam(f"p{i}", pos[i])
+            gt = self._k(cols[i]) > sa.bindparam(f"p{i}", pos[i])
             clause = (
                 gt
                 if clause is None
-                else sa.or_(gt, sa.and_(self._q(cols[i]) == sa.bindparam(f"e{i}", pos[i]), clause))
+                else sa.or_(gt, sa.and_(self._k(cols[i]) == sa.bindparam(f"e{i}", pos[i]), clause))
             )
         assert clause is not None
         return clause
@@ -247,7 +268,7 @@ class Reader:
         cols = [self.cursor, *self.pk]
         clause: sa.ColumnElement[bool] | None = None
         for i in reversed(range(len(cols))):
-            col = self._q(cols[i])
+            col = self._k(cols[i])
             if clause is None:
                 clause = col <= sa.bindparam(f"u{i}", pos[i])
             else:
@@ -271,9 +292,10 @@ class Reader:
     ) -> sa.Select[Any]:
         """The key of the n-th row after ``after``: only key columns are sorted, so the
         warehouse never holds a whole table's payload to find a page."""
-        order = [self._q(c) for c in [self.cursor, *self.pk]]
+        keys = [self._q(c) for c in [self.cursor, *self.pk]]
+        order = [self._k(c) for c in [self.cursor, *self.pk]]
         return (
-            sa.select(*order)
+            sa.select(*keys)
             .select_from(self._from())
             .where(*self._where(after, window))
             .order_by(*order)
@@ -288,7 +310,7 @@ class Reader:
         where = self._where(after, window)
         if upto is not None:
             where.append(self._upto(upto))
-        order = [self._q(c) for c in [self.cursor, *self.pk]]
+        order = [self._k(c) for c in [self.cursor, *self.pk]]
         return (
             sa.select(*(self._q(c) for c in self.columns))
             .select_from(self._from())

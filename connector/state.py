@@ -28,6 +28,8 @@ import orjson
 import sqlalchemy as sa
 
 from . import migrate
+from .contacts.schema import contact_hashes
+from .contacts.schema import migration as contact_hashes_migration
 from .destinations.base import Learned
 from .errors import StateError, mask_url, scrub
 from .migrate import BrokenStoreError, Migration
@@ -151,6 +153,7 @@ MIGRATIONS: list[Migration] = [
     ),
     Migration(3, "run leases", migrate.create(leases)),
     Migration(4, "shared pacer slots", migrate.create(pacer_slots)),
+    Migration(5, "contact hashes (key order, identifiers)", contact_hashes_migration),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -912,6 +915,7 @@ def reset_broken_store(url: str | None = None) -> str:
                 migrate.version_table.drop(c, checkfirst=True)
                 metadata.drop_all(c, checkfirst=True)
                 pacer_slots.drop(c, checkfirst=True)  # its own module's MetaData
+                contact_hashes.drop(c, checkfirst=True)  # likewise
         finally:
             engine.dispose()
         StateStore(url)

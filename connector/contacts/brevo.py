@@ -30,10 +30,12 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
+from urllib.parse import quote
 
 import httpx
 import orjson
 from pydantic import Field, PositiveInt
+from typing_extensions import override
 
 from ..errors import RequestError
 from ..options import DestinationSettings
@@ -41,6 +43,7 @@ from .vendor import (
     Contact,
     ContactDestination,
     ContactOptions,
+    Gone,
     JobResult,
     JobRow,
     join_body,
@@ -81,6 +84,16 @@ READ_ONLY = ("calculated", "global")
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
 DATE = re.compile(rb'^"(\d{4}-\d{2}-\d{2}|\d{2}/\d{2}/\d{4})"$')
 DONE = "completed"
+# remove-contact-from-list: "a maximum of 150 emails" / "150 Ids" / "150 extIds" per request.
+MAX_UNLIST = 150
+# get-contact-info: identifierType per mapping identifier (the path holds the value).
+IDENTIFIER_TYPES = {
+    "email": "email_id",
+    "ext_id": "ext_id",
+    "sms": "phone_id",
+    "whatsapp": "whatsapp_id",
+    "landline_number": "landline_number_id",
+}
 RUNNING = ("queued", "in_process", "processing")
 
 
@@ -358,6 +371,106 @@ class BrevoContacts(ContactDestination):
             raise request_error(f"GET import report {target.path}", resp)
         lines = [ln.split(";")[0].strip().strip('"') for ln in resp.text.splitlines()[1:]]
         return [ln for ln in lines if ln]
+
+    # -- removed rows ------------------------------------------------------------------
+    max_unlist_per_request = MAX_UNLIST
+
+    @override
+    def unlist(self, rows: list[Gone]) -> dict[int, str]:
+        """``on_removed: unlist``: remove these contacts from every list of
+        ``options.list_ids`` with ``POST /v3/contacts/lists/{listId}/contacts/remove`` (by
+        ``emails``, else ``extIds``: one kind per request, ≤ 150). A value the answer does
+        not list under ``success`` is looked up (``GET /v3/contacts/{identifier}``): no
+        contact, or one no longer in the list, has nothing to remove; one still in it is
+        removed by its contact id, and refused if Brevo keeps it there. Contacts with only
+        a phone-type identifier are found by that lookup too. Never unsubscribes (no
+        blacklist flag is touched) and never deletes a contact."""
+        lists = list(dict.fromkeys(self.options.list_ids))
+        refused: dict[int, str] = {}
+        check: dict[int, set[int]] = {}  # row → lists its removal is not confirmed from
+        by_kind: dict[str, list[tuple[int, str]]] = {"emails": [], "extIds": []}
+        for i, row in enumerate(rows):
+            ids = row.identifiers
+            if ids.get("email"):
+                by_kind["emails"].append((i, ids["email"]))
+            elif ids.get("ext_id"):
+                by_kind["extIds"].append((i, ids["ext_id"]))
+            elif any(ids.get(k) for k in IDENTIFIER_TYPES):
+                check[i] = set(lists)
+            else:
+                refused[i] = "no contact identifier to find it in Brevo: " + ", ".join(
+                    IDENTIFIER_TYPES
+                )
+        for list_id in lists:
+            for kind, items in by_kind.items():
+                for start in range(0, len(items), MAX_UNLIST):
+                    chunk = items[start : start + MAX_UNLIST]
+                    done = self._remove(list_id, kind, [v for _, v in chunk])
+                    for i, value in chunk:
+                        if _norm_value(value) not in done:
+                            check.setdefault(i, set()).add(list_id)
+        self._unlist_by_id(rows, check, refused)
+        return refused
+
+    def _unlist_by_id(
+        self, rows: list[Gone], check: dict[int, set[int]], refused: dict[int, str]
+    ) -> None:
+        """Unconfirmed removals: look each contact up and remove it by id from the lists it
+        is still in; what Brevo still does not remove goes to ``refused``."""
+        by_id: dict[int, list[tuple[int, int]]] = {}
+        for i in sorted(check):
+            contact = self._contact(rows[i].identifiers)
+            if contact is None:
+                continue  # Brevo has no such contact: nothing to remove
+            cid = contact.get("id")
+            member = contact.get("listIds") or []
+            for list_id in sorted(check[i]):
+                if list_id not in member:
+                    continue  # not (or no longer) in that list
+                if not isinstance(cid, int) or isinstance(cid, bool):
+                    refused[i] = f"Brevo's contact answer has no id; it stays in list {list_id}"
+                    continue
+                by_id.setdefault(list_id, []).append((i, cid))
+        for list_id, items in by_id.items():
+            for start in range(0, len(items), MAX_UNLIST):
+                chunk = items[start : start + MAX_UNLIST]
+                done = self._remove(list_id, "ids", [v for _, v in chunk])
+                for i, cid in chunk:
+                    if str(cid) not in done:
+                        refused.setdefault(
+                            i,
+                            f"Brevo did not remove contact {cid} from list {list_id} (it "
+                            "answered the removal without it under success)",
+                        )
+
+    def _remove(self, list_id: int, kind: str, values: list[Any]) -> set[str]:
+        """One removal request; the values Brevo lists under ``success`` (normalized)."""
+        path = f"/v3/contacts/lists/{list_id}/contacts/remove"
+        resp = self.http.request("POST", path, orjson.dumps({kind: values}))
+        if resp.status_code not in (200, 201):
+            raise request_error(f"POST {path}", resp)
+        contacts = _json(resp).get("contacts")
+        success = contacts.get("success") if isinstance(contacts, dict) else None
+        return {_norm_value(v) for v in success or [] if isinstance(v, (str, int))}
+
+    def _contact(self, identifiers: Mapping[str, str]) -> dict[str, Any] | None:
+        """The contact holding the first of these identifiers Brevo knows, or None."""
+        for name, kind in IDENTIFIER_TYPES.items():
+            value = identifiers.get(name)
+            if not value:
+                continue
+            path = "/v3/contacts/" + quote(value, safe="")
+            resp = self.http.request("GET", path, params={"identifierType": kind})
+            if resp.status_code == 404:
+                continue
+            if resp.status_code != 200:
+                raise request_error(f"GET /v3/contacts/{{identifier}} ({kind})", resp)
+            return _json(resp)
+        return None
+
+
+def _norm_value(value: Any) -> str:
+    return str(value).lower() if isinstance(value, str) and "@" in value else str(value)
 
 
 def _json(resp: Any) -> dict[str, Any]:

@@ -7,14 +7,19 @@ A run that fails (a request error, a cancelled or timed-out job, errors that nam
 leaves the rows of unfinished jobs unconfirmed: the next run sends them again. With a cursor,
 the checkpoint moves to the last row read only when the run succeeds; open rejects of earlier
 runs (rows before the checkpoint) are re-read by key and diffed too.
+
+``removed`` counts stored contacts whose source row vanished (a full scan's ordered merge,
+``merge``); with ``options.on_removed: unlist`` they are taken off the list after the jobs
+(``unlisted``) and their hashes forgotten. See docs/contacts.md, "Removed rows".
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from collections import deque
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -24,14 +29,20 @@ from ..errors import ConfigError, ConnectorError, RequestError, mask_url
 from ..mapping import Chunk
 from ..result import SAMPLE_REJECTS, SyncResult, _describe
 from ..source import Reader
-from ..state import CLOSED_DELIVERED, INCREMENTAL, Reject, StateStore
+from ..state import CLOSED_DELIVERED, CLOSED_GONE, INCREMENTAL, Reject, StateStore
 from .breaker import ContactBreaker
 from .destinations import CONTACT_DESTINATIONS
 from .diff import Hasher, Page
 from .hashes import HashStore
 from .http import JobHTTP
+from .keyorder import ORDERED_DIALECTS, KeyOrder, Unordered, kinds_for
+from .merge import Merge
 from .pacing import contact_pacer
-from .vendor import Contact, ContactDestination, JobRow, JobStats
+from .vendor import Contact, ContactDestination, Gone, JobRow, JobStats
+
+log = logging.getLogger("connector.contacts")
+
+_ADDED_IDS_MAX = 100_000
 
 
 @dataclass
@@ -47,6 +58,7 @@ class ContactResult(SyncResult):
     jobs: int = 0
     polls: int = 0
     unconfirmed: int = 0
+    unlisted: int = 0
 
 
 def make_contact_destination(
@@ -172,8 +184,57 @@ class ContactRun:
         self.rejects: list[Reject] = []
         self._read_upto: tuple[Any, ...] | None = None  # cursor mode: the last row read
         self.previews: list[dict[str, Any]] | None = None  # preview: the job requests
+        self.merge: Merge | None = None  # the ordered diff of a full scan (else lookups)
+        self.gone: list[bytes] = []  # ords of vanished rows to unlist (on_removed: unlist)
+        self._key_scan: Merge | None = None  # a cursor run's search for vanished rows
+        # Identifiers of the rows this run added (unlisting only): a removed row whose
+        # contact one of them carries (a re-keyed row) is forgotten, not unlisted.
+        self._added_ids: set[tuple[str, str]] | None = set()
 
     # -- reading ---------------------------------------------------------------------
+    def _on_removed(self) -> str:
+        return str(getattr(self.dest.options, "on_removed", "keep"))
+
+    def _setup_diff(self, reader: Reader) -> None:
+        """Choose how this run diffs (``hashes``): the key's order encoding, if it has one,
+        makes confirmed rows store their ord; a full scan of an ordered warehouse then
+        merges, anything else looks keys up. Stored keys without an ord get one first."""
+        types = reader.column_types()
+        kinds = kinds_for([types.get(c) for c in self.sync.source.primary_key])
+        order = KeyOrder(kinds) if kinds is not None else None
+        if self.dry_run:
+            self.hashes.order = order
+            if order is not None and self.hashes.needs_prepare(self.sync.name, order):
+                order = None  # a dry run writes nothing: look keys up this time
+        else:
+            self.hashes.prepare(self.sync.name, order)
+        whole = self.limit is None and not self.full_refresh
+        if (
+            order is not None
+            and whole
+            and self.sync.source.cursor is None
+            and reader.dialect.name in ORDERED_DIALECTS
+        ):
+            self.merge = Merge(self.hashes, self.sync.name, order, collect=self._unlisting())
+            self.hasher.order = order  # pages carry their ords
+        elif (
+            order is not None
+            and whole
+            and self._on_removed() == "unlist"
+            and reader.dialect.name in ORDERED_DIALECTS
+        ):
+            # A cursor run: vanished rows are found by a key-only scan after the run's pages.
+            self._key_scan = Merge(self.hashes, self.sync.name, order, collect=self._unlisting())
+        elif self._on_removed() == "unlist" and whole:
+            log.warning(
+                "%s: on_removed: unlist needs an integer or text primary key on DuckDB or "
+                "PostgreSQL to find removed rows; none are removed this run",
+                self.sync.name,
+            )
+
+    def _unlisting(self) -> bool:
+        return self._on_removed() == "unlist" and not self.dry_run
+
     def _chunks(self, reader: Reader) -> Iterator[Chunk]:
         if self.sync.source.cursor is None:
             yield from reader.pages(None, None, self.limit)
@@ -215,20 +276,25 @@ class ContactRun:
         if not self.dry_run:
             self.res.run_id = self.state.start_run(self.sync.name, INCREMENTAL)
         try:
-            with Reader(self.sync, self.warehouse_url) as reader:
+            full_scan = self.sync.source.cursor is None
+            with Reader(self.sync, self.warehouse_url, byte_order=full_scan) as reader:
                 if not self.dry_run and self.dest.has_preflight():
                     problems = self.dest.preflight(self.sync, reader.column_types())
                     if problems:
                         raise ConfigError(problems)
+                self._setup_diff(reader)
                 # Closed on a failure too: an embedded warehouse's open result is let go now.
                 with contextlib.closing(cast(Generator[Chunk], self._chunks(reader))) as chunks:
                     for chunk in chunks:
                         self._page(self.hasher.page(chunk))
                         self._report()
+            self._removed_after_scan()
             self._flush()
             while self.outstanding:
                 self._finish_job(self.outstanding.popleft())
             self.breaker.release()
+            if self.gone:
+                self._unlist()
             if self.res.unconfirmed:
                 raise RequestError(
                     f"{self.res.unconfirmed} rows stay unconfirmed (see above); they are sent "
@@ -253,14 +319,11 @@ class ContactRun:
         res = self.res
         n = len(page.keys)
         res.rows_read += n
-        stored = {} if self.full_refresh else self.hashes.lookup(self.sync.name, page.keys)
-        for i in range(n):
+        todo, added = self._diff(page)
+        res.unchanged += n - len(todo)
+        for i, new in zip(todo, added, strict=True):
             key, h = page.keys[i], page.hashes[i]
-            old = stored.get(key)
-            if old == h:
-                res.unchanged += 1
-                continue
-            if old is None:
+            if new:
                 res.added += 1
             else:
                 res.changed += 1
@@ -268,6 +331,8 @@ class ContactRun:
                 self._reject(key, page.reasons[i])
                 continue
             contact = page.contact(i)
+            if new and self._added_ids is not None and self._unlisting():
+                self._note_added(contact.identifiers)
             reason = self.dest.check(contact)
             if reason is not None:
                 self._reject(key, reason)
@@ -278,6 +343,125 @@ class ContactRun:
                 self._reject(key, too_big, payload)
                 continue
             self._add(JobRow(key, h, contact.identifiers, payload), contact)
+
+    def _diff(self, page: Page) -> tuple[Sequence[int], Sequence[bool]]:
+        """The rows of ``page`` to send and, for each, whether it is new (no stored hash)."""
+        n = len(page.keys)
+        if self.full_refresh:
+            return range(n), [True] * n
+        if self.merge is not None:
+            try:
+                if page.ords is None:
+                    raise Unordered("a page's key values have no order encoding")
+                d = self.merge.page(page.ords, page.hashes)
+            except Unordered as exc:
+                log.warning(
+                    "%s: %s; this run diffs by key lookups from here on and counts no removed rows",
+                    self.sync.name,
+                    exc,
+                )
+                self.merge = None
+                self.res.removed = 0
+                self.gone = []
+            else:
+                self.res.removed += d.vanished
+                self.gone += d.gone
+                return d.todo, d.added
+        stored = self.hashes.lookup(self.sync.name, page.keys)
+        hashes = page.hashes
+        todo = [i for i in range(n) if stored.get(page.keys[i]) != hashes[i]]
+        return todo, [page.keys[i] not in stored for i in todo]
+
+    # -- removed rows --------------------------------------------------------------------
+    def _removed_after_scan(self) -> None:
+        """After the pages: the stored rows after the last key vanished too (a full scan);
+        a cursor run that unlists scans the source's keys for vanished rows."""
+        if self.merge is not None:
+            self._rest(self.merge)
+            return
+        scan = self._key_scan
+        if scan is None:
+            return
+        with Reader(self.sync, self.warehouse_url, keys_only=True, byte_order=True) as keys:
+            for chunk in keys.pages(None, None, None):
+                pk = [chunk.table.column(c).combine_chunks() for c in self.sync.source.primary_key]
+                try:
+                    d = scan.page(scan.order.page(pk), None)
+                except Unordered as exc:
+                    log.warning("%s: %s; no removed rows this run", self.sync.name, exc)
+                    self.gone = []
+                    return
+                self.res.removed += d.vanished
+                self.gone += d.gone
+        self._rest(scan)
+
+    def _rest(self, merge: Merge) -> None:
+        while True:
+            got = merge.rest()
+            if not got:
+                return
+            self.res.removed += len(got)
+            if merge.collect:
+                self.gone += got
+
+    def _note_added(self, identifiers: dict[str, str]) -> None:
+        ids = self._added_ids
+        assert ids is not None
+        ids.update((n, v.lower() if n == "email" else v) for n, v in identifiers.items())
+        if len(ids) > _ADDED_IDS_MAX:
+            self._added_ids = None  # too many to keep: this run unlists nothing
+
+    def _unlist(self) -> None:
+        """Remove the vanished contacts from the sync's list(s) (``on_removed: unlist``), in
+        requests of ``max_unlist_per_request``; their stored hashes go (a row that comes
+        back is new). A contact the vendor refused is a reject (tried again next run); one
+        stored before identifiers were is a reject too (it cannot be named to the vendor).
+        One that shares an identifier with a row this run added (the row was re-keyed) is
+        only forgotten: the contact is still in the source."""
+        dest, name = self.dest, self.sync.name
+        size = max(1, dest.max_unlist_per_request)
+        gone, self.gone = self.gone, []
+        added = self._added_ids
+        if added is None:
+            log.warning(
+                "%s: %d removed contacts are not taken off the list this run: it added more "
+                "than %d rows, too many to check that none of them is the same contact; the "
+                "next run does it",
+                name,
+                len(gone),
+                _ADDED_IDS_MAX,
+            )
+            return
+        for start in range(0, len(gone), 1000):
+            known: list[Gone] = []
+            for key, idents in self.hashes.gone(name, gone[start : start + 1000]):
+                same = idents and any(
+                    (n, v.lower() if n == "email" else v) in added for n, v in idents.items()
+                )
+                if same:
+                    # The contact lives on under another key (added by this run): forget
+                    # the old key, leave the contact on the list.
+                    self.hashes.delete(name, [key])
+                elif idents:
+                    known.append(Gone(key, idents))
+                else:
+                    self._reject(
+                        key,
+                        "removed from the source, but confirmed before the connector stored "
+                        "contacts' identifiers, so it cannot be removed from the list: remove "
+                        "it by hand",
+                    )
+            for g in range(0, len(known), size):
+                group = known[g : g + size]
+                refused = dest.unlist(group)
+                for j, reason in refused.items():
+                    self._reject(group[j].key, reason)
+                done = [row.key for j, row in enumerate(group) if j not in refused]
+                self.hashes.delete(name, done)
+                if self.res.run_id:
+                    self.state.close_rejects(name, INCREMENTAL, done, self.res.run_id, CLOSED_GONE)
+                self.res.unlisted += len(done)
+                self._report()
 
     def _add(self, row: JobRow, contact: Contact) -> None:
         dest = self.dest
@@ -364,14 +548,16 @@ class ContactRun:
             errors.update({ok[j]: r for j, r in more.items()})
         refused = [(job.rows[i].key, reason, job.rows[i].payload) for i, reason in errors.items()]
         self.breaker.judge(len(job.rows), refused)  # records, holds or trips (below)
-        confirmed = [(r.key, r.hash) for i, r in enumerate(job.rows) if i not in errors]
+        confirmed = [
+            (r.key, r.hash, r.identifiers) for i, r in enumerate(job.rows) if i not in errors
+        ]
         for start in range(0, len(confirmed), CONFIRM_ROWS):  # bounded statement parameters
             self.hashes.confirm(self.sync.name, confirmed[start : start + CONFIRM_ROWS])
         if self.res.run_id:
             self.state.close_rejects(
                 self.sync.name,
                 INCREMENTAL,
-                [k for k, _ in confirmed],
+                [k for k, _, _ in confirmed],
                 self.res.run_id,
                 CLOSED_DELIVERED,
             )
@@ -478,7 +664,8 @@ def print_contact_summary(res: ContactResult, out: Any) -> None:
         f"  added               {res.added:,}",
         f"  changed             {res.changed:,}",
         f"  unchanged           {res.unchanged:,}  (nothing sent)",
-        f"  removed             {res.removed:,}",
+        f"  removed             {res.removed:,}"
+        + (f"  ({res.unlisted:,} removed from the list)" if res.unlisted else ""),
         f"  {'would send' if dry else 'sent':<19} {res.sent:,}",
         f"  delivered           {res.delivered:,}  (confirmed by the vendor)",
         f"  rejected            {res.rejected:,}  (sent again by the next run)",

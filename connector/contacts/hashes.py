@@ -1,36 +1,37 @@
-"""The stored hashes of a contact sync: ``connector_contact_hashes(sync, key, hash,
-confirmed_at)``, one row per source row the vendor confirmed. Kept in this module's own
-metadata (created on first use on the state store's engine) so the hub schema stays as is.
+"""The stored hashes of contact syncs (``schema.contact_hashes``): reading them for the diff,
+storing what the vendor confirmed.
 
-A page's keys are looked up with one indexed query per page: memory is bounded by the page.
-(The warehouse orders keys by their type and collation, the store by text, so the page's own
-key list drives the lookup instead of a merge of two ordered streams.)
+Two ways to diff a page against them:
+
+- **merge** (a full scan whose key has an order-preserving encoding, ``keyorder``): the
+  pages come in key order, so the stored rows of one page are one range of the ``(sync, ord,
+  hash)`` index: ``(last ord of the previous page, last ord of this page]``. One query per
+  page (``summary``) returns the range as one value, each row's ord and hash concatenated:
+  equal to the page's means every row is unchanged, and nothing per row crosses the driver.
+  The matching is ``merge``'s. Memory: the page and its range.
+- **lookup** (a cursor run, or a key with no encoding): the page's keys are looked up by key,
+  one ``IN``/``= ANY`` query per 5,000 keys.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from ..errors import StateError
 from ..state import StateStore, now
+from .keyorder import KeyOrder
+from .schema import contact_hashes
 
-metadata = sa.MetaData()
-
-contact_hashes = sa.Table(
-    "connector_contact_hashes",
-    metadata,
-    sa.Column("sync", sa.String(128), primary_key=True),
-    sa.Column("key", sa.String(1000), primary_key=True),
-    sa.Column("hash", sa.String(32), nullable=False),
-    sa.Column("confirmed_at", sa.DateTime(timezone=True), nullable=False),
-)
+log = logging.getLogger("connector.contacts")
 
 _LOOKUP = 5_000  # keys per query (SQLite's default bound-variable limit is 32,766)
-_created: set[int] = set()
+_TABLE = contact_hashes.name
 
 
 class HashStore:
@@ -38,62 +39,220 @@ class HashStore:
 
     def __init__(self, state: StateStore) -> None:
         self.engine = state.engine
-        if id(self.engine) not in _created:
-            try:
-                metadata.create_all(self.engine)
-            except sa.exc.SQLAlchemyError as exc:
-                raise StateError(f"cannot create {contact_hashes.name}: {exc}") from None
-            _created.add(id(self.engine))
+        self.pg = self.engine.dialect.name == "postgresql"
+        self.order: KeyOrder | None = None  # set by ``prepare``: ords are written on confirm
 
-    def lookup(self, sync: str, keys: Sequence[str]) -> dict[str, str]:
-        """key → stored hash, for the given keys that have one."""
-        # The driver's own cursor: building an expanding IN of 5,000 binds and row objects in
-        # SQLAlchemy cost more than the query (half of an unchanged run's time, measured).
-        out: dict[str, str] = {}
-        table = contact_hashes.name
-        pg = self.engine.dialect.name == "postgresql"
+    # -- raw driver cursors: SQLAlchemy's per-row objects cost more than these queries ------
+    @contextmanager
+    def _cursor(self) -> Iterator[Any]:
         with self.engine.connect() as c:
             cur = c.connection.driver_connection.cursor()  # type: ignore[union-attr]
             try:
-                for start in range(0, len(keys), _LOOKUP):
-                    part = list(keys[start : start + _LOOKUP])
-                    if pg:
-                        cur.execute(
-                            f"SELECT key, hash FROM {table} WHERE sync = %s AND key = ANY(%s)",
-                            (sync, part),
-                        )
-                    else:
-                        marks = ",".join("?" * len(part))
-                        cur.execute(
-                            f"SELECT key, hash FROM {table} WHERE sync = ? AND key IN ({marks})",
-                            [sync, *part],
-                        )
-                    out.update(cur.fetchall())
+                yield cur
             finally:
                 cur.close()
+
+    def _query(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        if not self.pg:
+            sql = sql.replace("%s", "?")
+        with self._cursor() as cur:
+            cur.execute(sql, params)
+            return list(cur.fetchall())
+
+    # -- key order ----------------------------------------------------------------------
+    def prepare(self, sync: str, order: KeyOrder | None) -> int:
+        """Use ``order`` for ``sync``'s ords from now on; encode again the stored keys whose
+        ord is missing (rows stored before ords existed) or of another scheme (the key's type
+        changed). Returns the rows re-encoded; keys that cannot be of this kind keep no ord
+        (the merge never sees them: they are not counted as removed)."""
+        self.order = order
+        if order is None or not self.needs_prepare(sync, order):
+            return 0
+        where = "sync = %s AND (ord IS NULL OR ord <= %s OR ord >= %s)"
+        done = skipped = 0
+        after: str | None = None
+        while True:
+            more, args = ("", []) if after is None else (" AND key > %s", [after])
+            keys = [
+                r[0]
+                for r in self._query(
+                    f"SELECT key FROM {_TABLE} WHERE {where}{more} ORDER BY key LIMIT %s",
+                    [sync, order.prefix, order.upper, *args, _LOOKUP],
+                )
+            ]
+            if not keys:
+                break
+            after = keys[-1]
+            values = []
+            for key in keys:
+                o = order.from_key(key)
+                if o is None:
+                    skipped += 1
+                else:
+                    values.append((o, sync, key))
+            if values:
+                sql = f"UPDATE {_TABLE} SET ord = %s WHERE sync = %s AND key = %s"
+                with self.engine.begin() as c:
+                    cur = c.connection.driver_connection.cursor()  # type: ignore[union-attr]
+                    try:
+                        cur.executemany(sql if self.pg else sql.replace("%s", "?"), values)
+                    finally:
+                        cur.close()
+            done += len(values)
+        if skipped:
+            log.warning(
+                "%s: %d stored keys cannot be keys of this source's primary key (its type "
+                "changed?); they are kept, and never counted as removed",
+                sync,
+                skipped,
+            )
+        log.info("%s: stored the key order of %d confirmed contacts", sync, done)
+        return done
+
+    def needs_prepare(self, sync: str, order: KeyOrder) -> bool:
+        """Whether some of ``sync``'s stored rows lack an ord of ``order``'s scheme (three
+        index seeks: the scheme's ords are one block of the ``(sync, ord)`` order)."""
+        probe: list[tuple[str, list[Any]]] = [
+            ("sync = %s AND ord IS NULL", [sync]),
+            ("sync = %s AND ord <= %s", [sync, order.prefix]),
+            ("sync = %s AND ord >= %s", [sync, order.upper]),
+        ]
+        return any(self._query(f"SELECT 1 FROM {_TABLE} WHERE {w} LIMIT 1", p) for w, p in probe)
+
+    # -- merge ----------------------------------------------------------------------------
+    def summary(
+        self, sync: str, lo: bytes, hi: bytes, limit: int, *, hashes: bool = True
+    ) -> tuple[int, bytes]:
+        """The first ``limit`` stored rows of ``sync`` with ``lo < ord <= hi``: their count,
+        and each row's ord followed by its hash (its ord alone unless ``hashes``),
+        concatenated, in one value.
+
+        The order of an aggregate's input is not promised; the caller only relies on it for
+        a page found equal, and ords are self-delimiting, so equal bytes are equal rows in
+        the page's order.
+        """
+        if self.pg:
+            row = "ord || convert_to(hash, 'UTF8')" if hashes else "ord"
+            agg = f"count(*), string_agg({row}, ''::bytea)"
+        else:
+            row = "ord || hash" if hashes else "ord"
+            agg = f"count(*), CAST(group_concat({row}, '') AS BLOB)"
+        sql = (
+            f"SELECT {agg} FROM (SELECT ord, hash FROM {_TABLE} WHERE sync = %s AND ord > %s "
+            "AND ord <= %s ORDER BY ord LIMIT %s) r"
+        )
+        n, data = self._query(sql, [sync, lo, hi, limit])[0]
+        return int(n), bytes(data) if data is not None else b""
+
+    def range(
+        self, sync: str, lo: bytes, hi: bytes, *, last: bool = False, limit: int = 20_000
+    ) -> list[tuple[bytes, str]]:
+        """(ord, hash) of the first ``limit`` stored rows with ``lo < ord <= hi`` (``< hi``
+        when ``last``), in ord order."""
+        op = "<" if last else "<="
+        rows = self._query(
+            f"SELECT ord, hash FROM {_TABLE} WHERE sync = %s AND ord > %s AND ord {op} %s "
+            "ORDER BY ord LIMIT %s",
+            [sync, lo, hi, limit],
+        )
+        return [(bytes(o), h) for o, h in rows]
+
+    def gone(self, sync: str, ords: Sequence[bytes]) -> list[tuple[str, dict[str, str] | None]]:
+        """(key, stored identifiers or None) of the rows with these ords, in ord order."""
+        out: list[tuple[str, dict[str, str] | None]] = []
+        for start in range(0, len(ords), _LOOKUP):
+            part = list(ords[start : start + _LOOKUP])
+            if self.pg:
+                rows = self._query(
+                    f"SELECT key, identifiers FROM {_TABLE} WHERE sync = %s AND ord = ANY(%s) "
+                    "ORDER BY ord",
+                    [sync, part],
+                )
+            else:
+                marks = ",".join("?" * len(part))
+                rows = self._query(
+                    f"SELECT key, identifiers FROM {_TABLE} WHERE sync = ? AND ord IN ({marks}) "
+                    "ORDER BY ord",
+                    [sync, *part],
+                )
+            out += [(k, orjson.loads(i) if i else None) for k, i in rows]
         return out
 
-    def confirm(self, sync: str, rows: Iterable[tuple[str, str]]) -> int:
-        """Store the hashes of rows the vendor confirmed (insert or replace)."""
-        stamp = now()
-        values = [{"sync": sync, "key": k, "hash": h, "confirmed_at": stamp} for k, h in rows]
+    # -- lookup ---------------------------------------------------------------------------
+    def lookup(self, sync: str, keys: Sequence[str]) -> dict[str, str]:
+        """key → stored hash, for the given keys that have one."""
+        out: dict[str, str] = {}
+        with self._cursor() as cur:
+            for start in range(0, len(keys), _LOOKUP):
+                part = list(keys[start : start + _LOOKUP])
+                if self.pg:
+                    cur.execute(
+                        f"SELECT key, hash FROM {_TABLE} WHERE sync = %s AND key = ANY(%s)",
+                        (sync, part),
+                    )
+                else:
+                    marks = ",".join("?" * len(part))
+                    cur.execute(
+                        f"SELECT key, hash FROM {_TABLE} WHERE sync = ? AND key IN ({marks})",
+                        [sync, *part],
+                    )
+                out.update(cur.fetchall())
+        return out
+
+    # -- writes ---------------------------------------------------------------------------
+    def confirm(self, sync: str, rows: Iterable[tuple[str, str, dict[str, str] | None]]) -> int:
+        """Store the hashes of rows the vendor confirmed (insert or replace): (key, hash,
+        identifiers) each; the key's ord comes from ``prepare``'s order. The driver's own
+        ``executemany`` (SQLAlchemy's per-row parameter handling cost more than the insert)."""
+        dialect = self.engine.dialect
+        if dialect.name not in ("postgresql", "sqlite"):  # pragma: no cover
+            raise StateError(f"contact hashes need SQLite or PostgreSQL, not {dialect.name}")
+        stamp: Any = now()
+        to_db = contact_hashes.c.confirmed_at.type.bind_processor(dialect)
+        if to_db is not None:
+            stamp = to_db(stamp)  # SQLite: the text SQLAlchemy writes and reads
+        order = self.order
+        dumps = orjson.dumps
+        values = [
+            (
+                sync,
+                k,
+                h,
+                stamp,
+                order.from_key(k) if order is not None else None,
+                dumps(i).decode() if i is not None else None,
+            )
+            for k, h, i in rows
+        ]
         if not values:
             return 0
-        dialect = self.engine.dialect.name
-        ins: Any
-        if dialect == "postgresql":
-            ins = postgresql.insert(contact_hashes)
-        elif dialect == "sqlite":
-            ins = sqlite.insert(contact_hashes)
-        else:  # pragma: no cover - the store runs on SQLite or PostgreSQL
-            raise StateError(f"contact hashes need SQLite or PostgreSQL, not {dialect}")
-        stmt = ins.on_conflict_do_update(
-            index_elements=["sync", "key"],
-            set_={"hash": ins.excluded.hash, "confirmed_at": ins.excluded.confirmed_at},
+        sql = (
+            f"INSERT INTO {_TABLE} (sync, key, hash, confirmed_at, ord, identifiers) "
+            "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (sync, key) DO UPDATE SET "
+            "hash = excluded.hash, confirmed_at = excluded.confirmed_at, ord = excluded.ord, "
+            "identifiers = excluded.identifiers"
         )
         with self.engine.begin() as c:
-            c.execute(stmt, values)
+            cur = c.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            try:
+                cur.executemany(sql if self.pg else sql.replace("%s", "?"), values)
+            finally:
+                cur.close()
         return len(values)
+
+    def delete(self, sync: str, keys: Sequence[str]) -> None:
+        """Delete the stored hashes of these keys (contacts removed from the list: a row
+        that comes back is new again)."""
+        if not keys:
+            return
+        with self.engine.begin() as c:
+            for start in range(0, len(keys), _LOOKUP):
+                part = list(keys[start : start + _LOOKUP])
+                c.execute(
+                    contact_hashes.delete().where(
+                        contact_hashes.c.sync == sync, contact_hashes.c.key.in_(part)
+                    )
+                )
 
     def count(self, sync: str) -> int:
         """The number of rows of ``sync`` whose hash is stored (confirmed by the vendor)."""

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 import orjson
-from pydantic import Field
+from pydantic import Field, model_validator
 from typing_extensions import override
 
 from ..destinations.klaviyo import E164 as E164_PATTERN
@@ -31,12 +31,13 @@ from ..destinations.klaviyo import (
     PROFILE_STRINGS,
     klaviyo_headers,
 )
-from ..errors import RequestError
+from ..errors import ConfigError, RequestError
 from ..options import DestinationSettings
 from .vendor import (
     Contact,
     ContactDestination,
     ContactOptions,
+    Gone,
     JobResult,
     JobRow,
     join_body,
@@ -54,6 +55,13 @@ LOCATION = LOCATION_FIELDS
 E164 = re.compile(E164_PATTERN)
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
 JOBS = "/api/profile-bulk-import-jobs"
+PROFILES = "/api/profiles"
+# remove_profiles_from_list: "This endpoint accepts a maximum of 1000 profiles per call."
+MAX_UNLIST = 1000
+# get_profiles: page[size] "Default: 20. Min: 1. Max: 100."; filter `any`/`equals` on these.
+PAGE_SIZE = 100
+LOOKUP_FIELDS = ("email", "external_id", "phone_number")
+MAX_FILTER_CHARS = 4000  # keeps the query string of one lookup well under URL limits
 
 
 class KlaviyoProfilesOptions(ContactOptions):
@@ -73,6 +81,16 @@ class KlaviyoProfilesOptions(ContactOptions):
     @override
     def fingerprint_fields(self) -> dict[str, Any]:
         return {"list_id": self.list_id, "null_standard_fields": self.null_standard_fields}
+
+    @model_validator(mode="after")
+    def _unlist_needs_list(self) -> KlaviyoProfilesOptions:
+        if self.on_removed == "unlist" and not self.list_id:
+            raise ValueError(
+                "on_removed: unlist removes vanished rows' profiles from the sync's list, and "
+                "this sync has none: set options.list_id (the list imported profiles join), "
+                "or use on_removed: keep"
+            )
+        return self
 
 
 class KlaviyoProfilesDestination(DestinationSettings):
@@ -266,6 +284,101 @@ class KlaviyoProfiles(ContactDestination):
             else:
                 raise request_error("POST /api/profile-import", resp)
         return errors
+
+    # -- removed rows ------------------------------------------------------------------
+    max_unlist_per_request = MAX_UNLIST
+
+    @override
+    def unlist(self, rows: list[Gone]) -> dict[int, str]:
+        """``on_removed: unlist``: find each row's profile id (its stored ``id``, else
+        ``GET /api/profiles`` filtered on email, then external_id, then phone_number) and
+        remove those profiles from ``options.list_id`` with one ``DELETE
+        /api/lists/{id}/relationships/profiles`` per 1,000 (remove_profiles_from_list: it
+        "will not impact the profile's consent status or subscription status"). A row whose
+        identifiers match no profile has nothing to remove; a row with no identifier the
+        profile filter accepts is returned as refused."""
+        list_id = self.options.list_id
+        if not list_id:  # the options validator refuses this at load already
+            raise ConfigError("on_removed: unlist needs options.list_id")
+        found: dict[int, str] = {}
+        refused: dict[int, str] = {}
+        pending = []
+        for i, row in enumerate(rows):
+            if row.identifiers.get("id"):
+                found[i] = row.identifiers["id"]
+            elif any(row.identifiers.get(f) for f in LOOKUP_FIELDS):
+                pending.append(i)
+            else:
+                refused[i] = (
+                    "no identifier Klaviyo's profile lookup can filter on (id, email, "
+                    "external_id, phone_number): cannot find its profile to unlist it"
+                )
+        for name in LOOKUP_FIELDS:
+            wanted = [
+                (i, rows[i].identifiers[name]) for i in pending if rows[i].identifiers.get(name)
+            ]
+            hits = self._profile_ids(name, sorted({v for _, v in wanted}))
+            for i, value in wanted:
+                hit = hits.get(_norm(name, value))
+                if hit is not None:
+                    found.setdefault(i, hit)
+            pending = [i for i in pending if i not in found]
+        ids = list(dict.fromkeys(found.values()))
+        path = f"/api/lists/{list_id}/relationships/profiles"
+        for start in range(0, len(ids), MAX_UNLIST):
+            data = [{"type": "profile", "id": pid} for pid in ids[start : start + MAX_UNLIST]]
+            resp = self.http.request("DELETE", path, orjson.dumps({"data": data}))
+            if resp.status_code not in (200, 202, 204):
+                raise request_error(f"DELETE {path}", resp)
+        return refused
+
+    def _profile_ids(self, name: str, values: list[str]) -> dict[str, str]:
+        """Profile ids by (normalized) ``name`` value, for the values that have a profile."""
+        out: dict[str, str] = {}
+        groups: list[str] = []
+        chunk: list[str] = []
+        size = 0
+        for value in values:
+            if '"' in value:  # one lookup of its own, quoted with '
+                if "'" not in value:
+                    groups.append(f"equals({name},'{value}')")
+                continue  # both quotes: not expressible in the filter syntax
+            if chunk and (len(chunk) == PAGE_SIZE or size + len(value) + 3 > MAX_FILTER_CHARS):
+                groups.append(_any(name, chunk))
+                chunk, size = [], 0
+            chunk.append(value)
+            size += len(value) + 3
+        if chunk:
+            groups.append(_any(name, chunk))
+        for expr in groups:
+            url: str | None = PROFILES
+            params: dict[str, Any] | None = {
+                "filter": expr,
+                "page[size]": PAGE_SIZE,
+                "fields[profile]": ",".join(LOOKUP_FIELDS),
+            }
+            while url:
+                resp = self.http.request("GET", url, params=params)
+                if resp.status_code != 200:
+                    raise request_error(f"GET {PROFILES}", resp)
+                doc = _json(resp)
+                for profile in doc.get("data") or []:
+                    if not isinstance(profile, dict) or not isinstance(profile.get("id"), str):
+                        continue
+                    found = (profile.get("attributes") or {}).get(name)
+                    if isinstance(found, str):
+                        out.setdefault(_norm(name, found), profile["id"])
+                url = (doc.get("links") or {}).get("next")
+                params = None
+        return out
+
+
+def _any(name: str, values: list[str]) -> str:
+    return f"any({name},[" + ",".join(f'"{v}"' for v in values) + "])"
+
+
+def _norm(name: str, value: str) -> str:
+    return value.lower() if name == "email" else value
 
 
 def _json(resp: Any) -> dict[str, Any]:

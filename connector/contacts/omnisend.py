@@ -43,7 +43,7 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 import orjson
-from pydantic import Field
+from pydantic import Field, field_validator
 from typing_extensions import override
 
 from ..destinations.omnisend import omnisend_headers
@@ -105,6 +105,16 @@ class OmnisendContactsOptions(ContactOptions):
         "a contact field or custom property); 'keep' acknowledges it and silences validate's "
         "warning.",
     )
+
+    @field_validator("on_removed")
+    @classmethod
+    def _no_lists(cls, value: str) -> str:
+        if value == "unlist":
+            raise ValueError(
+                "Omnisend's API (2026-03-15) has no lists to remove a contact from (audiences "
+                "are segments and tags); use on_removed: keep"
+            )
+        return value
 
 
 class OmnisendContactsDestination(DestinationSettings):

@@ -34,10 +34,10 @@ class ContactOptions(CommonOptions):
     jobs_in_flight: int = Field(
         2, ge=1, le=16, description="Import jobs submitted and not yet confirmed at once."
     )
-    on_removed: Literal["keep"] = Field(
+    on_removed: Literal["keep", "unlist"] = Field(
         "keep",
-        description="Rows that vanish from the source: keep (do nothing; never unsubscribe "
-        "anyone because a row vanished).",
+        description="Rows that vanish from the source: keep (do nothing) or unlist (remove "
+        "their profiles from the sync's list(s)). Never unsubscribes or deletes anyone.",
     )
 
     def fingerprint_fields(self) -> dict[str, Any]:

@@ -204,6 +204,7 @@ def handle_import(
             upsert(book, idents, attributes, list_ids, options)
 
     process_id = store.next_number()
+    store.note_lists(KIND, list_ids)
     store.create_job(
         str(process_id),
         KIND,

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from email.message import Message
 from typing import TYPE_CHECKING
 
-from connector.sandbox import brevo_contacts, klaviyo_profiles, omnisend_contacts
+from connector.sandbox import brevo_contacts, contact_lists, klaviyo_profiles, omnisend_contacts
 from connector.sandbox._shared import Reply
 
 if TYPE_CHECKING:
@@ -166,6 +166,34 @@ def _omnisend_batch_items(
     )
 
 
+def _klaviyo_profiles_get(
+    params: Mapping[str, str], query: Mapping[str, str], body: bytes, h: Message, ctx: Context
+) -> Reply:
+    return contact_lists.handle_get_profiles(query, h.get("revision"), ctx.contacts, base_url(h))
+
+
+def _klaviyo_list_remove(
+    params: Mapping[str, str], query: Mapping[str, str], body: bytes, h: Message, ctx: Context
+) -> Reply:
+    return contact_lists.handle_remove_from_list(
+        params["id"], body, h.get("Content-Type"), h.get("revision"), ctx.contacts
+    )
+
+
+def _brevo_list_remove(
+    params: Mapping[str, str], query: Mapping[str, str], body: bytes, h: Message, ctx: Context
+) -> Reply:
+    return contact_lists.handle_brevo_remove(
+        params["id"], body, h.get("Content-Type"), ctx.contacts
+    )
+
+
+def _brevo_contact(
+    params: Mapping[str, str], query: Mapping[str, str], body: bytes, h: Message, ctx: Context
+) -> Reply:
+    return contact_lists.handle_brevo_contact(params["identifier"], query, ctx.contacts)
+
+
 def _p(pattern: str) -> re.Pattern[str]:
     return re.compile(pattern + "/?")
 
@@ -212,6 +240,30 @@ ROUTES: tuple[ContactRoute, ...] = (
         "brevo_contacts",
         "brevo",
         _brevo_create_attribute,
+    ),
+    ContactRoute(
+        "GET", _p(r"/api/profiles"), "klaviyo_profiles_get", "klaviyo", _klaviyo_profiles_get
+    ),
+    ContactRoute(
+        "DELETE",
+        _p(r"/api/lists/(?P<id>[^/]+)/relationships/profiles"),
+        "klaviyo_list_profiles",
+        "klaviyo",
+        _klaviyo_list_remove,
+    ),
+    ContactRoute(
+        "POST",
+        _p(r"/v3/contacts/lists/(?P<id>[^/]+)/contacts/remove"),
+        "brevo_contact_lists",
+        "brevo",
+        _brevo_list_remove,
+    ),
+    ContactRoute(
+        "GET",
+        _p(r"/v3/contacts/(?P<identifier>(?!(?:import|attributes|lists)/?$)[^/]+)"),
+        "brevo_contacts_poll",
+        "brevo",
+        _brevo_contact,
     ),
     ContactRoute("POST", _p(r"/api/contacts"), "omnisend_contacts", "omnisend", _omnisend_contact),
     ContactRoute("POST", _p(r"/api/batches"), "omnisend_contacts", "omnisend", _omnisend_batch),

@@ -141,6 +141,9 @@ class ContactStore:
         self._counters: Counter[str] = Counter()
         self._seq = itertools.count(1)
         self._attributes: dict[str, str] | None = None
+        # Lists named by an import (Klaviyo ``relationships.lists``, Brevo ``listIds``): the
+        # lists the list endpoints know (text ids).
+        self._lists: dict[str, set[str]] = {kind: set() for kind in CONTACT_KINDS}
 
     # -- Brevo account attributes ------------------------------------------------------------
 
@@ -160,6 +163,29 @@ class ContactStore:
                 return False
             self._attributes[name] = kind
             return True
+
+    # -- lists ---------------------------------------------------------------------------------
+
+    def note_lists(self, kind: str, list_ids: Iterable[Any]) -> None:
+        """Remember lists an import of ``kind`` named (they exist from then on)."""
+        with self._lock:
+            self._lists[kind].update(str(i) for i in list_ids)
+
+    def has_list(self, kind: str, list_id: str) -> bool:
+        """Did an import of ``kind`` name this list?"""
+        with self._lock:
+            return str(list_id) in self._lists[kind]
+
+    def list_members(self, kind: str, list_id: str) -> list[dict[str, Any]]:
+        """Copies of the stored contacts of ``kind`` in list ``list_id`` (Klaviyo ``lists``,
+        Brevo ``listIds``), in creation order."""
+        field_name = "listIds" if kind == "brevo_contacts" else "lists"
+        with self._lock:
+            return [
+                dict(r)
+                for r in self._books[kind].records()
+                if str(list_id) in {str(x) for x in r.get(field_name) or ()}
+            ]
 
     # -- plans (job faults) ------------------------------------------------------------------
 

@@ -250,6 +250,7 @@ def handle_create(
             upsert(book, item, lists)
 
     job_id = uuid.uuid4().hex
+    store.note_lists(KIND, lists)
     job = store.create_job(
         job_id, KIND, now, total, polls, apply, errors, {"lists": lists, "base_url": base_url}
     )

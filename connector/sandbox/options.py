@@ -31,6 +31,10 @@ POLL_KINDS: tuple[str, ...] = (
     "klaviyo_profiles_poll",
     "brevo_contacts_poll",
     "omnisend_contacts_poll",
+    # List membership (connector.sandbox.contact_lists): profile lookups and removals.
+    "klaviyo_profiles_get",
+    "klaviyo_list_profiles",
+    "brevo_contact_lists",
 )
 
 #: Default windows per endpoint (override per kind with ``SandboxOptions.rate_limits``).
@@ -52,6 +56,10 @@ DEFAULT_RATE_LIMITS: Mapping[str, tuple[RateWindow, ...]] = {
     "klaviyo_profiles_poll": (RateWindow(10, 1.0), RateWindow(150, 60.0)),
     # create_or_update_profile (POST /api/profile-import): burst 75/s, steady 700/m.
     "klaviyo_profile_import": (RateWindow(75, 1.0), RateWindow(700, 60.0)),
+    # get_profiles: burst 75/s, steady 750/m; remove_profiles_from_list: 10/s, 150/m.
+    "klaviyo_profiles_get": (RateWindow(75, 1.0), RateWindow(750, 60.0)),
+    "klaviyo_list_profiles": (RateWindow(10, 1.0), RateWindow(150, 60.0)),
+    "brevo_contact_lists": (RateWindow(10, 1.0), RateWindow(36_000, 3600.0)),
     # developers.brevo.com/docs/api-limits: /v3/contacts/* 10 RPS and 36,000 RPH (General).
     "brevo_contacts": (RateWindow(10, 1.0), RateWindow(36_000, 3600.0)),
     "brevo_contacts_poll": (RateWindow(10, 1.0), RateWindow(36_000, 3600.0)),

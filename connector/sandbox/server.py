@@ -192,6 +192,10 @@ class SandboxServer:
         """The stored profile holding ``identifier`` (email, phone, external id ...), or None."""
         return self._ctx.contacts.find(kind, identifier)
 
+    def list_members(self, kind: str, list_id: str | int) -> list[dict[str, Any]]:
+        """Stored profiles of a contact kind in one list (Klaviyo ``lists``, Brevo ``listIds``)."""
+        return self._ctx.contacts.list_members(kind, str(list_id))
+
     def events(self, kind: str) -> list[dict[str, Any]]:
         """Accepted events of one kind, as received, in arrival order (KeyError if unknown)."""
         return self._recorder.events(kind)
@@ -428,6 +432,14 @@ class SandboxServer:
                 if csv is None:
                     return json_reply(404, {"error": f"no report {route}"})
                 return Reply(200, csv, "text/csv")
+            if route.startswith("lists/"):
+                kind, _, list_id = route[len("lists/") :].partition("/")
+                if kind not in CONTACT_KINDS or not list_id:
+                    return json_reply(
+                        404,
+                        {"error": "use /_sandbox/lists/<kind>/<list id>", "kinds": CONTACT_KINDS},
+                    )
+                return json_reply(200, self.list_members(kind, list_id))
             if route.startswith("contacts/"):
                 kind = route[len("contacts/") :]
                 if kind not in CONTACT_KINDS:
