@@ -201,9 +201,11 @@ def main() -> int:
                 ],
                 capture_output=True,
                 text=True,
-                check=True,
                 cwd=ROOT,
             )
+            if out.returncode:
+                sys.stderr.write(out.stderr[-3000:])
+                raise SystemExit(f"{name}: the run exited {out.returncode} (its stderr above)")
             results[name] = json.loads(out.stdout.strip().splitlines()[-1])
             print(name, results[name], flush=True)
 
