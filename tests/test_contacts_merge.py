@@ -17,7 +17,7 @@ from connector.contacts.hashes import HashStore
 from connector.contacts.keyorder import KeyOrder
 from connector.contacts.vendor import Gone
 from connector.delivery import Runtime
-from connector.errors import RequestError
+from connector.errors import ConnectorError, RequestError
 from connector.state import MIGRATIONS, StateStore, now
 
 from .conftest import Warehouse, make_sync
@@ -206,9 +206,12 @@ def unlisting_run(
     unlister: Unlister,
     *,
     cursor: bool = False,
+    max_unlist_ratio: float = 0.5,
 ) -> ContactRun:
     r = ContactRun(sync_for(wh, "int", cursor=cursor), state, runtime=rt, transport=fake.transport)
-    r.dest.options = r.dest.options.model_copy(update={"on_removed": "unlist"})
+    r.dest.options = r.dest.options.model_copy(
+        update={"on_removed": "unlist", "max_unlist_ratio": max_unlist_ratio}
+    )
     r.dest.unlist = unlister  # type: ignore[method-assign]
     r.dest.max_unlist_per_request = 2  # type: ignore[misc]
     r.execute()
@@ -238,6 +241,25 @@ def test_unlist_removes_vanished_contacts_in_groups_and_forgets_them(
     warehouse.insert("people", [person("int", 2, "p1@example.com")])
     back = unlisting_run(warehouse, state, fake, runtime, Unlister())
     assert (back.res.added, back.res.sent, back.res.removed) == (1, 1, 0)
+
+
+def test_unlist_refuses_when_more_than_max_unlist_ratio_vanished(
+    duck: Warehouse, state: StateStore, runtime: Runtime
+) -> None:
+    people(duck, "int", list(range(1, 11)))
+    fake = FakeKlaviyo()
+    run(duck, state, fake, runtime, "int")
+    duck.run("DELETE FROM people WHERE id > 4")  # 6 of 10 vanished: a half-loaded table?
+    unlister = Unlister()
+    with pytest.raises(
+        ConnectorError, match=r"6 of the 10 contacts .* options\.max_unlist_ratio \(0.5\)"
+    ):
+        unlisting_run(duck, state, fake, runtime, unlister)
+    assert unlister.calls == [] and HashStore(state).count(NAME) == 10
+    assert state.runs(NAME, limit=1)[0]["status"] == "failed"
+    # The user says the source is right: the guard is lifted, all 6 are unlisted.
+    r = unlisting_run(duck, state, fake, runtime, unlister, max_unlist_ratio=1.0)
+    assert (r.res.removed, r.res.unlisted) == (6, 6) and HashStore(state).count(NAME) == 4
 
 
 def test_unlist_request_error_fails_the_run_and_keeps_the_hashes(

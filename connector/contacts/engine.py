@@ -432,6 +432,15 @@ class ContactRun:
                 _ADDED_IDS_MAX,
             )
             return
+        ratio = getattr(dest.options, "max_unlist_ratio", 1.0)
+        stored = self.hashes.count(name)  # the vanished ones included
+        if ratio < 1 and len(gone) > ratio * stored:
+            raise ConnectorError(
+                f"{len(gone):,} of the {stored:,} contacts this sync confirmed vanished from the "
+                f"source, more than options.max_unlist_ratio ({ratio:g}): nothing was taken off "
+                "the list. If the source is right, raise max_unlist_ratio (1 = no limit) and run "
+                "again; if it was emptied or half loaded, fix it first"
+            )
         for start in range(0, len(gone), 1000):
             known: list[Gone] = []
             for key, idents in self.hashes.gone(name, gone[start : start + 1000]):

@@ -39,6 +39,14 @@ class ContactOptions(CommonOptions):
         description="Rows that vanish from the source: keep (do nothing) or unlist (remove "
         "their profiles from the sync's list(s)). Never unsubscribes or deletes anyone.",
     )
+    max_unlist_ratio: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="on_removed: unlist: when more than this share of the sync's confirmed "
+        "contacts vanished in one run (an emptied or half-loaded source table?), the run fails "
+        "and unlists nothing. 1 turns the guard off.",
+    )
 
     def fingerprint_fields(self) -> dict[str, Any]:
         """Options that change what a profile looks like at the vendor: part of the mapping
