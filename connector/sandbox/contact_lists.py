@@ -35,7 +35,6 @@ Brevo (developers.brevo.com/reference):
 
 from __future__ import annotations
 
-import base64
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -47,11 +46,10 @@ from connector.sandbox import brevo, klaviyo
 from connector.sandbox._shared import Rejected, Reply, empty_reply, is_int, json_reply, media_type
 from connector.sandbox.contacts import ContactStore, ProfileBook
 from connector.sandbox.klaviyo_profiles import KIND as KLAVIYO
-from connector.sandbox.klaviyo_profiles import revision_error
+from connector.sandbox.klaviyo_profiles import cursor_for, page_window, revision_error
 
 BREVO = "brevo_contacts"
 MAX_LIST_REMOVE = 1000  # Klaviyo remove_profiles_from_list
-PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX = 20, 100  # Klaviyo get_profiles
 MAX_BREVO_REMOVE = 150  # Brevo remove-contact-from-list, per array
 FILTER_FIELDS = {
     "id": ("any", "equals"),
@@ -143,18 +141,6 @@ def profile_resource(record: dict[str, Any], base_url: str, fields: list[str] | 
     }
 
 
-def _cursor(offset: int) -> str:
-    return base64.urlsafe_b64encode(str(offset).encode()).decode().rstrip("=")
-
-
-def _offset(cursor: str) -> int | None:
-    try:
-        value = int(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode())
-    except ValueError:
-        return None
-    return value if value >= 0 else None
-
-
 def handle_get_profiles(
     query: Mapping[str, str], revision: str | None, store: ContactStore, base_url: str
 ) -> Reply:
@@ -162,24 +148,10 @@ def handle_get_profiles(
     problem = revision_error(revision)
     if problem is not None:
         return problem
-    raw_size = query.get("page[size]", str(PAGE_SIZE_DEFAULT))
-    size = int(raw_size) if raw_size.isdigit() else 0
-    if not 1 <= size <= PAGE_SIZE_MAX:
-        return klaviyo.error(
-            400,
-            "invalid",
-            "Invalid input.",
-            f"page[size] must be an integer from 1 to {PAGE_SIZE_MAX}.",
-            parameter="page[size]",
-        )
-    offset = 0
-    if "page[cursor]" in query:
-        found = _offset(query["page[cursor]"])
-        if found is None:
-            return klaviyo.error(
-                400, "invalid", "Invalid input.", "Invalid page cursor.", parameter="page[cursor]"
-            )
-        offset = found
+    window = page_window(query)
+    if isinstance(window, Reply):
+        return window
+    offset, size = window
     records = store.contacts(KLAVIYO)
     if "filter" in query:
         try:
@@ -194,11 +166,11 @@ def handle_get_profiles(
     links: dict[str, str | None] = {
         "self": f"{base_url}/api/profiles/?{urlencode(query)}",
         "next": f"{base_url}/api/profiles/?"
-        + urlencode({**here, "page[cursor]": _cursor(offset + size)})
+        + urlencode({**here, "page[cursor]": cursor_for(offset + size)})
         if offset + size < len(records)
         else None,
         "prev": f"{base_url}/api/profiles/?"
-        + urlencode({**here, "page[cursor]": _cursor(max(0, offset - size))})
+        + urlencode({**here, "page[cursor]": cursor_for(max(0, offset - size))})
         if offset > 0
         else None,
     }

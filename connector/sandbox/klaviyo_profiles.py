@@ -358,7 +358,8 @@ def handle_get_job(job_id: str, revision: str | None, store: ContactStore, now: 
     return Reply(200, orjson.dumps({"data": job_resource(job)}), klaviyo.JSONAPI)
 
 
-def _cursor(offset: int) -> str:
+def cursor_for(offset: int) -> str:
+    """The ``page[cursor]`` of the page starting at ``offset`` (opaque to clients)."""
     return base64.urlsafe_b64encode(str(offset).encode()).decode().rstrip("=")
 
 
@@ -370,22 +371,11 @@ def _offset(cursor: str) -> int | None:
     return value if value >= 0 else None
 
 
-def handle_import_errors(
-    job_id: str, query: Mapping[str, str], revision: str | None, store: ContactStore
-) -> Reply:
-    """``GET /api/profile-bulk-import-jobs/{id}/import-errors``: one page of the job's ``import-
-    error`` resources (cursor pagination); 404 for an unknown job."""
-    problem = revision_error(revision)
-    if problem is not None:
-        return problem
-    job = store.peek(job_id)
-    if job is None or job.kind != KIND:
-        return not_found(job_id)
+def page_window(query: Mapping[str, str]) -> tuple[int, int] | Reply:
+    """The (offset, size) a Klaviyo cursor-paginated GET asks for (``page[cursor]``,
+    ``page[size]`` from 1 to 100, default 20), or the 400 Klaviyo answers for a bad one."""
     raw_size = query.get("page[size]", str(PAGE_SIZE_DEFAULT))
-    try:
-        size = int(raw_size)
-    except ValueError:
-        size = 0
+    size = int(raw_size) if raw_size.isdigit() else 0
     if not 1 <= size <= PAGE_SIZE_MAX:
         return klaviyo.error(
             400,
@@ -402,6 +392,24 @@ def handle_import_errors(
                 400, "invalid", "Invalid input.", "Invalid page cursor.", parameter="page[cursor]"
             )
         offset = found
+    return offset, size
+
+
+def handle_import_errors(
+    job_id: str, query: Mapping[str, str], revision: str | None, store: ContactStore
+) -> Reply:
+    """``GET /api/profile-bulk-import-jobs/{id}/import-errors``: one page of the job's ``import-
+    error`` resources (cursor pagination); 404 for an unknown job."""
+    problem = revision_error(revision)
+    if problem is not None:
+        return problem
+    job = store.peek(job_id)
+    if job is None or job.kind != KIND:
+        return not_found(job_id)
+    window = page_window(query)
+    if isinstance(window, Reply):
+        return window
+    offset, size = window
     # Errors exist once the job has processed its profiles.
     errors = job.errors if job.state == DONE else []
     page = errors[offset : offset + size]
@@ -410,10 +418,10 @@ def handle_import_errors(
         "self": base,
         "first": f"{base}?page[size]={size}",
         "last": None,
-        "prev": f"{base}?page[cursor]={_cursor(max(0, offset - size))}&page[size]={size}"
+        "prev": f"{base}?page[cursor]={cursor_for(max(0, offset - size))}&page[size]={size}"
         if offset > 0
         else None,
-        "next": f"{base}?page[cursor]={_cursor(offset + size)}&page[size]={size}"
+        "next": f"{base}?page[cursor]={cursor_for(offset + size)}&page[size]={size}"
         if offset + size < len(errors)
         else None,
     }
