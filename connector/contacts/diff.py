@@ -46,12 +46,20 @@ def fingerprint(sync: SyncConfig) -> str:
 class Page:
     """One page of source rows, hashed. ``contact(i)`` builds row i's ``Contact``."""
 
-    keys: list[str]
+    key_texts: pa.Array  # each row's key as text (``mapping.key_strings``)
     hashes: list[str]
     reasons: dict[int, str]  # rows whose values cannot be mapped
     identifiers: dict[str, pa.Array]
     values: dict[str, pa.Array]  # property → JSON text (null = NULL)
     ords: pa.Array | None = None  # the keys' ``keyorder`` encoding (None: no order)
+
+    def __len__(self) -> int:
+        return len(self.hashes)
+
+    @cached_property
+    def keys(self) -> list[str]:
+        """The rows' keys as text; a page found unchanged never builds this list."""
+        return list(self.key_texts.to_pylist())
 
     @cached_property
     def _ident_lists(self) -> dict[str, list[Any]]:
@@ -96,8 +104,8 @@ class Hasher:
         pk = [t.column(c).combine_chunks() for c in self.sync.source.primary_key]
         return list(key_strings(pk).to_pylist())
 
-    def page(self, chunk: Chunk) -> Page:
-        """Map and hash every row of ``chunk``.
+    def page(self, chunk: Chunk, ords: pa.Array | None = None) -> Page:
+        """Map and hash every row of ``chunk`` (whose ords are ``ords`` if already encoded).
 
         Returns a ``Page`` with each row's key and hash, its identifiers as text and its
         properties as JSON text; rows whose values cannot be mapped are listed in
@@ -135,4 +143,6 @@ class Hasher:
             texts = joined.cast(pa.binary()).to_pylist()
         blake = hashlib.blake2b
         hashes = [blake(s, digest_size=16).hexdigest() for s in texts]
-        return Page(keys_arr.to_pylist(), hashes, reasons, idents, values, self.ords(chunk))
+        if ords is None:
+            ords = self.ords(chunk)
+        return Page(keys_arr, hashes, reasons, idents, values, ords)

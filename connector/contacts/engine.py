@@ -27,6 +27,7 @@ from ..config import SyncConfig, resolve_env
 from ..delivery import Runtime
 from ..errors import ConfigError, ConnectorError, RequestError, mask_url
 from ..mapping import Chunk
+from ..readahead import read_ahead
 from ..result import SAMPLE_REJECTS, SyncResult, _describe
 from ..source import Reader
 from ..state import CLOSED_DELIVERED, CLOSED_GONE, INCREMENTAL, Reject, StateStore
@@ -36,7 +37,7 @@ from .diff import Hasher, Page
 from .hashes import HashStore
 from .http import JobHTTP
 from .keyorder import ORDERED_DIALECTS, KeyOrder, Unordered, kinds_for
-from .merge import Merge
+from .merge import Ahead, Merge
 from .pacing import contact_pacer
 from .vendor import Contact, ContactDestination, Gone, JobRow, JobStats
 
@@ -235,6 +236,17 @@ class ContactRun:
     def _unlisting(self) -> bool:
         return self._on_removed() == "unlist" and not self.dry_run
 
+    def _read(self, reader: Reader) -> Iterator[tuple[Chunk, Ahead | None]]:
+        """The run's chunks, each with its stored range's aggregate when the merge reads it
+        ahead (``merge.Prefetch``). Runs in the read-ahead thread, one page ahead of the
+        hashing: the warehouse read and the state store's query overlap the mapping."""
+        prefetch = self.merge.prefetch() if self.merge is not None else None
+        for chunk in self._chunks(reader):
+            ords = None
+            if prefetch is not None and self.merge is not None:  # (None: fell back to lookups)
+                ords = self.hasher.ords(chunk)
+            yield chunk, prefetch.ahead(ords) if prefetch is not None and ords is not None else None
+
     def _chunks(self, reader: Reader) -> Iterator[Chunk]:
         if self.sync.source.cursor is None:
             yield from reader.pages(None, None, self.limit)
@@ -284,9 +296,10 @@ class ContactRun:
                         raise ConfigError(problems)
                 self._setup_diff(reader)
                 # Closed on a failure too: an embedded warehouse's open result is let go now.
-                with contextlib.closing(cast(Generator[Chunk], self._chunks(reader))) as chunks:
-                    for chunk in chunks:
-                        self._page(self.hasher.page(chunk))
+                pages = read_ahead(lambda: self._read(reader), name=f"read-{self.sync.name}")
+                with contextlib.closing(cast(Generator[tuple[Chunk, Ahead | None]], pages)) as it:
+                    for chunk, ahead in it:
+                        self._page(self.hasher.page(chunk, ahead and ahead.ords), ahead)
                         self._report()
             self._removed_after_scan()
             self._flush()
@@ -315,11 +328,11 @@ class ContactRun:
             self.dest.http.close()
         return self.res
 
-    def _page(self, page: Page) -> None:
+    def _page(self, page: Page, ahead: Ahead | None = None) -> None:
         res = self.res
-        n = len(page.keys)
+        n = len(page)
         res.rows_read += n
-        todo, added = self._diff(page)
+        todo, added = self._diff(page, ahead)
         res.unchanged += n - len(todo)
         for i, new in zip(todo, added, strict=True):
             key, h = page.keys[i], page.hashes[i]
@@ -344,16 +357,16 @@ class ContactRun:
                 continue
             self._add(JobRow(key, h, contact.identifiers, payload), contact)
 
-    def _diff(self, page: Page) -> tuple[Sequence[int], Sequence[bool]]:
+    def _diff(self, page: Page, ahead: Ahead | None) -> tuple[Sequence[int], Sequence[bool]]:
         """The rows of ``page`` to send and, for each, whether it is new (no stored hash)."""
-        n = len(page.keys)
+        n = len(page)
         if self.full_refresh:
             return range(n), [True] * n
         if self.merge is not None:
             try:
                 if page.ords is None:
                     raise Unordered("a page's key values have no order encoding")
-                d = self.merge.page(page.ords, page.hashes)
+                d = self.merge.page(page.ords, page.hashes, ahead)
             except Unordered as exc:
                 log.warning(
                     "%s: %s; this run diffs by key lookups from here on and counts no removed rows",

@@ -17,6 +17,12 @@ end of the sync's ords. Per page:
    row whose ord is not in the page vanished from the source (``gone``).
 
 Memory: the page, and the aggregate or one slice of the range at a time.
+
+With an all-integer key the aggregate of step 2 is read ahead (``Ahead``): the read-ahead
+thread that fetches page k+1 from the warehouse also encodes its ords and queries its range,
+while page k is hashed. The range of a page depends only on its own ords and the previous
+page's last ord, and the run only writes the hashes of rows the merge has passed, so the
+early answer is the one the query would give later.
 """
 
 from __future__ import annotations
@@ -48,6 +54,42 @@ class PageDiff:
     gone: list[bytes] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Ahead:
+    """A page's ords and its range's aggregate (``HashStore.summary``), read ahead."""
+
+    ords: pa.Array
+    lo: bytes  # the range is (lo, hi]
+    hi: bytes
+    limit: int
+    count: int
+    data: bytes
+
+
+class Prefetch:
+    """The read-ahead side of a ``Merge`` of an all-integer key: ``ahead(ords)`` reads each
+    page's range as ``Merge.page`` would, one page ahead (pages in order, one thread)."""
+
+    def __init__(self, store: HashStore, sync: str, order: KeyOrder) -> None:
+        self.store = store
+        self.sync = sync
+        self.lo = order.prefix
+
+    def ahead(self, ords: pa.Array) -> Ahead | None:
+        """The page's range's aggregate; None for an empty page or one that does not start
+        after the previous one (``Merge.page`` finds it out of order)."""
+        n = len(ords)
+        if n == 0:
+            return None
+        last = ords[n - 1].as_py()
+        lo, self.lo = self.lo, last
+        if last <= lo:
+            return None
+        limit = 2 * n + _SPARE
+        count, data = self.store.summary(self.sync, lo, last, limit, hashes=True)
+        return Ahead(ords, lo, last, limit, count, data)
+
+
 class Merge:
     """Walks one sync's stored hashes in ord order alongside the source pages."""
 
@@ -65,8 +107,18 @@ class Merge:
             len(order.prefix) + 8 * len(order.kinds) if set(order.kinds) == {INTEGER} else None
         )
 
-    def page(self, ords: pa.Array, hashes: list[str] | None) -> PageDiff:
-        """Compare one page (its ords, and its hashes unless only keys are compared)."""
+    def prefetch(self) -> Prefetch | None:
+        """The read-ahead side of this merge, for an all-integer key (a text key's aggregate
+        is queried only after a page found unchanged: see ``page``)."""
+        if self.width is None:
+            return None
+        return Prefetch(self.store, self.sync, self.order)
+
+    def page(
+        self, ords: pa.Array, hashes: list[str] | None, ahead: Ahead | None = None
+    ) -> PageDiff:
+        """Compare one page (its ords, and its hashes unless only keys are compared), with
+        its range's aggregate if ``ahead`` has read it."""
         n = len(ords)
         out = PageDiff()
         if n == 0:
@@ -81,7 +133,13 @@ class Merge:
         limit = 2 * n + _SPARE
         slices: Iterable[tuple[pa.Array, pa.Array | None]] | None = None
         if self.try_summary or self.width is not None:
-            count, data = self.store.summary(self.sync, lo, last, limit, hashes=hashes is not None)
+            same = ahead is not None and (ahead.lo, ahead.hi, ahead.limit) == (lo, last, limit)
+            if ahead is not None and same and hashes is not None:
+                count, data = ahead.count, ahead.data
+            else:
+                count, data = self.store.summary(
+                    self.sync, lo, last, limit, hashes=hashes is not None
+                )
             if count == n and data == _concat(ords, hashes):
                 self.fast += 1
                 self.try_summary = True
