@@ -43,10 +43,15 @@ from urllib.parse import unquote, urlencode
 import orjson
 
 from connector.sandbox import brevo, klaviyo
-from connector.sandbox._shared import Rejected, Reply, empty_reply, is_int, json_reply, media_type
+from connector.sandbox._shared import Rejected, Reply, empty_reply, is_int, json_reply
 from connector.sandbox.contacts import ContactStore, ProfileBook
 from connector.sandbox.klaviyo_profiles import KIND as KLAVIYO
-from connector.sandbox.klaviyo_profiles import cursor_for, page_window, revision_error
+from connector.sandbox.klaviyo_profiles import (
+    cursor_for,
+    jsonapi_body,
+    page_window,
+    revision_error,
+)
 
 BREVO = "brevo_contacts"
 MAX_LIST_REMOVE = 1000  # Klaviyo remove_profiles_from_list
@@ -191,21 +196,9 @@ def handle_remove_from_list(
 ) -> Reply:
     """``DELETE /api/lists/{id}/relationships/profiles``: take the profiles out of the list
     (nothing else about them changes); 204, or Klaviyo's error for the whole request."""
-    problem = revision_error(revision)
-    if problem is not None:
-        return problem
-    kind = media_type(content_type)
-    if kind not in klaviyo.ACCEPTED_TYPES:
-        return klaviyo.error(
-            415,
-            "unsupported_media_type",
-            "Unsupported media type.",
-            f'Unsupported media type "{kind}" in request; use {klaviyo.JSONAPI}.',
-        )
-    try:
-        payload = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return klaviyo.error(400, "parse_error", "Malformed request.", "JSON parse error.")
+    payload = jsonapi_body(body, content_type, revision)
+    if isinstance(payload, Reply):
+        return payload
     data = payload.get("data") if isinstance(payload, dict) else None
     if not isinstance(data, list) or not data:
         return klaviyo.errors_reply(

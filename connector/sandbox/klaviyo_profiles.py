@@ -53,6 +53,38 @@ ROOT = "/data/attributes/profiles/data"
 EXPIRY = timedelta(days=7)
 
 
+def jsonapi_body(
+    body: bytes, content_type: str | None, revision: str | None, *, max_bytes: int | None = None
+) -> Any:
+    """The parsed JSON of a Klaviyo JSON:API write, or the ``Reply`` with Klaviyo's error for
+    the request as a whole, checked in this order: the ``revision`` header (400), the body's
+    size when the endpoint has a limit (413), its media type (415), its JSON (400)."""
+    problem = revision_error(revision)
+    if problem is not None:
+        return problem
+    if max_bytes is not None and len(body) > max_bytes:
+        return klaviyo.error(
+            413,
+            "request_too_large",
+            "Request too large.",
+            f"The request body must be at most {max_bytes // 1_000_000} MB.",
+            pointer="/data",
+        )
+    kind = media_type(content_type)
+    if kind not in klaviyo.ACCEPTED_TYPES:
+        return klaviyo.error(
+            415,
+            "unsupported_media_type",
+            "Unsupported media type.",
+            f'Unsupported media type "{kind}" in request; use {klaviyo.JSONAPI}.',
+        )
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return klaviyo.error(400, "parse_error", "Malformed request.", "JSON parse error.")
+    return payload
+
+
 def _iso(when: datetime | None) -> str | None:
     return None if when is None else when.isoformat()
 
@@ -198,29 +230,9 @@ def handle_create(
 ) -> Reply:
     """``POST /api/profile-bulk-import-jobs``: validate the JSON:API body and its profiles as
     Klaviyo does and queue the job; 202 with the job resource, or Klaviyo's error."""
-    problem = revision_error(revision)
-    if problem is not None:
-        return problem
-    if len(body) > MAX_BODY_BYTES:
-        return klaviyo.error(
-            413,
-            "request_too_large",
-            "Request too large.",
-            "The request body must be at most 5 MB.",
-            pointer="/data",
-        )
-    kind = media_type(content_type)
-    if kind not in klaviyo.ACCEPTED_TYPES:
-        return klaviyo.error(
-            415,
-            "unsupported_media_type",
-            "Unsupported media type.",
-            f'Unsupported media type "{kind}" in request; use {klaviyo.JSONAPI}.',
-        )
-    try:
-        payload = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return klaviyo.error(400, "parse_error", "Malformed request.", "JSON parse error.")
+    payload = jsonapi_body(body, content_type, revision, max_bytes=MAX_BODY_BYTES)
+    if isinstance(payload, Reply):
+        return payload
     try:
         items, lists = _parse_job(payload)
     except Rejected as exc:
@@ -448,21 +460,9 @@ def handle_profile_import(
 ) -> Reply:
     """``POST /api/profile-import``: create or update one profile at once; 201 when created, 200
     when updated, or Klaviyo's error."""
-    problem = revision_error(revision)
-    if problem is not None:
-        return problem
-    kind = media_type(content_type)
-    if kind not in klaviyo.ACCEPTED_TYPES:
-        return klaviyo.error(
-            415,
-            "unsupported_media_type",
-            "Unsupported media type.",
-            f'Unsupported media type "{kind}" in request; use {klaviyo.JSONAPI}.',
-        )
-    try:
-        payload = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return klaviyo.error(400, "parse_error", "Malformed request.", "JSON parse error.")
+    payload = jsonapi_body(body, content_type, revision)
+    if isinstance(payload, Reply):
+        return payload
     item = payload.get("data") if isinstance(payload, dict) else None
     found = _schema_problem(item, "/data")
     if found is None and isinstance(item, dict):
