@@ -19,7 +19,7 @@ import contextlib
 import logging
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -321,7 +321,7 @@ class Reader:
     # -- reading -----------------------------------------------------------------------
     def pages(
         self, after: Position | None = None, window: Window | None = None, limit: int | None = None
-    ) -> Iterator[Chunk]:
+    ) -> Generator[Chunk]:
         """Chunks of at most ``chunk_size`` rows after ``after``, in order, until exhausted.
 
         On server warehouses each page is two short queries: the key of the page's last row,

@@ -20,7 +20,7 @@ This is the only module that wires the stages together. Delivery semantics (DESI
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextvars import copy_context
 from typing import Any
@@ -148,6 +148,7 @@ class _Run:
         pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix=f"send-{name}")
         inflight: dict[Future[BatchOutcome], Batch] = {}
         failure: BaseException | None = None
+        pages: Generator[Chunk] | None = None
         try:
             if self.check_null_keys:
                 self._null_keys()
@@ -156,7 +157,8 @@ class _Run:
             batcher = Batcher(
                 self.dest.limits.max_events, self.dest.limits.max_bytes, self.dest.request_overhead
             )
-            for chunk in self.reader.pages(checkpoint, self.window, self.limit):
+            pages = self.reader.pages(checkpoint, self.window, self.limit)
+            for chunk in pages:
                 events = self.mapper.map(chunk)
                 res.rows_read += events.n
                 batches = self._batches(events, batcher)
@@ -185,6 +187,10 @@ class _Run:
                 fut.cancel()
             raise
         finally:
+            if pages is not None:
+                # Closed explicitly on a failure: an embedded warehouse's open result (and
+                # its file) is let go now, not when the traceback's frames are freed.
+                pages.close()
             pool.shutdown(wait=True, cancel_futures=True)
             if sender:
                 sender.close()

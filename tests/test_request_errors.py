@@ -23,7 +23,7 @@ from connector.delivery import Runtime
 from connector.destinations.base import request_problem, single_outcome
 from connector.destinations.klaviyo_bulk import _about_request
 from connector.destinations.omnisend import omnisend_about_request
-from connector.errors import RequestError
+from connector.errors import AuthError, RequestError
 from connector.ratelimit import account_key
 from connector.sandbox import Fault, SandboxOptions, SandboxServer
 from connector.state import StateStore
@@ -528,3 +528,20 @@ mapping: {event_name: e, event_time: c, identifiers: {email: m}}
     out = dest.interpret(Request("/p", b"", {}, []), 400, httpx.Headers({}), body)
     assert out.fatal and not out.rejected and not out.split
     assert "destination.options.revision (now 2023-10-15)" in out.fatal
+
+
+def test_a_run_failed_mid_read_lets_the_duckdb_file_go(
+    duck: Warehouse, sandbox: SandboxServer, state: StateStore, runtime: Runtime
+) -> None:
+    """A run that fails at its first batch, 30 pages before the end of its read, closes the
+    open DuckDB result: the loader can write the file at once (as contact runs must too)."""
+    create_events_table(duck)
+    insert_events(duck, event_rows(0, 3_000))
+    sync = sync_for("klaviyo_bulk_events", duck, sandbox.url, chunk_size=100)
+    sandbox.inject(Fault(path=KLAVIYO_PATH, status=401, times=100))
+
+    with pytest.raises(AuthError):
+        run_sync(sync, state=state, runtime=runtime)
+
+    duck.run("UPDATE ev SET title = 'loaded again' WHERE event_id = 1")  # a write lock: no error
+    _assert_nothing_rejected_or_moved(state)
