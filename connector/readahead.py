@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -26,7 +26,7 @@ _DONE = object()
 
 def read_ahead(
     make: Callable[[], Iterator[T]], depth: int = 1, name: str = "read-ahead"
-) -> Iterator[T]:
+) -> Generator[T]:
     """Yield ``make()``'s items, produced up to ``depth`` items ahead in a worker thread.
 
     An exception raised by the iterator is raised here, at the item where it happened (the

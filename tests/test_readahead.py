@@ -69,7 +69,7 @@ def test_closing_early_closes_the_iterator_in_its_thread_and_waits_for_it() -> N
     src = Source(1000)
     it = read_ahead(src.make, depth=2, name="ra-close")
     assert [next(it), next(it)] == [0, 1]
-    it.close()  # type: ignore[attr-defined]
+    it.close()
     # Closed in the worker, and the worker has ended by the time close() returns.
     assert src.closed.is_set() and src.threads["closed"] == {"ra-close"}
     assert "ra-close" not in {t.name for t in threading.enumerate()}

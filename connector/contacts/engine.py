@@ -19,9 +19,9 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 from ..config import SyncConfig, resolve_env
 from ..delivery import Runtime
@@ -297,7 +297,7 @@ class ContactRun:
                 self._setup_diff(reader)
                 # Closed on a failure too: an embedded warehouse's open result is let go now.
                 pages = read_ahead(lambda: self._read(reader), name=f"read-{self.sync.name}")
-                with contextlib.closing(cast(Generator[tuple[Chunk, Ahead | None]], pages)) as it:
+                with contextlib.closing(pages) as it:
                     for chunk, ahead in it:
                         self._page(self.hasher.page(chunk, ahead and ahead.ords), ahead)
                         self._report()
