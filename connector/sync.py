@@ -639,8 +639,9 @@ def run_sync(
             )
         state = state or StateStore.open()
         with contextlib.ExitStack() as held:
+            lease = None
             if not dry_run:  # the same lease as an event run: one run of a sync at a time
-                held.enter_context(Lease(state, sync.name, INCREMENTAL))
+                lease = held.enter_context(Lease(state, sync.name, INCREMENTAL))
             return run_contacts(
                 sync,
                 state,
@@ -650,6 +651,7 @@ def run_sync(
                 runtime=runtime,
                 progress=progress,
                 warehouse_url=warehouse_url,
+                lease=lease,
             )
     state = state or StateStore.open()
     run = (_RetryRun if retry_rejects else _Run)(

@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -264,3 +265,51 @@ def test_a_postgresql_state_store_holds_the_lease_across_processes(
     _out, err = third.communicate(timeout=120)
     assert third.returncode == 0, err
     assert sorted(delivered_ids(sandbox, "brevo_events_batch")) == list(range(ROWS))
+
+
+def test_a_contact_run_that_lost_its_lease_submits_no_further_job(
+    duck: Warehouse, state: StateStore, runtime: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As event runs stop before their next batch, a contact run checks its lease before each
+    import job: taken over after its first job, it submits no second one."""
+    from connector.contacts import engine
+    from connector.contacts.engine import ContactRun
+    from connector.contacts.hashes import HashStore
+
+    from .contacts_fakes import FakeKlaviyo
+    from .test_contacts_merge import people, sync_for
+
+    people(duck, "int", list(range(1, 251)))
+    monkeypatch.setattr(engine, "ROWS_PER_JOB", 100)  # three jobs of 100, 100, 50
+    t = [now()]
+    state.clock = lambda: t[0]
+    lease = Lease(state, "merge_k", INCREMENTAL, ttl_s=30)
+    lease.acquire()
+    other = Lease(state, "merge_k", INCREMENTAL, ttl_s=30)
+    fake = FakeKlaviyo()
+
+    def handle(request: Any) -> Any:
+        reply = fake.handle(request)
+        if request.method == "POST" and len(fake.job_bodies) == 1:
+            t[0] += timedelta(seconds=31)  # the run stalls past its expiry...
+            other.acquire()  # ...and another run takes the sync over
+        return reply
+
+    import httpx
+
+    run = ContactRun(
+        sync_for(duck, "int"),
+        state,
+        runtime=runtime,
+        transport=httpx.MockTransport(handle),
+        lease=lease,
+    )
+    with pytest.raises(LeaseHeld, match="lease was lost"):
+        run.execute()
+    assert len(fake.job_bodies) == 1
+    assert HashStore(state).count("merge_k") == 0  # job 1 never confirmed: sent again
+
+    other.release()
+    again = ContactRun(sync_for(duck, "int"), state, runtime=runtime, transport=fake.transport)
+    again.execute()
+    assert (again.res.added, again.res.sent) == (250, 250)

@@ -26,6 +26,7 @@ from typing import Any
 from ..config import SyncConfig, resolve_env
 from ..delivery import Runtime
 from ..errors import ConfigError, ConnectorError, RequestError, mask_url
+from ..lease import Lease
 from ..mapping import Chunk
 from ..readahead import read_ahead
 from ..result import SAMPLE_REJECTS, SyncResult, _describe
@@ -161,9 +162,11 @@ class ContactRun:
         progress: Callable[[SyncResult], None] | None = None,
         warehouse_url: str | None = None,
         transport: Any = None,
+        lease: Lease | None = None,
     ) -> None:
         self.sync = sync
         self.state = state
+        self.lease = lease  # held by run_sync around the run (not for dry runs)
         self.hashes = HashStore(state)
         self.full_refresh = full_refresh
         self.dry_run = dry_run
@@ -475,6 +478,7 @@ class ContactRun:
                     )
             for g in range(0, len(known), size):
                 group = known[g : g + size]
+                self._check_lease()
                 refused = dest.unlist(group)
                 for j, reason in refused.items():
                     self._reject(group[j].key, reason)
@@ -532,6 +536,7 @@ class ContactRun:
             self.previews.append({"method": "POST", "url": url, "headers": headers, "body": body})
         if not job.rows or self.dry_run:
             return
+        self._check_lease()
         job.job_id = self.dest.submit(job.rows)
         job.started = self.rt.clock()
         job.seen = {}
@@ -539,6 +544,13 @@ class ContactRun:
         self.outstanding.append(job)
         while len(self.outstanding) >= self.dest.options.jobs_in_flight:
             self._finish_job(self.outstanding.popleft())
+
+    def _check_lease(self) -> None:
+        """A run that lost its lease (another run took the sync over, or it could not renew
+        it in time) submits no more jobs and takes nobody off a list: ``LeaseHeld`` fails the
+        run, and the rows of its unconfirmed jobs are sent again by the next one."""
+        if self.lease is not None:
+            self.lease.check()
 
     def _keep_contacts(self) -> bool:
         return getattr(self.dest.options, "null_standard_fields", "keep") == "clear"
