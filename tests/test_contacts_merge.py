@@ -524,3 +524,35 @@ def test_merge_with_the_state_store_on_postgresql(
     r = run(duck, state, fake, runtime, kind)
     assert (r.res.removed, r.res.changed, r.res.unchanged) == (1, 1, len(keys) - 2)
     state.engine.dispose()
+
+
+def test_a_removed_row_whose_contact_another_stored_row_carries_is_not_unlisted(
+    duck: Warehouse, state: StateStore, runtime: Runtime
+) -> None:
+    """Two rows, one contact: row 6 joins later with row 3's e-mail (in another case; one
+    profile at the vendor). Row 3 vanishing must not take that profile off the list while
+    row 6 is still in the source; row 5, whose contact nobody else carries, is unlisted."""
+    people(duck, "int", list(range(1, 6)))
+    fake = FakeKlaviyo()
+    run(duck, state, fake, runtime, "int")
+    duck.insert("people", [person("int", 6, "P2@Example.com")])  # row 3 is p2@example.com
+    assert run(duck, state, fake, runtime, "int").res.added == 1  # confirmed in its own job
+    duck.run("DELETE FROM people WHERE id IN (3, 5)")
+
+    unlister = Unlister()
+    r = unlisting_run(duck, state, fake, runtime, unlister)
+    assert (r.res.removed, r.res.unlisted) == (2, 1)
+    assert [g.key for call in unlister.calls for g in call] == ["5"]
+    with state.engine.connect() as c:
+        keys = {k for (k,) in c.execute(sa.text("SELECT key FROM connector_contact_hashes"))}
+    assert keys == {"1", "2", "4", "6"}  # 3 forgotten (its contact is row 6's), 5 unlisted
+
+    # Rows 7 and 8 share a contact too (each confirmed in its own run). Row 6 goes, and 7
+    # and 8 both go: nobody in the source carries those contacts any more, so all three
+    # come off the list (a vanished row never keeps another vanished row's contact).
+    for key, email in ((7, "q@example.com"), (8, "Q@EXAMPLE.com")):
+        duck.insert("people", [person("int", key, email)])
+        assert run(duck, state, fake, runtime, "int").res.added == 1
+    duck.run("DELETE FROM people WHERE id IN (6, 7, 8)")
+    again = unlisting_run(duck, state, fake, runtime, Unlister(), max_unlist_ratio=1)
+    assert (again.res.removed, again.res.unlisted) == (3, 3)

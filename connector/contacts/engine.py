@@ -45,6 +45,7 @@ from .vendor import Contact, ContactDestination, Gone, JobRow, JobStats
 log = logging.getLogger("connector.contacts")
 
 _ADDED_IDS_MAX = 100_000
+_SHARED_SCAN = 50_000  # removed contacts checked per scan of the stored identifiers
 
 
 @dataclass
@@ -133,6 +134,12 @@ class _Job:
     seen: dict[str, dict[str, str]] = field(default_factory=dict)  # name → value → row key
     job_id: str | None = None
     started: float = 0.0
+
+
+def identity(identifiers: dict[str, str]) -> set[tuple[str, str]]:
+    """A contact's identifiers as (name, value) pairs compared across rows: e-mail addresses
+    without case (vendors match them so), the others as they are."""
+    return {(n, v.lower() if n == "email" else v) for n, v in identifiers.items()}
 
 
 def _compact(payload: bytes) -> bytes:
@@ -423,7 +430,7 @@ class ContactRun:
     def _note_added(self, identifiers: dict[str, str]) -> None:
         ids = self._added_ids
         assert ids is not None
-        ids.update((n, v.lower() if n == "email" else v) for n, v in identifiers.items())
+        ids.update(identity(identifiers))
         if len(ids) > _ADDED_IDS_MAX:
             self._added_ids = None  # too many to keep: this run unlists nothing
 
@@ -432,8 +439,10 @@ class ContactRun:
         requests of ``max_unlist_per_request``; their stored hashes go (a row that comes
         back is new). A contact the vendor refused is a reject (tried again next run); one
         stored before identifiers were is a reject too (it cannot be named to the vendor).
-        One that shares an identifier with a row this run added (the row was re-keyed) is
-        only forgotten: the contact is still in the source."""
+        One that shares an identifier with a row this run added (the row was re-keyed) or
+        with a stored row still in the source (two rows, one contact) is only forgotten: the
+        contact is still in the source. That check is one pass over the sync's stored
+        identifiers per ``_SHARED_SCAN`` removed rows."""
         dest, name = self.dest, self.sync.name
         size = max(1, dest.max_unlist_per_request)
         gone, self.gone = self.gone, []
@@ -457,37 +466,59 @@ class ContactRun:
                 "the list. If the source is right, raise max_unlist_ratio (1 = no limit) and run "
                 "again; if it was emptied or half loaded, fix it first"
             )
-        for start in range(0, len(gone), 1000):
-            known: list[Gone] = []
-            for key, idents in self.hashes.gone(name, gone[start : start + 1000]):
-                same = idents and any(
-                    (n, v.lower() if n == "email" else v) in added for n, v in idents.items()
-                )
-                if same:
-                    # The contact lives on under another key (added by this run): forget
-                    # the old key, leave the contact on the list.
-                    self.hashes.delete(name, [key])
-                elif idents:
-                    known.append(Gone(key, idents))
-                else:
-                    self._reject(
-                        key,
-                        "removed from the source, but confirmed before the connector stored "
-                        "contacts' identifiers, so it cannot be removed from the list: remove "
-                        "it by hand",
-                    )
-            for g in range(0, len(known), size):
-                group = known[g : g + size]
-                self._check_lease()
-                refused = dest.unlist(group)
-                for j, reason in refused.items():
-                    self._reject(group[j].key, reason)
-                done = [row.key for j, row in enumerate(group) if j not in refused]
-                self.hashes.delete(name, done)
-                if self.res.run_id:
-                    self.state.close_rejects(name, INCREMENTAL, done, self.res.run_id, CLOSED_GONE)
-                self.res.unlisted += len(done)
-                self._report()
+        vanished = set(gone)
+        kept = 0
+        for part in range(0, len(gone), _SHARED_SCAN):
+            rows = [
+                row
+                for start in range(part, min(part + _SHARED_SCAN, len(gone)), 1000)
+                for row in self.hashes.gone(name, gone[start : start + 1000])
+            ]
+            wanted = {p for _, idents in rows if idents for p in identity(idents)} - added
+            # Identifiers that a stored row still in the source carries: that contact lives on.
+            live = self.hashes.identifiers_in_use(name, wanted, vanished) if wanted else set()
+            for start in range(0, len(rows), 1000):
+                known: list[Gone] = []
+                for key, idents in rows[start : start + 1000]:
+                    if idents and any(p in added or p in live for p in identity(idents)):
+                        # The contact lives on under another key (a re-keyed row, or another
+                        # row with the same identifier): forget this key, leave the contact.
+                        self.hashes.delete(name, [key])
+                        kept += 1
+                    elif idents:
+                        known.append(Gone(key, idents))
+                    else:
+                        self._reject(
+                            key,
+                            "removed from the source, but confirmed before the connector "
+                            "stored contacts' identifiers, so it cannot be removed from the "
+                            "list: remove it by hand",
+                        )
+                self._unlist_group(known, size)
+        if kept:
+            log.info(
+                "%s: %d removed rows share an identifier with a row still in the source: "
+                "forgotten, their contacts left on the list",
+                name,
+                kept,
+            )
+
+    def _unlist_group(self, known: list[Gone], size: int) -> None:
+        """Take ``known`` off the list in requests of ``size``; forget those the vendor
+        took off, reject those it refused."""
+        name = self.sync.name
+        for g in range(0, len(known), size):
+            group = known[g : g + size]
+            self._check_lease()
+            refused = self.dest.unlist(group)
+            for j, reason in refused.items():
+                self._reject(group[j].key, reason)
+            done = [row.key for j, row in enumerate(group) if j not in refused]
+            self.hashes.delete(name, done)
+            if self.res.run_id:
+                self.state.close_rejects(name, INCREMENTAL, done, self.res.run_id, CLOSED_GONE)
+            self.res.unlisted += len(done)
+            self._report()
 
     def _add(self, row: JobRow, contact: Contact) -> None:
         dest = self.dest

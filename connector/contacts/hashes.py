@@ -178,6 +178,35 @@ class HashStore:
             out += [(k, orjson.loads(i) if i else None) for k, i in rows]
         return out
 
+    def identifiers_in_use(
+        self, sync: str, wanted: set[tuple[str, str]], skip: set[bytes]
+    ) -> set[tuple[str, str]]:
+        """Which of ``wanted`` (identifier name, value; e-mails lower-cased) a stored row of
+        ``sync`` carries, leaving out the rows whose ord is in ``skip`` (the vanished ones).
+        One pass over the sync's rows in key order, ``_LOOKUP`` at a time: memory is the
+        page and ``wanted``."""
+        found: set[tuple[str, str]] = set()
+        after: str | None = None
+        while True:
+            more, args = ("", []) if after is None else (" AND key > %s", [after])
+            rows = self._query(
+                f"SELECT key, ord, identifiers FROM {_TABLE} WHERE sync = %s{more} "
+                "ORDER BY key LIMIT %s",
+                [sync, *args, _LOOKUP],
+            )
+            if not rows:
+                return found
+            after = rows[-1][0]
+            for _, o, text in rows:
+                if not text or (o is not None and bytes(o) in skip):
+                    continue
+                for n, v in orjson.loads(text).items():
+                    pair = (n, v.lower() if n == "email" else v)
+                    if pair in wanted:
+                        found.add(pair)
+            if len(rows) < _LOOKUP:
+                return found
+
     # -- lookup ---------------------------------------------------------------------------
     def lookup(self, sync: str, keys: Sequence[str]) -> dict[str, str]:
         """key → stored hash, for the given keys that have one."""
