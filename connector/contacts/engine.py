@@ -40,7 +40,7 @@ from .http import JobHTTP
 from .keyorder import ORDERED_DIALECTS, KeyOrder, Unordered, kinds_for
 from .merge import Ahead, Merge
 from .pacing import contact_pacer
-from .vendor import Contact, ContactDestination, Gone, JobRow, JobStats
+from .vendor import Contact, ContactDestination, Gone, JobRow, JobStats, identity
 
 log = logging.getLogger("connector.contacts")
 
@@ -134,12 +134,6 @@ class _Job:
     seen: dict[str, dict[str, str]] = field(default_factory=dict)  # name → value → row key
     job_id: str | None = None
     started: float = 0.0
-
-
-def identity(identifiers: dict[str, str]) -> set[tuple[str, str]]:
-    """A contact's identifiers as (name, value) pairs compared across rows: e-mail addresses
-    without case (vendors match them so), the others as they are."""
-    return {(n, v.lower() if n == "email" else v) for n, v in identifiers.items()}
 
 
 def _compact(payload: bytes) -> bytes:

@@ -27,6 +27,7 @@ from ..errors import StateError
 from ..state import StateStore, now
 from .keyorder import KeyOrder
 from .schema import contact_hashes
+from .vendor import identity
 
 log = logging.getLogger("connector.contacts")
 
@@ -200,10 +201,7 @@ class HashStore:
             for _, o, text in rows:
                 if not text or (o is not None and bytes(o) in skip):
                     continue
-                for n, v in orjson.loads(text).items():
-                    pair = (n, v.lower() if n == "email" else v)
-                    if pair in wanted:
-                        found.add(pair)
+                found |= identity(orjson.loads(text)) & wanted
             if len(rows) < _LOOKUP:
                 return found
 

@@ -54,6 +54,12 @@ class ContactOptions(CommonOptions):
         return {}
 
 
+def identity(identifiers: dict[str, str]) -> set[tuple[str, str]]:
+    """A contact's identifiers as (name, value) pairs compared across rows: e-mail addresses
+    without case (vendors match them so), the others as they are."""
+    return {(n, v.lower() if n == "email" else v) for n, v in identifiers.items()}
+
+
 @dataclass
 class Contact:
     """One mapped row: identifiers as text, properties as JSON fragments (``None`` = the
