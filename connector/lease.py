@@ -23,7 +23,6 @@ The TTL is ``CONNECTOR_LEASE_TTL_S`` (default 60 s). The lease's clock is the st
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 import threading
@@ -36,9 +35,10 @@ from typing import Any
 import sqlalchemy as sa
 
 from .errors import ConfigError, LeaseHeld, StateError
+from .logcontext import get_logger
 from .state import StateStore, leases
 
-log = logging.getLogger("connector.lease")
+log = get_logger("connector.lease")
 
 LEASE_TTL_ENV = "CONNECTOR_LEASE_TTL_S"
 DEFAULT_TTL_S = 60.0

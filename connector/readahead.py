@@ -7,13 +7,15 @@ hashed puts the second core to work: the wall time tends to the larger half inst
 sum.
 
 The iterator runs entirely in the worker thread: it is created there, advanced there and
-closed there, so a driver's connection or open result never changes threads. Closing the
+closed there, so a driver's connection or open result never changes threads; it runs in a
+copy of the consumer's context, so its log records name the run (``logcontext``). Closing the
 consumer (or an error in it) stops the worker and waits for it, so when ``read_ahead``'s
 generator is closed the source's result is closed too.
 """
 
 from __future__ import annotations
 
+import contextvars
 import queue
 import threading
 from collections.abc import Callable, Generator, Iterator
@@ -35,6 +37,7 @@ def read_ahead(
     """
     items: queue.Queue[object] = queue.Queue(maxsize=depth)
     stop = threading.Event()
+    context = contextvars.copy_context()  # the run's log context (``logcontext``) goes along
 
     def put(item: object) -> bool:
         while not stop.is_set():
@@ -61,7 +64,7 @@ def read_ahead(
             return
         put(_DONE)
 
-    worker = threading.Thread(target=work, name=name, daemon=True)
+    worker = threading.Thread(target=context.run, args=(work,), name=name, daemon=True)
     worker.start()
     try:
         while True:

@@ -16,7 +16,6 @@ SQLAlchemy result and are converted to Arrow per page.
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import tempfile
 from collections.abc import Generator, Iterator
@@ -32,9 +31,10 @@ import sqlalchemy as sa
 
 from .config import WAREHOUSE_URL_ENV, ColumnRef, SyncConfig, resolve_env
 from .errors import ConfigError, SourceError, mask_url, scrub
+from .logcontext import get_logger
 from .mapping import Chunk, key_strings
 
-log = logging.getLogger("connector.source")
+log = get_logger("connector.source")
 
 DEMO_WAREHOUSE = Path(".connector") / "demo.duckdb"
 

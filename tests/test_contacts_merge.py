@@ -433,6 +433,9 @@ def test_source_out_of_byte_order_falls_back_to_lookups(
         0,
     )
     assert "byte order" in caplog.text
+    # The run's records name it (logcontext), as an event run's do.
+    (warned,) = [rec for rec in caplog.records if "byte order" in rec.getMessage()]
+    assert (warned.sync_name, warned.run_id) == ("merge_k", r.res.run_id)  # type: ignore[attr-defined]
 
 
 # --------------------------------------------------------------------------- hashing cost

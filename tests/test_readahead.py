@@ -86,6 +86,22 @@ def test_an_error_in_the_consumer_stops_the_worker() -> None:
     assert src.closed.wait(5) and src.produced < 1000
 
 
+def test_the_worker_logs_in_the_consumers_run_context(caplog: pytest.LogCaptureFixture) -> None:
+    from connector.logcontext import get_logger, run_context
+
+    log = get_logger("connector.test_readahead")
+
+    def pages() -> Iterator[int]:
+        for i in range(3):
+            log.warning("read page %d", i)
+            yield i
+
+    with run_context("customers", lambda: "run-7"):
+        assert list(read_ahead(pages, name="ra-log")) == [0, 1, 2]
+    got = [(r.threadName, r.sync_name, r.run_id) for r in caplog.records]  # type: ignore[attr-defined]
+    assert got == [("ra-log", "customers", "run-7")] * 3
+
+
 def test_the_merge_reads_each_pages_range_ahead_in_the_read_thread(
     duck: Warehouse, state: StateStore, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -16,7 +16,6 @@ runs (rows before the checkpoint) are re-read by key and diffed too.
 from __future__ import annotations
 
 import contextlib
-import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -27,6 +26,7 @@ from ..config import SyncConfig, resolve_env
 from ..delivery import Runtime
 from ..errors import ConfigError, ConnectorError, RequestError, mask_url
 from ..lease import Lease
+from ..logcontext import get_logger, run_context
 from ..mapping import Chunk
 from ..readahead import read_ahead
 from ..result import SAMPLE_REJECTS, SyncResult, _describe
@@ -42,7 +42,7 @@ from .merge import Ahead, Merge
 from .pacing import contact_pacer
 from .vendor import Contact, ContactDestination, Gone, JobRow, JobStats, identity
 
-log = logging.getLogger("connector.contacts")
+log = get_logger("connector.contacts")
 
 _ADDED_IDS_MAX = 100_000
 _SHARED_SCAN = 50_000  # removed contacts checked per scan of the stored identifiers
@@ -287,6 +287,11 @@ class ContactRun:
                 the run is recorded as failed and its unconfirmed rows are sent again next run.
             ConnectorError: the source, the state store or the vendor refused otherwise.
         """
+        # Log records of the run (any thread it starts) name the sync and the run id.
+        with run_context(self.sync.name, lambda: self.res.run_id):
+            return self._execute()
+
+    def _execute(self) -> ContactResult:
         started = time.perf_counter()
         failure: BaseException | None = None
         if not self.dry_run:

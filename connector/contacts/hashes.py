@@ -15,7 +15,6 @@ Two ways to diff a page against them:
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -24,12 +23,13 @@ import orjson
 import sqlalchemy as sa
 
 from ..errors import StateError
+from ..logcontext import get_logger
 from ..state import StateStore, now
 from .keyorder import KeyOrder
 from .schema import contact_hashes
 from .vendor import identity
 
-log = logging.getLogger("connector.contacts")
+log = get_logger("connector.contacts")
 
 _LOOKUP = 5_000  # keys per query (SQLite's default bound-variable limit is 32,766)
 _TABLE = contact_hashes.name

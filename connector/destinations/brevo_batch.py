@@ -12,7 +12,6 @@ pacing follows the ``x-sib-ratelimit-*`` headers.
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Mapping
 from typing import Any, Literal
@@ -25,6 +24,7 @@ from typing_extensions import override
 
 from .. import jsonfrag
 from ..events import Events
+from ..logcontext import get_logger
 from ..options import CommonOptions, DestinationSettings, RateLimit
 from .base import (
     AccountMemory,
@@ -48,7 +48,7 @@ from .brevo import (
     encode_brevo_event,
 )
 
-log = logging.getLogger("connector.brevo")
+log = get_logger("connector.brevo")
 
 MAX_EVENTS = 200
 MAX_BYTES = 512 * 1024
