@@ -37,3 +37,28 @@ def test_the_step_log_shows_connector_lines_with_the_sync_name_and_run_id(
         isinstance(h, logging.Handler) and type(h).__name__ == "_StepLog"
         for h in logging.getLogger("connector").handlers
     )
+
+
+def test_a_contact_syncs_lines_reach_its_step_log_too(
+    demo_defs: dg.Definitions, env: Env, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Contact runs set the run context as event runs do (their lines said "[- run -]" and
+    the step dropped them); their job client logs its 429 waits as event senders do."""
+    caplog.set_level(logging.INFO, logger="connector")
+    env.sandbox.inject(
+        Fault(path="/api/profile-bulk-import-jobs", status=429, headers={"Retry-After": "1"})
+    )
+    key = dg.AssetKey(["reverse_etl", "customers_to_klaviyo"])
+    instance = dg.DagsterInstance.ephemeral()
+
+    result = dg.materialize([demo_defs.resolve_assets_def(key)], instance=instance)
+
+    assert result.success
+    (run,) = env.state.runs("customers_to_klaviyo")
+    lines = [str(e.message) for e in instance.all_logs(result.run_id)]
+    waited = [m for m in lines if "429, waiting" in m]
+    assert len(waited) == 1, lines
+    assert (
+        f"[customers_to_klaviyo run {run['run_id']}] klaviyo_profiles: POST answered 429, "
+        "waiting 1.0s"
+    ) in waited[0]

@@ -108,6 +108,7 @@ def make_contact_destination(
         random=runtime.random,
         transport=transport,
         pause=pacer.pause,
+        name=cls.type,
     )
     out = cls(dest, api_key, sync.name, http)
     http.client.headers.update(out.headers())

@@ -11,7 +11,10 @@ import httpx
 
 from ..delivery import MAX_RATE_LIMITED, USER_AGENT, Verdict, announced_wait, classify
 from ..errors import AuthError, RetriesExhausted
+from ..logcontext import get_logger
 from .vendor import ContactOptions, JobStats
+
+log = get_logger("connector.contacts")
 
 
 class JobHTTP:
@@ -30,9 +33,11 @@ class JobHTTP:
         random: Callable[[], float] | None = None,
         transport: httpx.BaseTransport | None = None,
         pause: Callable[[float], None] | None = None,
+        name: str = "contacts",
     ) -> None:
         import random as _random
 
+        self.name = name  # in log lines: the destination type, as event runs log theirs
         self.options = options
         self.acquire = acquire
         # The pacer's pause: a 429's wait holds every run of the account (with a shared
@@ -80,7 +85,7 @@ class JobHTTP:
             except (httpx.TimeoutException, httpx.TransportError) as exc:
                 attempts += 1
                 self._retry_or_raise(attempts, f"{method} {path}: {type(exc).__name__}")
-                self.sleep(self._backoff(attempts))
+                self._wait_retry(attempts, f"{method}: {type(exc).__name__}")
                 continue
             kind = classify(resp.status_code, resp.headers)
             if kind is Verdict.ANSWERED:
@@ -97,11 +102,19 @@ class JobHTTP:
                     raise RetriesExhausted(f"{method} {path}: rate limited {limited} times")
                 wait = announced_wait(resp.headers, resp.content, time.time)
                 wait = min(self.options.max_wait_s, wait if wait is not None else 1.0)
+                log.info("%s: %s answered 429, waiting %.1fs", self.name, method, wait)
                 (self.pause or self.sleep)(wait)  # a pause: the next acquire() waits it out
                 continue
             attempts += 1
             self._retry_or_raise(attempts, f"{method} {path} answered {resp.status_code}")
-            self.sleep(self._backoff(attempts))
+            self._wait_retry(attempts, f"{method} answered {resp.status_code}")
+
+    def _wait_retry(self, attempt: int, what: str) -> None:
+        """Log and sleep the backoff before retry ``attempt`` (no path in the line: a Brevo
+        contact lookup's path holds an e-mail address)."""
+        wait = self._backoff(attempt)
+        log.info("%s: %s, retry %d in %.1fs", self.name, what, attempt, wait)
+        self.sleep(wait)
 
     def _backoff(self, attempt: int) -> float:
         base = min(self.options.max_wait_s, 0.5 * (2 ** (attempt - 1)))
