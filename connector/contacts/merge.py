@@ -18,11 +18,11 @@ end of the sync's ords. Per page:
 
 Memory: the page, and the aggregate or one slice of the range at a time.
 
-With an all-integer key the aggregate of step 2 is read ahead (``Ahead``): the read-ahead
-thread that fetches page k+1 from the warehouse also encodes its ords and queries its range,
-while page k is hashed. The range of a page depends only on its own ords and the previous
-page's last ord, and the run only writes the hashes of rows the merge has passed, so the
-early answer is the one the query would give later.
+The aggregate of step 2 is read ahead (``Ahead``): the read-ahead thread that fetches page
+k+1 from the warehouse also encodes its ords and queries its range, while page k is hashed.
+The range of a page depends only on its own ords and the previous page's last ord, and the
+run only writes the hashes of rows the merge has passed, so the early answer is the one the
+query would give later.
 """
 
 from __future__ import annotations
@@ -67,8 +67,8 @@ class Ahead:
 
 
 class Prefetch:
-    """The read-ahead side of a ``Merge`` of an all-integer key: ``ahead(ords)`` reads each
-    page's range as ``Merge.page`` would, one page ahead (pages in order, one thread)."""
+    """The read-ahead side of a ``Merge``: ``ahead(ords)`` reads each page's range as
+    ``Merge.page`` would, one page ahead (pages in order, one thread)."""
 
     def __init__(self, store: HashStore, sync: str, order: KeyOrder) -> None:
         self.store = store
@@ -107,11 +107,10 @@ class Merge:
             len(order.prefix) + 8 * len(order.kinds) if set(order.kinds) == {INTEGER} else None
         )
 
-    def prefetch(self) -> Prefetch | None:
-        """The read-ahead side of this merge, for an all-integer key (a text key's aggregate
-        is queried only after a page found unchanged: see ``page``)."""
-        if self.width is None:
-            return None
+    def prefetch(self) -> Prefetch:
+        """The read-ahead side of this merge. With it, a text key's aggregate is read for
+        every page (in the read-ahead thread); without it, only after a page found unchanged
+        and every fourth page (see ``page``)."""
         return Prefetch(self.store, self.sync, self.order)
 
     def page(
@@ -132,8 +131,8 @@ class Merge:
         self.pages += 1
         limit = 2 * n + _SPARE
         slices: Iterable[tuple[pa.Array, pa.Array | None]] | None = None
-        if self.try_summary or self.width is not None:
-            same = ahead is not None and (ahead.lo, ahead.hi, ahead.limit) == (lo, last, limit)
+        same = ahead is not None and (ahead.lo, ahead.hi, ahead.limit) == (lo, last, limit)
+        if self.try_summary or self.width is not None or same:
             if ahead is not None and same and hashes is not None:
                 count, data = ahead.count, ahead.data
             else:
