@@ -4,6 +4,7 @@ sender threads too."""
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import dagster as dg
 import pytest
@@ -16,19 +17,23 @@ from .test_dagster_materialize import demo_defs
 __all__ = ["demo_defs", "env", "quiet_sandbox"]  # fixtures used by name
 
 
+def _materialize(defs: dg.Definitions, env: Env, name: str) -> tuple[dict[str, Any], list[str]]:
+    """Materialize one asset of the demo: its connector run (from the state store) and the
+    messages of its Dagster run's log."""
+    key = dg.AssetKey(["reverse_etl", name])
+    instance = dg.DagsterInstance.ephemeral()
+    result = dg.materialize([defs.resolve_assets_def(key)], instance=instance)
+    assert result.success
+    (run,) = env.state.runs(name)
+    return run, [str(e.message) for e in instance.all_logs(result.run_id)]
+
+
 def test_the_step_log_shows_connector_lines_with_the_sync_name_and_run_id(
     demo_defs: dg.Definitions, env: Env, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="connector")  # the 429 line is INFO
     env.sandbox.inject(Fault(path="/v3/events/batch", status=429, headers={"Retry-After": "2"}))
-    key = dg.AssetKey(["reverse_etl", "order_placed"])
-    instance = dg.DagsterInstance.ephemeral()
-
-    result = dg.materialize([demo_defs.resolve_assets_def(key)], instance=instance)
-
-    assert result.success
-    (run,) = env.state.runs("order_placed")
-    lines = [str(e.message) for e in instance.all_logs(result.run_id)]
+    run, lines = _materialize(demo_defs, env, "order_placed")
     waited = [m for m in lines if "429, waiting" in m]
     assert len(waited) == 1, lines
     assert f"[order_placed run {run['run_id']}] brevo_events_batch: 429, waiting" in waited[0]
@@ -48,14 +53,7 @@ def test_a_contact_syncs_lines_reach_its_step_log_too(
     env.sandbox.inject(
         Fault(path="/api/profile-bulk-import-jobs", status=429, headers={"Retry-After": "1"})
     )
-    key = dg.AssetKey(["reverse_etl", "customers_to_klaviyo"])
-    instance = dg.DagsterInstance.ephemeral()
-
-    result = dg.materialize([demo_defs.resolve_assets_def(key)], instance=instance)
-
-    assert result.success
-    (run,) = env.state.runs("customers_to_klaviyo")
-    lines = [str(e.message) for e in instance.all_logs(result.run_id)]
+    run, lines = _materialize(demo_defs, env, "customers_to_klaviyo")
     waited = [m for m in lines if "429, waiting" in m]
     assert len(waited) == 1, lines
     assert (
