@@ -17,6 +17,7 @@ from connector.state import StateStore
 
 from .conftest import Warehouse, make_sync
 from .contacts_fakes import FakeKlaviyo
+from .test_contacts_brevo import SYNC as BREVO_SYNC
 from .test_contacts_engine import customers, sync_for
 
 ROWS = 4_000
@@ -68,20 +69,6 @@ def test_a_job_waiting_for_the_vendor_holds_about_a_kilobyte_per_row(
     assert per_row < 1_500, f"{per_row:.0f} bytes held per row of the job in flight"
 
 
-BREVO = """
-name: customers_b
-source: {{table: customers, primary_key: [customer_id], url: "{url}", chunk_size: 100}}
-destination:
-  type: brevo_contacts
-  api_key: ${{BREVO_API_KEY}}
-  base_url: {sandbox}
-  options: {{poll_interval_s: 0.01, poll_max_interval_s: 0.05, list_ids: [7]}}
-mapping:
-  identifiers: {{email: email, ext_id: customer_id}}
-  contact_properties: {{FIRSTNAME: first_name, PLAN: plan}}
-"""
-
-
 def test_a_brevo_job_holds_at_most_rows_per_job_rows_though_its_bytes_allow_more(
     duck: Warehouse, state: StateStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -91,10 +78,10 @@ def test_a_brevo_job_holds_at_most_rows_per_job_rows_though_its_bytes_allow_more
     monkeypatch.setattr(engine, "ROWS_PER_JOB", 10)
     customers(duck, 25)
     options = SandboxOptions(
-        brevo_attributes={"FIRSTNAME": "text", "PLAN": "text", "EXT_ID": "text"}
+        brevo_attributes={"FIRSTNAME": "text", "PLAN": "text", "LTV": "float", "EXT_ID": "text"}
     )
     with SandboxServer(options, host="127.0.0.1", port=0) as sb:
-        sync = make_sync(BREVO.format(url=duck.url, sandbox=sb.url))
+        sync = make_sync(BREVO_SYNC.format(url=duck.url, sandbox=sb.url, extra=""))
         res: Any = run_contacts(sync, state)
         stored = sb.contacts("brevo_contacts")
     assert (res.jobs, res.delivered, res.rejected) == (3, 25, 0)
