@@ -28,6 +28,7 @@ from typing import Any
 import pyarrow as pa
 
 from .batching import Batch, Batcher
+from .breaker import RejectRatio
 from .config import DestinationSettings, SyncConfig, resolve_env
 from .delivery import BatchOutcome, Runtime, Sender, Stats, post_preview
 from .destinations import DESTINATIONS, Destination
@@ -121,11 +122,11 @@ class _Run:
         self.last_progress = 0.0
         self.last_recorded: float | None = None
         self.started = runtime.clock()
-        # Circuit breaker (main thread only): rows the API answered for, how many it rejected,
-        # and settled batches with API-side rejects not yet recorded (below the minimum).
-        self.api_rows = 0
-        self.api_rejects = 0
-        self.held: list[tuple[Batch, BatchOutcome]] = []
+        # Circuit breaker (main thread only): batches with API-side rejects are held, not
+        # settled, while too few rows were answered to judge (``connector.breaker``).
+        self.reject_ratio: RejectRatio[tuple[Batch, BatchOutcome]] = RejectRatio(
+            self.dest.options, lambda held: self._settle(*held)
+        )
         self.breaker: RequestError | None = None
         self.lease: Lease | None = None  # held by run_sync around execute (not for dry runs)
 
@@ -180,7 +181,7 @@ class _Run:
             while inflight:
                 failure = self._drain(inflight, block=True) or failure
             if self.breaker is None:
-                self._release_held()
+                self.reject_ratio.release()
         except BaseException as exc:
             failure = exc
             for fut in inflight:
@@ -294,40 +295,23 @@ class _Run:
             if not rejected:
                 self._settle(batch, outcome)
             return None  # a batch with rejects after the trip stays pending: re-sent next run
-        self.api_rows += len(outcome.delivered) + rejected
-        self.api_rejects += rejected
-        if rejected:
-            self.held.append((batch, outcome))
-        else:
-            self._settle(batch, outcome)
-        opts = self.dest.options
-        if self.api_rows < opts.reject_ratio_min_rows:
+        trip = self.reject_ratio.judge(
+            len(outcome.delivered) + rejected,
+            [why for _, why in outcome.rejected],
+            (batch, outcome),
+        )
+        if trip is None:
             return None
-        if self.api_rejects > opts.max_reject_ratio * self.api_rows:
-            reasons: dict[str, int] = {}
-            for _, held in self.held:
-                for _, why in held.rejected:
-                    reasons[why] = reasons.get(why, 0) + 1
-            common = max(reasons, key=reasons.__getitem__, default="")
-            self.breaker = RequestError(
-                f"{self.dest.type}: the API rejected {self.api_rejects} of the "
-                f"{self.api_rows} rows it answered for, more than "
-                f"destination.options.max_reject_ratio ({opts.max_reject_ratio:g}); the run "
-                f"stopped. Most common reason: {common[:300]!r}. The rows of the last "
-                f"{len(self.held)} batch(es) were not recorded as rejects and the checkpoint "
-                "stays before them: fix the mapping, the data or the destination options "
-                "(or raise max_reject_ratio), then run again",
-                stored_nothing=False,
-            )
-            self.held = []  # left pending: their rows are sent again by the next run
-            return self.breaker
-        self._release_held()
-        return None
-
-    def _release_held(self) -> None:
-        held, self.held = self.held, []
-        for batch, outcome in held:
-            self._settle(batch, outcome)
+        self.breaker = RequestError(
+            f"{self.dest.type}: the API rejected {trip.refused} of the {trip.answered} rows it "
+            f"answered for, more than destination.options.max_reject_ratio "
+            f"({self.reject_ratio.ratio:g}); the run stopped. Most common reason: "
+            f"{trip.common[:300]!r}. The rows of the last {trip.units} batch(es) were not "
+            "recorded as rejects and the checkpoint stays before them: fix the mapping, the "
+            "data or the destination options (or raise max_reject_ratio), then run again",
+            stored_nothing=False,
+        )  # the held batches are left pending: their rows are sent again by the next run
+        return self.breaker
 
     def _settle(self, batch: Batch, outcome: BatchOutcome | None) -> None:
         res = self.result

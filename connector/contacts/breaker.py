@@ -1,4 +1,4 @@
-"""The circuit breaker of contact runs: the event syncs' rule (``sync._Run._judge``) per
+"""The circuit breaker of contact runs: the event syncs' rule (``connector.breaker``) per
 finished import job.
 
 Options (``destination.options``, shared with event syncs): ``max_reject_ratio`` (0.5) and
@@ -13,9 +13,9 @@ run). The rows the vendor confirmed are confirmed as always: the breaker never c
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable
 
+from ..breaker import RejectRatio
 from ..errors import RequestError
 from ..options import CommonOptions
 
@@ -24,55 +24,43 @@ VendorReject = tuple[str, str, bytes]
 
 
 class ContactBreaker:
-    """Counts the rows the vendor answered for and refused, job by job (see the module
-    docstring). ``record`` is called for each reject that may be recorded now."""
+    """The rule of ``connector.breaker`` per finished job (see the module docstring):
+    ``record`` is called for each reject that may be recorded now."""
 
     def __init__(
         self, dest_type: str, options: CommonOptions, record: Callable[[str, str, bytes], None]
     ) -> None:
         self.dest_type = dest_type
-        self.ratio = options.max_reject_ratio
-        self.min_rows = options.reject_ratio_min_rows
         self.record = record
-        self.answered = 0
-        self.refused = 0
-        self.held: list[list[VendorReject]] = []  # per job, not yet recorded
+        self.rule: RejectRatio[list[VendorReject]] = RejectRatio(options, self._record)
         self.tripped: RequestError | None = None
+
+    def _record(self, rejects: list[VendorReject]) -> None:
+        for key, reason, payload in rejects:
+            self.record(key, reason, payload)
 
     def judge(self, answered: int, rejects: list[VendorReject]) -> None:
         """One finished job: ``answered`` rows (confirmed + ``rejects``). Records, holds or
         trips; ``check`` raises once tripped."""
         if self.tripped is not None:
             return
-        self.answered += answered
-        self.refused += len(rejects)
-        if rejects:
-            self.held.append(rejects)
-        if self.answered < self.min_rows:
+        trip = self.rule.judge(answered, [reason for _, reason, _ in rejects], rejects)
+        if trip is None:
             return
-        if self.refused > self.ratio * self.answered:
-            reasons = Counter(reason for job in self.held for _, reason, _ in job)
-            common = reasons.most_common(1)[0][0] if reasons else ""
-            self.tripped = RequestError(
-                f"{self.dest_type}: the vendor refused {self.refused} of the {self.answered} "
-                "contacts it answered for, more than destination.options.max_reject_ratio "
-                f"({self.ratio:g}); the run stopped before its next import job. Most common "
-                f"reason: {common[:300]!r}. The {sum(map(len, self.held))} refused rows of the "
-                f"last {len(self.held)} job(s) were not recorded as rejects; they and every "
-                "other unconfirmed row are sent again by the next run: fix the mapping, the "
-                "data or the destination options (or raise max_reject_ratio), then run again",
-                stored_nothing=False,
-            )
-            self.held = []
-            return
-        self.release()
+        self.tripped = RequestError(
+            f"{self.dest_type}: the vendor refused {trip.refused} of the {trip.answered} "
+            "contacts it answered for, more than destination.options.max_reject_ratio "
+            f"({self.rule.ratio:g}); the run stopped before its next import job. Most common "
+            f"reason: {trip.common[:300]!r}. The {trip.dropped_rows} refused rows of the "
+            f"last {trip.units} job(s) were not recorded as rejects; they and every "
+            "other unconfirmed row are sent again by the next run: fix the mapping, the "
+            "data or the destination options (or raise max_reject_ratio), then run again",
+            stored_nothing=False,
+        )
 
     def release(self) -> None:
         """Record the held rejects (the breaker did not trip on them)."""
-        held, self.held = self.held, []
-        for job in held:
-            for key, reason, payload in job:
-                self.record(key, reason, payload)
+        self.rule.release()
 
     def check(self) -> None:
         """Raise the breaker's error once it tripped."""
