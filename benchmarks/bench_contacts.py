@@ -86,13 +86,13 @@ def make_table(path: Path, rows: int) -> None:
 
 def phase(args: argparse.Namespace) -> None:
     """One run in this process; prints its figures as JSON."""
-    from connector.process import keep_pandas_out, use_lean_memory_pool
+    from connector.core.process import keep_pandas_out, use_lean_memory_pool
 
     keep_pandas_out()  # what the `connector` command does (before pyarrow's first pa.array)
     use_lean_memory_pool()
-    from connector.config import parse_sync
-    from connector.contacts.engine import run_contacts
-    from connector.state import StateStore
+    from connector.config.sync_file import parse_sync
+    from connector.run.contacts import run_contacts
+    from connector.store.state import StateStore
 
     os.environ["KLAVIYO_API_KEY"] = "pk_sandbox"
     os.environ["BREVO_API_KEY"] = "sandbox-brevo-key"

@@ -26,10 +26,10 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from connector.config import parse_sync  # noqa: E402
+from connector.config.sync_file import parse_sync  # noqa: E402
+from connector.run.sync import run_sync  # noqa: E402
 from connector.sandbox import SandboxOptions, SandboxServer  # noqa: E402
-from connector.state import StateStore  # noqa: E402
-from connector.sync import run_sync  # noqa: E402
+from connector.store.state import StateStore  # noqa: E402
 
 CASES: dict[str, dict[str, Any]] = {
     "brevo_event": {

@@ -45,14 +45,14 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from connector.process import keep_pandas_out  # noqa: E402
+from connector.core.process import keep_pandas_out  # noqa: E402
 
 keep_pandas_out()  # like the `connector` command
 
-from connector.config import parse_sync  # noqa: E402
-from connector.process import use_lean_memory_pool  # noqa: E402
-from connector.state import StateStore  # noqa: E402
-from connector.sync import run_sync  # noqa: E402
+from connector.config.sync_file import parse_sync  # noqa: E402
+from connector.core.process import use_lean_memory_pool  # noqa: E402
+from connector.run.sync import run_sync  # noqa: E402
+from connector.store.state import StateStore  # noqa: E402
 
 KEYS = {
     "klaviyo_bulk_events": ("KLAVIYO_API_KEY", "pk_sandbox"),

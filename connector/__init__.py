@@ -14,9 +14,8 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .config import SyncConfig, SyncSet, json_schema, load_sync, load_syncs, parse_sync
-from .delivery import Runtime
-from .errors import (
+from .config.sync_file import SyncConfig, SyncSet, json_schema, load_sync, load_syncs, parse_sync
+from .core.errors import (
     AuthError,
     ConfigError,
     ConnectorError,
@@ -26,10 +25,11 @@ from .errors import (
     SourceError,
     StateError,
 )
-from .frame import preview_frame
-from .source import Reader, Window
-from .state import INCREMENTAL, StateStore
-from .sync import SyncResult, preview, run_sync
+from .deliver.delivery import Runtime
+from .read.source import Reader, Window
+from .run.frame import preview_frame
+from .run.sync import SyncResult, preview, run_sync
+from .store.state import INCREMENTAL, StateStore
 
 __all__ = [
     "INCREMENTAL",

@@ -16,10 +16,10 @@ import dagster as dg
 from pydantic import Field
 
 from connector import INCREMENTAL, ConnectorError, Runtime, SyncConfig, SyncResult, Window, run_sync
-from connector.progress import ProgressLine
-from connector.report import totals
-from connector.run_plan import plan_run
-from connector.state import StateStore
+from connector.report.health import totals
+from connector.report.progress import ProgressLine
+from connector.run.run_plan import plan_run
+from connector.store.state import StateStore
 
 from .checks import REJECT_RATIO, reject_ratio_result
 from .logs import step_logs

@@ -5,7 +5,7 @@ from typing import Any
 import dagster as dg
 
 from connector import ConnectorError, SyncConfig
-from connector.report import (
+from connector.report.health import (
     FreshnessState,
     Level,
     Totals,
@@ -27,7 +27,7 @@ _SEVERITY = {
 
 
 def reject_ratio_result(sync: SyncConfig, t: Totals, *, dry_run: bool) -> dg.AssetCheckResult:
-    """The core's :func:`~connector.report.reject_ratio` of a run's totals as the
+    """The core's :func:`~connector.report.health.reject_ratio` of a run's totals as the
     ``reject_ratio`` check: failed with WARN or ERROR severity above the sync's thresholds."""
     r = reject_ratio(
         t, warn_above=sync.checks.reject_ratio_warn, error_above=sync.checks.reject_ratio_error
@@ -49,7 +49,7 @@ def reject_ratio_result(sync: SyncConfig, t: Totals, *, dry_run: bool) -> dg.Ass
 
 
 def freshness_result(sync: SyncConfig, connector: ConnectorResource) -> dg.AssetCheckResult:
-    """The core's :func:`~connector.report.measure_freshness` as the ``checkpoint_freshness``
+    """The core's :func:`~connector.report.health.measure_freshness` as the ``checkpoint_freshness``
     check (WARN severity); a store or warehouse that cannot be read fails it."""
     try:
         f = measure_freshness(sync, connector.state(), connector.warehouse_for(sync))

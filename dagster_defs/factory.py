@@ -15,7 +15,7 @@ from typing import Any
 import dagster as dg
 
 from connector import ConfigError, Runtime, load_syncs
-from connector.config import CONFIG_DIR_ENV
+from connector.config.sync_file import CONFIG_DIR_ENV
 
 from .assets import build_sync_asset
 from .checks import CONFIG_VALID, build_freshness_check

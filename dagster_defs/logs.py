@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import dagster as dg
 
-from connector.logcontext import stamp
+from connector.core.logcontext import stamp
 
 
 class _StepLog(logging.Handler):

@@ -14,9 +14,9 @@ import dagster as dg
 import sqlalchemy as sa
 from pydantic import Field
 
-from connector.config import WAREHOUSE_URL_ENV, SyncConfig
-from connector.source import redact_url, warehouse_url
-from connector.state import STATE_URL_ENV, StateStore
+from connector.config.sync_file import WAREHOUSE_URL_ENV, SyncConfig
+from connector.read.source import redact_url, warehouse_url
+from connector.store.state import STATE_URL_ENV, StateStore
 
 
 class ConnectorResource(dg.ConfigurableResource):

@@ -1,4 +1,4 @@
-"""The scopes of one asset run (the counts summed over them are ``connector.report.totals``)."""
+"""The scopes of one asset run (their counts are summed by ``connector.report.health.totals``)."""
 
 from dataclasses import dataclass
 

@@ -17,9 +17,9 @@ from datetime import datetime, time
 import dagster as dg
 import sqlalchemy as sa
 
-from connector.config import WAREHOUSE_URL_ENV, SyncConfig, resolve_env
+from connector.config.sync_file import WAREHOUSE_URL_ENV, SyncConfig, resolve_env
+from connector.core.errors import ConfigError
 from connector.destinations import destination_class
-from connector.errors import ConfigError
 
 ASSET_PREFIX = "reverse_etl"
 SOURCE_PREFIX = "warehouse"
@@ -44,7 +44,7 @@ def vendor(sync: SyncConfig) -> str:
     """The destination's vendor (``brevo``, ``klaviyo``, ``omnisend``), as its destination
     module declares it in the registry."""
     if sync.is_contact_sync:  # contact destinations have their own registry
-        from connector.contacts.destinations import CONTACT_DESTINATIONS
+        from connector.destinations.contact_registry import CONTACT_DESTINATIONS
 
         return CONTACT_DESTINATIONS[sync.destination.type].vendor
     return destination_class(sync.destination.type).vendor.name

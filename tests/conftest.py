@@ -22,10 +22,10 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from connector.config import SyncConfig, parse_sync
-from connector.delivery import Runtime
+from connector.config.sync_file import SyncConfig, parse_sync
+from connector.deliver.delivery import Runtime
 from connector.sandbox import SandboxOptions, SandboxServer
-from connector.state import StateStore
+from connector.store.state import StateStore
 
 SANDBOX_KEYS = {
     "KLAVIYO_API_KEY": "pk_sandbox",
@@ -134,7 +134,7 @@ def pg_url(pg_server: str) -> Iterator[str]:
         yield url
     finally:
         sa.create_engine(url).dispose()
-        from connector import source as _source
+        from connector.read import source as _source
 
         eng = _source._ENGINES.pop(url, None)
         if eng is not None:
@@ -181,7 +181,7 @@ class Warehouse:
 
     def dispose(self) -> None:
         self.engine.dispose()
-        from connector import source as _source
+        from connector.read import source as _source
 
         eng = _source._ENGINES.pop(self.url, None)
         if eng is not None:

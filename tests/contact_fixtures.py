@@ -10,10 +10,10 @@ from typing import Any, ClassVar
 
 import pytest
 
-from connector.cli import main
+from connector.cli.main import main
 from connector.contacts.hashes import HashStore
 from connector.sandbox import SandboxServer
-from connector.state import StateStore
+from connector.store.state import StateStore
 
 from .conftest import Warehouse
 

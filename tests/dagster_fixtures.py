@@ -14,10 +14,10 @@ from typing import Any
 import dagster as dg
 import pytest
 
-from connector.delivery import Runtime
-from connector.demo_run import DEMO_BREVO_ATTRIBUTES
+from connector.cli.demo_run import DEMO_BREVO_ATTRIBUTES
+from connector.deliver.delivery import Runtime
 from connector.sandbox import SandboxOptions, SandboxServer
-from connector.state import StateStore
+from connector.store.state import StateStore
 from dagster_defs import ConnectorResource, build_defs
 
 from .conftest import FakeSleep, Warehouse

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from connector.config import SyncConfig, parse_sync
+from connector.config.sync_file import SyncConfig, parse_sync
 
 from .conftest import Warehouse
 

@@ -25,10 +25,11 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from connector import cli
-from connector.config import load_syncs
-from connector.errors import ConfigError, mask_url
-from connector.state import INCREMENTAL, StateStore, leases, now
+from connector.cli import main as cli
+from connector.config.sync_file import load_syncs
+from connector.core.errors import ConfigError, mask_url
+from connector.store.schema import leases
+from connector.store.state import INCREMENTAL, StateStore, now
 
 from .conftest import Warehouse, _free_port
 from .helpers import BASE, create_events_table, event_rows, insert_events
@@ -577,7 +578,7 @@ def test_yaml_anchors_within_the_bound_still_work(project: Project) -> None:
 
 def test_a_missing_duckdb_file_is_not_created(project: Project) -> None:
     _missing_duckdb(project)
-    from connector.source import Reader
+    from connector.read.source import Reader
 
     with pytest.raises(ConfigError, match="no such file"):
         Reader(load_syncs(project.config).get("videos"))
@@ -585,7 +586,7 @@ def test_a_missing_duckdb_file_is_not_created(project: Project) -> None:
 
 
 def test_the_source_warehouse_is_opened_read_only(project: Project) -> None:
-    from connector.source import Reader
+    from connector.read.source import Reader
 
     with Reader(load_syncs(project.config).get("videos")) as reader:
         assert reader.column_types()["event_id"] == "integer"
@@ -594,7 +595,7 @@ def test_the_source_warehouse_is_opened_read_only(project: Project) -> None:
 
 
 def test_a_sqlite_source_is_opened_read_only(tmp_path: Path) -> None:
-    from connector.source import engine_for, release_engine
+    from connector.read.source import engine_for, release_engine
 
     path = tmp_path / "wh.sqlite"
     writer = sa.create_engine(f"sqlite:///{path}")
@@ -651,7 +652,7 @@ def test_a_query_password_never_reaches_the_state_store(
 
 
 def test_dagster_describes_urls_masked(tmp_path: Path) -> None:
-    from connector.config import parse_sync
+    from connector.config.sync_file import parse_sync
     from dagster_defs.resources import ConnectorResource
 
     sync = parse_sync(

@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from connector import openrejects
-from connector.delivery import Runtime
-from connector.dupkeys import EveryKey, KnownDuplicates
+from connector.deliver.delivery import Runtime
+from connector.read.dupkeys import EveryKey, KnownDuplicates
+from connector.read.source import Reader, engine_for, release_engine
+from connector.run import openrejects
+from connector.run.sync import run_sync
 from connector.sandbox import SandboxServer
-from connector.source import Reader, engine_for, release_engine
-from connector.state import CLOSED_DELIVERED, StateStore
-from connector.sync import run_sync
+from connector.store.state import CLOSED_DELIVERED, StateStore
 
 from .conftest import Warehouse
 from .helpers import BASE, create_events_table, delivered_ids, event_rows, insert_events, sync_for
@@ -148,7 +148,7 @@ def test_a_delivered_row_closes_its_open_reject_with_or_without_the_keys_in_memo
 def test_the_connector_command_keeps_pandas_out_of_its_process(tmp_path: Path) -> None:
     code = (
         "import sys\n"
-        "from connector.cli import entry\n"
+        "from connector.cli.main import entry\n"
         "sys.argv = ['connector', 'schema']\n"
         "assert entry() == 0\n"
         "import pyarrow as pa\n"
@@ -214,7 +214,7 @@ def test_a_duckdb_sort_that_runs_out_of_memory_continues_in_keyset_pages(
 def test_a_source_query_over_duckdbs_memory_limit_fails_naming_the_setting_to_raise(
     duck: Warehouse, sandbox: SandboxServer, state: StateStore, runtime: Runtime
 ) -> None:
-    from connector.errors import SourceError
+    from connector.core.errors import SourceError
 
     create_events_table(duck)
     insert_events(duck, event_rows(0, 10))

@@ -17,12 +17,12 @@ from typing import Any
 import pytest
 import yaml
 
-from connector.config import SyncConfig, parse_sync
-from connector.delivery import Runtime
-from connector.errors import ConfigError
+from connector.config.sync_file import SyncConfig, parse_sync
+from connector.core.errors import ConfigError
+from connector.deliver.delivery import Runtime
+from connector.run.sync import SyncResult, preview, run_sync
 from connector.sandbox import Fault, SandboxOptions, SandboxServer
-from connector.state import StateStore
-from connector.sync import SyncResult, preview, run_sync
+from connector.store.state import StateStore
 
 from .conftest import FakeSleep, Warehouse
 

@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
-from connector import cli
-from connector.config import json_schema, load_syncs, parse_sync
-from connector.destinations.klaviyo_bulk import KlaviyoBulkOptions
-from connector.errors import ConfigError
+from connector.cli import main as cli
+from connector.config.sync_file import json_schema, load_syncs, parse_sync
+from connector.core.errors import ConfigError
+from connector.destinations.klaviyo.bulk import KlaviyoBulkOptions
 from connector.sandbox import SandboxServer
-from connector.state import StateStore
+from connector.store.state import StateStore
 
 from .conftest import Warehouse
 from .helpers import create_events_table, event_rows, insert_events

@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from connector.sandbox import JobFault, SandboxOptions, SandboxServer
-from connector.state import StateStore
+from connector.store.state import StateStore
 
 from .conftest import Warehouse
 from .contact_fixtures import ContactCli, make_customers

@@ -6,11 +6,11 @@ from typing import Any
 
 import pytest
 
-from connector.contacts.engine import run_contacts
 from connector.contacts.hashes import HashStore
-from connector.delivery import Runtime
-from connector.errors import RequestError
-from connector.state import StateStore
+from connector.core.errors import RequestError
+from connector.deliver.delivery import Runtime
+from connector.run.contacts import run_contacts
+from connector.store.state import StateStore
 
 from .conftest import Warehouse, make_sync
 from .contact_fixtures import make_customers
@@ -142,7 +142,7 @@ def _refuse_most_of_each_job(fake: FakeKlaviyo, rows: int) -> None:
 
 @pytest.fixture
 def small_jobs(monkeypatch: pytest.MonkeyPatch) -> None:
-    import connector.contacts.klaviyo as k
+    import connector.destinations.klaviyo.profiles as k
 
     monkeypatch.setattr(k.KlaviyoProfiles, "max_per_job", 10)
 
@@ -217,7 +217,7 @@ def test_cursor_reads_after_checkpoint_and_rereads_rejects(
 def test_many_jobs_by_count(duck: Warehouse, state: StateStore, fake_runtime: Runtime) -> None:
     customers(duck, 25)
     fake = FakeKlaviyo(polls_before_complete=3)
-    import connector.contacts.klaviyo as k
+    import connector.destinations.klaviyo.profiles as k
 
     old = k.KlaviyoProfiles.max_per_job
     k.KlaviyoProfiles.max_per_job = 10

@@ -9,11 +9,11 @@ from typing import Any
 import httpx
 import pytest
 
-from connector.contacts import engine
-from connector.contacts.engine import run_contacts
-from connector.delivery import Runtime
+from connector.deliver.delivery import Runtime
+from connector.run import contacts as engine
+from connector.run.contacts import run_contacts
 from connector.sandbox import SandboxOptions, SandboxServer
-from connector.state import StateStore
+from connector.store.state import StateStore
 
 from .conftest import Warehouse, make_sync
 from .contacts_fakes import FakeKlaviyo

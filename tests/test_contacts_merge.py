@@ -10,15 +10,16 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from connector import migrate
-from connector.contacts import engine as engine_module
-from connector.contacts.engine import ContactRun
 from connector.contacts.hashes import HashStore
 from connector.contacts.keyorder import KeyOrder
-from connector.contacts.vendor import Gone
-from connector.delivery import Runtime
-from connector.errors import ConnectorError, RequestError
-from connector.state import MIGRATIONS, StateStore, now
+from connector.core.errors import ConnectorError, RequestError
+from connector.deliver.delivery import Runtime
+from connector.destinations.contact_base import Gone
+from connector.run import contacts as engine_module
+from connector.run.contacts import ContactRun
+from connector.store import migrate
+from connector.store.schema import MIGRATIONS
+from connector.store.state import StateStore, now
 
 from .conftest import Warehouse, make_sync
 from .contacts_fakes import FakeKlaviyo
@@ -421,7 +422,7 @@ def test_source_out_of_byte_order_falls_back_to_lookups(
         "UPDATE people SET plan = 'vip' WHERE code = 'é'", "DELETE FROM people WHERE code = '0'"
     )
     # Without COLLATE "C" the NOCASE column comes in a locale-like order (a, A, B, ...).
-    from connector.source import Reader
+    from connector.read.source import Reader
 
     monkeypatch.setattr(Reader, "_k", Reader._q)
     r = run(duck, state, fake, runtime, "text")
@@ -455,7 +456,7 @@ def test_json_strings_skip_only_escapes_a_column_does_not_need(values: list[Any]
     import orjson
     import pyarrow as pa
 
-    from connector.jsonfrag import strings
+    from connector.model.jsonfrag import strings
 
     arr = pa.array(['x"\\\x02', *values], pa.string())
     for a in (pa.array(values, pa.string()), arr.slice(1)):  # a slice shares a dirty buffer

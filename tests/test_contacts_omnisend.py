@@ -9,17 +9,17 @@ from typing import Any, ClassVar
 import httpx
 import pytest
 
-from connector.cli import main
-from connector.contacts.http import JobHTTP
-from connector.contacts.omnisend import (
+from connector.cli.main import main
+from connector.core.errors import RequestError
+from connector.deliver.job_http import JobHTTP
+from connector.destinations.contact_base import JobRow, JobStats
+from connector.destinations.omnisend.contacts import (
     OmnisendContacts,
     OmnisendContactsDestination,
     OmnisendContactsOptions,
 )
-from connector.contacts.vendor import JobRow, JobStats
-from connector.errors import RequestError
 from connector.sandbox import JobFault, SandboxServer
-from connector.state import StateStore
+from connector.store.state import StateStore
 
 from .conftest import Warehouse
 from .contact_fixtures import ContactCli, make_customers

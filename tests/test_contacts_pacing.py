@@ -10,11 +10,11 @@ from typing import Any
 import httpx
 import pytest
 
-from connector.contacts.http import JobHTTP
-from connector.contacts.omnisend import OmnisendContactsOptions
-from connector.contacts.vendor import JobStats
+from connector.deliver.job_http import JobHTTP
+from connector.destinations.contact_base import JobStats
+from connector.destinations.omnisend.contacts import OmnisendContactsOptions
 from connector.sandbox import SandboxServer
-from connector.state import StateStore
+from connector.store.state import StateStore
 
 from .conftest import Warehouse
 from .contact_fixtures import ContactCli, KlaviyoCli, make_customers

@@ -15,21 +15,21 @@ import orjson
 import pytest
 from pydantic import ValidationError
 
-from connector.cli import main
-from connector.contacts.brevo import (
+from connector.cli.main import main
+from connector.core.errors import AuthError, RequestError, RetriesExhausted
+from connector.deliver.job_http import JobHTTP
+from connector.destinations.brevo.contacts import (
     BrevoContacts,
     BrevoContactsDestination,
     BrevoContactsOptions,
 )
-from connector.contacts.http import JobHTTP
-from connector.contacts.klaviyo import (
+from connector.destinations.contact_base import Contact, ContactDestination, Gone, JobRow, JobStats
+from connector.destinations.klaviyo.profiles import (
     KlaviyoProfiles,
     KlaviyoProfilesDestination,
     KlaviyoProfilesOptions,
 )
-from connector.contacts.omnisend import OmnisendContactsOptions
-from connector.contacts.vendor import Contact, ContactDestination, Gone, JobRow, JobStats
-from connector.errors import AuthError, RequestError, RetriesExhausted
+from connector.destinations.omnisend.contacts import OmnisendContactsOptions
 from connector.sandbox import Fault, SandboxOptions, SandboxServer
 
 from .conftest import Warehouse

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from connector.sandbox import Fault, SandboxServer
-from connector.state import LedgerEntry, StateStore
+from connector.store.state import LedgerEntry, StateStore
 
 from .conftest import Warehouse
 from .helpers import create_events_table, delivered_ids, event_rows, insert_events

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from connector import cli
-from connector.errors import ConfigError
+from connector.cli import main as cli
+from connector.core.errors import ConfigError
+from connector.run.sync import run_sync
 from connector.sandbox import SandboxServer
-from connector.state import INCREMENTAL, StateStore
-from connector.sync import run_sync
+from connector.store.state import INCREMENTAL, StateStore
 
 from .conftest import Warehouse, make_sync
 

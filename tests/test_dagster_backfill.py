@@ -24,7 +24,7 @@ from dagster_graphql.client.query import LAUNCH_PARTITION_BACKFILL_MUTATION
 from dagster_graphql.test.utils import execute_dagster_graphql
 
 from connector import INCREMENTAL, run_sync
-from connector.config import parse_sync
+from connector.config.sync_file import parse_sync
 
 from .dagster_fixtures import (
     DAY0,

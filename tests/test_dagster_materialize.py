@@ -9,9 +9,9 @@ import dagster as dg
 import pytest
 
 from connector import INCREMENTAL, load_syncs
-from connector.demo import build_demo_warehouse
-from connector.lease import Lease
-from connector.state import StateStore
+from connector.cli.demo import build_demo_warehouse
+from connector.store.lease import Lease
+from connector.store.state import StateStore
 from dagster_defs import ConnectorResource, build_defs
 
 from .conftest import FakeSleep

@@ -13,9 +13,9 @@ from pathlib import Path
 import httpx
 
 from connector import load_syncs
-from connector.demo import build_demo_warehouse
+from connector.cli.demo import build_demo_warehouse
 from connector.sandbox import SandboxServer
-from connector.state import INCREMENTAL, StateStore
+from connector.store.state import INCREMENTAL, StateStore
 
 ALL_FOR_ONE_DAY = ["--select", "*", "--partition", "2026-11-01"]  # the UI's "Materialize all"
 SHIPPED = Path(__file__).resolve().parent.parent / "config"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from connector.demo_run import run_demo
+from connector.cli.demo_run import run_demo
 
 REPO = Path(__file__).resolve().parents[1]
 

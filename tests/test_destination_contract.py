@@ -14,7 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
-from connector.delivery import Runtime
+from connector.deliver.delivery import Runtime
+from connector.deliver.ratelimit import account_key
 from connector.destinations import DESTINATIONS
 from connector.destinations.base import (
     Destination,
@@ -23,11 +24,10 @@ from connector.destinations.base import (
     SingleEventDestination,
     Verdict,
 )
-from connector.destinations.omnisend_track import OmnisendTrack
-from connector.ratelimit import account_key
+from connector.destinations.omnisend.track import OmnisendTrack
+from connector.run.sync import make_destination, run_sync
 from connector.sandbox import SandboxOptions, SandboxServer
-from connector.state import StateStore
-from connector.sync import make_destination, run_sync
+from connector.store.state import StateStore
 
 from . import test_destinations_single as single
 from .conftest import FakeSleep, Warehouse
@@ -98,8 +98,8 @@ def test_omnisend_v4_interpret_returns_the_types_and_changes_nothing(
 ) -> None:
     import pyarrow as pa
 
-    from connector.config import parse_sync
-    from connector.mapping import Chunk, Mapper
+    from connector.config.sync_file import parse_sync
+    from connector.map.mapper import Chunk, Mapper
 
     monkeypatch.setenv("OMNISEND_TOKEN", "t")
     sync = parse_sync(V4, "syncs/s.yaml")

@@ -8,15 +8,15 @@ from decimal import Decimal
 import pytest
 
 from connector.destinations.base import single_outcome
-from connector.destinations.brevo import key_problem
-from connector.destinations.omnisend import omnisend_message
-from connector.destinations.omnisend_events import EVENT_ID_NAMESPACE, contact_fields, event_id
-from connector.destinations.omnisend_track import (
+from connector.destinations.brevo.vendor import key_problem
+from connector.destinations.omnisend.events import EVENT_ID_NAMESPACE, contact_fields, event_id
+from connector.destinations.omnisend.track import (
     compatible,
     flatten_properties,
     property_problem,
     value_type,
 )
+from connector.destinations.omnisend.vendor import omnisend_message
 
 
 @pytest.mark.parametrize(

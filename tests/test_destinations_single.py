@@ -16,14 +16,14 @@ from typing import Any
 import pytest
 import yaml
 
-from connector.config import SyncConfig, parse_sync
-from connector.delivery import Runtime
+from connector.config.sync_file import SyncConfig, parse_sync
+from connector.core.errors import ConfigError, DeliveryError
+from connector.deliver.delivery import Runtime
 from connector.destinations import DESTINATIONS
-from connector.destinations.omnisend_events import EVENT_ID_NAMESPACE
-from connector.errors import ConfigError, DeliveryError
+from connector.destinations.omnisend.events import EVENT_ID_NAMESPACE
+from connector.run.sync import SyncResult, preview, run_sync
 from connector.sandbox import Fault, SandboxOptions, SandboxServer
-from connector.state import StateStore
-from connector.sync import SyncResult, preview, run_sync
+from connector.store.state import StateStore
 
 from .conftest import FakeSleep, Warehouse
 
@@ -634,7 +634,7 @@ def test_preview_shows_the_exact_body_and_masks_the_secret(
 def test_brevo_event_paces_at_the_accounts_tier(
     tier: str, rate: tuple[Any, ...], duck: Warehouse, sandbox: SandboxServer
 ) -> None:
-    from connector.sync import make_destination
+    from connector.run.sync import make_destination
 
     dest = make_destination(make_sync("brevo_event", duck, sandbox, tier=tier))
     r = dest.options.rate_limit

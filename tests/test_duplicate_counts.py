@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from connector.delivery import Runtime
-from connector.errors import AuthError, RetriesExhausted
+from connector.core.errors import AuthError, RetriesExhausted
+from connector.deliver.delivery import Runtime
+from connector.run.sync import SyncResult, run_sync
 from connector.sandbox import Fault, SandboxServer
-from connector.state import StateStore
-from connector.sync import SyncResult, run_sync
+from connector.store.state import StateStore
 
 from .conftest import Warehouse
 from .helpers import create_events_table, delivered_ids, event_rows, insert_events, sync_for

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from connector import preview_frame
-from connector.sync import preview
+from connector.run.sync import preview
 
 from .conftest import Warehouse, make_sync
 
@@ -111,7 +111,8 @@ def test_the_cli_runs_without_pandas(tmp_path: Path) -> None:
                     raise ModuleNotFoundError(name)
 
         sys.meta_path.insert(0, NoPandas())
-        from connector import cli, preview_frame
+        from connector import preview_frame
+        from connector.cli import main as cli
         assert cli.main(["schema"]) == 0
         try:
             preview_frame(None, 1)

@@ -12,12 +12,12 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from connector.config import RateLimit
-from connector.delivery import Runtime, Sender, Stats
+from connector.config.sync_file import RateLimit
+from connector.core.errors import AuthError, RetriesExhausted
+from connector.deliver.delivery import Runtime, Sender, Stats
+from connector.deliver.http_loop import MAX_RATE_LIMITED, HttpLoop, make_client
+from connector.deliver.ratelimit import Pacer
 from connector.destinations.base import Request
-from connector.errors import AuthError, RetriesExhausted
-from connector.http_loop import MAX_RATE_LIMITED, HttpLoop, make_client
-from connector.ratelimit import Pacer
 
 from .conftest import FakeSleep
 

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from connector.delivery import Runtime
-from connector.errors import ConfigError
+from connector.core.errors import ConfigError
+from connector.deliver.delivery import Runtime
+from connector.run.sync import SyncResult, run_sync
 from connector.sandbox import SandboxServer
-from connector.state import StateStore
-from connector.sync import SyncResult, run_sync
+from connector.store.state import StateStore
 
 from .conftest import Warehouse, make_sync
 from .helpers import BASE

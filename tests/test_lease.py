@@ -20,11 +20,12 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from connector.errors import LeaseHeld
-from connector.lease import LEASE_TTL_ENV, Lease, lease_ttl, process_gone, process_identity
+from connector.core.errors import LeaseHeld
+from connector.run.sync import run_sync
 from connector.sandbox import Fault, SandboxServer
-from connector.state import INCREMENTAL, StateStore, leases, now
-from connector.sync import run_sync
+from connector.store.lease import LEASE_TTL_ENV, Lease, lease_ttl, process_gone, process_identity
+from connector.store.schema import leases
+from connector.store.state import INCREMENTAL, StateStore, now
 
 from .conftest import Warehouse, make_sync
 from .helpers import create_events_table, delivered_ids, event_rows, insert_events
@@ -272,9 +273,9 @@ def test_a_contact_run_that_lost_its_lease_submits_no_further_job(
 ) -> None:
     """As event runs stop before their next batch, a contact run checks its lease before each
     import job: taken over after its first job, it submits no second one."""
-    from connector.contacts import engine
-    from connector.contacts.engine import ContactRun
     from connector.contacts.hashes import HashStore
+    from connector.run import contacts as engine
+    from connector.run.contacts import ContactRun
 
     from .contacts_fakes import FakeKlaviyo
     from .test_contacts_merge import people, sync_for

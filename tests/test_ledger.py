@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from connector.ledger import FRESH, SKIP, Ledger, Leftover, Settlement
-from connector.state import LedgerEntry, Position
+from connector.plan.ledger import FRESH, SKIP, Ledger, Leftover, Settlement
+from connector.store.state import LedgerEntry, Position
 
 T1 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 T2 = datetime(2026, 11, 1, 12, 1, tzinfo=UTC)

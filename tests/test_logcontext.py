@@ -7,11 +7,11 @@ import logging
 
 import pytest
 
-from connector.delivery import Runtime
-from connector.logcontext import FORMAT, RunContextFilter, get_logger, run_context, stamp
+from connector.core.logcontext import FORMAT, RunContextFilter, get_logger, run_context, stamp
+from connector.deliver.delivery import Runtime
+from connector.run.sync import run_sync
 from connector.sandbox import Fault, SandboxServer
-from connector.state import StateStore
-from connector.sync import run_sync
+from connector.store.state import StateStore
 
 from .conftest import Warehouse
 from .helpers import create_events_table, event_rows, insert_events, sync_for

@@ -9,10 +9,10 @@ from typing import Any, cast
 
 import pytest
 
+from connector.core.errors import RequestError
+from connector.deliver.http_loop import Verdict
+from connector.deliver.outcomes import BatchOutcome, OutcomeQueue, Reading, read
 from connector.destinations.base import Item, Learned, Outcome
-from connector.errors import RequestError
-from connector.http_loop import Verdict
-from connector.outcomes import BatchOutcome, OutcomeQueue, Reading, read
 
 
 def _items(n: int) -> list[Item]:

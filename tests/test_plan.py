@@ -9,13 +9,13 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from connector.delivery import Runtime
-from connector.dupkeys import EveryKey
-from connector.mapping import Chunk, Mapper
-from connector.plan import DUPLICATE_KEY, ChunkPlanner
+from connector.deliver.delivery import Runtime
+from connector.map.mapper import Chunk, Mapper
+from connector.plan.planner import DUPLICATE_KEY, ChunkPlanner
+from connector.read.dupkeys import EveryKey
+from connector.run.sync import make_destination, preview, run_sync
 from connector.sandbox import SandboxOptions, SandboxServer
-from connector.state import StateStore
-from connector.sync import make_destination, preview, run_sync
+from connector.store.state import StateStore
 
 from .conftest import Warehouse
 from .helpers import create_events_table, event_rows, insert_events, sync_for

@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 
-from connector.contacts.engine import ContactRun
 from connector.contacts.hashes import HashStore
 from connector.contacts.keyorder import INTEGER, KeyOrder
 from connector.contacts.merge import Ahead, Merge
-from connector.delivery import Runtime
-from connector.readahead import read_ahead
-from connector.state import StateStore
+from connector.deliver.delivery import Runtime
+from connector.read.readahead import read_ahead
+from connector.run.contacts import ContactRun
+from connector.store.state import StateStore
 
 from .conftest import Warehouse
 from .contacts_fakes import FakeKlaviyo
@@ -87,7 +87,7 @@ def test_an_error_in_the_consumer_stops_the_worker() -> None:
 
 
 def test_the_worker_logs_in_the_consumers_run_context(caplog: pytest.LogCaptureFixture) -> None:
-    from connector.logcontext import get_logger, run_context
+    from connector.core.logcontext import get_logger, run_context
 
     log = get_logger("connector.test_readahead")
 

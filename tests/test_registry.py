@@ -26,9 +26,9 @@ from typing import Any, ClassVar, get_args
 import duckdb
 import pytest
 
-from connector.config import json_schema, parse_sync
+from connector.config.sync_file import json_schema, parse_sync
+from connector.core.errors import ConfigError
 from connector.destinations import DESTINATIONS, registry
-from connector.errors import ConfigError
 from dagster_defs.translator import ReverseEtlTranslator, vendor
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -130,8 +130,69 @@ def test_the_cycle_finder_finds_a_cycle_and_passes_a_dag() -> None:
 
 def test_connector_and_dagster_defs_import_as_a_dag() -> None:
     graph = import_graph()
-    assert "connector.destinations.omnisend_events" in graph["connector.destinations.registry"]
+    assert "connector.destinations.omnisend.events" in graph["connector.destinations.registry"]
     assert find_cycle(graph) is None, f"import cycle: {' -> '.join(find_cycle(graph) or [])}"
+
+
+# The stages of connector/, lowest first: a module imports only its own folder and folders of
+# lower layers (never a peer of its own layer, never one above). docs/architecture.md draws it.
+LAYERS: tuple[tuple[str, ...], ...] = (
+    ("core", "sandbox"),
+    ("model",),
+    ("destinations",),
+    ("config",),
+    ("map", "read", "store"),
+    ("plan", "deliver"),
+    ("contacts",),
+    ("run",),
+    ("report",),
+    ("",),  # connector/__init__.py: the public API
+    ("cli",),
+    ("dagster_defs",),
+)
+
+
+def _stage(module: str) -> str:
+    """The stage folder of a module: ``connector.read.source`` → ``read``."""
+    parts = module.split(".")
+    if parts[0] == "dagster_defs":
+        return "dagster_defs"
+    return parts[1] if len(parts) > 1 else ""
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    """Imports from a module into a folder of its own layer or of a layer above it."""
+    rank = {stage: i for i, stages in enumerate(LAYERS) for stage in stages}
+    out = []
+    for module, targets in sorted(graph.items()):
+        here = _stage(module)
+        for target in sorted(targets):
+            there = _stage(target)
+            if there != here and rank[there] >= rank[here]:
+                out.append(f"{module} -> {target}")
+    return out
+
+
+def test_every_module_of_connector_lives_in_a_stage_folder() -> None:
+    loose = [p.name for p in (ROOT / "connector").glob("*.py") if p.name != "__init__.py"]
+    assert loose == [], "a module of connector/ belongs in the folder of its stage"
+
+
+def test_the_stages_import_only_downward() -> None:
+    assert upward_imports(import_graph()) == []
+
+
+def test_the_layer_check_finds_an_upward_or_sideways_import() -> None:
+    graph = {
+        "connector.read.source": {"connector.run.sync", "connector.config.sync_file"},
+        "connector.store.state": {"connector.read.source"},
+        "connector.config.sync_file": set(),
+        "connector.run.sync": set(),
+    }
+    assert upward_imports(graph) == [
+        "connector.read.source -> connector.run.sync",
+        "connector.store.state -> connector.read.source",
+    ]
 
 
 def test_no_endpoint_module_imports_another_endpoint_module() -> None:
@@ -144,13 +205,13 @@ def test_no_endpoint_module_imports_another_endpoint_module() -> None:
 
 def test_option_types_and_columnar_events_are_leaf_modules() -> None:
     graph = import_graph()
-    assert graph["connector.options"] == set()
-    assert graph["connector.events"] <= {"connector.jsonfrag"}
-    assert graph["connector.jsonfrag"] == set()
+    assert graph["connector.core.options"] == set()
+    assert graph["connector.model.events"] <= {"connector.model.jsonfrag"}
+    assert graph["connector.model.jsonfrag"] == set()
     # Destinations depend on the leaves, never on config (which depends on the registry).
     for module in [m for m in graph if m.startswith("connector.destinations.")]:
-        assert "connector.config" not in graph[module], module
-        assert "connector.mapping" not in graph[module], module
+        assert "connector.config.sync_file" not in graph[module], module
+        assert "connector.map.mapper" not in graph[module], module
 
 
 # --------------------------------------------------------------------------- what reads it
@@ -172,7 +233,7 @@ def test_the_registry_lists_every_destination_module_with_its_declarations() -> 
     assert vendors["brevo_tracker"] == "brevo" and vendors["omnisend_events"] == "omnisend"
     # The JSON Schema's destination union is the registry's config models, then the contact
     # destinations' (connector.contacts.destinations).
-    from connector.contacts.destinations import CONTACT_DESTINATIONS
+    from connector.destinations.contact_registry import CONTACT_DESTINATIONS
 
     branches = json_schema()["properties"]["destination"]["oneOf"]
     refs = [b["$ref"].rsplit("/", 1)[1] for b in branches]
@@ -185,7 +246,7 @@ def test_a_registered_module_must_declare_a_matching_config_type() -> None:
     with pytest.raises(TypeError, match="DESTINATION"):
         registry._registry(("base",))
     with pytest.raises(TypeError, match="registered twice"):
-        registry._registry(("brevo_event", "brevo_event"))
+        registry._registry(("brevo.event", "brevo.event"))
 
 
 SYNC = """
@@ -264,7 +325,7 @@ def _copy_with_toy(dest: Path) -> Path:
     shutil.copy(ROOT / "tests" / "toy" / "toy_webhook.py", pkg / "destinations")
     reg = pkg / "destinations" / "registry.py"
     text = reg.read_text()
-    last = '    "omnisend_events",\n'
+    last = '    "omnisend.events",\n'
     assert text.count(last) == 1
     reg.write_text(text.replace(last, last + '    "toy_webhook",\n'))
     return dest
@@ -336,7 +397,7 @@ mapping:
     }
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        code = "import sys; from connector.cli import main; sys.exit(main(sys.argv[1:]))"
+        code = "import sys; from connector.cli.main import main; sys.exit(main(sys.argv[1:]))"
         return subprocess.run(
             [sys.executable, "-c", code, *args],
             env=env,

@@ -20,14 +20,14 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from connector import cli
-from connector import state as state_tables
-from connector.delivery import Runtime
-from connector.errors import SourceError
+from connector.cli import main as cli
+from connector.core.errors import SourceError
+from connector.deliver.delivery import Runtime
+from connector.read.source import Reader
+from connector.run.sync import run_sync
 from connector.sandbox import Fault, SandboxServer
-from connector.source import Reader
-from connector.state import CLOSED_DELIVERED, CLOSED_GONE, INCREMENTAL, Reject, StateStore
-from connector.sync import run_sync
+from connector.store import state as state_tables
+from connector.store.state import CLOSED_DELIVERED, CLOSED_GONE, INCREMENTAL, Reject, StateStore
 
 from .conftest import Warehouse, make_sync
 from .dagster_fixtures import Env, env, klaviyo_ids, materialization, quiet_sandbox

@@ -10,7 +10,7 @@ from typing import Any, cast
 
 import pytest
 
-from connector.report import (
+from connector.report.health import (
     FreshnessState,
     Level,
     Totals,
@@ -20,7 +20,7 @@ from connector.report import (
     reject_ratio,
     totals,
 )
-from connector.sync import SyncResult
+from connector.run.sync import SyncResult
 
 
 def _result(**counts: Any) -> SyncResult:

@@ -17,17 +17,17 @@ import httpx
 import orjson
 import pytest
 
-from connector import cli
-from connector.config import SyncConfig, parse_sync
-from connector.delivery import Runtime
+from connector.cli import main as cli
+from connector.config.sync_file import SyncConfig, parse_sync
+from connector.core.errors import AuthError, RequestError
+from connector.deliver.delivery import Runtime
+from connector.deliver.ratelimit import account_key
 from connector.destinations.base import request_problem, single_outcome
-from connector.destinations.klaviyo_bulk import _about_request
-from connector.destinations.omnisend import omnisend_about_request
-from connector.errors import AuthError, RequestError
-from connector.ratelimit import account_key
+from connector.destinations.klaviyo.bulk import _about_request
+from connector.destinations.omnisend.vendor import omnisend_about_request
+from connector.run.sync import run_sync
 from connector.sandbox import Fault, SandboxOptions, SandboxServer
-from connector.state import StateStore
-from connector.sync import run_sync
+from connector.store.state import StateStore
 
 from . import test_destinations_single as single
 from .conftest import Warehouse
@@ -480,7 +480,7 @@ def test_omnisend_errors_naming_fields_stay_item_level() -> None:
 def test_omnisend_problem_bodies_are_request_level_only_without_field_errors() -> None:
     """RFC 9457 bodies of the dated API: ``errors[]`` names fields (the event); a bare
     ``detail`` about the version header is about the request."""
-    from connector.destinations.omnisend_events import OmnisendEvents
+    from connector.destinations.omnisend.events import OmnisendEvents
 
     dest = OmnisendEvents.__new__(OmnisendEvents)  # about_request reads no config
     version = orjson.dumps(
@@ -514,7 +514,7 @@ mapping: {event_name: e, event_time: c, identifiers: {email: m}}
         "syncs/s.yaml",
     )
     from connector.destinations.base import Request
-    from connector.sync import make_destination
+    from connector.run.sync import make_destination
 
     dest = make_destination(sync)
     body = orjson.dumps(

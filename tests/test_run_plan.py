@@ -10,12 +10,12 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from connector import cli
-from connector.progress import ProgressLine
-from connector.run_plan import format_duration, plan_run
+from connector.cli import main as cli
+from connector.report.progress import ProgressLine
+from connector.run.run_plan import format_duration, plan_run
+from connector.run.sync import SyncResult, run_sync
 from connector.sandbox import SandboxServer
-from connector.state import INCREMENTAL, StateStore
-from connector.sync import SyncResult, run_sync
+from connector.store.state import INCREMENTAL, StateStore
 from dagster_defs import ConnectorResource, build_defs
 
 from .conftest import FakeSleep, Warehouse

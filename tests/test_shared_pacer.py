@@ -14,11 +14,11 @@ import duckdb
 import pytest
 import sqlalchemy as sa
 
-from connector.config import RateLimit
-from connector.ratelimit import Pacer
+from connector.config.sync_file import RateLimit
+from connector.deliver.ratelimit import Pacer
+from connector.deliver.shared_pacer import SharedPacer, pacer_for_run
 from connector.sandbox import SandboxServer
-from connector.shared_pacer import SharedPacer, pacer_for_run
-from connector.state import StateStore
+from connector.store.state import StateStore
 
 from .conftest import FakeSleep, Warehouse
 from .helpers import create_events_table, event_rows, insert_events
@@ -215,7 +215,7 @@ def test_a_run_reads_the_duckdb_warehouse_while_another_process_holds_it(
 def test_a_store_that_fails_while_pacing_fails_the_request_with_a_way_out(
     fake_time: FakeSleep,
 ) -> None:
-    from connector.errors import StateError
+    from connector.core.errors import StateError
 
     port = _closed_port()
     url = f"postgresql+psycopg://u:hunter2@127.0.0.1:{port}/db?connect_timeout=2"

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from connector.cli import main
+from connector.cli.main import main
 from connector.contacts.hashes import HashStore
-from connector.lease import Lease
 from connector.sandbox import SandboxServer
-from connector.state import INCREMENTAL, StateStore
+from connector.store.lease import Lease
+from connector.store.state import INCREMENTAL, StateStore
 
 from .conftest import Warehouse
 from .contact_fixtures import KlaviyoCli as Cli

@@ -15,14 +15,14 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from connector import cli, migrate
-from connector import state as state_module
-from connector.errors import StateError
-from connector.migrate import BrokenStoreError, Migration
-from connector.state import (
+from connector.cli import main as cli
+from connector.core.errors import StateError
+from connector.store import migrate
+from connector.store import state as state_module
+from connector.store.migrate import BrokenStoreError, Migration
+from connector.store.schema import MIGRATIONS, SCHEMA_VERSION
+from connector.store.state import (
     INCREMENTAL,
-    MIGRATIONS,
-    SCHEMA_VERSION,
     StateStore,
     decode_position,
     encode_position,

@@ -18,10 +18,10 @@ import httpx
 import orjson
 import pytest
 
-from connector.delivery import BatchOutcome, Runtime
+from connector.deliver.delivery import BatchOutcome, Runtime
+from connector.run.sync import SyncResult, _Run, run_sync
 from connector.sandbox import SandboxServer
-from connector.state import INCREMENTAL, StateStore
-from connector.sync import SyncResult, _Run, run_sync
+from connector.store.state import INCREMENTAL, StateStore
 
 from .conftest import FakeSleep, Warehouse
 from .helpers import create_events_table, delivered_ids, event_rows, insert_events, sync_for

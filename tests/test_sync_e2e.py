@@ -6,11 +6,11 @@ from datetime import timedelta
 
 import pytest
 
-from connector.delivery import Runtime
-from connector.errors import AuthError, RetriesExhausted
+from connector.core.errors import AuthError, RetriesExhausted
+from connector.deliver.delivery import Runtime
+from connector.run.sync import run_sync
 from connector.sandbox import Fault, SandboxServer
-from connector.state import StateStore
-from connector.sync import run_sync
+from connector.store.state import StateStore
 
 from .conftest import FakeSleep, Warehouse
 from .helpers import BASE, create_events_table, delivered_ids, event_rows, insert_events, sync_for

@@ -11,10 +11,8 @@ import orjson
 import pyarrow as pa
 import pytest
 
-from connector import jsonfrag
-from connector.batching import Batcher
-from connector.config import RateLimit, parse_sync
-from connector.delivery import (
+from connector.config.sync_file import RateLimit, parse_sync
+from connector.deliver.delivery import (
     Runtime,
     Sender,
     Stats,
@@ -23,11 +21,13 @@ from connector.delivery import (
     classify,
     window_state,
 )
+from connector.deliver.ratelimit import Pacer
 from connector.destinations.base import Item, Learned, Request, dumps
-from connector.mapping import Chunk, Mapper, _rfc3339, _utc
-from connector.ratelimit import Pacer
-from connector.state import decode_position, encode_position
-from connector.sync import make_destination
+from connector.map.mapper import Chunk, Mapper, _rfc3339, _utc
+from connector.model import jsonfrag
+from connector.plan.batching import Batcher
+from connector.run.sync import make_destination
+from connector.store.state import decode_position, encode_position
 
 from .conftest import FakeSleep
 
@@ -421,7 +421,7 @@ def _brevo_chunk(cid: pa.Array) -> tuple[Chunk, int]:
 def test_brevo_batch_column_wise_bodies_equal_the_exact_encoder(
     cid: pa.Array, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from connector.destinations.brevo import encode_brevo_event
+    from connector.destinations.brevo.vendor import encode_brevo_event
 
     monkeypatch.setenv("BREVO_API_KEY", "k")
     sync = parse_sync(BREVO_SYNC, "syncs/s.yaml")
@@ -460,7 +460,7 @@ def test_brevo_batch_column_wise_bodies_equal_the_exact_encoder(
 def test_the_connector_process_uses_jemalloc_unless_the_arrow_variable_says_otherwise(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from connector.process import use_lean_memory_pool
+    from connector.core.process import use_lean_memory_pool
 
     before = pa.default_memory_pool()
     try:

@@ -16,13 +16,14 @@ import orjson
 import pyarrow as pa
 import pytest
 
-from connector import cli, jsonfrag
-from connector.config import SyncConfig, parse_sync
-from connector.delivery import Runtime
-from connector.mapping import Chunk, Mapper, _rfc3339, _utc
+from connector.cli import main as cli
+from connector.config.sync_file import SyncConfig, parse_sync
+from connector.deliver.delivery import Runtime
+from connector.map.mapper import Chunk, Mapper, _rfc3339, _utc
+from connector.model import jsonfrag
+from connector.run.sync import _payload, preview, run_sync
 from connector.sandbox import SandboxOptions, SandboxServer
-from connector.state import StateStore
-from connector.sync import _payload, preview, run_sync
+from connector.store.state import StateStore
 
 from .conftest import Warehouse
 

@@ -18,10 +18,11 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..config import SyncConfig
-from ..mapping import Chunk, Props, _text, key_strings
+from ..config.sync_file import SyncConfig
+from ..destinations.contact_base import Contact
+from ..map.mapper import _text
+from ..model.events import Chunk, Props, key_strings
 from .keyorder import KeyOrder, Unordered
-from .vendor import Contact
 
 _NULL = "\x00"
 _SEP = "\x1f"

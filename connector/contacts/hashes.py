@@ -22,12 +22,12 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 
-from ..errors import StateError
-from ..logcontext import get_logger
-from ..state import StateStore, now
+from ..core.errors import StateError
+from ..core.logcontext import get_logger
+from ..destinations.contact_base import identity
+from ..store.schema import contact_hashes
+from ..store.state import StateStore, now
 from .keyorder import KeyOrder
-from .schema import contact_hashes
-from .vendor import identity
 
 log = get_logger("connector.contacts")
 

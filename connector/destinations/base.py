@@ -20,9 +20,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from typing_extensions import override
 
-from ..events import Events
-from ..jsonfrag import json_default
-from ..options import CommonOptions, DestinationSettings, RateLimit
+from ..core.options import CommonOptions, DestinationSettings, RateLimit
+from ..model.events import Events
+from ..model.jsonfrag import json_default
 
 JSON_OPTS = orjson.OPT_NAIVE_UTC | orjson.OPT_NON_STR_KEYS
 # A destination class is generic over its config model (covariant: a registry of

@@ -13,19 +13,19 @@ from __future__ import annotations
 from importlib import import_module
 from typing import get_args
 
-from ..options import DestinationSettings
+from ..core.options import DestinationSettings
 from .base import Destination
 
 DestinationClass = type[Destination[DestinationSettings]]
 
 # One line per destination module (the order is the order of the JSON Schema's union).
 ENDPOINT_MODULES: tuple[str, ...] = (
-    "brevo_batch",
-    "klaviyo_bulk",
-    "brevo_event",
-    "brevo_tracker",
-    "omnisend_track",
-    "omnisend_events",
+    "brevo.batch",
+    "klaviyo.bulk",
+    "brevo.event",
+    "brevo.tracker",
+    "omnisend.track",
+    "omnisend.events",
 )
 
 

@@ -18,6 +18,7 @@ from typing import Literal
 import orjson
 from pydantic import Field
 
+from connector.core.options import CommonOptions, DestinationSettings, RateLimit
 from connector.destinations.base import (
     Destination,
     Item,
@@ -28,8 +29,7 @@ from connector.destinations.base import (
     dumps,
     no_identifier_rows,
 )
-from connector.events import Events
-from connector.options import CommonOptions, DestinationSettings, RateLimit
+from connector.model.events import Events
 
 VENDOR = Vendor(name="toyco", title="ToyCo")
 

@@ -1,0 +1,1 @@
+"""Front ends: the ``connector`` command (``main``) and the demo (``demo``, ``demo_run``)."""

@@ -1,0 +1,301 @@
+"""One request on the wire: pacing, retries with backoff, 429 waits, transport errors.
+
+``HttpLoop.exchange`` posts a request until the API gives an answer about it, and returns that
+answer for the destination to interpret. Every wait goes through the injected ``Runtime``
+(clock, sleep, randomness) and the account's ``Pacer``, so tests never sleep; ``transport``
+lets a test answer with ``httpx.MockTransport``.
+
+Retry policy (a pure classifier over the status code, see ``classify``):
+- 2xx, 207, 400, 413 and other 4xx → ``Verdict.ANSWERED``: returned for ``interpret``;
+- 429 → ``Verdict.RATE_LIMITED``: wait what the vendor says (``Retry-After``,
+  ``RateLimit-Reset``, ``x-sib-ratelimit-reset``, ``X-Rate-Limit-Reset`` or Klaviyo's "Expected
+  available in N second(s)"), clamped, with jitter, pausing every request of the account; then
+  re-send (at most ``MAX_RATE_LIMITED`` times);
+- 5xx, 408, timeouts, connection errors, Cloudflare HTML challenges → ``Verdict.RETRY``:
+  exponential backoff with jitter, up to ``max_retries`` (then ``RetriesExhausted``); a failure
+  after the request may have been processed counts in the answer's ``ambiguous`` (or the
+  error's ``maybe_processed``);
+- 401/403 → ``Verdict.AUTH``: the run fails at once (``AuthError``).
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+
+import httpx
+
+from ..core.errors import AuthError, DeliveryError, RetriesExhausted
+from ..core.logcontext import get_logger
+from ..destinations.base import Request
+from .ratelimit import Pacer
+
+log = get_logger("connector.delivery")
+
+USER_AGENT = "warehouse-events-connector/0.1"
+_EXPECTED = re.compile(rb"available in (\d+(?:\.\d+)?) second")
+MAX_RATE_LIMITED = 50  # 429s tolerated for one request before the run gives up
+
+
+class Verdict(enum.Enum):
+    """What the sender does with one response (or one failed attempt).
+
+    The HTTP loop decides the first four from the status alone (``classify``); the outcome
+    queue decides the rest from the destination's reading of an answered response."""
+
+    ANSWERED = "answered"  # the API answered about the items: the destination interprets it
+    RETRY = "retry"  # transient (5xx, 408, timeout, connection): same request after backoff
+    RATE_LIMITED = "rate_limited"  # 429: wait what the vendor says, then the same request
+    AUTH = "auth"  # 401/403: the credentials are refused, the run fails
+    DELIVERED = "delivered"  # every item of the part was stored
+    REJECTED = "rejected"  # some items refused for their own reasons (the rest stored)
+    RESEND = "resend"  # some items go again in a new request
+    SPLIT = "split"  # refused whole without per-item detail: send the halves
+    SWITCH_SHAPE = "switch_shape"  # the body shape was refused: send again in the other shape
+    FATAL = "fatal"  # the request itself was refused: the run fails
+
+
+def classify(status: int, headers: Mapping[str, str]) -> Verdict:
+    """ANSWERED | RATE_LIMITED | AUTH | RETRY — what the loop does with a status."""
+    if status == 429:
+        return Verdict.RATE_LIMITED
+    if status == 403 and (
+        "cf-mitigated" in headers or "text/html" in headers.get("content-type", "")
+    ):
+        return Verdict.RETRY  # Cloudflare challenge page, not a permission answer
+    if status in (401, 403):
+        return Verdict.AUTH
+    if status >= 500 or status == 408:
+        return Verdict.RETRY
+    return Verdict.ANSWERED
+
+
+def _num(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return float(value.strip())
+    except ValueError:
+        return None
+
+
+def announced_wait(
+    headers: Mapping[str, str], body: bytes, wall: Callable[[], float]
+) -> float | None:
+    """Seconds the vendor asks us to wait, from any of the header styles we know."""
+    retry_after = headers.get("retry-after")
+    if retry_after is not None:
+        secs = _num(retry_after)
+        if secs is None:
+            try:
+                secs = parsedate_to_datetime(retry_after).timestamp() - wall()
+            except (TypeError, ValueError):
+                secs = None
+        if secs is not None:
+            return secs
+    for name in ("ratelimit-reset", "x-rate-limit-reset"):
+        secs = _num(headers.get(name))
+        if secs is not None:
+            return secs
+    sib = _num(headers.get("x-sib-ratelimit-reset"))
+    if sib is not None:
+        # Documented in seconds; some accounts report milliseconds (contracts.md §1.1).
+        return sib / 1000.0 if sib > 3600 else sib
+    m = _EXPECTED.search(body[:2000])
+    if m:
+        return float(m.group(1))
+    return None
+
+
+def window_state(headers: Mapping[str, str]) -> tuple[float | None, float | None]:
+    """(remaining, reset seconds) from whichever rate-limit header family is present."""
+    for prefix in ("ratelimit-", "x-rate-limit-", "x-sib-ratelimit-"):
+        remaining = _num(headers.get(prefix + "remaining"))
+        if remaining is not None:
+            reset = _num(headers.get(prefix + "reset"))
+            if reset is not None and prefix == "x-sib-ratelimit-" and reset > 3600:
+                reset /= 1000.0
+            return remaining, reset
+    return None, None
+
+
+@dataclass
+class Runtime:
+    """Clock, sleep and randomness, injectable so tests never wait; ``wall`` reads an
+    HTTP-date ``Retry-After``; ``transport`` (tests only) answers the requests instead of the
+    network."""
+
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+    random: Callable[[], float] = random.random
+    transport: httpx.BaseTransport | None = None
+    wall: Callable[[], float] = time.time
+
+
+@dataclass
+class Stats:
+    """Counters of one run, updated from sender threads."""
+
+    requests: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+    possibly_duplicated: int = 0
+    waited_s: float = 0.0
+    statuses: dict[int, int] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, **counts: float) -> None:
+        """Add to counters by name, atomically."""
+        with self.lock:
+            for k, v in counts.items():
+                setattr(self, k, getattr(self, k) + v)
+
+    def status(self, code: int) -> None:
+        """Count one response status."""
+        with self.lock:
+            self.statuses[code] = self.statuses.get(code, 0) + 1
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A response the API gave about a request's items, for the destination to interpret."""
+
+    request: Request  # as built for the attempt that was answered
+    status: int
+    headers: httpx.Headers
+    body: bytes
+    ambiguous: int  # earlier attempts that failed after they may have been processed
+
+
+def make_client(
+    base_url: str, timeout_s: float, concurrency: int, transport: httpx.BaseTransport | None
+) -> httpx.Client:
+    """One keep-alive client per run, with room for every request in flight."""
+    return httpx.Client(
+        base_url=base_url,
+        timeout=httpx.Timeout(timeout_s, connect=min(10.0, timeout_s)),
+        limits=httpx.Limits(
+            max_connections=concurrency + 2, max_keepalive_connections=concurrency + 2
+        ),
+        headers={"user-agent": USER_AGENT},
+        transport=transport,
+    )
+
+
+class HttpLoop:
+    """Posts requests of one destination until they are answered; thread-safe."""
+
+    def __init__(
+        self,
+        name: str,
+        client: httpx.Client,
+        pacer: Pacer,
+        runtime: Runtime,
+        stats: Stats,
+        max_retries: int,
+        max_wait: float,
+    ) -> None:
+        self.name = name
+        self.client = client
+        self.pacer = pacer
+        self.rt = runtime
+        self.stats = stats
+        self.max_retries = max_retries
+        self.max_wait = max_wait
+
+    def exchange(self, build: Callable[[], Request]) -> Answer:
+        """Post ``build()`` (rebuilt per attempt: the body shape may change meanwhile) until
+        the API answers about it; raises ``AuthError``, ``RetriesExhausted`` or
+        ``DeliveryError``, whose ``maybe_processed`` counts the attempts that failed after
+        they may have been processed (as ``Answer.ambiguous`` does for an answer)."""
+        tally = [0]
+        try:
+            return self._exchange(build, tally)
+        except DeliveryError as exc:
+            exc.maybe_processed = tally[0]
+            raise
+
+    def _exchange(self, build: Callable[[], Request], tally: list[int]) -> Answer:
+        attempts = 0
+        limited = 0
+        while True:
+            req = build()
+            self.pacer.acquire()
+            self.stats.add(requests=1)
+            try:
+                resp = self.client.post(req.path, content=req.body, headers=req.headers)
+            except httpx.HTTPError as exc:
+                if not isinstance(exc, httpx.TransportError):
+                    raise DeliveryError(f"{self.name}: request failed: {exc}") from None
+                tally[0] += 1 if _maybe_processed(exc) else 0
+                attempts += 1
+                self._retry_or_raise(attempts, f"{type(exc).__name__}: {exc}")
+                continue
+            status = resp.status_code
+            self.stats.status(status)
+            verdict = classify(status, resp.headers)
+            if verdict is Verdict.RATE_LIMITED:
+                limited += 1
+                self._rate_limited(limited, resp)
+                continue
+            if verdict is Verdict.AUTH:
+                raise AuthError(
+                    f"{self.name}: the API refused the credentials (HTTP {status}): "
+                    f"{excerpt(resp.content)}. Check destination.api_key's environment "
+                    "variable and the key's scopes."
+                )
+            if verdict is Verdict.RETRY:
+                tally[0] += 1  # a 5xx/408 may come after the vendor stored the request
+                attempts += 1
+                self._retry_or_raise(attempts, f"HTTP {status}")
+                continue
+            self.pacer.observe(*window_state(resp.headers))
+            return Answer(req, status, resp.headers, resp.content, tally[0])
+
+    def _rate_limited(self, limited: int, resp: httpx.Response) -> None:
+        self.stats.add(rate_limited=1)
+        if limited > MAX_RATE_LIMITED:
+            raise RetriesExhausted(
+                f"{self.name}: still rate limited (429) after {limited} tries; "
+                "lower destination.options.rate_limit or run later"
+            )
+        wait = announced_wait(resp.headers, resp.content, self.rt.wall)
+        if wait is None:
+            wait = self._backoff(limited)
+        wait = min(max(wait, 0.5), self.max_wait) * (1 + self.rt.random() * 0.1)
+        log.info("%s: 429, waiting %.1fs", self.name, wait)
+        self.pacer.pause(wait)
+
+    def _backoff(self, attempt: int) -> float:
+        base = min(self.max_wait, 0.5 * (2 ** (attempt - 1)))
+        return base * (0.5 + self.rt.random() / 2)  # jitter: 50-100% of the step
+
+    def _retry_or_raise(self, attempts: int, what: str) -> None:
+        self.stats.add(retries=1)
+        if attempts > self.max_retries:
+            raise RetriesExhausted(
+                f"{self.name}: {what} persisted after {self.max_retries} retries; the "
+                "checkpoint stays at the last delivered row — run again later"
+            )
+        wait = self._backoff(attempts)
+        log.info("%s: %s, retry %d in %.1fs", self.name, what, attempts, wait)
+        if wait > 0:
+            self.stats.add(waited_s=wait)
+            self.rt.sleep(wait)
+
+
+def _maybe_processed(exc: httpx.TransportError) -> bool:
+    """False only when the request never reached the server (no connection was made)."""
+    return not isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
+
+
+def excerpt(body: bytes) -> str:
+    """The start of a response body, on one line, for an error message."""
+    text = body[:300].decode("utf-8", "replace").replace("\n", " ")
+    return text or "(empty body)"

@@ -1,0 +1,2 @@
+"""Klaviyo: what its endpoints share (``vendor``) and one module per endpoint (``bulk``,
+``profiles``)."""

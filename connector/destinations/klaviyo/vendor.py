@@ -1,0 +1,63 @@
+"""Klaviyo: what its endpoints share (auth, revision header, profile attributes), for
+``klaviyo_bulk_events`` (and later profile endpoints). A vendor module: endpoint modules import
+it, never each other.
+
+From https://developers.klaviyo.com/en/reference/api_overview (auth and the ``revision``
+header) and the profile object of the OAS (rev 2026-07-15): identifiers and standard attributes
+are strings, ``location`` an object of strings (latitude/longitude string or number), phone
+numbers E.164.
+"""
+
+from __future__ import annotations
+
+from ..base import Vendor
+
+VENDOR = Vendor(name="klaviyo", title="Klaviyo")
+
+E164 = r"^\+[1-9]\d{1,14}$"
+
+# Profile identifiers sent as attributes (``id`` is the Klaviyo profile id, sent beside them).
+PROFILE_IDENTIFIERS = ("email", "phone_number", "external_id", "anonymous_id", "_kx")
+# Standard profile attributes (OAS: nullable strings); every other contact property goes to
+# attributes.properties.
+PROFILE_STRINGS = ("first_name", "last_name", "organization", "locale", "title", "image")
+# ProfileLocation: strings, except latitude/longitude (string or number).
+LOCATION_FIELDS = (
+    "address1",
+    "address2",
+    "city",
+    "country",
+    "latitude",
+    "longitude",
+    "region",
+    "zip",
+    "timezone",
+    "ip",
+)
+
+
+def klaviyo_headers(api_key: str, revision: str) -> dict[str, str]:
+    """JSON:API request headers: the private key and the API revision."""
+    return {
+        "Authorization": f"Klaviyo-API-Key {api_key}",
+        "revision": revision,
+        "Content-Type": "application/vnd.api+json",
+        "Accept": "application/vnd.api+json",
+    }
+
+
+def profile_key_problem(key: str) -> str | None:
+    """Why a contact property name cannot be sent as mapped (config time), else None."""
+    head, _, rest = key.partition(".")
+    if key in PROFILE_IDENTIFIERS:
+        return f"{key} is a Klaviyo profile identifier: map it under mapping.identifiers"
+    if head == "location":
+        if not rest:
+            return "map each location field on its own, e.g. location.city: city_column"
+        if rest not in LOCATION_FIELDS:
+            return "not a Klaviyo location field; expected location.<one of " + (
+                ", ".join(LOCATION_FIELDS) + ">"
+            )
+    elif head in PROFILE_STRINGS and rest:
+        return f"{head} is a string attribute of the profile; it cannot hold nested fields"
+    return None

@@ -1,0 +1,2 @@
+"""Omnisend: what its endpoints share (``vendor``) and one module per endpoint (``track``,
+``events``, ``contacts``)."""

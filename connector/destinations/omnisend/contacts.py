@@ -1,0 +1,365 @@
+"""Omnisend contacts, API version 2026-03-15 (contracts-contacts.md, Omnisend).
+
+From https://api-docs.omnisend.com/v2026-03-15 (Contacts API, Batches API, reference/contacts,
+reference/responses, reference/rate-limit-timeouts-errors):
+
+- ``mode: batch`` (default): ``POST /api/batches`` ``{method: POST, endpoint: contacts,
+  items}`` with at most 100 items ("Each batch operation can include up to 100 actions"),
+  201 ``{batchID, totalCount}``; ``GET /api/batches/{id}`` is polled until ``finished``
+  (``stopped`` fails the run, nothing of the batch is confirmed); then
+  ``GET /api/batches/{id}/items`` lists every item with its ``responseCode`` and ``response``.
+  An item answered ≥ 400 is a reject of its row, matched by the identifiers of the item's
+  ``request`` (our own payload), else by its position; an item matching no row leaves the
+  batch unconfirmed (never a guess).
+- ``mode: single`` (accounts or plans where batches are not allowed): ``POST /api/contacts``
+  per row (201 created / 200 updated). A 400 listing field ``errors`` or a 409 (every
+  identifier belongs to another contact) is a reject of that row; any other refusal fails the
+  run. A group of up to 100 such requests counts as one ``job`` with one (local) poll.
+- Every request carries ``Authorization: Omnisend-API-Key <key>`` and
+  ``Omnisend-Version: 2026-03-15``; errors are RFC 9457 problems. 400 requests per minute per
+  store (contacts and batches share it).
+- Body (ContactRequest): ``identifiers`` = ``[{type: email|phone, id, sendWelcomeMessage}]``;
+  ``sendWelcomeMessage`` "Defaults to true" in this version, so it is always sent explicitly
+  (option ``send_welcome_message``, default false). Channel subscription statuses are not
+  sent (a contact sync does not change consent). Standard fields ``firstName``, ``lastName``,
+  ``address``, ``city``, ``state``, ``postalCode``, ``country``, ``countryCode``,
+  ``birthdate`` (YYYY-MM-DD), ``gender`` (m|f), ``createdAt``, ``tags`` (array, ≤ 100) take
+  the mapped name as is; every other name is a ``customProperties`` entry (at most 200, names
+  of latin letters, digits and ``_``, ≤ 128, case-sensitive: anything else is a config error).
+- NULL: the field is left out, and Omnisend keeps the value it holds. The 2026-03-15 API
+  documents no way to clear a contact field or custom property: ``POST /api/contacts`` and
+  ``PATCH /api/contacts?email=`` ("Pass only fields you want to update") define no null or
+  empty value, and the last reference that spoke of removal (v4) said "System properties
+  cannot be removed at the moment, only modified". So a NULL is never sent (nor a made-up
+  empty string: values leave as the warehouse holds them); ``validate`` warns about it until
+  ``options.null_fields: keep`` acknowledges it.
+- Bytes: the docs give no byte limit for a batch; ``max_job_bytes`` is a conservative cap.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import orjson
+from pydantic import Field, field_validator
+from typing_extensions import override
+
+from ...core.errors import RequestError
+from ...core.options import DestinationSettings
+from ..contact_base import (
+    Contact,
+    ContactDestination,
+    ContactOptions,
+    JobResult,
+    JobRow,
+    match_errors,
+    request_error,
+)
+from .vendor import omnisend_headers
+
+VERSION = "2026-03-15"
+MAX_ITEMS = 100
+MAX_BYTES = 4 * 1024 * 1024  # undocumented: a conservative cap, not Omnisend's
+MAX_CUSTOM = 200
+IDENTIFIERS = ("email", "phone")
+STANDARD = (
+    "firstName",
+    "lastName",
+    "address",
+    "city",
+    "state",
+    "postalCode",
+    "country",
+    "countryCode",
+    "birthdate",
+    "gender",
+    "createdAt",
+    "tags",
+)
+CUSTOM_NAME = re.compile(r"[A-Za-z0-9_]{1,128}")
+E164 = re.compile(r"^\+[1-9]\d{1,14}$")
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
+BATCHES = "/api/batches"
+CONTACTS = "/api/contacts"
+
+
+class OmnisendContactsOptions(ContactOptions):
+    """``options`` of ``omnisend_contacts``."""
+
+    mode: Literal["batch", "single"] = Field(
+        "batch",
+        description="batch: POST /api/batches of up to 100 contacts, polled; single: one "
+        "POST /api/contacts per row (where batches are not allowed).",
+    )
+    send_welcome_message: bool = Field(
+        False,
+        description="sendWelcomeMessage on every identifier (sent explicitly: the API's own "
+        "default in 2026-03-15 is true).",
+    )
+    api_version: Literal["2026-03-15"] = Field("2026-03-15", description="Omnisend-Version header.")
+    null_fields: Literal["keep"] | None = Field(
+        None,
+        description="A NULL leaves the value Omnisend holds (its API documents no way to clear "
+        "a contact field or custom property); 'keep' acknowledges it and silences validate's "
+        "warning.",
+    )
+
+    @field_validator("on_removed")
+    @classmethod
+    def _no_lists(cls, value: str) -> str:
+        if value == "unlist":
+            raise ValueError(
+                "Omnisend's API (2026-03-15) has no lists to remove a contact from (audiences "
+                "are segments and tags); use on_removed: keep"
+            )
+        return value
+
+
+class OmnisendContactsDestination(DestinationSettings):
+    """``destination:`` block of an Omnisend contact sync."""
+
+    type: Literal["omnisend_contacts"]
+    options: OmnisendContactsOptions = Field(default_factory=OmnisendContactsOptions)
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(p[:1].upper() + p[1:] for p in rest)
+
+
+class OmnisendContacts(ContactDestination):
+    """Omnisend contacts through batches or single upserts (rules: module docstring)."""
+
+    type = "omnisend_contacts"
+    vendor = "omnisend"
+    default_base_url = "https://api.omnisend.com"
+    identifier_fields = IDENTIFIERS
+    max_per_job = MAX_ITEMS
+    max_job_bytes = MAX_BYTES
+    rate_per_second = 7  # smooths bursts; the 400/min window binds
+    rate_per_minute = 400
+    rate_account = "omnisend_events"  # one 400/min budget per store for every endpoint
+    config_model = OmnisendContactsDestination
+
+    def __init__(self, config: Any, api_key: str, sync_name: str, http: Any) -> None:
+        super().__init__(config, api_key, sync_name, http)
+        self._outcomes: dict[str, dict[int, str]] = {}  # single mode: group → row errors
+
+    @classmethod
+    @override
+    def mapping_problems(cls, mapping: Mapping[str, Any]) -> list[tuple[str, str]]:
+        out = []
+        props = mapping.get("contact_properties")
+        names = [str(n) for n in (props if isinstance(props, dict) else {})]
+        custom = 0
+        for name in names:
+            where = f"mapping.contact_properties.{name}"
+            if name in STANDARD:
+                continue
+            if name in IDENTIFIERS:
+                out.append((where, f"{name} is an identifier: map it under mapping.identifiers"))
+            elif _camel(name) in STANDARD:
+                out.append(
+                    (
+                        where,
+                        f"Omnisend's standard field is {_camel(name)!r}: map it under that "
+                        "name (or give the custom property another name)",
+                    )
+                )
+            elif not CUSTOM_NAME.fullmatch(name):
+                out.append(
+                    (
+                        where,
+                        "not a valid Omnisend custom property name: latin letters, digits "
+                        "and _ only, at most 128 (Omnisend contacts are flat: no dots)",
+                    )
+                )
+            else:
+                custom += 1
+        if custom > MAX_CUSTOM:
+            out.append(
+                (
+                    "mapping.contact_properties",
+                    f"{custom} custom properties; Omnisend allows at most {MAX_CUSTOM}",
+                )
+            )
+        return out
+
+    @classmethod
+    @override
+    def validate_warnings(cls, sync: Any) -> list[str]:
+        props = list(sync.mapping.contact_properties or {})
+        if not props or sync.destination.options.null_fields == "keep":
+            return []
+        return [
+            f"{sync.source_path or sync.name}: a NULL in {', '.join(props)} leaves the value "
+            "Omnisend holds: the 2026-03-15 API has no way to clear a contact field or custom "
+            "property, so a value that became NULL in the warehouse stays at Omnisend (set "
+            "destination.options.null_fields: keep to acknowledge this)"
+        ]
+
+    @override
+    def headers(self) -> dict[str, str]:
+        return omnisend_headers(self.api_key, self.options.api_version)
+
+    # -- rows --------------------------------------------------------------------------
+    @override
+    def check(self, contact: Contact) -> str | None:
+        ids = contact.identifiers
+        if not any(ids.get(f) for f in IDENTIFIERS):
+            return "no contact identifier: email and phone are both empty"
+        if ids.get("email") and not EMAIL.match(ids["email"]):
+            return "email is not an email address"
+        if ids.get("phone") and not E164.match(ids["phone"]):
+            return "phone is not E.164 (e.g. +15005550006)"
+        return None
+
+    @override
+    def encode(self, contact: Contact) -> bytes:
+        welcome = self.options.send_welcome_message
+        body: dict[str, Any] = {
+            "identifiers": [
+                {"type": name, "id": contact.identifiers[name], "sendWelcomeMessage": welcome}
+                for name in IDENTIFIERS
+                if contact.identifiers.get(name)
+            ]
+        }
+        custom: dict[str, Any] = {}
+        for name, frag in contact.properties.items():
+            if frag is None:
+                continue  # NULL: left out, Omnisend keeps its value
+            (body if name in STANDARD else custom)[name] = orjson.Fragment(frag)
+        if custom:
+            body["customProperties"] = custom
+        return orjson.dumps(body)
+
+    # -- jobs --------------------------------------------------------------------------
+    @override
+    def job_overhead(self) -> int:
+        return 64
+
+    @override
+    def job_request(self, rows: list[JobRow]) -> tuple[str, bytes]:
+        if self.options.mode == "single":  # preview: the group's first request
+            return CONTACTS, rows[0].payload
+        body = (
+            b'{"method":"POST","endpoint":"contacts","items":['
+            + b",".join(r.payload for r in rows)
+            + b"]}"
+        )
+        return BATCHES, body
+
+    @override
+    def submit(self, rows: list[JobRow]) -> str:
+        if self.options.mode == "single":
+            return self._send_one_by_one(rows)
+        _, body = self.job_request(rows)
+        resp = self.http.request("POST", BATCHES, body)
+        if resp.status_code not in (200, 201, 202):
+            raise request_error(f"POST {BATCHES}", resp)
+        batch_id = _json(resp).get("batchID")
+        if not isinstance(batch_id, str) or not batch_id:
+            raise RequestError(f"POST {BATCHES} answered {resp.status_code} without a batchID")
+        return batch_id
+
+    def _send_one_by_one(self, rows: list[JobRow]) -> str:
+        errors: dict[int, str] = {}
+        for i, row in enumerate(rows):
+            resp = self.http.request("POST", CONTACTS, row.payload)
+            if resp.status_code in (200, 201):
+                continue
+            data = _json(resp) if resp.content else {}
+            listed = isinstance(data.get("errors"), list) and bool(data["errors"])
+            if resp.status_code == 409 or (resp.status_code in (400, 422) and listed):
+                errors[i] = _problem(resp.status_code, data)
+            else:
+                raise request_error(f"POST {CONTACTS}", resp)
+        group = f"single-{len(self._outcomes) + 1}"
+        self._outcomes[group] = errors
+        return group
+
+    @override
+    def poll(self, job_id: str) -> bool:
+        if job_id in self._outcomes:
+            return True  # single mode: every request already answered
+        path = f"{BATCHES}/{job_id}"
+        resp = self.http.request("GET", path)
+        if resp.status_code != 200:
+            raise request_error(f"GET {path}", resp)
+        status = _json(resp).get("status")
+        if status == "finished":
+            return True
+        if status in ("pending", "inProgress"):
+            return False
+        raise RequestError(
+            f"Omnisend batch {job_id} ended {status!r}: none of its contacts is confirmed; "
+            "they are sent again by the next run"
+        )
+
+    @override
+    def result(self, job_id: str, rows: list[JobRow]) -> JobResult:
+        if job_id in self._outcomes:
+            return JobResult(errors=self._outcomes.pop(job_id))
+        path = f"{BATCHES}/{job_id}/items"
+        resp = self.http.request("GET", path)
+        if resp.status_code != 200:
+            raise request_error(f"GET {path}", resp)
+        items = _json(resp).get("responses")
+        if not isinstance(items, list) or len(items) != len(rows):
+            got = len(items) if isinstance(items, list) else 0
+            return JobResult(
+                unknown=f"Omnisend batch {job_id} lists {got} item results for {len(rows)} "
+                "contacts; its rows stay unconfirmed and are sent again by the next run"
+            )
+        reported: list[tuple[dict[str, Any], str]] = []
+        by_position: dict[int, str] = {}
+        for position, item in enumerate(items):
+            item = item if isinstance(item, dict) else {}
+            code = item.get("responseCode")
+            if isinstance(code, int) and code < 400:
+                continue
+            response = item.get("response")
+            reason = _problem(code, response if isinstance(response, dict) else {})
+            request = item.get("request")
+            idents = request.get("identifiers") if isinstance(request, dict) else None
+            ident = {
+                str(i.get("type")): i.get("id")
+                for i in (idents if isinstance(idents, list) else [])
+                if isinstance(i, dict)
+            }
+            if ident:
+                reported.append((ident, reason))
+            else:
+                by_position[position] = reason
+        out = match_errors(rows, reported, IDENTIFIERS)
+        for position, reason in by_position.items():
+            out.errors.setdefault(position, reason)
+        return out
+
+
+def _problem(status: Any, data: dict[str, Any]) -> str:
+    """An RFC 9457 problem → "409 Conflict: detail (field: message; ...)"."""
+    title, detail = data.get("title"), data.get("detail")
+    text = f"{status} " + ": ".join(str(x) for x in (title, detail) if x)
+    errors = data.get("errors")
+    if isinstance(errors, list) and errors:
+        parts = [
+            f"{e.get('field')}: {e.get('message') or e.get('code')}"
+            for e in errors[:5]
+            if isinstance(e, dict)
+        ]
+        text += " (" + "; ".join(parts) + ")"
+    return text.strip()
+
+
+def _json(resp: Any) -> dict[str, Any]:
+    try:
+        doc = orjson.loads(resp.content)
+    except orjson.JSONDecodeError:
+        raise RequestError(
+            f"{resp.request.method} {resp.request.url.path} answered {resp.status_code} with "
+            "a body that is not JSON"
+        ) from None
+    return doc if isinstance(doc, dict) else {}

@@ -1,0 +1,1 @@
+"""Mapping: source columns → canonical events, column-wise (``mapper``)."""

@@ -1,0 +1,92 @@
+"""The progress line of a long run: rows done / total, speed and ETA.
+
+On a terminal it is one line refreshed in place; elsewhere (CI logs, Dagster's run log, a file)
+a plain line every ``every_s`` seconds and one at the end, so logs stay readable. The total is
+the plan's row count (``connector.run_plan``); rows that arrive during the run can push ``done``
+past it, and the ETA then reads 0 s.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from typing import TextIO
+
+from ..run.run_plan import format_duration
+from ..run.sync import SyncResult
+
+EVERY_ENV = "CONNECTOR_PROGRESS_EVERY_S"
+DEFAULT_EVERY_S = 10.0
+
+
+def every_s() -> float:
+    """Seconds between plain progress lines: ``$CONNECTOR_PROGRESS_EVERY_S`` or 10."""
+    try:
+        value = float(os.environ.get(EVERY_ENV, DEFAULT_EVERY_S))
+    except ValueError:
+        return DEFAULT_EVERY_S
+    return value if value > 0 else DEFAULT_EVERY_S
+
+
+def progress_text(res: SyncResult, total: int | None) -> str:
+    """One progress line, e.g. ``video_played: 12,000 / 1,000,000 rows (1.2%), 2,500 rows/s,
+    ETA 6 min 35 s`` (the total and the ETA only when ``total`` is known)."""
+    done = res.rows_read
+    rate = done / res.duration_s if res.duration_s else 0.0
+    if total is None:
+        return f"{res.sync}: {done:,} rows, {rate:,.0f} rows/s"
+    pct = 100.0 * done / total if total else 100.0
+    text = f"{res.sync}: {done:,} / {total:,} rows ({min(pct, 100.0):.1f}%), {rate:,.0f} rows/s"
+    if res.status != "running":
+        return f"{text}, {res.status}"
+    if rate > 0:
+        text += f", ETA {format_duration(max(0, total - done) / rate)}"
+    return text
+
+
+class ProgressLine:
+    """A ``progress`` callback for ``run_sync`` (it calls it at most once a second, and once
+    at the end with the final status)."""
+
+    def __init__(
+        self,
+        total: int | None,
+        *,
+        stream: TextIO | None = None,
+        write: Callable[[str], None] | None = None,
+        tty: bool | None = None,
+        every: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if (stream is None) == (write is None):
+            raise ValueError("give a stream or a write function")
+        self.total = total
+        self.stream = stream
+        self.write = write
+        self.tty = tty if tty is not None else bool(stream is not None and stream.isatty())
+        self.every = every if every is not None else every_s()
+        self.clock = clock
+        self.last = clock()
+        self.latest: SyncResult | None = None  # the counts last reported (after a failure too)
+
+    def __call__(self, res: SyncResult) -> None:
+        """Report ``res``: rewritten in place on a terminal, else a line at most every
+        ``every`` seconds; the final counts (status no longer running) always get a line."""
+        self.latest = res
+        final = res.status != "running"
+        text = progress_text(res, self.total)
+        if self.tty and self.stream is not None:
+            # Refresh in place; the final state keeps its line.
+            self.stream.write("\r" + text + "\x1b[K" + ("\n" if final else ""))
+            self.stream.flush()
+            return
+        now = self.clock()
+        if not final and now - self.last < self.every:
+            return
+        self.last = now
+        if self.write is not None:
+            self.write(text)
+        elif self.stream is not None:
+            self.stream.write(text + "\n")
+            self.stream.flush()

@@ -1,0 +1,71 @@
+"""The run summary the CLI and the demo print (shared by both, so neither imports the other)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from ..run.sync import SyncResult
+
+
+def fmt_position(pos: list[Any] | tuple[Any, ...] | None) -> str:
+    """A checkpoint position as ``cursor / key pk`` (``(start)`` before the first run)."""
+    if not pos:
+        return "(start)"
+    cursor, *pk = pos
+    return f"{cursor} / key {','.join(str(p) for p in pk)}"
+
+
+def print_summary(res: SyncResult, out: Any = None) -> None:
+    """What a run did, as ``connector sync`` and ``connector demo`` print it."""
+    out = out or sys.stdout
+    from ..run.contacts import ContactResult, print_contact_summary
+
+    if isinstance(res, ContactResult):
+        print_contact_summary(res, out)
+        return
+    verb = "would send" if res.status == "dry_run" else "delivered"
+    print(f"{res.sync}: {res.status}", file=out)
+    print(f"  rows read           {res.rows_read:,}", file=out)
+    print(f"  {verb:<19} {res.delivered:,}", file=out)
+    print(
+        f"  rejected            {res.rejected:,}"
+        + (f"  ({res.null_key_rows:,} with a NULL cursor/key)" if res.null_key_rows else ""),
+        file=out,
+    )
+    if res.skipped:
+        print(f"  skipped             {res.skipped:,}  (delivered by an interrupted run)", file=out)
+    dup_note = (
+        " (the destination drops them by dedup id)"
+        if res.destination_dedups
+        else " (no dedup key at this destination)"
+    )
+    print(
+        f"  possibly duplicated {res.possibly_duplicated:,}"
+        + (dup_note if res.possibly_duplicated else ""),
+        file=out,
+    )
+    print(
+        f"  requests            {res.requests:,} in {res.batches:,} batches, "
+        f"{res.retries:,} retries, {res.rate_limited:,} rate-limited",
+        file=out,
+    )
+    print(
+        f"  checkpoint          {fmt_position(res.hwm_before)} -> {fmt_position(res.hwm_after)}",
+        file=out,
+    )
+    print(f"  duration            {res.duration_s:.2f}s ({res.rows_per_s:,.0f} rows/s)", file=out)
+    if res.sample_rejects:
+        print("  sample rejects:", file=out)
+        for key, reason in res.sample_rejects[:5]:
+            print(f"    {key}: {reason}", file=out)
+        print(f"  (all of them: connector rejects {res.sync})", file=out)
+    if res.rejects_retried:
+        print(
+            f"  open rejects        {res.rejects_retried:,} retried, {res.rejects_gone:,} "
+            f"closed as their source row is gone, {res.rejects_deferred:,} left to the next "
+            "run (after the checkpoint)",
+            file=out,
+        )
+    if res.error:
+        print(f"  error: {res.error}", file=out)

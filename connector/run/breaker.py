@@ -1,0 +1,77 @@
+"""The circuit breaker's rule, shared by event runs (per batch, ``sync._Run._judge``) and
+contact runs (per finished import job, ``contacts.breaker``).
+
+Options (``destination.options``): ``max_reject_ratio`` (0.5) and ``reject_ratio_min_rows``
+(100). Each unit the API answered for (a batch, a job) counts its rows and the rows it refused.
+A unit without refusals is released at once; one with refusals is held, unreleased, until at
+least ``reject_ratio_min_rows`` rows were answered. Then, past ``max_reject_ratio``, the
+breaker trips: the held units are dropped, never released (the caller leaves their rows to be
+sent again by the next run); under it, they are released.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from ..core.options import CommonOptions
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Trip:
+    """Why the breaker tripped: the counts so far, the most common refusal, and the units
+    (and their refused rows) dropped unreleased."""
+
+    answered: int
+    refused: int
+    common: str
+    units: int
+    dropped_rows: int
+
+
+class RejectRatio(Generic[T]):
+    """Counts answered and refused rows unit by unit; ``release`` settles one held unit."""
+
+    def __init__(self, options: CommonOptions, release: Callable[[T], None]) -> None:
+        self.ratio = options.max_reject_ratio
+        self.min_rows = options.reject_ratio_min_rows
+        self.release_one = release
+        self.answered = 0
+        self.refused = 0
+        self.held: list[tuple[T, list[str]]] = []
+
+    def judge(self, answered: int, reasons: list[str], unit: T) -> Trip | None:
+        """One unit: ``answered`` rows, of which one refused per entry of ``reasons`` (the
+        API's reason). Releases, holds, or trips (returned)."""
+        self.answered += answered
+        self.refused += len(reasons)
+        if reasons:
+            self.held.append((unit, reasons))
+        else:
+            self.release_one(unit)
+        if self.answered < self.min_rows:
+            return None
+        if self.refused > self.ratio * self.answered:
+            counts = Counter(r for _, rs in self.held for r in rs)
+            common = counts.most_common(1)[0][0] if counts else ""
+            trip = Trip(
+                self.answered,
+                self.refused,
+                common,
+                len(self.held),
+                sum(len(rs) for _, rs in self.held),
+            )
+            self.held = []
+            return trip
+        self.release()
+        return None
+
+    def release(self) -> None:
+        """Release every held unit (the breaker did not trip on them)."""
+        held, self.held = self.held, []
+        for unit, _ in held:
+            self.release_one(unit)

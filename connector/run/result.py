@@ -1,0 +1,55 @@
+"""What a run did (``SyncResult``): a leaf module, so the event run (``sync``) and the contact
+run (``contacts.engine``) both build on it without importing each other."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ..core.errors import ConnectorError
+
+SAMPLE_REJECTS = 20
+
+
+@dataclass
+class SyncResult:
+    """What a run did; every count is exact."""
+
+    sync: str
+    scope: str
+    run_id: str | None
+    status: str = "running"  # success | failed | dry_run
+    rows_read: int = 0
+    delivered: int = 0
+    rejected: int = 0
+    skipped: int = 0  # delivered by an earlier run that crashed (ledger), not re-sent
+    possibly_duplicated: int = 0
+    destination_dedups: bool = False
+    null_key_rows: int = 0
+    batches: int = 0
+    requests: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+    hwm_before: list[Any] | None = None
+    hwm_after: list[Any] | None = None
+    duration_s: float = 0.0
+    rows_per_s: float = 0.0
+    error: str | None = None
+    sample_rejects: list[tuple[str, str]] = field(default_factory=list)
+    # --retry-rejects only: open rejects looked at, closed because their source row is gone,
+    # and left open because the row now sits after the checkpoint (the next run reads it).
+    rejects_retried: int = 0
+    rejects_gone: int = 0
+    rejects_deferred: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The result as a JSON-ready dict (``connector sync --json``, Dagster metadata)."""
+        return asdict(self)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, ConnectorError):
+        return str(exc)
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted"
+    return f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,174 @@
+"""What a run is about to do, before it sends anything: rows, requests, time.
+
+``plan_run`` counts the rows after the scope's checkpoint (one ``COUNT`` on the warehouse,
+the same predicate the run reads with), turns them into requests by the destination's limits
+(events per request, and the byte limit with an average event size measured by encoding a
+sample of the first rows) and into a duration at the account's documented rate (or
+``destination.options.rate_limit``). It reads and encodes; it sends and writes nothing.
+
+    1,000,000 events → 1,000 klaviyo_bulk_events requests → ≥ 6 min 40 s at 150/min
+
+The duration is a lower bound: requests go no faster than the rate; latency, retries and 429s
+only add to it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from ..config.sync_file import RateLimit, SyncConfig
+from ..core.errors import SourceError
+from ..map.mapper import Mapper
+from ..read.source import Position, Reader, Window
+from ..store.state import INCREMENTAL, StateStore
+
+SAMPLE_ROWS = 200  # rows encoded to measure the average event size
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """The figures of one scope's next run."""
+
+    sync: str
+    scope: str
+    destination: str
+    full_refresh: bool
+    checkpoint: list[Any] | None
+    rows: int  # rows after the checkpoint (NULL cursor/key rows are never sent, not counted)
+    max_events: int  # the destination's events per request
+    event_bytes: int | None  # average encoded event, from a sample (None: nothing to sample)
+    per_request: int  # events per request, by count and bytes
+    requests: int
+    rate: str | None  # the pace the duration is computed at, e.g. "150/min"
+    duration_s: float | None  # None: the destination documents no rate limit
+
+    def line(self) -> str:
+        """The plan in one line, e.g. ``1,000,000 events → 1,000 klaviyo_bulk_events requests →
+        ≥ 6 min 40 s at 150/min``."""
+        if not self.rows:
+            return f"0 events → nothing to send to {self.destination}"
+        head = f"{self.rows:,} events → {self.requests:,} {self.destination} requests"
+        if self.duration_s is None:
+            return f"{head} (no documented rate limit)"
+        return f"{head} → ≥ {format_duration(self.duration_s)} at {self.rate}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The plan as a JSON-ready dict, with its one-line summary as ``summary``."""
+        return {**asdict(self), "summary": self.line()}
+
+
+def steady_rate(rate: RateLimit) -> tuple[float, str] | None:
+    """The tightest window as requests per second and as written ("150/min")."""
+    windows = [
+        (per / period, f"{_num(per)}/{unit}")
+        for per, period, unit in (
+            (rate.per_second, 1.0, "s"),
+            (rate.per_minute, 60.0, "min"),
+            (rate.per_hour, 3600.0, "h"),
+        )
+        if per
+    ]
+    return min(windows, key=lambda w: w[0]) if windows else None
+
+
+def _num(x: float) -> str:
+    return f"{x:,.0f}" if float(x).is_integer() else f"{x:,g}"
+
+
+def format_duration(seconds: float) -> str:
+    """``6 min 40 s``, ``2 h 5 min``, ``1.2 s``."""
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    s = math.ceil(seconds)
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        m, s = divmod(s, 60)
+        return f"{m} min {s} s" if s else f"{m} min"
+    h, rest = divmod(s, 3600)
+    m = rest // 60
+    return f"{h} h {m} min" if m else f"{h} h"
+
+
+def per_request(max_events: int, max_bytes: int, overhead: Any, event_bytes: int | None) -> int:
+    """Events one request takes: the count limit, or fewer when the bytes fill it first."""
+    if not event_bytes:
+        return max_events
+    n = max_events
+    while n > 1 and n * event_bytes + overhead(n) > max_bytes:
+        # Jump close to the answer, then step: overhead grows at most linearly.
+        n = min(n - 1, max(1, (max_bytes - overhead(n)) // event_bytes))
+    return max(1, n)
+
+
+def count_pending(reader: Reader, after: Position | None, window: Window | None) -> int:
+    """Rows the run would read: after the checkpoint, in the window, cursor and key not NULL."""
+    reader.check_columns()
+    stmt = (
+        sa.select(sa.func.count()).select_from(reader._from()).where(*reader._where(after, window))
+    )
+    try:
+        with reader.engine.connect() as conn:
+            if reader.is_duckdb:
+                rows = reader._duck_relation(conn, stmt).fetchall()
+            else:
+                rows = conn.execute(stmt).all()
+    except Exception as exc:  # noqa: BLE001 — drivers (duckdb) raise their own types
+        raise SourceError(reader._explain(exc)) from None
+    return int(rows[0][0] or 0)
+
+
+def _event_bytes(
+    sync: SyncConfig, reader: Reader, dest: Any, after: Position | None, window: Window | None
+) -> int | None:
+    """Average encoded size of the first rows to send (valid rows only)."""
+    mapper = Mapper(sync)
+    sizes: list[int] = []
+    for chunk in reader.pages(after, window, SAMPLE_ROWS):
+        events = mapper.map(chunk)
+        bad = dict(events.reasons)
+        bad.update(dest.validate(events))
+        items, _ = dest.encode(events, [i for i in range(events.n) if i not in bad])
+        sizes += [it.size for it in items]
+    return math.ceil(sum(sizes) / len(sizes)) if sizes else None
+
+
+def plan_run(
+    sync: SyncConfig,
+    state: StateStore,
+    scope: str = INCREMENTAL,
+    *,
+    full_refresh: bool = False,
+    window: Window | None = None,
+    warehouse_url: str | None = None,
+) -> RunPlan:
+    """The figures of the next run of ``sync`` in ``scope``; reads, sends and writes nothing."""
+    from .sync import make_destination
+
+    dest = make_destination(sync, resolve_secret=False)
+    checkpoint = None if full_refresh else state.checkpoint(sync.name, scope)
+    with Reader(sync, warehouse_url) as reader:
+        rows = count_pending(reader, checkpoint, window)
+        size = _event_bytes(sync, reader, dest, checkpoint, window) if rows else None
+    limits = dest.limits
+    n = per_request(limits.max_events, limits.max_bytes, dest.request_overhead, size)
+    requests = math.ceil(rows / n)
+    steady = steady_rate(dest.options.rate_limit or limits.rate)
+    return RunPlan(
+        sync=sync.name,
+        scope=scope,
+        destination=dest.type,
+        full_refresh=full_refresh,
+        checkpoint=list(checkpoint) if checkpoint else None,
+        rows=rows,
+        max_events=limits.max_events,
+        event_bytes=size,
+        per_request=n,
+        requests=requests,
+        rate=steady[1] if steady else None,
+        duration_s=requests / steady[0] if steady else None,
+    )

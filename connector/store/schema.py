@@ -1,0 +1,176 @@
+"""Every table of the state store and the migrations that make them (SQLAlchemy Core).
+
+``connector_checkpoints``, ``connector_batches`` (the ledger), ``connector_rejects``,
+``connector_runs``, ``connector_property_types`` and ``connector_account_settings`` (what a run
+learned about an account), ``connector_leases`` (``lease``), ``connector_pacer`` (the shared
+pacer's slots, ``deliver.shared_pacer``) and ``connector_contact_hashes`` (contact syncs).
+
+The schema is versioned (``migrate``): a new table or column is one more entry at the end of
+``MIGRATIONS``; never edit a shipped step.
+
+``connector_contact_hashes(sync, key, hash, confirmed_at, ord, identifiers)``: one row per
+source row the vendor confirmed. ``key`` is the row's primary key as text (``key_strings``),
+``hash`` the hash of its mapped values (``contacts.diff``), ``ord`` the primary key encoded so
+that byte order is the warehouse's key order (``contacts.keyorder``; the diff reads it in ranges
+through the index on ``(sync, ord, hash)``), ``identifiers`` the contact's identifiers as JSON
+text (what ``on_removed: unlist`` needs once the source row is gone). Stores made before step 5
+had the table without ``ord`` and ``identifiers`` (it was created on first use): the step adds
+both columns and the index, losing nothing. The first run of each contact sync afterwards fills
+``ord`` from ``key`` (``HashStore.prepare``) and ``identifiers`` from the source rows it finds
+unchanged.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from .migrate import Migration, add_columns, create
+
+metadata = sa.MetaData()
+
+checkpoints = sa.Table(
+    "connector_checkpoints",
+    metadata,
+    sa.Column("sync", sa.String(128), primary_key=True),
+    sa.Column("scope", sa.String(200), primary_key=True),
+    sa.Column("position", sa.Text, nullable=False),
+    sa.Column("run_id", sa.String(64), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+batches = sa.Table(
+    "connector_batches",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("sync", sa.String(128), nullable=False),
+    sa.Column("scope", sa.String(200), nullable=False),
+    sa.Column("run_id", sa.String(64), nullable=False),
+    sa.Column("seq", sa.Integer, nullable=False),
+    sa.Column("first_pos", sa.Text, nullable=False),
+    sa.Column("last_pos", sa.Text, nullable=False),
+    sa.Column("count", sa.Integer, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # pending | delivered
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_connector_batches_sync_scope", "sync", "scope"),
+)
+
+rejects = sa.Table(
+    "connector_rejects",
+    metadata,
+    sa.Column("sync", sa.String(128), primary_key=True),
+    sa.Column("scope", sa.String(200), primary_key=True),
+    sa.Column("key", sa.String(1000), primary_key=True),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("payload", sa.Text, nullable=True),
+    sa.Column("run_id", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    # Open while closed_at is NULL; a store made before these columns gets them from
+    # migration 2, its existing rejects reading as open.
+    sa.Column("closed_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("closed_by_run", sa.String(64), nullable=True),
+    sa.Column("resolution", sa.String(32), nullable=True),  # see CLOSED_*
+)
+
+runs = sa.Table(
+    "connector_runs",
+    metadata,
+    sa.Column("run_id", sa.String(64), primary_key=True),
+    sa.Column("sync", sa.String(128), nullable=False, index=True),
+    sa.Column("scope", sa.String(200), nullable=False),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("status", sa.String(16), nullable=False),  # running|success|failed|interrupted
+    sa.Column("summary", sa.Text, nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+)
+
+property_types = sa.Table(
+    "connector_property_types",
+    metadata,
+    sa.Column("account", sa.String(200), primary_key=True),
+    sa.Column("event_name", sa.String(500), primary_key=True),
+    sa.Column("property", sa.String(200), primary_key=True),
+    sa.Column("type", sa.String(32), nullable=False),
+)
+
+# What a run learned about a destination account (e.g. the Brevo batch body shape it accepts).
+account_settings = sa.Table(
+    "connector_account_settings",
+    metadata,
+    sa.Column("account", sa.String(200), primary_key=True),
+    sa.Column("name", sa.String(100), primary_key=True),
+    sa.Column("value", sa.String(200), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# One run per (sync, scope) at a time (``connector.lease``): the holder renews ``expires_at``
+# while it runs; a dead holder's lease is taken over once it expired (or at once when the
+# holder was a process of this machine that is gone).
+leases = sa.Table(
+    "connector_leases",
+    metadata,
+    sa.Column("sync", sa.String(128), primary_key=True),
+    sa.Column("scope", sa.String(200), primary_key=True),
+    sa.Column("holder", sa.String(64), nullable=False),  # a token per acquisition
+    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("process", sa.String(200), nullable=False),  # machine, pid namespace, start time
+    sa.Column("acquired_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("heartbeat_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# Created with the store, by migration 4 in ``state.MIGRATIONS``.
+pacer_slots = sa.Table(
+    "connector_pacer",
+    metadata,
+    # ratelimit.account_key: destination type, base URL and a hash of the key, never the key.
+    sa.Column("account", sa.String(500), primary_key=True),
+    sa.Column("next_at", sa.Float, nullable=False),  # seconds since the epoch, database clock
+    sa.Column("paused_until", sa.Float, nullable=False),
+)
+
+contact_hashes = sa.Table(
+    "connector_contact_hashes",
+    metadata,
+    sa.Column("sync", sa.String(128), primary_key=True),
+    sa.Column("key", sa.String(1000), primary_key=True),
+    sa.Column("hash", sa.String(32), nullable=False),
+    sa.Column("confirmed_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("ord", sa.LargeBinary, nullable=True),
+    sa.Column("identifiers", sa.Text, nullable=True),
+)
+# Covering: the diff's range queries read (ord, hash) from the index alone, in order.
+ord_index = sa.Index(
+    "ix_connector_contact_hashes_ord",
+    contact_hashes.c.sync,
+    contact_hashes.c.ord,
+    contact_hashes.c.hash,
+)
+
+
+def contact_hashes_migration(c: sa.Connection) -> None:
+    """The ``MIGRATIONS`` step: the table, or on a store that has the table of the
+    connector that made it on first use, its two new columns; then the covering index."""
+    contact_hashes.create(c, checkfirst=True)  # with the index when it is new
+    add_columns(contact_hashes, "ord", "identifiers")(c)
+    ord_index.create(c, checkfirst=True)
+
+
+# The schema, step by step: append, never edit a shipped step (see ``connector.migrate``).
+MIGRATIONS: list[Migration] = [
+    Migration(
+        1,
+        "checkpoints, ledger, rejects, runs, property types, account settings",
+        create(checkpoints, batches, rejects, runs, property_types, account_settings),
+    ),
+    Migration(
+        2,
+        "reject status (closed_at, closed_by_run, resolution)",
+        add_columns(rejects, "closed_at", "closed_by_run", "resolution"),
+    ),
+    Migration(3, "run leases", create(leases)),
+    Migration(4, "shared pacer slots", create(pacer_slots)),
+    Migration(5, "contact hashes (key order, identifiers)", contact_hashes_migration),
+]
+SCHEMA_VERSION = len(MIGRATIONS)
