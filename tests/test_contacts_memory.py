@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from connector.deliver.delivery import Runtime
-from connector.run import contacts as engine
+from connector.run import contact_jobs as engine
 from connector.run.contacts import run_contacts
 from connector.sandbox import SandboxOptions, SandboxServer
 from connector.store.state import StateStore

@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from connector.contacts import differ as engine_module
 from connector.contacts.hashes import HashStore
 from connector.contacts.keyorder import KeyOrder
 from connector.core.errors import ConnectorError, RequestError
 from connector.deliver.delivery import Runtime
 from connector.destinations.contact_base import Gone
-from connector.run import contacts as engine_module
 from connector.run.contacts import ContactRun
 from connector.store import migrate
 from connector.store.schema import MIGRATIONS

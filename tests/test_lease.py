@@ -274,7 +274,7 @@ def test_a_contact_run_that_lost_its_lease_submits_no_further_job(
     """As event runs stop before their next batch, a contact run checks its lease before each
     import job: taken over after its first job, it submits no second one."""
     from connector.contacts.hashes import HashStore
-    from connector.run import contacts as engine
+    from connector.run import contact_jobs as engine
     from connector.run.contacts import ContactRun
 
     from .contacts_fakes import FakeKlaviyo

@@ -26,7 +26,7 @@ from connector.deliver.delivery import Runtime
 from connector.read.source import Reader
 from connector.run.sync import run_sync
 from connector.sandbox import Fault, SandboxServer
-from connector.store import state as state_tables
+from connector.store import schema as state_tables
 from connector.store.state import CLOSED_DELIVERED, CLOSED_GONE, INCREMENTAL, Reject, StateStore
 
 from .conftest import Warehouse, make_sync

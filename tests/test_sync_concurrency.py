@@ -19,7 +19,8 @@ import orjson
 import pytest
 
 from connector.deliver.delivery import BatchOutcome, Runtime
-from connector.run.sync import SyncResult, _Run, run_sync
+from connector.run.events import EventRun
+from connector.run.sync import SyncResult, run_sync
 from connector.sandbox import SandboxServer
 from connector.store.state import INCREMENTAL, StateStore
 
@@ -175,6 +176,6 @@ def test_batches_that_finished_together_are_judged_in_batch_order() -> None:
         fut.set_result(BatchOutcome([], []))
         inflight[fut] = SimpleNamespace(seq=seq)
 
-    assert _Run._drain(Judge(), inflight, block=True) is None  # type: ignore[arg-type]
+    assert EventRun._drain(Judge(), inflight, block=True) is None  # type: ignore[arg-type]
 
     assert judged == list(range(10)) and not inflight

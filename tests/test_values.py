@@ -21,7 +21,8 @@ from connector.config.sync_file import SyncConfig, parse_sync
 from connector.deliver.delivery import Runtime
 from connector.map.mapper import Chunk, Mapper, _rfc3339, _utc
 from connector.model import jsonfrag
-from connector.run.sync import _payload, preview, run_sync
+from connector.plan.planner import payload as _payload
+from connector.run.sync import preview, run_sync
 from connector.sandbox import SandboxOptions, SandboxServer
 from connector.store.state import StateStore
 

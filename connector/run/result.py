@@ -1,5 +1,5 @@
-"""What a run did (``SyncResult``): a leaf module, so the event run (``sync``) and the contact
-run (``contacts.engine``) both build on it without importing each other."""
+"""What a run did: ``SyncResult`` (every run), ``ContactResult`` (a contact run's counts on
+top). A leaf module: the shell and both strategies build on it."""
 
 from __future__ import annotations
 
@@ -45,6 +45,22 @@ class SyncResult:
     def to_dict(self) -> dict[str, Any]:
         """The result as a JSON-ready dict (``connector sync --json``, Dagster metadata)."""
         return asdict(self)
+
+
+@dataclass
+class ContactResult(SyncResult):
+    """A contact run's counts (``delivered`` = rows the vendor confirmed)."""
+
+    kind: str = "contacts"
+    added: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    sent: int = 0
+    jobs: int = 0
+    polls: int = 0
+    unconfirmed: int = 0
+    unlisted: int = 0
 
 
 def _describe(exc: BaseException) -> str:

@@ -1,2 +1,4 @@
-"""The state store: one schema with its migrations (``schema``, ``migrate``), checkpoints,
-ledger, rejects, runs and learned settings (``state``) and the run lease (``lease``)."""
+"""The state store: one schema with every table and its migrations (``schema``, ``migrate``),
+and ``state.StateStore`` put together from one module per concern: ``checkpoints``, ``ledger``
+(the batch ledger's rows), ``rejects``, ``runs`` and ``settings`` (learned account settings and
+property types), on ``base`` and ``positions``; and the run lease (``lease``)."""

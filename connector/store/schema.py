@@ -120,7 +120,7 @@ leases = sa.Table(
     sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
 )
 
-# Created with the store, by migration 4 in ``state.MIGRATIONS``.
+# Created with the store, by migration 4 in ``MIGRATIONS`` (below).
 pacer_slots = sa.Table(
     "connector_pacer",
     metadata,
