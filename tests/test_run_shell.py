@@ -4,7 +4,8 @@ file, a real SQLite state store and the sandbox over loopback HTTP.
 
 - a lease held by another run: ``LeaseHeld`` before anything is read, sent or recorded (a dry
   run takes no lease and records nothing);
-- a failure: the run is recorded ``failed`` with its error, the checkpoint does not move;
+- a failure: the run is recorded ``failed`` with its error, the checkpoint does not move; a
+  run whose end cannot be recorded raises instead of reporting success;
 - progress: the counts so far are in the run's row while it runs, the final ones at its end;
 - rejects: counted, sampled (``SAMPLE_REJECTS``) and written to the store in buffers, not a
   statement per row.
@@ -18,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from connector.core.errors import ConnectorError, LeaseHeld
+from connector.core.errors import ConnectorError, LeaseHeld, StateError
 from connector.deliver.delivery import Runtime
 from connector.run import shell as shell_module
 from connector.run.result import SAMPLE_REJECTS, SyncResult
@@ -180,3 +181,17 @@ def test_rejects_are_counted_sampled_and_written_in_buffers(
     assert {k for k, _ in res.sample_rejects} <= {r["key"] for r in stored}
     # Written in buffers (at least one of 10 here, the rest at the end): not a row at a time.
     assert sum(writes) == BAD and 1 <= len(writes) <= 3 and max(writes) >= 10
+
+
+def test_a_run_whose_end_cannot_be_recorded_does_not_report_success(
+    case: Case, state: StateStore, ticking: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def down(*_: Any, **__: Any) -> None:
+        raise StateError("state store sqlite:///s.db is unavailable (the disk is full)")
+
+    monkeypatch.setattr(state, "finish_run", down)
+    with pytest.raises(StateError, match="the disk is full"):
+        run_sync(case.sync, state=state, runtime=ticking)
+    # The rows went out; the run stays "running" until the next run marks it interrupted.
+    assert case.sent() == ROWS - BAD
+    assert state.runs(case.name)[0]["status"] == "running"
