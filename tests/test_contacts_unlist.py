@@ -17,13 +17,12 @@ from pydantic import ValidationError
 
 from connector.cli.main import main
 from connector.core.errors import AuthError, RequestError, RetriesExhausted
-from connector.deliver.job_http import JobHTTP
 from connector.destinations.brevo.contacts import (
     BrevoContacts,
     BrevoContactsDestination,
     BrevoContactsOptions,
 )
-from connector.destinations.contact_base import Contact, ContactDestination, Gone, JobRow, JobStats
+from connector.destinations.contact_endpoint import Contact, ContactDestination, Gone, JobRow
 from connector.destinations.klaviyo.profiles import (
     KlaviyoProfiles,
     KlaviyoProfilesDestination,
@@ -33,6 +32,7 @@ from connector.destinations.omnisend.contacts import OmnisendContactsOptions
 from connector.sandbox import Fault, SandboxOptions, SandboxServer
 
 from .conftest import Warehouse
+from .contact_fixtures import connected
 
 LIST = "VRgFBd"
 # Every call an unlist may make: lookups and list removals, never consent or deletion.
@@ -56,30 +56,22 @@ def sb() -> Iterator[SandboxServer]:
         yield server
 
 
-def _http(base_url: str, options: Any, transport: httpx.BaseTransport | None = None) -> JobHTTP:
-    return JobHTTP(
-        base_url, {}, options, lambda: 0.0, JobStats(), sleep=lambda s: None, transport=transport
-    )
-
-
 def klaviyo(url: str, key: str = "pk_sandbox", **options: Any) -> KlaviyoProfiles:
     opts = KlaviyoProfilesOptions(**{"list_id": LIST, "on_removed": "unlist", **options})
-    cfg = KlaviyoProfilesDestination(type="klaviyo_profiles", api_key="${K}", options=opts)
-    http = _http(url, opts)
-    dest = KlaviyoProfiles(cfg, key, "s", http)
-    http.client.headers.update(dest.headers())  # as engine.make_contact_destination does
-    return dest
+    cfg = KlaviyoProfilesDestination(
+        type="klaviyo_profiles", api_key="${K}", base_url=url, options=opts
+    )
+    return connected(KlaviyoProfiles(cfg, key, "s"))
 
 
 def brevo(
     url: str, lists: list[int], transport: httpx.BaseTransport | None = None, **options: Any
 ) -> BrevoContacts:
     opts = BrevoContactsOptions(list_ids=lists, on_removed="unlist", **options)
-    cfg = BrevoContactsDestination(type="brevo_contacts", api_key="${B}", options=opts)
-    http = _http(url, opts, transport)
-    dest = BrevoContacts(cfg, "sandbox-brevo-key", "s", http)
-    http.client.headers.update(dest.headers())
-    return dest
+    cfg = BrevoContactsDestination(
+        type="brevo_contacts", api_key="${B}", base_url=url, options=opts
+    )
+    return connected(BrevoContacts(cfg, "sandbox-brevo-key", "s"), transport)
 
 
 def load(dest: ContactDestination, people: list[dict[str, str]]) -> None:

@@ -7,7 +7,7 @@ import sys
 
 from ..config.sync_file import load_syncs
 from ..core.errors import ConnectorError
-from ..destinations import DESTINATIONS, destination_class
+from ..destinations import destination_class, types_of
 from ..read.source import DEMO_WAREHOUSE
 from ..report.summary import print_summary
 from ..run.sync import run_sync
@@ -61,10 +61,8 @@ def run_demo(
             print(f"skipping {where}:\n{err}", file=sys.stderr)
         store = StateStore.open(state_url)
         for name, sync in sorted(loaded.syncs.items()):
-            single = (
-                not sync.is_contact_sync
-                and destination_class(sync.destination.type).limits.max_events == 1
-            )
+            cls = destination_class(sync.destination.type)
+            single = cls.kind == "events" and cls.limits.max_items == 1
             if single:
                 print(
                     f"{name}: one event per request at the account's rate limit; "
@@ -80,17 +78,20 @@ def run_demo(
             print()
         stats = sandbox.stats()
         print("the sandbox accepted:")
-        for kind in DESTINATIONS:
+        for dtype in types_of("events"):
             try:
-                got = sandbox.events(kind)
+                got = sandbox.events(dtype)
             except KeyError:  # a destination the sandbox does not imitate
                 continue
             if got:
-                print(f"  {kind}: {len(got):,} events; first: {got[0]}")
-        for kind in ("klaviyo_profiles", "brevo_contacts", "omnisend_contacts"):
-            stored = sandbox.contacts(kind)
+                print(f"  {dtype}: {len(got):,} events; first: {got[0]}")
+        for dtype in types_of("contacts"):
+            try:
+                stored = sandbox.contacts(dtype)
+            except KeyError:  # a destination the sandbox does not imitate
+                continue
             if stored:
-                print(f"  {kind}: {len(stored):,} profiles stored by this run's import jobs")
+                print(f"  {dtype}: {len(stored):,} profiles stored by this run's import jobs")
         statuses = stats.get("by_status") or {}
         if statuses:
             print(f"  responses by status: {statuses}")

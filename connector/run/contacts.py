@@ -22,25 +22,16 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..config.sync_file import SyncConfig, resolve_env
+from ..config.sync_file import SyncConfig
 from ..contacts.diff import Hasher, Page
 from ..contacts.hashes import HashStore
 from ..contacts.keyorder import ORDERED_DIALECTS, KeyOrder, Unordered, kinds_for
 from ..contacts.merge import Ahead, Merge
-from ..core.errors import ConfigError, ConnectorError, RequestError, mask_url
+from ..core.errors import ConfigError, ConnectorError, RequestError
 from ..core.logcontext import get_logger, run_context
-from ..deliver.contact_pacing import contact_pacer
-from ..deliver.delivery import Runtime
-from ..deliver.job_http import JobHTTP
-from ..destinations.contact_base import (
-    Contact,
-    ContactDestination,
-    Gone,
-    JobRow,
-    JobStats,
-    identity,
-)
-from ..destinations.contact_registry import CONTACT_DESTINATIONS
+from ..deliver.delivery import Runtime, Stats, job_preview
+from ..deliver.factory import make_contact_destination
+from ..destinations.contact_endpoint import Contact, Gone, JobRow, identity
 from ..map.mapper import Chunk
 from ..read.readahead import read_ahead
 from ..read.source import Reader
@@ -69,57 +60,6 @@ class ContactResult(SyncResult):
     polls: int = 0
     unconfirmed: int = 0
     unlisted: int = 0
-
-
-def make_contact_destination(
-    sync: SyncConfig,
-    stats: JobStats,
-    runtime: Runtime,
-    *,
-    resolve_secret: bool = True,
-    transport: Any = None,
-    state: StateStore | None = None,
-) -> ContactDestination:
-    """Build the contact destination of ``sync`` with its paced, retrying ``JobHTTP`` client.
-
-    The API key and a ``${ENV}`` base URL are resolved from the environment unless
-    ``resolve_secret`` is false (a dry run: the key becomes ``***``). The pace is the
-    destination's ``options.rate_limit`` or the vendor's documented rate, shared per account
-    (``contacts.pacing``: through ``state``'s pacer table as ``options.pacing`` says, and with
-    the event syncs of the account where the vendor has one limit for both). ``transport``
-    replaces httpx's (tests, the sandbox). Requests counted go to ``stats``.
-
-    Raises:
-        ConfigError: an ``${ENV}`` reference names an unset variable.
-    """
-    dest: Any = sync.destination
-    cls = CONTACT_DESTINATIONS[dest.type]
-    where = f"{sync.source_path or sync.name}: destination"
-    api_key = resolve_env(dest.api_key, where + ".api_key") if resolve_secret else "***"
-    base_url = (
-        resolve_env(dest.base_url, where + ".base_url") if dest.base_url else cls.default_base_url
-    ).rstrip("/")
-    from ..config.sync_file import RateLimit
-
-    rate = dest.options.rate_limit or RateLimit(
-        per_second=cls.rate_per_second, per_minute=cls.rate_per_minute
-    )
-    pacer = contact_pacer(cls, dest.options, base_url, api_key, rate, runtime, state)
-    http = JobHTTP(
-        base_url,
-        {},
-        dest.options,
-        pacer.acquire,
-        stats,
-        sleep=runtime.sleep,
-        random=runtime.random,
-        transport=transport,
-        pause=pacer.pause,
-        name=cls.type,
-    )
-    out = cls(dest, api_key, sync.name, http)
-    http.client.headers.update(out.headers())
-    return out
 
 
 # Rows of one job at most, whatever the vendor allows: the run holds every row of its open and
@@ -183,9 +123,14 @@ class ContactRun:
         self.rt = runtime or Runtime()
         self.progress = progress
         self.warehouse_url = warehouse_url
-        self.stats = JobStats()
+        self.stats = Stats()
         self.dest = make_contact_destination(
-            sync, self.stats, self.rt, resolve_secret=not dry_run, transport=transport, state=state
+            sync,
+            resolve_secret=not dry_run,
+            runtime=self.rt,
+            stats=self.stats,
+            state=state,
+            transport=transport,
         )
         self.hasher = Hasher(sync)
         self.breaker = ContactBreaker(
@@ -530,8 +475,8 @@ class ContactRun:
     def _add(self, row: JobRow, contact: Contact) -> None:
         dest = self.dest
         if (
-            len(self.job.rows) >= min(dest.max_per_job, ROWS_PER_JOB)
-            or self.job.size + len(row.payload) + 1 + dest.job_overhead() > dest.max_job_bytes
+            len(self.job.rows) >= min(dest.limits.max_items, ROWS_PER_JOB)
+            or self.job.size + len(row.payload) + 1 + dest.job_overhead() > dest.limits.max_bytes
         ):
             self._flush()
         idents = []
@@ -565,13 +510,7 @@ class ContactRun:
     def _flush(self) -> None:
         job, self.job = self.job, _Job()
         if job.rows and self.previews is not None:
-            path, body = self.dest.job_request(job.rows)
-            headers = {
-                k: ("***" if k.lower() in ("authorization", "api-key") else v)
-                for k, v in self.dest.headers().items()
-            }
-            url = mask_url(self.dest.http.client.base_url.join(path).__str__())
-            self.previews.append({"method": "POST", "url": url, "headers": headers, "body": body})
+            self.previews.append(job_preview(self.dest, job.rows))
         if not job.rows or self.dry_run:
             return
         self._check_lease()
@@ -689,13 +628,12 @@ def contact_problems(
     """``connector validate``: what the destination's preflight finds (an unknown Brevo
     attribute...), asking the vendor with the sync's own key; [] when it asks nothing. What
     the sync will do that the user may not expect goes to ``warnings`` (``validate_warnings``)."""
-    cls = CONTACT_DESTINATIONS[sync.destination.type]
-    if warnings is not None:
-        warnings += cls.validate_warnings(sync)
-    if not cls.has_preflight():
-        return []
-    dest = make_contact_destination(sync, JobStats(), Runtime())
+    dest = make_contact_destination(sync)
     try:
+        if warnings is not None:
+            warnings += dest.validate_warnings(sync)
+        if not dest.has_preflight():
+            return []
         return dest.preflight(sync, types)
     except ConfigError:
         raise

@@ -27,13 +27,12 @@ from typing import Any
 
 import pyarrow as pa
 
-from ..config.sync_file import DestinationSettings, SyncConfig, resolve_env
+from ..config.sync_file import SyncConfig
 from ..core.errors import ConfigError, DeliveryError, RequestError, SourceError
 from ..core.logcontext import get_logger, run_context
 from ..deliver.delivery import BatchOutcome, Runtime, Sender, Stats, post_preview
-from ..deliver.ratelimit import account_key
-from ..deliver.shared_pacer import pacer_for_run
-from ..destinations import DESTINATIONS, Destination
+from ..deliver.factory import make_event_destination
+from ..deliver.shared_pacer import account_of, destination_pacer
 from ..destinations.base import Item, Learned
 from ..map.mapper import Chunk, Events, Mapper, key_strings
 from ..plan.batching import Batch, Batcher
@@ -54,23 +53,6 @@ log = get_logger("connector.sync")
 
 
 Progress = Callable[[SyncResult], None]
-
-
-def make_destination(
-    sync: SyncConfig, *, resolve_secret: bool = True
-) -> Destination[DestinationSettings]:
-    """The destination object of a sync, with its API key read from the environment.
-
-    ``resolve_secret=False`` uses a placeholder key (``preview`` and ``validate`` never send).
-    Raises ``ConfigError`` when the key's variable is not set.
-    """
-    cfg = sync.destination
-    api_key = (
-        resolve_env(cfg.api_key, f"{sync.source_path}: destination.api_key")
-        if resolve_secret
-        else "****"
-    )
-    return DESTINATIONS[cfg.type](cfg, api_key, sync.name)
 
 
 class _Run:
@@ -98,16 +80,12 @@ class _Run:
         self.limit = limit
         self.rt = runtime
         self.progress = progress
-        self.dest = make_destination(sync)
+        self.dest = make_event_destination(sync)
         self.reader = Reader(sync, warehouse_url)
         self.mapper = Mapper(sync)
         self.stats = Stats()
-        rate = self.dest.options.rate_limit or self.dest.limits.rate
-        account = account_key(self.dest.type, self.dest.base_url, self.dest.api_key)
-        self.pacer = pacer_for_run(
-            self.dest.options.pacing, state.engine, account, rate, runtime.clock, runtime.sleep
-        )
-        self.account = account
+        self.account = account = account_of(self.dest)
+        self.pacer = destination_pacer(self.dest, runtime, state.engine)
         self.dest.attach(state, account)
         self.concurrency = self.dest.options.concurrency or self.dest.limits.concurrency
         self.result = SyncResult(sync.name, scope, None, destination_dedups=self.dest.limits.dedup)
@@ -156,7 +134,7 @@ class _Run:
             dups = KnownDuplicates(self.reader.duplicate_keys(checkpoint, self.window))
             self.dups = self.planner.dups = dups
             batcher = Batcher(
-                self.dest.limits.max_events, self.dest.limits.max_bytes, self.dest.request_overhead
+                self.dest.limits.max_items, self.dest.limits.max_bytes, self.dest.request_overhead
             )
             pages = self.reader.pages(checkpoint, self.window, self.limit)
             for chunk in pages:
@@ -454,7 +432,7 @@ class _RetryRun(_Run):
         try:
             found: set[str] = set()
             batcher = Batcher(
-                self.dest.limits.max_events, self.dest.limits.max_bytes, self.dest.request_overhead
+                self.dest.limits.max_items, self.dest.limits.max_bytes, self.dest.request_overhead
             )
             for chunk in self.reader.rows_by_keys(keys):
                 sendable, again = self._split(chunk, checkpoint, found)
@@ -674,10 +652,10 @@ def preview(sync: SyncConfig, limit: int = 5, warehouse_url: str | None = None) 
         from .contacts import preview_contacts
 
         return preview_contacts(sync, limit, warehouse_url)
-    dest = make_destination(sync, resolve_secret=False)
+    dest = make_event_destination(sync, resolve_secret=False)
     mapper = Mapper(sync)
     planner = ChunkPlanner(dest, EveryKey())  # a preview reads a few rows
-    batcher = Batcher(dest.limits.max_events, dest.limits.max_bytes, dest.request_overhead)
+    batcher = Batcher(dest.limits.max_items, dest.limits.max_bytes, dest.request_overhead)
     batches: list[Batch] = []
     rejects: list[tuple[str, str]] = []
     with Reader(sync, warehouse_url) as reader:
