@@ -341,6 +341,18 @@ E2E = {
 }
 
 
+def five_customers(duck: Warehouse) -> None:
+    """``customers``: ids 0-4, e-mails ``c{i}@example.com``."""
+    duck.run(
+        "DROP TABLE IF EXISTS customers",
+        "CREATE TABLE customers (customer_id INTEGER, email VARCHAR(200), first_name VARCHAR(50))",
+    )
+    duck.insert(
+        "customers",
+        [{"customer_id": i, "email": f"c{i}@example.com", "first_name": f"N{i}"} for i in range(5)],
+    )
+
+
 @pytest.mark.parametrize("mode", ["unlist", "keep"])
 @pytest.mark.parametrize("vendor", ["klaviyo", "brevo"])
 def test_cli_full_scan_unlists_exactly_the_deleted_row_and_keep_does_nothing(
@@ -353,14 +365,7 @@ def test_cli_full_scan_unlists_exactly_the_deleted_row_and_keep_does_nothing(
     mode: str,
 ) -> None:
     kind, list_id, destination, mapping = E2E[vendor]
-    duck.run(
-        "DROP TABLE IF EXISTS customers",
-        "CREATE TABLE customers (customer_id INTEGER, email VARCHAR(200), first_name VARCHAR(50))",
-    )
-    duck.insert(
-        "customers",
-        [{"customer_id": i, "email": f"c{i}@example.com", "first_name": f"N{i}"} for i in range(5)],
-    )
+    five_customers(duck)
     config = tmp_path / "config"
     (config / "syncs").mkdir(parents=True)
     (config / "syncs" / "c.yaml").write_text(
@@ -444,14 +449,7 @@ def test_a_failed_brevo_lookup_puts_no_email_in_logs_run_errors_or_the_state_sto
     the address reaches no log line, no printed or stored run error and no table of the state
     store but the one that keeps confirmed contacts' identifiers (which is what lets the run
     find them to unlist)."""
-    duck.run(
-        "DROP TABLE IF EXISTS customers",
-        "CREATE TABLE customers (customer_id INTEGER, email VARCHAR(200), first_name VARCHAR(50))",
-    )
-    duck.insert(
-        "customers",
-        [{"customer_id": i, "email": f"c{i}@example.com", "first_name": f"N{i}"} for i in range(5)],
-    )
+    five_customers(duck)
     (tmp_path / "config" / "syncs").mkdir(parents=True)
     (tmp_path / "config" / "syncs" / "c.yaml").write_text(
         "name: customers\n"

@@ -281,37 +281,33 @@ def _contact_run(
     return run_contacts(sync, state, runtime=runtime, transport=httpx.MockTransport(handler))
 
 
-@pytest.mark.parametrize("headers", [{"Retry-After": "0"}, {}], ids=["retry-after-0", "no-hint"])
-def test_a_contact_requests_429_waits_at_least_half_a_second_with_jitter_on_the_clock(
+@pytest.mark.parametrize(
+    ("headers", "wait"),
+    [
+        ({"Retry-After": "0"}, 0.5),  # a floor: "retry after 0" is no spin
+        ({}, 0.5),  # no hint: the first backoff step, at least half a second
+        ({"Retry-After": "Sun, 22 Nov 2026 10:00:30 GMT"}, 30.0),  # on the injected wall clock
+    ],
+    ids=["retry-after-0", "no-hint", "retry-after-date"],
+)
+def test_a_contact_requests_429_waits_on_the_injected_clocks_with_a_floor_and_jitter(
     duck: Warehouse,
     state: StateStore,
     fake_time: FakeSleep,
     runtime: Runtime,
     monkeypatch: pytest.MonkeyPatch,
     headers: dict[str, str],
-) -> None:
-    res = _contact_run(duck, state, runtime, [httpx.Response(429, headers=headers)], monkeypatch)
-
-    assert res.delivered == 3 and res.rate_limited == 1
-    # The 429's pause (0.5 s floor, +5% jitter at random=0.5), then the poll interval: every
-    # wait on the injected clock.
-    assert fake_time.waits == [pytest.approx(0.525), 1.0]
-
-
-def test_a_contact_requests_retry_after_date_is_read_against_the_injected_wall_clock(
-    duck: Warehouse,
-    state: StateStore,
-    fake_time: FakeSleep,
-    runtime: Runtime,
-    monkeypatch: pytest.MonkeyPatch,
+    wait: float,
 ) -> None:
     runtime.wall = lambda: datetime(2026, 11, 22, 10, 0, 0, tzinfo=UTC).timestamp()
-    limited = httpx.Response(429, headers={"Retry-After": "Sun, 22 Nov 2026 10:00:30 GMT"})
+    limited = httpx.Response(429, headers=headers)
 
     res = _contact_run(duck, state, runtime, [limited], monkeypatch)
 
-    assert res.delivered == 3
-    assert fake_time.waits == [pytest.approx(30.0 * 1.05), 1.0]
+    assert res.delivered == 3 and res.rate_limited == 1
+    # The 429's pause (+5% jitter at random=0.5), then the poll interval: every wait on the
+    # injected clock.
+    assert fake_time.waits == [pytest.approx(wait * 1.05), 1.0]
 
 
 def test_a_contact_request_that_runs_out_of_retries_counts_attempts_that_may_have_stored(

@@ -306,7 +306,34 @@ def test_the_dagster_vendor_kind_and_pool_come_from_the_registry(
 # --------------------------------------------------------------------------- one file + one line
 
 
-class _ToyCo(BaseHTTPRequestHandler):
+class _JsonApi(BaseHTTPRequestHandler):
+    """A handler answering JSON, quietly."""
+
+    def _answer(self, status: int, body: dict[str, Any]) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def _serve(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """Serve ``handler`` on 127.0.0.1 for the test; yields its URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class _ToyCo(_JsonApi):
     """ToyCo's ``POST /hooks/events``: refuses events whose plan is ``banned`` (422, nothing
     stored), stores the others and records every request."""
 
@@ -326,29 +353,11 @@ class _ToyCo(BaseHTTPRequestHandler):
             type(self).stored[event["id"]] = event
         self._answer(200, {})
 
-    def _answer(self, status: int, body: dict[str, Any]) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
 
 @pytest.fixture
 def toyco() -> Iterator[str]:
     _ToyCo.requests, _ToyCo.stored = [], {}
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _ToyCo)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    yield from _serve(_ToyCo)
 
 
 def _copy_with_toy(dest: Path, module: str = "toy_webhook") -> Path:
@@ -362,6 +371,15 @@ def _copy_with_toy(dest: Path, module: str = "toy_webhook") -> Path:
     assert text.count(last) == 1
     reg.write_text(text.replace(last, last + f'    "{module}",\n'))
     return dest
+
+
+def _toy_env(tmp_path: Path) -> dict[str, str]:
+    """The environment of a toy's CLI runs: config dir, state store, ToyCo's key."""
+    return {
+        "CONNECTOR_CONFIG_DIR": str(tmp_path / "config"),
+        "CONNECTOR_STATE_URL": f"sqlite:///{tmp_path / 'state.db'}",
+        "TOY_KEY": "toy-secret",
+    }
 
 
 def _cli(copy: Path, cwd: Path, env: dict[str, str]) -> Any:
@@ -438,11 +456,7 @@ mapping:
   event_properties: {{plan: plan}}
 """
     )
-    env = {
-        "CONNECTOR_CONFIG_DIR": str(tmp_path / "config"),
-        "CONNECTOR_STATE_URL": f"sqlite:///{tmp_path / 'state.db'}",
-        "TOY_KEY": "toy-secret",
-    }
+    env = _toy_env(tmp_path)
     cli = _cli(copy, tmp_path, env)
 
     where = subprocess.run(
@@ -485,7 +499,7 @@ mapping:
         parse_sync((tmp_path / "config" / "syncs" / "toy.yaml").read_text(), "toy.yaml")
 
 
-class _ToyContactsApi(BaseHTTPRequestHandler):
+class _ToyContactsApi(_JsonApi):
     """ToyCo's contact import: ``POST /contacts/jobs`` stores a job (profiles whose plan is
     ``banned`` are refused), ``GET /contacts/jobs/<id>`` answers ``running`` once, then
     ``done`` with the refused profiles; profiles of done jobs are stored by e-mail."""
@@ -514,29 +528,11 @@ class _ToyContactsApi(BaseHTTPRequestHandler):
         errors = [{"email": p["email"].upper(), "reason": "plan banned"} for p in refused]
         self._answer(200, {"status": "done", "errors": errors})
 
-    def _answer(self, status: int, body: dict[str, Any]) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
 
 @pytest.fixture
 def toy_contacts_api() -> Iterator[str]:
     _ToyContactsApi.jobs, _ToyContactsApi.stored, _ToyContactsApi.keys = {}, {}, set()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _ToyContactsApi)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    yield from _serve(_ToyContactsApi)
 
 
 def test_a_toy_contact_endpoint_is_one_file_plus_one_registry_line(
@@ -573,11 +569,7 @@ mapping:
   contact_properties: {{plan: plan}}
 """
     )
-    env = {
-        "CONNECTOR_CONFIG_DIR": str(tmp_path / "config"),
-        "CONNECTOR_STATE_URL": f"sqlite:///{tmp_path / 'state.db'}",
-        "TOY_KEY": "toy-secret",
-    }
+    env = _toy_env(tmp_path)
     cli = _cli(copy, tmp_path, env)
 
     schema = cli("schema")

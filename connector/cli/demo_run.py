@@ -7,7 +7,7 @@ import sys
 
 from ..config.sync_file import load_syncs
 from ..core.errors import ConnectorError
-from ..destinations import destination_class, types_of
+from ..destinations import DESTINATIONS, destination_class
 from ..read.source import DEMO_WAREHOUSE
 from ..report.summary import print_summary
 from ..run.sync import run_sync
@@ -51,9 +51,8 @@ def run_demo(
     os.environ.pop("WAREHOUSE_URL", None)
     os.environ.update(DEMO_KEYS)
     failed = 0
-    # The demo Brevo account has the attributes customers_to_brevo maps (checked before sending).
-    brevo = {**DEFAULT_BREVO_ATTRIBUTES, "PLAN": "text", "LTV": "float"}
-    with SandboxServer(SandboxOptions(brevo_attributes=brevo), host="127.0.0.1", port=0) as sandbox:
+    options = SandboxOptions(brevo_attributes=DEMO_BREVO_ATTRIBUTES)
+    with SandboxServer(options, host="127.0.0.1", port=0) as sandbox:
         os.environ["SANDBOX_URL"] = sandbox.url
         print(f"sandbox API: {sandbox.url}\n")
         loaded = load_syncs()
@@ -78,20 +77,16 @@ def run_demo(
             print()
         stats = sandbox.stats()
         print("the sandbox accepted:")
-        for dtype in types_of("events"):
+        for dtype, cls in DESTINATIONS.items():
+            events = cls.kind == "events"
             try:
-                got = sandbox.events(dtype)
+                got = sandbox.events(dtype) if events else sandbox.contacts(dtype)
             except KeyError:  # a destination the sandbox does not imitate
                 continue
-            if got:
+            if got and events:
                 print(f"  {dtype}: {len(got):,} events; first: {got[0]}")
-        for dtype in types_of("contacts"):
-            try:
-                stored = sandbox.contacts(dtype)
-            except KeyError:  # a destination the sandbox does not imitate
-                continue
-            if stored:
-                print(f"  {dtype}: {len(stored):,} profiles stored by this run's import jobs")
+            elif got:
+                print(f"  {dtype}: {len(got):,} profiles stored by this run's import jobs")
         statuses = stats.get("by_status") or {}
         if statuses:
             print(f"  responses by status: {statuses}")

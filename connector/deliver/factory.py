@@ -2,12 +2,12 @@
 
 ``make_destination`` reads the registry, resolves the API key from the environment (or a
 placeholder for ``preview``, ``validate`` and dry runs, which never send) and builds the
-destination. A contact destination sends its own requests (jobs, polls, lookups, list
-removals), so it is connected to its run's HTTP loop here, paced per account
-(``shared_pacer.destination_pacer``); an event destination's batches go through the run's
-``Sender``, which takes the same loop and the same pacer choice. ``make_event_destination`` and
-``make_contact_destination`` are the same factory with the kind checked, for callers that
-need one kind's methods.
+destination. ``make_event_destination`` and ``make_contact_destination`` are the same factory
+with the kind checked, for the runs that need one kind's methods. A contact destination sends
+its own requests (jobs, polls, lookups, list removals), so ``make_contact_destination``
+connects it to its run's HTTP loop, paced per account (``shared_pacer.destination_pacer``); an
+event destination's batches go through the run's ``Sender``, which takes the same loop and the
+same pacer choice.
 """
 
 from __future__ import annotations
@@ -29,20 +29,11 @@ PLACEHOLDER_KEY = "****"  # the key of a destination that never sends
 
 
 def make_destination(
-    sync: SyncConfig,
-    *,
-    resolve_secret: bool = True,
-    runtime: Runtime | None = None,
-    stats: Stats | None = None,
-    state: StateStore | None = None,
-    transport: httpx.BaseTransport | None = None,
+    sync: SyncConfig, *, resolve_secret: bool = True
 ) -> Destination[DestinationSettings]:
     """The destination of ``sync``, of either kind, with its API key read from the
-    environment (``resolve_secret=False``: a placeholder key).
-
-    A contact destination comes connected to its HTTP loop: paced as ``options.pacing`` says
-    through ``state``'s pacer table (without a ``state``, the process's pacer), waits on
-    ``runtime``, requests counted in ``stats``, answered by ``transport`` in tests.
+    environment (``resolve_secret=False``: a placeholder key). A contact destination is not
+    yet connected to an HTTP loop (``make_contact_destination`` connects it).
 
     Raises:
         ConfigError: the API key's environment variable is not set.
@@ -53,18 +44,14 @@ def make_destination(
         if resolve_secret
         else PLACEHOLDER_KEY
     )
-    dest = destination_class(cfg.type)(cfg, api_key, sync.name)
-    if isinstance(dest, ContactDestination):
-        rt = runtime or Runtime()
-        pacer = destination_pacer(dest, rt, state.engine if state is not None else None)
-        dest.connect(connect(dest, pacer, rt, stats or Stats(), transport))
-    return dest
+    return destination_class(cfg.type)(cfg, api_key, sync.name)
 
 
 def make_event_destination(
     sync: SyncConfig, *, resolve_secret: bool = True
 ) -> EventDestination[DestinationSettings]:
-    """``make_destination`` for an event sync (``ConfigError`` for a contact sync)."""
+    """``make_destination`` for an event sync (``ConfigError`` for a contact sync). Its
+    batches go through the run's ``Sender``, on the same HTTP loop and pacer choice."""
     dest = make_destination(sync, resolve_secret=resolve_secret)
     if not isinstance(dest, EventDestination):
         raise ConfigError(_wrong_kind(sync, "an event"))
@@ -80,17 +67,16 @@ def make_contact_destination(
     state: StateStore | None = None,
     transport: httpx.BaseTransport | None = None,
 ) -> ContactDestination[DestinationSettings]:
-    """``make_destination`` for a contact sync (``ConfigError`` for an event sync)."""
-    dest = make_destination(
-        sync,
-        resolve_secret=resolve_secret,
-        runtime=runtime,
-        stats=stats,
-        state=state,
-        transport=transport,
-    )
+    """``make_destination`` for a contact sync (``ConfigError`` for an event sync), connected
+    to its HTTP loop: paced as ``options.pacing`` says through ``state``'s pacer table
+    (without a ``state``, the process's pacer), waits on ``runtime``, requests counted in
+    ``stats``, answered by ``transport`` in tests."""
+    dest = make_destination(sync, resolve_secret=resolve_secret)
     if not isinstance(dest, ContactDestination):
         raise ConfigError(_wrong_kind(sync, "a contact"))
+    rt = runtime or Runtime()
+    pacer = destination_pacer(dest, rt, state.engine if state is not None else None)
+    dest.connect(connect(dest, pacer, rt, stats or Stats(), transport))
     return dest
 
 

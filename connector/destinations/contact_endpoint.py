@@ -12,6 +12,7 @@ client (``deliver.http_loop.HttpLoop``: pacing, retries, 429 waits, messages wit
 
 from __future__ import annotations
 
+import re
 from abc import abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -255,6 +256,26 @@ class ContactDestination(Destination[ConfigT]):
         raise ConfigError(
             f"{self.type} has no list to take contacts off: set options.on_removed: keep"
         )
+
+
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
+E164 = re.compile(r"^\+[1-9]\d{1,14}$")
+
+
+def identifier_problem(
+    identifiers: Mapping[str, str], fields: tuple[str, ...], none: str, phone: str | None = None
+) -> str | None:
+    """Why a row's identifiers can never be imported, or None: every one of ``fields`` empty
+    (``none`` says so), an ``email`` that is not an address, a ``phone`` field not in E.164."""
+    if not any(identifiers.get(f) for f in fields):
+        return none
+    email = identifiers.get("email")
+    if email and not EMAIL.match(email):
+        return "email is not an email address"
+    number = identifiers.get(phone) if phone else None
+    if number and not E164.match(number):
+        return f"{phone} is not E.164 (e.g. +15005550006)"
+    return None
 
 
 def join_body(head: bytes, items: list[bytes], tail: bytes) -> bytes:

@@ -49,6 +49,7 @@ from ..contact_endpoint import (
     JobResult,
     JobRow,
     SyncView,
+    identifier_problem,
     join_body,
     json_object,
     match_errors,
@@ -86,7 +87,6 @@ FITS = {
     "category": ("string", "integer"),
 }
 READ_ONLY = ("calculated", "global")
-EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
 DATE = re.compile(rb'^"(\d{4}-\d{2}-\d{2}|\d{2}/\d{2}/\d{4})"$')
 DONE = "completed"
 # remove-contact-from-list: "a maximum of 150 emails" / "150 Ids" / "150 extIds" per request.
@@ -242,11 +242,10 @@ class BrevoContacts(ContactDestination[BrevoContactsDestination]):
     # -- rows --------------------------------------------------------------------------
     def check(self, contact: Contact) -> str | None:
         """An identifier present, the email's shape, dates from text columns."""
-        ids = contact.identifiers
-        if not any(ids.get(f) for f in IDENTIFIERS):
-            return "no contact identifier: " + ", ".join(IDENTIFIERS) + " are all empty"
-        if ids.get("email") and not EMAIL.match(ids["email"]):
-            return "email is not an email address"
+        none = "no contact identifier: " + ", ".join(IDENTIFIERS) + " are all empty"
+        problem = identifier_problem(contact.identifiers, tuple(IDENTIFIERS), none)
+        if problem is not None:
+            return problem
         for name in self._date_checks:
             frag = contact.properties.get(name)
             if frag is not None and not DATE.match(frag):

@@ -16,7 +16,6 @@ omitted (``null_standard_fields: keep``) or, with ``clear``, cleared by one
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -34,12 +33,12 @@ from ..contact_endpoint import (
     Gone,
     JobResult,
     JobRow,
+    identifier_problem,
     join_body,
     json_object,
     match_errors,
     request_error,
 )
-from .vendor import E164 as E164_PATTERN
 from .vendor import (
     LOCATION_FIELDS,
     PROFILE_IDENTIFIERS,
@@ -55,8 +54,6 @@ MAX_PROFILE_BYTES = 100 * 1024
 IDENTIFIERS = (*PROFILE_IDENTIFIERS, "id")
 STANDARD = PROFILE_STRINGS
 LOCATION = LOCATION_FIELDS
-E164 = re.compile(E164_PATTERN)
-EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
 JOBS = "/api/profile-bulk-import-jobs"
 PROFILES = "/api/profiles"
 # remove_profiles_from_list: "This endpoint accepts a maximum of 1000 profiles per call."
@@ -149,14 +146,8 @@ class KlaviyoProfiles(ContactDestination[KlaviyoProfilesDestination]):
     # -- rows --------------------------------------------------------------------------
     @override
     def check(self, contact: Contact) -> str | None:
-        ids = contact.identifiers
-        if not any(ids.get(f) for f in IDENTIFIERS):
-            return "no profile identifier: " + ", ".join(IDENTIFIERS) + " are all empty"
-        if ids.get("email") and not EMAIL.match(ids["email"]):
-            return "email is not an email address"
-        if ids.get("phone_number") and not E164.match(ids["phone_number"]):
-            return "phone_number is not E.164 (e.g. +15005550006)"
-        return None
+        none = "no profile identifier: " + ", ".join(IDENTIFIERS) + " are all empty"
+        return identifier_problem(contact.identifiers, IDENTIFIERS, none, "phone_number")
 
     def _attributes(self, contact: Contact, *, nulls: bool) -> dict[str, Any]:
         attrs: dict[str, Any] = {k: v for k, v in contact.identifiers.items() if v and k != "id"}

@@ -57,6 +57,7 @@ from ..contact_endpoint import (
     JobResult,
     JobRow,
     SyncView,
+    identifier_problem,
     json_object,
     match_errors,
     request_error,
@@ -83,8 +84,6 @@ STANDARD = (
     "tags",
 )
 CUSTOM_NAME = re.compile(r"[A-Za-z0-9_]{1,128}")
-E164 = re.compile(r"^\+[1-9]\d{1,14}$")
-EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
 BATCHES = "/api/batches"
 CONTACTS = "/api/contacts"
 
@@ -215,14 +214,8 @@ class OmnisendContacts(ContactDestination[OmnisendContactsDestination]):
     # -- rows --------------------------------------------------------------------------
     @override
     def check(self, contact: Contact) -> str | None:
-        ids = contact.identifiers
-        if not any(ids.get(f) for f in IDENTIFIERS):
-            return "no contact identifier: email and phone are both empty"
-        if ids.get("email") and not EMAIL.match(ids["email"]):
-            return "email is not an email address"
-        if ids.get("phone") and not E164.match(ids["phone"]):
-            return "phone is not E.164 (e.g. +15005550006)"
-        return None
+        none = "no contact identifier: email and phone are both empty"
+        return identifier_problem(contact.identifiers, IDENTIFIERS, none, "phone")
 
     @override
     def encode(self, contact: Contact) -> bytes:
