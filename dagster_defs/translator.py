@@ -42,11 +42,7 @@ _TABLE_REF = re.compile(
 
 def vendor(sync: SyncConfig) -> str:
     """The destination's vendor (``brevo``, ``klaviyo``, ``omnisend``), as its destination
-    module declares it in the registry."""
-    if sync.is_contact_sync:  # contact destinations have their own registry
-        from connector.destinations.contact_registry import CONTACT_DESTINATIONS
-
-        return CONTACT_DESTINATIONS[sync.destination.type].vendor
+    module declares it in the registry (event and contact destinations alike)."""
     return destination_class(sync.destination.type).vendor.name
 
 
@@ -111,9 +107,10 @@ class ReverseEtlTranslator:
         """The sync's asset: key ``reverse_etl/<name>``, its source tables as deps, its vendor as
         group and kind, owners, tags, config metadata and time partitions."""
         dest = sync.destination
+        kind = destination_class(dest.type).kind
         description = sync.description or f"Rows of {', '.join(source_tables(sync)) or 'a query'}"
         description += f" → {dest.type}.\n\nConfig: `{sync.source_path or sync.name}`."
-        if sync.is_contact_sync:
+        if kind == "contacts":
             description += (
                 "\n\nA contact sync mirrors a state, not a time series: each run sends the "
                 "rows whose mapped values changed since the vendor last confirmed them (and "
@@ -127,7 +124,7 @@ class ReverseEtlTranslator:
             "primary_key": ", ".join(sync.source.primary_key),
             "event_time": sync.mapping.event_time,
             "api_key_env": api_key_env(sync),
-            "sync_kind": "contacts" if sync.is_contact_sync else "events",
+            "sync_kind": kind,
         }
         if sync.source.table:
             metadata["source_table"] = sync.source.table

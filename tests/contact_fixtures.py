@@ -6,12 +6,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
+import httpx
 import pytest
 
 from connector.cli.main import main
+from connector.config.sync_file import RateLimit
 from connector.contacts.hashes import HashStore
+from connector.core.options import DestinationSettings
+from connector.deliver.http_loop import Runtime, Stats, connect
+from connector.deliver.ratelimit import Pacer
+from connector.destinations.contact_endpoint import ContactDestination
 from connector.sandbox import SandboxServer
 from connector.store.state import StateStore
 
@@ -38,6 +44,23 @@ def make_customers(wh: Warehouse, n: int, *, phone: bool = False, updated_at: bo
             row["updated_at"] = "2026-11-01 00:00:00+00"
         rows.append(row)
     wh.insert("customers", rows)
+
+
+D = TypeVar("D", bound=ContactDestination[DestinationSettings])
+
+
+def connected(
+    dest: D,
+    transport: httpx.BaseTransport | None = None,
+    runtime: Runtime | None = None,
+    pacer: Pacer | None = None,
+) -> D:
+    """``dest`` connected to an HTTP loop of its own, as ``deliver.factory`` connects it,
+    unpaced unless a ``pacer`` is given; ``runtime`` sleeps nowhere by default."""
+    rt = runtime or Runtime(sleep=lambda s: None, random=lambda: 0.0)
+    pacer = pacer or Pacer(RateLimit(), rt.clock, rt.sleep)  # no window: never waits
+    dest.connect(connect(dest, pacer, rt, Stats(), transport))
+    return dest
 
 
 class ContactCli:

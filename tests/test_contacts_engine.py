@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -144,7 +145,8 @@ def _refuse_most_of_each_job(fake: FakeKlaviyo, rows: int) -> None:
 def small_jobs(monkeypatch: pytest.MonkeyPatch) -> None:
     import connector.destinations.klaviyo.profiles as k
 
-    monkeypatch.setattr(k.KlaviyoProfiles, "max_per_job", 10)
+    limits = dataclasses.replace(k.KlaviyoProfiles.limits, max_items=10)
+    monkeypatch.setattr(k.KlaviyoProfiles, "limits", limits)
 
 
 def test_breaker_stops_the_run_before_its_next_job_and_records_no_held_reject(
@@ -219,10 +221,10 @@ def test_many_jobs_by_count(duck: Warehouse, state: StateStore, fake_runtime: Ru
     fake = FakeKlaviyo(polls_before_complete=3)
     import connector.destinations.klaviyo.profiles as k
 
-    old = k.KlaviyoProfiles.max_per_job
-    k.KlaviyoProfiles.max_per_job = 10
+    old = k.KlaviyoProfiles.limits
+    k.KlaviyoProfiles.limits = dataclasses.replace(old, max_items=10)
     try:
         res = run(duck, state, fake, fake_runtime)
     finally:
-        k.KlaviyoProfiles.max_per_job = old
+        k.KlaviyoProfiles.limits = old
     assert (res.jobs, res.delivered, res.polls) == (3, 25, 12)

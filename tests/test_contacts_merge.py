@@ -15,7 +15,7 @@ from connector.contacts.hashes import HashStore
 from connector.contacts.keyorder import KeyOrder
 from connector.core.errors import ConnectorError, RequestError
 from connector.deliver.delivery import Runtime
-from connector.destinations.contact_base import Gone
+from connector.destinations.contact_endpoint import Gone
 from connector.run.contacts import ContactRun
 from connector.store import migrate
 from connector.store.schema import MIGRATIONS

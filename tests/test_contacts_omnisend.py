@@ -11,8 +11,7 @@ import pytest
 
 from connector.cli.main import main
 from connector.core.errors import RequestError
-from connector.deliver.job_http import JobHTTP
-from connector.destinations.contact_base import JobRow, JobStats
+from connector.destinations.contact_endpoint import JobRow
 from connector.destinations.omnisend.contacts import (
     OmnisendContacts,
     OmnisendContactsDestination,
@@ -22,7 +21,7 @@ from connector.sandbox import JobFault, SandboxServer
 from connector.store.state import StateStore
 
 from .conftest import Warehouse
-from .contact_fixtures import ContactCli, make_customers
+from .contact_fixtures import ContactCli, connected, make_customers
 
 SYNC = """
 name: customers_to_omnisend
@@ -291,19 +290,10 @@ def _unit(handler: Any, mode: str = "batch") -> tuple[OmnisendContacts, list[Job
     cfg = OmnisendContactsDestination(
         type="omnisend_contacts",
         api_key="${OMNISEND_API_KEY}",
+        base_url="http://omnisend.test",
         options=OmnisendContactsOptions(mode=mode),
     )
-    http = JobHTTP(
-        "http://omnisend.test",
-        {},
-        cfg.options,
-        lambda: 0.0,
-        JobStats(),
-        sleep=lambda s: None,
-        transport=httpx.MockTransport(handler),
-    )
-    dest = OmnisendContacts(cfg, "k", "s", http)
-    http.client.headers.update(dest.headers())  # as engine.make_contact_destination does
+    dest = connected(OmnisendContacts(cfg, "k", "s"), httpx.MockTransport(handler))
     rows = [
         JobRow(str(i), "h", {"email": f"u{i}@example.com"}, b'{"identifiers":[]}') for i in range(3)
     ]

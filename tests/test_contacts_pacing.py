@@ -10,14 +10,18 @@ from typing import Any
 import httpx
 import pytest
 
-from connector.deliver.job_http import JobHTTP
-from connector.destinations.contact_base import JobStats
-from connector.destinations.omnisend.contacts import OmnisendContactsOptions
+from connector.config.sync_file import RateLimit
+from connector.deliver.http_loop import Runtime
+from connector.deliver.ratelimit import Pacer
+from connector.destinations.omnisend.contacts import (
+    OmnisendContacts,
+    OmnisendContactsDestination,
+)
 from connector.sandbox import SandboxServer
 from connector.store.state import StateStore
 
 from .conftest import Warehouse
-from .contact_fixtures import ContactCli, KlaviyoCli, make_customers
+from .contact_fixtures import ContactCli, KlaviyoCli, connected, make_customers
 from .helpers import create_events_table, event_rows, insert_events
 
 OMNISEND = """
@@ -134,15 +138,23 @@ def test_a_429_pauses_the_accounts_pacer_instead_of_sleeping_alone() -> None:
     ]
     paused: list[float] = []
     slept: list[float] = []
-    http = JobHTTP(
-        "http://vendor.test",
-        {},
-        OmnisendContactsOptions(),
-        lambda: 0.0,
-        JobStats(),
-        sleep=slept.append,
-        transport=httpx.MockTransport(lambda request: answers.pop(0)),
-        pause=paused.append,
+
+    class AccountPacer(Pacer):  # the account's pacer, its pauses noted
+        def pause(self, seconds: float) -> None:
+            paused.append(seconds)
+            super().pause(seconds)
+
+    clock = [0.0]
+    runtime = Runtime(clock=lambda: clock[0], sleep=slept.append, random=lambda: 0.0)
+    pacer = AccountPacer(RateLimit(), runtime.clock, lambda s: clock.__setitem__(0, clock[0] + s))
+    cfg = OmnisendContactsDestination(
+        type="omnisend_contacts", api_key="${K}", base_url="http://vendor.test"
     )
-    assert http.request("GET", "/api/batches/b1").status_code == 200
+    dest = connected(
+        OmnisendContacts(cfg, "k", "s"),
+        httpx.MockTransport(lambda request: answers.pop(0)),
+        runtime,
+        pacer,
+    )
+    assert dest.call("GET", "/api/batches/b1").status_code == 200
     assert (paused, slept) == ([7.0], [])

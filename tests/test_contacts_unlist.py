@@ -5,6 +5,7 @@ config rules per destination, and one unit test of Brevo's answer reading."""
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,17 +14,17 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+import sqlalchemy as sa
 from pydantic import ValidationError
 
 from connector.cli.main import main
 from connector.core.errors import AuthError, RequestError, RetriesExhausted
-from connector.deliver.job_http import JobHTTP
 from connector.destinations.brevo.contacts import (
     BrevoContacts,
     BrevoContactsDestination,
     BrevoContactsOptions,
 )
-from connector.destinations.contact_base import Contact, ContactDestination, Gone, JobRow, JobStats
+from connector.destinations.contact_endpoint import Contact, ContactDestination, Gone, JobRow
 from connector.destinations.klaviyo.profiles import (
     KlaviyoProfiles,
     KlaviyoProfilesDestination,
@@ -33,6 +34,7 @@ from connector.destinations.omnisend.contacts import OmnisendContactsOptions
 from connector.sandbox import Fault, SandboxOptions, SandboxServer
 
 from .conftest import Warehouse
+from .contact_fixtures import connected
 
 LIST = "VRgFBd"
 # Every call an unlist may make: lookups and list removals, never consent or deletion.
@@ -56,30 +58,22 @@ def sb() -> Iterator[SandboxServer]:
         yield server
 
 
-def _http(base_url: str, options: Any, transport: httpx.BaseTransport | None = None) -> JobHTTP:
-    return JobHTTP(
-        base_url, {}, options, lambda: 0.0, JobStats(), sleep=lambda s: None, transport=transport
-    )
-
-
 def klaviyo(url: str, key: str = "pk_sandbox", **options: Any) -> KlaviyoProfiles:
     opts = KlaviyoProfilesOptions(**{"list_id": LIST, "on_removed": "unlist", **options})
-    cfg = KlaviyoProfilesDestination(type="klaviyo_profiles", api_key="${K}", options=opts)
-    http = _http(url, opts)
-    dest = KlaviyoProfiles(cfg, key, "s", http)
-    http.client.headers.update(dest.headers())  # as engine.make_contact_destination does
-    return dest
+    cfg = KlaviyoProfilesDestination(
+        type="klaviyo_profiles", api_key="${K}", base_url=url, options=opts
+    )
+    return connected(KlaviyoProfiles(cfg, key, "s"))
 
 
 def brevo(
     url: str, lists: list[int], transport: httpx.BaseTransport | None = None, **options: Any
 ) -> BrevoContacts:
     opts = BrevoContactsOptions(list_ids=lists, on_removed="unlist", **options)
-    cfg = BrevoContactsDestination(type="brevo_contacts", api_key="${B}", options=opts)
-    http = _http(url, opts, transport)
-    dest = BrevoContacts(cfg, "sandbox-brevo-key", "s", http)
-    http.client.headers.update(dest.headers())
-    return dest
+    cfg = BrevoContactsDestination(
+        type="brevo_contacts", api_key="${B}", base_url=url, options=opts
+    )
+    return connected(BrevoContacts(cfg, "sandbox-brevo-key", "s"), transport)
 
 
 def load(dest: ContactDestination, people: list[dict[str, str]]) -> None:
@@ -347,6 +341,18 @@ E2E = {
 }
 
 
+def five_customers(duck: Warehouse) -> None:
+    """``customers``: ids 0-4, e-mails ``c{i}@example.com``."""
+    duck.run(
+        "DROP TABLE IF EXISTS customers",
+        "CREATE TABLE customers (customer_id INTEGER, email VARCHAR(200), first_name VARCHAR(50))",
+    )
+    duck.insert(
+        "customers",
+        [{"customer_id": i, "email": f"c{i}@example.com", "first_name": f"N{i}"} for i in range(5)],
+    )
+
+
 @pytest.mark.parametrize("mode", ["unlist", "keep"])
 @pytest.mark.parametrize("vendor", ["klaviyo", "brevo"])
 def test_cli_full_scan_unlists_exactly_the_deleted_row_and_keep_does_nothing(
@@ -359,14 +365,7 @@ def test_cli_full_scan_unlists_exactly_the_deleted_row_and_keep_does_nothing(
     mode: str,
 ) -> None:
     kind, list_id, destination, mapping = E2E[vendor]
-    duck.run(
-        "DROP TABLE IF EXISTS customers",
-        "CREATE TABLE customers (customer_id INTEGER, email VARCHAR(200), first_name VARCHAR(50))",
-    )
-    duck.insert(
-        "customers",
-        [{"customer_id": i, "email": f"c{i}@example.com", "first_name": f"N{i}"} for i in range(5)],
-    )
+    five_customers(duck)
     config = tmp_path / "config"
     (config / "syncs").mkdir(parents=True)
     (config / "syncs" / "c.yaml").write_text(
@@ -419,3 +418,79 @@ def test_cli_full_scan_unlists_exactly_the_deleted_row_and_keep_does_nothing(
     assert only_list_calls(calls), calls
     third = sync()  # its hash is gone: nothing more to remove
     assert (third["removed"], third["unlisted"], third["sent"]) == (0, 0, 0)
+
+
+LOOKUP = "/v3/contacts/c3%40example.com"  # get-contact-info: the path holds the address
+EMAIL_FORMS = ("c3@example.com", "c3%40example.com", "C3@EXAMPLE.COM", "c3%40EXAMPLE.COM")
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        Fault(LOOKUP, status=500, times=2),  # retried, then the retries run out
+        Fault(LOOKUP, reset=True, times=2),  # the connection drops, twice
+        Fault(LOOKUP, status=401),  # the key refused: at once
+        # Brevo's words quoting the address asked for
+        Fault(LOOKUP, status=400, body={"code": "bad", "message": "c3@example.com is invalid"}),
+    ],
+    ids=["5xx", "reset", "401", "400-quoting-it"],
+)
+def test_a_failed_brevo_lookup_puts_no_email_in_logs_run_errors_or_the_state_store(
+    tmp_path: Path,
+    duck: Warehouse,
+    sb: SandboxServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+    fault: Fault,
+) -> None:
+    """Brevo's contact lookup (``GET /v3/contacts/{identifier}``, made when a list removal
+    does not confirm a contact) carries the e-mail address in its path: however it fails,
+    the address reaches no log line, no printed or stored run error and no table of the state
+    store but the one that keeps confirmed contacts' identifiers (which is what lets the run
+    find them to unlist)."""
+    five_customers(duck)
+    (tmp_path / "config" / "syncs").mkdir(parents=True)
+    (tmp_path / "config" / "syncs" / "c.yaml").write_text(
+        "name: customers\n"
+        f"source: {{table: customers, primary_key: [customer_id], url: '{duck.url}'}}\n"
+        f"destination: {{type: brevo_contacts, api_key: '${{BREVO_API_KEY}}', base_url: "
+        f"'{sb.url}', options: {{{POLLING}, list_ids: [7], on_removed: unlist, max_retries: 1}}}}\n"
+        "mapping: {identifiers: {email: email}, contact_properties: {FIRSTNAME: first_name}}\n"
+    )
+    state_url = f"sqlite:///{tmp_path / 'state.db'}"
+    monkeypatch.setenv("CONNECTOR_CONFIG_DIR", str(tmp_path / "config"))
+    monkeypatch.setenv("CONNECTOR_STATE_URL", state_url)
+    monkeypatch.setenv("BREVO_API_KEY", "sandbox-brevo-key")
+    caplog.set_level(logging.DEBUG, logger="connector")
+
+    def sync() -> tuple[int, str]:
+        duck.dispose()  # DuckDB: the connector opens the file read-only
+        code = main(["sync", "customers", "--json"])
+        out, err = capsys.readouterr()
+        return code, out + err
+
+    assert sync()[0] == 0
+    duck.run("DELETE FROM customers WHERE customer_id = 3")
+    # The removal confirms nothing, so the run looks c3 up; the lookup fails.
+    refused = {"contacts": {"success": [], "failure": ["c3@example.com"]}}
+    sb.inject(Fault("/v3/contacts/lists/7/contacts/remove", status=201, body=refused), fault)
+    caplog.clear()
+    code, printed = sync()
+
+    assert code != 0 and (LOOKUP in [r.path for r in sb.requests])  # it failed at the lookup
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    engine = sa.create_engine(state_url)
+    with engine.connect() as c:
+        (run_error,) = c.execute(
+            sa.text("SELECT error FROM connector_runs ORDER BY started_at DESC LIMIT 1")
+        ).one()
+        stored = {
+            table: repr(c.execute(sa.text(f"SELECT * FROM {table}")).all())
+            for table in sa.inspect(engine).get_table_names()
+        }
+    engine.dispose()
+    assert run_error and "GET" in run_error  # the failure is told, without its data
+    assert "c3@example.com" in stored.pop("connector_contact_hashes")  # the check can see it
+    for where, text in {"log": logged, "output": printed, **stored}.items():
+        assert not any(form in text for form in EMAIL_FORMS), (where, text)

@@ -36,7 +36,10 @@ def test_the_step_log_shows_connector_lines_with_the_sync_name_and_run_id(
     run, lines = _materialize(demo_defs, env, "order_placed")
     waited = [m for m in lines if "429, waiting" in m]
     assert len(waited) == 1, lines
-    assert f"[order_placed run {run['run_id']}] brevo_events_batch: 429, waiting" in waited[0]
+    assert (
+        f"[order_placed run {run['run_id']}] brevo_events_batch: POST answered 429, waiting"
+        in waited[0]
+    )
     # Nothing of the connector is forwarded once the step is over.
     assert not any(
         isinstance(h, logging.Handler) and type(h).__name__ == "_StepLog"

@@ -1,8 +1,8 @@
-"""The destination contract (``connector/destinations/base.py``): an ``abc.ABC`` with typed
-config, payloads and state, whose ``interpret`` is pure. What a response teaches (the Brevo
-batch body shape, Omnisend v4 property types) comes back as ``Outcome.learned`` and is stored
-by the run in the transaction that settles the batch, on the run's thread — never by a sender
-thread.
+"""The event destination contract (``connector/destinations/event_endpoint.py``): an
+``abc.ABC`` with typed config, payloads and state, whose ``interpret`` is pure. What a
+response teaches (the Brevo batch body shape, Omnisend v4 property types) comes back as
+``Outcome.learned`` and is stored by the run in the transaction that settles the batch, on
+the run's thread — never by a sender thread.
 """
 
 from __future__ import annotations
@@ -15,17 +15,15 @@ import httpx
 import pytest
 
 from connector.deliver.delivery import Runtime
+from connector.deliver.factory import make_event_destination
+from connector.deliver.http_loop import Verdict
+from connector.deliver.outcomes import read
 from connector.deliver.ratelimit import account_key
 from connector.destinations import DESTINATIONS
-from connector.destinations.base import (
-    Destination,
-    Learned,
-    Outcome,
-    SingleEventDestination,
-    Verdict,
-)
+from connector.destinations.base import Learned, Outcome
+from connector.destinations.event_endpoint import EventDestination, SingleEventDestination
 from connector.destinations.omnisend.track import OmnisendTrack
-from connector.run.sync import make_destination, run_sync
+from connector.run.sync import run_sync
 from connector.sandbox import SandboxOptions, SandboxServer
 from connector.store.state import StateStore
 
@@ -35,7 +33,7 @@ from .helpers import create_events_table, event_rows, insert_events, sync_for
 
 
 def test_every_destination_is_an_abc_with_the_contract_implemented() -> None:
-    assert Destination.__abstractmethods__ >= {
+    assert EventDestination.__abstractmethods__ >= {
         "validate",
         "encode",
         "build",
@@ -54,9 +52,9 @@ def test_every_destination_is_an_abc_with_the_contract_implemented() -> None:
 
 
 def test_outcome_verdicts_keep_the_flags_meaning() -> None:
-    assert Outcome(delivered=[0]).verdict is Verdict.PER_ITEM
-    assert Outcome(split=True).verdict is Verdict.SPLIT
-    assert Outcome(fatal="no").verdict is Verdict.FATAL
+    assert read(Outcome(delivered=[0])).verdict is Verdict.DELIVERED
+    assert read(Outcome(split=True)).verdict is Verdict.SPLIT
+    assert read(Outcome(fatal="no")).verdict is Verdict.FATAL
     assert Outcome(resend=[0], resend_variant="object").switch_shape
 
 
@@ -103,7 +101,7 @@ def test_omnisend_v4_interpret_returns_the_types_and_changes_nothing(
 
     monkeypatch.setenv("OMNISEND_TOKEN", "t")
     sync = parse_sync(V4, "syncs/s.yaml")
-    dest = make_destination(sync)
+    dest = make_event_destination(sync)
     assert isinstance(dest, OmnisendTrack)
     dest.attach(_Memory({}), "acct")
     table = pa.table(

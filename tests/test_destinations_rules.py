@@ -7,8 +7,8 @@ from decimal import Decimal
 
 import pytest
 
-from connector.destinations.base import single_outcome
 from connector.destinations.brevo.vendor import key_problem
+from connector.destinations.event_endpoint import single_outcome
 from connector.destinations.omnisend.events import EVENT_ID_NAMESPACE, contact_fields, event_id
 from connector.destinations.omnisend.track import (
     compatible,

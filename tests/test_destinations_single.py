@@ -634,13 +634,13 @@ def test_preview_shows_the_exact_body_and_masks_the_secret(
 def test_brevo_event_paces_at_the_accounts_tier(
     tier: str, rate: tuple[Any, ...], duck: Warehouse, sandbox: SandboxServer
 ) -> None:
-    from connector.run.sync import make_destination
+    from connector.deliver.factory import make_event_destination
 
-    dest = make_destination(make_sync("brevo_event", duck, sandbox, tier=tier))
+    dest = make_event_destination(make_sync("brevo_event", duck, sandbox, tier=tier))
     r = dest.options.rate_limit
     assert r is not None
     assert (r.per_second, r.per_minute, r.per_hour) == rate
-    override = make_destination(
+    override = make_event_destination(
         make_sync("brevo_event", duck, sandbox, tier=tier, rate_limit={"per_second": 2})
     )
     paced = override.options.rate_limit

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 import pytest
@@ -18,8 +19,12 @@ from connector.deliver.delivery import Runtime, Sender, Stats
 from connector.deliver.http_loop import MAX_RATE_LIMITED, HttpLoop, make_client
 from connector.deliver.ratelimit import Pacer
 from connector.destinations.base import Request
+from connector.run.contacts import run_contacts
+from connector.store.state import StateStore
 
-from .conftest import FakeSleep
+from .conftest import FakeSleep, Warehouse, make_sync
+from .contact_fixtures import make_customers
+from .contacts_fakes import FakeKlaviyo
 
 Step = httpx.Response | Exception
 
@@ -234,3 +239,88 @@ def test_a_401_after_a_timeout_reports_the_attempt_that_may_have_stored(
         loop.exchange(_request())
 
     assert err.value.maybe_processed == 1
+
+
+# --------------------------------------------------------------------------- contact requests
+# A contact run's jobs, polls and lookups take the same loop (end to end through the run, with
+# an in-memory Klaviyo behind ``httpx.MockTransport``): the same 429 floor and jitter, the
+# injected clocks, and failed attempts that may have been processed counted.
+
+CONTACT_SYNC = """
+name: customers_k
+source: {table: customers, primary_key: [customer_id], url: "URL"}
+destination:
+  type: klaviyo_profiles
+  api_key: ${KLAVIYO_API_KEY}
+  base_url: http://klaviyo.test
+  options: {poll_interval_s: 1, max_retries: 1}
+mapping:
+  identifiers: {email: email}
+  contact_properties: {first_name: first_name}
+"""
+
+
+def _contact_run(
+    duck: Warehouse,
+    state: StateStore,
+    runtime: Runtime,
+    first_answers: list[httpx.Response],
+    monkeypatch: pytest.MonkeyPatch,
+) -> Any:
+    """A contact run of 3 customers whose first job submissions get ``first_answers``."""
+    monkeypatch.setenv("KLAVIYO_API_KEY", "pk_test")
+    make_customers(duck, 3)
+    fake = FakeKlaviyo()  # a job completes at its second poll, one poll interval later
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST" and first_answers:
+            return first_answers.pop(0)
+        return fake.handle(request)
+
+    sync = make_sync(CONTACT_SYNC.replace("URL", duck.url))
+    return run_contacts(sync, state, runtime=runtime, transport=httpx.MockTransport(handler))
+
+
+@pytest.mark.parametrize(
+    ("headers", "wait"),
+    [
+        ({"Retry-After": "0"}, 0.5),  # a floor: "retry after 0" is no spin
+        ({}, 0.5),  # no hint: the first backoff step, at least half a second
+        ({"Retry-After": "Sun, 22 Nov 2026 10:00:30 GMT"}, 30.0),  # on the injected wall clock
+    ],
+    ids=["retry-after-0", "no-hint", "retry-after-date"],
+)
+def test_a_contact_requests_429_waits_on_the_injected_clocks_with_a_floor_and_jitter(
+    duck: Warehouse,
+    state: StateStore,
+    fake_time: FakeSleep,
+    runtime: Runtime,
+    monkeypatch: pytest.MonkeyPatch,
+    headers: dict[str, str],
+    wait: float,
+) -> None:
+    runtime.wall = lambda: datetime(2026, 11, 22, 10, 0, 0, tzinfo=UTC).timestamp()
+    limited = httpx.Response(429, headers=headers)
+
+    res = _contact_run(duck, state, runtime, [limited], monkeypatch)
+
+    assert res.delivered == 3 and res.rate_limited == 1
+    # The 429's pause (+5% jitter at random=0.5), then the poll interval: every wait on the
+    # injected clock.
+    assert fake_time.waits == [pytest.approx(wait * 1.05), 1.0]
+
+
+def test_a_contact_request_that_runs_out_of_retries_counts_attempts_that_may_have_stored(
+    duck: Warehouse,
+    state: StateStore,
+    fake_time: FakeSleep,
+    runtime: Runtime,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    answers = [httpx.Response(503), httpx.Response(503)]  # max_retries: 1
+
+    with pytest.raises(RetriesExhausted, match="HTTP 503 persisted after 1 retries") as err:
+        _contact_run(duck, state, runtime, answers, monkeypatch)
+
+    assert err.value.maybe_processed == 2  # each 503 may have come after the job was created
+    assert fake_time.waits == [0.375]  # one backoff step, on the injected sleep

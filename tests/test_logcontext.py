@@ -48,7 +48,10 @@ def test_records_of_a_run_carry_its_sync_name_and_run_id_in_every_thread(
     assert null_keys[0].threadName != waited[0].threadName
     for record in waited + null_keys:
         assert (record.sync_name, record.run_id) == ("videos", res.run_id)  # type: ignore[attr-defined]
-    assert f"[videos run {res.run_id}]: brevo_events_batch: 429, waiting" in out.getvalue()
+    assert (
+        f"[videos run {res.run_id}]: brevo_events_batch: POST answered 429, waiting"
+        in out.getvalue()
+    )
 
 
 def test_records_outside_a_run_say_so_and_runs_do_not_leak_into_each_other() -> None:

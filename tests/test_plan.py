@@ -10,10 +10,11 @@ import pyarrow as pa
 import pytest
 
 from connector.deliver.delivery import Runtime
+from connector.deliver.factory import make_event_destination
 from connector.map.mapper import Chunk, Mapper
 from connector.plan.planner import DUPLICATE_KEY, ChunkPlanner
 from connector.read.dupkeys import EveryKey
-from connector.run.sync import make_destination, preview, run_sync
+from connector.run.sync import preview, run_sync
 from connector.sandbox import SandboxOptions, SandboxServer
 from connector.store.state import StateStore
 
@@ -64,6 +65,6 @@ def test_invalid_json_is_a_reject_as_soon_as_the_chunk_is_mapped(duck: Warehouse
     events = Mapper(sync).map(Chunk(table, frozenset({"payload"})))
     # Known before any property value is built: a caller reads the reasons once.
     assert events.reasons == {1: "column payload holds invalid JSON"}
-    plan = ChunkPlanner(make_destination(sync, resolve_secret=False), EveryKey()).plan(events)
+    plan = ChunkPlanner(make_event_destination(sync, resolve_secret=False), EveryKey()).plan(events)
     assert plan.reasons == {1: "column payload holds invalid JSON"}
     assert [item.row for item in plan.items] == [0, 2]

@@ -28,7 +28,14 @@ import pytest
 
 from connector.config.sync_file import json_schema, parse_sync
 from connector.core.errors import ConfigError
-from connector.destinations import DESTINATIONS, registry
+from connector.destinations import (
+    DESTINATIONS,
+    ContactDestination,
+    Destination,
+    EventDestination,
+    registry,
+    types_of,
+)
 from dagster_defs.translator import ReverseEtlTranslator, vendor
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -217,29 +224,55 @@ def test_option_types_and_columnar_events_are_leaf_modules() -> None:
 # --------------------------------------------------------------------------- what reads it
 
 
+EVENT_TYPES = [
+    "brevo_events_batch",
+    "klaviyo_bulk_events",
+    "brevo_event",
+    "brevo_tracker",
+    "omnisend_track",
+    "omnisend_events",
+]
+CONTACT_TYPES = ["klaviyo_profiles", "brevo_contacts", "omnisend_contacts"]
+
+
 def test_the_registry_lists_every_destination_module_with_its_declarations() -> None:
-    assert list(DESTINATIONS) == [
-        "brevo_events_batch",
-        "klaviyo_bulk_events",
-        "brevo_event",
-        "brevo_tracker",
-        "omnisend_track",
-        "omnisend_events",
-    ]
+    assert list(DESTINATIONS) == EVENT_TYPES + CONTACT_TYPES  # one registry, both kinds
     for dtype, cls in DESTINATIONS.items():
         assert get_args(cls.config_model.model_fields["type"].annotation) == (dtype,)
-        assert cls.kind == "events"
+        assert cls.kind == ("contacts" if dtype in CONTACT_TYPES else "events")
+        base = ContactDestination if cls.kind == "contacts" else EventDestination
+        assert issubclass(cls, base) and issubclass(cls, Destination)
+    assert types_of("events") == EVENT_TYPES and types_of("contacts") == CONTACT_TYPES
     vendors = {dtype: cls.vendor.name for dtype, cls in DESTINATIONS.items()}
     assert vendors["brevo_tracker"] == "brevo" and vendors["omnisend_events"] == "omnisend"
-    # The JSON Schema's destination union is the registry's config models, then the contact
-    # destinations' (connector.contacts.destinations).
-    from connector.destinations.contact_registry import CONTACT_DESTINATIONS
-
+    assert vendors["brevo_contacts"] == "brevo" and vendors["klaviyo_profiles"] == "klaviyo"
+    # The JSON Schema's destination union is the registry's config models, in its order.
     branches = json_schema()["properties"]["destination"]["oneOf"]
     refs = [b["$ref"].rsplit("/", 1)[1] for b in branches]
-    models = [cls.config_model for cls in DESTINATIONS.values()]
-    models += [cls.config_model for cls in CONTACT_DESTINATIONS.values()]
-    assert refs == [model.__name__ for model in models]
+    assert refs == [cls.config_model.__name__ for cls in DESTINATIONS.values()]
+
+
+def test_a_contact_endpoint_shares_its_vendors_headers_and_error_reading() -> None:
+    """Contact endpoints sit beside their vendor's event endpoints: the same vendor object,
+    the same header builder, the same RFC 9457 reading (Omnisend) as the event side."""
+    from connector.destinations.brevo import vendor as brevo
+    from connector.destinations.omnisend import contacts as omnisend_contacts
+    from connector.destinations.omnisend import vendor as omnisend
+
+    graph = import_graph()
+    event_vendors = {DESTINATIONS[t].vendor.name: DESTINATIONS[t].vendor for t in EVENT_TYPES}
+    for dtype in CONTACT_TYPES:
+        cls = DESTINATIONS[dtype]
+        assert cls.vendor is event_vendors[cls.vendor.name], dtype
+        assert f"connector.destinations.{cls.vendor.name}.vendor" in graph[cls.__module__]
+    cfg = DESTINATIONS["brevo_contacts"].config_model.model_validate(
+        {"type": "brevo_contacts", "api_key": "${K}", "options": {"list_ids": [1]}}
+    )
+    assert DESTINATIONS["brevo_contacts"](cfg, "k", "s").auth_headers() == brevo.brevo_headers(
+        "api-key", "k"
+    )
+    problem = {"title": "Conflict", "detail": "taken", "errors": [{"field": "email"}]}
+    assert omnisend_contacts._problem(409, problem) == "409 " + omnisend.problem_text(problem)
 
 
 def test_a_registered_module_must_declare_a_matching_config_type() -> None:
@@ -273,7 +306,34 @@ def test_the_dagster_vendor_kind_and_pool_come_from_the_registry(
 # --------------------------------------------------------------------------- one file + one line
 
 
-class _ToyCo(BaseHTTPRequestHandler):
+class _JsonApi(BaseHTTPRequestHandler):
+    """A handler answering JSON, quietly."""
+
+    def _answer(self, status: int, body: dict[str, Any]) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def _serve(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """Serve ``handler`` on 127.0.0.1 for the test; yields its URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class _ToyCo(_JsonApi):
     """ToyCo's ``POST /hooks/events``: refuses events whose plan is ``banned`` (422, nothing
     stored), stores the others and records every request."""
 
@@ -293,42 +353,50 @@ class _ToyCo(BaseHTTPRequestHandler):
             type(self).stored[event["id"]] = event
         self._answer(200, {})
 
-    def _answer(self, status: int, body: dict[str, Any]) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
 
 @pytest.fixture
 def toyco() -> Iterator[str]:
     _ToyCo.requests, _ToyCo.stored = [], {}
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _ToyCo)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    yield from _serve(_ToyCo)
 
 
-def _copy_with_toy(dest: Path) -> Path:
-    """The package copied to ``dest`` plus the toy module and its registry line."""
+def _copy_with_toy(dest: Path, module: str = "toy_webhook") -> Path:
+    """The package copied to ``dest`` plus the toy module and its registry line (the last)."""
     pkg = dest / "connector"
     shutil.copytree(ROOT / "connector", pkg, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(ROOT / "tests" / "toy" / "toy_webhook.py", pkg / "destinations")
+    shutil.copy(ROOT / "tests" / "toy" / f"{module}.py", pkg / "destinations")
     reg = pkg / "destinations" / "registry.py"
     text = reg.read_text()
-    last = '    "omnisend.events",\n'
+    last = f'    "{_registered_modules()[-1]}",\n'
     assert text.count(last) == 1
-    reg.write_text(text.replace(last, last + '    "toy_webhook",\n'))
+    reg.write_text(text.replace(last, last + f'    "{module}",\n'))
     return dest
+
+
+def _toy_env(tmp_path: Path) -> dict[str, str]:
+    """The environment of a toy's CLI runs: config dir, state store, ToyCo's key."""
+    return {
+        "CONNECTOR_CONFIG_DIR": str(tmp_path / "config"),
+        "CONNECTOR_STATE_URL": f"sqlite:///{tmp_path / 'state.db'}",
+        "TOY_KEY": "toy-secret",
+    }
+
+
+def _cli(copy: Path, cwd: Path, env: dict[str, str]) -> Any:
+    """``connector <args>`` of the package copy in a subprocess."""
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        code = "import sys; from connector.cli.main import main; sys.exit(main(sys.argv[1:]))"
+        return subprocess.run(
+            [sys.executable, "-c", code, *args],
+            env={**os.environ, "PYTHONPATH": str(copy), **env},
+            capture_output=True,
+            text=True,
+            cwd=cwd,
+            timeout=120,
+        )
+
+    return cli
 
 
 def _tree_diff(original: Path, copy: Path) -> tuple[list[str], list[str]]:
@@ -388,28 +456,12 @@ mapping:
   event_properties: {{plan: plan}}
 """
     )
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(copy),
-        "CONNECTOR_CONFIG_DIR": str(tmp_path / "config"),
-        "CONNECTOR_STATE_URL": f"sqlite:///{tmp_path / 'state.db'}",
-        "TOY_KEY": "toy-secret",
-    }
-
-    def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        code = "import sys; from connector.cli.main import main; sys.exit(main(sys.argv[1:]))"
-        return subprocess.run(
-            [sys.executable, "-c", code, *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            cwd=tmp_path,
-            timeout=120,
-        )
+    env = _toy_env(tmp_path)
+    cli = _cli(copy, tmp_path, env)
 
     where = subprocess.run(
         [sys.executable, "-c", "import connector; print(connector.__file__)"],
-        env=env,
+        env={**os.environ, "PYTHONPATH": str(copy), **env},
         capture_output=True,
         text=True,
         check=True,
@@ -445,3 +497,119 @@ mapping:
     monkeypatch.setenv("TOY_KEY", "k")
     with pytest.raises(ConfigError, match="toy_webhook"):
         parse_sync((tmp_path / "config" / "syncs" / "toy.yaml").read_text(), "toy.yaml")
+
+
+class _ToyContactsApi(_JsonApi):
+    """ToyCo's contact import: ``POST /contacts/jobs`` stores a job (profiles whose plan is
+    ``banned`` are refused), ``GET /contacts/jobs/<id>`` answers ``running`` once, then
+    ``done`` with the refused profiles; profiles of done jobs are stored by e-mail."""
+
+    jobs: ClassVar[dict[str, dict[str, Any]]] = {}
+    stored: ClassVar[dict[str, dict[str, Any]]] = {}
+    keys: ClassVar[set[str]] = set()
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+        type(self).keys.add(self.headers.get("x-toy-key", ""))
+        job = str(len(self.jobs) + 1)
+        type(self).jobs[job] = {"profiles": body["profiles"], "polls": 0}
+        self._answer(202, {"job": job})
+
+    def do_GET(self) -> None:
+        job = self.jobs[self.path.rsplit("/", 1)[1]]
+        job["polls"] += 1
+        if job["polls"] == 1:
+            self._answer(200, {"status": "running"})
+            return
+        refused = [p for p in job["profiles"] if p["plan"] == "banned"]
+        for p in job["profiles"]:
+            if p not in refused:
+                type(self).stored[p["email"]] = p
+        errors = [{"email": p["email"].upper(), "reason": "plan banned"} for p in refused]
+        self._answer(200, {"status": "done", "errors": errors})
+
+
+@pytest.fixture
+def toy_contacts_api() -> Iterator[str]:
+    _ToyContactsApi.jobs, _ToyContactsApi.stored, _ToyContactsApi.keys = {}, {}, set()
+    yield from _serve(_ToyContactsApi)
+
+
+def test_a_toy_contact_endpoint_is_one_file_plus_one_registry_line(
+    tmp_path: Path, toy_contacts_api: str
+) -> None:
+    """The contact kind's proof: ``tests/toy/toy_contacts.py`` and its registry line make a
+    contact sync that config, the JSON Schema, validate, the diff, the jobs and their polls
+    run, and that Dagster and the demo tell from an event sync by its registry ``kind``."""
+    copy = _copy_with_toy(tmp_path / "pkg", "toy_contacts")
+    added, changed = _tree_diff(ROOT / "connector", copy / "connector")
+    assert added == ["destinations/toy_contacts.py"]
+    assert changed == ['destinations/registry.py: +    "toy_contacts",']
+
+    wh = tmp_path / "wh.duckdb"
+    con = duckdb.connect(str(wh))
+    con.execute(
+        "CREATE TABLE customers AS SELECT i AS id, "
+        "CASE WHEN i % 20 = 7 THEN NULL ELSE 'c' || i || '@example.com' END AS email, "
+        "CASE WHEN i = 30 THEN 'banned' ELSE 'free' END AS plan FROM range(50) t(i)"
+    )
+    con.close()
+    (tmp_path / "config" / "syncs").mkdir(parents=True)
+    (tmp_path / "config" / "syncs" / "toy.yaml").write_text(
+        f"""
+name: toy_customers
+source: {{table: customers, primary_key: id, url: "duckdb:///{wh}"}}
+destination:
+  type: toy_contacts
+  api_key: ${{TOY_KEY}}
+  base_url: {toy_contacts_api}
+  options: {{segment: vip, poll_interval_s: 0.01}}
+mapping:
+  identifiers: {{email: email}}
+  contact_properties: {{plan: plan}}
+"""
+    )
+    env = _toy_env(tmp_path)
+    cli = _cli(copy, tmp_path, env)
+
+    schema = cli("schema")
+    assert schema.returncode == 0, schema.stderr
+    assert "ToyContactsDestination" in json.loads(schema.stdout)["$defs"]
+
+    validate = cli("validate")
+    assert validate.returncode == 0, validate.stdout + validate.stderr
+    assert "ok   toy_customers (toy_contacts)" in validate.stdout
+
+    run = cli("sync", "toy_customers", "--json")
+    assert run.returncode == 0, run.stdout + run.stderr
+    first = json.loads(run.stdout)
+    # 50 rows: 3 without an email rejected locally, c30 refused by ToyCo, 46 confirmed.
+    assert (first["kind"], first["added"], first["delivered"], first["rejected"]) == (
+        "contacts",
+        50,
+        46,
+        4,
+    )
+    assert first["jobs"] == 3 and first["polls"] == 6  # ≤ 20 profiles a job; running once
+    assert len(_ToyContactsApi.stored) == 46 and _ToyContactsApi.keys == {"toy-secret"}
+    assert {p["segment"] for p in _ToyContactsApi.stored.values()} == {"vip"}
+
+    again = json.loads(cli("sync", "toy_customers", "--json").stdout)
+    # The diff: the confirmed rows are unchanged; the refused and rejected ones go again.
+    assert (again["unchanged"], again["sent"], again["jobs"]) == (46, 1, 1)
+
+    code = (
+        "from connector.config.sync_file import load_sync; "
+        "from dagster_defs.translator import ReverseEtlTranslator; "
+        "spec = ReverseEtlTranslator().get_asset_spec(load_sync('toy_customers')); "
+        "print(spec.group_name, spec.metadata['sync_kind'])"
+    )
+    dagster = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "PYTHONPATH": f"{copy}{os.pathsep}{ROOT}", **env},
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert dagster.stdout.split() == ["toyco", "contacts"], dagster.stderr

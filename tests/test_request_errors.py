@@ -22,7 +22,7 @@ from connector.config.sync_file import SyncConfig, parse_sync
 from connector.core.errors import AuthError, RequestError
 from connector.deliver.delivery import Runtime
 from connector.deliver.ratelimit import account_key
-from connector.destinations.base import request_problem, single_outcome
+from connector.destinations.event_endpoint import request_problem, single_outcome
 from connector.destinations.klaviyo.bulk import _about_request
 from connector.destinations.omnisend.vendor import omnisend_about_request
 from connector.run.sync import run_sync
@@ -513,10 +513,10 @@ mapping: {event_name: e, event_time: c, identifiers: {email: m}}
 """,
         "syncs/s.yaml",
     )
+    from connector.deliver.factory import make_event_destination
     from connector.destinations.base import Request
-    from connector.run.sync import make_destination
 
-    dest = make_destination(sync)
+    dest = make_event_destination(sync)
     body = orjson.dumps(
         _klaviyo_errors(
             {

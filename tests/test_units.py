@@ -21,12 +21,12 @@ from connector.deliver.delivery import (
     classify,
     window_state,
 )
+from connector.deliver.factory import make_event_destination
 from connector.deliver.ratelimit import Pacer
 from connector.destinations.base import Item, Learned, Request, dumps
 from connector.map.mapper import Chunk, Mapper, _rfc3339, _utc
 from connector.model import jsonfrag
 from connector.plan.batching import Batcher
-from connector.run.sync import make_destination
 from connector.store.state import decode_position, encode_position
 
 from .conftest import FakeSleep
@@ -259,7 +259,7 @@ mapping: {event_name: e, event_time: c, identifiers: {email_id: m}}
 """,
         "syncs/s.yaml",
     )
-    dest = make_destination(sync)
+    dest = make_event_destination(sync)
     items = _items(n, 5)
     return dest, dest.build(items)
 
@@ -427,7 +427,7 @@ def test_brevo_batch_column_wise_bodies_equal_the_exact_encoder(
     sync = parse_sync(BREVO_SYNC, "syncs/s.yaml")
     chunk, n = _brevo_chunk(cid)
     events = Mapper(sync).map(chunk)
-    dest = make_destination(sync)
+    dest = make_event_destination(sync)
     rows = [i for i in range(n) if i not in events.reasons]
     fast = dest._fast_payloads(events)  # type: ignore[attr-defined]
     assert fast is not None

@@ -51,9 +51,8 @@ def run_demo(
     os.environ.pop("WAREHOUSE_URL", None)
     os.environ.update(DEMO_KEYS)
     failed = 0
-    # The demo Brevo account has the attributes customers_to_brevo maps (checked before sending).
-    brevo = {**DEFAULT_BREVO_ATTRIBUTES, "PLAN": "text", "LTV": "float"}
-    with SandboxServer(SandboxOptions(brevo_attributes=brevo), host="127.0.0.1", port=0) as sandbox:
+    options = SandboxOptions(brevo_attributes=DEMO_BREVO_ATTRIBUTES)
+    with SandboxServer(options, host="127.0.0.1", port=0) as sandbox:
         os.environ["SANDBOX_URL"] = sandbox.url
         print(f"sandbox API: {sandbox.url}\n")
         loaded = load_syncs()
@@ -61,10 +60,8 @@ def run_demo(
             print(f"skipping {where}:\n{err}", file=sys.stderr)
         store = StateStore.open(state_url)
         for name, sync in sorted(loaded.syncs.items()):
-            single = (
-                not sync.is_contact_sync
-                and destination_class(sync.destination.type).limits.max_events == 1
-            )
+            cls = destination_class(sync.destination.type)
+            single = cls.kind == "events" and cls.limits.max_items == 1
             if single:
                 print(
                     f"{name}: one event per request at the account's rate limit; "
@@ -80,17 +77,16 @@ def run_demo(
             print()
         stats = sandbox.stats()
         print("the sandbox accepted:")
-        for kind in DESTINATIONS:
+        for dtype, cls in DESTINATIONS.items():
+            events = cls.kind == "events"
             try:
-                got = sandbox.events(kind)
+                got = sandbox.events(dtype) if events else sandbox.contacts(dtype)
             except KeyError:  # a destination the sandbox does not imitate
                 continue
-            if got:
-                print(f"  {kind}: {len(got):,} events; first: {got[0]}")
-        for kind in ("klaviyo_profiles", "brevo_contacts", "omnisend_contacts"):
-            stored = sandbox.contacts(kind)
-            if stored:
-                print(f"  {kind}: {len(stored):,} profiles stored by this run's import jobs")
+            if got and events:
+                print(f"  {dtype}: {len(got):,} events; first: {got[0]}")
+            elif got:
+                print(f"  {dtype}: {len(got):,} profiles stored by this run's import jobs")
         statuses = stats.get("by_status") or {}
         if statuses:
             print(f"  responses by status: {statuses}")

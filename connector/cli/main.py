@@ -297,7 +297,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         print(f"{'ok  ' if not found else 'FAIL'} {name} ({sync.destination.type})")
         for warning in warnings:
             print(f"     warning: {warning}")
-        dest_cls = DESTINATIONS.get(sync.destination.type)  # None: a contact destination
+        dest_cls = DESTINATIONS.get(sync.destination.type)  # either kind
         deprecation = dest_cls.deprecation if dest_cls is not None else None
         if deprecation:
             print(f"     deprecated: {deprecation}")

@@ -1,2 +1,2 @@
 """Sync files: the pydantic models, YAML loading, ``${ENV}`` references and the JSON Schema
-(``sync_file``)."""
+(``sync_file``), and the mapping checks that need the destination's class (``mapping_checks``)."""

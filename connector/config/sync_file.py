@@ -20,9 +20,8 @@ from typing_extensions import override
 
 from ..core.errors import ConfigError
 from ..core.options import CommonOptions, DestinationSettings, Model, RateLimit
-from ..destinations.base import Destination
-from ..destinations.contact_registry import CONTACT_DESTINATIONS
 from ..destinations.registry import DESTINATIONS
+from .mapping_checks import semantic_problems
 
 CONFIG_DIR_ENV = "CONNECTOR_CONFIG_DIR"
 WAREHOUSE_URL_ENV = "WAREHOUSE_URL"
@@ -200,22 +199,15 @@ class MappingConfig(_Model):
 # --------------------------------------------------------------------------- destinations
 
 
-# Each destination module declares its options and config model; the registry lists them.
+# Each destination module declares its options and config model; the registry lists them,
+# event and contact destinations alike.
 if TYPE_CHECKING:
     DestinationConfig = DestinationSettings
 else:
     DestinationConfig = Annotated[
-        Union[  # noqa: UP007
-            tuple(
-                cls.config_model for cls in [*DESTINATIONS.values(), *CONTACT_DESTINATIONS.values()]
-            )
-        ],
+        Union[tuple(cls.config_model for cls in DESTINATIONS.values())],  # noqa: UP007
         Field(discriminator="type"),
     ]
-
-
-# Contact (profile) destinations: their own registry (connector.contacts.destinations).
-CONTACT_TYPES = frozenset(CONTACT_DESTINATIONS)
 
 # --------------------------------------------------------------------------- orchestration
 
@@ -270,8 +262,9 @@ class SyncConfig(_Model):
 
     @property
     def is_contact_sync(self) -> bool:
-        """A contact (profile) sync: a state diffed and sent when changed (connector.contacts)."""
-        return self.destination.type in CONTACT_TYPES
+        """A contact (profile) sync: a state diffed and sent when changed (connector.contacts);
+        its destination's ``kind`` in the registry is ``contacts``."""
+        return DESTINATIONS[self.destination.type].kind == "contacts"
 
     @model_validator(mode="after")
     def _flow_fields(self, info: ValidationInfo) -> SyncConfig:
@@ -281,7 +274,7 @@ class SyncConfig(_Model):
                     "partitions: a contact sync mirrors a state, not a time series; "
                     "remove partitions (every run sends what changed)"
                 )
-            return self  # contacts.destinations.mapping_problems checks the mapping
+            return self  # mapping_checks checks the mapping of either kind
         # Event syncs need a cursor, an event name and time: _semantic_problems reports each
         # missing one by its field; this catches a model built without parse_sync.
         loader = bool(info.context and info.context.get("loader"))
@@ -376,57 +369,7 @@ def _format_loc(loc: tuple[Any, ...]) -> str:
 
 
 def _destination_types() -> set[str]:
-    return {*DESTINATIONS, *CONTACT_TYPES}
-
-
-def _semantic_problems(raw: dict[str, Any]) -> list[tuple[str, str]]:
-    """Checks that need the destination type; tolerant of a half-valid file."""
-    problems: list[tuple[str, str]] = []
-    dest = raw.get("destination") if isinstance(raw.get("destination"), dict) else {}
-    mapping = raw.get("mapping") if isinstance(raw.get("mapping"), dict) else {}
-    dtype = dest.get("type") if isinstance(dest, dict) else None
-    if dtype in CONTACT_TYPES:
-        from ..destinations.contact_registry import mapping_problems
-
-        return mapping_problems(str(dtype), mapping if isinstance(mapping, dict) else {})
-    cls = DESTINATIONS.get(dtype) if isinstance(dtype, str) else None
-    if cls is not None:  # an event sync: the fields contact syncs may leave out
-        source = raw.get("source") if isinstance(raw.get("source"), dict) else {}
-        for block, name, value in (
-            ("source", "cursor", source),
-            ("mapping", "event_name", mapping),
-            ("mapping", "event_time", mapping),
-        ):
-            if isinstance(value, dict) and value.get(name) is None:
-                problems.append((f"{block}.{name}", f"Field required (by {dtype})"))
-    if cls is None:
-        if dtype is not None:
-            problems.append(
-                (
-                    "destination.type",
-                    f"unknown type {dtype!r}; expected one of "
-                    + ", ".join(sorted({*DESTINATIONS, *CONTACT_TYPES})),
-                )
-            )
-        return problems
-    idents = mapping.get("identifiers") if isinstance(mapping, dict) else None
-    if isinstance(idents, dict):
-        for key in idents:
-            if key not in cls.identifier_fields:
-                problems.append(
-                    (
-                        f"mapping.identifiers.{key}",
-                        f"unknown identifier for {dtype}; expected one of "
-                        + ", ".join(cls.identifier_fields),
-                    )
-                )
-    for field, supported in (("object", cls.supports_object), ("value", cls.supports_value)):
-        if isinstance(mapping, dict) and mapping.get(field) is not None and not supported:
-            problems.append((f"mapping.{field}", f"not supported by {dtype}; remove it"))
-    if isinstance(mapping, dict):
-        problems.extend(_name_conflicts(mapping, cls))
-        problems.extend(cls.check_mapping(mapping))
-    return problems
+    return set(DESTINATIONS)
 
 
 class _Loader(yaml.SafeLoader):
@@ -465,66 +408,6 @@ def _dates_as_text(node: Any) -> Any:
     if isinstance(node, date) and not isinstance(node, datetime):
         return node.isoformat()
     return node
-
-
-def _name_conflicts(mapping: dict[str, Any], cls: type[Destination]) -> list[tuple[str, str]]:
-    """Property names of one block that would collide in the body: ``x`` and ``x.y`` (a
-    value and an object under one key), names that flatten to one key, empty name parts,
-    and dotted names in a block whose destination takes no nested values."""
-    out: list[tuple[str, str]] = []
-    dtype = cls.type
-    for block in ("event_properties", "contact_properties"):
-        props = mapping.get(block)
-        if not isinstance(props, dict):
-            continue
-        names = [str(n) for n in props]
-        where = f"mapping.{block}"
-        for name in names:
-            if "" in name.split("."):
-                out.append(
-                    (f"{where}.{name}", "empty name part (a leading, trailing or double dot)")
-                )
-        if block in cls.flat_blocks:
-            out += [
-                (
-                    f"{where}.{name}",
-                    f"{dtype} {block} take no nested values, so a dotted name cannot nest; "
-                    "use a name without dots",
-                )
-                for name in names
-                if "." in name
-            ]
-            continue
-        sep = cls.flatten_separator if block == "event_properties" else None
-        if sep:
-            owner: dict[str, str] = {}
-            for name in names:
-                key = name.replace(".", sep)
-                if key in owner:
-                    out.append(
-                        (
-                            where,
-                            f"{owner[key]!r} and {name!r} both become property {key!r} "
-                            f"({dtype} flattens dots to {sep!r}); rename one",
-                        )
-                    )
-                else:
-                    owner[key] = name
-            continue
-        mapped = set(names)
-        for name in names:
-            parts = name.split(".")
-            for i in range(1, len(parts)):
-                prefix = ".".join(parts[:i])
-                if prefix in mapped:
-                    out.append(
-                        (
-                            where,
-                            f"{prefix!r} and {name!r} are both mapped: {prefix!r} would be "
-                            f"both a value and an object holding {parts[i]!r}; rename one",
-                        )
-                    )
-    return out
 
 
 def _load_yaml(text: str, where: str, yl: yaml.SafeLoader) -> Any:
@@ -603,7 +486,7 @@ def parse_sync(text: str, where: str, *, check_env: bool = True) -> SyncConfig:
             if err["type"] == "extra_forbidden":
                 msg = "unknown key; remove it or check its spelling"
             problems.append(f"{where}: {loc}: {msg}")
-    problems.extend(f"{where}: {loc}: {msg}" for loc, msg in _semantic_problems(raw))
+    problems.extend(f"{where}: {loc}: {msg}" for loc, msg in semantic_problems(raw))
     if problems or model is None:
         raise ConfigError(problems)
     return model

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..config.sync_file import SyncConfig
-from ..destinations.contact_base import Contact
+from ..destinations.contact_endpoint import Contact
 from ..map.mapper import _text
 from ..model.events import Chunk, Props, key_strings
 from .keyorder import KeyOrder, Unordered

@@ -24,7 +24,7 @@ import sqlalchemy as sa
 
 from ..core.errors import StateError
 from ..core.logcontext import get_logger
-from ..destinations.contact_base import identity
+from ..destinations.contact_endpoint import identity
 from ..store.schema import contact_hashes
 from ..store.state import StateStore, now
 from .keyorder import KeyOrder

@@ -22,7 +22,10 @@ import httpx
 
 from ..core.errors import DeliveryError, mask_url
 from ..core.logcontext import get_logger
+from ..core.options import DestinationSettings
 from ..destinations.base import Destination, Item
+from ..destinations.contact_endpoint import ContactDestination, JobRow
+from ..destinations.event_endpoint import EventDestination
 from .http_loop import (
     MAX_RATE_LIMITED,
     USER_AGENT,
@@ -33,7 +36,7 @@ from .http_loop import (
     Verdict,
     announced_wait,
     classify,
-    make_client,
+    connect,
     window_state,
 )
 from .outcomes import BatchOutcome, OutcomeQueue, read
@@ -46,42 +49,38 @@ __all__ = [
     "USER_AGENT",
     "Answer",
     "BatchOutcome",
+    "HttpLoop",
     "Runtime",
     "Sender",
     "Stats",
     "Verdict",
     "announced_wait",
     "classify",
+    "connect",
+    "job_preview",
     "post_preview",
     "window_state",
 ]
 
 
 class Sender:
-    """Sends batches for one destination; thread-safe (one httpx client, shared pool)."""
+    """Sends batches for one event destination; thread-safe (one httpx client, shared pool)."""
 
     def __init__(
         self,
-        dest: Destination,
+        dest: EventDestination[DestinationSettings],
         pacer: Pacer,
         runtime: Runtime,
         stats: Stats,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        opts = dest.options
         self.dest = dest
         self.stats = stats
-        concurrency = opts.concurrency or dest.limits.concurrency
-        self.client = make_client(
-            dest.base_url, opts.timeout_s, concurrency, transport or runtime.transport
-        )
-        self.http = HttpLoop(
-            dest.type, self.client, pacer, runtime, stats, opts.max_retries, opts.max_wait_s
-        )
+        self.http = connect(dest, pacer, runtime, stats, transport)
 
     def close(self) -> None:
         """Close the connection pool."""
-        self.client.close()
+        self.http.close()
 
     def send(self, items: list[Item]) -> BatchOutcome:
         """Deliver ``items``: every item ends delivered or rejected, or this raises a
@@ -116,12 +115,26 @@ class Sender:
             raise
 
 
-def post_preview(dest: Destination, items: list[Item]) -> dict[str, Any]:
+def post_preview(dest: EventDestination[DestinationSettings], items: list[Item]) -> dict[str, Any]:
     """The exact request a batch would become (secrets masked), for ``connector preview``."""
     req = dest.build(items)
+    return _preview(dest, req.path, req.headers, req.body)
+
+
+def job_preview(
+    dest: ContactDestination[DestinationSettings], rows: list[JobRow]
+) -> dict[str, Any]:
+    """The import job these rows would become (secrets masked), for ``connector preview``."""
+    path, body = dest.job_request(rows)
+    return _preview(dest, path, dest.auth_headers(), body)
+
+
+def _preview(
+    dest: Destination[DestinationSettings], path: str, headers: dict[str, str], body: bytes
+) -> dict[str, Any]:
     return {
         "method": "POST",
-        "url": mask_url(dest.base_url + req.path),
-        "headers": dest.masked_headers(req.headers),
-        "body": req.body,
+        "url": mask_url(dest.base_url + path),
+        "headers": dest.masked_headers(headers),
+        "body": body,
     }

@@ -1,16 +1,21 @@
-"""One request on the wire: pacing, retries with backoff, 429 waits, transport errors.
+"""One request on the wire: pacing, retries with backoff, 429 waits, transport errors — for
+every request of either kind of destination.
 
-``HttpLoop.exchange`` posts a request until the API gives an answer about it, and returns that
-answer for the destination to interpret. Every wait goes through the injected ``Runtime``
-(clock, sleep, randomness) and the account's ``Pacer``, so tests never sleep; ``transport``
-lets a test answer with ``httpx.MockTransport``.
+``HttpLoop.exchange`` posts an event batch's request until the API gives an answer about it,
+and returns that answer for the destination to interpret; ``HttpLoop.request`` sends a contact
+destination's request (a job, a poll, a lookup, a list removal) the same way and returns the
+response. Every wait goes through the injected ``Runtime`` (clock, sleep, randomness, the wall
+clock a ``Retry-After`` date is read against) and the account's ``Pacer``, so tests never
+sleep; ``transport`` lets a test answer with ``httpx.MockTransport``. ``connect`` builds the
+loop of one destination.
 
 Retry policy (a pure classifier over the status code, see ``classify``):
 - 2xx, 207, 400, 413 and other 4xx → ``Verdict.ANSWERED``: returned for ``interpret``;
 - 429 → ``Verdict.RATE_LIMITED``: wait what the vendor says (``Retry-After``,
   ``RateLimit-Reset``, ``x-sib-ratelimit-reset``, ``X-Rate-Limit-Reset`` or Klaviyo's "Expected
-  available in N second(s)"), clamped, with jitter, pausing every request of the account; then
-  re-send (at most ``MAX_RATE_LIMITED`` times);
+  available in N second(s)"), at least 0.5 s and at most ``max_wait_s``, plus up to 10 %
+  jitter, pausing every request of the account; then re-send (at most ``MAX_RATE_LIMITED``
+  times);
 - 5xx, 408, timeouts, connection errors, Cloudflare HTML challenges → ``Verdict.RETRY``:
   exponential backoff with jitter, up to ``max_retries`` (then ``RetriesExhausted``); a failure
   after the request may have been processed counts in the answer's ``ambiguous`` (or the
@@ -28,12 +33,14 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
+from typing import Any
 
 import httpx
 
 from ..core.errors import AuthError, DeliveryError, RetriesExhausted
 from ..core.logcontext import get_logger
-from ..destinations.base import Request
+from ..core.options import DestinationSettings
+from ..destinations.base import Destination, Request
 from .ratelimit import Pacer
 
 log = get_logger("connector.delivery")
@@ -146,6 +153,7 @@ class Stats:
     retries: int = 0
     rate_limited: int = 0
     possibly_duplicated: int = 0
+    maybe_processed: int = 0  # failed attempts that may have been processed (stored)
     waited_s: float = 0.0
     statuses: dict[int, int] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -189,7 +197,13 @@ def make_client(
 
 
 class HttpLoop:
-    """Posts requests of one destination until they are answered; thread-safe."""
+    """Sends the requests of one destination until they are answered; thread-safe. Event
+    batches (``exchange``) and contact jobs, polls, lookups and list removals (``request``)
+    take the same loop: one retry, 429 and transport policy, on the injected ``Runtime``.
+
+    Its messages (logs and errors) name the destination, the method, the status or the
+    transport error, never a path, a query string or a body: a Brevo contact lookup's path
+    and a Klaviyo profile filter hold e-mail addresses."""
 
     def __init__(
         self,
@@ -209,56 +223,101 @@ class HttpLoop:
         self.max_retries = max_retries
         self.max_wait = max_wait
 
+    def close(self) -> None:
+        """Close the connection pool."""
+        self.client.close()
+
     def exchange(self, build: Callable[[], Request]) -> Answer:
         """Post ``build()`` (rebuilt per attempt: the body shape may change meanwhile) until
         the API answers about it; raises ``AuthError``, ``RetriesExhausted`` or
         ``DeliveryError``, whose ``maybe_processed`` counts the attempts that failed after
         they may have been processed (as ``Answer.ambiguous`` does for an answer)."""
+        sent: list[Request] = []
+
+        def attempt() -> httpx.Response:
+            sent[:] = [build()]
+            req = sent[0]
+            return self.client.post(req.path, content=req.body, headers=req.headers)
+
+        resp, ambiguous = self._until_answered("POST", attempt)
+        return Answer(sent[0], resp.status_code, resp.headers, resp.content, ambiguous)
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        body: bytes | None = None,
+        *,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
+        """Send one request (``url``: a path under the base URL, or an absolute URL) until it
+        is answered for good, and return the answer: a success or a final refusal (a 4xx
+        other than 401, 403, 408 and 429) for the caller to read. Raises as ``exchange``;
+        attempts that may have been processed count in ``Stats.maybe_processed``."""
+
+        def attempt() -> httpx.Response:
+            # params=None, not {}: an empty mapping would drop the query of a next-page URL.
+            return self.client.request(method, url, content=body, params=params, headers=headers)
+
+        resp, _ = self._until_answered(method, attempt)
+        return resp
+
+    def _until_answered(
+        self, method: str, attempt: Callable[[], httpx.Response]
+    ) -> tuple[httpx.Response, int]:
+        """``attempt()`` paced and retried until the API answers about it: (the answer,
+        attempts that failed after they may have been processed)."""
         tally = [0]
         try:
-            return self._exchange(build, tally)
+            resp = self._loop(method, attempt, tally)
         except DeliveryError as exc:
             exc.maybe_processed = tally[0]
+            self.stats.add(maybe_processed=tally[0])
             raise
+        self.stats.add(maybe_processed=tally[0])
+        return resp, tally[0]
 
-    def _exchange(self, build: Callable[[], Request], tally: list[int]) -> Answer:
+    def _loop(
+        self, method: str, attempt: Callable[[], httpx.Response], tally: list[int]
+    ) -> httpx.Response:
         attempts = 0
         limited = 0
         while True:
-            req = build()
             self.pacer.acquire()
             self.stats.add(requests=1)
             try:
-                resp = self.client.post(req.path, content=req.body, headers=req.headers)
+                resp = attempt()
             except httpx.HTTPError as exc:
+                what = f"{method}: {type(exc).__name__}: {_text(exc)}"
                 if not isinstance(exc, httpx.TransportError):
-                    raise DeliveryError(f"{self.name}: request failed: {exc}") from None
+                    raise DeliveryError(f"{self.name}: request failed: {what}") from None
                 tally[0] += 1 if _maybe_processed(exc) else 0
                 attempts += 1
-                self._retry_or_raise(attempts, f"{type(exc).__name__}: {exc}")
+                self._retry_or_raise(attempts, what)
                 continue
             status = resp.status_code
             self.stats.status(status)
             verdict = classify(status, resp.headers)
             if verdict is Verdict.RATE_LIMITED:
                 limited += 1
-                self._rate_limited(limited, resp)
+                self._rate_limited(limited, method, resp)
                 continue
             if verdict is Verdict.AUTH:
                 raise AuthError(
-                    f"{self.name}: the API refused the credentials (HTTP {status}): "
+                    f"{self.name}: the API refused the credentials ({method}: HTTP {status}): "
                     f"{excerpt(resp.content)}. Check destination.api_key's environment "
                     "variable and the key's scopes."
                 )
             if verdict is Verdict.RETRY:
                 tally[0] += 1  # a 5xx/408 may come after the vendor stored the request
                 attempts += 1
-                self._retry_or_raise(attempts, f"HTTP {status}")
+                self._retry_or_raise(attempts, f"{method}: HTTP {status}")
                 continue
             self.pacer.observe(*window_state(resp.headers))
-            return Answer(req, status, resp.headers, resp.content, tally[0])
+            return resp
 
-    def _rate_limited(self, limited: int, resp: httpx.Response) -> None:
+    def _rate_limited(self, limited: int, method: str, resp: httpx.Response) -> None:
         self.stats.add(rate_limited=1)
         if limited > MAX_RATE_LIMITED:
             raise RetriesExhausted(
@@ -268,9 +327,12 @@ class HttpLoop:
         wait = announced_wait(resp.headers, resp.content, self.rt.wall)
         if wait is None:
             wait = self._backoff(limited)
-        wait = min(max(wait, 0.5), self.max_wait) * (1 + self.rt.random() * 0.1)
-        log.info("%s: 429, waiting %.1fs", self.name, wait)
-        self.pacer.pause(wait)
+        wait = min(max(wait, 0.5), self.max_wait)  # a floor: "retry after 0" is no spin
+        jitter = wait * self.rt.random() * 0.1  # runs told the same wait do not return at once
+        log.info(
+            "%s: %s answered 429, waiting %.1fs + %.2fs jitter", self.name, method, wait, jitter
+        )
+        self.pacer.pause(wait + jitter)  # every request of the account waits it out
 
     def _backoff(self, attempt: int) -> float:
         base = min(self.max_wait, 0.5 * (2 ** (attempt - 1)))
@@ -288,6 +350,38 @@ class HttpLoop:
         if wait > 0:
             self.stats.add(waited_s=wait)
             self.rt.sleep(wait)
+
+
+def connect(
+    dest: Destination[DestinationSettings],
+    pacer: Pacer,
+    runtime: Runtime,
+    stats: Stats,
+    transport: httpx.BaseTransport | None = None,
+) -> HttpLoop:
+    """The HTTP loop of one destination's run, of either kind: one keep-alive client on its
+    base URL with room for its requests in flight, its options' timeout and retries, paced by
+    ``pacer``."""
+    opts = dest.options
+    concurrency = opts.concurrency or dest.limits.concurrency
+    client = make_client(dest.base_url, opts.timeout_s, concurrency, transport or runtime.transport)
+    return HttpLoop(dest.type, client, pacer, runtime, stats, opts.max_retries, opts.max_wait_s)
+
+
+def _text(exc: httpx.HTTPError) -> str:
+    """A transport error's own words, without the request's URL, path or query should the
+    error quote them (the socket's and httpcore's texts do not)."""
+    text = str(exc)
+    try:
+        url = exc.request.url
+    except RuntimeError:  # raised without a request (tests)
+        return text[:200]
+    for part in sorted({str(url), url.raw_path.decode("ascii", "replace"), url.path}, key=len)[
+        ::-1
+    ]:
+        if part and part != "/":
+            text = text.replace(part, "<url>")
+    return text[:200]
 
 
 def _maybe_processed(exc: httpx.TransportError) -> bool:

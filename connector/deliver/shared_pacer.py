@@ -22,7 +22,10 @@ send sooner (``observe``, same rule as the process pacer).
 
 When it is used: ``destination.options.pacing`` — ``auto`` (default: shared when the state
 store is PostgreSQL, the store several machines or Dagster run processes share), ``shared``
-(also on SQLite, for processes on one machine) or ``process``.
+(also on SQLite, for processes on one machine) or ``process``. ``destination_pacer`` makes
+that choice for a run of either kind of destination: the event runs' batches and the contact
+runs' jobs, polls, lookups and list removals of one account take turns at one pace, where the
+vendor documents one limit for them (``Destination.rate_account``).
 """
 
 from __future__ import annotations
@@ -36,8 +39,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from ..config.sync_file import RateLimit
 from ..core.errors import StateError, mask_url, scrub
+from ..core.options import DestinationSettings
+from ..destinations.base import Destination
 from ..store.schema import pacer_slots
-from .ratelimit import Pacer, pacer_for
+from .http_loop import Runtime
+from .ratelimit import Pacer, account_key, pacer_for
 
 _EXTRA_S = 0.03  # per window, on top of the process pacer's margin (see SharedPacer)
 _SLACK = 1e-6  # float noise when comparing a slot with the pause time
@@ -209,3 +215,22 @@ def pacer_for_run(
         if pacer is None or pacer.sleep is not sleep or pacer.engine is not engine:
             pacer = _SHARED[key] = SharedPacer(engine, account, rate, sleep)
         return pacer
+
+
+def account_of(dest: Destination[DestinationSettings]) -> str:
+    """The account whose rate budget ``dest`` spends: its own type's at its base URL and key
+    (hashed), or the type its vendor documents one limit with (``rate_account``: Omnisend's
+    contacts spend the 400/min of ``omnisend_events``)."""
+    return account_key(dest.rate_account or dest.type, dest.base_url, dest.api_key)
+
+
+def destination_pacer(
+    dest: Destination[DestinationSettings], runtime: Runtime, engine: sa.Engine | None
+) -> Pacer:
+    """The pacer of one run of ``dest`` (either kind) at ``dest.rate()``: shared through the
+    state store ``engine`` as ``options.pacing`` says, else the process's own (also without
+    an ``engine``: ``validate``)."""
+    account, rate = account_of(dest), dest.rate()
+    if engine is None:
+        return pacer_for(account, rate, runtime.clock, runtime.sleep)
+    return pacer_for_run(dest.options.pacing, engine, account, rate, runtime.clock, runtime.sleep)

@@ -10,7 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ..destinations.base import Destination, Item, dumps
+from ..core.options import DestinationSettings
+from ..destinations.base import Item, dumps
+from ..destinations.event_endpoint import EventDestination
 from ..model.events import Events
 from ..store.state import Reject
 from .batching import Batch, Batcher
@@ -44,7 +46,10 @@ class ChunkPlanner:
     """Plans chunks in read order for one run (or one preview)."""
 
     def __init__(
-        self, dest: Destination, duplicates: DuplicateCheck, ledger: Ledger | None = None
+        self,
+        dest: EventDestination[DestinationSettings],
+        duplicates: DuplicateCheck,
+        ledger: Ledger | None = None,
     ) -> None:
         self.dest = dest
         self.dups = duplicates

@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..contacts.hashes import HashStore
-from ..core.errors import RequestError, mask_url
-from ..deliver.delivery import Runtime
-from ..destinations.contact_base import Contact, ContactDestination, JobRow
+from ..core.errors import RequestError
+from ..core.options import DestinationSettings
+from ..deliver.delivery import Runtime, job_preview
+from ..destinations.contact_endpoint import Contact, ContactDestination, JobRow
 from ..store.state import CLOSED_DELIVERED, INCREMENTAL, Reject, StateStore
 from .breaker import Breaker, Trip
 from .result import ContactResult
@@ -68,7 +69,7 @@ class Jobs:
     def __init__(
         self,
         shell: RunShell,
-        dest: ContactDestination,
+        dest: ContactDestination[DestinationSettings],
         hashes: HashStore,
         state: StateStore,
         result: ContactResult,
@@ -101,8 +102,8 @@ class Jobs:
         a row with an identifier another row of the job has is a reject instead."""
         dest = self.dest
         if (
-            len(self.job.rows) >= min(dest.max_per_job, ROWS_PER_JOB)
-            or self.job.size + len(row.payload) + 1 + dest.job_overhead() > dest.max_job_bytes
+            len(self.job.rows) >= min(dest.limits.max_items, ROWS_PER_JOB)
+            or self.job.size + len(row.payload) + 1 + dest.job_overhead() > dest.limits.max_bytes
         ):
             self.flush()
         idents = []
@@ -142,7 +143,7 @@ class Jobs:
         and finish the oldest jobs while ``jobs_in_flight`` are out."""
         job, self.job = self.job, _Job()
         if job.rows and self.previews is not None:
-            self.previews.append(self._preview(job))
+            self.previews.append(job_preview(self.dest, job.rows))
         if not job.rows or self.dry_run:
             return
         self.shell.check_lease()
@@ -162,15 +163,6 @@ class Jobs:
         while self.outstanding:
             self._finish_job(self.outstanding.popleft())
         self.breaker.release()
-
-    def _preview(self, job: _Job) -> dict[str, Any]:
-        path, body = self.dest.job_request(job.rows)
-        headers = {
-            k: ("***" if k.lower() in ("authorization", "api-key") else v)
-            for k, v in self.dest.headers().items()
-        }
-        url = mask_url(self.dest.http.client.base_url.join(path).__str__())
-        return {"method": "POST", "url": url, "headers": headers, "body": body}
 
     def _finish_job(self, job: _Job) -> None:
         assert job.job_id is not None

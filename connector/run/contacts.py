@@ -21,17 +21,15 @@ import contextlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from ..config.sync_file import SyncConfig, resolve_env
+from ..config.sync_file import SyncConfig
 from ..contacts.diff import Page
 from ..contacts.differ import Differ
 from ..contacts.hashes import HashStore
 from ..contacts.merge import Ahead, Merge
 from ..core.errors import ConfigError, ConnectorError, RequestError
-from ..deliver.contact_pacing import contact_pacer
-from ..deliver.delivery import Runtime
-from ..deliver.job_http import JobHTTP
-from ..destinations.contact_base import ContactDestination, JobRow, JobStats
-from ..destinations.contact_registry import CONTACT_DESTINATIONS
+from ..deliver.delivery import Runtime, Stats
+from ..deliver.factory import make_contact_destination
+from ..destinations.contact_endpoint import JobRow
 from ..map.mapper import Chunk
 from ..read.readahead import read_ahead
 from ..read.source import Reader
@@ -43,57 +41,6 @@ from .shell import RunShell
 from .unlist import Unlister
 
 __all__ = ["ContactResult", "ContactRun", "preview_contacts", "run_contacts"]
-
-
-def make_contact_destination(
-    sync: SyncConfig,
-    stats: JobStats,
-    runtime: Runtime,
-    *,
-    resolve_secret: bool = True,
-    transport: Any = None,
-    state: StateStore | None = None,
-) -> ContactDestination:
-    """Build the contact destination of ``sync`` with its paced, retrying ``JobHTTP`` client.
-
-    The API key and a ``${ENV}`` base URL are resolved from the environment unless
-    ``resolve_secret`` is false (a dry run: the key becomes ``***``). The pace is the
-    destination's ``options.rate_limit`` or the vendor's documented rate, shared per account
-    (``contacts.pacing``: through ``state``'s pacer table as ``options.pacing`` says, and with
-    the event syncs of the account where the vendor has one limit for both). ``transport``
-    replaces httpx's (tests, the sandbox). Requests counted go to ``stats``.
-
-    Raises:
-        ConfigError: an ``${ENV}`` reference names an unset variable.
-    """
-    dest: Any = sync.destination
-    cls = CONTACT_DESTINATIONS[dest.type]
-    where = f"{sync.source_path or sync.name}: destination"
-    api_key = resolve_env(dest.api_key, where + ".api_key") if resolve_secret else "***"
-    base_url = (
-        resolve_env(dest.base_url, where + ".base_url") if dest.base_url else cls.default_base_url
-    ).rstrip("/")
-    from ..config.sync_file import RateLimit
-
-    rate = dest.options.rate_limit or RateLimit(
-        per_second=cls.rate_per_second, per_minute=cls.rate_per_minute
-    )
-    pacer = contact_pacer(cls, dest.options, base_url, api_key, rate, runtime, state)
-    http = JobHTTP(
-        base_url,
-        {},
-        dest.options,
-        pacer.acquire,
-        stats,
-        sleep=runtime.sleep,
-        random=runtime.random,
-        transport=transport,
-        pause=pacer.pause,
-        name=cls.type,
-    )
-    out = cls(dest, api_key, sync.name, http)
-    http.client.headers.update(out.headers())
-    return out
 
 
 class ContactRun:
@@ -130,9 +77,14 @@ class ContactRun:
         self.rt = runtime or Runtime()
         self.progress = progress
         self.warehouse_url = warehouse_url
-        self.stats = JobStats()
+        self.stats = Stats()
         self.dest = make_contact_destination(
-            sync, self.stats, self.rt, resolve_secret=not dry_run, transport=transport, state=state
+            sync,
+            resolve_secret=not dry_run,
+            runtime=self.rt,
+            stats=self.stats,
+            state=state,
+            transport=transport,
         )
         self.res = ContactResult(sync=sync.name, scope=INCREMENTAL, run_id=None)
         self.differ = Differ(
@@ -290,13 +242,12 @@ def contact_problems(
     """``connector validate``: what the destination's preflight finds (an unknown Brevo
     attribute...), asking the vendor with the sync's own key; [] when it asks nothing. What
     the sync will do that the user may not expect goes to ``warnings`` (``validate_warnings``)."""
-    cls = CONTACT_DESTINATIONS[sync.destination.type]
-    if warnings is not None:
-        warnings += cls.validate_warnings(sync)
-    if not cls.has_preflight():
-        return []
-    dest = make_contact_destination(sync, JobStats(), Runtime())
+    dest = make_contact_destination(sync)
     try:
+        if warnings is not None:
+            warnings += dest.validate_warnings(sync)
+        if not dest.has_preflight():
+            return []
         return dest.preflight(sync, types)
     except ConfigError:
         raise

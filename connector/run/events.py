@@ -29,10 +29,9 @@ from ..config.sync_file import DestinationSettings, SyncConfig
 from ..core.errors import DeliveryError, RequestError
 from ..core.logcontext import get_logger
 from ..deliver.delivery import BatchOutcome, Runtime, Sender, Stats
-from ..deliver.ratelimit import account_key
-from ..deliver.shared_pacer import pacer_for_run
-from ..destinations import Destination
+from ..deliver.shared_pacer import account_of, destination_pacer
 from ..destinations.base import Item, Learned
+from ..destinations.event_endpoint import EventDestination
 from ..map.mapper import Chunk, Events, Mapper
 from ..plan.batching import Batch, Batcher
 from ..plan.ledger import Ledger, Settlement
@@ -58,7 +57,7 @@ class EventRun:
     def __init__(
         self,
         sync: SyncConfig,
-        dest: Destination[DestinationSettings],
+        dest: EventDestination[DestinationSettings],
         state: StateStore,
         scope: str,
         *,
@@ -82,12 +81,8 @@ class EventRun:
         self.reader = Reader(sync, warehouse_url)
         self.mapper = Mapper(sync)
         self.stats = Stats()
-        rate = self.dest.options.rate_limit or self.dest.limits.rate
-        account = account_key(self.dest.type, self.dest.base_url, self.dest.api_key)
-        self.pacer = pacer_for_run(
-            self.dest.options.pacing, state.engine, account, rate, runtime.clock, runtime.sleep
-        )
-        self.account = account
+        self.account = account = account_of(self.dest)
+        self.pacer = destination_pacer(self.dest, runtime, state.engine)
         self.dest.attach(state, account)
         self.concurrency = self.dest.options.concurrency or self.dest.limits.concurrency
         self.result = SyncResult(sync.name, scope, None, destination_dedups=self.dest.limits.dedup)
@@ -108,7 +103,7 @@ class EventRun:
     def batcher(self) -> Batcher:
         """A batcher by the destination's limits."""
         return Batcher(
-            self.dest.limits.max_events, self.dest.limits.max_bytes, self.dest.request_overhead
+            self.dest.limits.max_items, self.dest.limits.max_bytes, self.dest.request_overhead
         )
 
     # -- the run -----------------------------------------------------------------------

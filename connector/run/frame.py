@@ -11,11 +11,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..config.sync_file import SyncConfig
+from ..deliver.factory import make_event_destination
 from ..map.mapper import Mapper
 from ..model.events import Events, Props, to_python
 from ..plan.planner import ChunkPlanner
 from ..read.source import Reader
-from .sync import make_destination
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -55,7 +55,7 @@ def preview_frame(
     """
     import pandas as pd
 
-    planner = ChunkPlanner(make_destination(sync, resolve_secret=False), _SeenKeys())
+    planner = ChunkPlanner(make_event_destination(sync, resolve_secret=False), _SeenKeys())
     mapper = Mapper(sync)
     columns: dict[str, list[Any]] = {}
     with Reader(sync, warehouse_url) as reader:

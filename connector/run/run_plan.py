@@ -22,6 +22,7 @@ import sqlalchemy as sa
 
 from ..config.sync_file import RateLimit, SyncConfig
 from ..core.errors import SourceError
+from ..deliver.factory import make_event_destination
 from ..map.mapper import Mapper
 from ..read.source import Position, Reader, Window
 from ..store.state import INCREMENTAL, StateStore
@@ -147,17 +148,15 @@ def plan_run(
     warehouse_url: str | None = None,
 ) -> RunPlan:
     """The figures of the next run of ``sync`` in ``scope``; reads, sends and writes nothing."""
-    from .sync import make_destination
-
-    dest = make_destination(sync, resolve_secret=False)
+    dest = make_event_destination(sync, resolve_secret=False)
     checkpoint = None if full_refresh else state.checkpoint(sync.name, scope)
     with Reader(sync, warehouse_url) as reader:
         rows = count_pending(reader, checkpoint, window)
         size = _event_bytes(sync, reader, dest, checkpoint, window) if rows else None
     limits = dest.limits
-    n = per_request(limits.max_events, limits.max_bytes, dest.request_overhead, size)
+    n = per_request(limits.max_items, limits.max_bytes, dest.request_overhead, size)
     requests = math.ceil(rows / n)
-    steady = steady_rate(dest.options.rate_limit or limits.rate)
+    steady = steady_rate(dest.rate())
     return RunPlan(
         sync=sync.name,
         scope=scope,
@@ -165,7 +164,7 @@ def plan_run(
         full_refresh=full_refresh,
         checkpoint=list(checkpoint) if checkpoint else None,
         rows=rows,
-        max_events=limits.max_events,
+        max_events=limits.max_items,
         event_bytes=size,
         per_request=n,
         requests=requests,

@@ -12,10 +12,10 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from ..config.sync_file import DestinationSettings, SyncConfig, resolve_env
+from ..config.sync_file import SyncConfig
 from ..core.errors import ConfigError, SourceError
 from ..deliver.delivery import Runtime, post_preview
-from ..destinations import DESTINATIONS, Destination
+from ..deliver.factory import make_event_destination
 from ..map.mapper import Mapper
 from ..plan.batching import Batch, Batcher
 from ..plan.planner import ChunkPlanner
@@ -27,24 +27,7 @@ from .result import SyncResult
 from .retry import RetryRun
 from .shell import Progress, RunShell
 
-__all__ = ["Progress", "SyncResult", "make_destination", "preview", "run_sync"]
-
-
-def make_destination(
-    sync: SyncConfig, *, resolve_secret: bool = True
-) -> Destination[DestinationSettings]:
-    """The destination object of a sync, with its API key read from the environment.
-
-    ``resolve_secret=False`` uses a placeholder key (``preview`` and ``validate`` never send).
-    Raises ``ConfigError`` when the key's variable is not set.
-    """
-    cfg = sync.destination
-    api_key = (
-        resolve_env(cfg.api_key, f"{sync.source_path}: destination.api_key")
-        if resolve_secret
-        else "****"
-    )
-    return DESTINATIONS[cfg.type](cfg, api_key, sync.name)
+__all__ = ["Progress", "SyncResult", "preview", "run_sync"]
 
 
 def run_sync(
@@ -97,7 +80,7 @@ def run_sync(
     runtime = runtime or Runtime()
     run = (RetryRun if retry_rejects else EventRun)(
         sync,
-        make_destination(sync),
+        make_event_destination(sync),
         state,
         scope,
         dry_run=dry_run,
@@ -129,10 +112,10 @@ def preview(sync: SyncConfig, limit: int = 5, warehouse_url: str | None = None) 
         from .contacts import preview_contacts
 
         return preview_contacts(sync, limit, warehouse_url)
-    dest = make_destination(sync, resolve_secret=False)
+    dest = make_event_destination(sync, resolve_secret=False)
     mapper = Mapper(sync)
     planner = ChunkPlanner(dest, EveryKey())  # a preview reads a few rows
-    batcher = Batcher(dest.limits.max_events, dest.limits.max_bytes, dest.request_overhead)
+    batcher = Batcher(dest.limits.max_items, dest.limits.max_bytes, dest.request_overhead)
     batches: list[Batch] = []
     rejects: list[tuple[str, str]] = []
     with Reader(sync, warehouse_url) as reader:

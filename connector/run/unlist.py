@@ -14,7 +14,8 @@ from __future__ import annotations
 from ..contacts.hashes import HashStore
 from ..core.errors import ConnectorError
 from ..core.logcontext import get_logger
-from ..destinations.contact_base import ContactDestination, Gone, identity
+from ..core.options import DestinationSettings
+from ..destinations.contact_endpoint import ContactDestination, Gone, identity
 from ..store.state import CLOSED_GONE, INCREMENTAL, Reject, StateStore
 from .result import ContactResult
 from .shell import RunShell
@@ -31,7 +32,7 @@ class Unlister:
 
     def __init__(
         self,
-        dest: ContactDestination,
+        dest: ContactDestination[DestinationSettings],
         hashes: HashStore,
         state: StateStore,
         result: ContactResult,

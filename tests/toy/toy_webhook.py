@@ -3,7 +3,8 @@
 The registry test copies this file into ``connector/destinations/`` of a copy of the package,
 adds its one line to ``registry.ENDPOINT_MODULES`` and runs a sync through it: config, JSON
 Schema, validate and sync need nothing else. (Absolute imports, so the file also type-checks
-where it lies; a real destination module imports ``.base`` and its vendor module.)
+where it lies; a real destination module imports ``..base``, ``..event_endpoint`` and its
+vendor module.)
 
 ToyCo's API: ``POST /hooks/events`` with a JSON array of ``{id, email, name, at, props}``;
 ≤ 50 events and ≤ 64 KB per request; 200 = all stored; 422 ``{"rejected": {"<index>":
@@ -19,16 +20,9 @@ import orjson
 from pydantic import Field
 
 from connector.core.options import CommonOptions, DestinationSettings, RateLimit
-from connector.destinations.base import (
-    Destination,
-    Item,
-    Limits,
-    Outcome,
-    Request,
-    Vendor,
-    dumps,
-    no_identifier_rows,
-)
+from connector.destinations.base import Item, Limits, Outcome, Request, Vendor, dumps
+from connector.destinations.checks import no_identifier_rows
+from connector.destinations.event_endpoint import EventDestination
 from connector.model.events import Events
 
 VENDOR = Vendor(name="toyco", title="ToyCo")
@@ -47,7 +41,7 @@ class ToyWebhookDestination(DestinationSettings):
     options: ToyWebhookOptions = Field(default_factory=ToyWebhookOptions)
 
 
-class ToyWebhook(Destination[ToyWebhookDestination]):
+class ToyWebhook(EventDestination[ToyWebhookDestination]):
     """``toy_webhook``: up to 50 events per request, deduplicated by id."""
 
     type = "toy_webhook"
@@ -58,7 +52,7 @@ class ToyWebhook(Destination[ToyWebhookDestination]):
     default_base_url = "https://hooks.toyco.invalid"
     path = "/hooks/events"
     limits = Limits(
-        max_events=50,
+        max_items=50,
         max_bytes=64 * 1024,
         concurrency=1,
         rate=RateLimit(per_second=100),

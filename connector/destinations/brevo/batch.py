@@ -26,18 +26,8 @@ from ...core.logcontext import get_logger
 from ...core.options import CommonOptions, DestinationSettings, RateLimit
 from ...model import jsonfrag
 from ...model.events import Events
-from ..base import (
-    AccountMemory,
-    Destination,
-    Item,
-    Learned,
-    Limits,
-    Outcome,
-    Request,
-    dumps,
-    request_fix,
-    request_problem,
-)
+from ..base import AccountMemory, Item, Learned, Limits, Outcome, Request, dumps
+from ..event_endpoint import EventDestination, request_fix, request_problem
 from .vendor import (
     IDENTIFIERS,
     MAX_PROPERTIES_BYTES,
@@ -86,7 +76,7 @@ class BrevoEventsBatchDestination(DestinationSettings):
     options: BrevoBatchOptions = Field(default_factory=BrevoBatchOptions)
 
 
-class BrevoEventsBatch(Destination[BrevoEventsBatchDestination]):
+class BrevoEventsBatch(EventDestination[BrevoEventsBatchDestination]):
     """``brevo_events_batch``: up to 200 events per request, 207 partial answers."""
 
     type = "brevo_events_batch"
@@ -97,7 +87,7 @@ class BrevoEventsBatch(Destination[BrevoEventsBatchDestination]):
     default_base_url = "https://api.brevo.com"
     path = "/v3/events/batch"
     limits = Limits(
-        max_events=MAX_EVENTS,
+        max_items=MAX_EVENTS,
         max_bytes=MAX_BYTES,
         concurrency=2,
         # Undocumented bucket: start modestly; the x-sib-ratelimit-* headers steer from there.

@@ -38,18 +38,24 @@ from pydantic import Field, PositiveInt
 from typing_extensions import override
 
 from ...core.errors import RequestError
-from ...core.options import DestinationSettings
-from ..contact_base import (
+from ...core.options import DestinationSettings, RateLimit
+from ..base import Limits
+from ..contact_endpoint import (
     Contact,
     ContactDestination,
     ContactOptions,
     Gone,
+    Http,
     JobResult,
     JobRow,
+    SyncView,
+    identifier_problem,
     join_body,
+    json_object,
     match_errors,
     request_error,
 )
+from .vendor import VENDOR, brevo_headers
 
 MAX_BYTES = 8 * 1024 * 1024  # of a 10 MB limit: Brevo's "safe limit of around 8 MB"
 IMPORT = "/v3/contacts/import"
@@ -81,7 +87,6 @@ FITS = {
     "category": ("string", "integer"),
 }
 READ_ONLY = ("calculated", "global")
-EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
 DATE = re.compile(rb'^"(\d{4}-\d{2}-\d{2}|\d{2}/\d{2}/\d{4})"$')
 DONE = "completed"
 # remove-contact-from-list: "a maximum of 150 emails" / "150 Ids" / "150 extIds" per request.
@@ -128,27 +133,38 @@ class _Process:
     reports: dict[str, str] = field(default_factory=dict)  # report name → URL (both imports)
 
 
-class BrevoContacts(ContactDestination):
+class BrevoContacts(ContactDestination[BrevoContactsDestination]):
     """Brevo contact import (the module docstring has the rules)."""
 
     type = "brevo_contacts"
-    vendor = "brevo"
+    config_model = BrevoContactsDestination
+    options: BrevoContactsOptions
+    vendor = VENDOR
     default_base_url = "https://api.brevo.com"
     identifier_fields = tuple(IDENTIFIERS)
-    max_per_job = 1_000_000  # no count limit documented (the engine caps a job at ROWS_PER_JOB)
-    max_job_bytes = MAX_BYTES
-    rate_per_second = 10
-    rate_per_minute = 600  # 36,000/h (General plan)
-    config_model = BrevoContactsDestination
+    # /v3/contacts/* is a bucket of its own beside /v3/events (api-limits): General plan.
+    limits = Limits(
+        max_items=1_000_000,  # no count limit documented (the run caps a job at ROWS_PER_JOB)
+        max_bytes=MAX_BYTES,
+        rate=RateLimit(per_second=10, per_minute=600),  # 36,000/h
+    )
+    secret_headers = ("api-key",)
 
-    def __init__(self, config: Any, api_key: str, sync_name: str, http: Any) -> None:
+    def __init__(
+        self,
+        config: BrevoContactsDestination,
+        api_key: str,
+        sync_name: str,
+        http: Http | None = None,
+    ) -> None:
         super().__init__(config, api_key, sync_name, http)
         self._clears: dict[str, bytes] = {}  # row key → its clearing item (rows with NULLs)
         self._processes: dict[str, _Process] = {}
         self._date_checks: tuple[str, ...] = ()  # text columns feeding date attributes
 
     @classmethod
-    def mapping_problems(cls, mapping: Mapping[str, Any]) -> list[tuple[str, str]]:
+    @override
+    def check_mapping(cls, mapping: Mapping[str, Any]) -> list[tuple[str, str]]:
         """Dotted names (Brevo attributes are flat) and identifiers mapped as attributes."""
         out = []
         props = mapping.get("contact_properties")
@@ -169,30 +185,28 @@ class BrevoContacts(ContactDestination):
                 )
         return out
 
-    def headers(self) -> dict[str, str]:
-        """The account key (``api-key``) and JSON."""
-        return {
-            "api-key": self.api_key,
-            "Content-Type": "application/json",
-            "Accept": "application/json",
-        }
+    @override
+    def auth_headers(self) -> dict[str, str]:
+        """The account key (``api-key``) and JSON, as Brevo's event endpoints send them."""
+        return brevo_headers("api-key", self.api_key)
 
     # -- before anything is sent -------------------------------------------------------
-    def preflight(self, sync: Any, types: Mapping[str, str]) -> list[str]:
+    @override
+    def preflight(self, sync: SyncView, types: Mapping[str, str]) -> list[str]:
         """The mapped attributes against the account's (``GET /v3/contacts/attributes``)."""
         where = f"{sync.source_path or sync.name}: mapping.contact_properties"
-        resp = self.http.request("GET", ATTRIBUTES)
+        resp = self.call("GET", ATTRIBUTES)
         if resp.status_code != 200:
             raise request_error(f"GET {ATTRIBUTES}", resp)
         account: dict[str, tuple[str, str]] = {}
-        for a in _json(resp).get("attributes") or []:
+        for a in json_object(resp, f"GET {ATTRIBUTES}").get("attributes") or []:
             if isinstance(a, dict) and isinstance(a.get("name"), str):
                 kind = str(a.get("type") or ("category" if a.get("enumeration") else "text"))
                 account[a["name"].upper()] = (str(a.get("category") or "normal"), kind)
         problems = []
         dates = []
         # Identifiers leave as text: only their attribute's existence is checked.
-        wanted = [(n, c) for n, c in sync.mapping.contact_properties.items()]
+        wanted: list[tuple[str, str | None]] = list(sync.mapping.contact_properties.items())
         wanted += [(IDENTIFIERS[i], None) for i in sync.mapping.identifiers if i != "email"]
         for name, column in wanted:
             found = account.get(name.upper())
@@ -228,11 +242,10 @@ class BrevoContacts(ContactDestination):
     # -- rows --------------------------------------------------------------------------
     def check(self, contact: Contact) -> str | None:
         """An identifier present, the email's shape, dates from text columns."""
-        ids = contact.identifiers
-        if not any(ids.get(f) for f in IDENTIFIERS):
-            return "no contact identifier: " + ", ".join(IDENTIFIERS) + " are all empty"
-        if ids.get("email") and not EMAIL.match(ids["email"]):
-            return "email is not an email address"
+        none = "no contact identifier: " + ", ".join(IDENTIFIERS) + " are all empty"
+        problem = identifier_problem(contact.identifiers, tuple(IDENTIFIERS), none)
+        if problem is not None:
+            return problem
         for name in self._date_checks:
             frag = contact.properties.get(name)
             if frag is not None and not DATE.match(frag):
@@ -285,10 +298,10 @@ class BrevoContacts(ContactDestination):
         return IMPORT, self._body([r.payload for r in rows], empty=False)
 
     def _import(self, body: bytes) -> str:
-        resp = self.http.request("POST", IMPORT, body)
+        resp = self.call("POST", IMPORT, body)
         if resp.status_code not in (200, 201, 202):
             raise request_error(f"POST {IMPORT}", resp)
-        pid = _json(resp).get("processId")
+        pid = json_object(resp, f"POST {IMPORT}").get("processId")
         if isinstance(pid, bool) or not isinstance(pid, (int, str)) or str(pid) == "":
             raise RequestError(f"POST {IMPORT} answered {resp.status_code} without a processId")
         return str(pid)
@@ -315,10 +328,10 @@ class BrevoContacts(ContactDestination):
 
     def _poll_one(self, pid: str, proc: _Process) -> bool:
         path = f"/v3/processes/{pid}"
-        resp = self.http.request("GET", path)
+        resp = self.call("GET", path)
         if resp.status_code != 200:
             raise request_error(f"GET {path}", resp)
-        doc = _json(resp)
+        doc = json_object(resp, f"GET {path}")
         status = doc.get("status")
         if status == DONE:
             reports = (doc.get("info") or {}).get("import") or {}
@@ -361,12 +374,12 @@ class BrevoContacts(ContactDestination):
     def _report_lines(self, url: str) -> list[str]:
         """A CSV report's first column, header line skipped. The account key goes only to
         the API's own host; a report elsewhere is fetched without it."""
-        base = self.http.client.base_url
+        base = httpx.URL(self.base_url)
         target = httpx.URL(url)
         if target.host == base.host and target.port == base.port:
-            resp = self.http.request("GET", target.raw_path.decode())
+            resp = self.call("GET", target.raw_path.decode())
         else:
-            resp = httpx.get(url, timeout=self.options.timeout_s)
+            resp = self.http.request("GET", url)  # no headers: no key for another host
         if resp.status_code != 200:
             raise request_error(f"GET import report {target.path}", resp)
         lines = [ln.split(";")[0].strip().strip('"') for ln in resp.text.splitlines()[1:]]
@@ -446,10 +459,10 @@ class BrevoContacts(ContactDestination):
     def _remove(self, list_id: int, kind: str, values: list[Any]) -> set[str]:
         """One removal request; the values Brevo lists under ``success`` (normalized)."""
         path = f"/v3/contacts/lists/{list_id}/contacts/remove"
-        resp = self.http.request("POST", path, orjson.dumps({kind: values}))
+        resp = self.call("POST", path, orjson.dumps({kind: values}))
         if resp.status_code not in (200, 201):
-            raise request_error(f"POST {path}", resp)
-        contacts = _json(resp).get("contacts")
+            raise request_error(f"POST {path}", resp, tuple(map(str, values)))
+        contacts = json_object(resp, f"POST {path}").get("contacts")
         success = contacts.get("success") if isinstance(contacts, dict) else None
         return {_norm_value(v) for v in success or [] if isinstance(v, (str, int))}
 
@@ -459,13 +472,17 @@ class BrevoContacts(ContactDestination):
             value = identifiers.get(name)
             if not value:
                 continue
-            path = "/v3/contacts/" + quote(value, safe="")
-            resp = self.http.request("GET", path, params={"identifierType": kind})
+            # The path holds the identifier: the client's messages never carry a path, and
+            # this one's are named by the path template and keep Brevo's words without it.
+            what = f"GET /v3/contacts/{{identifier}} ({kind})"
+            resp = self.call(
+                "GET", "/v3/contacts/" + quote(value, safe=""), None, {"identifierType": kind}
+            )
             if resp.status_code == 404:
                 continue
             if resp.status_code != 200:
-                raise request_error(f"GET /v3/contacts/{{identifier}} ({kind})", resp)
-            return _json(resp)
+                raise request_error(what, resp, (value,))
+            return json_object(resp, what)
         return None
 
 
@@ -473,12 +490,4 @@ def _norm_value(value: Any) -> str:
     return str(value).lower() if isinstance(value, str) and "@" in value else str(value)
 
 
-def _json(resp: Any) -> dict[str, Any]:
-    try:
-        doc = orjson.loads(resp.content)
-    except orjson.JSONDecodeError:
-        raise RequestError(
-            f"{resp.request.method} {resp.request.url.path} answered {resp.status_code} with "
-            "a body that is not JSON"
-        ) from None
-    return doc if isinstance(doc, dict) else {}
+DESTINATION = BrevoContacts

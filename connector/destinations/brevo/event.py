@@ -24,7 +24,8 @@ from typing_extensions import override
 
 from ...core.options import CommonOptions, DestinationSettings
 from ...model.events import Events
-from ..base import Item, Limits, SingleEventDestination, dumps
+from ..base import Item, Limits, dumps
+from ..event_endpoint import SingleEventDestination
 from .vendor import (
     IDENTIFIERS,
     TIER_RATES,
@@ -66,7 +67,7 @@ class BrevoEvent(SingleEventDestination[BrevoEventDestination]):
     default_base_url = "https://api.brevo.com"
     path = "/v3/events"
     limits = Limits(
-        max_events=1,
+        max_items=1,
         max_bytes=1024 * 1024,  # no documented request cap beyond event_properties ≤ 50 KB
         # 8 in flight reach even the Extended tier's 60 req/s at ~100 ms latency; the Pacer
         # holds the account to its tier.

@@ -26,7 +26,9 @@ from typing_extensions import override
 
 from ...core.options import CommonOptions, DestinationSettings, RateLimit
 from ...model.events import Events
-from ..base import Item, Limits, SingleEventDestination, dumps, no_identifier_rows
+from ..base import Item, Limits, dumps
+from ..checks import no_identifier_rows
+from ..event_endpoint import SingleEventDestination
 from .vendor import VENDOR, brevo_headers, brevo_message
 
 RESERVED = ("email", "event")  # never keys of `properties` (track-custom-events-rest)
@@ -63,7 +65,7 @@ class BrevoTracker(SingleEventDestination[BrevoTrackerDestination]):
     default_base_url = "https://in-automate.brevo.com"
     path = "/api/v2/trackEvent"
     limits = Limits(
-        max_events=1,
+        max_items=1,
         max_bytes=1024 * 1024,  # undocumented; one event is far below any plausible cap
         concurrency=4,  # 10 req/s at ~100 ms latency needs ~1-2 in flight; 4 absorbs jitter
         rate=RateLimit(

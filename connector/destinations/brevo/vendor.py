@@ -22,7 +22,8 @@ import pyarrow.compute as pc
 
 from ...core.options import RateLimit
 from ...model.events import Events
-from ..base import Vendor, dumps, no_identifier_rows, regex_failures, static_key_problems
+from ..base import Vendor, dumps
+from ..checks import no_identifier_rows, regex_failures, static_key_problems
 
 VENDOR = Vendor(name="brevo", title="Brevo")
 

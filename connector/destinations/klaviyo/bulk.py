@@ -27,19 +27,9 @@ from typing_extensions import override
 from ...core.options import CommonOptions, DestinationSettings, RateLimit
 from ...model import jsonfrag
 from ...model.events import Events
-from ..base import (
-    Destination,
-    Item,
-    Limits,
-    Outcome,
-    Request,
-    length_failures,
-    no_identifier_rows,
-    regex_failures,
-    request_fix,
-    request_problem,
-    walk_limits,
-)
+from ..base import Item, Limits, Outcome, Request
+from ..checks import length_failures, no_identifier_rows, regex_failures, walk_limits
+from ..event_endpoint import EventDestination, request_fix, request_problem
 from .vendor import (
     E164,
     PROFILE_IDENTIFIERS,
@@ -95,7 +85,7 @@ class KlaviyoBulkEventsDestination(DestinationSettings):
     options: KlaviyoBulkOptions = Field(default_factory=KlaviyoBulkOptions)
 
 
-class KlaviyoBulkEvents(Destination[KlaviyoBulkEventsDestination]):
+class KlaviyoBulkEvents(EventDestination[KlaviyoBulkEventsDestination]):
     """``klaviyo_bulk_events``: up to 1,000 events per bulk-create job, deduplicated."""
 
     type = "klaviyo_bulk_events"
@@ -106,7 +96,7 @@ class KlaviyoBulkEvents(Destination[KlaviyoBulkEventsDestination]):
     default_base_url = "https://a.klaviyo.com"
     path = "/api/event-bulk-create-jobs"
     limits = Limits(
-        max_events=MAX_EVENTS,
+        max_items=MAX_EVENTS,
         max_bytes=MAX_BYTES,
         # The steady limit is 150 requests/min (2.5/s): two in flight keep it busy even at
         # 800 ms per request, and hold fewer 5 MB bodies in memory than more would.

@@ -16,7 +16,6 @@ omitted (``null_standard_fields: keep``) or, with ``clear``, cleared by one
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -25,23 +24,26 @@ from pydantic import Field, model_validator
 from typing_extensions import override
 
 from ...core.errors import ConfigError, RequestError
-from ...core.options import DestinationSettings
-from ..contact_base import (
+from ...core.options import DestinationSettings, RateLimit
+from ..base import Limits
+from ..contact_endpoint import (
     Contact,
     ContactDestination,
     ContactOptions,
     Gone,
     JobResult,
     JobRow,
+    identifier_problem,
     join_body,
+    json_object,
     match_errors,
     request_error,
 )
-from .vendor import E164 as E164_PATTERN
 from .vendor import (
     LOCATION_FIELDS,
     PROFILE_IDENTIFIERS,
     PROFILE_STRINGS,
+    VENDOR,
     klaviyo_headers,
 )
 
@@ -52,8 +54,6 @@ MAX_PROFILE_BYTES = 100 * 1024
 IDENTIFIERS = (*PROFILE_IDENTIFIERS, "id")
 STANDARD = PROFILE_STRINGS
 LOCATION = LOCATION_FIELDS
-E164 = re.compile(E164_PATTERN)
-EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
 JOBS = "/api/profile-bulk-import-jobs"
 PROFILES = "/api/profiles"
 # remove_profiles_from_list: "This endpoint accepts a maximum of 1000 profiles per call."
@@ -104,22 +104,26 @@ def _is_standard(name: str) -> bool:
     return name in STANDARD or name.startswith("location.")
 
 
-class KlaviyoProfiles(ContactDestination):
+class KlaviyoProfiles(ContactDestination[KlaviyoProfilesDestination]):
     """Klaviyo profiles through bulk import jobs (limits and NULL rules: module docstring)."""
 
     type = "klaviyo_profiles"
-    vendor = "klaviyo"
+    config_model = KlaviyoProfilesDestination
+    options: KlaviyoProfilesOptions
+    vendor = VENDOR
     default_base_url = "https://a.klaviyo.com"
     identifier_fields = IDENTIFIERS
-    max_per_job = MAX_PROFILES
-    max_job_bytes = MAX_BYTES
-    rate_per_second = 10
-    rate_per_minute = 150
-    config_model = KlaviyoProfilesDestination
+    # Its own bucket: limits are per account per endpoint (rate_limits_and_error_handling).
+    limits = Limits(
+        max_items=MAX_PROFILES,
+        max_bytes=MAX_BYTES,
+        rate=RateLimit(per_second=10, per_minute=150),
+    )
+    secret_headers = ("authorization",)
 
     @classmethod
     @override
-    def mapping_problems(cls, mapping: Mapping[str, Any]) -> list[tuple[str, str]]:
+    def check_mapping(cls, mapping: Mapping[str, Any]) -> list[tuple[str, str]]:
         out = []
         props = mapping.get("contact_properties")
         for name in props if isinstance(props, dict) else {}:
@@ -136,20 +140,14 @@ class KlaviyoProfiles(ContactDestination):
         return out
 
     @override
-    def headers(self) -> dict[str, str]:
+    def auth_headers(self) -> dict[str, str]:
         return klaviyo_headers(self.api_key, self.options.revision)
 
     # -- rows --------------------------------------------------------------------------
     @override
     def check(self, contact: Contact) -> str | None:
-        ids = contact.identifiers
-        if not any(ids.get(f) for f in IDENTIFIERS):
-            return "no profile identifier: " + ", ".join(IDENTIFIERS) + " are all empty"
-        if ids.get("email") and not EMAIL.match(ids["email"]):
-            return "email is not an email address"
-        if ids.get("phone_number") and not E164.match(ids["phone_number"]):
-            return "phone_number is not E.164 (e.g. +15005550006)"
-        return None
+        none = "no profile identifier: " + ", ".join(IDENTIFIERS) + " are all empty"
+        return identifier_problem(contact.identifiers, IDENTIFIERS, none, "phone_number")
 
     def _attributes(self, contact: Contact, *, nulls: bool) -> dict[str, Any]:
         attrs: dict[str, Any] = {k: v for k, v in contact.identifiers.items() if v and k != "id"}
@@ -208,10 +206,10 @@ class KlaviyoProfiles(ContactDestination):
     @override
     def submit(self, rows: list[JobRow]) -> str:
         _, body = self.job_request(rows)
-        resp = self.http.request("POST", JOBS, body)
+        resp = self.call("POST", JOBS, body)
         if resp.status_code not in (200, 201, 202):
             raise request_error(f"POST {JOBS}", resp)
-        job_id = _json(resp).get("data", {}).get("id")
+        job_id = json_object(resp, f"POST {JOBS}").get("data", {}).get("id")
         if not isinstance(job_id, str) or not job_id:
             raise RequestError(f"POST {JOBS} answered {resp.status_code} without a job id")
         return job_id
@@ -219,10 +217,12 @@ class KlaviyoProfiles(ContactDestination):
     @override
     def poll(self, job_id: str) -> bool:
         path = f"{JOBS}/{job_id}"
-        resp = self.http.request("GET", path)
+        resp = self.call("GET", path)
         if resp.status_code != 200:
             raise request_error(f"GET {path}", resp)
-        status = _json(resp).get("data", {}).get("attributes", {}).get("status")
+        status = (
+            json_object(resp, f"GET {path}").get("data", {}).get("attributes", {}).get("status")
+        )
         if status == "complete":
             return True
         if status in ("queued", "processing"):
@@ -235,17 +235,18 @@ class KlaviyoProfiles(ContactDestination):
     @override
     def result(self, job_id: str, rows: list[JobRow]) -> JobResult:
         path = f"{JOBS}/{job_id}"
-        attrs = _json(self.http.request("GET", path)).get("data", {}).get("attributes", {})
+        doc = json_object(self.call("GET", path), f"GET {path}")
+        attrs = doc.get("data", {}).get("attributes", {})
         failed = int(attrs.get("failed_count") or 0)
         reported: list[tuple[dict[str, Any], str]] = []
         if failed:
             url: str | None = f"{path}/import-errors"
             params: dict[str, Any] | None = {"page[size]": 100}
             while url:
-                resp = self.http.request("GET", url, params=params)
+                resp = self.call("GET", url, params=params)
                 if resp.status_code != 200:
                     raise request_error(f"GET {path}/import-errors", resp)
-                doc = _json(resp)
+                doc = json_object(resp, f"GET {path}/import-errors")
                 for err in doc.get("data") or []:
                     a = err.get("attributes", {}) if isinstance(err, dict) else {}
                     payload = a.get("original_payload") or {}
@@ -276,7 +277,7 @@ class KlaviyoProfiles(ContactDestination):
                 continue
             attrs = self._attributes(contact, nulls=True)
             body = orjson.dumps({"data": {"type": "profile", "attributes": attrs}})
-            resp = self.http.request("POST", "/api/profile-import", body)
+            resp = self.call("POST", "/api/profile-import", body)
             if resp.status_code in (200, 201):
                 continue
             if 400 <= resp.status_code < 500 and resp.status_code not in (404, 405, 415):
@@ -327,7 +328,7 @@ class KlaviyoProfiles(ContactDestination):
         path = f"/api/lists/{list_id}/relationships/profiles"
         for start in range(0, len(ids), MAX_UNLIST):
             data = [{"type": "profile", "id": pid} for pid in ids[start : start + MAX_UNLIST]]
-            resp = self.http.request("DELETE", path, orjson.dumps({"data": data}))
+            resp = self.call("DELETE", path, orjson.dumps({"data": data}))
             if resp.status_code not in (200, 202, 204):
                 raise request_error(f"DELETE {path}", resp)
         return refused
@@ -358,10 +359,11 @@ class KlaviyoProfiles(ContactDestination):
                 "fields[profile]": ",".join(LOOKUP_FIELDS),
             }
             while url:
-                resp = self.http.request("GET", url, params=params)
+                resp = self.call("GET", url, params=params)
                 if resp.status_code != 200:
-                    raise request_error(f"GET {PROFILES}", resp)
-                doc = _json(resp)
+                    # The filter holds the identifiers looked up: none in the message.
+                    raise request_error(f"GET {PROFILES}", resp, tuple(values))
+                doc = json_object(resp, f"GET {PROFILES}")
                 for profile in doc.get("data") or []:
                     if not isinstance(profile, dict) or not isinstance(profile.get("id"), str):
                         continue
@@ -381,12 +383,4 @@ def _norm(name: str, value: str) -> str:
     return value.lower() if name == "email" else value
 
 
-def _json(resp: Any) -> dict[str, Any]:
-    try:
-        doc = orjson.loads(resp.content)
-    except orjson.JSONDecodeError:
-        raise RequestError(
-            f"{resp.request.method} {resp.request.url.path} answered {resp.status_code} with "
-            "a body that is not JSON"
-        ) from None
-    return doc if isinstance(doc, dict) else {}
+DESTINATION = KlaviyoProfiles

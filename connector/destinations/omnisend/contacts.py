@@ -48,16 +48,21 @@ from typing_extensions import override
 
 from ...core.errors import RequestError
 from ...core.options import DestinationSettings
-from ..contact_base import (
+from ..base import Limits
+from ..contact_endpoint import (
     Contact,
     ContactDestination,
     ContactOptions,
+    Http,
     JobResult,
     JobRow,
+    SyncView,
+    identifier_problem,
+    json_object,
     match_errors,
     request_error,
 )
-from .vendor import omnisend_headers
+from .vendor import OMNISEND_RATE, VENDOR, omnisend_headers, problem_text
 
 VERSION = "2026-03-15"
 MAX_ITEMS = 100
@@ -79,8 +84,6 @@ STANDARD = (
     "tags",
 )
 CUSTOM_NAME = re.compile(r"[A-Za-z0-9_]{1,128}")
-E164 = re.compile(r"^\+[1-9]\d{1,14}$")
-EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
 BATCHES = "/api/batches"
 CONTACTS = "/api/contacts"
 
@@ -129,27 +132,32 @@ def _camel(name: str) -> str:
     return head + "".join(p[:1].upper() + p[1:] for p in rest)
 
 
-class OmnisendContacts(ContactDestination):
+class OmnisendContacts(ContactDestination[OmnisendContactsDestination]):
     """Omnisend contacts through batches or single upserts (rules: module docstring)."""
 
     type = "omnisend_contacts"
-    vendor = "omnisend"
+    config_model = OmnisendContactsDestination
+    options: OmnisendContactsOptions
+    vendor = VENDOR
     default_base_url = "https://api.omnisend.com"
     identifier_fields = IDENTIFIERS
-    max_per_job = MAX_ITEMS
-    max_job_bytes = MAX_BYTES
-    rate_per_second = 7  # smooths bursts; the 400/min window binds
-    rate_per_minute = 400
+    limits = Limits(max_items=MAX_ITEMS, max_bytes=MAX_BYTES, rate=OMNISEND_RATE)
     rate_account = "omnisend_events"  # one 400/min budget per store for every endpoint
-    config_model = OmnisendContactsDestination
+    secret_headers = ("authorization",)
 
-    def __init__(self, config: Any, api_key: str, sync_name: str, http: Any) -> None:
+    def __init__(
+        self,
+        config: OmnisendContactsDestination,
+        api_key: str,
+        sync_name: str,
+        http: Http | None = None,
+    ) -> None:
         super().__init__(config, api_key, sync_name, http)
         self._outcomes: dict[str, dict[int, str]] = {}  # single mode: group → row errors
 
     @classmethod
     @override
-    def mapping_problems(cls, mapping: Mapping[str, Any]) -> list[tuple[str, str]]:
+    def check_mapping(cls, mapping: Mapping[str, Any]) -> list[tuple[str, str]]:
         out = []
         props = mapping.get("contact_properties")
         names = [str(n) for n in (props if isinstance(props, dict) else {})]
@@ -187,11 +195,10 @@ class OmnisendContacts(ContactDestination):
             )
         return out
 
-    @classmethod
     @override
-    def validate_warnings(cls, sync: Any) -> list[str]:
+    def validate_warnings(self, sync: SyncView) -> list[str]:
         props = list(sync.mapping.contact_properties or {})
-        if not props or sync.destination.options.null_fields == "keep":
+        if not props or self.options.null_fields == "keep":
             return []
         return [
             f"{sync.source_path or sync.name}: a NULL in {', '.join(props)} leaves the value "
@@ -201,20 +208,14 @@ class OmnisendContacts(ContactDestination):
         ]
 
     @override
-    def headers(self) -> dict[str, str]:
+    def auth_headers(self) -> dict[str, str]:
         return omnisend_headers(self.api_key, self.options.api_version)
 
     # -- rows --------------------------------------------------------------------------
     @override
     def check(self, contact: Contact) -> str | None:
-        ids = contact.identifiers
-        if not any(ids.get(f) for f in IDENTIFIERS):
-            return "no contact identifier: email and phone are both empty"
-        if ids.get("email") and not EMAIL.match(ids["email"]):
-            return "email is not an email address"
-        if ids.get("phone") and not E164.match(ids["phone"]):
-            return "phone is not E.164 (e.g. +15005550006)"
-        return None
+        none = "no contact identifier: email and phone are both empty"
+        return identifier_problem(contact.identifiers, IDENTIFIERS, none, "phone")
 
     @override
     def encode(self, contact: Contact) -> bytes:
@@ -256,10 +257,10 @@ class OmnisendContacts(ContactDestination):
         if self.options.mode == "single":
             return self._send_one_by_one(rows)
         _, body = self.job_request(rows)
-        resp = self.http.request("POST", BATCHES, body)
+        resp = self.call("POST", BATCHES, body)
         if resp.status_code not in (200, 201, 202):
             raise request_error(f"POST {BATCHES}", resp)
-        batch_id = _json(resp).get("batchID")
+        batch_id = json_object(resp, f"POST {BATCHES}").get("batchID")
         if not isinstance(batch_id, str) or not batch_id:
             raise RequestError(f"POST {BATCHES} answered {resp.status_code} without a batchID")
         return batch_id
@@ -267,10 +268,10 @@ class OmnisendContacts(ContactDestination):
     def _send_one_by_one(self, rows: list[JobRow]) -> str:
         errors: dict[int, str] = {}
         for i, row in enumerate(rows):
-            resp = self.http.request("POST", CONTACTS, row.payload)
+            resp = self.call("POST", CONTACTS, row.payload)
             if resp.status_code in (200, 201):
                 continue
-            data = _json(resp) if resp.content else {}
+            data = json_object(resp, f"POST {CONTACTS}") if resp.content else {}
             listed = isinstance(data.get("errors"), list) and bool(data["errors"])
             if resp.status_code == 409 or (resp.status_code in (400, 422) and listed):
                 errors[i] = _problem(resp.status_code, data)
@@ -285,10 +286,10 @@ class OmnisendContacts(ContactDestination):
         if job_id in self._outcomes:
             return True  # single mode: every request already answered
         path = f"{BATCHES}/{job_id}"
-        resp = self.http.request("GET", path)
+        resp = self.call("GET", path)
         if resp.status_code != 200:
             raise request_error(f"GET {path}", resp)
-        status = _json(resp).get("status")
+        status = json_object(resp, f"GET {path}").get("status")
         if status == "finished":
             return True
         if status in ("pending", "inProgress"):
@@ -303,10 +304,10 @@ class OmnisendContacts(ContactDestination):
         if job_id in self._outcomes:
             return JobResult(errors=self._outcomes.pop(job_id))
         path = f"{BATCHES}/{job_id}/items"
-        resp = self.http.request("GET", path)
+        resp = self.call("GET", path)
         if resp.status_code != 200:
             raise request_error(f"GET {path}", resp)
-        items = _json(resp).get("responses")
+        items = json_object(resp, f"GET {path}").get("responses")
         if not isinstance(items, list) or len(items) != len(rows):
             got = len(items) if isinstance(items, list) else 0
             return JobResult(
@@ -341,25 +342,7 @@ class OmnisendContacts(ContactDestination):
 
 def _problem(status: Any, data: dict[str, Any]) -> str:
     """An RFC 9457 problem → "409 Conflict: detail (field: message; ...)"."""
-    title, detail = data.get("title"), data.get("detail")
-    text = f"{status} " + ": ".join(str(x) for x in (title, detail) if x)
-    errors = data.get("errors")
-    if isinstance(errors, list) and errors:
-        parts = [
-            f"{e.get('field')}: {e.get('message') or e.get('code')}"
-            for e in errors[:5]
-            if isinstance(e, dict)
-        ]
-        text += " (" + "; ".join(parts) + ")"
-    return text.strip()
+    return f"{status} {problem_text(data)}".strip()
 
 
-def _json(resp: Any) -> dict[str, Any]:
-    try:
-        doc = orjson.loads(resp.content)
-    except orjson.JSONDecodeError:
-        raise RequestError(
-            f"{resp.request.method} {resp.request.url.path} answered {resp.status_code} with "
-            "a body that is not JSON"
-        ) from None
-    return doc if isinstance(doc, dict) else {}
+DESTINATION = OmnisendContacts

@@ -43,15 +43,9 @@ from typing_extensions import override
 
 from ...core.options import CommonOptions, DestinationSettings
 from ...model.events import Events
-from ..base import (
-    Item,
-    Limits,
-    Request,
-    SingleEventDestination,
-    dumps,
-    no_identifier_rows,
-    request_problem,
-)
+from ..base import Item, Limits, Request, dumps
+from ..checks import no_identifier_rows
+from ..event_endpoint import SingleEventDestination, request_problem
 from .vendor import (
     OMNISEND_RATE,
     VENDOR,
@@ -165,7 +159,7 @@ class OmnisendEvents(SingleEventDestination[OmnisendEventsDestination]):
     default_base_url = "https://api.omnisend.com"
     path = "/api/events"  # the default api_version; see API_VERSIONS
     limits = Limits(
-        max_events=1,
+        max_items=1,
         max_bytes=1024 * 1024,  # undocumented per-request cap
         concurrency=4,  # 6.7 req/s at ~100 ms latency needs ~1 in flight; 4 absorbs jitter
         rate=OMNISEND_RATE,

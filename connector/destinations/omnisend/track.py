@@ -32,17 +32,9 @@ from typing_extensions import override
 
 from ...core.options import CommonOptions, DestinationSettings
 from ...model.events import Events
-from ..base import (
-    AccountMemory,
-    Item,
-    Learned,
-    Limits,
-    Outcome,
-    Request,
-    SingleEventDestination,
-    dumps,
-    no_identifier_rows,
-)
+from ..base import AccountMemory, Item, Learned, Limits, Outcome, Request, dumps
+from ..checks import no_identifier_rows
+from ..event_endpoint import SingleEventDestination
 from .vendor import (
     OMNISEND_RATE,
     VENDOR,
@@ -174,7 +166,7 @@ class OmnisendTrack(SingleEventDestination[OmnisendTrackDestination]):
     default_base_url = "https://api.omnisend.com"
     path = "/v4/track"
     limits = Limits(
-        max_events=1,
+        max_items=1,
         max_bytes=1024 * 1024,  # undocumented; ≤ 100 properties of ≤ 2 KB stay far below
         concurrency=4,  # 6.7 req/s at ~100 ms latency needs ~1 in flight; 4 absorbs jitter
         rate=OMNISEND_RATE,

@@ -17,7 +17,8 @@ import orjson
 
 from ...core.options import RateLimit
 from ...model.events import Events
-from ..base import Vendor, request_problem
+from ..base import Vendor
+from ..event_endpoint import request_problem
 
 VENDOR = Vendor(name="omnisend", title="Omnisend")
 
@@ -80,8 +81,13 @@ def problem_message(status: int, body: bytes) -> str | None:
         return None
     if not isinstance(data, dict) or not (data.get("detail") or data.get("title")):
         return None
-    title, detail = data.get("title"), data.get("detail")
-    text = f"{title}: {detail}" if title and detail else str(detail or title)
+    return problem_text(data)
+
+
+def problem_text(data: Mapping[str, Any]) -> str:
+    """An RFC 9457 problem (parsed) → "title: detail (field: message; ...)", as the event
+    and the contact endpoints of the dated API both report it."""
+    text = ": ".join(str(x) for x in (data.get("title"), data.get("detail")) if x)
     errors = data.get("errors")
     if isinstance(errors, list) and errors:
         parts = [
