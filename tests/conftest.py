@@ -26,6 +26,7 @@ from connector.config.sync_file import SyncConfig, parse_sync
 from connector.deliver.delivery import Runtime
 from connector.sandbox import SandboxOptions, SandboxServer
 from connector.store.state import StateStore
+from connector.warehouses import release_engine
 
 SANDBOX_KEYS = {
     "KLAVIYO_API_KEY": "pk_sandbox",
@@ -134,11 +135,7 @@ def pg_url(pg_server: str) -> Iterator[str]:
         yield url
     finally:
         sa.create_engine(url).dispose()
-        from connector.read import source as _source
-
-        eng = _source._ENGINES.pop(url, None)
-        if eng is not None:
-            eng.dispose()
+        release_engine(url, servers=True)
         with admin.connect() as c:
             c.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.dispose()
@@ -181,11 +178,7 @@ class Warehouse:
 
     def dispose(self) -> None:
         self.engine.dispose()
-        from connector.read import source as _source
-
-        eng = _source._ENGINES.pop(self.url, None)
-        if eng is not None:
-            eng.dispose()
+        release_engine(self.url, servers=True)
 
 
 @pytest.fixture

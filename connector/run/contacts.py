@@ -25,7 +25,7 @@ from typing import Any
 from ..config.sync_file import SyncConfig, resolve_env
 from ..contacts.diff import Hasher, Page
 from ..contacts.hashes import HashStore
-from ..contacts.keyorder import ORDERED_DIALECTS, KeyOrder, Unordered, kinds_for
+from ..contacts.keyorder import KeyOrder, Unordered, kinds_for
 from ..contacts.merge import Ahead, Merge
 from ..core.errors import ConfigError, ConnectorError, RequestError, mask_url
 from ..core.logcontext import get_logger, run_context
@@ -222,26 +222,17 @@ class ContactRun:
         else:
             self.hashes.prepare(self.sync.name, order)
         whole = self.limit is None and not self.full_refresh
-        if (
-            order is not None
-            and whole
-            and self.sync.source.cursor is None
-            and reader.dialect.name in ORDERED_DIALECTS
-        ):
+        if order is not None and whole and self.sync.source.cursor is None and reader.key_order:
             self.merge = Merge(self.hashes, self.sync.name, order, collect=self._unlisting())
             self.hasher.order = order  # pages carry their ords
-        elif (
-            order is not None
-            and whole
-            and self._on_removed() == "unlist"
-            and reader.dialect.name in ORDERED_DIALECTS
-        ):
+        elif order is not None and whole and self._on_removed() == "unlist" and reader.key_order:
             # A cursor run: vanished rows are found by a key-only scan after the run's pages.
             self._key_scan = Merge(self.hashes, self.sync.name, order, collect=self._unlisting())
         elif self._on_removed() == "unlist" and whole:
             log.warning(
-                "%s: on_removed: unlist needs an integer or text primary key on DuckDB or "
-                "PostgreSQL to find removed rows; none are removed this run",
+                "%s: on_removed: unlist needs an integer or text primary key on a warehouse "
+                "ordering keys by their bytes (docs/warehouses.md) to find removed rows; none "
+                "are removed this run",
                 self.sync.name,
             )
 
