@@ -21,11 +21,11 @@ def create_events_table(wh: Warehouse, table: str = "ev") -> None:
             kind VARCHAR(300),
             email VARCHAR(200),
             user_id VARCHAR(50),
-            title TEXT,
+            title {"LONGTEXT" if wh.kind == "mysql" else "TEXT"},
             duration NUMERIC(10, 1),
             autoplayed BOOLEAN,
             upload_date DATE,
-            payload JSON,
+            payload {"VARIANT" if wh.kind == "snowflake" else "JSON"},
             first_name VARCHAR(50)
         )""",
     )
@@ -59,9 +59,11 @@ def insert_events(wh: Warehouse, rows: list[dict[str, Any]], table: str = "ev") 
     import sqlalchemy as sa
 
     cols = list(rows[0])
-    values = ", ".join("CAST(:payload AS JSON)" if c == "payload" else f":{c}" for c in cols)
+    values = ", ".join(wh.json_param(c) if c == "payload" else f":{c}" for c in cols)
     with wh.engine.begin() as c:
-        c.execute(sa.text(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({values})"), rows)
+        c.execute(
+            sa.text(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({values})"), wh.rows(rows)
+        )
 
 
 KLAVIYO = """
