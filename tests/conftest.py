@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import importlib.util
 import os
 import re
 import shutil
@@ -283,14 +284,13 @@ class Warehouse:
         self.kind = str(warehouse_for(url).name)
         # DuckDB: no pooled connection left open between statements, so the connector can
         # open the file read-only in this same process (DuckDB refuses two configurations).
-        pool = {"poolclass": sa.pool.NullPool} if self.kind == "duckdb" else {}
-        self.engine = sa.create_engine(self.writer_url(url), **pool)
-
-    def writer_url(self, url: str) -> Any:
-        if self.kind != "snowflake":
-            return url
-        # The emulator's host and port are connect arguments (the seam moves them the same way).
-        return warehouse_for(url).connect_args(sa.engine.make_url(url), {})[0]
+        pool: dict[str, Any] = {"poolclass": sa.pool.NullPool} if self.kind == "duckdb" else {}
+        target: Any = url
+        if self.kind == "snowflake":  # the emulator's host and port are connect arguments
+            target, pool["connect_args"] = warehouse_for(url).connect_args(
+                sa.engine.make_url(url), {}
+            )
+        self.engine = sa.create_engine(target, **pool)
 
     def run(self, *statements: str) -> None:
         with self.engine.begin() as c:
@@ -298,8 +298,11 @@ class Warehouse:
                 c.exec_driver_sql(self.sql(stmt))
 
     def sql(self, stmt: str) -> str:
-        """Test SQL written for DuckDB and PostgreSQL, in MariaDB's words: a time literal
-        with an offset is the session's UTC wall time, ``double precision`` a DOUBLE."""
+        """Test SQL written for DuckDB and PostgreSQL, in MariaDB's words (a time literal
+        with an offset is the session's UTC wall time, ``double precision`` a DOUBLE) and
+        Snowflake's (no collations)."""
+        if self.kind == "snowflake":  # no collation: code point order, as "C"
+            return stmt.replace(' COLLATE "C"', "").replace(" COLLATE NOCASE", "")
         if self.kind != "mysql":
             return stmt
         stmt = _PG_CAST_TZ.sub(r"\1", stmt)
@@ -371,7 +374,34 @@ def mysql(mysql_url: str) -> Iterator[Warehouse]:
     wh.dispose()
 
 
+@pytest.fixture(scope="session")
+def snowflake_server() -> Iterator[str]:
+    """URL (no database) of fakesnow, a Snowflake emulator over DuckDB, serving Snowflake's
+    HTTP protocol on loopback for the whole session (its own environment: .ci/run)."""
+    import logging
+
+    import fakesnow
+
+    for name in ("uvicorn", "uvicorn.access", "fakesnow"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    with fakesnow.server() as kw:
+        yield (
+            f"snowflake://fake:snow@fakesnow/{{db}}/PUBLIC?host={kw['host']}&port={kw['port']}"
+            "&protocol=http"
+        )
+
+
+@pytest.fixture
+def snow(snowflake_server: str) -> Iterator[Warehouse]:
+    """A fresh database per test on the session's emulated Snowflake."""
+    wh = Warehouse(snowflake_server.format(db=f"T_{uuid.uuid4().hex[:12].upper()}"))
+    yield wh
+    wh.dispose()
+
+
 WAREHOUSE_FIXTURES = {"duckdb": "duck", "postgresql": "pg", "mysql": "mysql"}
+if importlib.util.find_spec("fakesnow") is not None:  # the Snowflake environment
+    WAREHOUSE_FIXTURES["snowflake"] = "snow"
 
 
 @pytest.fixture(params=list(WAREHOUSE_FIXTURES))
