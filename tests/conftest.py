@@ -452,3 +452,66 @@ def runtime(fake_time: FakeSleep) -> Runtime:
 
 def make_sync(yaml_text: str, where: str = "syncs/test.yaml") -> SyncConfig:
     return parse_sync(textwrap.dedent(yaml_text), where)
+
+
+# --------------------------------------------------------------------------- Snowflake run
+
+# The Snowflake cases need snowflake-sqlalchemy 1.x, fakesnow and SQLAlchemy < 2.1: their own
+# environment (.venv-snowflake, made by .ci/run). tests/test_snowflake.py runs them there and
+# reports their results; they start as soon as collection finds that test, so they run on the
+# second core while this session runs the rest.
+SNOWFLAKE_PYTHON = Path(__file__).resolve().parents[1] / ".venv-snowflake" / "bin" / "python"
+SNOWFLAKE_ENV = "snowflake" in WAREHOUSE_FIXTURES
+collect_ignore = [] if SNOWFLAKE_ENV else ["test_snowflake_cases.py"]
+
+
+class SnowflakeRun:
+    """The Snowflake cases running in their environment (a subprocess of this session)."""
+
+    def __init__(self) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="connector-snowflake-run-"))
+        self.junit = self.dir / "results.xml"
+        self.log = self.dir / "output.txt"
+        self.proc: subprocess.Popen[bytes] | None = None
+        if SNOWFLAKE_PYTHON.exists():
+            with self.log.open("wb") as out:
+                self.proc = subprocess.Popen(
+                    [
+                        str(SNOWFLAKE_PYTHON),
+                        "-m",
+                        "pytest",
+                        "-q",
+                        "-p",
+                        "no:cacheprovider",
+                        "-k",
+                        "snowflake",
+                        "--ignore=tests/test_snowflake.py",
+                        "--ignore=tests/test_warehouses.py",
+                        f"--junitxml={self.junit}",
+                        "tests",
+                    ],
+                    cwd=SNOWFLAKE_PYTHON.parents[2],
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                )
+
+
+_SNOWFLAKE_RUN: list[SnowflakeRun] = []
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if not SNOWFLAKE_ENV and any(
+        i.nodeid.startswith("tests/test_snowflake.py") for i in session.items
+    ):
+        _SNOWFLAKE_RUN.append(SnowflakeRun())
+
+
+@pytest.fixture(scope="session")
+def snowflake_run() -> Iterator[SnowflakeRun]:
+    run = _SNOWFLAKE_RUN[0] if _SNOWFLAKE_RUN else SnowflakeRun()
+    yield run
+    if run.proc is not None and run.proc.poll() is None:
+        run.proc.kill()
+        run.proc.wait()
+    shutil.rmtree(run.dir, ignore_errors=True)

@@ -19,7 +19,13 @@ import sqlalchemy as sa
 
 from .base import Warehouse
 
-WAREHOUSE_MODULES: tuple[str, ...] = ("duckdb", "postgresql", "snowflake", "mysql", "sqlite")
+WAREHOUSE_MODULES: tuple[str, ...] = (
+    "duckdb",
+    "postgresql",
+    "snowflake",
+    "mysql",
+    "sqlite",
+)
 FALLBACK = "generic"
 
 
