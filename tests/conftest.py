@@ -13,10 +13,13 @@ import importlib.util
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import textwrap
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -376,19 +379,45 @@ def mysql(mysql_url: str) -> Iterator[Warehouse]:
 
 @pytest.fixture(scope="session")
 def snowflake_server() -> Iterator[str]:
-    """URL (no database) of fakesnow, a Snowflake emulator over DuckDB, serving Snowflake's
-    HTTP protocol on loopback for the whole session (its own environment: .ci/run)."""
-    import logging
-
-    import fakesnow
-
-    for name in ("uvicorn", "uvicorn.access", "fakesnow"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    with fakesnow.server() as kw:
+    """URL template (``{db}``) of fakesnow, a Snowflake emulator over DuckDB, serving
+    Snowflake's HTTP protocol on loopback for the whole session (its own environment:
+    .ci/run). A subprocess: in this process a connection collected by the garbage collector
+    on the server's thread would send its ROLLBACK to itself and wait forever."""
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fakesnow", "-s", "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    timer = threading.Timer(60, proc.kill)  # bounds the wait for the line below
+    timer.start()
+    log: list[str] = []
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            log.append(line)
+            if "Uvicorn running on" in line:
+                break
+        else:
+            raise RuntimeError("fakesnow did not start:\n" + "".join(log[-30:]))
+    finally:
+        timer.cancel()
+    threading.Thread(target=lambda: log.extend(proc.stderr or ()), daemon=True).start()
+    try:
+        # Timeouts: a statement the emulator mishandles fails in seconds, not minutes.
         yield (
-            f"snowflake://fake:snow@fakesnow/{{db}}/PUBLIC?host={kw['host']}&port={kw['port']}"
-            "&protocol=http"
+            f"snowflake://fake:snow@fakesnow/{{db}}/PUBLIC?host=127.0.0.1&port={port}"
+            "&protocol=http&network_timeout=30&socket_timeout=30"
         )
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 @pytest.fixture
