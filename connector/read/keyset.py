@@ -71,10 +71,15 @@ class KeysetSQL:
         return sa.and_(*(self._q(c).is_not(None) for c in [self.cursor, *self.pk]))
 
     def _beyond(self, pos: Position, *, after: bool) -> sa.ColumnElement[bool]:
-        """(cursor, pk...) > pos (``after``), else <= pos, spelled out so every warehouse
-        understands it."""
+        """(cursor, pk...) > pos (``after``), else <= pos: a row-value comparison where the
+        warehouse's planner turns it into one index range (``row_values``), else spelled out
+        so every warehouse understands it."""
         cols = [self.cursor, *self.pk]
         tag = "p" if after else "u"
+        if self.warehouse.row_values:
+            row = sa.tuple_(*(self._k(c) for c in cols))
+            bound = sa.tuple_(*(self._p(f"{tag}{i}", c, pos[i]) for i, c in enumerate(cols)))
+            return row > bound if after else row <= bound
         clause: sa.ColumnElement[bool] | None = None
         for i in reversed(range(len(cols))):
             col, name = self._k(cols[i]), cols[i]

@@ -65,6 +65,9 @@ class Warehouse:
     key_order: ClassVar[bool] = False
     #: Unquoted identifiers are case-insensitive: a mapped name matches a column in any case.
     folds_case: ClassVar[bool] = False
+    #: ``(cursor, pk) > (:c, :k)`` is one index range to its planner (else the comparison is
+    #: spelled out as ``cursor > :c OR (cursor = :c AND pk > :k)``).
+    row_values: ClassVar[bool] = False
     #: One ordered query can stream a whole run (no index to make keyset pages cheap).
     streams_runs: ClassVar[bool] = False
 

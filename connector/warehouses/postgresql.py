@@ -43,6 +43,7 @@ class PostgreSQL(Warehouse):
     dagster_kind = "postgres"
     drivers: ClassVar[Mapping[str, tuple[str, ...]]] = {"psycopg": ("psycopg",)}
     key_order = True
+    row_values = True
 
     def engine_options(self) -> dict[str, Any]:
         """json/jsonb arrive as their text: parsing them here would turn
