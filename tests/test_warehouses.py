@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from connector.core.errors import ConfigError
+from connector.core.errors import ConfigError, SourceError
 from connector.read.source import Reader
 from connector.warehouses import WAREHOUSE_MODULES, warehouse_for, warehouses
 from connector.warehouses.snowflake import Snowflake
@@ -196,3 +196,15 @@ def test_a_toy_warehouse_is_one_module_plus_one_registry_line(
     without = run("validate", "signups")
     assert without.returncode != 0
     assert "toysql" in without.stdout + without.stderr
+
+
+def test_a_connect_argument_never_reaches_a_message(
+    duck: Warehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    duck.run("CREATE TABLE signups (id INTEGER, signed_at TIMESTAMPTZ, email VARCHAR)")
+    duck.dispose()
+    monkeypatch.setenv("WH_SETTING", "hunter2-not-a-size")
+    extra = ", connect_args: {config: {default_order: '${WH_SETTING}'}}"
+    with pytest.raises(SourceError) as err:  # DuckDB quotes the value it refuses
+        Reader(make_sync(_events(duck.url, extra=extra))).check_columns()
+    assert "DEFAULT_ORDER" in str(err.value) and "hunter2" not in str(err.value)

@@ -100,13 +100,16 @@ class Reader(KeysetSQL):
                 f"file: {path}; check the path (a source file is opened read-only, never "
                 "created)"
             )
+        args = connect_args(sync)
+        # Values given to the driver (passwords, passphrases) never reach a message.
+        self._secrets = sorted(_strings(args), key=len, reverse=True)
         try:
-            self.engine = engine_for(self.url, connect_args(sync))
+            self.engine = engine_for(self.url, args)
         except ConfigError:
             raise
         except Exception as exc:  # noqa: BLE001 — a bad URL, a missing driver, or a dialect's own error: all name the URL
             raise SourceError(
-                f"cannot open warehouse {redact_url(self.url)}: {scrub(str(exc), self.url)}"
+                f"cannot open warehouse {redact_url(self.url)}: {self._scrub(str(exc))}"
             ) from None
         self.dialect = self.engine.dialect
         src = sync.source
@@ -463,14 +466,29 @@ class Reader(KeysetSQL):
         stmt = sa.select(sa.func.max(self._q(self.cursor))).select_from(self._from())
         return self._rows(stmt)[0][0]
 
+    def _scrub(self, text: str) -> str:
+        text = scrub(text, self.url)
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
     def _explain(self, exc: BaseException) -> str:
         text = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:500]
         what = self.sync.source.table or "source.query"
         hint = self.warehouse.hint(text)
         return (
             f"{self.sync.source_path or self.sync.name}: reading {what} from "
-            f"{redact_url(self.url)} failed: {scrub(text, self.url)}{hint}"
+            f"{redact_url(self.url)} failed: {self._scrub(text)}{hint}"
         )
+
+
+def _strings(node: Any) -> list[str]:
+    """The string values of a nested ``connect_args`` of at least 4 characters."""
+    if isinstance(node, dict):
+        return [s for v in node.values() for s in _strings(v)]
+    if isinstance(node, list):
+        return [s for v in node for s in _strings(v)]
+    return [node] if isinstance(node, str) and len(node) >= 4 else []
 
 
 def _bind_type(value: Any) -> Any:
