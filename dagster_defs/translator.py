@@ -15,24 +15,15 @@ import re
 from datetime import datetime, time
 
 import dagster as dg
-import sqlalchemy as sa
 
 from connector.config.sync_file import WAREHOUSE_URL_ENV, SyncConfig, resolve_env
 from connector.core.errors import ConfigError
 from connector.destinations import destination_class
+from connector.warehouses import backend, warehouse_for
 
 ASSET_PREFIX = "reverse_etl"
 SOURCE_PREFIX = "warehouse"
 
-# Kind names the Dagster UI draws an icon for.
-_DIALECT_KINDS = {
-    "postgresql": "postgres",
-    "duckdb": "duckdb",
-    "snowflake": "snowflake",
-    "bigquery": "bigquery",
-    "redshift": "redshift",
-    "mysql": "mysql",
-}
 # FROM/JOIN <schema.table> in a source query; good enough for lineage, never for execution.
 _TABLE_REF = re.compile(
     r"(?is)\b(?:from|join)\s+((?:\"[^\"]+\"|[A-Za-z_][\w$]*)"
@@ -54,18 +45,19 @@ def api_key_env(sync: SyncConfig) -> str:
 
 def warehouse_dialect(sync: SyncConfig) -> str:
     """``duckdb``, ``postgresql``, … from the sync's URL, else ``$WAREHOUSE_URL``, else the demo
-    DuckDB — the same precedence as the core reader, without opening a connection."""
+    DuckDB — the same precedence as the core reader, without opening a connection; ``sql``
+    when the URL is unknown where the definitions load."""
+    url = _url(sync)
+    return (backend(url) if url else None) or "sql"
+
+
+def _url(sync: SyncConfig) -> str | None:
     url = sync.source.url
     try:
         url = resolve_env(url, "source.url") if url else os.environ.get(WAREHOUSE_URL_ENV)
     except ConfigError:
-        return "sql"  # a ${VAR} not set where the definitions load; the run resolves it
-    if not url:
-        return "duckdb"
-    try:
-        return sa.engine.make_url(url).get_backend_name()
-    except (sa.exc.ArgumentError, ValueError):  # not a URL, or a bad port
-        return "sql"
+        return None  # a ${VAR} not set where the definitions load; the run resolves it
+    return url or "duckdb:///"
 
 
 def source_tables(sync: SyncConfig) -> list[str]:
@@ -168,6 +160,9 @@ class ReverseEtlTranslator:
 
 
 def warehouse_kind(sync: SyncConfig) -> str:
-    """The kind tag Dagster draws for the sync's warehouse (``duckdb``, ``postgres``, ...)."""
-    dialect = warehouse_dialect(sync)
-    return _DIALECT_KINDS.get(dialect, dialect)
+    """The kind tag Dagster draws for the sync's warehouse (``duckdb``, ``postgres``, ...), as
+    its warehouse module declares it (another database: its SQLAlchemy backend name)."""
+    url = _url(sync)
+    if url is None:
+        return "sql"
+    return warehouse_for(url).dagster_kind or warehouse_dialect(sync)

@@ -7,15 +7,23 @@ refuses to run as root). The binaries come from PATH or /usr/lib/postgresql/*/bi
 
 from __future__ import annotations
 
+import contextlib
 import glob
+import importlib.util
 import os
+import re
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import textwrap
+import threading
+import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +34,7 @@ from connector.config.sync_file import SyncConfig, parse_sync
 from connector.deliver.delivery import Runtime
 from connector.sandbox import SandboxOptions, SandboxServer
 from connector.store.state import StateStore
+from connector.warehouses import release_engine, warehouse_for
 
 SANDBOX_KEYS = {
     "KLAVIYO_API_KEY": "pk_sandbox",
@@ -134,34 +143,186 @@ def pg_url(pg_server: str) -> Iterator[str]:
         yield url
     finally:
         sa.create_engine(url).dispose()
-        from connector.read import source as _source
-
-        eng = _source._ENGINES.pop(url, None)
-        if eng is not None:
-            eng.dispose()
+        release_engine(url, servers=True)
         with admin.connect() as c:
             c.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+# --------------------------------------------------------------------------- MariaDB
+
+
+def _mdb_bin(name: str) -> str:
+    for found in (shutil.which(name), f"/usr/sbin/{name}", f"/usr/bin/{name}"):
+        if found and os.path.exists(found):
+            return found
+    raise RuntimeError(f"MariaDB binary {name} not found; install Debian's mariadb-server")
+
+
+def _mdb_ready(proc: subprocess.Popen[bytes], notify: socket.socket, sock: Path) -> bool:
+    """Wait for mariadbd's systemd-style READY=1 on ``notify`` (Debian's build sends it when
+    it accepts connections); a build without it: until its socket accepts a connection."""
+    try:
+        while True:
+            if "READY=1" in notify.recv(4096).decode(errors="replace").split("\n"):
+                return True
+    except TimeoutError:
+        pass
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and proc.poll() is None:
+        with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX) as s:
+            s.connect(str(sock))
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.fixture(scope="session")
+def mysql_server() -> Iterator[str]:
+    """URL (no database) of a MariaDB server for the whole test session: ``TEST_MYSQL_URL`` if
+    set, else a throwaway one (datadir in a temp dir, a free loopback port, the session in
+    UTC, utf8mb4 with a case-insensitive collation; as the ``mysql`` user when root)."""
+    if os.environ.get("TEST_MYSQL_URL"):
+        yield os.environ["TEST_MYSQL_URL"]
+        return
+    root = Path(tempfile.mkdtemp(prefix="connector-mdb-"))
+    sock, notify_path = root / "mysqld.sock", root / "notify.sock"
+    user: list[str] = []
+    if os.geteuid() == 0:
+        shutil.chown(root, "mysql", "mysql")
+        user = ["--user=mysql"]
+    common = [
+        "--no-defaults",  # not /etc/mysql/*.cnf (Debian's points at /run/mysqld, /var/lib/mysql)
+        f"--datadir={root / 'data'}",
+        "--innodb-log-file-size=8M",
+        "--innodb-buffer-pool-size=64M",
+        *user,
+    ]
+    subprocess.run(
+        [_mdb_bin("mariadb-install-db"), *common, "--auth-root-authentication-method=normal"],
+        check=True,
+        capture_output=True,
+    )
+    port = _free_port()
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(notify_path))
+    os.chmod(notify_path, 0o777)  # mariadbd runs as mysql
+    notify.settimeout(30)
+    proc = subprocess.Popen(
+        [
+            _mdb_bin("mariadbd"),
+            *common,
+            f"--socket={sock}",
+            f"--port={port}",
+            "--bind-address=127.0.0.1",
+            "--skip-name-resolve",
+            f"--log-error={root / 'err.log'}",
+            "--character-set-server=utf8mb4",
+            "--collation-server=utf8mb4_unicode_ci",
+            "--default-time-zone=+00:00",
+            "--innodb-flush-log-at-trx-commit=0",
+        ],
+        env={**os.environ, "NOTIFY_SOCKET": str(notify_path)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        if not _mdb_ready(proc, notify, sock):
+            raise RuntimeError((root / "err.log").read_text(errors="replace")[-3000:])
+        sql = (
+            "CREATE USER 'ci'@'127.0.0.1' IDENTIFIED BY 'ci'; GRANT ALL ON *.* TO 'ci'@'127.0.0.1'"
+        )
+        mdb = [_mdb_bin("mariadb"), "--no-defaults", f"--socket={sock}", "-uroot", "-e", sql]
+        subprocess.run(mdb, check=True, capture_output=True)
+        yield f"mysql+pymysql://ci:ci@127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        notify.close()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def mysql_url(mysql_server: str) -> Iterator[str]:
+    """A fresh database per test on the session's MariaDB server."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(f"{mysql_server}/?charset=utf8mb4")
+    with admin.begin() as c:
+        c.exec_driver_sql(f"CREATE DATABASE {name} CHARACTER SET utf8mb4")
+    url = f"{mysql_server}/{name}?charset=utf8mb4"
+    try:
+        yield url
+    finally:
+        release_engine(url, servers=True)
+        with admin.begin() as c:
+            c.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
         admin.dispose()
 
 
 # --------------------------------------------------------------------------- warehouses
 
 
+_UTC_LITERAL = re.compile(r"'(\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(?:\.\d+)?)\+00(?::00)?'")
+_PG_CAST_TZ = re.compile(r"CAST\(('[^']*') AS TIMESTAMP WITH TIME ZONE\)")
+
+
+def _utc_wall_time(value: Any) -> Any:
+    if isinstance(value, datetime) and value.tzinfo:
+        return value.astimezone(UTC).replace(tzinfo=None)
+    if isinstance(value, str) and _UTC_LITERAL.fullmatch(f"'{value}'"):
+        return value.rsplit("+", 1)[0]
+    return value
+
+
 class Warehouse:
-    """A real warehouse (DuckDB file or PostgreSQL database) that tests fill with SQL."""
+    """A real warehouse (DuckDB file, PostgreSQL or MariaDB database, Snowflake emulated by
+    fakesnow) that tests fill with SQL."""
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self.kind = "duckdb" if url.startswith("duckdb") else "postgresql"
+        self.kind = str(warehouse_for(url).name)
         # DuckDB: no pooled connection left open between statements, so the connector can
         # open the file read-only in this same process (DuckDB refuses two configurations).
-        pool = {"poolclass": sa.pool.NullPool} if self.kind == "duckdb" else {}
-        self.engine = sa.create_engine(url, **pool)
+        pool: dict[str, Any] = {"poolclass": sa.pool.NullPool} if self.kind == "duckdb" else {}
+        target: Any = url
+        if self.kind == "snowflake":  # the emulator's host and port are connect arguments
+            target, pool["connect_args"] = warehouse_for(url).connect_args(
+                sa.engine.make_url(url), {}
+            )
+        self.engine = sa.create_engine(target, **pool)
 
     def run(self, *statements: str) -> None:
         with self.engine.begin() as c:
             for stmt in statements:
-                c.exec_driver_sql(stmt)
+                c.exec_driver_sql(self.sql(stmt))
+
+    def sql(self, stmt: str) -> str:
+        """Test SQL written for DuckDB and PostgreSQL, in MariaDB's words (a time literal
+        with an offset is the session's UTC wall time, ``double precision`` a DOUBLE) and
+        Snowflake's (no collations)."""
+        if self.kind == "snowflake":  # no collation: code point order, as "C"
+            return stmt.replace(' COLLATE "C"', "").replace(" COLLATE NOCASE", "")
+        if self.kind != "mysql":
+            return stmt
+        stmt = _PG_CAST_TZ.sub(r"\1", stmt)
+        stmt = stmt.replace('COLLATE "C"', "COLLATE utf8mb4_bin")
+        stmt = stmt.replace("COLLATE NOCASE", "COLLATE utf8mb4_unicode_ci")
+        return _UTC_LITERAL.sub(r"'\1'", stmt).replace("double precision", "DOUBLE")
+
+    def naive_timestamp(self) -> str:
+        """A time without a zone (MariaDB's TIMESTAMP is an instant)."""
+        return "DATETIME(6)" if self.kind == "mysql" else "TIMESTAMP"
+
+    def rows(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Rows as this warehouse's driver must bind them: MariaDB's TIMESTAMP takes the
+        session's (UTC) wall time, PyMySQL drops an offset."""
+        if self.kind != "mysql":
+            return rows
+        return [{k: _utc_wall_time(v) for k, v in row.items()} for row in rows]
 
     def insert(self, table: str, rows: list[dict[str, Any]]) -> None:
         if not rows:
@@ -170,22 +331,29 @@ class Warehouse:
         placeholders = ", ".join(f":{c}" for c in cols)
         with self.engine.begin() as c:
             c.execute(
-                sa.text(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({placeholders})"), rows
+                sa.text(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({placeholders})"),
+                self.rows(rows),
             )
 
     def timestamptz(self) -> str:
-        return "TIMESTAMPTZ" if self.kind == "duckdb" else "timestamptz"
+        return {
+            "duckdb": "TIMESTAMPTZ",
+            "mysql": "TIMESTAMP(6) NULL",
+            "snowflake": "TIMESTAMP_TZ",
+        }.get(self.kind, "timestamptz")
 
     def json_type(self) -> str:
-        return "JSON" if self.kind == "duckdb" else "jsonb"
+        return {"postgresql": "jsonb", "snowflake": "VARIANT"}.get(self.kind, "JSON")
+
+    def json_param(self, name: str) -> str:
+        """A bound JSON text as a value of ``json_type()``."""
+        return {"mysql": f":{name}", "snowflake": f"PARSE_JSON(:{name})"}.get(
+            self.kind, f"CAST(:{name} AS JSON)"
+        )
 
     def dispose(self) -> None:
         self.engine.dispose()
-        from connector.read import source as _source
-
-        eng = _source._ENGINES.pop(self.url, None)
-        if eng is not None:
-            eng.dispose()
+        release_engine(self.url, servers=True)
 
 
 @pytest.fixture
@@ -202,10 +370,75 @@ def pg(pg_url: str) -> Iterator[Warehouse]:
     wh.dispose()
 
 
-@pytest.fixture(params=["duckdb", "postgresql"])
+@pytest.fixture
+def mysql(mysql_url: str) -> Iterator[Warehouse]:
+    wh = Warehouse(mysql_url)
+    yield wh
+    wh.dispose()
+
+
+@pytest.fixture(scope="session")
+def snowflake_server() -> Iterator[str]:
+    """URL template (``{db}``) of fakesnow, a Snowflake emulator over DuckDB, serving
+    Snowflake's HTTP protocol on loopback for the whole session (its own environment:
+    .ci/run). A subprocess: in this process a connection collected by the garbage collector
+    on the server's thread would send its ROLLBACK to itself and wait forever."""
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fakesnow", "-s", "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    timer = threading.Timer(60, proc.kill)  # bounds the wait for the line below
+    timer.start()
+    log: list[str] = []
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            log.append(line)
+            if "Uvicorn running on" in line:
+                break
+        else:
+            raise RuntimeError("fakesnow did not start:\n" + "".join(log[-30:]))
+    finally:
+        timer.cancel()
+    threading.Thread(target=lambda: log.extend(proc.stderr or ()), daemon=True).start()
+    try:
+        # Timeouts: a statement the emulator mishandles fails in a minute and a half, not in
+        # the driver's minutes of retries (a loaded CI machine needs more than 30 s at times).
+        yield (
+            f"snowflake://fake:snow@fakesnow/{{db}}/PUBLIC?host=127.0.0.1&port={port}"
+            "&protocol=http&network_timeout=90&socket_timeout=90"
+        )
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture
+def snow(snowflake_server: str) -> Iterator[Warehouse]:
+    """A fresh database per test on the session's emulated Snowflake."""
+    wh = Warehouse(snowflake_server.format(db=f"T_{uuid.uuid4().hex[:12].upper()}"))
+    yield wh
+    wh.dispose()
+
+
+WAREHOUSE_FIXTURES = {"duckdb": "duck", "postgresql": "pg", "mysql": "mysql"}
+if importlib.util.find_spec("fakesnow") is not None:  # the Snowflake environment
+    WAREHOUSE_FIXTURES["snowflake"] = "snow"
+
+
+@pytest.fixture(params=list(WAREHOUSE_FIXTURES))
 def warehouse(request: pytest.FixtureRequest) -> Warehouse:
-    """Each test using this runs on both warehouses."""
-    return request.getfixturevalue("duck" if request.param == "duckdb" else "pg")
+    """Each test using this runs on every warehouse of this environment (Snowflake's run in
+    their own, see tests/test_snowflake.py)."""
+    return request.getfixturevalue(WAREHOUSE_FIXTURES[request.param])
 
 
 # --------------------------------------------------------------------------- sandbox, state
@@ -249,3 +482,66 @@ def runtime(fake_time: FakeSleep) -> Runtime:
 
 def make_sync(yaml_text: str, where: str = "syncs/test.yaml") -> SyncConfig:
     return parse_sync(textwrap.dedent(yaml_text), where)
+
+
+# --------------------------------------------------------------------------- Snowflake run
+
+# The Snowflake cases need snowflake-sqlalchemy 1.x, fakesnow and SQLAlchemy < 2.1: their own
+# environment (.venv-snowflake, made by .ci/run). tests/test_snowflake.py runs them there and
+# reports their results; they start as soon as collection finds that test, so they run on the
+# second core while this session runs the rest.
+SNOWFLAKE_PYTHON = Path(__file__).resolve().parents[1] / ".venv-snowflake" / "bin" / "python"
+SNOWFLAKE_ENV = "snowflake" in WAREHOUSE_FIXTURES
+collect_ignore = [] if SNOWFLAKE_ENV else ["test_snowflake_cases.py"]
+
+
+class SnowflakeRun:
+    """The Snowflake cases running in their environment (a subprocess of this session)."""
+
+    def __init__(self) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="connector-snowflake-run-"))
+        self.junit = self.dir / "results.xml"
+        self.log = self.dir / "output.txt"
+        self.proc: subprocess.Popen[bytes] | None = None
+        if SNOWFLAKE_PYTHON.exists():
+            with self.log.open("wb") as out:
+                self.proc = subprocess.Popen(
+                    [
+                        str(SNOWFLAKE_PYTHON),
+                        "-m",
+                        "pytest",
+                        "-q",
+                        "-p",
+                        "no:cacheprovider",
+                        "-k",
+                        "snowflake",
+                        "--ignore=tests/test_snowflake.py",
+                        "--ignore=tests/test_warehouses.py",
+                        f"--junitxml={self.junit}",
+                        "tests",
+                    ],
+                    cwd=SNOWFLAKE_PYTHON.parents[2],
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                )
+
+
+_SNOWFLAKE_RUN: list[SnowflakeRun] = []
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if not SNOWFLAKE_ENV and any(
+        i.nodeid.startswith("tests/test_snowflake.py") for i in session.items
+    ):
+        _SNOWFLAKE_RUN.append(SnowflakeRun())
+
+
+@pytest.fixture(scope="session")
+def snowflake_run() -> Iterator[SnowflakeRun]:
+    run = _SNOWFLAKE_RUN[0] if _SNOWFLAKE_RUN else SnowflakeRun()
+    yield run
+    if run.proc is not None and run.proc.poll() is None:
+        run.proc.kill()
+        run.proc.wait()
+    shutil.rmtree(run.dir, ignore_errors=True)

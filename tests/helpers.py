@@ -21,11 +21,11 @@ def create_events_table(wh: Warehouse, table: str = "ev") -> None:
             kind VARCHAR(300),
             email VARCHAR(200),
             user_id VARCHAR(50),
-            title TEXT,
+            title {"LONGTEXT" if wh.kind == "mysql" else "TEXT"},
             duration NUMERIC(10, 1),
             autoplayed BOOLEAN,
             upload_date DATE,
-            payload JSON,
+            payload {"VARIANT" if wh.kind == "snowflake" else "JSON"},
             first_name VARCHAR(50)
         )""",
     )
@@ -59,9 +59,14 @@ def insert_events(wh: Warehouse, rows: list[dict[str, Any]], table: str = "ev") 
     import sqlalchemy as sa
 
     cols = list(rows[0])
-    values = ", ".join("CAST(:payload AS JSON)" if c == "payload" else f":{c}" for c in cols)
+    values = ", ".join(wh.json_param(c) if c == "payload" else f":{c}" for c in cols)
+    stmt = sa.text(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({values})")
+    # Snowflake's driver makes one multi-row INSERT of a whole executemany, which the
+    # emulator translates statement by statement: parts of 500 keep each one quick.
+    step = 500 if wh.kind == "snowflake" else len(rows)
     with wh.engine.begin() as c:
-        c.execute(sa.text(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({values})"), rows)
+        for start in range(0, len(rows), step):
+            c.execute(stmt, wh.rows(rows[start : start + step]))
 
 
 KLAVIYO = """

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -170,7 +171,9 @@ def test_a_duckdb_sort_that_runs_out_of_memory_continues_in_keyset_pages(
     create_events_table(duck)
     insert_events(duck, event_rows(0, 350, per_second=7))
     sync = sync_for(KIND, duck, sandbox.url)
-    real = Reader._duck_relation
+    from connector.warehouses import duckdb as duck_module
+
+    real = duck_module._relation
 
     class OneBatchThenOutOfMemory:
         """DuckDB's own relation, whose batch reader fails after the first batch the way
@@ -199,11 +202,11 @@ def test_a_duckdb_sort_that_runs_out_of_memory_continues_in_keyset_pages(
 
             return Failing()
 
-    def relation(self: Reader, conn: object, stmt: object) -> object:
-        rel = real(self, conn, stmt)  # type: ignore[arg-type]
+    def relation(conn: Any, stmt: Any, bind: Any = None) -> object:
+        rel = real(conn, stmt, bind)
         return OneBatchThenOutOfMemory(rel) if "LIMIT" not in str(stmt) else rel
 
-    monkeypatch.setattr(Reader, "_duck_relation", relation)
+    monkeypatch.setattr(duck_module, "_relation", relation)
     with Reader(sync) as reader:
         pages = [c.table for c in reader.pages()]
     ids = [i for t in pages for i in t.column("event_id").to_pylist()]

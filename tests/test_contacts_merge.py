@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from connector.contacts import differ as engine_module
 from connector.contacts.hashes import HashStore
 from connector.contacts.keyorder import KeyOrder
 from connector.core.errors import ConnectorError, RequestError
 from connector.deliver.delivery import Runtime
 from connector.destinations.contact_endpoint import Gone
+from connector.read.source import Reader
 from connector.run.contacts import ContactRun
 from connector.store import migrate
 from connector.store.schema import MIGRATIONS
@@ -136,7 +136,7 @@ def test_merge_counts_match_lookups_and_removed_rows_are_counted(
 
     # What key lookups say (the diff before the merge), without sending anything.
     with monkeypatch.context() as m:
-        m.setattr(engine_module, "ORDERED_DIALECTS", frozenset())
+        m.setattr(Reader, "key_order", property(lambda _self: False))
         looked = run(warehouse, state, fake, runtime, kind, dry_run=True)
     assert looked.merge is None
 

@@ -56,6 +56,7 @@ def _setup(
     create_events_table(duck)
     insert_events(duck, event_rows(0, rows))
     duck.dispose()  # DuckDB lets one process at a time hold the file for writing
+    # (a server warehouse: the CLI reads the same database over the network)
     config = tmp_path / "config"
     (config / "syncs").mkdir(parents=True)
     klaviyo = kind == "klaviyo_bulk_events"
@@ -79,11 +80,11 @@ def test_kill_9_mid_run_then_rerun_delivers_every_row(
     kind: str,
     batch: int,
     tmp_path: Path,
-    duck: Warehouse,
+    warehouse: Warehouse,
     sandbox: SandboxServer,
 ) -> None:
     rows = batch * 5
-    config, state_url = _setup(tmp_path, duck, sandbox, kind, rows, concurrency=1)
+    config, state_url = _setup(tmp_path, warehouse, sandbox, kind, rows, concurrency=1)
     path = "/api/event-bulk-create-jobs" if kind == "klaviyo_bulk_events" else "/v3/events/batch"
     # Two batches are answered; the third is stored by the API, then the reply never comes.
     sandbox.inject(

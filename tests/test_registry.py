@@ -148,6 +148,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("model",),
     ("destinations",),
     ("config",),
+    ("warehouses",),
     ("map", "read", "store"),
     ("plan", "deliver"),
     ("contacts",),

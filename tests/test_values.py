@@ -274,7 +274,7 @@ def test_dst_rule_holds_on_the_column_wise_and_the_per_row_path(
     warehouse: Warehouse, dtype: str
 ) -> None:
     warehouse.run(
-        "CREATE TABLE visits (id INTEGER, seen TIMESTAMP, email VARCHAR(100))",
+        f"CREATE TABLE visits (id INTEGER, seen {warehouse.naive_timestamp()}, email VARCHAR(100))",
         "INSERT INTO visits VALUES "
         + ", ".join(f"({i}, '{k}', 'a{i}@example.com')" for i, k in enumerate(DST_CASES)),
     )

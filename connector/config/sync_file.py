@@ -30,10 +30,14 @@ DEFAULT_CONFIG_DIR = "config"
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 # Fields that may hold secrets: kept as ${ENV} references until a run resolves them.
 _LAZY_FIELDS = {("destination", "api_key"), ("source", "url")}
+# Every value under these is lazy too (passwords, key passphrases for the warehouse driver).
+_LAZY_BLOCKS = {("source", "connect_args")}
 # The only fields where ${ENV} references are allowed (documented): anywhere else a reference
 # would copy any environment variable into names or payloads sent to a vendor.
 _ENV_FIELDS = {*_LAZY_FIELDS, ("destination", "base_url")}
-_ENV_FIELDS_TEXT = "destination.api_key, destination.base_url and source.url"
+_ENV_FIELDS_TEXT = (
+    "destination.api_key, destination.base_url, source.url and the values of source.connect_args"
+)
 # A sync file is a few KB; the limits keep one bad file from taking the CLI or the Dagster code
 # location down (a 271-byte alias bomb expands to millions of nodes).
 MAX_SYNC_FILE_BYTES = 256 * 1024
@@ -73,6 +77,12 @@ class SourceConfig(_Model):
         None,
         description="SQLAlchemy URL (may be a ${ENV} reference). "
         "Default: env WAREHOUSE_URL, else the demo DuckDB file.",
+    )
+    connect_args: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Arguments handed to the warehouse driver's connect() (e.g. "
+        "private_key_file and private_key_file_pwd for Snowflake key-pair auth); string "
+        "values may be ${ENV} references, resolved when a run connects. See docs/warehouses.md.",
     )
     timezone: str = Field("UTC", description="Zone of naive timestamp columns.")
     chunk_size: int = Field(5_000, ge=100, le=1_000_000, description="Rows read per page.")
@@ -322,7 +332,24 @@ def resolve_env(value: str, where: str) -> str:
     return out
 
 
+def _in_lazy_block(path: tuple[str, ...]) -> bool:
+    return any(path[: len(block)] == block for block in _LAZY_BLOCKS)
+
+
+def resolve_tree(node: Any, where: str) -> Any:
+    """``resolve_env`` on every string of a nested value (``source.connect_args``)."""
+    if isinstance(node, dict):
+        return {k: resolve_tree(v, f"{where}.{k}") for k, v in node.items()}
+    if isinstance(node, list):
+        return [resolve_tree(v, f"{where}.{i}") for i, v in enumerate(node)]
+    if isinstance(node, str) and "${" in node:
+        return resolve_env(node, where)
+    return node
+
+
 def _interpolate(node: Any, path: tuple[str, ...], where: str, problems: list[str]) -> Any:
+    if _in_lazy_block(path):
+        return node  # resolved when a run connects (resolve_tree); checked by _check_env
     if isinstance(node, dict):
         return {k: _interpolate(v, (*path, str(k)), where, problems) for k, v in node.items()}
     if isinstance(node, list):
@@ -349,6 +376,15 @@ def _check_env(raw: dict[str, Any], where: str, problems: list[str]) -> None:
         if isinstance(node, str):
             try:
                 resolve_env(node, f"{where}: {'.'.join(path)}")
+            except ConfigError as exc:
+                problems.extend(exc.problems)
+    for block in _LAZY_BLOCKS:
+        node = raw
+        for part in block:
+            node = node.get(part) if isinstance(node, dict) else None
+        if node is not None:
+            try:
+                resolve_tree(node, f"{where}: {'.'.join(block)}")
             except ConfigError as exc:
                 problems.extend(exc.problems)
 

@@ -22,7 +22,7 @@ from ..map.mapper import Chunk
 from ..read.source import Reader
 from .diff import Hasher, Page
 from .hashes import HashStore
-from .keyorder import ORDERED_DIALECTS, KeyOrder, Unordered, kinds_for
+from .keyorder import KeyOrder, Unordered, kinds_for
 from .merge import Ahead, Merge
 
 log = get_logger("connector.contacts")
@@ -71,7 +71,7 @@ class Differ:
         else:
             self.hashes.prepare(name, order)
         whole = self.limit is None and not self.full_refresh
-        ordered = order is not None and whole and reader.dialect.name in ORDERED_DIALECTS
+        ordered = order is not None and whole and reader.key_order
         if ordered and order is not None and self.sync.source.cursor is None:
             self.merge = Merge(self.hashes, name, order, collect=self.collect)
             self.hasher.order = order  # pages carry their ords
@@ -80,8 +80,9 @@ class Differ:
             self.scan = Merge(self.hashes, name, order, collect=self.collect)
         elif self.unlist and whole:
             log.warning(
-                "%s: on_removed: unlist needs an integer or text primary key on DuckDB or "
-                "PostgreSQL to find removed rows; none are removed this run",
+                "%s: on_removed: unlist needs an integer or text primary key on a warehouse "
+                "ordering keys by their bytes (docs/warehouses.md) to find removed rows; none "
+                "are removed this run",
                 name,
             )
 

@@ -14,10 +14,12 @@ range per page (``hashes``). That needs one order both sides agree on: the sourc
 - a composite key: its columns' encodings one after the other (each self-delimiting, so the
   byte order is the tuple's order).
 
-Text in byte order is the order of DuckDB's default (binary) comparison and of PostgreSQL's
-``COLLATE "C"``, which the reader applies to text key columns of a full contact scan there
-(``Reader(..., byte_order=True)``). Other key kinds (decimal, date, timestamp, unsigned
-64-bit, ...) and other warehouses have no encoding here: those syncs diff by key lookups.
+Text in byte order is what each warehouse module's ``bytewise`` compares and orders by
+(PostgreSQL ``COLLATE "C"``, MySQL ``CAST(... AS BINARY)``, Snowflake no collation, DuckDB's
+default), which the reader applies to text key columns of a full contact scan on warehouses
+whose module declares ``key_order`` (``Reader(..., byte_order=True)``). Other key kinds
+(decimal, date, timestamp, unsigned 64-bit, ...) and other warehouses have no encoding here:
+those syncs diff by key lookups.
 """
 
 from __future__ import annotations
@@ -29,8 +31,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 INTEGER, TEXT = "i", "s"
-# Warehouses whose ORDER BY of an integer or (byte-order-collated) text key is byte order.
-ORDERED_DIALECTS = frozenset({"duckdb", "postgresql"})
 _FLIP = np.uint64(1 << 63)
 _INT_TYPES = (pa.int8(), pa.int16(), pa.int32(), pa.int64(), pa.uint8(), pa.uint16(), pa.uint32())
 

@@ -18,10 +18,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import sqlalchemy as sa
-
 from ..config.sync_file import RateLimit, SyncConfig
-from ..core.errors import SourceError
 from ..deliver.factory import make_event_destination
 from ..map.mapper import Mapper
 from ..read.source import Position, Reader, Window
@@ -108,19 +105,7 @@ def per_request(max_events: int, max_bytes: int, overhead: Any, event_bytes: int
 
 def count_pending(reader: Reader, after: Position | None, window: Window | None) -> int:
     """Rows the run would read: after the checkpoint, in the window, cursor and key not NULL."""
-    reader.check_columns()
-    stmt = (
-        sa.select(sa.func.count()).select_from(reader._from()).where(*reader._where(after, window))
-    )
-    try:
-        with reader.engine.connect() as conn:
-            if reader.is_duckdb:
-                rows = reader._duck_relation(conn, stmt).fetchall()
-            else:
-                rows = conn.execute(stmt).all()
-    except Exception as exc:  # noqa: BLE001 — drivers (duckdb) raise their own types
-        raise SourceError(reader._explain(exc)) from None
-    return int(rows[0][0] or 0)
+    return reader.count(after, window)
 
 
 def _event_bytes(

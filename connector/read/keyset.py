@@ -1,0 +1,154 @@
+"""The SQL of keyset reading: ``(cursor, primary key)`` predicates, page boundaries and pages.
+
+Built with SQLAlchemy Core for the reader's warehouse: identifiers quoted by its dialect (and
+its module's case rules), values always bound parameters, text key columns compared by their
+bytes where the warehouse module says how (``bytewise``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from ..config.sync_file import SyncConfig
+from ..warehouses import Warehouse
+
+Position = tuple[Any, ...]  # (cursor, *primary key)
+
+
+@dataclass(frozen=True)
+class Window:
+    """A half-open time window on the event-time column (partitions/backfills)."""
+
+    start: datetime
+    end: datetime
+
+
+class KeysetSQL:
+    """The statements a ``Reader`` runs (a base class: the reader holds the state)."""
+
+    sync: SyncConfig
+    warehouse: Warehouse
+    dialect: sa.Dialect
+    cursor: str
+    pk: list[str]
+    columns: list[str]
+    _names: dict[str, str]
+    _bytewise: frozenset[str]
+
+    def column_types(self) -> dict[str, str]:
+        """Column → kind (see ``Reader.column_types``)."""
+        raise NotImplementedError
+
+    # -- SQL building ------------------------------------------------------------------
+    def _q(self, name: str) -> sa.ColumnClause[Any]:
+        stored = self._names.get(name, name)
+        return sa.literal_column(self.warehouse.quote(self.dialect.identifier_preparer, stored))
+
+    def _from(self) -> sa.FromClause:
+        src = self.sync.source
+        if src.table:
+            schema, _, table = src.table.rpartition(".")
+            return sa.table(table, schema=schema or None)
+        # Escape ':' so text() never mistakes SQL (casts, literals) for bind parameters.
+        assert src.query is not None
+        return sa.text(src.query.replace(":", r"\:")).columns().subquery("src")
+
+    def _k(self, name: str) -> sa.ColumnElement[Any]:
+        """A key column as it is compared and ordered (by its bytes when ``byte_order``)."""
+        col = self._q(name)
+        return self.warehouse.bytewise(col) if name in self._bytewise else col
+
+    def _p(self, key: str, name: str, value: Any) -> sa.ColumnElement[Any]:
+        """A bound key value, compared as its column is (``_k``)."""
+        param: sa.ColumnElement[Any] = sa.bindparam(key, self.warehouse.bind(value))
+        return self.warehouse.bytewise(param) if name in self._bytewise else param
+
+    def _not_null(self) -> sa.ColumnElement[bool]:
+        return sa.and_(*(self._q(c).is_not(None) for c in [self.cursor, *self.pk]))
+
+    def _beyond(self, pos: Position, *, after: bool) -> sa.ColumnElement[bool]:
+        """(cursor, pk...) > pos (``after``), else <= pos: a row-value comparison where the
+        warehouse's planner turns it into one index range (``row_values``), else spelled out
+        so every warehouse understands it."""
+        cols = [self.cursor, *self.pk]
+        tag = "p" if after else "u"
+        if self.warehouse.row_values:
+            row = sa.tuple_(*(self._k(c) for c in cols))
+            bound = sa.tuple_(*(self._p(f"{tag}{i}", c, pos[i]) for i, c in enumerate(cols)))
+            return row > bound if after else row <= bound
+        clause: sa.ColumnElement[bool] | None = None
+        for i in reversed(range(len(cols))):
+            col, name = self._k(cols[i]), cols[i]
+            if clause is None:
+                last = self._p(f"{tag}{i}", name, pos[i])
+                clause = col > last if after else col <= last
+                continue
+            beyond = self._p(f"{tag}{i}", name, pos[i])
+            equal = self._p(f"{tag}e{i}", name, pos[i])
+            strict = col > beyond if after else col < beyond
+            clause = sa.or_(strict, sa.and_(col == equal, clause))
+        assert clause is not None
+        return clause
+
+    def _window(self, window: Window) -> sa.ColumnElement[bool]:
+        time_col = self.sync.mapping.event_time
+        assert time_col is not None  # windows are for event syncs
+        col = self._q(time_col)
+        start, end = window.start, window.end
+        kind = self.column_types().get(time_col, "")
+        if kind == "timestamp":  # naive column: compare in the source's zone
+            from zoneinfo import ZoneInfo
+
+            zone = ZoneInfo(self.sync.source.timezone)
+            start = start.astimezone(zone).replace(tzinfo=None)
+            end = end.astimezone(zone).replace(tzinfo=None)
+        elif kind == "date":
+            return sa.and_(
+                col >= sa.bindparam("ws", start.date()), col < sa.bindparam("we", end.date())
+            )
+        bind = self.warehouse.bind
+        return sa.and_(col >= sa.bindparam("ws", bind(start)), col < sa.bindparam("we", bind(end)))
+
+    def _where(self, after: Position | None, window: Window | None) -> list[Any]:
+        where: list[Any] = [self._not_null()]
+        if after is not None:
+            where.append(self._beyond(after, after=True))
+        if window is not None:
+            where.append(self._window(window))
+        return where
+
+    def _order(self) -> list[sa.ColumnElement[Any]]:
+        return [self._k(c) for c in [self.cursor, *self.pk]]
+
+    def boundary_statement(
+        self, after: Position | None, window: Window | None, n: int
+    ) -> sa.Select[Any]:
+        """The key of the n-th row after ``after``: only key columns are sorted, so the
+        warehouse never holds a whole table's payload to find a page."""
+        keys = [self._q(c) for c in [self.cursor, *self.pk]]
+        return (
+            sa.select(*keys)
+            .select_from(self._from())
+            .where(*self._where(after, window))
+            .order_by(*self._order())
+            .limit(1)
+            .offset(n - 1)
+        )
+
+    def page_statement(
+        self, after: Position | None, window: Window | None, upto: Position | None
+    ) -> sa.Select[Any]:
+        """The rows in (after, upto], in order."""
+        where = self._where(after, window)
+        if upto is not None:
+            where.append(self._beyond(upto, after=False))
+        return (
+            sa.select(*(self._q(c) for c in self.columns))
+            .select_from(self._from())
+            .where(*where)
+            .order_by(*self._order())
+        )
