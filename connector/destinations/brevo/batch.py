@@ -45,6 +45,7 @@ from .vendor import (
     brevo_check_mapping,
     brevo_headers,
     brevo_validate,
+    contact_id_ints,
     encode_brevo_event,
 )
 
@@ -59,8 +60,6 @@ _SUSPECT_KEY = (
     r'|""\s*:'
     r'|"[^"]{256,}"\s*:'
 )
-# An array or a JSON null inside a value (may also match text inside a string: exact path).
-_SUSPECT_VALUE = r"\[|null"
 _PLAIN_TYPES = (pa.types.is_string, pa.types.is_large_string, pa.types.is_integer)
 
 
@@ -196,14 +195,8 @@ class BrevoEventsBatch(Destination[BrevoEventsBatchDestination]):
         null = pa.scalar(None, pa.string())
         pairs: list[tuple[str, pa.Array]] = []
         for name, arr in events.identifiers.items():
-            if name == "contact_id":  # a JSON number, as int() makes it on the exact path
-                ints = arr
-                if not pa.types.is_integer(arr.type):
-                    text = pc.utf8_trim_whitespace(pc.cast(arr, pa.string()))
-                    digits = pc.fill_null(pc.match_substring_regex(text, r"^\d{1,18}$"), False)
-                    # Non-digits are rejected by validate(); int64 drops leading zeros.
-                    ints = pc.cast(pc.if_else(digits, text, null), pa.int64())
-                pairs.append((name, pc.cast(ints, pa.string())))
+            if name == "contact_id":  # a JSON number, exactly the int() of the exact path
+                pairs.append((name, pc.cast(contact_id_ints(arr), pa.string())))
             else:  # a JSON string, omitted when empty
                 text = pc.cast(arr, pa.string())
                 empty = pc.fill_null(pc.equal(text, ""), False)
@@ -245,10 +238,6 @@ class BrevoEventsBatch(Destination[BrevoEventsBatchDestination]):
         exact = pc.is_null(body)
         for name in props.nested_names():
             suspect = pc.match_substring_regex(props.json_values[name], _SUSPECT_KEY)
-            # An array or a null anywhere inside: the exact path rejects it (type_problem).
-            suspect = pc.or_(
-                suspect, pc.match_substring_regex(props.json_values[name], _SUSPECT_VALUE)
-            )
             exact = pc.or_(exact, pc.fill_null(suspect, False))
         for name in contact.nested_names():
             head = pc.utf8_slice_codeunits(

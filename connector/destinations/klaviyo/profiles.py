@@ -43,6 +43,7 @@ from .vendor import (
     PROFILE_IDENTIFIERS,
     PROFILE_STRINGS,
     klaviyo_headers,
+    standard_fragment,
 )
 
 MAX_PROFILES = 10_000
@@ -149,6 +150,9 @@ class KlaviyoProfiles(ContactDestination):
             return "email is not an email address"
         if ids.get("phone_number") and not E164.match(ids["phone_number"]):
             return "phone_number is not E.164 (e.g. +15005550006)"
+        for name, frag in contact.properties.items():
+            if frag is not None and _is_standard(name) and standard_fragment(name, frag) is None:
+                return f"profile {name} is a string attribute: the JSON holds an object or array"
         return None
 
     def _attributes(self, contact: Contact, *, nulls: bool) -> dict[str, Any]:
@@ -157,8 +161,11 @@ class KlaviyoProfiles(ContactDestination):
         for name, frag in contact.properties.items():
             if frag is None and not (nulls and _is_standard(name)):
                 continue
+            standard = _is_standard(name)
+            if frag is not None and standard:
+                frag = standard_fragment(name, frag)  # strings in the OAS: "75001"
             value: Any = None if frag is None else orjson.Fragment(frag)
-            target = attrs if _is_standard(name) else custom
+            target = attrs if standard else custom
             *parents, leaf = name.split(".")
             for part in parents:
                 target = target.setdefault(part, {})

@@ -48,6 +48,7 @@ from typing_extensions import override
 
 from ...core.errors import RequestError
 from ...core.options import DestinationSettings
+from ...model.jsonfrag import text_fragment
 from ..contact_base import (
     Contact,
     ContactDestination,
@@ -57,7 +58,7 @@ from ..contact_base import (
     match_errors,
     request_error,
 )
-from .vendor import omnisend_headers
+from .vendor import AUTH_HELP, omnisend_headers
 
 VERSION = "2026-03-15"
 MAX_ITEMS = 100
@@ -78,6 +79,8 @@ STANDARD = (
     "createdAt",
     "tags",
 )
+# ContactRequest fields typed string (all of STANDARD but tags): the string-field rule applies.
+TEXT_FIELDS = tuple(name for name in STANDARD if name != "tags")
 CUSTOM_NAME = re.compile(r"[A-Za-z0-9_]{1,128}")
 E164 = re.compile(r"^\+[1-9]\d{1,14}$")
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
@@ -99,6 +102,7 @@ class OmnisendContactsOptions(ContactOptions):
         "default in 2026-03-15 is true).",
     )
     api_version: Literal["2026-03-15"] = Field("2026-03-15", description="Omnisend-Version header.")
+    auth: Literal["api_key", "bearer"] = Field("api_key", description=AUTH_HELP)
     null_fields: Literal["keep"] | None = Field(
         None,
         description="A NULL leaves the value Omnisend holds (its API documents no way to clear "
@@ -202,7 +206,7 @@ class OmnisendContacts(ContactDestination):
 
     @override
     def headers(self) -> dict[str, str]:
-        return omnisend_headers(self.api_key, self.options.api_version)
+        return omnisend_headers(self.api_key, self.options.api_version, self.options.auth)
 
     # -- rows --------------------------------------------------------------------------
     @override
@@ -214,6 +218,9 @@ class OmnisendContacts(ContactDestination):
             return "email is not an email address"
         if ids.get("phone") and not E164.match(ids["phone"]):
             return "phone is not E.164 (e.g. +15005550006)"
+        for name, frag in contact.properties.items():
+            if frag is not None and name in TEXT_FIELDS and text_fragment(frag) is None:
+                return f"contact {name} is a string field: the JSON holds an object or array"
         return None
 
     @override
@@ -230,6 +237,8 @@ class OmnisendContacts(ContactDestination):
         for name, frag in contact.properties.items():
             if frag is None:
                 continue  # NULL: left out, Omnisend keeps its value
+            if name in TEXT_FIELDS:
+                frag = text_fragment(frag) or frag  # strings in the OpenAPI: "75001"
             (body if name in STANDARD else custom)[name] = orjson.Fragment(frag)
         if custom:
             body["customProperties"] = custom
