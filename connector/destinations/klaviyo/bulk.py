@@ -192,11 +192,12 @@ class KlaviyoBulkEvents(Destination[KlaviyoBulkEventsDestination]):
         lo = pa.scalar(self.min_time, pa.timestamp("ms", tz="UTC"))
         hi = pa.scalar(latest, pa.timestamp("ms", tz="UTC"))
         out_of_range = pc.fill_null(
-            pc.or_(pc.less(events.time_utc, lo), pc.greater(events.time_utc, hi)), False
+            pc.or_(pc.less_equal(events.time_utc, lo), pc.greater(events.time_utc, hi)), False
         )
         add(
             [i for i, v in enumerate(out_of_range.to_pylist()) if v],
-            f"event time outside Klaviyo's range ({self.min_time.year}-01-01 to one year from now)",
+            f"event time outside Klaviyo's range (after {self.min_time.year}-01-01 00:00 UTC, at "
+            "most one year from now)",
         )
         if "phone_number" in events.identifiers:
             add(
