@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from connector.config.sync_file import SyncConfig, parse_sync
-from connector.core.errors import ConfigError
+from connector.core.errors import AuthError, ConfigError
 from connector.deliver.delivery import Runtime
 from connector.run.sync import SyncResult, preview, run_sync
 from connector.sandbox import Fault, SandboxOptions, SandboxServer
@@ -78,6 +78,7 @@ def make_sync(
     sandbox: SandboxServer,
     *,
     mapping: dict[str, Any] | None = None,
+    key_ref: str | None = None,
     **options: Any,
 ) -> SyncConfig:
     doc: dict[str, Any] = {
@@ -85,7 +86,7 @@ def make_sync(
         "source": {"table": "t", "cursor": "ts", "primary_key": ["id"], "url": wh.url},
         "destination": {
             "type": kind,
-            "api_key": KEYS[kind],
+            "api_key": key_ref or KEYS[kind],
             "base_url": sandbox.url,
             "options": options,
         },
@@ -279,6 +280,32 @@ def test_omnisend_api_version_v5_keeps_the_v5_endpoint_and_x_api_key(
 
     assert (res.status, res.delivered) == ("success", 1)
     assert [r.path for r in sandbox.requests] == ["/v5/events"]
+
+
+def test_omnisend_events_sends_an_oauth_token_as_bearer_with_auth_bearer(
+    duck: Warehouse, sandbox: SandboxServer, state: StateStore, runtime: Runtime
+) -> None:
+    """OpenAPI 2026-03-15: every operation takes ``security: [{Bearer: [...]},
+    {ApiKeyAuth: []}]``. v4 (``omnisend_track``) users hold only an OAuth token; before
+    ``auth: bearer`` it could only be sent as ``Omnisend-API-Key <token>``, which is refused."""
+    create_table(duck, [row(0), row(1)])
+    token = "${OMNISEND_TOKEN}"  # the sandbox's OAuth token (conftest)
+    plain = make_sync("omnisend_events", duck, sandbox, key_ref=token, max_retries=0)
+    with pytest.raises(AuthError, match="401"):
+        run(plain, state, runtime)
+
+    sync = make_sync("omnisend_events", duck, sandbox, key_ref=token, auth="bearer")
+    (req,) = preview(sync, limit=1)["requests"]
+    assert req["headers"]["Authorization"] == "Bearer ****"
+    assert req["headers"]["Omnisend-Version"] == "2026-03-15"
+    res = run(sync, state, runtime)
+    assert (res.status, res.delivered) == ("success", 2)
+    assert [r.status for r in sandbox.requests][-2:] == [202, 202]
+
+
+def test_auth_bearer_needs_the_dated_api(duck: Warehouse, sandbox: SandboxServer) -> None:
+    with pytest.raises(ConfigError, match="auth: bearer needs api_version 2026-03-15"):
+        make_sync("omnisend_events", duck, sandbox, auth="bearer", api_version="v5")
 
 
 def test_omnisend_unknown_api_version_is_a_config_error(
