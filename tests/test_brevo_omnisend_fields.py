@@ -1,10 +1,10 @@
 """Every documented Brevo and Omnisend field reachable, every documented rule enforced: a real
 DuckDB file → run_sync → the sandbox over real HTTP (issue 8, part 3).
 
-Brevo: ``object.type`` from a column, empty object identifiers omitted, event_properties limited
-to the seeds' types (string, number, boolean, date, nested objects), tracker ``properties``
-scalars only. Omnisend: the dated API ``/api/events`` (2026-03-15) by default, v5 on request,
-RFC 9457 error bodies quoted in reject reasons.
+Brevo: ``object.type`` from a column, empty object identifiers omitted, event_properties of any
+JSON type as the OpenAPI allows (arrays, nested nulls), tracker ``properties`` scalars only.
+Omnisend: the dated API ``/api/events`` (2026-03-15) by default (API key, or an OAuth token with
+``auth: bearer``), v5 on request, RFC 9457 error bodies quoted in reject reasons.
 """
 
 from __future__ import annotations

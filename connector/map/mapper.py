@@ -6,9 +6,10 @@ they use live in the leaf module ``events`` (re-exported here).
 Value rules (docs/design.md "Value rules"): event time always RFC 3339 with an offset (UTC);
 naive timestamps are read in ``source.timezone`` (DST gap → forward by the gap, fold → first
 occurrence: ``localize``); numbers keep the warehouse's exact digits (Decimal → its text, never
-a float); date → ``YYYY-MM-DD``; JSON/struct → objects; NULL/NaN/NaT → the property is omitted;
-a value that cannot become its field rejects its row. Dotted property names build nested
-objects.
+a float, never an exponent); floats one spelling on every path; date → ``YYYY-MM-DD``;
+JSON/struct → objects; NULL, NaT and JSON ``null`` → the property is omitted; NaN, ±infinity and
+numbers beyond a 64-bit float reject their row, as does a value that cannot become its field.
+Dotted property names build nested objects.
 """
 
 from __future__ import annotations

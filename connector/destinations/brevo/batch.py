@@ -3,8 +3,9 @@
 Source: https://developers.brevo.com/docs/event-endpoints and
 https://developers.brevo.com/reference/create-batch-events — ≤ 200 events and ≤ 512 KB per
 request; per event ``event_name`` ≤ 255 chars of ``[A-Za-z0-9_-]``, at least one identifier,
-``contact_id`` an integer, ``event_properties`` ≤ 50 KB with keys ≤ 255 chars of
-``[A-Za-z0-9_-]``. 202 = all queued; 207 = partial (valid ones kept, never re-send wholesale);
+``contact_id`` an int64, ``event_properties`` ≤ 50 KB with keys ≤ 255 chars of
+``[A-Za-z0-9_-]`` and values of any JSON type (the OpenAPI's union holds objects and arrays of
+"Any type"). 202 = all queued; 207 = partial (valid ones kept, never re-send wholesale);
 400 = none stored, per-index errors. No dedup key: a re-sent event may be stored twice, so the
 run counts those as "possibly duplicated". The rate bucket of this endpoint is undocumented:
 pacing follows the ``x-sib-ratelimit-*`` headers.

@@ -5,9 +5,10 @@ other.
 Per-event rules of ``/v3/events`` and ``/v3/events/batch``, from
 https://developers.brevo.com/reference/create-event and
 https://developers.brevo.com/docs/event-endpoints: ``event_name`` 1-255 characters of
-``[A-Za-z0-9_-]``; at least one identifier (``contact_id`` an integer); ``event_properties``
-keys 1-255 characters of ``[A-Za-z0-9_-]`` and the object ≤ 50 KB; contact attributes are
-scalars. Errors are ``{code, message}`` bodies.
+``[A-Za-z0-9_-]``; at least one identifier (``contact_id`` an int64: OpenAPI ``format:
+int64``); ``event_properties`` keys 1-255 characters of ``[A-Za-z0-9_-]``, values of any JSON
+type (arrays too) and the object ≤ 50 KB; contact attributes are scalars. Errors are ``{code,
+message}`` bodies.
 """
 
 from __future__ import annotations
