@@ -311,7 +311,7 @@ def _any_non_finite_leaf(arr: pa.Array) -> bool:
     if pa.types.is_floating(arr.type):
         return bool(pc.any(jsonfrag.non_finite(arr)).as_py())
     if pa.types.is_struct(arr.type):
-        return any(_any_non_finite_leaf(arr.field(k)) for k in range(arr.type.num_fields))
+        return any(_any_non_finite_leaf(child) for child in arr.flatten())  # offsets applied
     if pa.types.is_map(arr.type):
         return _any_non_finite_leaf(arr.items)
     if pa.types.is_list(arr.type) or pa.types.is_large_list(arr.type):

@@ -226,11 +226,11 @@ def text_fragment(frag: bytes) -> bytes | None:
 def text_value(value: Any) -> str | None:
     """``as_text`` for one Python value (the per-row path): its text, or None for an object or
     an array."""
-    if isinstance(value, str):
-        return value
     if isinstance(value, dict | list):
         return None
-    return orjson.dumps(value, default=json_default).decode()
+    if isinstance(value, bool | int | float | Decimal):  # the number rule's text
+        return orjson.dumps(value, default=json_default).decode()
+    return value if isinstance(value, str) else str(value)
 
 
 def values(arr: pa.Array, utc_text: Any, *, is_json: bool) -> pa.Array:
