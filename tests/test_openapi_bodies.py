@@ -19,6 +19,7 @@ from connector.sandbox import SandboxOptions, SandboxServer
 from connector.store.state import StateStore
 
 from .conftest import Warehouse
+from .helpers import CONTACT_SYNC
 from .openapi_bodies import problems
 
 ATTRIBUTES = {
@@ -145,19 +146,6 @@ def test_the_brevo_batch_array_shape_validates_as_the_events_of_the_object(
     check(recording, expected_paths={"/v3/events/batch"})
 
 
-CONTACT_SYNC = """
-name: wide
-source: {{table: wide, primary_key: [id], url: "{url}"}}
-destination:
-  type: {dtype}
-  api_key: ${{{key}}}
-  base_url: {sandbox}
-  options: {{poll_interval_s: 0.01, poll_max_interval_s: 0.05{options}}}
-mapping:
-  identifiers: {identifiers}
-  contact_properties: {contact}
-"""
-
 CONTACT_CASES = {
     "klaviyo_profiles": dict(
         key="KLAVIYO_API_KEY",
@@ -208,7 +196,9 @@ def test_contact_bodies_validate_against_the_vendor_schema(
     case = CONTACT_CASES[name]
     dtype = name.removesuffix("_single")
     wide_table(duck)
-    text = CONTACT_SYNC.format(url=duck.url, dtype=dtype, sandbox=recording.url, **case)
+    text = CONTACT_SYNC.format(
+        table="wide", url=duck.url, dtype=dtype, sandbox=recording.url, **case
+    )
     sync = parse_sync(text, "syncs/wide.yaml")
     res = run_sync(sync, state=state, runtime=runtime)
     assert (res.status, res.delivered, res.rejected) == ("success", 2, 0)

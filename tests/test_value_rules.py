@@ -28,7 +28,7 @@ from connector.sandbox import SandboxOptions, SandboxServer
 from connector.store.state import StateStore
 
 from .conftest import Warehouse
-from .helpers import BASE
+from .helpers import BASE, CONTACT_SYNC
 
 EVENT_SYNC = """
 name: vals
@@ -326,20 +326,6 @@ def test_an_integer_for_a_string_field_leaves_as_its_text_on_event_syncs(
     assert f'"{key}":"75001"' in sent(recording)
 
 
-CONTACT_SYNC = """
-name: people
-source: {{table: people, primary_key: [id], url: "{url}"}}
-destination:
-  type: {dtype}
-  api_key: ${{{key}}}
-  base_url: {sandbox}
-  options: {{poll_interval_s: 0.01, poll_max_interval_s: 0.05{options}}}
-mapping:
-  identifiers: {{email: email}}
-  contact_properties: {{{props}}}
-"""
-
-
 def people(wh: Warehouse) -> None:
     wh.run(
         "CREATE TABLE people (id INTEGER, email VARCHAR, zip INTEGER, vip BOOLEAN, "
@@ -386,7 +372,14 @@ def test_contact_syncs_send_a_string_fields_number_as_its_text(
     ``zip``/``postalCode`` are strings) refused the Klaviyo job, so the whole sync failed."""
     people(duck)
     text = CONTACT_SYNC.format(
-        url=duck.url, dtype=dtype, key=key, sandbox=recording.url, options=options, props=props
+        table="people",
+        url=duck.url,
+        dtype=dtype,
+        key=key,
+        sandbox=recording.url,
+        options=options,
+        identifiers="{email: email}",
+        contact="{" + props + "}",
     )
     res = run_sync(parse_sync(text, "syncs/people.yaml"), state=state, runtime=runtime)
     assert (res.status, res.delivered, res.rejected) == ("success", 1, 2)
@@ -407,12 +400,14 @@ def test_brevo_contacts_reject_nan_too(
     opts = SandboxOptions(keep_bodies=True, brevo_attributes={"SCORE": "float"})
     with SandboxServer(opts, host="127.0.0.1", port=0) as sb:
         text = CONTACT_SYNC.format(
+            table="people",
             url=duck.url,
             dtype="brevo_contacts",
             key="BREVO_API_KEY",
             sandbox=sb.url,
             options=", list_ids: [7]",
-            props="SCORE: score",
+            identifiers="{email: email}",
+            contact="{SCORE: score}",
         )
         res = run_sync(parse_sync(text, "syncs/people.yaml"), state=state, runtime=runtime)
         assert (res.status, res.delivered, res.rejected) == ("success", 2, 1)
