@@ -156,3 +156,19 @@ def delivered_ids(sandbox: Any, kind: str) -> list[int]:
         else:
             out.append(int(ev["identifiers"]["ext_id"].removeprefix("u-")))
     return out
+
+
+# A contact sync over ``table`` (primary key ``id``) with fast polls; ``options`` is appended to
+# the options block (", list_id: L1").
+CONTACT_SYNC = """
+name: {table}
+source: {{table: {table}, primary_key: [id], url: "{url}"}}
+destination:
+  type: {dtype}
+  api_key: ${{{key}}}
+  base_url: {sandbox}
+  options: {{poll_interval_s: 0.01, poll_max_interval_s: 0.05{options}}}
+mapping:
+  identifiers: {identifiers}
+  contact_properties: {contact}
+"""

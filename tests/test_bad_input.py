@@ -267,6 +267,39 @@ def _query_cursor(cursor_sql: str, event_time: str = "occurred_at") -> Setup:
     )
 
 
+def _row_value(
+    dtype: str,
+    key: str,
+    select: str,
+    mapping: str,
+    idents: str = "{email_id: email}",
+    options: str = "{}",
+) -> Setup:
+    """``preview`` of a sync whose rows each hold one bad value (``select``: extra columns of
+    the query): every row is a reject naming the value's problem, nothing is sent."""
+    return _raw(
+        f"""
+        name: videos
+        source:
+          query: "SELECT *, {select} FROM ev"
+          cursor: occurred_at
+          primary_key: event_id
+          url: "URL"
+        destination:
+          type: {dtype}
+          api_key: "${{{key}}}"
+          base_url: "http://127.0.0.1:9"
+          options: {options}
+        mapping:
+          event_name: video_played
+          event_time: occurred_at
+          identifiers: {idents}
+        {mapping}
+        """,
+        ("preview", "videos"),
+    )
+
+
 CASES = [
     # -- two files, one name
     Case("duplicate-name-sync", _duplicate("sync", "videos"), 2, "is also used by"),
@@ -491,6 +524,107 @@ CASES = [
         1,
         "password=***",
         secrets=("hunter2",),
+    ),
+]
+
+
+# -- values JSON or the vendor cannot carry (issue 19 items 5, 6, 11, 13): rejects of their rows,
+# each naming the problem, never a request-level 400 that blocks the good rows
+CASES += [
+    Case(
+        "klaviyo-value-text-1e999",
+        _row_value(
+            "klaviyo_bulk_events",
+            "KLAVIYO_API_KEY",
+            "'1e999' AS v",
+            "  value: v",
+            idents="{email: email}",
+        ),
+        0,
+        "value: column v holds a number beyond what JSON carries (±1.8e308",
+    ),
+    Case(
+        "double-property-nan-batch",
+        _row_value(
+            "brevo_events_batch",
+            "BREVO_API_KEY",
+            "CAST('nan' AS DOUBLE) AS x",
+            "  event_properties: {score: x}",
+        ),
+        0,
+        "event_properties.score: column x holds NaN or infinity, which JSON cannot carry",
+    ),
+    Case(
+        "double-property-infinity-single",
+        _row_value(
+            "omnisend_events",
+            "OMNISEND_API_KEY",
+            "CAST('-inf' AS DOUBLE) AS x",
+            "  event_properties: {score: x}",
+            idents="{email: email}",
+        ),
+        0,
+        "event_properties.score: column x holds NaN or infinity",
+    ),
+    Case(
+        "json-number-beyond-double",
+        _row_value(
+            "brevo_event",
+            "BREVO_API_KEY",
+            """CAST('{\\"n\\": 1e999}' AS JSON) AS j""",
+            "  event_properties: {ctx: j}",
+        ),
+        0,
+        "event_properties.ctx: column j holds a number beyond what JSON carries",
+    ),
+    Case(
+        "brevo-batch-contact-id-beyond-int64",
+        _row_value(
+            "brevo_events_batch",
+            "BREVO_API_KEY",
+            "'9223372036854775808' AS cid",
+            "",
+            idents="{email_id: email, contact_id: cid}",
+        ),
+        0,
+        "contact_id is beyond Brevo's limit (a 64-bit integer, at most 9223372036854775807)",
+    ),
+    Case(
+        "brevo-single-contact-id-ubigint-beyond-int64",
+        _row_value(
+            "brevo_event",
+            "BREVO_API_KEY",
+            "CAST(18446744073709551615 AS UBIGINT) AS cid",
+            "",
+            idents="{email_id: email, contact_id: cid}",
+        ),
+        0,
+        "contact_id is beyond Brevo's limit",
+    ),
+    Case(
+        "klaviyo-string-attribute-holds-an-object",
+        _row_value(
+            "klaviyo_bulk_events",
+            "KLAVIYO_API_KEY",
+            """CAST('{\\"a\\": 1}' AS JSON) AS o""",
+            "  contact_properties: {organization: o}",
+            idents="{email: email}",
+        ),
+        0,
+        "profile organization is a string attribute: the JSON holds an object or array",
+    ),
+    Case(
+        "omnisend-bearer-with-v5",
+        _row_value(
+            "omnisend_events",
+            "OMNISEND_API_KEY",
+            "1 AS one",
+            "",
+            idents="{email: email}",
+            options="{auth: bearer, api_version: v5}",
+        ),
+        2,
+        "auth: bearer needs api_version 2026-03-15",
     ),
 ]
 

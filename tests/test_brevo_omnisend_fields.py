@@ -1,10 +1,10 @@
 """Every documented Brevo and Omnisend field reachable, every documented rule enforced: a real
 DuckDB file → run_sync → the sandbox over real HTTP (issue 8, part 3).
 
-Brevo: ``object.type`` from a column, empty object identifiers omitted, event_properties limited
-to the seeds' types (string, number, boolean, date, nested objects), tracker ``properties``
-scalars only. Omnisend: the dated API ``/api/events`` (2026-03-15) by default, v5 on request,
-RFC 9457 error bodies quoted in reject reasons.
+Brevo: ``object.type`` from a column, empty object identifiers omitted, event_properties of any
+JSON type as the OpenAPI allows (arrays, nested nulls), tracker ``properties`` scalars only.
+Omnisend: the dated API ``/api/events`` (2026-03-15) by default (API key, or an OAuth token with
+``auth: bearer``), v5 on request, RFC 9457 error bodies quoted in reject reasons.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from connector.config.sync_file import SyncConfig, parse_sync
-from connector.core.errors import ConfigError
+from connector.core.errors import AuthError, ConfigError
 from connector.deliver.delivery import Runtime
 from connector.run.sync import SyncResult, preview, run_sync
 from connector.sandbox import Fault, SandboxOptions, SandboxServer
@@ -78,6 +78,7 @@ def make_sync(
     sandbox: SandboxServer,
     *,
     mapping: dict[str, Any] | None = None,
+    key_ref: str | None = None,
     **options: Any,
 ) -> SyncConfig:
     doc: dict[str, Any] = {
@@ -85,7 +86,7 @@ def make_sync(
         "source": {"table": "t", "cursor": "ts", "primary_key": ["id"], "url": wh.url},
         "destination": {
             "type": kind,
-            "api_key": KEYS[kind],
+            "api_key": key_ref or KEYS[kind],
             "base_url": sandbox.url,
             "options": options,
         },
@@ -172,14 +173,17 @@ def test_object_type_column_is_checked_like_every_mapped_column(
 
 
 @pytest.mark.parametrize("kind", BREVO_KINDS)
-def test_brevo_event_property_array_or_null_is_rejected_with_a_reason_nested_objects_pass(
+def test_brevo_event_property_arrays_and_nested_nulls_are_sent_as_the_openapi_allows(
     kind: str, duck: Warehouse, sandbox: SandboxServer, state: StateStore, runtime: Runtime
 ) -> None:
+    """The OpenAPI of POST /v3/events and /v3/events/batch types an event property as string,
+    integer, boolean, object (of "Any type") or array (of "Any type"): arrays and nulls inside
+    are documented values (issue 19 item 12; they used to be refused locally)."""
     create_table(
         duck,
         [
             row(0, ctx=json.dumps({"device": {"os": "ios", "v": 17.2, "beta": False}})),
-            row(1, ctx=json.dumps({"tags": ["a", "b"]})),
+            row(1, ctx=json.dumps({"tags": ["a", "b"], "items": [{"sku": "x", "n": 2}]})),
             row(2, ctx=json.dumps({"device": {"os": None}})),
             row(3, ctx=json.dumps({"note": "[not an array] null"})),
         ],
@@ -188,14 +192,15 @@ def test_brevo_event_property_array_or_null_is_rejected_with_a_reason_nested_obj
 
     res = run(sync, state, runtime)
 
-    assert (res.status, res.delivered, res.rejected) == ("success", 2, 2)
-    why = reasons(state, sync)
-    assert "ctx.tags is an array" in why["1"] and "string, number, boolean or date" in why["1"]
-    assert "ctx.device.os is null" in why["2"]
+    assert (res.status, res.delivered, res.rejected) == ("success", 4, 0)
     got = by_email(sandbox.events(kind))
     assert got[0]["event_properties"] == {
         "ctx": {"device": {"os": "ios", "v": 17.2, "beta": False}}
     }
+    assert got[1]["event_properties"] == {
+        "ctx": {"tags": ["a", "b"], "items": [{"sku": "x", "n": 2}]}
+    }
+    assert got[2]["event_properties"] == {"ctx": {"device": {"os": None}}}
     assert got[3]["event_properties"] == {"ctx": {"note": "[not an array] null"}}
 
 
@@ -275,6 +280,32 @@ def test_omnisend_api_version_v5_keeps_the_v5_endpoint_and_x_api_key(
 
     assert (res.status, res.delivered) == ("success", 1)
     assert [r.path for r in sandbox.requests] == ["/v5/events"]
+
+
+def test_omnisend_events_sends_an_oauth_token_as_bearer_with_auth_bearer(
+    duck: Warehouse, sandbox: SandboxServer, state: StateStore, runtime: Runtime
+) -> None:
+    """OpenAPI 2026-03-15: every operation takes ``security: [{Bearer: [...]},
+    {ApiKeyAuth: []}]``. v4 (``omnisend_track``) users hold only an OAuth token; before
+    ``auth: bearer`` it could only be sent as ``Omnisend-API-Key <token>``, which is refused."""
+    create_table(duck, [row(0), row(1)])
+    token = "${OMNISEND_TOKEN}"  # the sandbox's OAuth token (conftest)
+    plain = make_sync("omnisend_events", duck, sandbox, key_ref=token, max_retries=0)
+    with pytest.raises(AuthError, match="401"):
+        run(plain, state, runtime)
+
+    sync = make_sync("omnisend_events", duck, sandbox, key_ref=token, auth="bearer")
+    (req,) = preview(sync, limit=1)["requests"]
+    assert req["headers"]["Authorization"] == "Bearer ****"
+    assert req["headers"]["Omnisend-Version"] == "2026-03-15"
+    res = run(sync, state, runtime)
+    assert (res.status, res.delivered) == ("success", 2)
+    assert [r.status for r in sandbox.requests][-2:] == [202, 202]
+
+
+def test_auth_bearer_needs_the_dated_api(duck: Warehouse, sandbox: SandboxServer) -> None:
+    with pytest.raises(ConfigError, match="auth: bearer needs api_version 2026-03-15"):
+        make_sync("omnisend_events", duck, sandbox, auth="bearer", api_version="v5")
 
 
 def test_omnisend_unknown_api_version_is_a_config_error(

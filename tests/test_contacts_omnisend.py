@@ -340,3 +340,22 @@ def test_single_mode_refusal_about_the_request_fails_the_run() -> None:
     with pytest.raises(RequestError, match="Unsupported version"):
         dest.submit(rows)
     assert calls == ["2026-03-15", "2026-03-15"]
+
+
+def test_an_oauth_token_is_sent_as_bearer_with_auth_bearer(
+    tmp_path: Path,
+    duck: Warehouse,
+    sandbox: SandboxServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """OpenAPI 2026-03-15: contacts and batches take ``Bearer`` or ``ApiKeyAuth``."""
+    make_customers(duck, 3, phone=True)
+    monkeypatch.setenv("OMNISEND_API_KEY", "sandbox-omnisend-token")  # an OAuth token
+    cli = Cli(tmp_path, duck, sandbox)
+    code, out = cli.sync(monkeypatch, capsys)
+    assert code == 1 and "401" in out["stderr"], out  # the token as Omnisend-API-Key
+    cli.write(options=", auth: bearer")
+    code, out = cli.sync(monkeypatch, capsys)
+    assert code == 0, out
+    assert out["delivered"] == 3

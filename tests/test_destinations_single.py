@@ -520,6 +520,8 @@ def test_omnisend_v4_freezes_property_types_from_what_it_sent(
     assert run(sync, state, runtime).delivered == 2
     dest = DESTINATIONS["omnisend_track"]
     assert dest.deprecation and "2027-06-15" in dest.deprecation
+    # The way out keeps the v4 user's OAuth token (issue 19 item 13).
+    assert "omnisend_events" in dest.deprecation and "options.auth: bearer" in dest.deprecation
     learned = [v for v in [state.property_types(a, "video_played") for a in _accounts(state)]]
     assert learned and learned[0]["ctx_q"] == "int" and learned[0]["title"] == "string"
 

@@ -215,7 +215,7 @@ def test_an_image_that_is_not_a_url_is_rejected_before_sending(
     assert len(sandbox.requests) == 1  # the bad row never reached Klaviyo
 
 
-def test_a_non_text_value_for_a_string_attribute_is_rejected(
+def test_an_object_for_a_string_attribute_is_rejected_and_a_number_is_sent_as_text(
     duck: Warehouse, sandbox: SandboxServer, state: StateStore, runtime: Runtime
 ) -> None:
     duck.run("DROP TABLE IF EXISTS people")
@@ -227,17 +227,18 @@ def test_a_non_text_value_for_a_string_attribute_is_rejected(
         [
             {"event_id": 0, "occurred_at": BASE, "email": "a@example.com", "o": '"Acme"'},
             {"event_id": 1, "occurred_at": BASE, "email": "b@example.com", "o": '{"n": 1}'},
+            {"event_id": 2, "occurred_at": BASE, "email": "c@example.com", "o": "1e3"},
         ],
     )
     cfg = sync(duck, sandbox, contact_properties="{organization: o}")
 
     res = run(cfg, state, runtime)
 
-    assert (res.delivered, res.rejected) == (1, 1)
+    assert (res.delivered, res.rejected) == (2, 1)
     assert profiles(sandbox)[0]["organization"] == "Acme"
+    assert profiles(sandbox)[2]["organization"] == "1e3"  # a JSON number: its text
     assert reasons(state) == {
-        "1": "profile organization must be text (the JSON holds an object, array, number or "
-        "boolean)"
+        "1": "profile organization is a string attribute: the JSON holds an object or array"
     }
 
 
@@ -302,10 +303,11 @@ def test_a_string_over_100_kb_in_bytes_is_rejected_even_under_100k_characters(
     assert reasons(state) == {"1": f"{where} is a string of 120000 bytes (max 102400)"}
 
 
-def test_a_json_null_clears_a_string_attribute_instead_of_rejecting_the_row(
+def test_a_json_null_is_a_null_omitted_like_every_null(
     duck: Warehouse, sandbox: SandboxServer, state: StateStore, runtime: Runtime
 ) -> None:
-    # Every profile attribute is nullable in the OAS: JSON null is sent as null.
+    # One rule (README "Value rules"): a JSON column holding null is NULL, and NULL is omitted
+    # (it used to be sent as null on this path only, and omitted on every other).
     duck.run("DROP TABLE IF EXISTS people")
     duck.run(
         "CREATE TABLE people (event_id INTEGER, occurred_at TIMESTAMPTZ, email VARCHAR, o JSON)"
@@ -316,4 +318,4 @@ def test_a_json_null_clears_a_string_attribute_instead_of_rejecting_the_row(
     res = run(cfg, state, runtime)
 
     assert (res.delivered, res.rejected) == (1, 0)
-    assert profiles(sandbox)[0] == {"email": "a@x.com", "image": None, "organization": None}
+    assert profiles(sandbox)[0] == {"email": "a@x.com"}

@@ -64,7 +64,7 @@ def test_invalid_json_is_a_reject_as_soon_as_the_chunk_is_mapped(duck: Warehouse
     )
     events = Mapper(sync).map(Chunk(table, frozenset({"payload"})))
     # Known before any property value is built: a caller reads the reasons once.
-    assert events.reasons == {1: "column payload holds invalid JSON"}
+    assert events.reasons == {1: "event_properties.payload: column payload holds invalid JSON"}
     plan = ChunkPlanner(make_event_destination(sync, resolve_secret=False), EveryKey()).plan(events)
-    assert plan.reasons == {1: "column payload holds invalid JSON"}
+    assert plan.reasons == {1: "event_properties.payload: column payload holds invalid JSON"}
     assert [item.row for item in plan.items] == [0, 2]

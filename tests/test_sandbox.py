@@ -1368,3 +1368,25 @@ def test_serve_runs_in_foreground_until_sigterm() -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+@pytest.mark.parametrize(
+    ("revision", "accepted", "refused"),
+    [
+        ("2026-07-15", "1990-01-01T00:00:01+00:00", "1990-01-01T00:00:00+00:00"),
+        ("2026-10-15.pre", "1995-06-01T00:00:00+00:00", "1989-12-31T23:59:59+00:00"),
+        ("2026-04-15", "2000-01-01T00:00:01+00:00", "1995-06-01T00:00:00+00:00"),
+        ("2024-10-15", "2000-01-01T00:00:01+00:00", "1999-12-31T23:59:59+00:00"),
+    ],
+)
+def test_klaviyo_minimum_event_time_follows_the_revision(
+    client: httpx.Client, revision: str, accepted: str, refused: str
+) -> None:
+    """OAS ``time`` (bulk_create_events) at 2026-07-15: "The time must be after the year 1990";
+    the same text at 2026-04-15 (openapi/stable/apis/bulk_create_events.json @ 8a2e998): "The
+    time must be after the year 2000". The sandbox used 1990 whatever the revision."""
+    ok = k_post(client, k_job(k_item([k_event(time=accepted)])), revision=revision)
+    assert ok.status_code == 202, ok.text
+    bad = k_post(client, k_job(k_item([k_event(time=refused, unique_id="b")])), revision=revision)
+    assert bad.status_code == 400
+    assert bad.json()["errors"][0]["source"]["pointer"].endswith("/attributes/time")

@@ -185,15 +185,15 @@ def test_duckdb_hugeint_and_decimal_38_0_stay_exact_on_both_paths(duck: Warehous
         "CREATE TABLE amounts (id INTEGER, occurred_at TIMESTAMPTZ, email VARCHAR, "
         "amount HUGEINT, total DECIMAL(38, 0), big UBIGINT, price REAL, note JSON)",
         f"INSERT INTO amounts VALUES (1, '2026-11-01 10:00:00+00', 'a@example.com', {huge}, "
-        # an object, not an array: Brevo event properties take no arrays
         f"{'9' * 38}, 18446744073709551615, 0.1, "
-        + """'{"a": 1e400, "b": 0.30000000000000004}')""",
+        + """'{"a": 1e300, "b": 0.30000000000000004, "c": [1.50, 2e-9]}')""",
     )
     for dtype in ("klaviyo_bulk_events", "brevo_event"):  # column-wise, per row
         body = preview(_sync(duck, dtype), limit=1)["requests"][0]["body"].decode()
         assert f'"amount":{huge}' in body and f'"total":{"9" * 38}' in body, body
-        assert '"big":18446744073709551615' in body and '"price":0.1' in body
-        assert "0.30000000000000004" in body
+        assert '"big":18446744073709551615' in body and '"price":0.1,' in body  # REAL widened
+        assert "0.30000000000000004" in body and "1e300" in body
+        assert "1.50" in body and "2e-9" in body  # the JSON column's spelling, both paths
 
 
 def test_json_numbers_parse_exactly_when_a_float_would_change_them() -> None:
@@ -205,7 +205,7 @@ def test_json_numbers_parse_exactly_when_a_float_would_change_them() -> None:
         "d": Decimal("2E+3"),
     }
     dumped = orjson.dumps(value, default=jsonfrag.json_default)
-    assert dumped == b'{"a":12345678901234567.89,"b":5.00,"c":7,"d":2E+3}'
+    assert dumped == b'{"a":12345678901234567.89,"b":5.00,"c":7,"d":2e3}'  # spelling kept
     assert jsonfrag.loads_exact("[1, 2]") == [1, 2]
 
 

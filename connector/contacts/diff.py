@@ -129,6 +129,8 @@ class Hasher:
             self.sync.source.timezone,
             n,
             reasons,
+            block="contact_properties",
+            sources=m.contact_properties,
         )
         values = props.json_values
         parts: list[pa.Array | str] = [pa.array([self.prefix] * n, pa.string())] if n else []

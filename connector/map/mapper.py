@@ -6,9 +6,10 @@ they use live in the leaf module ``events`` (re-exported here).
 Value rules (docs/design.md "Value rules"): event time always RFC 3339 with an offset (UTC);
 naive timestamps are read in ``source.timezone`` (DST gap → forward by the gap, fold → first
 occurrence: ``localize``); numbers keep the warehouse's exact digits (Decimal → its text, never
-a float); date → ``YYYY-MM-DD``; JSON/struct → objects; NULL/NaN/NaT → the property is omitted;
-a value that cannot become its field rejects its row. Dotted property names build nested
-objects.
+a float, never an exponent); floats one spelling on every path; date → ``YYYY-MM-DD``;
+JSON/struct → objects; NULL, NaT and JSON ``null`` → the property is omitted; NaN, ±infinity and
+numbers beyond a 64-bit float reject their row, as does a value that cannot become its field.
+Dotted property names build nested objects.
 """
 
 from __future__ import annotations
@@ -19,7 +20,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..config.sync_file import ColumnRef, SyncConfig
+from ..model import jsonfrag
 from ..model.events import (
+    NON_FINITE,
+    TOO_LARGE,
     Chunk,
     Events,
     Props,
@@ -77,12 +81,16 @@ def _text(arr: pa.Array, column: str, field: str, reasons: dict[int, str]) -> pa
 
 def _numbers(arr: pa.Array, column: str, field: str, reasons: dict[int, str]) -> pa.Array:
     """A numeric column as is (``jsonfrag.numbers`` writes its exact digits); a text column
-    as its number texts, rows whose text is not a JSON number rejected."""
+    as its number texts. A row whose text is not a JSON number, or whose number JSON cannot
+    carry (NaN, ±infinity, beyond a 64-bit float: ``1e999``), is rejected, never omitted."""
     t = arr.type
-    if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t):
+    if pa.types.is_integer(t) or pa.types.is_decimal(t) or pa.types.is_null(t):
         return arr
-    if pa.types.is_null(t):
-        return arr
+    if pa.types.is_floating(t):
+        bad = jsonfrag.non_finite(arr)
+        for i in pc.indices_nonzero(bad).to_pylist():
+            reasons.setdefault(i, f"{field}: column {column} {NON_FINITE}")
+        return pc.if_else(bad, pa.scalar(None, t), arr)
     if pa.types.is_string(t) or pa.types.is_large_string(t):
         text = pc.utf8_trim_whitespace(pc.cast(arr, pa.string()))
         ok = pc.fill_null(pc.match_substring_regex(text, _JSON_NUMBER), False)
@@ -91,7 +99,11 @@ def _numbers(arr: pa.Array, column: str, field: str, reasons: dict[int, str]) ->
             reasons.setdefault(
                 i, f"{field}: column {column} holds text that is not a number (e.g. 18.99)"
             )
-        return pc.if_else(ok, text, pa.scalar(None, pa.string()))
+        text = pc.if_else(ok, text, pa.scalar(None, pa.string()))
+        huge = pc.fill_null(pc.invert(pc.is_finite(pc.cast(text, pa.float64()))), False)
+        for i in pc.indices_nonzero(huge).to_pylist():
+            reasons.setdefault(i, f"{field}: column {column} {TOO_LARGE}")
+        return pc.if_else(huge, pa.scalar(None, pa.string()), text)
     why = f"{field}: column {column} holds {_kind(t)} values, which are not numbers"
     return _reject_all(arr, why + "; map a numeric column", reasons)
 
@@ -168,13 +180,15 @@ class Mapper:
                 arr = _text(arr, col, f"identifiers.{field_name}", reasons)
             identifiers[field_name] = arr
 
-        def props(mapping: dict[str, str]) -> Props:
+        def props(mapping: dict[str, str], block: str) -> Props:
             return Props(
                 {name: self._col(t, col) for name, col in mapping.items()},
                 {name for name, col in mapping.items() if col in chunk.json_columns},
                 zone,
                 n,
                 reasons,
+                block=block,
+                sources=mapping,
             )
 
         value = None
@@ -205,8 +219,8 @@ class Mapper:
             times=times,
             time_utc=time_utc,
             identifiers=identifiers,
-            event_props=props(m.event_properties),
-            contact_props=props(m.contact_properties),
+            event_props=props(m.event_properties, "event_properties"),
+            contact_props=props(m.contact_properties, "contact_properties"),
             value=value,
             value_currency=currency,
             object_type=obj_type,

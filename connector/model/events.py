@@ -10,6 +10,8 @@ are in ``mapping`` and docs/design.md "Value rules".
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -40,15 +42,22 @@ class Props:
         zone: str,
         n: int,
         reasons: dict[int, str],
+        *,
+        block: str = "properties",
+        sources: Mapping[str, str] | None = None,
     ) -> None:
         self.columns = columns
         self.json_columns = json_columns  # property names whose column holds JSON text
         self.zone = zone
         self.n = n
         # Found now, while the chunk is mapped: a caller reads the reasons once, before any
-        # property value is built.
-        for name in self.json_columns:
-            _json_problems(self.columns[name], name, reasons)
+        # property value is built. A value JSON cannot carry rejects its row (never omitted).
+        for name, arr in self.columns.items():
+            where = f"{block}.{name}: column {(sources or {}).get(name, name)}"
+            if name in self.json_columns:
+                _json_problems(arr, where, reasons)
+            else:
+                _number_problems(arr, where, reasons)
 
     @property
     def names(self) -> list[str]:
@@ -222,8 +231,10 @@ def to_python(
         # Decimal objects: the encoder writes their exact text (never a float).
         return arr.to_pylist()
     if pa.types.is_floating(t):
-        # NaN and ±inf have no JSON form: omitted, like NULL (as the column-wise encoder does).
-        return pc.if_else(pc.is_finite(arr), arr, pa.scalar(None, t)).to_pylist()
+        # The number rule (``jsonfrag``): REAL widened by its digits; NaN and ±inf are rejects
+        # (``Props``), None here.
+        wide = jsonfrag.widen(arr)
+        return pc.if_else(pc.is_finite(wide), wide, pa.scalar(None, pa.float64())).to_pylist()
     if pa.types.is_time(t) or pa.types.is_duration(t):
         return pc.cast(arr, pa.string()).to_pylist()
     if pa.types.is_binary(t) or pa.types.is_large_binary(t):
@@ -262,18 +273,63 @@ def to_python(
     return values
 
 
-def _json_problems(arr: pa.Array, column: str, reasons: dict[int, str]) -> None:
-    """Rows whose JSON text does not parse (the check ``to_python`` makes, done eagerly)."""
+NON_FINITE = "holds NaN or infinity, which JSON cannot carry; send NULL instead (e.g. NULLIF)"
+TOO_LARGE = "holds a number beyond what JSON carries (±1.8e308, a 64-bit float)"
+
+
+def _json_problems(arr: pa.Array, where: str, reasons: dict[int, str]) -> None:
+    """Rows whose JSON text does not parse or holds a number no 64-bit float can hold (orjson
+    refuses those; the vendors' parsers would read infinity or fail the request)."""
     for i, v in enumerate(arr.to_pylist()):
         if not isinstance(v, str):
             continue
         try:
             orjson.loads(v)
-        except orjson.JSONDecodeError:
+        except orjson.JSONDecodeError as exc:
             try:
                 loads_exact(v)  # what orjson refuses but the exact parser reads (huge ints)
             except ValueError:
-                reasons.setdefault(i, f"column {column} holds invalid JSON")
+                reasons.setdefault(i, f"{where} holds invalid JSON")
+                continue
+            if "infinity" in str(exc):
+                reasons.setdefault(i, f"{where} {TOO_LARGE}")
+
+
+def _number_problems(arr: pa.Array, where: str, reasons: dict[int, str]) -> None:
+    """Rows holding NaN or ±infinity, in a float column or inside a nested one."""
+    if pa.types.is_floating(arr.type):
+        for i in pc.indices_nonzero(jsonfrag.non_finite(arr)).to_pylist():
+            reasons.setdefault(i, f"{where} {NON_FINITE}")
+    elif pa.types.is_nested(arr.type) and _any_non_finite_leaf(arr):
+        # Rare (checked column-wise first): find the rows in Python.
+        for i, v in enumerate(arr.to_pylist()):
+            if any(not math.isfinite(x) for x in _floats(v)):
+                reasons.setdefault(i, f"{where} {NON_FINITE}")
+
+
+def _any_non_finite_leaf(arr: pa.Array) -> bool:
+    if pa.types.is_floating(arr.type):
+        return bool(pc.any(jsonfrag.non_finite(arr)).as_py())
+    if pa.types.is_struct(arr.type):
+        return any(_any_non_finite_leaf(child) for child in arr.flatten())  # offsets applied
+    if pa.types.is_map(arr.type):
+        return _any_non_finite_leaf(arr.items)
+    if pa.types.is_list(arr.type) or pa.types.is_large_list(arr.type):
+        return _any_non_finite_leaf(arr.flatten())
+    if pa.types.is_fixed_size_list(arr.type):
+        return _any_non_finite_leaf(arr.flatten())
+    return False
+
+
+def _floats(value: Any) -> Iterator[float]:
+    if isinstance(value, float):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _floats(v)
+    elif isinstance(value, list | tuple):
+        for v in value:
+            yield from _floats(v)
 
 
 def _nested_builder(names: list[str]) -> list[tuple[str, ...]]:

@@ -119,12 +119,8 @@ def validate_event(event: Any) -> Problem | None:
                 "invalid_parameter",
                 "event_properties keys must be 1-255 characters among A-Z a-z 0-9 _ -",
             )
-        if not _documented_values(properties):
-            return (
-                "invalid_parameter",
-                "event_properties values must be string, number, boolean or date, "
-                "or nested objects of them",
-            )
+        if any(v is None for v in properties.values()):
+            return "invalid_parameter", "event_properties values must not be null"
         if len(orjson.dumps(properties)) > MAX_EVENT_PROPERTIES_BYTES:
             return "out_of_range", "event_properties must not exceed 50 KB"
     linked = event.get("object")
@@ -133,12 +129,11 @@ def validate_event(event: Any) -> Problem | None:
     return None
 
 
-def _documented_values(value: Any) -> bool:
-    """Seeds 000/001: "Top level properties and nested properties ... The following field type
-    are supported: string, number, boolean (true/false), date" — no arrays, no null."""
-    if isinstance(value, dict):
-        return all(_documented_values(v) for v in value.values())
-    return isinstance(value, str | int | float)  # bool is an int
+# The OpenAPI of both endpoints types each event property as ``oneOf [string, integer, boolean,
+# object (additionalProperties: "Any type"), array (items: "Any type")]`` (the batch item's union
+# lacks boolean, and both lack number, which the description lists: "string, number, boolean
+# (true/false), date" — spec drift, so floats and booleans are taken). Arrays and anything nested
+# are allowed; only a top-level null is none of these types.
 
 
 def handle_event(body: bytes, content_type: str | None, *, validate: bool = True) -> Reply:
@@ -295,13 +290,15 @@ def validate_tracker(payload: Any) -> Problem | None:
     if not isinstance(payload, dict):
         return "bad_request", "request body must be a JSON object"
     email = payload.get("email")
+    # Seed 002: a 400 is "due to out_of_rangeModel, invalid_parameter, missingParameter" (the
+    # tracker's own codes, not /v3's snake_case ones).
     if email is None:
-        return "missing_parameter", "email is required"  # §4: the only identifier
+        return "missingParameter", "email is required"  # §4: the only identifier
     if not isinstance(email, str) or "@" not in email:
         return "invalid_parameter", "email must be an email address"
     event = payload.get("event")
     if event is None:
-        return "missing_parameter", "event is required"
+        return "missingParameter", "event is required"
     if not non_empty_str(event):
         return "invalid_parameter", "event must be a non-empty string"
     properties = payload.get("properties")
@@ -311,9 +308,6 @@ def validate_tracker(payload: Any) -> Problem | None:
         reserved = sorted({"email", "event"} & set(properties))
         if reserved:  # §4: reserved keys must not appear in properties
             return "invalid_parameter", f"properties must not contain the key {reserved[0]}"
-        # Seed 002: properties "populate your database" — contact attributes, one value each.
-        if any(isinstance(v, dict | list) for v in properties.values()):
-            return "invalid_parameter", "properties values must be strings, numbers or booleans"
     eventdata = payload.get("eventdata")
     if eventdata is not None:
         if not isinstance(eventdata, dict):

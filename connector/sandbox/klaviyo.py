@@ -161,6 +161,17 @@ def revision_error(revision: str | None, min_revision: str) -> Reply | None:
     return None
 
 
+# bulk_create_events, OAS ``time``: "The time must be after the year 1990" (2026-07-15); the
+# same text read "after the year 2000" up to revision 2026-04-15.
+_NINETIES_FROM = "2026-07-15"
+
+
+def min_event_time(revision: str | None) -> datetime:
+    """The earliest event time the request's ``revision`` accepts (exclusive)."""
+    day = (revision or "").strip()[:10]
+    return datetime(1990 if day >= _NINETIES_FROM else 2000, 1, 1, tzinfo=UTC)
+
+
 def _escape(key: str) -> str:
     """RFC 6901 JSON pointer token."""
     return key.replace("~", "~0").replace("/", "~1")
@@ -436,14 +447,17 @@ def handle_bulk(
     revision: str | None,
     *,
     now: datetime,
-    min_time: datetime,
+    min_time: datetime | None = None,
     min_revision: str = "2024-05-15",
     validate: bool = True,
 ) -> Reply:
-    """§6: 202 empty when every event is valid, else 400 listing every invalid event."""
+    """§6: 202 empty when every event is valid, else 400 listing every invalid event. Without
+    ``min_time`` the earliest event time follows the ``revision`` (``min_event_time``)."""
     problem = revision_error(revision, min_revision)
     if problem is not None:
         return problem
+    if min_time is None:
+        min_time = min_event_time(revision)
     if len(body) > MAX_BODY_BYTES:
         return error(
             413,

@@ -339,7 +339,9 @@ def problem(
 def dated_auth_error(
     authorization: str | None, keys: Collection[str], tokens: Collection[str]
 ) -> Reply | None:
-    """``Authorization: Omnisend-API-Key <key>`` or OAuth ``Authorization: Bearer <token>``."""
+    """``Authorization: Omnisend-API-Key <key>`` or OAuth ``Authorization: Bearer <token>``: the
+    OpenAPI (2026-03-15) lists ``security: [{Bearer: [...]}, {ApiKeyAuth: []}]`` on every
+    operation, either scheme."""
     scheme, _, credential = (authorization or "").partition(" ")
     if (scheme == "Omnisend-API-Key" and credential in keys) or (
         scheme.lower() == "bearer" and credential in tokens
@@ -348,7 +350,8 @@ def dated_auth_error(
     return problem(
         401,
         "Unauthorized",
-        "Missing or invalid authentication: send Authorization: Omnisend-API-Key <key>",
+        "Missing or invalid authentication: send Authorization: Omnisend-API-Key <key> or "
+        "Authorization: Bearer <token>",
         "unauthorized",
     )
 

@@ -129,8 +129,10 @@ class SandboxOptions:
     clock: Callable[[], float] = time.monotonic
     #: Wall clock (aware) for Klaviyo's time range and same-second dedup.
     wall_clock: Callable[[], datetime] = _utc_now
-    #: Klaviyo: event ``time`` must be strictly after this (contracts §6.2, rev 2026-07-15).
-    klaviyo_min_event_time: datetime = datetime(1990, 1, 1, tzinfo=UTC)
+    #: Klaviyo: event ``time`` must be strictly after this. None (default): as the request's
+    #: ``revision`` says (bulk_create_events: "after the year 1990" from 2026-07-15, "after the
+    #: year 2000" in 2026-04-15 and before; ``klaviyo.min_event_time``).
+    klaviyo_min_event_time: datetime | None = None
     #: Klaviyo: oldest ``revision`` that has the bulk endpoint (contracts §6.1).
     klaviyo_min_revision: str = "2024-05-15"
     #: The request log keeps this many most recent entries.

@@ -3,8 +3,9 @@
 Source: https://developers.brevo.com/docs/event-endpoints and
 https://developers.brevo.com/reference/create-batch-events — ≤ 200 events and ≤ 512 KB per
 request; per event ``event_name`` ≤ 255 chars of ``[A-Za-z0-9_-]``, at least one identifier,
-``contact_id`` an integer, ``event_properties`` ≤ 50 KB with keys ≤ 255 chars of
-``[A-Za-z0-9_-]``. 202 = all queued; 207 = partial (valid ones kept, never re-send wholesale);
+``contact_id`` an int64, ``event_properties`` ≤ 50 KB with keys ≤ 255 chars of
+``[A-Za-z0-9_-]`` and values of any JSON type (the OpenAPI's union holds objects and arrays of
+"Any type"). 202 = all queued; 207 = partial (valid ones kept, never re-send wholesale);
 400 = none stored, per-index errors. No dedup key: a re-sent event may be stored twice, so the
 run counts those as "possibly duplicated". The rate bucket of this endpoint is undocumented:
 pacing follows the ``x-sib-ratelimit-*`` headers.
@@ -35,6 +36,7 @@ from .vendor import (
     brevo_check_mapping,
     brevo_headers,
     brevo_validate,
+    contact_id_ints,
     encode_brevo_event,
 )
 
@@ -49,8 +51,6 @@ _SUSPECT_KEY = (
     r'|""\s*:'
     r'|"[^"]{256,}"\s*:'
 )
-# An array or a JSON null inside a value (may also match text inside a string: exact path).
-_SUSPECT_VALUE = r"\[|null"
 _PLAIN_TYPES = (pa.types.is_string, pa.types.is_large_string, pa.types.is_integer)
 
 
@@ -186,14 +186,8 @@ class BrevoEventsBatch(EventDestination[BrevoEventsBatchDestination]):
         null = pa.scalar(None, pa.string())
         pairs: list[tuple[str, pa.Array]] = []
         for name, arr in events.identifiers.items():
-            if name == "contact_id":  # a JSON number, as int() makes it on the exact path
-                ints = arr
-                if not pa.types.is_integer(arr.type):
-                    text = pc.utf8_trim_whitespace(pc.cast(arr, pa.string()))
-                    digits = pc.fill_null(pc.match_substring_regex(text, r"^\d{1,18}$"), False)
-                    # Non-digits are rejected by validate(); int64 drops leading zeros.
-                    ints = pc.cast(pc.if_else(digits, text, null), pa.int64())
-                pairs.append((name, pc.cast(ints, pa.string())))
+            if name == "contact_id":  # a JSON number, exactly the int() of the exact path
+                pairs.append((name, pc.cast(contact_id_ints(arr), pa.string())))
             else:  # a JSON string, omitted when empty
                 text = pc.cast(arr, pa.string())
                 empty = pc.fill_null(pc.equal(text, ""), False)
@@ -235,10 +229,6 @@ class BrevoEventsBatch(EventDestination[BrevoEventsBatchDestination]):
         exact = pc.is_null(body)
         for name in props.nested_names():
             suspect = pc.match_substring_regex(props.json_values[name], _SUSPECT_KEY)
-            # An array or a null anywhere inside: the exact path rejects it (type_problem).
-            suspect = pc.or_(
-                suspect, pc.match_substring_regex(props.json_values[name], _SUSPECT_VALUE)
-            )
             exact = pc.or_(exact, pc.fill_null(suspect, False))
         for name in contact.nested_names():
             head = pc.utf8_slice_codeunits(

@@ -5,9 +5,10 @@ other.
 Per-event rules of ``/v3/events`` and ``/v3/events/batch``, from
 https://developers.brevo.com/reference/create-event and
 https://developers.brevo.com/docs/event-endpoints: ``event_name`` 1-255 characters of
-``[A-Za-z0-9_-]``; at least one identifier (``contact_id`` an integer); ``event_properties``
-keys 1-255 characters of ``[A-Za-z0-9_-]`` and the object ≤ 50 KB; contact attributes are
-scalars. Errors are ``{code, message}`` bodies.
+``[A-Za-z0-9_-]``; at least one identifier (``contact_id`` an int64: OpenAPI ``format:
+int64``); ``event_properties`` keys 1-255 characters of ``[A-Za-z0-9_-]``, values of any JSON
+type (arrays too) and the object ≤ 50 KB; contact attributes are scalars. Errors are ``{code,
+message}`` bodies.
 """
 
 from __future__ import annotations
@@ -69,9 +70,62 @@ def brevo_validate(events: Events, identifier_fields: tuple[str, ...]) -> dict[i
         "event time is NULL",
     )
     contact_id = events.identifiers.get("contact_id")
-    if contact_id is not None and not pa.types.is_integer(contact_id.type):
-        add(regex_failures(contact_id, r"^\d+$"), "contact_id is not an integer")
+    if contact_id is not None:
+        for rows, reason in contact_id_problems(contact_id):
+            add(rows, reason)
     return reasons
+
+
+# identifiers.contact_id: "type": "integer", "format": "int64" (the OpenAPI of POST /v3/events and
+# /v3/events/batch): a text column holds its digits, sent exactly or refused, never cut.
+INT64_MAX = 2**63 - 1
+CONTACT_ID_RANGE = f"contact_id is beyond Brevo's limit (a 64-bit integer, at most {INT64_MAX})"
+
+
+def contact_id_problems(arr: pa.Array) -> list[tuple[list[int], str]]:
+    """Rows whose ``contact_id`` is not an integer, or not one Brevo's int64 can hold."""
+    if pa.types.is_integer(arr.type):
+        if pa.types.is_unsigned_integer(arr.type) and arr.type.bit_width == 64:
+            over = pc.fill_null(pc.greater(arr, pa.scalar(INT64_MAX, arr.type)), False)
+            return [(_indices(over), CONTACT_ID_RANGE)]
+        return []
+    too_big = pc.invert(pc.fill_null(_fits_int64(arr), True))
+    return [
+        (regex_failures(arr, r"^[0-9]+$"), "contact_id is not an integer"),
+        (_indices(too_big), CONTACT_ID_RANGE),
+    ]
+
+
+def _fits_int64(text: pa.Array) -> pa.Array:
+    """Digit texts whose value is at most INT64_MAX (null where the text is not digits)."""
+    text = pc.cast(text, pa.string())
+    digits = pc.match_substring_regex(text, r"^[0-9]+$")
+    bare = pc.utf8_ltrim(text, characters="0")
+    size = pc.utf8_length(bare)
+    # Same length: digit strings compare like their numbers.
+    fits = pc.or_(
+        pc.less(size, 19),
+        pc.and_(pc.equal(size, 19), pc.less_equal(bare, str(INT64_MAX))),
+    )
+    return pc.if_else(digits, fits, pa.scalar(None, pa.bool_()))
+
+
+def contact_id_ints(arr: pa.Array) -> pa.Array:
+    """``contact_id`` as int64 (the column-wise encoder): null where ``contact_id_problems``
+    refuses the row."""
+    if pa.types.is_integer(arr.type):
+        if pa.types.is_unsigned_integer(arr.type) and arr.type.bit_width == 64:
+            over = pc.fill_null(pc.greater(arr, pa.scalar(INT64_MAX, arr.type)), False)
+            arr = pc.if_else(over, pa.scalar(None, arr.type), arr)
+        return pc.cast(arr, pa.int64())
+    text = pc.cast(arr, pa.string())
+    ok = pc.fill_null(_fits_int64(text), False)
+    return pc.cast(pc.if_else(ok, text, pa.scalar(None, pa.string())), pa.int64())
+
+
+def _indices(mask: pa.Array) -> list[int]:
+    rows: list[int] = pc.indices_nonzero(mask).to_pylist()
+    return rows
 
 
 def key_problem(value: Any, where: str = "") -> str | None:
@@ -109,7 +163,9 @@ def encode_brevo_event(
                 f"contact property {k} is an object/array; Brevo contact attributes "
                 "take a string, number or boolean"
             )
-    problem = key_problem(props) or type_problem(props)
+    # Values of any JSON type: the OpenAPI of both endpoints types each event property as
+    # string, integer, boolean, object (of "Any type") or array (of "Any type").
+    problem = key_problem(props)
     if problem:
         return None, problem
     if props:
@@ -141,27 +197,6 @@ def encode_brevo_event(
         if linked:
             event["object"] = linked
     return event, ""
-
-
-def type_problem(value: Any, where: str = "") -> str | None:
-    """First event-property value of a type seeds 000/001 do not document: they list string,
-    number, boolean and date values, top-level or nested in objects — no arrays, no null."""
-    if isinstance(value, dict):
-        for k, v in value.items():
-            found = type_problem(v, f"{where}.{k}" if where else str(k))
-            if found:
-                return found
-    elif isinstance(value, list):
-        return (
-            f"event property {where} is an array; Brevo event_properties take string, number, "
-            "boolean or date values, or objects of them"
-        )
-    elif value is None:
-        return (
-            f"event property {where} is null inside a nested value; Brevo event_properties take "
-            "string, number, boolean or date values (omit the key instead)"
-        )
-    return None
 
 
 def brevo_check_mapping(mapping: Mapping[str, Any]) -> list[tuple[str, str]]:

@@ -182,11 +182,12 @@ class KlaviyoBulkEvents(EventDestination[KlaviyoBulkEventsDestination]):
         lo = pa.scalar(self.min_time, pa.timestamp("ms", tz="UTC"))
         hi = pa.scalar(latest, pa.timestamp("ms", tz="UTC"))
         out_of_range = pc.fill_null(
-            pc.or_(pc.less(events.time_utc, lo), pc.greater(events.time_utc, hi)), False
+            pc.or_(pc.less_equal(events.time_utc, lo), pc.greater(events.time_utc, hi)), False
         )
         add(
             [i for i, v in enumerate(out_of_range.to_pylist()) if v],
-            f"event time outside Klaviyo's range ({self.min_time.year}-01-01 to one year from now)",
+            f"event time outside Klaviyo's range (after {self.min_time.year}-01-01 00:00 UTC, at "
+            "most one year from now)",
         )
         if "phone_number" in events.identifiers:
             add(
@@ -417,10 +418,10 @@ def _profile_attributes(
 ) -> tuple[list[tuple[str, pa.Array]], list[tuple[str, pa.Array]], list[tuple[list[int], str]]]:
     """(standard attribute pairs, custom property pairs, [(rows, reason)]) of the profile.
 
-    Standard attributes are strings in the OAS: numbers and booleans are sent as their text
-    (an INTEGER zip → "10017"); JSON/nested values that are not strings reject the row.
-    Latitude/longitude keep numbers (string or number). Custom properties keep their JSON type
-    under ``properties`` ("properties.x" and "x" both land there)."""
+    Standard attributes are strings in the OAS: by the string-field rule (``jsonfrag.as_text``)
+    numbers and booleans are sent as their text (an INTEGER zip → "10017"), objects and arrays
+    reject the row. Latitude/longitude keep numbers (string or number). Custom properties keep
+    their JSON type under ``properties`` ("properties.x" and "x" both land there)."""
     contact = events.contact_props
     values = contact.json_values
     standard: list[tuple[str, pa.Array]] = []
@@ -431,35 +432,21 @@ def _profile_attributes(
         if name.split(".")[0] not in _STANDARD:
             custom.append(("properties." + name.removeprefix("properties."), frag))
             continue
-        arr = contact.columns[name]
-        json_like = name in contact.json_columns or pa.types.is_nested(arr.type)
-        numeric = pa.types.is_integer(arr.type) or pa.types.is_floating(arr.type)
-        numeric = numeric or pa.types.is_decimal(arr.type)
-        if json_like:
-            # Only a JSON string or null (all attributes are nullable), or, for coordinates, a
-            # number fits.
-            fits = pc.or_(pc.starts_with(frag, '"'), pc.equal(frag, "null"))
-            if name in _COORDINATES:
-                fits = pc.or_(fits, pc.match_substring_regex(frag, r"^-?[0-9]"))
-            bad = pc.indices_nonzero(pc.fill_null(pc.invert(fits), False)).to_pylist()
-            if bad:
-                problems.append(
-                    (
-                        bad,
-                        f"profile {name} must be text (the JSON holds an object, array, "
-                        "number or boolean)",
-                    )
-                )
-        elif (numeric and name not in _COORDINATES) or pa.types.is_boolean(arr.type):
-            # Numbers and booleans become their text; the fragments are digits, signs, dots, e
-            # or true/false: nothing to escape. (Text, dates and timestamps are strings already.)
-            frag = jsonfrag.concat('"', frag, '"')
+        text, nested = jsonfrag.as_text(frag)
+        if name in _COORDINATES:  # "string or number": a number stays one
+            number = pc.fill_null(pc.match_substring_regex(frag, r"^\s*-?[0-9]"), False)
+            text = pc.if_else(number, pc.utf8_trim_whitespace(frag), text)
+        bad = pc.indices_nonzero(nested).to_pylist()
+        if bad:
+            problems.append(
+                (bad, f"profile {name} is a string attribute: the JSON holds an object or array")
+            )
         if name == "image":
-            url = pc.or_(pc.match_substring_regex(frag, _IMAGE_URL), pc.equal(frag, "null"))
+            url = pc.match_substring_regex(text, _IMAGE_URL)
             bad = pc.indices_nonzero(pc.fill_null(pc.invert(url), False)).to_pylist()
             if bad:
                 problems.append((bad, "profile image is not a URL (e.g. https://…/photo.jpg)"))
-        standard.append((name, frag))
+        standard.append((name, text))
     return standard, custom, problems
 
 

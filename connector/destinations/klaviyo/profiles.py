@@ -45,6 +45,7 @@ from .vendor import (
     PROFILE_STRINGS,
     VENDOR,
     klaviyo_headers,
+    standard_fragment,
 )
 
 MAX_PROFILES = 10_000
@@ -147,7 +148,13 @@ class KlaviyoProfiles(ContactDestination[KlaviyoProfilesDestination]):
     @override
     def check(self, contact: Contact) -> str | None:
         none = "no profile identifier: " + ", ".join(IDENTIFIERS) + " are all empty"
-        return identifier_problem(contact.identifiers, IDENTIFIERS, none, "phone_number")
+        problem = identifier_problem(contact.identifiers, IDENTIFIERS, none, "phone_number")
+        if problem is not None:
+            return problem
+        for name, frag in contact.properties.items():
+            if frag is not None and _is_standard(name) and standard_fragment(name, frag) is None:
+                return f"profile {name} is a string attribute: the JSON holds an object or array"
+        return None
 
     def _attributes(self, contact: Contact, *, nulls: bool) -> dict[str, Any]:
         attrs: dict[str, Any] = {k: v for k, v in contact.identifiers.items() if v and k != "id"}
@@ -155,8 +162,11 @@ class KlaviyoProfiles(ContactDestination[KlaviyoProfilesDestination]):
         for name, frag in contact.properties.items():
             if frag is None and not (nulls and _is_standard(name)):
                 continue
+            standard = _is_standard(name)
+            if frag is not None and standard:
+                frag = standard_fragment(name, frag)  # strings in the OAS: "75001"
             value: Any = None if frag is None else orjson.Fragment(frag)
-            target = attrs if _is_standard(name) else custom
+            target = attrs if standard else custom
             *parents, leaf = name.split(".")
             for part in parents:
                 target = target.setdefault(part, {})

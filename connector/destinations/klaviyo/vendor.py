@@ -10,6 +10,9 @@ numbers E.164.
 
 from __future__ import annotations
 
+import re
+
+from ...model.jsonfrag import text_fragment
 from ..base import Vendor
 
 VENDOR = Vendor(name="klaviyo", title="Klaviyo")
@@ -61,3 +64,20 @@ def profile_key_problem(key: str) -> str | None:
     elif head in PROFILE_STRINGS and rest:
         return f"{head} is a string attribute of the profile; it cannot hold nested fields"
     return None
+
+
+_NUMBER = re.compile(rb"\s*-?[0-9]")
+
+
+def is_coordinate(name: str) -> bool:
+    """``location.latitude`` / ``location.longitude``: OAS ``oneOf [string, number]``."""
+    return name in ("location.latitude", "location.longitude")
+
+
+def standard_fragment(name: str, frag: bytes) -> bytes | None:
+    """A standard profile attribute's JSON by the string-field rule (the OAS types them all as
+    strings): a number or boolean as its text, a coordinate's number as is; None for an object
+    or an array (a reject)."""
+    if is_coordinate(name) and _NUMBER.match(frag):
+        return frag.strip()
+    return text_fragment(frag)

@@ -48,6 +48,7 @@ from typing_extensions import override
 
 from ...core.errors import RequestError
 from ...core.options import DestinationSettings
+from ...model.jsonfrag import text_fragment
 from ..base import Limits
 from ..contact_endpoint import (
     Contact,
@@ -62,7 +63,7 @@ from ..contact_endpoint import (
     match_errors,
     request_error,
 )
-from .vendor import OMNISEND_RATE, VENDOR, omnisend_headers, problem_text
+from .vendor import AUTH_HELP, OMNISEND_RATE, VENDOR, omnisend_headers, problem_text
 
 VERSION = "2026-03-15"
 MAX_ITEMS = 100
@@ -83,6 +84,8 @@ STANDARD = (
     "createdAt",
     "tags",
 )
+# ContactRequest fields typed string (all of STANDARD but tags): the string-field rule applies.
+TEXT_FIELDS = tuple(name for name in STANDARD if name != "tags")
 CUSTOM_NAME = re.compile(r"[A-Za-z0-9_]{1,128}")
 BATCHES = "/api/batches"
 CONTACTS = "/api/contacts"
@@ -102,6 +105,7 @@ class OmnisendContactsOptions(ContactOptions):
         "default in 2026-03-15 is true).",
     )
     api_version: Literal["2026-03-15"] = Field("2026-03-15", description="Omnisend-Version header.")
+    auth: Literal["api_key", "bearer"] = Field("api_key", description=AUTH_HELP)
     null_fields: Literal["keep"] | None = Field(
         None,
         description="A NULL leaves the value Omnisend holds (its API documents no way to clear "
@@ -209,13 +213,19 @@ class OmnisendContacts(ContactDestination[OmnisendContactsDestination]):
 
     @override
     def auth_headers(self) -> dict[str, str]:
-        return omnisend_headers(self.api_key, self.options.api_version)
+        return omnisend_headers(self.api_key, self.options.api_version, self.options.auth)
 
     # -- rows --------------------------------------------------------------------------
     @override
     def check(self, contact: Contact) -> str | None:
         none = "no contact identifier: email and phone are both empty"
-        return identifier_problem(contact.identifiers, IDENTIFIERS, none, "phone")
+        problem = identifier_problem(contact.identifiers, IDENTIFIERS, none, "phone")
+        if problem is not None:
+            return problem
+        for name, frag in contact.properties.items():
+            if frag is not None and name in TEXT_FIELDS and text_fragment(frag) is None:
+                return f"contact {name} is a string field: the JSON holds an object or array"
+        return None
 
     @override
     def encode(self, contact: Contact) -> bytes:
@@ -231,6 +241,8 @@ class OmnisendContacts(ContactDestination[OmnisendContactsDestination]):
         for name, frag in contact.properties.items():
             if frag is None:
                 continue  # NULL: left out, Omnisend keeps its value
+            if name in TEXT_FIELDS:
+                frag = text_fragment(frag) or frag  # strings in the OpenAPI: "75001"
             (body if name in STANDARD else custom)[name] = orjson.Fragment(frag)
         if custom:
             body["customProperties"] = custom

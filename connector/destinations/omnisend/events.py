@@ -38,15 +38,17 @@ from typing import Any, Literal
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import Field
+from pydantic import Field, model_validator
 from typing_extensions import override
 
 from ...core.options import CommonOptions, DestinationSettings
 from ...model.events import Events
+from ...model.jsonfrag import text_value
 from ..base import Item, Limits, Request, dumps
 from ..checks import no_identifier_rows
 from ..event_endpoint import SingleEventDestination, request_problem
 from .vendor import (
+    AUTH_HELP,
     OMNISEND_RATE,
     VENDOR,
     contact_identifier_collisions,
@@ -99,9 +101,10 @@ def contact_fields(props: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
         if key == "customProperties" and isinstance(value, dict):
             custom.update(value)
         elif key in STRING_FIELDS or key in PATTERN_FIELDS:
-            if isinstance(value, dict | list):
+            # The string-field rule: a number or boolean as its JSON text ("75001", "true").
+            text = text_value(value)
+            if text is None:
                 return {}, f"contact {key} must be a string, not an object/array"
-            text = str(value).lower() if isinstance(value, bool) else str(value)
             limit = STRING_FIELDS.get(key)
             if limit is not None and len(text) > limit:
                 return {}, f"contact {key} is {len(text)} characters (max {limit})"
@@ -133,10 +136,20 @@ class OmnisendEventsOptions(CommonOptions):
         description="2026-03-15: POST /api/events with Authorization: Omnisend-API-Key and "
         "Omnisend-Version (the current API); v5: POST /v5/events with X-API-KEY.",
     )
+    auth: Literal["api_key", "bearer"] = Field("api_key", description=AUTH_HELP)
     origin: str = Field("api", min_length=1, description='"api" for custom stores.')
     event_version: str | None = Field(
         None, description="eventVersion, only for Omnisend's recommended events (e.g. v2)."
     )
+
+    @model_validator(mode="after")
+    def _bearer_needs_the_dated_api(self) -> OmnisendEventsOptions:
+        if self.auth == "bearer" and self.api_version == "v5":
+            raise ValueError(
+                "auth: bearer needs api_version 2026-03-15 (v5 takes only X-API-KEY); remove "
+                "api_version: v5 to send the OAuth token to /api/events"
+            )
+        return self
 
 
 class OmnisendEventsDestination(DestinationSettings):
@@ -184,7 +197,7 @@ class OmnisendEvents(SingleEventDestination[OmnisendEventsDestination]):
                 "Content-Type": "application/json",
                 "Accept": "application/json",
             }
-        return omnisend_headers(self.api_key, self.version)
+        return omnisend_headers(self.api_key, self.version, self.options.auth)
 
     @override
     def build(self, items: list[Item], variant: str | None = None) -> Request:

@@ -176,7 +176,8 @@ class OmnisendTrack(SingleEventDestination[OmnisendTrackDestination]):
     flatten_separator = "_"  # v4 takes no objects: video.title is sent as video_title
     deprecation = (
         f"Omnisend v4 (/v4/track) is deprecated and sunsets on {SUNSET}; move this sync to "
-        "type omnisend_events (Omnisend's current /api/events API)"
+        "type omnisend_events (Omnisend's current /api/events API) with options.auth: bearer, "
+        "which takes the same OAuth access token"
     )
 
     def __init__(self, config: OmnisendTrackDestination, api_key: str, sync_name: str) -> None:

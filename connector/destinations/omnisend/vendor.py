@@ -27,11 +27,21 @@ VENDOR = Vendor(name="omnisend", title="Omnisend")
 OMNISEND_RATE = RateLimit(per_second=7, per_minute=400, per_hour=None)
 
 
-def omnisend_headers(api_key: str, version: str) -> dict[str, str]:
-    """JSON request headers of the dated API: ``Authorization: Omnisend-API-Key`` and the
-    ``Omnisend-Version`` it speaks."""
+# The dated API's two security schemes (OpenAPI 2026-03-15, on every operation, either one):
+# ``ApiKeyAuth`` "Value format: 'Omnisend-API-Key {api-key}'" and OAuth 2.0 ``Bearer``.
+AUTH_SCHEMES = {"api_key": "Omnisend-API-Key", "bearer": "Bearer"}
+AUTH_HELP = (
+    "Authorization scheme of the dated API: api_key sends 'Omnisend-API-Key <key>' (a store's "
+    "API key), bearer sends 'Bearer <token>' (an OAuth 2.0 access token, as v4 apps use); "
+    "destination.api_key names the variable holding either."
+)
+
+
+def omnisend_headers(api_key: str, version: str, auth: str = "api_key") -> dict[str, str]:
+    """JSON request headers of the dated API: ``Authorization`` (``Omnisend-API-Key <key>``, or
+    ``Bearer <token>`` with ``auth: bearer``) and the ``Omnisend-Version`` it speaks."""
     return {
-        "Authorization": f"Omnisend-API-Key {api_key}",
+        "Authorization": f"{AUTH_SCHEMES[auth]} {api_key}",
         "Omnisend-Version": version,
         "Content-Type": "application/json",
         "Accept": "application/json",
