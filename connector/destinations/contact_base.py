@@ -10,13 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-import httpx
 from pydantic import Field
 
 from ..core.errors import RequestError
 from ..core.options import CommonOptions
+
+if TYPE_CHECKING:  # httpx is imported by the run that sends (cli start-up, docs/performance.md)
+    import httpx
 
 
 class ContactOptions(CommonOptions):

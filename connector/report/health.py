@@ -19,8 +19,6 @@ from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from ..read.source import Reader
-
 if TYPE_CHECKING:
     from ..config.sync_file import SyncConfig
     from ..run.sync import SyncResult
@@ -227,6 +225,8 @@ def measure_freshness(sync: SyncConfig, state: StateStore, warehouse_url: str | 
         return Freshness(
             FreshnessState.NO_CURSOR, None, None, max_lag_hours=sync.checks.max_lag_hours
         )
+    from ..read.source import Reader  # pyarrow and the warehouse driver: only when measured
+
     checkpoints = state.checkpoints_for(sync.name)
     with Reader(sync, warehouse_url) as reader:
         newest_source = reader.max_cursor()

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import TextIO
 
 from ..run.run_plan import format_duration
-from ..run.sync import SyncResult
+from ..run.result import SyncResult
 
 EVERY_ENV = "CONNECTOR_PROGRESS_EVERY_S"
 DEFAULT_EVERY_S = 10.0
