@@ -82,6 +82,13 @@ class ReverseEtlComponent(dg.Component, dg.Resolvable, dg.Model):
         "folder named reverse_etl, else connector_<folder>.",
     )
 
+    source_assets: bool | None = Field(
+        None,
+        description="Declare the warehouse tables the syncs read as external assets. Default: "
+        "yes for a folder named reverse_etl, no for other instances (two instances declaring "
+        "the same table would conflict; their syncs still depend on it).",
+    )
+
     @override
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
         from .factory import build_defs
@@ -97,6 +104,7 @@ class ReverseEtlComponent(dg.Component, dg.Resolvable, dg.Model):
             root,
             translator=ReverseEtlTranslator(asset_key_prefix=prefix),
             resource_key=resource_key,
+            source_assets=default if self.source_assets is None else self.source_assets,
         )
 
 

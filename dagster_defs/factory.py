@@ -48,6 +48,7 @@ def build_defs(
     resource: ConnectorResource | None = None,
     runtime: Runtime | None = None,
     resource_key: str = RESOURCE_KEY,
+    source_assets: bool = True,
 ) -> dg.Definitions:
     """Definitions for every ``<config_dir>/syncs/*.yaml``.
 
@@ -55,7 +56,9 @@ def build_defs(
     default, also names the ops and schedules, so two sets of syncs can live side by side);
     ``resource`` overrides the connector resource (default: :meth:`ConnectorResource.from_env`)
     and ``resource_key`` the key it is bound to (``connector``); ``runtime`` injects the core's
-    clock and sleep (tests).
+    clock and sleep (tests). ``source_assets=False`` leaves the warehouse tables undeclared
+    (still the syncs' deps): for a second set of syncs over the same tables in one code
+    location, whose declarations would otherwise conflict.
     """
     root = Path(config_dir) if config_dir is not None else default_config_dir()
     translator = translator or ReverseEtlTranslator()
@@ -70,7 +73,7 @@ def build_defs(
     sources: dict[dg.AssetKey, dg.AssetSpec] = {}
     for sync in syncset.syncs.values():
         spec = translator.get_asset_spec(sync)
-        for dep in spec.deps:
+        for dep in spec.deps if source_assets else ():
             if dep.asset_key not in sources:
                 table = ".".join(dep.asset_key.path[1:])
                 sources[dep.asset_key] = translator.get_source_asset_spec(sync, table)
