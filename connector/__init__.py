@@ -48,7 +48,32 @@ _EXPORTS: dict[str, str] = {
     "run_sync": ".run.sync",
 }
 
-__all__ = sorted([*_EXPORTS, "__version__"])
+__all__ = [
+    "INCREMENTAL",
+    "AuthError",
+    "ConfigError",
+    "ConnectorError",
+    "DeliveryError",
+    "Reader",
+    "RequestError",
+    "RetriesExhausted",
+    "Runtime",
+    "SourceError",
+    "StateError",
+    "StateStore",
+    "SyncConfig",
+    "SyncResult",
+    "SyncSet",
+    "Window",
+    "__version__",
+    "json_schema",
+    "load_sync",
+    "load_syncs",
+    "parse_sync",
+    "preview",
+    "preview_frame",
+    "run_sync",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -13,7 +13,6 @@ Each partition's materialization carries that partition's own counts. The sync's
 check can also be executed alone (the asset is subsettable).
 """
 
-
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 

@@ -45,12 +45,12 @@ schedule: "0 * * * *"              # created stopped; turn it on in the UI
 """
 
 
-class ReverseEtlScaffolder(dg.Scaffolder):  # type: ignore[type-arg]
+class ReverseEtlScaffolder(dg.Scaffolder):
     """``dg scaffold defs dagster_defs.ReverseEtlComponent <folder>``: the component's
     ``defs.yaml`` and a sample sync file in ``<folder>/config/syncs/``."""
 
     @override
-    def scaffold(self, request: dg.ScaffoldRequest) -> None:  # type: ignore[type-arg]
+    def scaffold(self, request: dg.ScaffoldRequest) -> None:
         from dagster.components.component_scaffolding import scaffold_component
 
         scaffold_component(request, {"config_dir": "config"})

@@ -38,7 +38,9 @@ class SyncFailed(dg.Failure, DagsterUserCodeProcessError):
     ) -> None:
         # Failure.__init__ would reach DagsterUserCodeProcessError.__init__ through the MRO:
         # a plain Failure checks and normalizes the fields, this one takes them over.
-        checked = dg.Failure(description=description, metadata=metadata, allow_retries=allow_retries)
+        checked = dg.Failure(
+            description=description, metadata=metadata, allow_retries=allow_retries
+        )
         Exception.__init__(self, description)
         self.description = checked.description
         self.metadata = checked.metadata

@@ -39,9 +39,7 @@ def definition_metadata(sync: SyncConfig, config_dir: Path | None) -> dict[str, 
             warnings.simplefilter("ignore", dg.BetaWarning)
             md["dagster/code_references"] = dg.CodeReferencesMetadataValue(
                 code_references=[
-                    dg.LocalFileCodeReference(
-                        file_path=str(path), line_number=1, label="sync file"
-                    )
+                    dg.LocalFileCodeReference(file_path=str(path), line_number=1, label="sync file")
                 ]
             )
     return md
@@ -62,8 +60,7 @@ def mapped_fields(sync: SyncConfig) -> list[tuple[str, str, str]]:
     out += [(f"identifiers.{f}", "identifier", c) for f, c in m.identifiers.items()]
     out += [(f"event_properties.{f}", "event property", c) for f, c in m.event_properties.items()]
     out += [
-        (f"contact_properties.{f}", "profile property", c)
-        for f, c in m.contact_properties.items()
+        (f"contact_properties.{f}", "profile property", c) for f, c in m.contact_properties.items()
     ]
     if m.value:
         out.append(("value", "monetary value", m.value))

@@ -189,7 +189,9 @@ def _partition_counts(instance: dg.DagsterInstance, run_id: str) -> dict[str, tu
         mat = record.asset_materialization
         assert mat is not None and mat.partition is not None
         md = mat.metadata
-        out[mat.partition] = (md["delivered"].value, md["dagster/row_count"].value)
+        delivered, rows = md["delivered"].value, md["dagster/row_count"].value
+        assert isinstance(delivered, int) and isinstance(rows, int)
+        out[mat.partition] = (delivered, rows)
     return out
 
 

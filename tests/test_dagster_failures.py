@@ -54,13 +54,14 @@ def _materialized(instance: dg.DagsterInstance, run_id: str) -> dict[str | None,
     for record in instance.fetch_materializations(KEY, limit=20).records:
         mat = record.asset_materialization
         if record.run_id == run_id and mat is not None:
-            out[mat.partition] = mat.metadata["delivered"].value
+            out[mat.partition] = int(mat.metadata["delivered"].value)  # type: ignore[arg-type]
     return out
 
 
 def _error_of(entry: dg.EventLogEntry) -> tuple[str, list[str], str | None]:
     data = entry.dagster_event.event_specific_data  # type: ignore[union-attr]
     error = data.error  # type: ignore[union-attr]
+    assert error is not None
     return error.message, list(error.stack), error.cls_name
 
 
@@ -87,12 +88,12 @@ def test_a_failed_sync_fails_one_step_with_the_message_and_counts_and_no_stack(
     assert "Re-execute resumes after them" in message
     failure_data = step_failure.dagster_event.step_failure_data  # type: ignore[union-attr]
     assert failure_data is not None and failure_data.user_failure_data is not None
-    assert failure_data.user_failure_data.metadata["delivered"].value == 8  # type: ignore[union-attr]
+    assert failure_data.user_failure_data.metadata["delivered"].value == 8
     [run_failure] = _events(instance, result.run_id, "PIPELINE_FAILURE")
     assert _error_of(run_failure)[1] == []  # the run failure repeats no stack either
     # One failed step: the checks are evaluated in the sync's step, so no dependent check
     # step is skipped with an error of its own.
-    errors = [e for e in instance.all_logs(result.run_id) if e.level >= 40]
+    errors = [e for e in instance.all_logs(result.run_id) if int(e.level) >= 40]
     kinds = sorted(e.dagster_event.event_type_value for e in errors if e.dagster_event)
     assert kinds == ["PIPELINE_FAILURE", "STEP_FAILURE"]
     # The two partitions delivered before the failure are materialized with their counts.
@@ -130,7 +131,9 @@ def test_a_terminated_run_reports_what_it_delivered(env: Env) -> None:
     [step_failure] = _events(instance, result.run_id, "STEP_FAILURE")
     message, stack, cls_name = _error_of(step_failure)
     assert stack == [] and cls_name == "SyncInterrupted"
-    assert message.startswith("plays: partition:2026-11-03 was interrupted (the run was terminated)")
+    assert message.startswith(
+        "plays: partition:2026-11-03 was interrupted (the run was terminated)"
+    )
     assert "this run delivered 8, rejected 0 of 8 rows read" in message
     # The finished partitions are materialized; the interrupted one is not.
     assert _materialized(instance, result.run_id) == {"2026-11-01": 4, "2026-11-02": 4}

@@ -45,7 +45,9 @@ def test_each_kind_of_sync_has_its_own_checks_and_only_the_metadata_that_applies
     assert contact_md["sync_kind"] == "contacts"
     assert graph.get(EVENTS).metadata["cursor"] == "occurred_at"
     # The thresholds are in the descriptions, not in measured metadata.
-    spec = next(s for s in defs.resolve_assets_def(CONTACTS).check_specs if s.name == "removed_rows")
+    spec = next(
+        s for s in defs.resolve_assets_def(CONTACTS).check_specs if s.name == "removed_rows"
+    )
     assert "warn above 5%, error above 50%" in (spec.description or "")
 
 
@@ -58,7 +60,10 @@ def test_an_asset_carries_its_sync_file_mapping_and_owners() -> None:
     schema = node.metadata["dagster/column_schema"]
     columns = {c.name: (c.type, c.description) for c in schema.columns}
     assert columns["identifiers.email"] == ("identifier", "← warehouse column `email`")
-    assert columns["event_properties.video.title"] == ("event property", "← warehouse column `title`")
+    assert columns["event_properties.video.title"] == (
+        "event property",
+        "← warehouse column `title`",
+    )
     assert columns["event_time"][0] == "event time"
     assert node.owners == ["team:growth"]
 
@@ -89,7 +94,6 @@ def test_a_contact_run_judges_its_own_checks(demo_defs: dg.Definitions, env: Env
     [obs] = [e.asset_observation for e in logs if e.asset_observation is not None]
     assert obs is not None and obs.asset_key == dg.AssetKey(["warehouse", "analytics", "customers"])
     assert obs.metadata["dagster/row_count"].value == 500
-
 
 
 def test_contact_shares_judge_changed_and_removed_rows() -> None:

@@ -65,7 +65,10 @@ def test_dg_lists_scaffolds_and_loads_two_instances_of_the_component(tmp_path: P
     for name in ("reverse_etl", "reverse_etl2"):  # e.g. a second team's config dir
         _dg(project, "scaffold", "defs", "dagster_defs.ReverseEtlComponent", name)
     defs_dir = project / "src" / "proj" / "defs"
-    assert "type: dagster_defs.ReverseEtlComponent" in (defs_dir / "reverse_etl" / "defs.yaml").read_text()
+    assert (
+        "type: dagster_defs.ReverseEtlComponent"
+        in (defs_dir / "reverse_etl" / "defs.yaml").read_text()
+    )
     sample = defs_dir / "reverse_etl2" / "config" / "syncs" / "example_events.yaml"
     assert "name: reverse_etl2_example_events" in sample.read_text()
 

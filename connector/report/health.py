@@ -167,7 +167,7 @@ def share(
 
 
 def contact_shares(sync: SyncConfig, results: Iterable[SyncResult]) -> dict[str, Share]:
-    """The measures of a contact run (``ContactResult`` counts, summed), by check name:
+    """The measures of a contact run (``ContactResult`` counts, summed), by check name.
 
     - ``reject_ratio``: rows the vendor refused of the rows that needed sending (added and
       changed; unchanged rows are not judged), against ``checks.reject_ratio_warn/error``;
