@@ -170,11 +170,12 @@ def not_run_metadata(reason: str) -> dict[str, Any]:
 
 
 def failure_counts(done: Sequence[tuple[Scope, SyncResult]]) -> str:
-    """``delivered 1,200, rejected 3 (2 of 3 partitions done)``: what a failed or interrupted
-    run had done, for its one-line message."""
+    """``delivered 1,200, rejected 3 of 1,203 rows read`` (``had read and delivered nothing``):
+    what a failed or interrupted run had done, for its message."""
     t = totals(r for _, r in done)
-    text = f"delivered {t.delivered:,}, rejected {t.rejected:,} of {t.rows_read:,} rows read"
-    return text
+    if not (t.rows_read or t.delivered or t.rejected):
+        return "had read and delivered nothing"
+    return f"delivered {t.delivered:,}, rejected {t.rejected:,} of {t.rows_read:,} rows read"
 
 
 # -- observations of the warehouse tables ----------------------------------------------------
