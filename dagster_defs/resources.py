@@ -8,6 +8,7 @@ files and are read from the same environment by the core when a run needs them.
 
 from __future__ import annotations
 
+import inspect
 import os
 
 import dagster as dg
@@ -74,6 +75,11 @@ class ConnectorResource(dg.ConfigurableResource):
             "warehouse": redact_url(self.warehouse_for(sync)),
             "state_store": redact_url(self.state().url),
         }
+
+
+# Dagster shows the class docstring as the resource's description in the launchpad: as plain
+# text without the source's indentation.
+ConnectorResource.__doc__ = inspect.cleandoc(ConnectorResource.__doc__ or "").replace("\n", " ")
 
 
 def _read_only_duckdb(url: str) -> str:

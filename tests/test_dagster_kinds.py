@@ -111,3 +111,13 @@ def test_contact_shares_judge_changed_and_removed_rows() -> None:
     assert contact_shares(sync, [rebuilt])["changed_ratio"].level is Level.WARN
     refused = ContactResult("c", "incremental", None, added=10, rejected=6)
     assert contact_shares(sync, [refused])["reject_ratio"].level is Level.ERROR
+
+
+def test_the_launchpad_shows_plain_text_descriptions() -> None:
+    resource = ConnectorResource.from_env().get_resource_definition()
+    texts = [resource.description or ""]
+    fields = resource.config_schema.as_field().config_type.fields  # type: ignore[attr-defined]
+    texts += [f.description or "" for f in fields.values()]
+    for text in texts:
+        assert "``" not in text and ":class:" not in text and "\n" not in text, text
+    assert (resource.description or "").startswith("Where the reverse-ETL syncs read rows")
