@@ -7,12 +7,17 @@ Scopes (see docs/dagster.md):
   backfill) as its own ``partition:<key>`` scope over that partition's time window, in order.
   A partition resumes after its own checkpoint, so re-running sends nothing new unless
   ``full_refresh`` is set; the incremental checkpoint is never touched.
+
+Each partition's materialization carries that partition's own counts. The sync's checks
+(``checks``) are evaluated in the same step, so a failed sync adds no second failed step; a
+check can also be executed alone (the asset is subsettable).
 """
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import dagster as dg
+from dagster._core.errors import DagsterExecutionInterruptedError
 from pydantic import Field
 
 from connector import INCREMENTAL, ConnectorError, Runtime, SyncConfig, SyncResult, Window, run_sync
@@ -21,16 +26,24 @@ from connector.report.progress import ProgressLine
 from connector.run.run_plan import plan_run
 from connector.store.state import StateStore
 
-from .checks import REJECT_RATIO, reject_ratio_result
+from .checks import CHECKPOINT_FRESHNESS, freshness_result, run_check_results
+from .failures import SyncFailed, SyncInterrupted
 from .logs import step_logs
+from .metadata import (
+    definition_metadata,
+    failure_counts,
+    not_run_metadata,
+    observe_sources,
+    scope_metadata,
+)
 from .resources import ConnectorResource
 from .scopes import Scope
 
-SAMPLE_REJECTS = 20
+RESOURCE_KEY = "connector"
 
 
 class SyncRunConfig(dg.Config):
-    """Run config of a sync asset (launchpad or ``run_config``)."""
+    """Run config of a sync asset (launchpad, or run_config in code)."""
 
     dry_run: bool = Field(
         False, description="Read and validate, count what would be sent; send and record nothing."
@@ -58,7 +71,7 @@ def scopes_for(
     if partitions is None:
         return [Scope(INCREMENTAL)]
     if not isinstance(partitions, dg.TimeWindowPartitionsDefinition):
-        raise dg.Failure(description="a sync's partitions must be time windows on its event time")
+        raise SyncFailed("a sync's partitions must be time windows on its event time")
     out = []
     for key in context.partition_keys:
         tw = partitions.time_window_for_partition_key(key)
@@ -67,48 +80,127 @@ def scopes_for(
 
 
 def build_sync_asset(
-    sync: SyncConfig, spec: dg.AssetSpec, runtime: Runtime | None = None, *, pool: str | None = None
+    sync: SyncConfig,
+    spec: dg.AssetSpec,
+    runtime: Runtime | None = None,
+    *,
+    pool: str | None = None,
+    check_specs: Sequence[dg.AssetCheckSpec] = (),
+    resource_key: str = RESOURCE_KEY,
+    op_name: str | None = None,
+    config_dir: Path | None = None,
 ) -> dg.AssetsDefinition:
-    """The materializable asset of one sync, with its reject-ratio check built in; ``pool`` is
-    the concurrency pool its runs take (the translator's ``get_pool``)."""
-    reject_check = dg.AssetCheckSpec(
-        REJECT_RATIO,
-        asset=spec.key,
-        description=f"Rejected rows / rows read in a run: warn above "
-        f"{sync.checks.reject_ratio_warn:.1%}, error above {sync.checks.reject_ratio_error:.1%}.",
-    )
+    """The materializable asset of one sync with its checks (``checks.check_specs``); ``pool``
+    is the concurrency pool its runs take (the translator's ``get_pool``), ``resource_key`` the
+    key of its :class:`ConnectorResource`."""
     partitioned = spec.partitions_def is not None
+    spec = spec.merge_attributes(metadata=definition_metadata(sync, config_dir))
 
     @dg.multi_asset(
-        name=f"reverse_etl_{sync.name}",
+        name=op_name or f"reverse_etl_{sync.name}",
         specs=[spec],
-        check_specs=[reject_check],
+        check_specs=list(check_specs),
         pool=pool,
         backfill_policy=dg.BackfillPolicy.single_run() if partitioned else None,
         description=spec.description,
+        can_subset=True,  # a check can be executed on its own
+        required_resource_keys={resource_key},
     )
     def _sync_asset(
-        context: dg.AssetExecutionContext, config: SyncRunConfig, connector: ConnectorResource
-    ) -> dg.MaterializeResult:
-        try:
-            where = connector.describe(sync)
-        except ConnectorError as exc:  # e.g. source.url names an unset ${VAR}
-            raise dg.Failure(description=str(exc)) from None
-        context.log.info(
-            f"{sync.name}: warehouse {where['warehouse']}, state store {where['state_store']}"
-        )
-        if config.retry_rejects and config.full_refresh:
-            raise dg.Failure(description="retry_rejects and full_refresh cannot be combined")
-        with step_logs(context, sync.name):
-            results = run_scopes(context, sync, spec, config, connector, runtime)
-        check = reject_ratio_result(sync, totals(r for _, r in results), dry_run=config.dry_run)
-        return dg.MaterializeResult(
-            metadata=materialization_metadata(results, dry_run=config.dry_run),
-            check_results=[check],
-            tags={"reverse_etl/dry_run": "true"} if config.dry_run else None,
-        )
+        context: dg.AssetExecutionContext, config: SyncRunConfig
+    ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+        connector: ConnectorResource = getattr(context.resources, resource_key)
+        if spec.key in context.selected_asset_keys:
+            yield _materialize(context, sync, spec, config, connector, runtime)
+            return
+        # Only checks were selected (Execute on a check): the ones a run judges need a run.
+        for key in context.selected_asset_check_keys:
+            if key.name == CHECKPOINT_FRESHNESS:
+                yield _freshness(context, sync, connector)
+            else:
+                context.log.info(f"{key.name} is judged by a materialization of {sync.name}")
 
     return _sync_asset
+
+
+def _materialize(
+    context: dg.AssetExecutionContext,
+    sync: SyncConfig,
+    spec: dg.AssetSpec,
+    config: SyncRunConfig,
+    connector: ConnectorResource,
+    runtime: Runtime | None,
+) -> dg.MaterializeResult:
+    try:
+        where = connector.describe(sync)
+    except ConnectorError as exc:  # e.g. source.url names an unset ${VAR}
+        raise SyncFailed(str(exc)) from None
+    context.log.info(
+        f"{sync.name}: warehouse {where['warehouse']}, state store {where['state_store']}"
+    )
+    if config.retry_rejects and config.full_refresh:
+        raise SyncFailed("retry_rejects and full_refresh cannot be combined")
+    with step_logs(context, sync.name):
+        done = run_scopes(context, sync, spec, config, connector, runtime)
+    results = [r for _, r in done]
+    metadata = {}
+    if spec.partitions_def is None:
+        metadata = scope_metadata(sync, results[0], dry_run=config.dry_run)
+    else:
+        # One materialization per partition, each with its own counts.
+        reached = set()
+        for scope, result in done:
+            reached.add(scope.partition)
+            context.add_asset_metadata(
+                scope_metadata(sync, result, dry_run=config.dry_run, scope=scope),
+                partition_key=scope.partition,
+            )
+        for key in context.partition_keys:
+            if key not in reached:
+                context.add_asset_metadata(
+                    not_run_metadata(f"limit {config.limit} was used up by earlier partitions"),
+                    partition_key=key,
+                )
+    selected = {k.name for k in context.selected_asset_check_keys}
+    checks = [
+        c
+        for c in run_check_results(sync, results, totals(results), dry_run=config.dry_run)
+        if c.check_name in selected
+    ]
+    if CHECKPOINT_FRESHNESS in selected:
+        checks.append(_freshness(context, sync, connector))
+    elif not config.dry_run:
+        _observe(context, sync, connector, newest=None)
+    return dg.MaterializeResult(
+        metadata=metadata,
+        check_results=checks,
+        tags={"reverse_etl/dry_run": "true"} if config.dry_run else None,
+    )
+
+
+def _freshness(
+    context: dg.AssetExecutionContext, sync: SyncConfig, connector: ConnectorResource
+) -> dg.AssetCheckResult:
+    """The freshness check, and an observation of the source tables with the newest cursor it
+    read."""
+    check = freshness_result(sync, connector)
+    newest = check.metadata.get("newest_source_cursor")
+    _observe(context, sync, connector, newest=newest.value if newest is not None else None)
+    return check
+
+
+def _observe(
+    context: dg.AssetExecutionContext,
+    sync: SyncConfig,
+    connector: ConnectorResource,
+    *,
+    newest: object,
+) -> None:
+    try:
+        for observation in observe_sources(sync, connector.warehouse_for(sync), newest):
+            context.log_event(observation)
+    except ConnectorError as exc:  # an observation never fails a run
+        context.log.warning(f"{sync.name}: the source tables were not observed: {exc}")
 
 
 def run_scopes(
@@ -128,17 +220,7 @@ def run_scopes(
         if remaining is not None and remaining <= 0:
             break
         progress: ProgressLine | None = None
-        context.log.info(
-            f"{sync.name}: {scope.name}"
-            + (
-                f" [{scope.window.start.isoformat()}, {scope.window.end.isoformat()})"
-                if scope.window
-                else ""
-            )
-            + (" (full refresh)" if config.full_refresh else "")
-            + (" (retry rejects)" if config.retry_rejects else "")
-            + (" (dry run)" if config.dry_run else "")
-        )
+        context.log.info(f"{sync.name}: {_scope_line(scope, config)}")
         try:
             progress = _planned_progress(context, sync, config, scope, state, connector, remaining)
             result = run_sync(
@@ -157,29 +239,99 @@ def run_scopes(
                 retry_rejects=config.retry_rejects,
             )
         except ConnectorError as exc:
-            partial = progress.latest if progress else None
-            raise dg.Failure(
-                description=f"{sync.name}: {scope.name} failed: {exc}. Delivered rows are "
-                "checkpointed; run it again to resume from there.",
-                metadata={
-                    **(
-                        materialization_metadata([*done, (scope, partial)], dry_run=config.dry_run)
-                        if partial
-                        else {}
-                    ),
-                    "failed_scope": scope.name,
-                },
-                allow_retries=True,
-            ) from None
+            _record_done_partitions(context, sync, spec, config, done)
+            raise _failed(sync, scope, exc, done, progress) from None
+        except (KeyboardInterrupt, DagsterExecutionInterruptedError):
+            _record_done_partitions(context, sync, spec, config, done)
+            raise _interrupted(sync, scope, done, progress) from None
         context.log.info(
-            f"{sync.name}: {scope.name}: read {result.rows_read}, delivered {result.delivered}, "
-            f"rejected {result.rejected}, skipped {result.skipped}, "
-            f"possibly duplicated {result.possibly_duplicated} in {result.duration_s}s"
+            f"{sync.name}: {scope.name}: read {result.rows_read:,}, delivered "
+            f"{result.delivered:,}, rejected {result.rejected:,}, skipped {result.skipped:,}, "
+            f"possibly duplicated {result.possibly_duplicated:,} in {result.duration_s:.2f}s"
         )
         done.append((scope, result))
         if remaining is not None:
             remaining -= result.rows_read
     return done
+
+
+def _scope_line(scope: Scope, config: SyncRunConfig) -> str:
+    window = (
+        f" [{scope.window.start.isoformat()}, {scope.window.end.isoformat()})"
+        if scope.window
+        else ""
+    )
+    return (
+        scope.name
+        + window
+        + (" (full refresh)" if config.full_refresh else "")
+        + (" (retry rejects)" if config.retry_rejects else "")
+        + (" (dry run)" if config.dry_run else "")
+    )
+
+
+def _so_far(
+    done: Sequence[tuple[Scope, SyncResult]], scope: Scope, progress: ProgressLine | None
+) -> list[tuple[Scope, SyncResult]]:
+    """The finished scopes and the counts the failed one last reported."""
+    partial = progress.latest if progress else None
+    return [*done, (scope, partial)] if partial else list(done)
+
+
+def _failed(
+    sync: SyncConfig,
+    scope: Scope,
+    exc: ConnectorError,
+    done: Sequence[tuple[Scope, SyncResult]],
+    progress: ProgressLine | None,
+) -> SyncFailed:
+    """The step's failure: the core's message, what the run did before it, where to resume."""
+    so_far = _so_far(done, scope, progress)
+    t = totals(r for _, r in so_far)
+    return SyncFailed(
+        f"{sync.name}: {scope.name} failed: {exc}\n\nBefore that this run {failure_counts(so_far)}"
+        f". Delivered rows are checkpointed: Re-execute resumes after them.",
+        metadata={
+            "failed_scope": scope.name,
+            "rows_read": t.rows_read,
+            "delivered": t.delivered,
+            "rejected": t.rejected,
+        },
+    )
+
+
+def _interrupted(
+    sync: SyncConfig,
+    scope: Scope,
+    done: Sequence[tuple[Scope, SyncResult]],
+    progress: ProgressLine | None,
+) -> SyncInterrupted:
+    return SyncInterrupted(
+        f"{sync.name}: {scope.name} was interrupted (the run was terminated). Before that this "
+        f"run {failure_counts(_so_far(done, scope, progress))}. Delivered rows are "
+        "checkpointed: Re-execute resumes after them."
+    )
+
+
+def _record_done_partitions(
+    context: dg.AssetExecutionContext,
+    sync: SyncConfig,
+    spec: dg.AssetSpec,
+    config: SyncRunConfig,
+    done: Sequence[tuple[Scope, SyncResult]],
+) -> None:
+    """Before a ranged run fails: the partitions it finished are materialized (their rows are
+    delivered and checkpointed), each with its counts; only the rest show as failed."""
+    if spec.partitions_def is None or config.dry_run:
+        return
+    for scope, result in done:
+        context.log_event(
+            dg.AssetMaterialization(
+                asset_key=spec.key,
+                partition=scope.partition,
+                metadata=scope_metadata(sync, result, dry_run=False, scope=scope),
+            )
+        )
 
 
 def _planned_progress(
@@ -210,82 +362,3 @@ def _planned_progress(
             context.log.info(f"{sync.name}: {scope.name}: plan: {plan.line()}")
             total = plan.rows if limit is None else min(plan.rows, limit)
     return ProgressLine(total, write=context.log.info)
-
-
-def _position(pos: Sequence[Any] | None) -> str:
-    if not pos:
-        return "(none)"
-    return ", ".join(v.isoformat() if hasattr(v, "isoformat") else str(v) for v in pos)
-
-
-def materialization_metadata(
-    results: Sequence[tuple[Scope, SyncResult]], *, dry_run: bool
-) -> dict[str, Any]:
-    """What the asset catalog shows for a run: counts, high-water marks, sample rejects.
-    Reject reasons come from the core, which never puts secrets or whole rows in them."""
-    t = totals(r for _, r in results)
-    md: dict[str, Any] = {
-        "rows_read": t.rows_read,
-        "delivered": t.delivered,
-        "rejected": t.rejected,
-        "possibly_duplicated": t.possibly_duplicated,
-        "skipped_already_delivered": t.skipped,
-        "batches": t.batches,
-        "requests": t.requests,
-        "retries": t.retries,
-        "rate_limited_429": t.rate_limited,
-        "duration_s": dg.MetadataValue.float(t.duration_s),
-        "rows_per_s": dg.MetadataValue.float(t.rows_per_s),
-        "dagster/row_count": t.delivered,
-        "dry_run": dry_run,
-        "scopes": ", ".join(s.name for s, _ in results),
-    }
-    if t.null_key_rows:
-        md["null_cursor_or_key_rows"] = t.null_key_rows
-    if t.rejects_retried:  # a retry_rejects run
-        md["rejects_retried"] = t.rejects_retried
-        md["rejects_closed_source_row_gone"] = t.rejects_gone
-        md["rejects_left_to_next_run"] = t.rejects_deferred
-    for name in ("added", "changed", "unchanged", "removed", "sent", "jobs", "polls"):
-        if any(hasattr(r, name) for _, r in results):  # a contact sync (ContactResult)
-            md[name] = sum(getattr(r, name, 0) for _, r in results)
-    if len(results) == 1:
-        _, r = results[0]
-        md["hwm_before"] = _position(r.hwm_before)
-        md["hwm_after"] = _position(r.hwm_after)
-        if r.run_id:
-            md["connector_run_id"] = r.run_id
-    else:
-        md["partitions"] = dg.MetadataValue.table(
-            records=[
-                dg.TableRecord(
-                    {
-                        "partition": s.partition or s.name,
-                        "rows_read": r.rows_read,
-                        "delivered": r.delivered,
-                        "rejected": r.rejected,
-                        "hwm_before": _position(r.hwm_before),
-                        "hwm_after": _position(r.hwm_after),
-                    }
-                )
-                for s, r in results
-            ],
-            schema=dg.TableSchema(
-                columns=[
-                    dg.TableColumn("partition", "string"),
-                    dg.TableColumn("rows_read", "int"),
-                    dg.TableColumn("delivered", "int"),
-                    dg.TableColumn("rejected", "int"),
-                    dg.TableColumn("hwm_before", "string"),
-                    dg.TableColumn("hwm_after", "string"),
-                ]
-            ),
-        )
-    samples = [pair for _, r in results for pair in r.sample_rejects][:SAMPLE_REJECTS]
-    md["sample_rejects"] = dg.MetadataValue.table(
-        records=[dg.TableRecord({"key": k[:200], "reason": why[:300]}) for k, why in samples],
-        schema=dg.TableSchema(
-            columns=[dg.TableColumn("key", "string"), dg.TableColumn("reason", "string")]
-        ),
-    )
-    return md

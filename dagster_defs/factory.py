@@ -17,16 +17,16 @@ import dagster as dg
 from connector import ConfigError, Runtime, load_syncs
 from connector.config.sync_file import CONFIG_DIR_ENV
 
-from .assets import build_sync_asset
-from .checks import CONFIG_VALID, build_freshness_check
+from .assets import RESOURCE_KEY, build_sync_asset
+from .checks import CONFIG_VALID, check_specs
+from .failures import SyncFailed
 from .resources import ConnectorResource
 from .schedules import build_schedule
-from .translator import ASSET_PREFIX, ReverseEtlTranslator
+from .translator import ReverseEtlTranslator
 
 log = logging.getLogger("dagster_defs")
 
 CONFIG_ERRORS_GROUP = "config_errors"
-RESOURCE_KEY = "connector"
 
 
 def default_config_dir() -> Path:
@@ -47,66 +47,85 @@ def build_defs(
     translator: ReverseEtlTranslator | None = None,
     resource: ConnectorResource | None = None,
     runtime: Runtime | None = None,
+    resource_key: str = RESOURCE_KEY,
+    source_assets: bool = True,
 ) -> dg.Definitions:
     """Definitions for every ``<config_dir>/syncs/*.yaml``.
 
-    ``translator`` customizes the asset specs; ``resource`` overrides the connector resource
-    (default: :meth:`ConnectorResource.from_env`); ``runtime`` injects the core's clock and
-    sleep (tests).
+    ``translator`` customizes the asset specs (its ``asset_key_prefix``, ``reverse_etl`` by
+    default, also names the ops and schedules, so two sets of syncs can live side by side);
+    ``resource`` overrides the connector resource (default: :meth:`ConnectorResource.from_env`)
+    and ``resource_key`` the key it is bound to (``connector``); ``runtime`` injects the core's
+    clock and sleep (tests). ``source_assets=False`` leaves the warehouse tables undeclared
+    (still the syncs' deps): for a second set of syncs over the same tables in one code
+    location, whose declarations would otherwise conflict.
     """
     root = Path(config_dir) if config_dir is not None else default_config_dir()
     translator = translator or ReverseEtlTranslator()
+    prefix = translator.asset_key_prefix
     # API keys and ${ENV} URLs are resolved when a run needs them, not where the UI loads.
     syncset = load_syncs(root, check_env=False)
     if not (root / "syncs").is_dir():
         log.warning("reverse-ETL: no sync directory at %s; set %s", root / "syncs", CONFIG_DIR_ENV)
 
     assets: list[Any] = []
-    checks: list[dg.AssetChecksDefinition] = []
     schedules: list[Any] = []
     sources: dict[dg.AssetKey, dg.AssetSpec] = {}
     for sync in syncset.syncs.values():
         spec = translator.get_asset_spec(sync)
-        for dep in spec.deps:
+        for dep in spec.deps if source_assets else ():
             if dep.asset_key not in sources:
                 table = ".".join(dep.asset_key.path[1:])
                 sources[dep.asset_key] = translator.get_source_asset_spec(sync, table)
-        assets.append(build_sync_asset(sync, spec, runtime, pool=translator.get_pool(sync)))
-        checks.append(build_freshness_check(sync, spec.key))
-        schedule = build_schedule(sync, spec)
+        assets.append(
+            build_sync_asset(
+                sync,
+                spec,
+                runtime,
+                pool=translator.get_pool(sync),
+                check_specs=check_specs(sync, spec.key),
+                resource_key=resource_key,
+                op_name=f"{_identifier(prefix)}_{sync.name}",
+                config_dir=root,
+            )
+        )
+        schedule = build_schedule(sync, spec, _identifier(prefix))
         if schedule is not None:
             schedules.append(schedule)
 
-    taken = {dg.AssetKey([ASSET_PREFIX, name]) for name in syncset.syncs}
+    taken = {dg.AssetKey([prefix, name]) for name in syncset.syncs}
     for where, error in syncset.errors.items():
         log.warning("reverse-ETL: %s is not loaded:\n%s", where, error)
-        placeholder = build_broken_sync(where, error, taken)
+        placeholder = build_broken_sync(where, error, taken, prefix)
         taken.add(placeholder.key)
         assets.append(placeholder)
 
     return dg.Definitions(
         assets=[*sources.values(), *assets],
-        asset_checks=checks,
         schedules=schedules,
-        resources={RESOURCE_KEY: resource or ConnectorResource.from_env()},
+        resources={resource_key: resource or ConnectorResource.from_env()},
     )
 
 
+def _identifier(text: str) -> str:
+    """``text`` as a Dagster op/schedule name part (letters, digits, underscores)."""
+    return "".join(c if c.isalnum() or c == "_" else "_" for c in text)
+
+
 def build_broken_sync(
-    where: str, error: ConfigError, taken: set[dg.AssetKey]
+    where: str, error: ConfigError, taken: set[dg.AssetKey], prefix: str = "reverse_etl"
 ) -> dg.AssetsDefinition:
     """The placeholder Dagster users see for a file that does not validate."""
-    stem = Path(where).stem
-    name = "".join(c if c.isalnum() or c == "_" else "_" for c in stem) or "sync"
-    key = dg.AssetKey([ASSET_PREFIX, name])
+    name = _identifier(Path(where).stem) or "sync"
+    key = dg.AssetKey([prefix, name])
     if key in taken:
-        key = dg.AssetKey([ASSET_PREFIX, f"{name}__config_error"])
+        key = dg.AssetKey([prefix, f"{name}__config_error"])
     message = "\n".join(error.problems)
     description = (
         f"⚠ Broken sync config: `{where}` did not load, so this sync does not run. "
         f"Fix the file and reload the code location.\n\n```\n{message}\n```"
     )
-    op_name = "reverse_etl_" + "_".join(key.path[1:]) + "__broken"
+    op_name = f"{_identifier(prefix)}_" + "_".join(key.path[1:]) + "__broken"
 
     @dg.multi_asset(
         name=op_name,
@@ -137,8 +156,6 @@ def build_broken_sync(
             description=message,
             metadata={"config_file": where},
         )
-        raise dg.Failure(
-            description=f"Broken sync config:\n{message}", metadata={"config_file": where}
-        )
+        raise SyncFailed(f"Broken sync config:\n{message}", metadata={"config_file": where})
 
     return _broken

@@ -8,6 +8,7 @@ files and are read from the same environment by the core when a run needs them.
 
 from __future__ import annotations
 
+import inspect
 import os
 
 import dagster as dg
@@ -20,12 +21,22 @@ from connector.store.state import STATE_URL_ENV, StateStore
 
 
 class ConnectorResource(dg.ConfigurableResource):
-    """The connector's two URLs. Unset fields fall back to the core's defaults: the sync's own
-    ``source.url``, then ``$WAREHOUSE_URL``, then the demo DuckDB file; ``$CONNECTOR_STATE_URL``,
-    then ``sqlite:///.connector/state.db``."""
+    """Where the reverse-ETL syncs read rows and keep their checkpoints. Leave a field unset
+    to use the default: the warehouse from the sync's own source.url, then WAREHOUSE_URL, then
+    the demo DuckDB file; the state store from CONNECTOR_STATE_URL, then
+    sqlite:///.connector/state.db."""
 
-    warehouse_url: str | None = None
-    state_url: str | None = None
+    # The description above is what the launchpad shows: plain text, no markup.
+    warehouse_url: str | None = Field(
+        default=None,
+        description="Warehouse URL (SQLAlchemy form) for syncs without their own source.url; "
+        "bind it to the WAREHOUSE_URL variable.",
+    )
+    state_url: str | None = Field(
+        default=None,
+        description="State store URL (SQLite or PostgreSQL); bind it to the CONNECTOR_STATE_URL "
+        "variable.",
+    )
     duckdb_read_only: bool = Field(
         default=True,
         description="Open a DuckDB file warehouse read-only: DuckDB lets one process write a "
@@ -64,6 +75,11 @@ class ConnectorResource(dg.ConfigurableResource):
             "warehouse": redact_url(self.warehouse_for(sync)),
             "state_store": redact_url(self.state().url),
         }
+
+
+# Dagster shows the class docstring as the resource's description in the launchpad: as plain
+# text without the source's indentation.
+ConnectorResource.__doc__ = inspect.cleandoc(ConnectorResource.__doc__ or "").replace("\n", " ")
 
 
 def _read_only_duckdb(url: str) -> str:

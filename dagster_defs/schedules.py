@@ -19,9 +19,10 @@ RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 
-def schedule_name(sync: SyncConfig) -> str:
-    """The Dagster name of a sync's schedule: ``reverse_etl_<sync>_schedule``."""
-    return f"reverse_etl_{sync.name}_schedule"
+def schedule_name(sync: SyncConfig, prefix: str = "reverse_etl") -> str:
+    """The Dagster name of a sync's schedule: ``<prefix>_<sync>_schedule``
+    (``reverse_etl_<sync>_schedule`` by default)."""
+    return f"{prefix}_{sync.name}_schedule"
 
 
 def lookback_range(
@@ -39,7 +40,9 @@ def lookback_range(
     return recent[0], recent[-1]
 
 
-def build_schedule(sync: SyncConfig, spec: dg.AssetSpec) -> dg.ScheduleDefinition | None:
+def build_schedule(
+    sync: SyncConfig, spec: dg.AssetSpec, prefix: str = "reverse_etl"
+) -> dg.ScheduleDefinition | None:
     """The schedule of a sync with a ``schedule:`` block (None without one), created stopped.
 
     For a partitioned sync each tick runs the partition in progress and its ``lookback`` partitions
@@ -52,7 +55,7 @@ def build_schedule(sync: SyncConfig, spec: dg.AssetSpec) -> dg.ScheduleDefinitio
     description = f"Runs {sync.name} on `{cfg.cron}` ({cfg.timezone}); stopped until turned on."
     if spec.partitions_def is None:
         return dg.ScheduleDefinition(
-            name=schedule_name(sync),
+            name=schedule_name(sync, prefix),
             cron_schedule=cfg.cron,
             execution_timezone=cfg.timezone,
             target=dg.AssetSelection.assets(key),
@@ -62,7 +65,7 @@ def build_schedule(sync: SyncConfig, spec: dg.AssetSpec) -> dg.ScheduleDefinitio
         )
 
     @dg.schedule(
-        name=schedule_name(sync),
+        name=schedule_name(sync, prefix),
         cron_schedule=cfg.cron,
         execution_timezone=cfg.timezone,
         target=dg.AssetSelection.assets(key),

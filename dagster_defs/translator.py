@@ -93,7 +93,18 @@ def partitions_def(sync: SyncConfig) -> dg.TimeWindowPartitionsDefinition | None
 
 
 class ReverseEtlTranslator:
-    """Turns one :class:`~connector.SyncConfig` into the ``AssetSpec`` Dagster shows."""
+    """Turns one :class:`~connector.SyncConfig` into the ``AssetSpec`` Dagster shows.
+
+    ``asset_key_prefix`` is the first part of every sync's asset key (``reverse_etl``): a
+    second set of syncs in the same code location (another team's config dir, a second
+    ``ReverseEtlComponent``) takes its own.
+    """
+
+    asset_key_prefix: str = ASSET_PREFIX
+
+    def __init__(self, asset_key_prefix: str | None = None) -> None:
+        if asset_key_prefix is not None:
+            self.asset_key_prefix = asset_key_prefix
 
     def get_asset_spec(self, sync: SyncConfig) -> dg.AssetSpec:
         """The sync's asset: key ``reverse_etl/<name>``, its source tables as deps, its vendor as
@@ -124,9 +135,11 @@ class ReverseEtlTranslator:
             metadata["source_query"] = dg.MetadataValue.md(f"```sql\n{sync.source.query}\n```")
         if sync.schedule:
             metadata["schedule"] = f"{sync.schedule.cron} ({sync.schedule.timezone})"
+        # Only what applies: a contact sync has no cursor or event time.
+        metadata = {k: v for k, v in metadata.items() if v is not None}
         tags = {"reverse_etl/destination": dest.type}
         return dg.AssetSpec(
-            key=dg.AssetKey([ASSET_PREFIX, sync.name]),
+            key=dg.AssetKey([self.asset_key_prefix, sync.name]),
             deps=[source_key(t) for t in source_tables(sync)],
             description=description,
             group_name=vendor(sync),

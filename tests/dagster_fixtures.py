@@ -134,11 +134,26 @@ def klaviyo_ids(sandbox: SandboxServer) -> list[int]:
     ]
 
 
-def materialization(result: dg.ExecuteInProcessResult, key: dg.AssetKey) -> dict[str, Any]:
-    """Metadata values of the materialization of ``key`` in a run (a run over several
-    partitions records one event per partition, all with the run's metadata)."""
+def partition_materializations(
+    result: dg.ExecuteInProcessResult, key: dg.AssetKey
+) -> dict[str | None, dict[str, Any]]:
+    """Metadata values of each materialization of ``key`` in a run, by partition (None for an
+    unpartitioned asset): a run over several partitions records one event per partition, each
+    with that partition's own counts."""
     events = [e for e in result.get_asset_materialization_events() if e.asset_key == key]
     assert events
-    values = [{k: v.value for k, v in e.materialization.metadata.items()} for e in events]
-    assert all(v["delivered"] == values[0]["delivered"] for v in values)
-    return values[0]
+    return {
+        e.partition: {k: v.value for k, v in e.materialization.metadata.items()} for e in events
+    }
+
+
+COUNTS = ("rows_read", "delivered", "rejected", "null_cursor_or_key_rows", "dagster/row_count")
+
+
+def materialization(result: dg.ExecuteInProcessResult, key: dg.AssetKey) -> dict[str, Any]:
+    """Metadata values of the materialization of ``key`` in a run: the one event's, or for a
+    run over several partitions the counts summed over its partitions' events."""
+    by_partition = partition_materializations(result, key)
+    if len(by_partition) == 1:
+        return next(iter(by_partition.values()))
+    return {c: sum(md.get(c, 0) for md in by_partition.values()) for c in COUNTS}

@@ -706,8 +706,12 @@ def test_duplicate_names_run_neither_file(project: Project) -> None:
 
 
 def test_yaml_anchors_within_the_bound_still_work(project: Project) -> None:
-    project.write(project.sync_text() + "owners: [&o ana, *o, ben]\n")
-    assert load_syncs(project.config).get("videos").owners == ["ana", "ana", "ben"]
+    project.write(project.sync_text() + "owners: [&o team:ana, *o, ben@example.com]\n")
+    assert load_syncs(project.config).get("videos").owners == [
+        "team:ana",
+        "team:ana",
+        "ben@example.com",
+    ]
 
 
 def test_a_missing_duckdb_file_is_not_created(project: Project) -> None:

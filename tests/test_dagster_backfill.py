@@ -170,12 +170,57 @@ def test_backfill_of_three_days_sends_exactly_their_rows_once(env: Env, tmp_path
         # full_refresh in the backfill's run config re-sends those windows (Klaviyo dedups
         # them by unique_id, so the sandbox counts them as duplicates).
         config = {"ops": {"reverse_etl_plays": {"config": {"full_refresh": True}}}}
-        _backfill(ctx, DAYS, run_config=config)
+        third = _backfill(ctx, DAYS, run_config=config)
         assert env.sandbox.stats()["deduplicated"]["klaviyo_bulk_events"] == len(expected)
-        record = instance.get_latest_materialization_event(KEY)
-        assert record is not None and record.asset_materialization is not None
-        assert record.asset_materialization.metadata["delivered"].value == len(expected)
+        # One materialization per partition, each with that partition's own counts.
+        counts = _partition_counts(instance, _runs(instance, third)[0].run_id)
+        assert counts == {day: (8, 8) for day in DAYS}
+        assert sum(d for d, _ in counts.values()) == len(expected)
     assert env.state.checkpoint("plays", INCREMENTAL) == incremental
+
+
+def _partition_counts(instance: dg.DagsterInstance, run_id: str) -> dict[str, tuple[int, int]]:
+    """Partition → (delivered, dagster/row_count) of the materializations a run recorded."""
+    records = instance.fetch_materializations(KEY, limit=100).records
+    out = {}
+    for record in records:
+        if record.run_id != run_id:
+            continue
+        mat = record.asset_materialization
+        assert mat is not None and mat.partition is not None
+        md = mat.metadata
+        delivered, rows = md["delivered"].value, md["dagster/row_count"].value
+        assert isinstance(delivered, int) and isinstance(rows, int)
+        out[mat.partition] = (delivered, rows)
+    return out
+
+
+def test_a_backfill_records_each_partitions_own_counts_an_empty_one_zero(
+    env: Env, tmp_path: Path
+) -> None:
+    rows = [r for r in dated_rows(days=3, per_day=5) if r["occurred_at"].day != 2]  # 11-02 empty
+    create_table(env.warehouse, rows)
+    defs_file = _code_location(env, tmp_path)
+    days = ["2026-11-01", "2026-11-02", "2026-11-03"]
+    with (
+        instance_for_test(
+            synchronous_run_coordinator=True, synchronous_run_launcher=True
+        ) as instance,
+        _workspace(instance, defs_file) as ctx,
+    ):
+        run_id = _runs(instance, _backfill(ctx, days))[0].run_id
+        counts = _partition_counts(instance, run_id)
+        assert counts == {"2026-11-01": (5, 5), "2026-11-02": (0, 0), "2026-11-03": (5, 5)}
+        # The row-count plot sums to what the run delivered.
+        assert sum(c for _, c in counts.values()) == len(rows) == len(klaviyo_ids(env.sandbox))
+        empty = next(
+            r.asset_materialization
+            for r in instance.fetch_materializations(KEY, limit=10).records
+            if r.asset_materialization and r.asset_materialization.partition == "2026-11-02"
+        )
+        assert empty is not None
+        assert empty.metadata["scope"].value == "partition:2026-11-02"
+        assert "sample_rejects" not in empty.metadata
 
 
 def test_scheduled_runs_pick_up_late_rows_of_the_lookback_partitions(env: Env) -> None:

@@ -15,21 +15,20 @@ import sys
 from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import __version__
-from ..config.sync_file import SyncConfig, json_schema, load_sync, load_syncs
-from ..contacts.hashes import HashStore
 from ..core import logcontext
 from ..core.errors import ConfigError, ConnectorError, SourceError, StateError
-from ..core.process import keep_pandas_out, use_lean_memory_pool
-from ..report.progress import ProgressLine
-from ..report.summary import fmt_position as _fmt_pos
-from ..report.summary import print_summary
-from ..run.run_plan import RunPlan, format_duration, plan_run
-from ..run.sync import preview, run_sync
-from ..store.lease import live_holders
-from ..store.state import INCREMENTAL, StateStore, reset_broken_store
+from ..core.process import keep_httpx_cli_out, keep_pandas_out
+
+# Everything else is imported by the command that needs it: ``connector --help`` and the
+# state commands then start without pyarrow, httpx or the destinations (docs/performance.md,
+# "Start-up"; tests/test_cli_imports.py checks it).
+if TYPE_CHECKING:
+    from ..config.sync_file import SyncConfig
+    from ..run.run_plan import RunPlan
+    from ..store.state import StateStore
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -166,7 +165,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    use_lean_memory_pool()
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         handlers=[logcontext.stamp(logging.StreamHandler(sys.stderr))],
@@ -192,10 +190,19 @@ def _main(argv: Sequence[str] | None = None) -> int:
 
 
 def _state(args: argparse.Namespace) -> StateStore:
+    from ..store.state import StateStore
+
     return StateStore.open(args.state_url)
 
 
 def _cmd_sync(args: argparse.Namespace) -> int:
+    from ..config.sync_file import load_sync
+    from ..core.process import use_lean_memory_pool
+    from ..report.progress import ProgressLine
+    from ..report.summary import print_summary
+    from ..run.sync import run_sync
+
+    use_lean_memory_pool()
     if args.retry_rejects and args.full_refresh:
         print(
             "connector: error: retry_rejects and full_refresh cannot be combined", file=sys.stderr
@@ -237,6 +244,8 @@ def _plan_total(sync: SyncConfig, args: argparse.Namespace) -> int | None:
     run then meets the same problem and records it as the run's error)."""
     if args.retry_rejects or sync.is_contact_sync:  # a contact run's work is its diff
         return None
+    from ..run.run_plan import plan_run
+
     try:
         plan = plan_run(sync, _state(args), full_refresh=args.full_refresh)
     except ConnectorError:
@@ -271,6 +280,7 @@ def _validate_one(sync: SyncConfig, warnings: list[str] | None = None) -> list[s
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
+    from ..config.sync_file import load_syncs
     from ..destinations import DESTINATIONS
 
     loaded = load_syncs()
@@ -315,6 +325,11 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
+    from ..config.sync_file import load_sync
+    from ..core.process import use_lean_memory_pool
+    from ..run.run_plan import plan_run
+
+    use_lean_memory_pool()
     sync = load_sync(args.sync, check_env=False)
     plan = plan_run(sync, _state(args), full_refresh=args.full_refresh)
     if args.json:
@@ -327,8 +342,11 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 def print_plan(plan: RunPlan, out: Any = None) -> None:
     """Print the plan of a run as ``connector plan`` shows it (to ``out``, default stdout):
     rows pending, events a request, requests, the destination's rate and the least duration."""
+    from ..report.summary import fmt_position
+    from ..run.run_plan import format_duration
+
     out = out or sys.stdout
-    after = "full refresh" if plan.full_refresh else f"after {_fmt_pos(plan.checkpoint)}"
+    after = "full refresh" if plan.full_refresh else f"after {fmt_position(plan.checkpoint)}"
     size = f", ~{plan.event_bytes:,} bytes an event" if plan.event_bytes else ""
     print(f"{plan.sync} [{plan.scope}], {after}", file=out)
     print(f"  rows pending        {plan.rows:,}", file=out)
@@ -344,6 +362,12 @@ def print_plan(plan: RunPlan, out: Any = None) -> None:
 
 
 def _cmd_preview(args: argparse.Namespace) -> int:
+    from ..config.sync_file import load_sync
+    from ..core.process import use_lean_memory_pool
+    from ..run.run_plan import plan_run
+    from ..run.sync import preview
+
+    use_lean_memory_pool()
     sync = load_sync(args.sync, check_env=False)
     if not sync.is_contact_sync:  # a contact run's size depends on the diff, not a count
         print_plan(plan_run(sync, _state(args)))
@@ -385,6 +409,11 @@ def pretty_json(body: bytes | str) -> str:
 
 
 def _cmd_state(args: argparse.Namespace) -> int:
+    from ..config.sync_file import load_sync
+    from ..report.summary import fmt_position
+    from ..store.lease import live_holders
+    from ..store.state import INCREMENTAL, reset_broken_store
+
     if args.broken_store:
         if args.action != "reset" or args.sync or args.scope:
             print(
@@ -410,6 +439,8 @@ def _cmd_state(args: argparse.Namespace) -> int:
             return EXIT_FAILED
         store.reset(sync.name, args.scope)
         if sync.is_contact_sync and args.scope in (None, INCREMENTAL):
+            from ..contacts.hashes import HashStore
+
             HashStore(store).forget(sync.name)  # the next run sends every contact again
         print(
             f"{sync.name}: state reset ({args.scope or 'all scopes'}); the next run starts "
@@ -422,8 +453,10 @@ def _cmd_state(args: argparse.Namespace) -> int:
     for scope, pos in sorted(cps.items()):
         if args.scope and scope != args.scope:
             continue
-        print(f"{sync.name} [{scope}]: {_fmt_pos(pos)}")
+        print(f"{sync.name} [{scope}]: {fmt_position(pos)}")
     if sync.is_contact_sync:
+        from ..contacts.hashes import HashStore
+
         n = HashStore(store).count(sync.name)
         print(f"  {n:,} contacts confirmed by the vendor (stored hashes; unchanged rows skip)")
     pending = [e for scope in cps for e in store.ledger(sync.name, scope)]
@@ -449,6 +482,8 @@ def _cmd_state(args: argparse.Namespace) -> int:
 
 
 def _cmd_rejects(args: argparse.Namespace) -> int:
+    from ..config.sync_file import load_sync
+
     sync = load_sync(args.sync, check_env=False)
     store = _state(args)
     n_open = store.count_rejects(sync.name, open_only=True, scope=args.scope)
@@ -547,6 +582,8 @@ def _export_csv(rows: Any) -> None:
 
 
 def _cmd_schema(args: argparse.Namespace) -> int:
+    from ..config.sync_file import json_schema
+
     text = json.dumps(json_schema(), indent=2) + "\n"
     if args.output:
         Path(args.output).write_text(text, encoding="utf-8")
@@ -578,14 +615,17 @@ def _cmd_sandbox(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    from ..core.process import use_lean_memory_pool
     from .demo_run import run_demo
 
+    use_lean_memory_pool()
     return run_demo(events=args.events, state_url=args.state_url)
 
 
 def entry() -> int:
     """The ``connector`` command: a process of its own (see ``process.keep_pandas_out``)."""
     keep_pandas_out()
+    keep_httpx_cli_out()
     return main()
 
 

@@ -42,6 +42,8 @@ _ENV_FIELDS_TEXT = (
 # location down (a 271-byte alias bomb expands to millions of nodes).
 MAX_SYNC_FILE_BYTES = 256 * 1024
 MAX_YAML_NODES = 100_000
+# An asset owner as Dagster takes it: an e-mail address or team:<name>.
+_OWNER = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+|team:[A-Za-z0-9_.-]+")
 
 __all__ = [  # the option types live in ``options``; re-exported for existing imports
     "CommonOptions",
@@ -247,6 +249,28 @@ class ChecksConfig(_Model):
     reject_ratio_warn: float = Field(0.01, ge=0, le=1)
     reject_ratio_error: float = Field(0.05, ge=0, le=1)
     max_lag_hours: float = Field(24.0, gt=0)
+    # Contact syncs (the Dagster checks changed_ratio and removed_rows, docs/dagster.md).
+    changed_ratio_warn: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="Contact syncs: warn when more than this share of the already confirmed "
+        "rows changed in one run (a mapping change or a rebuilt source table re-sends them).",
+    )
+    removed_ratio_warn: float = Field(
+        0.05,
+        ge=0,
+        le=1,
+        description="Contact syncs: warn when more than this share of the confirmed contacts "
+        "vanished from the source in one run.",
+    )
+    removed_ratio_error: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="Contact syncs: the removed_rows check fails with ERROR severity above "
+        "this share (an emptied or half-loaded source table?).",
+    )
 
 
 class SyncConfig(_Model):
@@ -260,7 +284,22 @@ class SyncConfig(_Model):
     schedule: ScheduleConfig | None = None
     partitions: PartitionsConfig | None = None
     checks: ChecksConfig = Field(default_factory=ChecksConfig)
-    owners: list[str] = Field(default_factory=list)
+    owners: list[str] = Field(
+        default_factory=list,
+        description="Who owns the sync: e-mail addresses or team:<name> (shown as the Dagster "
+        "asset's owners).",
+    )
+
+    @field_validator("owners")
+    @classmethod
+    def _owner_form(cls, owners: list[str]) -> list[str]:
+        for owner in owners:
+            if not _OWNER.fullmatch(owner):
+                raise ValueError(
+                    f"{owner!r} is neither an e-mail address nor team:<name>; write e.g. "
+                    f"team:{re.sub(r'[^A-Za-z0-9_-]+', '-', owner).strip('-') or 'growth'}"
+                )
+        return owners
 
     @field_validator("schedule", mode="before")
     @classmethod

@@ -16,16 +16,18 @@ import re
 from abc import abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 from urllib.parse import quote
 
-import httpx
 import orjson
 from pydantic import Field
 
 from ..core.errors import ConfigError, RequestError
 from ..core.options import CommonOptions
 from .base import ConfigT, Destination
+
+if TYPE_CHECKING:  # httpx is imported by the run that sends (cli start-up, docs/performance.md)
+    import httpx
 
 
 class ContactOptions(CommonOptions):

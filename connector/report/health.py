@@ -4,7 +4,9 @@
   partitions, or a single CLI run);
 - :func:`reject_ratio` judges rejected / seen rows against the sync's thresholds;
 - :func:`freshness` measures how far the newest delivered cursor lags the newest source row;
-- :func:`measure_freshness` reads the two cursors (state store and warehouse) and calls it.
+- :func:`measure_freshness` reads the two cursors (state store and warehouse) and calls it;
+- :func:`contact_shares` judges a contact run: rejects of the rows sent, changed and removed
+  shares of the confirmed rows.
 
 The Dagster layer (``dagster_defs``) only turns these into metadata and check results; the CLI
 summary (``summary``) prints a result. Nothing here imports Dagster.
@@ -18,8 +20,6 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
-
-from ..read.source import Reader
 
 if TYPE_CHECKING:
     from ..config.sync_file import SyncConfig
@@ -121,6 +121,96 @@ def reject_ratio(t: Totals, *, warn_above: float, error_above: float) -> RejectR
     else:
         level = Level.OK
     return RejectRatio(t.rejected, seen, ratio, warn_above, error_above, level)
+
+
+@dataclass(frozen=True)
+class Share:
+    """``part`` of ``whole`` as a ratio, and its level against ``warn_above`` and (when set)
+    ``error_above``; ``what`` and ``of`` name both for people ("changed", "confirmed rows")."""
+
+    what: str
+    of: str
+    part: int
+    whole: int
+    ratio: float
+    warn_above: float
+    error_above: float | None
+    level: Level
+
+    @property
+    def passed(self) -> bool:
+        """True when the ratio is at or below ``warn_above``."""
+        return self.level is Level.OK
+
+    def describe(self) -> str:
+        """One line: the counts, the ratio and the threshold it is within or above."""
+        limit = self.error_above if self.level is Level.ERROR else self.warn_above
+        verdict = "within" if self.passed else "above"
+        return (
+            f"{self.part:,} of {self.whole:,} {self.of} {self.what} ({self.ratio:.2%}), "
+            f"{verdict} {limit:.2%}"
+        )
+
+
+def share(
+    what: str, of: str, part: int, whole: int, *, warn_above: float, error_above: float | None
+) -> Share:
+    """Judge ``part / whole`` (0 when ``whole`` is 0: nothing to judge)."""
+    ratio = part / whole if whole else 0.0
+    if error_above is not None and ratio > error_above:
+        level = Level.ERROR
+    elif ratio > warn_above:
+        level = Level.WARN
+    else:
+        level = Level.OK
+    return Share(what, of, part, whole, ratio, warn_above, error_above, level)
+
+
+def contact_shares(sync: SyncConfig, results: Iterable[SyncResult]) -> dict[str, Share]:
+    """The measures of a contact run (``ContactResult`` counts, summed), by check name.
+
+    - ``reject_ratio``: rows the vendor refused of the rows that needed sending (added and
+      changed; unchanged rows are not judged), against ``checks.reject_ratio_warn/error``;
+    - ``changed_ratio``: changed rows of the rows the vendor had confirmed before (changed and
+      unchanged), against ``checks.changed_ratio_warn`` — many at once is a mapping change or a
+      rebuilt source table re-sending everything;
+    - ``removed_rows``: confirmed contacts whose source row vanished, of all confirmed ones
+      (changed, unchanged and removed), against ``checks.removed_ratio_warn/error``.
+    """
+    rs = list(results)
+
+    def total(name: str) -> int:
+        return sum(int(getattr(r, name, 0)) for r in rs)
+
+    added, changed, unchanged = total("added"), total("changed"), total("unchanged")
+    removed, rejected = total("removed"), total("rejected")
+    c = sync.checks
+    return {
+        "reject_ratio": share(
+            "rejected",
+            "rows to send",
+            rejected,
+            added + changed,
+            warn_above=c.reject_ratio_warn,
+            error_above=c.reject_ratio_error,
+        ),
+        "changed_ratio": share(
+            "changed",
+            "confirmed rows",
+            changed,
+            changed + unchanged,
+            warn_above=c.changed_ratio_warn,
+            error_above=None,
+        ),
+        "removed_rows": share(
+            "vanished from the source",
+            "confirmed contacts",
+            removed,
+            changed + unchanged + removed,
+            warn_above=c.removed_ratio_warn,
+            error_above=c.removed_ratio_error,
+        ),
+    }
 
 
 class FreshnessState(enum.Enum):
@@ -227,6 +317,8 @@ def measure_freshness(sync: SyncConfig, state: StateStore, warehouse_url: str | 
         return Freshness(
             FreshnessState.NO_CURSOR, None, None, max_lag_hours=sync.checks.max_lag_hours
         )
+    from ..read.source import Reader  # pyarrow and the warehouse driver: only when measured
+
     checkpoints = state.checkpoints_for(sync.name)
     with Reader(sync, warehouse_url) as reader:
         newest_source = reader.max_cursor()

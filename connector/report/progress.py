@@ -13,8 +13,8 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
+from ..run.result import SyncResult
 from ..run.run_plan import format_duration
-from ..run.sync import SyncResult
 
 EVERY_ENV = "CONNECTOR_PROGRESS_EVERY_S"
 DEFAULT_EVERY_S = 10.0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from ..run.sync import SyncResult
+from ..run.result import SyncResult
 
 
 def fmt_position(pos: list[Any] | tuple[Any, ...] | None) -> str:
@@ -19,9 +19,10 @@ def fmt_position(pos: list[Any] | tuple[Any, ...] | None) -> str:
 def print_summary(res: SyncResult, out: Any = None) -> None:
     """What a run did, as ``connector sync`` and ``connector demo`` print it."""
     out = out or sys.stdout
-    from ..run.contacts import ContactResult, print_contact_summary
+    if getattr(res, "kind", None) == "contacts":  # a ContactResult: its own summary
+        from ..run.contacts import ContactResult, print_contact_summary
 
-    if isinstance(res, ContactResult):
+        assert isinstance(res, ContactResult)
         print_contact_summary(res, out)
         return
     verb = "would send" if res.status == "dry_run" else "delivered"

@@ -32,7 +32,6 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import quote
 
-import httpx
 import orjson
 from pydantic import Field, PositiveInt
 from typing_extensions import override
@@ -374,6 +373,8 @@ class BrevoContacts(ContactDestination[BrevoContactsDestination]):
     def _report_lines(self, url: str) -> list[str]:
         """A CSV report's first column, header line skipped. The account key goes only to
         the API's own host; a report elsewhere is fetched without it."""
+        import httpx  # here, not at import: `connector validate` and `state` never send
+
         base = httpx.URL(self.base_url)
         target = httpx.URL(url)
         if target.host == base.host and target.port == base.port:
