@@ -15,7 +15,7 @@ import dagster as dg
 import sqlalchemy as sa
 
 from connector import ConnectorError, Reader, SyncConfig, SyncResult
-from connector.config.sync_file import ColumnRef
+from connector.config.sections import ColumnRef
 from connector.report.health import totals
 
 from .scopes import Scope

@@ -16,7 +16,8 @@ from datetime import datetime, time
 
 import dagster as dg
 
-from connector.config.sync_file import WAREHOUSE_URL_ENV, SyncConfig, resolve_env
+from connector.config.env import resolve_env
+from connector.config.sync_file import WAREHOUSE_URL_ENV, SyncConfig
 from connector.core.errors import ConfigError
 from connector.destinations import destination_class
 from connector.warehouses import backend, warehouse_for

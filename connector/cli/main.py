@@ -7,13 +7,12 @@ checkpoint stays at the last delivered row); 2 config or usage error.
 from __future__ import annotations
 
 import argparse
-import contextlib
+import importlib
 import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
-from decimal import Decimal
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,16 +20,13 @@ from .. import __version__
 from ..core import logcontext
 from ..core.errors import ConfigError, ConnectorError, SourceError, StateError
 from ..core.process import keep_httpx_cli_out, keep_pandas_out
+from .common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, open_state
 
 # Everything else is imported by the command that needs it: ``connector --help`` and the
 # state commands then start without pyarrow, httpx or the destinations (docs/performance.md,
 # "Start-up"; tests/test_cli_imports.py checks it).
 if TYPE_CHECKING:
     from ..config.sync_file import SyncConfig
-    from ..run.run_plan import RunPlan
-    from ..store.state import StateStore
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 class _Parser(argparse.ArgumentParser):
@@ -173,8 +169,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
     if args.config_dir:
         os.environ["CONNECTOR_CONFIG_DIR"] = args.config_dir
     try:
-        handler = globals()[f"_cmd_{args.command}"]
-        return int(handler(args))
+        return int(_handler(args.command)(args))
     except ConfigError as exc:
         print(f"config error:\n{exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -189,10 +184,20 @@ def _main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
 
 
-def _state(args: argparse.Namespace) -> StateStore:
-    from ..store.state import StateStore
+# Commands that live in their own module: imported only when they run.
+_ELSEWHERE = {
+    "plan": ("planning", "cmd_plan"),
+    "preview": ("planning", "cmd_preview"),
+    "state": ("records", "cmd_state"),
+    "rejects": ("records", "cmd_rejects"),
+}
 
-    return StateStore.open(args.state_url)
+
+def _handler(command: str) -> Callable[[argparse.Namespace], int]:
+    if command in _ELSEWHERE:
+        module, name = _ELSEWHERE[command]
+        return getattr(importlib.import_module(f".{module}", __package__), name)
+    return globals()[f"_cmd_{command}"]
 
 
 def _cmd_sync(args: argparse.Namespace) -> int:
@@ -220,7 +225,7 @@ def _cmd_sync(args: argparse.Namespace) -> int:
         total = _plan_total(sync, args)
         res = run_sync(
             sync,
-            state=_state(args),
+            state=open_state(args),
             full_refresh=args.full_refresh,
             dry_run=args.dry_run,
             limit=args.limit,
@@ -247,7 +252,7 @@ def _plan_total(sync: SyncConfig, args: argparse.Namespace) -> int | None:
     from ..run.run_plan import plan_run
 
     try:
-        plan = plan_run(sync, _state(args), full_refresh=args.full_refresh)
+        plan = plan_run(sync, open_state(args), full_refresh=args.full_refresh)
     except ConnectorError:
         return None
     print(f"plan: {plan.line()}", file=sys.stderr, flush=True)
@@ -322,263 +327,6 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         )
         return EXIT_USAGE
     return EXIT_OK
-
-
-def _cmd_plan(args: argparse.Namespace) -> int:
-    from ..config.sync_file import load_sync
-    from ..core.process import use_lean_memory_pool
-    from ..run.run_plan import plan_run
-
-    use_lean_memory_pool()
-    sync = load_sync(args.sync, check_env=False)
-    plan = plan_run(sync, _state(args), full_refresh=args.full_refresh)
-    if args.json:
-        print(json.dumps(plan.to_dict(), default=str, indent=2, ensure_ascii=False))
-    else:
-        print_plan(plan)
-    return EXIT_OK
-
-
-def print_plan(plan: RunPlan, out: Any = None) -> None:
-    """Print the plan of a run as ``connector plan`` shows it (to ``out``, default stdout):
-    rows pending, events a request, requests, the destination's rate and the least duration."""
-    from ..report.summary import fmt_position
-    from ..run.run_plan import format_duration
-
-    out = out or sys.stdout
-    after = "full refresh" if plan.full_refresh else f"after {fmt_position(plan.checkpoint)}"
-    size = f", ~{plan.event_bytes:,} bytes an event" if plan.event_bytes else ""
-    print(f"{plan.sync} [{plan.scope}], {after}", file=out)
-    print(f"  rows pending        {plan.rows:,}", file=out)
-    print(
-        f"  per request         {plan.per_request:,} events (limit {plan.max_events:,}{size})",
-        file=out,
-    )
-    print(f"  requests            {plan.requests:,}", file=out)
-    print(f"  rate                {plan.rate or 'no documented limit'}", file=out)
-    if plan.duration_s is not None:
-        print(f"  duration            ≥ {format_duration(plan.duration_s)}", file=out)
-    print(plan.line(), file=out)
-
-
-def _cmd_preview(args: argparse.Namespace) -> int:
-    from ..config.sync_file import load_sync
-    from ..core.process import use_lean_memory_pool
-    from ..run.run_plan import plan_run
-    from ..run.sync import preview
-
-    use_lean_memory_pool()
-    sync = load_sync(args.sync, check_env=False)
-    if not sync.is_contact_sync:  # a contact run's size depends on the diff, not a count
-        print_plan(plan_run(sync, _state(args)))
-        print()
-    out = preview(sync, limit=args.limit)
-    for req in out["requests"]:
-        print(f"{req['method']} {req['url']}")
-        for k, v in req["headers"].items():
-            print(f"{k}: {v}")
-        print()
-        print(pretty_json(req["body"]))
-        print()
-    for key, reason in out["rejects"]:
-        print(f"reject {key}: {reason}")
-    if "counts" in out:  # a contact sync: what the diff found in these rows
-        print(", ".join(f"{n} {k}" for k, n in out["counts"].items()) + " (of the rows read)")
-    return EXIT_OK
-
-
-def pretty_json(body: bytes | str) -> str:
-    """A JSON body indented for reading, every number printed with the digits the body holds
-    (``json.dumps`` would print 12345678901234567.89 as a float)."""
-
-    def fmt(value: Any, pad: str) -> str:
-        inner = pad + "  "
-        if isinstance(value, dict) and value:
-            members = (
-                f"{inner}{json.dumps(k, ensure_ascii=False)}: {fmt(v, inner)}"
-                for k, v in value.items()
-            )
-            return "{\n" + ",\n".join(members) + "\n" + pad + "}"
-        if isinstance(value, list) and value:
-            return "[\n" + ",\n".join(inner + fmt(v, inner) for v in value) + "\n" + pad + "]"
-        if isinstance(value, Decimal):
-            return str(value)
-        return json.dumps(value, ensure_ascii=False)
-
-    return fmt(json.loads(body, parse_float=Decimal, parse_int=Decimal), "")
-
-
-def _cmd_state(args: argparse.Namespace) -> int:
-    from ..config.sync_file import load_sync
-    from ..report.summary import fmt_position
-    from ..store.lease import live_holders
-    from ..store.state import INCREMENTAL, reset_broken_store
-
-    if args.broken_store:
-        if args.action != "reset" or args.sync or args.scope:
-            print(
-                "connector: error: use --broken-store alone: state reset --broken-store",
-                file=sys.stderr,
-            )
-            return EXIT_USAGE
-        print(reset_broken_store(args.state_url))
-        return EXIT_OK
-    if not args.sync:
-        print("connector: error: name the sync: connector state show|reset <sync>", file=sys.stderr)
-        return EXIT_USAGE
-    sync = load_sync(args.sync, check_env=False)
-    store = _state(args)
-    if args.action == "reset":
-        running = live_holders(store, sync.name, args.scope)
-        if running:
-            print(
-                f"connector: error: {sync.name} is running ({'; '.join(running)}): a reset "
-                "now would be undone by that run's own writes. Reset after it ends",
-                file=sys.stderr,
-            )
-            return EXIT_FAILED
-        store.reset(sync.name, args.scope)
-        if sync.is_contact_sync and args.scope in (None, INCREMENTAL):
-            from ..contacts.hashes import HashStore
-
-            HashStore(store).forget(sync.name)  # the next run sends every contact again
-        print(
-            f"{sync.name}: state reset ({args.scope or 'all scopes'}); the next run starts "
-            "from the beginning"
-        )
-        return EXIT_OK
-    cps = store.checkpoints_for(sync.name)
-    if not cps:
-        print(f"{sync.name}: no checkpoint yet")
-    for scope, pos in sorted(cps.items()):
-        if args.scope and scope != args.scope:
-            continue
-        print(f"{sync.name} [{scope}]: {fmt_position(pos)}")
-    if sync.is_contact_sync:
-        from ..contacts.hashes import HashStore
-
-        n = HashStore(store).count(sync.name)
-        print(f"  {n:,} contacts confirmed by the vendor (stored hashes; unchanged rows skip)")
-    pending = [e for scope in cps for e in store.ledger(sync.name, scope)]
-    if pending:
-        print(
-            f"  ledger: {len(pending)} batches beyond the checkpoint "
-            f"({sum(e.count for e in pending if e.status == 'pending')} events pending)"
-        )
-    for run in store.runs(sync.name, limit=5):
-        s = run["summary"] or {}
-        if run["status"] == "interrupted":  # a killed run: its error says how far it got
-            print(
-                f"  run {run['run_id'][:8]} {run['started_at']:%Y-%m-%d %H:%M:%S} "
-                f"{run['error']}"  # "interrupted: ..."
-            )
-            continue
-        print(
-            f"  run {run['run_id'][:8]} {run['started_at']:%Y-%m-%d %H:%M:%S} "
-            f"{run['status']}: {s.get('delivered', 0)} delivered, {s.get('rejected', 0)} "
-            f"rejected" + (f" — {run['error']}" if run["error"] else "")
-        )
-    return EXIT_OK
-
-
-def _cmd_rejects(args: argparse.Namespace) -> int:
-    from ..config.sync_file import load_sync
-
-    sync = load_sync(args.sync, check_env=False)
-    store = _state(args)
-    n_open = store.count_rejects(sync.name, open_only=True, scope=args.scope)
-    total = store.count_rejects(sync.name, scope=args.scope) if args.all else n_open
-    rows = store.iter_rejects(
-        sync.name,
-        args.limit,
-        include_closed=args.all,
-        scope=args.scope,
-        payload=args.format != "table",
-    )
-    try:
-        if args.format == "table":
-            _print_rejects_table(sync.name, rows, n_open, total, args)
-        else:
-            # The count goes to stderr: stdout is the export only.
-            print(f"{n_open:,} open rejects ({sync.name})", file=sys.stderr)
-            (_export_json if args.format == "json" else _export_csv)(rows)
-        sys.stdout.flush()
-    except BrokenPipeError:
-        # `| head` closed the pipe: stop quietly, and keep Python's exit flush from raising.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    return EXIT_OK
-
-
-def _print_rejects_table(
-    name: str, rows: Any, n_open: int, total: int, args: argparse.Namespace
-) -> None:
-    closed = f", {total - n_open:,} closed" if args.all else ""
-    print(f"{n_open:,} open rejects{closed} ({name})")
-    shown = 0
-    for r in rows:
-        if shown == 0:
-            print("key\treason\trejected_at\tscope" + ("\tstatus" if args.all else ""))
-        status = "open" if r["closed_at"] is None else f"closed: {r['resolution']}"
-        print(
-            f"{r['key']}\t{r['reason']}\t{r['created_at']:%Y-%m-%d %H:%M:%S}\t{r['scope']}"
-            + (f"\t{status}" if args.all else "")
-        )
-        shown += 1
-    if args.limit and shown < total:
-        print(f"(the {shown:,} newest; drop --limit to see all {total:,})")
-
-
-def _export_record(r: dict[str, Any]) -> dict[str, Any]:
-    """One reject as exported: the payload is the JSON the row was mapped to."""
-    payload: Any = r["payload"]
-    if payload is not None:
-        with contextlib.suppress(ValueError):  # cut at 20,000 characters: keep the text
-            payload = json.loads(payload)
-    return {
-        "key": r["key"],
-        "reason": r["reason"],
-        "rejected_at": r["created_at"].isoformat(),
-        "scope": r["scope"],
-        "run_id": r["run_id"],
-        "status": "open" if r["closed_at"] is None else "closed",
-        "closed_at": r["closed_at"].isoformat() if r["closed_at"] else None,
-        "resolution": r["resolution"],
-        "payload": payload,
-    }
-
-
-def _export_json(rows: Any) -> None:
-    """A JSON array, written as it is read (an export can be large)."""
-    out = sys.stdout
-    out.write("[")
-    for i, r in enumerate(rows):
-        out.write(",\n" if i else "\n")
-        out.write(json.dumps(_export_record(r), ensure_ascii=False, default=str))
-    out.write("\n]\n")
-
-
-def _export_csv(rows: Any) -> None:
-    """CSV with a header row; the payload column holds its JSON text."""
-    import csv
-
-    fields = [
-        "key",
-        "reason",
-        "rejected_at",
-        "scope",
-        "run_id",
-        "status",
-        "closed_at",
-        "resolution",
-        "payload",
-    ]
-    w = csv.DictWriter(sys.stdout, fieldnames=fields, lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        rec = _export_record(r)
-        rec["payload"] = r["payload"]
-        w.writerow(rec)
 
 
 def _cmd_schema(args: argparse.Namespace) -> int:

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import httpx
 
-from ..config.sync_file import SyncConfig, resolve_env
+from ..config.env import resolve_env
+from ..config.sync_file import SyncConfig
 from ..core.errors import ConfigError
 from ..core.options import DestinationSettings
 from ..destinations.base import Destination

@@ -19,7 +19,8 @@ from datetime import datetime
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..config.sync_file import ColumnRef, SyncConfig
+from ..config.sections import ColumnRef
+from ..config.sync_file import SyncConfig
 from ..model import jsonfrag
 from ..model.events import (
     NON_FINITE,

@@ -24,7 +24,8 @@ from typing import Any
 import pyarrow as pa
 import sqlalchemy as sa
 
-from ..config.sync_file import WAREHOUSE_URL_ENV, SyncConfig, resolve_env, resolve_tree
+from ..config.env import resolve_env, resolve_tree
+from ..config.sync_file import WAREHOUSE_URL_ENV, SyncConfig
 from ..core.errors import ConfigError, SourceError, mask_url, scrub
 from ..core.logcontext import get_logger
 from ..model.events import Chunk, key_strings

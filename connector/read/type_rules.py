@@ -6,7 +6,8 @@ same columns with the same message.
 
 from __future__ import annotations
 
-from ..config.sync_file import ColumnRef, SyncConfig
+from ..config.sections import ColumnRef
+from ..config.sync_file import SyncConfig
 
 CURSOR_KINDS = frozenset({"timestamptz", "timestamp", "date", "integer", "number"})
 EVENT_TIME_KINDS = frozenset({"timestamptz", "timestamp", "date"})
