@@ -17,8 +17,8 @@ from connector.store.state import StateStore
 
 from .conftest import Warehouse, make_sync
 from .contacts_fakes import FakeKlaviyo
-from .test_contacts_brevo import SYNC as BREVO_SYNC
-from .test_contacts_engine import customers, sync_for
+from .test_brevo_contacts import SYNC as BREVO_SYNC
+from .test_run_contacts import customers, sync_for
 
 ROWS = 4_000
 

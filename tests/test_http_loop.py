@@ -16,12 +16,21 @@ import pytest
 from connector.config.sync_file import RateLimit
 from connector.core.errors import AuthError, RetriesExhausted
 from connector.deliver.delivery import Runtime, Sender, Stats
-from connector.deliver.http_loop import MAX_RATE_LIMITED, HttpLoop, make_client
+from connector.deliver.http_loop import (
+    MAX_RATE_LIMITED,
+    HttpLoop,
+    Verdict,
+    announced_wait,
+    classify,
+    make_client,
+    window_state,
+)
 from connector.deliver.ratelimit import Pacer
 from connector.destinations.base import Request
 from connector.run.contacts import run_contacts
 from connector.store.state import StateStore
 
+from .batch_items import brevo_destination, brevo_items
 from .conftest import FakeSleep, Warehouse, make_sync
 from .contact_fixtures import make_customers
 from .contacts_fakes import FakeKlaviyo
@@ -180,9 +189,7 @@ def test_sender_counts_events_delivered_after_a_lost_answer_as_possibly_duplicat
 ) -> None:
     """End to end through ``Sender``: Brevo batch has no dedup key, so events stored by a
     request whose answer was lost and then re-sent may be in the account twice."""
-    from .test_units import _brevo, _items
-
-    dest, _ = _brevo(1)
+    dest, _ = brevo_destination(1)
     transport, seen = _script(
         [httpx.RemoteProtocolError("server disconnected"), httpx.Response(202, json={})]
     )
@@ -191,7 +198,7 @@ def test_sender_counts_events_delivered_after_a_lost_answer_as_possibly_duplicat
     pacer = Pacer(RateLimit(per_second=1000), fake_time.clock, fake_time.sleep)
     sender = Sender(dest, pacer, runtime, stats, transport=transport)  # type: ignore[arg-type]
 
-    out = sender.send(_items(3, 5))
+    out = sender.send(brevo_items(3, 5))
 
     assert len(out.delivered) == 3 and out.possibly_duplicated == 3
     # A settled batch's copies travel in its outcome; the stats hold failed batches' only.
@@ -199,9 +206,7 @@ def test_sender_counts_events_delivered_after_a_lost_answer_as_possibly_duplicat
 
 
 def test_sender_gives_up_when_retries_run_out(fake_time: FakeSleep) -> None:
-    from .test_units import _brevo, _items
-
-    dest, _ = _brevo(1)
+    dest, _ = brevo_destination(1)
     assert dest.options.max_retries == 8  # type: ignore[attr-defined]  # the default
     transport, seen = _script([httpx.ReadTimeout("slow")] * 9)
     runtime = Runtime(fake_time.clock, fake_time.sleep, lambda: 0.5)
@@ -209,7 +214,7 @@ def test_sender_gives_up_when_retries_run_out(fake_time: FakeSleep) -> None:
     sender = Sender(dest, pacer, runtime, Stats(), transport=transport)  # type: ignore[arg-type]
 
     with pytest.raises(RetriesExhausted, match="ReadTimeout: slow persisted after 8 retries"):
-        sender.send(_items(2, 5))
+        sender.send(brevo_items(2, 5))
 
     assert len(seen) == 9
 
@@ -324,3 +329,57 @@ def test_a_contact_request_that_runs_out_of_retries_counts_attempts_that_may_hav
 
     assert err.value.maybe_processed == 2  # each 503 may have come after the job was created
     assert fake_time.waits == [0.375]  # one backoff step, on the injected sleep
+
+
+# --------------------------------------------------------------------------- status and wait rules
+
+
+@pytest.mark.parametrize(
+    "headers,body,expected",
+    [
+        ({"retry-after": "12"}, b"", 12.0),
+        ({"ratelimit-reset": "30"}, b"", 30.0),
+        ({"x-sib-ratelimit-reset": "4"}, b"", 4.0),
+        ({"x-sib-ratelimit-reset": "4000"}, b"", 4.0),  # reported in ms by some accounts
+        ({"x-rate-limit-reset": "9"}, b"", 9.0),
+        (
+            {},
+            b'{"errors":[{"detail":"Request was throttled. Expected available in 3 seconds."}]}',
+            3.0,
+        ),
+        ({}, b"", None),
+    ],
+)
+def test_announced_wait_reads_every_vendor_style(
+    headers: dict[str, str], body: bytes, expected: float | None
+) -> None:
+    assert announced_wait(httpx.Headers(headers), body, lambda: 0.0) == expected
+
+
+def test_retry_after_as_http_date() -> None:
+    headers = httpx.Headers({"retry-after": "Sun, 22 Nov 2026 10:00:30 GMT"})
+    now = datetime(2026, 11, 22, 10, 0, 0, tzinfo=UTC).timestamp()
+    assert announced_wait(headers, b"", lambda: now) == pytest.approx(30.0)
+
+
+def test_classify_status_codes() -> None:
+    h = httpx.Headers({})
+    codes = (202, 207, 400, 401, 403, 404, 408, 413, 429, 500, 503)
+    assert [classify(s, h).value for s in codes] == [
+        "answered",
+        "answered",
+        "answered",
+        "auth",
+        "auth",
+        "answered",
+        "retry",
+        "answered",
+        "rate_limited",
+        "retry",
+        "retry",
+    ]
+    assert classify(403, httpx.Headers({"cf-mitigated": "challenge"})) is Verdict.RETRY
+    assert window_state(httpx.Headers({"RateLimit-Remaining": "0", "RateLimit-Reset": "5"})) == (
+        0.0,
+        5.0,
+    )

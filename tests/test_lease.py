@@ -278,7 +278,7 @@ def test_a_contact_run_that_lost_its_lease_submits_no_further_job(
     from connector.run.contacts import ContactRun
 
     from .contacts_fakes import FakeKlaviyo
-    from .test_contacts_merge import people, sync_for
+    from .test_merge import people, sync_for
 
     people(duck, "int", list(range(1, 251)))
     monkeypatch.setattr(engine, "ROWS_PER_JOB", 100)  # three jobs of 100, 100, 50

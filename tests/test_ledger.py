@@ -1,4 +1,4 @@
-"""The exactly-once ledger (connector/ledger.py) as a pure object: tables of cases, then every
+"""The exactly-once ledger (connector/plan/ledger.py) as a pure object: tables of cases, then every
 crash point and completion order of two interrupted runs followed by one that completes."""
 
 from __future__ import annotations

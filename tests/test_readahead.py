@@ -19,7 +19,7 @@ from connector.store.state import StateStore
 
 from .conftest import Warehouse
 from .contacts_fakes import FakeKlaviyo
-from .test_contacts_merge import people, sync_for, where
+from .test_merge import people, sync_for, where
 
 
 class Source:

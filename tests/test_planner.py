@@ -1,4 +1,4 @@
-"""The chunk planner (connector/plan.py): ``preview`` shows exactly what a run sends, and
+"""The chunk planner (connector/plan/planner.py): ``preview`` shows exactly what a run sends, and
 mapping problems are known as soon as a chunk is mapped."""
 
 from __future__ import annotations

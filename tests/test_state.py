@@ -1,5 +1,5 @@
 """The state store's schema version, broken stores, and StateError instead of tracebacks
-(connector/migrate.py, connector/state.py)."""
+(connector/store/migrate.py, connector/store/state.py)."""
 
 from __future__ import annotations
 
