@@ -20,7 +20,6 @@ _ENV_FIELDS = {*_LAZY_FIELDS, ("destination", "base_url")}
 _ENV_FIELDS_TEXT = (
     "destination.api_key, destination.base_url, source.url and the values of source.connect_args"
 )
-# A sync file is a few KB; the limits keep one bad file from taking the CLI or the Dagster code
 
 
 def resolve_env(value: str, where: str) -> str:

@@ -12,13 +12,10 @@ from pydantic import Field, field_validator, model_validator
 
 from ..core.options import Model
 
-_Model = Model
-
-
 # --------------------------------------------------------------------------- source
 
 
-class SourceConfig(_Model):
+class SourceConfig(Model):
     """Where rows come from and how they are ordered."""
 
     table: str | None = Field(None, description="Table to read, optionally schema-qualified.")
@@ -92,13 +89,13 @@ class SourceConfig(_Model):
 # --------------------------------------------------------------------------- mapping
 
 
-class ColumnRef(_Model):
+class ColumnRef(Model):
     """A value taken from a column instead of a literal."""
 
     column: str
 
 
-class ObjectMapping(_Model):
+class ObjectMapping(Model):
     """Brevo custom-object reference: ``object: {type, identifiers: {id, ext_id}}``."""
 
     type: str | ColumnRef = Field(
@@ -108,7 +105,7 @@ class ObjectMapping(_Model):
     ext_id: str | None = Field(None, description="Column holding the external object id.")
 
 
-class MappingConfig(_Model):
+class MappingConfig(Model):
     """Which columns become the event, its contact and its properties."""
 
     event_name: str | ColumnRef | None = Field(
@@ -169,7 +166,7 @@ class MappingConfig(_Model):
 # --------------------------------------------------------------------------- orchestration
 
 
-class ScheduleConfig(_Model):
+class ScheduleConfig(Model):
     """When Dagster runs the sync (a cron expression in a time zone)."""
 
     cron: str = Field(description="Cron expression, e.g. '0 * * * *'.")
@@ -183,7 +180,7 @@ class ScheduleConfig(_Model):
         return value
 
 
-class PartitionsConfig(_Model):
+class PartitionsConfig(Model):
     """Time partitions of an event sync: backfills run by partition from the Dagster UI."""
 
     start: date = Field(description="First partition (date).")
@@ -194,7 +191,7 @@ class PartitionsConfig(_Model):
     )
 
 
-class ChecksConfig(_Model):
+class ChecksConfig(Model):
     """Thresholds of the Dagster asset checks run after each sync."""
 
     reject_ratio_warn: float = Field(0.01, ge=0, le=1)

@@ -50,9 +50,6 @@ __all__ = [  # the option types live in ``options``; re-exported for existing im
 ]
 
 
-_Model = Model
-
-
 # --------------------------------------------------------------------------- destinations
 
 
@@ -67,7 +64,7 @@ else:
     ]
 
 
-class SyncConfig(_Model):
+class SyncConfig(Model):
     """One sync: a source, a destination and the mapping between them."""
 
     name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_]{0,62}$")

@@ -11,6 +11,7 @@ from typing_extensions import override
 
 from ..core.errors import ConfigError
 
+# A sync file is a few KB; the limits keep one bad file from taking the CLI or the Dagster code
 # location down (a 271-byte alias bomb expands to millions of nodes).
 MAX_SYNC_FILE_BYTES = 256 * 1024
 MAX_YAML_NODES = 100_000
