@@ -196,7 +196,10 @@ EVENTS_CANNOT: dict[str, str] = {
         "the tracker's events are not listed by any documented read endpoint of the tracker "
         "API, and GET /v3/events has no event id"
     ),
-    "omnisend_events": "Omnisend documents no endpoint that reads events back",
+    "omnisend_events": (
+        "Omnisend documents no endpoint that reads events back (its Events API has POST "
+        "/events only; the Event Metadata API lists event names, not events)"
+    ),
     "omnisend_track": "Omnisend documents no endpoint that reads events back",
 }
 
