@@ -10,16 +10,19 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import dagster as dg
+import httpx
 import pytest
+import sqlalchemy as sa
 
 from connector.cli.demo_run import DEMO_BREVO_ATTRIBUTES
 from connector.config.sync_file import RateLimit
 from connector.deliver.ratelimit import Pacer
 from connector.sandbox import SandboxOptions, SandboxServer
+from connector.store.state import StateStore
 from connector.verify.report import same
 from connector.verify.share import ReadShare
 
-from .conftest import FakeSleep, Warehouse
+from .conftest import SANDBOX_KEYS, FakeSleep, Warehouse
 from .contact_fixtures import ContactCli, make_customers
 from .dagster_fixtures import Env, env, quiet_sandbox
 
@@ -92,10 +95,12 @@ class Cli(ContactCli):
         return code, json.loads(out["stdout"])
 
 
-def _cli(vendor: str, tmp_path: Path, wh: Warehouse, sandbox: SandboxServer) -> Cli:
+def _cli(
+    vendor: str, tmp_path: Path, wh: Warehouse, sandbox: SandboxServer, state_url: str | None = None
+) -> Cli:
     template = VENDORS[vendor][0].replace("FAST", FAST)
     cls = type(f"{vendor}Cli", (Cli,), {"name": f"to_{vendor}", "template": template})
-    return cls(tmp_path, wh, sandbox)
+    return cls(tmp_path, wh, sandbox, state_url)
 
 
 @pytest.fixture
@@ -193,6 +198,69 @@ def test_a_row_changed_in_the_warehouse_since_is_told_apart_and_sample_caps_the_
     ]
     code, report = cli.verify(monkeypatch, capsys, "--sample", "2")
     assert (report["sampled"], report["requests"]) == (2, 2)
+
+
+def test_a_postgresql_state_store_paces_the_reads_on_the_shared_account_row(
+    tmp_path: Path,
+    duck: Warehouse,
+    sandbox: SandboxServer,
+    pg_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    make_customers(duck, 4)
+    cli = _cli("omnisend", tmp_path, duck, sandbox, state_url=pg_url)
+    code, res = cli.sync(monkeypatch, capsys)
+    assert code == 0 and res["delivered"] == 4
+    sandbox.edit_contact("omnisend_contacts", "c1@example.com", {"firstName": "Eve"})
+    engine = StateStore(pg_url).engine
+    query = sa.text("SELECT account, next_at FROM connector_pacer")
+    with engine.connect() as c:
+        [(account, before)] = c.execute(query).all()  # the sync's slots
+    code, report = cli.verify(monkeypatch, capsys)
+    assert code == 1
+    assert report["differences"] == [
+        {
+            "key": "1",
+            "field": "firstName",
+            "sent": "Name1",
+            "found": "Eve",
+            "kind": "changed_at_vendor",
+        }
+    ]
+    # pacing auto on PostgreSQL: the reads took slots of the account's shared row too
+    with engine.connect() as c:
+        [(same_account, after)] = c.execute(query).all()
+    assert same_account == account and account.startswith("omnisend_events|")
+    assert after > before  # four more slots taken, by the reads
+
+
+def test_the_sandbox_read_endpoints_and_the_edit_admin(sandbox: SandboxServer) -> None:
+    with httpx.Client(base_url=sandbox.url) as client:
+        omnisend = {
+            "Authorization": f"Omnisend-API-Key {SANDBOX_KEYS['OMNISEND_API_KEY']}",
+            "Omnisend-Version": "2026-03-15",
+        }
+        body = {"identifiers": [{"type": "email", "id": "A@example.com"}], "firstName": "A"}
+        assert client.post("/api/contacts", json=body, headers=omnisend).status_code == 201
+        r = client.get("/api/contacts", params={"email": "a@example.com"}, headers=omnisend)
+        assert r.status_code == 200
+        [contact] = r.json()["contacts"]
+        assert contact["firstName"] == "A" and contact["updatedAt"]
+        assert r.json()["paging"]["hasMore"] is False
+        bad = client.get("/api/contacts", params={"limit": "0"}, headers=omnisend)
+        assert bad.status_code == 400
+        edit = {"identifier": "A@example.com", "changes": {"firstName": "B"}}
+        r = client.post("/_sandbox/contacts/omnisend_contacts/edit", json=edit)
+        assert r.status_code == 200 and r.json()["firstName"] == "B"
+        assert r.json()["updatedAt"] >= contact["updatedAt"]
+        gone = {"identifier": "A@example.com", "delete": True}
+        assert client.post("/_sandbox/contacts/omnisend_contacts/edit", json=gone).json() == {}
+        r = client.get("/api/contacts", params={"email": "a@example.com"}, headers=omnisend)
+        assert r.json()["contacts"] == []
+        r = client.post("/_sandbox/contacts/omnisend_contacts/edit", json=gone)
+        assert r.status_code == 404
+        assert client.post("/_sandbox/contacts/nope/edit", json=gone).status_code == 404
 
 
 def test_verify_before_any_sync_and_of_an_event_sync(
