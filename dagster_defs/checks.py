@@ -239,7 +239,7 @@ def landed_as_sent_result(
     else:
         what = (
             f"{report.matched} of {report.checked} contacts as sent ({rate:.1%}); "
-            f"{len(report.differences)} differences"
+            f"{len(report.differences)} difference{'' if len(report.differences) == 1 else 's'}"
         )
     return dg.AssetCheckResult(
         check_name=LANDED_AS_SENT,

@@ -423,3 +423,20 @@ def test_no_landed_as_sent_check_without_a_verify_block(env: Env) -> None:
     make_customers(env.warehouse, 2)
     env.write_sync("people", DAGSTER_SYNC.replace("verify: {{sample: 50}}\n", ""))
     assert "landed_as_sent" not in _materialize(env)
+
+
+def test_landed_as_sent_executes_alone(env: Env) -> None:
+    make_customers(env.warehouse, 3)
+    env.write_sync("people", DAGSTER_SYNC)
+    _materialize(env)
+    env.sandbox.edit_contact("klaviyo_profiles", "c1@example.com", delete=True)
+    check_key = dg.AssetCheckKey(KEY, "landed_as_sent")
+    only = dg.define_asset_job("landed_only", selection=dg.AssetSelection.checks(check_key))
+    defs = dg.Definitions.merge(env.defs(), dg.Definitions(jobs=[only]))
+    result = defs.resolve_job_def("landed_only").execute_in_process(
+        instance=dg.DagsterInstance.ephemeral()
+    )
+    [check] = result.get_asset_check_evaluations()
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
+    assert check.metadata["difference_counts"].value == {"never_landed": 1}
+    assert check.description == "2 of 3 contacts as sent (66.7%); 1 difference"

@@ -128,8 +128,10 @@ class VerifyReport:
             print(f"  {self.gone_from_source:,} sampled keys are no longer in the source", file=out)
         for key, why in self.unreadable:
             print(f"  {key}: not read back: {why}", file=out)
-        if not self.checked and not self.cannot:
-            print("  nothing to compare: no confirmed contact could be read back", file=out)
+        if not self.sampled:
+            print("  nothing to compare: no contact is confirmed yet; run the sync first", file=out)
+        elif not self.checked:
+            print("  nothing to compare: no sampled contact could be read back", file=out)
         if self.differences:
             counts = ", ".join(f"{n} {k}" for k, n in sorted(self.counts().items()))
             print(f"  differences ({counts}):", file=out)
