@@ -440,3 +440,18 @@ def test_landed_as_sent_executes_alone(env: Env) -> None:
     assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
     assert check.metadata["difference_counts"].value == {"never_landed": 1}
     assert check.description == "2 of 3 contacts as sent (66.7%); 1 difference"
+
+
+def test_a_dry_run_reads_nothing_back(env: Env) -> None:
+    make_customers(env.warehouse, 2)
+    env.write_sync("people", DAGSTER_SYNC)
+    asset = env.defs().resolve_assets_def(KEY)
+    result = dg.materialize(
+        [asset],
+        instance=dg.DagsterInstance.ephemeral(),
+        run_config={"ops": {asset.op.name: {"config": {"dry_run": True}}}},
+    )
+    assert result.success
+    checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
+    assert "landed_as_sent" not in checks
+    assert not [r for r in env.sandbox.requests if r.method == "GET"]
