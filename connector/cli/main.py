@@ -139,6 +139,17 @@ def _parser() -> argparse.ArgumentParser:
         "demo", help="build the demo warehouse, start the sandbox, run the demo syncs"
     )
     d.add_argument("--events", type=int, default=5_000)
+
+    ve = sub.add_parser(
+        "verify", help="read a sample of confirmed contacts back from the vendor and compare"
+    )
+    ve.add_argument("sync")
+    ve.add_argument(
+        "--sample",
+        type=_positive_int,
+        help="contacts to read back (default: the sync file's verify.sample, else 100)",
+    )
+    ve.add_argument("--json", action="store_true", help="print the report as JSON")
     return p
 
 
@@ -190,6 +201,7 @@ _ELSEWHERE = {
     "preview": ("planning", "cmd_preview"),
     "state": ("records", "cmd_state"),
     "rejects": ("records", "cmd_rejects"),
+    "verify": ("verify", "cmd_verify"),
 }
 
 
