@@ -63,7 +63,7 @@ def test_errors_share_one_base_class() -> None:
 
 def test_an_unknown_name_is_an_attribute_error_naming_it() -> None:
     try:
-        connector.run_syncs  # type: ignore[attr-defined]  # noqa: B018
+        connector.run_syncs  # noqa: B018
     except AttributeError as exc:
         assert "run_syncs" in str(exc)
     else:
