@@ -49,6 +49,7 @@ from typing_extensions import override
 from ...core.errors import RequestError
 from ...core.options import DestinationSettings
 from ...model.jsonfrag import text_fragment
+from ..answers import About, judge
 from ..base import Limits
 from ..contact_endpoint import (
     Contact,
@@ -285,8 +286,12 @@ class OmnisendContacts(ContactDestination[OmnisendContactsDestination]):
                 continue
             data = json_object(resp, f"POST {CONTACTS}") if resp.content else {}
             listed = isinstance(data.get("errors"), list) and bool(data["errors"])
-            if resp.status_code == 409 or (resp.status_code in (400, 422) and listed):
-                errors[i] = _problem(resp.status_code, data)
+            # A 409 is about the row's identifiers (each belongs to another contact); a 400
+            # or 422 is about the row only when it lists the row's fields (``answers``).
+            code = resp.status_code
+            about = judge(code, problem_text(data), item_detail=listed or code == 409)
+            if code in (400, 409, 422) and about is About.ITEMS:
+                errors[i] = _problem(code, data)
             else:
                 raise request_error(f"POST {CONTACTS}", resp)
         group = f"single-{len(self._outcomes) + 1}"
