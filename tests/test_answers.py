@@ -176,3 +176,15 @@ def test_a_brevo_batch_400_pointing_at_no_event_is_about_the_request() -> None:
     body = orjson.dumps({"errors": [{"eventIndex": [1], "message": "bad date"}]})
     outcome = dest.interpret(request, 400, {}, body)
     assert outcome.rejected == {1: "Brevo: bad date"} and outcome.resend == [0, 2, 3]
+
+
+def test_a_klaviyo_profile_error_is_judged_by_where_it_points() -> None:
+    from connector.destinations.klaviyo.vendor import jsonapi_about_request
+
+    def body(**source: str) -> bytes:
+        return orjson.dumps({"errors": [{"detail": "Invalid email.", "source": source}]})
+
+    assert not jsonapi_about_request(400, body(pointer="/data/attributes/email"))
+    assert jsonapi_about_request(400, body(header="revision"))
+    assert jsonapi_about_request(400, body())  # points nowhere: about the request
+    assert jsonapi_about_request(410, body(pointer="/data/attributes/email"))  # retired
