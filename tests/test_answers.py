@@ -205,3 +205,25 @@ def test_cli_sandbox_takes_the_omnisend_version_options(monkeypatch: pytest.Monk
     assert opts.omnisend_versions == ("2027-01-15",)
     assert opts.omnisend_retired_versions == ("2026-03-15",)
     assert opts.omnisend_batch_items == "split" and opts.disabled_event_names == ("played",)
+
+
+@pytest.mark.parametrize("mode", ["batch", "single"])
+def test_an_omnisend_version_error_fails_a_contact_run_too(
+    mode: str,
+    tmp_path: Path,
+    duck: Warehouse,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from .test_omnisend_batch_items import SYNC, Cli, _people
+
+    _people(duck)
+    template = SYNC.replace("poll_max_interval_s: 0.05", f"poll_max_interval_s: 0.05, mode: {mode}")
+    for sandbox in _sandbox(omnisend_retired_versions=("2026-03-15",)):
+        cli_run = Cli(tmp_path, duck, sandbox)
+        cli_run.template = template  # type: ignore[misc]
+        cli_run.write()
+        code, out = cli_run.sync(monkeypatch, capsys)
+        assert code == 1 and "410" in out["stderr"] and "was retired" in out["stderr"], out
+        assert StateStore(cli_run.state_url).rejects("people") == []
+        assert cli_run.confirmed() == 0
