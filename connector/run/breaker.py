@@ -173,10 +173,14 @@ class Breaker(Generic[T]):
         self.tripped = RequestError(self.message(trip, self.rule.ratio), stored_nothing=False)
         return self.tripped
 
-    def release(self) -> None:
+    def release(self, *, alike: bool = True) -> None:
         """The run's last unit was judged: release the held units, or raise the run's error
-        when its rows were refused alike (after a trip none are held)."""
+        when its rows were refused alike (after a trip none are held). ``alike=False``: the
+        run failed otherwise, its own error stands; the held units are released."""
         if self.tripped is not None:
+            return
+        if not alike:
+            self.rule.release()
             return
         error = self._tripped(self.rule.finish())
         if error is not None:

@@ -158,7 +158,7 @@ class EventRun:
                     self._submit(last, pool, sender, inflight)
             while inflight:
                 failure = self._drain(inflight, block=True) or failure
-            self.breaker.release()
+            self.breaker.release(alike=failure is None)  # a failed run keeps its own error
         except BaseException:
             for fut in inflight:
                 fut.cancel()
