@@ -134,6 +134,32 @@ def _parser() -> argparse.ArgumentParser:
         metavar="NAME:TYPE",
         help="a Brevo account attribute (repeatable; replaces the default set)",
     )
+    # Fault options (issue 19): answers a client must read right.
+    sb.add_argument(
+        "--omnisend-batch-items",
+        choices=("all", "split"),
+        default="all",
+        help="split: Omnisend batch items list refused items only under errors[]",
+    )
+    sb.add_argument(
+        "--omnisend-version",
+        action="append",
+        default=[],
+        help="an Omnisend-Version the dated API serves (repeatable; default 2026-03-15)",
+    )
+    sb.add_argument(
+        "--omnisend-retired-version",
+        action="append",
+        default=[],
+        help="an Omnisend-Version answered 410 Gone (repeatable)",
+    )
+    sb.add_argument(
+        "--disabled-event-name",
+        action="append",
+        default=[],
+        help="an event name the account has not enabled: Brevo batch and Klaviyo bulk refuse "
+        "each such event (repeatable)",
+    )
 
     d = sub.add_parser(
         "demo", help="build the demo warehouse, start the sandbox, run the demo syncs"
@@ -360,11 +386,16 @@ def _cmd_sandbox(args: argparse.Namespace) -> int:
         extra: dict[str, Any] = {}
         if args.brevo_attribute:
             extra["brevo_attributes"] = parse_brevo_attributes(args.brevo_attribute)
+        if args.omnisend_version:
+            extra["omnisend_versions"] = tuple(args.omnisend_version)
         opts = SandboxOptions(
             latency_s=args.latency_ms / 1000.0,
             rate_limits_enabled=not args.no_rate_limits,
             validate=not args.sink,
             contact_job_polls=args.job_polls,
+            omnisend_batch_items=args.omnisend_batch_items,
+            omnisend_retired_versions=tuple(args.omnisend_retired_version),
+            disabled_event_names=tuple(args.disabled_event_name),
             **extra,
         )
     except ValueError as exc:

@@ -74,6 +74,9 @@ def cmd_state(args: argparse.Namespace) -> int:
             f"  ledger: {len(pending)} batches beyond the checkpoint "
             f"({sum(e.count for e in pending if e.status == 'pending')} events pending)"
         )
+    copies = store.copies(sync.name, args.scope)
+    if copies.runs:
+        print(f"  {copies}")
     for run in store.runs(sync.name, limit=5):
         s = run["summary"] or {}
         if run["status"] == "interrupted":  # a killed run: its error says how far it got

@@ -46,7 +46,13 @@ import orjson
 from connector.sandbox import omnisend
 from connector.sandbox._shared import Rejected, Reply, json_reply, parse_json
 from connector.sandbox.contacts import DONE, FAILED, ContactStore, Job, ProfileBook
-from connector.sandbox.omnisend import DATED_VERSIONS, FieldError, _field, problem
+from connector.sandbox.omnisend import (
+    DEFAULT_VERSIONS,
+    FieldError,
+    Versions,
+    _field,
+    problem,
+)
 from connector.sandbox.ratelimit import Decision
 
 KIND = "omnisend_contacts"
@@ -71,19 +77,10 @@ STRING_FIELDS = (
 )
 
 
-def version_error(version: str | None) -> Reply | None:
-    """The dated API's 400 problem for a missing or unsupported ``Omnisend-Version`` header; None
-    when it is fine."""
-    if version is None:
-        return problem(400, "Bad request", "The Omnisend-Version header is required", "bad-request")
-    if version not in DATED_VERSIONS:
-        return problem(
-            400,
-            "Bad request",
-            f"Unsupported Omnisend-Version {version!r}; supported: " + ", ".join(DATED_VERSIONS),
-            "bad-request",
-        )
-    return None
+def version_error(version: str | None, versions: Versions = DEFAULT_VERSIONS) -> Reply | None:
+    """The dated API's problem for a missing, unsupported (400) or retired (410)
+    ``Omnisend-Version`` header; None when it is served."""
+    return versions.error(version)
 
 
 def _json(body: bytes, content_type: str | None) -> Any:
@@ -271,10 +268,11 @@ def handle_contact(
     *,
     now: datetime,
     validate: bool = True,
+    versions: Versions = DEFAULT_VERSIONS,
 ) -> Reply:
     """``POST /api/contacts``: create (201) or update (200) one contact by its identifiers, or the
     400 problem."""
-    bad = version_error(version)
+    bad = version_error(version, versions)
     if bad is not None:
         return bad
     try:
@@ -307,10 +305,11 @@ def handle_create_batch(
     now: datetime,
     polls: int,
     validate: bool = True,
+    versions: Versions = DEFAULT_VERSIONS,
 ) -> Reply:
     """``POST /api/batches``: validate a batch of contacts and queue it (its items are applied when
     the batch finishes after ``polls`` polls); 202 with the batch, or the 400 problem."""
-    bad = version_error(version)
+    bad = version_error(version, versions)
     if bad is not None:
         return bad
     try:
@@ -401,7 +400,7 @@ def _status(job: Job) -> str:
     return "pending" if job.polls == 0 else "inProgress"
 
 
-def _batch(job: Job, *, with_items: bool) -> dict[str, Any]:
+def _batch(job: Job, *, with_items: bool, split: bool = False) -> dict[str, Any]:
     results: list[dict[str, Any]] = job.info["results"] if job.state == DONE else []
     failed = [r for r in results if r["responseCode"] >= 400]
     out: dict[str, Any] = {
@@ -419,23 +418,32 @@ def _batch(job: Job, *, with_items: bool) -> dict[str, Any]:
     if job.finished_at is not None:
         out["endedAt"] = job.finished_at.isoformat()
     if with_items:
-        out["responses"] = results
+        out["responses"] = [r for r in results if r["responseCode"] < 400] if split else results
         out["errors"] = failed
     return out
 
 
 def handle_get_batch(
-    batch_id: str, version: str | None, store: ContactStore, now: datetime, *, items: bool
+    batch_id: str,
+    version: str | None,
+    store: ContactStore,
+    now: datetime,
+    *,
+    items: bool,
+    versions: Versions = DEFAULT_VERSIONS,
+    split: bool = False,
 ) -> Reply:
     """``GET /api/batches/{id}`` (counts a poll) or, with ``items``, ``GET /api/batches/{id}/items``
-    (does not); 404 for an unknown batch."""
-    bad = version_error(version)
+    (does not); 404 for an unknown batch. ``split``: ``responses`` lists the items that
+    succeeded and ``errors`` the refused ones (each in one array only), as the ``Batch``
+    schema allows; else ``responses`` lists every item and ``errors`` repeats the refused."""
+    bad = version_error(version, versions)
     if bad is not None:
         return bad
     job = store.peek(batch_id) if items else store.poll(batch_id, now)
     if job is None or job.kind != KIND:
         return problem(404, "Not found", f"Batch {batch_id} was not found", "not-found")
-    return json_reply(200, _batch(job, with_items=items))
+    return json_reply(200, _batch(job, with_items=items, split=split))
 
 
 def handle_list_contacts(
