@@ -1,0 +1,93 @@
+"""Late rows: the lookback window of an event run, seen from the run.
+
+``start_window`` loads what the state store knows of the rows handled inside the window behind
+the scope's checkpoint (``store.window``) into the run's ``plan.ledger.Lookbehind``;
+``BatchRows`` remembers which source rows each batch covers, so the batch's settle records
+them in the window table (in the transaction that moves the checkpoint); ``account`` puts the
+late rows caught into the run's result and warns when one was caught near the window's far
+edge (the window may be too short: a row a little later would have been missed).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Sequence
+
+from ..core.logcontext import get_logger
+from ..model.events import Events
+from ..plan.batching import Batch
+from ..plan.ledger import Lookbehind
+from ..plan.planner import Plan
+from ..read.lookback import EDGE_SHARE, Lookback, cursor_number
+from ..store.state import Position, StateStore
+from .result import SyncResult
+
+log = get_logger("connector.sync")
+
+
+def start_window(
+    state: StateStore, sync: str, scope: str, checkpoint: Position | None, lookback: Lookback | None
+) -> Lookbehind | None:
+    """The run's lookback window: None when it is off; else the checkpoint the run starts
+    from (None on a first run or a full refresh: nothing to re-read, rows are recorded) and
+    the hashes of the rows handled inside the window behind it."""
+    if lookback is None:
+        return None
+    if checkpoint is None:  # rows a crashed first run delivered out of order, if any
+        return Lookbehind(lookback, None, state.window_hashes(sync, scope, -(2**63)))
+    floor = cursor_number(lookback.floor(checkpoint[0]))
+    return Lookbehind(lookback, checkpoint, state.window_hashes(sync, scope, floor))
+
+
+class BatchRows:
+    """The rows each batch covers that this run handles (not skipped), in read order: every
+    row of a chunk is queued when the chunk is planned, and a batch takes as many as it
+    covers (batches are contiguous runs of the read order)."""
+
+    def __init__(self) -> None:
+        self._queue: deque[tuple[Events, int] | None] = deque()
+        self._by_seq: dict[int, list[tuple[Events, int]]] = {}
+
+    def chunk(self, events: Events, plan: Plan) -> None:
+        """Queue the rows of a planned chunk (a skipped row as a gap)."""
+        skip = plan.skip
+        self._queue.extend(None if i in skip else (events, i) for i in range(events.n))
+
+    def take(self, batch: Batch) -> None:
+        """The batch closed: its rows leave the queue."""
+        rows = [r for r in (self._queue.popleft() for _ in range(batch.covered)) if r]
+        self._by_seq[batch.seq] = rows
+
+    def positions(self, seq: int) -> Callable[[], Sequence[Position]]:
+        """The positions of batch ``seq``'s rows, computed only when the ledger needs them."""
+        rows = self._by_seq.pop(seq, [])
+        return lambda: [events.position(i) for events, i in rows]
+
+
+def account(result: SyncResult, window: Lookbehind | None, sync: str) -> None:
+    """The late rows caught into ``result``, and the warning when some were caught in the
+    window's oldest tenth."""
+    if window is None:
+        return
+    result.lookback = window.lookback.text
+    result.late_rows = window.late
+    result.late_rows_near_edge = window.near_edge
+    result.window_reread = window.reread
+    if window.late:
+        log.info(
+            "%s: %d late rows caught inside the lookback window (source.lookback %s)",
+            sync,
+            window.late,
+            window.lookback.text,
+        )
+    if window.near_edge:
+        log.warning(
+            "%s: %d of the %d late rows caught lay in the oldest %d%% of the lookback window "
+            "(source.lookback %s): rows that commit later still are never read; raise "
+            "source.lookback",
+            sync,
+            window.near_edge,
+            window.late,
+            round(EDGE_SHARE * 100),
+            window.lookback.text,
+        )
