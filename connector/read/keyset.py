@@ -157,6 +157,17 @@ class KeysetSQL:
             .offset(n - 1)
         )
 
+    def window_statement(self, checkpoint: Position, window: Window | None) -> sa.Select[Any]:
+        """The ``(cursor, *pk)`` of the rows inside the lookback window (after ``floor``, up to
+        ``checkpoint``), in order: what ``connector plan`` checks for late rows."""
+        keys = [self.cursor, *self.pk]
+        return (
+            sa.select(*(self._q(c) for c in keys))
+            .select_from(self._from())
+            .where(*self._where(None, window), self._beyond(checkpoint, after=False))
+            .order_by(*self._order())
+        )
+
     def page_statement(
         self, after: Position | None, window: Window | None, upto: Position | None
     ) -> sa.Select[Any]:
