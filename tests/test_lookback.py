@@ -388,3 +388,90 @@ def test_kill_9_during_a_run_whose_window_holds_delivered_rows(
     assert received(sandbox) == 4000 + 1000
     assert third["possibly_duplicated"] == 1000
     assert store.ledger("late", "incremental") == []
+
+
+# -------------------------------------------------------------------- window arithmetic
+
+
+def _sync(lookback: str | None) -> Any:
+    from .conftest import make_sync
+
+    line = f"\n  lookback: {lookback}" if lookback is not None else ""
+    return make_sync(
+        f"""
+name: w
+source:
+  table: ev
+  cursor: c
+  primary_key: [id]{line}
+destination: {{type: klaviyo_bulk_events, api_key: "${{KLAVIYO_API_KEY}}"}}
+mapping: {{event_name: e, event_time: c, identifiers: {{email: email}}}}
+"""
+    )
+
+
+@pytest.mark.parametrize(
+    "value,kind,span",
+    [
+        (None, "timestamptz", timedelta(hours=1)),
+        ("15m", "timestamp", timedelta(minutes=15)),
+        ("2d", "timestamptz", timedelta(days=2)),
+        (None, "date", timedelta(days=1)),
+        ("3", "date", timedelta(days=3)),
+        ("48h", "date", timedelta(days=2)),
+        (None, "integer", 10_000),
+        ("250", "integer", 250),
+        (None, "number", 10_000),
+    ],
+)
+def test_the_window_by_cursor_kind(value: str | None, kind: str, span: Any) -> None:
+    from connector.read.lookback import lookback_for
+
+    lb = lookback_for(_sync(value), kind)
+    assert lb is not None and lb.span == span
+
+
+@pytest.mark.parametrize("value", ["0", "off", "no", "false"])
+def test_zero_and_off_disable_it(value: str) -> None:
+    from connector.read.lookback import lookback_for
+
+    assert lookback_for(_sync(value), "timestamptz") is None
+
+
+@pytest.mark.parametrize(
+    "value,kind,message",
+    [
+        ("3600", "timestamptz", "3600 is a count, but the cursor c is a timestamptz"),
+        ("1h", "integer", "'1h' is a duration, but the cursor c is integer"),
+        ("36h", "date", "'36h' is not whole days, but the cursor c is a date"),
+    ],
+)
+def test_a_window_that_does_not_fit_the_cursor(value: str, kind: str, message: str) -> None:
+    from connector.core.errors import ConfigError
+    from connector.read.lookback import lookback_for
+
+    with pytest.raises(ConfigError, match=message):
+        lookback_for(_sync(value), kind)
+
+
+@pytest.mark.parametrize("value", ["1 hour", "-5", "1.5h", "yes"])
+def test_a_malformed_window_is_refused_when_the_file_is_read(value: str) -> None:
+    from connector.core.errors import ConfigError
+
+    with pytest.raises((ConfigError, ValueError), match="lookback"):
+        _sync(value)
+
+
+def test_cursor_numbers_order_as_the_cursor_and_the_edge() -> None:
+    from datetime import date
+    from decimal import Decimal
+
+    from connector.read.lookback import Lookback, cursor_number, row_hash
+
+    assert cursor_number(T0) < cursor_number(T0 + timedelta(microseconds=1))
+    assert cursor_number(date(2026, 1, 2)) - cursor_number(date(2026, 1, 1)) == 1
+    assert cursor_number(Decimal("7.9")) == 7
+    lb = Lookback("timestamptz", timedelta(hours=1), "1h")
+    assert lb.near_edge(T0 - timedelta(minutes=55), T0)
+    assert not lb.near_edge(T0 - timedelta(minutes=50), T0)
+    assert row_hash((T0, 1)) != row_hash((T0, 2)) and row_hash((T0, 1)) == row_hash((T0, 1))

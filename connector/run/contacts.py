@@ -185,7 +185,7 @@ class ContactRun:
             yield from reader.rows_by_keys(keys)
         # The lookback window: rows that committed late behind the checkpoint are read too
         # (``read.lookback``); the stored hashes skip the ones already confirmed.
-        start, _ = reader.widen(after)
+        start = reader.widen(after)[0] if self.limit is None else after
         for chunk in reader.pages(start, None, self.limit):
             if retried:
                 keys = self.differ.hasher.keys(chunk)

@@ -119,8 +119,12 @@ class EventRun:
         window = None
         try:
             # The lookback window (``late``): read from its far edge, skip the rows handled.
-            after, lookback = self.reader.widen(checkpoint)
-            window = start_window(self.state, name, scope, checkpoint, lookback)
+            # (``--limit N`` reads N rows after the checkpoint: a window bigger than N would
+            # hold the run in place.)
+            start = checkpoint if self.limit is None else None
+            after, lookback = self.reader.widen(start)
+            after = after if start is not None else checkpoint
+            window = start_window(self.state, name, scope, start, lookback)
         except BaseException:
             self.reader.close()
             raise
