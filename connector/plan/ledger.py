@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from ..model.events import Events
-from ..read.lookback import Lookback, cursor_number, row_hash
+from ..read.lookback import Lookback, cursor_number, fits, row_hash
 from ..store.state import LedgerEntry, Position
 from ..store.window import WindowWrite
 
@@ -225,12 +225,14 @@ class Ledger:
             return None
         head = self.checkpoint or window.start
         floor = window.floor_number(head) if head is not None else None
+        if floor is not None and not fits(floor):
+            return None  # a cursor beyond 64 bits has no window (``read.lookback.fits``)
         add: list[tuple[int, int]] = []
         if rows is None or (floor is not None and cursor_number(last[0]) < floor):
             rows = None  # the whole batch lies behind the window already
         for pos in rows() if rows is not None else ():
             n = cursor_number(pos[0])
-            if floor is None or n >= floor:
+            if fits(n) and (floor is None or n >= floor):
                 add.append((n, row_hash(pos)))
         prune = floor if moved is not None else None
         return WindowWrite(add, prune) if add or prune is not None else None

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from ..config.sync_file import SyncConfig
 from ..warehouses import Warehouse
-from .lookback import Lookback, lookback_for
+from .lookback import Lookback, cursor_number, fits, lookback_for
 
 Position = tuple[Any, ...]  # (cursor, *primary key)
 
@@ -55,6 +55,8 @@ class KeysetSQL:
         window = lookback_for(self.sync, self.column_types().get(self.cursor, ""))
         if window is None or checkpoint is None:
             return checkpoint, window
+        if not fits(cursor_number(window.floor(checkpoint[0]))):
+            return checkpoint, None  # beyond 64 bits: no window (``lookback.fits``)
         self.floor = window.floor(checkpoint[0])
         return None, window
 

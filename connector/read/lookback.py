@@ -88,6 +88,13 @@ def cursor_number(value: Any) -> int:
     return int(value)
 
 
+def fits(number: int) -> bool:
+    """Whether a cursor number fits the window table's 64-bit column. A cursor beyond it (a
+    HUGEINT, a decimal of more than 18 digits) has no window: ``KeysetSQL.widen`` reads after
+    the checkpoint as without one."""
+    return -(2**63) <= number < 2**63
+
+
 def _seconds(text: str) -> int:
     match = LOOKBACK_DURATION.fullmatch(text)
     assert match is not None  # the config model checked the form
