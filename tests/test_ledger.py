@@ -13,6 +13,7 @@ import pytest
 
 from connector.plan.ledger import FRESH, SKIP, Ledger, Leftover, Settlement
 from connector.store.state import LedgerEntry, Position
+from connector.store.window import MARK, NEVER
 
 T1 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 T2 = datetime(2026, 11, 1, 12, 1, tzinfo=UTC)
@@ -375,6 +376,8 @@ class WindowStore(Store):
         if s.window is not None:
             if s.window.prune_below is not None:
                 self.window = [w for w in self.window if w[0] >= s.window.prune_below]
+            if s.window.mark is not None:
+                self.window.append((MARK, s.window.mark))
             self.window += list(s.window.add)
 
 
@@ -392,10 +395,11 @@ def simulate_window(
 
     lookback = Lookback("integer", SPAN, str(SPAN))
     start = store.checkpoint
-    window = Lookbehind(lookback, None, {h for _, h in store.window})
-    if start is not None:
-        floor = start[0] - SPAN
-        window = Lookbehind(lookback, start, {h for n, h in store.window if n >= floor})
+    marks = [h for n, h in store.window if n == MARK]
+    rows = [(n, h) for n, h in store.window if n != MARK]
+    floor = NEVER if start is None else start[0] - SPAN
+    window = Lookbehind(lookback, start, {h for n, h in rows if n >= floor}, marked=bool(marks))
+    window.since = marks[0] if marks else NEVER
     ledger, _ = Ledger.start(
         sorted(store.entries.values(), key=lambda e: e.id), full_refresh=False, window=window
     )
@@ -482,7 +486,8 @@ def test_lookback_window_every_crash_point_loses_nothing_and_resends_only_in_fli
                     assert store.entries == {} and store.checkpoint == (9,), case
                     floor = 9 - SPAN
                     assert all(n >= floor for n, _ in store.window), case  # bounded
-                    known = {h for _, h in store.window}
+                    assert [n for n, _ in store.window].count(MARK) == 1, case  # one mark
+                    known = {h for n, h in store.window if n != MARK}
                     assert {row_hash((r,)) for r in everything if r > floor} <= known, case
                     if crash_a is None and after_a == (9,):  # A checkpointed past the late rows
                         assert late_b + late_c >= len(LATE), case

@@ -532,3 +532,28 @@ def test_a_partition_scope_reads_its_own_window(tmp_path: Path, duck: Warehouse)
             *range(1, 21),
             30,
         ]
+
+
+def test_turning_the_window_on_over_an_old_checkpoint_sends_no_row_again(
+    tmp_path: Path,
+    duck: Warehouse,
+    sandbox: SandboxServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A store whose runs kept no window (made before it, or with ``lookback: off``): the
+    first run with the window treats the rows behind its checkpoint as handled, as before,
+    instead of re-sending an hour of rows as late; from then on late rows are caught."""
+    create_duck(duck, rows_at(1, 20, T0))
+    off = Cli(tmp_path, duck, sandbox, monkeypatch, capsys, lookback="off")
+    assert off.sync()["delivered"] == 20
+    sync_file = off.config / "syncs" / "late.yaml"
+    sync_file.write_text(sync_file.read_text().replace("  lookback: off\n", ""))
+    add_duck(duck, [(21, T0 + timedelta(seconds=30), "u21@example.com")])
+    first = off.sync()
+    assert (first["delivered"], first["late_rows"], first["window_reread"]) == (1, 0, 20)
+    add_duck(duck, [(22, T0 + timedelta(seconds=25), "late@example.com")])
+    assert off.plan()["late_rows"] == 1
+    second = off.sync()
+    assert (second["delivered"], second["late_rows"]) == (1, 1)
+    assert received(sandbox) == 22

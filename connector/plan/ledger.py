@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from ..model.events import Events
 from ..read.lookback import Lookback, cursor_number, fits, row_hash
 from ..store.state import LedgerEntry, Position
-from ..store.window import WindowWrite
+from ..store.window import NEVER, WindowWrite
 
 DELIVERED = "delivered"
 PENDING = "pending"
@@ -73,6 +73,10 @@ class Lookbehind:
     lookback: Lookback
     start: Position | None = None
     known: set[int] = field(default_factory=set)
+    # Rows with a cursor number up to ``since`` were handled by runs that recorded nothing
+    # (``store.window``'s mark); ``marked``: the mark is stored already.
+    since: int = NEVER
+    marked: bool = False
     late: int = 0
     near_edge: int = 0
     reread: int = 0  # rows inside the window read again that an earlier run handled
@@ -158,7 +162,7 @@ class Ledger:
         if window is None:
             return self._left_by_runs(pos, delivered_skips=True)
         within = window.within(pos)
-        if row_hash(pos) in window.known:
+        if row_hash(pos) in window.known or (within and cursor_number(pos[0]) <= window.since):
             window.reread += within
             return SKIP
         if within:
@@ -235,7 +239,9 @@ class Ledger:
             if fits(n) and (floor is None or n >= floor):
                 add.append((n, row_hash(pos)))
         prune = floor if moved is not None else None
-        return WindowWrite(add, prune) if add or prune is not None else None
+        mark = None if window.marked else window.since
+        window.marked = True
+        return WindowWrite(add, prune, mark)
 
     @staticmethod
     def forget(ledger_id: int | None) -> Settlement:

@@ -41,7 +41,7 @@ from ..read.dupkeys import DuplicateKeys, EveryKey, KnownDuplicates
 from ..read.source import Reader, Window
 from ..store.state import Reject, StateStore
 from .breaker import Breaker, Trip
-from .late import BatchRows, account, start_window
+from .late import BatchRows, account, open_window
 from .openrejects import OpenRejects
 from .result import SyncResult
 from .shell import KeyView, RunShell
@@ -119,12 +119,14 @@ class EventRun:
         window = None
         try:
             # The lookback window (``late``): read from its far edge, skip the rows handled.
-            # (``--limit N`` reads N rows after the checkpoint: a window bigger than N would
-            # hold the run in place.)
-            start = checkpoint if self.limit is None else None
-            after, lookback = self.reader.widen(start)
-            after = after if start is not None else checkpoint
-            window = start_window(self.state, name, scope, start, lookback)
+            after, window = open_window(
+                self.reader,
+                self.state,
+                scope,
+                checkpoint,
+                self.limit,
+                full_refresh=self.full_refresh,
+            )
         except BaseException:
             self.reader.close()
             raise

@@ -1,7 +1,8 @@
 """Late rows: the lookback window of an event run, seen from the run.
 
-``start_window`` loads what the state store knows of the rows handled inside the window behind
-the scope's checkpoint (``store.window``) into the run's ``plan.ledger.Lookbehind``;
+``open_window`` widens the reader and loads what the state store knows of the rows handled
+inside the window behind the scope's checkpoint (``store.window``) into the run's
+``plan.ledger.Lookbehind``;
 ``BatchRows`` remembers which source rows each batch covers, so the batch's settle records
 them in the window table (in the transaction that moves the checkpoint); ``account`` puts the
 late rows caught into the run's result and warns when one was caught near the window's far
@@ -20,25 +21,46 @@ from ..model.events import Events
 from ..plan.batching import Batch
 from ..plan.ledger import Lookbehind
 from ..plan.planner import Plan
-from ..read.lookback import EDGE_SHARE, Lookback, cursor_number
+from ..read.lookback import EDGE_SHARE, cursor_number, fits
+from ..read.source import Reader
 from ..store.state import Position, StateStore
+from ..store.window import NEVER
 from .result import SyncResult
 
 log = get_logger("connector.sync")
 
 
-def start_window(
-    state: StateStore, sync: str, scope: str, checkpoint: Position | None, lookback: Lookback | None
-) -> Lookbehind | None:
-    """The run's lookback window: None when it is off; else the checkpoint the run starts
-    from (None on a first run or a full refresh: nothing to re-read, rows are recorded) and
-    the hashes of the rows handled inside the window behind it."""
+def open_window(
+    reader: Reader,
+    state: StateStore,
+    scope: str,
+    checkpoint: Position | None,
+    limit: int | None,
+    *,
+    full_refresh: bool,
+) -> tuple[Position | None, Lookbehind | None]:
+    """Where an event run reads from (``after``) and its window: from the window's far edge
+    behind ``checkpoint``, or after it when the window is off. ``--limit N`` reads N rows after
+    the checkpoint without re-reading the window (a window holding more than N handled rows
+    would hold the run in place); its rows are still recorded. A full refresh (``checkpoint``
+    None) forgets what was recorded and records afresh."""
+    start = checkpoint if limit is None else None
+    after, lookback = reader.widen(start)
     if lookback is None:
-        return None
-    if checkpoint is None:  # rows a crashed first run delivered out of order, if any
-        return Lookbehind(lookback, None, state.window_hashes(sync, scope, -(2**63)))
-    floor = cursor_number(lookback.floor(checkpoint[0]))
-    return Lookbehind(lookback, checkpoint, state.window_hashes(sync, scope, floor))
+        return (after if start is not None else checkpoint), None
+    name = reader.sync.name
+    since = None if full_refresh else state.window_since(name, scope)
+    window = Lookbehind(lookback, start, marked=since is not None)
+    if since is not None:
+        window.since = since
+    elif checkpoint is not None and fits(cursor_number(checkpoint[0])):
+        # No run of this scope recorded its rows yet: those behind the checkpoint were
+        # handled by runs that kept no window.
+        window.since = cursor_number(checkpoint[0])
+    if not full_refresh:
+        floor = NEVER if start is None else cursor_number(lookback.floor(start[0]))
+        window.known = state.window_hashes(name, scope, floor)
+    return (after if start is not None else checkpoint), window
 
 
 class BatchRows:

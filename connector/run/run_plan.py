@@ -181,9 +181,16 @@ def late_pending(
         return 0, lookback
     floor = cursor_number(lookback.floor(checkpoint[0]))
     known = state.window_hashes(reader.sync.name, scope, floor)
+    since = state.window_since(reader.sync.name, scope)
+    if since is None:  # nothing recorded yet: the rows behind the checkpoint count as handled
+        since = cursor_number(checkpoint[0])
     stmt = reader.window_statement(checkpoint, window)
     table = reader._read(stmt, [reader.cursor, *reader.pk]).table
     cols = [table.column(i).to_pylist() for i in range(table.num_columns)]
-    late = sum(1 for pos in zip(*cols, strict=True) if row_hash(pos) not in known)
+    late = sum(
+        1
+        for pos in zip(*cols, strict=True)
+        if row_hash(pos) not in known and cursor_number(pos[0]) > since
+    )
     reader.floor = None
     return late, lookback
