@@ -21,10 +21,10 @@ from ..model.events import Events
 from ..plan.batching import Batch
 from ..plan.ledger import Lookbehind
 from ..plan.planner import Plan
-from ..read.lookback import EDGE_SHARE, cursor_number, fits
+from ..read.lookback import EDGE_SHARE, Lookback, cursor_number, fits, row_hash
 from ..read.source import Reader
 from ..store.state import Position, StateStore
-from ..store.window import NEVER
+from ..store.window import NEVER, WindowWrite
 from .result import SyncResult
 
 log = get_logger("connector.sync")
@@ -61,6 +61,21 @@ def open_window(
         floor = NEVER if start is None else cursor_number(lookback.floor(start[0]))
         window.known = state.window_hashes(name, scope, floor)
     return (after if start is not None else checkpoint), window
+
+
+def retry_window(
+    lookback: Lookback | None, checkpoint: Position | None, positions: Sequence[Position]
+) -> WindowWrite | None:
+    """The rows a ``--retry-rejects`` batch handled inside the window behind ``checkpoint``:
+    recorded like an incremental run's, so the next run does not take them for late rows."""
+    if lookback is None or checkpoint is None:
+        return None
+    floor = cursor_number(lookback.floor(checkpoint[0]))
+    if not fits(floor):
+        return None
+    numbers = [(cursor_number(p[0]), p) for p in positions]
+    add = [(n, row_hash(p)) for n, p in numbers if fits(n) and n >= floor]
+    return WindowWrite(add) if add else None
 
 
 class BatchRows:
