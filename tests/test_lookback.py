@@ -554,6 +554,8 @@ def test_turning_the_window_on_over_an_old_checkpoint_sends_no_row_again(
     assert (first["delivered"], first["late_rows"], first["window_reread"]) == (1, 0, 20)
     add_duck(duck, [(22, T0 + timedelta(seconds=25), "late@example.com")])
     assert off.plan()["late_rows"] == 1
+    code, out, _ = off.run("plan", "late")
+    assert code == 0 and "late rows           1  (inside the lookback window" in out
     second = off.sync()
     assert (second["delivered"], second["late_rows"]) == (1, 1)
     assert received(sandbox) == 22
