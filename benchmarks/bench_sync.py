@@ -49,7 +49,7 @@ from connector.core.process import keep_pandas_out  # noqa: E402
 
 keep_pandas_out()  # like the `connector` command
 
-from connector.config.sync_file import parse_sync  # noqa: E402
+from connector.config.sync_file import SyncConfig, parse_sync  # noqa: E402
 from connector.core.process import use_lean_memory_pool  # noqa: E402
 from connector.run.sync import run_sync  # noqa: E402
 from connector.store.state import StateStore  # noqa: E402
@@ -60,11 +60,13 @@ KEYS = {
 }
 
 
-def make_mixed_table(path: Path, rows: int) -> None:
-    """12 mapped columns; every 10th row ties its cursor with the row before it."""
+def make_mixed_table(path: Path, rows: int, first: int = 0) -> None:
+    """12 mapped columns; every 10th row ties its cursor with the row before it. ``first``
+    > 0: append rows ``first..first+rows-1`` to the table instead (``--lookback``)."""
     con = duckdb.connect(str(path))
+    head = "INSERT INTO events" if first else "CREATE TABLE events AS"
     con.execute(f"""
-        CREATE TABLE events AS
+        {head}
         SELECT i AS event_id,
                TIMESTAMP '2026-01-01 00:00:00' + to_seconds(i - CAST(i % 10 = 9 AS BIGINT))
                    AS occurred_at,
@@ -82,9 +84,42 @@ def make_mixed_table(path: Path, rows: int) -> None:
                i * 7 AS position,
                CASE WHEN i % 7 = 0 THEN NULL ELSE (['Ada','Alan','Grace'])[1 + i % 3] END
                    AS first_name
-        FROM range({rows}) t(i)
+        FROM range({first}, {first + rows}) t(i)
     """)
     con.close()
+
+
+def append_rows(db: Path, first: int, new: int, late: int) -> None:
+    """``new`` rows after the table's last, then ``late`` rows whose cursor lies 30 minutes
+    behind it (rows that committed late)."""
+    make_mixed_table(db, new + late, first)
+    con = duckdb.connect(str(db))
+    con.execute(
+        "UPDATE events SET occurred_at = (SELECT max(occurred_at) FROM events WHERE event_id < "
+        f"{first}) - INTERVAL 30 MINUTE WHERE event_id >= {first + new}"
+    )
+    con.close()
+
+
+def lookback_rerun(
+    sync: SyncConfig, state: StateStore, db: Path, rows: int, new: int, late: int
+) -> dict[str, object]:
+    """Append ``new`` and ``late`` rows, run again: the incremental run with the window's cost
+    (rows re-read, late rows caught, state size)."""
+    append_rows(db, rows, new, late)
+    t0 = time.perf_counter()
+    res = run_sync(sync, state=state)
+    wall = time.perf_counter() - t0
+    return {
+        "rerun_new_rows": new,
+        "rerun_late_rows": late,
+        "rerun_wall_s": round(wall, 3),
+        "rerun_rows_read": res.rows_read,
+        "rerun_delivered": res.delivered,
+        "rerun_late_caught": res.late_rows,
+        "rerun_window_reread": res.window_reread,
+        "window_table_rows": state.window_size("bench"),
+    }
 
 
 def make_table(path: Path, rows: int) -> None:
@@ -135,7 +170,7 @@ source:
   cursor: occurred_at
   primary_key: [event_id]
   url: duckdb:///{db}
-{chunk_size}destination:
+{chunk_size}{lookback}destination:
   type: {dest}
   api_key: ${{{key_env}}}
   base_url: {url}
@@ -272,6 +307,11 @@ def main() -> int:
     ap.add_argument("--json", help="also write the result as JSON to this file")
     ap.add_argument("--chunk-size", type=int, help="source.chunk_size (default: the config's)")
     ap.add_argument(
+        "--lookback",
+        help="source.lookback (default: the config's, 1h; off disables); with --table mixed "
+        "also appends 10,000 new and 100 late rows after the no-op rerun and runs again",
+    )
+    ap.add_argument(
         "--duckdb-settings",
         default="",
         help="DuckDB settings as URL query parameters, e.g. 'memory_limit=64MB&threads=1'",
@@ -324,6 +364,7 @@ def main() -> int:
             SYNC.format(
                 db=f"{db}?{args.duckdb_settings}" if args.duckdb_settings else db,
                 chunk_size=f"  chunk_size: {args.chunk_size}\n" if args.chunk_size else "",
+                lookback=f"  lookback: {args.lookback}\n" if args.lookback else "",
                 dest=args.destination,
                 key_env=key_env,
                 url=url,
@@ -348,6 +389,10 @@ def main() -> int:
         t1 = time.perf_counter()
         noop = run_sync(sync, state=state)
         noop_wall = time.perf_counter() - t1
+        window: dict[str, object] = {"window_table_rows_after_run": state.window_size("bench")}
+        if args.lookback and args.table == "mixed":
+            window |= lookback_rerun(sync, state, db, args.rows, 10_000, 100)
+            db.unlink()  # the appended rows would change the next run's table
         stats = httpx.get(f"{url}/_sandbox/stats", timeout=5).json()
     finally:
         sandbox.terminate()
@@ -369,6 +414,10 @@ def main() -> int:
         "peak_rss_mib": round(rss_mib, 1),
         "noop_rerun_wall_s": round(noop_wall, 3),
         "noop_rerun_rows": noop.rows_read,
+        "noop_rerun_window_reread": noop.window_reread,
+        "lookback": res.lookback,
+        **window,
+        "state_db_bytes": (work / "state.db").stat().st_size,
         "arrow_pool": pool,
         "dlt_rows_per_s": dlt["rows_per_s"] if dlt else None,
         "dlt_peak_rss_mib": dlt["peak_rss_mib"] if dlt else None,

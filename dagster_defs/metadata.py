@@ -137,6 +137,10 @@ def scope_metadata(
         md["scope"] = scope.name
     if t.null_key_rows:
         md["null_cursor_or_key_rows"] = t.null_key_rows
+    if getattr(result, "lookback", None) is not None:  # the lookback window (event syncs)
+        md["late_rows"] = result.late_rows
+        md["late_rows_near_window_edge"] = result.late_rows_near_edge
+        md["lookback_rows_reread"] = result.window_reread
     if t.rejects_retried:  # a retry_rejects run
         md["rejects_retried"] = t.rejects_retried
         md["rejects_closed_source_row_gone"] = t.rejects_gone

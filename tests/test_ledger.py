@@ -13,6 +13,7 @@ import pytest
 
 from connector.plan.ledger import FRESH, SKIP, Ledger, Leftover, Settlement
 from connector.store.state import LedgerEntry, Position
+from connector.store.window import MARK, NEVER
 
 T1 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 T2 = datetime(2026, 11, 1, 12, 1, tzinfo=UTC)
@@ -352,3 +353,143 @@ def test_full_refresh_interrupted_then_incremental_run(crash_b: int) -> None:
     assert set(vendor.stored) == set(range(ROWS))
     assert vendor.resent_confirmed == []
     assert store.entries == {} and store.checkpoint == (ROWS - 1,)
+
+
+# --------------------------------------------------------------------------- the lookback window
+#
+# The same runs with a lookback window of ``SPAN`` cursor values (``read.lookback``): rows are
+# integers, their own cursor; some commit late (become visible once the checkpoint passed
+# them). Each run reads from the window's far edge, skips the rows the window table knows, and
+# each settle records its batch's rows there and prunes it, in the same step (transaction) that
+# moves the checkpoint.
+
+SPAN = 5
+LATE = (6, 8)  # rows 0..9: these two commit after the first run read their neighbours
+
+
+@dataclass
+class WindowStore(Store):
+    window: list[tuple[int, int]] = field(default_factory=list)  # (cursor_num, row_hash)
+
+    def apply(self, s: Settlement) -> None:
+        super().apply(s)
+        if s.window is not None:
+            if s.window.prune_below is not None:
+                self.window = [w for w in self.window if w[0] >= s.window.prune_below]
+            if s.window.mark is not None:
+                self.window.append((MARK, s.window.mark))
+            self.window += list(s.window.add)
+
+
+def simulate_window(
+    store: WindowStore,
+    vendor: Vendor,
+    visible: list[int],
+    size: int,
+    order: tuple[int, ...] | None,
+    crash_after: int | None,
+) -> tuple[int, int]:
+    """One run with the window; returns (late rows caught, copies counted)."""
+    from connector.plan.ledger import Lookbehind
+    from connector.read.lookback import Lookback
+
+    lookback = Lookback("integer", SPAN, str(SPAN))
+    start = store.checkpoint
+    marks = [h for n, h in store.window if n == MARK]
+    rows = [(n, h) for n, h in store.window if n != MARK]
+    floor = NEVER if start is None else start[0] - SPAN
+    window = Lookbehind(lookback, start, {h for n, h in rows if n >= floor}, marked=bool(marks))
+    window.since = marks[0] if marks else NEVER
+    ledger, _ = Ledger.start(
+        sorted(store.entries.values(), key=lambda e: e.id), full_refresh=False, window=window
+    )
+    batches: list[Batch] = []
+    handled: dict[int, list[int]] = {}
+    cur = Batch(0)
+    for r in sorted(visible):
+        if start is not None and r <= start[0] - SPAN:
+            continue
+        left = ledger.leftover((r,))
+        if left.skip:
+            cur.covered.append(r)
+            continue
+        if len(cur.items) == size:
+            batches.append(cur)
+            cur = Batch(cur.seq + 1)
+        cur.items.append(r)
+        if left.copies:
+            cur.copies[r] = left.copies
+    if cur.items or cur.covered:
+        batches.append(cur)
+    for b in batches:
+        handled[b.seq] = list(b.items)
+    counted = steps = 0
+
+    def step() -> None:
+        nonlocal steps
+        if steps == crash_after:
+            raise Crash
+        steps += 1
+
+    try:
+        for b in batches:
+            if not b.items:
+                continue
+            step()
+            b.ledger_id = store.next_id
+            store.next_id += 1
+            store.entries[b.ledger_id] = LedgerEntry(
+                b.ledger_id, "r", b.seq, b.first, b.last, len(b.items), P
+            )
+            step()
+            for r in b.items:
+                if r in vendor.confirmed:
+                    vendor.resent_confirmed.append(r)
+                vendor.stored[r] += 1
+        answers = [batches[i] for i in (order or range(len(batches))) if i < len(batches)]
+        for b in answers:
+            step()
+            positions = [(r,) for r in handled[b.seq]]
+            store.apply(ledger.settle(b.seq, b.ledger_id, b.last, positions.copy))
+            vendor.confirmed.update(b.items)
+            counted += sum(b.copies.values())
+    except Crash:
+        pass
+    return window.late, counted
+
+
+def test_lookback_window_every_crash_point_loses_nothing_and_resends_only_in_flight() -> None:
+    """Run A reads rows 0..9 but the late ones and is killed at any point (or completes); the
+    late rows commit; run B reads again, killed at any point; run C completes. Every row is
+    stored, none the connector saw confirmed goes out again, the late rows are caught, the
+    checkpoint never moves back and the window table holds only the window."""
+    from connector.read.lookback import row_hash
+
+    everything = list(range(10))
+    early = [r for r in everything if r not in LATE]
+    checked = 0
+    for order_a in ORDERS:
+        for crash_a in [*range(9), None]:
+            for order_b in (ORDERS[0], ORDERS[-1]):
+                for crash_b in [*range(12), None]:
+                    store, vendor = WindowStore(), Vendor()
+                    case = (order_a, crash_a, order_b, crash_b)
+                    simulate_window(store, vendor, early, 3, order_a, crash_a)
+                    after_a = store.checkpoint
+                    late_b, _ = simulate_window(store, vendor, everything, 3, order_b, crash_b)
+                    assert (
+                        store.checkpoint is None or after_a is None or store.checkpoint >= after_a
+                    )
+                    late_c, _ = simulate_window(store, vendor, everything, 3, None, None)
+                    assert set(vendor.stored) == set(everything), case  # nothing lost
+                    assert vendor.resent_confirmed == [], case  # no delivered row again
+                    assert store.entries == {} and store.checkpoint == (9,), case
+                    floor = 9 - SPAN
+                    assert all(n >= floor for n, _ in store.window), case  # bounded
+                    assert [n for n, _ in store.window].count(MARK) == 1, case  # one mark
+                    known = {h for n, h in store.window if n != MARK}
+                    assert {row_hash((r,)) for r in everything if r > floor} <= known, case
+                    if crash_a is None and after_a == (9,):  # A checkpointed past the late rows
+                        assert late_b + late_c >= len(LATE), case
+                    checked += 1
+    assert checked == 6 * 10 * 2 * 13

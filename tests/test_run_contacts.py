@@ -206,14 +206,16 @@ def test_cursor_reads_after_checkpoint_and_rereads_rejects(
     assert (first.rows_read, first.delivered, first.rejected) == (20, 19, 1)
     fake.refuse = set()
     second = run(duck, state, fake, fake_runtime, sync_kw={"cursor": True})
-    # Only the open reject is read again (all rows are at or before the checkpoint).
-    assert (second.rows_read, second.sent, second.delivered) == (1, 1, 1)
+    # The open reject is read again by key; the other 19 rows lie inside the lookback window
+    # behind the checkpoint (source.lookback, 1 h): read again, unchanged, not sent.
+    assert (second.rows_read, second.sent, second.delivered) == (20, 1, 1)
+    assert second.unchanged == 19
     duck.run(
         "UPDATE customers SET plan = 'x', updated_at = '2026-11-02 00:00:00+00' "
         "WHERE customer_id IN (3, 4)"
     )
     third = run(duck, state, fake, fake_runtime, sync_kw={"cursor": True})
-    assert (third.rows_read, third.changed, third.sent) == (2, 2, 2)
+    assert (third.rows_read, third.changed, third.sent) == (20, 2, 2)
 
 
 def test_many_jobs_by_count(duck: Warehouse, state: StateStore, fake_runtime: Runtime) -> None:

@@ -41,6 +41,12 @@ def print_plan(plan: RunPlan, out: Any = None) -> None:
     size = f", ~{plan.event_bytes:,} bytes an event" if plan.event_bytes else ""
     print(f"{plan.sync} [{plan.scope}], {after}", file=out)
     print(f"  rows pending        {plan.rows:,}", file=out)
+    if plan.lookback is not None:
+        print(
+            f"  late rows           {plan.late_rows:,}  (inside the lookback window, "
+            f"source.lookback {plan.lookback}; counted in rows pending)",
+            file=out,
+        )
     print(
         f"  per request         {plan.per_request:,} events (limit {plan.max_events:,}{size})",
         file=out,

@@ -14,6 +14,10 @@ from ..core.options import Model
 
 # --------------------------------------------------------------------------- source
 
+#: ``source.lookback`` as a duration: a number and a unit (``read.lookback`` reads it).
+LOOKBACK_DURATION = re.compile(r"(\d+)\s*(s|sec|m|min|h|d)")
+OFF_WORDS = frozenset({"off", "no", "false", "none"})
+
 
 class SourceConfig(Model):
     """Where rows come from and how they are ordered."""
@@ -43,6 +47,15 @@ class SourceConfig(Model):
     )
     timezone: str = Field("UTC", description="Zone of naive timestamp columns.")
     chunk_size: int = Field(5_000, ge=100, le=1_000_000, description="Rows read per page.")
+    lookback: str | int | None = Field(
+        None,
+        description="How far behind the checkpoint each incremental run reads again, for rows "
+        "that commit late (their cursor is older than rows already read); rows already "
+        "delivered or rejected there are not sent again. A duration (90s, 15m, 1h, 2d) for a "
+        "timestamp cursor (default 1h), whole days (1d or 1) for a date cursor (default 1 "
+        "day), a count of cursor values for an integer or decimal cursor (default 10000); 0 "
+        "or off disables it. See docs/design.md (lookback window).",
+    )
 
     @field_validator("primary_key", mode="before")
     @classmethod
@@ -65,6 +78,28 @@ class SourceConfig(Model):
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown time zone {value!r}; use an IANA name like UTC") from None
+        return value
+
+    @field_validator("lookback", mode="before")
+    @classmethod
+    def _lookback_form(cls, value: Any) -> Any:
+        # YAML reads a bare off/no/false as False.
+        if value is False or (isinstance(value, str) and value.strip().lower() in OFF_WORDS):
+            return 0
+        if value is True or isinstance(value, float):
+            raise ValueError("must be a duration like 1h, a count like 10000, or off")
+        if isinstance(value, str):
+            text = value.strip().lower()
+            if text.isdigit():
+                return int(text)
+            if not LOOKBACK_DURATION.fullmatch(text):
+                raise ValueError(
+                    f"{value!r} is not a duration: write a number and a unit (s, m, h, d), "
+                    "like 1h or 2d, a count like 10000, or off"
+                )
+            return text
+        if isinstance(value, int) and value < 0:
+            raise ValueError("must not be negative (0 or off disables the window)")
         return value
 
     @field_validator("query")

@@ -64,14 +64,10 @@ class ChunkPlanner:
             reasons.setdefault(i, DUPLICATE_KEY)
         skip: set[int] = set()
         copies: dict[int, int] = {}
-        ledger = self.ledger
-        if ledger is not None and ledger.leftovers:
-            for i in range(events.n):
-                left = ledger.leftover(events.position(i))
-                if left.skip:
-                    skip.add(i)
-                elif left.copies:
-                    copies[i] = left.copies
+        if self.ledger is not None:
+            skip, copies = self.ledger.check(events)
+            for i in skip:  # handled by an earlier run: a reject stays the one recorded
+                reasons.pop(i, None)
         valid = [i for i in range(events.n) if i not in reasons and i not in skip]
         items, more = self.dest.encode(events, valid)
         reasons.update(more)

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 from ..config.sync_file import SyncConfig
 from ..warehouses import Warehouse
+from .lookback import Lookback, cursor_number, fits, lookback_for
 
 Position = tuple[Any, ...]  # (cursor, *primary key)
 
@@ -38,10 +39,26 @@ class KeysetSQL:
     columns: list[str]
     _names: dict[str, str]
     _bytewise: frozenset[str]
+    #: The lookback window's far edge: only rows whose cursor lies above it are read (None:
+    #: no lower bound but ``after``). Set by ``Reader.widen``.
+    floor: Any = None
 
     def column_types(self) -> dict[str, str]:
         """Column → kind (see ``Reader.column_types``)."""
         raise NotImplementedError
+
+    def widen(self, checkpoint: Position | None) -> tuple[Position | None, Lookback | None]:
+        """Where an incremental run reads from: after ``checkpoint``, or, with the sync's
+        lookback window on, from the window's far edge (``floor``; see ``lookback``). Returns
+        the ``after`` to read with and the window (None: off; it is returned without a
+        checkpoint too, so a first run records what it delivers)."""
+        window = lookback_for(self.sync, self.column_types().get(self.cursor, ""))
+        if window is None or checkpoint is None:
+            return checkpoint, window
+        if not fits(cursor_number(window.floor(checkpoint[0]))):
+            return checkpoint, None  # beyond 64 bits: no window (``lookback.fits``)
+        self.floor = window.floor(checkpoint[0])
+        return None, window
 
     # -- SQL building ------------------------------------------------------------------
     def _q(self, name: str) -> sa.ColumnClause[Any]:
@@ -115,6 +132,9 @@ class KeysetSQL:
 
     def _where(self, after: Position | None, window: Window | None) -> list[Any]:
         where: list[Any] = [self._not_null()]
+        if self.floor is not None:
+            bound: sa.BindParameter[Any] = sa.bindparam("lookback", self.warehouse.bind(self.floor))
+            where.append(self._q(self.cursor) > bound)
         if after is not None:
             where.append(self._beyond(after, after=True))
         if window is not None:
@@ -137,6 +157,17 @@ class KeysetSQL:
             .order_by(*self._order())
             .limit(1)
             .offset(n - 1)
+        )
+
+    def window_statement(self, checkpoint: Position, window: Window | None) -> sa.Select[Any]:
+        """The ``(cursor, *pk)`` of the rows inside the lookback window (after ``floor``, up to
+        ``checkpoint``), in order: what ``connector plan`` checks for late rows."""
+        keys = [self.cursor, *self.pk]
+        return (
+            sa.select(*(self._q(c) for c in keys))
+            .select_from(self._from())
+            .where(*self._where(None, window), self._beyond(checkpoint, after=False))
+            .order_by(*self._order())
         )
 
     def page_statement(

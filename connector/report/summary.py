@@ -36,6 +36,19 @@ def print_summary(res: SyncResult, out: Any = None) -> None:
     )
     if res.skipped:
         print(f"  skipped             {res.skipped:,}  (delivered by an interrupted run)", file=out)
+    if res.lookback is not None:
+        edge = f", {res.late_rows_near_edge:,} near its far edge" if res.late_rows_near_edge else ""
+        print(
+            f"  late rows caught    {res.late_rows:,}  (lookback {res.lookback}{edge}; "
+            f"{res.window_reread:,} rows re-read, already handled)",
+            file=out,
+        )
+    if res.late_rows_near_edge:
+        print(
+            f"  warning: {res.late_rows_near_edge:,} late rows lay in the oldest tenth of the "
+            "lookback window, which may be too short: raise source.lookback",
+            file=out,
+        )
     dup_note = (
         " copies sent again (the destination drops them by dedup id: it stores one)"
         if res.destination_dedups

@@ -183,7 +183,10 @@ class ContactRun:
             keys = self.state.open_reject_keys(self.sync.name, INCREMENTAL)
             retried = set(keys)
             yield from reader.rows_by_keys(keys)
-        for chunk in reader.pages(after, None, self.limit):
+        # The lookback window: rows that committed late behind the checkpoint are read too
+        # (``read.lookback``); the stored hashes skip the ones already confirmed.
+        start = reader.widen(after)[0] if self.limit is None else after
+        for chunk in reader.pages(start, None, self.limit):
             if retried:
                 keys = self.differ.hasher.keys(chunk)
                 keep = [i for i, k in enumerate(keys) if k not in retried]
@@ -192,7 +195,9 @@ class ContactRun:
             if chunk.table.num_rows:
                 last = chunk.table.slice(chunk.table.num_rows - 1)
                 cols = [reader.cursor, *reader.pk]
-                self._read_upto = tuple(last.column(c)[0].as_py() for c in cols)
+                upto = tuple(last.column(c)[0].as_py() for c in cols)
+                if after is None or upto > after:  # never back into the window
+                    self._read_upto = upto
             yield chunk
 
     def _page(self, page: Page, ahead: Ahead | None, jobs: Jobs, shell: RunShell) -> None:

@@ -41,6 +41,7 @@ from ..read.dupkeys import DuplicateKeys, EveryKey, KnownDuplicates
 from ..read.source import Reader, Window
 from ..store.state import Reject, StateStore
 from .breaker import ALIKE_MIN_ROWS, Breaker, Trip
+from .late import BatchRows, account, open_window
 from .openrejects import OpenRejects
 from .result import SyncResult
 from .shell import KeyView, RunShell
@@ -94,6 +95,7 @@ class EventRun:
         # Copies the destination may already hold of items to send (id(item) → copies).
         self.copies: dict[int, int] = {}
         self.open_rejects = OpenRejects()  # keys whose reject a delivery here closes
+        self.rows = BatchRows()  # the rows each batch covers (the lookback window, ``late``)
         # Circuit breaker (main thread only): batches with API-side rejects are held, not
         # settled, while too few rows were answered to judge (``breaker``).
         self.breaker: Breaker[tuple[Batch, BatchOutcome]] = Breaker(
@@ -118,13 +120,30 @@ class EventRun:
         name, scope = self.sync.name, self.scope
         checkpoint = None if self.full_refresh else self.state.checkpoint(name, scope)
         res.hwm_before = list(checkpoint) if checkpoint else None
+        window = None
+        try:
+            # The lookback window (``late``): read from its far edge, skip the rows handled.
+            after, window = open_window(
+                self.reader,
+                self.state,
+                scope,
+                checkpoint,
+                self.limit,
+                full_refresh=self.full_refresh,
+            )
+        except BaseException:
+            self.reader.close()
+            raise
+        self.ledger = Ledger(window=window)
         if not self.dry_run:
             stored = self.state.ledger(name, scope)
-            self.ledger, clear = Ledger.start(stored, full_refresh=self.full_refresh)
+            self.ledger, clear = Ledger.start(stored, full_refresh=self.full_refresh, window=window)
             if clear:
                 self.state.clear_ledger(name, scope)
-            self.planner = ChunkPlanner(self.dest, self.dups, self.ledger)
+            if self.full_refresh and window is not None:
+                self.state.clear_window(name, scope)
             self.open_rejects = OpenRejects.load(self.state, name, scope)
+        self.planner = ChunkPlanner(self.dest, self.dups, self.ledger)
         sender = None if self.dry_run else Sender(self.dest, self.pacer, self.rt, self.stats)
         pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix=f"send-{name}")
         inflight: dict[Future[BatchOutcome], Batch] = {}
@@ -133,10 +152,10 @@ class EventRun:
         try:
             if self.check_null_keys:
                 self._null_keys()
-            dups = KnownDuplicates(self.reader.duplicate_keys(checkpoint, self.window))
+            dups = KnownDuplicates(self.reader.duplicate_keys(after, self.window))
             self.dups = self.planner.dups = dups
             batcher = self.batcher()
-            pages = self.reader.pages(checkpoint, self.window, self.limit)
+            pages = self.reader.pages(after, self.window, self.limit)
             for chunk in pages:
                 events = self.mapper.map(chunk)
                 res.rows_read += events.n
@@ -155,6 +174,7 @@ class EventRun:
             if not failure:
                 last = batcher.flush()
                 if last is not None:
+                    self.rows.take(last)
                     self._submit(last, pool, sender, inflight)
             while inflight:
                 failure = self._drain(inflight, block=True) or failure
@@ -173,6 +193,7 @@ class EventRun:
                 sender.close()
             self.reader.close()
             self._last_counts()
+            account(res, window, name)
         if failure:
             raise failure
 
@@ -197,12 +218,22 @@ class EventRun:
             )
 
     def _batches(self, events: Events, batcher: Batcher) -> list[Batch]:
+        window = self.ledger.window
+        before = window.reread if window is not None else 0
         plan = self.planner.plan(events)
-        self.result.skipped += len(plan.skip)
+        # Rows read again inside the lookback window and handled before are its cost, not
+        # rows of this run (``late``): neither read nor skipped.
+        again = window.reread - before if window is not None else 0
+        self.result.rows_read -= again
+        self.result.skipped += len(plan.skip) - again
         for item in plan.items:
             if item.row in plan.copies:  # counted when its batch settles
                 self.copies[id(item)] = plan.copies[item.row]
-        return self.planner.batches(events, plan, batcher)
+        self.rows.chunk(events, plan)
+        batches = self.planner.batches(events, plan, batcher)
+        for batch in batches:
+            self.rows.take(batch)
+        return batches
 
     def _submit(
         self,
@@ -304,7 +335,8 @@ class EventRun:
             if self.open_rejects:  # a fixed row read again (its cursor moved): close it
                 closed = self.open_rejects.closed_by(it.key for it in outcome.delivered)
         self.shell.rejected(rejects, stored=True)  # in the settle transaction below
-        settlement = self.ledger.settle(batch.seq, batch.ledger_id, batch.last)
+        rows = self.rows.positions(batch.seq)  # recorded in the lookback window
+        settlement = self.ledger.settle(batch.seq, batch.ledger_id, batch.last, rows)
         if settlement.checkpoint is not None:
             res.hwm_after = list(settlement.checkpoint)
         learned = outcome.learned if outcome is not None else None
@@ -333,6 +365,7 @@ class EventRun:
             rejects,
             closed or [],
             (self.account, learned) if learned else None,
+            settlement.window,
         )
 
 

@@ -44,6 +44,13 @@ class SyncResult:
     rejects_retried: int = 0
     rejects_gone: int = 0
     rejects_deferred: int = 0
+    # The lookback window (``source.lookback``, None: off): rows caught inside it that no
+    # earlier run had read (late commits), of those the ones in its oldest tenth, and the
+    # rows read again there that were handled before (the window's cost; not in rows_read).
+    lookback: str | None = None
+    window_reread: int = 0
+    late_rows: int = 0
+    late_rows_near_edge: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """The result as a JSON-ready dict (``connector sync --json``, Dagster metadata)."""

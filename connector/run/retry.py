@@ -18,9 +18,11 @@ from ..core.logcontext import get_logger
 from ..deliver.delivery import Sender
 from ..map.mapper import Chunk, key_strings
 from ..plan.batching import Batch
+from ..read.lookback import Lookback
 from ..read.source import Position
 from ..store.state import CLOSED_GONE, Reject
 from .events import EventRun, _item_payload
+from .late import retry_window
 from .shell import KeyView, RunShell
 
 log = get_logger("connector.sync")
@@ -29,6 +31,8 @@ log = get_logger("connector.sync")
 class RetryRun(EventRun):
     """``retry_rejects`` (see the module docstring); ``limit`` caps the rejects retried."""
 
+    lookback: Lookback | None = None  # the sync's window: the rows sent are recorded in it
+
     def run(self, shell: RunShell) -> None:
         """Re-read the open rejects by key and send those at or before the checkpoint."""
         self.shell = shell
@@ -36,6 +40,7 @@ class RetryRun(EventRun):
         name, scope = self.sync.name, self.scope
         checkpoint = self.state.checkpoint(name, scope)
         res.hwm_before = res.hwm_after = list(checkpoint) if checkpoint else None
+        _, self.lookback = self.reader.widen(None)
         keys = self.state.open_reject_keys(name, scope)
         if self.limit is not None:
             keys = keys[: self.limit]
@@ -56,6 +61,7 @@ class RetryRun(EventRun):
                 shell.tick()
             last = batcher.flush()
             if last is not None:
+                self.rows.take(last)
                 self._retry_send(last, sender)
             self._close_gone([k for k in keys if k not in found])
         finally:
@@ -108,6 +114,9 @@ class RetryRun(EventRun):
         self.shell.rejected(rejects, stored=True)  # in the settle transaction below
         # One transaction; no checkpoint, no ledger rows.
         learned = outcome.learned if batch.items else None
+        checkpoint = self.state.checkpoint(self.sync.name, self.scope)
+        positions = self.rows.positions(batch.seq)()
+        window = retry_window(self.lookback, checkpoint, positions)
         self.state.settle(
             self.sync.name,
             self.scope,
@@ -118,6 +127,7 @@ class RetryRun(EventRun):
             rejects,
             delivered,
             (self.account, learned) if learned else None,
+            window,
         )
         if learned:
             self.dest.learn(learned)

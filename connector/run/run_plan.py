@@ -21,6 +21,7 @@ from typing import Any
 from ..config.sync_file import RateLimit, SyncConfig
 from ..deliver.factory import make_event_destination
 from ..map.mapper import Mapper
+from ..read.lookback import Lookback, cursor_number, row_hash
 from ..read.source import Position, Reader, Window
 from ..store.state import INCREMENTAL, StateStore
 
@@ -36,13 +37,17 @@ class RunPlan:
     destination: str
     full_refresh: bool
     checkpoint: list[Any] | None
-    rows: int  # rows after the checkpoint (NULL cursor/key rows are never sent, not counted)
+    rows: int  # rows after the checkpoint and late rows (NULL cursor/key rows: never sent)
     max_events: int  # the destination's events per request
     event_bytes: int | None  # average encoded event, from a sample (None: nothing to sample)
     per_request: int  # events per request, by count and bytes
     requests: int
     rate: str | None  # the pace the duration is computed at, e.g. "150/min"
     duration_s: float | None  # None: the destination documents no rate limit
+    # Rows inside the lookback window behind the checkpoint that no run handled yet (late
+    # commits the run would catch; also in ``rows``), and the window (None: off).
+    late_rows: int = 0
+    lookback: str | None = None
 
     def line(self) -> str:
         """The plan in one line, e.g. ``1,000,000 events → 1,000 klaviyo_bulk_events requests →
@@ -137,6 +142,8 @@ def plan_run(
     checkpoint = None if full_refresh else state.checkpoint(sync.name, scope)
     with Reader(sync, warehouse_url) as reader:
         rows = count_pending(reader, checkpoint, window)
+        late, lookback = late_pending(reader, state, scope, checkpoint, window)
+        rows += late
         size = _event_bytes(sync, reader, dest, checkpoint, window) if rows else None
     limits = dest.limits
     n = per_request(limits.max_items, limits.max_bytes, dest.request_overhead, size)
@@ -155,4 +162,35 @@ def plan_run(
         requests=requests,
         rate=steady[1] if steady else None,
         duration_s=requests / steady[0] if steady else None,
+        late_rows=late,
+        lookback=lookback.text if lookback is not None else None,
     )
+
+
+def late_pending(
+    reader: Reader,
+    state: StateStore,
+    scope: str,
+    checkpoint: Position | None,
+    window: Window | None,
+) -> tuple[int, Lookback | None]:
+    """Rows inside the lookback window behind ``checkpoint`` that the window table does not
+    know (late commits the next run sends), and the window. Reads the window's keys only."""
+    _, lookback = reader.widen(checkpoint)
+    if lookback is None or checkpoint is None:
+        return 0, lookback
+    floor = cursor_number(lookback.floor(checkpoint[0]))
+    known = state.window_hashes(reader.sync.name, scope, floor)
+    since = state.window_since(reader.sync.name, scope)
+    if since is None:  # nothing recorded yet: the rows behind the checkpoint count as handled
+        since = cursor_number(checkpoint[0])
+    stmt = reader.window_statement(checkpoint, window)
+    table = reader._read(stmt, [reader.cursor, *reader.pk]).table
+    cols = [table.column(i).to_pylist() for i in range(table.num_columns)]
+    late = sum(
+        1
+        for pos in zip(*cols, strict=True)
+        if row_hash(pos) not in known and cursor_number(pos[0]) > since
+    )
+    reader.floor = None
+    return late, lookback

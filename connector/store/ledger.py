@@ -4,8 +4,9 @@ checkpoint, deleted once the checkpoint passes it. What to do with them is decid
 ``plan.ledger.Ledger``; this module only stores its decisions.
 
 ``settle`` is the one transaction of a settled batch: its ledger rows, its rejects, the open
-rejects its delivered rows close, what the responses taught about the account, and the
-checkpoint — together, so a crash between any two of them cannot happen.
+rejects its delivered rows close, what the responses taught about the account, its rows in the
+lookback window (``window``) and the checkpoint — together, so a crash between any two of them
+cannot happen.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from .positions import Position, decode_position, encode_position
 from .rejects import CLOSED_DELIVERED, Reject, close_open_rejects, insert_rejects
 from .schema import batches
 from .settings import store_learned
+from .window import WindowWrite, write_window
 
 
 @dataclass
@@ -109,11 +111,13 @@ class LedgerStore(Tables):
         new_rejects: Sequence[Reject],
         closed: Sequence[str] = (),
         learned: tuple[str, Learned] | None = None,
+        window: WindowWrite | None = None,
     ) -> None:
         """One transaction: mark batches delivered, drop ledger rows the checkpoint passed,
         record rejects, close the open rejects of ``closed`` (keys delivered now), keep what
-        the responses taught about the destination account (``(account, learned)``) and
-        move the checkpoint."""
+        the responses taught about the destination account (``(account, learned)``), record
+        the batch's rows in the lookback window and prune it (``window``) and move the
+        checkpoint."""
         delivered_ids, drop_ids = list(delivered_ids), list(drop_ids)
         try:
             with self._tx() as c:
@@ -130,6 +134,8 @@ class LedgerStore(Tables):
                     close_open_rejects(c, sync, scope, closed, run_id, CLOSED_DELIVERED)
                 if learned is not None:
                     store_learned(c, *learned)
+                if window is not None:
+                    write_window(c, sync, scope, window)
                 if checkpoint is not None:
                     write_checkpoint(c, sync, scope, checkpoint, run_id)
         except sa.exc.SQLAlchemyError as exc:

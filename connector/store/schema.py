@@ -3,7 +3,8 @@
 ``connector_checkpoints``, ``connector_batches`` (the ledger), ``connector_rejects``,
 ``connector_runs``, ``connector_property_types`` and ``connector_account_settings`` (what a run
 learned about an account), ``connector_leases`` (``lease``), ``connector_pacer`` (the shared
-pacer's slots, ``deliver.shared_pacer``) and ``connector_contact_hashes`` (contact syncs).
+pacer's slots, ``deliver.shared_pacer``), ``connector_contact_hashes`` (contact syncs) and
+``connector_window_keys`` (the lookback window, ``window``).
 
 The schema is versioned (``migrate``): a new table or column is one more entry at the end of
 ``MIGRATIONS``; never edit a shipped step.
@@ -148,6 +149,18 @@ ord_index = sa.Index(
     contact_hashes.c.hash,
 )
 
+# The lookback window's rows handled (``store.window``): one per row delivered or rejected whose
+# cursor lies inside the window behind its scope's checkpoint, pruned as the checkpoint moves.
+window_keys = sa.Table(
+    "connector_window_keys",
+    metadata,
+    sa.Column("sync", sa.String(128), nullable=False),
+    sa.Column("scope", sa.String(200), nullable=False),
+    sa.Column("cursor_num", sa.BigInteger, nullable=False),  # ``read.lookback.cursor_number``
+    sa.Column("row_hash", sa.BigInteger, nullable=False),  # ``read.lookback.row_hash``
+    sa.Index("ix_connector_window_keys", "sync", "scope", "cursor_num"),
+)
+
 
 def contact_hashes_migration(c: sa.Connection) -> None:
     """The ``MIGRATIONS`` step: the table, or on a store that has the table of the
@@ -172,5 +185,6 @@ MIGRATIONS: list[Migration] = [
     Migration(3, "run leases", create(leases)),
     Migration(4, "shared pacer slots", create(pacer_slots)),
     Migration(5, "contact hashes (key order, identifiers)", contact_hashes_migration),
+    Migration(6, "lookback window keys", create(window_keys)),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

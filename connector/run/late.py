@@ -1,0 +1,149 @@
+"""Late rows: the lookback window of an event run, seen from the run.
+
+``open_window`` widens the reader and loads what the state store knows of the rows handled
+inside the window behind the scope's checkpoint (``store.window``) into the run's
+``plan.ledger.Lookbehind``;
+``BatchRows`` remembers which source rows each batch covers, so the batch's settle records
+them in the window table (in the transaction that moves the checkpoint); ``account`` puts the
+late rows caught into the run's result and warns when one was caught near the window's far
+edge (the window may be too short: a row a little later would have been missed).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Sequence
+
+import pyarrow as pa
+
+from ..core.logcontext import get_logger
+from ..model.events import Events
+from ..plan.batching import Batch
+from ..plan.ledger import Lookbehind
+from ..plan.planner import Plan
+from ..read.lookback import EDGE_SHARE, Lookback, cursor_number, fits, row_hash
+from ..read.source import Reader
+from ..store.state import Position, StateStore
+from ..store.window import NEVER, WindowWrite
+from .result import SyncResult
+
+log = get_logger("connector.sync")
+
+
+def open_window(
+    reader: Reader,
+    state: StateStore,
+    scope: str,
+    checkpoint: Position | None,
+    limit: int | None,
+    *,
+    full_refresh: bool,
+) -> tuple[Position | None, Lookbehind | None]:
+    """Where an event run reads from (``after``) and its window: from the window's far edge
+    behind ``checkpoint``, or after it when the window is off. ``--limit N`` reads N rows after
+    the checkpoint without re-reading the window (a window holding more than N handled rows
+    would hold the run in place); its rows are still recorded. A full refresh (``checkpoint``
+    None) forgets what was recorded and records afresh."""
+    start = checkpoint if limit is None else None
+    after, lookback = reader.widen(start)
+    if lookback is None:
+        return (after if start is not None else checkpoint), None
+    name = reader.sync.name
+    since = None if full_refresh else state.window_since(name, scope)
+    window = Lookbehind(lookback, start, marked=since is not None)
+    if since is not None:
+        window.since = since
+    elif checkpoint is not None and fits(cursor_number(checkpoint[0])):
+        # No run of this scope recorded its rows yet: those behind the checkpoint were
+        # handled by runs that kept no window.
+        window.since = cursor_number(checkpoint[0])
+    if not full_refresh:
+        floor = NEVER if start is None else cursor_number(lookback.floor(start[0]))
+        window.known = state.window_hashes(name, scope, floor)
+    return (after if start is not None else checkpoint), window
+
+
+def retry_window(
+    lookback: Lookback | None, checkpoint: Position | None, positions: Sequence[Position]
+) -> WindowWrite | None:
+    """The rows a ``--retry-rejects`` batch handled inside the window behind ``checkpoint``:
+    recorded like an incremental run's, so the next run does not take them for late rows."""
+    if lookback is None or checkpoint is None:
+        return None
+    floor = cursor_number(lookback.floor(checkpoint[0]))
+    if not fits(floor):
+        return None
+    numbers = [(cursor_number(p[0]), p) for p in positions]
+    add = [(n, row_hash(p)) for n, p in numbers if fits(n) and n >= floor]
+    return WindowWrite(add) if add else None
+
+
+class BatchRows:
+    """The rows each batch covers that this run handles (not skipped), in read order: every
+    row of a chunk is queued when the chunk is planned, and a batch takes as many as it
+    covers (batches are contiguous runs of the read order)."""
+
+    def __init__(self) -> None:
+        self._queue: deque[tuple[Events, int] | None] = deque()
+        self._by_seq: dict[int, list[tuple[Events, int]]] = {}
+
+    def chunk(self, events: Events, plan: Plan) -> None:
+        """Queue the rows of a planned chunk (a skipped row as a gap)."""
+        skip = plan.skip
+        self._queue.extend(None if i in skip else (events, i) for i in range(events.n))
+
+    def take(self, batch: Batch) -> None:
+        """The batch closed: its rows leave the queue."""
+        rows = [r for r in (self._queue.popleft() for _ in range(batch.covered)) if r]
+        self._by_seq[batch.seq] = rows
+
+    def positions(self, seq: int) -> Callable[[], Sequence[Position]]:
+        """The positions of batch ``seq``'s rows, computed only when the ledger needs them."""
+        rows = self._by_seq.pop(seq, [])
+        return lambda: _positions(rows)
+
+
+def _positions(rows: list[tuple[Events, int]]) -> list[Position]:
+    """``events.position(i)`` of each row, a column at a time per chunk (not value by value)."""
+    out: list[Position] = []
+    start = 0
+    while start < len(rows):
+        events = rows[start][0]
+        end = start
+        while end < len(rows) and rows[end][0] is events:
+            end += 1
+        idx = pa.array([i for _, i in rows[start:end]], pa.int64())
+        cols = [events.cursor.take(idx).to_pylist()]
+        cols += [col.take(idx).to_pylist() for col in events.pk]
+        out.extend(zip(*cols, strict=True))
+        start = end
+    return out
+
+
+def account(result: SyncResult, window: Lookbehind | None, sync: str) -> None:
+    """The late rows caught into ``result``, and the warning when some were caught in the
+    window's oldest tenth."""
+    if window is None:
+        return
+    result.lookback = window.lookback.text
+    result.late_rows = window.late
+    result.late_rows_near_edge = window.near_edge
+    result.window_reread = window.reread
+    if window.late:
+        log.info(
+            "%s: %d late rows caught inside the lookback window (source.lookback %s)",
+            sync,
+            window.late,
+            window.lookback.text,
+        )
+    if window.near_edge:
+        log.warning(
+            "%s: %d of the %d late rows caught lay in the oldest %d%% of the lookback window "
+            "(source.lookback %s): rows that commit later still are never read; raise "
+            "source.lookback",
+            sync,
+            window.near_edge,
+            window.late,
+            round(EDGE_SHARE * 100),
+            window.lookback.text,
+        )
