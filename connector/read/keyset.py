@@ -14,7 +14,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from ..config.sync_file import SyncConfig
+from ..core.errors import ConfigError
 from ..warehouses import Warehouse
+from .drift import drift_problems
 
 Position = tuple[Any, ...]  # (cursor, *primary key)
 
@@ -38,10 +40,24 @@ class KeysetSQL:
     columns: list[str]
     _names: dict[str, str]
     _bytewise: frozenset[str]
+    scope: str  # whose checkpoint the positions are (named by the drift message)
 
     def column_types(self) -> dict[str, str]:
         """Column → kind (see ``Reader.column_types``)."""
         raise NotImplementedError
+
+    def check_position(self, after: Position | None) -> None:
+        """Schema drift: a config error (exit 2) when a stored position's values no longer fit
+        the key columns' types (``drift``), before a query compares them."""
+        if after is None:
+            return
+        fields = [("source.cursor", self.cursor)] + [("source.primary_key", c) for c in self.pk]
+        where = self.sync.source_path or self.sync.name
+        problems = drift_problems(
+            where, self.sync.name, self.scope, fields, self.column_types(), tuple(after)
+        )
+        if problems:
+            raise ConfigError(problems)
 
     # -- SQL building ------------------------------------------------------------------
     def _q(self, name: str) -> sa.ColumnClause[Any]:

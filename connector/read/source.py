@@ -86,12 +86,15 @@ class Reader(KeysetSQL):
         *,
         byte_order: bool = False,
         keys_only: bool = False,
+        scope: str = "incremental",
     ) -> None:
         """``byte_order``: a full contact scan ordered by key, text key columns compared and
         ordered by their bytes (the order ``contacts.keyorder`` encodes) on warehouses whose
         module has that order (``key_order``). ``keys_only``: read only the primary key, in
-        key order."""
+        key order. ``scope``: whose checkpoint the positions given to it are (named by
+        the schema drift message, ``drift``)."""
         self.sync = sync
+        self.scope = scope
         self.url = url or warehouse_url(sync)
         self.warehouse = warehouse_for(self.url)
         path = embedded_file(self.url)
@@ -157,6 +160,7 @@ class Reader(KeysetSQL):
         one ordered query (``_stream``). Memory on both sides stays flat in the table size.
         """
         self.check_columns()
+        self.check_position(after)
         if self.warehouse.streams_runs and (limit is None or limit > self.sync.source.chunk_size):
             # (A preview's few rows are one top-N keyset page: no sort of the whole range.)
             yield from self._stream(after, window, limit)
@@ -228,6 +232,7 @@ class Reader(KeysetSQL):
         """Primary keys (their ``key_strings`` text) that occur more than once in the range a
         run reads: one ``GROUP BY key HAVING count(*) > 1`` query (see ``dupkeys``)."""
         self.check_columns()
+        self.check_position(after)
         cols = [self._q(c) for c in self.pk]
         stmt = (
             sa.select(*cols)
@@ -246,6 +251,7 @@ class Reader(KeysetSQL):
     def count(self, after: Position | None, window: Window | None) -> int:
         """Rows a run would read: after ``after``, in the window, cursor and key not NULL."""
         self.check_columns()
+        self.check_position(after)
         stmt = (
             sa.select(sa.func.count()).select_from(self._from()).where(*self._where(after, window))
         )

@@ -80,7 +80,7 @@ class EventRun:
         self.limit = limit
         self.rt = runtime
         self.dest = dest
-        self.reader = Reader(sync, warehouse_url)
+        self.reader = Reader(sync, warehouse_url, scope=scope)
         self.mapper = Mapper(sync)
         self.stats = Stats()
         self.account = account = account_of(self.dest)
