@@ -232,16 +232,33 @@ def _cmd_sync(args: argparse.Namespace) -> int:
             progress=ProgressLine(total, stream=sys.stderr),
             retry_rejects=args.retry_rejects,
         )
-    except ConfigError:  # found once the warehouse is open (a missing column or file): exit 2
+    except ConfigError as exc:  # found once the warehouse is open (a missing column): exit 2
+        if args.json:
+            _failed_json(sync.name, exc, args)
         raise
     except ConnectorError as exc:
         print(f"{sync.name}: run failed: {exc}", file=sys.stderr)
+        if args.json:
+            _failed_json(sync.name, exc, args)
         return EXIT_FAILED
     if args.json:
         print(json.dumps(res.to_dict(), default=str, indent=2))
     else:
         print_summary(res)
     return EXIT_OK
+
+
+def _failed_json(name: str, exc: BaseException, args: argparse.Namespace) -> None:
+    """``--json`` of a run that failed: status, error, and the counts its run record holds."""
+    out: dict[str, Any] = {}
+    try:
+        last = open_state(args).runs(name, limit=1)
+        if last and last[0]["status"] == "failed":
+            out.update(last[0]["summary"] or {})
+    except ConnectorError:  # the store itself failed: the error says so
+        pass
+    out.update(sync=name, status="failed", error=str(exc))
+    print(json.dumps(out, default=str, indent=2))
 
 
 def _plan_total(sync: SyncConfig, args: argparse.Namespace) -> int | None:
@@ -298,7 +315,10 @@ def _cmd_validate(args: argparse.Namespace) -> int:
             if name not in loaded.duplicates and not any(
                 Path(p).stem == name for p in loaded.errors
             ):
-                problems.append(f"no sync named {name!r}")
+                try:
+                    loaded.get(name)
+                except ConfigError as exc:  # no such sync, or a file declaring it is broken
+                    problems += [] if name in loaded.declared else exc.problems
             continue
         sync = loaded.syncs[name]
         warnings: list[str] = []
@@ -318,6 +338,9 @@ def _cmd_validate(args: argparse.Namespace) -> int:
             print(f"     deprecated: {deprecation}")
     if problems:
         print("\n".join(problems), file=sys.stderr)
+        return EXIT_USAGE
+    if not names and loaded.missing_dir is not None:
+        print(f"the config directory {loaded.missing_dir} does not exist", file=sys.stderr)
         return EXIT_USAGE
     if not names:
         print(
@@ -358,7 +381,23 @@ def _cmd_sandbox(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"connector sandbox: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    serve(args.port, host=args.host, options=opts)
+    try:
+        serve(args.port, host=args.host, options=opts)
+    except OSError as exc:
+        import errno
+
+        if exc.errno not in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
+            raise
+        why = {
+            errno.EADDRINUSE: "is already in use (another sandbox or server listens there)",
+            errno.EACCES: "may not be used by this user (ports below 1024 need privileges)",
+        }.get(exc.errno, "is not an address of this machine")
+        print(
+            f"connector sandbox: cannot listen on {args.host}:{args.port}: the port {why}; "
+            "pick another with --port (--port 0 takes a free one)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     return EXIT_OK
 
 

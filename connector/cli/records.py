@@ -16,6 +16,21 @@ if TYPE_CHECKING:
     pass
 
 
+def unknown_scope(store: Any, sync: str, scope: str | None) -> str | None:
+    """Why ``--scope`` names no scope of ``sync`` (None: it does, or none was given): a scope
+    is ``incremental`` or ``partition:<key>``; the message lists the scopes the store holds."""
+    if scope is None or scope == "incremental":
+        return None
+    held = set(store.checkpoints_for(sync)) | {r["scope"] for r in store.runs(sync, limit=1000)}
+    if scope in held or (scope.startswith("partition:") and len(scope) > len("partition:")):
+        return None
+    known = ", ".join(sorted(held | {"incremental"}))
+    return (
+        f"unknown scope {scope!r} for {sync}: a scope is 'incremental' or "
+        f"'partition:<key>'; {sync} has: {known}"
+    )
+
+
 def cmd_state(args: argparse.Namespace) -> int:
     """`connector state show|reset`: a sync's checkpoints, runs and leases, or reset them."""
     from ..config.sync_file import load_sync
@@ -37,6 +52,10 @@ def cmd_state(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     sync = load_sync(args.sync, check_env=False)
     store = open_state(args)
+    unknown = unknown_scope(store, sync.name, args.scope)
+    if unknown:
+        print(f"connector: error: {unknown}", file=sys.stderr)
+        return EXIT_USAGE
     if args.action == "reset":
         running = live_holders(store, sync.name, args.scope)
         if running:
@@ -96,6 +115,10 @@ def cmd_rejects(args: argparse.Namespace) -> int:
 
     sync = load_sync(args.sync, check_env=False)
     store = open_state(args)
+    unknown = unknown_scope(store, sync.name, args.scope)
+    if unknown:
+        print(f"connector: error: {unknown}", file=sys.stderr)
+        return EXIT_USAGE
     n_open = store.count_rejects(sync.name, open_only=True, scope=args.scope)
     total = store.count_rejects(sync.name, scope=args.scope) if args.all else n_open
     rows = store.iter_rejects(

@@ -46,6 +46,13 @@ class KeysetSQL:
         """Column → kind (see ``Reader.column_types``)."""
         raise NotImplementedError
 
+    def check_columns(self) -> None:
+        """See ``Reader.check_columns``."""
+        raise NotImplementedError
+
+    def _rows(self, stmt: sa.Select[Any]) -> list[tuple[Any, ...]]:
+        raise NotImplementedError
+
     def check_position(self, after: Position | None) -> None:
         """Schema drift: a config error (exit 2) when a stored position's values no longer fit
         the key columns' types (``drift``), before a query compares them."""
@@ -168,3 +175,38 @@ class KeysetSQL:
             .where(*where)
             .order_by(*self._order())
         )
+
+    def null_key_rows(self, sample: int = 1000) -> tuple[int, list[tuple[str, str]]]:
+        """Rows that can never be sent (NULL cursor or primary key): count and a sample."""
+        self.check_columns()
+        cols = [self.cursor, *self.pk]
+        is_null = sa.or_(*(self._q(c).is_(None) for c in cols))
+        count_stmt = sa.select(sa.func.count()).select_from(self._from()).where(is_null)
+        sample_stmt = (
+            sa.select(*(self._q(c) for c in cols))
+            .select_from(self._from())
+            .where(is_null)
+            .order_by(*(self._q(c) for c in cols))  # the same rows get the same keys each run
+            .limit(sample)
+        )
+        count = int(self._rows(count_stmt)[0][0] or 0)
+        rows = self._rows(sample_stmt) if count else []
+        out = []
+        seen: dict[str, int] = {}
+        for row in rows:
+            pk = row[1:]
+            key = ",".join("NULL" if v is None else str(v) for v in pk)
+            if any(v is None for v in pk):
+                reason = "primary key is NULL: the row cannot be tracked; fix the source"
+                # Rows without a key have no name: the second and later are numbered
+                # ("NULL#2"), so each is a reject of its own (in this order every run).
+                seen[key] = seen.get(key, 0) + 1
+                key = key if seen[key] == 1 else f"{key}#{seen[key]}"
+            else:
+                reason = self.null_cursor_reason()
+            out.append((key, reason))
+        return count, out
+
+    def null_cursor_reason(self) -> str:
+        """The reject reason of a row whose cursor is NULL."""
+        return f"cursor column {self.cursor} is NULL: the row is never read; fix the source"

@@ -30,6 +30,7 @@ from ..core.errors import ConfigError, SourceError, mask_url, scrub
 from ..core.logcontext import get_logger
 from ..model.events import Chunk, key_strings
 from ..warehouses import embedded_file, engine_for, release_engine, warehouse_for
+from .driver import missing_driver
 from .keyset import KeysetSQL, Position, Window
 from .type_rules import CURSOR_KINDS, EVENT_TIME_KINDS, type_problems
 
@@ -111,6 +112,11 @@ class Reader(KeysetSQL):
             self.engine = engine_for(self.url, args)
         except ConfigError:
             raise
+        except (ImportError, sa.exc.NoSuchModuleError) as exc:  # a driver not installed
+            where = f"{sync.source_path or sync.name}: source.url"
+            raise ConfigError(
+                missing_driver(where, self.url, self.warehouse.extra, self._scrub(str(exc)), exc)
+            ) from None
         except Exception as exc:  # noqa: BLE001 — a bad URL, a missing driver, or a dialect's own error: all name the URL
             raise SourceError(
                 f"cannot open warehouse {redact_url(self.url)}: {self._scrub(str(exc))}"
@@ -435,36 +441,6 @@ class Reader(KeysetSQL):
         if problems:
             raise ConfigError(problems)
         self._checked = True
-
-    def null_key_rows(self, sample: int = 1000) -> tuple[int, list[tuple[str, str]]]:
-        """Rows that can never be sent (NULL cursor or primary key): count and a sample."""
-        self.check_columns()
-        cols = [self.cursor, *self.pk]
-        is_null = sa.or_(*(self._q(c).is_(None) for c in cols))
-        count_stmt = sa.select(sa.func.count()).select_from(self._from()).where(is_null)
-        sample_stmt = (
-            sa.select(*(self._q(c) for c in cols))
-            .select_from(self._from())
-            .where(is_null)
-            .limit(sample)
-        )
-        count = int(self._rows(count_stmt)[0][0] or 0)
-        rows = self._rows(sample_stmt) if count else []
-        out = []
-        for row in rows:
-            cursor, pk = row[0], row[1:]
-            key = ",".join("NULL" if v is None else str(v) for v in pk)
-            if any(v is None for v in pk):
-                reason = "primary key is NULL: the row cannot be tracked; fix the source"
-            else:
-                reason = self.null_cursor_reason()
-            del cursor
-            out.append((key, reason))
-        return count, out
-
-    def null_cursor_reason(self) -> str:
-        """The reject reason of a row whose cursor is NULL."""
-        return f"cursor column {self.cursor} is NULL: the row is never read; fix the source"
 
     def max_cursor(self) -> Any:
         """The largest cursor value in the source (None when it has no rows); raises ``SourceError``
