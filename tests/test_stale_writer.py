@@ -14,20 +14,24 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 import sqlalchemy as sa
 
 from connector.core import fence
 from connector.core.fence import LeaseLost, fenced
+from connector.deliver.delivery import Runtime
+from connector.run.sync import run_sync
 from connector.sandbox import SandboxServer
 from connector.store.lease import LEASE_TTL_ENV, Lease, live_holders
 from connector.store.schema import leases
-from connector.store.state import INCREMENTAL, StateStore
+from connector.store.state import INCREMENTAL, StateStore, now
 
-from .conftest import Warehouse
-from .helpers import create_events_table, delivered_ids, event_rows, insert_events
+from .conftest import FakeSleep, Warehouse
+from .helpers import create_events_table, delivered_ids, event_rows, insert_events, sync_for
 
 KIND = "brevo_events_batch"
 ROWS = 8000  # 40 batches of 200
@@ -155,3 +159,54 @@ def test_on_postgresql_the_fence_reads_the_lease_row_by_the_stores_clock(pg_url:
     fresh.token, fresh.expires, fresh.deadline = lease.token, lease.expires, None
     with pytest.raises(LeaseLost, match="another run took it over"):
         fresh.check()
+
+
+class _PauseOnFirstRequest(httpx.BaseTransport):
+    """Sends every request to the sandbox; while the first is on the wire, ``pause()`` runs
+    (the test moves the store's clock past the lease's expiry: the process "was paused")."""
+
+    def __init__(self, pause: Callable[[], None]) -> None:
+        self.inner = httpx.HTTPTransport()
+        self.pause: Callable[[], None] | None = pause
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        pause = self.pause
+        if pause is not None:
+            self.pause = None
+            pause()
+        return self.inner.handle_request(request)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+# 200 rows: the answered batch meets the fence when it settles; 1000 rows: the next batch
+# meets it first (the run stops there, the answered one is counted as it winds down).
+@pytest.mark.parametrize("rows", [200, 1000])
+def test_a_batch_answered_after_the_lease_expired_is_not_settled_but_counted(
+    duck: Warehouse, sandbox: SandboxServer, tmp_path: Path, fake_time: FakeSleep, rows: int
+) -> None:
+    create_events_table(duck)
+    insert_events(duck, event_rows(0, rows))
+    sync = sync_for(KIND, duck, sandbox.url, chunk_size=1000, options="{concurrency: 1}")
+    state = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
+    t = [now()]
+    state.clock = lambda: t[0]
+
+    def expire() -> None:
+        t[0] += timedelta(minutes=5)  # far past the 60 s TTL: no heartbeat renewed it
+
+    transport = _PauseOnFirstRequest(expire)
+    runtime = Runtime(fake_time.clock, fake_time.sleep, lambda: 0.5, transport=transport)
+    with pytest.raises(LeaseLost, match="lease was lost"):
+        run_sync(sync, state=state, runtime=runtime)
+
+    # The batch on the wire reached the API; nothing went after it, nothing was settled.
+    assert len(sandbox.events(KIND)) == 200
+    assert state.checkpoint("videos") is None
+    (run,) = state.runs("videos")
+    assert run["status"] == "failed" and "lease was lost" in run["error"]
+    assert run["summary"]["possibly_duplicated"] == 200  # sent, recorded nowhere else
+    # Its ledger entry stays pending: the next run sends those rows again, and says so.
+    pending = [e for e in state.ledger("videos", INCREMENTAL) if e.status == "pending"]
+    assert [e.count for e in pending] == [200]
