@@ -695,6 +695,13 @@ CASES += [
         "`connector state reset videos`",
     ),
     Case("sandbox-port-in-use", _busy_port, 2, "the port is already in use"),
+    Case("sandbox-port-out-of-range", _args("sandbox", "--port", "70000"), 2, "0 to 65535"),
+    Case(
+        "sandbox-host-not-here",
+        _args("sandbox", "--host", "nohost.invalid", "--port", "0"),
+        2,
+        "the host name does not resolve",
+    ),
     Case(
         "empty-api-key-validate",
         _args("validate"),
@@ -741,6 +748,12 @@ CASES += [
         _edit(url="nosuchdb://conn@127.0.0.1:9/wh"),
         2,
         "a nosuchdb:// warehouse needs its SQLAlchemy dialect, which is not installed",
+    ),
+    Case(
+        "json-on-a-sync-that-does-not-load",
+        _args("sync", "nope", "--json"),
+        2,
+        '"status": "failed", "error": "no sync named',
     ),
     Case(
         "json-on-a-failed-run",

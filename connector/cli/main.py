@@ -213,7 +213,12 @@ def _cmd_sync(args: argparse.Namespace) -> int:
             "connector: error: retry_rejects and full_refresh cannot be combined", file=sys.stderr
         )
         return EXIT_USAGE
-    sync = load_sync(args.sync)
+    try:
+        sync = load_sync(args.sync)
+    except ConfigError as exc:
+        if args.json:
+            print(json.dumps({"sync": args.sync, "status": "failed", "error": str(exc)}))
+        raise
     if sync.partitions is not None:
         print(
             f"note: {sync.name} is partitioned; Dagster delivers it per partition. This run "
@@ -383,20 +388,27 @@ def _cmd_sandbox(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     try:
         serve(args.port, host=args.host, options=opts)
-    except OSError as exc:
+    except (OSError, OverflowError) as exc:
         import errno
+        import socket
 
-        if exc.errno not in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
-            raise
+        code = getattr(exc, "errno", None)
         why = {
-            errno.EADDRINUSE: "is already in use (another sandbox or server listens there)",
-            errno.EACCES: "may not be used by this user (ports below 1024 need privileges)",
-        }.get(exc.errno, "is not an address of this machine")
-        print(
-            f"connector sandbox: cannot listen on {args.host}:{args.port}: the port {why}; "
+            errno.EADDRINUSE: "the port is already in use (another sandbox or server listens "
+            "there); pick another with --port (--port 0 takes a free one)",
+            errno.EACCES: "this user may not use the port (ports below 1024 need privileges); "
             "pick another with --port (--port 0 takes a free one)",
-            file=sys.stderr,
-        )
+            errno.EADDRNOTAVAIL: "the host is not an address of this machine; use --host "
+            "127.0.0.1 (or 0.0.0.0 for every interface)",
+        }.get(code or 0)
+        if isinstance(exc, OverflowError):
+            why = "a port is a number from 0 to 65535 (0 takes a free one)"
+        elif isinstance(exc, socket.gaierror):
+            why = f"the host name does not resolve ({exc.strerror}); use --host 127.0.0.1"
+        if why is None:
+            raise
+        where = f"{args.host}:{args.port}"
+        print(f"connector sandbox: cannot listen on {where}: {why}", file=sys.stderr)
         return EXIT_USAGE
     return EXIT_OK
 
