@@ -726,6 +726,12 @@ CASES += [
     Case("misnamed-file-says-why", _misnamed_file, 2, "'my-sync' is not a valid sync name"),
     Case("missing-config-dir", _missing_config_dir, 2, "no_such_dir does not exist"),
     Case(
+        "config-dir-is-a-file",
+        lambda p: ["--config-dir", str(p.config / "syncs" / "videos.yaml"), "sync", "videos"],
+        2,
+        "videos.yaml is not a directory",
+    ),
+    Case(
         "state-reset-unknown-scope",
         _args("state", "reset", "videos", "--scope", "bogus"),
         2,

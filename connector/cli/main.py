@@ -345,7 +345,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         print("\n".join(problems), file=sys.stderr)
         return EXIT_USAGE
     if not names and loaded.missing_dir is not None:
-        print(f"the config directory {loaded.missing_dir} does not exist", file=sys.stderr)
+        what = "is not a directory" if loaded.missing_dir.exists() else "does not exist"
+        print(f"the config directory {loaded.missing_dir} {what}", file=sys.stderr)
         return EXIT_USAGE
     if not names:
         print(

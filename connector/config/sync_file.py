@@ -241,9 +241,10 @@ class SyncSet:
                 ]
             )
         if self.missing_dir is not None:
+            what = "is not a directory" if self.missing_dir.exists() else "does not exist"
             raise ConfigError(
-                f"no sync named {name!r}: the config directory {self.missing_dir} does not "
-                f"exist; pass --config-dir (or set {CONFIG_DIR_ENV}) to the directory that "
+                f"no sync named {name!r}: the config directory {self.missing_dir} {what}; "
+                f"pass --config-dir (or set {CONFIG_DIR_ENV}) to the directory that "
                 "holds syncs/*.yaml"
             )
         known = ", ".join(sorted(self.syncs)) or "none"
