@@ -727,7 +727,10 @@ CASES += [
     Case("missing-config-dir", _missing_config_dir, 2, "no_such_dir does not exist"),
     Case(
         "config-dir-is-a-file",
-        lambda p: ["--config-dir", str(p.config / "syncs" / "videos.yaml"), "sync", "videos"],
+        lambda p: [
+            *("--config-dir", str(p.config / "syncs" / "videos.yaml")),
+            *("--state-url", p.state_url, "sync", "videos"),
+        ],
         2,
         "videos.yaml is not a directory",
     ),
