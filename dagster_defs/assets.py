@@ -26,7 +26,13 @@ from connector.report.progress import ProgressLine
 from connector.run.run_plan import plan_run
 from connector.store.state import StateStore
 
-from .checks import CHECKPOINT_FRESHNESS, freshness_result, run_check_results
+from .checks import (
+    CHECKPOINT_FRESHNESS,
+    LANDED_AS_SENT,
+    freshness_result,
+    landed_as_sent_result,
+    run_check_results,
+)
 from .failures import SyncFailed, SyncInterrupted
 from .logs import step_logs
 from .metadata import (
@@ -117,6 +123,8 @@ def build_sync_asset(
         for key in context.selected_asset_check_keys:
             if key.name == CHECKPOINT_FRESHNESS:
                 yield _freshness(context, sync, connector)
+            elif key.name == LANDED_AS_SENT:
+                yield landed_as_sent_result(sync, connector, runtime)
             else:
                 context.log.info(f"{key.name} is judged by a materialization of {sync.name}")
 
@@ -171,6 +179,8 @@ def _materialize(
         checks.append(_freshness(context, sync, connector))
     elif not config.dry_run:
         _observe(context, sync, connector, newest=None)
+    if LANDED_AS_SENT in selected and not config.dry_run:
+        checks.append(landed_as_sent_result(sync, connector, runtime))
     return dg.MaterializeResult(
         metadata=metadata,
         check_results=checks,

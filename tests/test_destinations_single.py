@@ -283,7 +283,14 @@ def test_an_api_400_rejects_that_row_with_the_vendors_message_and_the_rest_go_on
         if kind.startswith("brevo")
         else {"error": "contact is blocklisted", "fields": {"contact.email": "blocked"}}
         if kind == "omnisend_track"
-        else {"title": "Validation failed", "status": 400, "detail": "contact is blocklisted"}
+        else {
+            "title": "Validation failed",
+            "status": 400,
+            "detail": "contact is blocklisted",
+            # The dated API lists the event's invalid fields: without them a problem body is
+            # about the request (``answers.judge``).
+            "errors": [{"field": "contact.email", "code": "blocked", "message": "blocked"}],
+        }
     )
     sandbox.inject(Fault(PATHS[kind], status=400, body=body))
 
@@ -344,9 +351,10 @@ def test_server_errors_and_connection_resets_are_retried_until_every_row_is_deli
     got = received(sandbox, kind)
     assert sorted(got) == list(range(6)) and all(len(v) == 1 for v in got.values())
     assert fake_time.waits  # backoff was asked for (and not slept)
-    # Nothing was stored by the failed attempts, but only a dedup key makes that certain; each
-    # of the two may have stored a copy (copies are counted, not rows).
-    assert res.possibly_duplicated == (0 if kind in DEDUPS else 2)
+    # Nothing was stored by the failed attempts, but the client cannot know: each of the two
+    # may have reached the vendor as a copy (copies are counted, not rows); a dedup
+    # destination stores one of them, which the summary says (issue 19 item 9).
+    assert res.possibly_duplicated == 2
 
 
 def test_a_crashed_run_resumes_exactly_once_or_reports_possible_duplicates(

@@ -131,11 +131,11 @@ def test_klaviyo_errors_at_the_request_fail_the_run_without_rejects(
     assert sorted(delivered_ids(sandbox, "klaviyo_bulk_events")) == list(range(20))
 
 
-def test_a_batch_whose_every_single_event_is_refused_alike_fails_the_run(
+def test_a_klaviyo_400_pointing_at_no_event_fails_the_run_at_once(
     duck: Warehouse, sandbox: SandboxServer, state: StateStore, runtime: Runtime
 ) -> None:
-    """No source, no known words: the batch is split; every event alone gets the same answer,
-    so the answer is about the request, not the rows."""
+    """No source, no known words: JSON:API errors say where they are, so an error pointing at
+    no event is about the request (``answers.judge``), decided from the first answer."""
     create_events_table(duck)
     insert_events(duck, event_rows(0, 8))
     sync = sync_for("klaviyo_bulk_events", duck, sandbox.url)
@@ -145,7 +145,31 @@ def test_a_batch_whose_every_single_event_is_refused_alike_fails_the_run(
     with pytest.raises(RequestError) as err:
         run_sync(sync, state=state, runtime=runtime)
 
-    assert "every one of 8 events" in str(err.value) and "Unexpected input." in str(err.value)
+    assert "refused the request itself" in str(err.value)
+    assert "Unexpected input." in str(err.value)
+    _assert_nothing_rejected_or_moved(state)
+    assert sandbox.stats()["requests"] == 1  # no split down to single events
+    sandbox.reset()  # the vendor is fixed (nothing was stored)
+    res = run_sync(sync, state=state, runtime=runtime)
+    assert (res.delivered, res.rejected, res.possibly_duplicated) == (8, 0, 0)
+    assert sorted(delivered_ids(sandbox, "klaviyo_bulk_events")) == list(range(8))
+
+
+def test_a_batch_whose_every_single_event_is_refused_alike_fails_the_run(
+    duck: Warehouse, sandbox: SandboxServer, state: StateStore, runtime: Runtime
+) -> None:
+    """A 413 is about the size: the batch is split; every event alone gets the same answer,
+    so the answer is about the request, not the rows."""
+    create_events_table(duck)
+    insert_events(duck, event_rows(0, 8))
+    sync = sync_for("klaviyo_bulk_events", duck, sandbox.url)
+    body = _klaviyo_errors({"title": "Too large.", "detail": "Request too large."})
+    sandbox.inject(Fault(path=KLAVIYO_PATH, status=413, body=body, times=100))
+
+    with pytest.raises(RequestError) as err:
+        run_sync(sync, state=state, runtime=runtime)
+
+    assert "every one of 8 events" in str(err.value) and "Request too large." in str(err.value)
     _assert_nothing_rejected_or_moved(state)
     sandbox.reset()  # the vendor is fixed (nothing was stored)
     res = run_sync(sync, state=state, runtime=runtime)
@@ -156,14 +180,14 @@ def test_a_batch_whose_every_single_event_is_refused_alike_fails_the_run(
 def test_a_split_batch_with_different_answers_still_rejects_only_the_bad_rows(
     duck: Warehouse, sandbox: SandboxServer, state: StateStore, runtime: Runtime
 ) -> None:
-    """The other side of the rule above: a batch refused whole, whose singles are refused
-    for one row only, is about that row."""
+    """The other side of the rule above: a batch refused whole for its size, whose singles
+    are refused for one row only, is about that row."""
     create_events_table(duck)
     insert_events(duck, event_rows(0, 4))
     sync = sync_for("klaviyo_bulk_events", duck, sandbox.url)
-    body = _klaviyo_errors({"title": "Invalid input.", "detail": "Unexpected input."})
+    body = _klaviyo_errors({"title": "Too large.", "detail": "Request too large."})
     # The whole batch, its first half and the first single are refused; the rest go through.
-    sandbox.inject(Fault(path=KLAVIYO_PATH, status=400, body=body, times=3))
+    sandbox.inject(Fault(path=KLAVIYO_PATH, status=413, body=body, times=3))
 
     res = run_sync(sync, state=state, runtime=runtime)
 
@@ -472,9 +496,11 @@ def test_klaviyo_errors_pointing_into_the_events_are_item_level() -> None:
 
 def test_omnisend_errors_naming_fields_stay_item_level() -> None:
     about_fields = orjson.dumps({"error": "Invalid header value", "fields": {"eventName": "x"}})
-    assert not omnisend_about_request(about_fields)
-    assert omnisend_about_request(orjson.dumps({"error": "Unsupported API version"}))
-    assert not omnisend_about_request(orjson.dumps({"error": "contact has no identifier"}))
+    assert not omnisend_about_request(400, about_fields)
+    assert omnisend_about_request(400, orjson.dumps({"error": "Unsupported API version"}))
+    # The structure decides before the words (issue 19 item 1): an error naming no field is
+    # about the request, whatever it says (the vendor names the field of a bad event).
+    assert omnisend_about_request(400, orjson.dumps({"error": "contact has no identifier"}))
 
 
 def test_omnisend_problem_bodies_are_request_level_only_without_field_errors() -> None:
@@ -495,9 +521,12 @@ def test_omnisend_problem_bodies_are_request_level_only_without_field_errors() -
         }
     )
     assert not dest.about_request(400, fields, "")
-    assert not dest.about_request(
+    # Without errors[] the problem is about the request, whatever its words (issue 19 item 1).
+    assert dest.about_request(
         400, orjson.dumps({"title": "Bad Request", "detail": "contact has no identifier"}), ""
     )
+    sandbox_words = {"title": "Bad request", "detail": "Unsupported Omnisend-Version '2025-01-01'"}
+    assert dest.about_request(400, orjson.dumps(sandbox_words), "")
 
 
 def test_klaviyo_interpret_names_the_revision_fix() -> None:

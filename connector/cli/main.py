@@ -134,11 +134,48 @@ def _parser() -> argparse.ArgumentParser:
         metavar="NAME:TYPE",
         help="a Brevo account attribute (repeatable; replaces the default set)",
     )
+    # Fault options (issue 19): answers a client must read right.
+    sb.add_argument(
+        "--omnisend-batch-items",
+        choices=("all", "split"),
+        default="all",
+        help="split: Omnisend batch items list refused items only under errors[]",
+    )
+    sb.add_argument(
+        "--omnisend-version",
+        action="append",
+        default=[],
+        help="an Omnisend-Version the dated API serves (repeatable; default 2026-03-15)",
+    )
+    sb.add_argument(
+        "--omnisend-retired-version",
+        action="append",
+        default=[],
+        help="an Omnisend-Version answered 410 Gone (repeatable)",
+    )
+    sb.add_argument(
+        "--disabled-event-name",
+        action="append",
+        default=[],
+        help="an event name the account has not enabled: Brevo batch and Klaviyo bulk refuse "
+        "each such event (repeatable)",
+    )
 
     d = sub.add_parser(
         "demo", help="build the demo warehouse, start the sandbox, run the demo syncs"
     )
     d.add_argument("--events", type=int, default=5_000)
+
+    ve = sub.add_parser(
+        "verify", help="read a sample of confirmed contacts back from the vendor and compare"
+    )
+    ve.add_argument("sync")
+    ve.add_argument(
+        "--sample",
+        type=_positive_int,
+        help="contacts to read back (default: the sync file's verify.sample, else 100)",
+    )
+    ve.add_argument("--json", action="store_true", help="print the report as JSON")
     return p
 
 
@@ -190,6 +227,7 @@ _ELSEWHERE = {
     "preview": ("planning", "cmd_preview"),
     "state": ("records", "cmd_state"),
     "rejects": ("records", "cmd_rejects"),
+    "verify": ("verify", "cmd_verify"),
 }
 
 
@@ -377,11 +415,16 @@ def _cmd_sandbox(args: argparse.Namespace) -> int:
         extra: dict[str, Any] = {}
         if args.brevo_attribute:
             extra["brevo_attributes"] = parse_brevo_attributes(args.brevo_attribute)
+        if args.omnisend_version:
+            extra["omnisend_versions"] = tuple(args.omnisend_version)
         opts = SandboxOptions(
             latency_s=args.latency_ms / 1000.0,
             rate_limits_enabled=not args.no_rate_limits,
             validate=not args.sink,
             contact_job_polls=args.job_polls,
+            omnisend_batch_items=args.omnisend_batch_items,
+            omnisend_retired_versions=tuple(args.omnisend_retired_version),
+            disabled_event_names=tuple(args.disabled_event_name),
             **extra,
         )
     except ValueError as exc:

@@ -35,8 +35,7 @@ def cmd_state(args: argparse.Namespace) -> int:
     """`connector state show|reset`: a sync's checkpoints, runs and leases, or reset them."""
     from ..config.sync_file import load_sync
     from ..report.summary import fmt_position
-    from ..store.lease import live_holders
-    from ..store.state import INCREMENTAL, reset_broken_store
+    from ..store.state import reset_broken_store
 
     if args.broken_store:
         if args.action != "reset" or args.sync or args.scope:
@@ -57,24 +56,7 @@ def cmd_state(args: argparse.Namespace) -> int:
         print(f"connector: error: {unknown}", file=sys.stderr)
         return EXIT_USAGE
     if args.action == "reset":
-        running = live_holders(store, sync.name, args.scope)
-        if running:
-            print(
-                f"connector: error: {sync.name} is running ({'; '.join(running)}): a reset "
-                "now would be undone by that run's own writes. Reset after it ends",
-                file=sys.stderr,
-            )
-            return EXIT_FAILED
-        store.reset(sync.name, args.scope)
-        if sync.is_contact_sync and args.scope in (None, INCREMENTAL):
-            from ..contacts.hashes import HashStore
-
-            HashStore(store).forget(sync.name)  # the next run sends every contact again
-        print(
-            f"{sync.name}: state reset ({args.scope or 'all scopes'}); the next run starts "
-            "from the beginning"
-        )
-        return EXIT_OK
+        return _reset(store, sync, args.scope)
     cps = store.checkpoints_for(sync.name)
     if not cps:
         print(f"{sync.name}: no checkpoint yet")
@@ -93,6 +75,9 @@ def cmd_state(args: argparse.Namespace) -> int:
             f"  ledger: {len(pending)} batches beyond the checkpoint "
             f"({sum(e.count for e in pending if e.status == 'pending')} events pending)"
         )
+    copies = store.copies(sync.name, args.scope)
+    if copies.runs:
+        print(f"  {copies}")
     for run in store.runs(sync.name, limit=5):
         s = run["summary"] or {}
         if run["status"] == "interrupted":  # a killed run: its error says how far it got
@@ -106,6 +91,31 @@ def cmd_state(args: argparse.Namespace) -> int:
             f"{run['status']}: {s.get('delivered', 0)} delivered, {s.get('rejected', 0)} "
             f"rejected" + (f" — {run['error']}" if run["error"] else "")
         )
+    return EXIT_OK
+
+
+def _reset(store: Any, sync: Any, scope: str | None) -> int:
+    """`connector state reset`: refused while a run of the sync holds its lease."""
+    from ..store.lease import live_holders
+    from ..store.state import INCREMENTAL
+
+    running = live_holders(store, sync.name, scope)
+    if running:
+        print(
+            f"connector: error: {sync.name} is running ({'; '.join(running)}): a reset "
+            "now would be undone by that run's own writes. Reset after it ends",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    store.reset(sync.name, scope)
+    if sync.is_contact_sync and scope in (None, INCREMENTAL):
+        from ..contacts.hashes import HashStore
+
+        HashStore(store).forget(sync.name)  # the next run sends every contact again
+    print(
+        f"{sync.name}: state reset ({scope or 'all scopes'}); the next run starts from the "
+        "beginning"
+    )
     return EXIT_OK
 
 

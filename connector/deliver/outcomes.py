@@ -11,10 +11,15 @@ delivered or rejected. Pure: no I/O, no clock; the sender feeds it answers.
 - a batch refused whole whose every single-event split is refused with the same words fails
   the run too: such an error is about the request (a header, the version, the body), not its
   rows, so no row of it becomes a reject;
-- copies, not rows, are counted "possibly duplicated" (where the destination has no dedup key):
-  each attempt that failed after it may have been processed may have stored one copy of its
-  part, and the halves or re-sent items of that part inherit those attempts; items refused
-  after such an attempt count as delivered (it may have stored them), never as rejects.
+- copies, not rows, are counted "possibly duplicated": each attempt that failed after it may
+  have been processed may have reached the vendor as one more copy of its part, and the
+  halves or re-sent items of that part inherit those attempts; items refused after such an
+  attempt count as delivered (it may have stored them), never as rejects. The count is what
+  the vendor may have *received* beyond one copy, at every destination: where the
+  destination drops repeats by dedup id (``dedup``: Klaviyo ``unique_id``, Omnisend
+  ``eventID`` + ``eventTime``) it stores one of them, and the run's summary says so
+  (``SyncResult.destination_dedups``) — the same count a crashed run's re-sent batches get
+  from the ledger.
 
 ``read`` is the one place that reads the destination's ``Outcome``, so a change of its shape
 touches one function.
@@ -79,12 +84,13 @@ class OutcomeQueue:
     Copies are counted, not rows: each attempt that may have been processed (a timeout or
     5xx after the request went out) may have stored one copy of its items, and the parts a
     refused request is split or re-sent into inherit those attempts. ``maybe_stored`` turns
-    True once the vendor may hold any item; ``possibly_duplicated`` counts copies beyond one
-    (never where the destination drops repeats by dedup id)."""
+    True once the vendor may hold any item; ``possibly_duplicated`` counts the copies the
+    vendor may have received beyond one (where it drops repeats by dedup id, ``dedup``, it
+    stores one of them: the summary says so)."""
 
     name: str  # the destination type, for messages
     items: list[Item]
-    dedup: bool  # the destination drops re-sent events, so nothing can be duplicated
+    dedup: bool  # the destination drops re-sent events: copies are received, not stored
     delivered: list[Item] = field(default_factory=list)
     rejected: list[tuple[Item, str]] = field(default_factory=list)
     possibly_duplicated: int = 0
@@ -113,7 +119,7 @@ class OutcomeQueue:
     def _stored(self, items: int, extra: int) -> None:
         """``items`` are at the vendor now, each possibly ``extra`` times more than once."""
         self.maybe_stored = self.maybe_stored or items > 0
-        if extra > 0 and not self.dedup:
+        if extra > 0:
             self.possibly_duplicated += items * extra
 
     def settle(
@@ -172,8 +178,7 @@ class OutcomeQueue:
         for part, count, _variant in parts:
             if count and part:
                 self.maybe_stored = True
-                if not self.dedup:
-                    self.possibly_duplicated += len(part) * (count - 1)
+                self.possibly_duplicated += len(part) * (count - 1)
 
     def result(self) -> BatchOutcome:
         """Every item has ended: the batch's outcome, or ``RequestError`` when every single

@@ -9,7 +9,6 @@ take one event per request; ``request_problem`` / ``single_outcome`` read vendor
 
 from __future__ import annotations
 
-import re
 from abc import abstractmethod
 from collections.abc import Mapping
 from typing import ClassVar
@@ -17,6 +16,8 @@ from typing import ClassVar
 from typing_extensions import override
 
 from ..model.events import Events
+from .answers import REQUEST_STATUSES, About, judge
+from .answers import request_problem as request_problem  # re-exported
 from .base import AccountMemory, ConfigT, Destination, Item, Learned, Outcome, Request
 
 
@@ -68,25 +69,6 @@ class EventDestination(Destination[ConfigT]):
         Pure: reads the request, the response and the destination, changes nothing."""
 
 
-# Words of an error about the request rather than its content: the API version or Klaviyo's
-# revision, a header, the media type, auth, a body that is not JSON or not the expected shape
-# (Go's "cannot unmarshal X into Go value of type T" names the top-level type; a field of one
-# event reads "into Go struct field ...", which is about that event).
-_REQUEST_WORDS = re.compile(
-    r"\b(?:revision|api[ _-]?version|unsupported version|headers?|content[ -]type|media[ -]type"
-    r"|api[ _-]?key|unauthori[sz]ed|authenticat\w*|credentials?|access token"
-    r"|json parse|parse error|not valid json|invalid json|malformed"
-    r"|cannot unmarshal \w+ into go value of type)\b",
-    re.IGNORECASE,
-)
-
-
-def request_problem(message: str) -> bool:
-    """True when a vendor's error text is about the request itself (version, header, media
-    type, auth, JSON syntax or body shape), which no event of it can cause or fix."""
-    return bool(_REQUEST_WORDS.search(message))
-
-
 def request_fix(vendor: str, message: str, fix: str | None = None) -> str:
     """The run-failure text for a refused request: the vendor's words and what to change."""
     fix = fix or (
@@ -109,10 +91,12 @@ def single_outcome(
     if 200 <= status < 300:
         return Outcome(delivered=[0])
     if about_request is None:
-        about_request = request_problem(message)
+        about_request = (
+            judge(status, message, item_detail=False, detail_format=False) is About.REQUEST
+        )
     if status in (400, 413, 422) and not about_request:
         return Outcome(rejected={0: f"{vendor} {status}: {message}"[:500]})
-    if status in (400, 422):
+    if status in (400, 422) or status in REQUEST_STATUSES:  # 410: a retired API version
         return Outcome(fatal=request_fix(f"{vendor} ({status})", message))
     return Outcome(fatal=f"{vendor} answered {status}: {message}"[:500])
 
@@ -127,8 +111,10 @@ class SingleEventDestination(EventDestination[ConfigT]):
         """The vendor's error text from a response body."""
 
     def about_request(self, status: int, body: bytes, message: str) -> bool:
-        """Whether an error answer is about the request rather than the event in it."""
-        return request_problem(message)
+        """Whether an error answer is about the request rather than the event in it
+        (``answers.judge``). By default the vendor's error format has no place for a field
+        of the event, so its wording decides; a vendor whose format has one overrides this."""
+        return judge(status, message, item_detail=False, detail_format=False) is About.REQUEST
 
     @override
     def request_overhead(self, count: int) -> int:

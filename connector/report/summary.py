@@ -37,15 +37,21 @@ def print_summary(res: SyncResult, out: Any = None) -> None:
     if res.skipped:
         print(f"  skipped             {res.skipped:,}  (delivered by an interrupted run)", file=out)
     dup_note = (
-        " (the destination drops them by dedup id)"
+        " copies sent again (the destination drops them by dedup id: it stores one)"
         if res.destination_dedups
-        else " (no dedup key at this destination)"
+        else " copies (no dedup key at this destination: each may be stored)"
     )
     print(
         f"  possibly duplicated {res.possibly_duplicated:,}"
         + (dup_note if res.possibly_duplicated else ""),
         file=out,
     )
+    if res.possibly_duplicated_total is not None:
+        print(
+            f"    over all runs     {res.possibly_duplicated_total:,}  (this sync's stored runs, "
+            "this one and killed ones included)",
+            file=out,
+        )
     print(
         f"  requests            {res.requests:,} in {res.batches:,} batches, "
         f"{res.retries:,} retries, {res.rate_limited:,} rate-limited",

@@ -16,6 +16,7 @@ from typing import Any
 
 from ..contacts.hashes import HashStore
 from ..core.errors import RequestError
+from ..core.logcontext import get_logger
 from ..core.options import DestinationSettings
 from ..deliver.delivery import Runtime, job_preview
 from ..destinations.contact_endpoint import Contact, ContactDestination, JobRow
@@ -23,6 +24,8 @@ from ..store.state import CLOSED_DELIVERED, INCREMENTAL, Reject, StateStore
 from .breaker import Breaker, Trip
 from .result import ContactResult
 from .shell import RunShell
+
+log = get_logger("connector.contacts")
 
 # Rows of one job at most, whatever the vendor allows: the run holds every row of its open and
 # in-flight jobs (``jobs_in_flight`` + 1) until the vendor confirms them, ~0.8 KB each. A limit
@@ -170,7 +173,8 @@ class Jobs:
         result = self.dest.result(job.job_id, job.rows)
         if result.unknown is not None:
             self.res.unconfirmed += len(job.rows)
-            self.res.error = result.unknown
+            self.res.error = result.unknown  # the run's error quotes it
+            log.warning("%s: %s", self.res.sync, result.unknown)
             return
         errors = dict(result.errors)
         if job.contacts:

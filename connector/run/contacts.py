@@ -164,8 +164,8 @@ class ContactRun:
             self.unlister.unlist(gone, shell)
         if self.res.unconfirmed:
             raise RequestError(
-                f"{self.res.unconfirmed} rows stay unconfirmed (see above); they are sent "
-                "again by the next run"
+                f"{self.res.unconfirmed} rows stay unconfirmed: {self.res.error or 'unknown'}"
+                " (they are sent again by the next run)"
             )
         if self._read_upto is not None and not self.dry_run:
             self.state.set_checkpoint(self.sync.name, INCREMENTAL, self._read_upto, shell.run_id)

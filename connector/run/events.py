@@ -42,7 +42,7 @@ from ..plan.planner import payload as _payload
 from ..read.dupkeys import DuplicateKeys, EveryKey, KnownDuplicates
 from ..read.source import Reader, Window
 from ..store.state import Reject, StateStore
-from .breaker import Breaker, Trip
+from .breaker import ALIKE_MIN_ROWS, Breaker, Trip
 from .openrejects import OpenRejects
 from .result import SyncResult
 from .shell import KeyView, RunShell
@@ -99,7 +99,11 @@ class EventRun:
         # Circuit breaker (main thread only): batches with API-side rejects are held, not
         # settled, while too few rows were answered to judge (``breaker``).
         self.breaker: Breaker[tuple[Batch, BatchOutcome]] = Breaker(
-            self.dest.options, lambda held: self._settle(*held), self._trip_message
+            self.dest.options,
+            lambda held: self._settle(*held),
+            self._trip_message,
+            alike_min_rows=ALIKE_MIN_ROWS,  # every row refused alike fails the run
+            drop=lambda held: self._forget(held[0]),  # such batches stored nothing
         )
 
     def batcher(self) -> Batcher:
@@ -156,7 +160,7 @@ class EventRun:
                     self._submit(last, pool, sender, inflight)
             while inflight:
                 failure = self._drain(inflight, block=True) or failure
-            self.breaker.release()
+            self.breaker.release(alike=failure is None)  # a failed run keeps its own error
         except BaseException as exc:
             for fut in inflight:
                 fut.cancel()

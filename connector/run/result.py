@@ -23,8 +23,11 @@ class SyncResult:
     delivered: int = 0
     rejected: int = 0
     skipped: int = 0  # delivered by an earlier run that crashed (ledger), not re-sent
-    possibly_duplicated: int = 0
-    destination_dedups: bool = False
+    possibly_duplicated: int = 0  # copies the vendor may have received beyond one, this run
+    destination_dedups: bool = False  # ... and stores only one of them (dedup id)
+    # The sync's possibly duplicated copies over every stored run, this one included (None:
+    # not read, e.g. a dry run).
+    possibly_duplicated_total: int | None = None
     null_key_rows: int = 0
     batches: int = 0
     requests: int = 0

@@ -99,7 +99,10 @@ def run_sync(
         shell = RunShell(
             state, run.result, run.stats, dry_run=dry_run, clock=runtime.clock, progress=progress
         )
-        return shell.execute(run)  # a dry run sends nothing, writes nothing, takes no lease
+        res = shell.execute(run)  # a dry run sends nothing, writes nothing, takes no lease
+        if not dry_run:
+            res.possibly_duplicated_total = state.copies(sync.name, scope).total
+        return res
     except BaseException:
         run.reader.close()  # give an embedded warehouse file back (the run may not have run)
         raise

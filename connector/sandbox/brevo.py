@@ -217,14 +217,20 @@ def _batch_events(payload: Any, shapes: frozenset[str]) -> list[Any]:
     return events
 
 
+#: An event name the account has not enabled (``SandboxOptions.disabled_event_names``).
+DISABLED_EVENT = "event_name is not enabled on this account"
+
+
 def handle_batch(
     body: bytes,
     content_type: str | None,
     *,
     shapes: frozenset[str] = frozenset({"array"}),
     validate: bool = True,
+    disabled: frozenset[str] = frozenset(),
 ) -> Reply:
-    """§3: 202 all valid, 207 some valid (stored, not rolled back), 400 none valid."""
+    """§3: 202 all valid, 207 some valid (stored, not rolled back), 400 none valid. An event
+    whose name is in ``disabled`` (an account option) is refused like an invalid one."""
     if len(body) > MAX_BATCH_BYTES:
         # §3.2 + brief: oversize → 400 out_of_range (413 is unverified, §1).
         return error(400, "out_of_range", "Request body must not exceed 512 KB")
@@ -245,6 +251,8 @@ def handle_batch(
     groups: dict[str, list[int]] = {}  # §3.3: indices sharing a message are grouped
     for index, event in enumerate(events):
         problem = validate_event(event)
+        if problem is None and event.get("event_name") in disabled:
+            problem = ("invalid_parameter", DISABLED_EVENT)
         if problem is None:
             accepted.append(event)
         else:

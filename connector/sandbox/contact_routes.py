@@ -9,11 +9,24 @@ from dataclasses import dataclass
 from email.message import Message
 from typing import TYPE_CHECKING
 
-from connector.sandbox import brevo_contacts, contact_lists, klaviyo_profiles, omnisend_contacts
+from connector.sandbox import (
+    brevo_contacts,
+    contact_lists,
+    klaviyo_profiles,
+    omnisend,
+    omnisend_contacts,
+)
 from connector.sandbox._shared import Reply
 
 if TYPE_CHECKING:
     from connector.sandbox.endpoint import Context, Endpoint
+
+
+def omnisend_versions(ctx: Context) -> omnisend.Versions:
+    """The ``Omnisend-Version`` values the sandbox serves and those it has retired."""
+    opts = ctx.options
+    return omnisend.Versions(opts.omnisend_versions, opts.omnisend_retired_versions)
+
 
 #: handler(params, query, body, headers, ctx) → Reply
 Handler = Callable[[Mapping[str, str], Mapping[str, str], bytes, Message, "Context"], Reply]
@@ -133,6 +146,7 @@ def _omnisend_contact(
         ctx.contacts,
         now=ctx.options.wall_clock(),
         validate=ctx.options.validate,
+        versions=omnisend_versions(ctx),
     )
 
 
@@ -147,6 +161,7 @@ def _omnisend_batch(
         now=ctx.options.wall_clock(),
         polls=ctx.options.contact_job_polls,
         validate=ctx.options.validate,
+        versions=omnisend_versions(ctx),
     )
 
 
@@ -154,7 +169,12 @@ def _omnisend_get_batch(
     params: Mapping[str, str], query: Mapping[str, str], body: bytes, h: Message, ctx: Context
 ) -> Reply:
     return omnisend_contacts.handle_get_batch(
-        params["id"], h.get("Omnisend-Version"), ctx.contacts, ctx.options.wall_clock(), items=False
+        params["id"],
+        h.get("Omnisend-Version"),
+        ctx.contacts,
+        ctx.options.wall_clock(),
+        items=False,
+        versions=omnisend_versions(ctx),
     )
 
 
@@ -162,8 +182,20 @@ def _omnisend_batch_items(
     params: Mapping[str, str], query: Mapping[str, str], body: bytes, h: Message, ctx: Context
 ) -> Reply:
     return omnisend_contacts.handle_get_batch(
-        params["id"], h.get("Omnisend-Version"), ctx.contacts, ctx.options.wall_clock(), items=True
+        params["id"],
+        h.get("Omnisend-Version"),
+        ctx.contacts,
+        ctx.options.wall_clock(),
+        items=True,
+        versions=omnisend_versions(ctx),
+        split=ctx.options.omnisend_batch_items == "split",
     )
+
+
+def _omnisend_list(
+    params: Mapping[str, str], query: Mapping[str, str], body: bytes, h: Message, ctx: Context
+) -> Reply:
+    return omnisend_contacts.handle_list_contacts(query, h.get("Omnisend-Version"), ctx.contacts)
 
 
 def _klaviyo_profiles_get(
@@ -266,6 +298,7 @@ ROUTES: tuple[ContactRoute, ...] = (
         _brevo_contact,
     ),
     ContactRoute("POST", _p(r"/api/contacts"), "omnisend_contacts", "omnisend", _omnisend_contact),
+    ContactRoute("GET", _p(r"/api/contacts"), "omnisend_contacts_poll", "omnisend", _omnisend_list),
     ContactRoute("POST", _p(r"/api/batches"), "omnisend_contacts", "omnisend", _omnisend_batch),
     ContactRoute(
         "GET",

@@ -15,6 +15,7 @@ import re
 import threading
 import uuid
 from collections.abc import Collection, Hashable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -315,6 +316,44 @@ _SPACED_TIME_RE = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}[+-]\d{2}:\d{2
 FieldError = dict[str, str]  # {field, code, message}
 
 
+@dataclass(frozen=True)
+class Versions:
+    """The ``Omnisend-Version`` values the dated API serves (``supported``) and those it has
+    retired (``retired``: answered 410 Gone, as the vendor answers a retired version;
+    contracts-contacts.md). Any other value, or none, is a 400 problem without field
+    errors."""
+
+    supported: tuple[str, ...] = DATED_VERSIONS
+    retired: tuple[str, ...] = ()
+
+    def error(self, version: str | None) -> Reply | None:
+        """The problem reply for a missing, unsupported or retired version; None when it is
+        served."""
+        if version is None:
+            return problem(
+                400, "Bad request", "The Omnisend-Version header is required", "bad-request"
+            )
+        if version in self.retired:
+            return problem(
+                410,
+                "Gone",
+                f"API version {version} was retired; use one of: " + ", ".join(self.supported),
+                "gone",
+            )
+        if version not in self.supported:
+            return problem(
+                400,
+                "Bad request",
+                f"Unsupported Omnisend-Version {version!r}; supported: "
+                + ", ".join(self.supported),
+                "bad-request",
+            )
+        return None
+
+
+DEFAULT_VERSIONS = Versions()
+
+
 def problem(
     status: int,
     title: str,
@@ -435,18 +474,17 @@ def validate_dated_event(payload: dict[str, Any]) -> list[FieldError]:
 
 
 def handle_dated_events(
-    body: bytes, content_type: str | None, version: str | None, *, validate: bool = True
+    body: bytes,
+    content_type: str | None,
+    version: str | None,
+    *,
+    validate: bool = True,
+    versions: Versions = DEFAULT_VERSIONS,
 ) -> Reply:
     """§5.3: 202 empty on success; RFC 9457 problems otherwise."""
-    if version is None:
-        return problem(400, "Bad request", "The Omnisend-Version header is required", "bad-request")
-    if version not in DATED_VERSIONS:
-        return problem(
-            400,
-            "Bad request",
-            f"Unsupported Omnisend-Version {version!r}; supported: " + ", ".join(DATED_VERSIONS),
-            "bad-request",
-        )
+    bad = versions.error(version)
+    if bad is not None:
+        return bad
     try:
         payload = parse_json(
             body,

@@ -24,12 +24,20 @@ No endpoint of this version documents clearing a contact field or custom propert
 ``/api/contacts?email=``: "Pass only fields you want to update"); a null is kept out like an
 absent field. Errors are RFC 9457 problems (the dated events endpoint's); every call needs
 ``Omnisend-Version: 2026-03-15``. The sandbox implements batches of ``POST contacts`` only.
+
+- ``GET /api/contacts`` — List contacts, "filtered by the provided query parameters": ``email``,
+  ``phone`` (and ``status``, ``segmentID``, ``tag``, which the sandbox does not serve: 400),
+  ``limit`` "Range: 1-250. Default: 100"; "``updatedAtFrom`` cannot be combined with ``email``,
+  ``phone``, ..."; 200 ListContactsResponse {contacts: [ContactResponse], paging {cursors,
+  hasMore, limit}}; ContactResponse carries the read-only ``createdAt`` and ``updatedAt``
+  ("Contact last updated timestamp"). One page: the sandbox's filters select one contact.
 """
 
 from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -38,7 +46,13 @@ import orjson
 from connector.sandbox import omnisend
 from connector.sandbox._shared import Rejected, Reply, json_reply, parse_json
 from connector.sandbox.contacts import DONE, FAILED, ContactStore, Job, ProfileBook
-from connector.sandbox.omnisend import DATED_VERSIONS, FieldError, _field, problem
+from connector.sandbox.omnisend import (
+    DEFAULT_VERSIONS,
+    FieldError,
+    Versions,
+    _field,
+    problem,
+)
 from connector.sandbox.ratelimit import Decision
 
 KIND = "omnisend_contacts"
@@ -63,19 +77,10 @@ STRING_FIELDS = (
 )
 
 
-def version_error(version: str | None) -> Reply | None:
-    """The dated API's 400 problem for a missing or unsupported ``Omnisend-Version`` header; None
-    when it is fine."""
-    if version is None:
-        return problem(400, "Bad request", "The Omnisend-Version header is required", "bad-request")
-    if version not in DATED_VERSIONS:
-        return problem(
-            400,
-            "Bad request",
-            f"Unsupported Omnisend-Version {version!r}; supported: " + ", ".join(DATED_VERSIONS),
-            "bad-request",
-        )
-    return None
+def version_error(version: str | None, versions: Versions = DEFAULT_VERSIONS) -> Reply | None:
+    """The dated API's problem for a missing, unsupported (400) or retired (410)
+    ``Omnisend-Version`` header; None when it is served."""
+    return versions.error(version)
 
 
 def _json(body: bytes, content_type: str | None) -> Any:
@@ -263,10 +268,11 @@ def handle_contact(
     *,
     now: datetime,
     validate: bool = True,
+    versions: Versions = DEFAULT_VERSIONS,
 ) -> Reply:
     """``POST /api/contacts``: create (201) or update (200) one contact by its identifiers, or the
     400 problem."""
-    bad = version_error(version)
+    bad = version_error(version, versions)
     if bad is not None:
         return bad
     try:
@@ -299,10 +305,11 @@ def handle_create_batch(
     now: datetime,
     polls: int,
     validate: bool = True,
+    versions: Versions = DEFAULT_VERSIONS,
 ) -> Reply:
     """``POST /api/batches``: validate a batch of contacts and queue it (its items are applied when
     the batch finishes after ``polls`` polls); 202 with the batch, or the 400 problem."""
-    bad = version_error(version)
+    bad = version_error(version, versions)
     if bad is not None:
         return bad
     try:
@@ -393,7 +400,7 @@ def _status(job: Job) -> str:
     return "pending" if job.polls == 0 else "inProgress"
 
 
-def _batch(job: Job, *, with_items: bool) -> dict[str, Any]:
+def _batch(job: Job, *, with_items: bool, split: bool = False) -> dict[str, Any]:
     results: list[dict[str, Any]] = job.info["results"] if job.state == DONE else []
     failed = [r for r in results if r["responseCode"] >= 400]
     out: dict[str, Any] = {
@@ -411,23 +418,58 @@ def _batch(job: Job, *, with_items: bool) -> dict[str, Any]:
     if job.finished_at is not None:
         out["endedAt"] = job.finished_at.isoformat()
     if with_items:
-        out["responses"] = results
+        out["responses"] = [r for r in results if r["responseCode"] < 400] if split else results
         out["errors"] = failed
     return out
 
 
 def handle_get_batch(
-    batch_id: str, version: str | None, store: ContactStore, now: datetime, *, items: bool
+    batch_id: str,
+    version: str | None,
+    store: ContactStore,
+    now: datetime,
+    *,
+    items: bool,
+    versions: Versions = DEFAULT_VERSIONS,
+    split: bool = False,
 ) -> Reply:
     """``GET /api/batches/{id}`` (counts a poll) or, with ``items``, ``GET /api/batches/{id}/items``
-    (does not); 404 for an unknown batch."""
-    bad = version_error(version)
+    (does not); 404 for an unknown batch. ``split``: ``responses`` lists the items that
+    succeeded and ``errors`` the refused ones (each in one array only), as the ``Batch``
+    schema allows; else ``responses`` lists every item and ``errors`` repeats the refused."""
+    bad = version_error(version, versions)
     if bad is not None:
         return bad
     job = store.peek(batch_id) if items else store.poll(batch_id, now)
     if job is None or job.kind != KIND:
         return problem(404, "Not found", f"Batch {batch_id} was not found", "not-found")
-    return json_reply(200, _batch(job, with_items=items))
+    return json_reply(200, _batch(job, with_items=items, split=split))
+
+
+def handle_list_contacts(
+    query: Mapping[str, str], version: str | None, store: ContactStore
+) -> Reply:
+    """``GET /api/contacts?email=`` / ``?phone=``: the stored contacts holding that identifier
+    (one page, ``hasMore`` false)."""
+    bad = version_error(version)
+    if bad is not None:
+        return bad
+    unserved = sorted(set(query) & {"status", "segmentID", "tag", "updatedAtFrom", "after"})
+    if unserved:
+        detail = f"the sandbox filters contacts by email or phone only, not {', '.join(unserved)}"
+        return problem(400, "Bad Request", detail, "validation-error")
+    limit = query.get("limit", "100")
+    if not limit.isdigit() or not 1 <= int(limit) <= 250:
+        return problem(400, "Bad Request", "limit: Range: 1-250", "validation-error")
+    records = store.contacts(KIND)
+    if "email" in query:
+        wanted = query["email"].lower()
+        records = [r for r in records if str(r.get("email") or "").lower() == wanted]
+    if "phone" in query:
+        records = [r for r in records if query["phone"] in (r.get("phone") or [])]
+    page = records[: int(limit)]
+    paging = {"cursors": {"after": None, "before": None}, "hasMore": False, "limit": int(limit)}
+    return json_reply(200, {"contacts": page, "paging": paging})
 
 
 def throttled(decision: Decision) -> Reply:

@@ -145,6 +145,23 @@ class SandboxOptions:
     #: Contact jobs (Klaviyo import jobs, Brevo processes, Omnisend batches) stay running
     #: across this many status polls; the next poll finishes them. Per job: ``JobFault``.
     contact_job_polls: int = 1
+    #: Omnisend dated API: the ``Omnisend-Version`` values it serves; any other is a 400
+    #: problem without field errors ("Unsupported Omnisend-Version ..."): set it to a newer
+    #: version to see a client that speaks an unsupported one.
+    omnisend_versions: tuple[str, ...] = ("2026-03-15",)
+    #: Omnisend dated API: versions the vendor has retired, answered 410 Gone (RFC 9457,
+    #: no field errors), as it answers a retired version (contracts-contacts.md).
+    omnisend_retired_versions: tuple[str, ...] = ()
+    #: Omnisend batch items (``GET /api/batches/{id}/items``): "all" lists every item under
+    #: ``responses`` (the refused ones again under ``errors``); "split" lists the items that
+    #: succeeded under ``responses`` and the refused ones only under ``errors`` — both are
+    #: the 2026-03-15 ``Batch`` schema.
+    omnisend_batch_items: Literal["all", "split"] = "all"
+    #: Event names the account has not enabled: Brevo's batch refuses each such event with
+    #: 400 ``errors[{eventIndex: [...], message: "event_name is not enabled on this
+    #: account"}]`` (207 when others pass), Klaviyo's bulk endpoint with a pointer per event
+    #: to its metric name — per-item detail, one and the same reason.
+    disabled_event_names: tuple[str, ...] = ()
     #: Brevo account attributes (NAME → text | float | date | boolean | id | category)
     #: served by ``GET /v3/contacts/attributes`` and applied by imports.
     brevo_attributes: Mapping[str, str] = field(
@@ -173,6 +190,13 @@ class SandboxOptions:
             problems.append("latency_s must be >= 0")
         if self.request_log_limit < 1:
             problems.append("request_log_limit must be >= 1")
+        for name in ("omnisend_versions", "omnisend_retired_versions", "disabled_event_names"):
+            value = getattr(self, name)
+            setattr(self, name, (value,) if isinstance(value, str) else tuple(value))
+        if not self.omnisend_versions:
+            problems.append("omnisend_versions must name at least one version")
+        if self.omnisend_batch_items not in ("all", "split"):
+            problems.append("omnisend_batch_items must be 'all' or 'split'")
         if self.contact_job_polls < 0:
             problems.append("contact_job_polls must be >= 0")
         bad_types = sorted(

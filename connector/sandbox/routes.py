@@ -24,6 +24,7 @@ def _brevo_batch(body: bytes, headers: Message, ctx: Context) -> Reply:
         headers.get("Content-Type"),
         shapes=ctx.options.batch_shapes,
         validate=ctx.options.validate,
+        disabled=frozenset(ctx.options.disabled_event_names),
     )
 
 
@@ -47,6 +48,7 @@ def _omnisend_dated(body: bytes, headers: Message, ctx: Context) -> Reply:
         headers.get("Content-Type"),
         headers.get("Omnisend-Version"),
         validate=ctx.options.validate,
+        versions=contact_routes.omnisend_versions(ctx),
     )
 
 
@@ -60,6 +62,7 @@ def _klaviyo_bulk(body: bytes, headers: Message, ctx: Context) -> Reply:
         min_time=opts.klaviyo_min_event_time,
         min_revision=opts.klaviyo_min_revision,
         validate=opts.validate,
+        disabled=frozenset(opts.disabled_event_names),
     )
 
 

@@ -11,6 +11,7 @@ had in flight (its pending ledger rows).
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -89,6 +90,24 @@ def mark_interrupted(c: sa.Connection, sync: str, scope: str) -> None:
         )
 
 
+@dataclass(frozen=True)
+class Copies:
+    """Copies of events the vendor may have received more than once ("possibly duplicated"),
+    from the stored run summaries of one sync: over every run (``total``, killed runs
+    included: their summary holds the counts they last recorded, and the copies a run counts
+    are recorded at once), and the newest run's (``last``)."""
+
+    total: int
+    last: int
+    runs: int  # stored runs summed over
+
+    def __str__(self) -> str:
+        return (
+            f"{self.total:,} possibly duplicated copies over the sync's {self.runs:,} stored "
+            f"runs ({self.last:,} in the last run)"
+        )
+
+
 class RunStore(Tables):
     """Recording runs: start, progress, end; reading the history."""
 
@@ -147,3 +166,24 @@ class RunStore(Tables):
             d["summary"] = orjson.loads(d["summary"]) if d["summary"] else None
             out.append(d)
         return out
+
+    def copies(self, sync: str, scope: str | None = None) -> Copies:
+        """The sync's possibly duplicated copies over all its stored runs and in the newest
+        (of ``scope``, or of every scope)."""
+        query = sa.select(runs.c.summary).where(runs.c.sync == sync)
+        if scope is not None:
+            query = query.where(runs.c.scope == scope)
+        with self.engine.connect() as c:
+            summaries = c.execute(query.order_by(runs.c.started_at.desc())).scalars().all()
+        counts = [_copies(s) for s in summaries]
+        return Copies(sum(counts), counts[0] if counts else 0, len(counts))
+
+
+def _copies(summary: str | None) -> int:
+    if not summary:
+        return 0
+    try:
+        value = orjson.loads(summary).get("possibly_duplicated")
+    except (orjson.JSONDecodeError, AttributeError):
+        return 0
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0

@@ -27,8 +27,9 @@ from ...core.logcontext import get_logger
 from ...core.options import CommonOptions, DestinationSettings, RateLimit
 from ...model import jsonfrag
 from ...model.events import Events
+from ..answers import About, judge
 from ..base import AccountMemory, Item, Learned, Limits, Outcome, Request, dumps
-from ..event_endpoint import EventDestination, request_fix, request_problem
+from ..event_endpoint import EventDestination, request_fix
 from .vendor import (
     IDENTIFIERS,
     MAX_PROPERTIES_BYTES,
@@ -303,13 +304,19 @@ class BrevoEventsBatch(EventDestination[BrevoEventsBatchDestination]):
                     "/v3/events/batch API, or use type brevo_event",
                 )
             )
-        if status == 400 and request_problem(message):
-            return Outcome(fatal=request_fix("Brevo (400)", message))
-        if status in (400, 413):
+        # The request's size, not an event (413, or Brevo's 400 ``out_of_range`` for a body
+        # over 512 KB or 200 events, §3.2): halves, as nothing was stored.
+        oversize = status == 400 and isinstance(data, dict) and data.get("code") == "out_of_range"
+        if status == 413 or oversize:
             if n == 1:
                 return Outcome(rejected={0: f"Brevo {status}: {message or _excerpt(body)}"})
-            return Outcome(split=True)  # a 400/413 stores nothing, so halves are safe
-        return Outcome(fatal=f"Brevo answered {status}: {message or _excerpt(body)}")
+            return Outcome(split=True)
+        # A 400 of an event's content lists it under errors[].eventIndex (batchEventsResponse,
+        # all five fields required): one that points at no event is about the request.
+        text = message or _excerpt(body)
+        if status in (400, 422) and judge(status, text, item_detail=False) is About.REQUEST:
+            return Outcome(fatal=request_fix(f"Brevo ({status})", text))
+        return Outcome(fatal=f"Brevo answered {status}: {text}")
 
 
 SHAPE_SETTING = "brevo_batch_body_shape"

@@ -27,9 +27,10 @@ from typing_extensions import override
 from ...core.options import CommonOptions, DestinationSettings, RateLimit
 from ...model import jsonfrag
 from ...model.events import Events
+from ..answers import About, judge, request_problem
 from ..base import Item, Limits, Outcome, Request
 from ..checks import length_failures, no_identifier_rows, regex_failures, walk_limits
-from ..event_endpoint import EventDestination, request_fix, request_problem
+from ..event_endpoint import EventDestination, request_fix
 from .vendor import (
     E164,
     PROFILE_IDENTIFIERS,
@@ -345,40 +346,28 @@ class KlaviyoBulkEvents(EventDestination[KlaviyoBulkEventsDestination]):
         everything = list(range(len(request.items)))
         if 200 <= status < 300:
             return Outcome(delivered=everything)
-        if status == 413:
+        if status == 413:  # the request's size, not an event: halves (a 413 stores nothing)
+            if len(everything) == 1:
+                return Outcome(rejected={0: f"Klaviyo 413: {_excerpt(body)}"})
             return Outcome(split=True)
         errors = _errors(body)
         if status == 400:
-            problem = _about_request(errors)
-            if problem:
-                return Outcome(fatal=request_fix("Klaviyo (400)", problem, self._fix(problem)))
-            rejected: dict[int, str] = {}
-            for err in errors:
-                pointer = (err.get("source") or {}).get("pointer") or ""
-                m = _POINTER.match(pointer)
-                if not m:
-                    continue
-                gi = int(m.group(1))
-                if gi >= len(request.groups):
-                    continue
-                group = request.groups[gi]
-                detail = str(err.get("detail") or err.get("title") or "invalid")[:300]
-                if m.group(2) is None:  # the profile itself: every event of it
-                    for j in group:
-                        rejected.setdefault(j, f"Klaviyo: {detail} ({pointer})")
-                else:
-                    ej = int(m.group(2))
-                    if ej < len(group):
-                        rejected.setdefault(group[ej], f"Klaviyo: {detail} ({pointer})")
-            if rejected:
-                # Nothing of a 400 is stored: the others are sent again (same unique_id).
-                return Outcome(
-                    rejected=rejected, resend=[i for i in everything if i not in rejected]
-                )
-            if len(request.items) == 1:
-                detail = "; ".join(str(e.get("detail") or e.get("title")) for e in errors)
-                return Outcome(rejected={0: f"Klaviyo 400: {detail or body[:200]!r}"})
-            return Outcome(split=True)
+            problem = _about_request(errors)  # a header, a parameter, the envelope
+            rejected = _pointed(errors, request.groups)
+            text = problem or "; ".join(
+                str(e.get("detail") or e.get("title") or e.get("code")) for e in errors
+            )
+            about = judge(
+                status,
+                text or _excerpt(body),
+                item_detail=bool(rejected),
+                request_detail=bool(problem),
+            )
+            if about is About.REQUEST:
+                text = text or _excerpt(body)
+                return Outcome(fatal=request_fix("Klaviyo (400)", text, self._fix(text)))
+            # Nothing of a 400 is stored: the others are sent again (same unique_id).
+            return Outcome(rejected=rejected, resend=[i for i in everything if i not in rejected])
         detail = "; ".join(f"{e.get('code')}: {e.get('detail')}" for e in errors)
         return Outcome(fatal=f"Klaviyo answered {status}: {detail or _excerpt(body)}")
 
@@ -390,6 +379,29 @@ class KlaviyoBulkEvents(EventDestination[KlaviyoBulkEventsDestination]):
                 "2026-07-15)"
             )
         return "fix the destination options (revision, headers) or base_url"
+
+
+def _pointed(errors: list[dict[str, Any]], groups: list[list[int]]) -> dict[int, str]:
+    """Item index → reason, for the errors whose ``source.pointer`` points into the events
+    (a profile's pointer: every event of it). The reason names the place inside the event
+    (``event /attributes/time``), not its position in the request, which means nothing once
+    the request is gone: events refused for one cause read alike."""
+    rejected: dict[int, str] = {}
+    for err in errors:
+        raw = err.get("source")
+        pointer = str((raw if isinstance(raw, dict) else {}).get("pointer") or "")
+        m = _POINTER.match(pointer)
+        if not m or int(m.group(1)) >= len(groups):
+            continue
+        group = groups[int(m.group(1))]
+        detail = str(err.get("detail") or err.get("title") or "invalid")[:300]
+        rest = pointer[m.end() :]
+        if m.group(2) is None:  # the profile itself: every event of it
+            for j in group:
+                rejected.setdefault(j, f"Klaviyo: {detail} (profile{rest})")
+        elif int(m.group(2)) < len(group):
+            rejected.setdefault(group[int(m.group(2))], f"Klaviyo: {detail} (event{rest})")
+    return rejected
 
 
 def _about_request(errors: list[dict[str, Any]]) -> str | None:

@@ -44,6 +44,7 @@ from .vendor import (
     PROFILE_IDENTIFIERS,
     PROFILE_STRINGS,
     VENDOR,
+    jsonapi_about_request,
     klaviyo_headers,
     standard_fragment,
 )
@@ -290,7 +291,8 @@ class KlaviyoProfiles(ContactDestination[KlaviyoProfilesDestination]):
             resp = self.call("POST", "/api/profile-import", body)
             if resp.status_code in (200, 201):
                 continue
-            if 400 <= resp.status_code < 500 and resp.status_code not in (404, 405, 415):
+            code = resp.status_code
+            if 400 <= code < 500 and not jsonapi_about_request(code, resp.content):
                 errors[i] = f"clearing NULL standard fields: {resp.text[:300]}"
             else:
                 raise request_error("POST /api/profile-import", resp)

@@ -11,8 +11,12 @@ numbers E.164.
 from __future__ import annotations
 
 import re
+from typing import Any
+
+import orjson
 
 from ...model.jsonfrag import text_fragment
+from ..answers import About, judge
 from ..base import Vendor
 
 VENDOR = Vendor(name="klaviyo", title="Klaviyo")
@@ -81,3 +85,22 @@ def standard_fragment(name: str, frag: bytes) -> bytes | None:
     if is_coordinate(name) and _NUMBER.match(frag):
         return frag.strip()
     return text_fragment(frag)
+
+
+def jsonapi_about_request(status: int, body: bytes) -> bool:
+    """Whether a Klaviyo JSON:API error answer about one profile is about the request
+    (``answers.judge``): ``source.header`` / ``source.parameter`` point at the request, a
+    ``source.pointer`` into ``/data/attributes`` at the profile; an error that points at
+    neither is about the request, whatever its words (JSON:API errors say where they are)."""
+    try:
+        doc: Any = orjson.loads(body) if body else None
+    except orjson.JSONDecodeError:
+        doc = None
+    errors = doc.get("errors") if isinstance(doc, dict) else None
+    errors = [e for e in errors if isinstance(e, dict)] if isinstance(errors, list) else []
+    sources = [e.get("source") if isinstance(e.get("source"), dict) else {} for e in errors]
+    request = any(src.get("header") or src.get("parameter") for src in sources)
+    items = any(str(src.get("pointer") or "").startswith("/data/attributes") for src in sources)
+    text = "; ".join(str(e.get("detail") or e.get("title") or "") for e in errors)
+    about = judge(status, text, item_detail=items, request_detail=request)
+    return about is About.REQUEST

@@ -7,10 +7,13 @@ reference/responses, reference/rate-limit-timeouts-errors):
   items}`` with at most 100 items ("Each batch operation can include up to 100 actions"),
   201 ``{batchID, totalCount}``; ``GET /api/batches/{id}`` is polled until ``finished``
   (``stopped`` fails the run, nothing of the batch is confirmed); then
-  ``GET /api/batches/{id}/items`` lists every item with its ``responseCode`` and ``response``.
+  ``GET /api/batches/{id}/items`` answers the ``Batch`` schema: its items (``itemID``,
+  ``responseCode``, ``response``, ``request``) under ``responses[]`` and ``errors[]`` — both are
+  read, one item per ``itemID``, as a refused item may be listed only under ``errors[]``.
   An item answered ≥ 400 is a reject of its row, matched by the identifiers of the item's
-  ``request`` (our own payload), else by its position; an item matching no row leaves the
-  batch unconfirmed (never a guess).
+  ``request`` (our own payload), else by its position (only when ``responses[]`` lists every
+  item in order); an item matching no row leaves the batch unconfirmed (never a guess), and
+  the run's error says why.
 - ``mode: single`` (accounts or plans where batches are not allowed): ``POST /api/contacts``
   per row (201 created / 200 updated). A 400 listing field ``errors`` or a 409 (every
   identifier belongs to another contact) is a reject of that row; any other refusal fails the
@@ -49,6 +52,7 @@ from typing_extensions import override
 from ...core.errors import RequestError
 from ...core.options import DestinationSettings
 from ...model.jsonfrag import text_fragment
+from ..answers import About, judge
 from ..base import Limits
 from ..contact_endpoint import (
     Contact,
@@ -285,8 +289,12 @@ class OmnisendContacts(ContactDestination[OmnisendContactsDestination]):
                 continue
             data = json_object(resp, f"POST {CONTACTS}") if resp.content else {}
             listed = isinstance(data.get("errors"), list) and bool(data["errors"])
-            if resp.status_code == 409 or (resp.status_code in (400, 422) and listed):
-                errors[i] = _problem(resp.status_code, data)
+            # A 409 is about the row's identifiers (each belongs to another contact); a 400
+            # or 422 is about the row only when it lists the row's fields (``answers``).
+            code = resp.status_code
+            about = judge(code, problem_text(data), item_detail=listed or code == 409)
+            if code in (400, 409, 422) and about is About.ITEMS:
+                errors[i] = _problem(code, data)
             else:
                 raise request_error(f"POST {CONTACTS}", resp)
         group = f"single-{len(self._outcomes) + 1}"
@@ -319,12 +327,12 @@ class OmnisendContacts(ContactDestination[OmnisendContactsDestination]):
         resp = self.call("GET", path)
         if resp.status_code != 200:
             raise request_error(f"GET {path}", resp)
-        items = json_object(resp, f"GET {path}").get("responses")
-        if not isinstance(items, list) or len(items) != len(rows):
-            got = len(items) if isinstance(items, list) else 0
+        items, in_order = batch_items(json_object(resp, f"GET {path}"))
+        if len(items) != len(rows):
             return JobResult(
-                unknown=f"Omnisend batch {job_id} lists {got} item results for {len(rows)} "
-                "contacts; its rows stay unconfirmed and are sent again by the next run"
+                unknown=f"Omnisend batch {job_id} lists {len(items)} item results for "
+                f"{len(rows)} contacts (responses[] and errors[] together); its rows stay "
+                "unconfirmed and are sent again by the next run"
             )
         reported: list[tuple[dict[str, Any], str]] = []
         by_position: dict[int, str] = {}
@@ -344,12 +352,37 @@ class OmnisendContacts(ContactDestination[OmnisendContactsDestination]):
             }
             if ident:
                 reported.append((ident, reason))
-            else:
+            elif in_order:
                 by_position[position] = reason
+            else:  # listed apart from the others: its position is not its row's
+                reported.append(({}, reason))
         out = match_errors(rows, reported, IDENTIFIERS)
         for position, reason in by_position.items():
             out.errors.setdefault(position, reason)
         return out
+
+
+def batch_items(doc: Mapping[str, Any]) -> tuple[list[dict[str, Any]], bool]:
+    """The items of a ``Batch`` (2026-03-15): ``responses[]`` and ``errors[]`` together, one
+    per ``itemID`` (an item in both counts once, as its error), and whether their order is the
+    batch's (every item came from ``responses[]``, which then lists them all in order). A
+    refused item may be listed only under ``errors[]``."""
+    merged: dict[Any, dict[str, Any]] = {}
+    loose: list[dict[str, Any]] = []  # items without an itemID
+    from_errors = False
+    for name in ("responses", "errors"):
+        listed = doc.get(name)
+        for item in listed if isinstance(listed, list) else []:
+            if not isinstance(item, dict):
+                continue
+            key = item.get("itemID")
+            if name == "errors" and (key is None or key not in merged):
+                from_errors = True
+            if key is None or not isinstance(key, (str, int)):
+                loose.append(item)
+                continue
+            merged[key] = item
+    return [*merged.values(), *loose], not from_errors
 
 
 def _problem(status: Any, data: dict[str, Any]) -> str:

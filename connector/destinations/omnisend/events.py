@@ -35,7 +35,6 @@ import uuid
 from collections.abc import Mapping
 from typing import Any, Literal
 
-import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field, model_validator
@@ -46,7 +45,7 @@ from ...model.events import Events
 from ...model.jsonfrag import text_value
 from ..base import Item, Limits, Request, dumps
 from ..checks import no_identifier_rows
-from ..event_endpoint import SingleEventDestination, request_problem
+from ..event_endpoint import SingleEventDestination
 from .vendor import (
     AUTH_HELP,
     OMNISEND_RATE,
@@ -284,15 +283,9 @@ class OmnisendEvents(SingleEventDestination[OmnisendEventsDestination]):
 
     @override
     def about_request(self, status: int, body: bytes, message: str) -> bool:
-        problem = problem_message(status, body)
-        if problem is None:
-            return omnisend_about_request(body)
-        # An RFC 9457 body that lists field errors is about the event; one without is about
-        # the request when its text says so (version header, auth, media type, JSON syntax).
-        data = orjson.loads(body)
-        if isinstance(data.get("errors"), list) and data["errors"]:
-            return False
-        return request_problem(problem)
+        # An RFC 9457 body that lists field errors is about the event; one without (an
+        # unsupported or retired Omnisend-Version among them) is about the request.
+        return omnisend_about_request(status, body)
 
 
 DESTINATION = OmnisendEvents

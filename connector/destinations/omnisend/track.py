@@ -316,7 +316,7 @@ class OmnisendTrack(SingleEventDestination[OmnisendTrackDestination]):
 
     @override
     def about_request(self, status: int, body: bytes, message: str) -> bool:
-        return omnisend_about_request(body)
+        return omnisend_about_request(status, body)
 
     @override
     def interpret(

@@ -17,8 +17,8 @@ import orjson
 
 from ...core.options import RateLimit
 from ...model.events import Events
+from ..answers import About, judge
 from ..base import Vendor
-from ..event_endpoint import request_problem
 
 VENDOR = Vendor(name="omnisend", title="Omnisend")
 
@@ -63,18 +63,25 @@ def omnisend_message(status: int, body: bytes) -> str:
     return body[:200].decode("utf-8", "replace") or f"HTTP {status}"
 
 
-def omnisend_about_request(body: bytes) -> bool:
-    """An Omnisend error is about the request when it names no field of the event and its
-    text is about the request (version, header, media type, JSON syntax, auth)."""
+def omnisend_about_request(status: int, body: bytes) -> bool:
+    """Whether an Omnisend error answer is about the request (``answers.judge``): both of its
+    formats have a place for the event's fields — the dated API's RFC 9457 ``errors[]``
+    (``{field, code, message}``), v3/v4/v5's ``fields`` — so an error naming no field is
+    about the request (the version header, auth, the media type, JSON syntax), whatever its
+    words; a body that is neither format is read by its words."""
     try:
         data = orjson.loads(body) if body else None
     except orjson.JSONDecodeError:
-        return request_problem(body[:200].decode("utf-8", "replace"))
+        data = None
     if not isinstance(data, dict):
-        return False
-    if isinstance(data.get("fields"), dict) and data["fields"]:
-        return False
-    return request_problem(str(data.get("error") or data.get("message") or ""))
+        text = body[:200].decode("utf-8", "replace")
+        return judge(status, text, item_detail=False, detail_format=False) is About.REQUEST
+    errors, fields = data.get("errors"), data.get("fields")
+    item_detail = (isinstance(errors, list) and bool(errors)) or (
+        isinstance(fields, dict) and bool(fields)
+    )
+    text = str(data.get("detail") or data.get("error") or data.get("message") or "")
+    return judge(status, text, item_detail=item_detail) is About.REQUEST
 
 
 def identifier_values(events: Events, fields: tuple[str, ...]) -> dict[str, list[Any]]:
