@@ -9,6 +9,7 @@ with exit 1 instead of its expected code.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -16,7 +17,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -28,6 +29,7 @@ import sqlalchemy as sa
 from connector.cli import main as cli
 from connector.config.sync_file import load_syncs
 from connector.core.errors import ConfigError, mask_url
+from connector.sandbox import SandboxServer
 from connector.store.schema import leases
 from connector.store.state import INCREMENTAL, StateStore, now
 
@@ -75,6 +77,7 @@ class Project:
     config: Path
     warehouse: str
     state_url: str
+    held: list[Any] = field(default_factory=list)  # closed after the case (sockets, locks)
 
     def sync_text(self, name: str = "videos", **over: str) -> str:
         values = {
@@ -629,6 +632,147 @@ CASES += [
 ]
 
 
+# -- issue 19 item 14: messages, not tracebacks or hangs
+def _long_name_argument(p: Project) -> list[str]:
+    return [*_sync(p)[:-1], "a" * 300]  # was: OSError: [Errno 36] File name too long
+
+
+def _undecodable(path: Path) -> None:
+    with sqlite3.connect(path) as c:  # was: orjson.JSONDecodeError
+        c.execute("UPDATE connector_checkpoints SET position = '[{\"dt\": broken'")
+
+
+def _busy_port(p: Project) -> list[str]:
+    import socket
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    p.held.append(sock)  # was: OSError: [Errno 98] Address already in use
+    return ["sandbox", "--port", str(sock.getsockname()[1])]
+
+
+def _locked_store(p: Project) -> list[str]:
+    """A copy of the store locked by another connection's write transaction (was: exit 1
+    after 62 s, saying little)."""
+    args = _broken_state(lambda path: None)(p)
+    holder = sqlite3.connect(p.root / "copy.db", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    p.held.append(holder)
+    return args
+
+
+def _misnamed_file(p: Project) -> list[str]:
+    p.write(p.sync_text(name="my-sync"), "mine.yaml")  # was: "known syncs: none"
+    return [*p.base(), "sync", "my-sync"]
+
+
+def _missing_config_dir(p: Project) -> list[str]:
+    return ["--config-dir", str(p.root / "no_such_dir"), "--state-url", p.state_url, "sync", "x"]
+
+
+def _schedule(cron: str) -> Setup:
+    def setup(p: Project) -> list[str]:
+        p.write(p.sync_text() + f"schedule: '{cron}'\n")
+        return [*p.base(), "validate"]
+
+    return setup
+
+
+CASES += [
+    Case("name-argument-300-characters", _long_name_argument, 2, "at most 63 characters"),
+    Case("name-300-characters", _edit(name="a" * 300), 2, "at most 63 characters in all"),
+    Case(
+        "undecodable-checkpoint",
+        _broken_state(_undecodable),
+        1,
+        "the stored checkpoint cannot be read (JSONDecodeError",
+    ),
+    Case(
+        "undecodable-checkpoint-names-the-reset",
+        _broken_state(_undecodable, "state", "show", "videos"),
+        1,
+        "`connector state reset videos`",
+    ),
+    Case("sandbox-port-in-use", _busy_port, 2, "the port is already in use"),
+    Case("sandbox-port-out-of-range", _args("sandbox", "--port", "70000"), 2, "0 to 65535"),
+    Case(
+        "sandbox-host-not-here",
+        _args("sandbox", "--host", "nohost.invalid", "--port", "0"),
+        2,
+        "the host name does not resolve",
+    ),
+    Case(
+        "empty-api-key-validate",
+        _args("validate"),
+        2,
+        "environment variable BREVO_API_KEY is empty",
+        env={"BREVO_API_KEY": ""},
+    ),
+    Case(
+        "empty-api-key-sync",
+        _sync,
+        2,
+        "destination.api_key: environment variable BREVO_API_KEY is empty",
+        env={"BREVO_API_KEY": ""},
+    ),
+    Case("state-store-locked", _locked_store, 1, "is locked by another process or run"),
+    Case(
+        "misnamed-file-is-not-invisible",
+        _misnamed_file,
+        2,
+        "syncs/mine.yaml declares the sync 'my-sync', but the file is not valid",
+    ),
+    Case("misnamed-file-says-why", _misnamed_file, 2, "'my-sync' is not a valid sync name"),
+    Case("missing-config-dir", _missing_config_dir, 2, "no_such_dir does not exist"),
+    Case(
+        "config-dir-is-a-file",
+        lambda p: [
+            *("--config-dir", str(p.config / "syncs" / "videos.yaml")),
+            *("--state-url", p.state_url, "sync", "videos"),
+        ],
+        2,
+        "videos.yaml is not a directory",
+    ),
+    Case(
+        "state-reset-unknown-scope",
+        _args("state", "reset", "videos", "--scope", "bogus"),
+        2,
+        "unknown scope 'bogus' for videos: a scope is 'incremental' or 'partition:<key>'; "
+        "videos has: incremental",
+    ),
+    Case(
+        "rejects-unknown-scope", _args("rejects", "videos", "--scope", "bogus"), 2, "unknown scope"
+    ),
+    Case("schedule-minute-99", _schedule("99 * * * *"), 2, "schedule.cron: minute field '99'"),
+    Case("schedule-backwards-range", _schedule("0 5-1 * * *"), 2, "hour field '5-1'"),
+    Case(
+        "missing-warehouse-driver",
+        _edit(url="postgresql+psycopg2://conn@127.0.0.1:9/wh"),
+        2,
+        "needs psycopg2, which is not installed",
+    ),
+    Case(
+        "missing-warehouse-dialect",
+        _edit(url="nosuchdb://conn@127.0.0.1:9/wh"),
+        2,
+        "a nosuchdb:// warehouse needs its SQLAlchemy dialect, which is not installed",
+    ),
+    Case(
+        "json-on-a-sync-that-does-not-load",
+        _args("sync", "nope", "--json"),
+        2,
+        '"status": "failed", "error": "no sync named',
+    ),
+    Case(
+        "json-on-a-failed-run",
+        lambda p: _sync(p, "--json"),
+        1,
+        '"status": "failed"',
+    ),
+]
+
+
 def _checkpoints(state_url: str) -> list[Any]:
     engine = sa.create_engine(state_url)
     try:
@@ -644,7 +788,7 @@ def _checkpoints(state_url: str) -> list[Any]:
 
 
 @pytest.fixture
-def project(tmp_path: Path, duck: Warehouse) -> Project:
+def project(tmp_path: Path, duck: Warehouse) -> Iterator[Project]:
     create_events_table(duck)
     insert_events(duck, event_rows(0, 10))
     config = tmp_path / "config"
@@ -653,7 +797,9 @@ def project(tmp_path: Path, duck: Warehouse) -> Project:
     p.write(p.sync_text())
     # A checkpoint every case must leave alone (rows 0-4 delivered earlier).
     StateStore(p.state_url).settle("videos", INCREMENTAL, "earlier", [], [], (BASE, 4), [])
-    return p
+    yield p
+    for thing in p.held:
+        thing.close()
 
 
 def _run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -850,3 +996,43 @@ def test_output_piped_into_head_exits_quietly(project: Project, command: list[st
     assert "Traceback" not in proc.stderr and "BrokenPipeError" not in proc.stderr, proc.stderr
     assert proc.returncode == 0
     assert proc.returncode != -signal.SIGPIPE
+
+
+def test_json_of_a_failed_run_is_parseable(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = _run_cli(_sync(project, "--json"), capsys)
+    assert code == 1, err
+    shown = json.loads(out)  # stdout holds the JSON alone (the messages are on stderr)
+    assert shown["sync"] == "videos" and shown["status"] == "failed"
+    assert "Connection refused" in shown["error"] or "ConnectError" in shown["error"]
+    assert shown["rows_read"] == 7  # the failed run's record: rows 3-9 are after (BASE, 4)
+
+
+def test_two_null_key_rows_are_two_rejects_everywhere(
+    project: Project, sandbox: SandboxServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    wh = Warehouse(project.warehouse)
+    rows = event_rows(100, 2)
+    for row in rows:
+        row["event_id"] = None
+    insert_events(wh, rows)
+    wh.dispose()
+    project.write(project.sync_text().replace("http://127.0.0.1:9", sandbox.url))
+    code, out, err = _run_cli(_sync(project, "--json"), capsys)
+    assert code == 0, err
+    assert json.loads(out)["rejected"] == 2
+    code, out, err = _run_cli([*project.base(), "rejects", "videos"], capsys)
+    assert code == 0, err
+    listed = [line for line in out.splitlines() if "primary key is NULL" in line]
+    assert len(listed) == 2, out  # was 1: both rows had the key "NULL"
+    # A second run finds the same two rows: still two rejects, not four.
+    assert _run_cli(_sync(project), capsys)[0] == 0
+    code, out, _ = _run_cli([*project.base(), "rejects", "videos"], capsys)
+    assert len([line for line in out.splitlines() if "primary key is NULL" in line]) == 2
+
+
+def test_a_locked_state_store_fails_within_seconds() -> None:
+    from connector.store import state as state_module
+
+    assert state_module.SQLITE_BUSY_TIMEOUT_MS <= 5_000  # was 30 s per statement (62 s seen)

@@ -84,7 +84,7 @@ def _problems(text: str) -> list[str]:
             ),
             "syncs/x.yaml: schedule.cron: must be a 5-field cron expression",
         ),
-        (("name: videos", "name: 9 videos"), "syncs/x.yaml: name: String should match pattern"),
+        (("name: videos", "name: 9 videos"), "syncs/x.yaml: name: '9 videos' is not a valid"),
     ],
 )
 def test_each_config_problem_names_the_file_field_and_fix(

@@ -251,7 +251,12 @@ def _cmd_sync(args: argparse.Namespace) -> int:
             "connector: error: retry_rejects and full_refresh cannot be combined", file=sys.stderr
         )
         return EXIT_USAGE
-    sync = load_sync(args.sync)
+    try:
+        sync = load_sync(args.sync)
+    except ConfigError as exc:
+        if args.json:
+            print(json.dumps({"sync": args.sync, "status": "failed", "error": str(exc)}))
+        raise
     if sync.partitions is not None:
         print(
             f"note: {sync.name} is partitioned; Dagster delivers it per partition. This run "
@@ -270,16 +275,33 @@ def _cmd_sync(args: argparse.Namespace) -> int:
             progress=ProgressLine(total, stream=sys.stderr),
             retry_rejects=args.retry_rejects,
         )
-    except ConfigError:  # found once the warehouse is open (a missing column or file): exit 2
+    except ConfigError as exc:  # found once the warehouse is open (a missing column): exit 2
+        if args.json:
+            _failed_json(sync.name, exc, args)
         raise
     except ConnectorError as exc:
         print(f"{sync.name}: run failed: {exc}", file=sys.stderr)
+        if args.json:
+            _failed_json(sync.name, exc, args)
         return EXIT_FAILED
     if args.json:
         print(json.dumps(res.to_dict(), default=str, indent=2))
     else:
         print_summary(res)
     return EXIT_OK
+
+
+def _failed_json(name: str, exc: BaseException, args: argparse.Namespace) -> None:
+    """``--json`` of a run that failed: status, error, and the counts its run record holds."""
+    out: dict[str, Any] = {}
+    try:
+        last = open_state(args).runs(name, limit=1)
+        if last and last[0]["status"] == "failed":
+            out.update(last[0]["summary"] or {})
+    except ConnectorError:  # the store itself failed: the error says so
+        pass
+    out.update(sync=name, status="failed", error=str(exc))
+    print(json.dumps(out, default=str, indent=2))
 
 
 def _plan_total(sync: SyncConfig, args: argparse.Namespace) -> int | None:
@@ -336,7 +358,10 @@ def _cmd_validate(args: argparse.Namespace) -> int:
             if name not in loaded.duplicates and not any(
                 Path(p).stem == name for p in loaded.errors
             ):
-                problems.append(f"no sync named {name!r}")
+                try:
+                    loaded.get(name)
+                except ConfigError as exc:  # no such sync, or a file declaring it is broken
+                    problems += [] if name in loaded.declared else exc.problems
             continue
         sync = loaded.syncs[name]
         warnings: list[str] = []
@@ -356,6 +381,10 @@ def _cmd_validate(args: argparse.Namespace) -> int:
             print(f"     deprecated: {deprecation}")
     if problems:
         print("\n".join(problems), file=sys.stderr)
+        return EXIT_USAGE
+    if not names and loaded.missing_dir is not None:
+        what = "is not a directory" if loaded.missing_dir.exists() else "does not exist"
+        print(f"the config directory {loaded.missing_dir} {what}", file=sys.stderr)
         return EXIT_USAGE
     if not names:
         print(
@@ -401,7 +430,30 @@ def _cmd_sandbox(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"connector sandbox: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    serve(args.port, host=args.host, options=opts)
+    try:
+        serve(args.port, host=args.host, options=opts)
+    except (OSError, OverflowError) as exc:
+        import errno
+        import socket
+
+        code = getattr(exc, "errno", None)
+        why = {
+            errno.EADDRINUSE: "the port is already in use (another sandbox or server listens "
+            "there); pick another with --port (--port 0 takes a free one)",
+            errno.EACCES: "this user may not use the port (ports below 1024 need privileges); "
+            "pick another with --port (--port 0 takes a free one)",
+            errno.EADDRNOTAVAIL: "the host is not an address of this machine; use --host "
+            "127.0.0.1 (or 0.0.0.0 for every interface)",
+        }.get(code or 0)
+        if isinstance(exc, OverflowError):
+            why = "a port is a number from 0 to 65535 (0 takes a free one)"
+        elif isinstance(exc, socket.gaierror):
+            why = f"the host name does not resolve ({exc.strerror}); use --host 127.0.0.1"
+        if why is None:
+            raise
+        where = f"{args.host}:{args.port}"
+        print(f"connector sandbox: cannot listen on {where}: {why}", file=sys.stderr)
+        return EXIT_USAGE
     return EXIT_OK
 
 

@@ -16,12 +16,26 @@ if TYPE_CHECKING:
     pass
 
 
+def unknown_scope(store: Any, sync: str, scope: str | None) -> str | None:
+    """Why ``--scope`` names no scope of ``sync`` (None: it does, or none was given): a scope
+    is ``incremental`` or ``partition:<key>``; the message lists the scopes the store holds."""
+    if scope is None or scope == "incremental":
+        return None
+    held = set(store.checkpoints_for(sync)) | {r["scope"] for r in store.runs(sync, limit=1000)}
+    if scope in held or (scope.startswith("partition:") and len(scope) > len("partition:")):
+        return None
+    known = ", ".join(sorted(held | {"incremental"}))
+    return (
+        f"unknown scope {scope!r} for {sync}: a scope is 'incremental' or "
+        f"'partition:<key>'; {sync} has: {known}"
+    )
+
+
 def cmd_state(args: argparse.Namespace) -> int:
     """`connector state show|reset`: a sync's checkpoints, runs and leases, or reset them."""
     from ..config.sync_file import load_sync
     from ..report.summary import fmt_position
-    from ..store.lease import live_holders
-    from ..store.state import INCREMENTAL, reset_broken_store
+    from ..store.state import reset_broken_store
 
     if args.broken_store:
         if args.action != "reset" or args.sync or args.scope:
@@ -37,25 +51,12 @@ def cmd_state(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     sync = load_sync(args.sync, check_env=False)
     store = open_state(args)
+    unknown = unknown_scope(store, sync.name, args.scope)
+    if unknown:
+        print(f"connector: error: {unknown}", file=sys.stderr)
+        return EXIT_USAGE
     if args.action == "reset":
-        running = live_holders(store, sync.name, args.scope)
-        if running:
-            print(
-                f"connector: error: {sync.name} is running ({'; '.join(running)}): a reset "
-                "now would be undone by that run's own writes. Reset after it ends",
-                file=sys.stderr,
-            )
-            return EXIT_FAILED
-        store.reset(sync.name, args.scope)
-        if sync.is_contact_sync and args.scope in (None, INCREMENTAL):
-            from ..contacts.hashes import HashStore
-
-            HashStore(store).forget(sync.name)  # the next run sends every contact again
-        print(
-            f"{sync.name}: state reset ({args.scope or 'all scopes'}); the next run starts "
-            "from the beginning"
-        )
-        return EXIT_OK
+        return _reset(store, sync, args.scope)
     cps = store.checkpoints_for(sync.name)
     if not cps:
         print(f"{sync.name}: no checkpoint yet")
@@ -93,12 +94,41 @@ def cmd_state(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _reset(store: Any, sync: Any, scope: str | None) -> int:
+    """`connector state reset`: refused while a run of the sync holds its lease."""
+    from ..store.lease import live_holders
+    from ..store.state import INCREMENTAL
+
+    running = live_holders(store, sync.name, scope)
+    if running:
+        print(
+            f"connector: error: {sync.name} is running ({'; '.join(running)}): a reset "
+            "now would be undone by that run's own writes. Reset after it ends",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    store.reset(sync.name, scope)
+    if sync.is_contact_sync and scope in (None, INCREMENTAL):
+        from ..contacts.hashes import HashStore
+
+        HashStore(store).forget(sync.name)  # the next run sends every contact again
+    print(
+        f"{sync.name}: state reset ({scope or 'all scopes'}); the next run starts from the "
+        "beginning"
+    )
+    return EXIT_OK
+
+
 def cmd_rejects(args: argparse.Namespace) -> int:
     """`connector rejects NAME`: list or export the open rejects."""
     from ..config.sync_file import load_sync
 
     sync = load_sync(args.sync, check_env=False)
     store = open_state(args)
+    unknown = unknown_scope(store, sync.name, args.scope)
+    if unknown:
+        print(f"connector: error: {unknown}", file=sys.stderr)
+        return EXIT_USAGE
     n_open = store.count_rejects(sync.name, open_only=True, scope=args.scope)
     total = store.count_rejects(sync.name, scope=args.scope) if args.all else n_open
     rows = store.iter_rejects(

@@ -91,9 +91,16 @@ def check_env_refs(raw: dict[str, Any], where: str, problems: list[str]) -> None
             node = node.get(part) if isinstance(node, dict) else None
         if isinstance(node, str):
             try:
-                resolve_env(node, f"{where}: {'.'.join(path)}")
+                value = resolve_env(node, f"{where}: {'.'.join(path)}")
             except ConfigError as exc:
                 problems.extend(exc.problems)
+                continue
+            if not value.strip():
+                names = ", ".join(m.group(1) for m in _ENV_REF.finditer(node)) or "it"
+                problems.append(
+                    f"{where}: {'.'.join(path)}: environment variable {names} is empty; set it "
+                    "to the value (an empty key or URL cannot work)"
+                )
     for block in _LAZY_BLOCKS:
         node = raw
         for part in block:

@@ -210,8 +210,11 @@ class ScheduleConfig(Model):
     @field_validator("cron")
     @classmethod
     def _five_fields(cls, value: str) -> str:
-        if len(value.split()) != 5 and not value.startswith("@"):
-            raise ValueError("must be a 5-field cron expression like '0 * * * *'")
+        from .cron import cron_problem
+
+        problem = cron_problem(value)
+        if problem:
+            raise ValueError(problem)
         return value
 
 

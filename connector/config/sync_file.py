@@ -36,6 +36,8 @@ from .yaml_file import (
 )
 
 CONFIG_DIR_ENV = "CONNECTOR_CONFIG_DIR"
+MAX_NAME = 63  # a sync name's length: it keys the state and names Dagster assets
+_NAME_RULE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,62}$")
 WAREHOUSE_URL_ENV = "WAREHOUSE_URL"
 DEFAULT_CONFIG_DIR = "config"
 
@@ -86,6 +88,18 @@ class SyncConfig(Model):
         description="Contact syncs: read a sample back from the vendor after each Dagster run "
         "(the landed_as_sent check) and the defaults of connector verify.",
     )
+
+    @field_validator("name", mode="before")
+    @classmethod
+    def _name_rule(cls, value: Any) -> Any:
+        if isinstance(value, str) and not _NAME_RULE.match(value):
+            shown = value if len(value) <= 40 else f"{value[:40]}… ({len(value)} characters)"
+            raise ValueError(
+                f"{shown!r} is not a valid sync name: a letter, then letters, digits or _, at "
+                f"most {MAX_NAME} characters in all (it keys the sync's state and names its "
+                "Dagster assets); rename it"
+            )
+        return value
 
     @field_validator("owners")
     @classmethod
@@ -208,11 +222,18 @@ class SyncSet:
         syncs: dict[str, SyncConfig],
         errors: dict[str, ConfigError],
         duplicates: dict[str, ConfigError] | None = None,
+        *,
+        declared: dict[str, str] | None = None,
+        missing_dir: Path | None = None,
     ) -> None:
         self.syncs = syncs
         self.errors = errors
         # Names used by more than one file -> the error naming every file.
         self.duplicates = duplicates or {}
+        # The ``name:`` a broken file declares -> the file (so `sync <name>` finds it).
+        self.declared = declared or {}
+        # The config directory, when it does not exist.
+        self.missing_dir = missing_dir
 
     def get(self, name: str) -> SyncConfig:
         if name in self.syncs:
@@ -222,6 +243,21 @@ class SyncSet:
         for path, err in self.errors.items():
             if Path(path).stem == name:
                 raise err
+        if name in self.declared:
+            path = self.declared[name]
+            raise ConfigError(
+                [
+                    f"{path} declares the sync {name!r}, but the file is not valid:",
+                    *self.errors[path].problems,
+                ]
+            )
+        if self.missing_dir is not None:
+            what = "is not a directory" if self.missing_dir.exists() else "does not exist"
+            raise ConfigError(
+                f"no sync named {name!r}: the config directory {self.missing_dir} {what}; "
+                f"pass --config-dir (or set {CONFIG_DIR_ENV}) to the directory that "
+                "holds syncs/*.yaml"
+            )
         known = ", ".join(sorted(self.syncs)) or "none"
         raise ConfigError(f"no sync named {name!r}; known syncs: {known}")
 
@@ -235,13 +271,19 @@ def load_syncs(
     errors: dict[str, ConfigError] = {}
     files_of: dict[str, list[str]] = {}
     duplicates: dict[str, ConfigError] = {}
+    declared: dict[str, str] = {}
     files = sorted([*root.glob("syncs/*.yaml"), *root.glob("syncs/*.yml")])
     for path in files:
         where = str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+        text = None
         try:
-            sync = parse_sync(read_sync_file(path, where), where, check_env=check_env)
+            text = read_sync_file(path, where)
+            sync = parse_sync(text, where, check_env=check_env)
         except ConfigError as exc:
             errors[where] = exc
+            name = _declared_name(text)
+            if name:
+                declared.setdefault(name, where)
             continue
         files_of.setdefault(sync.name, []).append(where)
         syncs[sync.name] = sync
@@ -260,7 +302,17 @@ def load_syncs(
             for p in paths:
                 errors[p] = err
             duplicates[name] = err
-    return SyncSet(syncs, errors, duplicates)
+    missing = None if root.is_dir() else root
+    return SyncSet(syncs, errors, duplicates, declared=declared, missing_dir=missing)
+
+
+_NAME_LINE = re.compile(r"""^name:[ \t]*["']?([^"'#\n]*?)["']?[ \t]*(#.*)?$""", re.M)
+
+
+def _declared_name(text: str | None) -> str | None:
+    """The top-level ``name:`` of a sync file that did not load (None when there is none)."""
+    m = _NAME_LINE.search(text or "")
+    return m.group(1).strip() or None if m else None
 
 
 def load_sync(
@@ -271,7 +323,15 @@ def load_sync(
 ) -> SyncConfig:
     """One sync by name (from the config dir) or by path to a YAML file."""
     candidate = Path(name_or_path)
-    if candidate.suffix in (".yaml", ".yml") or candidate.is_file():
+    try:
+        is_file = candidate.is_file()
+    except OSError as exc:  # a name longer than a file name may be (ENAMETOOLONG)
+        raise ConfigError(
+            f"{name_or_path[:40]}… ({len(name_or_path)} characters): no such sync or file: "
+            f"{exc.strerror}; a sync name is at most {MAX_NAME} characters (a letter, then "
+            "letters, digits or _)"
+        ) from None
+    if candidate.suffix in (".yaml", ".yml") or is_file:
         if not candidate.is_file():
             raise ConfigError(f"{name_or_path}: no such file")
         text = read_sync_file(candidate, str(candidate))

@@ -37,6 +37,7 @@ from typing import Any
 
 import httpx
 
+from ..core import fence
 from ..core.errors import AuthError, DeliveryError, RetriesExhausted
 from ..core.logcontext import get_logger
 from ..core.options import DestinationSettings
@@ -285,6 +286,7 @@ class HttpLoop:
         limited = 0
         while True:
             self.pacer.acquire()
+            fence.check(maybe_sent=tally[0] > 0)  # a run that lost its lease sends no more
             self.stats.add(requests=1)
             try:
                 resp = attempt()

@@ -14,7 +14,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from ..config.sync_file import SyncConfig
+from ..core.errors import ConfigError
 from ..warehouses import Warehouse
+from .drift import drift_problems
 from .lookback import Lookback, cursor_number, fits, lookback_for
 
 Position = tuple[Any, ...]  # (cursor, *primary key)
@@ -42,6 +44,7 @@ class KeysetSQL:
     #: The lookback window's far edge: only rows whose cursor lies above it are read (None:
     #: no lower bound but ``after``). Set by ``Reader.widen``.
     floor: Any = None
+    scope: str  # whose checkpoint the positions are (named by the drift message)
 
     def column_types(self) -> dict[str, str]:
         """Column → kind (see ``Reader.column_types``)."""
@@ -52,6 +55,7 @@ class KeysetSQL:
         lookback window on, from the window's far edge (``floor``; see ``lookback``). Returns
         the ``after`` to read with and the window (None: off; it is returned without a
         checkpoint too, so a first run records what it delivers)."""
+        self.check_position(checkpoint)  # drift first: the floor is compared to the column
         window = lookback_for(self.sync, self.column_types().get(self.cursor, ""))
         if window is None or checkpoint is None:
             return checkpoint, window
@@ -59,6 +63,26 @@ class KeysetSQL:
             return checkpoint, None  # beyond 64 bits: no window (``lookback.fits``)
         self.floor = window.floor(checkpoint[0])
         return None, window
+
+    def check_columns(self) -> None:
+        """See ``Reader.check_columns``."""
+        raise NotImplementedError
+
+    def _rows(self, stmt: sa.Select[Any]) -> list[tuple[Any, ...]]:
+        raise NotImplementedError
+
+    def check_position(self, after: Position | None) -> None:
+        """Schema drift: a config error (exit 2) when a stored position's values no longer fit
+        the key columns' types (``drift``), before a query compares them."""
+        if after is None:
+            return
+        fields = [("source.cursor", self.cursor)] + [("source.primary_key", c) for c in self.pk]
+        where = self.sync.source_path or self.sync.name
+        problems = drift_problems(
+            where, self.sync.name, self.scope, fields, self.column_types(), tuple(after)
+        )
+        if problems:
+            raise ConfigError(problems)
 
     # -- SQL building ------------------------------------------------------------------
     def _q(self, name: str) -> sa.ColumnClause[Any]:
@@ -183,3 +207,38 @@ class KeysetSQL:
             .where(*where)
             .order_by(*self._order())
         )
+
+    def null_key_rows(self, sample: int = 1000) -> tuple[int, list[tuple[str, str]]]:
+        """Rows that can never be sent (NULL cursor or primary key): count and a sample."""
+        self.check_columns()
+        cols = [self.cursor, *self.pk]
+        is_null = sa.or_(*(self._q(c).is_(None) for c in cols))
+        count_stmt = sa.select(sa.func.count()).select_from(self._from()).where(is_null)
+        sample_stmt = (
+            sa.select(*(self._q(c) for c in cols))
+            .select_from(self._from())
+            .where(is_null)
+            .order_by(*(self._q(c) for c in cols))  # the same rows get the same keys each run
+            .limit(sample)
+        )
+        count = int(self._rows(count_stmt)[0][0] or 0)
+        rows = self._rows(sample_stmt) if count else []
+        out = []
+        seen: dict[str, int] = {}
+        for row in rows:
+            pk = row[1:]
+            key = ",".join("NULL" if v is None else str(v) for v in pk)
+            if any(v is None for v in pk):
+                reason = "primary key is NULL: the row cannot be tracked; fix the source"
+                # Rows without a key have no name: the second and later are numbered
+                # ("NULL#2"), so each is a reject of its own (in this order every run).
+                seen[key] = seen.get(key, 0) + 1
+                key = key if seen[key] == 1 else f"{key}#{seen[key]}"
+            else:
+                reason = self.null_cursor_reason()
+            out.append((key, reason))
+        return count, out
+
+    def null_cursor_reason(self) -> str:
+        """The reject reason of a row whose cursor is NULL."""
+        return f"cursor column {self.cursor} is NULL: the row is never read; fix the source"

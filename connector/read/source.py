@@ -30,6 +30,7 @@ from ..core.errors import ConfigError, SourceError, mask_url, scrub
 from ..core.logcontext import get_logger
 from ..model.events import Chunk, key_strings
 from ..warehouses import embedded_file, engine_for, release_engine, warehouse_for
+from .driver import missing_driver
 from .keyset import KeysetSQL, Position, Window
 from .type_rules import CURSOR_KINDS, EVENT_TIME_KINDS, type_problems
 
@@ -86,12 +87,15 @@ class Reader(KeysetSQL):
         *,
         byte_order: bool = False,
         keys_only: bool = False,
+        scope: str = "incremental",
     ) -> None:
         """``byte_order``: a full contact scan ordered by key, text key columns compared and
         ordered by their bytes (the order ``contacts.keyorder`` encodes) on warehouses whose
         module has that order (``key_order``). ``keys_only``: read only the primary key, in
-        key order."""
+        key order. ``scope``: whose checkpoint the positions given to it are (named by
+        the schema drift message, ``drift``)."""
         self.sync = sync
+        self.scope = scope
         self.url = url or warehouse_url(sync)
         self.warehouse = warehouse_for(self.url)
         path = embedded_file(self.url)
@@ -108,6 +112,11 @@ class Reader(KeysetSQL):
             self.engine = engine_for(self.url, args)
         except ConfigError:
             raise
+        except (ImportError, sa.exc.NoSuchModuleError) as exc:  # a driver not installed
+            where = f"{sync.source_path or sync.name}: source.url"
+            raise ConfigError(
+                missing_driver(where, self.url, self.warehouse.extra, self._scrub(str(exc)), exc)
+            ) from None
         except Exception as exc:  # noqa: BLE001 — a bad URL, a missing driver, or a dialect's own error: all name the URL
             raise SourceError(
                 f"cannot open warehouse {redact_url(self.url)}: {self._scrub(str(exc))}"
@@ -157,6 +166,7 @@ class Reader(KeysetSQL):
         one ordered query (``_stream``). Memory on both sides stays flat in the table size.
         """
         self.check_columns()
+        self.check_position(after)
         if self.warehouse.streams_runs and (limit is None or limit > self.sync.source.chunk_size):
             # (A preview's few rows are one top-N keyset page: no sort of the whole range.)
             yield from self._stream(after, window, limit)
@@ -228,6 +238,7 @@ class Reader(KeysetSQL):
         """Primary keys (their ``key_strings`` text) that occur more than once in the range a
         run reads: one ``GROUP BY key HAVING count(*) > 1`` query (see ``dupkeys``)."""
         self.check_columns()
+        self.check_position(after)
         cols = [self._q(c) for c in self.pk]
         stmt = (
             sa.select(*cols)
@@ -246,6 +257,7 @@ class Reader(KeysetSQL):
     def count(self, after: Position | None, window: Window | None) -> int:
         """Rows a run would read: after ``after``, in the window, cursor and key not NULL."""
         self.check_columns()
+        self.check_position(after)
         stmt = (
             sa.select(sa.func.count()).select_from(self._from()).where(*self._where(after, window))
         )
@@ -429,36 +441,6 @@ class Reader(KeysetSQL):
         if problems:
             raise ConfigError(problems)
         self._checked = True
-
-    def null_key_rows(self, sample: int = 1000) -> tuple[int, list[tuple[str, str]]]:
-        """Rows that can never be sent (NULL cursor or primary key): count and a sample."""
-        self.check_columns()
-        cols = [self.cursor, *self.pk]
-        is_null = sa.or_(*(self._q(c).is_(None) for c in cols))
-        count_stmt = sa.select(sa.func.count()).select_from(self._from()).where(is_null)
-        sample_stmt = (
-            sa.select(*(self._q(c) for c in cols))
-            .select_from(self._from())
-            .where(is_null)
-            .limit(sample)
-        )
-        count = int(self._rows(count_stmt)[0][0] or 0)
-        rows = self._rows(sample_stmt) if count else []
-        out = []
-        for row in rows:
-            cursor, pk = row[0], row[1:]
-            key = ",".join("NULL" if v is None else str(v) for v in pk)
-            if any(v is None for v in pk):
-                reason = "primary key is NULL: the row cannot be tracked; fix the source"
-            else:
-                reason = self.null_cursor_reason()
-            del cursor
-            out.append((key, reason))
-        return count, out
-
-    def null_cursor_reason(self) -> str:
-        """The reject reason of a row whose cursor is NULL."""
-        return f"cursor column {self.cursor} is NULL: the row is never read; fix the source"
 
     def max_cursor(self) -> Any:
         """The largest cursor value in the source (None when it has no rows); raises ``SourceError``

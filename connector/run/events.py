@@ -26,7 +26,9 @@ from contextvars import copy_context
 import pyarrow as pa
 
 from ..config.sync_file import DestinationSettings, SyncConfig
+from ..core import fence
 from ..core.errors import DeliveryError, RequestError
+from ..core.fence import LeaseLost
 from ..core.logcontext import get_logger
 from ..deliver.delivery import BatchOutcome, Runtime, Sender, Stats
 from ..deliver.shared_pacer import account_of, destination_pacer
@@ -79,7 +81,7 @@ class EventRun:
         self.limit = limit
         self.rt = runtime
         self.dest = dest
-        self.reader = Reader(sync, warehouse_url)
+        self.reader = Reader(sync, warehouse_url, scope=scope)
         self.mapper = Mapper(sync)
         self.stats = Stats()
         self.account = account = account_of(self.dest)
@@ -179,9 +181,12 @@ class EventRun:
             while inflight:
                 failure = self._drain(inflight, block=True) or failure
             self.breaker.release(alike=failure is None)  # a failed run keeps its own error
-        except BaseException:
+        except BaseException as exc:
             for fut in inflight:
                 fut.cancel()
+            if isinstance(exc, LeaseLost):
+                pool.shutdown(wait=True, cancel_futures=True)
+                self._lost_inflight(inflight)
             raise
         finally:
             if pages is not None:
@@ -257,7 +262,9 @@ class EventRun:
 
     def _send(self, sender: Sender, batch: Batch) -> BatchOutcome:
         """Worker thread: record the batch as pending right before it goes on the wire, so
-        after a crash only batches that were really in flight count as possibly sent."""
+        after a crash only batches that were really in flight count as possibly sent. A run
+        that lost its lease records and sends nothing more (``core.fence``)."""
+        fence.check()
         batch.ledger_id = self.state.add_pending(
             self.sync.name,
             self.scope,
@@ -283,11 +290,30 @@ class EventRun:
             exc = fut.exception()
             if exc is not None:
                 failure = failure or exc
+                if isinstance(exc, LeaseLost):
+                    self._lost(batch, sent=exc.maybe_sent)
                 if isinstance(exc, DeliveryError) and exc.stored_nothing:
                     self._forget(batch)
                 continue
             failure = self._judge(batch, fut.result()) or failure
         return failure
+
+    def _lost(self, batch: Batch, *, sent: bool) -> None:
+        """The fence stopped ``batch``: if it may have reached the API its rows count as
+        possibly duplicated (the run settles nothing more); else its pending entry goes."""
+        if sent:
+            self.result.possibly_duplicated += len(batch.items)
+        else:
+            self._forget(batch)
+
+    def _lost_inflight(self, inflight: dict[Future[BatchOutcome], Batch]) -> None:
+        """After ``LeaseLost``: batches that were answered or failed on the wire but not
+        settled may have been taken by the API: counted as possibly duplicated."""
+        for fut, batch in inflight.items():
+            if fut.cancelled():
+                continue
+            exc = fut.exception()
+            self._lost(batch, sent=not isinstance(exc, LeaseLost) or exc.maybe_sent)
 
     def _forget(self, batch: Batch) -> None:
         """The vendor refused the batch's request and kept nothing of it (``Ledger.forget``)."""
@@ -320,6 +346,12 @@ class EventRun:
 
     def _settle(self, batch: Batch, outcome: BatchOutcome | None) -> None:
         res = self.result
+        try:
+            fence.check()  # a run that lost its lease writes no settlement
+        except LeaseLost:
+            if outcome is not None:  # taken by the API, recorded nowhere
+                res.possibly_duplicated += len(outcome.delivered)
+            raise
         rejects = list(batch.rejects)
         closed: list[str] = []
         copies = 0

@@ -144,7 +144,7 @@ class RetryRun(EventRun):
         it by: its reject stays open while the source still has that row."""
         if not gone:
             return
-        if any("NULL" in k.split(",") for k in gone):
+        if any("NULL" in k.partition("#")[0].split(",") for k in gone):  # "NULL#2" too
             _, sample = self.reader.null_key_rows()
             still = dict(sample)
             self._record([Reject(k, still[k]) for k in gone if k in still])

@@ -29,6 +29,7 @@ import contextlib
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, overload
 
+from ..core.fence import fenced
 from ..core.logcontext import get_logger, run_context
 from ..store.lease import Lease
 from ..store.state import Reject, StateStore
@@ -128,6 +129,7 @@ class RunShell:
         with run_context(res.sync, lambda: res.run_id), contextlib.ExitStack() as held:
             if self.lease is None and not self.dry_run:
                 self.lease = held.enter_context(Lease(self.state, res.sync, res.scope))
+            held.enter_context(fenced(self.lease))  # the write fence of every request
             failure: BaseException | None = None
             try:
                 self._start()
@@ -171,7 +173,8 @@ class RunShell:
     def check_lease(self) -> None:
         """Before a unit goes out (a batch, an import job, a list removal): a run that lost
         its lease (another run took the sync over, or it could not renew it in time) sends
-        nothing more; ``LeaseHeld`` fails it."""
+        nothing more; ``LeaseLost`` fails it. The HTTP loop checks the same fence before each
+        request (``core.fence``)."""
         if self.lease is not None:
             self.lease.check()
 

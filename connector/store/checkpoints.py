@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from ..core.errors import StateError
 from .base import Tables, now
 from .positions import Position, decode_position, encode_position
 from .schema import checkpoints
@@ -29,6 +30,21 @@ def write_checkpoint(c: sa.Connection, sync: str, scope: str, pos: Position, run
         c.execute(checkpoints.insert().values(sync=sync, scope=scope, **values))
 
 
+def _decode(sync: str, scope: str, text: str) -> Position:
+    """A stored checkpoint, or a ``StateError`` naming the sync and the way out when the
+    stored text cannot be read (the store was edited or damaged)."""
+    try:
+        return decode_position(text)
+    except (ValueError, TypeError, KeyError) as exc:  # orjson.JSONDecodeError is a ValueError
+        scoped = "" if scope == INCREMENTAL else f" --scope {scope}"
+        raise StateError(
+            f"{sync} [{scope}]: the stored checkpoint cannot be read ({type(exc).__name__}: "
+            f"{str(exc)[:120]}); the state store was edited or damaged. Restore a backup of "
+            f"the store, or reset the sync's state with `connector state reset {sync}{scoped}` "
+            "(the next run reads, and sends, every row again)"
+        ) from None
+
+
 class CheckpointStore(Tables):
     """Reading and moving checkpoints."""
 
@@ -40,7 +56,7 @@ class CheckpointStore(Tables):
                     checkpoints.c.sync == sync, checkpoints.c.scope == scope
                 )
             ).first()
-        return decode_position(row[0]) if row else None
+        return _decode(sync, scope, row[0]) if row else None
 
     def checkpoints_for(self, sync: str) -> dict[str, Position]:
         """Every scope's checkpoint position of the sync, by scope name."""
@@ -50,7 +66,7 @@ class CheckpointStore(Tables):
                     checkpoints.c.sync == sync
                 )
             ).all()
-        return {scope: decode_position(pos) for scope, pos in rows}
+        return {scope: _decode(sync, scope, pos) for scope, pos in rows}
 
     def set_checkpoint(self, sync: str, scope: str, pos: Position, run_id: str) -> None:
         """Move the checkpoint of ``(sync, scope)`` to ``pos``, recorded as ``run_id``'s, in a

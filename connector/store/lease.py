@@ -17,8 +17,20 @@ holder, one ``UPDATE … WHERE holder = <the dead holder's token>`` (a compare-a
 runs taking over the same dead lease, one wins). Both work the same on SQLite and PostgreSQL.
 A run that cannot renew its lease in time stops before its next batch (``check``).
 
-The TTL is ``CONNECTOR_LEASE_TTL_S`` (default 60 s). The lease's clock is the store's
-(``StateStore.clock``), so tests move time instead of waiting.
+The lease is also the run's write fence (``core.fence``): ``check`` runs before every request
+and before every settlement, and raises ``LeaseLost`` once the run no longer holds an
+unexpired lease with its token. It is cheap enough to run per request:
+
+- every run keeps a local deadline on ``CLOCK_BOOTTIME`` (``ttl`` after the moment it last
+  asked the store to renew; that clock goes on while the process is stopped or the machine
+  suspended), so a process paused past its TTL sees its deadline passed on resume before
+  it sends anything, without a store round trip;
+- with a PostgreSQL store (shared by machines) ``check`` also reads the lease row: held by
+  this run's token and unexpired by the store's clock (``clock_timestamp()``).
+
+The TTL is ``CONNECTOR_LEASE_TTL_S`` (default 60 s). The lease's clock is the store's: the
+database's ``clock_timestamp()`` for PostgreSQL, else ``StateStore.clock``; tests that inject
+``StateStore.clock`` move time instead of waiting.
 """
 
 from __future__ import annotations
@@ -26,6 +38,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -35,9 +48,10 @@ from typing import Any
 import sqlalchemy as sa
 
 from ..core.errors import ConfigError, LeaseHeld, StateError
+from ..core.fence import LeaseLost
 from ..core.logcontext import get_logger
 from .schema import leases
-from .state import StateStore
+from .state import StateStore, now
 
 log = get_logger("connector.lease")
 
@@ -73,6 +87,8 @@ class Lease:
         self.ttl = timedelta(seconds=ttl_s if ttl_s is not None else lease_ttl())
         self.token = uuid.uuid4().hex
         self.expires: datetime | None = None
+        #: ``boottime()`` past which this run no longer counts on its lease.
+        self.deadline: float | None = None
         self.lost: str | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -86,12 +102,13 @@ class Lease:
     def acquire(self) -> None:
         """Take the lease, or raise ``LeaseHeld`` naming the run that holds it."""
         for _ in range(5):  # each round either wins or sees a newer holder
-            t = self.store.clock()
+            asked = boottime()
+            t = store_now(self.store)
             values = self._values(t)
             try:
                 with self.store.engine.begin() as c:
                     c.execute(leases.insert().values(sync=self.sync, scope=self.scope, **values))
-                self.expires = values["expires_at"]
+                self._held_until(values["expires_at"], asked)
                 return
             except sa.exc.IntegrityError:
                 pass  # held, or left by a dead run
@@ -108,7 +125,7 @@ class Lease:
                     .values(**values)
                 ).rowcount
             if took == 1:
-                self.expires = values["expires_at"]
+                self._held_until(values["expires_at"], asked)
                 log.warning(
                     "%s [%s]: took over the lease of pid %s on %s (%s)",
                     self.sync,
@@ -123,7 +140,8 @@ class Lease:
     def renew(self) -> bool:
         """Move the expiry ``ttl`` ahead; False (and ``lost`` set) when the lease is no
         longer this run's."""
-        t = self.store.clock()
+        asked = boottime()
+        t = store_now(self.store)
         expires = t + self.ttl
         with self.store.engine.begin() as c:
             renewed = c.execute(
@@ -134,20 +152,51 @@ class Lease:
         if renewed != 1:
             self.lost = "another run took it over after it expired"
             return False
-        self.expires = expires
+        self._held_until(expires, asked)
         return True
 
+    def _held_until(self, expires: datetime, asked: float) -> None:
+        self.expires = expires
+        self.deadline = asked + self.ttl.total_seconds()
+
     def check(self) -> None:
-        """Raise ``LeaseHeld`` when this run may no longer send: it lost its lease, or it
-        could not renew it before it expired (the store unreachable, the process stalled)."""
-        if self.lost is None and self.expires is not None and self.store.clock() >= self.expires:
-            self.lost = "it could not be renewed before it expired"
-        if self.lost is not None:
-            raise LeaseHeld(
-                f"{self.sync} [{self.scope}]: this run's lease was lost ({self.lost}); it stops "
-                "before sending more. Delivered rows are recorded; the next run goes on from "
-                "there"
+        """The write fence (``core.fence``): raise ``LeaseLost`` when this run may no longer
+        send or settle: it lost its lease, or it could not renew it before it expired (the
+        store unreachable, the process paused or stalled past the TTL)."""
+        if self.lost is None and self.deadline is not None and boottime() >= self.deadline:
+            self.lost = (
+                f"it was not renewed within its TTL of {self.ttl.total_seconds():g} s (the "
+                "process was paused or stalled, or the store unreachable); another run may "
+                "have taken it over"
             )
+        if self.lost is None and self.expires is not None:
+            self._check_store()
+        if self.lost is not None:
+            raise LeaseLost(
+                f"{self.sync} [{self.scope}]: this run's lease was lost ({self.lost}); it "
+                "stops and sends nothing more; rows it sent but could not settle are counted "
+                "as possibly duplicated. Delivered rows are recorded; the next run goes on "
+                "from there"
+            )
+
+    def _check_store(self) -> None:
+        """Against the store's clock: on PostgreSQL the lease row itself (this token,
+        unexpired by ``clock_timestamp()``); elsewhere the expiry this run last wrote."""
+        if not _db_clock(self.store):
+            assert self.expires is not None
+            if self.store.clock() >= self.expires:
+                self.lost = "it could not be renewed before it expired"
+            return
+        with self.store.engine.connect() as c:
+            row = c.execute(
+                sa.select(leases.c.expires_at, sa.func.clock_timestamp()).where(
+                    *self._key(), leases.c.holder == self.token
+                )
+            ).first()
+        if row is None:
+            self.lost = "another run took it over after it expired"
+        elif _aware(row[0]) <= _aware(row[1]):
+            self.lost = "it expired before it could be renewed"
 
     def release(self) -> None:
         """Give the lease back (only this run's: a lease taken over is not touched)."""
@@ -227,7 +276,7 @@ def live_holders(store: StateStore, sync: str, scope: str | None = None) -> list
     """Who holds a live lease of ``sync`` (in ``scope``, or any scope): one line per run that
     may still be running ("incremental: pid 123 on host h since … UTC"), [] when none.
     A lease whose holder is gone or expired is not live."""
-    t = store.clock()
+    t = store_now(store)
     stmt = sa.select(leases).where(leases.c.sync == sync)
     if scope is not None:
         stmt = stmt.where(leases.c.scope == scope)
@@ -239,6 +288,28 @@ def live_holders(store: StateStore, sync: str, scope: str | None = None) -> list
         for r in rows
         if _takeover_reason(r, t) is None
     ]
+
+
+def boottime() -> float:
+    """Seconds on ``CLOCK_BOOTTIME``: monotonic, and still counting while the process is
+    stopped or the machine suspended (``time.monotonic`` off Linux)."""
+    clock = getattr(time, "CLOCK_BOOTTIME", None)
+    return time.clock_gettime(clock) if clock is not None else time.monotonic()
+
+
+def _db_clock(store: StateStore) -> bool:
+    """True when the lease's clock is the database's: PostgreSQL, unless a test injected
+    ``StateStore.clock``."""
+    return store.clock is now and store.engine.dialect.name == "postgresql"
+
+
+def store_now(store: StateStore) -> datetime:
+    """The lease's clock: ``clock_timestamp()`` of a PostgreSQL store (machines sharing it
+    need not agree on the time), else ``StateStore.clock``."""
+    if not _db_clock(store):
+        return store.clock()
+    with store.engine.connect() as c:
+        return _aware(c.execute(sa.select(sa.func.clock_timestamp())).scalar_one())
 
 
 def _aware(dt: datetime) -> datetime:

@@ -153,9 +153,13 @@ def _state_error(exc: BaseException | None, url: str, dialect: str) -> StateErro
             )
         if "locked" in low or "busy" in low:
             return StateError(
-                f"state store {shown}: the SQLite file stayed locked by another process for "
-                f"{SQLITE_BUSY_TIMEOUT_MS / 1000:g} s ({text}); look for a process holding "
-                f"it open, or share one PostgreSQL store between parallel runs ({STATE_URL_ENV})"
+                f"state store {shown} is locked by another process or run: the SQLite file "
+                f"stayed locked by another process for {SQLITE_BUSY_TIMEOUT_MS / 1000:g} s "
+                f"({text}), while the "
+                "connector's own transactions take milliseconds. Look for a process holding a "
+                "write transaction open on it (a sqlite3 shell, a stuck run: `fuser` on the "
+                "file names it), or share one PostgreSQL store between parallel runs "
+                f"({STATE_URL_ENV})"
             )
         if "unable to open" in low or "readonly" in low or "read-only" in low:
             return StateError(
@@ -190,7 +194,9 @@ def _is_unreachable(low: str) -> bool:
     )
 
 
-SQLITE_BUSY_TIMEOUT_MS = 30_000  # how long a write waits for another process's write lock
+# How long a write waits for another process's write lock: the store's transactions last
+# milliseconds, so a lock held for seconds is a stuck holder; say so soon instead of hanging.
+SQLITE_BUSY_TIMEOUT_MS = 5_000
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
