@@ -139,6 +139,28 @@ def _parser() -> argparse.ArgumentParser:
         "demo", help="build the demo warehouse, start the sandbox, run the demo syncs"
     )
     d.add_argument("--events", type=int, default=5_000)
+
+    rc = sub.add_parser(
+        "reconcile",
+        help="compare the source's rows per period with the rows the sync handled; exit 1 "
+        "when rows are missing",
+    )
+    rc.add_argument("sync")
+    rc.add_argument("--scope", help="only this scope (incremental or partition:<key>)")
+    rc.add_argument("--period", choices=["day", "hour", "month"], help="default: day")
+    rc.add_argument("--json", action="store_true", help="print the report as JSON")
+    rc.add_argument(
+        "--send-missing",
+        action="store_true",
+        help="re-send every row of the periods with missing rows, with their dedup ids "
+        "(destinations that deduplicate only, unless --accept-duplicates)",
+    )
+    rc.add_argument(
+        "--accept-duplicates",
+        action="store_true",
+        help="with --send-missing: also to a destination that does not deduplicate (the "
+        "already delivered rows of those periods are sent again)",
+    )
     return p
 
 
@@ -190,6 +212,7 @@ _ELSEWHERE = {
     "preview": ("planning", "cmd_preview"),
     "state": ("records", "cmd_state"),
     "rejects": ("records", "cmd_rejects"),
+    "reconcile": ("reconcile", "cmd_reconcile"),
 }
 
 

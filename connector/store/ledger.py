@@ -19,6 +19,7 @@ from ..core.errors import StateError
 from ..destinations.base import Learned
 from .base import Tables, first_line, now
 from .checkpoints import write_checkpoint
+from .periods import PeriodCounts, apply_periods
 from .positions import Position, decode_position, encode_position
 from .rejects import CLOSED_DELIVERED, Reject, close_open_rejects, insert_rejects
 from .schema import batches
@@ -109,11 +110,12 @@ class LedgerStore(Tables):
         new_rejects: Sequence[Reject],
         closed: Sequence[str] = (),
         learned: tuple[str, Learned] | None = None,
+        periods: PeriodCounts | None = None,
     ) -> None:
         """One transaction: mark batches delivered, drop ledger rows the checkpoint passed,
         record rejects, close the open rejects of ``closed`` (keys delivered now), keep what
-        the responses taught about the destination account (``(account, learned)``) and
-        move the checkpoint."""
+        the responses taught about the destination account (``(account, learned)``), add the
+        batch's rows to the per-period counts (``periods``) and move the checkpoint."""
         delivered_ids, drop_ids = list(delivered_ids), list(drop_ids)
         try:
             with self._tx() as c:
@@ -130,6 +132,8 @@ class LedgerStore(Tables):
                     close_open_rejects(c, sync, scope, closed, run_id, CLOSED_DELIVERED)
                 if learned is not None:
                     store_learned(c, *learned)
+                if periods:
+                    apply_periods(c, sync, periods)
                 if checkpoint is not None:
                     write_checkpoint(c, sync, scope, checkpoint, run_id)
         except sa.exc.SQLAlchemyError as exc:

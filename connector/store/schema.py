@@ -157,6 +157,19 @@ def contact_hashes_migration(c: sa.Connection) -> None:
     ord_index.create(c, checkfirst=True)
 
 
+# Rows handled per period of the cursor (``periods``): one row per (sync, scope, period).
+periods = sa.Table(
+    "connector_periods",
+    metadata,
+    sa.Column("sync", sa.String(128), primary_key=True),
+    sa.Column("scope", sa.String(200), primary_key=True),
+    sa.Column("period", sa.String(32), primary_key=True),
+    sa.Column("delivered", sa.BigInteger, nullable=False),
+    sa.Column("rejected", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+
 # The schema, step by step: append, never edit a shipped step (see ``connector.migrate``).
 MIGRATIONS: list[Migration] = [
     Migration(
@@ -172,5 +185,6 @@ MIGRATIONS: list[Migration] = [
     Migration(3, "run leases", create(leases)),
     Migration(4, "shared pacer slots", create(pacer_slots)),
     Migration(5, "contact hashes (key order, identifiers)", contact_hashes_migration),
+    Migration(6, "rows handled per period (reconcile)", create(periods)),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,0 +1,241 @@
+"""``connector reconcile``: rows per period at the source against the rows the sync handled.
+
+End to end through the CLI on a real DuckDB file and a real PostgreSQL database, the sandbox
+over real HTTP (Klaviyo's bulk endpoint deduplicates by ``unique_id``, Brevo's batch does not).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from connector.cli import main as cli
+from connector.sandbox import SandboxServer
+from connector.store.periods import period_keys
+from connector.store.state import StateStore
+
+from .conftest import Warehouse
+from .helpers import (
+    BASE,
+    TEMPLATES,
+    create_events_table,
+    delivered_ids,
+    event_rows,
+    insert_events,
+)
+
+KLAVIYO = "klaviyo_bulk_events"
+
+
+def _write_sync(tmp_path: Path, wh: Warehouse, sandbox: SandboxServer, kind: str = KLAVIYO) -> str:
+    text = TEMPLATES[kind].format(
+        name="videos", table="ev", url=wh.url, sandbox=sandbox.url, chunk_size=100, options="{}"
+    )
+    path = tmp_path / "videos.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+def _cli(capsys: pytest.CaptureFixture[str], state: StateStore, *argv: str) -> tuple[int, str]:
+    code = cli.main(["--state-url", state.url, *argv])
+    out, err = capsys.readouterr()
+    return code, out + err
+
+
+def _json(
+    capsys: pytest.CaptureFixture[str], state: StateStore, *argv: str
+) -> tuple[int, dict[str, Any]]:
+    code = cli.main(["--state-url", state.url, *argv, "--json"])
+    out, _ = capsys.readouterr()
+    data: dict[str, Any] = json.loads(out)
+    return code, data
+
+
+def _reconcile(
+    capsys: pytest.CaptureFixture[str], state: StateStore, sync: str, *argv: str
+) -> tuple[int, dict[str, Any]]:
+    return _json(capsys, state, "reconcile", sync, *argv)
+
+
+def _late(event_id: int, when: timedelta) -> dict[str, object]:
+    row = event_rows(event_id, 1)[0]
+    row["occurred_at"] = BASE + when
+    return row
+
+
+@pytest.fixture(params=["duck", "pg"])
+def wh(request: pytest.FixtureRequest) -> Warehouse:
+    warehouse: Warehouse = request.getfixturevalue(request.param)
+    return warehouse
+
+
+def test_a_row_inserted_behind_the_checkpoint_is_reported_and_sent_once(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    wh: Warehouse,
+    sandbox: SandboxServer,
+    state: StateStore,
+) -> None:
+    create_events_table(wh)
+    insert_events(wh, event_rows(0, 30))  # 2026-11-01, 00:00:00 to 00:00:09
+    sync = _write_sync(tmp_path, wh, sandbox)
+    assert _cli(capsys, state, "sync", sync)[0] == 0
+    code, report = _reconcile(capsys, state, sync)
+    assert code == 0 and report["missing"] == 0 and report["deleted_at_source"] == 0
+
+    # Two rows committed late with cursors behind the checkpoint: one ten days back (a period
+    # of its own), one in the period the sync delivered (30 rows already at the vendor).
+    insert_events(wh, [_late(1000, -timedelta(days=10)), _late(1001, timedelta(seconds=1))])
+    code, report = _reconcile(capsys, state, sync)
+    assert code == 1
+    assert report["missing"] == 2
+    periods = {p["period"]: p for s in report["scopes"] for p in s["periods"]}
+    assert periods["2026-10-22"]["missing"] == 1
+    assert periods["2026-11-01"] == {
+        "period": "2026-11-01",
+        "source": 31,
+        "delivered": 30,
+        "rejected": 0,
+        "missing": 1,
+        "deleted_at_source": 0,
+    }
+    code, text = _cli(capsys, state, "reconcile", sync)
+    assert code == 1 and "2026-10-22: source 1, delivered 0, rejected 0: 1 missing" in text
+
+    code, report = _reconcile(capsys, state, sync, "--send-missing")
+    assert code == 0, report
+    assert report["missing"] == 0 and report["deleted_at_source"] == 0
+    sent = {s["period"]: s for s in report["sent"]}
+    assert sent["2026-11-01"]["rows_read"] == 31  # the whole period, by dedup id
+    ids = Counter(delivered_ids(sandbox, KLAVIYO))
+    assert ids[1000] == 1 and ids[1001] == 1
+    assert set(ids.values()) == {1} and len(ids) == 32  # every row stored exactly once
+
+    # Nothing is left for the next run, and the scope's checkpoint did not move back.
+    code, summary = _json(capsys, state, "sync", sync)
+    assert code == 0 and summary["delivered"] == 0
+    assert Counter(delivered_ids(sandbox, KLAVIYO)) == ids
+    assert _reconcile(capsys, state, sync)[0] == 0
+
+
+def test_a_row_deleted_at_the_source_is_reported_without_failing(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    wh: Warehouse,
+    sandbox: SandboxServer,
+    state: StateStore,
+) -> None:
+    create_events_table(wh)
+    insert_events(wh, event_rows(0, 30))
+    sync = _write_sync(tmp_path, wh, sandbox)
+    assert _cli(capsys, state, "sync", sync)[0] == 0
+    wh.run("DELETE FROM ev WHERE event_id = 7")
+
+    code, report = _reconcile(capsys, state, sync, "--period", "hour")
+    assert code == 0
+    assert report["missing"] == 0 and report["deleted_at_source"] == 1
+    (scope,) = report["scopes"]
+    assert scope["periods"] == [
+        {
+            "period": "2026-11-01T00",
+            "source": 29,
+            "delivered": 30,
+            "rejected": 0,
+            "missing": 0,
+            "deleted_at_source": 1,
+        }
+    ]
+    code, text = _cli(capsys, state, "reconcile", sync)
+    assert code == 0 and "2026-11-01: source 29, delivered 30, rejected 0: 1 deleted" in text
+
+
+def test_rejects_count_as_handled_and_a_full_refresh_counts_afresh(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    duck: Warehouse,
+    sandbox: SandboxServer,
+    state: StateStore,
+) -> None:
+    create_events_table(duck)
+    rows = event_rows(0, 30)
+    for row in rows[::5]:
+        row["email"] = row["user_id"] = None  # no identifier: a local reject
+    insert_events(duck, rows)
+    sync = _write_sync(tmp_path, duck, sandbox)
+    assert _cli(capsys, state, "sync", sync)[0] == 0
+    assert _cli(capsys, state, "sync", sync, "--full-refresh")[0] == 0
+    code, report = _reconcile(capsys, state, sync)
+    assert code == 0 and report["missing"] == 0 and report["deleted_at_source"] == 0
+    assert state.period_counts("videos", "incremental") == {"2026-11-01T00": (24, 6)}
+
+
+def test_a_destination_without_dedup_gets_the_command_not_duplicates(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    duck: Warehouse,
+    sandbox: SandboxServer,
+    state: StateStore,
+) -> None:
+    create_events_table(duck)
+    insert_events(duck, event_rows(0, 30))
+    sync = _write_sync(tmp_path, duck, sandbox, "brevo_events_batch")
+    assert _cli(capsys, state, "sync", sync)[0] == 0
+    insert_events(duck, [_late(1000, -timedelta(days=3))])
+
+    code, text = _cli(capsys, state, "reconcile", sync, "--send-missing")
+    assert code == 2
+    assert "does not deduplicate" in text
+    assert "connector reconcile videos --period day --send-missing --accept-duplicates" in text
+    assert len(sandbox.events("brevo_events_batch")) == 30
+
+    code, text = _cli(capsys, state, "reconcile", sync, "--send-missing", "--accept-duplicates")
+    assert code == 0, text
+    assert [e["identifiers"]["ext_id"] for e in sandbox.events("brevo_events_batch")][30:] == [
+        "u-1000"
+    ]  # the period held only the missing row
+
+
+def test_an_integer_cursor_is_counted_in_buckets_of_ids(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    duck: Warehouse,
+    sandbox: SandboxServer,
+    state: StateStore,
+) -> None:
+    create_events_table(duck)
+    insert_events(duck, [r for r in event_rows(0, 30) if r["event_id"] != 10])
+    path = _write_sync(tmp_path, duck, sandbox)
+    text = Path(path).read_text().replace("cursor: occurred_at", "cursor: event_id")
+    Path(path).write_text(text)
+    assert _cli(capsys, state, "sync", path)[0] == 0
+    insert_events(duck, event_rows(10, 1))
+
+    code, report = _reconcile(capsys, state, path)
+    assert code == 1
+    assert [p["period"] for s in report["scopes"] for p in s["periods"]] == ["0"]
+    code, text = _cli(capsys, state, "reconcile", path, "--period", "hour")
+    assert code == 2 and "buckets of 100,000 ids" in text
+    assert _reconcile(capsys, state, path, "--send-missing")[0] == 0
+    assert Counter(delivered_ids(sandbox, KLAVIYO))[10] == 1
+
+
+def test_period_keys_of_each_cursor_type() -> None:
+    import datetime as dt
+
+    import pyarrow as pa
+
+    utc = pa.array(
+        [dt.datetime(2026, 11, 1, 23, 59, tzinfo=dt.UTC)] * 2, pa.timestamp("us", tz="+02:00")
+    )
+    assert period_keys(utc) == {"2026-11-01T23": 2}  # an instant is bucketed in UTC
+    assert period_keys(pa.array([dt.date(2026, 11, 1), None])) == {"2026-11-01": 1}
+    assert period_keys(pa.array([1, 99_999, 100_000, 250_001])) == {
+        "0": 2,
+        "100000": 1,
+        "200000": 1,
+    }
