@@ -26,7 +26,13 @@ from connector.report.progress import ProgressLine
 from connector.run.run_plan import plan_run
 from connector.store.state import StateStore
 
-from .checks import CHECKPOINT_FRESHNESS, freshness_result, run_check_results
+from .checks import (
+    CHECKPOINT_FRESHNESS,
+    NOTHING_MISSING,
+    freshness_result,
+    nothing_missing_result,
+    run_check_results,
+)
 from .failures import SyncFailed, SyncInterrupted
 from .logs import step_logs
 from .metadata import (
@@ -117,6 +123,8 @@ def build_sync_asset(
         for key in context.selected_asset_check_keys:
             if key.name == CHECKPOINT_FRESHNESS:
                 yield _freshness(context, sync, connector)
+            elif key.name == NOTHING_MISSING:
+                yield nothing_missing_result(sync, connector)
             else:
                 context.log.info(f"{key.name} is judged by a materialization of {sync.name}")
 
@@ -171,6 +179,8 @@ def _materialize(
         checks.append(_freshness(context, sync, connector))
     elif not config.dry_run:
         _observe(context, sync, connector, newest=None)
+    if NOTHING_MISSING in selected:  # the scopes of this run: one GROUP BY each
+        checks.append(nothing_missing_result(sync, connector, [s.name for s, _ in done]))
     return dg.MaterializeResult(
         metadata=metadata,
         check_results=checks,

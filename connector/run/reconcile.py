@@ -264,16 +264,18 @@ def reconcile(
     scope: str | None = None,
     unit: str | None = None,
     warehouse_url: str | None = None,
+    scopes: Sequence[str] | None = None,
 ) -> Reconciliation:
     """Compare the source's rows per period with the rows the sync handled, in ``scope`` (or
-    every scope with a checkpoint, re-send scopes aside)."""
+    ``scopes`` that have a checkpoint, or every scope with a checkpoint, re-send scopes
+    aside)."""
     if sync.is_contact_sync:
         raise ConfigError(
             f"{sync.name} is a contact sync: each run compares the whole source with what the "
             "vendor confirmed, so reconcile does not apply"
         )
     marks = state.checkpoints_for(sync.name)
-    names = [scope] if scope is not None else sorted(marks)
+    names = [scope] if scope is not None else sorted(marks if scopes is None else scopes)
     names = [s for s in names if not s.startswith(RESEND_PREFIX)]
     reader = PeriodReader(sync, warehouse_url)
     try:

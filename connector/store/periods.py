@@ -21,10 +21,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import sqlalchemy as sa
 
 from .base import Tables, now
@@ -33,6 +34,8 @@ from .schema import periods
 ID_BUCKET = 100_000
 HOUR_FORMAT = "%Y-%m-%dT%H"
 DAY_FORMAT = "%Y-%m-%d"
+_EPOCH = datetime(1970, 1, 1)
+_TICKS_PER_HOUR = {"s": 3600, "ms": 3_600_000, "us": 3_600_000_000, "ns": 3_600_000_000_000}
 
 
 @dataclass
@@ -69,29 +72,32 @@ class PeriodCounts:
 
 def period_keys(cursors: pa.Array) -> dict[str, int]:
     """Period key → rows, of an array of cursor values (NULLs are never counted: such rows are
-    never read). Vectorized: a batch of 1,000 rows costs microseconds."""
+    never read). Vectorized: integer arithmetic on the values, one ``unique``, then a key per
+    distinct period (a batch of 1,000 rows costs tens of microseconds)."""
     arr = cursors.combine_chunks() if isinstance(cursors, pa.ChunkedArray) else cursors
     arr = arr.drop_null()
     if len(arr) == 0:
         return {}
     t = arr.type
-    if pa.types.is_timestamp(t):
-        naive = arr.cast(pa.timestamp(t.unit)) if t.tz else arr  # tz-aware values are UTC
-        keys = pc.strftime(naive, format=HOUR_FORMAT)
-    elif pa.types.is_date(t):
-        keys = pc.strftime(arr.cast(pa.timestamp("s")), format=DAY_FORMAT)
-    elif pa.types.is_integer(t):
+    if pa.types.is_timestamp(t):  # tz-aware values are stored as UTC: bucketed in UTC
+        ticks = arr.view(pa.int64()).to_numpy()
+        hours, n = np.unique(ticks // _TICKS_PER_HOUR[t.unit], return_counts=True)
+        return {
+            (_EPOCH + timedelta(hours=int(h))).strftime(HOUR_FORMAT): int(c)
+            for h, c in zip(hours, n, strict=True)
+        }
+    if pa.types.is_date(t):
+        days_arr = arr.cast(pa.date32()).view(pa.int32()).to_numpy()
+        days, n = np.unique(days_arr, return_counts=True)
+        return {
+            (_EPOCH + timedelta(days=int(d))).strftime(DAY_FORMAT): int(c)
+            for d, c in zip(days, n, strict=True)
+        }
+    if pa.types.is_integer(t):
         ids = arr.cast(pa.int64()).to_numpy()
-        keys = pa.array(((ids // ID_BUCKET) * ID_BUCKET).astype(str))
-    else:
-        return {}  # a decimal cursor: reconcile says it cannot bucket it
-    counts = pc.value_counts(keys)
-    return {
-        str(v): int(n)
-        for v, n in zip(
-            counts.field("values").to_pylist(), counts.field("counts").to_pylist(), strict=True
-        )
-    }
+        buckets, n = np.unique(ids // ID_BUCKET, return_counts=True)
+        return {str(int(b) * ID_BUCKET): int(c) for b, c in zip(buckets, n, strict=True)}
+    return {}  # a decimal cursor: reconcile says it cannot bucket it
 
 
 def apply_periods(c: sa.Connection, sync: str, counts: PeriodCounts) -> None:
