@@ -294,3 +294,36 @@ def test_the_nothing_missing_check_warns_with_the_periods_of_missing_rows(env: E
 
     env.write_sync("plays", PARTITIONED + "  nothing_missing: false\n", warn=0.05, error=0.2)
     assert "nothing_missing" not in _materialize_day(env, "2026-11-02")
+
+
+# --------------------------------------------------------------------------- the seam
+
+
+@pytest.mark.parametrize("unit", ["hour", "day", "month"])
+def test_each_warehouse_buckets_as_the_stored_counts_do(
+    warehouse: Warehouse, sandbox: SandboxServer, tmp_path: Path, unit: str
+) -> None:
+    """The warehouse's GROUP BY and the settle's tally put every row in the same period,
+    across midnight, month ends and an instant written with another offset."""
+    import pyarrow as pa
+
+    from connector.config.sync_file import parse_sync
+    from connector.run.reconcile import PeriodReader
+    from connector.store.periods import rollup
+
+    create_events_table(warehouse)
+    offsets = [timedelta(0), timedelta(hours=23, minutes=59), timedelta(days=29, hours=23)]
+    offsets += [timedelta(days=30), timedelta(days=-1, seconds=1), timedelta(hours=5)]
+    rows = [_late(i, when) for i, when in enumerate(offsets)]
+    insert_events(warehouse, rows)
+    sync = parse_sync(Path(_write_sync(tmp_path, warehouse, sandbox)).read_text(), "s.yaml")
+    reader = PeriodReader(sync, warehouse.url)
+    try:
+        last = max(r["occurred_at"] for r in rows)  # type: ignore[type-var]
+        got = reader.counts((last, 10**6), None, unit)
+    finally:
+        reader.close()
+    stored = period_keys(pa.array([r["occurred_at"] for r in rows], pa.timestamp("us", "UTC")))
+    assert got == {
+        k: d for k, (d, _) in rollup({k: (n, 0) for k, n in stored.items()}, unit).items()
+    }
