@@ -16,7 +16,7 @@ import dagster as dg
 import pytest
 
 from connector.cli import main as cli
-from connector.sandbox import SandboxServer
+from connector.sandbox import Fault, SandboxServer
 from connector.store.periods import period_keys
 from connector.store.state import StateStore
 
@@ -327,3 +327,50 @@ def test_each_warehouse_buckets_as_the_stored_counts_do(
     assert got == {
         k: d for k, (d, _) in rollup({k: (n, 0) for k, n in stored.items()}, unit).items()
     }
+
+
+# --------------------------------------------------------------------------- kill -9
+
+
+def test_counts_stay_exact_through_a_kill_9_with_batches_settled_beyond_the_checkpoint(
+    tmp_path: Path, duck: Warehouse, sandbox: SandboxServer
+) -> None:
+    """Batches delivered past a hung one are counted in their settle; the killed run leaves
+    them beyond its checkpoint. Reconcile is exact then, and after the rerun."""
+    from .test_crash import _cli as spawn
+    from .test_crash import _kill, _received, _setup, _wait
+
+    rows, kind = 8000, KLAVIYO
+    config, state_url = _setup(tmp_path, duck, sandbox, kind, rows, concurrency=4)
+    sandbox.inject(Fault(path="/api/event-bulk-create-jobs", hang=True, after_process=True))
+    store = StateStore(state_url)
+
+    def settled() -> bool:
+        left = store.ledger("videos", "incremental")
+        upto = (store.checkpoint("videos") or (0, -1))[1] + 1
+        done = [e.status for e in left].count("pending") == 1
+        return (
+            _received(sandbox, kind) == rows and done and sum(e.count for e in left) + upto == rows
+        )
+
+    proc = spawn(config, state_url, "sync", "videos")
+    assert sandbox.wait_for_hang(timeout=60)
+    _wait(settled, "every batch but the hung one to settle")
+    _kill(proc, sandbox)
+    assert any(e.status == "delivered" for e in store.ledger("videos", "incremental"))
+
+    def reconcile() -> tuple[int, dict[str, Any]]:
+        done = spawn(config, state_url, "reconcile", "videos", "--json", "--period", "hour")
+        out, err = done.communicate(timeout=120)
+        return done.returncode, json.loads(out) if out else {"err": err}
+
+    code, report = reconcile()
+    assert code == 0 and report["missing"] == 0 and report["deleted_at_source"] == 0, report
+    (scope,) = report["scopes"]
+    assert scope["source_rows"] == scope["handled_rows"] == rows - 1000  # the hung batch aside
+
+    rerun = spawn(config, state_url, "sync", "videos")
+    assert rerun.communicate(timeout=120) and rerun.returncode == 0
+    code, report = reconcile()
+    assert code == 0 and report["scopes"][0]["handled_rows"] == rows, report
+    assert store.period_counts("videos", "incremental") == {"2026-11-01T00": (rows, 0)}

@@ -33,6 +33,7 @@ from ..config.sync_file import SyncConfig
 from ..core.errors import ConfigError
 from ..deliver.delivery import Runtime
 from ..deliver.factory import make_event_destination
+from ..plan.ledger import DELIVERED
 from ..read.source import Position, Reader, Window
 from ..store.periods import ID_BUCKET, keys_within, rollup
 from ..store.schema import batches, checkpoints
@@ -71,7 +72,7 @@ class ScopeReport:
     """The comparison of one scope, up to its checkpoint."""
 
     scope: str
-    checkpoint: Position
+    checkpoint: Position | None  # None: the first batch has not settled yet
     kind: str  # the cursor's kind
     source_rows: int = 0
     handled_rows: int = 0
@@ -124,7 +125,7 @@ class Reconciliation:
             "scopes": [
                 {
                     "scope": s.scope,
-                    "checkpoint": [str(v) for v in s.checkpoint],
+                    "checkpoint": None if s.checkpoint is None else [str(v) for v in s.checkpoint],
                     "source_rows": s.source_rows,
                     "handled_rows": s.handled_rows,
                     "periods": [
@@ -160,11 +161,27 @@ class PeriodReader(Reader):
             )
         return kind
 
-    def counts(self, upto: Position, window: Window | None, unit: str) -> dict[str, int]:
-        """Source rows per period up to ``upto`` (one ``GROUP BY`` query)."""
+    def counts(
+        self,
+        upto: Position | None,
+        window: Window | None,
+        unit: str,
+        beyond: Sequence[tuple[Position, Position]] = (),
+    ) -> dict[str, int]:
+        """Source rows per period up to ``upto``, and in the ``beyond`` ranges (batches an
+        interrupted run settled past its checkpoint): one ``GROUP BY`` query."""
         kind = self.cursor_kind()
         expr = self.warehouse.period(self._q(self.cursor), kind, unit).label("period")
-        where = [self._not_null(), self._upto(upto)]
+        handled = [] if upto is None else [self._cmp(upto, "r", after=False)]
+        for i, (first, last) in enumerate(beyond):
+            handled.append(
+                sa.and_(
+                    self._cmp(first, f"f{i}", after=True), self._cmp(last, f"l{i}", after=False)
+                )
+            )
+        if not handled:
+            return {}
+        where = [self._not_null(), sa.or_(*handled)]
         if window is not None:
             where.append(self._window(window))
         stmt = (
@@ -190,22 +207,25 @@ class PeriodReader(Reader):
             where += [
                 col >= sa.bindparam("rlo", bind(low)),
                 col < sa.bindparam("rhi", bind(high)),
-                self._upto(upto),
+                self._cmp(upto, "r", after=False),
             ]
         return where
 
-    def _upto(self, pos: Position) -> sa.ColumnElement[bool]:
-        """``(cursor, pk) <= pos``, spelled out, with parameter names of its own (a keyset
-        page bounds itself with ``_beyond`` in the same statement)."""
+    def _cmp(self, pos: Position, tag: str, *, after: bool) -> sa.ColumnElement[bool]:
+        """``(cursor, pk) >= pos`` (``after``) or ``<= pos``, spelled out, with parameter names
+        of its own (``tag``: a keyset page bounds itself with ``_beyond`` in the same
+        statement)."""
         cols = [self.cursor, *self.pk]
         clause: sa.ColumnElement[bool] | None = None
         for i in reversed(range(len(cols))):
             col, name = self._k(cols[i]), cols[i]
+            bound = self._p(f"{tag}{i}", name, pos[i])
             if clause is None:
-                clause = col <= self._p(f"r{i}", name, pos[i])
+                clause = col >= bound if after else col <= bound
                 continue
-            strict = col < self._p(f"r{i}", name, pos[i])
-            clause = sa.or_(strict, sa.and_(col == self._p(f"re{i}", name, pos[i]), clause))
+            strict = col > bound if after else col < bound
+            equal = col == self._p(f"{tag}e{i}", name, pos[i])
+            clause = sa.or_(strict, sa.and_(equal, clause))
         assert clause is not None
         return clause
 
@@ -275,7 +295,8 @@ def reconcile(
             "vendor confirmed, so reconcile does not apply"
         )
     marks = state.checkpoints_for(sync.name)
-    names = [scope] if scope is not None else sorted(marks if scopes is None else scopes)
+    every = set(marks) | set(state.period_scopes(sync.name))
+    names = [scope] if scope is not None else sorted(every if scopes is None else scopes)
     names = [s for s in names if not s.startswith(RESEND_PREFIX)]
     reader = PeriodReader(sync, warehouse_url)
     try:
@@ -284,11 +305,16 @@ def reconcile(
         report = Reconciliation(sync.name, unit)
         for name in names:
             upto = marks.get(name)
-            if upto is None:
+            if name not in every:
                 if scope is not None and scope != INCREMENTAL:
                     raise ConfigError(f"{sync.name}: scope {scope} has no checkpoint")
                 continue
-            source = reader.counts(upto, scope_window(sync, name), unit)
+            # Batches an interrupted run settled past the checkpoint are counted: so are
+            # their rows at the source (the ledger keeps their ranges until it passes them).
+            beyond = [
+                (e.first, e.last) for e in state.ledger(sync.name, name) if e.status == DELIVERED
+            ]
+            source = reader.counts(upto, scope_window(sync, name), unit, beyond)
             report.scopes.append(_compare(state, sync.name, name, upto, kind, unit, source))
     finally:
         reader.close()
@@ -316,23 +342,14 @@ def _compare(
     state: StateStore,
     sync: str,
     scope: str,
-    upto: Position,
+    upto: Position | None,
     kind: str,
     unit: str,
     source: dict[str, int],
 ) -> ScopeReport:
     handled = rollup(state.period_counts(sync, scope), unit)
-    # Periods after the checkpoint's own are not compared: rows settled beyond the checkpoint
-    # by an interrupted run are counted but not yet below the checkpoint.
-    last = (
-        period_key(upto[0], unit)
-        if kind != "integer"
-        else str(int(upto[0]) // ID_BUCKET * ID_BUCKET)
-    )
     report = ScopeReport(scope, upto, kind)
     for key in sorted(set(source) | set(handled), key=lambda k: _order(k, kind)):
-        if _order(key, kind) > _order(last, kind):
-            continue
         d, r = handled.get(key, (0, 0))
         n = source.get(key, 0)
         report.source_rows += n
@@ -371,6 +388,8 @@ def send_missing(
     out = []
     by_scope = {s.scope: s for s in report.scopes}
     for scope, period, _ in wanted:
+        if by_scope[scope].checkpoint is None:
+            continue  # the scope's first batch never settled: its next run reads every row
         result = _resend(sync, state, by_scope[scope], period, report.unit, warehouse_url, runtime)
         out.append((scope, period, result))
     return out
@@ -416,6 +435,7 @@ def _resend(
     run.reader.close()
     reader = PeriodReader(sync, warehouse_url)
     low, high = period_bounds(period, scope.kind, unit)
+    assert scope.checkpoint is not None  # (send_missing skips the others)
     reader.limit_to(low, high, scope.checkpoint)
     run.reader = reader
     run.period_scope = scope.scope
@@ -442,8 +462,9 @@ def describe(report: Reconciliation) -> Sequence[str]:
     """The report as lines for the terminal."""
     lines = []
     for s in report.scopes:
+        upto = "no checkpoint yet" if s.checkpoint is None else f"checkpoint {s.checkpoint[0]}"
         lines.append(
-            f"{report.sync} [{s.scope}] up to checkpoint {s.checkpoint[0]}: "
+            f"{report.sync} [{s.scope}] up to {upto}: "
             f"{s.source_rows} source rows, {s.handled_rows} handled"
         )
         for p in s.periods:
