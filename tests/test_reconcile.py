@@ -374,3 +374,23 @@ def test_counts_stay_exact_through_a_kill_9_with_batches_settled_beyond_the_chec
     code, report = reconcile()
     assert code == 0 and report["scopes"][0]["handled_rows"] == rows, report
     assert store.period_counts("videos", "incremental") == {"2026-11-01T00": (rows, 0)}
+
+
+def test_reconcile_needs_no_api_key_until_it_sends(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    duck: Warehouse,
+    sandbox: SandboxServer,
+    state: StateStore,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    create_events_table(duck)
+    insert_events(duck, event_rows(0, 30))
+    sync = _write_sync(tmp_path, duck, sandbox)
+    assert _cli(capsys, state, "sync", sync)[0] == 0
+    monkeypatch.delenv("KLAVIYO_API_KEY")
+    insert_events(duck, [_late(1000, -timedelta(days=10))])
+    code, text = _cli(capsys, state, "reconcile", sync)
+    assert code == 1 and "1 row(s) missing" in text
+    code, text = _cli(capsys, state, "reconcile", sync, "--send-missing")
+    assert code == 2 and "KLAVIYO_API_KEY is not set" in text

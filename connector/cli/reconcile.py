@@ -23,7 +23,7 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     use_lean_memory_pool()
     if args.accept_duplicates and not args.send_missing:
         raise ConfigError("--accept-duplicates goes with --send-missing")
-    sync = load_sync(args.sync, check_env=not args.send_missing)
+    sync = load_sync(args.sync, check_env=args.send_missing)  # keys: to send only
     state = open_state(args)
     report = reconcile(sync, state, scope=args.scope, unit=args.period)
     sent = []
