@@ -394,3 +394,40 @@ def test_reconcile_needs_no_api_key_until_it_sends(
     assert code == 1 and "1 row(s) missing" in text
     code, text = _cli(capsys, state, "reconcile", sync, "--send-missing")
     assert code == 2 and "KLAVIYO_API_KEY is not set" in text
+
+
+def test_a_store_made_before_the_counts_compares_the_rows_after_its_checkpoint(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    duck: Warehouse,
+    sandbox: SandboxServer,
+    state: StateStore,
+) -> None:
+    """Migration 6 on a store with checkpoints: the rows up to them were handled before
+    anything counted, so they are not reported missing; rows after them are compared."""
+    from connector.store.schema import periods, periods_migration
+
+    create_events_table(duck)
+    insert_events(duck, event_rows(0, 30))  # up to 00:00:09
+    sync = _write_sync(tmp_path, duck, sandbox)
+    assert _cli(capsys, state, "sync", sync)[0] == 0
+    with state.engine.begin() as c:  # as if these runs happened before the counts existed
+        c.execute(periods.delete())
+        periods_migration(c)
+    code, report = _reconcile(capsys, state, sync)
+    assert code == 0 and report["scopes"][0]["source_rows"] == 0, report
+
+    insert_events(duck, event_rows(30, 30))  # 00:00:10 to 00:00:19
+    assert _cli(capsys, state, "sync", sync)[0] == 0
+    code, report = _reconcile(capsys, state, sync)
+    assert code == 0 and report["scopes"][0]["source_rows"] == 30, report
+    assert report["scopes"][0]["handled_rows"] == 30
+
+    insert_events(duck, [_late(1000, timedelta(seconds=15))])  # after the baseline
+    code, report = _reconcile(capsys, state, sync)
+    assert code == 1 and report["missing"] == 1, report
+    code, report = _reconcile(capsys, state, sync, "--send-missing")
+    assert code == 0 and report["missing"] == report["deleted_at_source"] == 0, report
+    assert report["sent"][0]["rows_read"] == 31  # the period after the baseline, not before
+    ids = Counter(delivered_ids(sandbox, KLAVIYO))
+    assert len(ids) == 61 and set(ids.values()) == {1}

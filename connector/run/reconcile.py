@@ -76,6 +76,7 @@ class ScopeReport:
     kind: str  # the cursor's kind
     source_rows: int = 0
     handled_rows: int = 0
+    since: Position | None = None  # the baseline: rows up to it were handled before counting
     periods: list[PeriodDiff] = field(default_factory=list)
 
     @property
@@ -149,6 +150,7 @@ class PeriodReader(Reader):
     """A reader that counts rows per period, and (``limit_to``) reads one period's rows only."""
 
     _range: tuple[Any, Any, Position] | None = None
+    _since: Position | None = None
 
     def cursor_kind(self) -> str:
         """The cursor's kind; a config error when reconcile cannot bucket it."""
@@ -167,9 +169,11 @@ class PeriodReader(Reader):
         window: Window | None,
         unit: str,
         beyond: Sequence[tuple[Position, Position]] = (),
+        since: Position | None = None,
     ) -> dict[str, int]:
         """Source rows per period up to ``upto``, and in the ``beyond`` ranges (batches an
-        interrupted run settled past its checkpoint): one ``GROUP BY`` query."""
+        interrupted run settled past its checkpoint), after ``since`` (the baseline): one
+        ``GROUP BY`` query."""
         kind = self.cursor_kind()
         expr = self.warehouse.period(self._q(self.cursor), kind, unit).label("period")
         handled = [] if upto is None else [self._cmp(upto, "r", after=False)]
@@ -182,6 +186,8 @@ class PeriodReader(Reader):
         if not handled:
             return {}
         where = [self._not_null(), sa.or_(*handled)]
+        if since is not None:
+            where.append(self._cmp(since, "s", after=True, strict=True))
         if window is not None:
             where.append(self._window(window))
         stmt = (
@@ -195,9 +201,11 @@ class PeriodReader(Reader):
             out[key] = out.get(key, 0) + int(n)
         return out
 
-    def limit_to(self, low: Any, high: Any, upto: Position) -> None:
-        """Read only rows with ``low <= cursor < high`` and ``(cursor, pk) <= upto``."""
+    def limit_to(self, low: Any, high: Any, upto: Position, since: Position | None) -> None:
+        """Read only rows with ``low <= cursor < high``, ``(cursor, pk) <= upto`` and, with a
+        baseline, ``(cursor, pk) > since``."""
         self._range = (low, high, upto)
+        self._since = since
 
     def _where(self, after: Position | None, window: Window | None) -> list[Any]:
         where = super()._where(after, window)
@@ -209,23 +217,28 @@ class PeriodReader(Reader):
                 col < sa.bindparam("rhi", bind(high)),
                 self._cmp(upto, "r", after=False),
             ]
+            if self._since is not None:
+                where.append(self._cmp(self._since, "s", after=True, strict=True))
         return where
 
-    def _cmp(self, pos: Position, tag: str, *, after: bool) -> sa.ColumnElement[bool]:
-        """``(cursor, pk) >= pos`` (``after``) or ``<= pos``, spelled out, with parameter names
-        of its own (``tag``: a keyset page bounds itself with ``_beyond`` in the same
-        statement)."""
+    def _cmp(
+        self, pos: Position, tag: str, *, after: bool, strict: bool = False
+    ) -> sa.ColumnElement[bool]:
+        """``(cursor, pk) >= pos`` (``after``; ``>`` when ``strict``) or ``<= pos``, spelled
+        out, with parameter names of its own (``tag``: a keyset page bounds itself with
+        ``_beyond`` in the same statement)."""
         cols = [self.cursor, *self.pk]
         clause: sa.ColumnElement[bool] | None = None
         for i in reversed(range(len(cols))):
             col, name = self._k(cols[i]), cols[i]
             bound = self._p(f"{tag}{i}", name, pos[i])
             if clause is None:
-                clause = col >= bound if after else col <= bound
+                last = col >= bound if after else col <= bound
+                clause = col > bound if strict else last
                 continue
-            strict = col > bound if after else col < bound
+            past = col > bound if after else col < bound
             equal = col == self._p(f"{tag}e{i}", name, pos[i])
-            clause = sa.or_(strict, sa.and_(equal, clause))
+            clause = sa.or_(past, sa.and_(equal, clause))
         assert clause is not None
         return clause
 
@@ -314,8 +327,11 @@ def reconcile(
             beyond = [
                 (e.first, e.last) for e in state.ledger(sync.name, name) if e.status == DELIVERED
             ]
-            source = reader.counts(upto, scope_window(sync, name), unit, beyond)
-            report.scopes.append(_compare(state, sync.name, name, upto, kind, unit, source))
+            since = state.period_baseline(sync.name, name)
+            source = reader.counts(upto, scope_window(sync, name), unit, beyond, since)
+            found = _compare(state, sync.name, name, upto, kind, unit, source)
+            found.since = since
+            report.scopes.append(found)
     finally:
         reader.close()
     return report
@@ -436,7 +452,7 @@ def _resend(
     reader = PeriodReader(sync, warehouse_url)
     low, high = period_bounds(period, scope.kind, unit)
     assert scope.checkpoint is not None  # (send_missing skips the others)
-    reader.limit_to(low, high, scope.checkpoint)
+    reader.limit_to(low, high, scope.checkpoint, scope.since)
     run.reader = reader
     run.period_scope = scope.scope
     if state.checkpoint(sync.name, name) is None:  # a fresh re-send counts the period anew

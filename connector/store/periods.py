@@ -29,7 +29,8 @@ import pyarrow as pa
 import sqlalchemy as sa
 
 from .base import Tables, now
-from .schema import periods
+from .positions import Position, decode_position
+from .schema import BASELINE, periods
 
 ID_BUCKET = 100_000
 HOUR_FORMAT = "%Y-%m-%dT%H"
@@ -142,7 +143,18 @@ class PeriodStore(Tables):
                     periods.c.sync == sync, periods.c.scope == scope
                 )
             ).all()
-        return {str(p): (int(d), int(r)) for p, d, r in rows}
+        return {str(p): (int(d), int(r)) for p, d, r in rows if p != BASELINE}
+
+    def period_baseline(self, sync: str, scope: str) -> Position | None:
+        """The checkpoint ``scope`` had when the store began counting (a store made before
+        the counts), else None: only rows after it are counted."""
+        with self.engine.connect() as c:
+            text = c.execute(
+                sa.select(periods.c.position).where(
+                    periods.c.sync == sync, periods.c.scope == scope, periods.c.period == BASELINE
+                )
+            ).scalar()
+        return decode_position(text) if text else None
 
     def period_scopes(self, sync: str) -> list[str]:
         """The scopes of ``sync`` that have counts."""
