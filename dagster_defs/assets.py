@@ -28,8 +28,10 @@ from connector.store.state import StateStore
 
 from .checks import (
     CHECKPOINT_FRESHNESS,
+    LANDED_AS_SENT,
     NOTHING_MISSING,
     freshness_result,
+    landed_as_sent_result,
     nothing_missing_result,
     run_check_results,
 )
@@ -125,6 +127,8 @@ def build_sync_asset(
                 yield _freshness(context, sync, connector)
             elif key.name == NOTHING_MISSING:
                 yield nothing_missing_result(sync, connector)
+            elif key.name == LANDED_AS_SENT:
+                yield landed_as_sent_result(sync, connector, runtime)
             else:
                 context.log.info(f"{key.name} is judged by a materialization of {sync.name}")
 
@@ -181,6 +185,8 @@ def _materialize(
         _observe(context, sync, connector, newest=None)
     if NOTHING_MISSING in selected:  # the scopes of this run: one GROUP BY each
         checks.append(nothing_missing_result(sync, connector, [s.name for s, _ in done]))
+    if LANDED_AS_SENT in selected and not config.dry_run:
+        checks.append(landed_as_sent_result(sync, connector, runtime))
     return dg.MaterializeResult(
         metadata=metadata,
         check_results=checks,

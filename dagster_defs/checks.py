@@ -7,6 +7,8 @@
 - a contact sync (no cursor, a state diffed each run): ``reject_ratio`` (rows the vendor
   refused / rows that needed sending), ``changed_ratio`` (changed / previously confirmed rows)
   and ``removed_rows`` (confirmed contacts whose source row vanished);
+- a contact sync with a ``verify:`` block: ``landed_as_sent`` (a sample of confirmed contacts
+  read back from the vendor and compared with the warehouse, ``connector.verify``);
 - a broken sync file: ``config_valid`` (``factory``).
 
 Thresholds live in the check descriptions and the sync file, not in the check metadata: the
@@ -39,6 +41,8 @@ CHANGED_RATIO = "changed_ratio"
 REMOVED_ROWS = "removed_rows"
 CONFIG_VALID = "config_valid"
 NOTHING_MISSING = "nothing_missing"
+LANDED_AS_SENT = "landed_as_sent"
+_SHOWN_DIFFERENCES = 100  # differences listed in the check's metadata
 
 _SEVERITY = {
     Level.OK: dg.AssetCheckSeverity.ERROR,  # a passing check keeps Dagster's default
@@ -74,6 +78,7 @@ def check_specs(sync: SyncConfig, key: dg.AssetKey) -> list[dg.AssetCheckSpec]:
                 f"{c.removed_ratio_error:.0%} (checks.removed_ratio_warn / _error): an emptied "
                 "or half-loaded source table?",
             ),
+            *_landed_spec(sync, key),
         ]
     specs = [
         dg.AssetCheckSpec(
@@ -233,4 +238,81 @@ def nothing_missing_result(
         severity=dg.AssetCheckSeverity.WARN,
         metadata=metadata,
         description=text,
+    )
+
+
+def _landed_spec(sync: SyncConfig, key: dg.AssetKey) -> list[dg.AssetCheckSpec]:
+    """``landed_as_sent`` when the sync file enables it (``verify:``), else nothing."""
+    if sync.verify is None:
+        return []
+    return [
+        dg.AssetCheckSpec(
+            LANDED_AS_SENT,
+            asset=key,
+            description=f"After each run, {sync.verify.sample} confirmed contacts read back from "
+            "the vendor match the warehouse field by field (verify.sample; reads take "
+            f"{sync.verify.read_share:.0%} of the account's rate). Fails with WARN when the only "
+            "differences are changes made at the vendor or in the warehouse since; ERROR when a "
+            "contact never landed or a field is not as sent. docs/verify.md.",
+        )
+    ]
+
+
+def landed_as_sent_result(
+    sync: SyncConfig, connector: ConnectorResource, runtime: Any = None
+) -> dg.AssetCheckResult:
+    """``connector verify`` of a sample as the ``landed_as_sent`` check; its metadata lists
+    the differences (key, field, sent, found, kind)."""
+    from connector.verify.report import CHANGED_AT_VENDOR, CHANGED_IN_WAREHOUSE
+    from connector.verify.run import verify_sync
+
+    cfg = sync.verify
+    assert cfg is not None
+    try:
+        report = verify_sync(
+            sync,
+            connector.state(),
+            sample=cfg.sample,
+            share=cfg.read_share,
+            runtime=runtime,
+            warehouse_url=connector.warehouse_for(sync),
+        )
+    except ConnectorError as exc:
+        return dg.AssetCheckResult(
+            check_name=LANDED_AS_SENT, passed=False, description=f"could not verify: {exc}"
+        )
+    mild = {CHANGED_AT_VENDOR, CHANGED_IN_WAREHOUSE}
+    warn_only = all(d.kind in mild for d in report.differences)
+    rate = report.match_rate
+    shown = [
+        {"key": d.key, "field": d.field, "sent": d.sent, "found": d.found, "kind": d.kind}
+        for d in report.differences[:_SHOWN_DIFFERENCES]
+    ]
+    metadata: dict[str, Any] = {
+        "match_rate": dg.MetadataValue.float(round(rate, 6) if rate is not None else 0.0),
+        "checked": report.checked,
+        "matched": report.matched,
+        "sampled": report.sampled,
+        "gone_from_source": report.gone_from_source,
+        "not_read_back": len(report.unreadable),
+        "difference_counts": dg.MetadataValue.json(report.counts()),
+        "differences": dg.MetadataValue.json(shown),
+    }
+    if report.ok:
+        what = f"all {report.checked} contacts read back hold what the warehouse says"
+    elif not report.checked:
+        what = "nothing to compare: no confirmed contact could be read back"
+    else:
+        what = (
+            f"{report.matched} of {report.checked} contacts as sent ({rate:.1%}); "
+            f"{len(report.differences)} difference{'' if len(report.differences) == 1 else 's'}"
+        )
+    return dg.AssetCheckResult(
+        check_name=LANDED_AS_SENT,
+        passed=report.ok,
+        severity=dg.AssetCheckSeverity.WARN
+        if warn_only and report.checked
+        else dg.AssetCheckSeverity.ERROR,
+        metadata=metadata,
+        description=what,
     )

@@ -23,7 +23,8 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -278,6 +279,21 @@ def _utc_wall_time(value: Any) -> Any:
     return value
 
 
+_PLAIN = (int, float, str, bool, Decimal, date, bytes)
+
+
+def _arrow_plain(rows: list[dict[str, Any]]) -> bool:
+    """Whether every value converts to Arrow as DuckDB would bind it: scalars and times
+    without a zone (an aware time or a nested value keeps the driver's own binding)."""
+    return all(
+        v is None
+        or (isinstance(v, datetime) and v.tzinfo is None)
+        or (isinstance(v, _PLAIN) and not isinstance(v, datetime))
+        for row in rows
+        for v in row.values()
+    )
+
+
 class Warehouse:
     """A real warehouse (DuckDB file, PostgreSQL or MariaDB database, Snowflake emulated by
     fakesnow) that tests fill with SQL."""
@@ -328,12 +344,36 @@ class Warehouse:
         if not rows:
             return
         cols = list(rows[0])
+        if self.kind == "duckdb" and _arrow_plain(rows) and self._insert_arrow(table, cols, rows):
+            return
         placeholders = ", ".join(f":{c}" for c in cols)
         with self.engine.begin() as c:
             c.execute(
                 sa.text(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({placeholders})"),
                 self.rows(rows),
             )
+
+    def _insert_arrow(self, table: str, cols: list[str], rows: list[dict[str, Any]]) -> bool:
+        """DuckDB: the rows as one Arrow table, inserted in one statement (binding them one
+        by one costs seconds for the 10,000-row fixtures); DuckDB casts each column to its
+        declared type as the driver's binding does. False when a column mixes Python types
+        Arrow cannot hold together (the caller binds those rows one by one)."""
+        import pyarrow as pa
+
+        try:
+            frame = pa.Table.from_pylist(rows)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            return False
+        name = f"_rows_{uuid.uuid4().hex}"
+        with self.engine.begin() as c:
+            raw: Any = c.connection.driver_connection
+            raw.register(name, frame)
+            try:
+                listed = ", ".join(cols)
+                raw.execute(f"INSERT INTO {table} ({listed}) SELECT {listed} FROM {name}")
+            finally:
+                raw.unregister(name)
+        return True
 
     def timestamptz(self) -> str:
         return {
@@ -496,52 +536,97 @@ collect_ignore = [] if SNOWFLAKE_ENV else ["test_snowflake_cases.py"]
 
 
 class SnowflakeRun:
-    """The Snowflake cases running in their environment (a subprocess of this session)."""
+    """The Snowflake cases running in their environment, a subprocess of this session.
+
+    Under pytest-xdist every worker collects every test, but only the first worker (``gw0``)
+    starts the run; the test that reports it may land on any worker, so the run writes its
+    results and its exit status into a directory named by the test run's id, which every
+    worker of that run computes alike.
+    """
 
     def __init__(self) -> None:
-        self.dir = Path(tempfile.mkdtemp(prefix="connector-snowflake-run-"))
+        run_id = os.environ.get("PYTEST_XDIST_TESTRUNUID") or uuid.uuid4().hex
+        self.dir = Path(tempfile.gettempdir()) / f"connector-snowflake-run-{run_id}"
         self.junit = self.dir / "results.xml"
         self.log = self.dir / "output.txt"
+        self.status = self.dir / "status"
         self.proc: subprocess.Popen[bytes] | None = None
-        if SNOWFLAKE_PYTHON.exists():
-            with self.log.open("wb") as out:
-                self.proc = subprocess.Popen(
-                    [
-                        str(SNOWFLAKE_PYTHON),
-                        "-m",
-                        "pytest",
-                        "-q",
-                        "-p",
-                        "no:cacheprovider",
-                        "-k",
-                        "snowflake",
-                        "--ignore=tests/test_snowflake.py",
-                        "--ignore=tests/test_warehouses.py",
-                        f"--junitxml={self.junit}",
-                        "tests",
-                    ],
-                    cwd=SNOWFLAKE_PYTHON.parents[2],
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                )
+
+    @property
+    def available(self) -> bool:
+        """Whether the Snowflake environment exists (``.ci/snowflake-env`` builds it)."""
+        return SNOWFLAKE_PYTHON.exists()
+
+    def start(self) -> None:
+        """Start the cases; their exit status lands in ``status`` when they end."""
+        if not self.available:
+            return
+        self.dir.mkdir(parents=True, exist_ok=True)
+        pytest_args = [
+            str(SNOWFLAKE_PYTHON),
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "no:xdist",
+            "-k",
+            "snowflake",
+            "--ignore=tests/test_snowflake.py",
+            "--ignore=tests/test_warehouses.py",
+            f"--junitxml={self.junit}",
+            "tests",
+        ]
+        script = '"$@"; echo $? > "$STATUS.tmp" && mv "$STATUS.tmp" "$STATUS"'
+        with self.log.open("wb") as out:
+            self.proc = subprocess.Popen(
+                ["sh", "-c", script, "sh", *pytest_args],
+                cwd=SNOWFLAKE_PYTHON.parents[2],
+                env={
+                    **{k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")},
+                    "STATUS": str(self.status),
+                },
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+
+    def wait(self, timeout: float) -> int:
+        """The cases' exit status, waiting for them to end (whichever worker started them)."""
+        deadline = time.monotonic() + timeout
+        while not self.status.exists():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the Snowflake cases did not end within {timeout:.0f} s")
+            time.sleep(0.2)  # waiting on the status file of another process, not timing
+        return int(self.status.read_text().strip())
 
 
 _SNOWFLAKE_RUN: list[SnowflakeRun] = []
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
+    if os.environ.get("PYTEST_XDIST_WORKER", "gw0") != "gw0":
+        return
     if not SNOWFLAKE_ENV and any(
         i.nodeid.startswith("tests/test_snowflake.py") for i in session.items
     ):
-        _SNOWFLAKE_RUN.append(SnowflakeRun())
+        run = SnowflakeRun()
+        run.start()
+        _SNOWFLAKE_RUN.append(run)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    # The worker that started the cases outlives them: another worker may be waiting for them.
+    for run in _SNOWFLAKE_RUN:
+        if run.proc is not None:
+            run.proc.wait()
 
 
 @pytest.fixture(scope="session")
 def snowflake_run() -> Iterator[SnowflakeRun]:
     run = _SNOWFLAKE_RUN[0] if _SNOWFLAKE_RUN else SnowflakeRun()
+    if not _SNOWFLAKE_RUN and os.environ.get("PYTEST_XDIST_WORKER") is None:
+        run.start()  # selected some other way than at collection: start it now
     yield run
-    if run.proc is not None and run.proc.poll() is None:
-        run.proc.kill()
-        run.proc.wait()
     shutil.rmtree(run.dir, ignore_errors=True)

@@ -154,6 +154,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("contacts",),
     ("run",),
     ("report",),
+    ("verify",),  # connector verify: reads contacts back (docs/verify.md)
     ("",),  # connector/__init__.py: the public API
     ("cli",),
     ("dagster_defs",),

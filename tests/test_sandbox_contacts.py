@@ -267,6 +267,9 @@ def test_klaviyo_job_adds_profiles_to_the_related_list(
         "external_id": "c-1",
         "properties": {},
         "lists": ["VRgFBd"],
+        # get_profiles' read-only times, set by the job that wrote it (the sandbox's clock)
+        "created": "2026-11-29T07:00:00+00:00",
+        "updated": "2026-11-29T07:00:00+00:00",
     }
     bad = job_body({"email": "a@example.com"})
     bad["data"]["relationships"] = {"lists": {"data": [{"type": "segment", "id": "x"}]}}

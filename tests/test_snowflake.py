@@ -15,11 +15,11 @@ MIN_CASES = 70
 
 
 def test_the_snowflake_cases_pass_in_their_environment(snowflake_run: SnowflakeRun) -> None:
-    assert snowflake_run.proc is not None, (
+    assert snowflake_run.available, (
         f"{SNOWFLAKE_PYTHON} is missing: build the Snowflake test environment with "
         "bash .ci/snowflake-env (.ci/run does)"
     )
-    code = snowflake_run.proc.wait(timeout=1800)
+    code = snowflake_run.wait(timeout=1800)
     output = snowflake_run.log.read_text(errors="replace")
     assert snowflake_run.junit.exists(), output[-4000:]
     cases = list(ET.parse(snowflake_run.junit).getroot().iter("testcase"))

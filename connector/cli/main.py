@@ -161,6 +161,16 @@ def _parser() -> argparse.ArgumentParser:
         help="with --send-missing: also to a destination that does not deduplicate (the "
         "already delivered rows of those periods are sent again)",
     )
+    ve = sub.add_parser(
+        "verify", help="read a sample of confirmed contacts back from the vendor and compare"
+    )
+    ve.add_argument("sync")
+    ve.add_argument(
+        "--sample",
+        type=_positive_int,
+        help="contacts to read back (default: the sync file's verify.sample, else 100)",
+    )
+    ve.add_argument("--json", action="store_true", help="print the report as JSON")
     return p
 
 
@@ -213,6 +223,7 @@ _ELSEWHERE = {
     "state": ("records", "cmd_state"),
     "rejects": ("records", "cmd_rejects"),
     "reconcile": ("reconcile", "cmd_reconcile"),
+    "verify": ("verify", "cmd_verify"),
 }
 
 

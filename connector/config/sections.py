@@ -225,3 +225,23 @@ class ChecksConfig(Model):
         "of source rows per day with the rows the sync handled) after each run; one GROUP BY "
         "on the source per scope run (docs/design.md, Reconcile). false turns it off.",
     )
+
+
+class VerifyConfig(Model):
+    """``verify:`` — the Dagster check ``landed_as_sent`` after each run of a contact sync,
+    and the defaults of ``connector verify`` (docs/verify.md)."""
+
+    sample: int = Field(
+        50,
+        ge=1,
+        le=10_000,
+        description="Confirmed contacts read back from the vendor after each run and compared "
+        "with the warehouse (each costs one read request).",
+    )
+    read_share: float = Field(
+        0.1,
+        gt=0,
+        le=0.5,
+        description="Share of the account's rate the reads may take; a sync running at the "
+        "same time keeps the rest.",
+    )

@@ -26,6 +26,7 @@ from .sections import (
     PartitionsConfig,
     ScheduleConfig,
     SourceConfig,
+    VerifyConfig,
 )
 from .yaml_file import (
     SyncFileLoader,
@@ -80,6 +81,11 @@ class SyncConfig(Model):
         description="Who owns the sync: e-mail addresses or team:<name> (shown as the Dagster "
         "asset's owners).",
     )
+    verify: VerifyConfig | None = Field(
+        None,
+        description="Contact syncs: read a sample back from the vendor after each Dagster run "
+        "(the landed_as_sent check) and the defaults of connector verify.",
+    )
 
     @field_validator("owners")
     @classmethod
@@ -115,6 +121,11 @@ class SyncConfig(Model):
                     "remove partitions (every run sends what changed)"
                 )
             return self  # mapping_checks checks the mapping of either kind
+        if self.verify is not None:
+            raise ValueError(
+                f"verify: {self.destination.type} sends events, which connector verify cannot "
+                "read back (docs/verify.md, Events); remove the verify block"
+            )
         # Event syncs need a cursor, an event name and time: _semantic_problems reports each
         # missing one by its field; this catches a model built without parse_sync.
         loader = bool(info.context and info.context.get("loader"))

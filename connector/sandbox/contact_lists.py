@@ -29,7 +29,8 @@ Brevo (developers.brevo.com/reference):
   process) is not implemented (400).
 - ``GET /v3/contacts/{identifier}`` — get-contact-info: ``identifierType`` email_id |
   contact_id | ext_id | phone_id | whatsapp_id | landline_number_id; 200 with ``email``,
-  ``id`` (long), ``emailBlacklisted``, ``smsBlacklisted``, ``attributes``, ``listIds``; 404
+  ``id`` (long), ``emailBlacklisted``, ``smsBlacklisted``, ``attributes``, ``listIds``,
+  ``createdAt`` and ``modifiedAt`` ("Last modification UTC date-time of the contact"); 404
   ``document_not_found`` when there is no such contact.
 """
 
@@ -377,5 +378,7 @@ def handle_brevo_contact(identifier: str, query: Mapping[str, str], store: Conta
             "smsBlacklisted": record.get("smsBlacklisted", False),
             "attributes": dict(record.get("attributes") or {}),
             "listIds": list(record.get("listIds") or []),
+            "createdAt": record.get("createdAt"),
+            "modifiedAt": record.get("modifiedAt"),
         },
     )

@@ -166,6 +166,12 @@ def _omnisend_batch_items(
     )
 
 
+def _omnisend_list(
+    params: Mapping[str, str], query: Mapping[str, str], body: bytes, h: Message, ctx: Context
+) -> Reply:
+    return omnisend_contacts.handle_list_contacts(query, h.get("Omnisend-Version"), ctx.contacts)
+
+
 def _klaviyo_profiles_get(
     params: Mapping[str, str], query: Mapping[str, str], body: bytes, h: Message, ctx: Context
 ) -> Reply:
@@ -266,6 +272,7 @@ ROUTES: tuple[ContactRoute, ...] = (
         _brevo_contact,
     ),
     ContactRoute("POST", _p(r"/api/contacts"), "omnisend_contacts", "omnisend", _omnisend_contact),
+    ContactRoute("GET", _p(r"/api/contacts"), "omnisend_contacts_poll", "omnisend", _omnisend_list),
     ContactRoute("POST", _p(r"/api/batches"), "omnisend_contacts", "omnisend", _omnisend_batch),
     ContactRoute(
         "GET",

@@ -13,7 +13,7 @@ import threading
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from connector.sandbox.faults import CONTACT_KINDS, JobFault
@@ -53,6 +53,7 @@ class ProfileBook:
         self.updated = 0
         self.ignored = 0  # identifiers ignored because another profile holds them
         self.welcomed = 0  # identifiers added with a welcome message (Omnisend)
+        self.touched: set[str] = set()  # records written since the store last stamped them
 
     def find(self, idents: dict[str, Any]) -> str | None:
         """The record id of the first identifier (in ``identifiers`` order) already known."""
@@ -81,6 +82,7 @@ class ProfileBook:
         """Point every identifier the record now holds at it (an identifier moves, never
         duplicates: the newest holder wins)."""
         record = self._records[record_id]
+        self.touched.add(record_id)
         attributes = record.get("attributes") or {}
         for key in self.identifiers:
             value = record.get(key, attributes.get(key))
@@ -89,6 +91,7 @@ class ProfileBook:
 
     def reindex_many(self, record_id: str, pairs: Iterable[tuple[str, str]]) -> None:
         """Index explicit (identifier type, value) pairs (a contact with several phones)."""
+        self.touched.add(record_id)
         for key, value in pairs:
             self._index[(key, value)] = record_id
 
@@ -99,6 +102,24 @@ class ProfileBook:
             if found is not None:
                 return self._records[found]
         return None
+
+    def remove(self, record_id: str) -> None:
+        """Forget a record and every identifier pointing at it (``ContactStore.edit``)."""
+        self._records.pop(record_id, None)
+        self._index = {k: v for k, v in self._index.items() if v != record_id}
+        self.touched.discard(record_id)
+
+    def stamp(self, names: tuple[str, str] | None, text: str) -> None:
+        """Set ``names`` (created, last changed) of the touched records to ``text`` (created
+        only when unset), and start a new set of touched records."""
+        if names is not None:
+            created, changed = names
+            for record_id in self.touched:
+                record = self._records.get(record_id)
+                if record is not None:
+                    record.setdefault(created, text)
+                    record[changed] = text
+        self.touched.clear()
 
     def records(self) -> list[dict[str, Any]]:
         """Every stored record, in creation order."""
@@ -118,6 +139,23 @@ _IDENTIFIERS = {
 }
 
 
+#: The read-only creation and last-change times each vendor's read endpoint returns, set when
+#: a write touches a record: Klaviyo profile ``created`` / ``updated`` (ISO 8601, get_profiles),
+#: Brevo ``createdAt`` / ``modifiedAt`` ("UTC date-time ... YYYY-MM-DDTHH:mm:ss.SSSZ",
+#: get-contact-info). Omnisend's ``createdAt`` / ``updatedAt`` are set by its own upsert.
+_STAMPS = {
+    "klaviyo_profiles": ("created", "updated"),
+    "brevo_contacts": ("createdAt", "modifiedAt"),
+}
+
+
+def _stamp_text(kind: str, when: datetime) -> str:
+    when = when.astimezone(UTC)
+    if kind == "brevo_contacts":
+        return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
+    return when.isoformat(timespec="seconds")
+
+
 #: Vendor-specific counters a finished job may add (``Job.info["counts"]``).
 _EXTRA_COUNTS = {
     # Brevo: "Any contact attribute that doesn't exist in your account will be ignored";
@@ -132,6 +170,9 @@ class ContactStore:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        #: The vendors' clock for the stamps of writes outside a job (the server sets it to
+        #: ``SandboxOptions.wall_clock``).
+        self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
         self._init()
 
     def _init(self) -> None:
@@ -263,6 +304,7 @@ class ContactStore:
             return
         job.state = DONE
         job.apply(self._books[job.kind])
+        self._stamp(job.kind, now)
         self._counters[f"{job.kind}.import_errors"] += len(job.errors)
         for name, n in job.info.get("counts", {}).items():
             self._counters[f"{job.kind}.{name}"] += n
@@ -270,7 +312,49 @@ class ContactStore:
     def apply_now(self, kind: str, apply: Callable[[ProfileBook], Any]) -> Any:
         """Synchronous writes (Omnisend ``POST /api/contacts``)."""
         with self._lock:
-            return apply(self._books[kind])
+            out = apply(self._books[kind])
+            self._stamp(kind, self.clock())
+            return out
+
+    def _stamp(self, kind: str, now: datetime) -> None:
+        """Set the creation and last-change times of the records a write touched."""
+        names = _STAMPS.get(kind)
+        self._books[kind].stamp(names, _stamp_text(kind, now) if names else "")
+
+    def edit(
+        self,
+        kind: str,
+        identifier: str,
+        changes: Mapping[str, Any] | None = None,
+        *,
+        delete: bool = False,
+        at: datetime | None = None,
+    ) -> dict[str, Any] | None:
+        """Change a stored contact "at the vendor" (a marketer's edit in the vendor's UI, a
+        form fill): merge ``changes`` into it (a mapping value is merged one level deep:
+        ``{"properties": {"plan": "x"}}``) and stamp its last-change time ``at`` (default now);
+        or ``delete`` it. Returns a copy of the record as it is now ({} when deleted), None when
+        no contact holds ``identifier``."""
+        with self._lock:
+            book = self._books[kind]
+            record = book.lookup(identifier)
+            if record is None:
+                return None
+            if delete:
+                book.remove(record["id"])
+                return {}
+            for name, value in (changes or {}).items():
+                if isinstance(value, Mapping) and isinstance(record.get(name), dict):
+                    record[name].update(value)
+                else:
+                    record[name] = value
+            when = at or self.clock()
+            if kind == "omnisend_contacts":
+                record["updatedAt"] = when.isoformat()
+            else:
+                book.touched.add(record["id"])
+                self._stamp(kind, when)
+            return dict(record)
 
     # -- inspection --------------------------------------------------------------------------
 

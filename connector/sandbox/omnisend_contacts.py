@@ -24,12 +24,20 @@ No endpoint of this version documents clearing a contact field or custom propert
 ``/api/contacts?email=``: "Pass only fields you want to update"); a null is kept out like an
 absent field. Errors are RFC 9457 problems (the dated events endpoint's); every call needs
 ``Omnisend-Version: 2026-03-15``. The sandbox implements batches of ``POST contacts`` only.
+
+- ``GET /api/contacts`` — List contacts, "filtered by the provided query parameters": ``email``,
+  ``phone`` (and ``status``, ``segmentID``, ``tag``, which the sandbox does not serve: 400),
+  ``limit`` "Range: 1-250. Default: 100"; "``updatedAtFrom`` cannot be combined with ``email``,
+  ``phone``, ..."; 200 ListContactsResponse {contacts: [ContactResponse], paging {cursors,
+  hasMore, limit}}; ContactResponse carries the read-only ``createdAt`` and ``updatedAt``
+  ("Contact last updated timestamp"). One page: the sandbox's filters select one contact.
 """
 
 from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -428,6 +436,32 @@ def handle_get_batch(
     if job is None or job.kind != KIND:
         return problem(404, "Not found", f"Batch {batch_id} was not found", "not-found")
     return json_reply(200, _batch(job, with_items=items))
+
+
+def handle_list_contacts(
+    query: Mapping[str, str], version: str | None, store: ContactStore
+) -> Reply:
+    """``GET /api/contacts?email=`` / ``?phone=``: the stored contacts holding that identifier
+    (one page, ``hasMore`` false)."""
+    bad = version_error(version)
+    if bad is not None:
+        return bad
+    unserved = sorted(set(query) & {"status", "segmentID", "tag", "updatedAtFrom", "after"})
+    if unserved:
+        detail = f"the sandbox filters contacts by email or phone only, not {', '.join(unserved)}"
+        return problem(400, "Bad Request", detail, "validation-error")
+    limit = query.get("limit", "100")
+    if not limit.isdigit() or not 1 <= int(limit) <= 250:
+        return problem(400, "Bad Request", "limit: Range: 1-250", "validation-error")
+    records = store.contacts(KIND)
+    if "email" in query:
+        wanted = query["email"].lower()
+        records = [r for r in records if str(r.get("email") or "").lower() == wanted]
+    if "phone" in query:
+        records = [r for r in records if query["phone"] in (r.get("phone") or [])]
+    page = records[: int(limit)]
+    paging = {"cursors": {"after": None, "before": None}, "hasMore": False, "limit": int(limit)}
+    return json_reply(200, {"contacts": page, "paging": paging})
 
 
 def throttled(decision: Decision) -> Reply:

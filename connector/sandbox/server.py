@@ -110,6 +110,7 @@ class SandboxServer:
         self._faults = FaultQueue()
         self._gate = HangGate()
         self._ctx = Context(self.options, SchemaRegistry())
+        self._ctx.contacts.clock = self.options.wall_clock
         self._limiters: dict[str, FixedWindowLimiter] = {}
         for kind in (*KINDS, *POLL_KINDS):
             windows = self.options.windows_for(kind)
@@ -191,6 +192,18 @@ class SandboxServer:
     def contact(self, kind: str, identifier: str) -> dict[str, Any] | None:
         """The stored profile holding ``identifier`` (email, phone, external id ...), or None."""
         return self._ctx.contacts.find(kind, identifier)
+
+    def edit_contact(
+        self,
+        kind: str,
+        identifier: str,
+        changes: dict[str, Any] | None = None,
+        *,
+        delete: bool = False,
+    ) -> dict[str, Any] | None:
+        """Change a stored profile "at the vendor" (its last-change time becomes now) or
+        ``delete`` it; None when no profile holds ``identifier`` (``ContactStore.edit``)."""
+        return self._ctx.contacts.edit(kind, identifier, changes, delete=delete)
 
     def list_members(self, kind: str, list_id: str | int) -> list[dict[str, Any]]:
         """Stored profiles of a contact kind in one list (Klaviyo ``lists``, Brevo ``listIds``)."""
@@ -462,6 +475,8 @@ class SandboxServer:
                 return self._control_faults(body)
             if route == "job-faults":
                 return self._control_job_faults(body)
+            if route.startswith("contacts/") and route.endswith("/edit"):
+                return self._control_edit(route[len("contacts/") : -len("/edit")], body)
         return json_reply(404, {"error": f"no control endpoint {method} /_sandbox/{route}"})
 
     def _control_faults(self, body: bytes) -> Reply:
@@ -483,6 +498,27 @@ class SandboxServer:
             return json_reply(400, {"error": str(exc)})
         self.inject_job(*faults)
         return json_reply(200, {"queued": len(faults)})
+
+    def _control_edit(self, kind: str, body: bytes) -> Reply:
+        """``POST /_sandbox/contacts/<kind>/edit`` ``{"identifier": ..., "changes": {...}}`` or
+        ``{"identifier": ..., "delete": true}``: a change made at the vendor."""
+        if kind not in CONTACT_KINDS:
+            return json_reply(
+                404, {"error": f"unknown contact kind {kind!r}", "kinds": CONTACT_KINDS}
+            )
+        try:
+            raw = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            return json_reply(400, {"error": str(exc)})
+        ok = isinstance(raw, dict) and isinstance(raw.get("identifier"), str)
+        if not ok or not isinstance(raw.get("changes", {}), dict):
+            return json_reply(400, {"error": 'use {"identifier": "...", "changes": {...}}'})
+        found = self.edit_contact(
+            kind, raw["identifier"], raw.get("changes"), delete=raw.get("delete") is True
+        )
+        if found is None:
+            return json_reply(404, {"error": "no contact holds that identifier"})
+        return json_reply(200, found)
 
 
 def serve(port: int, host: str = "127.0.0.1", options: SandboxOptions | None = None) -> None:
