@@ -29,8 +29,10 @@ from connector.store.state import StateStore
 from .checks import (
     CHECKPOINT_FRESHNESS,
     LANDED_AS_SENT,
+    NOTHING_MISSING,
     freshness_result,
     landed_as_sent_result,
+    nothing_missing_result,
     run_check_results,
 )
 from .failures import SyncFailed, SyncInterrupted
@@ -123,6 +125,8 @@ def build_sync_asset(
         for key in context.selected_asset_check_keys:
             if key.name == CHECKPOINT_FRESHNESS:
                 yield _freshness(context, sync, connector)
+            elif key.name == NOTHING_MISSING:
+                yield nothing_missing_result(sync, connector)
             elif key.name == LANDED_AS_SENT:
                 yield landed_as_sent_result(sync, connector, runtime)
             else:
@@ -179,6 +183,8 @@ def _materialize(
         checks.append(_freshness(context, sync, connector))
     elif not config.dry_run:
         _observe(context, sync, connector, newest=None)
+    if NOTHING_MISSING in selected:  # the scopes of this run: one GROUP BY each
+        checks.append(nothing_missing_result(sync, connector, [s.name for s, _ in done]))
     if LANDED_AS_SENT in selected and not config.dry_run:
         checks.append(landed_as_sent_result(sync, connector, runtime))
     return dg.MaterializeResult(

@@ -1,7 +1,9 @@
 """The asset checks of each kind of sync, evaluated in the sync's own step.
 
-- an event sync: ``reject_ratio`` (rejected / rows seen) and ``checkpoint_freshness`` (the
-  newest delivered cursor against the newest source row);
+- an event sync: ``reject_ratio`` (rejected / rows seen), ``checkpoint_freshness`` (the
+  newest delivered cursor against the newest source row) and ``nothing_missing`` (the source's
+  rows per day up to the checkpoint against the rows the sync handled: ``connector reconcile``;
+  off with ``checks.nothing_missing: false``);
 - a contact sync (no cursor, a state diffed each run): ``reject_ratio`` (rows the vendor
   refused / rows that needed sending), ``changed_ratio`` (changed / previously confirmed rows)
   and ``removed_rows`` (confirmed contacts whose source row vanished);
@@ -38,6 +40,7 @@ CHECKPOINT_FRESHNESS = "checkpoint_freshness"
 CHANGED_RATIO = "changed_ratio"
 REMOVED_ROWS = "removed_rows"
 CONFIG_VALID = "config_valid"
+NOTHING_MISSING = "nothing_missing"
 LANDED_AS_SENT = "landed_as_sent"
 _SHOWN_DIFFERENCES = 100  # differences listed in the check's metadata
 
@@ -94,6 +97,18 @@ def check_specs(sync: SyncConfig, key: dg.AssetKey) -> list[dg.AssetCheckSpec]:
                 description=f"The newest delivered {sync.source.cursor} is at most "
                 f"{c.max_lag_hours:g} h behind the newest source row (warns otherwise; "
                 "checks.max_lag_hours). Runs after each materialization, or alone (Execute).",
+            )
+        )
+    if c.nothing_missing:
+        specs.append(
+            dg.AssetCheckSpec(
+                NOTHING_MISSING,
+                asset=key,
+                description="Every source row up to the checkpoint was delivered or rejected: "
+                "source rows per day (one GROUP BY a scope) against the rows the sync handled "
+                "(connector reconcile). Warns with the periods of rows the sync never handled; "
+                "`connector reconcile NAME --send-missing` sends them. Off with "
+                "checks.nothing_missing: false.",
             )
         )
     return specs
@@ -172,6 +187,57 @@ def freshness_result(sync: SyncConfig, connector: ConnectorResource) -> dg.Asset
         severity=dg.AssetCheckSeverity.WARN if warns else dg.AssetCheckSeverity.ERROR,
         metadata=metadata,
         description=f.describe(),
+    )
+
+
+def nothing_missing_result(
+    sync: SyncConfig, connector: ConnectorResource, scopes: Sequence[str] | None = None
+) -> dg.AssetCheckResult:
+    """``connector reconcile`` as the ``nothing_missing`` check: WARN when a period of
+    ``scopes`` (default: every scope with a checkpoint) holds rows the sync never handled,
+    with those periods in the metadata; a store or warehouse that cannot be read, or a cursor
+    reconcile cannot bucket, fails it (WARN)."""
+    from connector.run.reconcile import reconcile
+
+    try:
+        report = reconcile(
+            sync, connector.state(), warehouse_url=connector.warehouse_for(sync), scopes=scopes
+        )
+    except ConnectorError as exc:
+        return dg.AssetCheckResult(
+            check_name=NOTHING_MISSING,
+            passed=False,
+            severity=dg.AssetCheckSeverity.WARN,
+            description=f"could not reconcile: {exc}",
+        )
+    missing = [{"scope": s, "period": p, "rows": n} for s, p, n in report.missing_periods()[:100]]
+    gone = [{"scope": s, "period": p, "rows": n} for s, p, n in report.gone_periods()[:100]]
+    metadata: dict[str, Any] = {
+        "missing_rows": report.missing,
+        "deleted_at_source_rows": report.gone,
+        "source_rows": sum(s.source_rows for s in report.scopes),
+        "handled_rows": sum(s.handled_rows for s in report.scopes),
+    }
+    if missing:
+        metadata["missing_periods"] = dg.MetadataValue.json(missing)
+    if gone:
+        metadata["deleted_at_source_periods"] = dg.MetadataValue.json(gone)
+    if report.missing:
+        text = (
+            f"{report.missing} source row(s) up to the checkpoint were never handled, in "
+            f"{len(report.missing_periods())} period(s); send them with `connector reconcile "
+            f"{sync.name} --send-missing`"
+        )
+    else:
+        text = "every source row up to the checkpoint was delivered or rejected"
+    if report.gone:
+        text += f"; {report.gone} handled row(s) are no longer in the source (deleted)"
+    return dg.AssetCheckResult(
+        check_name=NOTHING_MISSING,
+        passed=not report.missing,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata=metadata,
+        description=text,
     )
 
 

@@ -38,7 +38,7 @@ def _checks(defs: dg.Definitions, key: dg.AssetKey) -> set[str]:
 def test_each_kind_of_sync_has_its_own_checks_and_only_the_metadata_that_applies() -> None:
     defs = build_defs(SHIPPED)
     assert _checks(defs, CONTACTS) == {"reject_ratio", "changed_ratio", "removed_rows"}
-    assert _checks(defs, EVENTS) == {"reject_ratio", "checkpoint_freshness"}
+    assert _checks(defs, EVENTS) == {"reject_ratio", "checkpoint_freshness", "nothing_missing"}
     graph = defs.resolve_asset_graph()
     contact_md = graph.get(CONTACTS).metadata
     assert "cursor" not in contact_md and "event_time" not in contact_md

@@ -79,7 +79,7 @@ def test_materializing_a_demo_sync_records_its_counts_then_sends_nothing(
         assert set(record.data) == {"key", "reason"}
         assert "sandbox" not in record.data["reason"]
     checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
-    assert set(checks) == {"reject_ratio", "checkpoint_freshness"}
+    assert set(checks) == {"reject_ratio", "checkpoint_freshness", "nothing_missing"}
     assert checks["reject_ratio"].metadata["rejected"].value == md["rejected"]
     assert checks["checkpoint_freshness"].passed
 

@@ -166,6 +166,27 @@ def _parser() -> argparse.ArgumentParser:
     )
     d.add_argument("--events", type=int, default=5_000)
 
+    rc = sub.add_parser(
+        "reconcile",
+        help="compare the source's rows per period with the rows the sync handled; exit 1 "
+        "when rows are missing",
+    )
+    rc.add_argument("sync")
+    rc.add_argument("--scope", help="only this scope (incremental or partition:<key>)")
+    rc.add_argument("--period", choices=["day", "hour", "month"], help="default: day")
+    rc.add_argument("--json", action="store_true", help="print the report as JSON")
+    rc.add_argument(
+        "--send-missing",
+        action="store_true",
+        help="re-send every row of the periods with missing rows, with their dedup ids "
+        "(destinations that deduplicate only, unless --accept-duplicates)",
+    )
+    rc.add_argument(
+        "--accept-duplicates",
+        action="store_true",
+        help="with --send-missing: also to a destination that does not deduplicate (the "
+        "already delivered rows of those periods are sent again)",
+    )
     ve = sub.add_parser(
         "verify", help="read a sample of confirmed contacts back from the vendor and compare"
     )
@@ -227,6 +248,7 @@ _ELSEWHERE = {
     "preview": ("planning", "cmd_preview"),
     "state": ("records", "cmd_state"),
     "rejects": ("records", "cmd_rejects"),
+    "reconcile": ("reconcile", "cmd_reconcile"),
     "verify": ("verify", "cmd_verify"),
 }
 

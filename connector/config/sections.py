@@ -257,6 +257,12 @@ class ChecksConfig(Model):
         description="Contact syncs: the removed_rows check fails with ERROR severity above "
         "this share (an emptied or half-loaded source table?).",
     )
+    nothing_missing: bool = Field(
+        True,
+        description="Event syncs: the nothing_missing check (connector reconcile's comparison "
+        "of source rows per day with the rows the sync handled) after each run; one GROUP BY "
+        "on the source per scope run (docs/design.md, Reconcile). false turns it off.",
+    )
 
 
 class VerifyConfig(Model):

@@ -8,7 +8,7 @@ next batch ("covered" rows), so the checkpoint passes them only when that batch 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..destinations.base import Item
@@ -32,6 +32,8 @@ class Batch:
     first_ref: tuple[Events, int]
     covered: int
     ledger_id: int | None = None
+    # The rows of ``rejects``, in order (their cursors go to the per-period counts).
+    reject_refs: list[tuple[Events, int]] = field(default_factory=list)
 
     @property
     def last(self) -> tuple[Any, ...]:
@@ -56,6 +58,7 @@ class Batcher:
         self.seq = 0
         self._items: list[Item] = []
         self._rejects: list[Reject] = []
+        self._reject_refs: list[tuple[Events, int]] = []
         self._bytes = 0
         self._covered = 0
         self._first: tuple[Events, int] | None = None
@@ -69,6 +72,7 @@ class Batcher:
         self._covered += 1
         if reject is not None:
             self._rejects.append(reject)
+            self._reject_refs.append((events, row))
 
     def add(self, item: Item) -> Batch | None:
         """Add one item; returns the batch that had to be closed to make room, if any."""
@@ -95,6 +99,7 @@ class Batcher:
     def _emit(self) -> Batch:
         assert self._first is not None and self._last is not None
         batch = Batch(self.seq, self._items, self._rejects, self._last, self._first, self._covered)
+        batch.reject_refs, self._reject_refs = self._reject_refs, []
         self.seq += 1
         self._items, self._rejects, self._bytes, self._covered = [], [], 0, 0
         self._first = self._last = None

@@ -41,6 +41,7 @@ from ..plan.planner import ChunkPlanner
 from ..plan.planner import payload as _payload
 from ..read.dupkeys import DuplicateKeys, EveryKey, KnownDuplicates
 from ..read.source import Reader, Window
+from ..store.periods import PeriodCounts
 from ..store.state import Reject, StateStore
 from .breaker import ALIKE_MIN_ROWS, Breaker, Trip
 from .late import BatchRows, account, open_window
@@ -107,6 +108,11 @@ class EventRun:
             alike_min_rows=ALIKE_MIN_ROWS,  # every row refused alike fails the run
             drop=lambda held: self._forget(held[0]),  # such batches stored nothing
         )
+        # Rows handled per period (``store.periods``), added in each settle; a full refresh
+        # zeroes the scope's counts in its first settle (``reconcile`` may set both).
+        self.period_scope = scope
+        self.period_reset: frozenset[str] = frozenset()
+        self.period_reset_all = full_refresh
 
     def batcher(self) -> Batcher:
         """A batcher by the destination's limits."""
@@ -372,7 +378,7 @@ class EventRun:
         if settlement.checkpoint is not None:
             res.hwm_after = list(settlement.checkpoint)
         learned = outcome.learned if outcome is not None else None
-        self._apply(settlement, rejects, closed, learned)
+        self._apply(settlement, rejects, closed, learned, self._periods(batch, outcome))
         if learned:  # stored with the batch: the destination uses it from now on
             self.dest.learn(learned)
         if copies:
@@ -384,9 +390,10 @@ class EventRun:
         rejects: list[Reject],
         closed: list[str] | None = None,
         learned: Learned | None = None,
+        periods: PeriodCounts | None = None,
     ) -> None:
-        """One transaction: the ledger's decision, the rejects, the closed rejects and what
-        the responses taught about the account."""
+        """One transaction: the ledger's decision, the rejects, the closed rejects, what
+        the responses taught about the account and the rows handled per period."""
         self.state.settle(
             self.sync.name,
             self.scope,
@@ -398,7 +405,19 @@ class EventRun:
             closed or [],
             (self.account, learned) if learned else None,
             settlement.window,
+            periods,
         )
+
+    def _periods(self, batch: Batch, outcome: BatchOutcome | None) -> PeriodCounts:
+        """The batch's delivered and rejected rows by period (``store.periods``)."""
+        counts = PeriodCounts(self.period_scope, reset=self.period_reset)
+        counts.reset_all = self.period_reset_all
+        self.period_reset, self.period_reset_all = frozenset(), False  # once per run
+        counts.add_rows(batch.reject_refs, rejected=True)
+        if outcome is not None:
+            counts.add_rows(((it.events, it.row) for it in outcome.delivered), rejected=False)
+            counts.add_rows(((it.events, it.row) for it, _ in outcome.rejected), rejected=True)
+        return counts
 
 
 def _item_payload(item: Item) -> str | None:

@@ -20,6 +20,7 @@ from ..core.errors import StateError
 from ..destinations.base import Learned
 from .base import Tables, first_line, now
 from .checkpoints import write_checkpoint
+from .periods import PeriodCounts, apply_periods
 from .positions import Position, decode_position, encode_position
 from .rejects import CLOSED_DELIVERED, Reject, close_open_rejects, insert_rejects
 from .schema import batches
@@ -112,12 +113,13 @@ class LedgerStore(Tables):
         closed: Sequence[str] = (),
         learned: tuple[str, Learned] | None = None,
         window: WindowWrite | None = None,
+        periods: PeriodCounts | None = None,
     ) -> None:
         """One transaction: mark batches delivered, drop ledger rows the checkpoint passed,
         record rejects, close the open rejects of ``closed`` (keys delivered now), keep what
         the responses taught about the destination account (``(account, learned)``), record
-        the batch's rows in the lookback window and prune it (``window``) and move the
-        checkpoint."""
+        the batch's rows in the lookback window and prune it (``window``), add them to the
+        per-period counts (``periods``) and move the checkpoint."""
         delivered_ids, drop_ids = list(delivered_ids), list(drop_ids)
         try:
             with self._tx() as c:
@@ -136,6 +138,8 @@ class LedgerStore(Tables):
                     store_learned(c, *learned)
                 if window is not None:
                     write_window(c, sync, scope, window)
+                if periods:
+                    apply_periods(c, sync, periods)
                 if checkpoint is not None:
                     write_checkpoint(c, sync, scope, checkpoint, run_id)
         except sa.exc.SQLAlchemyError as exc:

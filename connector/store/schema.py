@@ -23,6 +23,8 @@ unchanged.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import sqlalchemy as sa
 
 from .migrate import Migration, add_columns, create
@@ -170,6 +172,43 @@ def contact_hashes_migration(c: sa.Connection) -> None:
     ord_index.create(c, checkfirst=True)
 
 
+# Rows handled per period of the cursor (``periods``): one row per (sync, scope, period). The
+# row ``BASELINE`` of a scope holds the checkpoint it had when the store got this table: its rows
+# up to there were handled before anything counted them, so reconcile compares the rows after.
+periods = sa.Table(
+    "connector_periods",
+    metadata,
+    sa.Column("sync", sa.String(128), primary_key=True),
+    sa.Column("scope", sa.String(200), primary_key=True),
+    sa.Column("period", sa.String(32), primary_key=True),
+    sa.Column("delivered", sa.BigInteger, nullable=False),
+    sa.Column("rejected", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("position", sa.Text, nullable=True),  # the BASELINE row's checkpoint
+)
+BASELINE = "~counted-after"
+
+
+def periods_migration(c: sa.Connection) -> None:
+    """The ``MIGRATIONS`` step: the table, and a ``BASELINE`` row per existing checkpoint."""
+    periods.create(c, checkfirst=True)
+    stamp = datetime.now(UTC)
+    for sync, scope, position in c.execute(
+        sa.select(checkpoints.c.sync, checkpoints.c.scope, checkpoints.c.position)
+    ).all():
+        c.execute(
+            periods.insert().values(
+                sync=sync,
+                scope=scope,
+                period=BASELINE,
+                delivered=0,
+                rejected=0,
+                updated_at=stamp,
+                position=position,
+            )
+        )
+
+
 # The schema, step by step: append, never edit a shipped step (see ``connector.migrate``).
 MIGRATIONS: list[Migration] = [
     Migration(
@@ -186,5 +225,6 @@ MIGRATIONS: list[Migration] = [
     Migration(4, "shared pacer slots", create(pacer_slots)),
     Migration(5, "contact hashes (key order, identifiers)", contact_hashes_migration),
     Migration(6, "lookback window keys", create(window_keys)),
+    Migration(7, "rows handled per period (reconcile)", periods_migration),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -29,10 +29,11 @@ from .base import first_line, now
 from .checkpoints import INCREMENTAL, CheckpointStore
 from .ledger import LedgerEntry, LedgerStore
 from .migrate import BrokenStoreError
+from .periods import PeriodStore
 from .positions import Position, decode_position, encode_position
 from .rejects import CLOSED_DELIVERED, CLOSED_GONE, Reject, RejectStore
 from .runs import RunStore
-from .schema import MIGRATIONS, batches, checkpoints, metadata, rejects, window_keys
+from .schema import MIGRATIONS, batches, checkpoints, metadata, periods, rejects, window_keys
 from .settings import SettingsStore
 from .window import WindowStore
 
@@ -71,7 +72,9 @@ def default_state_url() -> str:
 _STORES: dict[str, StateStore] = {}
 
 
-class StateStore(CheckpointStore, LedgerStore, RejectStore, RunStore, SettingsStore, WindowStore):
+class StateStore(
+    CheckpointStore, LedgerStore, RejectStore, RunStore, SettingsStore, WindowStore, PeriodStore
+):
     """All reads and writes of connector state (the methods of its parts). Safe to share
     between threads of one run."""
 
@@ -130,10 +133,10 @@ class StateStore(CheckpointStore, LedgerStore, RejectStore, RunStore, SettingsSt
 
     # -- reset ---------------------------------------------------------------------------
     def reset(self, sync: str, scope: str | None = None) -> None:
-        """Forget checkpoints, ledger, rejects and the lookback window's rows (all scopes
-        unless one is named)."""
+        """Forget checkpoints, ledger, rejects, the lookback window's rows and per-period
+        counts (all scopes unless one is named)."""
         with self._tx() as c:
-            for table in (checkpoints, batches, rejects, window_keys):
+            for table in (checkpoints, batches, rejects, window_keys, periods):
                 stmt = table.delete().where(table.c.sync == sync)
                 if scope is not None:
                     stmt = stmt.where(table.c.scope == scope)

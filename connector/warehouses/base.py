@@ -146,6 +146,21 @@ class Warehouse:
         """A key or window value as the driver must bind it."""
         return value
 
+    # -- reconciling ---------------------------------------------------------------------
+    def period(self, expr: sa.ColumnElement[Any], kind: str, unit: str) -> sa.ColumnElement[Any]:
+        """The period a cursor value falls in, for ``connector reconcile``'s one ``GROUP BY``:
+        a ``timestamptz`` truncated to ``unit`` (``hour``, ``day``, ``month``) in UTC, a
+        ``timestamp`` or ``date`` truncated as it is, an ``integer`` as the first id of its
+        bucket of ``ID_BUCKET`` ids. What comes back may be a date, a time or text that starts
+        with the ISO date; reconcile reads any of them. Constants are inlined (never bound), so
+        the same expression can be grouped by on every warehouse."""
+        if kind == "integer":
+            n: sa.ColumnElement[Any] = sa.literal_column(str(ID_BUCKET))
+            return sa.func.floor(expr / n) * n
+        if kind == "timestamptz":
+            expr = sa.func.timezone(sa.literal_column("'UTC'"), expr)
+        return sa.func.date_trunc(sa.literal_column(f"'{_unit(unit)}'"), expr)
+
     # -- reading -------------------------------------------------------------------------
     def read(self, conn: sa.Connection, stmt: sa.Select[Any], kinds: Sequence[str]) -> Chunk:
         """All rows of ``stmt`` as Arrow, column by column (``kinds`` are the selected
@@ -182,6 +197,18 @@ class Warehouse:
     def hint(self, message: str) -> str:
         """Advice appended to a failed query's message (``; ...``), or empty."""
         return ""
+
+
+# The bucket of an integer cursor's period (``store.periods.ID_BUCKET`` is the same number).
+ID_BUCKET = 100_000
+_UNITS = frozenset({"hour", "day", "month"})
+
+
+def _unit(unit: str) -> str:
+    """A period unit checked against the three there are (it is inlined into SQL)."""
+    if unit not in _UNITS:
+        raise ValueError(f"period unit {unit!r}: use hour, day or month")
+    return unit
 
 
 def python_to_arrow(values: Sequence[Any], kind: str) -> tuple[pa.Array, bool]:

@@ -134,6 +134,13 @@ class MySQL(Warehouse):
             return value.astimezone(UTC).replace(tzinfo=None)
         return value
 
+    def period(self, expr: sa.ColumnElement[Any], kind: str, unit: str) -> sa.ColumnElement[Any]:
+        """``DATE_FORMAT`` text (the session is UTC, so a ``TIMESTAMP`` is bucketed in UTC)."""
+        if kind == "integer":
+            return super().period(expr, kind, unit)
+        fmt = {"hour": "%Y-%m-%d %H", "day": "%Y-%m-%d", "month": "%Y-%m"}[unit]
+        return sa.func.date_format(expr, sa.literal(fmt, sa.String))
+
     def read(self, conn: sa.Connection, stmt: sa.Select[Any], kinds: Sequence[str]) -> Chunk:
         """Streamed (server-side cursor), column by column."""
         result = conn.execution_options(stream_results=True).execute(stmt)

@@ -89,6 +89,13 @@ class Snowflake(Warehouse):
         order of the UTF-8 bytes."""
         return sa.func.collate(expr, sa.literal_column("''"))
 
+    def period(self, expr: sa.ColumnElement[Any], kind: str, unit: str) -> sa.ColumnElement[Any]:
+        """``DATE_TRUNC``; an instant first converted to UTC (``CONVERT_TIMEZONE``)."""
+        if kind == "timestamptz":
+            utc = sa.func.convert_timezone(sa.literal_column("'UTC'"), expr)
+            return sa.func.date_trunc(sa.literal_column(f"'{unit}'"), utc)
+        return super().period(expr, kind, unit)
+
     def read(self, conn: sa.Connection, stmt: sa.Select[Any], kinds: Sequence[str]) -> Chunk:
         """The driver's Arrow batches."""
         result = conn.execute(stmt)

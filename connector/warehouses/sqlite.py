@@ -7,7 +7,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from .base import Warehouse
+from .base import ID_BUCKET, Warehouse
 
 
 class SQLite(Warehouse):
@@ -38,6 +38,14 @@ class SQLite(Warehouse):
             {"mode": "ro", "uri": "true"}
         )
         return ro, args
+
+    def period(self, expr: sa.ColumnElement[Any], kind: str, unit: str) -> sa.ColumnElement[Any]:
+        """``strftime`` text; integer buckets by integer division (non-negative ids)."""
+        if kind == "integer":
+            n: sa.ColumnElement[Any] = sa.literal_column(str(ID_BUCKET))
+            return sa.cast(expr / n, sa.Integer) * n
+        fmt = {"hour": "%Y-%m-%d %H", "day": "%Y-%m-%d", "month": "%Y-%m"}[unit]
+        return sa.func.strftime(sa.literal_column(f"'{fmt}'"), expr)
 
 
 WAREHOUSE = SQLite()
