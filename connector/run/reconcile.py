@@ -462,13 +462,14 @@ def _resend(
         result = shell.execute(run)
     finally:
         reader.close()
+    state.adopt_window(sync.name, name, scope.scope)
     _forget_progress(state, sync.name, name)
     return result
 
 
 def _forget_progress(state: StateStore, sync: str, scope: str) -> None:
-    """The re-send is done: drop its checkpoint and ledger rows (its rejects stay), so a later
-    re-send of the same period starts afresh."""
+    """The re-send is done: drop its checkpoint and ledger rows (its rejects stay; its
+    lookback rows joined its scope's), so a later re-send of the same period starts afresh."""
     with state.engine.begin() as c:
         for table in (checkpoints, batches):
             c.execute(table.delete().where(table.c.sync == sync, table.c.scope == scope))

@@ -104,3 +104,36 @@ class WindowStore(Tables):
             c.execute(
                 window_keys.delete().where(window_keys.c.sync == sync, window_keys.c.scope == scope)
             )
+
+    def adopt_window(self, sync: str, source: str, into: str) -> None:
+        """Move the rows handled in scope ``source`` into scope ``into`` (those ``into`` does
+        not hold yet): a reconcile re-send's rows join the scope it re-sent for, so that
+        scope's next run does not send again what the re-send delivered inside its window."""
+        held = window_keys.alias("held")
+        with self._tx() as c:
+            c.execute(
+                window_keys.insert().from_select(
+                    ["sync", "scope", "cursor_num", "row_hash"],
+                    sa.select(
+                        window_keys.c.sync,
+                        sa.literal(into),
+                        window_keys.c.cursor_num,
+                        window_keys.c.row_hash,
+                    ).where(
+                        window_keys.c.sync == sync,
+                        window_keys.c.scope == source,
+                        window_keys.c.cursor_num < MARK,
+                        ~sa.exists().where(
+                            held.c.sync == sync,
+                            held.c.scope == into,
+                            held.c.cursor_num == window_keys.c.cursor_num,
+                            held.c.row_hash == window_keys.c.row_hash,
+                        ),
+                    ),
+                )
+            )
+            c.execute(
+                window_keys.delete().where(
+                    window_keys.c.sync == sync, window_keys.c.scope == source
+                )
+            )
