@@ -10,7 +10,7 @@ checkpoint — together, so a crash between any two of them cannot happen.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -109,11 +109,13 @@ class LedgerStore(Tables):
         new_rejects: Sequence[Reject],
         closed: Sequence[str] = (),
         learned: tuple[str, Learned] | None = None,
+        also: Callable[[sa.Connection], None] | None = None,
     ) -> None:
         """One transaction: mark batches delivered, drop ledger rows the checkpoint passed,
         record rejects, close the open rejects of ``closed`` (keys delivered now), keep what
-        the responses taught about the destination account (``(account, learned)``) and
-        move the checkpoint."""
+        the responses taught about the destination account (``(account, learned)``), write
+        what ``also`` writes (the run's audit rows, ``connector.audit``) and move the
+        checkpoint."""
         delivered_ids, drop_ids = list(delivered_ids), list(drop_ids)
         try:
             with self._tx() as c:
@@ -130,6 +132,8 @@ class LedgerStore(Tables):
                     close_open_rejects(c, sync, scope, closed, run_id, CLOSED_DELIVERED)
                 if learned is not None:
                     store_learned(c, *learned)
+                if also is not None:
+                    also(c)
                 if checkpoint is not None:
                     write_checkpoint(c, sync, scope, checkpoint, run_id)
         except sa.exc.SQLAlchemyError as exc:
