@@ -11,13 +11,16 @@ write fails nothing: the rows stay in the outbox and the next run writes them.
 from __future__ import annotations
 
 from .recorder import Recorder, recorder_for
-from .settings import AUDIT_ENV, AuditSettings, audit_settings, dagster_run_id
+from .settings import AUDIT_ENV, AuditSettings, audit_settings, audited, dagster_run_id
+from .writer import table_counts
 
 __all__ = [
     "AUDIT_ENV",
     "AuditSettings",
     "Recorder",
     "audit_settings",
+    "audited",
     "dagster_run_id",
     "recorder_for",
+    "table_counts",
 ]

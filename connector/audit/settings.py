@@ -49,6 +49,14 @@ def audit_settings(sync: SyncConfig, warehouse: str | None = None) -> AuditSetti
     return AuditSettings(url, block.schema_, block.retention_days)
 
 
+def audited(sync: SyncConfig) -> bool:
+    """Whether the sync writes audit tables, from the config alone (nothing resolved: where
+    Dagster loads its definitions, a ``${VAR}`` may be unset)."""
+    if sync.audit is not None:
+        return sync.audit.enabled
+    return os.environ.get(AUDIT_ENV, "").strip().lower() not in _OFF
+
+
 def _url(sync: SyncConfig, block: AuditConfig, env: str, warehouse: str | None) -> str:
     if block.url:
         return resolve_env(block.url, f"{sync.source_path}: audit.url")

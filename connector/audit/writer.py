@@ -206,3 +206,24 @@ def _run_row(
 
 def _json(value: Any) -> str | None:
     return None if value is None else orjson.dumps(value, default=str).decode()
+
+
+def table_counts(settings: AuditSettings, sync: str) -> dict[str, int]:
+    """Rows of ``sync`` in each audit table (Dagster's row counts); {} before the first
+    write."""
+    wh = warehouse_for(settings.url)
+    engine = wh.audit_engine(settings.url)
+    tables = audit_tables(settings.schema if wh.has_schemas else None)
+    try:
+        with engine.connect() as c:
+            return {
+                t.name: int(
+                    c.execute(
+                        sa.select(sa.func.count()).select_from(t).where(t.c.sync == sync)
+                    ).scalar()
+                    or 0
+                )
+                for t in tables.all
+            }
+    finally:
+        engine.dispose()
