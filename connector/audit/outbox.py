@@ -21,6 +21,7 @@ from ..store.schema import audit_outbox, runs
 from ..store.state import StateStore
 
 ROWS, RUN = "rows", "run"
+_INSERT = audit_outbox.insert()
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ def insert(
     }
 
     def write(c: sa.Connection) -> None:
-        c.execute(audit_outbox.insert().values(**values))
+        c.execute(_INSERT, values)  # one compiled statement for every unit
 
     return write
 

@@ -1,7 +1,7 @@
 """What one run hands to the audit: every row it settles, column-wise (``Recorder``).
 
 The run shell calls ``delivered``/``rejected``/``handled`` as rows settle; the rows collect as
-Arrow arrays (an event batch's keys and dedup ids are taken from the chunk's Arrow columns, no
+Arrow arrays (an event batch's keys are taken from the chunk's Arrow columns, no
 Python object per row) until the unit settles: ``take`` hands them to the settle transaction
 as one outbox row (an Arrow IPC stream), ``commit`` writes them in a transaction of their own.
 At the end (``finish``) the outbox goes to the warehouse (``writer``); a failure there is a
@@ -11,6 +11,7 @@ warning, never a failed run.
 from __future__ import annotations
 
 import itertools
+import operator
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -37,6 +38,7 @@ from .tables import (
 
 log = get_logger("connector.audit")
 
+_IPC = pa.ipc.IpcWriteOptions(compression="lz4")  # the constant columns shrink to nothing
 COMMIT_ROWS = 50_000  # rows collected outside a settle before they go to the outbox anyway
 # "Brevo 400: ...", "Klaviyo answered 409: ...", "HTTP 413": the vendor's status of a reject.
 _STATUS = r"^(?:[A-Za-z]+ )?(?:answered )?(?:HTTP )?(?P<status>[1-5][0-9]{2})\b"
@@ -86,9 +88,9 @@ class Recorder:
             return
         items = getattr(keys, "items", None)
         if items is not None and hasattr(items[0], "events"):
-            key_arr, dedup = _item_columns(items)
+            key_arr = _item_keys(items)  # their dedup ids are derived when written
             n = len(key_arr)
-            self._add(key_arr, _const(EVENT_SENT, n), _const(result, n), None, dedup)
+            self._add(key_arr, _const(EVENT_SENT, n), _const(result, n), None, None)
             return
         ops = self._ops(keys)
         self._add(pa.array(list(keys), pa.string()), ops, _const(result, len(keys)), None, None)
@@ -152,7 +154,7 @@ class Recorder:
         table = pa.concat_tables(self.parts)
         self.parts, self.rows = [], 0
         sink = pa.BufferOutputStream()
-        with pa.ipc.new_stream(sink, UNIT_SCHEMA) as writer:
+        with pa.ipc.new_stream(sink, UNIT_SCHEMA, options=_IPC) as writer:
             writer.write_table(table)
         body = sink.getvalue().to_pybytes()
         return outbox.insert(self.sync, self.scope, self.run_id, outbox.ROWS, body, len(table))
@@ -201,20 +203,26 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _const(value: str, n: int) -> pa.Array:
-    return pa.array([value] * n, pa.string())
+    return pc.fill_null(pa.nulls(n, pa.string()), value)
 
 
-def _item_columns(items: Sequence[Any]) -> tuple[pa.Array, pa.Array]:
-    """Keys and dedup ids of encoded items, taken from their chunks' Arrow columns."""
+_EVENTS, _ROW = operator.attrgetter("events"), operator.attrgetter("row")
+
+
+def _item_keys(items: Sequence[Any]) -> pa.Array:
+    """The keys of encoded items, taken from their chunks' Arrow columns (the attribute
+    reads are ``map`` calls: no Python frame per item)."""
+    chunks = list(map(_EVENTS, items))
+    rows = pa.array(list(map(_ROW, items)), pa.int64())
+    if len(set(map(id, chunks))) == 1:  # a batch of one chunk: one take
+        return _concat([chunks[0].key_array.take(rows)])
     keys: list[pa.Array] = []
-    dedups: list[pa.Array] = []
-    for _, group in itertools.groupby(items, key=lambda it: id(it.events)):
-        part = list(group)
-        events = part[0].events
-        rows = pa.array([it.row for it in part], pa.int64())
-        keys.append(events.key_array.take(rows))
-        dedups.append(events.dedup_array.take(rows))
-    return _concat(keys), _concat(dedups)
+    start = 0
+    for _, group in itertools.groupby(chunks, key=id):
+        n = len(list(group))
+        keys.append(chunks[start].key_array.take(rows.slice(start, n)))
+        start += n
+    return _concat(keys)
 
 
 def _concat(arrays: list[pa.Array]) -> pa.Array:

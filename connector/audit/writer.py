@@ -26,7 +26,14 @@ from ..warehouses.base import Warehouse
 from . import outbox
 from .outbox import Entry, utc
 from .settings import AuditSettings
-from .tables import CHANGELOG_SCHEMA, SNAPSHOT_COLUMNS, UNIT_SCHEMA, AuditTables, audit_tables
+from .tables import (
+    CHANGELOG_SCHEMA,
+    EVENT_SENT,
+    SNAPSHOT_COLUMNS,
+    UNIT_SCHEMA,
+    AuditTables,
+    audit_tables,
+)
 from .tables import indexes as audit_indexes
 
 CHUNK_ROWS = 200_000
@@ -131,14 +138,25 @@ def _write(
 def _changelog(unit: pa.Table, where: tuple[str, str], e: Entry) -> pa.Table:
     n = unit.num_rows
     head = [
-        pa.array([where[0]] * n, pa.string()),
-        pa.array([where[1]] * n, pa.string()),
-        pa.array([e.run_id] * n, pa.string()),
-        pa.array([e.id] * n, pa.int64()),
+        _fill(where[0], n, pa.string()),
+        _fill(where[1], n, pa.string()),
+        _fill(e.run_id, n, pa.string()),
+        _fill(e.id, n, pa.int64()),
     ]
-    at = pa.array([e.created_at] * n, pa.timestamp("us", tz="UTC"))
+    at = _fill(e.created_at, n, CHANGELOG_SCHEMA.field("settled_at").type)
     cols = [unit.column(f.name) for f in UNIT_SCHEMA]
+    # An event's dedup id is "<sync>:<key>" (the mapper's): derived here, not carried.
+    sent = pc.equal(unit.column("operation"), EVENT_SENT)
+    derived = pc.binary_join_element_wise(f"{where[0]}:", unit.column("key"), "")
+    cols[UNIT_SCHEMA.get_field_index("dedup_id")] = pc.if_else(
+        sent, derived, unit.column("dedup_id")
+    )
     return pa.Table.from_arrays([*head, *cols, at], schema=CHANGELOG_SCHEMA)
+
+
+def _fill(value: Any, n: int, kind: pa.DataType) -> pa.Array:
+    """``n`` times ``value`` (vectorised: no list of ``n`` Python objects)."""
+    return pc.fill_null(pa.nulls(n, kind), pa.scalar(value, kind))
 
 
 def _changelog_rows(
@@ -171,6 +189,8 @@ def _changelog_rows(
 def _latest(changelog: pa.Table) -> pa.Table:
     """The last row of each key (rows are in the order they settled)."""
     n = changelog.num_rows
+    if pc.count_distinct(changelog.column("key")).as_py() == n:  # each key once (events)
+        return changelog.select(list(SNAPSHOT_COLUMNS))
     indexed = changelog.select(["key"]).append_column("i", pa.array(range(n), pa.int64()))
     last = indexed.group_by("key", use_threads=False).aggregate([("i", "max")])
     return changelog.take(last.column("i_max")).select(list(SNAPSHOT_COLUMNS))

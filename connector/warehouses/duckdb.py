@@ -172,15 +172,16 @@ class DuckDB(Warehouse):
         return sa.create_engine(parsed, connect_args=args, **self.engine_options())
 
     def stage(self, conn: sa.Connection, name: str, table: pa.Table) -> sa.TableClause:
-        """DuckDB reads the Arrow table itself (no row leaves Arrow)."""
+        """The Arrow table itself, registered as a view: DuckDB reads it where a statement
+        selects from it (no copy, no row leaves Arrow)."""
         raw: Any = conn.connection.driver_connection
-        view = f"{name}_arrow"
-        raw.register(view, table)
-        try:
-            raw.execute(f'CREATE OR REPLACE TEMP TABLE "{name}" AS SELECT * FROM "{view}"')
-        finally:
-            raw.unregister(view)
+        raw.register(name, table)
         return sa.table(name, *(sa.column(f.name) for f in table.schema))
+
+    def unstage(self, conn: sa.Connection, temp: sa.TableClause) -> None:
+        """Unregister the Arrow table."""
+        raw: Any = conn.connection.driver_connection
+        raw.unregister(temp.name)
 
     def hint(self, message: str) -> str:
         """How to give DuckDB more memory."""
