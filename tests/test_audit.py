@@ -64,13 +64,14 @@ class Audit:
             return [dict(r._mapping) for r in c.execute(sa.text(sql), params)]
 
     def changelog(self) -> list[dict[str, Any]]:
-        return self.rows("SELECT * FROM {s}.changelog ORDER BY batch_id, key")
+        rows = self.rows("SELECT * FROM {s}.changelog")  # ``key`` is a reserved word in MySQL
+        return sorted(rows, key=lambda r: (r["batch_id"], r["key"]))
 
     def runs(self) -> list[dict[str, Any]]:
         return self.rows("SELECT * FROM {s}.runs ORDER BY started_at")
 
     def snapshot(self) -> list[dict[str, Any]]:
-        return self.rows("SELECT * FROM {s}.snapshot ORDER BY key")
+        return sorted(self.rows("SELECT * FROM {s}.snapshot"), key=lambda r: r["key"])
 
 
 def _config(tmp_path: Path, text: str, name: str = "videos") -> Path:
@@ -499,3 +500,25 @@ def test_the_audit_is_on_by_block_or_environment_and_goes_beside_an_embedded_fil
     monkeypatch.setenv("CONNECTOR_AUDIT", "maybe")
     with pytest.raises(ConfigError, match="CONNECTOR_AUDIT"):
         audit_settings(server)
+
+
+def test_a_warehouse_without_a_bulk_path_of_its_own_writes_by_executemany(
+    tmp_path: Path,
+    mysql: Warehouse,
+    sandbox: SandboxServer,
+    cli: Callable[..., tuple[int, str, str]],
+) -> None:
+    create_events_table(mysql)
+    rows = event_rows(0, 12)
+    rows[4]["email"] = rows[4]["user_id"] = None
+    insert_events(mysql, rows)
+    config = _config(tmp_path, _events_sync(mysql, sandbox))
+    code, out, err = cli(config, "sync", "videos", "--json")
+    assert code == 0, out + err
+    assert "audit" not in err
+    audit = Audit(mysql)
+    (run,) = audit.runs()
+    assert (run["status"], run["rows_delivered"], run["rows_rejected"]) == ("success", 11, 1)
+    got = {c["key"]: c["result"] for c in audit.changelog()}
+    assert got == {str(i): "rejected" if i == 4 else "delivered" for i in range(12)}
+    assert len(audit.snapshot()) == 12

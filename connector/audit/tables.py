@@ -8,6 +8,7 @@ transaction), and DuckDB checks constraints of a delete-then-insert too eagerly.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import pyarrow as pa
 import sqlalchemy as sa
@@ -65,6 +66,11 @@ def _tz() -> sa.DateTime:
     return sa.DateTime(timezone=True)
 
 
+# MySQL/MariaDB: keys compare by their bytes, and the staged rows (``Warehouse.stage``) carry
+# the same collation, whatever the database's default (other dialects ignore these).
+MYSQL_TEXT: dict[str, Any] = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
+
+
 @dataclass(frozen=True)
 class AuditTables:
     """The three tables in one schema (None: the database's default, e.g. SQLite)."""
@@ -104,6 +110,7 @@ def audit_tables(schema: str | None) -> AuditTables:
         sa.Column("checkpoint_before", sa.Text),
         sa.Column("checkpoint_after", sa.Text),
         sa.Column("error_message", sa.Text),
+        **MYSQL_TEXT,
     )
     changelog = sa.Table(
         CHANGELOG,
@@ -119,6 +126,7 @@ def audit_tables(schema: str | None) -> AuditTables:
         sa.Column("vendor_status", sa.Integer),
         sa.Column("dedup_id", sa.Text),
         sa.Column("settled_at", _tz(), nullable=False),
+        **MYSQL_TEXT,
     )
     snapshot = sa.Table(
         SNAPSHOT,
@@ -132,6 +140,7 @@ def audit_tables(schema: str | None) -> AuditTables:
         sa.Column("dedup_id", sa.Text),
         sa.Column("run_id", sa.String(64), nullable=False),
         sa.Column("settled_at", _tz(), nullable=False),
+        **MYSQL_TEXT,
     )
     return AuditTables(runs, changelog, snapshot)
 

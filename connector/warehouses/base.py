@@ -204,6 +204,9 @@ class Warehouse:
             sa.MetaData(),
             *(sa.Column(f.name, _sql_type(f.type)) for f in table.schema),
             prefixes=["TEMPORARY"],
+            # MySQL: the audit tables' collation (a mix fails comparisons); others ignore it.
+            mysql_charset="utf8mb4",
+            mysql_collate="utf8mb4_bin",
         )
         conn.execute(sa.schema.DropTable(temp, if_exists=True))
         conn.execute(sa.schema.CreateTable(temp))
