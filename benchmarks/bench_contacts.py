@@ -2,7 +2,7 @@
 import (sandbox sink).
 
     python benchmarks/bench_contacts.py --rows 1000000 [--state-url postgresql+psycopg://...]
-        [--vendor brevo]
+        [--vendor brevo] [--audit]
 
 Three runs, each in its own process so each peak RSS is its own:
 1. first run: every row is new (all sent as import jobs of 10,000 profiles);
@@ -10,7 +10,8 @@ Three runs, each in its own process so each peak RSS is its own:
 3. nothing changed: the pure diff rate (rows read and compared per second, nothing sent).
 The sandbox runs in its own process in sink mode (jobs finish at the first poll, nothing is
 stored, no rate limits), so the figures are the connector's own. The state store is a SQLite
-file by default or ``--state-url``.
+file by default or ``--state-url``. ``--audit`` writes the audit tables too (``CONNECTOR_AUDIT=1``:
+a DuckDB file beside the table, docs/audit.md).
 """
 
 from __future__ import annotations
@@ -154,6 +155,7 @@ def main() -> int:
     ap.add_argument("--state-url", help="default: a SQLite file in the work dir")
     ap.add_argument("--workdir")
     ap.add_argument("--vendor", choices=["klaviyo", "brevo"], default="klaviyo")
+    ap.add_argument("--audit", action="store_true", help="write the audit tables too")
     ap.add_argument("--phase", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--db", help=argparse.SUPPRESS)
     ap.add_argument("--url", help=argparse.SUPPRESS)
@@ -165,6 +167,11 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
     db = work / f"customers_{args.rows}.duckdb"
     db.unlink(missing_ok=True)
+    db.with_name(f"{db.stem}.audit.duckdb").unlink(missing_ok=True)
+    if args.audit:  # inherited by the runs' processes
+        os.environ["CONNECTOR_AUDIT"] = "1"
+    else:
+        os.environ.pop("CONNECTOR_AUDIT", None)
     make_table(db, args.rows)
     state_url = args.state_url or f"sqlite:///{work / 'state.db'}"
     if not args.state_url:
@@ -240,6 +247,7 @@ def main() -> int:
         "rows": args.rows,
         "vendor": args.vendor,
         "state": state_url.split(":", 1)[0],
+        "audit": args.audit,
         **results,
         "machine": f"{platform.machine()} {os.cpu_count()} cores, Python "
         f"{platform.python_version()}, load average {_load()}",

@@ -1,12 +1,15 @@
 """Benchmark: N generated event rows in DuckDB → a sync → the sandbox (sink mode, own process).
 
     python benchmarks/bench_sync.py --rows 1000000 [--table mixed|classic] [--dlt]
-        [--destination klaviyo_bulk_events]
+        [--destination klaviyo_bulk_events] [--audit]
 
 Reports rows/s end to end, CPU seconds and peak RSS of the connector process, then the wall
 time of a no-op incremental rerun. The sandbox runs in a separate process in sink mode
 (authenticates, parses, counts) with no rate limits and no added latency, so the figure is the
 connector's own speed.
+
+``--audit`` writes the audit tables too (``CONNECTOR_AUDIT=1``: a DuckDB file beside the table,
+docs/audit.md); compare its CPU seconds and peak RSS with a run without it.
 
 Tables: ``mixed`` (default, issue 11): 12 mapped columns of mixed types: a JSON column, a
 DECIMAL(10,2), a naive TIMESTAMP cursor with ~10% ties and a second naive TIMESTAMP, a
@@ -304,6 +307,7 @@ def main() -> int:
         "parquet copies the Arrow pages without a JSON step",
     )
     ap.add_argument("--workdir", help="keep files here (default: a temp dir)")
+    ap.add_argument("--audit", action="store_true", help="write the audit tables too")
     ap.add_argument("--json", help="also write the result as JSON to this file")
     ap.add_argument("--chunk-size", type=int, help="source.chunk_size (default: the config's)")
     ap.add_argument(
@@ -378,6 +382,12 @@ def main() -> int:
         )
         state = StateStore(f"sqlite:///{work / 'state.db'}")
         state.reset("bench")
+        audit_file = db.with_name(f"{db.stem}.audit.duckdb")
+        audit_file.unlink(missing_ok=True)  # every run writes its audit rows from scratch
+        if args.audit:
+            os.environ["CONNECTOR_AUDIT"] = "1"
+        else:
+            os.environ.pop("CONNECTOR_AUDIT", None)
 
         cpu0 = time.process_time()
         t0 = time.perf_counter()
@@ -418,6 +428,7 @@ def main() -> int:
         "lookback": res.lookback,
         **window,
         "state_db_bytes": (work / "state.db").stat().st_size,
+        "audit": args.audit,
         "arrow_pool": pool,
         "dlt_rows_per_s": dlt["rows_per_s"] if dlt else None,
         "dlt_peak_rss_mib": dlt["peak_rss_mib"] if dlt else None,

@@ -21,11 +21,13 @@ from dagster._core.errors import DagsterExecutionInterruptedError
 from pydantic import Field
 
 from connector import INCREMENTAL, ConnectorError, Runtime, SyncConfig, SyncResult, Window, run_sync
+from connector.audit import dagster_run_id
 from connector.report.health import totals
 from connector.report.progress import ProgressLine
 from connector.run.run_plan import plan_run
 from connector.store.state import StateStore
 
+from .audit import audit_results
 from .checks import (
     CHECKPOINT_FRESHNESS,
     LANDED_AS_SENT,
@@ -152,8 +154,12 @@ def _materialize(
     )
     if config.retry_rejects and config.full_refresh:
         raise SyncFailed("retry_rejects and full_refresh cannot be combined")
-    with step_logs(context, sync.name):
-        done = run_scopes(context, sync, spec, config, connector, runtime)
+    run_id = dagster_run_id.set(context.run.run_id)  # the audit's runs.dagster_run_id
+    try:
+        with step_logs(context, sync.name):
+            done = run_scopes(context, sync, spec, config, connector, runtime)
+    finally:
+        dagster_run_id.reset(run_id)
     results = [r for _, r in done]
     metadata = {}
     if spec.partitions_def is None:
@@ -187,6 +193,8 @@ def _materialize(
         checks.append(nothing_missing_result(sync, connector, [s.name for s, _ in done]))
     if LANDED_AS_SENT in selected and not config.dry_run:
         checks.append(landed_as_sent_result(sync, connector, runtime))
+    if not config.dry_run:  # the audit tables' row counts and audit_written
+        checks += audit_results(context, sync, connector, spec.key.path[0], selected)
     return dg.MaterializeResult(
         metadata=metadata,
         check_results=checks,

@@ -18,6 +18,7 @@ from connector import ConfigError, Runtime, load_syncs
 from connector.config.sync_file import CONFIG_DIR_ENV
 
 from .assets import RESOURCE_KEY, build_sync_asset
+from .audit import audit_check_specs, audit_specs
 from .checks import CONFIG_VALID, check_specs
 from .failures import SyncFailed
 from .resources import ConnectorResource
@@ -71,6 +72,7 @@ def build_defs(
     assets: list[Any] = []
     schedules: list[Any] = []
     sources: dict[dg.AssetKey, dg.AssetSpec] = {}
+    audited: list[dg.AssetKey] = []  # syncs writing audit tables (their lineage)
     for sync in syncset.syncs.values():
         spec = translator.get_asset_spec(sync)
         for dep in spec.deps if source_assets else ():
@@ -83,12 +85,14 @@ def build_defs(
                 spec,
                 runtime,
                 pool=translator.get_pool(sync),
-                check_specs=check_specs(sync, spec.key),
+                check_specs=[*check_specs(sync, spec.key), *audit_check_specs(sync, spec.key)],
                 resource_key=resource_key,
                 op_name=f"{_identifier(prefix)}_{sync.name}",
                 config_dir=root,
             )
         )
+        if audit_check_specs(sync, spec.key):
+            audited.append(spec.key)
         schedule = build_schedule(sync, spec, _identifier(prefix))
         if schedule is not None:
             schedules.append(schedule)
@@ -101,7 +105,7 @@ def build_defs(
         assets.append(placeholder)
 
     return dg.Definitions(
-        assets=[*sources.values(), *assets],
+        assets=[*sources.values(), *assets, *audit_specs(audited, prefix)],
         schedules=schedules,
         resources={resource_key: resource or ConnectorResource.from_env()},
     )

@@ -150,7 +150,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("config",),
     ("warehouses",),
     ("map", "read", "store"),
-    ("plan", "deliver"),
+    ("plan", "deliver", "audit"),
     ("contacts",),
     ("run",),
     ("report",),

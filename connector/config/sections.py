@@ -283,3 +283,33 @@ class VerifyConfig(Model):
         description="Share of the account's rate the reads may take; a sync running at the "
         "same time keeps the rest.",
     )
+
+
+# --------------------------------------------------------------------------- audit
+
+
+class AuditConfig(Model):
+    """Audit tables in the warehouse (docs/audit.md): what each run did, row by row."""
+
+    enabled: bool = Field(
+        True, description="Write the audit tables for this sync (false: not even with the env)."
+    )
+    url: str | None = Field(
+        None,
+        description="SQLAlchemy URL of the database the audit tables go to (may be a ${ENV} "
+        "reference). Default: the sync's warehouse; for an embedded DuckDB file (opened "
+        "read-only) a file beside it, <file>.audit.duckdb.",
+    )
+    schema_: str = Field(
+        "reverse_etl_audit",
+        alias="schema",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$",
+        description="Schema of the audit tables (runs, changelog, snapshot).",
+    )
+    retention_days: int = Field(
+        90,
+        ge=1,
+        le=36_500,
+        description="Runs and changelog rows older than this are deleted at the end of a run "
+        "(the snapshot keeps the latest result of every key).",
+    )

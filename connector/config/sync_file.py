@@ -21,6 +21,7 @@ from ..destinations.registry import DESTINATIONS
 from .env import check_env_refs, interpolate
 from .mapping_checks import semantic_problems
 from .sections import (
+    AuditConfig,
     ChecksConfig,
     MappingConfig,
     PartitionsConfig,
@@ -100,6 +101,12 @@ class SyncConfig(Model):
                 "Dagster assets); rename it"
             )
         return value
+
+    audit: AuditConfig | None = Field(
+        None,
+        description="Audit tables in the warehouse: one row per run, per row handled, and the "
+        "latest result per key (docs/audit.md). Also on for every sync with env CONNECTOR_AUDIT.",
+    )
 
     @field_validator("owners")
     @classmethod

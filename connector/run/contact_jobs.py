@@ -188,12 +188,13 @@ class Jobs:
             (r.key, r.hash, r.identifiers) for i, r in enumerate(job.rows) if i not in errors
         ]
         name = self.res.sync
+        keys = [k for k, _, _ in confirmed]
+        self.shell.delivered(keys)
+        self.shell.audit_commit()  # the audit rows are stored before the rows count as sent
         for start in range(0, len(confirmed), CONFIRM_ROWS):  # bounded statement parameters
             self.hashes.confirm(name, confirmed[start : start + CONFIRM_ROWS])
-        keys = [k for k, _, _ in confirmed]
         if self.res.run_id:
             self.state.close_rejects(name, INCREMENTAL, keys, self.res.run_id, CLOSED_DELIVERED)
-        self.shell.delivered(keys)
         self.shell.tick()
         self.breaker.check()  # tripped: the run stops before its next job
 

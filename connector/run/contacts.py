@@ -21,6 +21,8 @@ import contextlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from ..audit import recorder_for
+from ..audit.tables import CONTACT_ADDED, CONTACT_CHANGED
 from ..config.sync_file import SyncConfig
 from ..contacts.diff import Page
 from ..contacts.differ import Differ
@@ -120,6 +122,9 @@ class ContactRun:
             clock=self.rt.clock,
             progress=self.progress,
             lease=self.lease,
+            audit=recorder_for(
+                self.sync, self.state, INCREMENTAL, self.warehouse_url, dry_run=self.dry_run
+            ),
         )
         try:
             shell.execute(self)
@@ -213,6 +218,7 @@ class ContactRun:
                 res.added += 1
             else:
                 res.changed += 1
+            shell.note(key, CONTACT_ADDED if new else CONTACT_CHANGED)  # audit rows
             if i in page.reasons:
                 shell.rejected([reject(key, page.reasons[i])])
                 continue

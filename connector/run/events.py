@@ -362,7 +362,7 @@ class EventRun:
         closed: list[str] = []
         copies = 0
         if outcome is not None:
-            self.shell.delivered(KeyView(outcome.delivered))
+            self._delivered(outcome)
             copies = outcome.possibly_duplicated
             copies += sum(self.copies.pop(id(it), 0) for it in outcome.delivered)
             for item, _ in outcome.rejected:
@@ -406,6 +406,7 @@ class EventRun:
             (self.account, learned) if learned else None,
             settlement.window,
             periods,
+            also=self.shell.audit_unit(),  # the unit's audit rows (connector.audit)
         )
 
     def _periods(self, batch: Batch, outcome: BatchOutcome | None) -> PeriodCounts:
@@ -418,6 +419,19 @@ class EventRun:
             counts.add_rows(((it.events, it.row) for it in outcome.delivered), rejected=False)
             counts.add_rows(((it.events, it.row) for it, _ in outcome.rejected), rejected=True)
         return counts
+
+    def _delivered(self, outcome: BatchOutcome) -> None:
+        """The delivered rows to the shell, those the vendor may hold twice apart (a re-sent
+        batch of a crashed run, a retried request where the destination does not dedup)."""
+        done = outcome.delivered
+        if outcome.possibly_duplicated:
+            self.shell.delivered(KeyView(done), duplicated=True)
+        elif self.copies and any(id(it) in self.copies for it in done):
+            again = [it for it in done if id(it) in self.copies]
+            self.shell.delivered(KeyView([it for it in done if id(it) not in self.copies]))
+            self.shell.delivered(KeyView(again), duplicated=True)
+        else:
+            self.shell.delivered(KeyView(done))
 
 
 def _item_payload(item: Item) -> str | None:

@@ -29,6 +29,8 @@ import contextlib
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, overload
 
+from ..audit import Recorder
+from ..audit.tables import DELIVERED, POSSIBLY_DUPLICATED
 from ..core.fence import fenced
 from ..core.logcontext import get_logger, run_context
 from ..store.lease import Lease
@@ -86,7 +88,9 @@ class RunShell:
 
     ``result`` is the run's result (its ``sync`` and ``scope`` name the lease and the run
     record), ``stats`` the counters of its HTTP client. ``lease``: one the caller holds
-    already (else ``execute`` takes it, unless ``dry_run``).
+    already (else ``execute`` takes it, unless ``dry_run``). ``audit``: the run's audit
+    recorder when the sync writes audit tables (``connector.audit``): every row settled here
+    is recorded in it, and its rows go to the warehouse at the end.
     """
 
     def __init__(
@@ -99,8 +103,10 @@ class RunShell:
         clock: Callable[[], float],
         progress: Progress | None = None,
         lease: Lease | None = None,
+        audit: Recorder | None = None,
     ) -> None:
         self.state = state
+        self.audit = audit
         self.result = result
         self.stats = stats
         self.dry_run = dry_run
@@ -146,6 +152,8 @@ class RunShell:
         self.started = self.clock()
         if not self.dry_run:
             self.result.run_id = self.state.start_run(self.result.sync, self.result.scope)
+            if self.audit is not None:
+                self.audit.start(self.result.run_id)
 
     def _finish(self, failure: BaseException | None) -> None:
         res = self.result
@@ -168,6 +176,11 @@ class RunShell:
                 if failure is None:
                     raise  # a run whose end cannot be recorded did not succeed
                 log.exception("could not record the end of run %s", res.run_id)
+        if self.audit is not None and res.run_id:
+            try:
+                self.audit.finish(res.error)
+            except Exception:  # noqa: BLE001 — an audit failure never fails a delivery
+                log.warning("could not record the audit rows of run %s", res.run_id)
         self.tick(force=True)
 
     def check_lease(self) -> None:
@@ -179,16 +192,23 @@ class RunShell:
             self.lease.check()
 
     # -- rows handled ------------------------------------------------------------------------
-    def delivered(self, keys: Sequence[str]) -> None:
+    def delivered(self, keys: Sequence[str], *, duplicated: bool = False) -> None:
         """Rows the destination took (a contact run: confirmed), by key; in a dry run the rows
-        that would go."""
+        that would go. ``duplicated``: the destination may hold them twice (audit rows)."""
         self.result.delivered += len(keys)
+        if self.audit is not None:
+            self.audit.delivered(keys, POSSIBLY_DUPLICATED if duplicated else DELIVERED)
 
-    def rejected(self, rejects: Sequence[Reject], *, stored: bool = False) -> None:
+    def rejected(
+        self, rejects: Sequence[Reject], *, stored: bool = False, operation: str | None = None
+    ) -> None:
         """Rows refused, by the run's rules or the destination: counted, sampled for the
         summary, and buffered for the store, unless the strategy writes them itself in the
-        transaction that settles their unit (``stored``). A dry run records nothing."""
+        transaction that settles their unit (``stored``). A dry run records nothing.
+        ``operation``: what the rows were for (audit rows; default the run's own)."""
         res = self.result
+        if self.audit is not None:
+            self.audit.rejected(rejects, operation)
         res.rejected += len(rejects)
         room = SAMPLE_REJECTS - len(res.sample_rejects)
         for r in rejects[: max(0, room)]:
@@ -201,14 +221,39 @@ class RunShell:
 
     def flush_rejects(self) -> None:
         """Write the buffered rejects now (an open reject of the same key opens again)."""
+        self.audit_commit()
         if self.buffer and not self.dry_run and self.result.run_id:
             self.state.add_rejects(self.result.sync, self.result.scope, self.run_id, self.buffer)
         self.buffer = []
+
+    # -- audit rows (``connector.audit``) -------------------------------------------------
+    def note(self, key: str, operation: str) -> None:
+        """A row about to be sent is ``operation`` (a contact added or changed)."""
+        if self.audit is not None:
+            self.audit.note(key, operation)
+
+    def handled(self, keys: Sequence[str], operation: str) -> None:
+        """Rows handled that the counts keep elsewhere (a contact unlisted or forgotten)."""
+        if self.audit is not None:
+            self.audit.handled(keys, operation)
+
+    def audit_unit(self) -> Callable[[Any], None] | None:
+        """The audit rows settled since the last unit, as a write for the settle
+        transaction (``StateStore.settle(also=...)``); None without audit."""
+        return self.audit.take() if self.audit is not None else None
+
+    def audit_commit(self) -> None:
+        """The audit rows settled so far into the state store now: before a unit whose
+        settle has no transaction to share (confirmed contacts, unlisted rows) is stored."""
+        if self.audit is not None:
+            self.audit.commit()
 
     # -- progress ----------------------------------------------------------------------------
     def tick(self, *, force: bool = False) -> None:
         """After a page or a settled unit: the counts so far go to the run record and to the
         progress callback, each at most once a second (``force``: the callback now)."""
+        if self.audit is not None:
+            self.audit.commit(full=True)  # bounded by the page, whatever the run holds back
         self._record()
         if self.progress is None:
             return

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
+from ..audit import recorder_for
 from ..config.sync_file import SyncConfig
 from ..core.errors import ConfigError, SourceError
 from ..deliver.delivery import Runtime, post_preview
@@ -97,7 +98,13 @@ def run_sync(
         with contextlib.suppress(SourceError):  # unreachable: the run records that failure
             run.reader.check_columns()
         shell = RunShell(
-            state, run.result, run.stats, dry_run=dry_run, clock=runtime.clock, progress=progress
+            state,
+            run.result,
+            run.stats,
+            dry_run=dry_run,
+            clock=runtime.clock,
+            progress=progress,
+            audit=recorder_for(sync, state, scope, warehouse_url, dry_run=dry_run),
         )
         res = shell.execute(run)  # a dry run sends nothing, writes nothing, takes no lease
         if not dry_run:

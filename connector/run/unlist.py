@@ -11,6 +11,7 @@ source (two rows, one contact) is only forgotten: the contact is still in the so
 
 from __future__ import annotations
 
+from ..audit.tables import CONTACT_REMOVED, CONTACT_UNLISTED
 from ..contacts.hashes import HashStore
 from ..core.errors import ConnectorError
 from ..core.logcontext import get_logger
@@ -96,6 +97,8 @@ class Unlister:
                     if idents and any(p in added or p in live for p in identity(idents)):
                         # The contact lives on under another key (a re-keyed row, or another
                         # row with the same identifier): forget this key, leave the contact.
+                        shell.handled([key], CONTACT_REMOVED)
+                        shell.audit_commit()
                         self.hashes.delete(name, [key])
                         kept += 1
                     elif idents:
@@ -109,7 +112,8 @@ class Unlister:
                                     "connector stored contacts' identifiers, so it cannot be "
                                     "removed from the list: remove it by hand",
                                 )
-                            ]
+                            ],
+                            operation=CONTACT_UNLISTED,
                         )
                 self._group(known, size, shell)
         if kept:
@@ -128,8 +132,13 @@ class Unlister:
             group = known[g : g + size]
             shell.check_lease()
             refused = self.dest.unlist(group)
-            shell.rejected([Reject(group[j].key, reason) for j, reason in refused.items()])
+            shell.rejected(
+                [Reject(group[j].key, reason) for j, reason in refused.items()],
+                operation=CONTACT_UNLISTED,
+            )
             done = [row.key for j, row in enumerate(group) if j not in refused]
+            shell.handled(done, CONTACT_UNLISTED)
+            shell.audit_commit()
             self.hashes.delete(name, done)
             if self.res.run_id:
                 self.state.close_rejects(name, INCREMENTAL, done, self.res.run_id, CLOSED_GONE)

@@ -11,7 +11,7 @@ cannot happen.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -114,12 +114,14 @@ class LedgerStore(Tables):
         learned: tuple[str, Learned] | None = None,
         window: WindowWrite | None = None,
         periods: PeriodCounts | None = None,
+        also: Callable[[sa.Connection], None] | None = None,
     ) -> None:
         """One transaction: mark batches delivered, drop ledger rows the checkpoint passed,
         record rejects, close the open rejects of ``closed`` (keys delivered now), keep what
         the responses taught about the destination account (``(account, learned)``), record
         the batch's rows in the lookback window and prune it (``window``), add them to the
-        per-period counts (``periods``) and move the checkpoint."""
+        per-period counts (``periods``), write what ``also`` writes (the run's audit rows,
+        ``connector.audit``) and move the checkpoint."""
         delivered_ids, drop_ids = list(delivered_ids), list(drop_ids)
         try:
             with self._tx() as c:
@@ -140,6 +142,8 @@ class LedgerStore(Tables):
                     write_window(c, sync, scope, window)
                 if periods:
                     apply_periods(c, sync, periods)
+                if also is not None:
+                    also(c)
                 if checkpoint is not None:
                     write_checkpoint(c, sync, scope, checkpoint, run_id)
         except sa.exc.SQLAlchemyError as exc:

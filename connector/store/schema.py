@@ -209,6 +209,24 @@ def periods_migration(c: sa.Connection) -> None:
         )
 
 
+# Audit rows settled by runs and not yet written to the warehouse's audit tables (connector.audit):
+# ``kind`` "rows" (``body``: the changelog rows of one settled unit as an Arrow IPC stream,
+# ``rows`` of them) or "run" (a run to write to the runs table; ``body``: JSON).
+audit_outbox = sa.Table(
+    "connector_audit_outbox",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("sync", sa.String(128), nullable=False),
+    sa.Column("scope", sa.String(200), nullable=False),
+    sa.Column("run_id", sa.String(64), nullable=False),
+    sa.Column("kind", sa.String(8), nullable=False),
+    sa.Column("rows", sa.Integer, nullable=False),
+    sa.Column("body", sa.LargeBinary, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_connector_audit_outbox_sync_scope", "sync", "scope", "id"),
+    sqlite_autoincrement=True,  # ids never come back: they name the changelog rows' unit
+)
+
 # The schema, step by step: append, never edit a shipped step (see ``connector.migrate``).
 MIGRATIONS: list[Migration] = [
     Migration(
@@ -226,5 +244,6 @@ MIGRATIONS: list[Migration] = [
     Migration(5, "contact hashes (key order, identifiers)", contact_hashes_migration),
     Migration(6, "lookback window keys", create(window_keys)),
     Migration(7, "rows handled per period (reconcile)", periods_migration),
+    Migration(8, "audit outbox", create(audit_outbox)),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

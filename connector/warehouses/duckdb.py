@@ -91,6 +91,7 @@ class DuckDB(Warehouse):
     embedded = True
     key_order = True
     streams_runs = True
+    audit_indexes = False
 
     def file(self, url: sa.URL) -> Path | None:
         """The database file (None in memory or on MotherDuck)."""
@@ -160,6 +161,27 @@ class DuckDB(Warehouse):
     def out_of_memory(self, exc: BaseException) -> bool:
         """DuckDB's own out-of-memory error."""
         return "Out of Memory" in str(exc)
+
+    def audit_engine(self, url: str) -> sa.Engine:
+        """Read-write (a file made when missing), with the run's memory settings."""
+        parsed = sa.engine.make_url(url)
+        path = self.file(parsed)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        args = {"read_only": False, "config": duckdb_config()}
+        return sa.create_engine(parsed, connect_args=args, **self.engine_options())
+
+    def stage(self, conn: sa.Connection, name: str, table: pa.Table) -> sa.TableClause:
+        """The Arrow table itself, registered as a view: DuckDB reads it where a statement
+        selects from it (no copy, no row leaves Arrow)."""
+        raw: Any = conn.connection.driver_connection
+        raw.register(name, table)
+        return sa.table(name, *(sa.column(f.name) for f in table.schema))
+
+    def unstage(self, conn: sa.Connection, temp: sa.TableClause) -> None:
+        """Unregister the Arrow table."""
+        raw: Any = conn.connection.driver_connection
+        raw.unregister(temp.name)
 
     def hint(self, message: str) -> str:
         """How to give DuckDB more memory."""

@@ -55,6 +55,7 @@ class MySQL(Warehouse):
     """MySQL 8 and MariaDB 10.5+."""
 
     name = "mysql"
+    audit_indexes = False  # TEXT columns need a prefix length in an index
     backends = frozenset({"mysql", "mariadb"})
     dagster_kind = "mysql"
     extra = "mysql"

@@ -49,6 +49,7 @@ class Snowflake(Warehouse):
     """Snowflake."""
 
     name = "snowflake"
+    audit_indexes = False  # no indexes on standard tables
     backends = frozenset({"snowflake"})
     dagster_kind = "snowflake"
     extra = "snowflake"

@@ -17,6 +17,7 @@ class SQLite(Warehouse):
     backends = frozenset({"sqlite"})
     dagster_kind = "sqlite"
     embedded = True
+    has_schemas = False
 
     def file(self, url: sa.URL) -> Path | None:
         """The database file (None in memory)."""
