@@ -162,24 +162,30 @@ def test_event_run_writes_runs_changelog_and_snapshot_with_rejects(
     assert (history["result"], history["run_status"]) == ("rejected", "success")
 
     # A second run: one more run row, its rows added, nothing doubled (the row with a NULL
-    # cursor is rejected again by every run).
-    insert_events(wh, event_rows(20, 5))
+    # cursor is rejected again by every run), and a row committed late behind the checkpoint
+    # (caught by the lookback window) counted as late.
+    late = event_rows(30, 1)
+    late[0]["occurred_at"] = rows[10]["occurred_at"]
+    insert_events(wh, event_rows(20, 5) + late)
     wh.dispose()
     code, out, err = cli(config, "sync", "videos", "--json")
     assert code == 0, out + err
-    second = json.loads(out)["run_id"]
-    assert len(audit.runs()) == 2
+    second = json.loads(out)
+    assert second["late_rows"] == 1
+    runs = {r["run_id"]: r for r in audit.runs()}
+    assert len(runs) == 2 and runs[second["run_id"]]["rows_late"] == 1
     changes = audit.changelog()
-    assert len(changes) == 26
-    assert sorted(c["key"] for c in changes if c["run_id"] == second) == [
+    assert len(changes) == 27
+    assert sorted(c["key"] for c in changes if c["run_id"] == second["run_id"]) == [
         "20",
         "21",
         "22",
         "23",
         "24",
+        "30",
         "9",
     ]
-    assert len(audit.snapshot()) == 25
+    assert len(audit.snapshot()) == 26
 
 
 CUSTOMERS = """

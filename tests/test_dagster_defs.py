@@ -60,6 +60,7 @@ def test_each_sync_has_its_checks_a_stopped_schedule_and_its_account_pool() -> N
     assert {c.name for c in graph.asset_check_keys if c.asset_key == key} == {
         "reject_ratio",
         "checkpoint_freshness",
+        "nothing_missing",
     }
     schedules = {s.name: s for s in defs.schedules or []}
     assert len(schedules) == len(_sync_files())

@@ -215,7 +215,7 @@ def _run_row(
         "rows_delivered": s.get("delivered"),
         "rows_rejected": s.get("rejected"),
         "rows_possibly_duplicated": s.get("possibly_duplicated"),
-        "rows_late": s.get("late"),
+        "rows_late": s.get("late_rows"),
         "rows_removed": s.get("removed"),
         "rows_skipped": s.get("skipped"),
         "checkpoint_before": _json(s.get("hwm_before")),
