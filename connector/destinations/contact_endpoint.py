@@ -50,6 +50,13 @@ class ContactOptions(CommonOptions):
         description="Rows that vanish from the source: keep (do nothing) or unlist (remove "
         "their profiles from the sync's list(s)). Never unsubscribes or deletes anyone.",
     )
+    on_missing: Literal["create", "skip"] = Field(
+        "create",
+        description="A row whose profile the vendor does not have: create it (default), or "
+        "skip it (update-only: update the profiles that exist, create none; a missing one is "
+        "a reject, tried again next run). Omnisend only: Klaviyo's bulk import and Brevo's "
+        "contact import have no update-only mode.",
+    )
     max_unlist_ratio: float = Field(
         0.5,
         gt=0,
@@ -167,6 +174,10 @@ class ContactDestination(Destination[ConfigT]):
     kind = "contacts"
     options: ContactOptions
     max_unlist_per_request: ClassVar[int] = 100
+    # Identifiers the vendor resolves a profile by before the e-mail (Klaviyo external_id,
+    # Brevo ext_id): mapped, a row whose e-mail changes updates the same profile; else it
+    # makes a new one (the run warns, ``contacts.conflicts.Conflicts.moved``).
+    stable_ids: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self, config: ConfigT, api_key: str, sync_name: str, http: Http | None = None
@@ -258,6 +269,26 @@ class ContactDestination(Destination[ConfigT]):
         raise ConfigError(
             f"{self.type} has no list to take contacts off: set options.on_removed: keep"
         )
+
+
+def email_change_warning(sync: SyncView, stable: tuple[str, ...], vendor: str) -> list[str]:
+    """``validate``: a sync that maps an e-mail but none of the ``stable`` identifiers (the
+    ones the vendor resolves a profile by before the e-mail: Klaviyo ``external_id``/``id``,
+    Brevo ``ext_id``; Omnisend has none) makes a new profile when a row's e-mail changes."""
+    idents = sync.mapping.identifiers
+    if "email" not in idents or any(name in idents for name in stable):
+        return []
+    how = (
+        f"map {' or '.join(stable)} from the primary key so {vendor} updates the same profile"
+        if stable
+        else f"{vendor} finds contacts by e-mail (or phone) only, so change the address in "
+        f"{vendor} first if the old contact should keep the history"
+    )
+    return [
+        f"{sync.source_path or sync.name}: a row whose e-mail changes (same key) makes a new "
+        f"{vendor} profile with the new address, and the old profile keeps its values: {how} "
+        "(docs/contacts.md, 'A row whose e-mail changes')"
+    ]
 
 
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")

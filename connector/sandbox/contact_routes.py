@@ -136,6 +136,19 @@ def _omnisend_contact(
     )
 
 
+def _omnisend_update(
+    params: Mapping[str, str], query: Mapping[str, str], body: bytes, h: Message, ctx: Context
+) -> Reply:
+    return omnisend_contacts.handle_update(
+        body,
+        h.get("Content-Type"),
+        h.get("Omnisend-Version"),
+        query.get("email"),
+        ctx.contacts,
+        now=ctx.options.wall_clock(),
+    )
+
+
 def _omnisend_batch(
     params: Mapping[str, str], query: Mapping[str, str], body: bytes, h: Message, ctx: Context
 ) -> Reply:
@@ -266,6 +279,7 @@ ROUTES: tuple[ContactRoute, ...] = (
         _brevo_contact,
     ),
     ContactRoute("POST", _p(r"/api/contacts"), "omnisend_contacts", "omnisend", _omnisend_contact),
+    ContactRoute("PATCH", _p(r"/api/contacts"), "omnisend_contacts", "omnisend", _omnisend_update),
     ContactRoute("POST", _p(r"/api/batches"), "omnisend_contacts", "omnisend", _omnisend_batch),
     ContactRoute(
         "GET",

@@ -186,11 +186,17 @@ def contact_errors(contact: Any, prefix: str = "") -> list[FieldError]:
     return out
 
 
-def upsert(book: ProfileBook, contact: dict[str, Any], now: datetime) -> tuple[int, Any]:
-    """Apply one valid ContactRequest → (status, response body) as POST /api/contacts answers."""
+def upsert(
+    book: ProfileBook, contact: dict[str, Any], now: datetime, *, existing: str | None = None
+) -> tuple[int, Any]:
+    """Apply one valid ContactRequest → (status, response body) as POST /api/contacts answers
+    (``existing``: the record PATCH /api/contacts?email= found; its identifiers are "added or
+    updated only if they are not already assigned to another contact")."""
     idents: list[dict[str, Any]] = list(contact["identifiers"])
     email = next((i["id"] for i in idents if i["type"] == "email"), None)
-    record_id = book.find({"email": email}) if email is not None else None
+    record_id = existing
+    if record_id is None:
+        record_id = book.find({"email": email}) if email is not None else None
     created = record_id is None
     kept: list[dict[str, Any]] = []
     ignored = 0
@@ -284,6 +290,45 @@ def handle_contact(
     reply = json_reply(status, response)
     reply.event_count = 1
     reply.events = [payload]
+    return reply
+
+
+def handle_update(
+    body: bytes,
+    content_type: str | None,
+    version: str | None,
+    email: str | None,
+    store: ContactStore,
+    *,
+    now: datetime,
+) -> Reply:
+    """``PATCH /api/contacts?email=``: "Update an existing contact" (200), 404 when no contact
+    has that e-mail (it creates none), or the 400 problem."""
+    bad = version_error(version)
+    if bad is not None:
+        return bad
+    if not email:
+        return validation([_field("email", "required", "email query parameter is required")])
+    try:
+        payload = _json(body, content_type)
+    except Rejected as exc:
+        return exc.reply
+    errors = contact_errors(payload)
+    if errors:
+        return validation(errors)
+
+    def apply(book: ProfileBook) -> tuple[int, Any]:
+        record_id = book.find({"email": email})
+        if record_id is None:
+            return 404, orjson_problem(404, "Not Found", "Contact not found", "not-found")
+        status, response = upsert(book, payload, now, existing=record_id)
+        return (200 if status in (200, 201) else status), response
+
+    status, response = store.apply_now(KIND, apply)
+    reply = json_reply(status, response)
+    reply.event_count = 1
+    if status == 200:
+        reply.events = [payload]
     return reply
 
 

@@ -3,7 +3,9 @@
 ``connector_checkpoints``, ``connector_batches`` (the ledger), ``connector_rejects``,
 ``connector_runs``, ``connector_property_types`` and ``connector_account_settings`` (what a run
 learned about an account), ``connector_leases`` (``lease``), ``connector_pacer`` (the shared
-pacer's slots, ``deliver.shared_pacer``) and ``connector_contact_hashes`` (contact syncs).
+pacer's slots, ``deliver.shared_pacer``), ``connector_contact_hashes`` and
+``connector_contact_idents`` (contact syncs: the identifiers confirmed rows own,
+``contacts.conflicts``).
 
 The schema is versioned (``migrate``): a new table or column is one more entry at the end of
 ``MIGRATIONS``; never edit a shipped step.
@@ -149,6 +151,22 @@ ord_index = sa.Index(
 )
 
 
+# Identifier conflicts across runs (``contacts.conflicts``): each identifier value (e-mails
+# lower-cased) a confirmed row of a contact sync carries, and that row's key. Written in the
+# transaction that stores the row's hash; a row about to be sent whose identifier belongs to
+# another key here is a reject.
+contact_idents = sa.Table(
+    "connector_contact_idents",
+    metadata,
+    sa.Column("sync", sa.String(128), primary_key=True),
+    sa.Column("scope", sa.String(200), primary_key=True),
+    sa.Column("kind", sa.String(64), primary_key=True),
+    sa.Column("value", sa.String(1000), primary_key=True),
+    sa.Column("key", sa.String(1000), nullable=False),
+    sa.Index("ix_connector_contact_idents_key", "sync", "scope", "key"),
+)
+
+
 def contact_hashes_migration(c: sa.Connection) -> None:
     """The ``MIGRATIONS`` step: the table, or on a store that has the table of the
     connector that made it on first use, its two new columns; then the covering index."""
@@ -172,5 +190,6 @@ MIGRATIONS: list[Migration] = [
     Migration(3, "run leases", create(leases)),
     Migration(4, "shared pacer slots", create(pacer_slots)),
     Migration(5, "contact hashes (key order, identifiers)", contact_hashes_migration),
+    Migration(6, "contact identifiers of confirmed rows (conflicts)", create(contact_idents)),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

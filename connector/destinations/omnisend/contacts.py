@@ -208,7 +208,7 @@ class OmnisendContacts(ContactDestination[OmnisendContactsDestination]):
             f"{sync.source_path or sync.name}: a NULL in {', '.join(props)} leaves the value "
             "Omnisend holds: the 2026-03-15 API has no way to clear a contact field or custom "
             "property, so a value that became NULL in the warehouse stays at Omnisend (set "
-            "destination.options.null_fields: keep to acknowledge this)"
+            "destination.options.null_fields: keep to acknowledge this)",
         ]
 
     @override
@@ -222,6 +222,11 @@ class OmnisendContacts(ContactDestination[OmnisendContactsDestination]):
         problem = identifier_problem(contact.identifiers, IDENTIFIERS, none, "phone")
         if problem is not None:
             return problem
+        if self.options.on_missing == "skip" and not contact.identifiers.get("email"):
+            return (
+                "no email: on_missing: skip updates existing contacts found by e-mail "
+                "(PATCH /api/contacts?email=), and this row has none"
+            )
         for name, frag in contact.properties.items():
             if frag is not None and name in TEXT_FIELDS and text_fragment(frag) is None:
                 return f"contact {name} is a string field: the JSON holds an object or array"
@@ -255,8 +260,8 @@ class OmnisendContacts(ContactDestination[OmnisendContactsDestination]):
 
     @override
     def job_request(self, rows: list[JobRow]) -> tuple[str, bytes]:
-        if self.options.mode == "single":  # preview: the group's first request
-            return CONTACTS, rows[0].payload
+        if self.options.mode == "single" or self.options.on_missing == "skip":
+            return CONTACTS, rows[0].payload  # preview: the group's first request
         body = (
             b'{"method":"POST","endpoint":"contacts","items":['
             + b",".join(r.payload for r in rows)
@@ -266,6 +271,8 @@ class OmnisendContacts(ContactDestination[OmnisendContactsDestination]):
 
     @override
     def submit(self, rows: list[JobRow]) -> str:
+        if self.options.on_missing == "skip":
+            return self._update_one_by_one(rows)
         if self.options.mode == "single":
             return self._send_one_by_one(rows)
         _, body = self.job_request(rows)
@@ -289,6 +296,30 @@ class OmnisendContacts(ContactDestination[OmnisendContactsDestination]):
                 errors[i] = _problem(resp.status_code, data)
             else:
                 raise request_error(f"POST {CONTACTS}", resp)
+        group = f"single-{len(self._outcomes) + 1}"
+        self._outcomes[group] = errors
+        return group
+
+    def _update_one_by_one(self, rows: list[JobRow]) -> str:
+        """``on_missing: skip``: ``PATCH /api/contacts?email=`` per row, which "updates an
+        existing contact" only: 404 (no contact has the address) is a reject of the row."""
+        errors: dict[int, str] = {}
+        for i, row in enumerate(rows):
+            email = row.identifiers.get("email")
+            resp = self.call("PATCH", CONTACTS, row.payload, params={"email": email})
+            if resp.status_code in (200, 201):
+                continue
+            data = json_object(resp, f"PATCH {CONTACTS}") if resp.content else {}
+            listed = isinstance(data.get("errors"), list) and bool(data["errors"])
+            if resp.status_code == 404:
+                errors[i] = (
+                    "no Omnisend contact has this e-mail, and on_missing: skip creates none "
+                    "(tried again next run; set on_missing: create to create it)"
+                )
+            elif resp.status_code == 409 or (resp.status_code in (400, 422) and listed):
+                errors[i] = _problem(resp.status_code, data)
+            else:
+                raise request_error(f"PATCH {CONTACTS}", resp, (email or "",))
         group = f"single-{len(self._outcomes) + 1}"
         self._outcomes[group] = errors
         return group
