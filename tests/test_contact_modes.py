@@ -428,3 +428,97 @@ def test_update_only_where_the_vendor_has_none_is_a_config_error(
     out, err = capsys.readouterr()
     assert "on_missing: skip (update-only) is not available" in out + err
     assert "on_missing: create" in out + err
+
+
+# --------------------------------------------------------------------------- (e) untag
+
+
+@pytest.mark.parametrize("mode", ["batch", "single"])
+def test_omnisend_untag_removes_the_sync_tag_from_vanished_rows_only(
+    tmp_path: Path,
+    duck: Warehouse,
+    sb: SandboxServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    mode: str,
+) -> None:
+    """``on_removed: untag``: every contact sent carries ``removed_tag`` (beside its mapped
+    tags); a row deleted from the source loses it (``DELETE /api/contacts/tags``), its contact
+    and other tags stay. Failed on main: untag was no option (unlist a config error)."""
+    duck.run(
+        "DROP TABLE IF EXISTS customers",
+        "CREATE TABLE customers (customer_id INTEGER, email VARCHAR, first_name VARCHAR, "
+        "tags VARCHAR[])",
+    )
+    duck.insert(
+        "customers",
+        [
+            {"customer_id": i, "email": f"c{i}@example.com", "first_name": f"N{i}", "tags": ["vip"]}
+            for i in range(4)
+        ],
+    )
+    duck.dispose()
+    configure(
+        tmp_path,
+        monkeypatch,
+        f"{{table: customers, primary_key: [customer_id], url: '{duck.url}'}}",
+        "{type: omnisend_contacts, api_key: '${OMNISEND_API_KEY}', base_url: "
+        f"'{sb.url}', options: {{{POLLING}, null_fields: keep, mode: {mode}, "
+        "on_removed: untag, removed_tag: synced}}",
+        "{identifiers: {email: email}, contact_properties: {firstName: first_name, tags: tags}}",
+    )
+
+    def sync() -> dict[str, Any]:
+        duck.dispose()
+        code = main(["sync", "customers", "--json"])
+        out, err = capsys.readouterr()
+        assert code == 0, out + err
+        result: dict[str, Any] = json.loads(out)
+        return result
+
+    def tags(i: int) -> list[str]:
+        record = sb.contact("omnisend_contacts", f"c{i}@example.com")
+        assert record is not None
+        return sorted(record["tags"])
+
+    assert sync()["delivered"] == 4
+    assert all(tags(i) == ["synced", "vip"] for i in range(4))
+    duck.run("DELETE FROM customers WHERE customer_id = 2")
+    mark = len(sb.requests)
+    second = sync()
+    assert (second["removed"], second["unlisted"], second["sent"]) == (1, 1, 0), second
+    assert tags(2) == ["vip"] and [tags(i) for i in (0, 1, 3)] == [["synced", "vip"]] * 3
+    assert len(sb.contacts("omnisend_contacts")) == 4  # nobody deleted
+    assert [(r.method, r.path) for r in sb.requests[mark:]] == [("DELETE", "/api/contacts/tags")]
+    third = sync()
+    assert (third["removed"], third["unlisted"], third["sent"]) == (0, 0, 0)
+
+
+def test_untag_is_omnisend_s_and_needs_a_tag(
+    tmp_path: Path,
+    duck: Warehouse,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    duck.run(
+        "DROP TABLE IF EXISTS customers",
+        "CREATE TABLE customers (customer_id INTEGER, email VARCHAR, first_name VARCHAR)",
+    )
+    duck.dispose()
+    source = f"{{table: customers, primary_key: [customer_id], url: '{duck.url}'}}"
+    for vendor, option, expected in [
+        ("omnisend", "on_removed: untag", "set options.removed_tag"),
+        ("klaviyo", "on_removed: untag", "use on_removed: unlist or keep"),
+        ("omnisend", "on_removed: unlist", "on_removed: untag with options.removed_tag"),
+    ]:
+        _, destination, mapping, _ = VENDORS[vendor]
+        configure(
+            tmp_path,
+            monkeypatch,
+            source,
+            destination.replace("URL", "http://127.0.0.1:9").replace("}}", f", {option}}}}}"),
+            mapping,
+        )
+        assert main(["validate"]) == 2, (vendor, option)
+        out, err = capsys.readouterr()
+        assert expected in out + err, (vendor, option, out + err)

@@ -169,13 +169,14 @@ def unlist_problem(sync: SyncConfig, types: dict[str, str], *, key_order: bool) 
     error at ``validate`` and at the start of a run, never a quiet 0 removed. None when it
     can (or the sync does not unlist)."""
     options = sync.destination.options
-    if str(getattr(options, "on_removed", "keep")) != "unlist":
+    mode = str(getattr(options, "on_removed", "keep"))
+    if mode not in ("unlist", "untag"):
         return None
     where = sync.source_path or sync.name
     keep = "or set destination.options.on_removed: keep (removed rows are then left alone)"
     if not key_order:
         return (
-            f"{where}: destination.options.on_removed: unlist cannot find removed rows: this "
+            f"{where}: destination.options.on_removed: {mode} cannot find removed rows: this "
             "warehouse does not return keys in byte order (removed rows are found by merging "
             "the source's keys, in order, with the stored ones; DuckDB, PostgreSQL, MySQL and "
             "Snowflake do, see docs/warehouses.md), so every run would count 0 removed. Fix: "
@@ -186,7 +187,7 @@ def unlist_problem(sync: SyncConfig, types: dict[str, str], *, key_order: bool) 
     if kinds_for(kinds) is None:
         bad = ", ".join(f"{c} ({k or 'unknown type'})" for c, k in zip(pk, kinds, strict=True))
         return (
-            f"{where}: destination.options.on_removed: unlist cannot find removed rows: the "
+            f"{where}: destination.options.on_removed: {mode} cannot find removed rows: the "
             f"primary key {bad} is not integer or text columns, the only keys whose order the "
             "diff can merge with the stored contacts (a date, timestamp or decimal key would "
             "count 0 removed, always). Fix: key the source by an integer or text column "

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 from urllib.parse import quote
 
 import orjson
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from ..core.errors import ConfigError, RequestError
 from ..core.options import CommonOptions
@@ -45,10 +45,12 @@ class ContactOptions(CommonOptions):
     jobs_in_flight: int = Field(
         2, ge=1, le=16, description="Import jobs submitted and not yet confirmed at once."
     )
-    on_removed: Literal["keep", "unlist"] = Field(
+    on_removed: Literal["keep", "unlist", "untag"] = Field(
         "keep",
-        description="Rows that vanish from the source: keep (do nothing) or unlist (remove "
-        "their profiles from the sync's list(s)). Never unsubscribes or deletes anyone.",
+        description="Rows that vanish from the source: keep (do nothing), unlist (remove "
+        "their profiles from the sync's list(s); Klaviyo, Brevo) or untag (remove "
+        "options.removed_tag from their contacts; Omnisend). Never unsubscribes or deletes "
+        "anyone.",
     )
     on_missing: Literal["create", "skip"] = Field(
         "create",
@@ -70,6 +72,19 @@ class ContactOptions(CommonOptions):
         """Options that change what a profile looks like at the vendor: part of the mapping
         fingerprint, so changing one re-sends every row."""
         return {}
+
+    # Destinations whose contacts carry a tag standing in for a list (``on_removed: untag``).
+    untag_ok: ClassVar[bool] = False
+
+    @field_validator("on_removed")
+    @classmethod
+    def _untag_where_tags_stand_in(cls, value: str) -> str:
+        if value == "untag" and not cls.untag_ok:
+            raise ValueError(
+                "on_removed: untag is Omnisend's (a tag standing in for a list); this "
+                "destination has lists: use on_removed: unlist or keep"
+            )
+        return value
 
 
 def identity(identifiers: dict[str, str]) -> set[tuple[str, str]]:
@@ -262,7 +277,8 @@ class ContactDestination(Destination[ConfigT]):
 
     # -- removed rows ----------------------------------------------------------------------
     def unlist(self, rows: list[Gone]) -> dict[int, str]:
-        """Remove these contacts from the sync's list(s) (``on_removed: unlist``): never
+        """Remove these contacts from the sync's list(s) (``on_removed: unlist``; Omnisend:
+        remove the sync's tag, ``untag``): never
         unsubscribe, never delete. Returns row index → reason for the rows the vendor
         refused; raises ``RequestError`` when the request itself failed. At most
         ``max_unlist_per_request`` rows per call. The base has no lists."""

@@ -158,7 +158,7 @@ class ContactRun:
                 problems = self.dest.preflight(self.sync, reader.column_types())
                 if problems:
                     raise ConfigError(problems)
-            unlist = str(getattr(self.dest.options, "on_removed", "keep")) == "unlist"
+            unlist = str(getattr(self.dest.options, "on_removed", "keep")) in ("unlist", "untag")
             self.unlisting = unlist and not self.dry_run
             self.conflicts.present = self._present(reader)
             self.differ.setup(reader, unlist=unlist, collect=self.unlisting)

@@ -149,6 +149,14 @@ def _omnisend_update(
     )
 
 
+def _omnisend_remove_tags(
+    params: Mapping[str, str], query: Mapping[str, str], body: bytes, h: Message, ctx: Context
+) -> Reply:
+    return omnisend_contacts.handle_remove_tags(
+        body, h.get("Content-Type"), h.get("Omnisend-Version"), ctx.contacts
+    )
+
+
 def _omnisend_batch(
     params: Mapping[str, str], query: Mapping[str, str], body: bytes, h: Message, ctx: Context
 ) -> Reply:
@@ -280,6 +288,13 @@ ROUTES: tuple[ContactRoute, ...] = (
     ),
     ContactRoute("POST", _p(r"/api/contacts"), "omnisend_contacts", "omnisend", _omnisend_contact),
     ContactRoute("PATCH", _p(r"/api/contacts"), "omnisend_contacts", "omnisend", _omnisend_update),
+    ContactRoute(
+        "DELETE",
+        _p(r"/api/contacts/tags"),
+        "omnisend_contacts_poll",
+        "omnisend",
+        _omnisend_remove_tags,
+    ),
     ContactRoute("POST", _p(r"/api/batches"), "omnisend_contacts", "omnisend", _omnisend_batch),
     ContactRoute(
         "GET",

@@ -332,6 +332,49 @@ def handle_update(
     return reply
 
 
+def handle_remove_tags(
+    body: bytes, content_type: str | None, version: str | None, store: ContactStore
+) -> Reply:
+    """``DELETE /api/contacts/tags``: remove ``tags`` from the contacts named by
+    ``contactIDs``, ``emails`` or ``phones`` (204; unknown contacts are no error), or the 400
+    problem. Nothing else of a contact changes."""
+    bad = version_error(version)
+    if bad is not None:
+        return bad
+    try:
+        payload = _json(body, content_type)
+    except Rejected as exc:
+        return exc.reply
+    errors: list[FieldError] = []
+    tags = payload.get("tags") if isinstance(payload, dict) else None
+    if not isinstance(tags, list) or not tags or not all(isinstance(t, str) for t in tags):
+        errors.append(_field("tags", "required", "tags must be a non-empty array of strings"))
+    named = {k: payload.get(k) for k in ("contactIDs", "emails", "phones")} if not errors else {}
+    if not errors and not any(isinstance(v, list) and v for v in named.values()):
+        errors.append(_field("emails", "required", "one of contactIDs, emails, phones is required"))
+    if errors:
+        return validation(errors)
+    drop = set(tags or ())
+
+    def apply(book: ProfileBook) -> int:
+        found = 0
+        ids = [("email", v) for v in named.get("emails") or ()]
+        ids += [("phone", v) for v in named.get("phones") or ()]
+        targets = [book.find({k: v}) for k, v in ids]
+        targets += [i for i in named.get("contactIDs") or () if isinstance(i, str)]
+        for record_id in {t for t in targets if t is not None}:
+            try:
+                record = book.get(record_id)
+            except KeyError:
+                continue
+            record["tags"] = [t for t in record.get("tags") or () if t not in drop]
+            found += 1
+        return found
+
+    store.apply_now(KIND, apply)
+    return Reply(204, b"")
+
+
 # --------------------------------------------------------------------------- batches
 
 

@@ -40,10 +40,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import orjson
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from typing_extensions import override
 
 from ...core.errors import RequestError
@@ -54,6 +54,7 @@ from ..contact_endpoint import (
     Contact,
     ContactDestination,
     ContactOptions,
+    Gone,
     Http,
     JobResult,
     JobRow,
@@ -89,6 +90,7 @@ TEXT_FIELDS = tuple(name for name in STANDARD if name != "tags")
 CUSTOM_NAME = re.compile(r"[A-Za-z0-9_]{1,128}")
 BATCHES = "/api/batches"
 CONTACTS = "/api/contacts"
+CONTACT_TAGS = "/api/contacts/tags"  # DELETE: remove tags by contactIDs, emails or phones
 
 
 class OmnisendContactsOptions(ContactOptions):
@@ -113,15 +115,40 @@ class OmnisendContactsOptions(ContactOptions):
         "warning.",
     )
 
+    removed_tag: str | None = Field(
+        None,
+        min_length=1,
+        max_length=100,
+        description="on_removed: untag: a tag put on every contact the sync sends and removed "
+        "(DELETE /api/contacts/tags) from the contacts whose source rows vanish; a segment on "
+        "it stands in for a list.",
+    )
+    untag_ok: ClassVar[bool] = True
+
     @field_validator("on_removed")
     @classmethod
     def _no_lists(cls, value: str) -> str:
         if value == "unlist":
             raise ValueError(
                 "Omnisend's API (2026-03-15) has no lists to remove a contact from (audiences "
-                "are segments and tags); use on_removed: keep"
+                "are segments and tags); use on_removed: untag with options.removed_tag (a tag "
+                "standing in for a list), or keep"
             )
         return value
+
+    @model_validator(mode="after")
+    def _untag_needs_a_tag(self) -> OmnisendContactsOptions:
+        if self.on_removed == "untag" and not self.removed_tag:
+            raise ValueError(
+                "on_removed: untag removes the sync's tag from vanished rows' contacts, and "
+                "this sync has none: set options.removed_tag (e.g. 'synced-customers')"
+            )
+        return self
+
+    @override
+    def fingerprint_fields(self) -> dict[str, Any]:
+        # The tag is part of every contact sent: setting it sends every row again (tagged).
+        return {"removed_tag": self.removed_tag} if self.removed_tag else {}
 
 
 class OmnisendContactsDestination(DestinationSettings):
@@ -141,6 +168,8 @@ class OmnisendContacts(ContactDestination[OmnisendContactsDestination]):
 
     type = "omnisend_contacts"
     config_model = OmnisendContactsDestination
+    # DELETE /api/contacts/tags: no limit found in the reference; as many as a batch holds.
+    max_unlist_per_request = 100
     options: OmnisendContactsOptions
     vendor = VENDOR
     default_base_url = "https://api.omnisend.com"
@@ -251,6 +280,13 @@ class OmnisendContacts(ContactDestination[OmnisendContactsDestination]):
             (body if name in STANDARD else custom)[name] = orjson.Fragment(frag)
         if custom:
             body["customProperties"] = custom
+        tag = self.options.removed_tag
+        if tag:  # the sync's tag (on_removed: untag) beside the mapped ones
+            mapped = contact.properties.get("tags")
+            tags = orjson.loads(mapped) if mapped is not None else []
+            if isinstance(tags, list) and tag not in tags:
+                tags.append(tag)
+            body["tags"] = tags
         return orjson.dumps(body)
 
     # -- jobs --------------------------------------------------------------------------
@@ -341,6 +377,34 @@ class OmnisendContacts(ContactDestination[OmnisendContactsDestination]):
             f"Omnisend batch {job_id} ended {status!r}: none of its contacts is confirmed; "
             "they are sent again by the next run"
         )
+
+    @override
+    def unlist(self, rows: list[Gone]) -> dict[int, str]:
+        """``on_removed: untag``: ``DELETE /api/contacts/tags`` removes ``removed_tag`` from
+        these contacts, found by their stored e-mails (or phones); nothing else changes."""
+        tag = self.options.removed_tag
+        if self.options.on_removed != "untag" or not tag:
+            return super().unlist(rows)
+        refused: dict[int, str] = {}
+        emails: list[str] = []
+        phones: list[str] = []
+        for i, row in enumerate(rows):
+            if row.identifiers.get("email"):
+                emails.append(row.identifiers["email"])
+            elif row.identifiers.get("phone"):
+                phones.append(row.identifiers["phone"])
+            else:
+                refused[i] = "no stored e-mail or phone to find its contact: remove the tag by hand"
+        body: dict[str, Any] = {"tags": [tag]}
+        if emails:
+            body["emails"] = emails
+        if phones:
+            body["phones"] = phones
+        if emails or phones:
+            resp = self.call("DELETE", CONTACT_TAGS, orjson.dumps(body))
+            if resp.status_code not in (200, 202, 204):
+                raise request_error(f"DELETE {CONTACT_TAGS}", resp, (*emails, *phones))
+        return refused
 
     @override
     def result(self, job_id: str, rows: list[JobRow]) -> JobResult:
