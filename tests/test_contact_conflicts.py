@@ -202,3 +202,46 @@ def test_an_owner_removed_from_the_source_frees_its_identifiers_in_the_same_run(
     assert "2" not in env.open_rejects()
     again = env.sync()
     assert (again["sent"], again["conflicts"], again["rejected"]) == (0, 0, 0), again
+
+
+def test_upgrading_a_store_gives_confirmed_rows_their_identifiers(tmp_path: Path) -> None:
+    """A store from before the identifier table (hashes with identifiers) opened by this
+    connector: migration 6 fills the table from the stored identifiers, so a duplicate row
+    already waiting as a reject cannot take the profile over after the upgrade."""
+    from connector.store.schema import MIGRATIONS, SCHEMA_VERSION, contact_idents_migration
+    from connector.store.state import StateStore
+
+    step = next(m.version for m in MIGRATIONS if m.apply is contact_idents_migration)
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    StateStore(url).engine.dispose()
+    engine = sa.create_engine(url)
+    with engine.begin() as c:
+        c.execute(sa.text("DROP TABLE connector_contact_idents"))
+        c.execute(sa.text(f"UPDATE connector_schema_version SET version = {step - 1}"))
+        for key, ids in [
+            ("1", '{"email": "Same@Example.com", "external_id": "1"}'),
+            ("2", '{"email": "same@example.com", "external_id": "2"}'),  # an old duplicate
+            ("3", None),
+        ]:
+            c.execute(
+                sa.text(
+                    "INSERT INTO connector_contact_hashes (sync, key, hash, confirmed_at, "
+                    "identifiers) VALUES ('s', :k, 'h', '2026-01-01 00:00:00', :i)"
+                ),
+                {"k": key, "i": ids},
+            )
+    engine.dispose()
+    StateStore(url).engine.dispose()
+    engine = sa.create_engine(url)
+    with engine.connect() as c:
+        rows = c.execute(
+            sa.text("SELECT kind, value, key FROM connector_contact_idents ORDER BY kind, value")
+        ).all()
+        version = c.execute(sa.text("SELECT version FROM connector_schema_version")).scalar()
+    engine.dispose()
+    assert version == SCHEMA_VERSION
+    assert [tuple(r) for r in rows] == [
+        ("email", "same@example.com", "1"),
+        ("external_id", "1", "1"),
+        ("external_id", "2", "2"),
+    ]

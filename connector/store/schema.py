@@ -167,6 +167,54 @@ contact_idents = sa.Table(
 )
 
 
+def contact_idents_migration(c: sa.Connection) -> None:
+    """The ``MIGRATIONS`` step: the table, filled from the identifiers the hashes table keeps
+    for confirmed rows (so a store upgraded with duplicates in it does not let one more row
+    overwrite a profile): every identifier, e-mails lower-cased, the first key in key order
+    owning a value two stored rows share. 5,000 rows a statement."""
+    import json  # (orjson is not a dependency of the store layer)
+
+    contact_idents.create(c, checkfirst=True)
+    h = contact_hashes.c
+    after: tuple[str, str] | None = None
+    while True:
+        q = sa.select(h.sync, h.key, h.identifiers).where(h.identifiers.is_not(None))
+        if after is not None:
+            q = q.where(sa.tuple_(h.sync, h.key) > sa.tuple_(*after))
+        rows = c.execute(q.order_by(h.sync, h.key).limit(5_000)).all()
+        if not rows:
+            return
+        after = (rows[-1][0], rows[-1][1])
+        owned: dict[tuple[str, str, str], str] = {}
+        for sync, key, text in rows:
+            try:
+                idents = json.loads(text)
+            except ValueError:
+                continue
+            if not isinstance(idents, dict):
+                continue
+            for kind, value in idents.items():
+                if isinstance(value, str) and value and len(value) <= 1000:
+                    norm = value.lower() if kind == "email" else value
+                    owned.setdefault((sync, kind, norm), key)
+        if owned:
+            taken = {
+                (r[0], r[1], r[2])
+                for r in c.execute(
+                    sa.select(
+                        contact_idents.c.sync, contact_idents.c.kind, contact_idents.c.value
+                    ).where(contact_idents.c.value.in_([v for _, _, v in owned]))
+                )
+            }
+            fresh = [
+                {"sync": s_, "scope": "incremental", "kind": k, "value": v, "key": key}
+                for (s_, k, v), key in owned.items()
+                if (s_, k, v) not in taken
+            ]
+            if fresh:
+                c.execute(contact_idents.insert(), fresh)
+
+
 def contact_hashes_migration(c: sa.Connection) -> None:
     """The ``MIGRATIONS`` step: the table, or on a store that has the table of the
     connector that made it on first use, its two new columns; then the covering index."""
@@ -190,6 +238,6 @@ MIGRATIONS: list[Migration] = [
     Migration(3, "run leases", create(leases)),
     Migration(4, "shared pacer slots", create(pacer_slots)),
     Migration(5, "contact hashes (key order, identifiers)", contact_hashes_migration),
-    Migration(6, "contact identifiers of confirmed rows (conflicts)", create(contact_idents)),
+    Migration(6, "contact identifiers of confirmed rows (conflicts)", contact_idents_migration),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
