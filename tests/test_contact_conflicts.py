@@ -245,3 +245,30 @@ def test_upgrading_a_store_gives_confirmed_rows_their_identifiers(tmp_path: Path
         ("external_id", "1", "1"),
         ("external_id", "2", "2"),
     ]
+
+
+class _NoStore:
+    """A ``HashStore`` stand-in holding no confirmed identifiers."""
+
+    def owners(self, sync: str, kind: str, values: list[str]) -> dict[str, str]:
+        return {}
+
+
+class _Row:
+    def __init__(self, key: str, **identifiers: str) -> None:
+        self.key, self.identifiers = key, identifiers
+
+
+@pytest.mark.parametrize("kinds", [("email",), ("email", "phone")])
+def test_rows_in_flight_conflict_until_their_job_settles(kinds: tuple[str, ...]) -> None:
+    from connector.contacts.conflicts import Conflicts
+
+    c = Conflicts("s", _NoStore(), kinds)  # type: ignore[arg-type]
+    first = c.screen([_Row("1", email="A@x.io", phone="+1"), _Row("2", email="a@X.io")])
+    assert list(first) == [1] and "row 1, sent earlier in this run" in first[1]
+    assert list(c.screen([_Row("3", email="a@x.io")])) == [0]  # row 1 still in flight
+    if len(kinds) == 2:
+        assert list(c.screen([_Row("4", email="b@x.io", phone="+1")])) == [0]
+    c.settle(["1"])  # its job finished: it owns nothing in flight any more
+    assert c.screen([_Row("3", email="a@x.io", phone="+1")]) == {}
+    assert all(not values or set(values.values()) == {"3"} for values in c.pending.values())

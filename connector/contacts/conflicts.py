@@ -59,7 +59,10 @@ def pairs(identifiers: Mapping[str, str], kinds: Sequence[str]) -> list[Pair]:
     for kind in kinds:
         value = identifiers.get(kind)
         if value:
-            out.append((kind, value.lower() if kind == "email" else value))
+            if kind == "email":
+                low = value.lower()
+                value = value if low == value else low  # the row's own string when equal
+            out.append((kind, value))
     return out
 
 
@@ -67,9 +70,10 @@ class Conflicts:
     """The identifier conflicts of one contact run (see the module docstring).
 
     ``pending`` holds the identifiers of this run's rows that are screened and not yet
-    settled (``claims``: each such key's); a settled job's rows (confirmed: now stored;
-    refused: owned by nobody) leave it at the next ``screen``, after the store was read, so
-    no identifier is ever in neither.
+    settled (name → value → key; ``claims``: each such key's, its value alone when one name
+    is tracked — the run holds one per row in flight, so they are kept small); a settled
+    job's rows (confirmed: now stored; refused: owned by nobody) leave it at the next
+    ``screen``, after the store was read, so no identifier is ever in neither.
     """
 
     def __init__(
@@ -86,8 +90,9 @@ class Conflicts:
         self.kinds = kinds
         self.present = present  # which of these keys the source still has (None: all)
         self.dry_run = dry_run  # frees nothing in the store
-        self.pending: dict[Pair, str] = {}
-        self.claims: dict[str, list[Pair]] = {}
+        self.pending: dict[str, dict[str, str]] = {kind: {} for kind in kinds}
+        self.claims: dict[str, str | tuple[Pair, ...]] = {}
+        self.single = kinds[0] if len(kinds) == 1 else None
         self.settled: list[str] = []
         self.count = 0  # rows rejected as conflicts
         self.freed = 0  # owners found gone from the source, their identifiers let go
@@ -108,11 +113,16 @@ class Conflicts:
                 wanted.setdefault(kind, set()).add(value)
         stored = {k: self.hashes.owners(self.sync, k, sorted(v)) for k, v in wanted.items()}
         self._drop_vanished(rows, per_row, stored)
-        pending, claims = self.pending, self.claims
+        pending, claims, single = self.pending, self.claims, self.single
         for key in settled:
-            for pair in claims.pop(key, ()):
-                if pending.get(pair) == key:
-                    del pending[pair]
+            claim = claims.pop(key, None)
+            if claim is None:
+                continue
+            held = ((single or "", claim),) if isinstance(claim, str) else claim
+            for kind, value in held:
+                owned = pending[kind]
+                if owned.get(value) == key:
+                    del owned[value]
         reasons: dict[int, str] = {}
         for i, (row, ps) in enumerate(zip(rows, per_row, strict=True)):
             key = row.key
@@ -122,7 +132,7 @@ class Conflicts:
                 if other is not None and other != key:
                     reason = stored_conflict(kind, other)
                     break
-                other = pending.get((kind, value))
+                other = pending[kind].get(value)
                 if other is not None and other != key:
                     reason = (
                         f"identifier conflict: its {kind} is also the {kind} of row {other}, "
@@ -134,9 +144,9 @@ class Conflicts:
                 reasons[i] = reason
                 continue
             if ps:
-                claims[key] = ps
-                for pair in ps:
-                    pending[pair] = key
+                claims[key] = ps[0][1] if single is not None else tuple(ps)
+                for kind, value in ps:
+                    pending[kind][value] = key
         self.count += len(reasons)
         return reasons
 

@@ -354,25 +354,29 @@ class HashStore:
         return out
 
     def owned_by(self, sync: str, kind: str, keys: Sequence[str]) -> dict[str, str]:
-        """key → the value of identifier ``kind`` it owns, for the given keys that own one."""
+        """key → the value of identifier ``kind`` it owns, for the given keys that own one.
+
+        Selected by key alone and the kind filtered here: with ``kind`` in the WHERE clause
+        SQLite walked the primary key's whole ``kind`` range instead of the key index.
+        """
         out: dict[str, str] = {}
         with self._cursor() as cur:
             for start in range(0, len(keys), _LOOKUP):
                 part = list(keys[start : start + _LOOKUP])
                 if self.pg:
                     cur.execute(
-                        f"SELECT key, value FROM {_IDENTS} WHERE sync = %s AND scope = %s "
-                        "AND kind = %s AND key = ANY(%s)",
-                        (sync, INCREMENTAL, kind, part),
+                        f"SELECT key, kind, value FROM {_IDENTS} WHERE sync = %s AND scope = %s "
+                        "AND key = ANY(%s)",
+                        (sync, INCREMENTAL, part),
                     )
                 else:
                     marks = ",".join("?" * len(part))
                     cur.execute(
-                        f"SELECT key, value FROM {_IDENTS} WHERE sync = ? AND scope = ? "
-                        f"AND kind = ? AND key IN ({marks})",
-                        [sync, INCREMENTAL, kind, *part],
+                        f"SELECT key, kind, value FROM {_IDENTS} WHERE sync = ? AND scope = ? "
+                        f"AND key IN ({marks})",
+                        [sync, INCREMENTAL, *part],
                     )
-                out.update(cur.fetchall())
+                out.update((k, v) for k, kd, v in cur.fetchall() if kd == kind)
         return out
 
     def free(self, sync: str, keys: Sequence[str]) -> None:
