@@ -73,6 +73,7 @@ class Env:
         vendor: str,
         *,
         cursor: bool = False,
+        state_url: str | None = None,
     ) -> None:
         self.duck, self.sb, self.capsys = duck, sb, capsys
         self.kind, destination, mapping, self.field = VENDORS[vendor]
@@ -86,7 +87,7 @@ class Env:
             + destination.replace("URL", sb.url).replace("POLLING", POLLING)
             + f"\nmapping: {mapping}\n"
         )
-        self.state_url = f"sqlite:///{tmp_path / 'state.db'}"
+        self.state_url = state_url or f"sqlite:///{tmp_path / 'state.db'}"
         monkeypatch.setenv("CONNECTOR_CONFIG_DIR", str(config))
         monkeypatch.setenv("CONNECTOR_STATE_URL", self.state_url)
         monkeypatch.setenv("KLAVIYO_API_KEY", "pk_sandbox")
@@ -272,3 +273,28 @@ def test_rows_in_flight_conflict_until_their_job_settles(kinds: tuple[str, ...])
     c.settle(["1"])  # its job finished: it owns nothing in flight any more
     assert c.screen([_Row("3", email="a@x.io", phone="+1")]) == {}
     assert all(not values or set(values.values()) == {"3"} for values in c.pending.values())
+
+
+def test_conflicts_with_the_state_store_on_postgresql(
+    tmp_path: Path,
+    duck: Warehouse,
+    sb: SandboxServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    pg_url: str,
+) -> None:
+    """The same rules with the identifiers on PostgreSQL: held across runs, freed when the
+    owner leaves the source, an e-mail change found by key."""
+    three_sharing_one_email(duck, cursor=True)
+    env = Env(tmp_path, duck, sb, monkeypatch, capsys, "omnisend", cursor=True, state_url=pg_url)
+    assert env.sync()["conflicts"] == 2
+    assert env.sync()["conflicts"] == 2
+    duck.run(
+        "UPDATE customers SET email = 'four@example.com', updated_at = '2026-02-01' "
+        "WHERE customer_id = 4"
+    )
+    assert env.sync()["email_changed"] == 1
+    duck.run("DELETE FROM customers WHERE customer_id IN (1, 3)")
+    last = env.sync()
+    assert (last["delivered"], last["conflicts"], last["rejected"]) == (1, 0, 0), last
+    assert env.name_of("same@example.com") == "First2"
