@@ -447,7 +447,7 @@ def test_a_failed_brevo_lookup_puts_no_email_in_logs_run_errors_or_the_state_sto
     """Brevo's contact lookup (``GET /v3/contacts/{identifier}``, made when a list removal
     does not confirm a contact) carries the e-mail address in its path: however it fails,
     the address reaches no log line, no printed or stored run error and no table of the state
-    store but the one that keeps confirmed contacts' identifiers (which is what lets the run
+    store but the two that keep confirmed contacts' identifiers (which is what lets the run
     find them to unlist)."""
     five_customers(duck)
     (tmp_path / "config" / "syncs").mkdir(parents=True)
@@ -492,5 +492,7 @@ def test_a_failed_brevo_lookup_puts_no_email_in_logs_run_errors_or_the_state_sto
     engine.dispose()
     assert run_error and "GET" in run_error  # the failure is told, without its data
     assert "c3@example.com" in stored.pop("connector_contact_hashes")  # the check can see it
+    # The identifiers confirmed rows own (issue 19 item 4: conflicts across runs).
+    assert "c3@example.com" in stored.pop("connector_contact_idents")
     for where, text in {"log": logged, "output": printed, **stored}.items():
         assert not any(form in text for form in EMAIL_FORMS), (where, text)

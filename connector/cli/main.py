@@ -401,6 +401,10 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         deprecation = dest_cls.deprecation if dest_cls is not None else None
         if deprecation:
             print(f"     deprecated: {deprecation}")
+    from ..contacts.external_ids import external_id_overlaps  # issue 19: shared Klaviyo ids
+
+    for warning in external_id_overlaps([loaded.syncs[n] for n in names if n in loaded.syncs]):
+        print(f"warning: {warning}")
     if problems:
         print("\n".join(problems), file=sys.stderr)
         return EXIT_USAGE

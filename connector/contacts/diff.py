@@ -85,6 +85,8 @@ class Hasher:
         self.sync = sync
         self.prefix = fingerprint(sync) + _SEP
         self.order: KeyOrder | None = None  # set: pages carry their keys' ords
+        # Klaviyo ``options.external_id_prefix``: put in front of every external_id.
+        self.id_prefix: str | None = getattr(sync.destination.options, "external_id_prefix", None)
 
     def ords(self, chunk: Chunk) -> pa.Array | None:
         """The ords of ``chunk``'s keys, or None when this page's key values have no
@@ -122,6 +124,10 @@ class Hasher:
         for name, col in m.identifiers.items():
             idents[name] = _text(
                 t.column(col).combine_chunks(), col, f"identifiers.{name}", reasons
+            )
+        if self.id_prefix is not None and "external_id" in idents:
+            idents["external_id"] = pc.binary_join_element_wise(
+                self.id_prefix, idents["external_id"], ""
             )
         props = Props(
             {name: t.column(col).combine_chunks() for name, col in m.contact_properties.items()},

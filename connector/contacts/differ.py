@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 
 from ..config.sync_file import SyncConfig
+from ..core.errors import ConfigError
 from ..core.logcontext import get_logger
 from ..map.mapper import Chunk
 from ..read.source import Reader
@@ -79,12 +80,9 @@ class Differ:
             # A cursor run: vanished rows are found by a key-only scan after the run's pages.
             self.scan = Merge(self.hashes, name, order, collect=self.collect)
         elif self.unlist and whole:
-            log.warning(
-                "%s: on_removed: unlist needs an integer or text primary key on a warehouse "
-                "ordering keys by their bytes (docs/warehouses.md) to find removed rows; none "
-                "are removed this run",
-                name,
-            )
+            problem = unlist_problem(self.sync, types, key_order=reader.key_order)
+            if problem is not None:  # (else a dry run that looks keys up this time)
+                raise ConfigError(problem)
 
     def read(self, chunks: Iterable[Chunk]) -> Iterator[tuple[Chunk, Ahead | None]]:
         """``chunks``, each with its stored range's aggregate when the merge reads it ahead
@@ -163,3 +161,36 @@ class Differ:
             self.removed += len(got)
             if merge.collect:
                 self.gone += got
+
+
+def unlist_problem(sync: SyncConfig, types: dict[str, str], *, key_order: bool) -> str | None:
+    """Why ``on_removed: unlist`` could never find a removed row of this sync (its primary
+    key has no order encoding, or its warehouse does not return keys in byte order): a config
+    error at ``validate`` and at the start of a run, never a quiet 0 removed. None when it
+    can (or the sync does not unlist)."""
+    options = sync.destination.options
+    mode = str(getattr(options, "on_removed", "keep"))
+    if mode not in ("unlist", "untag"):
+        return None
+    where = sync.source_path or sync.name
+    keep = "or set destination.options.on_removed: keep (removed rows are then left alone)"
+    if not key_order:
+        return (
+            f"{where}: destination.options.on_removed: {mode} cannot find removed rows: this "
+            "warehouse does not return keys in byte order (removed rows are found by merging "
+            "the source's keys, in order, with the stored ones; DuckDB, PostgreSQL, MySQL and "
+            "Snowflake do, see docs/warehouses.md), so every run would count 0 removed. Fix: "
+            f"read the table from one of those, {keep}"
+        )
+    pk = sync.source.primary_key
+    kinds = [types.get(c) for c in pk]
+    if kinds_for(kinds) is None:
+        bad = ", ".join(f"{c} ({k or 'unknown type'})" for c, k in zip(pk, kinds, strict=True))
+        return (
+            f"{where}: destination.options.on_removed: {mode} cannot find removed rows: the "
+            f"primary key {bad} is not integer or text columns, the only keys whose order the "
+            "diff can merge with the stored contacts (a date, timestamp or decimal key would "
+            "count 0 removed, always). Fix: key the source by an integer or text column "
+            f"(e.g. CAST(... AS VARCHAR) in a view), {keep}"
+        )
+    return None

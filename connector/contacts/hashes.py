@@ -15,7 +15,7 @@ Two ways to diff a page against them:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -25,14 +25,20 @@ import sqlalchemy as sa
 from ..core.errors import StateError
 from ..core.logcontext import get_logger
 from ..destinations.contact_endpoint import identity
-from ..store.schema import contact_hashes
-from ..store.state import StateStore, now
+from ..store.schema import contact_hashes, contact_idents
+from ..store.state import INCREMENTAL, StateStore, now
 from .keyorder import KeyOrder
 
 log = get_logger("connector.contacts")
 
 _LOOKUP = 5_000  # keys per query (SQLite's default bound-variable limit is 32,766)
 _TABLE = contact_hashes.name
+_IDENTS = contact_idents.name
+# Identifier rows written per statement with the hashes (a row carries one to five).
+_IDENT_UPSERT = (
+    f"INSERT INTO {_IDENTS} (sync, scope, kind, value, key) VALUES (%s, %s, %s, %s, %s) "
+    "ON CONFLICT (sync, scope, kind, value) DO UPDATE SET key = excluded.key"
+)
 
 
 class HashStore:
@@ -42,6 +48,9 @@ class HashStore:
         self.engine = state.engine
         self.pg = self.engine.dialect.name == "postgresql"
         self.order: KeyOrder | None = None  # set by ``prepare``: ords are written on confirm
+        # Identifier names whose values ``confirm`` records as owned by the row's key
+        # (``contacts.conflicts``); empty: none.
+        self.ident_kinds: tuple[str, ...] = ()
 
     # -- raw driver cursors: SQLAlchemy's per-row objects cost more than these queries ------
     @contextmanager
@@ -227,10 +236,20 @@ class HashStore:
         return out
 
     # -- writes ---------------------------------------------------------------------------
-    def confirm(self, sync: str, rows: Iterable[tuple[str, str, dict[str, str] | None]]) -> int:
+    def confirm(
+        self,
+        sync: str,
+        rows: Iterable[tuple[str, str, dict[str, str] | None]],
+        *,
+        fresh: Collection[str] = (),
+    ) -> int:
         """Store the hashes of rows the vendor confirmed (insert or replace): (key, hash,
         identifiers) each; the key's ord comes from ``prepare``'s order. The driver's own
-        ``executemany`` (SQLAlchemy's per-row parameter handling cost more than the insert)."""
+        ``executemany`` (SQLAlchemy's per-row parameter handling cost more than the insert).
+
+        In the same transaction, the values of the ``ident_kinds`` identifiers each row
+        carries become its key's (``connector_contact_idents``), replacing the ones the key
+        held (``fresh``: keys known to hold none, no delete needed)."""
         dialect = self.engine.dialect
         if dialect.name not in ("postgresql", "sqlite"):  # pragma: no cover
             raise StateError(f"contact hashes need SQLite or PostgreSQL, not {dialect.name}")
@@ -240,6 +259,7 @@ class HashStore:
             stamp = to_db(stamp)  # SQLite: the text SQLAlchemy writes and reads
         order = self.order
         dumps = orjson.dumps
+        rows = rows if isinstance(rows, list) else list(rows)
         values = [
             (
                 sync,
@@ -263,9 +283,112 @@ class HashStore:
             cur = c.connection.driver_connection.cursor()  # type: ignore[union-attr]
             try:
                 cur.executemany(sql if self.pg else sql.replace("%s", "?"), values)
+                if self.ident_kinds:
+                    self._own(cur, sync, rows, fresh)
             finally:
                 cur.close()
         return len(values)
+
+    def _own(
+        self,
+        cur: Any,
+        sync: str,
+        rows: list[tuple[str, str, dict[str, str] | None]],
+        fresh: Collection[str],
+    ) -> None:
+        """Record the identifiers of confirmed rows as their keys' (see ``confirm``)."""
+        kinds = self.ident_kinds
+        stale = [k for k, _, _ in rows if k not in fresh]
+        if stale:
+            self._delete_idents(cur, sync, stale)
+        owned = []
+        for key, _, ids in rows:
+            if not ids:
+                continue
+            for kind in kinds:
+                value = ids.get(kind)
+                if value:
+                    owned.append(
+                        (sync, INCREMENTAL, kind, value.lower() if kind == "email" else value, key)
+                    )
+        if owned:
+            cur.executemany(_IDENT_UPSERT if self.pg else _IDENT_UPSERT.replace("%s", "?"), owned)
+
+    def _delete_idents(self, cur: Any, sync: str, keys: Sequence[str]) -> None:
+        for start in range(0, len(keys), _LOOKUP):
+            part = list(keys[start : start + _LOOKUP])
+            if self.pg:
+                cur.execute(
+                    f"DELETE FROM {_IDENTS} WHERE sync = %s AND scope = %s AND key = ANY(%s)",
+                    (sync, INCREMENTAL, part),
+                )
+            else:
+                marks = ",".join("?" * len(part))
+                cur.execute(
+                    f"DELETE FROM {_IDENTS} WHERE sync = ? AND scope = ? AND key IN ({marks})",
+                    [sync, INCREMENTAL, *part],
+                )
+
+    # -- identifiers of confirmed rows (``contacts.conflicts``) ----------------------------
+    def owners(self, sync: str, kind: str, values: Sequence[str]) -> dict[str, str]:
+        """value → the key of the confirmed row that carries it, for the given values of one
+        identifier (e-mails lower-cased) that one carries; ``_LOOKUP`` values a query."""
+        out: dict[str, str] = {}
+        with self._cursor() as cur:
+            for start in range(0, len(values), _LOOKUP):
+                part = list(values[start : start + _LOOKUP])
+                if self.pg:
+                    cur.execute(
+                        f"SELECT value, key FROM {_IDENTS} WHERE sync = %s AND scope = %s "
+                        "AND kind = %s AND value = ANY(%s)",
+                        (sync, INCREMENTAL, kind, part),
+                    )
+                else:
+                    marks = ",".join("?" * len(part))
+                    cur.execute(
+                        f"SELECT value, key FROM {_IDENTS} WHERE sync = ? AND scope = ? "
+                        f"AND kind = ? AND value IN ({marks})",
+                        [sync, INCREMENTAL, kind, *part],
+                    )
+                out.update(cur.fetchall())
+        return out
+
+    def owned_by(self, sync: str, kind: str, keys: Sequence[str]) -> dict[str, str]:
+        """key → the value of identifier ``kind`` it owns, for the given keys that own one.
+
+        Selected by key alone and the kind filtered here: with ``kind`` in the WHERE clause
+        SQLite walked the primary key's whole ``kind`` range instead of the key index.
+        """
+        out: dict[str, str] = {}
+        with self._cursor() as cur:
+            for start in range(0, len(keys), _LOOKUP):
+                part = list(keys[start : start + _LOOKUP])
+                if self.pg:
+                    cur.execute(
+                        f"SELECT key, kind, value FROM {_IDENTS} WHERE sync = %s AND scope = %s "
+                        "AND key = ANY(%s)",
+                        (sync, INCREMENTAL, part),
+                    )
+                else:
+                    marks = ",".join("?" * len(part))
+                    cur.execute(
+                        f"SELECT key, kind, value FROM {_IDENTS} WHERE sync = ? AND scope = ? "
+                        f"AND key IN ({marks})",
+                        [sync, INCREMENTAL, *part],
+                    )
+                out.update((k, v) for k, kd, v in cur.fetchall() if kd == kind)
+        return out
+
+    def free(self, sync: str, keys: Sequence[str]) -> None:
+        """Let go of the identifiers these keys hold (their source rows are gone)."""
+        if not keys:
+            return
+        with self.engine.begin() as c:
+            cur = c.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            try:
+                self._delete_idents(cur, sync, keys)
+            finally:
+                cur.close()
 
     def delete(self, sync: str, keys: Sequence[str]) -> None:
         """Delete the stored hashes of these keys (contacts removed from the list: a row
@@ -278,6 +401,11 @@ class HashStore:
                 c.execute(
                     contact_hashes.delete().where(
                         contact_hashes.c.sync == sync, contact_hashes.c.key.in_(part)
+                    )
+                )
+                c.execute(
+                    contact_idents.delete().where(
+                        contact_idents.c.sync == sync, contact_idents.c.key.in_(part)
                     )
                 )
 
@@ -297,3 +425,4 @@ class HashStore:
         """Delete every stored hash of ``sync``: its next run sends every row again."""
         with self.engine.begin() as c:
             c.execute(contact_hashes.delete().where(contact_hashes.c.sync == sync))
+            c.execute(contact_idents.delete().where(contact_idents.c.sync == sync))

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 from urllib.parse import quote
 
 import orjson
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from ..core.errors import ConfigError, RequestError
 from ..core.options import CommonOptions
@@ -45,10 +45,19 @@ class ContactOptions(CommonOptions):
     jobs_in_flight: int = Field(
         2, ge=1, le=16, description="Import jobs submitted and not yet confirmed at once."
     )
-    on_removed: Literal["keep", "unlist"] = Field(
+    on_removed: Literal["keep", "unlist", "untag"] = Field(
         "keep",
-        description="Rows that vanish from the source: keep (do nothing) or unlist (remove "
-        "their profiles from the sync's list(s)). Never unsubscribes or deletes anyone.",
+        description="Rows that vanish from the source: keep (do nothing), unlist (remove "
+        "their profiles from the sync's list(s); Klaviyo, Brevo) or untag (remove "
+        "options.removed_tag from their contacts; Omnisend). Never unsubscribes or deletes "
+        "anyone.",
+    )
+    on_missing: Literal["create", "skip"] = Field(
+        "create",
+        description="A row whose profile the vendor does not have: create it (default), or "
+        "skip it (update-only: update the profiles that exist, create none; a missing one is "
+        "a reject, tried again next run). Omnisend only: Klaviyo's bulk import and Brevo's "
+        "contact import have no update-only mode.",
     )
     max_unlist_ratio: float = Field(
         0.5,
@@ -63,6 +72,19 @@ class ContactOptions(CommonOptions):
         """Options that change what a profile looks like at the vendor: part of the mapping
         fingerprint, so changing one re-sends every row."""
         return {}
+
+    # Destinations whose contacts carry a tag standing in for a list (``on_removed: untag``).
+    untag_ok: ClassVar[bool] = False
+
+    @field_validator("on_removed")
+    @classmethod
+    def _untag_where_tags_stand_in(cls, value: str) -> str:
+        if value == "untag" and not cls.untag_ok:
+            raise ValueError(
+                "on_removed: untag is Omnisend's (a tag standing in for a list); this "
+                "destination has lists: use on_removed: unlist or keep"
+            )
+        return value
 
 
 def identity(identifiers: dict[str, str]) -> set[tuple[str, str]]:
@@ -167,6 +189,10 @@ class ContactDestination(Destination[ConfigT]):
     kind = "contacts"
     options: ContactOptions
     max_unlist_per_request: ClassVar[int] = 100
+    # Identifiers the vendor resolves a profile by before the e-mail (Klaviyo external_id,
+    # Brevo ext_id): mapped, a row whose e-mail changes updates the same profile; else it
+    # makes a new one (the run warns, ``contacts.conflicts.Conflicts.moved``).
+    stable_ids: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self, config: ConfigT, api_key: str, sync_name: str, http: Http | None = None
@@ -251,13 +277,34 @@ class ContactDestination(Destination[ConfigT]):
 
     # -- removed rows ----------------------------------------------------------------------
     def unlist(self, rows: list[Gone]) -> dict[int, str]:
-        """Remove these contacts from the sync's list(s) (``on_removed: unlist``): never
+        """Remove these contacts from the sync's list(s) (``on_removed: unlist``; Omnisend:
+        remove the sync's tag, ``untag``): never
         unsubscribe, never delete. Returns row index → reason for the rows the vendor
         refused; raises ``RequestError`` when the request itself failed. At most
         ``max_unlist_per_request`` rows per call. The base has no lists."""
         raise ConfigError(
             f"{self.type} has no list to take contacts off: set options.on_removed: keep"
         )
+
+
+def email_change_warning(sync: SyncView, stable: tuple[str, ...], vendor: str) -> list[str]:
+    """``validate``: a sync that maps an e-mail but none of the ``stable`` identifiers (the
+    ones the vendor resolves a profile by before the e-mail: Klaviyo ``external_id``/``id``,
+    Brevo ``ext_id``; Omnisend has none) makes a new profile when a row's e-mail changes."""
+    idents = sync.mapping.identifiers
+    if "email" not in idents or any(name in idents for name in stable):
+        return []
+    how = (
+        f"map {' or '.join(stable)} from the primary key so {vendor} updates the same profile"
+        if stable
+        else f"{vendor} finds contacts by e-mail (or phone) only, so change the address in "
+        f"{vendor} first if the old contact should keep the history"
+    )
+    return [
+        f"{sync.source_path or sync.name}: a row whose e-mail changes (same key) makes a new "
+        f"{vendor} profile with the new address, and the old profile keeps its values: {how} "
+        "(docs/contacts.md, 'A row whose e-mail changes')"
+    ]
 
 
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")

@@ -1,11 +1,11 @@
 """The import jobs of a contact run: rows packed into jobs, submitted, polled and confirmed.
 
-Rows go into a job up to the vendor's limits (rows, bytes) and never above ``ROWS_PER_JOB``;
-two rows of one job with the same identifier are an identifier conflict (the later row is a
-reject). At most ``options.jobs_in_flight`` jobs wait for confirmation at once. A finished
-job's per-row errors are rejects (judged by the circuit breaker first); every other row is
-confirmed: its hash stored and any open reject of its key closed. A job the vendor cannot
-account for leaves its rows unconfirmed (sent again by the next run).
+Rows go into a job up to the vendor's limits (rows, bytes) and never above ``ROWS_PER_JOB``
+(identifier conflicts are screened before, ``contacts.conflicts``). At most
+``options.jobs_in_flight`` jobs wait for confirmation at once. A finished job's per-row errors
+are rejects (judged by the circuit breaker first); every other row is confirmed: its hash
+stored (with the identifiers it owns) and any open reject of its key closed. A job the vendor
+cannot account for leaves its rows unconfirmed (sent again by the next run).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..contacts.conflicts import Conflicts
 from ..contacts.hashes import HashStore
 from ..core.errors import RequestError
 from ..core.logcontext import get_logger
@@ -41,18 +42,18 @@ VendorReject = tuple[str, str, bytes]
 @dataclass
 class _Job:
     """One import job: its rows (all a confirmation needs), the ``Contact`` of each row only
-    when the destination's ``after_confirm`` needs it, and, while it fills, its size and the
-    identifiers it holds (for conflicts; dropped once submitted)."""
+    when the destination's ``after_confirm`` needs it, its size, and which of its rows had no
+    stored hash (``fresh``: no stored identifiers to replace)."""
 
     rows: list[JobRow] = field(default_factory=list)
     contacts: list[Contact] = field(default_factory=list)
     size: int = 0
-    seen: dict[str, dict[str, str]] = field(default_factory=dict)  # name → value → row key
+    fresh: set[str] = field(default_factory=set)
     job_id: str | None = None
     started: float = 0.0
 
 
-def _compact(payload: bytes) -> bytes:
+def compact_payload(payload: bytes) -> bytes:
     """A right-sized copy of a payload the job keeps until the vendor confirms it. orjson
     (3.12+) returns ``bytes`` whose buffer stays at its initial 4 KiB however short the JSON
     is: 10,000 kept profiles of ~450 bytes held 40 MiB instead of 5 (measured)."""
@@ -80,8 +81,10 @@ class Jobs:
         *,
         dry_run: bool,
         previews: list[dict[str, Any]] | None,
+        conflicts: Conflicts | None = None,
     ) -> None:
         self.shell = shell
+        self.conflicts = conflicts or Conflicts(result.sync, hashes, ())
         self.dest = dest
         self.hashes = hashes
         self.state = state
@@ -100,43 +103,21 @@ class Jobs:
             self._trip_message,
         )
 
-    def add(self, row: JobRow, contact: Contact) -> None:
+    def add(self, row: JobRow, contact: Contact | None, *, new: bool = False) -> None:
         """Put a row in the job filling (submitting it first when the row does not fit);
-        a row with an identifier another row of the job has is a reject instead."""
+        its payload right-sized (``compact_payload``); ``contact`` when ``keep_contacts``;
+        ``new``: the row has no stored hash. Conflicts are screened before
+        (``Conflicts.screen``)."""
         dest = self.dest
         if (
             len(self.job.rows) >= min(dest.limits.max_items, ROWS_PER_JOB)
             or self.job.size + len(row.payload) + 1 + dest.job_overhead() > dest.limits.max_bytes
         ):
             self.flush()
-        idents = []
-        for name in dest.identifier_fields:
-            value = row.identifiers.get(name)
-            if not value:
-                continue
-            if name == "email":
-                lower = value.lower()
-                value = value if lower == value else lower  # the row's own string when equal
-            seen = self.job.seen.setdefault(name, {})
-            other = seen.get(value)
-            if other is not None:
-                self.shell.rejected(
-                    [
-                        reject(
-                            row.key,
-                            f"identifier conflict: {name} is also the {name} of row {other} in "
-                            "the same import job; one profile per identifier (fix the duplicate)",
-                            row.payload,
-                        )
-                    ]
-                )
-                return
-            idents.append((seen, value))
-        for seen, value in idents:
-            seen[value] = row.key
-        row.payload = _compact(row.payload)
         self.job.rows.append(row)
-        if self.keep_contacts:
+        if new:
+            self.job.fresh.add(row.key)
+        if self.keep_contacts and contact is not None:
             self.job.contacts.append(contact)
         self.job.size += len(row.payload) + 1
         self.res.sent += 1
@@ -148,11 +129,11 @@ class Jobs:
         if job.rows and self.previews is not None:
             self.previews.append(job_preview(self.dest, job.rows))
         if not job.rows or self.dry_run:
+            self.conflicts.settle([r.key for r in job.rows])
             return
         self.shell.check_lease()
         job.job_id = self.dest.submit(job.rows)
         job.started = self.rt.clock()
-        job.seen = {}
         self.res.jobs += 1
         self.res.batches = self.res.jobs
         self.outstanding.append(job)
@@ -192,7 +173,8 @@ class Jobs:
         self.shell.delivered(keys)
         self.shell.audit_commit()  # the audit rows are stored before the rows count as sent
         for start in range(0, len(confirmed), CONFIRM_ROWS):  # bounded statement parameters
-            self.hashes.confirm(name, confirmed[start : start + CONFIRM_ROWS])
+            self.hashes.confirm(name, confirmed[start : start + CONFIRM_ROWS], fresh=job.fresh)
+        self.conflicts.settle([r.key for r in job.rows])
         if self.res.run_id:
             self.state.close_rejects(name, INCREMENTAL, keys, self.res.run_id, CLOSED_DELIVERED)
         self.shell.tick()

@@ -24,25 +24,34 @@ from typing import Any
 from ..audit import recorder_for
 from ..audit.tables import CONTACT_ADDED, CONTACT_CHANGED
 from ..config.sync_file import SyncConfig
+from ..contacts.conflicts import Conflicts, tracked_kinds
 from ..contacts.diff import Page
-from ..contacts.differ import Differ
+from ..contacts.differ import Differ, unlist_problem
 from ..contacts.hashes import HashStore
 from ..contacts.merge import Ahead, Merge
-from ..core.errors import ConfigError, ConnectorError, RequestError
+from ..core.errors import ConfigError, ConnectorError, RequestError, SourceError
+from ..core.logcontext import get_logger
 from ..deliver.delivery import Runtime, Stats
 from ..deliver.factory import make_contact_destination
-from ..destinations.contact_endpoint import JobRow
+from ..destinations.contact_endpoint import Contact, JobRow
 from ..map.mapper import Chunk
 from ..read.readahead import read_ahead
-from ..read.source import Reader
+from ..read.source import Reader, warehouse_url
 from ..store.lease import Lease
 from ..store.state import INCREMENTAL, StateStore
-from .contact_jobs import Jobs, reject
+from ..warehouses.registry import warehouse_for
+from .contact_jobs import Jobs, compact_payload, reject
 from .result import ContactResult, SyncResult
 from .shell import RunShell
 from .unlist import Unlister
 
 __all__ = ["ContactResult", "ContactRun", "preview_contacts", "run_contacts"]
+
+log = get_logger("connector.contacts")
+
+# Rows screened for conflicts at a time: one identifier lookup per name for them, and no
+# more of them held beside the jobs (a whole page, 10,000, cost ~7 MiB of peak RSS).
+SCREEN_ROWS = 2_000
 
 
 class ContactRun:
@@ -94,8 +103,14 @@ class ContactRun:
         )
         self.unlisting = False  # on_removed: unlist, and not a dry run (set by ``run``)
         self.unlister = Unlister(self.dest, self.hashes, state, self.res)
+        kinds = tracked_kinds(
+            self.dest.identifier_fields, sync.mapping.identifiers, sync.source.primary_key
+        )
+        self.hashes.ident_kinds = kinds
+        self.conflicts = Conflicts(sync.name, self.hashes, kinds, dry_run=dry_run)
         self._read_upto: tuple[Any, ...] | None = None  # cursor mode: the last row read
         self.previews: list[dict[str, Any]] | None = None  # preview: the job requests
+        self._moved_sample: str | None = None  # a key whose e-mail changed (the warning)
 
     @property
     def merge(self) -> Merge | None:
@@ -144,6 +159,7 @@ class ContactRun:
             self.rt,
             dry_run=self.dry_run,
             previews=self.previews,
+            conflicts=self.conflicts,
         )
         full_scan = self.sync.source.cursor is None
         with Reader(self.sync, self.warehouse_url, byte_order=full_scan) as reader:
@@ -151,8 +167,9 @@ class ContactRun:
                 problems = self.dest.preflight(self.sync, reader.column_types())
                 if problems:
                     raise ConfigError(problems)
-            unlist = str(getattr(self.dest.options, "on_removed", "keep")) == "unlist"
+            unlist = str(getattr(self.dest.options, "on_removed", "keep")) in ("unlist", "untag")
             self.unlisting = unlist and not self.dry_run
+            self.conflicts.present = self._present(reader)
             self.differ.setup(reader, unlist=unlist, collect=self.unlisting)
             # Closed on a failure too: an embedded warehouse's open result is let go now.
             chunks = read_ahead(
@@ -164,6 +181,7 @@ class ContactRun:
                     shell.tick()
         self._removed_after_scan()
         jobs.finish()
+        self._warn_moved()
         if self.differ.gone:
             gone, self.differ.gone = self.differ.gone, []
             self.unlister.unlist(gone, shell)
@@ -212,6 +230,7 @@ class ContactRun:
         todo, added = self.differ.diff(page, ahead)
         res.removed = self.differ.removed
         res.unchanged += n - len(todo)
+        ready: list[tuple[JobRow, Contact | None, bool]] = []
         for i, new in zip(todo, added, strict=True):
             key, h = page.keys[i], page.hashes[i]
             if new:
@@ -234,7 +253,35 @@ class ContactRun:
             if too_big is not None:
                 shell.rejected([reject(key, too_big, payload)])
                 continue
-            jobs.add(JobRow(key, h, contact.identifiers, payload), contact)
+            # Held until screened, SCREEN_ROWS at a time: right-sized (orjson keeps a 4 KiB
+            # buffer per payload), the ``Contact`` only when the job keeps it.
+            row = JobRow(key, h, contact.identifiers, compact_payload(payload))
+            ready.append((row, contact if jobs.keep_contacts else None, new))
+            if len(ready) >= SCREEN_ROWS:
+                self._send(ready, jobs, shell)
+                ready = []
+        self._send(ready, jobs, shell)
+
+    def _send(
+        self, ready: list[tuple[JobRow, Contact | None, bool]], jobs: Jobs, shell: RunShell
+    ) -> None:
+        """Screen rows for identifier conflicts (rejects), note those whose e-mail changed,
+        and put the others in jobs."""
+        if not ready:
+            return
+        clashes = self.conflicts.screen([row for row, _, _ in ready])
+        moved = self.conflicts.moved(  # before the rows' jobs can confirm their new e-mails
+            [row for j, (row, _, new) in enumerate(ready) if not new and j not in clashes]
+        )
+        if moved:
+            self.res.email_changed += len(moved)
+            self._moved_sample = self._moved_sample or moved[0]
+        for j, (row, kept, new) in enumerate(ready):
+            if j in clashes:
+                shell.rejected([reject(row.key, clashes[j], row.payload)])
+            else:
+                jobs.add(row, kept, new=new and not self.full_refresh)
+        self.res.conflicts = self.conflicts.count
 
     def _removed_after_scan(self) -> None:
         """After the pages: the stored rows after the last key vanished too (a full scan);
@@ -246,6 +293,46 @@ class ContactRun:
             self.differ.finish_scan()
         self.res.removed = self.differ.removed
 
+    def _warn_moved(self) -> None:
+        """Rows whose e-mail changed, where the vendor finds the profile by e-mail only (no
+        ``stable_ids`` identifier mapped): each made a new profile; say so."""
+        res = self.res
+        stable = [n for n in self.dest.stable_ids if n in self.sync.mapping.identifiers]
+        if not res.email_changed or stable:
+            return
+        how = (
+            f"map {' or '.join(self.dest.stable_ids)} from the primary key so that the same "
+            "profile is updated"
+            if self.dest.stable_ids
+            else "it finds contacts by e-mail (or phone) only"
+        )
+        log.warning(
+            "%s: %d rows changed their e-mail (e.g. key %s): %s made a new profile for each "
+            "new address and the old profile keeps its values (%s; docs/contacts.md, 'A row "
+            "whose e-mail changes')",
+            self.sync.name,
+            res.email_changed,
+            self._moved_sample,
+            self.dest.type,
+            how,
+        )
+
+    def _present(self, reader: Reader) -> Callable[[list[str]], set[str]]:
+        """Which of these keys the source still has (owners of conflicting identifiers);
+        a key type that cannot be read back by key counts every key as present."""
+
+        def present(keys: list[str]) -> set[str]:
+            found: set[str] = set()
+            try:
+                for chunk in reader.rows_by_keys(keys):
+                    found.update(self.differ.hasher.keys(chunk))
+            except SourceError as exc:
+                log.info("%s: owners of identifiers not looked up: %s", self.sync.name, exc)
+                return set(keys)
+            return found
+
+        return present
+
 
 def contact_problems(
     sync: SyncConfig, types: dict[str, str], warnings: list[str] | None = None
@@ -253,6 +340,9 @@ def contact_problems(
     """``connector validate``: what the destination's preflight finds (an unknown Brevo
     attribute...), asking the vendor with the sync's own key; [] when it asks nothing. What
     the sync will do that the user may not expect goes to ``warnings`` (``validate_warnings``)."""
+    problem = unlist_problem(sync, types, key_order=warehouse_for(warehouse_url(sync)).key_order)
+    if problem is not None:
+        return [problem]
     dest = make_contact_destination(sync)
     try:
         if warnings is not None:
@@ -297,13 +387,15 @@ def print_contact_summary(res: ContactResult, out: Any) -> None:
         f"{res.sync}: {res.status}",
         f"  rows read           {res.rows_read:,}",
         f"  added               {res.added:,}",
-        f"  changed             {res.changed:,}",
+        f"  changed             {res.changed:,}"
+        + (f"  ({res.email_changed:,} with another e-mail)" if res.email_changed else ""),
         f"  unchanged           {res.unchanged:,}  (nothing sent)",
         f"  removed             {res.removed:,}"
         + (f"  ({res.unlisted:,} removed from the list)" if res.unlisted else ""),
         f"  {'would send' if dry else 'sent':<19} {res.sent:,}",
         f"  delivered           {res.delivered:,}  (confirmed by the vendor)",
-        f"  rejected            {res.rejected:,}  (sent again by the next run)",
+        f"  rejected            {res.rejected:,}  (sent again by the next run)"
+        + (f"  ({res.conflicts:,} identifier conflicts)" if res.conflicts else ""),
         f"  jobs                {res.jobs:,} ({res.polls:,} polls, {res.requests:,} requests, "
         f"{res.retries:,} retries, {res.rate_limited:,} rate-limited)",
     ]

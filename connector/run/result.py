@@ -71,6 +71,8 @@ class ContactResult(SyncResult):
     polls: int = 0
     unconfirmed: int = 0
     unlisted: int = 0
+    conflicts: int = 0  # rejects: an identifier of another row (``contacts.conflicts``)
+    email_changed: int = 0  # sent rows whose e-mail is not the one the vendor confirmed
 
 
 def _describe(exc: BaseException) -> str:

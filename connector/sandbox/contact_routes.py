@@ -150,6 +150,27 @@ def _omnisend_contact(
     )
 
 
+def _omnisend_update(
+    params: Mapping[str, str], query: Mapping[str, str], body: bytes, h: Message, ctx: Context
+) -> Reply:
+    return omnisend_contacts.handle_update(
+        body,
+        h.get("Content-Type"),
+        h.get("Omnisend-Version"),
+        query.get("email"),
+        ctx.contacts,
+        now=ctx.options.wall_clock(),
+    )
+
+
+def _omnisend_remove_tags(
+    params: Mapping[str, str], query: Mapping[str, str], body: bytes, h: Message, ctx: Context
+) -> Reply:
+    return omnisend_contacts.handle_remove_tags(
+        body, h.get("Content-Type"), h.get("Omnisend-Version"), ctx.contacts
+    )
+
+
 def _omnisend_batch(
     params: Mapping[str, str], query: Mapping[str, str], body: bytes, h: Message, ctx: Context
 ) -> Reply:
@@ -299,6 +320,14 @@ ROUTES: tuple[ContactRoute, ...] = (
     ),
     ContactRoute("POST", _p(r"/api/contacts"), "omnisend_contacts", "omnisend", _omnisend_contact),
     ContactRoute("GET", _p(r"/api/contacts"), "omnisend_contacts_poll", "omnisend", _omnisend_list),
+    ContactRoute("PATCH", _p(r"/api/contacts"), "omnisend_contacts", "omnisend", _omnisend_update),
+    ContactRoute(
+        "DELETE",
+        _p(r"/api/contacts/tags"),
+        "omnisend_contacts_poll",
+        "omnisend",
+        _omnisend_remove_tags,
+    ),
     ContactRoute("POST", _p(r"/api/batches"), "omnisend_contacts", "omnisend", _omnisend_batch),
     ContactRoute(
         "GET",

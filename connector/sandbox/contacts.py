@@ -41,8 +41,14 @@ class Job:
     finished_at: datetime | None = None
 
 
+def _norm(key: str, value: Any) -> str:
+    """An identifier as the vendors match it: e-mail addresses without case."""
+    return str(value).lower() if key == "email" else str(value)
+
+
 class ProfileBook:
-    """Stored profiles of one vendor, found by any of their identifiers."""
+    """Stored profiles of one vendor, found by any of their identifiers (e-mail addresses
+    without case, as the vendors match them)."""
 
     def __init__(self, identifiers: tuple[str, ...]) -> None:
         self.identifiers = identifiers
@@ -60,7 +66,7 @@ class ProfileBook:
         for key in self.identifiers:
             value = idents.get(key)
             if value is not None:
-                found = self._index.get((key, str(value)))
+                found = self._index.get((key, _norm(key, value)))
                 if found is not None:
                     return found
         return None
@@ -87,18 +93,18 @@ class ProfileBook:
         for key in self.identifiers:
             value = record.get(key, attributes.get(key))
             if value is not None:
-                self._index[(key, str(value))] = record_id
+                self._index[(key, _norm(key, value))] = record_id
 
     def reindex_many(self, record_id: str, pairs: Iterable[tuple[str, str]]) -> None:
         """Index explicit (identifier type, value) pairs (a contact with several phones)."""
         self.touched.add(record_id)
         for key, value in pairs:
-            self._index[(key, value)] = record_id
+            self._index[(key, _norm(key, value))] = record_id
 
     def lookup(self, value: str) -> dict[str, Any] | None:
         """The record holding identifier value ``value`` under any identifier type, or None."""
         for key in self.identifiers:
-            found = self._index.get((key, value))
+            found = self._index.get((key, _norm(key, value)))
             if found is not None:
                 return self._records[found]
         return None

@@ -191,11 +191,17 @@ def contact_errors(contact: Any, prefix: str = "") -> list[FieldError]:
     return out
 
 
-def upsert(book: ProfileBook, contact: dict[str, Any], now: datetime) -> tuple[int, Any]:
-    """Apply one valid ContactRequest → (status, response body) as POST /api/contacts answers."""
+def upsert(
+    book: ProfileBook, contact: dict[str, Any], now: datetime, *, existing: str | None = None
+) -> tuple[int, Any]:
+    """Apply one valid ContactRequest → (status, response body) as POST /api/contacts answers
+    (``existing``: the record PATCH /api/contacts?email= found; its identifiers are "added or
+    updated only if they are not already assigned to another contact")."""
     idents: list[dict[str, Any]] = list(contact["identifiers"])
     email = next((i["id"] for i in idents if i["type"] == "email"), None)
-    record_id = book.find({"email": email}) if email is not None else None
+    record_id = existing
+    if record_id is None:
+        record_id = book.find({"email": email}) if email is not None else None
     created = record_id is None
     kept: list[dict[str, Any]] = []
     ignored = 0
@@ -291,6 +297,88 @@ def handle_contact(
     reply.event_count = 1
     reply.events = [payload]
     return reply
+
+
+def handle_update(
+    body: bytes,
+    content_type: str | None,
+    version: str | None,
+    email: str | None,
+    store: ContactStore,
+    *,
+    now: datetime,
+) -> Reply:
+    """``PATCH /api/contacts?email=``: "Update an existing contact" (200), 404 when no contact
+    has that e-mail (it creates none), or the 400 problem."""
+    bad = version_error(version)
+    if bad is not None:
+        return bad
+    if not email:
+        return validation([_field("email", "required", "email query parameter is required")])
+    try:
+        payload = _json(body, content_type)
+    except Rejected as exc:
+        return exc.reply
+    errors = contact_errors(payload)
+    if errors:
+        return validation(errors)
+
+    def apply(book: ProfileBook) -> tuple[int, Any]:
+        record_id = book.find({"email": email})
+        if record_id is None:
+            return 404, orjson_problem(404, "Not Found", "Contact not found", "not-found")
+        status, response = upsert(book, payload, now, existing=record_id)
+        return (200 if status in (200, 201) else status), response
+
+    status, response = store.apply_now(KIND, apply)
+    reply = json_reply(status, response)
+    reply.event_count = 1
+    if status == 200:
+        reply.events = [payload]
+    return reply
+
+
+def handle_remove_tags(
+    body: bytes, content_type: str | None, version: str | None, store: ContactStore
+) -> Reply:
+    """``DELETE /api/contacts/tags``: remove ``tags`` from the contacts named by
+    ``contactIDs``, ``emails`` or ``phones`` (204; unknown contacts are no error), or the 400
+    problem. Nothing else of a contact changes."""
+    bad = version_error(version)
+    if bad is not None:
+        return bad
+    try:
+        payload = _json(body, content_type)
+    except Rejected as exc:
+        return exc.reply
+    errors: list[FieldError] = []
+    tags = payload.get("tags") if isinstance(payload, dict) else None
+    if not isinstance(tags, list) or not tags or not all(isinstance(t, str) for t in tags):
+        errors.append(_field("tags", "required", "tags must be a non-empty array of strings"))
+    named = {k: payload.get(k) for k in ("contactIDs", "emails", "phones")} if not errors else {}
+    if not errors and not any(isinstance(v, list) and v for v in named.values()):
+        errors.append(_field("emails", "required", "one of contactIDs, emails, phones is required"))
+    if errors:
+        return validation(errors)
+    drop = set(tags or ())
+
+    def apply(book: ProfileBook) -> int:
+        found = 0
+        ids = [("email", v) for v in named.get("emails") or ()]
+        ids += [("phone", v) for v in named.get("phones") or ()]
+        targets = [book.find({k: v}) for k, v in ids]
+        targets += [i for i in named.get("contactIDs") or () if isinstance(i, str)]
+        for record_id in {t for t in targets if t is not None}:
+            try:
+                record = book.get(record_id)
+            except KeyError:
+                continue
+            record["tags"] = [t for t in record.get("tags") or () if t not in drop]
+            found += 1
+        return found
+
+    store.apply_now(KIND, apply)
+    return Reply(204, b"")
 
 
 # --------------------------------------------------------------------------- batches

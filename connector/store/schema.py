@@ -3,8 +3,9 @@
 ``connector_checkpoints``, ``connector_batches`` (the ledger), ``connector_rejects``,
 ``connector_runs``, ``connector_property_types`` and ``connector_account_settings`` (what a run
 learned about an account), ``connector_leases`` (``lease``), ``connector_pacer`` (the shared
-pacer's slots, ``deliver.shared_pacer``), ``connector_contact_hashes`` (contact syncs) and
-``connector_window_keys`` (the lookback window, ``window``).
+pacer's slots, ``deliver.shared_pacer``), ``connector_contact_hashes`` and
+``connector_contact_idents`` (contact syncs: the identifiers confirmed rows own,
+``contacts.conflicts``) and ``connector_window_keys`` (the lookback window, ``window``).
 
 The schema is versioned (``migrate``): a new table or column is one more entry at the end of
 ``MIGRATIONS``; never edit a shipped step.
@@ -164,6 +165,70 @@ window_keys = sa.Table(
 )
 
 
+# Identifier conflicts across runs (``contacts.conflicts``): each identifier value (e-mails
+# lower-cased) a confirmed row of a contact sync carries, and that row's key. Written in the
+# transaction that stores the row's hash; a row about to be sent whose identifier belongs to
+# another key here is a reject.
+contact_idents = sa.Table(
+    "connector_contact_idents",
+    metadata,
+    sa.Column("sync", sa.String(128), primary_key=True),
+    sa.Column("scope", sa.String(200), primary_key=True),
+    sa.Column("kind", sa.String(64), primary_key=True),
+    sa.Column("value", sa.String(1000), primary_key=True),
+    sa.Column("key", sa.String(1000), nullable=False),
+    sa.Index("ix_connector_contact_idents_key", "sync", "scope", "key"),
+)
+
+
+def contact_idents_migration(c: sa.Connection) -> None:
+    """The ``MIGRATIONS`` step: the table, filled from the identifiers the hashes table keeps
+    for confirmed rows (so a store upgraded with duplicates in it does not let one more row
+    overwrite a profile): every identifier, e-mails lower-cased, the first key in key order
+    owning a value two stored rows share. 5,000 rows a statement."""
+    import json  # (orjson is not a dependency of the store layer)
+
+    contact_idents.create(c, checkfirst=True)
+    h = contact_hashes.c
+    after: tuple[str, str] | None = None
+    while True:
+        q = sa.select(h.sync, h.key, h.identifiers).where(h.identifiers.is_not(None))
+        if after is not None:
+            q = q.where(sa.tuple_(h.sync, h.key) > sa.tuple_(*after))
+        rows = c.execute(q.order_by(h.sync, h.key).limit(5_000)).all()
+        if not rows:
+            return
+        after = (rows[-1][0], rows[-1][1])
+        owned: dict[tuple[str, str, str], str] = {}
+        for sync, key, text in rows:
+            try:
+                idents = json.loads(text)
+            except ValueError:
+                continue
+            if not isinstance(idents, dict):
+                continue
+            for kind, value in idents.items():
+                if isinstance(value, str) and value and len(value) <= 1000:
+                    norm = value.lower() if kind == "email" else value
+                    owned.setdefault((sync, kind, norm), key)
+        if owned:
+            taken = {
+                (r[0], r[1], r[2])
+                for r in c.execute(
+                    sa.select(
+                        contact_idents.c.sync, contact_idents.c.kind, contact_idents.c.value
+                    ).where(contact_idents.c.value.in_([v for _, _, v in owned]))
+                )
+            }
+            fresh = [
+                {"sync": s_, "scope": "incremental", "kind": k, "value": v, "key": key}
+                for (s_, k, v), key in owned.items()
+                if (s_, k, v) not in taken
+            ]
+            if fresh:
+                c.execute(contact_idents.insert(), fresh)
+
+
 def contact_hashes_migration(c: sa.Connection) -> None:
     """The ``MIGRATIONS`` step: the table, or on a store that has the table of the
     connector that made it on first use, its two new columns; then the covering index."""
@@ -245,5 +310,6 @@ MIGRATIONS: list[Migration] = [
     Migration(6, "lookback window keys", create(window_keys)),
     Migration(7, "rows handled per period (reconcile)", periods_migration),
     Migration(8, "audit outbox", create(audit_outbox)),
+    Migration(9, "contact identifiers of confirmed rows (conflicts)", contact_idents_migration),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

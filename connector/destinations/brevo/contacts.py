@@ -33,7 +33,7 @@ from typing import Any, Literal
 from urllib.parse import quote
 
 import orjson
-from pydantic import Field, PositiveInt
+from pydantic import Field, PositiveInt, field_validator
 from typing_extensions import override
 
 from ...core.errors import RequestError
@@ -48,6 +48,7 @@ from ..contact_endpoint import (
     JobResult,
     JobRow,
     SyncView,
+    email_change_warning,
     identifier_problem,
     join_body,
     json_object,
@@ -114,6 +115,18 @@ class BrevoContactsOptions(ContactOptions):
         """The lists shape the contacts: changing them re-sends every row."""
         return {"list_ids": sorted(self.list_ids)}
 
+    @field_validator("on_missing")
+    @classmethod
+    def _no_update_only(cls, value: str) -> str:
+        if value == "skip":
+            raise ValueError(
+                "on_missing: skip (update-only) is not available for brevo_contacts: Brevo's "
+                "contact "
+                "import has no update-only option (updateExistingContacts: false is the opposite, "
+                "create-only), and its batch update is deprecated; use on_missing: create"
+            )
+        return value
+
 
 class BrevoContactsDestination(DestinationSettings):
     """``destination:`` block of a Brevo contact sync."""
@@ -141,6 +154,7 @@ class BrevoContacts(ContactDestination[BrevoContactsDestination]):
     vendor = VENDOR
     default_base_url = "https://api.brevo.com"
     identifier_fields = tuple(IDENTIFIERS)
+    stable_ids = ("ext_id",)
     # /v3/contacts/* is a bucket of its own beside /v3/events (api-limits): General plan.
     limits = Limits(
         max_items=1_000_000,  # no count limit documented (the run caps a job at ROWS_PER_JOB)
@@ -237,6 +251,10 @@ class BrevoContacts(ContactDestination[BrevoContactsDestination]):
                 dates.append(name)
         self._date_checks = tuple(dates)
         return problems
+
+    @override
+    def validate_warnings(self, sync: SyncView) -> list[str]:
+        return email_change_warning(sync, self.stable_ids, "Brevo")
 
     # -- rows --------------------------------------------------------------------------
     def check(self, contact: Contact) -> str | None:

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 import orjson
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from typing_extensions import override
 
 from ...core.errors import ConfigError, RequestError
@@ -33,6 +33,8 @@ from ..contact_endpoint import (
     Gone,
     JobResult,
     JobRow,
+    SyncView,
+    email_change_warning,
     identifier_problem,
     join_body,
     json_object,
@@ -80,9 +82,24 @@ class KlaviyoProfilesOptions(ContactOptions):
         "POST /api/profile-import per such row (75/s, 750/min).",
     )
 
+    external_id_prefix: str | None = Field(
+        None,
+        min_length=1,
+        max_length=64,
+        description="Put this text in front of every external_id (e.g. 'shop-a:'), so that "
+        "two syncs keying profiles of one Klaviyo account by plain integer ids do not merge "
+        "each other's profiles. Changing it sends every row again (as new profiles).",
+    )
+
     @override
     def fingerprint_fields(self) -> dict[str, Any]:
-        return {"list_id": self.list_id, "null_standard_fields": self.null_standard_fields}
+        out: dict[str, Any] = {
+            "list_id": self.list_id,
+            "null_standard_fields": self.null_standard_fields,
+        }
+        if self.external_id_prefix is not None:  # (unset: the fingerprints stored before)
+            out["external_id_prefix"] = self.external_id_prefix
+        return out
 
     @model_validator(mode="after")
     def _unlist_needs_list(self) -> KlaviyoProfilesOptions:
@@ -93,6 +110,18 @@ class KlaviyoProfilesOptions(ContactOptions):
                 "or use on_removed: keep"
             )
         return self
+
+    @field_validator("on_missing")
+    @classmethod
+    def _no_update_only(cls, value: str) -> str:
+        if value == "skip":
+            raise ValueError(
+                "on_missing: skip (update-only) is not available for klaviyo_profiles: "
+                "Klaviyo's Bulk "
+                "Import Profiles creates a profile for every identifier it does not know, and no "
+                "option of it updates existing profiles only; use on_missing: create"
+            )
+        return value
 
 
 class KlaviyoProfilesDestination(DestinationSettings):
@@ -115,6 +144,7 @@ class KlaviyoProfiles(ContactDestination[KlaviyoProfilesDestination]):
     vendor = VENDOR
     default_base_url = "https://a.klaviyo.com"
     identifier_fields = IDENTIFIERS
+    stable_ids = ("external_id", "id")
     # Its own bucket: limits are per account per endpoint (rate_limits_and_error_handling).
     limits = Limits(
         max_items=MAX_PROFILES,
@@ -144,6 +174,10 @@ class KlaviyoProfiles(ContactDestination[KlaviyoProfilesDestination]):
     @override
     def auth_headers(self) -> dict[str, str]:
         return klaviyo_headers(self.api_key, self.options.revision)
+
+    @override
+    def validate_warnings(self, sync: SyncView) -> list[str]:
+        return email_change_warning(sync, self.stable_ids, "Klaviyo")
 
     # -- rows --------------------------------------------------------------------------
     @override

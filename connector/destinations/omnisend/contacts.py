@@ -43,10 +43,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import orjson
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from typing_extensions import override
 
 from ...core.errors import RequestError
@@ -58,6 +58,7 @@ from ..contact_endpoint import (
     Contact,
     ContactDestination,
     ContactOptions,
+    Gone,
     Http,
     JobResult,
     JobRow,
@@ -93,6 +94,7 @@ TEXT_FIELDS = tuple(name for name in STANDARD if name != "tags")
 CUSTOM_NAME = re.compile(r"[A-Za-z0-9_]{1,128}")
 BATCHES = "/api/batches"
 CONTACTS = "/api/contacts"
+CONTACT_TAGS = "/api/contacts/tags"  # DELETE: remove tags by contactIDs, emails or phones
 
 
 class OmnisendContactsOptions(ContactOptions):
@@ -117,15 +119,40 @@ class OmnisendContactsOptions(ContactOptions):
         "warning.",
     )
 
+    removed_tag: str | None = Field(
+        None,
+        min_length=1,
+        max_length=100,
+        description="on_removed: untag: a tag put on every contact the sync sends and removed "
+        "(DELETE /api/contacts/tags) from the contacts whose source rows vanish; a segment on "
+        "it stands in for a list.",
+    )
+    untag_ok: ClassVar[bool] = True
+
     @field_validator("on_removed")
     @classmethod
     def _no_lists(cls, value: str) -> str:
         if value == "unlist":
             raise ValueError(
                 "Omnisend's API (2026-03-15) has no lists to remove a contact from (audiences "
-                "are segments and tags); use on_removed: keep"
+                "are segments and tags); use on_removed: untag with options.removed_tag (a tag "
+                "standing in for a list), or keep"
             )
         return value
+
+    @model_validator(mode="after")
+    def _untag_needs_a_tag(self) -> OmnisendContactsOptions:
+        if self.on_removed == "untag" and not self.removed_tag:
+            raise ValueError(
+                "on_removed: untag removes the sync's tag from vanished rows' contacts, and "
+                "this sync has none: set options.removed_tag (e.g. 'synced-customers')"
+            )
+        return self
+
+    @override
+    def fingerprint_fields(self) -> dict[str, Any]:
+        # The tag is part of every contact sent: setting it sends every row again (tagged).
+        return {"removed_tag": self.removed_tag} if self.removed_tag else {}
 
 
 class OmnisendContactsDestination(DestinationSettings):
@@ -145,6 +172,8 @@ class OmnisendContacts(ContactDestination[OmnisendContactsDestination]):
 
     type = "omnisend_contacts"
     config_model = OmnisendContactsDestination
+    # DELETE /api/contacts/tags: no limit found in the reference; as many as a batch holds.
+    max_unlist_per_request = 100
     options: OmnisendContactsOptions
     vendor = VENDOR
     default_base_url = "https://api.omnisend.com"
@@ -212,7 +241,7 @@ class OmnisendContacts(ContactDestination[OmnisendContactsDestination]):
             f"{sync.source_path or sync.name}: a NULL in {', '.join(props)} leaves the value "
             "Omnisend holds: the 2026-03-15 API has no way to clear a contact field or custom "
             "property, so a value that became NULL in the warehouse stays at Omnisend (set "
-            "destination.options.null_fields: keep to acknowledge this)"
+            "destination.options.null_fields: keep to acknowledge this)",
         ]
 
     @override
@@ -226,6 +255,11 @@ class OmnisendContacts(ContactDestination[OmnisendContactsDestination]):
         problem = identifier_problem(contact.identifiers, IDENTIFIERS, none, "phone")
         if problem is not None:
             return problem
+        if self.options.on_missing == "skip" and not contact.identifiers.get("email"):
+            return (
+                "no email: on_missing: skip updates existing contacts found by e-mail "
+                "(PATCH /api/contacts?email=), and this row has none"
+            )
         for name, frag in contact.properties.items():
             if frag is not None and name in TEXT_FIELDS and text_fragment(frag) is None:
                 return f"contact {name} is a string field: the JSON holds an object or array"
@@ -250,6 +284,13 @@ class OmnisendContacts(ContactDestination[OmnisendContactsDestination]):
             (body if name in STANDARD else custom)[name] = orjson.Fragment(frag)
         if custom:
             body["customProperties"] = custom
+        tag = self.options.removed_tag
+        if tag:  # the sync's tag (on_removed: untag) beside the mapped ones
+            mapped = contact.properties.get("tags")
+            tags = orjson.loads(mapped) if mapped is not None else []
+            if isinstance(tags, list) and tag not in tags:
+                tags.append(tag)
+            body["tags"] = tags
         return orjson.dumps(body)
 
     # -- jobs --------------------------------------------------------------------------
@@ -259,8 +300,8 @@ class OmnisendContacts(ContactDestination[OmnisendContactsDestination]):
 
     @override
     def job_request(self, rows: list[JobRow]) -> tuple[str, bytes]:
-        if self.options.mode == "single":  # preview: the group's first request
-            return CONTACTS, rows[0].payload
+        if self.options.mode == "single" or self.options.on_missing == "skip":
+            return CONTACTS, rows[0].payload  # preview: the group's first request
         body = (
             b'{"method":"POST","endpoint":"contacts","items":['
             + b",".join(r.payload for r in rows)
@@ -270,6 +311,8 @@ class OmnisendContacts(ContactDestination[OmnisendContactsDestination]):
 
     @override
     def submit(self, rows: list[JobRow]) -> str:
+        if self.options.on_missing == "skip":
+            return self._update_one_by_one(rows)
         if self.options.mode == "single":
             return self._send_one_by_one(rows)
         _, body = self.job_request(rows)
@@ -301,6 +344,30 @@ class OmnisendContacts(ContactDestination[OmnisendContactsDestination]):
         self._outcomes[group] = errors
         return group
 
+    def _update_one_by_one(self, rows: list[JobRow]) -> str:
+        """``on_missing: skip``: ``PATCH /api/contacts?email=`` per row, which "updates an
+        existing contact" only: 404 (no contact has the address) is a reject of the row."""
+        errors: dict[int, str] = {}
+        for i, row in enumerate(rows):
+            email = row.identifiers.get("email")
+            resp = self.call("PATCH", CONTACTS, row.payload, params={"email": email})
+            if resp.status_code in (200, 201):
+                continue
+            data = json_object(resp, f"PATCH {CONTACTS}") if resp.content else {}
+            listed = isinstance(data.get("errors"), list) and bool(data["errors"])
+            if resp.status_code == 404:
+                errors[i] = (
+                    "no Omnisend contact has this e-mail, and on_missing: skip creates none "
+                    "(tried again next run; set on_missing: create to create it)"
+                )
+            elif resp.status_code == 409 or (resp.status_code in (400, 422) and listed):
+                errors[i] = _problem(resp.status_code, data)
+            else:
+                raise request_error(f"PATCH {CONTACTS}", resp, (email or "",))
+        group = f"single-{len(self._outcomes) + 1}"
+        self._outcomes[group] = errors
+        return group
+
     @override
     def poll(self, job_id: str) -> bool:
         if job_id in self._outcomes:
@@ -318,6 +385,34 @@ class OmnisendContacts(ContactDestination[OmnisendContactsDestination]):
             f"Omnisend batch {job_id} ended {status!r}: none of its contacts is confirmed; "
             "they are sent again by the next run"
         )
+
+    @override
+    def unlist(self, rows: list[Gone]) -> dict[int, str]:
+        """``on_removed: untag``: ``DELETE /api/contacts/tags`` removes ``removed_tag`` from
+        these contacts, found by their stored e-mails (or phones); nothing else changes."""
+        tag = self.options.removed_tag
+        if self.options.on_removed != "untag" or not tag:
+            return super().unlist(rows)
+        refused: dict[int, str] = {}
+        emails: list[str] = []
+        phones: list[str] = []
+        for i, row in enumerate(rows):
+            if row.identifiers.get("email"):
+                emails.append(row.identifiers["email"])
+            elif row.identifiers.get("phone"):
+                phones.append(row.identifiers["phone"])
+            else:
+                refused[i] = "no stored e-mail or phone to find its contact: remove the tag by hand"
+        body: dict[str, Any] = {"tags": [tag]}
+        if emails:
+            body["emails"] = emails
+        if phones:
+            body["phones"] = phones
+        if emails or phones:
+            resp = self.call("DELETE", CONTACT_TAGS, orjson.dumps(body))
+            if resp.status_code not in (200, 202, 204):
+                raise request_error(f"DELETE {CONTACT_TAGS}", resp, (*emails, *phones))
+        return refused
 
     @override
     def result(self, job_id: str, rows: list[JobRow]) -> JobResult:
