@@ -214,6 +214,8 @@ class HttpLoop:
         stats: Stats,
         max_retries: int,
         max_wait: float,
+        *,
+        key_var: str | None = None,
     ) -> None:
         self.name = name
         self.client = client
@@ -222,6 +224,8 @@ class HttpLoop:
         self.stats = stats
         self.max_retries = max_retries
         self.max_wait = max_wait
+        self.host = origin(client.base_url)  # scheme://host[:port]: never a path or a query
+        self.key_var = key_var  # the environment variable destination.api_key names
 
     def close(self) -> None:
         """Close the connection pool."""
@@ -291,10 +295,12 @@ class HttpLoop:
             except httpx.HTTPError as exc:
                 what = f"{method}: {type(exc).__name__}: {_text(exc)}"
                 if not isinstance(exc, httpx.TransportError):
-                    raise DeliveryError(f"{self.name}: request failed: {what}") from None
+                    raise DeliveryError(
+                        f"{self.name}: request to {self.host} failed: {what}"
+                    ) from None
                 tally[0] += 1 if _maybe_processed(exc) else 0
                 attempts += 1
-                self._retry_or_raise(attempts, what)
+                self._retry_or_raise(attempts, what, connection=True)
                 continue
             status = resp.status_code
             self.stats.status(status)
@@ -304,11 +310,7 @@ class HttpLoop:
                 self._rate_limited(limited, method, resp)
                 continue
             if verdict is Verdict.AUTH:
-                raise AuthError(
-                    f"{self.name}: the API refused the credentials ({method}: HTTP {status}): "
-                    f"{excerpt(resp.content)}. Check destination.api_key's environment "
-                    "variable and the key's scopes."
-                )
+                raise AuthError(self._auth_message(method, status, resp.content))
             if verdict is Verdict.RETRY:
                 tally[0] += 1  # a 5xx/408 may come after the vendor stored the request
                 attempts += 1
@@ -316,6 +318,15 @@ class HttpLoop:
                 continue
             self.pacer.observe(*window_state(resp.headers))
             return resp
+
+    def _auth_message(self, method: str, status: int, body: bytes) -> str:
+        """A 401/403: the host, the vendor's words and the variable holding the key."""
+        var = f"the environment variable {self.key_var}" if self.key_var else "its variable"
+        return (
+            f"{self.name}: {self.host} refused the credentials ({method}: HTTP {status}): "
+            f"{excerpt(body).rstrip('. ')}. Check the API key in {var} (destination.api_key) "
+            "and the key's scopes"
+        )
 
     def _rate_limited(self, limited: int, method: str, resp: httpx.Response) -> None:
         self.stats.add(rate_limited=1)
@@ -338,15 +349,32 @@ class HttpLoop:
         base = min(self.max_wait, 0.5 * (2 ** (attempt - 1)))
         return base * (0.5 + self.rt.random() / 2)  # jitter: 50-100% of the step
 
-    def _retry_or_raise(self, attempts: int, what: str) -> None:
+    def _retry_or_raise(self, attempts: int, what: str, *, connection: bool = False) -> None:
+        """Wait before the next attempt (logged at WARNING: a destination that is down is
+        not silent), or raise ``RetriesExhausted`` naming the host, and for a transport error
+        the setting that names it."""
         self.stats.add(retries=1)
         if attempts > self.max_retries:
+            fix = (
+                f"check destination.base_url ({self.host}) and that the host is reachable; "
+                if connection
+                else ""
+            )
             raise RetriesExhausted(
-                f"{self.name}: {what} persisted after {self.max_retries} retries; the "
-                "checkpoint stays at the last delivered row — run again later"
+                f"{self.name}: {what} persisted after {self.max_retries} retries "
+                f"({self.host}); {fix}the checkpoint stays at the last delivered row — run "
+                "again later"
             )
         wait = self._backoff(attempts)
-        log.info("%s: %s, retry %d in %.1fs", self.name, what, attempts, wait)
+        log.warning(
+            "%s: %s (%s), retry %d of %d in %.1fs",
+            self.name,
+            what,
+            self.host,
+            attempts,
+            self.max_retries,
+            wait,
+        )
         if wait > 0:
             self.stats.add(waited_s=wait)
             self.rt.sleep(wait)
@@ -365,7 +393,29 @@ def connect(
     opts = dest.options
     concurrency = opts.concurrency or dest.limits.concurrency
     client = make_client(dest.base_url, opts.timeout_s, concurrency, transport or runtime.transport)
-    return HttpLoop(dest.type, client, pacer, runtime, stats, opts.max_retries, opts.max_wait_s)
+    return HttpLoop(
+        dest.type,
+        client,
+        pacer,
+        runtime,
+        stats,
+        opts.max_retries,
+        opts.max_wait_s,
+        key_var=env_var(dest.config.api_key),
+    )
+
+
+def env_var(reference: str) -> str | None:
+    """``${OMNISEND_API_KEY}`` → ``OMNISEND_API_KEY`` (the name, never the value)."""
+    m = re.match(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)", reference or "")
+    return m.group(1) if m else None
+
+
+def origin(url: httpx.URL | str) -> str:
+    """``scheme://host[:port]`` of a URL, without user info, path or query."""
+    u = httpx.URL(url)
+    port = f":{u.port}" if u.port else ""
+    return f"{u.scheme}://{u.host}{port}" if u.host else "(no base URL)"
 
 
 def _text(exc: httpx.HTTPError) -> str:
