@@ -137,6 +137,8 @@ def scope_metadata(
         md["scope"] = scope.name
     if t.null_key_rows:
         md["null_cursor_or_key_rows"] = t.null_key_rows
+    if t.rejects_known:
+        md["rejects_known"] = t.rejects_known
     if t.rejects_retried:  # a retry_rejects run
         md["rejects_retried"] = t.rejects_retried
         md["rejects_closed_source_row_gone"] = t.rejects_gone

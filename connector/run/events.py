@@ -41,7 +41,7 @@ from ..read.dupkeys import DuplicateKeys, EveryKey, KnownDuplicates
 from ..read.source import Reader, Window
 from ..store.state import Reject, StateStore
 from .breaker import Breaker, Trip
-from .openrejects import OpenRejects
+from .openrejects import OpenRejects, split_known
 from .result import SyncResult
 from .shell import KeyView, RunShell
 
@@ -181,8 +181,14 @@ class EventRun:
     def _null_keys(self) -> None:
         count, sample = self.reader.null_key_rows()
         self.result.null_key_rows = count
-        # The sample (up to 1,000) is recorded; the rows past it are counted only.
-        self.shell.rejected([Reject(k, r) for k, r in sample])
+        # The sample (up to 1,000) is recorded; the rows past it are counted only. Those
+        # recorded unchanged by an earlier run are known: counted, left as they are.
+        new, known = split_known(
+            self.state, self.sync.name, self.scope, [Reject(k, r) for k, r in sample]
+        )
+        self.shell.rejected(new)
+        self.result.rejected += len(known)
+        self.result.rejects_known += len(known)
         self.result.rejected += count - len(sample)
         self.shell.flush_rejects()
         if count:

@@ -41,6 +41,9 @@ class SyncResult:
     rejects_retried: int = 0
     rejects_gone: int = 0
     rejects_deferred: int = 0
+    # Of ``rejected``: rows refused again unchanged (same key, reason and payload as an open
+    # reject, e.g. a NULL cursor): still open and listed, left out of the reject ratio.
+    rejects_known: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """The result as a JSON-ready dict (``connector sync --json``, Dagster metadata)."""
