@@ -224,6 +224,7 @@ class EventRun:
             self._settle(batch, None)
             return
         # A copy of this thread's context: sender threads log with the run's sync and id.
+        self.shell.sending(len(batch.items))
         inflight[pool.submit(copy_context().run, self._send, sender, batch)] = batch
 
     def _send(self, sender: Sender, batch: Batch) -> BatchOutcome:
@@ -262,6 +263,7 @@ class EventRun:
 
     def _forget(self, batch: Batch) -> None:
         """The vendor refused the batch's request and kept nothing of it (``Ledger.forget``)."""
+        self.shell.settled_sent(len(batch.items))
         if batch.ledger_id is not None:
             self._apply(Ledger.forget(batch.ledger_id), [])
 
@@ -295,6 +297,7 @@ class EventRun:
         closed: list[str] = []
         copies = 0
         if outcome is not None:
+            self.shell.settled_sent(len(batch.items))
             self.shell.delivered(KeyView(outcome.delivered))
             copies = outcome.possibly_duplicated
             copies += sum(self.copies.pop(id(it), 0) for it in outcome.delivered)
