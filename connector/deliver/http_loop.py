@@ -33,15 +33,19 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from ..core.errors import AuthError, DeliveryError, RetriesExhausted
 from ..core.logcontext import get_logger
 from ..core.options import DestinationSettings
 from ..destinations.base import Destination, Request
 from .ratelimit import Pacer
+
+if TYPE_CHECKING:
+    # Imported when the first client is made (``make_client``): a run that sends nothing (a
+    # no-op incremental run, a dry run) never imports httpx.
+    import httpx
 
 log = get_logger("connector.delivery")
 
@@ -185,6 +189,8 @@ def make_client(
     base_url: str, timeout_s: float, concurrency: int, transport: httpx.BaseTransport | None
 ) -> httpx.Client:
     """One keep-alive client per run, with room for every request in flight."""
+    import httpx
+
     return httpx.Client(
         base_url=base_url,
         timeout=httpx.Timeout(timeout_s, connect=min(10.0, timeout_s)),
@@ -208,7 +214,7 @@ class HttpLoop:
     def __init__(
         self,
         name: str,
-        client: httpx.Client,
+        client: httpx.Client | Callable[[], httpx.Client],
         pacer: Pacer,
         runtime: Runtime,
         stats: Stats,
@@ -216,20 +222,33 @@ class HttpLoop:
         max_wait: float,
         *,
         key_var: str | None = None,
+        base_url: str | None = None,
     ) -> None:
         self.name = name
-        self.client = client
+        # A client, or how to make one on the first request (``base_url`` then names its host).
+        self._client = None if callable(client) else client
+        self._make = client if callable(client) else None
         self.pacer = pacer
         self.rt = runtime
         self.stats = stats
         self.max_retries = max_retries
         self.max_wait = max_wait
-        self.host = origin(client.base_url)  # scheme://host[:port]: never a path or a query
+        # scheme://host[:port]: never a path or a query
+        self.host = origin(base_url if base_url is not None else str(self.client.base_url))
         self.key_var = key_var  # the environment variable destination.api_key names
 
+    @property
+    def client(self) -> httpx.Client:
+        """The keep-alive client, made on first use."""
+        if self._client is None:
+            assert self._make is not None
+            self._client = self._make()
+        return self._client
+
     def close(self) -> None:
-        """Close the connection pool."""
-        self.client.close()
+        """Close the connection pool (if a request made one)."""
+        if self._client is not None:
+            self._client.close()
 
     def exchange(self, build: Callable[[], Request]) -> Answer:
         """Post ``build()`` (rebuilt per attempt: the body shape may change meanwhile) until
@@ -285,6 +304,9 @@ class HttpLoop:
     def _loop(
         self, method: str, attempt: Callable[[], httpx.Response], tally: list[int]
     ) -> httpx.Response:
+        import httpx
+
+        _ = self.client  # made (httpx imported) before the first slot of the pace is taken
         attempts = 0
         limited = 0
         while True:
@@ -392,16 +414,17 @@ def connect(
     ``pacer``."""
     opts = dest.options
     concurrency = opts.concurrency or dest.limits.concurrency
-    client = make_client(dest.base_url, opts.timeout_s, concurrency, transport or runtime.transport)
+    transport = transport or runtime.transport
     return HttpLoop(
         dest.type,
-        client,
+        lambda: make_client(dest.base_url, opts.timeout_s, concurrency, transport),
         pacer,
         runtime,
         stats,
         opts.max_retries,
         opts.max_wait_s,
         key_var=env_var(dest.config.api_key),
+        base_url=dest.base_url,
     )
 
 
@@ -411,11 +434,17 @@ def env_var(reference: str) -> str | None:
     return m.group(1) if m else None
 
 
-def origin(url: httpx.URL | str) -> str:
+def origin(url: str) -> str:
     """``scheme://host[:port]`` of a URL, without user info, path or query."""
-    u = httpx.URL(url)
-    port = f":{u.port}" if u.port else ""
-    return f"{u.scheme}://{u.host}{port}" if u.host else "(no base URL)"
+    u = urlsplit(url)
+    try:
+        port = f":{u.port}" if u.port else ""
+    except ValueError:  # a port that is not a number
+        port = ""
+    host = u.hostname or ""
+    if ":" in host:  # an IPv6 literal
+        host = f"[{host}]"
+    return f"{u.scheme}://{host}{port}" if host else "(no base URL)"
 
 
 def _text(exc: httpx.HTTPError) -> str:
@@ -436,6 +465,8 @@ def _text(exc: httpx.HTTPError) -> str:
 
 def _maybe_processed(exc: httpx.TransportError) -> bool:
     """False only when the request never reached the server (no connection was made)."""
+    import httpx
+
     return not isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
 
 
