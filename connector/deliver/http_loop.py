@@ -228,6 +228,7 @@ class HttpLoop:
         # A client, or how to make one on the first request (``base_url`` then names its host).
         self._client = None if callable(client) else client
         self._make = client if callable(client) else None
+        self._making = threading.Lock()  # sender threads may send their first requests at once
         self.pacer = pacer
         self.rt = runtime
         self.stats = stats
@@ -241,8 +242,10 @@ class HttpLoop:
     def client(self) -> httpx.Client:
         """The keep-alive client, made on first use."""
         if self._client is None:
-            assert self._make is not None
-            self._client = self._make()
+            with self._making:
+                if self._client is None:
+                    assert self._make is not None
+                    self._client = self._make()
         return self._client
 
     def close(self) -> None:
