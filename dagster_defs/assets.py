@@ -25,6 +25,7 @@ from connector.audit import dagster_run_id
 from connector.report.health import totals
 from connector.report.progress import ProgressLine
 from connector.run.run_plan import plan_run
+from connector.run.sync import capped
 from connector.store.state import StateStore
 
 from .audit import audit_results
@@ -176,7 +177,10 @@ def _materialize(
         for key in context.partition_keys:
             if key not in reached:
                 context.add_asset_metadata(
-                    not_run_metadata(f"limit {config.limit} was used up by earlier partitions"),
+                    not_run_metadata(
+                        f"the run's row limit ({_cap_text(sync, config)}) was used up by "
+                        "earlier partitions; the next run continues"
+                    ),
                     partition_key=key,
                 )
     selected = {k.name for k in context.selected_asset_check_keys}
@@ -238,7 +242,9 @@ def run_scopes(
     """Run every scope in order; stop at the first failure (it is usually account-wide: auth,
     rate limit, outage), reporting what the earlier scopes already delivered."""
     state = connector.state()
-    remaining = config.limit
+    # The sync file's cap is the whole run's, over all its partitions (as the CLI's run).
+    cap = None if config.retry_rejects else sync.destination.max_rows_per_run
+    remaining = capped(config.limit, cap)
     done: list[tuple[Scope, SyncResult]] = []
     for scope in scopes_for(context, spec.partitions_def):
         if remaining is not None and remaining <= 0:
@@ -277,6 +283,14 @@ def run_scopes(
         if remaining is not None:
             remaining -= result.rows_read
     return done
+
+
+def _cap_text(sync: SyncConfig, config: SyncRunConfig) -> str:
+    parts = [f"limit {config.limit:,}"] if config.limit is not None else []
+    cap = sync.destination.max_rows_per_run
+    if cap is not None:
+        parts.append(f"destination.max_rows_per_run {cap:,}")
+    return ", ".join(parts)
 
 
 def _scope_line(scope: Scope, config: SyncRunConfig) -> str:
@@ -384,5 +398,5 @@ def _planned_progress(
             context.log.warning(f"{sync.name}: {scope.name}: no plan: {exc}")
         else:
             context.log.info(f"{sync.name}: {scope.name}: plan: {plan.line()}")
-            total = plan.rows if limit is None else min(plan.rows, limit)
+            total = plan.rows_this_run if limit is None else min(plan.rows_this_run, limit)
     return ProgressLine(total, write=context.log.info)

@@ -155,6 +155,7 @@ def reject_ratio_result(sync: SyncConfig, t: Totals, *, dry_run: bool) -> dg.Ass
         metadata={
             "reject_ratio": dg.MetadataValue.float(round(r.ratio, 6)),
             "rejected": r.rejected,
+            "rejects_known": r.known,
             "rows_seen": r.seen,
             "dry_run": dry_run,
         },

@@ -141,6 +141,8 @@ def scope_metadata(
         md["late_rows"] = result.late_rows
         md["late_rows_near_window_edge"] = result.late_rows_near_edge
         md["lookback_rows_reread"] = result.window_reread
+    if t.rejects_known:
+        md["rejects_known"] = t.rejects_known
     if t.rejects_retried:  # a retry_rejects run
         md["rejects_retried"] = t.rejects_retried
         md["rejects_closed_source_row_gone"] = t.rejects_gone

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -32,11 +33,20 @@ def test_demo_runs_every_shipped_sync_then_continues_from_the_checkpoints(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("CONNECTOR_CONFIG_DIR", str(REPO / "config"))
+    # The shipped syncs, with the single-event ones' destination.max_rows_per_run at 3 (40 as
+    # shipped): the demo sends what the sync file allows, no slice of its own.
+    config = shutil.copytree(REPO / "config", tmp_path / "config")
+    capped = [
+        p for p in (config / "syncs").glob("*.yaml") if "max_rows_per_run: 40" in p.read_text()
+    ]
+    assert len(capped) == 4
+    for p in capped:
+        p.write_text(p.read_text().replace("max_rows_per_run: 40", "max_rows_per_run: 3"))
+    monkeypatch.setenv("CONNECTOR_CONFIG_DIR", str(config))
     state = f"sqlite:///{tmp_path / 'state.db'}"
     shipped = {p.stem for p in (REPO / "config" / "syncs").glob("*.yaml")}
 
-    assert run_demo(events=300, state_url=state, single_slice=3) == 0
+    assert run_demo(events=300, state_url=state) == 0
     first = _summaries(capsys.readouterr().out)
     assert set(first) == shipped
     # Batch syncs send the whole table; single-event syncs a slice each.
@@ -51,7 +61,7 @@ def test_demo_runs_every_shipped_sync_then_continues_from_the_checkpoints(
     )
     subprocess.run([sys.executable, "-c", write], check=True, timeout=60)
 
-    assert run_demo(events=300, state_url=state, single_slice=3) == 0
+    assert run_demo(events=300, state_url=state) == 0
     out = capsys.readouterr().out
     second = _summaries(out)
     assert second["video_played"]["read"] == 0
@@ -70,7 +80,7 @@ def test_demo_runs_every_shipped_sync_then_continues_from_the_checkpoints(
         "analytics.customers SET plan = 'vip' WHERE customer_id IN (1, 2, 3)\")"
     )
     subprocess.run([sys.executable, "-c", change], check=True, timeout=60)
-    assert run_demo(events=300, state_url=state, single_slice=3) == 0
+    assert run_demo(events=300, state_url=state) == 0
     third = _summaries(capsys.readouterr().out)
     assert third["customers_to_klaviyo"] == {"read": 500, "delivered": 3}
     assert third["customers_to_brevo"] == {"read": 500, "delivered": 3}

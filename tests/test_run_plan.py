@@ -95,9 +95,9 @@ def test_durations_read_like_a_person_writes_them(seconds: float, text: str) -> 
     assert format_duration(seconds) == text
 
 
-def _result(rows_read: int, duration_s: float, status: str = "running") -> SyncResult:
-    return SyncResult("videos", INCREMENTAL, "r1", status=status, rows_read=rows_read,
-                      duration_s=duration_s)  # fmt: skip
+def _result(delivered: int, duration_s: float, status: str = "running") -> SyncResult:
+    return SyncResult("videos", INCREMENTAL, "r1", status=status, rows_read=delivered,
+                      delivered=delivered, duration_s=duration_s)  # fmt: skip
 
 
 def test_progress_off_a_terminal_is_a_plain_line_every_n_seconds(fake_time: FakeSleep) -> None:
@@ -108,9 +108,12 @@ def test_progress_off_a_terminal_is_a_plain_line_every_n_seconds(fake_time: Fake
         line(_result(25 * second, second))
     line(_result(1_000, 40, status="success"))
     assert out.getvalue().splitlines() == [
-        "videos: 250 / 1,000 rows (25.0%), 25 rows/s, ETA 30 s",
-        "videos: 500 / 1,000 rows (50.0%), 25 rows/s, ETA 20 s",
-        "videos: 1,000 / 1,000 rows (100.0%), 25 rows/s, success",
+        "videos: 250 / 1,000 rows (25.0%): 250 delivered, 0 rejected, 0 pending, 25 rows/s, "
+        "ETA 30 s",
+        "videos: 500 / 1,000 rows (50.0%): 500 delivered, 0 rejected, 0 pending, 25 rows/s, "
+        "ETA 20 s",
+        "videos: 1,000 / 1,000 rows (100.0%): 1,000 delivered, 0 rejected, 0 pending, "
+        "25 rows/s, success",
     ]
     assert "\r" not in out.getvalue()
 
@@ -121,10 +124,11 @@ def test_progress_on_a_terminal_refreshes_one_line(fake_time: FakeSleep) -> None
     line(_result(10, 1))
     line(_result(20, 2))
     line(_result(100, 10, status="success"))
+    counts = "delivered, 0 rejected, 0 pending"
     assert out.getvalue() == (
-        "\rvideos: 10 / 100 rows (10.0%), 10 rows/s, ETA 9.0 s\x1b[K"
-        "\rvideos: 20 / 100 rows (20.0%), 10 rows/s, ETA 8.0 s\x1b[K"
-        "\rvideos: 100 / 100 rows (100.0%), 10 rows/s, success\x1b[K\n"
+        f"\rvideos: 10 / 100 rows (10.0%): 10 {counts}, 10 rows/s, ETA 9.0 s\x1b[K"
+        f"\rvideos: 20 / 100 rows (20.0%): 20 {counts}, 10 rows/s, ETA 8.0 s\x1b[K"
+        f"\rvideos: 100 / 100 rows (100.0%): 100 {counts}, 10 rows/s, success\x1b[K\n"
     )
 
 

@@ -7,7 +7,7 @@ import sys
 
 from ..config.sync_file import load_syncs
 from ..core.errors import ConnectorError
-from ..destinations import DESTINATIONS, destination_class
+from ..destinations import DESTINATIONS
 from ..read.source import DEMO_WAREHOUSE
 from ..report.summary import print_summary
 from ..run.sync import run_sync
@@ -30,19 +30,17 @@ DEMO_BREVO_ATTRIBUTES = {**DEFAULT_BREVO_ATTRIBUTES, "PLAN": "text", "LTV": "flo
 
 
 # Single-event APIs are paced to the account's documented limit (Brevo 10 req/s, Omnisend
-# 400 req/min), so a whole demo table would take minutes; the demo sends a first slice of each
-# and says how to continue (the checkpoint is kept, so the next run picks up after it).
-SINGLE_EVENT_SLICE = 40
+# 400 req/min), so a whole demo table would take minutes: their demo sync files set
+# ``destination.max_rows_per_run`` (40), which every run applies (here, ``connector sync`` and
+# Dagster alike); the checkpoint is kept, so the next run picks up after the last row sent.
 
 
-def run_demo(
-    events: int = 5_000, state_url: str | None = None, single_slice: int = SINGLE_EVENT_SLICE
-) -> int:
+def run_demo(events: int = 5_000, state_url: str | None = None) -> int:
     """Build the demo warehouse, start the sandbox and run every demo sync against it.
 
-    Single-event destinations send only their first ``single_slice`` events (the checkpoint keeps
-    the rest for the next run). Returns the process exit code: 0 when every sync succeeded, 1 when
-    any failed (each failure is printed to stderr).
+    A sync whose file sets ``destination.max_rows_per_run`` sends that many rows a run (the
+    checkpoint keeps the rest for the next run). Returns the process exit code: 0 when every
+    sync succeeded, 1 when any failed (each failure is printed to stderr).
     """
     from ..sandbox import SandboxOptions, SandboxServer
 
@@ -60,15 +58,14 @@ def run_demo(
             print(f"skipping {where}:\n{err}", file=sys.stderr)
         store = StateStore.open(state_url)
         for name, sync in sorted(loaded.syncs.items()):
-            cls = destination_class(sync.destination.type)
-            single = cls.kind == "events" and cls.limits.max_items == 1
-            if single:
+            cap = sync.destination.max_rows_per_run
+            if cap is not None:
                 print(
-                    f"{name}: one event per request at the account's rate limit; "
-                    f"sending the next {single_slice} rows (continue with: connector sync {name})"
+                    f"{name}: at most {cap:,} rows a run (destination.max_rows_per_run); "
+                    f"continue with: connector sync {name}"
                 )
             try:
-                result = run_sync(sync, state=store, limit=single_slice if single else None)
+                result = run_sync(sync, state=store)
             except ConnectorError as exc:
                 print(f"{name}: run failed: {exc}", file=sys.stderr)
                 failed += 1

@@ -338,7 +338,8 @@ def _plan_total(sync: SyncConfig, args: argparse.Namespace) -> int | None:
     except ConnectorError:
         return None
     print(f"plan: {plan.line()}", file=sys.stderr, flush=True)
-    return plan.rows if args.limit is None else min(plan.rows, args.limit)
+    rows = plan.rows_this_run
+    return rows if args.limit is None else min(rows, args.limit)
 
 
 def _validate_one(sync: SyncConfig, warnings: list[str] | None = None) -> list[str]:

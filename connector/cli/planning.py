@@ -47,6 +47,12 @@ def print_plan(plan: RunPlan, out: Any = None) -> None:
             f"source.lookback {plan.lookback}; counted in rows pending)",
             file=out,
         )
+    if plan.max_rows_per_run is not None:
+        print(
+            f"  this run            {plan.rows_this_run:,} "
+            f"(destination.max_rows_per_run {plan.max_rows_per_run:,})",
+            file=out,
+        )
     print(
         f"  per request         {plan.per_request:,} events (limit {plan.max_events:,}{size})",
         file=out,

@@ -136,6 +136,11 @@ class SyncConfig(Model):
     @model_validator(mode="after")
     def _flow_fields(self, info: ValidationInfo) -> SyncConfig:
         if self.is_contact_sync:
+            if self.destination.max_rows_per_run is not None:
+                raise ValueError(
+                    "destination.max_rows_per_run: a contact sync sends what changed as a "
+                    "whole (its diff finds removed rows); remove the option"
+                )
             if self.partitions is not None:
                 raise ValueError(
                     "partitions: a contact sync mirrors a state, not a time series; "

@@ -70,6 +70,14 @@ class DestinationSettings(Model):
     api_key: str = Field(description="A ${ENV_VAR} reference; secrets never live in YAML.")
     base_url: str | None = Field(None, description="Override of the vendor API root.")
     options: CommonOptions = Field(default_factory=CommonOptions)
+    max_rows_per_run: int | None = Field(
+        None,
+        ge=1,
+        description="Event syncs: send at most this many rows per run (CLI, demo and Dagster "
+        "alike; a Dagster run over several partitions shares it); the checkpoint stops after "
+        "the last row sent and the next run continues there. For slow destinations (one event "
+        "per request) whose whole backlog would hold the account's pool for long.",
+    )
 
     @field_validator("api_key")
     @classmethod

@@ -16,9 +16,7 @@ vendor may hold any of the batch. "Possibly duplicated" counts copies, not rows 
 from __future__ import annotations
 
 from functools import partial
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from ..core.errors import DeliveryError, mask_url
 from ..core.logcontext import get_logger
@@ -41,6 +39,9 @@ from .http_loop import (
 )
 from .outcomes import BatchOutcome, OutcomeQueue, read
 from .ratelimit import Pacer
+
+if TYPE_CHECKING:
+    import httpx  # annotations only: httpx is imported when a client is made
 
 log = get_logger("connector.delivery")
 

@@ -12,7 +12,7 @@ same pacer choice.
 
 from __future__ import annotations
 
-import httpx
+from typing import TYPE_CHECKING
 
 from ..config.env import resolve_env
 from ..config.sync_file import SyncConfig
@@ -25,6 +25,9 @@ from ..destinations.registry import destination_class
 from ..store.state import StateStore
 from .http_loop import Runtime, Stats, connect
 from .shared_pacer import destination_pacer
+
+if TYPE_CHECKING:
+    import httpx  # annotations only: httpx is imported when a client is made
 
 PLACEHOLDER_KEY = "****"  # the key of a destination that never sends
 

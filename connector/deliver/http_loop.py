@@ -33,9 +33,8 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from ..core import fence
 from ..core.errors import AuthError, DeliveryError, RetriesExhausted
@@ -43,6 +42,11 @@ from ..core.logcontext import get_logger
 from ..core.options import DestinationSettings
 from ..destinations.base import Destination, Request
 from .ratelimit import Pacer
+
+if TYPE_CHECKING:
+    # Imported when the first client is made (``make_client``): a run that sends nothing (a
+    # no-op incremental run, a dry run) never imports httpx.
+    import httpx
 
 log = get_logger("connector.delivery")
 
@@ -186,6 +190,8 @@ def make_client(
     base_url: str, timeout_s: float, concurrency: int, transport: httpx.BaseTransport | None
 ) -> httpx.Client:
     """One keep-alive client per run, with room for every request in flight."""
+    import httpx
+
     return httpx.Client(
         base_url=base_url,
         timeout=httpx.Timeout(timeout_s, connect=min(10.0, timeout_s)),
@@ -209,24 +215,44 @@ class HttpLoop:
     def __init__(
         self,
         name: str,
-        client: httpx.Client,
+        client: httpx.Client | Callable[[], httpx.Client],
         pacer: Pacer,
         runtime: Runtime,
         stats: Stats,
         max_retries: int,
         max_wait: float,
+        *,
+        key_var: str | None = None,
+        base_url: str | None = None,
     ) -> None:
         self.name = name
-        self.client = client
+        # A client, or how to make one on the first request (``base_url`` then names its host).
+        self._client = None if callable(client) else client
+        self._make = client if callable(client) else None
+        self._making = threading.Lock()  # sender threads may send their first requests at once
         self.pacer = pacer
         self.rt = runtime
         self.stats = stats
         self.max_retries = max_retries
         self.max_wait = max_wait
+        # scheme://host[:port]: never a path or a query
+        self.host = origin(base_url if base_url is not None else str(self.client.base_url))
+        self.key_var = key_var  # the environment variable destination.api_key names
+
+    @property
+    def client(self) -> httpx.Client:
+        """The keep-alive client, made on first use."""
+        if self._client is None:
+            with self._making:
+                if self._client is None:
+                    assert self._make is not None
+                    self._client = self._make()
+        return self._client
 
     def close(self) -> None:
-        """Close the connection pool."""
-        self.client.close()
+        """Close the connection pool (if a request made one)."""
+        if self._client is not None:
+            self._client.close()
 
     def exchange(self, build: Callable[[], Request]) -> Answer:
         """Post ``build()`` (rebuilt per attempt: the body shape may change meanwhile) until
@@ -282,6 +308,9 @@ class HttpLoop:
     def _loop(
         self, method: str, attempt: Callable[[], httpx.Response], tally: list[int]
     ) -> httpx.Response:
+        import httpx
+
+        _ = self.client  # made (httpx imported) before the first slot of the pace is taken
         attempts = 0
         limited = 0
         while True:
@@ -293,10 +322,12 @@ class HttpLoop:
             except httpx.HTTPError as exc:
                 what = f"{method}: {type(exc).__name__}: {_text(exc)}"
                 if not isinstance(exc, httpx.TransportError):
-                    raise DeliveryError(f"{self.name}: request failed: {what}") from None
+                    raise DeliveryError(
+                        f"{self.name}: request to {self.host} failed: {what}"
+                    ) from None
                 tally[0] += 1 if _maybe_processed(exc) else 0
                 attempts += 1
-                self._retry_or_raise(attempts, what)
+                self._retry_or_raise(attempts, what, connection=True)
                 continue
             status = resp.status_code
             self.stats.status(status)
@@ -306,11 +337,7 @@ class HttpLoop:
                 self._rate_limited(limited, method, resp)
                 continue
             if verdict is Verdict.AUTH:
-                raise AuthError(
-                    f"{self.name}: the API refused the credentials ({method}: HTTP {status}): "
-                    f"{excerpt(resp.content)}. Check destination.api_key's environment "
-                    "variable and the key's scopes."
-                )
+                raise AuthError(self._auth_message(method, status, resp.content))
             if verdict is Verdict.RETRY:
                 tally[0] += 1  # a 5xx/408 may come after the vendor stored the request
                 attempts += 1
@@ -318,6 +345,15 @@ class HttpLoop:
                 continue
             self.pacer.observe(*window_state(resp.headers))
             return resp
+
+    def _auth_message(self, method: str, status: int, body: bytes) -> str:
+        """A 401/403: the host, the vendor's words and the variable holding the key."""
+        var = f"the environment variable {self.key_var}" if self.key_var else "its variable"
+        return (
+            f"{self.name}: {self.host} refused the credentials ({method}: HTTP {status}): "
+            f"{excerpt(body).rstrip('. ')}. Check the API key in {var} (destination.api_key) "
+            "and the key's scopes"
+        )
 
     def _rate_limited(self, limited: int, method: str, resp: httpx.Response) -> None:
         self.stats.add(rate_limited=1)
@@ -340,15 +376,32 @@ class HttpLoop:
         base = min(self.max_wait, 0.5 * (2 ** (attempt - 1)))
         return base * (0.5 + self.rt.random() / 2)  # jitter: 50-100% of the step
 
-    def _retry_or_raise(self, attempts: int, what: str) -> None:
+    def _retry_or_raise(self, attempts: int, what: str, *, connection: bool = False) -> None:
+        """Wait before the next attempt (logged at WARNING: a destination that is down is
+        not silent), or raise ``RetriesExhausted`` naming the host, and for a transport error
+        the setting that names it."""
         self.stats.add(retries=1)
         if attempts > self.max_retries:
+            fix = (
+                f"check destination.base_url ({self.host}) and that the host is reachable; "
+                if connection
+                else ""
+            )
             raise RetriesExhausted(
-                f"{self.name}: {what} persisted after {self.max_retries} retries; the "
-                "checkpoint stays at the last delivered row — run again later"
+                f"{self.name}: {what} persisted after {self.max_retries} retries "
+                f"({self.host}); {fix}the checkpoint stays at the last delivered row — run "
+                "again later"
             )
         wait = self._backoff(attempts)
-        log.info("%s: %s, retry %d in %.1fs", self.name, what, attempts, wait)
+        log.warning(
+            "%s: %s (%s), retry %d of %d in %.1fs",
+            self.name,
+            what,
+            self.host,
+            attempts,
+            self.max_retries,
+            wait,
+        )
         if wait > 0:
             self.stats.add(waited_s=wait)
             self.rt.sleep(wait)
@@ -366,8 +419,37 @@ def connect(
     ``pacer``."""
     opts = dest.options
     concurrency = opts.concurrency or dest.limits.concurrency
-    client = make_client(dest.base_url, opts.timeout_s, concurrency, transport or runtime.transport)
-    return HttpLoop(dest.type, client, pacer, runtime, stats, opts.max_retries, opts.max_wait_s)
+    transport = transport or runtime.transport
+    return HttpLoop(
+        dest.type,
+        lambda: make_client(dest.base_url, opts.timeout_s, concurrency, transport),
+        pacer,
+        runtime,
+        stats,
+        opts.max_retries,
+        opts.max_wait_s,
+        key_var=env_var(dest.config.api_key),
+        base_url=dest.base_url,
+    )
+
+
+def env_var(reference: str) -> str | None:
+    """``${OMNISEND_API_KEY}`` → ``OMNISEND_API_KEY`` (the name, never the value)."""
+    m = re.match(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)", reference or "")
+    return m.group(1) if m else None
+
+
+def origin(url: str) -> str:
+    """``scheme://host[:port]`` of a URL, without user info, path or query."""
+    u = urlsplit(url)
+    try:
+        port = f":{u.port}" if u.port else ""
+    except ValueError:  # a port that is not a number
+        port = ""
+    host = u.hostname or ""
+    if ":" in host:  # an IPv6 literal
+        host = f"[{host}]"
+    return f"{u.scheme}://{host}{port}" if host else "(no base URL)"
 
 
 def _text(exc: httpx.HTTPError) -> str:
@@ -388,6 +470,8 @@ def _text(exc: httpx.HTTPError) -> str:
 
 def _maybe_processed(exc: httpx.TransportError) -> bool:
     """False only when the request never reached the server (no connection was made)."""
+    import httpx
+
     return not isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
 
 

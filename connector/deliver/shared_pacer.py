@@ -35,7 +35,6 @@ from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from ..config.sync_file import RateLimit
 from ..core.errors import StateError, mask_url, scrub
@@ -100,6 +99,10 @@ class SharedPacer(Pacer):
 
     def _ensure_row(self) -> None:
         """The account's row (the table comes with the store: ``state.MIGRATIONS``)."""
+        # Imported here: the PostgreSQL dialect (and asyncio, through asyncpg's) costs a run
+        # that shares no pacer ~0.1 s of start-up.
+        from sqlalchemy.dialects import postgresql, sqlite
+
         ins: Any = (postgresql if self.engine.dialect.name == "postgresql" else sqlite).insert(
             pacer_slots
         )

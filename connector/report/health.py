@@ -48,6 +48,7 @@ class Totals:
     rejects_retried: int = 0
     rejects_gone: int = 0
     rejects_deferred: int = 0
+    rejects_known: int = 0  # of ``rejected``: refused again unchanged, left out of the ratio
     duration_s: float = 0.0
 
     @property
@@ -94,6 +95,7 @@ class RejectRatio:
     warn_above: float
     error_above: float
     level: Level
+    known: int = 0  # rejects found again unchanged, not in ``rejected`` nor the ratio
 
     @property
     def passed(self) -> bool:
@@ -104,23 +106,31 @@ class RejectRatio:
         """One line for people: the counts, the ratio, the threshold, where to look."""
         limit = self.error_above if self.level is Level.ERROR else self.warn_above
         verdict = "within" if self.passed else "above"
+        known = (
+            f" ({self.known:,} known reject(s) found again unchanged, still open, not counted)"
+            if self.known
+            else ""
+        )
         return (
             f"{self.rejected} of {self.seen} rows rejected ({self.ratio:.2%}), {verdict} "
-            f"{limit:.2%}; see `connector rejects {sync_name}`."
+            f"{limit:.2%}{known}; see `connector rejects {sync_name}`."
         )
 
 
 def reject_ratio(t: Totals, *, warn_above: float, error_above: float) -> RejectRatio:
     """Judge the rejected share of the rows a run saw (see :class:`RejectRatio`)."""
     seen = t.rows_seen
-    ratio = t.rejected / seen if t.rows_read and seen else 0.0
+    # A reject found again unchanged (still open and listed) was judged by the run that found
+    # it first: it counts once, not in every later run's ratio.
+    rejected = max(0, t.rejected - t.rejects_known)
+    ratio = rejected / seen if t.rows_read and seen else 0.0
     if ratio > error_above:
         level = Level.ERROR
     elif ratio > warn_above:
         level = Level.WARN
     else:
         level = Level.OK
-    return RejectRatio(t.rejected, seen, ratio, warn_above, error_above, level)
+    return RejectRatio(rejected, seen, ratio, warn_above, error_above, level, t.rejects_known)
 
 
 @dataclass(frozen=True)

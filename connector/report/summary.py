@@ -31,7 +31,12 @@ def print_summary(res: SyncResult, out: Any = None) -> None:
     print(f"  {verb:<19} {res.delivered:,}", file=out)
     print(
         f"  rejected            {res.rejected:,}"
-        + (f"  ({res.null_key_rows:,} with a NULL cursor/key)" if res.null_key_rows else ""),
+        + (f"  ({res.null_key_rows:,} with a NULL cursor/key)" if res.null_key_rows else "")
+        + (
+            f"  ({res.rejects_known:,} known: refused again unchanged, still open)"
+            if res.rejects_known
+            else ""
+        ),
         file=out,
     )
     if res.skipped:

@@ -45,7 +45,7 @@ from ..store.periods import PeriodCounts
 from ..store.state import Reject, StateStore
 from .breaker import ALIKE_MIN_ROWS, Breaker, Trip
 from .late import BatchRows, account, open_window
-from .openrejects import OpenRejects
+from .openrejects import OpenRejects, split_known
 from .result import SyncResult
 from .shell import KeyView, RunShell
 
@@ -217,8 +217,14 @@ class EventRun:
     def _null_keys(self) -> None:
         count, sample = self.reader.null_key_rows()
         self.result.null_key_rows = count
-        # The sample (up to 1,000) is recorded; the rows past it are counted only.
-        self.shell.rejected([Reject(k, r) for k, r in sample])
+        # The sample (up to 1,000) is recorded; the rows past it are counted only. Those
+        # recorded unchanged by an earlier run are known: counted, left as they are.
+        new, known = split_known(
+            self.state, self.sync.name, self.scope, [Reject(k, r) for k, r in sample]
+        )
+        self.shell.rejected(new)
+        self.result.rejected += len(known)
+        self.result.rejects_known += len(known)
         self.result.rejected += count - len(sample)
         self.shell.flush_rejects()
         if count:
@@ -264,6 +270,7 @@ class EventRun:
             self._settle(batch, None)
             return
         # A copy of this thread's context: sender threads log with the run's sync and id.
+        self.shell.sending(len(batch.items))
         inflight[pool.submit(copy_context().run, self._send, sender, batch)] = batch
 
     def _send(self, sender: Sender, batch: Batch) -> BatchOutcome:
@@ -323,6 +330,7 @@ class EventRun:
 
     def _forget(self, batch: Batch) -> None:
         """The vendor refused the batch's request and kept nothing of it (``Ledger.forget``)."""
+        self.shell.settled_sent(len(batch.items))
         if batch.ledger_id is not None:
             self._apply(Ledger.forget(batch.ledger_id), [])
 
@@ -362,6 +370,7 @@ class EventRun:
         closed: list[str] = []
         copies = 0
         if outcome is not None:
+            self.shell.settled_sent(len(batch.items))
             self._delivered(outcome)
             copies = outcome.possibly_duplicated
             copies += sum(self.copies.pop(id(it), 0) for it in outcome.delivered)

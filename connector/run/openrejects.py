@@ -6,12 +6,19 @@ to the state store; above that, every delivered key is handed to the store, whos
 ``UPDATE ... WHERE key IN (...)`` closes the ones that are open (a few statements per batch,
 only on scopes with that many open rejects). Either way no per-row structure of the run's
 size lives for the whole run.
+
+A reject found again unchanged (``split_known``: the same key, reason and payload as an open
+reject of the scope, e.g. a row with a NULL cursor, refused on every run) is *known*: it stays
+open and listed as it was (not recorded again), and the run counts it in ``rejects_known``, which
+the reject ratio leaves out — one bad row does not warn on every run.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
+
+from ..store.state import Reject
 
 MAX_IN_MEMORY = 50_000
 
@@ -46,3 +53,19 @@ class OpenRejects:
         if not self.keys:
             return []
         return [k for k in delivered if k in self.keys]
+
+
+def split_known(
+    state: Any, sync: str, scope: str, found: Sequence[Reject]
+) -> tuple[list[Reject], list[Reject]]:
+    """``found`` split into (new or changed, known): a known reject has an open reject of the
+    same key in the scope with the same reason and payload."""
+    if not found:
+        return [], []
+    stored = state.open_reject_reasons(sync, scope, (r.key for r in found))
+    new: list[Reject] = []
+    known: list[Reject] = []
+    for r in found:
+        same = stored.get(r.key[:1000]) == (r.reason, r.payload)
+        (known if same else new).append(r)
+    return new, known

@@ -51,6 +51,12 @@ class SyncResult:
     window_reread: int = 0
     late_rows: int = 0
     late_rows_near_edge: int = 0
+    # Of ``rejected``: rows refused again unchanged (same key, reason and payload as an open
+    # reject, e.g. a NULL cursor): still open and listed, left out of the reject ratio.
+    rejects_known: int = 0
+    # Rows sent and not yet settled (answered but held by the circuit breaker, or in flight;
+    # after a failure: sent, fate unknown until the next run settles the ledger).
+    pending: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """The result as a JSON-ready dict (``connector sync --json``, Dagster metadata)."""

@@ -48,20 +48,30 @@ class RunPlan:
     # commits the run would catch; also in ``rows``), and the window (None: off).
     late_rows: int = 0
     lookback: str | None = None
+    max_rows_per_run: int | None = None  # destination.max_rows_per_run
+
+    @property
+    def rows_this_run(self) -> int:
+        """The rows this run sends: ``rows``, or ``max_rows_per_run`` when fewer."""
+        cap = self.max_rows_per_run
+        return self.rows if cap is None else min(self.rows, cap)
 
     def line(self) -> str:
         """The plan in one line, e.g. ``1,000,000 events → 1,000 klaviyo_bulk_events requests →
         ≥ 6 min 40 s at 150/min``."""
         if not self.rows:
             return f"0 events → nothing to send to {self.destination}"
-        head = f"{self.rows:,} events → {self.requests:,} {self.destination} requests"
+        events = f"{self.rows:,} events"
+        if self.rows_this_run < self.rows:
+            events += f", {self.rows_this_run:,} this run (destination.max_rows_per_run)"
+        head = f"{events} → {self.requests:,} {self.destination} requests"
         if self.duration_s is None:
             return f"{head} (no documented rate limit)"
         return f"{head} → ≥ {format_duration(self.duration_s)} at {self.rate}"
 
     def to_dict(self) -> dict[str, Any]:
         """The plan as a JSON-ready dict, with its one-line summary as ``summary``."""
-        return {**asdict(self), "summary": self.line()}
+        return {**asdict(self), "rows_this_run": self.rows_this_run, "summary": self.line()}
 
 
 def steady_rate(rate: RateLimit) -> tuple[float, str] | None:
@@ -147,7 +157,8 @@ def plan_run(
         size = _event_bytes(sync, reader, dest, checkpoint, window) if rows else None
     limits = dest.limits
     n = per_request(limits.max_items, limits.max_bytes, dest.request_overhead, size)
-    requests = math.ceil(rows / n)
+    cap = sync.destination.max_rows_per_run
+    requests = math.ceil((rows if cap is None else min(rows, cap)) / n)
     steady = steady_rate(dest.rate())
     return RunPlan(
         sync=sync.name,
@@ -164,6 +175,7 @@ def plan_run(
         duration_s=requests / steady[0] if steady else None,
         late_rows=late,
         lookback=lookback.text if lookback is not None else None,
+        max_rows_per_run=cap,
     )
 
 

@@ -12,8 +12,12 @@ of sync:
 - **rows handled**: ``delivered`` and ``rejected`` count every row the strategy settles,
   keep a sample of rejects for the summary and buffer rejects for the store (one write per
   1,000, and at the end) unless the strategy stores them in its own settle transaction;
-- the **progress** callback (at most once a second, and once at the end with the status) and
-  the **timing** (the injected clock).
+- the **progress** callback: at most once a second on the injected clock, from the strategy's
+  ``tick`` and from the run's **heartbeat** thread (``heartbeat.Heartbeat``), which reports
+  while the main thread waits on a slow destination; once at the end with the status. It
+  counts rows settled (``delivered``, ``rejected``) and ``pending`` (sent, not yet settled:
+  ``sending`` / ``settled_sent``), never rows merely read; and the **timing** (the injected
+  clock).
 
 A strategy (``Strategy``) is what is particular to a kind of sync: the event ledger strategy
 (``events.EventRun``: read → plan → batches through the sender → settle in the ledger, and
@@ -26,6 +30,7 @@ run or per row, checks at the end) belongs here, not in a strategy.
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, overload
 
@@ -35,6 +40,7 @@ from ..core.fence import fenced
 from ..core.logcontext import get_logger, run_context
 from ..store.lease import Lease
 from ..store.state import Reject, StateStore
+from .heartbeat import Heartbeat
 from .result import SAMPLE_REJECTS, SyncResult, _describe
 
 log = get_logger("connector.run")
@@ -117,6 +123,7 @@ class RunShell:
         self.last_progress = 0.0
         self.last_recorded: float | None = None
         self.buffer: list[Reject] = []
+        self.emitting = threading.Lock()  # the main thread's tick and the heartbeat's beat
 
     @property
     def run_id(self) -> str:
@@ -139,7 +146,8 @@ class RunShell:
             failure: BaseException | None = None
             try:
                 self._start()
-                strategy.run(self)
+                with self._heartbeat():
+                    strategy.run(self)
                 self.flush_rejects()
             except BaseException as exc:
                 failure = exc
@@ -147,6 +155,12 @@ class RunShell:
             finally:
                 self._finish(failure)
         return res
+
+    def _heartbeat(self) -> contextlib.AbstractContextManager[Any]:
+        """The thread that reports progress on a timer (none without a progress callback)."""
+        if self.progress is None:
+            return contextlib.nullcontext()
+        return Heartbeat(self.beat, name=f"progress-{self.result.sync}")
 
     def _start(self) -> None:
         self.started = self.clock()
@@ -248,6 +262,15 @@ class RunShell:
         if self.audit is not None:
             self.audit.commit()
 
+    def sending(self, rows: int) -> None:
+        """Rows handed to the sender: pending until their unit settles (``settled_sent``)."""
+        self.result.pending += rows
+
+    def settled_sent(self, rows: int) -> None:
+        """Rows of a sent unit settled (delivered, rejected, or forgotten when the vendor kept
+        nothing): no longer pending."""
+        self.result.pending = max(0, self.result.pending - rows)
+
     # -- progress ----------------------------------------------------------------------------
     def tick(self, *, force: bool = False) -> None:
         """After a page or a settled unit: the counts so far go to the run record and to the
@@ -255,10 +278,17 @@ class RunShell:
         if self.audit is not None:
             self.audit.commit(full=True)  # bounded by the page, whatever the run holds back
         self._record()
+        self.beat(force=force)
+
+    def beat(self, *, force: bool = False) -> None:
+        """The progress callback with the counts so far, at most once a second on the run's
+        clock (``force``: now). Called by ``tick`` and by the heartbeat thread."""
         if self.progress is None:
             return
-        now = self.clock()
-        if force or now - self.last_progress >= PROGRESS_EVERY_S:
+        with self.emitting:
+            now = self.clock()
+            if not force and now - self.last_progress < PROGRESS_EVERY_S:
+                return
             self.last_progress = now
             self._copy_stats()
             self.progress(self.result)

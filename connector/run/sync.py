@@ -79,6 +79,8 @@ def run_sync(
         )
     state = state or StateStore.open()
     runtime = runtime or Runtime()
+    if not retry_rejects:  # the sync file's cap: every caller's run stops there
+        limit = capped(limit, sync.destination.max_rows_per_run)
     run = (RetryRun if retry_rejects else EventRun)(
         sync,
         make_event_destination(sync),
@@ -113,6 +115,13 @@ def run_sync(
     except BaseException:
         run.reader.close()  # give an embedded warehouse file back (the run may not have run)
         raise
+
+
+def capped(limit: int | None, cap: int | None) -> int | None:
+    """The smaller of a caller's ``limit`` and the sync file's ``max_rows_per_run``."""
+    if cap is None:
+        return limit
+    return cap if limit is None else min(limit, cap)
 
 
 def preview(sync: SyncConfig, limit: int = 5, warehouse_url: str | None = None) -> dict[str, Any]:

@@ -191,6 +191,22 @@ class RejectStore(Tables):
         with self.engine.connect() as c:
             return [k for (k,) in c.execute(stmt)]
 
+    def open_reject_reasons(
+        self, sync: str, scope: str, keys: Iterable[str]
+    ) -> dict[str, tuple[str, str | None]]:
+        """The open rejects of these keys in one scope: key → (reason, payload)."""
+        wanted = list(dict.fromkeys(k[:1000] for k in keys))
+        out: dict[str, tuple[str, str | None]] = {}
+        with self.engine.connect() as c:
+            for i in range(0, len(wanted), 500):
+                stmt = sa.select(rejects.c.key, rejects.c.reason, rejects.c.payload).where(
+                    *reject_filter(sync, scope, include_closed=False),
+                    rejects.c.key.in_(wanted[i : i + 500]),
+                )
+                for key, reason, payload in c.execute(stmt):
+                    out[key] = (reason, payload)
+        return out
+
     def close_rejects(
         self, sync: str, scope: str, keys: Iterable[str], run_id: str, resolution: str
     ) -> int:

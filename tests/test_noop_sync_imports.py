@@ -1,0 +1,81 @@
+"""A no-op ``connector sync`` (the checkpoint at the newest row: nothing to send) imports no
+HTTP client (issue 22, item 9): the HTTP loop makes its client, and imports httpx, on the first
+request. Checked by module, not timed (figures: benchmarks/bench_startup.py,
+docs/performance.md)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from connector.sandbox import SandboxServer
+
+from .conftest import Warehouse
+from .helpers import create_events_table, event_rows, insert_events
+
+PROBE = """
+import contextlib, io, json, sys
+from connector.cli.main import entry
+sys.argv = ["connector", *json.loads(sys.argv[1])]
+err = io.StringIO()
+code = 0
+with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+    try:
+        entry()
+    except SystemExit as exc:
+        code = exc.code
+print(json.dumps({"code": code, "modules": sorted(sys.modules), "err": err.getvalue()}))
+"""
+
+SYNC = """
+name: noop
+source: {{table: ev, cursor: occurred_at, primary_key: [event_id], url: "{url}"}}
+destination:
+  type: klaviyo_bulk_events
+  api_key: ${{KLAVIYO_API_KEY}}
+  base_url: {sandbox}
+mapping:
+  event_name: video_played
+  event_time: occurred_at
+  identifiers: {{email: email}}
+"""
+
+
+def _sync(tmp_path: Path) -> dict[str, object]:
+    env = {
+        **os.environ,
+        "CONNECTOR_CONFIG_DIR": str(tmp_path / "config"),
+        "CONNECTOR_STATE_URL": f"sqlite:///{tmp_path / 'state.db'}",
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE, json.dumps(["sync", "noop"])],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    out: dict[str, object] = json.loads(proc.stdout.splitlines()[-1])
+    return out
+
+
+def test_a_no_op_sync_imports_no_http_client(
+    tmp_path: Path, duck: Warehouse, sandbox: SandboxServer
+) -> None:
+    create_events_table(duck)
+    insert_events(duck, event_rows(0, 20))
+    duck.dispose()  # the CLI process opens the DuckDB file itself
+    (tmp_path / "config" / "syncs").mkdir(parents=True)
+    (tmp_path / "config" / "syncs" / "noop.yaml").write_text(
+        SYNC.format(url=duck.url, sandbox=sandbox.url)
+    )
+    first = _sync(tmp_path)  # delivers the 20 rows: sends, so it imports httpx
+    assert first["code"] in (0, None), first["err"]
+    assert "httpx" in first["modules"]  # type: ignore[operator]
+    again = _sync(tmp_path)  # nothing after the checkpoint
+    assert again["code"] in (0, None), again["err"]
+    modules = set(again["modules"])  # type: ignore[call-overload]
+    assert "httpx" not in modules and "httpcore" not in modules
