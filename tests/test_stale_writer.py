@@ -91,8 +91,11 @@ def test_a_run_paused_past_its_lease_sends_nothing_after_another_run_took_over(
     config = tmp_path / "config"
     (config / "syncs").mkdir(parents=True)
     sync_file = config / "syncs" / "videos.yaml"
-    # The first run is paced (10 requests/s), so it is still sending when it is stopped.
-    sync_file.write_text(SYNC.format(url=duck.url, sandbox=sandbox.url, rate=10))
+    # The first run is paced (1 request/s), so it is still sending when it is stopped, and
+    # it is stopped while it waits for its next slot: after its first batch settled (the
+    # checkpoint is there), never inside the store's transaction (a SQLite file stays
+    # locked by a stopped process that holds its write lock, which no fence can undo).
+    sync_file.write_text(SYNC.format(url=duck.url, sandbox=sandbox.url, rate=1))
     state_url = f"sqlite:///{tmp_path / 'state.db'}"
     store = StateStore(state_url)
 
@@ -101,7 +104,10 @@ def test_a_run_paused_past_its_lease_sends_nothing_after_another_run_took_over(
 
     stale = _cli(config, state_url, "sync", "videos")
     try:
-        _wait(lambda: received() >= 200 or stale.poll() is not None, "the first batch")
+        _wait(
+            lambda: store.checkpoint("videos") is not None or stale.poll() is not None,
+            "the first batch to settle",
+        )
         assert stale.poll() is None, stale.communicate()
         stale.send_signal(signal.SIGSTOP)
         # Its lease expires by the store's clock while it is stopped (no heartbeat runs).

@@ -223,8 +223,7 @@ class EventRun:
             self.state, self.sync.name, self.scope, [Reject(k, r) for k, r in sample]
         )
         self.shell.rejected(new)
-        self.result.rejected += len(known)
-        self.result.rejects_known += len(known)
+        self.shell.rejected_known(known)
         self.result.rejected += count - len(sample)
         self.shell.flush_rejects()
         if count:

@@ -233,6 +233,15 @@ class RunShell:
         if len(self.buffer) >= REJECT_BUFFER:
             self.flush_rejects()
 
+    def rejected_known(self, rejects: Sequence[Reject]) -> None:
+        """Rows refused again unchanged (an open reject of the same key, reason and payload):
+        counted as rejected and as known, in the audit rows as this run's result, left open
+        in the store as first recorded."""
+        if self.audit is not None and not self.dry_run:
+            self.audit.rejected(rejects)
+        self.result.rejected += len(rejects)
+        self.result.rejects_known += len(rejects)
+
     def flush_rejects(self) -> None:
         """Write the buffered rejects now (an open reject of the same key opens again)."""
         self.audit_commit()
