@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,6 +15,8 @@ import pytest
 
 from connector.read.lookback import cursor_number, row_hash
 from connector.read.rowhash import ChunkRows, RowColumns
+from connector.store.state import StateStore
+from connector.store.window import NEVER, WindowWrite
 
 T0 = datetime(2026, 1, 1, 0, 0, 1)
 STAMPS = [T0, T0 + timedelta(microseconds=5), datetime(1969, 12, 31, 23, 59, 59, 999999), T0]
@@ -93,3 +96,24 @@ def test_a_batch_takes_some_rows_of_a_chunk() -> None:
     assert RowColumns([(chunk, np.array([0, 3]))]).pairs(None) == _expected(
         [values[0], values[3]], [[0, 3]], None
     )
+
+
+def _window_round_trip(url: str) -> None:
+    store = StateStore(url)
+    add = [(10, -(2**63) + 1), (11, 2**63 - 2), (12, 5)]
+    store.settle("s", "", "r1", [], [], None, [], window=WindowWrite(add, None, NEVER))
+    store.settle("s", "", "r1", [], [], None, [], window=WindowWrite([(13, 6)], 11, None))
+    assert store.window_hashes("s", "", NEVER) == {2**63 - 2, 5, 6}
+    assert store.window_hashes("s", "", 12) == {5, 6}
+    assert store.window_since("s", "") == NEVER
+    assert store.window_size("s") == 3
+
+
+def test_window_rows_round_trip_through_a_sqlite_store(tmp_path: Path) -> None:
+    """The window rows go in by the driver's executemany (SQLite: ``?`` marks)."""
+    _window_round_trip(f"sqlite:///{tmp_path / 'state.db'}")
+
+
+def test_window_rows_round_trip_through_a_postgresql_store(pg_url: str) -> None:
+    """The window rows go in by the driver's executemany (psycopg: ``%s`` marks)."""
+    _window_round_trip(pg_url)

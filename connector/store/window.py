@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
 
 import sqlalchemy as sa
 
@@ -63,7 +64,9 @@ def write_window(c: sa.Connection, sync: str, scope: str, write: WindowWrite) ->
     # The driver's executemany over plain tuples: a settle records up to a batch of rows, and
     # building and compiling one parameter dict per row cost more than the insert itself.
     sql = f"INSERT INTO {window_keys.name} (sync, scope, cursor_num, row_hash) VALUES "
-    c.exec_driver_sql(sql + f"({', '.join([mark] * 4)})", [(sync, scope, n, h) for n, h in rows])
+    nums, hashes = zip(*rows, strict=True)  # tuples built by zip, not by a loop in Python
+    params = list(zip(repeat(sync), repeat(scope), nums, hashes))
+    c.exec_driver_sql(sql + f"({', '.join([mark] * 4)})", params)
 
 
 _MARKS = {"qmark": "?", "format": "%s", "pyformat": "%s"}  # positional parameter marks
