@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 from ..model.events import Events
 from ..read.lookback import Lookback, cursor_number, fits, row_hash
+from ..read.rowhash import RowColumns
 from ..store.state import LedgerEntry, Position
 from ..store.window import NEVER, WindowWrite
 
@@ -186,7 +187,7 @@ class Ledger:
         seq: int,
         ledger_id: int | None,
         last: Position,
-        rows: Callable[[], Sequence[Position]] | None = None,
+        rows: Callable[[], RowColumns | Sequence[Position]] | None = None,
     ) -> Settlement:
         """Batch ``seq`` (covering rows up to ``last``; ``ledger_id`` None when it sent
         nothing) is settled: delivered or rejected, every row of it. ``rows``: the positions
@@ -220,7 +221,7 @@ class Ledger:
         self,
         moved: Position | None,
         last: Position,
-        rows: Callable[[], Sequence[Position]] | None,
+        rows: Callable[[], RowColumns | Sequence[Position]] | None,
     ) -> WindowWrite | None:
         """The batch's rows inside the window behind the checkpoint (its rows are pruned
         later, as the checkpoint moves on), and the prune when the checkpoint moved."""
@@ -234,10 +235,14 @@ class Ledger:
         add: list[tuple[int, int]] = []
         if rows is None or (floor is not None and cursor_number(last[0]) < floor):
             rows = None  # the whole batch lies behind the window already
-        for pos in rows() if rows is not None else ():
-            n = cursor_number(pos[0])
-            if fits(n) and (floor is None or n >= floor):
-                add.append((n, row_hash(pos)))
+        handled = rows() if rows is not None else ()
+        if isinstance(handled, RowColumns):  # a run's batch: a column at a time
+            add = handled.pairs(floor)
+        else:
+            for pos in handled:
+                n = cursor_number(pos[0])
+                if fits(n) and (floor is None or n >= floor):
+                    add.append((n, row_hash(pos)))
         prune = floor if moved is not None else None
         mark = None if window.marked else window.since
         window.marked = True

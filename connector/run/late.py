@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Sequence
 
-import pyarrow as pa
+import numpy as np
 
 from ..core.logcontext import get_logger
 from ..model.events import Events
@@ -22,6 +22,7 @@ from ..plan.batching import Batch
 from ..plan.ledger import Lookbehind
 from ..plan.planner import Plan
 from ..read.lookback import EDGE_SHARE, Lookback, cursor_number, fits, row_hash
+from ..read.rowhash import ChunkRows, RowColumns
 from ..read.source import Reader
 from ..store.state import Position, StateStore
 from ..store.window import NEVER, WindowWrite
@@ -64,7 +65,9 @@ def open_window(
 
 
 def retry_window(
-    lookback: Lookback | None, checkpoint: Position | None, positions: Sequence[Position]
+    lookback: Lookback | None,
+    checkpoint: Position | None,
+    positions: RowColumns | Sequence[Position],
 ) -> WindowWrite | None:
     """The rows a ``--retry-rejects`` batch handled inside the window behind ``checkpoint``:
     recorded like an incremental run's, so the next run does not take them for late rows."""
@@ -73,51 +76,53 @@ def retry_window(
     floor = cursor_number(lookback.floor(checkpoint[0]))
     if not fits(floor):
         return None
-    numbers = [(cursor_number(p[0]), p) for p in positions]
-    add = [(n, row_hash(p)) for n, p in numbers if fits(n) and n >= floor]
+    if isinstance(positions, RowColumns):
+        add = positions.pairs(floor)
+    else:
+        numbers = [(cursor_number(p[0]), p) for p in positions]
+        add = [(n, row_hash(p)) for n, p in numbers if fits(n) and n >= floor]
     return WindowWrite(add) if add else None
 
 
 class BatchRows:
-    """The rows each batch covers that this run handles (not skipped), in read order: every
-    row of a chunk is queued when the chunk is planned, and a batch takes as many as it
-    covers (batches are contiguous runs of the read order)."""
+    """The rows each batch covers that this run handles (not skipped), in read order: each
+    planned chunk is queued as an array of its row numbers (a skipped row as -1), and a batch
+    takes as many as it covers (batches are contiguous runs of the read order) — a column at
+    a time, never row by row. A chunk's columns live as long as a batch not settled needs
+    them."""
 
     def __init__(self) -> None:
-        self._queue: deque[tuple[Events, int] | None] = deque()
-        self._by_seq: dict[int, list[tuple[Events, int]]] = {}
+        self._queue: deque[tuple[ChunkRows, np.ndarray]] = deque()
+        self._by_seq: dict[int, list[tuple[ChunkRows, np.ndarray | None]]] = {}
 
     def chunk(self, events: Events, plan: Plan) -> None:
         """Queue the rows of a planned chunk (a skipped row as a gap)."""
-        skip = plan.skip
-        self._queue.extend(None if i in skip else (events, i) for i in range(events.n))
+        rows = np.arange(events.n, dtype=np.int64)
+        if plan.skip:
+            rows[np.fromiter(plan.skip, np.int64, len(plan.skip))] = -1
+        self._queue.append((ChunkRows(events.cursor, events.pk), rows))
 
     def take(self, batch: Batch) -> None:
         """The batch closed: its rows leave the queue."""
-        rows = [r for r in (self._queue.popleft() for _ in range(batch.covered)) if r]
-        self._by_seq[batch.seq] = rows
+        need = batch.covered
+        parts: list[tuple[ChunkRows, np.ndarray | None]] = []
+        while need and self._queue:
+            chunk, rows = self._queue[0]
+            part = rows[:need]
+            if len(rows) > need:
+                self._queue[0] = (chunk, rows[need:])
+            else:
+                self._queue.popleft()
+            need -= len(part)
+            part = part[part >= 0]
+            if len(part):
+                parts.append((chunk, part))
+        self._by_seq[batch.seq] = parts
 
-    def positions(self, seq: int) -> Callable[[], Sequence[Position]]:
-        """The positions of batch ``seq``'s rows, computed only when the ledger needs them."""
-        rows = self._by_seq.pop(seq, [])
-        return lambda: _positions(rows)
-
-
-def _positions(rows: list[tuple[Events, int]]) -> list[Position]:
-    """``events.position(i)`` of each row, a column at a time per chunk (not value by value)."""
-    out: list[Position] = []
-    start = 0
-    while start < len(rows):
-        events = rows[start][0]
-        end = start
-        while end < len(rows) and rows[end][0] is events:
-            end += 1
-        idx = pa.array([i for _, i in rows[start:end]], pa.int64())
-        cols = [events.cursor.take(idx).to_pylist()]
-        cols += [col.take(idx).to_pylist() for col in events.pk]
-        out.extend(zip(*cols, strict=True))
-        start = end
-    return out
+    def positions(self, seq: int) -> Callable[[], RowColumns]:
+        """The rows of batch ``seq``, for the ledger to record in the window."""
+        rows = RowColumns(self._by_seq.pop(seq, []))
+        return lambda: rows
 
 
 def account(result: SyncResult, window: Lookbehind | None, sync: str) -> None:

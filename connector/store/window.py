@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
 
 import sqlalchemy as sa
 
@@ -51,11 +52,24 @@ def write_window(c: sa.Connection, sync: str, scope: str, write: WindowWrite) ->
         )
     rows = [(MARK, write.mark)] if write.mark is not None else []
     rows += write.add
-    if rows:
+    if not rows:
+        return
+    mark = _MARKS.get(c.dialect.paramstyle)
+    if mark is None:  # a driver without positional parameters
         c.execute(
             window_keys.insert(),
             [{"sync": sync, "scope": scope, "cursor_num": n, "row_hash": h} for n, h in rows],
         )
+        return
+    # The driver's executemany over plain tuples: a settle records up to a batch of rows, and
+    # building and compiling one parameter dict per row cost more than the insert itself.
+    sql = f"INSERT INTO {window_keys.name} (sync, scope, cursor_num, row_hash) VALUES "
+    nums, hashes = zip(*rows, strict=True)  # tuples built by zip, not by a loop in Python
+    params = list(zip(repeat(sync), repeat(scope), nums, hashes))
+    c.exec_driver_sql(sql + f"({', '.join([mark] * 4)})", params)
+
+
+_MARKS = {"qmark": "?", "format": "%s", "pyformat": "%s"}  # positional parameter marks
 
 
 class WindowStore(Tables):
