@@ -54,8 +54,14 @@ def flush(
     try:
         tables = audit_tables(settings.schema if wh.has_schemas else None)
         _ensure(engine, wh, tables, settings.schema)
-        for chunk in _chunks(outbox.pending(state, sync, scope)):
-            written += _write(engine, wh, tables, state, (sync, scope), chunk, defaults)
+        entries = outbox.pending(state, sync, scope)
+        # A run's changelog rows are in the warehouse already only when an earlier flush
+        # committed some and stopped before it forgot them: then each chunk first deletes
+        # the rows of its outbox rows; otherwise (the normal case) a chunk is a pure append,
+        # without a scan of the changelog per chunk.
+        again = _written_before(engine, tables, sync, {e.run_id for e in entries if e.rows})
+        for chunk in _chunks(entries):
+            written += _write(engine, wh, tables, state, (sync, scope, again), chunk, defaults)
         cutoff = datetime.now(UTC) - timedelta(days=settings.retention_days)
         with engine.begin() as c:
             c.execute(
@@ -84,6 +90,18 @@ def _ensure(engine: sa.Engine, wh: Warehouse, tables: AuditTables, schema: str) 
                 c.execute(sa.schema.CreateIndex(ix, if_not_exists=True))
 
 
+def _written_before(engine: sa.Engine, tables: AuditTables, sync: str, run_ids: set[str]) -> bool:
+    """Whether the changelog holds rows of any of ``run_ids`` (one scan per flush)."""
+    if not run_ids:
+        return False
+    ch = tables.changelog
+    stmt = (
+        sa.select(ch.c.run_id).where(ch.c.sync == sync, ch.c.run_id.in_(sorted(run_ids))).limit(1)
+    )
+    with engine.connect() as c:
+        return c.execute(stmt).first() is not None
+
+
 def _chunks(entries: Sequence[Entry]) -> Iterator[list[Entry]]:
     chunk: list[Entry] = []
     rows = 0
@@ -102,11 +120,11 @@ def _write(
     wh: Warehouse,
     tables: AuditTables,
     state: StateStore,
-    where: tuple[str, str],
+    where: tuple[str, str, bool],
     chunk: list[Entry],
     defaults: dict[str, Any],
 ) -> int:
-    sync = where[0]
+    sync, again = where[0], where[2]
     bodies = outbox.bodies(state, [e.id for e in chunk])
     parts: list[pa.Table] = []
     starts: dict[str, dict[str, Any]] = {}
@@ -114,13 +132,13 @@ def _write(
         if e.kind == outbox.RUN:
             starts[e.run_id] = orjson.loads(body)
         elif e.rows:
-            parts.append(_changelog(pa.ipc.open_stream(body).read_all(), where, e))
+            parts.append(_changelog(pa.ipc.open_stream(body).read_all(), where[:2], e))
     records = outbox.run_records(state, {e.run_id for e in chunk})
     runs = [_run_row(rid, sync, records.get(rid), starts.get(rid, defaults)) for rid in records]
     changelog = pa.concat_tables(parts) if parts else None
     with engine.begin() as c:
         if changelog is not None:
-            _changelog_rows(c, wh, tables, sync, changelog)
+            _changelog_rows(c, wh, tables, sync, changelog, again=again)
         if runs:
             c.execute(
                 tables.runs.delete().where(tables.runs.c.run_id.in_([r["run_id"] for r in runs]))
@@ -160,18 +178,25 @@ def _fill(value: Any, n: int, kind: pa.DataType) -> pa.Array:
 
 
 def _changelog_rows(
-    c: sa.Connection, wh: Warehouse, tables: AuditTables, sync: str, changelog: pa.Table
+    c: sa.Connection,
+    wh: Warehouse,
+    tables: AuditTables,
+    sync: str,
+    changelog: pa.Table,
+    *,
+    again: bool,
 ) -> None:
     ch, sn = tables.changelog, tables.snapshot
-    batch_ids = pc.unique(changelog.column("batch_id")).to_pylist()
-    run_ids = pc.unique(changelog.column("run_id")).to_pylist()
     stage = wh.stage(c, STAGE_CHANGELOG, changelog)
     try:
-        c.execute(
-            ch.delete().where(
-                ch.c.sync == sync, ch.c.run_id.in_(run_ids), ch.c.batch_id.in_(batch_ids)
+        if again:  # a re-flush after a crash: the rows of these outbox rows, not twice
+            batch_ids = pc.unique(changelog.column("batch_id")).to_pylist()
+            run_ids = pc.unique(changelog.column("run_id")).to_pylist()
+            c.execute(
+                ch.delete().where(
+                    ch.c.sync == sync, ch.c.run_id.in_(run_ids), ch.c.batch_id.in_(batch_ids)
+                )
             )
-        )
         names = [f.name for f in CHANGELOG_SCHEMA]
         c.execute(ch.insert().from_select(names, sa.select(*[stage.c[n] for n in names])))
     finally:
