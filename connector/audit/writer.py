@@ -11,7 +11,7 @@ never twice.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -126,16 +126,16 @@ def _write(
 ) -> int:
     sync, again = where[0], where[2]
     bodies = outbox.bodies(state, [e.id for e in chunk])
-    parts: list[pa.Table] = []
+    parts: list[tuple[pa.Table, Entry]] = []
     starts: dict[str, dict[str, Any]] = {}
     for e, body in zip(chunk, bodies, strict=True):
         if e.kind == outbox.RUN:
             starts[e.run_id] = orjson.loads(body)
         elif e.rows:
-            parts.append(_changelog(pa.ipc.open_stream(body).read_all(), where[:2], e))
+            parts.append((pa.ipc.open_stream(body).read_all(), e))
     records = outbox.run_records(state, {e.run_id for e in chunk})
     runs = [_run_row(rid, sync, records.get(rid), starts.get(rid, defaults)) for rid in records]
-    changelog = pa.concat_tables(parts) if parts else None
+    changelog = _changelog(parts, where[:2]) if parts else None
     with engine.begin() as c:
         if changelog is not None:
             _changelog_rows(c, wh, tables, sync, changelog, again=again)
@@ -153,15 +153,22 @@ def _write(
     return changelog.num_rows if changelog is not None else 0
 
 
-def _changelog(unit: pa.Table, where: tuple[str, str], e: Entry) -> pa.Table:
+def _changelog(units: list[tuple[pa.Table, Entry]], where: tuple[str, str]) -> pa.Table:
+    """The changelog rows of a chunk's units: what is one value per unit (run, batch, time)
+    filled per unit, the rest computed once over the chunk (no compute call per unit)."""
+    unit = pa.concat_tables([u for u, _ in units])
     n = unit.num_rows
+
+    def per_unit(value: Callable[[Entry], Any], kind: pa.DataType) -> pa.ChunkedArray:
+        return pa.chunked_array([_fill(value(e), u.num_rows, kind) for u, e in units], kind)
+
+    at_type = CHANGELOG_SCHEMA.field("settled_at").type
     head = [
         _fill(where[0], n, pa.string()),
         _fill(where[1], n, pa.string()),
-        _fill(e.run_id, n, pa.string()),
-        _fill(e.id, n, pa.int64()),
+        per_unit(lambda e: e.run_id, pa.string()),
+        per_unit(lambda e: e.id, pa.int64()),
     ]
-    at = _fill(e.created_at, n, CHANGELOG_SCHEMA.field("settled_at").type)
     cols = [unit.column(f.name) for f in UNIT_SCHEMA]
     # An event's dedup id is "<sync>:<key>" (the mapper's): derived here, not carried.
     sent = pc.equal(unit.column("operation"), EVENT_SENT)
@@ -169,6 +176,7 @@ def _changelog(unit: pa.Table, where: tuple[str, str], e: Entry) -> pa.Table:
     cols[UNIT_SCHEMA.get_field_index("dedup_id")] = pc.if_else(
         sent, derived, unit.column("dedup_id")
     )
+    at = per_unit(lambda e: e.created_at, at_type)
     return pa.Table.from_arrays([*head, *cols, at], schema=CHANGELOG_SCHEMA)
 
 
