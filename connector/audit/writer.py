@@ -3,10 +3,11 @@
 Per chunk of outbox rows (at most ``CHUNK_ROWS`` changelog rows: memory is bounded by the
 chunk), one warehouse transaction: the rows are staged with the engine's fast path
 (``Warehouse.stage``: DuckDB reads the Arrow table, PostgreSQL takes a COPY, the others an
-executemany), the changelog rows of those outbox rows are deleted and inserted from the stage,
-the snapshot rows of their keys replaced by the latest, and the runs rows of their runs
-replaced. Only then are the outbox rows deleted: a crash in between writes the same rows again,
-never twice.
+executemany), the changelog rows inserted from the stage, the snapshot rows of their keys
+replaced by the latest, and the runs rows of their runs replaced. Only then are the outbox rows
+deleted: a crash in between writes the same rows again, never twice — the flush after it finds
+rows of its runs in the changelog (one query) and then deletes each chunk's earlier rows (by
+run and outbox row) before inserting; a normal flush appends.
 """
 
 from __future__ import annotations
