@@ -309,6 +309,7 @@ def main() -> int:
     ap.add_argument("--workdir", help="keep files here (default: a temp dir)")
     ap.add_argument("--audit", action="store_true", help="write the audit tables too")
     ap.add_argument("--json", help="also write the result as JSON to this file")
+    ap.add_argument("--profile", help="write a cProfile of the measured run to this file")
     ap.add_argument("--chunk-size", type=int, help="source.chunk_size (default: the config's)")
     ap.add_argument(
         "--lookback",
@@ -391,7 +392,14 @@ def main() -> int:
 
         cpu0 = time.process_time()
         t0 = time.perf_counter()
-        res = run_sync(sync, state=state)
+        if args.profile:
+            import cProfile
+
+            with cProfile.Profile() as prof:
+                res = run_sync(sync, state=state)
+            prof.dump_stats(args.profile)
+        else:
+            res = run_sync(sync, state=state)
         wall = time.perf_counter() - t0
         cpu = time.process_time() - cpu0
         rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

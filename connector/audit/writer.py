@@ -3,15 +3,16 @@
 Per chunk of outbox rows (at most ``CHUNK_ROWS`` changelog rows: memory is bounded by the
 chunk), one warehouse transaction: the rows are staged with the engine's fast path
 (``Warehouse.stage``: DuckDB reads the Arrow table, PostgreSQL takes a COPY, the others an
-executemany), the changelog rows of those outbox rows are deleted and inserted from the stage,
-the snapshot rows of their keys replaced by the latest, and the runs rows of their runs
-replaced. Only then are the outbox rows deleted: a crash in between writes the same rows again,
-never twice.
+executemany), the changelog rows inserted from the stage, the snapshot rows of their keys
+replaced by the latest, and the runs rows of their runs replaced. Only then are the outbox rows
+deleted: a crash in between writes the same rows again, never twice — the flush after it finds
+rows of its runs in the changelog (one query) and then deletes each chunk's earlier rows (by
+run and outbox row) before inserting; a normal flush appends.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -54,8 +55,14 @@ def flush(
     try:
         tables = audit_tables(settings.schema if wh.has_schemas else None)
         _ensure(engine, wh, tables, settings.schema)
-        for chunk in _chunks(outbox.pending(state, sync, scope)):
-            written += _write(engine, wh, tables, state, (sync, scope), chunk, defaults)
+        entries = outbox.pending(state, sync, scope)
+        # A run's changelog rows are in the warehouse already only when an earlier flush
+        # committed some and stopped before it forgot them: then each chunk first deletes
+        # the rows of its outbox rows; otherwise (the normal case) a chunk is a pure append,
+        # without a scan of the changelog per chunk.
+        again = _written_before(engine, tables, sync, {e.run_id for e in entries if e.rows})
+        for chunk in _chunks(entries):
+            written += _write(engine, wh, tables, state, (sync, scope, again), chunk, defaults)
         cutoff = datetime.now(UTC) - timedelta(days=settings.retention_days)
         with engine.begin() as c:
             c.execute(
@@ -84,6 +91,18 @@ def _ensure(engine: sa.Engine, wh: Warehouse, tables: AuditTables, schema: str) 
                 c.execute(sa.schema.CreateIndex(ix, if_not_exists=True))
 
 
+def _written_before(engine: sa.Engine, tables: AuditTables, sync: str, run_ids: set[str]) -> bool:
+    """Whether the changelog holds rows of any of ``run_ids`` (one scan per flush)."""
+    if not run_ids:
+        return False
+    ch = tables.changelog
+    stmt = (
+        sa.select(ch.c.run_id).where(ch.c.sync == sync, ch.c.run_id.in_(sorted(run_ids))).limit(1)
+    )
+    with engine.connect() as c:
+        return c.execute(stmt).first() is not None
+
+
 def _chunks(entries: Sequence[Entry]) -> Iterator[list[Entry]]:
     chunk: list[Entry] = []
     rows = 0
@@ -102,25 +121,25 @@ def _write(
     wh: Warehouse,
     tables: AuditTables,
     state: StateStore,
-    where: tuple[str, str],
+    where: tuple[str, str, bool],
     chunk: list[Entry],
     defaults: dict[str, Any],
 ) -> int:
-    sync = where[0]
+    sync, again = where[0], where[2]
     bodies = outbox.bodies(state, [e.id for e in chunk])
-    parts: list[pa.Table] = []
+    parts: list[tuple[pa.Table, Entry]] = []
     starts: dict[str, dict[str, Any]] = {}
     for e, body in zip(chunk, bodies, strict=True):
         if e.kind == outbox.RUN:
             starts[e.run_id] = orjson.loads(body)
         elif e.rows:
-            parts.append(_changelog(pa.ipc.open_stream(body).read_all(), where, e))
+            parts.append((pa.ipc.open_stream(body).read_all(), e))
     records = outbox.run_records(state, {e.run_id for e in chunk})
     runs = [_run_row(rid, sync, records.get(rid), starts.get(rid, defaults)) for rid in records]
-    changelog = pa.concat_tables(parts) if parts else None
+    changelog = _changelog(parts, where[:2]) if parts else None
     with engine.begin() as c:
         if changelog is not None:
-            _changelog_rows(c, wh, tables, sync, changelog)
+            _changelog_rows(c, wh, tables, sync, changelog, again=again)
         if runs:
             c.execute(
                 tables.runs.delete().where(tables.runs.c.run_id.in_([r["run_id"] for r in runs]))
@@ -135,15 +154,22 @@ def _write(
     return changelog.num_rows if changelog is not None else 0
 
 
-def _changelog(unit: pa.Table, where: tuple[str, str], e: Entry) -> pa.Table:
+def _changelog(units: list[tuple[pa.Table, Entry]], where: tuple[str, str]) -> pa.Table:
+    """The changelog rows of a chunk's units: what is one value per unit (run, batch, time)
+    filled per unit, the rest computed once over the chunk (no compute call per unit)."""
+    unit = pa.concat_tables([u for u, _ in units])
     n = unit.num_rows
+
+    def per_unit(value: Callable[[Entry], Any], kind: pa.DataType) -> pa.ChunkedArray:
+        return pa.chunked_array([_fill(value(e), u.num_rows, kind) for u, e in units], kind)
+
+    at_type = CHANGELOG_SCHEMA.field("settled_at").type
     head = [
         _fill(where[0], n, pa.string()),
         _fill(where[1], n, pa.string()),
-        _fill(e.run_id, n, pa.string()),
-        _fill(e.id, n, pa.int64()),
+        per_unit(lambda e: e.run_id, pa.string()),
+        per_unit(lambda e: e.id, pa.int64()),
     ]
-    at = _fill(e.created_at, n, CHANGELOG_SCHEMA.field("settled_at").type)
     cols = [unit.column(f.name) for f in UNIT_SCHEMA]
     # An event's dedup id is "<sync>:<key>" (the mapper's): derived here, not carried.
     sent = pc.equal(unit.column("operation"), EVENT_SENT)
@@ -151,6 +177,7 @@ def _changelog(unit: pa.Table, where: tuple[str, str], e: Entry) -> pa.Table:
     cols[UNIT_SCHEMA.get_field_index("dedup_id")] = pc.if_else(
         sent, derived, unit.column("dedup_id")
     )
+    at = per_unit(lambda e: e.created_at, at_type)
     return pa.Table.from_arrays([*head, *cols, at], schema=CHANGELOG_SCHEMA)
 
 
@@ -160,18 +187,25 @@ def _fill(value: Any, n: int, kind: pa.DataType) -> pa.Array:
 
 
 def _changelog_rows(
-    c: sa.Connection, wh: Warehouse, tables: AuditTables, sync: str, changelog: pa.Table
+    c: sa.Connection,
+    wh: Warehouse,
+    tables: AuditTables,
+    sync: str,
+    changelog: pa.Table,
+    *,
+    again: bool,
 ) -> None:
     ch, sn = tables.changelog, tables.snapshot
-    batch_ids = pc.unique(changelog.column("batch_id")).to_pylist()
-    run_ids = pc.unique(changelog.column("run_id")).to_pylist()
     stage = wh.stage(c, STAGE_CHANGELOG, changelog)
     try:
-        c.execute(
-            ch.delete().where(
-                ch.c.sync == sync, ch.c.run_id.in_(run_ids), ch.c.batch_id.in_(batch_ids)
+        if again:  # a re-flush after a crash: the rows of these outbox rows, not twice
+            batch_ids = pc.unique(changelog.column("batch_id")).to_pylist()
+            run_ids = pc.unique(changelog.column("run_id")).to_pylist()
+            c.execute(
+                ch.delete().where(
+                    ch.c.sync == sync, ch.c.run_id.in_(run_ids), ch.c.batch_id.in_(batch_ids)
+                )
             )
-        )
         names = [f.name for f in CHANGELOG_SCHEMA]
         c.execute(ch.insert().from_select(names, sa.select(*[stage.c[n] for n in names])))
     finally:
