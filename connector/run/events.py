@@ -228,9 +228,11 @@ class EventRun:
         self.shell.flush_rejects()
         if count:
             log.warning(
-                "%s: %d rows have a NULL cursor or primary key and are never sent",
+                "%s: %d %s a NULL cursor or primary key and %s never sent",
                 self.sync.name,
                 count,
+                "row has" if count == 1 else "rows have",
+                "is" if count == 1 else "are",
             )
 
     def _batches(self, events: Events, batcher: Batcher) -> list[Batch]:
