@@ -79,3 +79,28 @@ def test_a_no_op_sync_imports_no_http_client(
     assert again["code"] in (0, None), again["err"]
     modules = set(again["modules"])  # type: ignore[call-overload]
     assert "httpx" not in modules and "httpcore" not in modules
+
+
+def test_a_no_op_sync_imports_no_arrow(
+    tmp_path: Path, duck: Warehouse, sandbox: SandboxServer
+) -> None:
+    """Nothing after the checkpoint and no lookback window to re-read: the run reads no row,
+    so it imports neither pyarrow nor numpy (nor pandas); the first run, which reads, does."""
+    create_events_table(duck)
+    insert_events(duck, event_rows(0, 20))
+    duck.dispose()
+    (tmp_path / "config" / "syncs").mkdir(parents=True)
+    sync = SYNC.format(url=duck.url, sandbox=sandbox.url)
+    sync = sync.replace("primary_key: [event_id],", 'primary_key: [event_id], lookback: "off",')
+    assert "lookback" in sync
+    (tmp_path / "config" / "syncs" / "noop.yaml").write_text(sync)
+    first = _sync(tmp_path)
+    assert first["code"] in (0, None), first["err"]
+    assert "pyarrow" in first["modules"]  # type: ignore[operator]
+    again = _sync(tmp_path)
+    assert again["code"] in (0, None), again["err"]
+    assert "0 delivered" in str(again["err"]) or "rows read           0" in str(again["err"])
+    modules = set(again["modules"])  # type: ignore[call-overload]
+    assert not {"pyarrow", "numpy", "pandas", "httpx"} & modules, sorted(
+        m for m in modules if m.split(".")[0] in ("pyarrow", "numpy", "pandas", "httpx")
+    )

@@ -14,11 +14,9 @@ import array
 import itertools
 import operator
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-import pyarrow as pa
-import pyarrow.compute as pc
 import sqlalchemy as sa
 
 from ..config.sync_file import SyncConfig
@@ -34,12 +32,18 @@ from .tables import (
     EVENT_SENT,
     HELD,
     REJECTED,
-    UNIT_SCHEMA,
+    unit_schema,
 )
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+else:
+    from ..core.lazy import pa, pc
+
 
 log = get_logger("connector.audit")
 
-_IPC = pa.ipc.IpcWriteOptions(compression="lz4")  # the constant columns shrink to nothing
 COMMIT_ROWS = 50_000  # rows collected outside a settle before they go to the outbox anyway
 # "Brevo 400: ...", "Klaviyo answered 409: ...", "HTTP 413": the vendor's status of a reject.
 _STATUS = r"^(?:[A-Za-z]+ )?(?:answered )?(?:HTTP )?(?P<status>[1-5][0-9]{2})\b"
@@ -141,7 +145,7 @@ class Recorder:
                     status if status is not None else pa.nulls(n, pa.int32()),
                     dedup if dedup is not None else pa.nulls(n, pa.string()),
                 ],
-                schema=UNIT_SCHEMA,
+                schema=unit_schema(),
             )
         )
         self.rows += n
@@ -155,7 +159,11 @@ class Recorder:
         table = pa.concat_tables(self.parts)
         self.parts, self.rows = [], 0
         sink = pa.BufferOutputStream()
-        with pa.ipc.new_stream(sink, UNIT_SCHEMA, options=_IPC) as writer:
+        with pa.ipc.new_stream(
+            sink,
+            unit_schema(),
+            options=pa.ipc.IpcWriteOptions(compression="lz4"),  # constant columns shrink to nothing
+        ) as writer:
             writer.write_table(table)
         body = sink.getvalue().to_pybytes()
         return outbox.insert(self.sync, self.scope, self.run_id, outbox.ROWS, body, len(table))

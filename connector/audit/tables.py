@@ -8,10 +8,16 @@ transaction), and DuckDB checks constraints of a delete-then-insert too eagerly.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
 import sqlalchemy as sa
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+else:
+    from ..core.lazy import pa
+
 
 RUNS, CHANGELOG, SNAPSHOT = "runs", "changelog", "snapshot"
 
@@ -26,29 +32,37 @@ REJECTED = "rejected"
 POSSIBLY_DUPLICATED = "possibly_duplicated"
 HELD = "held"
 
-#: One settled unit's changelog rows as the recorder keeps them (the outbox body).
-UNIT_SCHEMA = pa.schema(
-    [
-        ("key", pa.string()),
-        ("operation", pa.string()),
-        ("result", pa.string()),
-        ("reason", pa.string()),
-        ("vendor_status", pa.int32()),
-        ("dedup_id", pa.string()),
-    ]
-)
 
-#: The changelog rows as written (the unit's columns with where and when).
-CHANGELOG_SCHEMA = pa.schema(
-    [
-        ("sync", pa.string()),
-        ("scope", pa.string()),
-        ("run_id", pa.string()),
-        ("batch_id", pa.int64()),
-        *UNIT_SCHEMA,
-        ("settled_at", pa.timestamp("us", tz="UTC")),
-    ]
-)
+@cache
+def unit_schema() -> pa.Schema:
+    """One settled unit's changelog rows as the recorder keeps them (the outbox body)."""
+    return pa.schema(
+        [
+            ("key", pa.string()),
+            ("operation", pa.string()),
+            ("result", pa.string()),
+            ("reason", pa.string()),
+            ("vendor_status", pa.int32()),
+            ("dedup_id", pa.string()),
+        ]
+    )
+
+
+@cache
+def changelog_schema() -> pa.Schema:
+    """The changelog rows as written (the unit's columns with where and when)."""
+    return pa.schema(
+        [
+            ("sync", pa.string()),
+            ("scope", pa.string()),
+            ("run_id", pa.string()),
+            ("batch_id", pa.int64()),
+            *unit_schema(),
+            ("settled_at", pa.timestamp("us", tz="UTC")),
+        ]
+    )
+
+
 SNAPSHOT_COLUMNS = (
     "sync",
     "key",

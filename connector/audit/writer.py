@@ -14,11 +14,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-import pyarrow as pa
-import pyarrow.compute as pc
 import sqlalchemy as sa
 
 from ..store.state import StateStore
@@ -28,14 +26,21 @@ from . import outbox
 from .outbox import Entry, utc
 from .settings import AuditSettings
 from .tables import (
-    CHANGELOG_SCHEMA,
     EVENT_SENT,
     SNAPSHOT_COLUMNS,
-    UNIT_SCHEMA,
     AuditTables,
     audit_tables,
+    changelog_schema,
+    unit_schema,
 )
 from .tables import indexes as audit_indexes
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+else:
+    from ..core.lazy import pa, pc
+
 
 CHUNK_ROWS = 200_000
 STAGE_CHANGELOG = "reverse_etl_audit_stage_changelog"
@@ -163,22 +168,22 @@ def _changelog(units: list[tuple[pa.Table, Entry]], where: tuple[str, str]) -> p
     def per_unit(value: Callable[[Entry], Any], kind: pa.DataType) -> pa.ChunkedArray:
         return pa.chunked_array([_fill(value(e), u.num_rows, kind) for u, e in units], kind)
 
-    at_type = CHANGELOG_SCHEMA.field("settled_at").type
+    at_type = changelog_schema().field("settled_at").type
     head = [
         _fill(where[0], n, pa.string()),
         _fill(where[1], n, pa.string()),
         per_unit(lambda e: e.run_id, pa.string()),
         per_unit(lambda e: e.id, pa.int64()),
     ]
-    cols = [unit.column(f.name) for f in UNIT_SCHEMA]
+    cols = [unit.column(f.name) for f in unit_schema()]
     # An event's dedup id is "<sync>:<key>" (the mapper's): derived here, not carried.
     sent = pc.equal(unit.column("operation"), EVENT_SENT)
     derived = pc.binary_join_element_wise(f"{where[0]}:", unit.column("key"), "")
-    cols[UNIT_SCHEMA.get_field_index("dedup_id")] = pc.if_else(
+    cols[unit_schema().get_field_index("dedup_id")] = pc.if_else(
         sent, derived, unit.column("dedup_id")
     )
     at = per_unit(lambda e: e.created_at, at_type)
-    return pa.Table.from_arrays([*head, *cols, at], schema=CHANGELOG_SCHEMA)
+    return pa.Table.from_arrays([*head, *cols, at], schema=changelog_schema())
 
 
 def _fill(value: Any, n: int, kind: pa.DataType) -> pa.Array:
@@ -206,7 +211,7 @@ def _changelog_rows(
                     ch.c.sync == sync, ch.c.run_id.in_(run_ids), ch.c.batch_id.in_(batch_ids)
                 )
             )
-        names = [f.name for f in CHANGELOG_SCHEMA]
+        names = [f.name for f in changelog_schema()]
         c.execute(ch.insert().from_select(names, sa.select(*[stage.c[n] for n in names])))
     finally:
         wh.unstage(c, stage)

@@ -12,17 +12,22 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from ..config.sync_file import SyncConfig
 from ..destinations.contact_endpoint import Contact
 from ..map.mapper import _text
 from ..model.events import Chunk, Props, key_strings
 from .keyorder import KeyOrder, Unordered
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+else:
+    from ..core.lazy import pa, pc
+
 
 _NULL = "\x00"
 _SEP = "\x1f"

@@ -25,14 +25,17 @@ those syncs diff by key lookups.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
+if TYPE_CHECKING:
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+else:
+    from ..core.lazy import np, pa, pc
+
 
 INTEGER, TEXT = "i", "s"
-_FLIP = np.uint64(1 << 63)
-_INT_TYPES = (pa.int8(), pa.int16(), pa.int32(), pa.int64(), pa.uint8(), pa.uint16(), pa.uint32())
 
 
 class Unordered(Exception):
@@ -94,12 +97,13 @@ class KeyOrder:
 
     @staticmethod
     def _int_bytes(arr: pa.Array) -> np.ndarray:
-        if arr.type not in _INT_TYPES:
+        t = arr.type
+        if not pa.types.is_integer(t) or t == pa.uint64():
             raise Unordered(f"an integer key column arrived as {arr.type}")
         if arr.null_count:
             raise Unordered("a NULL key")
         values = arr.cast(pa.int64()).to_numpy(zero_copy_only=False)
-        flipped = values.view(np.uint64) ^ _FLIP
+        flipped = values.view(np.uint64) ^ np.uint64(1 << 63)
         return flipped.astype(">u8").view(np.uint8)
 
     @staticmethod

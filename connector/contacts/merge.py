@@ -29,13 +29,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-
-import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
+from typing import TYPE_CHECKING
 
 from .hashes import HashStore
 from .keyorder import INTEGER, KeyOrder, Unordered
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+else:
+    from ..core.lazy import np, pa, pc
+
 
 _SLICE = 20_000
 _SPARE = 1_000  # a page's range with more than 2 * rows + this is read in slices

@@ -4,6 +4,7 @@ benchmark): not applied when the package is imported as a library."""
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import sys
 from importlib.machinery import ModuleSpec
@@ -18,16 +19,47 @@ def use_lean_memory_pool() -> str:
 
     Measured on the 1,000,000-row benchmark (docs/performance.md): the default mimalloc pool
     keeps freed pages, jemalloc hands them back: ~20 MiB less peak memory at the same speed.
-    Returns the backend in use. Imports pyarrow: call it from commands that read rows.
+    When pyarrow is not imported yet the pool is set when it is (an import hook): a run that
+    reads no rows (a no-op sync) never imports pyarrow. Returns the backend in use, or
+    ``"deferred"`` when pyarrow is not imported yet.
     """
-    import pyarrow as pa
-
     _limit_malloc_arenas()
+    if "pyarrow" not in sys.modules:
+        if not any(isinstance(f, _PoolOnImport) for f in sys.meta_path):
+            sys.meta_path.insert(0, _PoolOnImport())
+        return "deferred"
+    return _set_pool(sys.modules["pyarrow"])
+
+
+def _set_pool(pa: Any) -> str:
     if not os.environ.get(POOL_ENV):
         # A pyarrow build without jemalloc raises NotImplementedError: keep its default.
         with contextlib.suppress(NotImplementedError):
             pa.set_memory_pool(pa.jemalloc_memory_pool())
-    return pa.default_memory_pool().backend_name
+    return str(pa.default_memory_pool().backend_name)
+
+
+class _PoolOnImport:
+    """Import hook: when ``pyarrow`` is first imported, set its memory pool right after."""
+
+    def find_spec(
+        self, name: str, path: Any = None, target: ModuleType | None = None
+    ) -> ModuleSpec | None:
+        if name != "pyarrow":
+            return None
+        sys.meta_path.remove(self)  # once; and find the real spec without this hook
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.loader is None:
+            return spec
+        loader = spec.loader
+        run = loader.exec_module
+
+        def exec_module(module: ModuleType) -> None:
+            run(module)
+            _set_pool(module)
+
+        loader.exec_module = exec_module  # type: ignore[method-assign]
+        return spec
 
 
 class _NoPandas:

@@ -15,9 +15,7 @@ Dotted property names build nested objects.
 from __future__ import annotations
 
 from datetime import datetime
-
-import pyarrow as pa
-import pyarrow.compute as pc
+from typing import TYPE_CHECKING
 
 from ..config.sections import ColumnRef
 from ..config.sync_file import SyncConfig
@@ -35,6 +33,13 @@ from ..model.events import (
     localize,
     to_python,
 )
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+else:
+    from ..core.lazy import pa, pc
+
 
 __all__ = [
     "Chunk",
@@ -146,7 +151,7 @@ class Mapper:
         self.sync = sync
         self.m = sync.mapping
         self.zone = sync.source.timezone
-        self.prefix = pa.scalar(f"{sync.name}:")
+        self.prefix = f"{sync.name}:"
 
     def _col(self, table: pa.Table, name: str) -> pa.Array:
         return table.column(name).combine_chunks()
@@ -162,7 +167,7 @@ class Mapper:
         reasons: dict[int, str] = {}
         pk = [self._col(t, c) for c in self.sync.source.primary_key]
         keys_arr = key_strings(pk)
-        dedup_arr = pc.binary_join_element_wise(self.prefix, keys_arr, "")
+        dedup_arr = pc.binary_join_element_wise(pa.scalar(self.prefix), keys_arr, "")
 
         if isinstance(m.event_name, ColumnRef):
             col = m.event_name.column

@@ -13,12 +13,17 @@ from __future__ import annotations
 import json
 import re
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import orjson
-import pyarrow as pa
-import pyarrow.compute as pc
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+else:
+    from ..core.lazy import np, pa, pc
+
 
 # A plain str (not a module-level pa.scalar): creating Arrow values at import time would make
 # pyarrow import pandas before ``process.keep_pandas_out`` can run.

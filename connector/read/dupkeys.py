@@ -14,10 +14,15 @@ already seen earlier in this run (the first occurrence is sent, later ones becom
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any, Protocol, TypeAlias
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
-import pyarrow as pa
-import pyarrow.compute as pc
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+else:
+    from ..core.lazy import pa, pc
+
 
 # A page's row keys: a list, or the Arrow string array ``Events.key_array``.
 Keys: TypeAlias = Sequence[str] | Any
@@ -37,7 +42,10 @@ class KnownDuplicates:
     def __init__(self, candidates: Iterable[str]) -> None:
         self.candidates = frozenset(candidates)
         self.seen: set[str] = set()
-        self._lookup = pa.array(sorted(self.candidates), pa.string())
+
+    @cached_property
+    def _lookup(self) -> pa.Array:
+        return pa.array(sorted(self.candidates), pa.string())
 
     def duplicates(self, keys: Keys) -> list[int]:
         """Rows of ``keys`` that repeat a candidate key seen before (only candidates are kept)."""

@@ -15,12 +15,17 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-
-import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
+from typing import TYPE_CHECKING
 
 from .lookback import cursor_number, fits
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+else:
+    from ..core.lazy import np, pa, pc
+
 
 _EPOCH_ORDINAL = 719163  # date(1970, 1, 1).toordinal()
 _TO_MICROS = {"s": 1_000_000, "ms": 1_000, "us": 1}

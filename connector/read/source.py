@@ -19,9 +19,8 @@ import os
 from collections.abc import Generator, Iterator
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
 import sqlalchemy as sa
 
 from ..config.env import resolve_env, resolve_tree
@@ -33,6 +32,12 @@ from ..warehouses import embedded_file, engine_for, release_engine, warehouse_fo
 from .driver import missing_driver
 from .keyset import KeysetSQL, Position, Window
 from .type_rules import CURSOR_KINDS, EVENT_TIME_KINDS, type_problems
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+else:
+    from ..core.lazy import pa
+
 
 __all__ = [
     "CURSOR_KINDS",
@@ -262,6 +267,19 @@ class Reader(KeysetSQL):
             sa.select(sa.func.count()).select_from(self._from()).where(*self._where(after, window))
         )
         return int(self._rows(stmt)[0][0] or 0)
+
+    def any_rows(self, after: Position | None, window: Window | None) -> bool:
+        """Whether a run would read any row (``count`` > 0), by one ``LIMIT 1`` query through
+        the driver's rows, not Arrow: a run that reads nothing imports no pyarrow."""
+        self.check_columns()
+        self.check_position(after)
+        stmt = (
+            sa.select(sa.literal(1))
+            .select_from(self._from())
+            .where(*self._where(after, window))
+            .limit(1)
+        )
+        return bool(self._rows(stmt))
 
     def _boundary(self, after: Position | None, window: Window | None, n: int) -> Position | None:
         stmt = self.boundary_statement(after, window, n)

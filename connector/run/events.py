@@ -22,8 +22,7 @@ from __future__ import annotations
 from collections.abc import Generator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextvars import copy_context
-
-import pyarrow as pa
+from typing import TYPE_CHECKING
 
 from ..config.sync_file import DestinationSettings, SyncConfig
 from ..core import fence
@@ -48,6 +47,12 @@ from .late import BatchRows, account, open_window
 from .openrejects import OpenRejects, split_known
 from .result import SyncResult
 from .shell import KeyView, RunShell
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+else:
+    from ..core.lazy import pa
+
 
 log = get_logger("connector.sync")
 
@@ -160,11 +165,13 @@ class EventRun:
         try:
             if self.check_null_keys:
                 self._null_keys()
-            dups = KnownDuplicates(self.reader.duplicate_keys(after, self.window))
+            # Nothing to read (a no-op run): no duplicate-key query and no page, so no Arrow.
+            empty = not self.reader.any_rows(after, self.window)
+            dups = KnownDuplicates([] if empty else self.reader.duplicate_keys(after, self.window))
             self.dups = self.planner.dups = dups
             batcher = self.batcher()
-            pages = self.reader.pages(after, self.window, self.limit)
-            for chunk in pages:
+            pages = None if empty else self.reader.pages(after, self.window, self.limit)
+            for chunk in pages or ():
                 events = self.mapper.map(chunk)
                 res.rows_read += events.n
                 batches = self._batches(events, batcher)

@@ -13,8 +13,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Sequence
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from ..core.logcontext import get_logger
 from ..model.events import Events
@@ -27,6 +26,12 @@ from ..read.source import Reader
 from ..store.state import Position, StateStore
 from ..store.window import NEVER, WindowWrite
 from .result import SyncResult
+
+if TYPE_CHECKING:
+    import numpy as np
+else:
+    from ..core.lazy import np
+
 
 log = get_logger("connector.sync")
 

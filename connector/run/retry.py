@@ -12,7 +12,7 @@ handful of rows, and a crash leaves the rejects open to retry again (same dedup 
 
 from __future__ import annotations
 
-import pyarrow as pa
+from typing import TYPE_CHECKING
 
 from ..core.logcontext import get_logger
 from ..deliver.delivery import Sender
@@ -24,6 +24,12 @@ from ..store.state import CLOSED_GONE, Reject
 from .events import EventRun, _item_payload
 from .late import retry_window
 from .shell import KeyView, RunShell
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+else:
+    from ..core.lazy import pa
+
 
 log = get_logger("connector.sync")
 

@@ -22,15 +22,20 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pyarrow as pa
 import sqlalchemy as sa
 
 from .base import Tables, now
 from .positions import Position, decode_position
 from .schema import BASELINE, periods
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pyarrow as pa
+else:
+    from ..core.lazy import np, pa
+
 
 ID_BUCKET = 100_000
 HOUR_FORMAT = "%Y-%m-%dT%H"

@@ -16,14 +16,19 @@ from __future__ import annotations
 import importlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import orjson
-import pyarrow as pa
 import sqlalchemy as sa
 
 from ..core.errors import ConfigError
 from ..model.events import Chunk
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+else:
+    from ..core.lazy import pa
+
 
 # The kinds a column can have (``Reader.column_types``): the type rules and the value
 # encoders key on these, never on a warehouse's own type names.

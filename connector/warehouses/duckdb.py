@@ -13,13 +13,18 @@ import os
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
 import sqlalchemy as sa
 
 from ..model.events import Chunk
 from .base import Warehouse
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+else:
+    from ..core.lazy import pa
+
 
 # DuckDB runs inside this process: without a limit its buffer pool keeps the pages of the
 # table it read, so the process grows with the table (docs/performance.md). With one, the

@@ -12,14 +12,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import pyarrow as pa
 import sqlalchemy as sa
 
 from ..core.errors import ConfigError
 from ..model.events import Chunk
 from .base import Warehouse, python_to_arrow, rows_to_chunk
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+else:
+    from ..core.lazy import pa
+
 
 # MySQL protocol field types (include/mysql_com.h ``enum_field_types``).
 _KINDS = {

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import pyarrow as pa
-import pyarrow.csv as pa_csv
 import sqlalchemy as sa
 
 from .base import Warehouse
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+else:
+    from ..core.lazy import pa, pa_csv
+
 
 # Type ids (pg_type.oid) of the cursor description.
 _OIDS = {

@@ -17,14 +17,19 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import pyarrow as pa
 import sqlalchemy as sa
 
 from ..core.errors import ConfigError
 from ..model.events import Chunk
 from .base import Warehouse, rows_to_chunk
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+else:
+    from ..core.lazy import pa
+
 
 # snowflake.connector.constants.FIELD_TYPES, by type code.
 _KINDS = {

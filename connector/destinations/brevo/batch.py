@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
-import pyarrow as pa
-import pyarrow.compute as pc
 from pydantic import Field
 from typing_extensions import override
 
@@ -41,6 +39,13 @@ from .vendor import (
     encode_brevo_event,
 )
 
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+else:
+    from ...core.lazy import pa, pc
+
+
 log = get_logger("connector.brevo")
 
 MAX_EVENTS = 200
@@ -52,11 +57,11 @@ _SUSPECT_KEY = (
     r'|""\s*:'
     r'|"[^"]{256,}"\s*:'
 )
-_PLAIN_TYPES = (pa.types.is_string, pa.types.is_large_string, pa.types.is_integer)
 
 
 def _scalar_text(arr: pa.Array) -> bool:
-    return any(check(arr.type) for check in _PLAIN_TYPES)
+    t = arr.type
+    return bool(pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_integer(t))
 
 
 class BrevoBatchOptions(CommonOptions):

@@ -18,9 +18,8 @@ documented; we pace at 10 req/s (the /v3/events General tier) so a backfill cann
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import pyarrow.compute as pc
 from pydantic import Field
 from typing_extensions import override
 
@@ -30,6 +29,12 @@ from ..base import Item, Limits, dumps
 from ..checks import no_identifier_rows
 from ..event_endpoint import SingleEventDestination
 from .vendor import VENDOR, brevo_headers, brevo_message
+
+if TYPE_CHECKING:
+    import pyarrow.compute as pc
+else:
+    from ...core.lazy import pc
+
 
 RESERVED = ("email", "event")  # never keys of `properties` (track-custom-events-rest)
 EMAIL = r"^[^@\s]+@[^@\s]+$"

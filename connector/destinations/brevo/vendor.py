@@ -15,16 +15,21 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from ...core.options import RateLimit
 from ...model.events import Events
 from ..base import Vendor, dumps
 from ..checks import no_identifier_rows, regex_failures, static_key_problems
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+else:
+    from ...core.lazy import pa, pc
+
 
 VENDOR = Vendor(name="brevo", title="Brevo")
 

@@ -16,11 +16,9 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
-import pyarrow as pa
-import pyarrow.compute as pc
 from pydantic import Field
 from typing_extensions import override
 
@@ -39,6 +37,13 @@ from .vendor import (
     klaviyo_headers,
     profile_key_problem,
 )
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+else:
+    from ...core.lazy import pa, pc
+
 
 MAX_EVENTS = 1_000
 MAX_BYTES = 5 * 1024 * 1024

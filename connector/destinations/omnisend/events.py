@@ -33,10 +33,8 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import pyarrow as pa
-import pyarrow.compute as pc
 from pydantic import Field, model_validator
 from typing_extensions import override
 
@@ -57,6 +55,13 @@ from .vendor import (
     omnisend_message,
     problem_message,
 )
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+else:
+    from ...core.lazy import pa, pc
+
 
 # api_version → (path, version header value or None). The dated API names its version in a
 # header; v5 names it in the path.

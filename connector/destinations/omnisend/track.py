@@ -24,9 +24,8 @@ import math
 import re
 from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import pyarrow.compute as pc
 from pydantic import Field
 from typing_extensions import override
 
@@ -43,6 +42,12 @@ from .vendor import (
     omnisend_about_request,
     omnisend_message,
 )
+
+if TYPE_CHECKING:
+    import pyarrow.compute as pc
+else:
+    from ...core.lazy import pc
+
 
 MAX_PROPERTIES = 100
 MAX_STRING = 2048
