@@ -187,7 +187,7 @@ class WindowStore(Tables):
             packed = sum(len(b) for (b,) in c.execute(units)) // _LE.itemsize
             return int(c.execute(old).scalar_one()) + packed
 
-    def window_units(self, sync: str, scope: str) -> int:
+    def window_unit_count(self, sync: str, scope: str) -> int:
         """Units (settles' rows, packed) the window holds for ``scope``."""
         stmt = sa.select(sa.func.count()).where(
             window_units.c.sync == sync, window_units.c.scope == scope
