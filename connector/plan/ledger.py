@@ -31,7 +31,7 @@ from ..model.events import Events
 from ..read.lookback import Lookback, cursor_number, fits, row_hash
 from ..read.rowhash import RowColumns
 from ..store.state import LedgerEntry, Position
-from ..store.window import NEVER, WindowWrite
+from ..store.window import NEVER, Pairs, WindowWrite
 
 DELIVERED = "delivered"
 PENDING = "pending"
@@ -232,13 +232,14 @@ class Ledger:
         floor = window.floor_number(head) if head is not None else None
         if floor is not None and not fits(floor):
             return None  # a cursor beyond 64 bits has no window (``read.lookback.fits``)
-        add: list[tuple[int, int]] = []
+        add: list[tuple[int, int]] | Pairs
         if rows is None or (floor is not None and cursor_number(last[0]) < floor):
             rows = None  # the whole batch lies behind the window already
         handled = rows() if rows is not None else ()
         if isinstance(handled, RowColumns):  # a run's batch: a column at a time
-            add = handled.pairs(floor)
+            add = Pairs(*handled.columns(floor))
         else:
+            add = []
             for pos in handled:
                 n = cursor_number(pos[0])
                 if fits(n) and (floor is None or n >= floor):

@@ -142,7 +142,13 @@ class RowColumns:
     def pairs(self, floor: int | None) -> list[tuple[int, int]]:
         """``(cursor_number, row_hash)`` of the rows whose cursor number is at least
         ``floor`` (None: every row) and fits 64 bits — what the window table records."""
-        out: list[tuple[int, int]] = []
+        nums, hashes = self.columns(floor)
+        return list(zip(nums.tolist(), hashes.tolist(), strict=True))
+
+    def columns(self, floor: int | None) -> tuple[np.ndarray, np.ndarray]:
+        """``pairs`` as two int64 columns: the cursor numbers and the row hashes."""
+        nums_out: list[np.ndarray] = []
+        hashes_out: list[np.ndarray] = []
         for chunk, rows in self.parts:
             nums, valid = chunk.numbers()
             if rows is None:
@@ -152,5 +158,8 @@ class RowColumns:
                 keep &= nums[rows] >= floor
             rows = rows[keep]
             if len(rows):
-                out.extend(zip(nums[rows].tolist(), chunk.hashes(rows).tolist(), strict=True))
-        return out
+                nums_out.append(np.asarray(nums[rows], dtype=np.int64))
+                hashes_out.append(np.asarray(chunk.hashes(rows), dtype=np.int64))
+        if not nums_out:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        return np.concatenate(nums_out), np.concatenate(hashes_out)

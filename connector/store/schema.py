@@ -5,7 +5,8 @@
 learned about an account), ``connector_leases`` (``lease``), ``connector_pacer`` (the shared
 pacer's slots, ``deliver.shared_pacer``), ``connector_contact_hashes`` and
 ``connector_contact_idents`` (contact syncs: the identifiers confirmed rows own,
-``contacts.conflicts``) and ``connector_window_keys`` (the lookback window, ``window``).
+``contacts.conflicts``) and ``connector_window_keys`` and
+``connector_window_units`` (the lookback window, ``window``).
 
 The schema is versioned (``migrate``): a new table or column is one more entry at the end of
 ``MIGRATIONS``; never edit a shipped step.
@@ -164,6 +165,23 @@ window_keys = sa.Table(
     sa.Index("ix_connector_window_keys", "sync", "scope", "cursor_num"),
 )
 
+# The lookback window's rows handled, packed (``store.window``): one row per settle that
+# recorded any, its rows' ``(cursor_num, row_hash)`` pairs as two little-endian int64 arrays
+# (``cursor_nums``, ``row_hashes``) and their cursor range; pruned whole once the window has
+# passed its newest row. ``connector_window_keys`` keeps the marks and the rows of older stores.
+window_units = sa.Table(
+    "connector_window_units",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("sync", sa.String(128), nullable=False),
+    sa.Column("scope", sa.String(200), nullable=False),
+    sa.Column("min_cursor", sa.BigInteger, nullable=False),
+    sa.Column("max_cursor", sa.BigInteger, nullable=False),
+    sa.Column("cursor_nums", sa.LargeBinary, nullable=False),
+    sa.Column("row_hashes", sa.LargeBinary, nullable=False),
+    sa.Index("ix_connector_window_units", "sync", "scope", "max_cursor"),
+)
+
 
 # Identifier conflicts across runs (``contacts.conflicts``): each identifier value (e-mails
 # lower-cased) a confirmed row of a contact sync carries, and that row's key. Written in the
@@ -311,5 +329,6 @@ MIGRATIONS: list[Migration] = [
     Migration(7, "rows handled per period (reconcile)", periods_migration),
     Migration(8, "audit outbox", create(audit_outbox)),
     Migration(9, "contact identifiers of confirmed rows (conflicts)", contact_idents_migration),
+    Migration(10, "lookback window units (a settle's rows packed)", create(window_units)),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -33,7 +33,16 @@ from .periods import PeriodStore
 from .positions import Position, decode_position, encode_position
 from .rejects import CLOSED_DELIVERED, CLOSED_GONE, Reject, RejectStore
 from .runs import RunStore
-from .schema import MIGRATIONS, batches, checkpoints, metadata, periods, rejects, window_keys
+from .schema import (
+    MIGRATIONS,
+    batches,
+    checkpoints,
+    metadata,
+    periods,
+    rejects,
+    window_keys,
+    window_units,
+)
 from .settings import SettingsStore
 from .window import WindowStore
 
@@ -136,7 +145,7 @@ class StateStore(
         """Forget checkpoints, ledger, rejects, the lookback window's rows and per-period
         counts (all scopes unless one is named)."""
         with self._tx() as c:
-            for table in (checkpoints, batches, rejects, window_keys, periods):
+            for table in (checkpoints, batches, rejects, window_keys, window_units, periods):
                 stmt = table.delete().where(table.c.sync == sync)
                 if scope is not None:
                     stmt = stmt.where(table.c.scope == scope)
