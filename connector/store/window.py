@@ -23,16 +23,22 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import numpy as np
 import sqlalchemy as sa
 
 from .base import Tables
 from .schema import window_keys, window_units
 
+if TYPE_CHECKING:
+    import numpy as np
+else:
+    from ..core.lazy import np  # a no-op run imports no numpy (core/lazy.py)
+
 MARK = 2**63 - 1  # the mark row's cursor_num
 NEVER = -(2**63)  # a mark's "since" when every row of the scope was recorded
-_LE = np.dtype("<i8")  # how a unit packs its numbers
+_LE = "<i8"  # how a unit packs its numbers (a numpy dtype: little-endian int64)
+_LE_SIZE = 8  # bytes per packed number
 
 
 @dataclass(frozen=True)
@@ -184,7 +190,7 @@ class WindowStore(Tables):
             old = old.where(window_keys.c.scope == scope)
             units = units.where(window_units.c.scope == scope)
         with self.engine.connect() as c:
-            packed = sum(len(b) for (b,) in c.execute(units)) // _LE.itemsize
+            packed = sum(len(b) for (b,) in c.execute(units)) // _LE_SIZE
             return int(c.execute(old).scalar_one()) + packed
 
     def window_unit_count(self, sync: str, scope: str) -> int:
