@@ -112,26 +112,30 @@ class KeysetSQL:
         return sa.and_(*(self._q(c).is_not(None) for c in [self.cursor, *self.pk]))
 
     def _beyond(self, pos: Position, *, after: bool) -> sa.ColumnElement[bool]:
-        """(cursor, pk...) > pos (``after``), else <= pos: a row-value comparison where the
-        warehouse's planner turns it into one index range (``row_values``), else spelled out
-        so every warehouse understands it."""
+        """(cursor, pk...) > pos (``after``), else <= pos (``compare``)."""
+        return self.compare(pos, ">" if after else "<=", "p" if after else "u")
+
+    def compare(self, pos: Position, op: str, tag: str) -> sa.ColumnElement[bool]:
+        """``(cursor, pk...) op pos`` for ``op`` in ``>``, ``>=``, ``<=``: a row-value
+        comparison where the warehouse's planner turns it into one index range
+        (``row_values``), else spelled out so every warehouse understands it. ``tag`` names
+        its parameters (several comparisons can share a statement)."""
         cols = [self.cursor, *self.pk]
-        tag = "p" if after else "u"
+        greater = op.startswith(">")
         if self.warehouse.row_values:
             row = sa.tuple_(*(self._k(c) for c in cols))
-            bound = sa.tuple_(*(self._p(f"{tag}{i}", c, pos[i]) for i, c in enumerate(cols)))
-            return row > bound if after else row <= bound
+            to = sa.tuple_(*(self._p(f"{tag}{i}", c, pos[i]) for i, c in enumerate(cols)))
+            return {">": row > to, ">=": row >= to, "<=": row <= to}[op]
         clause: sa.ColumnElement[bool] | None = None
         for i in reversed(range(len(cols))):
             col, name = self._k(cols[i]), cols[i]
+            bound = self._p(f"{tag}{i}", name, pos[i])
             if clause is None:
-                last = self._p(f"{tag}{i}", name, pos[i])
-                clause = col > last if after else col <= last
+                clause = {">": col > bound, ">=": col >= bound, "<=": col <= bound}[op]
                 continue
-            beyond = self._p(f"{tag}{i}", name, pos[i])
             equal = self._p(f"{tag}e{i}", name, pos[i])
-            strict = col > beyond if after else col < beyond
-            clause = sa.or_(strict, sa.and_(col == equal, clause))
+            past = col > bound if greater else col < bound
+            clause = sa.or_(past, sa.and_(col == equal, clause))
         assert clause is not None
         return clause
 

@@ -35,7 +35,7 @@ from ..deliver.delivery import Runtime
 from ..deliver.factory import make_event_destination
 from ..plan.ledger import DELIVERED
 from ..read.source import Position, Reader, Window
-from ..store.periods import ID_BUCKET, keys_within, rollup
+from ..store.periods import FORMATS, ID_BUCKET, keys_within, rollup
 from ..store.schema import batches, checkpoints
 from ..store.state import INCREMENTAL, StateStore
 from .events import EventRun
@@ -44,7 +44,6 @@ from .shell import RunShell
 
 UNITS = ("hour", "day", "month")
 RESEND_PREFIX = "reconcile:"
-_FORMATS = {"hour": "%Y-%m-%dT%H", "day": "%Y-%m-%d", "month": "%Y-%m"}
 
 
 @dataclass(frozen=True)
@@ -176,18 +175,16 @@ class PeriodReader(Reader):
         ``GROUP BY`` query."""
         kind = self.cursor_kind()
         expr = self.warehouse.period(self._q(self.cursor), kind, unit).label("period")
-        handled = [] if upto is None else [self._cmp(upto, "r", after=False)]
+        handled = [] if upto is None else [self.compare(upto, "<=", "r")]
         for i, (first, last) in enumerate(beyond):
             handled.append(
-                sa.and_(
-                    self._cmp(first, f"f{i}", after=True), self._cmp(last, f"l{i}", after=False)
-                )
+                sa.and_(self.compare(first, ">=", f"f{i}"), self.compare(last, "<=", f"l{i}"))
             )
         if not handled:
             return {}
         where = [self._not_null(), sa.or_(*handled)]
         if since is not None:
-            where.append(self._cmp(since, "s", after=True, strict=True))
+            where.append(self.compare(since, ">", "s"))
         if window is not None:
             where.append(self._window(window))
         stmt = (
@@ -215,32 +212,11 @@ class PeriodReader(Reader):
             where += [
                 col >= sa.bindparam("rlo", bind(low)),
                 col < sa.bindparam("rhi", bind(high)),
-                self._cmp(upto, "r", after=False),
+                self.compare(upto, "<=", "r"),
             ]
             if self._since is not None:
-                where.append(self._cmp(self._since, "s", after=True, strict=True))
+                where.append(self.compare(self._since, ">", "s"))
         return where
-
-    def _cmp(
-        self, pos: Position, tag: str, *, after: bool, strict: bool = False
-    ) -> sa.ColumnElement[bool]:
-        """``(cursor, pk) >= pos`` (``after``; ``>`` when ``strict``) or ``<= pos``, spelled
-        out, with parameter names of its own (``tag``: a keyset page bounds itself with
-        ``_beyond`` in the same statement)."""
-        cols = [self.cursor, *self.pk]
-        clause: sa.ColumnElement[bool] | None = None
-        for i in reversed(range(len(cols))):
-            col, name = self._k(cols[i]), cols[i]
-            bound = self._p(f"{tag}{i}", name, pos[i])
-            if clause is None:
-                last = col >= bound if after else col <= bound
-                clause = col > bound if strict else last
-                continue
-            past = col > bound if after else col < bound
-            equal = col == self._p(f"{tag}e{i}", name, pos[i])
-            clause = sa.or_(past, sa.and_(equal, clause))
-        assert clause is not None
-        return clause
 
 
 def period_key(value: Any, unit: str) -> str:
@@ -248,9 +224,9 @@ def period_key(value: Any, unit: str) -> str:
     if isinstance(value, datetime):
         if value.tzinfo is not None:
             value = value.astimezone(UTC)
-        return value.strftime(_FORMATS[unit])
+        return value.strftime(FORMATS[unit])
     if isinstance(value, date):
-        return value.strftime(_FORMATS["month" if unit == "month" else "day"])
+        return value.strftime(FORMATS["month" if unit == "month" else "day"])
     if isinstance(value, (int, float, Decimal)):
         return str(int(value))
     text = str(value).replace(" ", "T")
@@ -266,7 +242,7 @@ def period_bounds(period: str, kind: str, unit: str) -> tuple[Any, Any]:
         start = datetime.strptime(period + "-01", "%Y-%m-%d")
         end = (start.replace(day=28) + timedelta(days=4)).replace(day=1)
     else:
-        start = datetime.strptime(period, _FORMATS[unit])
+        start = datetime.strptime(period, FORMATS[unit])
         end = start + (timedelta(hours=1) if unit == "hour" else timedelta(days=1))
     if kind == "date":
         return start.date(), end.date()

@@ -40,6 +40,8 @@ else:
 ID_BUCKET = 100_000
 HOUR_FORMAT = "%Y-%m-%dT%H"
 DAY_FORMAT = "%Y-%m-%d"
+# A period key's format by unit (reconcile rolls the stored hours up to days and months).
+FORMATS = {"hour": HOUR_FORMAT, "day": DAY_FORMAT, "month": "%Y-%m"}
 _EPOCH = datetime(1970, 1, 1)
 _TICKS_PER_HOUR = {"s": 3600, "ms": 3_600_000, "us": 3_600_000_000, "ns": 3_600_000_000_000}
 
