@@ -1,7 +1,7 @@
 """A no-op ``connector sync`` (the checkpoint at the newest row: nothing to send) imports no
 HTTP client (issue 22, item 9): the HTTP loop makes its client, and imports httpx, on the first
-request. Checked by module, not timed (figures: benchmarks/bench_startup.py,
-docs/performance.md)."""
+request; nor Arrow; nor any destination's endpoint module but its own. Checked by module, not
+timed (figures: benchmarks/bench_startup.py, docs/performance.md)."""
 
 from __future__ import annotations
 
@@ -104,3 +104,17 @@ def test_a_no_op_sync_imports_no_arrow(
     assert not {"pyarrow", "numpy", "pandas", "httpx"} & modules, sorted(
         m for m in modules if m.split(".")[0] in ("pyarrow", "numpy", "pandas", "httpx")
     )
+    # Its own destination only: the registry imports the one endpoint module the sync file's
+    # type names, so none of another vendor's modules and no other Klaviyo endpoint.
+    assert "connector.destinations.klaviyo.bulk" in modules
+    others = sorted(
+        m
+        for m in modules
+        if m.startswith(("connector.destinations.brevo", "connector.destinations.omnisend"))
+        or m == "connector.destinations.klaviyo.profiles"
+    )
+    assert others == [], others
+    from connector.destinations.registry import DESTINATIONS
+
+    endpoints = {DESTINATIONS.module_of(t) for t in DESTINATIONS}
+    assert endpoints & modules == {"connector.destinations.klaviyo.bulk"}

@@ -3,7 +3,7 @@ line, endpoint modules never import each other, and ``connector``/``dagster_defs
 DAG (no cycles).
 
 The toy destination test is the proof of "one file plus one line": it copies the package, adds
-``tests/toy/toy_webhook.py`` as a destination module and one line to
+``tests/toy/toy_webhook.py`` as a destination module and one line (``type: module``) to
 ``registry.ENDPOINT_MODULES``, and runs the real CLI (schema, validate, sync, sync again) of
 that copy against a small ToyCo server on 127.0.0.1.
 """
@@ -88,20 +88,31 @@ def import_graph() -> dict[str, set[str]]:
     return graph
 
 
-def _registered_modules() -> list[str]:
-    """``ENDPOINT_MODULES`` as written in registry.py (read with ast, not imported)."""
+def _registry_lines() -> list[tuple[str, str]]:
+    """``ENDPOINT_MODULES`` as written in registry.py, ``(type, module)`` per line, in order
+    and with any repeated type kept (read with ast, not imported: a dict display would drop
+    a repeated key silently)."""
     tree = ast.parse((ROOT / "connector" / "destinations" / "registry.py").read_text())
     for node in tree.body:
         if (
             isinstance(node, ast.AnnAssign)
             and isinstance(node.target, ast.Name)
             and node.target.id == "ENDPOINT_MODULES"
-            and node.value is not None
+            and isinstance(node.value, ast.Dict)
         ):
-            value = ast.literal_eval(node.value)
-            assert isinstance(value, tuple)
-            return [str(v) for v in value]
-    raise AssertionError("registry.py has no ENDPOINT_MODULES")
+            lines = [
+                (ast.literal_eval(k), ast.literal_eval(v))
+                for k, v in zip(node.value.keys, node.value.values, strict=True)
+                if k is not None
+            ]
+            assert all(isinstance(t, str) and isinstance(m, str) for t, m in lines)
+            return lines
+    raise AssertionError("registry.py has no ENDPOINT_MODULES = {type: module, ...}")
+
+
+def _registered_modules() -> list[str]:
+    """The endpoint modules ``ENDPOINT_MODULES`` names, in order."""
+    return [module for _, module in _registry_lines()]
 
 
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
@@ -281,9 +292,58 @@ def test_a_contact_endpoint_shares_its_vendors_headers_and_error_reading() -> No
 
 def test_a_registered_module_must_declare_a_matching_config_type() -> None:
     with pytest.raises(TypeError, match="DESTINATION"):
-        registry._registry(("base",))
-    with pytest.raises(TypeError, match="registered twice"):
-        registry._registry(("brevo.event", "brevo.event"))
+        registry._load("base", "base")
+    # A registry line whose type is not the one its module declares.
+    with pytest.raises(TypeError, match=r"registered as 'brevo_tracker'.*'brevo_event'"):
+        registry._load("brevo_tracker", "brevo.event")
+    with pytest.raises(TypeError, match="registered as 'brevo_tracker'"):
+        registry.Registry({"brevo_tracker": "brevo.event"})["brevo_tracker"]
+
+
+def test_each_registry_line_names_the_type_its_module_declares() -> None:
+    """type <-> module, checked for every line (the registry imports a module only when its
+    type is looked up, so a wrong line would otherwise show only in a sync of that type)."""
+    lines = _registry_lines()
+    types = [t for t, _ in lines]
+    assert len(set(types)) == len(types), "a type is registered twice"
+    modules = [m for _, m in lines]
+    assert len(set(modules)) == len(modules), "a module is registered twice"
+    fresh = registry.Registry(dict(lines))
+    for dtype, module in lines:
+        cls = fresh[dtype]
+        assert cls.type == dtype and cls.__module__ == f"connector.destinations.{module}"
+        assert fresh.module_of(dtype) == cls.__module__
+    assert fresh.loaded() == types
+
+
+def test_the_registry_imports_an_endpoint_module_when_its_type_is_looked_up() -> None:
+    """Keys, ``in`` and ``len`` import nothing; ``DESTINATIONS[t]`` imports t's module only;
+    ``values()`` imports them all. In a fresh process, so no other test has imported them."""
+    code = """
+import json, sys
+from connector.destinations.registry import DESTINATIONS
+out = {"keys": list(DESTINATIONS), "n": len(DESTINATIONS), "in": "brevo_event" in DESTINATIONS}
+def endpoints():
+    return sorted(DESTINATIONS.module_of(t) for t in DESTINATIONS
+                  if DESTINATIONS.module_of(t) in sys.modules)
+out["before"] = endpoints()
+out["get"] = DESTINATIONS["omnisend_track"].type
+out["one"] = endpoints()
+out["missing"] = DESTINATIONS.get("nope") is None and "nope" not in DESTINATIONS
+list(DESTINATIONS.values())
+out["all"] = endpoints()
+print(json.dumps(out))
+"""
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    out = json.loads(proc.stdout)
+    assert out["keys"] == EVENT_TYPES + CONTACT_TYPES and out["n"] == 9 and out["in"]
+    assert out["before"] == []
+    assert out["get"] == "omnisend_track"
+    assert out["one"] == ["connector.destinations.omnisend.track"]
+    assert out["missing"]
+    assert out["all"] == sorted(f"connector.destinations.{m}" for m in _registered_modules())
 
 
 SYNC = """
@@ -365,15 +425,16 @@ def toyco() -> Iterator[str]:
 
 
 def _copy_with_toy(dest: Path, module: str = "toy_webhook") -> Path:
-    """The package copied to ``dest`` plus the toy module and its registry line (the last)."""
+    """The package copied to ``dest`` plus the toy module and its registry line (the last; the
+    toy modules are named as their types)."""
     pkg = dest / "connector"
     shutil.copytree(ROOT / "connector", pkg, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "tests" / "toy" / f"{module}.py", pkg / "destinations")
     reg = pkg / "destinations" / "registry.py"
     text = reg.read_text()
-    last = f'    "{_registered_modules()[-1]}",\n'
+    last = '    "{}": "{}",\n'.format(*_registry_lines()[-1])
     assert text.count(last) == 1
-    reg.write_text(text.replace(last, last + f'    "{module}",\n'))
+    reg.write_text(text.replace(last, last + f'    "{module}": "{module}",\n'))
     return dest
 
 
@@ -432,7 +493,7 @@ def test_a_toy_destination_is_one_file_plus_one_registry_line(
     copy = _copy_with_toy(tmp_path / "pkg")
     added, changed = _tree_diff(ROOT / "connector", copy / "connector")
     assert added == ["destinations/toy_webhook.py"]
-    assert changed == ['destinations/registry.py: +    "toy_webhook",']
+    assert changed == ['destinations/registry.py: +    "toy_webhook": "toy_webhook",']
 
     wh = tmp_path / "wh.duckdb"
     con = duckdb.connect(str(wh))
@@ -548,7 +609,7 @@ def test_a_toy_contact_endpoint_is_one_file_plus_one_registry_line(
     copy = _copy_with_toy(tmp_path / "pkg", "toy_contacts")
     added, changed = _tree_diff(ROOT / "connector", copy / "connector")
     assert added == ["destinations/toy_contacts.py"]
-    assert changed == ['destinations/registry.py: +    "toy_contacts",']
+    assert changed == ['destinations/registry.py: +    "toy_contacts": "toy_contacts",']
 
     wh = tmp_path / "wh.duckdb"
     con = duckdb.connect(str(wh))

@@ -13,7 +13,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Union
 
 import yaml
-from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import PydanticKnownError, core_schema
 
 from ..core.errors import ConfigError
 from ..core.options import CommonOptions, DestinationSettings, Model, RateLimit
@@ -58,14 +69,58 @@ __all__ = [  # the option types live in ``options``; re-exported for existing im
 
 
 # Each destination module declares its options and config model; the registry lists them,
-# event and contact destinations alike.
+# event and contact destinations alike. A sync file's ``destination`` is validated against the
+# one config model its ``type`` names, so parsing it imports that destination's module and no
+# other; the JSON Schema is the union of every config model (discriminated by ``type``).
+class _Destination:
+    """The ``destination`` field's type: a discriminated union of the registry's config
+    models, whose members are looked up (and their modules imported) one ``type`` at a time.
+    Errors carry the same types, messages and locations as pydantic's own tagged union's,
+    without its tag in the location."""
+
+    @classmethod
+    def __get_pydantic_core_schema__(
+        cls, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.with_info_plain_validator_function(_validate_destination)
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        models = tuple(c.config_model for c in DESTINATIONS.values())
+        union: Any = Annotated[Union[models], Field(discriminator="type")]  # noqa: UP007
+        return handler(TypeAdapter(union).core_schema)
+
+
+def _validate_destination(value: Any, info: ValidationInfo) -> DestinationSettings:
+    if isinstance(value, DestinationSettings):
+        dtype: Any = getattr(value, "type", None)
+    elif isinstance(value, dict):
+        if "type" not in value:
+            raise PydanticKnownError("union_tag_not_found", {"discriminator": "'type'"})
+        dtype = value["type"]
+    else:
+        raise PydanticKnownError("model_attributes_type")
+    if not isinstance(dtype, str) or dtype not in DESTINATIONS:
+        raise PydanticKnownError(
+            "union_tag_invalid",
+            {
+                "discriminator": "'type'",
+                "tag": str(dtype),
+                "expected_tags": ", ".join(repr(t) for t in DESTINATIONS),
+            },
+        )
+    model = DESTINATIONS[dtype].config_model
+    if isinstance(value, model):
+        return value
+    return model.model_validate(value, context=info.context)
+
+
 if TYPE_CHECKING:
     DestinationConfig = DestinationSettings
 else:
-    DestinationConfig = Annotated[
-        Union[tuple(cls.config_model for cls in DESTINATIONS.values())],  # noqa: UP007
-        Field(discriminator="type"),
-    ]
+    DestinationConfig = _Destination
 
 
 class SyncConfig(Model):
@@ -181,15 +236,7 @@ def config_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
 
 
 def _format_loc(loc: tuple[Any, ...]) -> str:
-    parts = [str(p) for p in loc]
-    # Drop the discriminator tag pydantic inserts for the destination union.
-    if len(parts) > 1 and parts[0] == "destination" and parts[1] in _destination_types():
-        parts.pop(1)
-    return ".".join(parts) or "(top level)"
-
-
-def _destination_types() -> set[str]:
-    return set(DESTINATIONS)
+    return ".".join(str(p) for p in loc) or "(top level)"
 
 
 def parse_sync(text: str, where: str, *, check_env: bool = True) -> SyncConfig:

@@ -2,8 +2,8 @@
 
 Each destination module declares its own options model (a subclass of ``CommonOptions``) and
 its config model (a subclass of ``DestinationSettings`` with ``type: Literal[...]``);
-``config`` builds the ``destination`` union of a sync file from the registry
-(``connector.destinations.registry``).
+``config`` validates a sync file's ``destination`` against the one config model its ``type``
+names in the registry (``connector.destinations.registry``).
 """
 
 from __future__ import annotations
