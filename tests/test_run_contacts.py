@@ -230,3 +230,33 @@ def test_many_jobs_by_count(duck: Warehouse, state: StateStore, fake_runtime: Ru
     finally:
         k.KlaviyoProfiles.limits = old
     assert (res.jobs, res.delivered, res.polls) == (3, 25, 12)
+
+
+def test_progress_counts_the_rows_of_jobs_out_as_pending(
+    duck: Warehouse, state: StateStore, fake_runtime: Runtime
+) -> None:
+    """A contact run's progress line shows the rows of submitted jobs not yet confirmed as
+    pending (it read 0 pending while jobs were out), and none once every job is done."""
+    customers(duck, 25)
+    fake = FakeKlaviyo(polls_before_complete=3)
+    import connector.destinations.klaviyo.profiles as k
+
+    seen: list[tuple[int, int, int]] = []
+    old = k.KlaviyoProfiles.limits
+    k.KlaviyoProfiles.limits = dataclasses.replace(old, max_items=10)
+    try:
+        res = run(
+            duck,
+            state,
+            fake,
+            fake_runtime,
+            sync_kw={"options": ", jobs_in_flight: 2"},
+            progress=lambda r: seen.append((r.delivered, r.pending, r.sent)),
+        )
+    finally:
+        k.KlaviyoProfiles.limits = old
+    assert (res.jobs, res.delivered, res.pending) == (3, 25, 0)
+    # Every report: the rows sent and not yet confirmed are pending (no rejects here).
+    assert seen and all(pending == sent - delivered for delivered, pending, sent in seen), seen
+    assert any(pending for _, pending, _ in seen), seen  # jobs were out at some report
+    assert seen[-1][1] == 0

@@ -134,6 +134,7 @@ class Jobs:
         self.shell.check_lease()
         job.job_id = self.dest.submit(job.rows)
         job.started = self.rt.clock()
+        self.shell.sending(len(job.rows))  # pending (the progress line) until the job is done
         self.res.jobs += 1
         self.res.batches = self.res.jobs
         self.outstanding.append(job)
@@ -152,6 +153,7 @@ class Jobs:
         assert job.job_id is not None
         self._wait(job)
         result = self.dest.result(job.job_id, job.rows)
+        self.shell.settled_sent(len(job.rows))  # confirmed, refused or unaccounted: not pending
         if result.unknown is not None:
             self.res.unconfirmed += len(job.rows)
             self.res.error = result.unknown  # the run's error quotes it
