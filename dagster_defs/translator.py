@@ -136,6 +136,8 @@ class ReverseEtlTranslator:
             metadata["source_query"] = dg.MetadataValue.md(f"```sql\n{sync.source.query}\n```")
         if sync.schedule:
             metadata["schedule"] = f"{sync.schedule.cron} ({sync.schedule.timezone})"
+        if dest.max_rows_per_run is not None:  # the per-run cap the asset applies
+            metadata["max_rows_per_run"] = dest.max_rows_per_run
         # Only what applies: a contact sync has no cursor or event time.
         metadata = {k: v for k, v in metadata.items() if v is not None}
         tags = {"reverse_etl/destination": dest.type}

@@ -64,6 +64,8 @@ def test_dagster_applies_the_same_cap_over_a_run_of_partitions(env: Env) -> None
     )
     defs = env.defs()
     key = dg.AssetKey(["reverse_etl", "plays"])
+    # The cap is on the asset's definition, as its config metadata.
+    assert defs.resolve_assets_def(key).metadata_by_key[key]["max_rows_per_run"] == 30
     result = dg.materialize(
         [defs.resolve_assets_def(key)],
         instance=dg.DagsterInstance.ephemeral(),
@@ -80,6 +82,26 @@ def test_dagster_applies_the_same_cap_over_a_run_of_partitions(env: Env) -> None
     assert by_partition["2026-11-02"]["delivered"] == 10  # the run's 30 rows are used up
     assert "max_rows_per_run 30" in str(by_partition["2026-11-03"])
     assert len(env.sandbox.events("klaviyo_bulk_events")) == 30
+
+
+def test_the_asset_definition_shows_the_cap_when_one_is_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from dagster_defs.translator import ReverseEtlTranslator
+
+    monkeypatch.setenv("KLAVIYO_API_KEY", "k")
+    text = """
+name: plays
+source: {table: plays, cursor: at, primary_key: [id]}
+destination: {type: klaviyo_bulk_events, api_key: "${KLAVIYO_API_KEY}"%s}
+mapping: {event_name: played, event_time: at, identifiers: {email: email}}
+"""
+    capped = ReverseEtlTranslator().get_asset_spec(
+        parse_sync(text % ", max_rows_per_run: 500", "x")
+    )
+    assert capped.metadata["max_rows_per_run"] == 500
+    plain = ReverseEtlTranslator().get_asset_spec(parse_sync(text % "", "x"))
+    assert "max_rows_per_run" not in plain.metadata
 
 
 def test_a_contact_sync_refuses_the_option() -> None:
