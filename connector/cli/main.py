@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from .. import __version__
 from ..core import logcontext
 from ..core.errors import ConfigError, ConnectorError, SourceError, StateError
-from ..core.process import keep_httpx_cli_out, keep_pandas_out
+from ..core.process import keep_httpx_cli_out, keep_pandas_out, skip_pydantic_plugins
 from .common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, open_state
 
 # Everything else is imported by the command that needs it: ``connector --help`` and the
@@ -496,6 +496,7 @@ def entry() -> int:
     """The ``connector`` command: a process of its own (see ``process.keep_pandas_out``)."""
     keep_pandas_out()
     keep_httpx_cli_out()
+    skip_pydantic_plugins()
     return main()
 
 

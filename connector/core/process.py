@@ -109,6 +109,21 @@ def keep_httpx_cli_out() -> bool:
     return True
 
 
+PYDANTIC_PLUGINS_ENV = "PYDANTIC_DISABLE_PLUGINS"
+
+
+def skip_pydantic_plugins() -> bool:
+    """No pydantic plugins in a process that only runs the connector, unless
+    ``PYDANTIC_DISABLE_PLUGINS`` is set (to anything, an empty value keeps them): pydantic
+    looks for plugins at its first model by reading the entry points of every installed
+    distribution, ~45 ms of CPU at every ``connector`` start with Dagster's (docs/performance.md),
+    and the connector uses none. Returns whether they are skipped."""
+    if PYDANTIC_PLUGINS_ENV in os.environ:
+        return False
+    os.environ[PYDANTIC_PLUGINS_ENV] = "__all__"
+    return True
+
+
 def _limit_malloc_arenas(arenas: int = 2) -> None:
     """glibc gives each thread that allocates its own malloc arena (the sender threads, DuckDB's
     worker), each keeping freed memory: two arenas is what ``MALLOC_ARENA_MAX=2`` sets, applied
