@@ -678,3 +678,61 @@ mapping:
         timeout=120,
     )
     assert dagster.stdout.split() == ["toyco", "contacts"], dagster.stderr
+
+
+@pytest.mark.parametrize(
+    "destination",
+    [
+        {"type": "klaviyo_bulk_events", "api_key": "${K}", "bogus": 1},
+        {"type": "brevo_contacts", "api_key": "${K}", "options": {"list_ids": "x", "y": 2}},
+        {"type": "omnisend_track"},
+        {"type": "klaviyo_bulk"},
+        {"type": 5, "api_key": "${K}"},
+        {"type": None},
+        {"api_key": "${K}"},
+        {},
+        "klaviyo_bulk_events",
+        [1, 2],
+        None,
+    ],
+)
+def test_the_destination_fails_as_the_discriminated_union_of_every_config_model(
+    destination: Any,
+) -> None:
+    """``SyncConfig`` validates ``destination`` against the one config model its type names;
+    its errors are those of pydantic's discriminated union of every config model (type,
+    message, input), at the same location less the union's tag."""
+    from typing import Annotated, Union
+
+    from pydantic import Field, TypeAdapter, ValidationError
+
+    from connector.config.sync_file import SyncConfig
+
+    models = tuple(cls.config_model for cls in DESTINATIONS.values())
+    union: Any = TypeAdapter(Annotated[Union[models], Field(discriminator="type")])  # noqa: UP007
+
+    def errors(exc: ValidationError, drop_tag: bool) -> list[tuple[Any, ...]]:
+        out = []
+        for e in exc.errors(include_url=False):
+            loc = list(e["loc"])
+            if drop_tag and len(loc) > 1 and loc[0] in DESTINATIONS:
+                loc.pop(0)
+            out.append((e["type"], e["msg"], tuple(loc), repr(e.get("input"))))
+        return out
+
+    with pytest.raises(ValidationError) as expected:
+        union.validate_python(destination)
+    raw = {
+        "name": "s",
+        "source": {"table": "t", "cursor": "at", "primary_key": "id"},
+        "destination": destination,
+        "mapping": {"event_name": "e", "event_time": "at", "identifiers": {"email": "email"}},
+    }
+    with pytest.raises(ValidationError) as got:
+        SyncConfig.model_validate(raw, context={"loader": True})
+    mine = [
+        (t, m, loc[1:], i)
+        for t, m, loc, i in errors(got.value, False)
+        if loc[:1] == ("destination",)
+    ]
+    assert mine == errors(expected.value, True)
