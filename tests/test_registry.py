@@ -709,7 +709,8 @@ def test_the_destination_fails_as_the_discriminated_union_of_every_config_model(
     from connector.config.sync_file import SyncConfig
 
     models = tuple(cls.config_model for cls in DESTINATIONS.values())
-    union: Any = TypeAdapter(Annotated[Union[models], Field(discriminator="type")])  # noqa: UP007
+    form: Any = Annotated[Union[models], Field(discriminator="type")]  # noqa: UP007
+    union: TypeAdapter[Any] = TypeAdapter(form)
 
     def errors(exc: ValidationError, drop_tag: bool) -> list[tuple[Any, ...]]:
         out = []
