@@ -3,11 +3,12 @@
 Per chunk of outbox rows (at most ``CHUNK_ROWS`` changelog rows: memory is bounded by the
 chunk), one warehouse transaction: the rows are staged with the engine's fast path
 (``Warehouse.stage``: DuckDB reads the Arrow table, PostgreSQL takes a COPY, the others an
-executemany), the changelog rows inserted from the stage, the snapshot rows of their keys
-replaced by the latest, and the runs rows of their runs replaced. Only then are the outbox rows
-deleted: a crash in between writes the same rows again, never twice — the flush after it finds
-rows of its runs in the changelog (one query) and then deletes each chunk's earlier rows (by
-run and outbox row) before inserting; a normal flush appends.
+executemany), the changelog rows inserted from the stage, the contact snapshot rows of their
+keys replaced by the latest (event rows have no stored snapshot: the ``snapshot`` view takes
+each event key's latest changelog row), and the runs rows of their runs replaced. Only then
+are the outbox rows deleted: a crash in between writes the same rows again, never twice — the
+flush after it finds rows of its runs in the changelog (one query) and then deletes each
+chunk's earlier rows (by run and outbox row) before inserting; a normal flush appends.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from .outbox import Entry, utc
 from .settings import AuditSettings
 from .tables import (
     EVENT_SENT,
+    SNAPSHOT,
     SNAPSHOT_COLUMNS,
     AuditTables,
     audit_tables,
@@ -89,11 +91,45 @@ def _ensure(engine: sa.Engine, wh: Warehouse, tables: AuditTables, schema: str) 
     with engine.begin() as c:
         if wh.has_schemas:
             c.execute(sa.schema.CreateSchema(schema, if_not_exists=True))
-        for t in tables.all:
+        for t in tables.stored:
             c.execute(sa.schema.CreateTable(t, if_not_exists=True))
-        if wh.audit_indexes:
+    try:
+        with engine.begin() as c:
+            _snapshot_view(c, tables)
+    except sa.exc.DBAPIError:
+        with engine.connect() as c:  # another sync's flush made it at the same moment
+            if not _is_view(c, tables):
+                raise
+    if wh.audit_indexes:
+        with engine.begin() as c:
             for ix in audit_indexes(tables):
                 c.execute(sa.schema.CreateIndex(ix, if_not_exists=True))
+
+
+def _is_view(c: sa.Connection, tables: AuditTables) -> bool:
+    return SNAPSHOT in sa.inspect(c).get_view_names(tables.snapshot.schema)
+
+
+def _snapshot_view(c: sa.Connection, tables: AuditTables) -> None:
+    """Make ``snapshot`` the view (``AuditTables.snapshot_query``), once. A ``snapshot`` table
+    of an earlier version is migrated first: its contact rows move to ``contact_snapshot``
+    (those of keys not there yet: a migration cut short runs again without doubling a row),
+    then it is dropped (its event rows are in the changelog, as long as the retention keeps
+    them)."""
+    if _is_view(c, tables):
+        return
+    old, cs = tables.snapshot, tables.contact_snapshot
+    name = c.dialect.identifier_preparer.format_table(old)
+    if SNAPSHOT in sa.inspect(c).get_table_names(old.schema):
+        cols = list(SNAPSHOT_COLUMNS)
+        known = sa.exists().where(cs.c.sync == old.c.sync, cs.c.key == old.c.key)
+        moved = sa.select(*[old.c[n] for n in cols]).where(old.c.operation != EVENT_SENT, ~known)
+        c.execute(cs.insert().from_select(cols, moved))
+        c.exec_driver_sql(f"DROP TABLE {name}")
+    query = tables.snapshot_query().compile(
+        dialect=c.dialect, compile_kwargs={"literal_binds": True}
+    )
+    c.exec_driver_sql(f"CREATE VIEW {name} AS {query}")
 
 
 def _written_before(engine: sa.Engine, tables: AuditTables, sync: str, run_ids: set[str]) -> bool:
@@ -200,7 +236,7 @@ def _changelog_rows(
     *,
     again: bool,
 ) -> None:
-    ch, sn = tables.changelog, tables.snapshot
+    ch, sn = tables.changelog, tables.contact_snapshot
     stage = wh.stage(c, STAGE_CHANGELOG, changelog)
     try:
         if again:  # a re-flush after a crash: the rows of these outbox rows, not twice
@@ -215,7 +251,12 @@ def _changelog_rows(
         c.execute(ch.insert().from_select(names, sa.select(*[stage.c[n] for n in names])))
     finally:
         wh.unstage(c, stage)
-    latest = _latest(changelog)
+    # Event rows: the ``snapshot`` view reads them from the changelog; contact rows' latest
+    # results are stored (they stay however old the changelog row).
+    contacts = changelog.filter(pc.not_equal(changelog.column("operation"), EVENT_SENT))
+    if not contacts.num_rows:
+        return
+    latest = _latest(contacts)
     stage = wh.stage(c, STAGE_SNAPSHOT, latest)
     try:
         c.execute(sn.delete().where(sn.c.sync == sync, sn.c.key.in_(sa.select(stage.c.key))))
@@ -228,8 +269,6 @@ def _changelog_rows(
 def _latest(changelog: pa.Table) -> pa.Table:
     """The last row of each key (rows are in the order they settled)."""
     n = changelog.num_rows
-    if pc.count_distinct(changelog.column("key")).as_py() == n:  # each key once (events)
-        return changelog.select(list(SNAPSHOT_COLUMNS))
     indexed = changelog.select(["key"]).append_column("i", pa.array(range(n), pa.int64()))
     last = indexed.group_by("key", use_threads=False).aggregate([("i", "max")])
     return changelog.take(last.column("i_max")).select(list(SNAPSHOT_COLUMNS))
@@ -268,8 +307,8 @@ def _json(value: Any) -> str | None:
 
 
 def table_counts(settings: AuditSettings, sync: str) -> dict[str, int]:
-    """Rows of ``sync`` in each audit table (Dagster's row counts); {} before the first
-    write."""
+    """Rows of ``sync`` in each audit table users query (``runs``, ``changelog``, the
+    ``snapshot`` view: Dagster's row counts); {} before the first write."""
     wh = warehouse_for(settings.url)
     engine = wh.audit_engine(settings.url)
     tables = audit_tables(settings.schema if wh.has_schemas else None)
@@ -282,7 +321,7 @@ def table_counts(settings: AuditSettings, sync: str) -> dict[str, int]:
                     ).scalar()
                     or 0
                 )
-                for t in tables.all
+                for t in tables.queried
             }
     finally:
         engine.dispose()
