@@ -264,10 +264,11 @@ def _changelog_rows(
         wh.unstage(c, stage)
     # Event rows: the ``snapshot`` view reads them from the changelog; contact rows' latest
     # results are stored (they stay however old the changelog row).
-    contacts = changelog.filter(pc.not_equal(changelog.column("operation"), EVENT_SENT))
-    if not contacts.num_rows:
+    contact = pc.not_equal(changelog.column("operation"), EVENT_SENT)
+    if not pc.any(contact).as_py():
         return
-    latest = _latest(contacts)
+    # A sync is of one kind: no copy of the chunk unless it mixes them.
+    latest = _latest(changelog if pc.all(contact).as_py() else changelog.filter(contact))
     stage = wh.stage(c, STAGE_SNAPSHOT, latest)
     try:
         c.execute(sn.delete().where(sn.c.sync == sync, sn.c.key.in_(sa.select(stage.c.key))))
@@ -280,6 +281,8 @@ def _changelog_rows(
 def _latest(changelog: pa.Table) -> pa.Table:
     """The last row of each key (rows are in the order they settled)."""
     n = changelog.num_rows
+    if pc.count_distinct(changelog.column("key")).as_py() == n:  # each key once: no copy
+        return changelog.select(list(SNAPSHOT_COLUMNS))
     indexed = changelog.select(["key"]).append_column("i", pa.array(range(n), pa.int64()))
     last = indexed.group_by("key", use_threads=False).aggregate([("i", "max")])
     return changelog.take(last.column("i_max")).select(list(SNAPSHOT_COLUMNS))
