@@ -5,8 +5,8 @@ shell records every row it settles in a ``Recorder`` (``recorder``); the rows of
 go to the state store's outbox in the transaction that settles the unit (``outbox``), and at
 the end of the run the outbox is written to the warehouse's ``runs``, ``changelog`` and
 ``contact_snapshot`` tables in bulk (``snapshot`` is a view over them) and deleted
-(``writer``), then the retention is applied. A failed
-write fails nothing: the rows stay in the outbox and the next run writes them.
+(``writer``), then the retention is applied. A failed write fails nothing: the rows stay in
+the outbox and the next run writes them.
 """
 
 from __future__ import annotations

@@ -206,7 +206,8 @@ def _ipc_read() -> pa.ipc.IpcReadOptions:
 
 def _changelog(units: list[tuple[pa.Table, Entry]], where: tuple[str, str]) -> pa.Table:
     """The changelog rows of a chunk's units: what is one value per unit (run, batch, time)
-    filled per unit, the rest computed once over the chunk (no compute call per unit)."""
+    repeated to its rows by one ``take`` per column, the rest computed once over the chunk (no
+    compute call per unit)."""
     unit = pa.concat_tables([u for u, _ in units])
     n = unit.num_rows
     # Row i belongs to unit which[i]: a unit's values repeated by one take per column.
