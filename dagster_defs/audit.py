@@ -24,7 +24,8 @@ TABLES = (RUNS, CHANGELOG, SNAPSHOT)
 DESCRIPTIONS = {
     RUNS: "One row per run and scope of each sync (docs/audit.md).",
     CHANGELOG: "One row per row a run handled: its operation, result and reason.",
-    SNAPSHOT: "The latest result of every key of each sync.",
+    SNAPSHOT: "The latest result of every key of each sync (a view: contact keys however "
+    "old, event keys while their changelog row is kept).",
 }
 
 

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +23,9 @@ import duckdb
 import pytest
 import sqlalchemy as sa
 
-from connector.audit import outbox
-from connector.audit.settings import audit_settings, beside
+from connector.audit import outbox, table_counts
+from connector.audit.settings import AuditSettings, audit_settings, beside
+from connector.audit.tables import SNAPSHOT, audit_tables
 from connector.audit.writer import flush
 from connector.cli.main import main
 from connector.config.sync_file import parse_sync
@@ -185,7 +188,11 @@ def test_event_run_writes_runs_changelog_and_snapshot_with_rejects(
         "30",
         "9",
     ]
-    assert len(audit.snapshot()) == 26
+    snap = {s["key"]: s for s in audit.snapshot()}
+    assert len(snap) == 26  # the view: each event key once, with its latest changelog row
+    assert (snap["9"]["result"], snap["9"]["run_id"]) == ("rejected", second["run_id"])
+    assert (snap["0"]["result"], snap["0"]["run_id"]) == ("delivered", result["run_id"])
+    assert snap["0"]["dedup_id"] == "videos:0" and snap["20"]["run_id"] == second["run_id"]
 
 
 CUSTOMERS = """
@@ -326,6 +333,10 @@ def test_a_killed_run_and_its_rerun_leave_every_row_once(
     # The batch in flight when the run was killed went twice (Klaviyo keeps one copy).
     assert sum(c["result"] == "possibly_duplicated" for c in again) == batch
     assert outbox.backlog(store, "videos") == 0
+    snap = audit.snapshot()
+    assert sorted(int(s["key"]) for s in snap) == list(range(rows))  # each key once
+    assert {s["run_id"] for s in snap if s["result"] == "possibly_duplicated"} == {result["run_id"]}
+    assert sum(s["result"] == "possibly_duplicated" for s in snap) == batch
 
 
 def test_a_flush_repeated_after_a_crash_writes_no_row_twice(
@@ -357,25 +368,199 @@ def test_a_flush_repeated_after_a_crash_writes_no_row_twice(
     assert len(audit.runs()) == 1
 
 
-def test_retention_deletes_old_runs_and_changelog_rows_and_keeps_the_snapshot(
+def test_retention_deletes_old_runs_and_changelog_rows_and_keeps_the_contacts_snapshot(
     tmp_path: Path, pg: Warehouse, sandbox: SandboxServer, cli: Callable[..., tuple[int, str, str]]
 ) -> None:
     create_events_table(pg)
     insert_events(pg, event_rows(0, 10))
-    config = _config(tmp_path, _events_sync(pg, sandbox, "audit: {retention_days: 30}\n"))
-    code, out, err = cli(config, "sync", "videos")
-    assert code == 0, out + err
     pg.run(
-        "UPDATE reverse_etl_audit.changelog SET settled_at = settled_at - interval '31 days'",
-        "UPDATE reverse_etl_audit.runs SET started_at = started_at - interval '31 days'",
+        "CREATE TABLE customers (customer_id INTEGER, email VARCHAR(200), first_name VARCHAR(50))"
+    )
+    pg.insert(
+        "customers",
+        [{"customer_id": i, "email": f"c{i}@example.com", "first_name": f"N{i}"} for i in range(3)],
+    )
+    retention = "audit: {retention_days: 30}\n"
+    config = _config(tmp_path, _events_sync(pg, sandbox, retention))
+    customers = CUSTOMERS.format(url=pg.url, sandbox=sandbox.url).replace("audit: {}\n", retention)
+    _config(tmp_path, customers, "customers")
+    for sync in ("videos", "customers"):
+        code, out, err = cli(config, "sync", sync)
+        assert code == 0, out + err
+    pg.run(
+        *(
+            f"UPDATE reverse_etl_audit.{t} SET {c} = {c} - interval '31 days'"
+            for t, c in (
+                ("changelog", "settled_at"),
+                ("runs", "started_at"),
+                ("contact_snapshot", "settled_at"),
+            )
+        )
     )
     insert_events(pg, event_rows(10, 5))
     code, out, err = cli(config, "sync", "videos", "--json")
     assert code == 0, out + err
+    code, out2, err = cli(config, "sync", "customers")  # nothing changed: no changelog row
+    assert code == 0, out2 + err
     audit = Audit(pg)
-    assert [r["run_id"] for r in audit.runs()] == [json.loads(out)["run_id"]]
+    assert [r["run_id"] for r in audit.runs() if r["sync"] == "videos"] == [
+        json.loads(out)["run_id"]
+    ]
     assert sorted(int(c["key"]) for c in audit.changelog()) == list(range(10, 15))
-    assert len(audit.snapshot()) == 15  # the latest result of every key stays
+    # An event sync's snapshot shows a key while its changelog row is kept; a contact sync's
+    # keeps each key's latest result however old.
+    snap = audit.snapshot()
+    assert sorted(int(s["key"]) for s in snap if s["sync"] == "videos") == list(range(10, 15))
+    contacts = [s for s in snap if s["sync"] == "customers"]
+    assert sorted(s["key"] for s in contacts) == ["0", "1", "2"]
+    assert {(s["operation"], s["result"]) for s in contacts} == {("contact_added", "delivered")}
+
+
+def _audit_url(wh: Warehouse, tmp_path: Path) -> str:
+    return f"duckdb:///{tmp_path / 'old.audit.duckdb'}" if wh.kind == "duckdb" else wh.url
+
+
+@pytest.mark.parametrize("wh_name", ["duck", "pg"])
+def test_a_snapshot_table_of_an_earlier_version_becomes_the_view_on_first_open(
+    wh_name: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    wh: Warehouse = request.getfixturevalue(wh_name)
+    url, schema = _audit_url(wh, tmp_path), "reverse_etl_audit"
+    tables = audit_tables(schema)
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def row(sync: str, key: str, operation: str, run_id: str, **more: Any) -> dict[str, Any]:
+        return {
+            "sync": sync, "key": key, "operation": operation, "result": "delivered",
+            "reason": None, "vendor_status": None, "dedup_id": None, "run_id": run_id,
+            "settled_at": at, **more,
+        }  # fmt: skip
+
+    # The earlier layout: ``snapshot`` a table holding event and contact keys alike; one
+    # contact key already in ``contact_snapshot`` (a migration cut short where DDL commits).
+    old = sa.Table(
+        SNAPSHOT,
+        sa.MetaData(schema=schema),
+        *(sa.Column(c.name, c.type, nullable=c.nullable) for c in tables.contact_snapshot.c),
+    )
+    engine = sa.create_engine(url)
+    with engine.begin() as c:
+        c.execute(sa.schema.CreateSchema(schema, if_not_exists=True))
+        for t in (tables.runs, tables.changelog, tables.contact_snapshot, old):
+            c.execute(sa.schema.CreateTable(t))
+        c.execute(
+            old.insert(),
+            [
+                row("customers", "a", "contact_added", "r1"),
+                row("customers", "b", "contact_unlisted", "r1"),
+                row("videos", "1", "event_sent", "r2", dedup_id="videos:1"),
+                row("videos", "old", "event_sent", "r0"),  # its changelog row retired
+            ],
+        )
+        c.execute(tables.contact_snapshot.insert(), [row("customers", "a", "contact_added", "r1")])
+        c.execute(
+            tables.changelog.insert(),
+            [
+                row("videos", "1", "event_sent", "r2", dedup_id="videos:1", batch_id=1, scope="s"),
+                row("customers", "a", "contact_added", "r1", batch_id=2, scope="s"),
+            ],
+        )
+    engine.dispose()
+
+    store = StateStore.open(f"sqlite:///{tmp_path / 'state.db'}")
+    settings = AuditSettings(url=url, schema=schema, retention_days=36_500)
+    for _ in range(2):  # the second open finds the view and changes nothing
+        assert flush(settings, store, "videos", "incremental", defaults={}) == 0
+
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as c:
+            inspector = sa.inspect(c)
+            assert SNAPSHOT in inspector.get_view_names(schema)
+            assert SNAPSHOT not in inspector.get_table_names(schema)
+            stored = c.execute(sa.select(tables.contact_snapshot)).mappings().all()
+            view = c.execute(sa.select(tables.snapshot)).mappings().all()
+    finally:
+        engine.dispose()
+    assert sorted((r["key"], r["operation"]) for r in stored) == [
+        ("a", "contact_added"),
+        ("b", "contact_unlisted"),
+    ]
+    assert sorted((r["sync"], r["key"], r["run_id"]) for r in view) == [
+        ("customers", "a", "r1"),
+        ("customers", "b", "r1"),
+        ("videos", "1", "r2"),
+    ]
+    assert table_counts(settings, "customers") == {"runs": 0, "changelog": 1, "snapshot": 2}
+
+
+def _doc_queries() -> list[str]:
+    """The example queries of docs/audit.md, in their order."""
+    text = (Path(__file__).parents[1] / "docs" / "audit.md").read_text()
+    return [q[: q.rindex(";")] for q in re.findall(r"```sql\n(.*?)```", text, re.S)]
+
+
+@pytest.mark.parametrize("wh_name", ["duck", "pg"])
+def test_the_example_queries_of_the_audit_docs_run_on_the_view(
+    wh_name: str,
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    sandbox: SandboxServer,
+    cli: Callable[..., tuple[int, str, str]],
+) -> None:
+    wh: Warehouse = request.getfixturevalue(wh_name)
+    create_events_table(wh)
+    rows = event_rows(0, 6)
+    rows[3]["email"] = rows[3]["user_id"] = None  # a reject
+    insert_events(wh, rows)
+    wh.run(
+        "DROP TABLE IF EXISTS customers",
+        "CREATE TABLE customers (customer_id INTEGER, email VARCHAR(200), first_name VARCHAR(50))",
+    )
+    people = [{"customer_id": i, "email": f"c{i}@example.com", "first_name": "N"} for i in range(4)]
+    people[2]["email"] = "not an address"
+    wh.insert("customers", people)
+    wh.dispose()
+    config = _config(tmp_path, _events_sync(wh, sandbox))
+    _config(tmp_path, CUSTOMERS.format(url=wh.url, sandbox=sandbox.url), "customers")
+    for sync in ("videos", "customers"):
+        code, out, err = cli(config, "sync", sync)
+        assert code == 0, out + err
+
+    history, standing, rejects, per_day = (
+        q.replace("'orders_placed'", "'videos'")
+        .replace("'123'", "'3'")
+        .replace("'customers_to_klaviyo'", "'customers'")
+        for q in _doc_queries()
+    )
+    audit = Audit(wh)
+    if wh.kind == "duckdb":  # the docs' ATTACH, the other way round: the warehouse's table
+        standing = standing.replace("analytics.customers", "wh.customers")
+        path = sa.engine.make_url(wh.url).database
+        with duckdb.connect(str(beside(Path(path or ""))), read_only=True) as con:
+            con.execute(f"ATTACH '{path}' AS wh (READ_ONLY)")
+            cur = con.execute(standing)
+            names = [d[0] for d in cur.description or ()]
+            stands = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+    else:
+        stands = audit.rows(standing.replace("analytics.customers", "customers"))
+    assert sorted((r["customer_id"], r["result"]) for r in stands) == [
+        (0, "delivered"),
+        (1, "delivered"),
+        (2, "rejected"),
+        (3, "delivered"),
+    ]
+    (row,) = audit.rows(history)
+    assert (row["result"], row["run_status"]) == ("rejected", "success")
+    assert sorted((r["sync"], r["n"]) for r in audit.rows(rejects)) == [
+        ("customers", 1),
+        ("videos", 1),
+    ]
+    days = audit.rows(per_day)
+    assert sorted((r["sync"], r["runs"], r["not_successful"]) for r in days) == [
+        ("customers", 1, 0),
+        ("videos", 1, 0),
+    ]
 
 
 def _closed_port() -> int:

@@ -4,8 +4,9 @@ Opt-in per sync (an ``audit:`` block) or for every sync (env ``CONNECTOR_AUDIT``
 shell records every row it settles in a ``Recorder`` (``recorder``); the rows of a settled unit
 go to the state store's outbox in the transaction that settles the unit (``outbox``), and at
 the end of the run the outbox is written to the warehouse's ``runs``, ``changelog`` and
-``snapshot`` tables in bulk and deleted (``writer``), then the retention is applied. A failed
-write fails nothing: the rows stay in the outbox and the next run writes them.
+``contact_snapshot`` tables in bulk (``snapshot`` is a view over them) and deleted
+(``writer``), then the retention is applied. A failed write fails nothing: the rows stay in
+the outbox and the next run writes them.
 """
 
 from __future__ import annotations

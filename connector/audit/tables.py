@@ -1,8 +1,14 @@
-"""The audit tables (``runs``, ``changelog``, ``snapshot``) and the Arrow form of changelog rows.
+"""The audit tables (``runs``, ``changelog``, ``contact_snapshot``), the ``snapshot`` view and
+the Arrow form of changelog rows.
 
 Column by column in docs/audit.md; the names are stable (dbt models read them). No primary
 keys or unique constraints: the writer keeps rows unique (delete, then insert, in one
 transaction), and DuckDB checks constraints of a delete-then-insert too eagerly.
+
+``snapshot`` is a view: the stored ``contact_snapshot`` rows (contact syncs: each key's latest
+result, upserted by the writer, kept however old) and, for event syncs, each key's latest
+changelog row (an event key is sent once: its latest result is its latest changelog row, so it
+is not stored twice).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ else:
 
 
 RUNS, CHANGELOG, SNAPSHOT = "runs", "changelog", "snapshot"
+CONTACT_SNAPSHOT = "contact_snapshot"  # the stored part of the ``snapshot`` view
 
 # Operations (changelog.operation) and results (changelog.result).
 EVENT_SENT = "event_sent"
@@ -87,16 +94,46 @@ MYSQL_TEXT: dict[str, Any] = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8
 
 @dataclass(frozen=True)
 class AuditTables:
-    """The three tables in one schema (None: the database's default, e.g. SQLite)."""
+    """The tables and the view in one schema (None: the database's default, e.g. SQLite)."""
 
     runs: sa.Table
     changelog: sa.Table
-    snapshot: sa.Table
+    contact_snapshot: sa.Table
+    #: The view users query (``snapshot_query``).
+    snapshot: sa.TableClause
 
     @property
-    def all(self) -> tuple[sa.Table, sa.Table, sa.Table]:
-        """Runs, changelog, snapshot."""
+    def stored(self) -> tuple[sa.Table, sa.Table, sa.Table]:
+        """The tables: runs, changelog, contact_snapshot."""
+        return (self.runs, self.changelog, self.contact_snapshot)
+
+    @property
+    def queried(self) -> tuple[sa.TableClause, ...]:
+        """What users query (Dagster's assets): runs, changelog, snapshot."""
         return (self.runs, self.changelog, self.snapshot)
+
+    def snapshot_query(self) -> sa.CompoundSelect:
+        """The ``snapshot`` view's query: the contact rows UNION ALL, per event key, its
+        latest changelog row (``row_number()`` in a subquery, no ``QUALIFY``: DuckDB,
+        PostgreSQL, MySQL 8/MariaDB 10.2+, Snowflake and SQLite read it alike)."""
+        ch, cs = self.changelog, self.contact_snapshot
+        latest = (
+            sa.func.row_number()
+            .over(
+                partition_by=(ch.c.sync, ch.c.key),
+                order_by=(ch.c.settled_at.desc(), ch.c.batch_id.desc()),
+            )
+            .label("latest")
+        )
+        events = (
+            sa.select(*[ch.c[n] for n in SNAPSHOT_COLUMNS], latest)
+            .where(ch.c.operation == EVENT_SENT)
+            .subquery("events")
+        )
+        return sa.union_all(
+            sa.select(*[cs.c[n] for n in SNAPSHOT_COLUMNS]),
+            sa.select(*[events.c[n] for n in SNAPSHOT_COLUMNS]).where(events.c.latest == 1),
+        )
 
 
 def audit_tables(schema: str | None) -> AuditTables:
@@ -142,8 +179,8 @@ def audit_tables(schema: str | None) -> AuditTables:
         sa.Column("settled_at", _tz(), nullable=False),
         **MYSQL_TEXT,
     )
-    snapshot = sa.Table(
-        SNAPSHOT,
+    contact_snapshot = sa.Table(
+        CONTACT_SNAPSHOT,
         md,
         sa.Column("sync", sa.String(128), nullable=False),
         sa.Column("key", sa.Text, nullable=False),
@@ -156,7 +193,8 @@ def audit_tables(schema: str | None) -> AuditTables:
         sa.Column("settled_at", _tz(), nullable=False),
         **MYSQL_TEXT,
     )
-    return AuditTables(runs, changelog, snapshot)
+    snapshot = sa.table(SNAPSHOT, *(sa.column(n) for n in SNAPSHOT_COLUMNS), schema=schema)
+    return AuditTables(runs, changelog, contact_snapshot, snapshot)
 
 
 def indexes(tables: AuditTables) -> list[sa.Index]:
@@ -164,5 +202,9 @@ def indexes(tables: AuditTables) -> list[sa.Index]:
     return [
         sa.Index("ix_reverse_etl_changelog_key", tables.changelog.c.sync, tables.changelog.c.key),
         sa.Index("ix_reverse_etl_changelog_run", tables.changelog.c.run_id),
-        sa.Index("ix_reverse_etl_snapshot_key", tables.snapshot.c.sync, tables.snapshot.c.key),
+        sa.Index(
+            "ix_reverse_etl_contact_snapshot_key",
+            tables.contact_snapshot.c.sync,
+            tables.contact_snapshot.c.key,
+        ),
     ]

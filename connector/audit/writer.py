@@ -3,17 +3,19 @@
 Per chunk of outbox rows (at most ``CHUNK_ROWS`` changelog rows: memory is bounded by the
 chunk), one warehouse transaction: the rows are staged with the engine's fast path
 (``Warehouse.stage``: DuckDB reads the Arrow table, PostgreSQL takes a COPY, the others an
-executemany), the changelog rows inserted from the stage, the snapshot rows of their keys
-replaced by the latest, and the runs rows of their runs replaced. Only then are the outbox rows
-deleted: a crash in between writes the same rows again, never twice — the flush after it finds
-rows of its runs in the changelog (one query) and then deletes each chunk's earlier rows (by
-run and outbox row) before inserting; a normal flush appends.
+executemany), the changelog rows inserted from the stage, the contact snapshot rows of their
+keys replaced by the latest (event rows have no stored snapshot: the ``snapshot`` view takes
+each event key's latest changelog row), and the runs rows of their runs replaced. Only then
+are the outbox rows deleted: a crash in between writes the same rows again, never twice — the
+flush after it finds rows of its runs in the changelog (one query) and then deletes each
+chunk's earlier rows (by run and outbox row) before inserting; a normal flush appends.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -27,6 +29,7 @@ from .outbox import Entry, utc
 from .settings import AuditSettings
 from .tables import (
     EVENT_SENT,
+    SNAPSHOT,
     SNAPSHOT_COLUMNS,
     AuditTables,
     audit_tables,
@@ -36,10 +39,11 @@ from .tables import (
 from .tables import indexes as audit_indexes
 
 if TYPE_CHECKING:
+    import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
 else:
-    from ..core.lazy import pa, pc
+    from ..core.lazy import np, pa, pc
 
 
 CHUNK_ROWS = 200_000
@@ -89,11 +93,45 @@ def _ensure(engine: sa.Engine, wh: Warehouse, tables: AuditTables, schema: str) 
     with engine.begin() as c:
         if wh.has_schemas:
             c.execute(sa.schema.CreateSchema(schema, if_not_exists=True))
-        for t in tables.all:
+        for t in tables.stored:
             c.execute(sa.schema.CreateTable(t, if_not_exists=True))
-        if wh.audit_indexes:
+    try:
+        with engine.begin() as c:
+            _snapshot_view(c, tables)
+    except sa.exc.DBAPIError:
+        with engine.connect() as c:  # another sync's flush made it at the same moment
+            if not _is_view(c, tables):
+                raise
+    if wh.audit_indexes:
+        with engine.begin() as c:
             for ix in audit_indexes(tables):
                 c.execute(sa.schema.CreateIndex(ix, if_not_exists=True))
+
+
+def _is_view(c: sa.Connection, tables: AuditTables) -> bool:
+    return SNAPSHOT in sa.inspect(c).get_view_names(tables.snapshot.schema)
+
+
+def _snapshot_view(c: sa.Connection, tables: AuditTables) -> None:
+    """Make ``snapshot`` the view (``AuditTables.snapshot_query``), once. A ``snapshot`` table
+    of an earlier version is migrated first: its contact rows move to ``contact_snapshot``
+    (those of keys not there yet: a migration cut short runs again without doubling a row),
+    then it is dropped (its event rows are in the changelog, as long as the retention keeps
+    them)."""
+    if _is_view(c, tables):
+        return
+    old, cs = tables.snapshot, tables.contact_snapshot
+    name = c.dialect.identifier_preparer.format_table(old)
+    if SNAPSHOT in sa.inspect(c).get_table_names(old.schema):
+        cols = list(SNAPSHOT_COLUMNS)
+        known = sa.exists().where(cs.c.sync == old.c.sync, cs.c.key == old.c.key)
+        moved = sa.select(*[old.c[n] for n in cols]).where(old.c.operation != EVENT_SENT, ~known)
+        c.execute(cs.insert().from_select(cols, moved))
+        c.exec_driver_sql(f"DROP TABLE {name}")
+    query = tables.snapshot_query().compile(
+        dialect=c.dialect, compile_kwargs={"literal_binds": True}
+    )
+    c.exec_driver_sql(f"CREATE VIEW {name} AS {query}")
 
 
 def _written_before(engine: sa.Engine, tables: AuditTables, sync: str, run_ids: set[str]) -> bool:
@@ -138,7 +176,7 @@ def _write(
         if e.kind == outbox.RUN:
             starts[e.run_id] = orjson.loads(body)
         elif e.rows:
-            parts.append((pa.ipc.open_stream(body).read_all(), e))
+            parts.append((pa.ipc.open_stream(body, options=_ipc_read()).read_all(), e))
     records = outbox.run_records(state, {e.run_id for e in chunk})
     runs = [_run_row(rid, sync, records.get(rid), starts.get(rid, defaults)) for rid in records]
     changelog = _changelog(parts, where[:2]) if parts else None
@@ -159,14 +197,24 @@ def _write(
     return changelog.num_rows if changelog is not None else 0
 
 
+@cache
+def _ipc_read() -> pa.ipc.IpcReadOptions:
+    """Decompress on this thread (Arrow's thread pool costs 3x the CPU on a unit's few
+    buffers, measured)."""
+    return pa.ipc.IpcReadOptions(use_threads=False)
+
+
 def _changelog(units: list[tuple[pa.Table, Entry]], where: tuple[str, str]) -> pa.Table:
     """The changelog rows of a chunk's units: what is one value per unit (run, batch, time)
-    filled per unit, the rest computed once over the chunk (no compute call per unit)."""
+    repeated to its rows by one ``take`` per column, the rest computed once over the chunk (no
+    compute call per unit)."""
     unit = pa.concat_tables([u for u, _ in units])
     n = unit.num_rows
+    # Row i belongs to unit which[i]: a unit's values repeated by one take per column.
+    which = pa.array(np.repeat(np.arange(len(units)), [u.num_rows for u, _ in units]))
 
-    def per_unit(value: Callable[[Entry], Any], kind: pa.DataType) -> pa.ChunkedArray:
-        return pa.chunked_array([_fill(value(e), u.num_rows, kind) for u, e in units], kind)
+    def per_unit(value: Callable[[Entry], Any], kind: pa.DataType) -> pa.Array:
+        return pa.array([value(e) for _, e in units], kind).take(which)
 
     at_type = changelog_schema().field("settled_at").type
     head = [
@@ -200,7 +248,7 @@ def _changelog_rows(
     *,
     again: bool,
 ) -> None:
-    ch, sn = tables.changelog, tables.snapshot
+    ch, sn = tables.changelog, tables.contact_snapshot
     stage = wh.stage(c, STAGE_CHANGELOG, changelog)
     try:
         if again:  # a re-flush after a crash: the rows of these outbox rows, not twice
@@ -215,7 +263,13 @@ def _changelog_rows(
         c.execute(ch.insert().from_select(names, sa.select(*[stage.c[n] for n in names])))
     finally:
         wh.unstage(c, stage)
-    latest = _latest(changelog)
+    # Event rows: the ``snapshot`` view reads them from the changelog; contact rows' latest
+    # results are stored (they stay however old the changelog row).
+    contact = pc.not_equal(changelog.column("operation"), EVENT_SENT)
+    if not pc.any(contact).as_py():
+        return
+    # A sync is of one kind: no copy of the chunk unless it mixes them.
+    latest = _latest(changelog if pc.all(contact).as_py() else changelog.filter(contact))
     stage = wh.stage(c, STAGE_SNAPSHOT, latest)
     try:
         c.execute(sn.delete().where(sn.c.sync == sync, sn.c.key.in_(sa.select(stage.c.key))))
@@ -228,7 +282,7 @@ def _changelog_rows(
 def _latest(changelog: pa.Table) -> pa.Table:
     """The last row of each key (rows are in the order they settled)."""
     n = changelog.num_rows
-    if pc.count_distinct(changelog.column("key")).as_py() == n:  # each key once (events)
+    if pc.count_distinct(changelog.column("key")).as_py() == n:  # each key once: no copy
         return changelog.select(list(SNAPSHOT_COLUMNS))
     indexed = changelog.select(["key"]).append_column("i", pa.array(range(n), pa.int64()))
     last = indexed.group_by("key", use_threads=False).aggregate([("i", "max")])
@@ -268,8 +322,8 @@ def _json(value: Any) -> str | None:
 
 
 def table_counts(settings: AuditSettings, sync: str) -> dict[str, int]:
-    """Rows of ``sync`` in each audit table (Dagster's row counts); {} before the first
-    write."""
+    """Rows of ``sync`` in each audit table users query (``runs``, ``changelog``, the
+    ``snapshot`` view: Dagster's row counts); {} before the first write."""
     wh = warehouse_for(settings.url)
     engine = wh.audit_engine(settings.url)
     tables = audit_tables(settings.schema if wh.has_schemas else None)
@@ -282,7 +336,7 @@ def table_counts(settings: AuditSettings, sync: str) -> dict[str, int]:
                     ).scalar()
                     or 0
                 )
-                for t in tables.all
+                for t in tables.queried
             }
     finally:
         engine.dispose()

@@ -311,5 +311,6 @@ class AuditConfig(Model):
         ge=1,
         le=36_500,
         description="Runs and changelog rows older than this are deleted at the end of a run "
-        "(the snapshot keeps the latest result of every key).",
+        "(the snapshot keeps the latest result of every contact key; an event key leaves it "
+        "with its changelog row).",
     )
