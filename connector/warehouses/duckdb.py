@@ -87,11 +87,12 @@ def duck_kind(t: str) -> str:
     return "other"
 
 
-# duckdb_engine's dialect by name: SQLAlchemy otherwise finds it through the package's entry
-# point, reading the metadata of every installed distribution (~15 ms at each start with
-# Dagster's). Registered lazily (a module path): nothing is imported until an engine is made.
-if "duckdb" not in sa.dialects.registry.impls:
-    sa.dialects.registry.register("duckdb", "duckdb_engine", "Dialect")
+# duckdb_engine's dialect, less its spare in-memory databases (``duckdb_dialect``), by name:
+# SQLAlchemy otherwise finds duckdb_engine through the package's entry point, reading the
+# metadata of every installed distribution (~15 ms at each start with Dagster's). Registered
+# lazily (a module path): nothing is imported until an engine is made. Also when duckdb_engine
+# was loaded already (an engine made before this import): later engines get this one.
+sa.dialects.registry.register("duckdb", "connector.warehouses.duckdb_dialect", "Dialect")
 
 
 class DuckDB(Warehouse):
