@@ -6,6 +6,7 @@ did: the waits it asked the clock for, the attempts it made, what it returned or
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -23,6 +24,7 @@ from connector.deliver.http_loop import (
     announced_wait,
     classify,
     make_client,
+    tls_context,
     window_state,
 )
 from connector.deliver.ratelimit import Pacer
@@ -383,3 +385,24 @@ def test_classify_status_codes() -> None:
         0.0,
         5.0,
     )
+
+
+def test_clients_share_one_verifying_tls_context(monkeypatch: pytest.MonkeyPatch) -> None:
+    """httpx loads the whole CA bundle for each client by default (~25 ms of CPU): the
+    process's clients take one context, made once, and it still verifies."""
+    made: list[ssl.SSLContext] = []
+    real = httpx.create_ssl_context
+
+    def counting(*a: Any, **k: Any) -> ssl.SSLContext:
+        made.append(real(*a, **k))
+        return made[-1]
+
+    monkeypatch.setattr(httpx, "create_ssl_context", counting)
+    tls_context.cache_clear()
+    try:
+        for _ in range(3):
+            make_client("https://a.example", 5.0, 2, None).close()
+        assert len(made) == 1 and tls_context() is made[0]
+        assert made[0].verify_mode == ssl.CERT_REQUIRED and made[0].check_hostname
+    finally:
+        tls_context.cache_clear()
