@@ -30,6 +30,7 @@ from connector.cli import main as cli
 from connector.config.sync_file import load_syncs
 from connector.core.errors import ConfigError, mask_url
 from connector.sandbox import SandboxServer
+from connector.store import state as state_module
 from connector.store.schema import leases
 from connector.store.state import INCREMENTAL, StateStore, now
 
@@ -820,6 +821,8 @@ def test_bad_input_matrix(
 ) -> None:
     for k, v in case.env.items():
         monkeypatch.setenv(k, v)
+    if case.setup is _locked_store:  # the message, not the wait (a test below bounds it)
+        monkeypatch.setattr(state_module, "SQLITE_BUSY_TIMEOUT_MS", 300)
     before = _checkpoints(project.state_url)
     assert before, "the fixture seeds a checkpoint"
     args = case.setup(project)
@@ -1033,6 +1036,4 @@ def test_two_null_key_rows_are_two_rejects_everywhere(
 
 
 def test_a_locked_state_store_fails_within_seconds() -> None:
-    from connector.store import state as state_module
-
     assert state_module.SQLITE_BUSY_TIMEOUT_MS <= 5_000  # was 30 s per statement (62 s seen)
