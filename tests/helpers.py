@@ -56,6 +56,9 @@ def event_rows(start: int, count: int, per_second: int = 3) -> list[dict[str, An
 def insert_events(wh: Warehouse, rows: list[dict[str, Any]], table: str = "ev") -> None:
     if not rows:
         return
+    if wh.kind == "duckdb":  # one Arrow table (binding rows one by one costs seconds)
+        wh.insert(table, rows)
+        return
     import sqlalchemy as sa
 
     cols = list(rows[0])
