@@ -18,16 +18,32 @@ from .helpers import create_events_table, event_rows, insert_events
 
 PROBE = """
 import contextlib, io, json, sys
+import duckdb
 from connector.cli.main import entry
+db = json.loads(sys.argv[2])
 sys.argv = ["connector", *json.loads(sys.argv[1])]
 err = io.StringIO()
 code = 0
+opened = []
+real_connect = duckdb.connect
+def connect(*a, **k):
+    opened.append(str(a[0] if a else k.get("database")))
+    return real_connect(*a, **k)
+duckdb.connect = connect
 with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
     try:
         entry()
     except SystemExit as exc:
         code = exc.code
-print(json.dumps({"code": code, "modules": sorted(sys.modules), "err": err.getvalue()}))
+# Released: this process may open the file read-write (DuckDB refuses a second configuration
+# of a database this process still has open).
+released = True
+try:
+    real_connect(db).close()
+except duckdb.Error:
+    released = False
+print(json.dumps({"code": code, "modules": sorted(sys.modules), "err": err.getvalue(),
+                  "opened": opened, "released": released}))
 """
 
 SYNC = """
@@ -44,14 +60,14 @@ mapping:
 """
 
 
-def _sync(tmp_path: Path) -> dict[str, object]:
+def _sync(tmp_path: Path, db: str = "") -> dict[str, object]:
     env = {
         **os.environ,
         "CONNECTOR_CONFIG_DIR": str(tmp_path / "config"),
         "CONNECTOR_STATE_URL": f"sqlite:///{tmp_path / 'state.db'}",
     }
     proc = subprocess.run(
-        [sys.executable, "-c", PROBE, json.dumps(["sync", "noop"])],
+        [sys.executable, "-c", PROBE, json.dumps(["sync", "noop"]), json.dumps(db or ":memory:")],
         env=env,
         capture_output=True,
         text=True,
@@ -118,3 +134,26 @@ def test_a_no_op_sync_imports_no_arrow(
 
     endpoints = {DESTINATIONS.module_of(t) for t in DESTINATIONS}
     assert endpoints & modules == {"connector.destinations.klaviyo.bulk"}
+
+
+def test_a_sync_opens_the_duckdb_file_once_and_lets_it_go(
+    tmp_path: Path, duck: Warehouse, sandbox: SandboxServer
+) -> None:
+    """The plan and the run share one engine and one connection to the warehouse file (no
+    spare in-memory database either: duckdb_dialect); the file is released at the end."""
+    create_events_table(duck)
+    insert_events(duck, event_rows(0, 20))
+    duck.dispose()
+    (tmp_path / "config" / "syncs").mkdir(parents=True)
+    (tmp_path / "config" / "syncs" / "noop.yaml").write_text(
+        SYNC.format(url=duck.url, sandbox=sandbox.url)
+    )
+    path = duck.url.removeprefix("duckdb:///")
+    for _ in range(2):  # the run that sends, then the no-op one
+        out = _sync(tmp_path, path)
+        assert out["code"] in (0, None), out["err"]
+        opened = out["opened"]
+        assert [p for p in opened if p != ":memory:"] == [path], opened  # type: ignore[attr-defined]
+        # One in-memory database: duckdb_engine's import-time probe of COMMENT support.
+        assert opened.count(":memory:") == 1, opened  # type: ignore[attr-defined]
+        assert out["released"] is True

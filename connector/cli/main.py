@@ -334,7 +334,8 @@ def _plan_total(sync: SyncConfig, args: argparse.Namespace) -> int | None:
     from ..run.run_plan import plan_run
 
     try:
-        plan = plan_run(sync, open_state(args), full_refresh=args.full_refresh)
+        # The run that follows opens the same engine: the plan leaves it to the run to release.
+        plan = plan_run(sync, open_state(args), full_refresh=args.full_refresh, release=False)
     except ConnectorError:
         return None
     print(f"plan: {plan.line()}", file=sys.stderr, flush=True)

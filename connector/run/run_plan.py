@@ -146,15 +146,25 @@ def plan_run(
     full_refresh: bool = False,
     window: Window | None = None,
     warehouse_url: str | None = None,
+    release: bool = True,
 ) -> RunPlan:
-    """The figures of the next run of ``sync`` in ``scope``; reads, sends and writes nothing."""
+    """The figures of the next run of ``sync`` in ``scope``; reads, sends and writes nothing.
+
+    ``release=False`` keeps an embedded warehouse's engine open for the run that follows in
+    the same process (the CLI's ``sync``), which releases it when it ends."""
     dest = make_event_destination(sync, resolve_secret=False)
     checkpoint = None if full_refresh else state.checkpoint(sync.name, scope)
-    with Reader(sync, warehouse_url) as reader:
+    reader = Reader(sync, warehouse_url)
+    try:
         rows = count_pending(reader, checkpoint, window)
         late, lookback = late_pending(reader, state, scope, checkpoint, window)
         rows += late
         size = _event_bytes(sync, reader, dest, checkpoint, window) if rows else None
+    except BaseException:
+        reader.close()
+        raise
+    if release:
+        reader.close()
     limits = dest.limits
     n = per_request(limits.max_items, limits.max_bytes, dest.request_overhead, size)
     cap = sync.destination.max_rows_per_run
