@@ -3,8 +3,8 @@
 duckdb_engine opens DuckDB's default in-memory database when a dialect is made (to list the
 reserved keywords for its identifier preparer) and a second one at the first connection (to
 list DuckDB's settings and tell them from extension settings). Each new database costs 20-35 ms
-of CPU here, and a run makes two engines (the plan's and the run's): on a frequent no-op
-schedule that is a tenth of the process (docs/performance.md, start-up). This subclass:
+of CPU here: on a frequent no-op schedule, a tenth of the process (docs/performance.md,
+start-up). This subclass:
 
 - takes the reserved keywords from the run's own connection when the engine first connects
   (``initialize``), over a list of DuckDB's current ones for statements compiled before that;
