@@ -113,6 +113,7 @@ class Case:
     fragment: str
     env: dict[str, str] = field(default_factory=dict)
     secrets: tuple[str, ...] = ()
+    lock_wait_ms: int | None = None  # the SQLite store's lock wait for this case
 
 
 def _sync(p: Project, *extra: str) -> list[str]:
@@ -717,7 +718,14 @@ CASES += [
         "destination.api_key: environment variable BREVO_API_KEY is empty",
         env={"BREVO_API_KEY": ""},
     ),
-    Case("state-store-locked", _locked_store, 1, "is locked by another process or run"),
+    # The message, not the wait: a test below bounds the real wait.
+    Case(
+        "state-store-locked",
+        _locked_store,
+        1,
+        "is locked by another process or run",
+        lock_wait_ms=300,
+    ),
     Case(
         "misnamed-file-is-not-invisible",
         _misnamed_file,
@@ -821,8 +829,8 @@ def test_bad_input_matrix(
 ) -> None:
     for k, v in case.env.items():
         monkeypatch.setenv(k, v)
-    if case.setup is _locked_store:  # the message, not the wait (a test below bounds it)
-        monkeypatch.setattr(state_module, "SQLITE_BUSY_TIMEOUT_MS", 300)
+    if case.lock_wait_ms is not None:
+        monkeypatch.setattr(state_module, "SQLITE_BUSY_TIMEOUT_MS", case.lock_wait_ms)
     before = _checkpoints(project.state_url)
     assert before, "the fixture seeds a checkpoint"
     args = case.setup(project)

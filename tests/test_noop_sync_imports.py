@@ -37,11 +37,13 @@ with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
         code = exc.code
 # Released: this process may open the file read-write (DuckDB refuses a second configuration
 # of a database this process still has open).
-released = True
-try:
-    real_connect(db).close()
-except duckdb.Error:
-    released = False
+released = None
+if db:
+    try:
+        real_connect(db).close()
+        released = True
+    except duckdb.Error:
+        released = False
 print(json.dumps({"code": code, "modules": sorted(sys.modules), "err": err.getvalue(),
                   "opened": opened, "released": released}))
 """
@@ -61,13 +63,15 @@ mapping:
 
 
 def _sync(tmp_path: Path, db: str = "") -> dict[str, object]:
+    """Run ``connector sync noop`` in a probe process; with ``db``, also whether that DuckDB
+    file was released when the command ended."""
     env = {
         **os.environ,
         "CONNECTOR_CONFIG_DIR": str(tmp_path / "config"),
         "CONNECTOR_STATE_URL": f"sqlite:///{tmp_path / 'state.db'}",
     }
     proc = subprocess.run(
-        [sys.executable, "-c", PROBE, json.dumps(["sync", "noop"]), json.dumps(db or ":memory:")],
+        [sys.executable, "-c", PROBE, json.dumps(["sync", "noop"]), json.dumps(db)],
         env=env,
         capture_output=True,
         text=True,

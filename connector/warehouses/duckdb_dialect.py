@@ -26,7 +26,7 @@ from sqlalchemy.dialects.postgresql.base import PGIdentifierPreparer
 
 RESERVED_SQL = "SELECT keyword_name FROM duckdb_keywords() WHERE keyword_category = 'reserved'"
 
-# DuckDB's reserved keywords that PostgreSQL does not reserve (DuckDB 1.x-2.0); the connection
+# DuckDB's reserved keywords that PostgreSQL does not reserve (DuckDB 2.0); the connection
 # adds any newer ones when the engine first connects (a test compares the two).
 DUCKDB_ONLY_RESERVED = frozenset(
     {
