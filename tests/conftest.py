@@ -480,7 +480,7 @@ if importlib.util.find_spec("fakesnow") is not None:  # the Snowflake environmen
 @pytest.fixture(params=list(WAREHOUSE_FIXTURES))
 def warehouse(request: pytest.FixtureRequest) -> Warehouse:
     """Each test using this runs on every warehouse of this environment (Snowflake's run in
-    their own, see tests/test_snowflake.py)."""
+    their own, see tests/e2e/test_snowflake.py)."""
     return request.getfixturevalue(WAREHOUSE_FIXTURES[request.param])
 
 
@@ -530,12 +530,12 @@ def make_sync(yaml_text: str, where: str = "syncs/test.yaml") -> SyncConfig:
 # --------------------------------------------------------------------------- Snowflake run
 
 # The Snowflake cases need snowflake-sqlalchemy 1.x, fakesnow and SQLAlchemy < 2.1: their own
-# environment (.venv-snowflake, made by .ci/run). tests/test_snowflake.py runs them there and
+# environment (.venv-snowflake, made by .ci/run). tests/e2e/test_snowflake.py runs them there and
 # reports their results; they start as soon as collection finds that test, so they run on the
 # second core while this session runs the rest.
 SNOWFLAKE_PYTHON = Path(__file__).resolve().parents[1] / ".venv-snowflake" / "bin" / "python"
 SNOWFLAKE_ENV = "snowflake" in WAREHOUSE_FIXTURES
-collect_ignore = [] if SNOWFLAKE_ENV else ["test_snowflake_cases.py"]
+collect_ignore = [] if SNOWFLAKE_ENV else ["warehouses/test_snowflake.py"]
 
 
 class SnowflakeRun:
@@ -576,8 +576,8 @@ class SnowflakeRun:
             "no:xdist",
             "-k",
             "snowflake",
-            "--ignore=tests/test_snowflake.py",
-            "--ignore=tests/test_warehouses.py",
+            "--ignore=tests/e2e/test_snowflake.py",
+            "--ignore=tests/warehouses/test_warehouses.py",
             f"--junitxml={self.junit}",
             "tests",
         ]
@@ -612,7 +612,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     if os.environ.get("PYTEST_XDIST_WORKER", "gw0") != "gw0":
         return
     if not SNOWFLAKE_ENV and any(
-        i.nodeid.startswith("tests/test_snowflake.py") for i in session.items
+        i.nodeid.startswith("tests/e2e/test_snowflake.py") for i in session.items
     ):
         run = SnowflakeRun()
         run.start()

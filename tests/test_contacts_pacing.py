@@ -19,10 +19,9 @@ from connector.destinations.omnisend.contacts import (
 )
 from connector.sandbox import SandboxServer
 from connector.store.state import StateStore
-
-from .conftest import Warehouse
-from .contact_fixtures import ContactCli, KlaviyoCli, connected, make_customers
-from .helpers import create_events_table, event_rows, insert_events
+from tests.conftest import Warehouse
+from tests.contact_fixtures import ContactCli, KlaviyoCli, connected, make_customers
+from tests.helpers import create_events_table, event_rows, insert_events
 
 OMNISEND = """
 name: customers_to_omnisend

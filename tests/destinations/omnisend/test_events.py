@@ -1,0 +1,336 @@
+"""Every documented Brevo and Omnisend field reachable, every documented rule enforced: a real
+DuckDB file → run_sync → the sandbox over real HTTP (issue 8, part 3).
+
+Brevo: ``object.type`` from a column, empty object identifiers omitted, event_properties of any
+JSON type as the OpenAPI allows (arrays, nested nulls), tracker ``properties`` scalars only.
+Omnisend: the dated API ``/api/events`` (2026-03-15) by default (API key, or an OAuth token with
+``auth: bearer``), v5 on request, RFC 9457 error bodies quoted in reject reasons.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import yaml
+
+from connector.config.sync_file import SyncConfig, parse_sync
+from connector.core.errors import AuthError, ConfigError
+from connector.deliver.delivery import Runtime
+from connector.run.sync import SyncResult, preview, run_sync
+from connector.sandbox import Fault, SandboxOptions, SandboxServer
+from connector.store.state import StateStore
+from tests.conftest import FakeSleep, Warehouse
+
+T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+KEYS = {
+    "brevo_event": "${BREVO_API_KEY}",
+    "brevo_events_batch": "${BREVO_API_KEY}",
+    "brevo_tracker": "${BREVO_MA_KEY}",
+    "omnisend_events": "${OMNISEND_API_KEY}",
+}
+IDENTIFIERS = {
+    "brevo_event": {"email_id": "email"},
+    "brevo_events_batch": {"email_id": "email"},
+    "brevo_tracker": {"email": "email"},
+    "omnisend_events": {"email": "email"},
+}
+
+
+@pytest.fixture
+def sandbox(fake_time: FakeSleep) -> Iterator[SandboxServer]:
+    """The sandbox on the test's fake clock, so pacing never sleeps."""
+    with SandboxServer(SandboxOptions(clock=fake_time.clock), host="127.0.0.1", port=0) as sb:
+        yield sb
+
+
+def create_table(wh: Warehouse, rows: list[dict[str, Any]]) -> None:
+    wh.run(
+        f"""CREATE TABLE t (
+            id INTEGER, ts {wh.timestamptz()}, email VARCHAR(200), obj_type VARCHAR(50),
+            oid VARCHAR(50), oext VARCHAR(50), first_name VARCHAR(50), ctx {wh.json_type()})"""
+    )
+    wh.insert("t", rows)
+
+
+def row(i: int, **over: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "id": i,
+        "ts": T0 + timedelta(seconds=i),
+        "email": f"user{i}@example.com",
+        "obj_type": "subscription",
+        "oid": f"s-{i}",
+        "oext": f"x-{i}",
+        "first_name": "Ada",
+        "ctx": json.dumps({"device": "web"}),
+    }
+    base.update(over)
+    return base
+
+
+def make_sync(
+    kind: str,
+    wh: Warehouse,
+    sandbox: SandboxServer,
+    *,
+    mapping: dict[str, Any] | None = None,
+    key_ref: str | None = None,
+    **options: Any,
+) -> SyncConfig:
+    doc: dict[str, Any] = {
+        "name": f"f_{kind}",
+        "source": {"table": "t", "cursor": "ts", "primary_key": ["id"], "url": wh.url},
+        "destination": {
+            "type": kind,
+            "api_key": key_ref or KEYS[kind],
+            "base_url": sandbox.url,
+            "options": options,
+        },
+        "mapping": {
+            "event_name": "played",
+            "event_time": "ts",
+            "identifiers": IDENTIFIERS[kind],
+            "event_properties": {"ctx": "ctx"},
+            **(mapping or {}),
+        },
+    }
+    return parse_sync(yaml.safe_dump(doc), "syncs/test.yaml")
+
+
+def run(sync: SyncConfig, state: StateStore, runtime: Runtime) -> SyncResult:
+    return run_sync(sync, state=state, runtime=runtime)
+
+
+def reasons(state: StateStore, sync: SyncConfig) -> dict[str, str]:
+    return {r["key"]: r["reason"] for r in state.rejects(sync.name)}
+
+
+def by_email(events: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
+    return {int(e["identifiers"]["email_id"][4:].split("@")[0]): e for e in events}
+
+
+BREVO_KINDS = ("brevo_event", "brevo_events_batch")
+
+
+# --------------------------------------------------------------------------- Brevo object
+
+
+@pytest.mark.parametrize("kind", BREVO_KINDS)
+def test_brevo_object_type_from_a_column_arrives_and_empty_members_are_omitted(
+    kind: str, duck: Warehouse, sandbox: SandboxServer, state: StateStore, runtime: Runtime
+) -> None:
+    create_table(
+        duck,
+        [
+            row(0, oext=""),
+            row(1, obj_type="vehicle", oid=None),
+            row(2, obj_type="", oid="", oext=None),
+        ],
+    )
+    obj = {"type": {"column": "obj_type"}, "id": "oid", "ext_id": "oext"}
+    sync = make_sync(kind, duck, sandbox, mapping={"object": obj})
+
+    res = run(sync, state, runtime)
+
+    assert (res.status, res.delivered, res.rejected) == ("success", 3, 0)
+    got = by_email(sandbox.events(kind))
+    assert got[0]["object"] == {"type": "subscription", "identifiers": {"id": "s-0"}}
+    assert got[1]["object"] == {"type": "vehicle", "identifiers": {"ext_id": "x-1"}}
+    assert "object" not in got[2]  # nothing left to link: no empty object, no ""
+
+
+@pytest.mark.parametrize("kind", BREVO_KINDS)
+def test_brevo_literal_object_type_with_empty_identifiers_sends_no_empty_strings(
+    kind: str, duck: Warehouse, sandbox: SandboxServer, state: StateStore, runtime: Runtime
+) -> None:
+    create_table(duck, [row(0, oid="", oext=None), row(1)])
+    sync = make_sync(
+        kind, duck, sandbox, mapping={"object": {"type": "order", "id": "oid", "ext_id": "oext"}}
+    )
+
+    run(sync, state, runtime)
+
+    got = by_email(sandbox.events(kind))
+    assert got[0]["object"] == {"type": "order"}
+    assert got[1]["object"] == {"type": "order", "identifiers": {"id": "s-1", "ext_id": "x-1"}}
+
+
+def test_object_type_column_is_checked_like_every_mapped_column(
+    duck: Warehouse, sandbox: SandboxServer
+) -> None:
+    create_table(duck, [row(0)])
+    sync = make_sync(
+        "brevo_event", duck, sandbox, mapping={"object": {"type": {"column": "obj_type"}}}
+    )
+    assert "obj_type" in sync.mapping.columns()
+
+
+# --------------------------------------------------------------------------- Brevo values
+
+
+@pytest.mark.parametrize("kind", BREVO_KINDS)
+def test_brevo_event_property_arrays_and_nested_nulls_are_sent_as_the_openapi_allows(
+    kind: str, duck: Warehouse, sandbox: SandboxServer, state: StateStore, runtime: Runtime
+) -> None:
+    """The OpenAPI of POST /v3/events and /v3/events/batch types an event property as string,
+    integer, boolean, object (of "Any type") or array (of "Any type"): arrays and nulls inside
+    are documented values (issue 19 item 12; they used to be refused locally)."""
+    create_table(
+        duck,
+        [
+            row(0, ctx=json.dumps({"device": {"os": "ios", "v": 17.2, "beta": False}})),
+            row(1, ctx=json.dumps({"tags": ["a", "b"], "items": [{"sku": "x", "n": 2}]})),
+            row(2, ctx=json.dumps({"device": {"os": None}})),
+            row(3, ctx=json.dumps({"note": "[not an array] null"})),
+        ],
+    )
+    sync = make_sync(kind, duck, sandbox)
+
+    res = run(sync, state, runtime)
+
+    assert (res.status, res.delivered, res.rejected) == ("success", 4, 0)
+    got = by_email(sandbox.events(kind))
+    assert got[0]["event_properties"] == {
+        "ctx": {"device": {"os": "ios", "v": 17.2, "beta": False}}
+    }
+    assert got[1]["event_properties"] == {
+        "ctx": {"tags": ["a", "b"], "items": [{"sku": "x", "n": 2}]}
+    }
+    assert got[2]["event_properties"] == {"ctx": {"device": {"os": None}}}
+    assert got[3]["event_properties"] == {"ctx": {"note": "[not an array] null"}}
+
+
+def test_brevo_tracker_contact_properties_take_scalars_only(
+    duck: Warehouse, sandbox: SandboxServer, state: StateStore, runtime: Runtime
+) -> None:
+    create_table(duck, [row(0, ctx=json.dumps("plain")), row(1, ctx=json.dumps({"a": 1}))])
+    sync = make_sync(
+        "brevo_tracker",
+        duck,
+        sandbox,
+        mapping={
+            "event_properties": {},
+            "contact_properties": {"FIRSTNAME": "first_name", "PREFS": "ctx"},
+        },
+    )
+
+    res = run(sync, state, runtime)
+
+    assert (res.delivered, res.rejected) == (1, 1)
+    assert "PREFS is an object/array" in reasons(state, sync)["1"]
+    (event,) = sandbox.events("brevo_tracker")
+    assert event["properties"] == {"FIRSTNAME": "Ada", "PREFS": "plain"}
+
+
+def test_brevo_tracker_dotted_contact_property_is_a_config_error(
+    duck: Warehouse, sandbox: SandboxServer
+) -> None:
+    with pytest.raises(
+        ConfigError, match=r"contact_properties\.PREFS\.color.*take no nested values"
+    ):
+        make_sync(
+            "brevo_tracker",
+            duck,
+            sandbox,
+            mapping={"contact_properties": {"PREFS.color": "first_name"}},
+        )
+
+
+# --------------------------------------------------------------------------- Omnisend versions
+
+
+def test_omnisend_default_is_the_dated_api_with_its_auth_and_version_headers(
+    duck: Warehouse, sandbox: SandboxServer, state: StateStore, runtime: Runtime
+) -> None:
+    create_table(duck, [row(0), row(1)])
+    sync = make_sync("omnisend_events", duck, sandbox)
+
+    (req,) = preview(sync, limit=1)["requests"]
+    assert req["url"] == sandbox.url + "/api/events"
+    assert req["headers"]["Authorization"] == "Omnisend-API-Key ****"
+    assert req["headers"]["Omnisend-Version"] == "2026-03-15"
+    assert "X-API-KEY" not in req["headers"]
+
+    res = run(sync, state, runtime)
+
+    assert (res.status, res.delivered) == ("success", 2)
+    assert [r.path for r in sandbox.requests] == ["/api/events"] * 2
+    # Four requests in flight: the arrival order is not the row order.
+    assert sorted(e["contact"]["email"] for e in sandbox.events("omnisend_events")) == [
+        "user0@example.com",
+        "user1@example.com",
+    ]
+
+
+def test_omnisend_api_version_v5_keeps_the_v5_endpoint_and_x_api_key(
+    duck: Warehouse, sandbox: SandboxServer, state: StateStore, runtime: Runtime
+) -> None:
+    create_table(duck, [row(0)])
+    sync = make_sync("omnisend_events", duck, sandbox, api_version="v5")
+
+    (req,) = preview(sync, limit=1)["requests"]
+    assert req["headers"]["X-API-KEY"] == "****"
+    assert "Omnisend-Version" not in req["headers"]
+
+    res = run(sync, state, runtime)
+
+    assert (res.status, res.delivered) == ("success", 1)
+    assert [r.path for r in sandbox.requests] == ["/v5/events"]
+
+
+def test_omnisend_events_sends_an_oauth_token_as_bearer_with_auth_bearer(
+    duck: Warehouse, sandbox: SandboxServer, state: StateStore, runtime: Runtime
+) -> None:
+    """OpenAPI 2026-03-15: every operation takes ``security: [{Bearer: [...]},
+    {ApiKeyAuth: []}]``. v4 (``omnisend_track``) users hold only an OAuth token; before
+    ``auth: bearer`` it could only be sent as ``Omnisend-API-Key <token>``, which is refused."""
+    create_table(duck, [row(0), row(1)])
+    token = "${OMNISEND_TOKEN}"  # the sandbox's OAuth token (conftest)
+    plain = make_sync("omnisend_events", duck, sandbox, key_ref=token, max_retries=0)
+    with pytest.raises(AuthError, match="401"):
+        run(plain, state, runtime)
+
+    sync = make_sync("omnisend_events", duck, sandbox, key_ref=token, auth="bearer")
+    (req,) = preview(sync, limit=1)["requests"]
+    assert req["headers"]["Authorization"] == "Bearer ****"
+    assert req["headers"]["Omnisend-Version"] == "2026-03-15"
+    res = run(sync, state, runtime)
+    assert (res.status, res.delivered) == ("success", 2)
+    assert [r.status for r in sandbox.requests][-2:] == [202, 202]
+
+
+def test_auth_bearer_needs_the_dated_api(duck: Warehouse, sandbox: SandboxServer) -> None:
+    with pytest.raises(ConfigError, match="auth: bearer needs api_version 2026-03-15"):
+        make_sync("omnisend_events", duck, sandbox, auth="bearer", api_version="v5")
+
+
+def test_omnisend_unknown_api_version_is_a_config_error(
+    duck: Warehouse, sandbox: SandboxServer
+) -> None:
+    with pytest.raises(ConfigError, match=r"api_version.*2026-03-15"):
+        make_sync("omnisend_events", duck, sandbox, api_version="v3")
+
+
+def test_an_rfc_9457_problem_on_400_becomes_a_reject_reason_quoting_its_detail(
+    duck: Warehouse, sandbox: SandboxServer, state: StateStore, runtime: Runtime
+) -> None:
+    create_table(duck, [row(0), row(1)])
+    sync = make_sync("omnisend_events", duck, sandbox, concurrency=1)
+    problem = {
+        "type": "https://problems.omnisend.com/validation-failed",
+        "title": "Validation failed",
+        "status": 400,
+        "detail": "One or more fields are invalid.",
+        "errors": [{"field": "contact.email", "code": "invalid_format", "message": "blocked"}],
+    }
+    sandbox.inject(Fault("/api/events", status=400, body=problem))
+
+    res = run(sync, state, runtime)
+
+    assert (res.status, res.delivered, res.rejected) == ("success", 1, 1)
+    why = reasons(state, sync)["0"]
+    assert "400" in why and "One or more fields are invalid." in why
+    assert "contact.email: blocked" in why

@@ -1,0 +1,575 @@
+"""Request-level failures are failed runs, never a pile of row rejects (DESIGN.md, delivery).
+
+End to end against the sandbox: a refused request (Klaviyo's revision, a header or parameter,
+the Brevo batch body shape, a single-event vendor answering every event alike, every split of
+a batch refused alike) and a run whose API-side rejects pass the breaker's ratio all exit 1,
+record no reject for the refused rows and keep the checkpoint; fixed, the next run delivers
+every row exactly once. Plus the classifiers, unit by unit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from connector.cli import main as cli
+from connector.config.sync_file import SyncConfig, parse_sync
+from connector.core.errors import AuthError, RequestError
+from connector.deliver.delivery import Runtime
+from connector.deliver.ratelimit import account_key
+from connector.destinations.event_endpoint import request_problem, single_outcome
+from connector.destinations.klaviyo.bulk import _about_request
+from connector.destinations.omnisend.vendor import omnisend_about_request
+from connector.run.sync import run_sync
+from connector.sandbox import Fault, SandboxOptions, SandboxServer
+from connector.store.state import StateStore
+from tests.conftest import Warehouse
+from tests.e2e import test_destinations_single as single
+from tests.helpers import (
+    KLAVIYO,
+    create_events_table,
+    delivered_ids,
+    event_rows,
+    insert_events,
+    sync_for,
+)
+
+KLAVIYO_PATH = "/api/event-bulk-create-jobs"
+ITEM = "/data/attributes/events-bulk-create/data/{}/attributes/events/data/0"
+
+
+def _klaviyo_errors(*errors: dict[str, Any]) -> dict[str, Any]:
+    return {"errors": [{"id": "e", "status": 400, "code": "invalid", **e} for e in errors]}
+
+
+def _assert_nothing_rejected_or_moved(state: StateStore, name: str = "videos") -> None:
+    assert state.rejects(name) == []
+    assert state.checkpoint(name) is None
+    assert state.runs(name)[0]["status"] == "failed"
+
+
+def _write_config(tmp_path: Path, text: str, name: str = "videos") -> Path:
+    syncs = tmp_path / "config" / "syncs"
+    syncs.mkdir(parents=True, exist_ok=True)
+    (syncs / f"{name}.yaml").write_text(text)
+    return tmp_path / "config"
+
+
+def _cli_sync(config: Path, state_url: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    code = cli.main(["--config-dir", str(config), "--state-url", state_url, "sync", "videos"])
+    return code, capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+def test_klaviyo_revision_without_the_endpoint_fails_the_run_and_names_the_option(
+    tmp_path: Path, duck: Warehouse, sandbox: SandboxServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    create_events_table(duck)
+    insert_events(duck, event_rows(0, 30))
+    state_url = f"sqlite:///{tmp_path / 's.db'}"
+
+    def config(options: str) -> Path:
+        text = KLAVIYO.format(
+            name="videos", table="ev", url=duck.url, sandbox=sandbox.url, chunk_size=100,
+            options=options,
+        )  # fmt: skip
+        return _write_config(tmp_path, text)
+
+    code, err = _cli_sync(config('{revision: "2023-10-15"}'), state_url, capsys)
+
+    assert code == 1
+    assert "Bulk event creation needs revision 2024-05-15 or later" in err  # the vendor's words
+    assert "destination.options.revision" in err and "2023-10-15" in err  # the fix
+    state = StateStore(state_url)
+    _assert_nothing_rejected_or_moved(state)
+    assert sandbox.stats()["requests"] == 1  # no split down to single events
+
+    code, _ = _cli_sync(config("{}"), state_url, capsys)
+    assert code == 0
+    assert sorted(delivered_ids(sandbox, "klaviyo_bulk_events")) == list(range(30))
+    assert state.rejects("videos") == [] and state.checkpoint("videos")[1] == 29  # type: ignore[index]
+    assert state.runs("videos")[0]["summary"]["possibly_duplicated"] == 0
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        {"header": "revision"},  # the message of the issue, pointing at the header
+        {"parameter": "additional-fields[profile]"},  # an unknown query parameter
+        {"pointer": "/data/type"},  # the envelope of the body, not an event
+    ],
+)
+def test_klaviyo_errors_at_the_request_fail_the_run_without_rejects(
+    source: dict[str, str],
+    duck: Warehouse,
+    sandbox: SandboxServer,
+    state: StateStore,
+    runtime: Runtime,
+) -> None:
+    create_events_table(duck)
+    insert_events(duck, event_rows(0, 20))
+    sync = sync_for("klaviyo_bulk_events", duck, sandbox.url)
+    detail = "Revision 2023-10-15 does not support this endpoint."
+    body = _klaviyo_errors({"title": "Invalid input.", "detail": detail, "source": source})
+    sandbox.inject(Fault(path=KLAVIYO_PATH, status=400, body=body))
+
+    with pytest.raises(RequestError) as err:
+        run_sync(sync, state=state, runtime=runtime)
+
+    assert detail in str(err.value)
+    _assert_nothing_rejected_or_moved(state)
+    res = run_sync(sync, state=state, runtime=runtime)
+    assert (res.delivered, res.rejected, res.possibly_duplicated) == (20, 0, 0)
+    assert sorted(delivered_ids(sandbox, "klaviyo_bulk_events")) == list(range(20))
+
+
+def test_a_klaviyo_400_pointing_at_no_event_fails_the_run_at_once(
+    duck: Warehouse, sandbox: SandboxServer, state: StateStore, runtime: Runtime
+) -> None:
+    """No source, no known words: JSON:API errors say where they are, so an error pointing at
+    no event is about the request (``answers.judge``), decided from the first answer."""
+    create_events_table(duck)
+    insert_events(duck, event_rows(0, 8))
+    sync = sync_for("klaviyo_bulk_events", duck, sandbox.url)
+    body = _klaviyo_errors({"title": "Invalid input.", "detail": "Unexpected input."})
+    sandbox.inject(Fault(path=KLAVIYO_PATH, status=400, body=body, times=100))
+
+    with pytest.raises(RequestError) as err:
+        run_sync(sync, state=state, runtime=runtime)
+
+    assert "refused the request itself" in str(err.value)
+    assert "Unexpected input." in str(err.value)
+    _assert_nothing_rejected_or_moved(state)
+    assert sandbox.stats()["requests"] == 1  # no split down to single events
+    sandbox.reset()  # the vendor is fixed (nothing was stored)
+    res = run_sync(sync, state=state, runtime=runtime)
+    assert (res.delivered, res.rejected, res.possibly_duplicated) == (8, 0, 0)
+    assert sorted(delivered_ids(sandbox, "klaviyo_bulk_events")) == list(range(8))
+
+
+def test_a_batch_whose_every_single_event_is_refused_alike_fails_the_run(
+    duck: Warehouse, sandbox: SandboxServer, state: StateStore, runtime: Runtime
+) -> None:
+    """A 413 is about the size: the batch is split; every event alone gets the same answer,
+    so the answer is about the request, not the rows."""
+    create_events_table(duck)
+    insert_events(duck, event_rows(0, 8))
+    sync = sync_for("klaviyo_bulk_events", duck, sandbox.url)
+    body = _klaviyo_errors({"title": "Too large.", "detail": "Request too large."})
+    sandbox.inject(Fault(path=KLAVIYO_PATH, status=413, body=body, times=100))
+
+    with pytest.raises(RequestError) as err:
+        run_sync(sync, state=state, runtime=runtime)
+
+    assert "every one of 8 events" in str(err.value) and "Request too large." in str(err.value)
+    _assert_nothing_rejected_or_moved(state)
+    sandbox.reset()  # the vendor is fixed (nothing was stored)
+    res = run_sync(sync, state=state, runtime=runtime)
+    assert (res.delivered, res.rejected, res.possibly_duplicated) == (8, 0, 0)
+    assert sorted(delivered_ids(sandbox, "klaviyo_bulk_events")) == list(range(8))
+
+
+def test_a_split_batch_with_different_answers_still_rejects_only_the_bad_rows(
+    duck: Warehouse, sandbox: SandboxServer, state: StateStore, runtime: Runtime
+) -> None:
+    """The other side of the rule above: a batch refused whole for its size, whose singles
+    are refused for one row only, is about that row."""
+    create_events_table(duck)
+    insert_events(duck, event_rows(0, 4))
+    sync = sync_for("klaviyo_bulk_events", duck, sandbox.url)
+    body = _klaviyo_errors({"title": "Too large.", "detail": "Request too large."})
+    # The whole batch, its first half and the first single are refused; the rest go through.
+    sandbox.inject(Fault(path=KLAVIYO_PATH, status=413, body=body, times=3))
+
+    res = run_sync(sync, state=state, runtime=runtime)
+
+    assert (res.delivered, res.rejected) == (3, 1)
+    assert [r["key"] for r in state.rejects("videos")] == ["0"]
+
+
+def test_brevo_batch_tries_the_other_shape_once_and_remembers_it_per_account(
+    duck: Warehouse, state: StateStore, runtime: Runtime
+) -> None:
+    with SandboxServer(SandboxOptions(brevo_batch_shape="object"), port=0) as sandbox:
+        create_events_table(duck)
+        insert_events(duck, event_rows(0, 10))
+        sync = sync_for("brevo_events_batch", duck, sandbox.url)
+
+        res = run_sync(sync, state=state, runtime=runtime)
+
+        assert (res.delivered, res.rejected) == (10, 0)
+        assert [r.status for r in sandbox.requests] == [400, 202]  # array, then the object
+        account = account_key("brevo_events_batch", sandbox.url, "sandbox-brevo-key")
+        assert state.account_setting(account, "brevo_batch_body_shape") == "object"
+
+        insert_events(duck, event_rows(10, 5))
+        res = run_sync(sync, state=state, runtime=runtime)
+        assert res.delivered == 5
+        assert [r.status for r in sandbox.requests][2:] == [202]  # the object at once
+        assert sorted(delivered_ids(sandbox, "brevo_events_batch")) == list(range(15))
+
+
+def test_brevo_batch_body_refused_in_both_shapes_fails_the_run_without_rejects(
+    duck: Warehouse, sandbox: SandboxServer, state: StateStore, runtime: Runtime
+) -> None:
+    create_events_table(duck)
+    insert_events(duck, event_rows(0, 10))
+    sync = sync_for("brevo_events_batch", duck, sandbox.url, options="{concurrency: 1}")
+    refused = {
+        "code": "bad_request",
+        "message": "json: cannot unmarshal array into Go value of type main.unifiedEventsRequest",
+    }
+    sandbox.inject(Fault(path="/v3/events/batch", status=400, body=refused, times=2))
+
+    with pytest.raises(RequestError) as err:
+        run_sync(sync, state=state, runtime=runtime)
+
+    assert "cannot unmarshal array" in str(err.value) and "both batch body shapes" in str(err.value)
+    _assert_nothing_rejected_or_moved(state)
+    res = run_sync(sync, state=state, runtime=runtime)
+    assert (res.delivered, res.rejected, res.possibly_duplicated) == (10, 0, 0)
+    assert sorted(delivered_ids(sandbox, "brevo_events_batch")) == list(range(10))
+
+
+BREVO_EVENT = """
+name: videos
+source: {{table: ev, cursor: occurred_at, primary_key: [event_id], url: "{url}"}}
+destination:
+  type: brevo_event
+  api_key: ${{BREVO_API_KEY}}
+  base_url: {sandbox}
+mapping:
+  event_name: {{column: kind}}
+  event_time: occurred_at
+  identifiers: {{email_id: email, ext_id: user_id}}
+  event_properties: {{duration: duration}}
+"""
+
+
+@pytest.fixture
+def unlimited() -> Iterator[SandboxServer]:
+    """A sandbox without rate windows: the fake clock of the run never lets real ones refill."""
+    with SandboxServer(SandboxOptions(rate_limits_enabled=False), port=0) as sb:
+        yield sb
+
+
+@pytest.fixture
+def brevo_event_sync(duck: Warehouse, unlimited: SandboxServer) -> SyncConfig:
+    create_events_table(duck)
+    insert_events(duck, event_rows(0, 12))
+    return parse_sync(BREVO_EVENT.format(url=duck.url, sandbox=unlimited.url), "syncs/videos.yaml")
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "Content-Type must be application/json, not 'text/plain'",
+        "json: cannot unmarshal array into Go value of type main.createEventRequest",
+        "Unsupported API version",
+    ],
+)
+def test_a_single_event_vendor_refusing_every_request_alike_fails_the_run(
+    message: str,
+    brevo_event_sync: SyncConfig,
+    unlimited: SandboxServer,
+    state: StateStore,
+    runtime: Runtime,
+) -> None:
+    sandbox = unlimited
+    body = {"code": "bad_request", "message": message}
+    sandbox.inject(Fault(path="/v3/events", status=400, body=body, times=1000))
+
+    with pytest.raises(RequestError) as err:
+        run_sync(brevo_event_sync, state=state, runtime=runtime)
+
+    assert message in str(err.value)
+    _assert_nothing_rejected_or_moved(state)
+    sandbox.reset()
+    res = run_sync(brevo_event_sync, state=state, runtime=runtime)
+    assert (res.delivered, res.rejected, res.possibly_duplicated) == (12, 0, 0)
+    assert sorted(delivered_ids(sandbox, "brevo_event")) == list(range(12))
+
+
+@pytest.mark.parametrize("kind", single.KINDS)
+def test_every_single_event_type_fails_the_run_on_a_version_error(
+    kind: str, duck: Warehouse, unlimited: SandboxServer, state: StateStore, runtime: Runtime
+) -> None:
+    single.create_table(duck)
+    duck.insert("plays", [single.row(i) for i in range(6)])
+    sync = single.make_sync(kind, duck, unlimited)
+    text = "Unsupported API version: use /v5"
+    body = (
+        {"error": text} if kind.startswith("omnisend") else {"code": "bad_request", "message": text}
+    )
+    unlimited.inject(Fault(path=single.PATHS[kind], status=400, body=body, times=1000))
+
+    with pytest.raises(RequestError) as err:
+        run_sync(sync, state=state, runtime=runtime)
+
+    assert text in str(err.value)
+    assert state.rejects(sync.name) == [] and state.checkpoint(sync.name) is None
+    unlimited.reset()
+    res = run_sync(sync, state=state, runtime=runtime)
+    assert (res.delivered, res.rejected, res.possibly_duplicated) == (6, 0, 0)
+    assert len(unlimited.events(kind)) == 6
+
+
+def _pointer_rejects(rows: range) -> dict[str, Any]:
+    return _klaviyo_errors(
+        *(
+            {"title": "Invalid input.", "detail": "Not a known metric.", "source": {"pointer": p}}
+            for p in (ITEM.format(i) for i in rows)
+        )
+    )
+
+
+def test_circuit_breaker_stops_a_run_whose_api_rejects_pass_the_ratio(
+    tmp_path: Path,
+    duck: Warehouse,
+    sandbox: SandboxServer,
+    state: StateStore,
+    runtime: Runtime,
+) -> None:
+    create_events_table(duck)
+    insert_events(duck, event_rows(0, 200))
+    sync = sync_for("klaviyo_bulk_events", duck, sandbox.url, chunk_size=500)
+    sandbox.inject(Fault(path=KLAVIYO_PATH, status=400, body=_pointer_rejects(range(150))))
+
+    with pytest.raises(RequestError) as err:
+        run_sync(sync, state=state, runtime=runtime)
+
+    assert "rejected 150 of the 200 rows" in str(err.value)
+    assert "Not a known metric." in str(err.value) and "max_reject_ratio" in str(err.value)
+    _assert_nothing_rejected_or_moved(state)
+    res = run_sync(sync, state=state, runtime=runtime)  # the vendor knows the metric now
+    assert (res.delivered, res.rejected) == (200, 0)
+    # The 50 accepted before the trip were re-sent with the same unique_id: stored once.
+    assert sorted(delivered_ids(sandbox, "klaviyo_bulk_events")) == list(range(200))
+
+
+@pytest.mark.parametrize(
+    ("rows", "bad", "options", "rejected"),
+    [
+        (200, 20, "{}", 20),  # 10% < 50%: item rejects, as before
+        (50, 40, "{}", 40),  # 80% but fewer than 100 rows answered: no judgment
+        (200, 150, "{max_reject_ratio: 0.9}", 150),  # the ratio is an option
+        (20, 15, "{max_reject_ratio: 0.9, reject_ratio_min_rows: 10}", 15),
+    ],
+)
+def test_circuit_breaker_leaves_runs_below_its_ratio_or_minimum_alone(
+    rows: int,
+    bad: int,
+    options: str,
+    rejected: int,
+    duck: Warehouse,
+    sandbox: SandboxServer,
+    state: StateStore,
+    runtime: Runtime,
+) -> None:
+    create_events_table(duck)
+    insert_events(duck, event_rows(0, rows))
+    sync = sync_for("klaviyo_bulk_events", duck, sandbox.url, chunk_size=500, options=options)
+    sandbox.inject(Fault(path=KLAVIYO_PATH, status=400, body=_pointer_rejects(range(bad))))
+
+    res = run_sync(sync, state=state, runtime=runtime)
+
+    assert (res.delivered, res.rejected) == (rows - rejected, rejected)
+    assert len(state.rejects("videos")) == rejected
+    assert state.checkpoint("videos")[1] == rows - 1  # type: ignore[index]
+
+
+def _brevo_summary(status: int, indices: range, total: int = 200) -> Fault:
+    body = {
+        "status": "partial_success" if status == 207 else "failure",
+        "total_events": total,
+        "successful_events": total - len(indices),
+        "failed_events": len(indices),
+        "errors": [{"eventIndex": list(indices), "message": "Contact not found"}],
+    }
+    return Fault(path="/v3/events/batch", status=status, body=body)
+
+
+def test_circuit_breaker_trips_on_a_later_batch_and_keeps_what_was_settled(
+    duck: Warehouse, sandbox: SandboxServer, state: StateStore, runtime: Runtime
+) -> None:
+    """Three batches of 200: 40 rejects (20%), then 160 (200 of 400: 50%, not past it), then
+    200 (400 of 600): the run stops at the third; the first two stay recorded."""
+    create_events_table(duck)
+    insert_events(duck, event_rows(0, 600))
+    sync = sync_for(
+        "brevo_events_batch", duck, sandbox.url, chunk_size=600, options="{concurrency: 1}"
+    )
+    sandbox.inject(
+        _brevo_summary(207, range(40)),
+        _brevo_summary(207, range(160)),
+        _brevo_summary(400, range(200)),
+    )
+
+    with pytest.raises(RequestError) as err:
+        run_sync(sync, state=state, runtime=runtime)
+
+    assert "rejected 400 of the 600 rows" in str(err.value)
+    assert state.checkpoint("videos")[1] == 399  # type: ignore[index]
+    keys = sorted(int(r["key"]) for r in state.rejects("videos"))
+    assert keys == list(range(40)) + list(range(200, 360))  # none of the third batch
+    res = run_sync(sync, state=state, runtime=runtime)
+    assert (res.delivered, res.rejected) == (200, 0)
+    assert sorted(delivered_ids(sandbox, "brevo_events_batch")) == list(range(400, 600))
+
+
+def test_local_validation_rejects_do_not_count_toward_the_breaker(
+    duck: Warehouse, sandbox: SandboxServer, state: StateStore, runtime: Runtime
+) -> None:
+    create_events_table(duck)
+    rows = event_rows(0, 200)
+    for r in rows[:150]:
+        r["email"] = "not an email"
+        r["user_id"] = None
+    insert_events(duck, rows)
+    sync = sync_for("klaviyo_bulk_events", duck, sandbox.url, chunk_size=500)
+
+    res = run_sync(sync, state=state, runtime=runtime)
+
+    assert (res.delivered, res.rejected) == (50, 150)
+
+
+# --------------------------------------------------------------------------- classifiers
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "Revision 2023-10-15 does not support this endpoint.",
+        "The revision header is required, e.g. revision: 2026-07-15.",
+        "Invalid header: X-Unknown",
+        "Unsupported API version v9",
+        "Content-Type must be application/json, not 'text/plain'",
+        'Unsupported media type "text/plain" in request',
+        "Request body is not valid JSON",
+        "JSON parse error.",
+        "Malformed request.",
+        "json: cannot unmarshal array into Go value of type main.createEventRequest",
+        "Key not found: unauthorized",
+    ],
+)
+def test_messages_about_the_request_are_request_level(message: str) -> None:
+    assert request_problem(message)
+    out = single_outcome("Brevo", 400, message)
+    assert not out.rejected and out.fatal and message[:100] in out.fatal
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "bad_request: event_name is invalid",
+        "json: cannot unmarshal string into Go struct field "
+        "createEventRequest.identifiers.contact_id of type int64",
+        "Event property key 'a b' is not valid",
+        "contact not found",
+    ],
+)
+def test_messages_about_the_event_reject_the_event(message: str) -> None:
+    assert not request_problem(message)
+    assert single_outcome("Brevo", 400, message).rejected == {0: f"Brevo 400: {message}"}
+
+
+def test_klaviyo_errors_pointing_into_the_events_are_item_level() -> None:
+    item = {"detail": "Invalid email.", "source": {"pointer": ITEM.format(3)}}
+    root = {"detail": "Too many events.", "source": {"pointer": ITEM.split("/{}")[0]}}
+    assert _about_request([item]) is None
+    assert _about_request([root]) is None  # about the events array: split, not fail
+    assert _about_request([{"detail": "Something odd."}]) is None  # unknown: split decides
+    header = {"detail": "Revision 2023-10-15 does not support this endpoint."}
+    assert _about_request([{**header, "source": {"header": "revision"}}])
+    assert _about_request([{**header, "source": {}}])  # no source, the words say it
+    assert _about_request([{"code": "parse_error", "detail": "x"}])
+    assert _about_request([{"detail": "data is required", "source": {"pointer": "/data"}}])
+
+
+def test_omnisend_errors_naming_fields_stay_item_level() -> None:
+    about_fields = orjson.dumps({"error": "Invalid header value", "fields": {"eventName": "x"}})
+    assert not omnisend_about_request(400, about_fields)
+    assert omnisend_about_request(400, orjson.dumps({"error": "Unsupported API version"}))
+    # The structure decides before the words (issue 19 item 1): an error naming no field is
+    # about the request, whatever it says (the vendor names the field of a bad event).
+    assert omnisend_about_request(400, orjson.dumps({"error": "contact has no identifier"}))
+
+
+def test_omnisend_problem_bodies_are_request_level_only_without_field_errors() -> None:
+    """RFC 9457 bodies of the dated API: ``errors[]`` names fields (the event); a bare
+    ``detail`` about the version header is about the request."""
+    from connector.destinations.omnisend.events import OmnisendEvents
+
+    dest = OmnisendEvents.__new__(OmnisendEvents)  # about_request reads no config
+    version = orjson.dumps(
+        {"title": "Bad Request", "detail": "Unsupported API version in Omnisend-Version header"}
+    )
+    assert dest.about_request(400, version, "")
+    fields = orjson.dumps(
+        {
+            "title": "Validation failed",
+            "detail": "Invalid header value",
+            "errors": [{"field": "contact.email", "message": "blocked"}],
+        }
+    )
+    assert not dest.about_request(400, fields, "")
+    # Without errors[] the problem is about the request, whatever its words (issue 19 item 1).
+    assert dest.about_request(
+        400, orjson.dumps({"title": "Bad Request", "detail": "contact has no identifier"}), ""
+    )
+    sandbox_words = {"title": "Bad request", "detail": "Unsupported Omnisend-Version '2025-01-01'"}
+    assert dest.about_request(400, orjson.dumps(sandbox_words), "")
+
+
+def test_klaviyo_interpret_names_the_revision_fix() -> None:
+    sync = parse_sync(
+        """
+name: s
+source: {table: t, cursor: c, primary_key: k}
+destination:
+  type: klaviyo_bulk_events
+  api_key: "${KLAVIYO_API_KEY}"
+  options: {revision: "2023-10-15"}
+mapping: {event_name: e, event_time: c, identifiers: {email: m}}
+""",
+        "syncs/s.yaml",
+    )
+    from connector.deliver.factory import make_event_destination
+    from connector.destinations.base import Request
+
+    dest = make_event_destination(sync)
+    body = orjson.dumps(
+        _klaviyo_errors(
+            {
+                "detail": "Revision 2023-10-15 does not support this endpoint.",
+                "source": {"header": "revision"},
+            }
+        )
+    )
+    out = dest.interpret(Request("/p", b"", {}, []), 400, httpx.Headers({}), body)
+    assert out.fatal and not out.rejected and not out.split
+    assert "destination.options.revision (now 2023-10-15)" in out.fatal
+
+
+def test_a_run_failed_mid_read_lets_the_duckdb_file_go(
+    duck: Warehouse, sandbox: SandboxServer, state: StateStore, runtime: Runtime
+) -> None:
+    """A run that fails at its first batch, 30 pages before the end of its read, closes the
+    open DuckDB result: the loader can write the file at once (as contact runs must too)."""
+    create_events_table(duck)
+    insert_events(duck, event_rows(0, 3_000))
+    sync = sync_for("klaviyo_bulk_events", duck, sandbox.url, chunk_size=100)
+    sandbox.inject(Fault(path=KLAVIYO_PATH, status=401, times=100))
+
+    with pytest.raises(AuthError):
+        run_sync(sync, state=state, runtime=runtime)
+
+    duck.run("UPDATE ev SET title = 'loaded again' WHERE event_id = 1")  # a write lock: no error
+    _assert_nothing_rejected_or_moved(state)
