@@ -1,5 +1,8 @@
-"""What each ``connector`` command imports (start-up time is imports): checked by module, not
-timed (the timing is benchmarks/bench_startup.py, figures in docs/performance.md)."""
+"""The ``connector`` command line (``cli.main``).
+
+What each command imports (start-up time is imports): checked by module, not timed (the timing
+is benchmarks/bench_startup.py, figures in docs/performance.md); the command keeps pandas out
+of its process."""
 
 from __future__ import annotations
 
@@ -58,3 +61,20 @@ def test_state_commands_import_no_http_client_and_no_pandas(
 ) -> None:
     mods = _imported(args, tmp_path)
     assert not mods & {"httpx", "pandas", "rich", "pygments"}, mods & {"httpx", "pandas"}
+
+
+def test_the_connector_command_keeps_pandas_out_of_its_process(tmp_path: Path) -> None:
+    code = (
+        "import sys\n"
+        "from connector.cli.main import entry\n"
+        "sys.argv = ['connector', 'schema']\n"
+        "assert entry() == 0\n"
+        "import pyarrow as pa\n"
+        "pa.array([1, 2]); pa.scalar('x')\n"
+        "assert 'pandas' not in sys.modules, 'pandas was imported'\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, check=False
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert '"title"' in proc.stdout  # the schema was printed

@@ -1,9 +1,12 @@
-"""A known, unchanged reject counts once (issue 22, item 7).
+"""The open rejects a run meets (``run.openrejects``).
 
-A row with a NULL cursor is refused again on every run. The first run judges it; later runs
-find the same open reject (same key, reason and payload), leave it open and listed as it was,
-count it in ``rejects_known`` and keep it out of the reject ratio, so a small scheduled sync
-does not sit at WARN forever.
+A known, unchanged reject counts once (issue 22, item 7): a row with a NULL cursor is refused
+again on every run. The first run judges it; later runs find the same open reject (same key,
+reason and payload), leave it open and listed as it was, count it in ``rejects_known`` and keep
+it out of the reject ratio, so a small scheduled sync does not sit at WARN forever.
+
+A delivered row closes its open reject, whether the open keys fit in memory or not (issue 11:
+memory bounded by the page, not the table).
 """
 
 from __future__ import annotations
@@ -13,10 +16,25 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import pytest
+import sqlalchemy as sa
 
+from connector.deliver.delivery import Runtime
+from connector.run import openrejects
 from connector.run.openrejects import split_known
-from connector.store.state import Reject, StateStore
+from connector.run.sync import run_sync
+from connector.sandbox import SandboxServer
+from connector.store.state import CLOSED_DELIVERED, Reject, StateStore
+from tests.conftest import Warehouse
 from tests.dagster_fixtures import DAY0, Env, env, quiet_sandbox
+from tests.helpers import (
+    BASE,
+    create_events_table,
+    delivered_ids,
+    event_rows,
+    insert_events,
+    sync_for,
+)
 
 __all__ = ["env", "quiet_sandbox"]  # fixtures used by name
 
@@ -107,3 +125,41 @@ def test_a_changed_reject_is_new(tmp_path: Path) -> None:
     other_reason = split_known(state, "s", "incremental", [Reject("1", "NULL primary key")])
     assert other_reason == ([Reject("1", "NULL primary key")], [])
     assert split_known(state, "s", "partition:2026-11-01", [Reject("1", "NULL cursor")])[1] == []
+
+
+KIND = "klaviyo_bulk_events"
+
+
+@pytest.mark.parametrize("in_memory", [True, False], ids=["set", "over-the-limit"])
+def test_a_delivered_row_closes_its_open_reject_with_or_without_the_keys_in_memory(
+    in_memory: bool,
+    duck: Warehouse,
+    sandbox: SandboxServer,
+    state: StateStore,
+    runtime: Runtime,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    if not in_memory:
+        monkeypatch.setattr(openrejects, "MAX_IN_MEMORY", 1)
+    create_events_table(duck)
+    rows = event_rows(0, 8)
+    rows[1]["kind"] = rows[4]["kind"] = "x" * 200  # Klaviyo metric names must be < 128
+    insert_events(duck, rows)
+    sync = sync_for(KIND, duck, sandbox.url)
+    assert run_sync(sync, state=state, runtime=runtime).rejected == 2
+    later = BASE + timedelta(hours=1)
+    with duck.engine.begin() as c:  # fixed, and read again (their cursor moved)
+        c.execute(
+            sa.text("UPDATE ev SET kind = 'video_played', occurred_at = :t WHERE event_id = 1"),
+            {"t": later},
+        )
+    loaded = openrejects.OpenRejects.load(state, "videos", "incremental")
+    assert (loaded.check_all, loaded.keys) == ((False, {"1", "4"}) if in_memory else (True, set()))
+
+    res = run_sync(sync, state=state, runtime=runtime)
+
+    assert res.delivered == 1
+    assert [r["key"] for r in state.rejects("videos")] == ["4"]  # still open
+    closed = [r for r in state.rejects("videos", include_closed=True) if r["closed_at"]]
+    assert [(r["key"], r["resolution"]) for r in closed] == [("1", CLOSED_DELIVERED)]
+    assert sorted(delivered_ids(sandbox, KIND)) == [0, 1, 2, 3, 5, 6, 7]
