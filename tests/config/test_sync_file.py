@@ -1,25 +1,18 @@
-"""Config loading and the command line: every problem reported at once, exit codes, schema."""
+"""Sync files (``config.sync_file``): every problem of a file reported at once, naming the
+file, the field and the fix; YAML, ``${ENV}`` references, the published JSON Schema and the
+shipped demo configs."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from connector.cli import main as cli
 from connector.config.sync_file import json_schema, load_syncs, parse_sync
 from connector.core.errors import ConfigError
 from connector.destinations.klaviyo.bulk import KlaviyoBulkOptions
-from connector.sandbox import SandboxServer
-from connector.store.state import StateStore
-from tests.conftest import Warehouse
-from tests.helpers import create_events_table, event_rows, insert_events
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -218,193 +211,3 @@ def test_shipped_demo_configs_are_valid() -> None:
     loaded = load_syncs(ROOT / "config", check_env=False)
     assert loaded.errors == {}
     assert {"video_played", "order_placed"} <= set(loaded.syncs)
-
-
-# --------------------------------------------------------------------------- CLI
-
-
-def _write(tmp_path: Path, text: str, name: str = "videos") -> Path:
-    syncs = tmp_path / "config" / "syncs"
-    syncs.mkdir(parents=True, exist_ok=True)
-    (syncs / f"{name}.yaml").write_text(text)
-    return tmp_path / "config"
-
-
-def _run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    code = cli.main(args)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def test_cli_config_error_exits_2_with_the_message(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    config = _write(
-        tmp_path, GOOD.replace("identifiers: {email: email}", "identifiers: {emial: email}")
-    )
-    code, _, err = _run(["--config-dir", str(config), "sync", "videos"], capsys)
-    assert code == 2
-    assert "mapping.identifiers.emial: unknown identifier" in err
-    code, _, err = _run(["--config-dir", str(config), "sync", "nope"], capsys)
-    assert code == 2 and "no sync named 'nope'" in err
-
-
-def test_cli_usage_error_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as exit_:
-        cli.main(["sync"])
-    assert exit_.value.code == 2
-
-
-def _project(
-    tmp_path: Path, duck: Warehouse, sandbox: SandboxServer, rows: list[dict[str, Any]]
-) -> list[str]:
-    """The events table with ``rows``, the GOOD sync against it and the sandbox, a state file;
-    returns the CLI's leading options."""
-    create_events_table(duck)
-    insert_events(duck, rows)
-    text = GOOD.replace("URL", duck.url).replace("http://sandbox.invalid", sandbox.url)
-    config = _write(tmp_path, text)
-    return ["--config-dir", str(config), "--state-url", f"sqlite:///{tmp_path / 'state.db'}"]
-
-
-def test_cli_sync_state_rejects_preview_and_validate(
-    tmp_path: Path,
-    duck: Warehouse,
-    sandbox: SandboxServer,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    rows = event_rows(0, 30)
-    rows[4]["email"] = None
-    base = _project(tmp_path, duck, sandbox, rows)
-    state = base[-1]
-
-    code, out, err = _run([*base, "validate"], capsys)
-    assert code == 0 and "ok   videos" in out
-
-    code, out, _ = _run([*base, "preview", "videos", "--limit", "2"], capsys)
-    assert code == 0
-    assert "Authorization: Klaviyo-API-Key ****" in out and "pk_sandbox" not in out
-    assert '"unique_id": "videos:0"' in out
-    assert sandbox.stats()["requests"] == 0 and StateStore(state).checkpoint("videos") is None
-
-    code, out, err = _run([*base, "sync", "videos"], capsys)
-    assert code == 0
-    assert "delivered           29" in out and "rejected            1" in out
-    assert "rows/s" in err  # progress on stderr
-    assert "is partitioned" not in err
-
-    code, out, _ = _run([*base, "sync", "videos"], capsys)
-    assert code == 0 and "delivered           0" in out
-
-    code, out, _ = _run([*base, "rejects", "videos"], capsys)
-    assert code == 0 and out.startswith("1 open rejects (videos)\nkey\treason")
-    assert out.splitlines()[2].startswith("4\tno profile identifier")
-
-    code, out, _ = _run([*base, "state", "show", "videos"], capsys)
-    assert code == 0 and "videos [incremental]: 2026-11-01 00:00:09+00:00 / key 29" in out
-
-    code, out, _ = _run([*base, "state", "reset", "videos"], capsys)
-    assert code == 0 and StateStore(state).checkpoint("videos") is None
-
-
-def test_cli_validate_reports_missing_columns_and_bad_types(
-    tmp_path: Path,
-    duck: Warehouse,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    create_events_table(duck)
-    text = (
-        GOOD.replace("URL", duck.url)
-        .replace("http://sandbox.invalid", "http://127.0.0.1:9")
-        .replace("title: title", "title: titel")
-        .replace("cursor: occurred_at", "cursor: email")
-    )
-    config = _write(tmp_path, text)
-    code, _, err = _run(["--config-dir", str(config), "validate"], capsys)
-    assert code == 2
-    assert "column 'titel' is not in the source" in err
-    assert (
-        "source.cursor must be a timestamp, date, integer or decimal column (email is string: "
-        "text orders '10' before '9'" in err
-    )
-
-
-def test_cli_run_failure_exits_1(
-    tmp_path: Path, duck: Warehouse, capsys: pytest.CaptureFixture[str]
-) -> None:
-    create_events_table(duck)
-    insert_events(duck, event_rows(0, 3))
-    # Nothing listens on port 9: connection refused, retried, then the run fails.
-    text = (
-        GOOD.replace("URL", duck.url)
-        .replace("http://sandbox.invalid", "http://127.0.0.1:9")
-        .replace(
-            'base_url: "http://127.0.0.1:9"}',
-            'base_url: "http://127.0.0.1:9", options: {max_retries: 0}}',
-        )
-    )
-    config = _write(tmp_path, text)
-    code, _, err = _run(
-        [
-            "--config-dir",
-            str(config),
-            "--state-url",
-            f"sqlite:///{tmp_path / 's.db'}",
-            "sync",
-            "videos",
-        ],
-        capsys,
-    )
-    assert code == 1
-    assert "ConnectError" in err and "checkpoint stays at the last delivered row" in err
-
-
-def test_cli_schema_prints_the_json_schema(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = _run(["schema"], capsys)
-    assert code == 0 and json.loads(out) == json_schema()
-
-
-def test_connector_entry_point_is_installed() -> None:
-    exe = Path(sys.executable).with_name("connector")
-    proc = subprocess.run(
-        [str(exe), "--version"], capture_output=True, text=True, env={**os.environ}, timeout=60
-    )
-    assert proc.returncode == 0 and proc.stdout.startswith("connector ")
-
-
-def test_cli_sync_of_a_partitioned_sync_says_it_uses_the_incremental_scope(
-    tmp_path: Path, duck: Warehouse, capsys: pytest.CaptureFixture[str]
-) -> None:
-    create_events_table(duck)
-    insert_events(duck, event_rows(0, 3))
-    text = GOOD.replace("URL", duck.url) + "partitions: {start: 2026-11-01, period: daily}\n"
-    config = _write(tmp_path, text)
-    state = f"sqlite:///{tmp_path / 'state.db'}"
-    args = ["--config-dir", str(config), "--state-url", state, "sync", "videos", "--dry-run"]
-    code, _, err = _run(args, capsys)
-    assert code == 0
-    assert "note: videos is partitioned; Dagster delivers it per partition" in err
-
-
-def test_cli_rejects_lists_a_row_rejected_by_every_run_once(
-    tmp_path: Path,
-    duck: Warehouse,
-    sandbox: SandboxServer,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    rows = event_rows(0, 5)
-    rows[2]["occurred_at"] = None  # never readable: a reject again on every run
-    rows[3]["email"] = None  # rejected once; the checkpoint passes it
-    base = _project(tmp_path, duck, sandbox, rows)
-    for _ in range(3):
-        assert _run([*base, "sync", "videos"], capsys)[0] == 0
-
-    code, out, _ = _run([*base, "rejects", "videos"], capsys)
-    assert code == 0
-    assert out.startswith("2 open rejects (videos)\n")
-    lines = out.splitlines()[2:]  # after the count and the column names
-    assert len(lines) == 2, out
-    [null_row] = [line for line in lines if line.startswith("2\t")]
-    assert "cursor column occurred_at is NULL" in null_row
-    [no_email] = [line for line in lines if line.startswith("3\t")]
-    assert "no profile identifier" in no_email
