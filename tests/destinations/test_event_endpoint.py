@@ -21,7 +21,11 @@ from connector.deliver.outcomes import read
 from connector.deliver.ratelimit import account_key
 from connector.destinations import DESTINATIONS
 from connector.destinations.base import Learned, Outcome
-from connector.destinations.event_endpoint import EventDestination, SingleEventDestination
+from connector.destinations.event_endpoint import (
+    EventDestination,
+    SingleEventDestination,
+    single_outcome,
+)
 from connector.destinations.omnisend.track import OmnisendTrack
 from connector.run.sync import run_sync
 from connector.sandbox import SandboxOptions, SandboxServer
@@ -196,3 +200,14 @@ def test_brevo_batch_shape_is_stored_in_the_settle_transaction_by_the_run_thread
         assert [r.status for r in sandbox.requests][len(statuses) :] == [202]
     main = threading.current_thread().name
     assert set(recording_state.writers) == {main}
+
+
+def test_single_event_responses_map_to_outcomes() -> None:
+    assert single_outcome("Brevo", 204, "").delivered == [0]
+    assert single_outcome("Omnisend", 202, "").delivered == [0]
+    assert single_outcome("Brevo", 400, "invalid_parameter: x").rejected == {
+        0: "Brevo 400: invalid_parameter: x"
+    }
+    assert single_outcome("Brevo", 413, "too big").rejected
+    fatal = single_outcome("Omnisend", 404, "no such endpoint").fatal
+    assert fatal and "404" in fatal

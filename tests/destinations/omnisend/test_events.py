@@ -10,6 +10,7 @@ Omnisend: the dated API ``/api/events`` (2026-03-15) by default (API key, or an 
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,6 +21,7 @@ import yaml
 from connector.config.sync_file import SyncConfig, parse_sync
 from connector.core.errors import AuthError, ConfigError
 from connector.deliver.delivery import Runtime
+from connector.destinations.omnisend.events import EVENT_ID_NAMESPACE, contact_fields, event_id
 from connector.run.sync import SyncResult, preview, run_sync
 from connector.sandbox import Fault, SandboxOptions, SandboxServer
 from connector.store.state import StateStore
@@ -334,3 +336,52 @@ def test_an_rfc_9457_problem_on_400_becomes_a_reject_reason_quoting_its_detail(
     why = reasons(state, sync)["0"]
     assert "400" in why and "One or more fields are invalid." in why
     assert "contact.email: blocked" in why
+
+
+def test_v5_contact_fields_split_known_fields_from_custom_properties() -> None:
+    contact, why = contact_fields(
+        {
+            "firstName": "Ada",
+            "gender": "f",
+            "birthdate": "1815-12-10",
+            "postalCode": 75001,
+            "tags": ["vip"],
+            "plan": "pro",
+            "customProperties": {"tier": "gold"},
+        }
+    )
+    assert why == ""
+    assert contact == {
+        "firstName": "Ada",
+        "gender": "f",
+        "birthdate": "1815-12-10",
+        "postalCode": "75001",
+        "tags": ["vip"],
+        "customProperties": {"tier": "gold", "plan": "pro"},
+    }
+
+
+@pytest.mark.parametrize(
+    ("props", "reason"),
+    [
+        ({"firstName": "x" * 51}, "firstName is 51 characters (max 50)"),
+        ({"countryCode": "FRAN"}, "countryCode is 4 characters (max 3)"),
+        ({"gender": "x"}, "gender must be 'm' or 'f'"),
+        ({"birthdate": "10/12/1815"}, "birthdate must be YYYY-MM-DD"),
+        ({"tags": [str(i) for i in range(101)]}, "tags has 101 items (max 100)"),
+        ({"tags": [1]}, "tags must be strings"),
+        ({"optIns": [{}] * 11}, "optIns has 11 items (max 10)"),
+        ({"city": {"a": 1}}, "city must be a string"),
+        ({"likes": [1, 2]}, "array of non-strings"),
+    ],
+)
+def test_v5_contact_rules(props: dict[str, object], reason: str) -> None:
+    contact, why = contact_fields(props)
+    assert reason in why and contact == {}
+
+
+def test_v5_event_id_is_a_deterministic_uuid5_of_the_dedup_id() -> None:
+    a = event_id("orders:ord-1")
+    assert a == event_id("orders:ord-1") == str(uuid.uuid5(EVENT_ID_NAMESPACE, "orders:ord-1"))
+    assert uuid.UUID(a).version == 5
+    assert a != event_id("orders:ord-2")

@@ -1,22 +1,19 @@
-"""Pure validation and encoding rules of the single-event destinations (no I/O)."""
+"""Omnisend v4 ``track`` (``destinations.omnisend.track``), its pure rules (no I/O): property
+types as the supported types table says, numbers and decimals as sent, nested properties
+flattened or refused, the static property rules."""
 
 from __future__ import annotations
 
-import uuid
 from decimal import Decimal
 
 import pytest
 
-from connector.destinations.brevo.vendor import key_problem
-from connector.destinations.event_endpoint import single_outcome
-from connector.destinations.omnisend.events import EVENT_ID_NAMESPACE, contact_fields, event_id
 from connector.destinations.omnisend.track import (
     compatible,
     flatten_properties,
     property_problem,
     value_type,
 )
-from connector.destinations.omnisend.vendor import omnisend_message
 
 
 @pytest.mark.parametrize(
@@ -75,76 +72,3 @@ def test_v4_static_property_rules() -> None:
     assert "latin" in (property_problem({"x" * 129: 1}) or "")
     assert "2049" in (property_problem({"s": "x" * 2049}) or "")
     assert property_problem({"s": "x" * 2048}) is None
-
-
-def test_brevo_keys_are_checked_at_every_depth() -> None:
-    assert key_problem({"ok": {"also_ok-1": [{"fine": 1}]}}) is None
-    assert "'ok.bad key'" in (key_problem({"ok": {"bad key": 1}}) or "")
-    assert "'a[0].b c'" in (key_problem({"a": [{"b c": 1}]}) or "")
-
-
-def test_v5_contact_fields_split_known_fields_from_custom_properties() -> None:
-    contact, why = contact_fields(
-        {
-            "firstName": "Ada",
-            "gender": "f",
-            "birthdate": "1815-12-10",
-            "postalCode": 75001,
-            "tags": ["vip"],
-            "plan": "pro",
-            "customProperties": {"tier": "gold"},
-        }
-    )
-    assert why == ""
-    assert contact == {
-        "firstName": "Ada",
-        "gender": "f",
-        "birthdate": "1815-12-10",
-        "postalCode": "75001",
-        "tags": ["vip"],
-        "customProperties": {"tier": "gold", "plan": "pro"},
-    }
-
-
-@pytest.mark.parametrize(
-    ("props", "reason"),
-    [
-        ({"firstName": "x" * 51}, "firstName is 51 characters (max 50)"),
-        ({"countryCode": "FRAN"}, "countryCode is 4 characters (max 3)"),
-        ({"gender": "x"}, "gender must be 'm' or 'f'"),
-        ({"birthdate": "10/12/1815"}, "birthdate must be YYYY-MM-DD"),
-        ({"tags": [str(i) for i in range(101)]}, "tags has 101 items (max 100)"),
-        ({"tags": [1]}, "tags must be strings"),
-        ({"optIns": [{}] * 11}, "optIns has 11 items (max 10)"),
-        ({"city": {"a": 1}}, "city must be a string"),
-        ({"likes": [1, 2]}, "array of non-strings"),
-    ],
-)
-def test_v5_contact_rules(props: dict[str, object], reason: str) -> None:
-    contact, why = contact_fields(props)
-    assert reason in why and contact == {}
-
-
-def test_v5_event_id_is_a_deterministic_uuid5_of_the_dedup_id() -> None:
-    a = event_id("orders:ord-1")
-    assert a == event_id("orders:ord-1") == str(uuid.uuid5(EVENT_ID_NAMESPACE, "orders:ord-1"))
-    assert uuid.UUID(a).version == 5
-    assert a != event_id("orders:ord-2")
-
-
-def test_single_event_responses_map_to_outcomes() -> None:
-    assert single_outcome("Brevo", 204, "").delivered == [0]
-    assert single_outcome("Omnisend", 202, "").delivered == [0]
-    assert single_outcome("Brevo", 400, "invalid_parameter: x").rejected == {
-        0: "Brevo 400: invalid_parameter: x"
-    }
-    assert single_outcome("Brevo", 413, "too big").rejected
-    fatal = single_outcome("Omnisend", 404, "no such endpoint").fatal
-    assert fatal and "404" in fatal
-
-
-def test_omnisend_errors_read_the_error_and_its_fields() -> None:
-    body = b'{"error": "bad input", "fields": {"contact.email": "invalid"}}'
-    assert omnisend_message(400, body) == "bad input (contact.email: invalid)"
-    assert omnisend_message(502, b"<html>") == "<html>"
-    assert omnisend_message(500, b"") == "HTTP 500"
