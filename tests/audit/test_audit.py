@@ -18,7 +18,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import dagster as dg
 import duckdb
 import pytest
 import sqlalchemy as sa
@@ -29,11 +28,10 @@ from connector.audit.tables import SNAPSHOT, audit_tables
 from connector.audit.writer import flush
 from connector.cli.main import main
 from connector.config.sync_file import parse_sync
-from connector.core.errors import ConfigError
 from connector.sandbox import Fault, SandboxServer
 from connector.store.state import StateStore
 from tests.conftest import Warehouse
-from tests.dagster_fixtures import PARTITIONED, Env, create_table, dated_rows, env, quiet_sandbox
+from tests.dagster_fixtures import env, quiet_sandbox
 from tests.helpers import TEMPLATES, create_events_table, event_rows, insert_events
 
 __all__ = ["env", "quiet_sandbox"]  # fixtures used by name
@@ -601,95 +599,6 @@ def test_an_unreachable_audit_database_warns_and_the_next_run_writes_the_missed_
     assert [r["run_id"] for r in audit.runs()] == [first["run_id"], json.loads(out)["run_id"]]
     assert sorted(int(c["key"]) for c in audit.changelog()) == list(range(15))
     assert outbox.backlog(store, "videos") == 0
-
-
-# --------------------------------------------------------------------------- Dagster
-
-PLAYS = dg.AssetKey(["reverse_etl", "plays"])
-
-
-@pytest.mark.parametrize("reachable", [True, False])
-def test_dagster_shows_the_audit_tables_downstream_with_row_counts_and_checks_the_write(
-    env: Env, reachable: bool
-) -> None:
-    create_table(env.warehouse, dated_rows(days=1, per_day=20, bad_every=10))
-    down = f"postgresql+psycopg://u:p@127.0.0.1:{_closed_port()}/audit?connect_timeout=2"
-    audit = "audit: {{}}\n" if reachable else f"audit: {{{{url: '{down}'}}}}\n"
-    env.write_sync("plays", PARTITIONED + audit, warn=0.5, error=0.9)
-    defs = env.defs()
-    tables = [dg.AssetKey(["reverse_etl_audit", t]) for t in ("runs", "changelog", "snapshot")]
-    graph = defs.resolve_asset_graph()
-    for key in tables:
-        assert graph.get(key).parent_keys == {PLAYS}
-
-    result = dg.materialize(
-        [defs.resolve_assets_def(PLAYS)],
-        partition_key="2026-11-01",
-        instance=dg.DagsterInstance.ephemeral(),
-    )
-    check = {c.check_name: c for c in result.get_asset_check_evaluations()}["audit_written"]
-    counts = {
-        m.event_specific_data.materialization.asset_key.path[-1]: (  # type: ignore[union-attr]
-            m.event_specific_data.materialization.metadata["dagster/row_count"].value  # type: ignore[union-attr]
-        )
-        for m in result.get_asset_materialization_events()
-        if m.asset_key in tables
-    }
-    if reachable:
-        assert check.passed
-        assert counts == {"runs": 1, "changelog": 20, "snapshot": 20}
-        (run,) = Audit(env.warehouse).runs()
-        assert run["dagster_run_id"] == result.run_id
-    else:
-        assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
-        assert check.metadata["rows_waiting"].value == 20
-        assert counts == {}
-
-
-# --------------------------------------------------------------------------- settings
-
-MINIMAL = """
-name: s
-source: {{table: t, cursor: c, primary_key: [id], url: '{url}'}}
-destination: {{type: klaviyo_bulk_events, api_key: "${{KLAVIYO_API_KEY}}"}}
-mapping: {{event_name: e, event_time: c, identifiers: {{email: m}}}}
-"""
-
-
-def test_the_audit_is_on_by_block_or_environment_and_goes_beside_an_embedded_file(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.delenv("CONNECTOR_AUDIT", raising=False)
-    duck_url = f"duckdb:///{tmp_path / 'wh.duckdb'}"
-    plain = parse_sync(MINIMAL.format(url=duck_url), "syncs/s.yaml")
-    assert audit_settings(plain) is None  # opt-in
-    block = parse_sync(
-        MINIMAL.format(url=duck_url) + "audit: {schema: audit_x, retention_days: 7}\n", "s.yaml"
-    )
-    on = audit_settings(block)
-    assert on is not None
-    assert (on.url, on.schema, on.retention_days) == (
-        f"duckdb:///{tmp_path / 'wh.audit.duckdb'}",
-        "audit_x",
-        7,
-    )
-    server = parse_sync(MINIMAL.format(url="postgresql+psycopg://h/db"), "s.yaml")
-    monkeypatch.setenv("CONNECTOR_AUDIT", "1")
-    env_on = audit_settings(server)
-    assert env_on is not None
-    assert (env_on.url, env_on.schema, env_on.retention_days) == (
-        "postgresql+psycopg://h/db",
-        "reverse_etl_audit",
-        90,
-    )
-    monkeypatch.setenv("CONNECTOR_AUDIT", "postgresql+psycopg://audit-host/logs")
-    env_url = audit_settings(server)
-    assert env_url is not None and env_url.url == "postgresql+psycopg://audit-host/logs"
-    off = parse_sync(MINIMAL.format(url=duck_url) + "audit: {enabled: false}\n", "syncs/s.yaml")
-    assert audit_settings(off) is None  # the file wins over the environment
-    monkeypatch.setenv("CONNECTOR_AUDIT", "maybe")
-    with pytest.raises(ConfigError, match="CONNECTOR_AUDIT"):
-        audit_settings(server)
 
 
 def test_a_warehouse_without_a_bulk_path_of_its_own_writes_by_executemany(
