@@ -211,3 +211,16 @@ def test_shipped_demo_configs_are_valid() -> None:
     loaded = load_syncs(ROOT / "config", check_env=False)
     assert loaded.errors == {}
     assert {"video_played", "order_placed"} <= set(loaded.syncs)
+
+
+SHIPPED = Path(__file__).resolve().parents[2] / "config"
+
+
+def test_owners_must_be_emails_or_teams(tmp_path: Path) -> None:
+    from connector import ConfigError
+    from connector.config.sync_file import parse_sync
+
+    text = (SHIPPED / "syncs" / "video_played.yaml").read_text()
+    text = text.replace("owners: [team:growth]", "owners: [growth]")
+    with pytest.raises(ConfigError, match="neither an e-mail address nor team:<name>"):
+        parse_sync(text, "syncs/video_played.yaml")

@@ -1,12 +1,18 @@
-"""Asset checks: the reject ratio against its warn/error thresholds, checkpoint freshness."""
+"""Asset checks (``dagster_defs.checks``): the reject ratio against its warn/error thresholds,
+checkpoint freshness; each kind of sync has its own checks (thresholds in their descriptions),
+and a contact run judges its own in its step."""
 
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 import dagster as dg
 import pytest
 
+from connector.cli.demo import build_demo_warehouse
+from dagster_defs import ConnectorResource, build_defs
+from tests.conftest import FakeSleep
 from tests.dagster_fixtures import (
     DAY0,
     PARTITIONED,
@@ -14,6 +20,7 @@ from tests.dagster_fixtures import (
     create_table,
     dated_rows,
     env,
+    materialization,
     quiet_sandbox,
 )
 
@@ -94,3 +101,56 @@ def test_freshness_check_measures_the_lag_of_the_high_water_mark(env: Env) -> No
     newest = fresh.metadata["newest_source_cursor"]
     assert isinstance(newest, dg.TextMetadataValue)
     assert str(DAY0 + timedelta(days=2, hours=18)) in newest.value
+
+
+SHIPPED = Path(__file__).resolve().parents[2] / "config"
+CONTACTS = dg.AssetKey(["reverse_etl", "customers_to_brevo"])
+EVENTS = dg.AssetKey(["reverse_etl", "video_played"])
+
+
+@pytest.fixture
+def demo_defs(
+    env: Env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_time: FakeSleep
+) -> dg.Definitions:
+    monkeypatch.setenv("SANDBOX_URL", env.sandbox.url)
+    demo = build_demo_warehouse(tmp_path / "demo.duckdb", events=40, orders=25)
+    resource = ConnectorResource(warehouse_url=f"duckdb:///{demo}", state_url=env.state.url)
+    return build_defs(SHIPPED, resource=resource, runtime=env.runtime)
+
+
+def _checks(defs: dg.Definitions, key: dg.AssetKey) -> set[str]:
+    return {c.name for c in defs.resolve_asset_graph().asset_check_keys if c.asset_key == key}
+
+
+def test_each_kind_of_sync_has_its_own_checks_and_only_the_metadata_that_applies() -> None:
+    defs = build_defs(SHIPPED)
+    assert _checks(defs, CONTACTS) == {"reject_ratio", "changed_ratio", "removed_rows"}
+    assert _checks(defs, EVENTS) == {"reject_ratio", "checkpoint_freshness", "nothing_missing"}
+    graph = defs.resolve_asset_graph()
+    contact_md = graph.get(CONTACTS).metadata
+    assert "cursor" not in contact_md and "event_time" not in contact_md
+    assert contact_md["sync_kind"] == "contacts"
+    assert graph.get(EVENTS).metadata["cursor"] == "occurred_at"
+    # The thresholds are in the descriptions, not in measured metadata.
+    spec = next(
+        s for s in defs.resolve_assets_def(CONTACTS).check_specs if s.name == "removed_rows"
+    )
+    assert "warn above 5%, error above 50%" in (spec.description or "")
+
+
+def test_a_contact_run_judges_its_own_checks(demo_defs: dg.Definitions, env: Env) -> None:
+    instance = dg.DagsterInstance.ephemeral()
+    asset = demo_defs.resolve_assets_def(CONTACTS)
+    first = dg.materialize([asset], instance=instance)
+    checks = {c.check_name: c for c in first.get_asset_check_evaluations()}
+    assert set(checks) == {"reject_ratio", "changed_ratio", "removed_rows"}
+    assert all(c.passed for c in checks.values())
+    assert checks["reject_ratio"].metadata["of"].value == 500  # every row needed sending
+    assert "warn_above" not in checks["reject_ratio"].metadata
+    md = materialization(first, CONTACTS)
+    assert "hwm_before" not in md and "sample_rejects" not in md
+    # The warehouse table is observed: its row count, by the sync that read it.
+    logs = instance.all_logs(first.run_id)
+    [obs] = [e.asset_observation for e in logs if e.asset_observation is not None]
+    assert obs is not None and obs.asset_key == dg.AssetKey(["warehouse", "analytics", "customers"])
+    assert obs.metadata["dagster/row_count"].value == 500

@@ -1,10 +1,12 @@
-"""connector.report: run totals, reject ratio and freshness, as pure functions (no Dagster)."""
+"""connector.report.health: run totals, reject ratio and freshness, a contact run's shares of
+changed and removed rows, as pure functions (no Dagster)."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
 
@@ -181,3 +183,23 @@ def test_report_does_not_import_dagster() -> None:
     code = "import sys, connector.report; print('dagster' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+SHIPPED = Path(__file__).resolve().parents[2] / "config"
+
+
+def test_contact_shares_judge_changed_and_removed_rows() -> None:
+    from connector.config.sync_file import parse_sync
+    from connector.report.health import Level, contact_shares
+    from connector.run.contacts import ContactResult
+
+    sync = parse_sync((SHIPPED / "syncs" / "customers_to_brevo.yaml").read_text(), "c.yaml")
+    half_gone = ContactResult("c", "incremental", None, changed=10, unchanged=230, removed=260)
+    shares = contact_shares(sync, [half_gone])
+    assert shares["removed_rows"].level is Level.ERROR  # 52% > 50%
+    assert shares["removed_rows"].describe().startswith("260 of 500 confirmed contacts vanished")
+    assert shares["changed_ratio"].level is Level.OK
+    rebuilt = ContactResult("c", "incremental", None, changed=400, unchanged=100, sent=400)
+    assert contact_shares(sync, [rebuilt])["changed_ratio"].level is Level.WARN
+    refused = ContactResult("c", "incremental", None, added=10, rejected=6)
+    assert contact_shares(sync, [refused])["reject_ratio"].level is Level.ERROR
