@@ -16,7 +16,7 @@ import pytest
 
 from connector.config.sync_file import RateLimit
 from connector.core.errors import AuthError, RetriesExhausted
-from connector.deliver.delivery import Runtime, Sender, Stats
+from connector.deliver.delivery import Runtime, Stats
 from connector.deliver.http_loop import (
     MAX_RATE_LIMITED,
     HttpLoop,
@@ -31,7 +31,6 @@ from connector.deliver.ratelimit import Pacer
 from connector.destinations.base import Request
 from connector.run.contacts import run_contacts
 from connector.store.state import StateStore
-from tests.batch_items import brevo_destination, brevo_items
 from tests.conftest import FakeSleep, Warehouse, make_sync
 from tests.contact_fixtures import make_customers
 from tests.contacts_fakes import FakeKlaviyo
@@ -183,41 +182,6 @@ def test_a_cloudflare_challenge_is_retried_not_an_auth_error(fake_time: FakeSlee
     loop, _, _ = _loop(fake_time, [challenge, httpx.Response(202, json={})])
 
     assert loop.exchange(_request()).status == 202
-
-
-def test_sender_counts_events_delivered_after_a_lost_answer_as_possibly_duplicated(
-    fake_time: FakeSleep,
-) -> None:
-    """End to end through ``Sender``: Brevo batch has no dedup key, so events stored by a
-    request whose answer was lost and then re-sent may be in the account twice."""
-    dest, _ = brevo_destination(1)
-    transport, seen = _script(
-        [httpx.RemoteProtocolError("server disconnected"), httpx.Response(202, json={})]
-    )
-    runtime = Runtime(fake_time.clock, fake_time.sleep, lambda: 0.5)
-    stats = Stats()
-    pacer = Pacer(RateLimit(per_second=1000), fake_time.clock, fake_time.sleep)
-    sender = Sender(dest, pacer, runtime, stats, transport=transport)  # type: ignore[arg-type]
-
-    out = sender.send(brevo_items(3, 5))
-
-    assert len(out.delivered) == 3 and out.possibly_duplicated == 3
-    # A settled batch's copies travel in its outcome; the stats hold failed batches' only.
-    assert stats.possibly_duplicated == 0 and len(seen) == 2
-
-
-def test_sender_gives_up_when_retries_run_out(fake_time: FakeSleep) -> None:
-    dest, _ = brevo_destination(1)
-    assert dest.options.max_retries == 8  # type: ignore[attr-defined]  # the default
-    transport, seen = _script([httpx.ReadTimeout("slow")] * 9)
-    runtime = Runtime(fake_time.clock, fake_time.sleep, lambda: 0.5)
-    pacer = Pacer(RateLimit(per_second=1000), fake_time.clock, fake_time.sleep)
-    sender = Sender(dest, pacer, runtime, Stats(), transport=transport)  # type: ignore[arg-type]
-
-    with pytest.raises(RetriesExhausted, match="ReadTimeout: slow persisted after 8 retries"):
-        sender.send(brevo_items(2, 5))
-
-    assert len(seen) == 9
 
 
 def test_timeouts_and_5xx_count_each_attempt_refused_connections_none(
