@@ -557,19 +557,3 @@ def test_turning_the_window_on_over_an_old_checkpoint_sends_no_row_again(
     second = off.sync()
     assert (second["delivered"], second["late_rows"]) == (1, 1)
     assert received(sandbox) == 22
-
-
-def test_the_dagster_metadata_counts_late_rows() -> None:
-    from connector.run.result import SyncResult
-    from dagster_defs.metadata import scope_metadata
-
-    res = SyncResult("w", "incremental", "r1", status="success", lookback="1h")
-    res.late_rows, res.late_rows_near_edge, res.window_reread = 2, 1, 5
-    md = scope_metadata(_sync(None), res, dry_run=False)
-    assert (md["late_rows"], md["late_rows_near_window_edge"], md["lookback_rows_reread"]) == (
-        2,
-        1,
-        5,
-    )
-    off = scope_metadata(_sync("off"), SyncResult("w", "incremental", "r2"), dry_run=False)
-    assert "late_rows" not in off
