@@ -3,18 +3,16 @@
 its row, and a batch whose items cannot be matched says why in the run's error (issue 19
 item 8).
 
-End to end through the CLI against the sandbox (``omnisend_batch_items: split``), plus the
-reading of both arrays unit by unit.
+End to end through the CLI against the sandbox (``omnisend_batch_items: split``); the reading
+of both arrays unit by unit is in destinations/omnisend/test_contacts.py.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from connector.destinations.omnisend.contacts import batch_items
 from connector.sandbox import SandboxOptions, SandboxServer
 from connector.store.state import StateStore
 from tests.conftest import Warehouse
@@ -88,31 +86,3 @@ def test_refused_items_listed_only_under_errors_are_rejects_of_their_rows(
         code, again = cli.sync(monkeypatch, capsys)
         assert code == 0, again
         assert (again["sent"], again["delivered"], again["rejected"]) == (5, 0, 5)
-
-
-# --------------------------------------------------------------------------- both arrays
-
-
-def _item(n: int, code: int, email: str | None = None) -> dict[str, Any]:
-    out: dict[str, Any] = {"itemID": f"b-{n}", "responseCode": code, "response": {}}
-    if email:
-        out["request"] = {"identifiers": [{"type": "email", "id": email}]}
-    return out
-
-
-def test_both_arrays_are_read_one_item_per_item_id() -> None:
-    ok, bad = _item(0, 201), _item(1, 400)
-    # Every item under responses[], the refused one again under errors[]: in order.
-    assert batch_items({"responses": [ok, bad], "errors": [bad]}) == ([ok, bad], True)
-    # The refused one only under errors[]: both read, their order is not the batch's.
-    assert batch_items({"responses": [ok], "errors": [bad]}) == ([ok, bad], False)
-    assert batch_items({"responses": [], "errors": []}) == ([], True)
-    assert batch_items({}) == ([], True)
-
-
-def test_an_unmatched_batch_says_why_in_the_run_error() -> None:
-    """The run's error quotes the reason instead of pointing at nothing ("see above")."""
-    from connector.run import contacts
-
-    source = Path(contacts.__file__).read_text()
-    assert "see above" not in source

@@ -1,8 +1,10 @@
-"""Change detection of contact syncs on DuckDB and PostgreSQL (engine level, fake vendor)."""
+"""Change detection of contact syncs on DuckDB and PostgreSQL (engine level, fake vendor); a
+batch whose items cannot be matched says why in the run's error."""
 
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -259,3 +261,11 @@ def test_progress_counts_the_rows_of_jobs_out_as_pending(
     assert seen and all(pending == sent - delivered for delivered, pending, sent in seen), seen
     assert any(pending for _, pending, _ in seen), seen  # jobs were out at some report
     assert seen[-1][1] == 0
+
+
+def test_an_unmatched_batch_says_why_in_the_run_error() -> None:
+    """The run's error quotes the reason instead of pointing at nothing ("see above")."""
+    from connector.run import contacts
+
+    source = Path(contacts.__file__).read_text()
+    assert "see above" not in source

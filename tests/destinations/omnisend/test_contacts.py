@@ -1,5 +1,6 @@
 """``omnisend_contacts`` end to end: the CLI, a DuckDB warehouse, the sandbox's Omnisend contacts
-API (2026-03-15) over HTTP, a SQLite state store."""
+API (2026-03-15) over HTTP, a SQLite state store; and the two item arrays of a ``Batch``
+(``responses[]``, ``errors[]``) read unit by unit."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from connector.destinations.omnisend.contacts import (
     OmnisendContacts,
     OmnisendContactsDestination,
     OmnisendContactsOptions,
+    batch_items,
 )
 from connector.sandbox import JobFault, SandboxServer
 from connector.store.state import StateStore
@@ -358,3 +360,23 @@ def test_an_oauth_token_is_sent_as_bearer_with_auth_bearer(
     code, out = cli.sync(monkeypatch, capsys)
     assert code == 0, out
     assert out["delivered"] == 3
+
+
+# --------------------------------------------------------------------------- both arrays
+
+
+def _item(n: int, code: int, email: str | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"itemID": f"b-{n}", "responseCode": code, "response": {}}
+    if email:
+        out["request"] = {"identifiers": [{"type": "email", "id": email}]}
+    return out
+
+
+def test_both_arrays_are_read_one_item_per_item_id() -> None:
+    ok, bad = _item(0, 201), _item(1, 400)
+    # Every item under responses[], the refused one again under errors[]: in order.
+    assert batch_items({"responses": [ok, bad], "errors": [bad]}) == ([ok, bad], True)
+    # The refused one only under errors[]: both read, their order is not the batch's.
+    assert batch_items({"responses": [ok], "errors": [bad]}) == ([ok, bad], False)
+    assert batch_items({"responses": [], "errors": []}) == ([], True)
+    assert batch_items({}) == ([], True)
