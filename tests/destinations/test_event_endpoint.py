@@ -2,7 +2,8 @@
 ``abc.ABC`` with typed config, payloads and state, whose ``interpret`` is pure. What a
 response teaches (the Brevo batch body shape, Omnisend v4 property types) comes back as
 ``Outcome.learned`` and is stored by the run in the transaction that settles the batch, on
-the run's thread — never by a sender thread.
+the run's thread — never by a sender thread. A single-event answer's words about the request
+fail the run; about the event, they reject it.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from connector.destinations.base import Learned, Outcome
 from connector.destinations.event_endpoint import (
     EventDestination,
     SingleEventDestination,
+    request_problem,
     single_outcome,
 )
 from connector.destinations.omnisend.track import OmnisendTrack
@@ -211,3 +213,43 @@ def test_single_event_responses_map_to_outcomes() -> None:
     assert single_outcome("Brevo", 413, "too big").rejected
     fatal = single_outcome("Omnisend", 404, "no such endpoint").fatal
     assert fatal and "404" in fatal
+
+
+# --------------------------------------------------------------------------- classifiers
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "Revision 2023-10-15 does not support this endpoint.",
+        "The revision header is required, e.g. revision: 2026-07-15.",
+        "Invalid header: X-Unknown",
+        "Unsupported API version v9",
+        "Content-Type must be application/json, not 'text/plain'",
+        'Unsupported media type "text/plain" in request',
+        "Request body is not valid JSON",
+        "JSON parse error.",
+        "Malformed request.",
+        "json: cannot unmarshal array into Go value of type main.createEventRequest",
+        "Key not found: unauthorized",
+    ],
+)
+def test_messages_about_the_request_are_request_level(message: str) -> None:
+    assert request_problem(message)
+    out = single_outcome("Brevo", 400, message)
+    assert not out.rejected and out.fatal and message[:100] in out.fatal
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "bad_request: event_name is invalid",
+        "json: cannot unmarshal string into Go struct field "
+        "createEventRequest.identifiers.contact_id of type int64",
+        "Event property key 'a b' is not valid",
+        "contact not found",
+    ],
+)
+def test_messages_about_the_event_reject_the_event(message: str) -> None:
+    assert not request_problem(message)
+    assert single_outcome("Brevo", 400, message).rejected == {0: f"Brevo 400: {message}"}

@@ -2,9 +2,9 @@
 
 End to end against the sandbox: a refused request (Klaviyo's revision, a header or parameter,
 the Brevo batch body shape, a single-event vendor answering every event alike, every split of
-a batch refused alike) and a run whose API-side rejects pass the breaker's ratio all exit 1,
-record no reject for the refused rows and keep the checkpoint; fixed, the next run delivers
-every row exactly once. Plus the classifiers, unit by unit.
+a batch refused alike) exits 1, records no reject for the refused rows and keeps the
+checkpoint; fixed, the next run delivers every row exactly once. The breaker's ratio is tested
+in run/test_breaker.py, the classifiers unit by unit with their destinations.
 """
 
 from __future__ import annotations
@@ -13,8 +13,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
-import orjson
 import pytest
 
 from connector.cli import main as cli
@@ -22,9 +20,6 @@ from connector.config.sync_file import SyncConfig, parse_sync
 from connector.core.errors import AuthError, RequestError
 from connector.deliver.delivery import Runtime
 from connector.deliver.ratelimit import account_key
-from connector.destinations.event_endpoint import request_problem, single_outcome
-from connector.destinations.klaviyo.bulk import _about_request
-from connector.destinations.omnisend.vendor import omnisend_about_request
 from connector.run.sync import run_sync
 from connector.sandbox import Fault, SandboxOptions, SandboxServer
 from connector.store.state import StateStore
@@ -40,7 +35,6 @@ from tests.helpers import (
 )
 
 KLAVIYO_PATH = "/api/event-bulk-create-jobs"
-ITEM = "/data/attributes/events-bulk-create/data/{}/attributes/events/data/0"
 
 
 def _klaviyo_errors(*errors: dict[str, Any]) -> dict[str, Any]:
@@ -319,243 +313,6 @@ def test_every_single_event_type_fails_the_run_on_a_version_error(
     res = run_sync(sync, state=state, runtime=runtime)
     assert (res.delivered, res.rejected, res.possibly_duplicated) == (6, 0, 0)
     assert len(unlimited.events(kind)) == 6
-
-
-def _pointer_rejects(rows: range) -> dict[str, Any]:
-    return _klaviyo_errors(
-        *(
-            {"title": "Invalid input.", "detail": "Not a known metric.", "source": {"pointer": p}}
-            for p in (ITEM.format(i) for i in rows)
-        )
-    )
-
-
-def test_circuit_breaker_stops_a_run_whose_api_rejects_pass_the_ratio(
-    tmp_path: Path,
-    duck: Warehouse,
-    sandbox: SandboxServer,
-    state: StateStore,
-    runtime: Runtime,
-) -> None:
-    create_events_table(duck)
-    insert_events(duck, event_rows(0, 200))
-    sync = sync_for("klaviyo_bulk_events", duck, sandbox.url, chunk_size=500)
-    sandbox.inject(Fault(path=KLAVIYO_PATH, status=400, body=_pointer_rejects(range(150))))
-
-    with pytest.raises(RequestError) as err:
-        run_sync(sync, state=state, runtime=runtime)
-
-    assert "rejected 150 of the 200 rows" in str(err.value)
-    assert "Not a known metric." in str(err.value) and "max_reject_ratio" in str(err.value)
-    _assert_nothing_rejected_or_moved(state)
-    res = run_sync(sync, state=state, runtime=runtime)  # the vendor knows the metric now
-    assert (res.delivered, res.rejected) == (200, 0)
-    # The 50 accepted before the trip were re-sent with the same unique_id: stored once.
-    assert sorted(delivered_ids(sandbox, "klaviyo_bulk_events")) == list(range(200))
-
-
-@pytest.mark.parametrize(
-    ("rows", "bad", "options", "rejected"),
-    [
-        (200, 20, "{}", 20),  # 10% < 50%: item rejects, as before
-        (50, 40, "{}", 40),  # 80% but fewer than 100 rows answered: no judgment
-        (200, 150, "{max_reject_ratio: 0.9}", 150),  # the ratio is an option
-        (20, 15, "{max_reject_ratio: 0.9, reject_ratio_min_rows: 10}", 15),
-    ],
-)
-def test_circuit_breaker_leaves_runs_below_its_ratio_or_minimum_alone(
-    rows: int,
-    bad: int,
-    options: str,
-    rejected: int,
-    duck: Warehouse,
-    sandbox: SandboxServer,
-    state: StateStore,
-    runtime: Runtime,
-) -> None:
-    create_events_table(duck)
-    insert_events(duck, event_rows(0, rows))
-    sync = sync_for("klaviyo_bulk_events", duck, sandbox.url, chunk_size=500, options=options)
-    sandbox.inject(Fault(path=KLAVIYO_PATH, status=400, body=_pointer_rejects(range(bad))))
-
-    res = run_sync(sync, state=state, runtime=runtime)
-
-    assert (res.delivered, res.rejected) == (rows - rejected, rejected)
-    assert len(state.rejects("videos")) == rejected
-    assert state.checkpoint("videos")[1] == rows - 1  # type: ignore[index]
-
-
-def _brevo_summary(status: int, indices: range, total: int = 200) -> Fault:
-    body = {
-        "status": "partial_success" if status == 207 else "failure",
-        "total_events": total,
-        "successful_events": total - len(indices),
-        "failed_events": len(indices),
-        "errors": [{"eventIndex": list(indices), "message": "Contact not found"}],
-    }
-    return Fault(path="/v3/events/batch", status=status, body=body)
-
-
-def test_circuit_breaker_trips_on_a_later_batch_and_keeps_what_was_settled(
-    duck: Warehouse, sandbox: SandboxServer, state: StateStore, runtime: Runtime
-) -> None:
-    """Three batches of 200: 40 rejects (20%), then 160 (200 of 400: 50%, not past it), then
-    200 (400 of 600): the run stops at the third; the first two stay recorded."""
-    create_events_table(duck)
-    insert_events(duck, event_rows(0, 600))
-    sync = sync_for(
-        "brevo_events_batch", duck, sandbox.url, chunk_size=600, options="{concurrency: 1}"
-    )
-    sandbox.inject(
-        _brevo_summary(207, range(40)),
-        _brevo_summary(207, range(160)),
-        _brevo_summary(400, range(200)),
-    )
-
-    with pytest.raises(RequestError) as err:
-        run_sync(sync, state=state, runtime=runtime)
-
-    assert "rejected 400 of the 600 rows" in str(err.value)
-    assert state.checkpoint("videos")[1] == 399  # type: ignore[index]
-    keys = sorted(int(r["key"]) for r in state.rejects("videos"))
-    assert keys == list(range(40)) + list(range(200, 360))  # none of the third batch
-    res = run_sync(sync, state=state, runtime=runtime)
-    assert (res.delivered, res.rejected) == (200, 0)
-    assert sorted(delivered_ids(sandbox, "brevo_events_batch")) == list(range(400, 600))
-
-
-def test_local_validation_rejects_do_not_count_toward_the_breaker(
-    duck: Warehouse, sandbox: SandboxServer, state: StateStore, runtime: Runtime
-) -> None:
-    create_events_table(duck)
-    rows = event_rows(0, 200)
-    for r in rows[:150]:
-        r["email"] = "not an email"
-        r["user_id"] = None
-    insert_events(duck, rows)
-    sync = sync_for("klaviyo_bulk_events", duck, sandbox.url, chunk_size=500)
-
-    res = run_sync(sync, state=state, runtime=runtime)
-
-    assert (res.delivered, res.rejected) == (50, 150)
-
-
-# --------------------------------------------------------------------------- classifiers
-
-
-@pytest.mark.parametrize(
-    "message",
-    [
-        "Revision 2023-10-15 does not support this endpoint.",
-        "The revision header is required, e.g. revision: 2026-07-15.",
-        "Invalid header: X-Unknown",
-        "Unsupported API version v9",
-        "Content-Type must be application/json, not 'text/plain'",
-        'Unsupported media type "text/plain" in request',
-        "Request body is not valid JSON",
-        "JSON parse error.",
-        "Malformed request.",
-        "json: cannot unmarshal array into Go value of type main.createEventRequest",
-        "Key not found: unauthorized",
-    ],
-)
-def test_messages_about_the_request_are_request_level(message: str) -> None:
-    assert request_problem(message)
-    out = single_outcome("Brevo", 400, message)
-    assert not out.rejected and out.fatal and message[:100] in out.fatal
-
-
-@pytest.mark.parametrize(
-    "message",
-    [
-        "bad_request: event_name is invalid",
-        "json: cannot unmarshal string into Go struct field "
-        "createEventRequest.identifiers.contact_id of type int64",
-        "Event property key 'a b' is not valid",
-        "contact not found",
-    ],
-)
-def test_messages_about_the_event_reject_the_event(message: str) -> None:
-    assert not request_problem(message)
-    assert single_outcome("Brevo", 400, message).rejected == {0: f"Brevo 400: {message}"}
-
-
-def test_klaviyo_errors_pointing_into_the_events_are_item_level() -> None:
-    item = {"detail": "Invalid email.", "source": {"pointer": ITEM.format(3)}}
-    root = {"detail": "Too many events.", "source": {"pointer": ITEM.split("/{}")[0]}}
-    assert _about_request([item]) is None
-    assert _about_request([root]) is None  # about the events array: split, not fail
-    assert _about_request([{"detail": "Something odd."}]) is None  # unknown: split decides
-    header = {"detail": "Revision 2023-10-15 does not support this endpoint."}
-    assert _about_request([{**header, "source": {"header": "revision"}}])
-    assert _about_request([{**header, "source": {}}])  # no source, the words say it
-    assert _about_request([{"code": "parse_error", "detail": "x"}])
-    assert _about_request([{"detail": "data is required", "source": {"pointer": "/data"}}])
-
-
-def test_omnisend_errors_naming_fields_stay_item_level() -> None:
-    about_fields = orjson.dumps({"error": "Invalid header value", "fields": {"eventName": "x"}})
-    assert not omnisend_about_request(400, about_fields)
-    assert omnisend_about_request(400, orjson.dumps({"error": "Unsupported API version"}))
-    # The structure decides before the words (issue 19 item 1): an error naming no field is
-    # about the request, whatever it says (the vendor names the field of a bad event).
-    assert omnisend_about_request(400, orjson.dumps({"error": "contact has no identifier"}))
-
-
-def test_omnisend_problem_bodies_are_request_level_only_without_field_errors() -> None:
-    """RFC 9457 bodies of the dated API: ``errors[]`` names fields (the event); a bare
-    ``detail`` about the version header is about the request."""
-    from connector.destinations.omnisend.events import OmnisendEvents
-
-    dest = OmnisendEvents.__new__(OmnisendEvents)  # about_request reads no config
-    version = orjson.dumps(
-        {"title": "Bad Request", "detail": "Unsupported API version in Omnisend-Version header"}
-    )
-    assert dest.about_request(400, version, "")
-    fields = orjson.dumps(
-        {
-            "title": "Validation failed",
-            "detail": "Invalid header value",
-            "errors": [{"field": "contact.email", "message": "blocked"}],
-        }
-    )
-    assert not dest.about_request(400, fields, "")
-    # Without errors[] the problem is about the request, whatever its words (issue 19 item 1).
-    assert dest.about_request(
-        400, orjson.dumps({"title": "Bad Request", "detail": "contact has no identifier"}), ""
-    )
-    sandbox_words = {"title": "Bad request", "detail": "Unsupported Omnisend-Version '2025-01-01'"}
-    assert dest.about_request(400, orjson.dumps(sandbox_words), "")
-
-
-def test_klaviyo_interpret_names_the_revision_fix() -> None:
-    sync = parse_sync(
-        """
-name: s
-source: {table: t, cursor: c, primary_key: k}
-destination:
-  type: klaviyo_bulk_events
-  api_key: "${KLAVIYO_API_KEY}"
-  options: {revision: "2023-10-15"}
-mapping: {event_name: e, event_time: c, identifiers: {email: m}}
-""",
-        "syncs/s.yaml",
-    )
-    from connector.deliver.factory import make_event_destination
-    from connector.destinations.base import Request
-
-    dest = make_event_destination(sync)
-    body = orjson.dumps(
-        _klaviyo_errors(
-            {
-                "detail": "Revision 2023-10-15 does not support this endpoint.",
-                "source": {"header": "revision"},
-            }
-        )
-    )
-    out = dest.interpret(Request("/p", b"", {}, []), 400, httpx.Headers({}), body)
-    assert out.fatal and not out.rejected and not out.split
-    assert "destination.options.revision (now 2023-10-15)" in out.fatal
 
 
 def test_a_run_failed_mid_read_lets_the_duckdb_file_go(

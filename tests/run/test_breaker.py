@@ -6,6 +6,10 @@ End to end through the CLI against the sandbox, with ``disabled_event_names`` (B
 ``errors[{eventIndex: [0,1,2,3], message: "event_name is not enabled on this account"}]``,
 Klaviyo's 400 with one pointer per event and one detail) and with the same Brevo body injected
 as a fault; runs far below ``reject_ratio_min_rows``.
+
+The circuit breaker's ratio: a run whose API-side rejects pass it fails (at a later batch too,
+keeping what was settled), runs below its ratio or minimum are left alone, and local
+validation rejects do not count toward it.
 """
 
 from __future__ import annotations
@@ -19,7 +23,9 @@ import pytest
 from connector.cli import main as cli
 from connector.core.errors import RequestError
 from connector.core.options import CommonOptions
+from connector.deliver.delivery import Runtime
 from connector.run.breaker import ALIKE_MIN_ROWS, Breaker, Trip
+from connector.run.sync import run_sync
 from connector.sandbox import Fault, SandboxOptions, SandboxServer
 from connector.store.state import StateStore
 from tests.conftest import Warehouse
@@ -30,6 +36,7 @@ from tests.helpers import (
     delivered_ids,
     event_rows,
     insert_events,
+    sync_for,
 )
 
 TEMPLATES = {"brevo_events_batch": BREVO, "klaviyo_bulk_events": KLAVIYO}
@@ -203,3 +210,136 @@ def test_contact_runs_do_not_apply_the_rule() -> None:
     breaker.judge(3, ["same"] * 3, "a")
     breaker.release()
     assert got == ["a"]
+
+
+KLAVIYO_PATH = "/api/event-bulk-create-jobs"
+ITEM = "/data/attributes/events-bulk-create/data/{}/attributes/events/data/0"
+
+
+def _klaviyo_errors(*errors: dict[str, Any]) -> dict[str, Any]:
+    return {"errors": [{"id": "e", "status": 400, "code": "invalid", **e} for e in errors]}
+
+
+def _assert_nothing_rejected_or_moved(state: StateStore, name: str = "videos") -> None:
+    assert state.rejects(name) == []
+    assert state.checkpoint(name) is None
+    assert state.runs(name)[0]["status"] == "failed"
+
+
+def _pointer_rejects(rows: range) -> dict[str, Any]:
+    return _klaviyo_errors(
+        *(
+            {"title": "Invalid input.", "detail": "Not a known metric.", "source": {"pointer": p}}
+            for p in (ITEM.format(i) for i in rows)
+        )
+    )
+
+
+def test_circuit_breaker_stops_a_run_whose_api_rejects_pass_the_ratio(
+    tmp_path: Path,
+    duck: Warehouse,
+    sandbox: SandboxServer,
+    state: StateStore,
+    runtime: Runtime,
+) -> None:
+    create_events_table(duck)
+    insert_events(duck, event_rows(0, 200))
+    sync = sync_for("klaviyo_bulk_events", duck, sandbox.url, chunk_size=500)
+    sandbox.inject(Fault(path=KLAVIYO_PATH, status=400, body=_pointer_rejects(range(150))))
+
+    with pytest.raises(RequestError) as err:
+        run_sync(sync, state=state, runtime=runtime)
+
+    assert "rejected 150 of the 200 rows" in str(err.value)
+    assert "Not a known metric." in str(err.value) and "max_reject_ratio" in str(err.value)
+    _assert_nothing_rejected_or_moved(state)
+    res = run_sync(sync, state=state, runtime=runtime)  # the vendor knows the metric now
+    assert (res.delivered, res.rejected) == (200, 0)
+    # The 50 accepted before the trip were re-sent with the same unique_id: stored once.
+    assert sorted(delivered_ids(sandbox, "klaviyo_bulk_events")) == list(range(200))
+
+
+@pytest.mark.parametrize(
+    ("rows", "bad", "options", "rejected"),
+    [
+        (200, 20, "{}", 20),  # 10% < 50%: item rejects, as before
+        (50, 40, "{}", 40),  # 80% but fewer than 100 rows answered: no judgment
+        (200, 150, "{max_reject_ratio: 0.9}", 150),  # the ratio is an option
+        (20, 15, "{max_reject_ratio: 0.9, reject_ratio_min_rows: 10}", 15),
+    ],
+)
+def test_circuit_breaker_leaves_runs_below_its_ratio_or_minimum_alone(
+    rows: int,
+    bad: int,
+    options: str,
+    rejected: int,
+    duck: Warehouse,
+    sandbox: SandboxServer,
+    state: StateStore,
+    runtime: Runtime,
+) -> None:
+    create_events_table(duck)
+    insert_events(duck, event_rows(0, rows))
+    sync = sync_for("klaviyo_bulk_events", duck, sandbox.url, chunk_size=500, options=options)
+    sandbox.inject(Fault(path=KLAVIYO_PATH, status=400, body=_pointer_rejects(range(bad))))
+
+    res = run_sync(sync, state=state, runtime=runtime)
+
+    assert (res.delivered, res.rejected) == (rows - rejected, rejected)
+    assert len(state.rejects("videos")) == rejected
+    assert state.checkpoint("videos")[1] == rows - 1  # type: ignore[index]
+
+
+def _brevo_summary(status: int, indices: range, total: int = 200) -> Fault:
+    body = {
+        "status": "partial_success" if status == 207 else "failure",
+        "total_events": total,
+        "successful_events": total - len(indices),
+        "failed_events": len(indices),
+        "errors": [{"eventIndex": list(indices), "message": "Contact not found"}],
+    }
+    return Fault(path="/v3/events/batch", status=status, body=body)
+
+
+def test_circuit_breaker_trips_on_a_later_batch_and_keeps_what_was_settled(
+    duck: Warehouse, sandbox: SandboxServer, state: StateStore, runtime: Runtime
+) -> None:
+    """Three batches of 200: 40 rejects (20%), then 160 (200 of 400: 50%, not past it), then
+    200 (400 of 600): the run stops at the third; the first two stay recorded."""
+    create_events_table(duck)
+    insert_events(duck, event_rows(0, 600))
+    sync = sync_for(
+        "brevo_events_batch", duck, sandbox.url, chunk_size=600, options="{concurrency: 1}"
+    )
+    sandbox.inject(
+        _brevo_summary(207, range(40)),
+        _brevo_summary(207, range(160)),
+        _brevo_summary(400, range(200)),
+    )
+
+    with pytest.raises(RequestError) as err:
+        run_sync(sync, state=state, runtime=runtime)
+
+    assert "rejected 400 of the 600 rows" in str(err.value)
+    assert state.checkpoint("videos")[1] == 399  # type: ignore[index]
+    keys = sorted(int(r["key"]) for r in state.rejects("videos"))
+    assert keys == list(range(40)) + list(range(200, 360))  # none of the third batch
+    res = run_sync(sync, state=state, runtime=runtime)
+    assert (res.delivered, res.rejected) == (200, 0)
+    assert sorted(delivered_ids(sandbox, "brevo_events_batch")) == list(range(400, 600))
+
+
+def test_local_validation_rejects_do_not_count_toward_the_breaker(
+    duck: Warehouse, sandbox: SandboxServer, state: StateStore, runtime: Runtime
+) -> None:
+    create_events_table(duck)
+    rows = event_rows(0, 200)
+    for r in rows[:150]:
+        r["email"] = "not an email"
+        r["user_id"] = None
+    insert_events(duck, rows)
+    sync = sync_for("klaviyo_bulk_events", duck, sandbox.url, chunk_size=500)
+
+    res = run_sync(sync, state=state, runtime=runtime)
+
+    assert (res.delivered, res.rejected) == (50, 150)

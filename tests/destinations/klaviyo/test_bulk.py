@@ -1,16 +1,21 @@
 """Klaviyo bulk events field by field (seed 004, contracts.md §6.2): every documented profile and
 metric field is reachable from a mapping or an option, and every documented rule is enforced
-before sending. Real DuckDB file → run_sync → sandbox over loopback HTTP."""
+before sending. Real DuckDB file → run_sync → sandbox over loopback HTTP. Which error answers
+are about the request (a failed run naming the fix) and which point into the events."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 from typing import Any
 
+import httpx
+import orjson
 import pytest
 
+from connector.config.sync_file import parse_sync
 from connector.core.errors import ConfigError
 from connector.deliver.delivery import Runtime
+from connector.destinations.klaviyo.bulk import _about_request
 from connector.run.sync import SyncResult, run_sync
 from connector.sandbox import SandboxServer
 from connector.store.state import StateStore
@@ -318,3 +323,53 @@ def test_a_json_null_is_a_null_omitted_like_every_null(
 
     assert (res.delivered, res.rejected) == (1, 0)
     assert profiles(sandbox)[0] == {"email": "a@x.com"}
+
+
+ITEM = "/data/attributes/events-bulk-create/data/{}/attributes/events/data/0"
+
+
+def _klaviyo_errors(*errors: dict[str, Any]) -> dict[str, Any]:
+    return {"errors": [{"id": "e", "status": 400, "code": "invalid", **e} for e in errors]}
+
+
+def test_klaviyo_errors_pointing_into_the_events_are_item_level() -> None:
+    item = {"detail": "Invalid email.", "source": {"pointer": ITEM.format(3)}}
+    root = {"detail": "Too many events.", "source": {"pointer": ITEM.split("/{}")[0]}}
+    assert _about_request([item]) is None
+    assert _about_request([root]) is None  # about the events array: split, not fail
+    assert _about_request([{"detail": "Something odd."}]) is None  # unknown: split decides
+    header = {"detail": "Revision 2023-10-15 does not support this endpoint."}
+    assert _about_request([{**header, "source": {"header": "revision"}}])
+    assert _about_request([{**header, "source": {}}])  # no source, the words say it
+    assert _about_request([{"code": "parse_error", "detail": "x"}])
+    assert _about_request([{"detail": "data is required", "source": {"pointer": "/data"}}])
+
+
+def test_klaviyo_interpret_names_the_revision_fix() -> None:
+    sync = parse_sync(
+        """
+name: s
+source: {table: t, cursor: c, primary_key: k}
+destination:
+  type: klaviyo_bulk_events
+  api_key: "${KLAVIYO_API_KEY}"
+  options: {revision: "2023-10-15"}
+mapping: {event_name: e, event_time: c, identifiers: {email: m}}
+""",
+        "syncs/s.yaml",
+    )
+    from connector.deliver.factory import make_event_destination
+    from connector.destinations.base import Request
+
+    dest = make_event_destination(sync)
+    body = orjson.dumps(
+        _klaviyo_errors(
+            {
+                "detail": "Revision 2023-10-15 does not support this endpoint.",
+                "source": {"header": "revision"},
+            }
+        )
+    )
+    out = dest.interpret(Request("/p", b"", {}, []), 400, httpx.Headers({}), body)
+    assert out.fatal and not out.rejected and not out.split
+    assert "destination.options.revision (now 2023-10-15)" in out.fatal

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 import pytest
 import yaml
 
@@ -255,3 +256,29 @@ def test_v5_event_id_is_a_deterministic_uuid5_of_the_dedup_id() -> None:
     assert a == event_id("orders:ord-1") == str(uuid.uuid5(EVENT_ID_NAMESPACE, "orders:ord-1"))
     assert uuid.UUID(a).version == 5
     assert a != event_id("orders:ord-2")
+
+
+def test_omnisend_problem_bodies_are_request_level_only_without_field_errors() -> None:
+    """RFC 9457 bodies of the dated API: ``errors[]`` names fields (the event); a bare
+    ``detail`` about the version header is about the request."""
+    from connector.destinations.omnisend.events import OmnisendEvents
+
+    dest = OmnisendEvents.__new__(OmnisendEvents)  # about_request reads no config
+    version = orjson.dumps(
+        {"title": "Bad Request", "detail": "Unsupported API version in Omnisend-Version header"}
+    )
+    assert dest.about_request(400, version, "")
+    fields = orjson.dumps(
+        {
+            "title": "Validation failed",
+            "detail": "Invalid header value",
+            "errors": [{"field": "contact.email", "message": "blocked"}],
+        }
+    )
+    assert not dest.about_request(400, fields, "")
+    # Without errors[] the problem is about the request, whatever its words (issue 19 item 1).
+    assert dest.about_request(
+        400, orjson.dumps({"title": "Bad Request", "detail": "contact has no identifier"}), ""
+    )
+    sandbox_words = {"title": "Bad request", "detail": "Unsupported Omnisend-Version '2025-01-01'"}
+    assert dest.about_request(400, orjson.dumps(sandbox_words), "")
