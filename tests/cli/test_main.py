@@ -19,7 +19,7 @@ import pytest
 
 from connector.cli import main as cli
 from connector.config.sync_file import json_schema
-from connector.sandbox import SandboxServer
+from connector.sandbox import SandboxOptions, SandboxServer
 from connector.store.state import StateStore
 from tests.config.test_sync_file import GOOD
 from tests.conftest import Warehouse
@@ -279,3 +279,20 @@ def test_cli_rejects_lists_a_row_rejected_by_every_run_once(
     assert "cursor column occurred_at is NULL" in null_row
     [no_email] = [line for line in lines if line.startswith("3\t")]
     assert "no profile identifier" in no_email
+
+
+def test_cli_sandbox_takes_the_omnisend_version_options(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``connector sandbox --omnisend-version ... --omnisend-retired-version ...``: the
+    options reach ``SandboxOptions`` (``serve`` is replaced, nothing listens)."""
+    import connector.sandbox as sandbox_module
+
+    got: list[SandboxOptions] = []
+    monkeypatch.setattr(sandbox_module, "serve", lambda port, host, options: got.append(options))
+    argv = ["sandbox", "--port", "0", "--omnisend-version", "2027-01-15"]
+    argv += ["--omnisend-retired-version", "2026-03-15", "--omnisend-batch-items", "split"]
+    argv += ["--disabled-event-name", "played"]
+    assert cli.main(argv) == 0
+    (opts,) = got
+    assert opts.omnisend_versions == ("2027-01-15",)
+    assert opts.omnisend_retired_versions == ("2026-03-15",)
+    assert opts.omnisend_batch_items == "split" and opts.disabled_event_names == ("played",)

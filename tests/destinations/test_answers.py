@@ -189,23 +189,6 @@ def test_a_klaviyo_profile_error_is_judged_by_where_it_points() -> None:
     assert jsonapi_about_request(410, body(pointer="/data/attributes/email"))  # retired
 
 
-def test_cli_sandbox_takes_the_omnisend_version_options(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``connector sandbox --omnisend-version ... --omnisend-retired-version ...``: the
-    options reach ``SandboxOptions`` (``serve`` is replaced, nothing listens)."""
-    import connector.sandbox as sandbox_module
-
-    got: list[SandboxOptions] = []
-    monkeypatch.setattr(sandbox_module, "serve", lambda port, host, options: got.append(options))
-    argv = ["sandbox", "--port", "0", "--omnisend-version", "2027-01-15"]
-    argv += ["--omnisend-retired-version", "2026-03-15", "--omnisend-batch-items", "split"]
-    argv += ["--disabled-event-name", "played"]
-    assert cli.main(argv) == 0
-    (opts,) = got
-    assert opts.omnisend_versions == ("2027-01-15",)
-    assert opts.omnisend_retired_versions == ("2026-03-15",)
-    assert opts.omnisend_batch_items == "split" and opts.disabled_event_names == ("played",)
-
-
 @pytest.mark.parametrize("mode", ["batch", "single"])
 def test_an_omnisend_version_error_fails_a_contact_run_too(
     mode: str,
