@@ -1,6 +1,6 @@
 """The ``connector`` command line (``cli.main``): exit codes (2 for config and usage errors, 1
 for a failed run), validate, preview, sync, state, rejects and schema from one config dir, the
-installed entry point.
+installed entry point, ``connector sandbox``'s options.
 
 What each command imports (start-up time is imports): checked by module, not timed (the timing
 is benchmarks/bench_startup.py, figures in docs/performance.md); the command keeps pandas out
@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from connector.cli import main as cli
@@ -24,6 +26,7 @@ from connector.store.state import StateStore
 from tests.config.test_sync_file import GOOD
 from tests.conftest import Warehouse
 from tests.helpers import create_events_table, event_rows, insert_events
+from tests.sandbox.test_brevo_contacts import BREVO, _one, process, start_import
 
 ROOT = Path(__file__).resolve().parents[2]
 PROBE = """
@@ -296,3 +299,33 @@ def test_cli_sandbox_takes_the_omnisend_version_options(monkeypatch: pytest.Monk
     assert opts.omnisend_versions == ("2027-01-15",)
     assert opts.omnisend_retired_versions == ("2026-03-15",)
     assert opts.omnisend_batch_items == "split" and opts.disabled_event_names == ("played",)
+
+
+# --------------------------------------------------------------------------- connector sandbox
+
+
+def test_cli_sandbox_takes_job_polls_and_brevo_attributes() -> None:
+    """`connector sandbox --job-polls 0 --brevo-attribute PLAN:text` in its own process."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    cmd = [sys.executable, "-m", "connector.cli", "sandbox", "--port", str(port)]
+    bad = subprocess.run([*cmd, "--brevo-attribute", "PLAN"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "NAME:TYPE" in bad.stderr
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    args = [*cmd, "--job-polls", "0", "--brevo-attribute", "PLAN:text"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stdout is not None and "Sandbox listening" in proc.stdout.readline()
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            listed = client.get("/v3/contacts/attributes", headers=BREVO).json()["attributes"]
+            assert listed == [{"name": "PLAN", "category": "normal", "type": "text"}]
+            process_id = start_import(client, _one("a@example.com", PLAN="pro"))
+            assert process(client, process_id)["status"] == "completed"  # no running poll
+            stored = client.get("/_sandbox/contacts/brevo_contacts").json()
+            assert [c["attributes"] for c in stored] == [{"PLAN": "pro"}]
+        proc.terminate()
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
