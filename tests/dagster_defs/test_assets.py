@@ -1,9 +1,13 @@
-"""Materializing the shipped demo syncs in-process against the demo warehouse and the sandbox:
-the metadata matches what the sandbox received, and a second materialization sends nothing."""
+"""The sync asset's body (``dagster_defs.assets``): materializing the shipped demo syncs
+in-process against the demo warehouse and the sandbox, the metadata matches what the sandbox
+received and a second materialization sends nothing; dry run, limit and retried rejects come
+from the run config, URLs from env vars, and a failure or a held lease fails the run clearly."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pytest
@@ -14,7 +18,7 @@ from connector.store.lease import Lease
 from connector.store.state import StateStore
 from dagster_defs import ConnectorResource, build_defs
 from tests.conftest import FakeSleep
-from tests.dagster_fixtures import Env, env, materialization, quiet_sandbox
+from tests.dagster_fixtures import Env, env, klaviyo_ids, materialization, quiet_sandbox
 
 __all__ = ["env", "quiet_sandbox"]  # fixtures used by name
 
@@ -173,3 +177,59 @@ def test_a_dagster_run_refuses_while_another_run_holds_the_syncs_lease(
     held.release()
     result = dg.materialize([asset], instance=dg.DagsterInstance.ephemeral())
     assert materialization(result, key)["delivered"] == ORDERS
+
+
+# --------------------------------------------------------------------------- Dagster
+
+
+UNPARTITIONED = """
+name: {name}
+source:
+  table: ev
+  cursor: occurred_at
+  primary_key: [event_id]
+destination:
+  type: klaviyo_bulk_events
+  api_key: ${{KLAVIYO_API_KEY}}
+  base_url: {sandbox}
+mapping:
+  event_name: video_played
+  event_time: occurred_at
+  identifiers: {{email: email}}
+  event_properties: {{title: title}}
+checks:
+  reject_ratio_warn: 0.6
+  reject_ratio_error: 0.9
+"""
+
+
+def test_the_asset_retries_rejects_from_its_run_config(env: Env) -> None:
+    from tests.dagster_fixtures import create_table, dated_rows
+
+    create_table(env.warehouse, dated_rows(days=1, per_day=6, bad_every=3))  # 2 without email
+    env.write_sync("plays", UNPARTITIONED)
+    key = dg.AssetKey(["reverse_etl", "plays"])
+    asset = env.defs().resolve_assets_def(key)
+    instance = dg.DagsterInstance.ephemeral()
+    run: Callable[..., dg.ExecuteInProcessResult] = lambda **cfg: dg.materialize(  # noqa: E731
+        [asset],
+        instance=instance,
+        run_config={"ops": {asset.op.name: {"config": cfg}}} if cfg else None,
+    )
+    assert materialization(run(), key)["rejected"] == 2
+    bad = sorted(int(k) for k in _open_plays(env))
+    checkpoint = env.state.checkpoint("plays")
+    env.warehouse.run(f"UPDATE ev SET email = 'fixed@example.com' WHERE event_id = {bad[0]}")
+
+    result = run(retry_rejects=True)
+
+    md = materialization(result, key)
+    assert (md["rows_read"], md["delivered"], md["rejected"]) == (2, 1, 1)
+    assert md["rejects_retried"] == 2 and md["rejects_closed_source_row_gone"] == 0
+    assert klaviyo_ids(env.sandbox).count(bad[0]) == 1 and len(klaviyo_ids(env.sandbox)) == 5
+    assert sorted(int(k) for k in _open_plays(env)) == bad[1:]
+    assert env.state.checkpoint("plays") == checkpoint
+
+
+def _open_plays(env: Env) -> dict[str, Any]:
+    return {r["key"]: r for r in env.state.rejects("plays")}

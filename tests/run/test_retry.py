@@ -1,244 +1,39 @@
-"""Rejects are a working list: ``connector rejects`` lists and exports every open one, and
-``connector sync --retry-rejects`` re-sends those that pass now and closes them.
+"""``connector sync --retry-rejects`` (``run.retry``): the open rejects that pass now are sent
+again and closed; a fixed row whose cursor moved is left to the incremental run, a row with a
+NULL key stays open while it exists, a dry run changes nothing, and a key that cannot be read
+back exactly is refused, not closed as gone.
 
 End to end on a real DuckDB file and a real PostgreSQL database, the sandbox over real HTTP.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-import subprocess
-import sys
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 
-import dagster as dg
 import pytest
-import sqlalchemy as sa
 
 from connector.cli import main as cli
 from connector.core.errors import SourceError
 from connector.deliver.delivery import Runtime
-from connector.read.source import Reader
 from connector.run.sync import run_sync
 from connector.sandbox import Fault, SandboxServer
-from connector.store import schema as state_tables
-from connector.store.state import CLOSED_DELIVERED, CLOSED_GONE, INCREMENTAL, Reject, StateStore
+from connector.store.state import CLOSED_DELIVERED, CLOSED_GONE, StateStore
+from tests.cli.test_records import listed
 from tests.conftest import Warehouse, make_sync
-from tests.dagster_fixtures import Env, env, klaviyo_ids, materialization, quiet_sandbox
 from tests.helpers import BASE, BREVO, create_events_table, event_rows, insert_events, sync_for
 
-__all__ = ["env", "quiet_sandbox"]  # fixtures used by name
+__all__ = ["listed"]  # fixtures used by name
 
 KIND = "brevo_events_batch"
 BATCH_PATH = "/v3/events/batch"
-
-LISTED = """
-name: videos
-source: {table: ev, cursor: occurred_at, primary_key: event_id, url: "duckdb:///unused.duckdb"}
-destination: {type: klaviyo_bulk_events, api_key: "${KLAVIYO_API_KEY}", base_url: "http://x.invalid"}
-mapping:
-  event_name: video_played
-  event_time: occurred_at
-  identifiers: {email: email}
-"""
 
 
 def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     code = cli.main(list(argv))
     out, err = capsys.readouterr()
     return code, out, err
-
-
-@pytest.fixture
-def listed(tmp_path: Path) -> Path:
-    path = tmp_path / "videos.yaml"
-    path.write_text(LISTED)
-    return path
-
-
-def _add(state: StateStore, n: int, scope: str = INCREMENTAL, reason: str = "bad row") -> None:
-    payload = json.dumps({"name": "video_played", "identifiers": {"email": None}})
-    state.add_rejects(
-        "videos", scope, "run-1", [Reject(str(i), f"{reason} {i}", payload) for i in range(n)]
-    )
-
-
-# --------------------------------------------------------------------------- listing
-
-
-def test_rejects_lists_every_open_reject_with_the_count(
-    capsys: pytest.CaptureFixture[str], listed: Path, state: StateStore
-) -> None:
-    _add(state, 150)
-
-    code, out, _ = _cli(capsys, "--state-url", state.url, "rejects", str(listed))
-
-    assert code == 0
-    lines = out.splitlines()
-    assert lines[0] == "150 open rejects (videos)"
-    assert lines[1].split("\t") == ["key", "reason", "rejected_at", "scope"]
-    rows = [line.split("\t") for line in lines[2:]]
-    assert sorted(int(r[0]) for r in rows) == list(range(150))
-    assert all(r[1] == f"bad row {r[0]}" and r[3] == INCREMENTAL for r in rows)
-
-
-def test_rejects_limit_shows_the_newest_and_says_how_many_there_are(
-    capsys: pytest.CaptureFixture[str], listed: Path, state: StateStore
-) -> None:
-    _add(state, 12)
-
-    _, out, _ = _cli(capsys, "--state-url", state.url, "rejects", str(listed), "--limit", "5")
-
-    lines = out.splitlines()
-    assert lines[0] == "12 open rejects (videos)"
-    assert len(lines) == 2 + 5 + 1
-    assert lines[-1] == "(the 5 newest; drop --limit to see all 12)"
-
-
-def test_closed_rejects_are_left_out_unless_all_is_asked(
-    capsys: pytest.CaptureFixture[str], listed: Path, state: StateStore
-) -> None:
-    _add(state, 4)
-    assert state.close_rejects("videos", INCREMENTAL, ["1", "2"], "run-2", CLOSED_DELIVERED) == 2
-    assert state.close_rejects("videos", INCREMENTAL, ["2", "3"], "run-2", CLOSED_GONE) == 1
-
-    _, out, _ = _cli(capsys, "--state-url", state.url, "rejects", str(listed))
-    assert out.splitlines()[0] == "1 open rejects (videos)"
-    assert [line.split("\t")[0] for line in out.splitlines()[2:]] == ["0"]
-
-    _, out, _ = _cli(capsys, "--state-url", state.url, "rejects", str(listed), "--all")
-    lines = out.splitlines()
-    assert lines[0] == "1 open rejects, 3 closed (videos)"
-    status = {line.split("\t")[0]: line.split("\t")[4] for line in lines[2:]}
-    assert status == {
-        "0": "open",
-        "1": "closed: delivered",
-        "2": "closed: delivered",
-        "3": "closed: source row gone",
-    }
-    assert state.count_rejects("videos") == 4  # every recorded reject, as before
-    assert state.count_rejects("videos", open_only=True) == 1
-
-
-@pytest.mark.parametrize("fmt", ["json", "csv"])
-def test_rejects_export_key_reason_payload_and_when(
-    fmt: str, capsys: pytest.CaptureFixture[str], listed: Path, state: StateStore
-) -> None:
-    _add(state, 130, reason='bad, "quoted"\nrow')
-
-    code, out, err = _cli(capsys, "--state-url", state.url, "rejects", str(listed), "--format", fmt)
-
-    assert code == 0
-    assert "130 open rejects" in err  # the count on stderr: stdout is the export only
-    if fmt == "json":
-        records = json.loads(out)
-        payloads = [r["payload"] for r in records]
-    else:
-        records = list(csv.DictReader(io.StringIO(out)))
-        payloads = [json.loads(r["payload"]) for r in records]
-    assert len(records) == 130
-    by_key = {r["key"]: r for r in records}
-    assert sorted(map(int, by_key)) == list(range(130))
-    assert by_key["7"]["reason"] == 'bad, "quoted"\nrow 7'
-    assert by_key["7"]["status"] == "open"
-    assert all(p == {"name": "video_played", "identifiers": {"email": None}} for p in payloads)
-    for r in records:
-        when = r["rejected_at"]
-        assert when.startswith("20") and "T" in when  # ISO 8601
-
-
-def test_rejects_piped_into_head_stops_quietly(listed: Path, state: StateStore) -> None:
-    _add(state, 3000, reason="x" * 80)  # far more than a pipe buffer holds
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "connector.cli", "--state-url", state.url, "rejects", str(listed)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    assert proc.stdout is not None and proc.stderr is not None
-    first = proc.stdout.readline()
-    proc.stdout.close()  # what `head -1` does
-    err = proc.stderr.read().decode()
-    assert proc.wait(timeout=60) == 0
-    assert first.decode().startswith("3,000 open rejects")
-    assert "Traceback" not in err and "BrokenPipe" not in err
-
-
-# --------------------------------------------------------------------------- state schema
-
-
-OLD_REJECTS = """CREATE TABLE connector_rejects (
-    sync VARCHAR(128) NOT NULL, scope VARCHAR(200) NOT NULL, key VARCHAR(1000) NOT NULL,
-    reason TEXT NOT NULL, payload TEXT, run_id VARCHAR(64) NOT NULL,
-    created_at TIMESTAMP WITH TIME ZONE NOT NULL, PRIMARY KEY (sync, scope, key))"""
-
-
-@pytest.mark.parametrize("store", ["sqlite", "postgresql"])
-def test_a_store_made_before_reject_status_gains_it_and_keeps_its_rejects(
-    store: str, tmp_path: Path, request: pytest.FixtureRequest
-) -> None:
-    url = (
-        f"sqlite:///{tmp_path / 'old.db'}"
-        if store == "sqlite"
-        else request.getfixturevalue("pg_url")
-    )
-    engine = sa.create_engine(url)
-    with engine.begin() as c:
-        # A store of that time: its other tables as they are, no schema version yet.
-        for table in (state_tables.checkpoints, state_tables.batches, state_tables.runs):
-            table.create(c)
-        c.exec_driver_sql(OLD_REJECTS)
-        c.exec_driver_sql(
-            "INSERT INTO connector_rejects VALUES "
-            "('videos', 'incremental', '7', 'no identifier', NULL, 'r0', '2026-11-01 00:00:00+00')"
-        )
-    engine.dispose()
-
-    state = StateStore(url)
-    again = StateStore(url)  # a second open (another process) finds nothing to add
-
-    assert [r["key"] for r in state.rejects("videos")] == ["7"]
-    assert state.count_rejects("videos", open_only=True) == 1
-    assert again.close_rejects("videos", INCREMENTAL, ["7"], "r1", CLOSED_DELIVERED) == 1
-    assert state.rejects("videos") == []
-    [closed] = state.rejects("videos", include_closed=True)
-    assert (closed["closed_by_run"], closed["resolution"]) == ("r1", CLOSED_DELIVERED)
-    state.engine.dispose()
-    again.engine.dispose()
-
-
-# --------------------------------------------------------------------------- reading by key
-
-
-def test_rows_are_read_back_by_composite_key_with_bound_parameters(warehouse: Warehouse) -> None:
-    warehouse.run(
-        "DROP TABLE IF EXISTS ck",
-        f"CREATE TABLE ck (shop VARCHAR(20), n INTEGER, ts {warehouse.timestamptz()}, "
-        "email VARCHAR(50))",
-    )
-    warehouse.insert(
-        "ck",
-        [
-            {"shop": s, "n": n, "ts": BASE + timedelta(seconds=n), "email": f"{n}@x.io"}
-            for s in ("a,b", "c%d", "e')--")
-            for n in range(3)
-        ],
-    )
-    sync = make_sync(f"""
-        name: ck
-        source: {{table: ck, cursor: ts, primary_key: [shop, n], url: "{warehouse.url}"}}
-        destination: {{type: klaviyo_bulk_events, api_key: "${{KLAVIYO_API_KEY}}"}}
-        mapping: {{event_name: x, event_time: ts, identifiers: {{email: email}}}}
-        """)
-    keys = ["a%2Cb,1", "c%25d,2", "e')--,0", "a%2Cb,7", "nope", "a%2Cb,x"]
-    with Reader(sync) as reader:
-        chunks = list(reader.rows_by_keys(keys, batch=2))
-    got = sorted((r["shop"], r["n"]) for c in chunks for r in c.table.to_pylist())
-    assert got == [("a,b", 1), ("c%d", 2), ("e')--", 0)]
 
 
 def test_a_key_that_cannot_be_read_back_exactly_is_refused_not_closed_as_gone(
@@ -448,59 +243,3 @@ def test_retry_rejects_with_full_refresh_is_a_usage_error(
     )
     assert code == 2
     assert "retry_rejects and full_refresh cannot be combined" in err
-
-
-# --------------------------------------------------------------------------- Dagster
-
-
-UNPARTITIONED = """
-name: {name}
-source:
-  table: ev
-  cursor: occurred_at
-  primary_key: [event_id]
-destination:
-  type: klaviyo_bulk_events
-  api_key: ${{KLAVIYO_API_KEY}}
-  base_url: {sandbox}
-mapping:
-  event_name: video_played
-  event_time: occurred_at
-  identifiers: {{email: email}}
-  event_properties: {{title: title}}
-checks:
-  reject_ratio_warn: 0.6
-  reject_ratio_error: 0.9
-"""
-
-
-def test_the_asset_retries_rejects_from_its_run_config(env: Env) -> None:
-    from tests.dagster_fixtures import create_table, dated_rows
-
-    create_table(env.warehouse, dated_rows(days=1, per_day=6, bad_every=3))  # 2 without email
-    env.write_sync("plays", UNPARTITIONED)
-    key = dg.AssetKey(["reverse_etl", "plays"])
-    asset = env.defs().resolve_assets_def(key)
-    instance = dg.DagsterInstance.ephemeral()
-    run: Callable[..., dg.ExecuteInProcessResult] = lambda **cfg: dg.materialize(  # noqa: E731
-        [asset],
-        instance=instance,
-        run_config={"ops": {asset.op.name: {"config": cfg}}} if cfg else None,
-    )
-    assert materialization(run(), key)["rejected"] == 2
-    bad = sorted(int(k) for k in _open_plays(env))
-    checkpoint = env.state.checkpoint("plays")
-    env.warehouse.run(f"UPDATE ev SET email = 'fixed@example.com' WHERE event_id = {bad[0]}")
-
-    result = run(retry_rejects=True)
-
-    md = materialization(result, key)
-    assert (md["rows_read"], md["delivered"], md["rejected"]) == (2, 1, 1)
-    assert md["rejects_retried"] == 2 and md["rejects_closed_source_row_gone"] == 0
-    assert klaviyo_ids(env.sandbox).count(bad[0]) == 1 and len(klaviyo_ids(env.sandbox)) == 5
-    assert sorted(int(k) for k in _open_plays(env)) == bad[1:]
-    assert env.state.checkpoint("plays") == checkpoint
-
-
-def _open_plays(env: Env) -> dict[str, Any]:
-    return {r["key"]: r for r in env.state.rejects("plays")}
