@@ -5,6 +5,7 @@ from the run config, URLs from env vars, and a failure or a held lease fails the
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,11 +15,13 @@ import pytest
 
 from connector import INCREMENTAL, load_syncs
 from connector.cli.demo import build_demo_warehouse
+from connector.sandbox import SandboxServer
 from connector.store.lease import Lease
 from connector.store.state import StateStore
 from dagster_defs import ConnectorResource, build_defs
-from tests.conftest import FakeSleep
+from tests.conftest import FakeSleep, Warehouse
 from tests.dagster_fixtures import Env, env, klaviyo_ids, materialization, quiet_sandbox
+from tests.run.test_run_plan import _fill
 
 __all__ = ["env", "quiet_sandbox"]  # fixtures used by name
 
@@ -233,3 +236,37 @@ def test_the_asset_retries_rejects_from_its_run_config(env: Env) -> None:
 
 def _open_plays(env: Env) -> dict[str, Any]:
     return {r["key"]: r for r in env.state.rejects("plays")}
+
+
+GOOD = """
+name: videos
+source: {{table: ev, cursor: occurred_at, primary_key: [event_id], url: "{url}"}}
+destination:
+  type: klaviyo_bulk_events
+  api_key: ${{KLAVIYO_API_KEY}}
+  base_url: {sandbox}
+mapping:
+  event_name: video_played
+  event_time: occurred_at
+  identifiers: {{email: email}}
+"""
+
+
+def test_the_dagster_run_log_has_the_plan_before_sending(
+    duck: Warehouse, sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    _fill(duck, 1_234)
+    (tmp_path / "syncs").mkdir()
+    (tmp_path / "syncs" / "videos.yaml").write_text(
+        textwrap.dedent(GOOD).format(url=duck.url, sandbox=sandbox.url)
+    )
+    resource = ConnectorResource(state_url=f"sqlite:///{tmp_path / 'state.db'}")
+    defs = build_defs(tmp_path, resource=resource)
+    asset = defs.resolve_assets_def(dg.AssetKey(["reverse_etl", "videos"]))
+    instance = dg.DagsterInstance.ephemeral()
+    result = dg.materialize([asset], instance=instance)
+    messages = [e.user_message for e in instance.all_logs(result.run_id)]
+    plan = next(i for i, m in enumerate(messages) if "plan: 1,234 events → 2 klaviyo" in m)
+    done = next(i for i, m in enumerate(messages) if "1,234 / 1,234 rows (100.0%)" in m)
+    assert plan < done
+    assert sandbox.stats()["requests"] == 2
