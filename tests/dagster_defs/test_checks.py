@@ -1,5 +1,6 @@
 """Asset checks (``dagster_defs.checks``): the reject ratio against its warn/error thresholds,
-checkpoint freshness; each kind of sync has its own checks (thresholds in their descriptions),
+checkpoint freshness, nothing missing (warning with the periods of the missing rows); each kind
+of sync has its own checks (thresholds in their descriptions),
 and a contact run judges its own in its step."""
 
 from __future__ import annotations
@@ -154,3 +155,56 @@ def test_a_contact_run_judges_its_own_checks(demo_defs: dg.Definitions, env: Env
     [obs] = [e.asset_observation for e in logs if e.asset_observation is not None]
     assert obs is not None and obs.asset_key == dg.AssetKey(["warehouse", "analytics", "customers"])
     assert obs.metadata["dagster/row_count"].value == 500
+
+
+PLAYS = dg.AssetKey(["reverse_etl", "plays"])
+
+
+# --------------------------------------------------------------------------- Dagster
+
+
+def _materialize_day(env: Env, day: str) -> dict[str, dg.AssetCheckEvaluation]:
+    result = dg.materialize(
+        [env.defs().resolve_assets_def(PLAYS)],
+        partition_key=day,
+        instance=dg.DagsterInstance.ephemeral(),
+    )
+    return {c.check_name: c for c in result.get_asset_check_evaluations()}
+
+
+def _check_alone(env: Env) -> dg.AssetCheckEvaluation:
+    job = dg.define_asset_job(
+        "missing_only",
+        selection=dg.AssetSelection.checks(dg.AssetCheckKey(PLAYS, "nothing_missing")),
+    )
+    defs = dg.Definitions.merge(env.defs(), dg.Definitions(jobs=[job]))
+    result = defs.resolve_job_def("missing_only").execute_in_process(
+        instance=dg.DagsterInstance.ephemeral()
+    )
+    [check] = result.get_asset_check_evaluations()
+    return check
+
+
+def test_the_nothing_missing_check_warns_with_the_periods_of_missing_rows(env: Env) -> None:
+    create_table(env.warehouse, dated_rows(days=2, per_day=4))
+    env.write_sync("plays", PARTITIONED, warn=0.05, error=0.2)
+    first = _materialize_day(env, "2026-11-01")["nothing_missing"]
+    assert first.passed
+    assert first.metadata["source_rows"].value == first.metadata["handled_rows"].value == 4
+
+    # A row of the partition committed late, behind its checkpoint (day 0, 18:00).
+    late = {"event_id": 999, "occurred_at": DAY0 + timedelta(minutes=30)}
+    env.warehouse.insert("ev", [{**late, "email": "late@example.com", "title": "late"}])
+    again = _materialize_day(env, "2026-11-01")["nothing_missing"]
+    assert not again.passed and again.severity == dg.AssetCheckSeverity.WARN
+    assert again.metadata["missing_rows"].value == 1
+    assert again.metadata["missing_periods"].value == [
+        {"scope": "partition:2026-11-01", "period": "2026-11-01", "rows": 1}
+    ]
+    assert "connector reconcile plays --send-missing" in (again.description or "")
+
+    alone = _check_alone(env)  # Execute on the check: every scope with a checkpoint
+    assert not alone.passed and alone.metadata["missing_rows"].value == 1
+
+    env.write_sync("plays", PARTITIONED + "  nothing_missing: false\n", warn=0.05, error=0.2)
+    assert "nothing_missing" not in _materialize_day(env, "2026-11-02")

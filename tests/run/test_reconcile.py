@@ -12,7 +12,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import dagster as dg
 import pytest
 
 from connector.cli import main as cli
@@ -20,15 +19,6 @@ from connector.sandbox import Fault, SandboxServer
 from connector.store.periods import period_keys
 from connector.store.state import StateStore
 from tests.conftest import Warehouse
-from tests.dagster_fixtures import (
-    DAY0,
-    PARTITIONED,
-    Env,
-    create_table,
-    dated_rows,
-    env,
-    quiet_sandbox,
-)
 from tests.helpers import (
     BASE,
     TEMPLATES,
@@ -38,10 +28,7 @@ from tests.helpers import (
     insert_events,
 )
 
-__all__ = ["env", "quiet_sandbox"]  # fixtures used by name
-
 KLAVIYO = "klaviyo_bulk_events"
-PLAYS = dg.AssetKey(["reverse_etl", "plays"])
 
 
 def _write_sync(tmp_path: Path, wh: Warehouse, sandbox: SandboxServer, kind: str = KLAVIYO) -> str:
@@ -234,73 +221,6 @@ def test_an_integer_cursor_is_counted_in_buckets_of_ids(
     assert code == 2 and "buckets of 100,000 ids" in text
     assert _reconcile(capsys, state, path, "--send-missing")[0] == 0
     assert Counter(delivered_ids(sandbox, KLAVIYO))[10] == 1
-
-
-def test_period_keys_of_each_cursor_type() -> None:
-    import datetime as dt
-
-    import pyarrow as pa
-
-    utc = pa.array(
-        [dt.datetime(2026, 11, 1, 23, 59, tzinfo=dt.UTC)] * 2, pa.timestamp("us", tz="+02:00")
-    )
-    assert period_keys(utc) == {"2026-11-01T23": 2}  # an instant is bucketed in UTC
-    assert period_keys(pa.array([dt.date(2026, 11, 1), None])) == {"2026-11-01": 1}
-    assert period_keys(pa.array([1, 99_999, 100_000, 250_001])) == {
-        "0": 2,
-        "100000": 1,
-        "200000": 1,
-    }
-
-
-# --------------------------------------------------------------------------- Dagster
-
-
-def _materialize_day(env: Env, day: str) -> dict[str, dg.AssetCheckEvaluation]:
-    result = dg.materialize(
-        [env.defs().resolve_assets_def(PLAYS)],
-        partition_key=day,
-        instance=dg.DagsterInstance.ephemeral(),
-    )
-    return {c.check_name: c for c in result.get_asset_check_evaluations()}
-
-
-def _check_alone(env: Env) -> dg.AssetCheckEvaluation:
-    job = dg.define_asset_job(
-        "missing_only",
-        selection=dg.AssetSelection.checks(dg.AssetCheckKey(PLAYS, "nothing_missing")),
-    )
-    defs = dg.Definitions.merge(env.defs(), dg.Definitions(jobs=[job]))
-    result = defs.resolve_job_def("missing_only").execute_in_process(
-        instance=dg.DagsterInstance.ephemeral()
-    )
-    [check] = result.get_asset_check_evaluations()
-    return check
-
-
-def test_the_nothing_missing_check_warns_with_the_periods_of_missing_rows(env: Env) -> None:
-    create_table(env.warehouse, dated_rows(days=2, per_day=4))
-    env.write_sync("plays", PARTITIONED, warn=0.05, error=0.2)
-    first = _materialize_day(env, "2026-11-01")["nothing_missing"]
-    assert first.passed
-    assert first.metadata["source_rows"].value == first.metadata["handled_rows"].value == 4
-
-    # A row of the partition committed late, behind its checkpoint (day 0, 18:00).
-    late = {"event_id": 999, "occurred_at": DAY0 + timedelta(minutes=30)}
-    env.warehouse.insert("ev", [{**late, "email": "late@example.com", "title": "late"}])
-    again = _materialize_day(env, "2026-11-01")["nothing_missing"]
-    assert not again.passed and again.severity == dg.AssetCheckSeverity.WARN
-    assert again.metadata["missing_rows"].value == 1
-    assert again.metadata["missing_periods"].value == [
-        {"scope": "partition:2026-11-01", "period": "2026-11-01", "rows": 1}
-    ]
-    assert "connector reconcile plays --send-missing" in (again.description or "")
-
-    alone = _check_alone(env)  # Execute on the check: every scope with a checkpoint
-    assert not alone.passed and alone.metadata["missing_rows"].value == 1
-
-    env.write_sync("plays", PARTITIONED + "  nothing_missing: false\n", warn=0.05, error=0.2)
-    assert "nothing_missing" not in _materialize_day(env, "2026-11-02")
 
 
 # --------------------------------------------------------------------------- the seam
