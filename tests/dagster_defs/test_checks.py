@@ -1,7 +1,7 @@
 """Asset checks (``dagster_defs.checks``): the reject ratio against its warn/error thresholds,
 checkpoint freshness, nothing missing (warning with the periods of the missing rows); each kind
-of sync has its own checks (thresholds in their descriptions),
-and a contact run judges its own in its step."""
+of sync has its own checks (thresholds in their descriptions), and a contact run judges its
+own in its step."""
 
 from __future__ import annotations
 
