@@ -1,5 +1,7 @@
-"""The state store's schema version, broken stores, and StateError instead of tracebacks
-(connector/store/migrate.py, connector/store/state.py)."""
+"""The state store's schema version and its migrations (``store.migrate``): new stores get the
+latest version, older ones are migrated, every migration runs once in order; a broken store is
+an error that says how to recover (never a fresh start), one from a newer connector is
+refused, and ``state reset --broken-store`` recovers."""
 
 from __future__ import annotations
 
@@ -7,11 +9,9 @@ import os
 import shutil
 import sqlite3
 from collections.abc import Callable
-from datetime import UTC, date, datetime
-from decimal import Decimal
+from datetime import UTC, datetime
 from pathlib import Path
 
-import pandas as pd
 import pytest
 import sqlalchemy as sa
 
@@ -21,14 +21,7 @@ from connector.store import migrate
 from connector.store import state as state_module
 from connector.store.migrate import BrokenStoreError, Migration
 from connector.store.schema import MIGRATIONS, SCHEMA_VERSION
-from connector.store.state import (
-    INCREMENTAL,
-    StateStore,
-    decode_position,
-    encode_position,
-    reset_broken_store,
-)
-from tests.conftest import _free_port
+from connector.store.state import INCREMENTAL, StateStore, reset_broken_store
 
 BASE = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -229,92 +222,3 @@ def test_the_cli_refuses_a_truncated_store_and_state_reset_broken_store_recovers
     assert "opens fine: nothing was reset" in capsys.readouterr().err
     assert len([p for p in tmp_path.iterdir() if ".broken-" in p.name]) == 1
     assert cli.main([*base, "state", "show", "--broken-store"]) == 2
-
-
-# --------------------------------------------------------------------------- StateError
-
-
-def test_a_locked_sqlite_store_is_a_state_error(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    url = f"sqlite:///{tmp_path / 'state.db'}"
-    store = StateStore(url)
-    monkeypatch.setattr(state_module, "SQLITE_BUSY_TIMEOUT_MS", 50)
-    store.engine.dispose()  # new connections get the short timeout
-    holder = sqlite3.connect(tmp_path / "state.db", isolation_level=None)
-    holder.execute("BEGIN EXCLUSIVE")  # another process writing and never letting go
-    try:
-        with pytest.raises(StateError, match=r"stayed locked by another process for 0\.05 s"):
-            store.settle("videos", INCREMENTAL, "r", [], [], (BASE, 1), [])
-        with pytest.raises(StateError, match="database is locked"):
-            store.start_run("videos", INCREMENTAL)
-    finally:
-        holder.execute("ROLLBACK")
-        holder.close()
-
-
-def test_a_state_server_that_is_down_is_a_state_error(capsys: pytest.CaptureFixture[str]) -> None:
-    url = f"postgresql+psycopg://conn:s3cret@127.0.0.1:{_free_port()}/state"
-    with pytest.raises(StateError) as err:
-        StateStore(url)
-    assert "is unavailable" in str(err.value) and "conn:***@" in str(err.value)
-    assert "check that the server runs" in str(err.value) and "s3cret" not in str(err.value)
-
-
-def test_a_state_server_that_goes_down_mid_run_is_a_state_error(pg_server: str) -> None:
-    """Every method, not only open: SQLAlchemy errors of any statement become StateError."""
-    admin = sa.create_engine(pg_server, isolation_level="AUTOCOMMIT")
-    name = "t_state_down"
-    with admin.connect() as c:
-        c.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}"')
-        c.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    url = pg_server.rsplit("/", 1)[0] + f"/{name}"
-    store = StateStore(url)
-    store.engine.dispose()
-    with admin.connect() as c:
-        c.exec_driver_sql(f'DROP DATABASE "{name}" WITH (FORCE)')
-    admin.dispose()
-    for call in (
-        lambda: store.checkpoint("videos"),
-        lambda: store.rejects("videos"),
-        lambda: store.runs("videos"),
-        lambda: store.start_run("videos", INCREMENTAL),
-    ):
-        with pytest.raises(StateError, match=f"state store .*{name}"):
-            call()
-
-
-def test_an_unwritable_state_directory_is_a_state_error(tmp_path: Path) -> None:
-    # /proc refuses new files even to root (chmod would not stop a root test run).
-    with pytest.raises(
-        StateError, match=r"cannot be opened for writing .*make the file and its directory writable"
-    ):
-        StateStore("sqlite:////proc/connector-state.db")
-
-
-# --------------------------------------------------------------------------- positions
-
-
-@pytest.mark.parametrize(
-    "value",
-    [
-        pd.Timestamp("2026-11-01 00:00:00.123456789"),
-        pd.Timestamp("2026-11-01 00:00:00.000000001", tz="UTC"),
-        datetime(2026, 11, 1, 0, 0, 0, 123456, tzinfo=UTC),
-        datetime(2026, 11, 1, 0, 0, 0, 123456),
-        date(2026, 11, 1),
-        Decimal("12345678901234567890123456.1234567890"),
-        Decimal("5.00"),
-        2**63 - 1,
-        -(2**63),
-        2**64 - 1,
-        170141183460469231731687303715884105727,
-        "a,b",
-    ],
-    ids=str,
-)
-def test_a_position_keeps_every_digit_of_its_cursor(value: object) -> None:
-    [back, key] = decode_position(encode_position((value, 7)))
-    assert back == value and type(back) is type(value) and key == 7
-    if isinstance(value, pd.Timestamp):
-        assert isinstance(back, pd.Timestamp) and back.nanosecond == value.nanosecond
