@@ -1,8 +1,9 @@
 """The sandbox's Omnisend contacts, API version 2026-03-15 (``sandbox.omnisend_contacts``),
 against the vendor's own documents, over real HTTP on loopback: create then update by e-mail,
 the welcome message, identifiers held by another contact, validation of every field, the
-documented contacts batch, its item errors, rules, stops, rate limit and polls. Each test quotes
-the document whose example or rule it replays."""
+documented contacts batch, its item errors, rules, stops, rate limit and polls; the contact
+read endpoint ``connector verify`` uses and the ``/_sandbox`` edit admin. Each test quotes the
+document whose example or rule it replays."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ from typing import Any
 import httpx
 
 from connector.sandbox import Fault, JobFault, RateWindow, SandboxServer
+from tests.conftest import SANDBOX_KEYS
 from tests.sandbox.test_klaviyo_profiles import client, make, sb
+from tests.verify.test_verify import sandbox
 
-__all__ = ["client", "sb"]  # fixtures used by name
+__all__ = ["client", "sandbox", "sb"]  # fixtures used by name
 
 
 OMNI = {"Authorization": "Omnisend-API-Key sandbox-omnisend-key", "Omnisend-Version": "2026-03-15"}
@@ -268,3 +271,31 @@ def test_omnisend_batch_polls_take_glob_faults(sb: SandboxServer, client: httpx.
     r = client.get(f"/api/batches/{batch_id}", headers=OMNI)
     assert r.status_code == 500 and r.json()["status"] == 500
     assert batch(client, batch_id)["status"] == "inProgress"
+
+
+def test_the_sandbox_read_endpoints_and_the_edit_admin(sandbox: SandboxServer) -> None:
+    with httpx.Client(base_url=sandbox.url) as client:
+        omnisend = {
+            "Authorization": f"Omnisend-API-Key {SANDBOX_KEYS['OMNISEND_API_KEY']}",
+            "Omnisend-Version": "2026-03-15",
+        }
+        body = {"identifiers": [{"type": "email", "id": "A@example.com"}], "firstName": "A"}
+        assert client.post("/api/contacts", json=body, headers=omnisend).status_code == 201
+        r = client.get("/api/contacts", params={"email": "a@example.com"}, headers=omnisend)
+        assert r.status_code == 200
+        [contact] = r.json()["contacts"]
+        assert contact["firstName"] == "A" and contact["updatedAt"]
+        assert r.json()["paging"]["hasMore"] is False
+        bad = client.get("/api/contacts", params={"limit": "0"}, headers=omnisend)
+        assert bad.status_code == 400
+        edit = {"identifier": "A@example.com", "changes": {"firstName": "B"}}
+        r = client.post("/_sandbox/contacts/omnisend_contacts/edit", json=edit)
+        assert r.status_code == 200 and r.json()["firstName"] == "B"
+        assert r.json()["updatedAt"] >= contact["updatedAt"]
+        gone = {"identifier": "A@example.com", "delete": True}
+        assert client.post("/_sandbox/contacts/omnisend_contacts/edit", json=gone).json() == {}
+        r = client.get("/api/contacts", params={"email": "a@example.com"}, headers=omnisend)
+        assert r.json()["contacts"] == []
+        r = client.post("/_sandbox/contacts/omnisend_contacts/edit", json=gone)
+        assert r.status_code == 404
+        assert client.post("/_sandbox/contacts/nope/edit", json=gone).status_code == 404
