@@ -12,20 +12,19 @@ from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 
-import orjson
 import pyarrow as pa
 import pytest
 
 from connector.cli import main as cli
 from connector.config.sync_file import SyncConfig, parse_sync
 from connector.deliver.delivery import Runtime
-from connector.map.mapper import Chunk, Mapper, _rfc3339, _utc
-from connector.model import jsonfrag
+from connector.map.mapper import Chunk, Mapper
 from connector.plan.planner import payload as _payload
 from connector.run.sync import preview, run_sync
 from connector.sandbox import SandboxOptions, SandboxServer
 from connector.store.state import StateStore
 from tests.conftest import Warehouse
+from tests.map.test_mapper import DST_CASES
 
 AMOUNTS = """
 name: {name}
@@ -195,26 +194,6 @@ def test_duckdb_hugeint_and_decimal_38_0_stay_exact_on_both_paths(duck: Warehous
         assert "1.50" in body and "2e-9" in body  # the JSON column's spelling, both paths
 
 
-def test_json_numbers_parse_exactly_when_a_float_would_change_them() -> None:
-    value = jsonfrag.loads_exact('{"a": 12345678901234567.89, "b": 5.00, "c": 7, "d": 2e3}')
-    assert value == {
-        "a": Decimal("12345678901234567.89"),
-        "b": Decimal("5.00"),
-        "c": 7,
-        "d": Decimal("2E+3"),
-    }
-    dumped = orjson.dumps(value, default=jsonfrag.json_default)
-    assert dumped == b'{"a":12345678901234567.89,"b":5.00,"c":7,"d":2e3}'  # spelling kept
-    assert jsonfrag.loads_exact("[1, 2]") == [1, 2]
-
-
-def test_column_wise_numbers_are_the_exact_digits() -> None:
-    arr = pa.array([Decimal("18.99"), Decimal("5.00"), None], pa.decimal128(10, 2))
-    assert jsonfrag.numbers(arr).to_pylist() == ["18.99", "5.00", None]
-    big = pa.array([2**63 - 1, -(2**63)], pa.int64())
-    assert jsonfrag.numbers(big).to_pylist() == ["9223372036854775807", "-9223372036854775808"]
-
-
 def test_the_reject_payload_keeps_the_exact_digits(duck: Warehouse) -> None:
     _amounts_table(duck)
     sync = _sync(duck, "brevo_event")
@@ -252,20 +231,6 @@ mapping:
   identifiers: {{{ident}: email}}
   event_properties: {{at: seen}}
 """
-
-# Naive Paris wall time → the instant the rule gives (see connector.mapping.localize).
-DST_CASES = {
-    "2026-03-29 02:30:00": "2026-03-29T01:30:00",  # gap: moved forward by the gap, 03:30+02
-    "2026-10-25 02:30:00": "2026-10-25T00:30:00",  # fold: first occurrence, 02:30+02
-    "2026-03-29 01:59:59": "2026-03-29T00:59:59",  # just before the gap, +01
-    "2026-10-25 03:00:00": "2026-10-25T02:00:00",  # just after the fold, +01
-}
-
-
-def test_naive_times_in_a_gap_move_forward_and_in_a_fold_take_the_first_occurrence() -> None:
-    naive = pa.array([datetime.fromisoformat(k) for k in DST_CASES] + [None], pa.timestamp("us"))
-    got = _rfc3339(_utc(naive, "Europe/Paris")).to_pylist()
-    assert got == [f"{v}.000+00:00" for v in DST_CASES.values()] + [None]
 
 
 @pytest.mark.parametrize("dtype", ["klaviyo_bulk_events", "brevo_event"])

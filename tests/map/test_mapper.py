@@ -1,4 +1,5 @@
-"""map/mapper: time rules, keys, dedup ids and event properties built column-wise."""
+"""map/mapper: time rules (naive times in DST gaps and folds included), keys, dedup ids and event
+properties built column-wise."""
 
 from __future__ import annotations
 
@@ -48,3 +49,18 @@ mapping: {event_name: e, event_time: c, identifiers: {email: m},
     assert events.dedup_ids == ["s:x%2Cy,1", "s:z,2"]
     assert events.event_properties == [{}, {"p": {"q": 3}, "w": 3}]
     assert events.position(1) == (datetime(2026, 1, 1, tzinfo=UTC), "z", 2)
+
+
+# Naive Paris wall time → the instant the rule gives (see connector.mapping.localize).
+DST_CASES = {
+    "2026-03-29 02:30:00": "2026-03-29T01:30:00",  # gap: moved forward by the gap, 03:30+02
+    "2026-10-25 02:30:00": "2026-10-25T00:30:00",  # fold: first occurrence, 02:30+02
+    "2026-03-29 01:59:59": "2026-03-29T00:59:59",  # just before the gap, +01
+    "2026-10-25 03:00:00": "2026-10-25T02:00:00",  # just after the fold, +01
+}
+
+
+def test_naive_times_in_a_gap_move_forward_and_in_a_fold_take_the_first_occurrence() -> None:
+    naive = pa.array([datetime.fromisoformat(k) for k in DST_CASES] + [None], pa.timestamp("us"))
+    got = _rfc3339(_utc(naive, "Europe/Paris")).to_pylist()
+    assert got == [f"{v}.000+00:00" for v in DST_CASES.values()] + [None]

@@ -1,4 +1,6 @@
-"""model/jsonfrag: values become JSON fragments exactly as a JSON encoder writes them."""
+"""model/jsonfrag: values become JSON fragments exactly as a JSON encoder writes them; JSON
+numbers parse exactly where a float would change them, and numbers leave column-wise as their
+exact digits."""
 
 from __future__ import annotations
 
@@ -6,6 +8,7 @@ import json
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
+import orjson
 import pyarrow as pa
 
 from connector.map.mapper import _rfc3339, _utc
@@ -50,3 +53,23 @@ def test_objects_omit_nulls_and_nest_dotted_names() -> None:
         {"video": {"n": 2}, "top": 2},
         {},  # every value NULL: an empty object, no empty "video"
     ]
+
+
+def test_json_numbers_parse_exactly_when_a_float_would_change_them() -> None:
+    value = jsonfrag.loads_exact('{"a": 12345678901234567.89, "b": 5.00, "c": 7, "d": 2e3}')
+    assert value == {
+        "a": Decimal("12345678901234567.89"),
+        "b": Decimal("5.00"),
+        "c": 7,
+        "d": Decimal("2E+3"),
+    }
+    dumped = orjson.dumps(value, default=jsonfrag.json_default)
+    assert dumped == b'{"a":12345678901234567.89,"b":5.00,"c":7,"d":2e3}'  # spelling kept
+    assert jsonfrag.loads_exact("[1, 2]") == [1, 2]
+
+
+def test_column_wise_numbers_are_the_exact_digits() -> None:
+    arr = pa.array([Decimal("18.99"), Decimal("5.00"), None], pa.decimal128(10, 2))
+    assert jsonfrag.numbers(arr).to_pylist() == ["18.99", "5.00", None]
+    big = pa.array([2**63 - 1, -(2**63)], pa.int64())
+    assert jsonfrag.numbers(big).to_pylist() == ["9223372036854775807", "-9223372036854775808"]
