@@ -9,7 +9,7 @@ ready-made error record (message, no frames): Dagster 1.13 records such an error
 (``serializable_error_info_from_exc_info`` keeps the record of a
 ``DagsterUserCodeProcessError``), and still treats a ``SyncFailed`` as a ``Failure`` (its
 description and metadata on the step failure, ``allow_retries``) and a ``SyncInterrupted`` as
-an interrupt (the run is canceled, not retried). tests/test_dagster_failures.py pins this.
+an interrupt (the run is canceled, not retried). tests/dagster_defs/test_failures.py pins this.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from .common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, open_state
 
 # Everything else is imported by the command that needs it: ``connector --help`` and the
 # state commands then start without pyarrow, httpx or the destinations (docs/performance.md,
-# "Start-up"; tests/test_cli_imports.py checks it).
+# "Start-up"; tests/cli/test_main.py checks it).
 if TYPE_CHECKING:
     from ..config.sync_file import SyncConfig
 

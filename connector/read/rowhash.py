@@ -7,7 +7,7 @@ columns: the cursor numbers with Arrow casts (timestamps, dates, integers), the 
 with Arrow string kernels where the text is provably what ``str()`` of the Python value gives
 (integers, strings, dates, microsecond timestamps naive or in UTC), else ``str()`` value by
 value — then one blake2b per row over the joined UTF-8 bytes. The values are the row-by-row
-functions' exactly (``tests/test_lookback_columns.py``), so window rows stored by either agree.
+functions' exactly (``tests/read/test_rowhash.py``), so window rows stored by either agree.
 """
 
 from __future__ import annotations

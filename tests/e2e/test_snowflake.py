@@ -1,6 +1,6 @@
 """The Snowflake warehouse, end to end: every warehouse-parametrized case (values, ties at the
 checkpoint, NULL cursor/key rows, kill -9 and resume, contact diffs, Dagster assets) and
-Snowflake's own (tests/test_snowflake_cases.py), run against fakesnow in the Snowflake
+Snowflake's own (tests/warehouses/test_snowflake.py), run against fakesnow in the Snowflake
 environment (.venv-snowflake: snowflake-sqlalchemy 1.x needs SQLAlchemy < 2.1, fakesnow needs
 snowflake-connector-python < 5). Their results are reported here, case by case."""
 

@@ -1,7 +1,7 @@
-"""A toy warehouse for tests/test_warehouses.py: SQLite's engine under a made-up SQLAlchemy name
-(``toysql:///file``), as a third-party dialect would bring it. It declares what a warehouse
-module declares: its backend name, its Dagster kind, its column kinds (SQLite's cursor says
-none, so from the declared types) and a byte-order key comparison (SQLite's BINARY)."""
+"""A toy warehouse for tests/warehouses/test_warehouses.py: SQLite's engine under a made-up
+SQLAlchemy name (``toysql:///file``), as a third-party dialect would bring it. It declares what a
+warehouse module declares: its backend name, its Dagster kind, its column kinds (SQLite's cursor
+says none, so from the declared types) and a byte-order key comparison (SQLite's BINARY)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Snowflake's own cases against fakesnow (run in the Snowflake environment by
-tests/test_snowflake.py): folded, lower-case and quoted mixed-case names, native types to kinds,
+tests/e2e/test_snowflake.py): folded, lower-case and quoted mixed-case names, native types to kinds,
 exact values, key-pair auth through ``source.connect_args``."""
 
 from __future__ import annotations
