@@ -31,10 +31,7 @@ from connector.config.sync_file import parse_sync
 from connector.sandbox import Fault, SandboxServer
 from connector.store.state import StateStore
 from tests.conftest import Warehouse
-from tests.dagster_fixtures import env, quiet_sandbox
 from tests.helpers import TEMPLATES, create_events_table, event_rows, insert_events
-
-__all__ = ["env", "quiet_sandbox"]  # fixtures used by name
 
 # "What happened to key X": its every row, with its run, newest first (docs/audit.md).
 KEY_HISTORY = """
