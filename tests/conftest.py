@@ -8,8 +8,10 @@ refuses to run as root). The binaries come from PATH or /usr/lib/postgresql/*/bi
 from __future__ import annotations
 
 import contextlib
+import gc
 import glob
 import importlib.util
+import json
 import os
 import re
 import shutil
@@ -22,8 +24,9 @@ import textwrap
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from datetime import UTC, date, datetime
+from datetime import time as time_of_day
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -32,6 +35,7 @@ import pytest
 import sqlalchemy as sa
 
 from connector.config.sync_file import SyncConfig, parse_sync
+from connector.core.process import GC_YOUNG_THRESHOLD
 from connector.deliver.delivery import Runtime
 from connector.sandbox import SandboxOptions, SandboxServer
 from connector.store.state import StateStore
@@ -297,6 +301,16 @@ def _arrow_plain(rows: list[dict[str, Any]]) -> bool:
     )
 
 
+def _json_text(value: Any) -> Any:
+    """A row's value as JSON carries it to ``Warehouse.insert_json``: times and dates in ISO
+    form (with their offsets), decimals as their digits."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, datetime | date | time_of_day):
+        return value.isoformat()
+    return str(value)
+
+
 class Warehouse:
     """A real warehouse (DuckDB file, PostgreSQL or MariaDB database, Snowflake emulated by
     fakesnow) that tests fill with SQL."""
@@ -349,11 +363,47 @@ class Warehouse:
         cols = list(rows[0])
         if self.kind == "duckdb" and _arrow_plain(rows) and self._insert_arrow(table, cols, rows):
             return
+        if self.kind == "snowflake":
+            self.insert_json(table, rows)
+            return
         placeholders = ", ".join(f":{c}" for c in cols)
         with self.engine.begin() as c:
             c.execute(
                 sa.text(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({placeholders})"),
                 self.rows(rows),
+            )
+
+    def insert_json(
+        self, table: str, rows: list[dict[str, Any]], parsed: Collection[str] = ()
+    ) -> None:
+        """Snowflake (the emulator): the rows as one JSON array bound as one value, spread
+        into the table by one ``INSERT … SELECT`` over ``FLATTEN``, each field cast to its
+        column's type; the ``parsed`` columns (VARIANT) take their JSON text parsed, as
+        ``PARSE_JSON(:c)`` binds it. fakesnow translates every statement with sqlglot, whose
+        cost grows with each literal: 5,000 rows as the driver's multi-row INSERT take ~14 s
+        of CPU, as one JSON text well under a second, and land the same values (times with
+        their offsets, exact decimals, NULLs)."""
+        if not rows:
+            return
+        cols = list(rows[0])
+        declared = {
+            col["name"].lower(): col["type"].compile(dialect=self.engine.dialect)
+            for col in sa.inspect(self.engine).get_columns(table)
+        }
+        fields = ", ".join(
+            f"PARSE_JSON(value:{c}::VARCHAR)"
+            if c in parsed
+            else f"value:{c}::{declared[c.lower()]}"
+            for c in cols
+        )
+        blob = json.dumps([{c: _json_text(row[c]) for c in cols} for row in rows])
+        with self.engine.begin() as c:
+            c.execute(
+                sa.text(
+                    f"INSERT INTO {table} ({', '.join(cols)}) SELECT {fields} "
+                    "FROM TABLE(FLATTEN(INPUT => PARSE_JSON(:rows)))"
+                ),
+                {"rows": blob},
             )
 
     def _insert_arrow(self, table: str, cols: list[str], rows: list[dict[str, Any]]) -> bool:
@@ -535,6 +585,10 @@ def make_sync(yaml_text: str, where: str = "syncs/test.yaml") -> SyncConfig:
 # second core while this session runs the rest.
 SNOWFLAKE_PYTHON = Path(__file__).resolve().parents[1] / ".venv-snowflake" / "bin" / "python"
 SNOWFLAKE_ENV = "snowflake" in WAREHOUSE_FIXTURES
+# At least this many Snowflake cases run from the whole tree (a collection problem in their
+# environment must not pass as success).
+MIN_SNOWFLAKE_CASES = 70
+SNOWFLAKE_CASES = Path(__file__).resolve().parent / "warehouses" / "test_snowflake.py"
 collect_ignore = [] if SNOWFLAKE_ENV else ["warehouses/test_snowflake.py"]
 
 
@@ -553,6 +607,7 @@ class SnowflakeRun:
         self.junit = self.dir / "results.xml"
         self.log = self.dir / "output.txt"
         self.status = self.dir / "status"
+        self.expected = self.dir / "expected"
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -560,11 +615,15 @@ class SnowflakeRun:
         """Whether the Snowflake environment exists (``.ci/snowflake-env`` builds it)."""
         return SNOWFLAKE_PYTHON.exists()
 
-    def start(self) -> None:
-        """Start the cases; their exit status lands in ``status`` when they end."""
+    def start(self, files: Collection[str] = (), expected: int = 0) -> None:
+        """Start the cases; their exit status lands in ``status`` when they end. ``files``:
+        the test files that hold them (collecting only those spares the emulator's run ~10 s
+        of importing the rest of the tree), ``expected`` how many cases they hold at least;
+        none, the whole tree and at least ``MIN_SNOWFLAKE_CASES``."""
         if not self.available:
             return
         self.dir.mkdir(parents=True, exist_ok=True)
+        self.expected.write_text(str(expected if files else MIN_SNOWFLAKE_CASES))
         pytest_args = [
             str(SNOWFLAKE_PYTHON),
             "-m",
@@ -579,7 +638,7 @@ class SnowflakeRun:
             "--ignore=tests/e2e/test_snowflake.py",
             "--ignore=tests/warehouses/test_warehouses.py",
             f"--junitxml={self.junit}",
-            "tests",
+            *(sorted(files) or ["tests"]),
         ]
         script = '"$@"; echo $? > "$STATUS.tmp" && mv "$STATUS.tmp" "$STATUS"'
         with self.log.open("wb") as out:
@@ -608,15 +667,47 @@ class SnowflakeRun:
 _SNOWFLAKE_RUN: list[SnowflakeRun] = []
 
 
+# The subprocesses of a session (the CLI, Dagster's step processes, the Snowflake run) keep
+# the modules they compile (``__pycache__``, ignored by git) even where the environment says
+# not to (``PYTHONDONTWRITEBYTECODE``): otherwise each of them compiles the package again as
+# it starts, ~0.15 s of CPU each.
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+
+# The test processes collect cycles as the ``connector`` command does (core/process.py): a
+# session imports Dagster, SQLAlchemy, DuckDB and pydantic, and at Python's default the
+# collector walks those objects again and again (~8% of a worker's CPU).
+gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
+    # What collection loaded lives to the end of the session: out of the collector's reach.
+    gc.freeze()
     if os.environ.get("PYTEST_XDIST_WORKER", "gw0") != "gw0":
         return
     if not SNOWFLAKE_ENV and any(
         i.nodeid.startswith("tests/e2e/test_snowflake.py") for i in session.items
     ):
         run = SnowflakeRun()
-        run.start()
+        run.start(*snowflake_selection(session.items))
         _SNOWFLAKE_RUN.append(run)
+
+
+def snowflake_selection(items: Collection[pytest.Item]) -> tuple[set[str], int]:
+    """The files that hold the Snowflake cases of this session's tests, and how many of them
+    at least: each test that takes a warehouse (directly or through a fixture of its own)
+    runs once per warehouse, Snowflake's run included, and Snowflake's own cases run there
+    too. No such test selected (``pytest tests/e2e/test_snowflake.py``): the whole tree."""
+    root = SNOWFLAKE_PYTHON.parents[2]
+    files: set[str] = set()
+    twins = 0
+    for item in items:
+        if "warehouse" in getattr(item, "fixturenames", ()):
+            files.add(str(item.path.relative_to(root)))
+            callspec = getattr(item, "callspec", None)
+            twins += callspec is not None and callspec.params.get("warehouse") == "duckdb"
+    if not files:
+        return set(), 0
+    return {*files, str(SNOWFLAKE_CASES.relative_to(root))}, twins + 1
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

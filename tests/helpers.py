@@ -59,17 +59,16 @@ def insert_events(wh: Warehouse, rows: list[dict[str, Any]], table: str = "ev") 
     if wh.kind == "duckdb":  # one Arrow table (binding rows one by one costs seconds)
         wh.insert(table, rows)
         return
+    if wh.kind == "snowflake":  # one JSON text (the emulator translates every literal)
+        wh.insert_json(table, rows, parsed={"payload"})
+        return
     import sqlalchemy as sa
 
     cols = list(rows[0])
     values = ", ".join(wh.json_param(c) if c == "payload" else f":{c}" for c in cols)
     stmt = sa.text(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({values})")
-    # Snowflake's driver makes one multi-row INSERT of a whole executemany, which the
-    # emulator translates statement by statement: parts of 500 keep each one quick.
-    step = 500 if wh.kind == "snowflake" else len(rows)
     with wh.engine.begin() as c:
-        for start in range(0, len(rows), step):
-            c.execute(stmt, wh.rows(rows[start : start + step]))
+        c.execute(stmt, wh.rows(rows))
 
 
 KLAVIYO = """

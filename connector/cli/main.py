@@ -19,7 +19,13 @@ from typing import TYPE_CHECKING, Any
 from .. import __version__
 from ..core import logcontext
 from ..core.errors import ConfigError, ConnectorError, SourceError, StateError
-from ..core.process import keep_httpx_cli_out, keep_pandas_out, skip_pydantic_plugins
+from ..core.process import (
+    collect_less_often,
+    keep_httpx_cli_out,
+    keep_pandas_out,
+    skip_pydantic_plugins,
+    skip_the_last_collection,
+)
 from .common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, open_state
 
 # Everything else is imported by the command that needs it: ``connector --help`` and the
@@ -498,7 +504,11 @@ def entry() -> int:
     keep_pandas_out()
     keep_httpx_cli_out()
     skip_pydantic_plugins()
-    return main()
+    collect_less_often()
+    try:
+        return main()
+    finally:
+        skip_the_last_collection()
 
 
 if __name__ == "__main__":  # pragma: no cover

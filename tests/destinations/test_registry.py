@@ -240,7 +240,9 @@ def _copy_with_toy(dest: Path, module: str = "toy_webhook") -> Path:
     """The package copied to ``dest`` plus the toy module and its registry line (the last; the
     toy modules are named as their types)."""
     pkg = dest / "connector"
-    shutil.copytree(ROOT / "connector", pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    # With the compiled modules (copied with their times, so still valid): each CLI run of
+    # the copy would otherwise compile the whole package again.
+    shutil.copytree(ROOT / "connector", pkg)
     shutil.copy(ROOT / "tests" / "toy" / f"{module}.py", pkg / "destinations")
     reg = pkg / "destinations" / "registry.py"
     text = reg.read_text()
