@@ -140,6 +140,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="NAME:TYPE",
         help="a Brevo account attribute (repeatable; replaces the default set)",
     )
+    sb.add_argument(
+        "--demo",
+        action="store_true",
+        help="the demo's accounts: the Brevo attributes its contact sync maps (PLAN, LTV) "
+        "besides the default set",
+    )
     # Fault options (issue 19): answers a client must read right.
     sb.add_argument(
         "--omnisend-batch-items",
@@ -447,8 +453,15 @@ def _cmd_sandbox(args: argparse.Namespace) -> int:
 
     try:
         extra: dict[str, Any] = {}
+        if args.demo:
+            from .demo_run import DEMO_BREVO_ATTRIBUTES
+
+            extra["brevo_attributes"] = dict(DEMO_BREVO_ATTRIBUTES)
         if args.brevo_attribute:
-            extra["brevo_attributes"] = parse_brevo_attributes(args.brevo_attribute)
+            extra["brevo_attributes"] = {
+                **extra.get("brevo_attributes", {}),
+                **parse_brevo_attributes(args.brevo_attribute),
+            }
         if args.omnisend_version:
             extra["omnisend_versions"] = tuple(args.omnisend_version)
         opts = SandboxOptions(

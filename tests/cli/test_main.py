@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from connector.cli import main as cli
-from connector.config.sync_file import json_schema
+from connector.config.sync_file import json_schema, load_sync
 from connector.sandbox import SandboxOptions, SandboxServer
 from connector.store.state import StateStore
 from tests.config.test_sync_file import GOOD
@@ -299,6 +299,28 @@ def test_cli_sandbox_takes_the_omnisend_version_options(monkeypatch: pytest.Monk
     assert opts.omnisend_versions == ("2027-01-15",)
     assert opts.omnisend_retired_versions == ("2026-03-15",)
     assert opts.omnisend_batch_items == "split" and opts.disabled_event_names == ("played",)
+
+
+def test_cli_sandbox_demo_serves_the_accounts_the_demo_syncs_need(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``connector sandbox --demo``: the Brevo account has the attributes the demo's contact
+    sync maps besides the default ones (so the Dagster demo's ``customers_to_brevo`` runs);
+    ``--brevo-attribute`` adds to them. Without ``--demo`` the defaults stand."""
+    import connector.sandbox as sandbox_module
+    from connector.sandbox.options import DEFAULT_BREVO_ATTRIBUTES
+
+    got: list[SandboxOptions] = []
+    monkeypatch.setattr(sandbox_module, "serve", lambda port, host, options: got.append(options))
+    assert cli.main(["sandbox", "--port", "0", "--demo"]) == 0
+    assert cli.main(["sandbox", "--port", "0", "--demo", "--brevo-attribute", "TIER:text"]) == 0
+    assert cli.main(["sandbox", "--port", "0"]) == 0
+    demo, more, plain = (dict(o.brevo_attributes) for o in got)
+    assert demo == {**DEFAULT_BREVO_ATTRIBUTES, "PLAN": "text", "LTV": "float"}
+    assert more == {**demo, "TIER": "text"}
+    assert plain == dict(DEFAULT_BREVO_ATTRIBUTES)
+    sync = load_sync("customers_to_brevo", ROOT / "config")
+    assert set(sync.mapping.contact_properties) <= set(demo)
 
 
 # --------------------------------------------------------------------------- connector sandbox
