@@ -45,6 +45,7 @@ from .metadata import (
     failure_counts,
     not_run_metadata,
     observe_sources,
+    resume_hint,
     scope_metadata,
 )
 from .resources import ConnectorResource
@@ -328,7 +329,7 @@ def _failed(
     t = totals(r for _, r in so_far)
     return SyncFailed(
         f"{sync.name}: {scope.name} failed: {exc}\n\nBefore that this run {failure_counts(so_far)}"
-        f". Delivered rows are checkpointed: Re-execute resumes after them.",
+        f". {resume_hint(sync, so_far)}",
         metadata={
             "failed_scope": scope.name,
             "rows_read": t.rows_read,
@@ -344,10 +345,10 @@ def _interrupted(
     done: Sequence[tuple[Scope, SyncResult]],
     progress: ProgressLine | None,
 ) -> SyncInterrupted:
+    so_far = _so_far(done, scope, progress)
     return SyncInterrupted(
         f"{sync.name}: {scope.name} was interrupted (the run was terminated). Before that this "
-        f"run {failure_counts(_so_far(done, scope, progress))}. Delivered rows are "
-        "checkpointed: Re-execute resumes after them."
+        f"run {failure_counts(so_far)}. {resume_hint(sync, so_far)}"
     )
 
 

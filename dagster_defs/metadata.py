@@ -184,6 +184,20 @@ def failure_counts(done: Sequence[tuple[Scope, SyncResult]]) -> str:
     return f"delivered {t.delivered:,}, rejected {t.rejected:,} of {t.rows_read:,} rows read"
 
 
+def resume_hint(sync: SyncConfig, done: Sequence[tuple[Scope, SyncResult]]) -> str:
+    """What a re-execution of a failed or interrupted run does, for its message: an event sync
+    resumes after the rows it delivered (or from the same checkpoint when it delivered none);
+    a contact sync sends again only what the vendor has not confirmed."""
+    if sync.is_contact_sync:
+        return (
+            "Confirmed contacts are recorded: Re-execute sends only the rows not yet confirmed "
+            "or changed since."
+        )
+    if totals(r for _, r in done).delivered:
+        return "Delivered rows are checkpointed: Re-execute resumes after them."
+    return "The checkpoint did not move: Re-execute starts again from it."
+
+
 # -- observations of the warehouse tables ----------------------------------------------------
 
 

@@ -137,3 +137,33 @@ def test_a_terminated_run_reports_what_it_delivered(env: Env) -> None:
     # The finished partitions are materialized; the interrupted one is not.
     assert _materialized(instance, result.run_id) == {"2026-11-01": 4, "2026-11-02": 4}
     assert len(klaviyo_ids(env.sandbox)) == 8
+
+
+def test_the_failure_message_says_what_a_re_execution_does_for_each_kind_of_sync() -> None:
+    """Resume after the delivered rows only when some were delivered; an event sync that
+    delivered nothing starts from the same checkpoint; a contact sync has no checkpoint."""
+    from pathlib import Path
+
+    from connector import SyncResult, load_sync
+    from dagster_defs.metadata import resume_hint
+    from dagster_defs.scopes import Scope
+
+    shipped = Path(__file__).resolve().parents[2] / "config"
+    events = load_sync("video_played", shipped, check_env=False)
+    contacts = load_sync("customers_to_brevo", shipped, check_env=False)
+    scope = Scope(name="incremental")
+
+    def done(delivered: int) -> list[tuple[Scope, SyncResult]]:
+        return [(scope, SyncResult("s", "incremental", None, rows_read=10, delivered=delivered))]
+
+    assert resume_hint(events, done(4)) == (
+        "Delivered rows are checkpointed: Re-execute resumes after them."
+    )
+    assert (
+        resume_hint(events, done(0))
+        == resume_hint(events, [])
+        == ("The checkpoint did not move: Re-execute starts again from it.")
+    )
+    hint = resume_hint(contacts, done(3))
+    assert hint == resume_hint(contacts, done(0))
+    assert "checkpoint" not in hint and "not yet confirmed" in hint
