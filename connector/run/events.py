@@ -19,6 +19,7 @@ Delivery semantics (DESIGN.md):
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Generator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextvars import copy_context
@@ -55,6 +56,10 @@ else:
 
 
 log = get_logger("connector.sync")
+
+
+class _Unsent(Exception):
+    """A batch dropped before it went out: the run had already failed (``EventRun.stopped``)."""
 
 
 class EventRun:
@@ -118,6 +123,9 @@ class EventRun:
         self.period_scope = scope
         self.period_reset: frozenset[str] = frozenset()
         self.period_reset_all = full_refresh
+        # Set by a sender thread whose request failed for good (the run fails): the batches
+        # queued behind it are dropped unsent, not tried one after another (``_send``).
+        self.stopped = threading.Event()
 
     def batcher(self) -> Batcher:
         """A batcher by the destination's limits."""
@@ -286,6 +294,8 @@ class EventRun:
         after a crash only batches that were really in flight count as possibly sent. A run
         that lost its lease records and sends nothing more (``core.fence``)."""
         fence.check()
+        if self.stopped.is_set():
+            raise _Unsent
         batch.ledger_id = self.state.add_pending(
             self.sync.name,
             self.scope,
@@ -295,7 +305,13 @@ class EventRun:
             batch.last,
             len(batch.items),
         )
-        return sender.send(batch.items)
+        try:
+            return sender.send(batch.items)
+        except DeliveryError:
+            # The run fails with this batch's error: a destination that is down is not tried
+            # again batch after batch; the rows queued behind it stay after the checkpoint.
+            self.stopped.set()
+            raise
 
     def _drain(
         self, inflight: dict[Future[BatchOutcome], Batch], *, block: bool
@@ -309,6 +325,9 @@ class EventRun:
         for fut in sorted(done, key=lambda f: inflight[f].seq):
             batch = inflight.pop(fut)
             exc = fut.exception()
+            if isinstance(exc, _Unsent):  # never went out: no ledger entry, no longer pending
+                self.shell.settled_sent(len(batch.items))
+                continue
             if exc is not None:
                 failure = failure or exc
                 if isinstance(exc, LeaseLost):

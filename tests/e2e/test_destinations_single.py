@@ -17,13 +17,13 @@ import pytest
 import yaml
 
 from connector.config.sync_file import SyncConfig, parse_sync
-from connector.core.errors import ConfigError, DeliveryError
+from connector.core.errors import ConfigError, DeliveryError, RetriesExhausted
 from connector.deliver.delivery import Runtime
 from connector.destinations import DESTINATIONS
 from connector.destinations.omnisend.events import EVENT_ID_NAMESPACE
 from connector.run.sync import SyncResult, preview, run_sync
 from connector.sandbox import Fault, SandboxOptions, SandboxServer
-from connector.store.state import StateStore
+from connector.store.state import INCREMENTAL, StateStore
 from tests.conftest import FakeSleep, Warehouse
 
 KINDS = ("brevo_event", "brevo_tracker", "omnisend_track", "omnisend_events")
@@ -684,3 +684,32 @@ def _accounts(state: StateStore) -> list[str]:
             r[0]
             for r in c.execute(sa.text("SELECT DISTINCT account FROM connector_property_types"))
         ]
+
+
+def test_a_destination_that_stays_down_is_not_tried_again_batch_after_batch(
+    duck: Warehouse, sandbox: SandboxServer, state: StateStore, runtime: Runtime
+) -> None:
+    """Once a request outlived its retries the run fails: the batches queued behind it are
+    dropped unsent (their rows stay after the checkpoint), not sent each through its own
+    retries; only what was already on the wire finishes."""
+    kind = "brevo_event"
+    create_table(duck)
+    duck.insert("plays", [row(i) for i in range(12)])
+    sync = make_sync(kind, duck, sandbox, concurrency=1, max_retries=2)
+    sandbox.inject(Fault(PATHS[kind], status=503, times=1000))
+
+    with pytest.raises(RetriesExhausted):
+        run(sync, state, runtime)
+
+    # One request and its two retries; the batches queued behind it never went out.
+    assert sandbox.stats()["requests"] == 3
+    assert state.checkpoint(sync.name) is None
+    # Only the batch that went out is pending (a 503 may follow processing); none behind it.
+    assert [e.count for e in state.ledger(sync.name, INCREMENTAL)] == [1]
+    [last] = state.runs(sync.name)
+    assert last["status"] == "failed" and last["summary"]["delivered"] == 0
+
+    sandbox.reset()  # the destination is back: the next run sends every row once
+    res = run(sync, state, runtime)
+    assert (res.status, res.delivered) == ("success", 12)
+    assert sorted(received(sandbox, kind)) == list(range(12))
