@@ -132,7 +132,7 @@ GC_YOUNG_THRESHOLD = 10_000
 
 def collect_less_often() -> tuple[int, int, int]:
     """A larger first generation for the cyclic garbage collector in a process that only runs
-    the connector: a command imports ~1,000 modules (SQLAlchemy, DuckDB, pydantic, the
+    the connector: a command imports ~500 modules (SQLAlchemy, DuckDB, pydantic, the
     connector's own) whose objects live until the process ends, and at Python's default of a
     collection every 700 new objects the collector walks them again and again while they
     load, ~30 ms of a no-op ``connector sync`` (docs/performance.md). Cycles are still
