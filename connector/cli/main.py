@@ -20,7 +20,6 @@ from .. import __version__
 from ..core import logcontext
 from ..core.errors import ConfigError, ConnectorError, SourceError, StateError
 from ..core.process import (
-    collect_less_often,
     keep_httpx_cli_out,
     keep_pandas_out,
     skip_pydantic_plugins,
@@ -517,7 +516,6 @@ def entry() -> int:
     keep_pandas_out()
     keep_httpx_cli_out()
     skip_pydantic_plugins()
-    collect_less_often()
     try:
         return main()
     finally:

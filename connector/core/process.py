@@ -125,24 +125,6 @@ def skip_pydantic_plugins() -> bool:
     return True
 
 
-# The cyclic collector's first-generation threshold in a ``connector`` process (Python's
-# default is 700 new objects).
-GC_YOUNG_THRESHOLD = 10_000
-
-
-def collect_less_often() -> tuple[int, int, int]:
-    """A larger first generation for the cyclic garbage collector in a process that only runs
-    the connector: a command imports ~500 modules (SQLAlchemy, DuckDB, pydantic, the
-    connector's own) whose objects live until the process ends, and at Python's default of a
-    collection every 700 new objects the collector walks them again and again while they
-    load, ~30 ms of a no-op ``connector sync`` (docs/performance.md). Cycles are still
-    collected, less often. Returns the thresholds it replaced."""
-    before = gc.get_threshold()
-    young, *older = before
-    gc.set_threshold(max(young, GC_YOUNG_THRESHOLD), *older)
-    return before
-
-
 def skip_the_last_collection() -> None:
     """Call as the process is about to exit: every object left lives until then, so move them
     out of the cyclic collector's reach (``gc.freeze``) and the interpreter's shutdown does not
