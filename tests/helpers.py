@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from connector.config.sync_file import SyncConfig, parse_sync
+from connector.store.state import StateStore
 
 from .conftest import Warehouse
 
@@ -174,3 +175,19 @@ mapping:
   identifiers: {identifiers}
   contact_properties: {contact}
 """
+
+
+# Klaviyo's bulk event jobs: the path, an item's JSON pointer, and an error body as documented.
+KLAVIYO_PATH = "/api/event-bulk-create-jobs"
+KLAVIYO_ITEM = "/data/attributes/events-bulk-create/data/{}/attributes/events/data/0"
+
+
+def klaviyo_errors(*errors: dict[str, Any]) -> dict[str, Any]:
+    return {"errors": [{"id": "e", "status": 400, "code": "invalid", **e} for e in errors]}
+
+
+def assert_nothing_rejected_or_moved(state: StateStore, name: str = "videos") -> None:
+    """A run refused as a whole: no reject recorded, no checkpoint, the run failed."""
+    assert state.rejects(name) == []
+    assert state.checkpoint(name) is None
+    assert state.runs(name)[0]["status"] == "failed"

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -27,24 +26,15 @@ from tests.conftest import Warehouse
 from tests.e2e import test_destinations_single as single
 from tests.helpers import (
     KLAVIYO,
+    KLAVIYO_PATH,
+    assert_nothing_rejected_or_moved,
     create_events_table,
     delivered_ids,
     event_rows,
     insert_events,
+    klaviyo_errors,
     sync_for,
 )
-
-KLAVIYO_PATH = "/api/event-bulk-create-jobs"
-
-
-def _klaviyo_errors(*errors: dict[str, Any]) -> dict[str, Any]:
-    return {"errors": [{"id": "e", "status": 400, "code": "invalid", **e} for e in errors]}
-
-
-def _assert_nothing_rejected_or_moved(state: StateStore, name: str = "videos") -> None:
-    assert state.rejects(name) == []
-    assert state.checkpoint(name) is None
-    assert state.runs(name)[0]["status"] == "failed"
 
 
 def _write_config(tmp_path: Path, text: str, name: str = "videos") -> Path:
@@ -82,7 +72,7 @@ def test_klaviyo_revision_without_the_endpoint_fails_the_run_and_names_the_optio
     assert "Bulk event creation needs revision 2024-05-15 or later" in err  # the vendor's words
     assert "destination.options.revision" in err and "2023-10-15" in err  # the fix
     state = StateStore(state_url)
-    _assert_nothing_rejected_or_moved(state)
+    assert_nothing_rejected_or_moved(state)
     assert sandbox.stats()["requests"] == 1  # no split down to single events
 
     code, _ = _cli_sync(config("{}"), state_url, capsys)
@@ -111,14 +101,14 @@ def test_klaviyo_errors_at_the_request_fail_the_run_without_rejects(
     insert_events(duck, event_rows(0, 20))
     sync = sync_for("klaviyo_bulk_events", duck, sandbox.url)
     detail = "Revision 2023-10-15 does not support this endpoint."
-    body = _klaviyo_errors({"title": "Invalid input.", "detail": detail, "source": source})
+    body = klaviyo_errors({"title": "Invalid input.", "detail": detail, "source": source})
     sandbox.inject(Fault(path=KLAVIYO_PATH, status=400, body=body))
 
     with pytest.raises(RequestError) as err:
         run_sync(sync, state=state, runtime=runtime)
 
     assert detail in str(err.value)
-    _assert_nothing_rejected_or_moved(state)
+    assert_nothing_rejected_or_moved(state)
     res = run_sync(sync, state=state, runtime=runtime)
     assert (res.delivered, res.rejected, res.possibly_duplicated) == (20, 0, 0)
     assert sorted(delivered_ids(sandbox, "klaviyo_bulk_events")) == list(range(20))
@@ -132,7 +122,7 @@ def test_a_klaviyo_400_pointing_at_no_event_fails_the_run_at_once(
     create_events_table(duck)
     insert_events(duck, event_rows(0, 8))
     sync = sync_for("klaviyo_bulk_events", duck, sandbox.url)
-    body = _klaviyo_errors({"title": "Invalid input.", "detail": "Unexpected input."})
+    body = klaviyo_errors({"title": "Invalid input.", "detail": "Unexpected input."})
     sandbox.inject(Fault(path=KLAVIYO_PATH, status=400, body=body, times=100))
 
     with pytest.raises(RequestError) as err:
@@ -140,7 +130,7 @@ def test_a_klaviyo_400_pointing_at_no_event_fails_the_run_at_once(
 
     assert "refused the request itself" in str(err.value)
     assert "Unexpected input." in str(err.value)
-    _assert_nothing_rejected_or_moved(state)
+    assert_nothing_rejected_or_moved(state)
     assert sandbox.stats()["requests"] == 1  # no split down to single events
     sandbox.reset()  # the vendor is fixed (nothing was stored)
     res = run_sync(sync, state=state, runtime=runtime)
@@ -156,14 +146,14 @@ def test_a_batch_whose_every_single_event_is_refused_alike_fails_the_run(
     create_events_table(duck)
     insert_events(duck, event_rows(0, 8))
     sync = sync_for("klaviyo_bulk_events", duck, sandbox.url)
-    body = _klaviyo_errors({"title": "Too large.", "detail": "Request too large."})
+    body = klaviyo_errors({"title": "Too large.", "detail": "Request too large."})
     sandbox.inject(Fault(path=KLAVIYO_PATH, status=413, body=body, times=100))
 
     with pytest.raises(RequestError) as err:
         run_sync(sync, state=state, runtime=runtime)
 
     assert "every one of 8 events" in str(err.value) and "Request too large." in str(err.value)
-    _assert_nothing_rejected_or_moved(state)
+    assert_nothing_rejected_or_moved(state)
     sandbox.reset()  # the vendor is fixed (nothing was stored)
     res = run_sync(sync, state=state, runtime=runtime)
     assert (res.delivered, res.rejected, res.possibly_duplicated) == (8, 0, 0)
@@ -178,7 +168,7 @@ def test_a_split_batch_with_different_answers_still_rejects_only_the_bad_rows(
     create_events_table(duck)
     insert_events(duck, event_rows(0, 4))
     sync = sync_for("klaviyo_bulk_events", duck, sandbox.url)
-    body = _klaviyo_errors({"title": "Too large.", "detail": "Request too large."})
+    body = klaviyo_errors({"title": "Too large.", "detail": "Request too large."})
     # The whole batch, its first half and the first single are refused; the rest go through.
     sandbox.inject(Fault(path=KLAVIYO_PATH, status=413, body=body, times=3))
 
@@ -226,7 +216,7 @@ def test_brevo_batch_body_refused_in_both_shapes_fails_the_run_without_rejects(
         run_sync(sync, state=state, runtime=runtime)
 
     assert "cannot unmarshal array" in str(err.value) and "both batch body shapes" in str(err.value)
-    _assert_nothing_rejected_or_moved(state)
+    assert_nothing_rejected_or_moved(state)
     res = run_sync(sync, state=state, runtime=runtime)
     assert (res.delivered, res.rejected, res.possibly_duplicated) == (10, 0, 0)
     assert sorted(delivered_ids(sandbox, "brevo_events_batch")) == list(range(10))
@@ -284,7 +274,7 @@ def test_a_single_event_vendor_refusing_every_request_alike_fails_the_run(
         run_sync(brevo_event_sync, state=state, runtime=runtime)
 
     assert message in str(err.value)
-    _assert_nothing_rejected_or_moved(state)
+    assert_nothing_rejected_or_moved(state)
     sandbox.reset()
     res = run_sync(brevo_event_sync, state=state, runtime=runtime)
     assert (res.delivered, res.rejected, res.possibly_duplicated) == (12, 0, 0)
@@ -329,4 +319,4 @@ def test_a_run_failed_mid_read_lets_the_duckdb_file_go(
         run_sync(sync, state=state, runtime=runtime)
 
     duck.run("UPDATE ev SET title = 'loaded again' WHERE event_id = 1")  # a write lock: no error
-    _assert_nothing_rejected_or_moved(state)
+    assert_nothing_rejected_or_moved(state)

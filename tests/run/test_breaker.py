@@ -32,10 +32,14 @@ from tests.conftest import Warehouse
 from tests.helpers import (
     BREVO,
     KLAVIYO,
+    KLAVIYO_ITEM,
+    KLAVIYO_PATH,
+    assert_nothing_rejected_or_moved,
     create_events_table,
     delivered_ids,
     event_rows,
     insert_events,
+    klaviyo_errors,
     sync_for,
 )
 
@@ -212,25 +216,11 @@ def test_contact_runs_do_not_apply_the_rule() -> None:
     assert got == ["a"]
 
 
-KLAVIYO_PATH = "/api/event-bulk-create-jobs"
-ITEM = "/data/attributes/events-bulk-create/data/{}/attributes/events/data/0"
-
-
-def _klaviyo_errors(*errors: dict[str, Any]) -> dict[str, Any]:
-    return {"errors": [{"id": "e", "status": 400, "code": "invalid", **e} for e in errors]}
-
-
-def _assert_nothing_rejected_or_moved(state: StateStore, name: str = "videos") -> None:
-    assert state.rejects(name) == []
-    assert state.checkpoint(name) is None
-    assert state.runs(name)[0]["status"] == "failed"
-
-
 def _pointer_rejects(rows: range) -> dict[str, Any]:
-    return _klaviyo_errors(
+    return klaviyo_errors(
         *(
             {"title": "Invalid input.", "detail": "Not a known metric.", "source": {"pointer": p}}
-            for p in (ITEM.format(i) for i in rows)
+            for p in (KLAVIYO_ITEM.format(i) for i in rows)
         )
     )
 
@@ -252,7 +242,7 @@ def test_circuit_breaker_stops_a_run_whose_api_rejects_pass_the_ratio(
 
     assert "rejected 150 of the 200 rows" in str(err.value)
     assert "Not a known metric." in str(err.value) and "max_reject_ratio" in str(err.value)
-    _assert_nothing_rejected_or_moved(state)
+    assert_nothing_rejected_or_moved(state)
     res = run_sync(sync, state=state, runtime=runtime)  # the vendor knows the metric now
     assert (res.delivered, res.rejected) == (200, 0)
     # The 50 accepted before the trip were re-sent with the same unique_id: stored once.

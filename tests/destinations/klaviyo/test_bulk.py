@@ -20,7 +20,7 @@ from connector.run.sync import SyncResult, run_sync
 from connector.sandbox import SandboxServer
 from connector.store.state import StateStore
 from tests.conftest import Warehouse, make_sync
-from tests.helpers import BASE
+from tests.helpers import BASE, KLAVIYO_ITEM, klaviyo_errors
 
 SYNC = """
 name: people
@@ -325,16 +325,9 @@ def test_a_json_null_is_a_null_omitted_like_every_null(
     assert profiles(sandbox)[0] == {"email": "a@x.com"}
 
 
-ITEM = "/data/attributes/events-bulk-create/data/{}/attributes/events/data/0"
-
-
-def _klaviyo_errors(*errors: dict[str, Any]) -> dict[str, Any]:
-    return {"errors": [{"id": "e", "status": 400, "code": "invalid", **e} for e in errors]}
-
-
 def test_klaviyo_errors_pointing_into_the_events_are_item_level() -> None:
-    item = {"detail": "Invalid email.", "source": {"pointer": ITEM.format(3)}}
-    root = {"detail": "Too many events.", "source": {"pointer": ITEM.split("/{}")[0]}}
+    item = {"detail": "Invalid email.", "source": {"pointer": KLAVIYO_ITEM.format(3)}}
+    root = {"detail": "Too many events.", "source": {"pointer": KLAVIYO_ITEM.split("/{}")[0]}}
     assert _about_request([item]) is None
     assert _about_request([root]) is None  # about the events array: split, not fail
     assert _about_request([{"detail": "Something odd."}]) is None  # unknown: split decides
@@ -363,7 +356,7 @@ mapping: {event_name: e, event_time: c, identifiers: {email: m}}
 
     dest = make_event_destination(sync)
     body = orjson.dumps(
-        _klaviyo_errors(
+        klaviyo_errors(
             {
                 "detail": "Revision 2023-10-15 does not support this endpoint.",
                 "source": {"header": "revision"},
