@@ -452,15 +452,14 @@ def _cmd_sandbox(args: argparse.Namespace) -> int:
 
     try:
         extra: dict[str, Any] = {}
+        attributes: dict[str, str] = {}
         if args.demo:
             from .demo_run import DEMO_BREVO_ATTRIBUTES
 
-            extra["brevo_attributes"] = dict(DEMO_BREVO_ATTRIBUTES)
-        if args.brevo_attribute:
-            extra["brevo_attributes"] = {
-                **extra.get("brevo_attributes", {}),
-                **parse_brevo_attributes(args.brevo_attribute),
-            }
+            attributes.update(DEMO_BREVO_ATTRIBUTES)
+        attributes.update(parse_brevo_attributes(args.brevo_attribute))
+        if attributes:  # else the sandbox's default account
+            extra["brevo_attributes"] = attributes
         if args.omnisend_version:
             extra["omnisend_versions"] = tuple(args.omnisend_version)
         opts = SandboxOptions(
