@@ -288,16 +288,21 @@ def _utc_wall_time(value: Any) -> Any:
 _PLAIN = (int, float, str, bool, Decimal, date, bytes)
 
 
-def _arrow_plain(rows: list[dict[str, Any]]) -> bool:
-    """Whether every value converts to Arrow as DuckDB would bind it: scalars and times
-    without a zone (an aware time or a nested value keeps the driver's own binding)."""
-    return all(
-        v is None
-        or (isinstance(v, datetime) and v.tzinfo is None)
-        or (isinstance(v, _PLAIN) and not isinstance(v, datetime))
-        for row in rows
-        for v in row.values()
-    )
+def _arrow_plain(rows: list[dict[str, Any]]) -> frozenset[str] | None:
+    """Whether every value converts to Arrow as DuckDB would bind it: scalars, times without
+    a zone, and instants (times with a zone) for a column that holds instants; the columns
+    with instants, or None when a value keeps the driver's own binding (an aware time of
+    day, a nested value)."""
+    instants: set[str] = set()
+    for row in rows:
+        for k, v in row.items():
+            if v is None or (isinstance(v, _PLAIN) and not isinstance(v, datetime)):
+                continue
+            if not isinstance(v, datetime):
+                return None
+            if v.tzinfo is not None:
+                instants.add(k)
+    return frozenset(instants)
 
 
 def _json_text(value: Any) -> Any:
@@ -360,7 +365,8 @@ class Warehouse:
         if not rows:
             return
         cols = list(rows[0])
-        if self.kind == "duckdb" and _arrow_plain(rows) and self._insert_arrow(table, cols, rows):
+        instants = _arrow_plain(rows) if self.kind == "duckdb" else None
+        if instants is not None and self._insert_arrow(table, cols, rows, instants):
             return
         if self.kind == "snowflake":
             self.insert_json(table, rows)
@@ -405,11 +411,16 @@ class Warehouse:
                 {"rows": blob},
             )
 
-    def _insert_arrow(self, table: str, cols: list[str], rows: list[dict[str, Any]]) -> bool:
+    def _insert_arrow(
+        self, table: str, cols: list[str], rows: list[dict[str, Any]], instants: Collection[str]
+    ) -> bool:
         """DuckDB: the rows as one Arrow table, inserted in one statement (binding them one
         by one costs seconds for the 10,000-row fixtures); DuckDB casts each column to its
-        declared type as the driver's binding does. False when a column mixes Python types
-        Arrow cannot hold together (the caller binds those rows one by one)."""
+        declared type as the driver's binding does. Instants (``instants``: times with a
+        zone) go this way only into TIMESTAMPTZ columns, where Arrow's UTC instant is the
+        value the driver binds. False when a column mixes Python types Arrow cannot hold
+        together, or holds instants for another type (the caller binds those rows one by
+        one)."""
         import pyarrow as pa
 
         try:
@@ -418,6 +429,15 @@ class Warehouse:
             return False
         name = f"_rows_{uuid.uuid4().hex}"
         with self.engine.begin() as c:
+            if instants:
+                declared = dict(
+                    c.exec_driver_sql(
+                        "SELECT lower(column_name), data_type FROM information_schema.columns"
+                        f" WHERE table_name = '{table}'"
+                    ).all()
+                )
+                if any(declared.get(k.lower()) != "TIMESTAMP WITH TIME ZONE" for k in instants):
+                    return False
             raw: Any = c.connection.driver_connection
             raw.register(name, frame)
             try:

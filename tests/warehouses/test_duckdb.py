@@ -4,7 +4,7 @@ sort runs out of memory, and a query over the limit naming the setting to raise.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import timedelta, timezone
 from typing import Any
 
 import pytest
@@ -14,7 +14,7 @@ from connector.read.source import Reader, engine_for, release_engine
 from connector.run.sync import run_sync
 from connector.sandbox import SandboxServer
 from connector.store.state import StateStore
-from tests.conftest import Warehouse
+from tests.conftest import Warehouse, _arrow_plain
 from tests.helpers import BASE, create_events_table, event_rows, insert_events, sync_for
 
 KIND = "klaviyo_bulk_events"
@@ -124,3 +124,37 @@ def test_a_source_query_over_duckdbs_memory_limit_fails_naming_the_setting_to_ra
     sync = sync.model_copy(update={"source": source})
     with pytest.raises(SourceError, match=r"memory_limit=48MB unless the source URL sets one"):
         run_sync(sync, state=state, runtime=runtime)
+
+
+def test_the_tests_arrow_insert_lands_what_the_driver_binds(duck: Warehouse) -> None:
+    """``Warehouse.insert`` takes DuckDB rows as one Arrow table, instants included when
+    their column is TIMESTAMPTZ: the same values as the driver's row-by-row binding (another
+    zone's offset, NULLs, decimals as text, JSON), and the driver's binding otherwise."""
+    import sqlalchemy as sa
+
+    rows = event_rows(0, 50)
+    rows[3]["occurred_at"] = BASE.astimezone(timezone(timedelta(hours=5, minutes=30)))
+    rows[4]["occurred_at"] = None
+    for table in ("arrow", "bound"):
+        create_events_table(duck, table)
+    assert _arrow_plain(rows) == {"occurred_at"}
+    assert duck._insert_arrow("arrow", list(rows[0]), rows, {"occurred_at"})
+    cols = ", ".join(rows[0])
+    values = ", ".join(f":{c}" for c in rows[0])
+    with duck.engine.begin() as c:
+        c.execute(sa.text(f"INSERT INTO bound ({cols}) VALUES ({values})"), rows)
+    with duck.engine.connect() as c:
+        arrow, bound = (
+            c.exec_driver_sql(f"SELECT * FROM {t} ORDER BY event_id").all()
+            for t in ("arrow", "bound")
+        )
+    assert arrow == bound and len(arrow) == 50
+    assert arrow[3][1] == BASE and arrow[4][1] is None
+    # An instant for a column without a zone: the driver's binding, not Arrow's.
+    duck.run("CREATE TABLE naive (t TIMESTAMP)")
+    assert not duck._insert_arrow("naive", ["t"], [{"t": rows[3]["occurred_at"]}], {"t"})
+    duck.insert("naive", [{"t": rows[3]["occurred_at"]}])
+    with duck.engine.begin() as c:
+        c.execute(sa.text("INSERT INTO naive (t) VALUES (:t)"), [{"t": rows[3]["occurred_at"]}])
+        first, second = c.exec_driver_sql("SELECT t FROM naive").scalars().all()
+    assert first == second
