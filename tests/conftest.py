@@ -430,7 +430,7 @@ class Warehouse:
         name = f"_rows_{uuid.uuid4().hex}"
         with self.engine.begin() as c:
             if instants:
-                declared = dict(
+                declared: dict[str, str] = dict(
                     c.exec_driver_sql(
                         "SELECT lower(column_name), data_type FROM information_schema.columns"
                         f" WHERE table_name = '{table}'"
