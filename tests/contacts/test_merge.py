@@ -126,10 +126,10 @@ def test_merge_counts_match_lookups_and_removed_rows_are_counted(
     order = sorted(keys, key=lambda k: byte_order(kind, k))
     gone = [order[0], order[len(order) // 2], order[-1]]
     changed = [order[1], order[-3]]
-    for k in changed:
-        warehouse.run(f"UPDATE people SET plan = 'vip' WHERE {where(kind, k)}")
-    for k in gone:
-        warehouse.run(f"DELETE FROM people WHERE {where(kind, k)}")
+    warehouse.run(
+        *(f"UPDATE people SET plan = 'vip' WHERE {where(kind, k)}" for k in changed),
+        *(f"DELETE FROM people WHERE {where(kind, k)}" for k in gone),
+    )
     new: Any = {"int": 500, "text": "Ab", "composite": ("B", 500)}[kind]
     warehouse.insert("people", [person(kind, new, "new@example.com")])
 
@@ -475,9 +475,10 @@ def test_a_gap_wider_than_the_page_is_read_in_slices(
     run(duck, state, fake, runtime, kind)
     order = sorted(keys, key=lambda k: byte_order(kind, k))
     gap = order[20:190]  # 170 stored rows between two keys of one page
-    for k in gap:
-        duck.run(f"DELETE FROM people WHERE {where(kind, k)}")
-    duck.run(f"UPDATE people SET plan = 'vip' WHERE {where(kind, order[-1])}")
+    duck.run(
+        *(f"DELETE FROM people WHERE {where(kind, k)}" for k in gap),
+        f"UPDATE people SET plan = 'vip' WHERE {where(kind, order[-1])}",
+    )
     monkeypatch.setattr(merge_module, "_SPARE", 0)
     monkeypatch.setattr(merge_module, "_SLICE", 7)
     r = run(duck, state, fake, runtime, kind)

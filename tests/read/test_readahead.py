@@ -114,9 +114,10 @@ def test_the_merge_reads_each_pages_range_ahead_in_the_read_thread(
     fake = FakeKlaviyo()
     ContactRun(sync_for(duck, kind), state, runtime=runtime, transport=fake.transport).execute()
     # Changes on pages 1 and 4, a row gone from page 2 (pages of 100 in key order).
-    for i in (7, 333):
-        duck.run(f"UPDATE people SET plan = 'vip' WHERE {where(kind, keys[i - 1])}")
-    duck.run(f"DELETE FROM people WHERE {where(kind, keys[199])}")
+    duck.run(
+        *(f"UPDATE people SET plan = 'vip' WHERE {where(kind, keys[i - 1])}" for i in (7, 333)),
+        f"DELETE FROM people WHERE {where(kind, keys[199])}",
+    )
 
     calls: list[str] = []
     real = HashStore.summary

@@ -60,11 +60,13 @@ def _events(wh: Warehouse, n: int = 5) -> None:
         "CREATE TABLE EVENTS (ID INTEGER, OCCURRED_AT TIMESTAMP_TZ, EMAIL VARCHAR, "
         'AMOUNT NUMBER(12,2), "MixedCase" VARCHAR, PROPS VARIANT)'
     )
-    for i in range(n):
-        wh.run(
+    wh.run(
+        *(
             f"INSERT INTO EVENTS SELECT {i}, '2026-11-01 10:00:0{i // 2} +00:00'::TIMESTAMP_TZ, "
             f"'u{i}@example.com', {i}.10, 'L{i}', PARSE_JSON('{{\"n\": {i}, \"t\": \"é\"}}')"
+            for i in range(n)
         )
+    )
 
 
 @pytest.mark.parametrize("case", ["lower", "upper"])
