@@ -11,6 +11,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 DG = str(Path(sys.executable).with_name("dg"))
 
 
@@ -58,6 +60,7 @@ def _project(root: Path) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_dg_lists_scaffolds_and_loads_two_instances_of_the_component(tmp_path: Path) -> None:
     project = _project(tmp_path / "proj")
     assert "dagster_defs.ReverseEtlComponent" in _dg(project, "list", "components")

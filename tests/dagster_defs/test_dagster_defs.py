@@ -133,6 +133,7 @@ def test_adding_a_file_adds_an_asset_and_a_broken_file_names_file_and_field(
     assert "mapping.identifiers.emial" in (check.description or "")
 
 
+@pytest.mark.slow
 def test_dagster_definitions_validate_passes_on_the_shipped_config() -> None:
     done = subprocess.run(
         [

@@ -155,6 +155,7 @@ def _connector(args: list[str], cwd: Path) -> subprocess.Popen[str]:
     )
 
 
+@pytest.mark.slow
 def test_three_processes_on_one_account_stay_under_the_limit_and_use_it(
     duck: Warehouse, pg_url: str, sandbox: SandboxServer, tmp_path: Path
 ) -> None:

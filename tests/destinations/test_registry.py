@@ -414,6 +414,7 @@ def toy_contacts_api() -> Iterator[str]:
     yield from _serve(_ToyContactsApi)
 
 
+@pytest.mark.slow
 def test_a_toy_contact_endpoint_is_one_file_plus_one_registry_line(
     tmp_path: Path, toy_contacts_api: str
 ) -> None:

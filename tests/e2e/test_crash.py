@@ -74,6 +74,7 @@ def _setup(
     return config, f"sqlite:///{tmp_path / 'state.db'}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind,batch", [("klaviyo_bulk_events", 1000), ("brevo_events_batch", 200)])
 def test_kill_9_mid_run_then_rerun_delivers_every_row(
     kind: str,
@@ -205,6 +206,7 @@ def test_kill_with_several_batches_in_flight_skips_what_was_delivered(
     assert f"possibly duplicated {batch:,}" in out
 
 
+@pytest.mark.slow
 def test_two_interrupted_runs_then_one_that_completes_sends_no_delivered_row_again(
     tmp_path: Path,
     duck: Warehouse,

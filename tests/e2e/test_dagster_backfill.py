@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import pytest
 from dagster._core.execution.backfill import BulkActionStatus
 from dagster._core.remote_origin import InProcessCodeLocationOrigin
 from dagster._core.test_utils import create_test_daemon_workspace_context, instance_for_test
@@ -127,6 +128,7 @@ def _scheduler(env: Env) -> Callable[[], dict[str, Any]]:
     return scheduled_run
 
 
+@pytest.mark.slow
 def test_backfill_of_three_days_sends_exactly_their_rows_once(env: Env, tmp_path: Path) -> None:
     rows = dated_rows(days=6, per_day=8)
     create_table(env.warehouse, rows)

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 
 from connector import load_syncs
 from connector.cli.demo import build_demo_warehouse
@@ -21,6 +22,7 @@ ALL_FOR_ONE_DAY = ["--select", "*", "--partition", "2026-11-01"]  # the UI's "Ma
 SHIPPED = Path(__file__).resolve().parents[2] / "config"
 
 
+@pytest.mark.slow
 def test_materialize_all_on_the_demo_runs_steps_in_parallel_processes(
     sandbox: SandboxServer, pg_url: str, tmp_path: Path
 ) -> None:

@@ -29,6 +29,7 @@ def _summaries(out: str) -> dict[str, dict[str, int]]:
     return found
 
 
+@pytest.mark.slow
 def test_demo_runs_every_shipped_sync_then_continues_from_the_checkpoints(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

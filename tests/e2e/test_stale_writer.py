@@ -81,6 +81,7 @@ def _wait(condition: Callable[[], bool], what: str) -> None:
         time.sleep(0.02)
 
 
+@pytest.mark.slow
 def test_a_run_paused_past_its_lease_sends_nothing_after_another_run_took_over(
     tmp_path: Path, duck: Warehouse, sandbox: SandboxServer
 ) -> None:

@@ -15,6 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from connector.config.sync_file import SyncConfig
 from connector.core.errors import AuthError
 from connector.deliver.delivery import Runtime
@@ -110,6 +112,7 @@ def test_a_401_run_reports_nothing_delivered_not_100_percent(
     assert "100.0%" not in out.getvalue()
 
 
+@pytest.mark.slow
 def test_connector_sync_prints_progress_lines_with_delivered_counts(
     tmp_path: Path, sandbox: SandboxServer
 ) -> None:

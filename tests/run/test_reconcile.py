@@ -259,6 +259,7 @@ def test_each_warehouse_buckets_as_the_stored_counts_do(
 # --------------------------------------------------------------------------- kill -9
 
 
+@pytest.mark.slow
 def test_counts_stay_exact_through_a_kill_9_with_batches_settled_beyond_the_checkpoint(
     tmp_path: Path, duck: Warehouse, sandbox: SandboxServer
 ) -> None:

@@ -84,6 +84,7 @@ def test_row_the_vendor_refuses_is_sent_again_next_run(
     assert StateStore(cli.state_url).rejects("customers_to_klaviyo") == []
 
 
+@pytest.mark.slow
 def test_breaker_stops_a_run_whose_jobs_the_vendor_mostly_refuses(
     tmp_path: Path,
     duck: Warehouse,
@@ -174,6 +175,7 @@ def test_cancelled_job_fails_the_run_and_confirms_nothing(
     assert (code, res["sent"], res["delivered"]) == (0, 20, 20)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("store", ["sqlite", "postgresql"])
 def test_kill_9_during_a_job_resends_unconfirmed_rows_none_lost(
     tmp_path: Path,
