@@ -737,7 +737,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def pytest_collection_finish(session: pytest.Session) -> None:
     # What collection loaded lives to the end of the session: out of the collector's reach.
     gc.freeze()
-    if os.environ.get("PYTEST_XDIST_WORKER", "gw0") != "gw0":
+    if os.environ.get("PYTEST_XDIST_WORKER", "gw0") != "gw0" or session.config.option.collectonly:
         return
     if not SNOWFLAKE_ENV and any(
         i.nodeid.startswith("tests/e2e/test_snowflake.py") for i in session.items
