@@ -24,12 +24,12 @@ import textwrap
 import threading
 import time
 import uuid
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from datetime import UTC, date, datetime
 from datetime import time as time_of_day
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import sqlalchemy as sa
@@ -707,31 +707,44 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     return (os.cpu_count() or 1) + 1
 
 
+_T = TypeVar("_T")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Each worker starts with its share of the ``slow`` tests and the short ones fill the
     end, so that the workers end together; the Snowflake report comes last (it waits for
-    the cases that started beside the workers at collection).
-
-    ``--dist worksteal`` first hands worker *i* of *k* the *i*-th of *k* consecutive
-    sections of this list (the first ``n // k`` items, then ``rest // (k - 1)``, ...), and
-    later moves tests from the end of one worker's queue to an idle one: the slow tests go
-    round robin to the head of each section, the rest follow in file order. Every worker
-    computes the same order (xdist checks that the collections agree)."""
+    the cases that started beside the workers at collection). See ``worksteal_order``."""
     workers = int(getattr(config, "workerinput", {}).get("workercount", 1))
-    slow = [i for i in items if i.get_closest_marker("slow")]
-    last = [i for i in items if i.nodeid.startswith("tests/e2e/test_snowflake.py")]
-    rest = [i for i in items if not i.get_closest_marker("slow") and i not in last]
-    sizes, left = [], len(items)
-    for k in range(workers, 0, -1):
-        sizes.append(left // k)
-        left -= sizes[-1]
-    heads: list[list[pytest.Item]] = [slow[w::workers] for w in range(workers)]
-    ordered: list[pytest.Item] = []
-    for w, size in enumerate(sizes):
-        take = max(size - len(heads[w]) - (len(last) if w == workers - 1 else 0), 0)
+    items[:] = worksteal_order(
+        items,
+        workers,
+        slow=lambda i: i.get_closest_marker("slow") is not None,
+        last=lambda i: i.nodeid.startswith("tests/e2e/test_snowflake.py"),
+    )
+
+
+def worksteal_order(
+    items: list[_T], workers: int, slow: Callable[[_T], bool], last: Callable[[_T], bool]
+) -> list[_T]:
+    """``items`` ordered for ``--dist worksteal`` over ``workers``: it first hands worker
+    *i* of *k* the *i*-th of *k* consecutive sections of the list (``n // k`` items, then
+    ``rest // (k - 1)``, ...), and later moves tests from the end of a busy worker's queue
+    to an idle one. The slow items go round robin to the heads of the sections, the others
+    follow in their order, the ``last`` ones end the list. Every worker computes the same
+    order (xdist checks that the collections agree)."""
+    at_end = [i for i in items if last(i)]
+    heavy = [i for i in items if slow(i) and not last(i)]
+    rest = [i for i in items if not slow(i) and not last(i)]
+    heads = [heavy[w::workers] for w in range(workers)]
+    ordered: list[_T] = []
+    left = len(items)
+    for w in range(workers):
+        size = left // (workers - w)
+        left -= size
+        take = max(size - len(heads[w]) - (len(at_end) if w == workers - 1 else 0), 0)
         ordered += heads[w] + rest[:take]
         del rest[:take]
-    items[:] = ordered + rest + last
+    return ordered + rest + at_end
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

@@ -6,6 +6,7 @@ or Dagster flow across stages (named by scenario). A file named after its packag
 
 So a module renamed or moved without its test file, a test folder left behind by a package that
 moved, or a new test file dropped at the top of tests/ fails here, naming the file and the fix.
+The order the suite runs in (``worksteal_order`` of tests/conftest.py) is checked here too.
 """
 
 from __future__ import annotations
@@ -136,3 +137,22 @@ def test_the_guard_finds_a_renamed_module_a_stray_folder_and_a_loose_file(
     ]
     assert [p.split(" ")[0] for p in unmirrored_folders(tmp_path)] == ["tests/gone/"]
     assert [p.split(" ")[0] for p in loose_test_files(tmp_path)] == ["tests/test_loose.py"]
+
+
+def test_worksteal_order_starts_each_workers_section_with_its_share_of_the_slow_tests() -> None:
+    """The suite's order (tests/conftest.py): worksteal's first sections of 10 items over
+    three workers are 3, 3 and 4 items long; each begins with slow ones, the report ends."""
+    from tests.conftest import worksteal_order
+
+    items = ["a", "S1", "b", "c", "S2", "report", "d", "S3", "e", "S4"]
+    order = worksteal_order(
+        items, 3, slow=lambda i: i.startswith("S"), last=lambda i: i == "report"
+    )
+    assert order == ["S1", "S4", "a", "S2", "b", "c", "S3", "d", "e", "report"]
+    sections = [order[0:3], order[3:6], order[6:10]]
+    assert [s[0] for s in sections] == ["S1", "S2", "S3"]
+    assert sorted(order) == sorted(items)
+    # One process (no xdist): the slow ones first, the report last.
+    assert worksteal_order(
+        items, 1, slow=lambda i: i.startswith("S"), last=lambda i: i == "report"
+    ) == ["S1", "S2", "S3", "S4", "a", "b", "c", "d", "e", "report"]
