@@ -289,10 +289,9 @@ _PLAIN = (int, float, str, bool, Decimal, date, bytes)
 
 
 def _arrow_plain(rows: list[dict[str, Any]]) -> frozenset[str] | None:
-    """Whether every value converts to Arrow as DuckDB would bind it: scalars, times without
-    a zone, and instants (times with a zone) for a column that holds instants; the columns
-    with instants, or None when a value keeps the driver's own binding (an aware time of
-    day, a nested value)."""
+    """The columns that hold instants (times with a zone) when every value converts to Arrow
+    as DuckDB would bind it (scalars, times with or without a zone); None when a value keeps
+    the driver's own binding (a time of day, a nested value)."""
     instants: set[str] = set()
     for row in rows:
         for k, v in row.items():
