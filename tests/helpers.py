@@ -32,6 +32,18 @@ def create_events_table(wh: Warehouse, table: str = "ev") -> None:
     )
 
 
+def fill_events(wh: Warehouse, rows: int, title_chars: int = 20) -> None:
+    """``rows`` rows of one size each (every text padded), one second apart, made by DuckDB."""
+    create_events_table(wh)
+    wh.run(
+        f"""INSERT INTO ev SELECT
+            i, TIMESTAMPTZ '2026-11-01 00:00:00+00' + i * INTERVAL 1 SECOND, 'video_played',
+            'user' || lpad(i::VARCHAR, 7, '0') || '@example.com', 'u-' || lpad(i::VARCHAR, 7, '0'),
+            repeat('x', {title_chars}), 12.5, true, DATE '2026-11-01', '{{"device": "web"}}', 'Ada'
+            FROM range({rows}) t(i)"""
+    )
+
+
 def event_rows(start: int, count: int, per_second: int = 3) -> list[dict[str, Any]]:
     """Rows ``start..start+count-1``; ``per_second`` rows share each cursor value (ties)."""
     rows = []
@@ -159,6 +171,21 @@ def delivered_ids(sandbox: Any, kind: str) -> list[int]:
         else:
             out.append(int(ev["identifiers"]["ext_id"].removeprefix("u-")))
     return out
+
+
+# The least event sync: Klaviyo bulk events from ``ev`` (``url``), e-mail only, no properties.
+PLAIN_SYNC = """
+name: {name}
+source: {{table: ev, cursor: occurred_at, primary_key: [event_id], url: "{url}"}}
+destination:
+  type: klaviyo_bulk_events
+  api_key: ${{KLAVIYO_API_KEY}}
+  base_url: {sandbox}
+mapping:
+  event_name: video_played
+  event_time: occurred_at
+  identifiers: {{email: email}}
+"""
 
 
 # A contact sync over ``table`` (primary key ``id``) with fast polls; ``options`` is appended to

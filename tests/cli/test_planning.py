@@ -12,29 +12,16 @@ import pytest
 from connector.cli import main as cli
 from connector.sandbox import SandboxServer
 from tests.conftest import Warehouse
-from tests.run.test_run_plan import _fill
-
-GOOD = """
-name: videos
-source: {{table: ev, cursor: occurred_at, primary_key: [event_id], url: "{url}"}}
-destination:
-  type: klaviyo_bulk_events
-  api_key: ${{KLAVIYO_API_KEY}}
-  base_url: {sandbox}
-mapping:
-  event_name: video_played
-  event_time: occurred_at
-  identifiers: {{email: email}}
-"""
+from tests.helpers import PLAIN_SYNC, fill_events
 
 
 def test_cli_plan_preview_and_sync_print_the_plan(
     duck: Warehouse, sandbox: SandboxServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    _fill(duck, 1_234)
+    fill_events(duck, 1_234)
     (tmp_path / "config" / "syncs").mkdir(parents=True)
     (tmp_path / "config" / "syncs" / "videos.yaml").write_text(
-        textwrap.dedent(GOOD).format(url=duck.url, sandbox=sandbox.url)
+        textwrap.dedent(PLAIN_SYNC).format(name="videos", url=duck.url, sandbox=sandbox.url)
     )
     base = ["--config-dir", str(tmp_path / "config"), "--state-url"]
     base.append(f"sqlite:///{tmp_path / 'state.db'}")

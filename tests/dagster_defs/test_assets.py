@@ -21,7 +21,7 @@ from connector.store.state import StateStore
 from dagster_defs import ConnectorResource, build_defs
 from tests.conftest import FakeSleep, Warehouse
 from tests.dagster_fixtures import Env, env, klaviyo_ids, materialization, quiet_sandbox
-from tests.run.test_run_plan import _fill
+from tests.helpers import PLAIN_SYNC, fill_events
 
 __all__ = ["env", "quiet_sandbox"]  # fixtures used by name
 
@@ -238,27 +238,13 @@ def _open_plays(env: Env) -> dict[str, Any]:
     return {r["key"]: r for r in env.state.rejects("plays")}
 
 
-GOOD = """
-name: videos
-source: {{table: ev, cursor: occurred_at, primary_key: [event_id], url: "{url}"}}
-destination:
-  type: klaviyo_bulk_events
-  api_key: ${{KLAVIYO_API_KEY}}
-  base_url: {sandbox}
-mapping:
-  event_name: video_played
-  event_time: occurred_at
-  identifiers: {{email: email}}
-"""
-
-
 def test_the_dagster_run_log_has_the_plan_before_sending(
     duck: Warehouse, sandbox: SandboxServer, tmp_path: Path
 ) -> None:
-    _fill(duck, 1_234)
+    fill_events(duck, 1_234)
     (tmp_path / "syncs").mkdir()
     (tmp_path / "syncs" / "videos.yaml").write_text(
-        textwrap.dedent(GOOD).format(url=duck.url, sandbox=sandbox.url)
+        textwrap.dedent(PLAIN_SYNC).format(name="videos", url=duck.url, sandbox=sandbox.url)
     )
     resource = ConnectorResource(state_url=f"sqlite:///{tmp_path / 'state.db'}")
     defs = build_defs(tmp_path, resource=resource)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from connector.sandbox import SandboxServer
 from tests.conftest import Warehouse
-from tests.helpers import create_events_table, event_rows, insert_events
+from tests.helpers import PLAIN_SYNC, create_events_table, event_rows, insert_events
 
 PROBE = """
 import contextlib, io, json, sys
@@ -47,19 +47,6 @@ print(json.dumps({"code": code, "modules": sorted(sys.modules), "err": err.getva
                   "opened": opened, "released": released}))
 """
 
-SYNC = """
-name: noop
-source: {{table: ev, cursor: occurred_at, primary_key: [event_id], url: "{url}"}}
-destination:
-  type: klaviyo_bulk_events
-  api_key: ${{KLAVIYO_API_KEY}}
-  base_url: {sandbox}
-mapping:
-  event_name: video_played
-  event_time: occurred_at
-  identifiers: {{email: email}}
-"""
-
 
 def _sync(tmp_path: Path, db: str = "") -> dict[str, object]:
     """Run ``connector sync noop`` in a probe process; with ``db``, also whether that DuckDB
@@ -89,7 +76,7 @@ def test_a_no_op_sync_imports_no_http_client(
     duck.dispose()  # the CLI process opens the DuckDB file itself
     (tmp_path / "config" / "syncs").mkdir(parents=True)
     (tmp_path / "config" / "syncs" / "noop.yaml").write_text(
-        SYNC.format(url=duck.url, sandbox=sandbox.url)
+        PLAIN_SYNC.format(name="noop", url=duck.url, sandbox=sandbox.url)
     )
     first = _sync(tmp_path)  # delivers the 20 rows: sends, so it imports httpx
     assert first["code"] in (0, None), first["err"]
@@ -109,7 +96,7 @@ def test_a_no_op_sync_imports_no_arrow(
     insert_events(duck, event_rows(0, 20))
     duck.dispose()
     (tmp_path / "config" / "syncs").mkdir(parents=True)
-    sync = SYNC.format(url=duck.url, sandbox=sandbox.url)
+    sync = PLAIN_SYNC.format(name="noop", url=duck.url, sandbox=sandbox.url)
     sync = sync.replace("primary_key: [event_id],", 'primary_key: [event_id], lookback: "off",')
     assert "lookback" in sync
     (tmp_path / "config" / "syncs" / "noop.yaml").write_text(sync)
@@ -149,7 +136,7 @@ def test_a_sync_opens_the_duckdb_file_once_and_lets_it_go(
     duck.dispose()
     (tmp_path / "config" / "syncs").mkdir(parents=True)
     (tmp_path / "config" / "syncs" / "noop.yaml").write_text(
-        SYNC.format(url=duck.url, sandbox=sandbox.url)
+        PLAIN_SYNC.format(name="noop", url=duck.url, sandbox=sandbox.url)
     )
     path = duck.url.removeprefix("duckdb:///")
     for _ in range(2):  # the run that sends, then the no-op one

@@ -11,25 +11,13 @@ from connector.run.sync import run_sync
 from connector.sandbox import SandboxServer
 from connector.store.state import INCREMENTAL, StateStore
 from tests.conftest import Warehouse
-from tests.helpers import create_events_table, sync_for
-
-
-def _fill(wh: Warehouse, rows: int, title_chars: int = 20) -> None:
-    """``rows`` rows of one size each (every text padded), one second apart, made by DuckDB."""
-    create_events_table(wh)
-    wh.run(
-        f"""INSERT INTO ev SELECT
-            i, TIMESTAMPTZ '2026-11-01 00:00:00+00' + i * INTERVAL 1 SECOND, 'video_played',
-            'user' || lpad(i::VARCHAR, 7, '0') || '@example.com', 'u-' || lpad(i::VARCHAR, 7, '0'),
-            repeat('x', {title_chars}), 12.5, true, DATE '2026-11-01', '{{"device": "web"}}', 'Ada'
-            FROM range({rows}) t(i)"""
-    )
+from tests.helpers import fill_events, sync_for
 
 
 def test_a_million_rows_plan_as_a_thousand_klaviyo_requests_at_150_a_minute(
     duck: Warehouse, state: StateStore, sandbox: SandboxServer
 ) -> None:
-    _fill(duck, 1_000_000)
+    fill_events(duck, 1_000_000)
     plan = plan_run(sync_for("klaviyo_bulk_events", duck, sandbox.url), state)
     assert (plan.rows, plan.per_request, plan.requests) == (1_000_000, 1_000, 1_000)
     assert plan.duration_s == 400.0
@@ -42,7 +30,7 @@ def test_a_million_rows_plan_as_a_thousand_klaviyo_requests_at_150_a_minute(
 def test_plan_counts_after_the_checkpoint_and_a_full_refresh_counts_everything(
     duck: Warehouse, state: StateStore, sandbox: SandboxServer
 ) -> None:
-    _fill(duck, 2_500)
+    fill_events(duck, 2_500)
     duck.run("INSERT INTO ev (event_id, occurred_at) VALUES (9999, NULL)")  # never sent
     sync = sync_for("klaviyo_bulk_events", duck, sandbox.url, options="{concurrency: 1}")
     run_sync(sync, state=state, limit=1_000)  # a first run moves the checkpoint by 1,000 rows
@@ -61,7 +49,7 @@ def test_plan_counts_after_the_checkpoint_and_a_full_refresh_counts_everything(
 def test_large_events_fill_a_request_by_bytes_and_the_plan_matches_the_run(
     duck: Warehouse, state: StateStore, sandbox: SandboxServer
 ) -> None:
-    _fill(duck, 600, title_chars=8_000)  # ~8 KB an event: 512 KiB holds ~60, not 200
+    fill_events(duck, 600, title_chars=8_000)  # ~8 KB an event: 512 KiB holds ~60, not 200
     sync = sync_for("brevo_events_batch", duck, sandbox.url)
     plan = plan_run(sync, state)
     assert plan.event_bytes is not None and plan.event_bytes > 8_000
@@ -73,7 +61,7 @@ def test_large_events_fill_a_request_by_bytes_and_the_plan_matches_the_run(
 def test_no_rows_pending_is_nothing_to_send(
     duck: Warehouse, state: StateStore, sandbox: SandboxServer
 ) -> None:
-    _fill(duck, 0)
+    fill_events(duck, 0)
     plan = plan_run(sync_for("klaviyo_bulk_events", duck, sandbox.url), state)
     assert (plan.rows, plan.requests) == (0, 0)
     assert plan.line() == "0 events → nothing to send to klaviyo_bulk_events"
