@@ -23,6 +23,8 @@ from dagster_defs import ConnectorResource, build_defs
 from .conftest import FakeSleep, Warehouse
 
 DAY0 = datetime(2026, 11, 1, tzinfo=UTC)
+# The asset of the "plays" sync (the PARTITIONED text, and the like, under ``reverse_etl``).
+PLAYS_KEY = dg.AssetKey(["reverse_etl", "plays"])
 
 PARTITIONED = """
 name: {name}

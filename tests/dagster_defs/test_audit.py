@@ -8,12 +8,17 @@ import dagster as dg
 import pytest
 
 from tests.audit.test_audit import Audit, _closed_port
-from tests.dagster_fixtures import PARTITIONED, Env, create_table, dated_rows, env, quiet_sandbox
+from tests.dagster_fixtures import (
+    PARTITIONED,
+    PLAYS_KEY,
+    Env,
+    create_table,
+    dated_rows,
+    env,
+    quiet_sandbox,
+)
 
 __all__ = ["env", "quiet_sandbox"]  # fixtures used by name
-
-
-PLAYS = dg.AssetKey(["reverse_etl", "plays"])
 
 
 @pytest.mark.parametrize("reachable", [True, False])
@@ -28,10 +33,10 @@ def test_dagster_shows_the_audit_tables_downstream_with_row_counts_and_checks_th
     tables = [dg.AssetKey(["reverse_etl_audit", t]) for t in ("runs", "changelog", "snapshot")]
     graph = defs.resolve_asset_graph()
     for key in tables:
-        assert graph.get(key).parent_keys == {PLAYS}
+        assert graph.get(key).parent_keys == {PLAYS_KEY}
 
     result = dg.materialize(
-        [defs.resolve_assets_def(PLAYS)],
+        [defs.resolve_assets_def(PLAYS_KEY)],
         partition_key="2026-11-01",
         instance=dg.DagsterInstance.ephemeral(),
     )

@@ -17,6 +17,7 @@ from tests.conftest import FakeSleep
 from tests.dagster_fixtures import (
     DAY0,
     PARTITIONED,
+    PLAYS_KEY,
     Env,
     create_table,
     dated_rows,
@@ -27,13 +28,13 @@ from tests.dagster_fixtures import (
 
 __all__ = ["env", "quiet_sandbox"]  # fixtures used by name
 
-KEY = dg.AssetKey(["reverse_etl", "plays"])
-
 
 def _run_day(env: Env, day: str = "2026-11-01") -> dg.AssetCheckEvaluation:
     defs = env.defs()
     result = dg.materialize(
-        [defs.resolve_assets_def(KEY)], partition_key=day, instance=dg.DagsterInstance.ephemeral()
+        [defs.resolve_assets_def(PLAYS_KEY)],
+        partition_key=day,
+        instance=dg.DagsterInstance.ephemeral(),
     )
     checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
     # The event-sync checks are judged in the sync's own step.
@@ -71,7 +72,7 @@ def test_a_run_that_reads_nothing_passes_the_reject_ratio(env: Env) -> None:
 
 
 def _freshness(env: Env) -> dg.AssetCheckEvaluation:
-    check_key = dg.AssetCheckKey(KEY, "checkpoint_freshness")
+    check_key = dg.AssetCheckKey(PLAYS_KEY, "checkpoint_freshness")
     only_check = dg.define_asset_job(
         "freshness_only", selection=dg.AssetSelection.checks(check_key)
     )
@@ -157,15 +158,12 @@ def test_a_contact_run_judges_its_own_checks(demo_defs: dg.Definitions, env: Env
     assert obs.metadata["dagster/row_count"].value == 500
 
 
-PLAYS = dg.AssetKey(["reverse_etl", "plays"])
-
-
 # --------------------------------------------------------------------------- Dagster
 
 
 def _materialize_day(env: Env, day: str) -> dict[str, dg.AssetCheckEvaluation]:
     result = dg.materialize(
-        [env.defs().resolve_assets_def(PLAYS)],
+        [env.defs().resolve_assets_def(PLAYS_KEY)],
         partition_key=day,
         instance=dg.DagsterInstance.ephemeral(),
     )
@@ -175,7 +173,7 @@ def _materialize_day(env: Env, day: str) -> dict[str, dg.AssetCheckEvaluation]:
 def _check_alone(env: Env) -> dg.AssetCheckEvaluation:
     job = dg.define_asset_job(
         "missing_only",
-        selection=dg.AssetSelection.checks(dg.AssetCheckKey(PLAYS, "nothing_missing")),
+        selection=dg.AssetSelection.checks(dg.AssetCheckKey(PLAYS_KEY, "nothing_missing")),
     )
     defs = dg.Definitions.merge(env.defs(), dg.Definitions(jobs=[job]))
     result = defs.resolve_job_def("missing_only").execute_in_process(

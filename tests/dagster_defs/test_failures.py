@@ -15,6 +15,7 @@ from connector.sandbox.faults import Fault
 from dagster_defs.schedules import RANGE_END_TAG, RANGE_START_TAG
 from tests.dagster_fixtures import (
     PARTITIONED,
+    PLAYS_KEY,
     Env,
     create_table,
     dated_rows,
@@ -25,12 +26,11 @@ from tests.dagster_fixtures import (
 
 __all__ = ["env", "quiet_sandbox"]  # fixtures used by name
 
-KEY = dg.AssetKey(["reverse_etl", "plays"])
 DAYS = ("2026-11-01", "2026-11-03")  # a ranged run over three partitions
 
 
 def _run_range(env: Env, instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
-    asset = env.defs().resolve_assets_def(KEY)
+    asset = env.defs().resolve_assets_def(PLAYS_KEY)
     return dg.materialize(
         [asset],
         instance=instance,
@@ -50,7 +50,7 @@ def _events(instance: dg.DagsterInstance, run_id: str, kind: str) -> list[dg.Eve
 def _materialized(instance: dg.DagsterInstance, run_id: str) -> dict[str | None, int]:
     """Partition → rows delivered, of the materializations a run recorded."""
     out = {}
-    for record in instance.fetch_materializations(KEY, limit=20).records:
+    for record in instance.fetch_materializations(PLAYS_KEY, limit=20).records:
         mat = record.asset_materialization
         if record.run_id == run_id and mat is not None:
             out[mat.partition] = int(mat.metadata["delivered"].value)  # type: ignore[arg-type]
@@ -105,7 +105,7 @@ def test_a_failed_sync_fails_one_step_with_the_message_and_counts_and_no_stack(
 def test_a_terminated_run_reports_what_it_delivered(env: Env) -> None:
     create_table(env.warehouse, dated_rows(days=3, per_day=4))
     env.write_sync("plays", PARTITIONED, warn=0.5, error=0.9)
-    job = dg.define_asset_job("plays_job", selection=[KEY])
+    job = dg.define_asset_job("plays_job", selection=[PLAYS_KEY])
     defs = dg.Definitions.merge(env.defs(), dg.Definitions(jobs=[job]))
     instance = dg.DagsterInstance.ephemeral()
     run_id = str(uuid.uuid4())

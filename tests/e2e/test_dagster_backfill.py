@@ -29,6 +29,7 @@ from connector.config.sync_file import parse_sync
 from tests.dagster_fixtures import (
     DAY0,
     PARTITIONED,
+    PLAYS_KEY,
     Env,
     create_table,
     dated_rows,
@@ -40,7 +41,6 @@ from tests.dagster_fixtures import (
 
 __all__ = ["env", "quiet_sandbox"]  # fixtures used by name
 
-KEY = dg.AssetKey(["reverse_etl", "plays"])
 DAYS = ["2026-11-02", "2026-11-03", "2026-11-04"]
 
 
@@ -84,7 +84,7 @@ def _backfill(
     ctx: WorkspaceProcessContext, days: list[str], run_config: dict[str, Any] | None = None
 ) -> str:
     """Launch a backfill as the UI does, then let the daemon run it to completion."""
-    params: dict[str, Any] = {"partitionNames": days, "assetSelection": [{"path": KEY.path}]}
+    params: dict[str, Any] = {"partitionNames": days, "assetSelection": [{"path": PLAYS_KEY.path}]}
     if run_config:
         params["runConfigData"] = run_config
     result = execute_dagster_graphql(
@@ -116,14 +116,16 @@ def _scheduler(env: Env) -> Callable[[], dict[str, Any]]:
     defs = env.defs()
     schedule = next(s for s in defs.schedules or [] if s.name == "reverse_etl_plays_schedule")
     assert isinstance(schedule, dg.ScheduleDefinition)
-    asset = defs.resolve_assets_def(KEY)
+    asset = defs.resolve_assets_def(PLAYS_KEY)
     instance = dg.DagsterInstance.ephemeral()
 
     def scheduled_run() -> dict[str, Any]:
         at = DAY0 + timedelta(days=2, hours=20)
         with dg.build_schedule_context(scheduled_execution_time=at) as context:
             [request] = schedule.evaluate_tick(context).run_requests or []
-        return materialization(dg.materialize([asset], tags=request.tags, instance=instance), KEY)
+        return materialization(
+            dg.materialize([asset], tags=request.tags, instance=instance), PLAYS_KEY
+        )
 
     return scheduled_run
 
@@ -156,14 +158,14 @@ def test_backfill_of_three_days_sends_exactly_their_rows_once(env: Env, tmp_path
         assert env.state.checkpoint("plays", INCREMENTAL) == incremental
         for day in DAYS:
             assert env.state.checkpoint("plays", f"partition:{day}") is not None
-        materialized = instance.get_materialized_partitions(KEY)
+        materialized = instance.get_materialized_partitions(PLAYS_KEY)
         assert materialized == set(DAYS)
 
         # The same backfill again: every partition resumes after its checkpoint, sends 0.
         requests_before = len(env.sandbox.requests)
         second = _backfill(ctx, DAYS)
         assert len(env.sandbox.requests) == requests_before
-        record = instance.get_latest_materialization_event(KEY)
+        record = instance.get_latest_materialization_event(PLAYS_KEY)
         assert record is not None and record.asset_materialization is not None
         assert record.run_id == _runs(instance, second)[0].run_id
         assert record.asset_materialization.metadata["delivered"].value == 0
@@ -182,7 +184,7 @@ def test_backfill_of_three_days_sends_exactly_their_rows_once(env: Env, tmp_path
 
 def _partition_counts(instance: dg.DagsterInstance, run_id: str) -> dict[str, tuple[int, int]]:
     """Partition → (delivered, dagster/row_count) of the materializations a run recorded."""
-    records = instance.fetch_materializations(KEY, limit=100).records
+    records = instance.fetch_materializations(PLAYS_KEY, limit=100).records
     out = {}
     for record in records:
         if record.run_id != run_id:
@@ -216,7 +218,7 @@ def test_a_backfill_records_each_partitions_own_counts_an_empty_one_zero(
         assert sum(c for _, c in counts.values()) == len(rows) == len(klaviyo_ids(env.sandbox))
         empty = next(
             r.asset_materialization
-            for r in instance.fetch_materializations(KEY, limit=10).records
+            for r in instance.fetch_materializations(PLAYS_KEY, limit=10).records
             if r.asset_materialization and r.asset_materialization.partition == "2026-11-02"
         )
         assert empty is not None

@@ -26,7 +26,7 @@ from connector.run.sync import run_sync
 from connector.sandbox import SandboxServer
 from connector.store.state import CLOSED_DELIVERED, Reject, StateStore
 from tests.conftest import Warehouse
-from tests.dagster_fixtures import DAY0, Env, env, quiet_sandbox
+from tests.dagster_fixtures import DAY0, PLAYS_KEY, Env, env, quiet_sandbox
 from tests.helpers import (
     BASE,
     create_events_table,
@@ -38,7 +38,6 @@ from tests.helpers import (
 
 __all__ = ["env", "quiet_sandbox"]  # fixtures used by name
 
-KEY = dg.AssetKey(["reverse_etl", "plays"])
 
 SCHEDULED = """
 name: {name}
@@ -77,9 +76,11 @@ def _rows(first: int, n: int) -> list[dict[str, Any]]:
 
 def _run(env: Env) -> tuple[dg.AssetCheckEvaluation, dict[str, Any]]:
     defs = env.defs()
-    result = dg.materialize([defs.resolve_assets_def(KEY)], instance=dg.DagsterInstance.ephemeral())
+    result = dg.materialize(
+        [defs.resolve_assets_def(PLAYS_KEY)], instance=dg.DagsterInstance.ephemeral()
+    )
     checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
-    [mat] = [e for e in result.get_asset_materialization_events() if e.asset_key == KEY]
+    [mat] = [e for e in result.get_asset_materialization_events() if e.asset_key == PLAYS_KEY]
     return checks["reject_ratio"], {k: v.value for k, v in mat.materialization.metadata.items()}
 
 
