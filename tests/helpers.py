@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from connector.config.sync_file import SyncConfig, parse_sync
@@ -218,3 +224,37 @@ def assert_nothing_rejected_or_moved(state: StateStore, name: str = "videos") ->
     assert state.rejects(name) == []
     assert state.checkpoint(name) is None
     assert state.runs(name)[0]["status"] == "failed"
+
+
+def connector_process(
+    config: Path, state_url: str, *args: str, env: Mapping[str, str | None] | None = None
+) -> subprocess.Popen[str]:
+    """``connector <args>`` as its own process (to kill, pause or race), with ``config`` as
+    its config dir and ``state_url`` as its state store; ``env`` adds variables (None removes
+    one). Its output comes back through pipes."""
+    environ = {
+        **os.environ,
+        "CONNECTOR_CONFIG_DIR": str(config),
+        "CONNECTOR_STATE_URL": state_url,
+    }
+    for name, value in (env or {}).items():
+        if value is None:
+            environ.pop(name, None)
+        else:
+            environ[name] = value
+    return subprocess.Popen(
+        [sys.executable, "-m", "connector.cli", *args],
+        env=environ,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 60) -> None:
+    """Poll an observable condition (no fixed sleep: returns as soon as it holds); fails
+    naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)

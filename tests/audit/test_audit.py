@@ -10,9 +10,6 @@ import os
 import re
 import signal
 import socket
-import subprocess
-import sys
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,7 +28,14 @@ from connector.config.sync_file import parse_sync
 from connector.sandbox import Fault, SandboxServer
 from connector.store.state import StateStore
 from tests.conftest import Warehouse
-from tests.helpers import TEMPLATES, create_events_table, event_rows, insert_events
+from tests.helpers import (
+    TEMPLATES,
+    connector_process,
+    create_events_table,
+    event_rows,
+    insert_events,
+    wait_until,
+)
 
 # "What happened to key X": its every row, with its run, newest first (docs/audit.md).
 KEY_HISTORY = """
@@ -258,29 +262,6 @@ def test_contact_runs_record_added_changed_rejected_and_unlisted_rows(
     assert snap["0"] == ("contact_added", "delivered", one)
 
 
-def _subprocess_cli(config: Path, state_url: str, *args: str) -> subprocess.Popen[str]:
-    env = {
-        **os.environ,
-        "CONNECTOR_CONFIG_DIR": str(config),
-        "CONNECTOR_STATE_URL": state_url,
-    }
-    env.pop("CONNECTOR_AUDIT", None)
-    return subprocess.Popen(
-        [sys.executable, "-m", "connector.cli", *args],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def _wait(condition: Callable[[], bool], what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
-
-
 def test_a_killed_run_and_its_rerun_leave_every_row_once(
     tmp_path: Path, duck: Warehouse, sandbox: SandboxServer
 ) -> None:
@@ -299,15 +280,17 @@ def test_a_killed_run_and_its_rerun_leave_every_row_once(
         Fault(path=path, delay_s=0.001),
         Fault(path=path, hang=True, after_process=True),
     )
-    proc = _subprocess_cli(config, state_url, "sync", "videos")
+    proc = connector_process(config, state_url, "sync", "videos", env={"CONNECTOR_AUDIT": None})
     assert sandbox.wait_for_hang(timeout=60), proc.communicate(timeout=5)
     store = StateStore(state_url)
-    _wait(lambda: outbox.backlog(store, "videos") == 2 * batch, "two batches in the outbox")
+    wait_until(lambda: outbox.backlog(store, "videos") == 2 * batch, "two batches in the outbox")
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     sandbox.release()
 
-    rerun = _subprocess_cli(config, state_url, "sync", "videos", "--json")
+    rerun = connector_process(
+        config, state_url, "sync", "videos", "--json", env={"CONNECTOR_AUDIT": None}
+    )
     out, err = rerun.communicate(timeout=120)
     assert rerun.returncode == 0, err
     result = json.loads(out)

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -15,7 +11,14 @@ import pytest
 from connector.sandbox import Fault, SandboxServer
 from connector.store.state import LedgerEntry, StateStore
 from tests.conftest import Warehouse
-from tests.helpers import create_events_table, delivered_ids, event_rows, insert_events
+from tests.helpers import (
+    connector_process,
+    create_events_table,
+    delivered_ids,
+    event_rows,
+    insert_events,
+    wait_until,
+)
 
 SYNC = """
 name: videos
@@ -36,17 +39,6 @@ mapping:
   identifiers: {idents}
   event_properties: {{title: title}}
 """
-
-
-def _cli(config_dir: Path, state_url: str, *args: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "CONNECTOR_CONFIG_DIR": str(config_dir), "CONNECTOR_STATE_URL": state_url}
-    return subprocess.Popen(
-        [sys.executable, "-m", "connector.cli", *args],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
 
 
 def _setup(
@@ -93,11 +85,11 @@ def test_kill_9_mid_run_then_rerun_delivers_every_row(
         Fault(path=path, hang=True, after_process=True),
     )
 
-    proc = _cli(config, state_url, "sync", "videos")
+    proc = connector_process(config, state_url, "sync", "videos")
     assert sandbox.wait_for_hang(timeout=60), proc.communicate(timeout=5)
     store = StateStore(state_url)
     # The answered batches settle on the main thread, maybe just after the third went out.
-    _wait(
+    wait_until(
         lambda: (store.checkpoint("videos") or (0, -1))[1] == 2 * batch - 1,
         "the two answered batches to settle",
     )
@@ -107,7 +99,7 @@ def test_kill_9_mid_run_then_rerun_delivers_every_row(
     pending = [e for e in store.ledger("videos", "incremental") if e.status == "pending"]
     assert [e.count for e in pending] == [batch]
 
-    rerun = _cli(config, state_url, "sync", "videos")
+    rerun = connector_process(config, state_url, "sync", "videos")
     out, err = rerun.communicate(timeout=120)
     assert rerun.returncode == 0, err
 
@@ -136,7 +128,7 @@ def test_kill_9_mid_run_then_rerun_delivers_every_row(
         f"at its last progress record {killed['summary']['rows_read']} rows read"
         in (killed["error"])
     )
-    show = _cli(config, state_url, "state", "show", "videos")
+    show = connector_process(config, state_url, "state", "show", "videos")
     shown, _ = show.communicate(timeout=120)
     assert f"{killed['run_id'][:8]} " in shown and "interrupted: the process ended" in shown
 
@@ -145,14 +137,6 @@ def _received(sandbox: SandboxServer, kind: str) -> int:
     """Events the sandbox processed, whether it kept them or dropped them as duplicates."""
     stats = sandbox.stats()
     return int(stats["events"][kind] + stats["deduplicated"][kind])
-
-
-def _wait(condition: Callable[[], bool], what: str, timeout: float = 60) -> None:
-    """Poll the state store (no fixed sleep: it returns as soon as ``condition`` holds)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
 
 
 def _kill(proc: subprocess.Popen[str], sandbox: SandboxServer) -> None:
@@ -175,10 +159,10 @@ def test_kill_with_several_batches_in_flight_skips_what_was_delivered(
     def ledger() -> list[LedgerEntry]:
         return store.ledger("videos", "incremental")
 
-    proc = _cli(config, state_url, "sync", "videos")
+    proc = connector_process(config, state_url, "sync", "videos")
     assert sandbox.wait_for_hang(timeout=60)
     # Kill once every other batch is answered: they sit delivered beyond the hung one.
-    _wait(
+    wait_until(
         lambda: (
             _received(sandbox, kind) == rows
             and [e.status for e in ledger()].count("pending") == 1
@@ -193,7 +177,7 @@ def test_kill_with_several_batches_in_flight_skips_what_was_delivered(
     assert [e.count for e in left if e.status == "pending"] == [batch]
     assert delivered >= 4 * batch  # the hung batch is one of the first four sent
 
-    rerun = _cli(config, state_url, "sync", "videos")
+    rerun = connector_process(config, state_url, "sync", "videos")
     out, err = rerun.communicate(timeout=120)
     assert rerun.returncode == 0, err
     ids = delivered_ids(sandbox, kind)
@@ -225,14 +209,14 @@ def test_two_interrupted_runs_then_one_that_completes_sends_no_delivered_row_aga
         return store.ledger("videos", "incremental")
 
     sandbox.inject(*[Fault(path=path, hang=True, after_process=True)] * 2)
-    a = _cli(config, state_url, "sync", "videos")
+    a = connector_process(config, state_url, "sync", "videos")
     assert sandbox.wait_for_hang(timeout=60, count=2)
     _kill(a, sandbox)
     assert [(e.status, e.count) for e in ledger()] == [("pending", batch)] * 2
     a_run = ledger()[0].run_id
 
     sandbox.inject(Fault(path=path, hang=True, after_process=True))
-    b = _cli(config, state_url, "sync", "videos")
+    b = connector_process(config, state_url, "sync", "videos")
     assert sandbox.wait_for_hang(timeout=60)
 
     def b_settled_all_but_its_hung_batch() -> bool:
@@ -247,7 +231,7 @@ def test_two_interrupted_runs_then_one_that_completes_sends_no_delivered_row_aga
             and recorded.get("possibly_duplicated") == batch
         )
 
-    _wait(b_settled_all_but_its_hung_batch, "B to settle all but its hung batch")
+    wait_until(b_settled_all_but_its_hung_batch, "B to settle all but its hung batch")
     _kill(b, sandbox)
     left = ledger()
     skipped = sum(e.count for e in left if e.status == "delivered")
@@ -257,7 +241,7 @@ def test_two_interrupted_runs_then_one_that_completes_sends_no_delivered_row_aga
     # pending entry for rows B delivered; the counts below hold either way.
     overlap = any(p.first <= d.first <= p.last for p in older_pending for d in newer_delivered)
 
-    c = _cli(config, state_url, "sync", "videos")
+    c = connector_process(config, state_url, "sync", "videos")
     out, err = c.communicate(timeout=120)
     assert c.returncode == 0, err
     ids = delivered_ids(sandbox, kind)

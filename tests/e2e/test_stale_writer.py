@@ -8,11 +8,7 @@ queued and paced batches must not go out: the lease is the write fence of every 
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
-import time
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -30,11 +26,20 @@ from connector.store.lease import LEASE_TTL_ENV, Lease, live_holders
 from connector.store.schema import leases
 from connector.store.state import INCREMENTAL, StateStore, now
 from tests.conftest import FakeSleep, Warehouse
-from tests.helpers import create_events_table, delivered_ids, event_rows, insert_events, sync_for
+from tests.helpers import (
+    connector_process,
+    create_events_table,
+    delivered_ids,
+    event_rows,
+    insert_events,
+    sync_for,
+    wait_until,
+)
 
 KIND = "brevo_events_batch"
 ROWS = 8000  # 40 batches of 200
 WAIT_S = 120.0  # a bound on waiting for an observable condition, never a pause
+SHORT_LEASE = {LEASE_TTL_ENV: "2"}  # the paused run loses its lease soon
 
 SYNC = """
 name: videos
@@ -55,30 +60,6 @@ mapping:
   identifiers: {{email_id: email, ext_id: user_id}}
   event_properties: {{title: title}}
 """
-
-
-def _cli(config: Path, state_url: str, *args: str) -> subprocess.Popen[str]:
-    env = {
-        **os.environ,
-        "CONNECTOR_CONFIG_DIR": str(config),
-        "CONNECTOR_STATE_URL": state_url,
-        LEASE_TTL_ENV: "2",  # a short TTL: the paused run loses its lease soon
-    }
-    return subprocess.Popen(
-        [sys.executable, "-m", "connector.cli", "-v", *args],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def _wait(condition: Callable[[], bool], what: str) -> None:
-    """Poll an observable condition (no fixed sleep: returns as soon as it holds)."""
-    deadline = time.monotonic() + WAIT_S
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
 
 
 @pytest.mark.slow
@@ -102,20 +83,23 @@ def test_a_run_paused_past_its_lease_sends_nothing_after_another_run_took_over(
     def received() -> int:
         return len(sandbox.events(KIND))
 
-    stale = _cli(config, state_url, "sync", "videos")
+    stale = connector_process(config, state_url, "-v", "sync", "videos", env=SHORT_LEASE)
     try:
-        _wait(
+        wait_until(
             lambda: store.checkpoint("videos") is not None or stale.poll() is not None,
             "the first batch to settle",
+            WAIT_S,
         )
         assert stale.poll() is None, stale.communicate()
         stale.send_signal(signal.SIGSTOP)
         # Its lease expires by the store's clock while it is stopped (no heartbeat runs).
-        _wait(lambda: live_holders(store, "videos") == [], "the stopped run's lease to expire")
+        wait_until(
+            lambda: live_holders(store, "videos") == [], "the stopped run's lease to expire", WAIT_S
+        )
 
         # Another run takes the sync over and finishes it (unpaced this time).
         sync_file.write_text(SYNC.format(url=duck.url, sandbox=sandbox.url, rate=1000))
-        other = _cli(config, state_url, "sync", "videos")
+        other = connector_process(config, state_url, "-v", "sync", "videos", env=SHORT_LEASE)
         out, err = other.communicate(timeout=WAIT_S)
         assert other.returncode == 0, out + err
         assert "took over the lease" in err

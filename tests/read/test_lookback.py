@@ -6,13 +6,8 @@ checkpoint, which is what a late commit looks like to the connector)."""
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
-import time
 from collections import Counter
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,6 +19,7 @@ from connector.cli.main import main
 from connector.sandbox import Fault, SandboxServer
 from connector.store.state import StateStore
 from tests.conftest import Warehouse
+from tests.helpers import connector_process, wait_until
 
 KIND = "klaviyo_bulk_events"
 
@@ -321,25 +317,6 @@ def test_a_lookback_that_does_not_fit_the_cursor_is_a_config_error(
 # -------------------------------------------------------------------- kill -9
 
 
-def _cli(config: Path, state_url: str, *args: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "CONNECTOR_CONFIG_DIR": str(config), "CONNECTOR_STATE_URL": state_url}
-    return subprocess.Popen(
-        [sys.executable, "-m", "connector.cli", *args],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def _wait(condition: Callable[[], bool], what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
-
-
 def test_kill_9_during_a_run_whose_window_holds_delivered_rows(
     tmp_path: Path,
     duck: Warehouse,
@@ -364,10 +341,10 @@ def test_kill_9_during_a_run_whose_window_holds_delivered_rows(
     path = "/api/event-bulk-create-jobs"
     sandbox.inject(Fault(path=path, delay_s=0.001), Fault(path=path, hang=True, after_process=True))
     before = received(sandbox)
-    proc = _cli(cli.config, cli.state_url, "sync", "late")
+    proc = connector_process(cli.config, cli.state_url, "sync", "late")
     assert sandbox.wait_for_hang(timeout=60), proc.communicate(timeout=5)
     store = StateStore(cli.state_url)
-    _wait(
+    wait_until(
         lambda: (
             not [e for e in store.ledger("late", "incremental") if e.status != "pending"]
             and received(sandbox) - before == 2000

@@ -265,8 +265,8 @@ def test_counts_stay_exact_through_a_kill_9_with_batches_settled_beyond_the_chec
 ) -> None:
     """Batches delivered past a hung one are counted in their settle; the killed run leaves
     them beyond its checkpoint. Reconcile is exact then, and after the rerun."""
-    from tests.e2e.test_crash import _cli as spawn
-    from tests.e2e.test_crash import _kill, _received, _setup, _wait
+    from tests.e2e.test_crash import _kill, _received, _setup
+    from tests.helpers import connector_process, wait_until
 
     rows, kind = 8000, KLAVIYO
     config, state_url = _setup(tmp_path, duck, sandbox, kind, rows, concurrency=4)
@@ -281,14 +281,16 @@ def test_counts_stay_exact_through_a_kill_9_with_batches_settled_beyond_the_chec
             _received(sandbox, kind) == rows and done and sum(e.count for e in left) + upto == rows
         )
 
-    proc = spawn(config, state_url, "sync", "videos")
+    proc = connector_process(config, state_url, "sync", "videos")
     assert sandbox.wait_for_hang(timeout=60)
-    _wait(settled, "every batch but the hung one to settle")
+    wait_until(settled, "every batch but the hung one to settle")
     _kill(proc, sandbox)
     assert any(e.status == "delivered" for e in store.ledger("videos", "incremental"))
 
     def reconcile() -> tuple[int, dict[str, Any]]:
-        done = spawn(config, state_url, "reconcile", "videos", "--json", "--period", "hour")
+        done = connector_process(
+            config, state_url, "reconcile", "videos", "--json", "--period", "hour"
+        )
         out, err = done.communicate(timeout=120)
         return done.returncode, json.loads(out) if out else {"err": err}
 
@@ -297,7 +299,7 @@ def test_counts_stay_exact_through_a_kill_9_with_batches_settled_beyond_the_chec
     (scope,) = report["scopes"]
     assert scope["source_rows"] == scope["handled_rows"] == rows - 1000  # the hung batch aside
 
-    rerun = spawn(config, state_url, "sync", "videos")
+    rerun = connector_process(config, state_url, "sync", "videos")
     assert rerun.communicate(timeout=120) and rerun.returncode == 0
     code, report = reconcile()
     assert code == 0 and report["scopes"][0]["handled_rows"] == rows, report

@@ -7,10 +7,8 @@ heartbeat run on an injected clock (``StateStore.clock``), never on sleeps.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -27,7 +25,13 @@ from connector.store.lease import LEASE_TTL_ENV, Lease, lease_ttl, process_gone,
 from connector.store.schema import leases
 from connector.store.state import INCREMENTAL, StateStore, now
 from tests.conftest import Warehouse, make_sync
-from tests.helpers import create_events_table, delivered_ids, event_rows, insert_events
+from tests.helpers import (
+    connector_process,
+    create_events_table,
+    delivered_ids,
+    event_rows,
+    insert_events,
+)
 
 ROWS = 600  # three Brevo batches of 200 at concurrency 1
 PATH = "/v3/events/batch"
@@ -65,23 +69,12 @@ def _project(tmp_path: Path, duck: Warehouse, sandbox: SandboxServer) -> tuple[P
     return config, f"sqlite:///{tmp_path / 'state.db'}"
 
 
-def _cli(config: Path, state_url: str, *args: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "CONNECTOR_CONFIG_DIR": str(config), "CONNECTOR_STATE_URL": state_url}
-    return subprocess.Popen(
-        [sys.executable, "-m", "connector.cli", *args],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
 def _hang_first_run(
     config: Path, state_url: str, sandbox: SandboxServer, sync: str = "videos"
 ) -> subprocess.Popen[str]:
     """A `connector sync` whose second request is stored, then hangs until released."""
     sandbox.inject(Fault(path=PATH, delay_s=0.001), Fault(path=PATH, hang=True, after_process=True))
-    first = _cli(config, state_url, "sync", sync)
+    first = connector_process(config, state_url, "sync", sync)
     assert sandbox.wait_for_hang(timeout=60), first.communicate(timeout=5)
     return first
 
@@ -93,7 +86,7 @@ def test_a_second_run_of_the_same_sync_exits_1_and_sends_nothing(
     first = _hang_first_run(config, state_url, sandbox)
     requests_before = sandbox.stats()["requests"]
 
-    second = _cli(config, state_url, "sync", "videos")
+    second = connector_process(config, state_url, "sync", "videos")
     out, err = second.communicate(timeout=120)
 
     assert second.returncode == 1, out + err
@@ -117,7 +110,7 @@ def test_different_syncs_and_scopes_run_in_parallel(
     config, state_url = _project(tmp_path, duck, sandbox)
     first = _hang_first_run(config, state_url, sandbox)
 
-    other = _cli(config, state_url, "sync", "videos_copy")
+    other = connector_process(config, state_url, "sync", "videos_copy")
     out, err = other.communicate(timeout=120)
     assert other.returncode == 0, err
     assert "delivered           600" in out
@@ -175,7 +168,7 @@ def test_a_run_killed_with_9_on_this_machine_is_taken_over_at_once(
     sandbox.release()
     assert process_gone(held, first.pid)
 
-    rerun = _cli(config, state_url, "sync", "videos")
+    rerun = connector_process(config, state_url, "sync", "videos")
     _out, err = rerun.communicate(timeout=120)
     assert rerun.returncode == 0, err
     assert set(delivered_ids(sandbox, "brevo_events_batch")) == set(range(ROWS))
@@ -255,13 +248,13 @@ def test_a_postgresql_state_store_holds_the_lease_across_processes(
     held = Lease(StateStore(pg_url), "videos", INCREMENTAL, ttl_s=60)
     held.acquire()  # a run on another worker of the same shared store
 
-    second = _cli(config, pg_url, "sync", "videos")
+    second = connector_process(config, pg_url, "sync", "videos")
     _out, err = second.communicate(timeout=120)
     assert second.returncode == 1 and "videos [incremental] is already running since" in err
     assert sandbox.stats()["requests"] == 0
 
     held.release()
-    third = _cli(config, pg_url, "sync", "videos")
+    third = connector_process(config, pg_url, "sync", "videos")
     _out, err = third.communicate(timeout=120)
     assert third.returncode == 0, err
     assert sorted(delivered_ids(sandbox, "brevo_events_batch")) == list(range(ROWS))
