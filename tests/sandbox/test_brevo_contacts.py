@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from connector.sandbox import Fault, JobFault, SandboxServer
+from tests.helpers import sandbox_client
 from tests.sandbox.test_klaviyo_profiles import make
 
 BREVO = {"api-key": "sandbox-brevo-key"}
@@ -54,7 +55,7 @@ def bsb() -> Iterator[SandboxServer]:
 
 @pytest.fixture
 def bclient(bsb: SandboxServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=bsb.url, timeout=10) as c:
+    with sandbox_client(bsb.url) as c:
         yield c
 
 

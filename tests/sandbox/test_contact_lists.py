@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from connector.sandbox import SandboxServer
+from tests.helpers import sandbox_client
 from tests.sandbox.test_brevo_contacts import ACCOUNT, BREVO, finish, start_import
 from tests.sandbox.test_klaviyo_profiles import KLAVIYO, client, job_body, make, poll, sb, start_job
 
@@ -120,7 +121,7 @@ def test_brevo_remove_contacts_from_list_answers_success_and_failure(esb: Sandbo
     """remove-contact-from-list: POST /v3/contacts/lists/{listId}/contacts/remove with emails
     ("a maximum of 150 emails"), ids or extIds; 201 {"contacts": {"success": [...], "failure":
     [...]}}; 404 for an unknown list. The contact stays, with its other lists and flags."""
-    with httpx.Client(base_url=esb.url, timeout=10) as c:
+    with sandbox_client(esb.url) as c:
         people = [
             {"email": "smith@example.com", "attributes": {"EXT_ID": "e1"}},
             {"email": "jackson@example.com", "attributes": {"EXT_ID": "e2"}},
@@ -164,7 +165,7 @@ def test_brevo_remove_contacts_from_list_answers_success_and_failure(esb: Sandbo
 def test_brevo_get_contact_info_by_identifier_type(esb: SandboxServer) -> None:
     """get-contact-info: GET /v3/contacts/{identifier}?identifierType=email_id | contact_id |
     ext_id | phone_id ...: the contact with its listIds; 404 when there is none."""
-    with httpx.Client(base_url=esb.url, timeout=10) as c:
+    with sandbox_client(esb.url) as c:
         item = {"email": "smith@example.com", "attributes": {"EXT_ID": "e1", "SMS": "+33612345678"}}
         finish(c, start_import(c, {"jsonBody": [item], "listIds": [2]}))
         by_email = c.get("/v3/contacts/smith%40example.com", headers=BREVO)

@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from connector.sandbox import Fault, JobFault, SandboxOptions, SandboxServer
+from tests.helpers import sandbox_client
 
 NOW = datetime(2026, 11, 29, 7, 0, 0, tzinfo=UTC)
 KLAVIYO = {
@@ -48,7 +49,7 @@ def sb() -> Iterator[SandboxServer]:
 
 @pytest.fixture
 def client(sb: SandboxServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=sb.url, timeout=10) as c:
+    with sandbox_client(sb.url) as c:
         yield c
 
 
@@ -393,7 +394,7 @@ def test_klaviyo_contact_routes_take_http_faults_including_a_glob_for_polls(
 def test_klaviyo_poll_rate_limit_is_its_own_window(sb: SandboxServer) -> None:
     """get_bulk_import_profiles_job: "Burst: 10/s" — the 11th poll in a second is 429 with
     Retry-After, while a new job can still be created (another endpoint)."""
-    with httpx.Client(base_url=sb.url, timeout=10) as client:
+    with sandbox_client(sb.url) as client:
         job_id = start_job(client, DOC_JOB)
         codes = [client.get(f"{KJOBS}/{job_id}", headers=KLAVIYO).status_code for _ in range(11)]
         assert codes == [200] * 10 + [429]
@@ -417,7 +418,7 @@ def test_sandbox_control_routes_show_stored_contacts(
 def test_klaviyo_sink_mode_counts_profiles_and_completes_jobs_without_storing() -> None:
     """Benchmarks: validate=False counts the profiles and still runs the job protocol."""
     with make(validate=False, contact_job_polls=0) as server:
-        with httpx.Client(base_url=server.url, timeout=10) as client:
+        with sandbox_client(server.url) as client:
             job_id = start_job(client, job_body(*({"email": f"x{i}"} for i in range(50))))
             done = poll(client, job_id)
         assert (done["status"], done["completed_count"], done["failed_count"]) == (

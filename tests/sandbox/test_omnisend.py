@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from connector.sandbox import RateWindow, SandboxOptions, SandboxServer
+from tests.helpers import sandbox_client
 
 OMNI_V4 = {"Authorization": "Bearer sandbox-omnisend-token"}
 DATED = {"Authorization": "Omnisend-API-Key sandbox-omnisend-key", "Omnisend-Version": "2026-03-15"}
@@ -35,7 +36,7 @@ def sb() -> Iterator[SandboxServer]:
 
 @pytest.fixture
 def client(sb: SandboxServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=sb.url, timeout=10) as c:
+    with sandbox_client(sb.url) as c:
         yield c
 
 
@@ -161,7 +162,7 @@ def test_dated_api_429_is_a_problem_with_the_rate_headers() -> None:
     options = SandboxOptions(
         clock=FakeClock(), rate_limits={"omnisend_events": [RateWindow(1, 60.0)]}
     )
-    with SandboxServer(options) as server, httpx.Client(base_url=server.url) as c:
+    with SandboxServer(options) as server, sandbox_client(server.url) as c:
         assert c.post("/api/events", json=DOC_CUSTOM_EVENT, headers=DATED).status_code == 202
         r = c.post("/api/events", json=DOC_CUSTOM_EVENT, headers=DATED)
     assert r.status_code == 429

@@ -13,6 +13,7 @@ import httpx
 
 from connector.sandbox import Fault, JobFault, RateWindow, SandboxServer
 from tests.conftest import SANDBOX_KEYS
+from tests.helpers import sandbox_client
 from tests.sandbox.test_klaviyo_profiles import client, make, sb
 from tests.verify.test_verify import sandbox
 
@@ -256,7 +257,7 @@ def test_omnisend_contacts_429_is_a_rate_limit_problem_with_retry_after() -> Non
     """RateLimitProblem: "Use the retryAfter value to know when it is safe to retry"; contacts
     and batches share the brand's window ("rate limited to 400 requests per minute")."""
     server = make(rate_limits={"omnisend_contacts": [RateWindow(1, 60.0)]})
-    with server, httpx.Client(base_url=server.url, timeout=10) as client:
+    with server, sandbox_client(server.url) as client:
         body = email_contact("a@example.com")
         assert client.post("/api/contacts", json=body, headers=OMNI).status_code == 201
         r = client.post("/api/batches", json=DOC_BATCH, headers=OMNI)
@@ -274,7 +275,7 @@ def test_omnisend_batch_polls_take_glob_faults(sb: SandboxServer, client: httpx.
 
 
 def test_the_sandbox_read_endpoints_and_the_edit_admin(sandbox: SandboxServer) -> None:
-    with httpx.Client(base_url=sandbox.url) as client:
+    with sandbox_client(sandbox.url) as client:
         omnisend = {
             "Authorization": f"Omnisend-API-Key {SANDBOX_KEYS['OMNISEND_API_KEY']}",
             "Omnisend-Version": "2026-03-15",

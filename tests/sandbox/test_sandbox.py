@@ -19,6 +19,7 @@ import orjson
 import pytest
 
 from connector.sandbox import Fault, RateWindow, SandboxOptions, SandboxServer
+from tests.helpers import sandbox_client
 
 BREVO = {"api-key": "sandbox-brevo-key"}
 TRACKER = {"ma-key": "sandbox-ma-key"}
@@ -61,7 +62,7 @@ def sb(clock: FakeClock) -> Iterator[SandboxServer]:
 
 @pytest.fixture
 def client(sb: SandboxServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=sb.url, timeout=10) as c:
+    with sandbox_client(sb.url) as c:
         yield c
 
 
@@ -1249,7 +1250,7 @@ def test_events_rejects_unknown_kind(sb: SandboxServer) -> None:
 
 
 def test_sink_mode_counts_without_validating_or_storing(clock: FakeClock) -> None:
-    with make_server(clock, validate=False) as server, httpx.Client(base_url=server.url) as c:
+    with make_server(clock, validate=False) as server, sandbox_client(server.url) as c:
         bad_k = k_job(k_item([k_event("x" * 500), k_event("x" * 500)]), k_item([k_event()]))
         assert k_post(c, bad_k).status_code == 202
         r = c.post("/v3/events/batch", json=[{"nope": 1}] * 5, headers=BREVO)
@@ -1300,7 +1301,7 @@ def test_concurrent_keep_alive_clients_with_5mb_bodies(clock: FakeClock) -> None
         lock = threading.Lock()
 
         def send(worker: int) -> None:
-            with httpx.Client(base_url=server.url, timeout=30) as c:
+            with sandbox_client(server.url, timeout=30) as c:
                 for n in range(2):
                     events = [
                         k_event(unique_id=f"{worker}-{n}-{i}", properties={"s": "x" * 100_000})
