@@ -330,6 +330,7 @@ def _attaching_engine(file: Path) -> sa.Engine:
     if not _DUCKDB_HOST:
         _DUCKDB_HOST.append(duckdb.connect(":memory:"))
     host = _DUCKDB_HOST[0]
+    path = "'" + str(file).replace("'", "''") + "'"  # a SQL string literal
     engine = sa.create_engine(
         "duckdb:///:memory:",
         poolclass=sa.pool.NullPool,
@@ -339,7 +340,7 @@ def _attaching_engine(file: Path) -> sa.Engine:
     @sa.event.listens_for(engine, "connect")
     def attach(dbapi_connection: Any, record: Any) -> None:
         record.info["alias"] = alias = f"w_{uuid.uuid4().hex}"
-        dbapi_connection.execute(f"ATTACH '{file}' AS {alias}")
+        dbapi_connection.execute(f"ATTACH {path} AS {alias}")
         dbapi_connection.execute(f"USE {alias}")
 
     @sa.event.listens_for(engine, "close")

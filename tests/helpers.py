@@ -267,4 +267,5 @@ def sandbox_client(url: str, **options: Any) -> httpx.Client:
     """An HTTP client of a sandbox at ``url``, on the process's one TLS context as the
     connector's own clients are: httpx loads the whole CA bundle for each client otherwise
     (~25 ms of CPU, for a server on loopback HTTP)."""
-    return httpx.Client(base_url=url, verify=tls_context(), **{"timeout": 10, **options})
+    options.setdefault("timeout", 10)
+    return httpx.Client(base_url=url, verify=tls_context(), **options)
