@@ -8,6 +8,7 @@ refuses to run as root). The binaries come from PATH or /usr/lib/postgresql/*/bi
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import glob
 import importlib.util
@@ -314,22 +315,24 @@ def _json_text(value: Any) -> Any:
     return str(value)
 
 
-_DUCKDB_HOST: list[Any] = []
+@functools.cache
+def _duckdb_host() -> Any:
+    """This process's one in-memory DuckDB, which the tests' DuckDB files attach to."""
+    import duckdb
+
+    return duckdb.connect(":memory:")
 
 
 def _attaching_engine(file: Path) -> sa.Engine:
     """An engine whose every connection attaches the DuckDB ``file`` to this process's one
-    in-memory DuckDB (made on first use) and detaches it when closed: no connection holds
+    in-memory DuckDB (``_duckdb_host``) and detaches it when closed: no connection holds
     the file between statements, so the connector can open it read-only in this same process
     (DuckDB refuses a second configuration of an open file) or in another one. A new DuckDB
     instance per statement took ~23 ms of CPU (its catalog of built-in functions), an
     attachment takes ~3 ms."""
-    import duckdb
     import duckdb_engine
 
-    if not _DUCKDB_HOST:
-        _DUCKDB_HOST.append(duckdb.connect(":memory:"))
-    host = _DUCKDB_HOST[0]
+    host = _duckdb_host()
     path = "'" + str(file).replace("'", "''") + "'"  # a SQL string literal
     engine = sa.create_engine(
         "duckdb:///:memory:",
@@ -357,19 +360,18 @@ class Warehouse:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self.kind = str(warehouse_for(url).name)
-        file = warehouse_for(url).file(sa.engine.make_url(url)) if self.kind == "duckdb" else None
-        if file is not None and not sa.engine.make_url(url).query:
+        seam, parsed = warehouse_for(url), sa.engine.make_url(url)
+        self.kind = str(seam.name)
+        file = seam.file(parsed) if self.kind == "duckdb" and not parsed.query else None
+        if file is not None:
             self.engine = _attaching_engine(file)
             return
-        # DuckDB: no pooled connection left open between statements, so the connector can
-        # open the file read-only in this same process (DuckDB refuses two configurations).
+        # DuckDB in memory or with URL settings: no pooled connection left open between
+        # statements, for the same reason as ``_attaching_engine``.
         pool: dict[str, Any] = {"poolclass": sa.pool.NullPool} if self.kind == "duckdb" else {}
         target: Any = url
         if self.kind == "snowflake":  # the emulator's host and port are connect arguments
-            target, pool["connect_args"] = warehouse_for(url).connect_args(
-                sa.engine.make_url(url), {}
-            )
+            target, pool["connect_args"] = seam.connect_args(parsed, {})
         self.engine = sa.create_engine(target, **pool)
 
     def run(self, *statements: str) -> None:
