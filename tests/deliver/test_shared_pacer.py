@@ -8,9 +8,6 @@ where the vendor documents one limit (Omnisend); the CLI, a DuckDB warehouse, th
 from __future__ import annotations
 
 import itertools
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -29,7 +26,7 @@ from connector.sandbox import SandboxServer
 from connector.store.state import StateStore
 from tests.conftest import FakeSleep, Warehouse
 from tests.contact_fixtures import ContactCli, KlaviyoCli, connected, make_customers
-from tests.helpers import create_events_table, event_rows, insert_events
+from tests.helpers import connector_process, create_events_table, event_rows, insert_events
 
 TEN_PER_S = RateLimit(per_second=10)
 INTERVAL = (1.0 * 1.02 + 0.05) / 10  # 2% + 50 ms margin on the window, spread over it
@@ -144,17 +141,6 @@ mapping:
 """
 
 
-def _connector(args: list[str], cwd: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "connector.cli", *args],
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ},
-    )
-
-
 @pytest.mark.slow
 def test_three_processes_on_one_account_stay_under_the_limit_and_use_it(
     duck: Warehouse, pg_url: str, sandbox: SandboxServer, tmp_path: Path
@@ -175,8 +161,9 @@ def test_three_processes_on_one_account_stay_under_the_limit_and_use_it(
         (syncs / f"{name}.yaml").write_text(
             textwrap.dedent(BREVO_EVENT).format(name=name, url=duck.url, sandbox=sandbox.url)
         )
-    base = ["--config-dir", str(tmp_path / "config"), "--state-url", pg_url]
-    procs = [_connector([*base, "sync", name, "--json"], tmp_path) for name in names]
+    procs = [
+        connector_process(tmp_path / "config", pg_url, "sync", name, "--json") for name in names
+    ]
     outs = [p.communicate(timeout=180) for p in procs]
     for p, (out, err) in zip(procs, outs, strict=True):
         assert p.returncode == 0, err
@@ -220,9 +207,8 @@ def test_a_run_reads_the_duckdb_warehouse_while_another_process_holds_it(
     other = duckdb.connect(path, read_only=True)  # another run (process) reading it now
     try:
         assert other.execute("SELECT count(*) FROM ev").fetchall() == [(5,)]
-        proc = _connector(
-            ["--config-dir", str(tmp_path / "config"), "sync", "plays", "--dry-run"], tmp_path
-        )
+        state_url = f"sqlite:///{tmp_path / 'state.db'}"
+        proc = connector_process(tmp_path / "config", state_url, "sync", "plays", "--dry-run")
         out, err = proc.communicate(timeout=120)
     finally:
         other.close()

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,6 +18,7 @@ from connector.store.state import INCREMENTAL, StateStore
 from tests.conftest import Warehouse
 from tests.contact_fixtures import KlaviyoCli as Cli
 from tests.contact_fixtures import make_customers
+from tests.helpers import connector_process
 
 
 def test_unchanged_sends_nothing_one_changed_sends_one(
@@ -192,14 +191,8 @@ def test_kill_9_during_a_job_resends_unconfirmed_rows_none_lost(
     sandbox.inject_job(
         JobFault("klaviyo_profiles", polls=0), JobFault("klaviyo_profiles", polls=10_000)
     )
-    env = {**os.environ, **cli.env()}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "connector.cli", "sync", "customers_to_klaviyo", "--json"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    args = ("sync", "customers_to_klaviyo", "--json")
+    proc = connector_process(cli.config, cli.state_url, *args)
     hashes = HashStore(StateStore(cli.state_url))
     try:
         # Wait (bounded by the test timeout) until the first job is confirmed and the second
@@ -216,14 +209,10 @@ def test_kill_9_during_a_job_resends_unconfirmed_rows_none_lost(
     confirmed = hashes.count("customers_to_klaviyo")
     assert 10_000 <= confirmed < 25_000
     sent_before = cli.profiles()  # profiles the sandbox received from the killed run
-    rerun = subprocess.run(
-        [sys.executable, "-m", "connector.cli", "sync", "customers_to_klaviyo", "--json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    res = json.loads(rerun.stdout)
+    rerun = connector_process(cli.config, cli.state_url, *args)
+    out, err = rerun.communicate(timeout=120)
+    assert rerun.returncode == 0, err
+    res = json.loads(out)
     assert res["unchanged"] == confirmed
     assert res["sent"] == 25_000 - confirmed and res["delivered"] == 25_000 - confirmed
     assert hashes.count("customers_to_klaviyo") == 25_000
