@@ -8,8 +8,10 @@ As a pytest plugin it writes one line per test to ``DIR/<worker>.tsv`` (``DIR``:
 ``$SUITE_CPU_DIR``, default ``benchmarks/.suite_cpu``, emptied by the controlling process at
 the start of the session): the test's id, the CPU of its process (all of its threads: the
 sandbox serving it included), the CPU of the subprocesses it waited for (the ``connector``
-command, Dagster's steps, ``dg``), and its wall time. The report sums them per test, per test
-function over its parameters and per file.
+command, Dagster's steps, ``dg``), its wall time and when it started and ended. The report sums
+them per test, per test function over its parameters and per file, and shows each worker's
+span and the tests still running in the last seconds (where workers end unevenly, the machine
+has cores to spare and the run's wall time is longer than its CPU over two).
 
 Not counted: collection, session fixtures, processes nobody waits for (the PostgreSQL and
 MariaDB servers, the Snowflake cases that run beside the workers: time those alone with
@@ -57,25 +59,63 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     own, children, started = (
         _cpu(resource.RUSAGE_SELF),
         _cpu(resource.RUSAGE_CHILDREN),
-        time.monotonic(),
+        time.time(),
     )
     yield
+    ended = time.time()
     line = (
         f"{item.nodeid}\t{_cpu(resource.RUSAGE_SELF) - own:.3f}\t"
-        f"{_cpu(resource.RUSAGE_CHILDREN) - children:.3f}\t{time.monotonic() - started:.3f}\n"
+        f"{_cpu(resource.RUSAGE_CHILDREN) - children:.3f}\t{ended - started:.3f}\t"
+        f"{started:.3f}\t{ended:.3f}\n"
     )
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
     with (_out_dir() / f"{worker}.tsv").open("a") as out:
         out.write(line)
 
 
-def _rows(where: Path) -> list[tuple[str, float, float, float]]:
+Row = tuple[
+    str, float, float, float, float, float, str
+]  # test, own, children, wall, start, end, worker
+
+
+def _rows(where: Path) -> list[Row]:
     rows = []
     for path in sorted(where.glob("*.tsv")):
         for line in path.read_text().splitlines():
-            test, own, children, wall = line.split("\t")
-            rows.append((test, float(own), float(children), float(wall)))
+            test, own, children, wall, start, end = line.split("\t")
+            rows.append(
+                (
+                    test,
+                    float(own),
+                    float(children),
+                    float(wall),
+                    float(start),
+                    float(end),
+                    path.stem,
+                )
+            )
     return rows
+
+
+def _timeline(rows: list[Row], tail: float) -> None:
+    """Each worker's span from the first test's start, and what ran in the last ``tail`` s."""
+    t0 = min(r[4] for r in rows)
+    t1 = max(r[5] for r in rows)
+    print(f"\nby worker (s from the first test's start; the last test ended at {t1 - t0:.1f})")
+    spans: dict[str, list[float]] = defaultdict(lambda: [float("inf"), 0.0, 0.0, 0.0])
+    for _, own, children, wall, start, end, worker in rows:
+        span = spans[worker]
+        span[0], span[1] = min(span[0], start - t0), max(span[1], end - t0)
+        span[2] += wall
+        span[3] += own + children
+    for worker, (first, last, busy, cpu) in sorted(spans.items()):
+        print(f"  {worker}: {first:6.1f} to {last:6.1f}, in tests {busy:6.1f} s, CPU {cpu:6.1f} s")
+    print(f"\nrunning in the last {tail:.0f} s")
+    for test, own, children, _, start, end, worker in sorted(rows, key=lambda r: r[4]):
+        if end > t1 - tail:
+            print(
+                f"  {worker} {start - t0:6.1f} to {end - t0:6.1f} CPU {own + children:6.2f}  {test}"
+            )
 
 
 def _table(title: str, sums: dict[str, list[float]], top: int) -> None:
@@ -90,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("dir", nargs="?", type=Path, default=_out_dir())
     parser.add_argument("--top", type=int, default=30)
+    parser.add_argument("--tail", type=float, default=30.0, help="seconds at the end to list")
     args = parser.parse_args(argv)
     rows = _rows(args.dir)
     if not rows:
@@ -100,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         "function": defaultdict(lambda: [0.0] * 4),
         "file": defaultdict(lambda: [0.0] * 4),
     }
-    for test, own, children, wall in rows:
+    for test, own, children, wall, *_ in rows:
         keys = {"test": test, "function": test.split("[")[0], "file": test.split("::")[0]}
         for group, key in keys.items():
             acc = groups[group][key]
@@ -116,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     for group in ("file", "function", "test"):
         _table(f"by {group}", groups[group], args.top)
+    _timeline(rows, args.tail)
     return 0
 
 

@@ -68,13 +68,20 @@ def _setup(
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kind,batch", [("klaviyo_bulk_events", 1000), ("brevo_events_batch", 200)])
+@pytest.mark.parametrize("wh_name", ["duck", "pg"], ids=["duckdb", "postgresql"])
 def test_kill_9_mid_run_then_rerun_delivers_every_row(
     kind: str,
     batch: int,
+    wh_name: str,
+    request: pytest.FixtureRequest,
     tmp_path: Path,
-    warehouse: Warehouse,
     sandbox: SandboxServer,
 ) -> None:
+    """On the embedded file (the killed process held it open) and the production reference
+    server. Every warehouse resumes after a run that ended with a request in flight in
+    tests/e2e/test_destinations_single.py (each destination on each warehouse); what a kill -9
+    adds is on the side of the process and the state store (SQLite here on both)."""
+    warehouse: Warehouse = request.getfixturevalue(wh_name)
     rows = batch * 5
     config, state_url = _setup(tmp_path, warehouse, sandbox, kind, rows, concurrency=1)
     path = "/api/event-bulk-create-jobs" if kind == "klaviyo_bulk_events" else "/v3/events/batch"
