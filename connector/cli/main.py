@@ -340,18 +340,24 @@ def _failed_json(name: str, exc: BaseException, args: argparse.Namespace) -> Non
 def _plan_total(sync: SyncConfig, args: argparse.Namespace) -> int | None:
     """Print the run's plan; the rows it will read (None: a retry, or the plan failed — the
     run then meets the same problem and records it as the run's error)."""
-    if args.retry_rejects or sync.is_contact_sync:  # a contact run's work is its diff
+    if args.retry_rejects:
         return None
-    from ..run.run_plan import plan_run
+    from ..run.run_plan import ContactPlan, RunPlan, plan_contacts, plan_run
 
+    plan: RunPlan | ContactPlan
     try:
-        # The run that follows opens the same engine: the plan leaves it to the run to release.
-        plan = plan_run(sync, open_state(args), full_refresh=args.full_refresh, release=False)
+        if sync.is_contact_sync:  # the rows it compares: what it sends, the diff decides
+            plan = plan_contacts(
+                sync, open_state(args), full_refresh=args.full_refresh, limit=args.limit
+            )
+        else:
+            # The run that follows opens the same engine: the plan leaves it to the run.
+            plan = plan_run(sync, open_state(args), full_refresh=args.full_refresh, release=False)
     except ConnectorError:
         return None
     print(f"plan: {plan.line()}", file=sys.stderr, flush=True)
-    rows = plan.rows_this_run
-    return rows if args.limit is None else min(rows, args.limit)
+    rows = plan.rows_this_run  # a contact plan knows the limit
+    return rows if args.limit is None or sync.is_contact_sync else min(rows, args.limit)
 
 
 def _validate_one(sync: SyncConfig, warnings: list[str] | None = None) -> list[str]:

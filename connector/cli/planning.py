@@ -11,18 +11,22 @@ from typing import TYPE_CHECKING, Any
 from .common import EXIT_OK, open_state
 
 if TYPE_CHECKING:
-    from ..run.run_plan import RunPlan
+    from ..run.run_plan import ContactPlan, RunPlan
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
     """`connector plan NAME`: print the plan of the next run (or its JSON)."""
     from ..config.sync_file import load_sync
     from ..core.process import use_lean_memory_pool
-    from ..run.run_plan import plan_run
+    from ..run.run_plan import plan_contacts, plan_run
 
     use_lean_memory_pool()
     sync = load_sync(args.sync, check_env=False)
-    plan = plan_run(sync, open_state(args), full_refresh=args.full_refresh)
+    plan: RunPlan | ContactPlan
+    if sync.is_contact_sync:
+        plan = plan_contacts(sync, open_state(args), full_refresh=args.full_refresh)
+    else:
+        plan = plan_run(sync, open_state(args), full_refresh=args.full_refresh)
     if args.json:
         print(json.dumps(plan.to_dict(), default=str, indent=2, ensure_ascii=False))
     else:
@@ -30,13 +34,17 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def print_plan(plan: RunPlan, out: Any = None) -> None:
+def print_plan(plan: RunPlan | ContactPlan, out: Any = None) -> None:
     """Print the plan of a run as ``connector plan`` shows it (to ``out``, default stdout):
-    rows pending, events a request, requests, the destination's rate and the least duration."""
+    rows pending, events a request, requests, the destination's rate and the least duration;
+    for a contact sync, the rows it compares and the contacts the vendor confirmed."""
     from ..report.summary import fmt_position
-    from ..run.run_plan import format_duration
+    from ..run.run_plan import ContactPlan, format_duration
 
     out = out or sys.stdout
+    if isinstance(plan, ContactPlan):
+        _print_contact_plan(plan, out)
+        return
     after = "full refresh" if plan.full_refresh else f"after {fmt_position(plan.checkpoint)}"
     size = f", ~{plan.event_bytes:,} bytes an event" if plan.event_bytes else ""
     print(f"{plan.sync} [{plan.scope}], {after}", file=out)
@@ -64,18 +72,41 @@ def print_plan(plan: RunPlan, out: Any = None) -> None:
     print(plan.line(), file=out)
 
 
+def _print_contact_plan(plan: ContactPlan, out: Any) -> None:
+    from ..report.summary import fmt_position
+
+    if plan.full_refresh:
+        read = "full refresh: every row is sent"
+    elif plan.checkpoint is not None:
+        read = f"after {fmt_position(plan.checkpoint)}"
+    else:
+        read = "the whole table"
+    print(f"{plan.sync} [{plan.scope}], {read}", file=out)
+    label = "rows to send" if plan.full_refresh else "rows to compare"
+    print(f"  {label:<19} {plan.rows:,}", file=out)
+    if plan.retried:
+        print(f"  open rejects        {plan.retried:,}  (read again; in rows to compare)", file=out)
+    if not plan.full_refresh:
+        print(
+            f"  confirmed contacts  {plan.confirmed:,}  (stored hashes: an unchanged row is not "
+            "sent)",
+            file=out,
+        )
+    print(plan.line(), file=out)
+
+
 def cmd_preview(args: argparse.Namespace) -> int:
     """`connector preview NAME`: print the exact requests for the first rows, sending nothing."""
     from ..config.sync_file import load_sync
     from ..core.process import use_lean_memory_pool
-    from ..run.run_plan import plan_run
+    from ..run.run_plan import plan_contacts, plan_run
     from ..run.sync import preview
 
     use_lean_memory_pool()
     sync = load_sync(args.sync, check_env=False)
-    if not sync.is_contact_sync:  # a contact run's size depends on the diff, not a count
-        print_plan(plan_run(sync, open_state(args)))
-        print()
+    state = open_state(args)
+    print_plan(plan_contacts(sync, state) if sync.is_contact_sync else plan_run(sync, state))
+    print()
     out = preview(sync, limit=args.limit)
     for req in out["requests"]:
         print(f"{req['method']} {req['url']}")

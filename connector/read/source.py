@@ -328,6 +328,34 @@ class Reader(KeysetSQL):
         to do with them. A key that cannot be one of this table's (text where the column is
         an integer, wrong number of parts) matches nothing.
         """
+        order = [self._q(c) for c in self._keys()]
+        for match in self._key_matches(keys, batch):
+            stmt = (
+                sa.select(*(self._q(c) for c in self.columns))
+                .select_from(self._from())
+                .where(match)
+                .order_by(*order)
+            )
+            chunk = self._read(stmt, self.columns)
+            if chunk.table.num_rows:
+                yield chunk
+
+    def count_keys(
+        self, keys: list[str], after: Position | None = None, batch: int = 500
+    ) -> tuple[int, int]:
+        """Of the rows ``rows_by_keys(keys)`` returns: how many there are, and how many of
+        them a run reading after ``after`` (``pages``' predicate) reads too. Reads no row."""
+        self.check_position(after)
+        found = again = 0
+        for match in self._key_matches(keys, batch):
+            count = sa.select(sa.func.count()).select_from(self._from())
+            found += int(self._rows(count.where(match))[0][0] or 0)
+            within = count.where(match, *self._where(after, None))
+            again += int(self._rows(within)[0][0] or 0)
+        return found, again
+
+    def _key_matches(self, keys: list[str], batch: int) -> Iterator[sa.ColumnElement[bool]]:
+        """The predicates matching ``keys``, ``batch`` keys each (see ``rows_by_keys``)."""
         self.check_columns()
         types = self.column_types()
         for col in self.pk:
@@ -340,18 +368,17 @@ class Reader(KeysetSQL):
                 )
         values = [v for v in (self._key_values(k) for k in keys) if v is not None]
         cols = [self._q(c) for c in self.pk]
-        order = [self._q(c) for c in self._keys()]
         for start in range(0, len(values), batch):
             part = values[start : start + batch]
             if len(cols) == 1:
-                match = cols[0].in_(
+                yield cols[0].in_(
                     [
                         sa.bindparam(f"k{i}", v[0], type_=_bind_type(v[0]))
                         for i, v in enumerate(part)
                     ]
                 )
             else:
-                match = sa.tuple_(*cols).in_(
+                yield sa.tuple_(*cols).in_(
                     [
                         sa.tuple_(
                             *(
@@ -362,15 +389,6 @@ class Reader(KeysetSQL):
                         for i, v in enumerate(part)
                     ]
                 )
-            stmt = (
-                sa.select(*(self._q(c) for c in self.columns))
-                .select_from(self._from())
-                .where(match)
-                .order_by(*order)
-            )
-            chunk = self._read(stmt, self.columns)
-            if chunk.table.num_rows:
-                yield chunk
 
     def _key_values(self, key: str) -> tuple[Any, ...] | None:
         """A key's text back to typed primary-key values (None: no row can have it)."""

@@ -10,7 +10,9 @@ On a terminal it is one line refreshed in place (live, every second); elsewhere 
 Dagster's run log, a file) a plain line every ``every_s`` seconds (``$CONNECTOR_PROGRESS_EVERY_S``,
 default 10) and one at the end, so logs stay readable. The total is the rows the plan says this
 run sends (``connector.run_plan``); rows that arrive during the run can push the count past it,
-and the ETA then reads 0 s.
+and the ETA then reads 0 s. A contact run's total is the rows it reads and compares
+(``plan_contacts``): its unchanged rows are settled as they are compared, and the line counts
+them too.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
-from ..run.result import SyncResult
+from ..run.result import ContactResult, SyncResult
 from ..run.run_plan import format_duration
 
 EVERY_ENV = "CONNECTOR_PROGRESS_EVERY_S"
@@ -39,9 +41,10 @@ def every_s() -> float:
 
 def settled(res: SyncResult) -> int:
     """Rows of the plan's total the run has settled: delivered, rejected (not the NULL
-    cursor/key rows, which the plan does not count) and skipped (an earlier run delivered
-    them)."""
-    return max(0, res.delivered + res.rejected - res.null_key_rows + res.skipped)
+    cursor/key rows, which the plan does not count), skipped (an earlier run delivered
+    them) and, in a contact run, unchanged (nothing to send)."""
+    unchanged = res.unchanged if isinstance(res, ContactResult) else 0
+    return max(0, res.delivered + res.rejected - res.null_key_rows + res.skipped + unchanged)
 
 
 def progress_text(res: SyncResult, total: int | None) -> str:
@@ -52,6 +55,8 @@ def progress_text(res: SyncResult, total: int | None) -> str:
     rate = done / res.duration_s if res.duration_s else 0.0
     speed = f"{rate:,.1f}" if rate < 10 else f"{rate:,.0f}"  # slow destinations: 0.4 rows/s
     counts = f"{res.delivered:,} delivered, {res.rejected:,} rejected, {res.pending:,} pending"
+    if isinstance(res, ContactResult):
+        counts = f"{res.unchanged:,} unchanged, {counts}"
     if total is None:
         text = f"{res.sync}: {done:,} rows: {counts}, {speed} rows/s"
     else:

@@ -10,6 +10,12 @@ sample of the first rows) and into a duration at the account's documented rate (
 
 The duration is a lower bound: requests go no faster than the rate; latency, retries and 429s
 only add to it.
+
+A contact sync's work is its diff, which no count foretells: ``plan_contacts`` counts the rows
+the run reads and compares (the whole table, or after the checkpoint) and the contacts the
+vendor has confirmed, whose unchanged rows the run does not send.
+
+    5,000 rows to compare with 4,800 confirmed contacts → brevo_contacts jobs for the changed rows
 """
 
 from __future__ import annotations
@@ -72,6 +78,52 @@ class RunPlan:
     def to_dict(self) -> dict[str, Any]:
         """The plan as a JSON-ready dict, with its one-line summary as ``summary``."""
         return {**asdict(self), "rows_this_run": self.rows_this_run, "summary": self.line()}
+
+
+@dataclass(frozen=True)
+class ContactPlan:
+    """The figures of a contact sync's next run: what it reads and compares, not what it
+    sends (the diff decides)."""
+
+    sync: str
+    scope: str
+    destination: str
+    full_refresh: bool
+    checkpoint: list[Any] | None  # cursor syncs: the rows read are after it
+    rows: int  # rows the run reads and compares (NULL key rows: never read)
+    confirmed: int  # contacts the vendor confirmed (their stored hashes)
+    retried: int = 0  # rows of open rejects, read again by key (in ``rows``)
+    limit: int | None = None  # --limit: the rows the run reads after the checkpoint, at most
+
+    @property
+    def rows_this_run(self) -> int:
+        """The rows this run reads: ``rows``, or fewer with ``limit``, which caps the rows read
+        after the checkpoint, not the open rejects read again by key."""
+        return self.rows if self.limit is None else min(self.rows, self.retried + self.limit)
+
+    def line(self) -> str:
+        """The plan in one line, e.g. ``5,000 rows to compare with 4,800 confirmed contacts →
+        brevo_contacts jobs for the changed rows``."""
+        if not self.rows_this_run:
+            return "0 rows → nothing to compare"
+        rows = f"{self.rows:,} rows"
+        if self.rows_this_run < self.rows:
+            rows += f", {self.rows_this_run:,} this run (--limit)"
+        if self.full_refresh:
+            return f"{rows} → {self.destination} jobs for every row (full refresh)"
+        return (
+            f"{rows} to compare with {self.confirmed:,} confirmed contacts → "
+            f"{self.destination} jobs for the changed rows"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The plan as a JSON-ready dict, with its one-line summary as ``summary``."""
+        return {
+            **asdict(self),
+            "kind": "contacts",
+            "rows_this_run": self.rows_this_run,
+            "summary": self.line(),
+        }
 
 
 def steady_rate(rate: RateLimit) -> tuple[float, str] | None:
@@ -216,3 +268,46 @@ def late_pending(
     )
     reader.floor = None
     return late, lookback
+
+
+def plan_contacts(
+    sync: SyncConfig,
+    state: StateStore,
+    *,
+    full_refresh: bool = False,
+    limit: int | None = None,
+    warehouse_url: str | None = None,
+) -> ContactPlan:
+    """The figures of a contact sync's next run: the rows it reads (a ``COUNT`` with the
+    predicate the run reads with: the whole table, or after the checkpoint and inside the
+    lookback window; a cursor sync also reads its open rejects again by key, once) and the
+    contacts the vendor confirmed. Reads no row; sends and writes nothing."""
+    from ..contacts.hashes import HashStore
+
+    checkpoint = None
+    retried = 0
+    with Reader(sync, warehouse_url) as reader:
+        if sync.source.cursor is None:
+            rows = reader.count(None, None)
+        else:
+            checkpoint = None if full_refresh else state.checkpoint(sync.name)
+            start = reader.widen(checkpoint)[0] if limit is None else checkpoint
+            rows = reader.count(start, None)
+            if checkpoint is not None:
+                # Read again by key first, then left out of the pages (``run.contacts``).
+                keys = state.open_reject_keys(sync.name, INCREMENTAL)
+                found, paged = reader.count_keys(keys, start) if keys else (0, 0)
+                retried = found
+                rows += found - paged
+            reader.floor = None
+    return ContactPlan(
+        sync=sync.name,
+        scope=INCREMENTAL,
+        destination=sync.destination.type,
+        full_refresh=full_refresh,
+        checkpoint=list(checkpoint) if checkpoint else None,
+        rows=rows,
+        confirmed=0 if full_refresh else HashStore(state).count(sync.name),
+        retried=retried,
+        limit=limit,
+    )

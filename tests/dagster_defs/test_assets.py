@@ -104,12 +104,24 @@ def test_materializing_a_contact_sync_records_its_diff_counts_then_sends_nothing
     assert spec.partitions_def is None
     assert "backfills do not apply" in (spec.descriptions_by_key[key] or "")
     instance = dg.DagsterInstance.ephemeral()
-    md = materialization(_materialize(demo_defs, key, instance), key)
+    first = _materialize(demo_defs, key, instance)
+    md = materialization(first, key)
     stored = len(env.sandbox.contacts(_LOADED[name].destination.type))
     assert md["rows_read"] == md["added"] == md["sent"] == md["delivered"] == stored == 500
     assert md["jobs"] >= 1 and md["polls"] >= md["jobs"] and md["unchanged"] == 0
-    again = materialization(_materialize(demo_defs, key, instance), key)
+    second = _materialize(demo_defs, key, instance)
+    again = materialization(second, key)
     assert (again["unchanged"], again["sent"], again["delivered"]) == (500, 0, 0)
+    # The run log: the plan (rows to compare, contacts confirmed), then the rows settled of it.
+    dest = _LOADED[name].destination.type
+    for result, confirmed, counts in (
+        (first, 0, "0 unchanged, 500 delivered"),
+        (second, 500, "500 unchanged, 0 delivered"),
+    ):
+        messages = [e.user_message for e in instance.all_logs(result.run_id)]
+        plan = f"plan: 500 rows to compare with {confirmed} confirmed contacts → {dest} jobs"
+        assert any(plan in m for m in messages), messages
+        assert any(f"500 / 500 rows (100.0%): {counts}, 0 rejected" in m for m in messages)
 
 
 def test_dry_run_and_limit_come_from_run_config(demo_defs: dg.Definitions, env: Env) -> None:

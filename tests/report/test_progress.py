@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 
 from connector.report.progress import ProgressLine
+from connector.run.result import ContactResult
 from connector.run.sync import SyncResult
 from connector.store.state import INCREMENTAL
 from tests.conftest import FakeSleep
@@ -47,3 +48,25 @@ def test_progress_on_a_terminal_refreshes_one_line(fake_time: FakeSleep) -> None
         f"\rvideos: 20 / 100 rows (20.0%): 20 {counts}, 10 rows/s, ETA 8.0 s\x1b[K"
         f"\rvideos: 100 / 100 rows (100.0%): 100 {counts}, 10 rows/s, success\x1b[K\n"
     )
+
+
+def test_a_contact_runs_unchanged_rows_are_settled_as_it_compares_them(
+    fake_time: FakeSleep,
+) -> None:
+    """A contact run's total is the rows it compares (``plan_contacts``): the unchanged ones
+    need nothing sent and count as settled, so % and ETA follow the comparison."""
+    out = io.StringIO()
+    line = ProgressLine(10_000, stream=out, every=10, clock=fake_time.clock)
+    fake_time.now += 10
+    running = ContactResult("customers", INCREMENTAL, "r1", rows_read=5_000, unchanged=4_000,
+                            delivered=600, rejected=2, pending=398, duration_s=10)  # fmt: skip
+    line(running)
+    done = ContactResult("customers", INCREMENTAL, "r1", status="success", rows_read=10_000,
+                         unchanged=9_000, delivered=997, rejected=3, duration_s=20)  # fmt: skip
+    line(done)
+    assert out.getvalue().splitlines() == [
+        "customers: 4,602 / 10,000 rows (46.0%): 4,000 unchanged, 600 delivered, 2 rejected, "
+        "398 pending, 460 rows/s, ETA 12 s",
+        "customers: 10,000 / 10,000 rows (100.0%): 9,000 unchanged, 997 delivered, 3 rejected, "
+        "0 pending, 500 rows/s, success",
+    ]

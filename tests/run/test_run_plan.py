@@ -1,17 +1,24 @@
 """What a run is about to do, before it sends anything (``run.run_plan``): rows pending,
 requests and the least duration of the next run, after the checkpoint or for a full refresh,
-requests filled by bytes as the run fills them; durations as a person writes them."""
+requests filled by bytes as the run fills them; durations as a person writes them; for a
+contact sync, the rows the run compares (what it then reads) and the contacts confirmed."""
 
 from __future__ import annotations
 
 import pytest
 
-from connector.run.run_plan import format_duration, plan_run
+from connector.deliver.delivery import Runtime
+from connector.run.contacts import run_contacts
+from connector.run.run_plan import format_duration, plan_contacts, plan_run
 from connector.run.sync import run_sync
 from connector.sandbox import SandboxServer
 from connector.store.state import INCREMENTAL, StateStore
-from tests.conftest import Warehouse
+from tests.conftest import Warehouse, make_sync
+from tests.contacts_fakes import FakeKlaviyo
 from tests.helpers import fill_events, sync_for
+from tests.run.test_contacts import SYNC as CONTACT_SYNC
+from tests.run.test_contacts import customers
+from tests.run.test_contacts import sync_for as contact_sync
 
 
 def test_a_million_rows_plan_as_a_thousand_klaviyo_requests_at_150_a_minute(
@@ -73,3 +80,55 @@ def test_no_rows_pending_is_nothing_to_send(
 )
 def test_durations_read_like_a_person_writes_them(seconds: float, text: str) -> None:
     assert format_duration(seconds) == text
+
+
+def test_a_contact_plan_counts_the_rows_the_run_compares_and_the_confirmed_contacts(
+    duck: Warehouse, state: StateStore, runtime: Runtime
+) -> None:
+    customers(duck, 30)
+    duck.run("INSERT INTO customers (customer_id, email) VALUES (NULL, 'x@example.com')")
+    sync, fake = contact_sync(duck), FakeKlaviyo()
+    plan = plan_contacts(sync, state)
+    assert (plan.rows, plan.confirmed, plan.checkpoint) == (30, 0, None)  # NULL key: not read
+    assert plan.line() == (
+        "30 rows to compare with 0 confirmed contacts → klaviyo_profiles jobs for the changed rows"
+    )
+    assert fake.sent() == 0  # a plan sends nothing
+    first = run_contacts(sync, state, runtime=runtime, transport=fake.transport)
+    assert first.rows_read == plan.rows and first.delivered == 30
+
+    duck.run("UPDATE customers SET plan = 'vip' WHERE customer_id = 4")
+    again = plan_contacts(sync, state)
+    assert (again.rows, again.confirmed) == (30, 30)
+    assert plan_contacts(sync, state, limit=10).rows_this_run == 10
+    full = plan_contacts(sync, state, full_refresh=True)
+    assert (full.rows, full.confirmed) == (30, 0)
+    assert full.line() == "30 rows → klaviyo_profiles jobs for every row (full refresh)"
+
+
+@pytest.mark.parametrize("lookback,rows", [("off", 6), ("1h", 35)])
+def test_a_cursor_contact_plan_counts_what_the_run_reads_open_rejects_once(
+    lookback: str, rows: int, duck: Warehouse, state: StateStore, runtime: Runtime
+) -> None:
+    """After the checkpoint: 5 new rows and c3, refused, read again by key. With the lookback
+    window the 30 rows behind the checkpoint are read again too, c3 among them: once."""
+    customers(duck, 30)
+    cursor = f", cursor: updated_at, lookback: {lookback}"
+    sync = make_sync(CONTACT_SYNC.format(url=duck.url, cursor=cursor, options=""))
+    fake = FakeKlaviyo()
+    fake.refuse = {"c3@example.com"}
+    run_contacts(sync, state, runtime=runtime, transport=fake.transport)
+    later = [
+        {"customer_id": i, "email": f"c{i}@example.com", "updated_at": "2026-11-02 00:00:00+00"}
+        for i in range(31, 36)
+    ]
+    duck.insert("customers", later)
+
+    plan = plan_contacts(sync, state)
+    assert plan.checkpoint is not None and (plan.rows, plan.retried) == (rows, 1)
+    assert plan.confirmed == 29
+    # --limit caps the rows read after the checkpoint, not the rejects read again by key.
+    assert plan_contacts(sync, state, limit=2).rows_this_run == 3
+    fake.refuse = set()
+    res = run_contacts(sync, state, runtime=runtime, transport=fake.transport)
+    assert res.rows_read == plan.rows and (res.sent, res.delivered) == (6, 6)
