@@ -54,7 +54,10 @@ def progress_text(res: SyncResult, total: int | None) -> str:
     done = settled(res)
     rate = done / res.duration_s if res.duration_s else 0.0
     speed = f"{rate:,.1f}" if rate < 10 else f"{rate:,.0f}"  # slow destinations: 0.4 rows/s
-    counts = f"{res.delivered:,} delivered, {res.rejected:,} rejected, {res.pending:,} pending"
+    rejected = f"{res.rejected:,} rejected"
+    if res.null_key_rows:  # rejected, but not among the rows the plan counts
+        rejected += f" ({res.null_key_rows:,} with a NULL cursor/key, not in the total)"
+    counts = f"{res.delivered:,} delivered, {rejected}, {res.pending:,} pending"
     if isinstance(res, ContactResult):
         counts = f"{res.unchanged:,} unchanged, {counts}"
     if total is None:

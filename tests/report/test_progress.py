@@ -70,3 +70,16 @@ def test_a_contact_runs_unchanged_rows_are_settled_as_it_compares_them(
         "customers: 10,000 / 10,000 rows (100.0%): 9,000 unchanged, 997 delivered, 3 rejected, "
         "0 pending, 500 rows/s, success",
     ]
+
+
+def test_null_cursor_rows_are_rejected_but_not_in_the_total() -> None:
+    """The plan counts the rows a run reads (cursor and key not NULL); a row with a NULL cursor
+    is found apart and rejected: the line says why the rejects exceed the total."""
+    res = SyncResult("videos", INCREMENTAL, "r1", status="success", rows_read=40, delivered=40,
+                     rejected=1, null_key_rows=1, duration_s=4)  # fmt: skip
+    lines: list[str] = []
+    ProgressLine(40, write=lines.append)(res)
+    assert lines == [
+        "videos: 40 / 40 rows (100.0%): 40 delivered, 1 rejected (1 with a NULL cursor/key, "
+        "not in the total), 0 pending, 10 rows/s, success"
+    ]
