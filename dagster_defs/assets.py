@@ -24,6 +24,7 @@ from connector import INCREMENTAL, ConnectorError, Runtime, SyncConfig, SyncResu
 from connector.audit import dagster_run_id
 from connector.report.health import totals
 from connector.report.progress import ProgressLine
+from connector.run.result import ContactResult
 from connector.run.run_plan import ContactPlan, RunPlan, plan_contacts, plan_run
 from connector.run.sync import capped
 from connector.store.state import StateStore
@@ -275,15 +276,26 @@ def run_scopes(
         except (KeyboardInterrupt, DagsterExecutionInterruptedError):
             _record_done_partitions(context, sync, spec, config, done)
             raise _interrupted(sync, scope, done, progress) from None
-        context.log.info(
-            f"{sync.name}: {scope.name}: read {result.rows_read:,}, delivered "
-            f"{result.delivered:,}, rejected {result.rejected:,}, skipped {result.skipped:,}, "
-            f"possibly duplicated {result.possibly_duplicated:,} in {result.duration_s:.2f}s"
-        )
+        context.log.info(f"{sync.name}: {scope.name}: {_done_text(result)}")
         done.append((scope, result))
         if remaining is not None:
             remaining -= result.rows_read
     return done
+
+
+def _done_text(result: SyncResult) -> str:
+    """The counts of a finished scope for the run log, in the words of its kind of sync."""
+    if isinstance(result, ContactResult):  # a diff: nothing skipped, no copies
+        counts = (
+            f"unchanged {result.unchanged:,}, delivered {result.delivered:,}, "
+            f"rejected {result.rejected:,}"
+        )
+    else:
+        counts = (
+            f"delivered {result.delivered:,}, rejected {result.rejected:,}, skipped "
+            f"{result.skipped:,}, possibly duplicated {result.possibly_duplicated:,}"
+        )
+    return f"read {result.rows_read:,}, {counts} in {result.duration_s:.2f}s"
 
 
 def _cap_text(sync: SyncConfig, config: SyncRunConfig) -> str:

@@ -122,6 +122,9 @@ def test_materializing_a_contact_sync_records_its_diff_counts_then_sends_nothing
         plan = f"plan: 500 rows to compare with {confirmed} confirmed contacts → {dest} jobs"
         assert any(plan in m for m in messages), messages
         assert any(f"500 / 500 rows (100.0%): {counts}, 0 rejected" in m for m in messages)
+    # The scope's last line in a diff's words: no skipped rows or possible copies.
+    done = f"{name}: incremental: read 500, unchanged 500, delivered 0, rejected 0 in "
+    assert any(m.startswith(done) for m in messages), messages
 
 
 def test_dry_run_and_limit_come_from_run_config(demo_defs: dg.Definitions, env: Env) -> None:
