@@ -74,6 +74,11 @@ class RetriesExhausted(DeliveryError):
     """A transient failure (429, 5xx, timeout, reset) persisted past the retry budget."""
 
 
+class GaveUp(RetriesExhausted):
+    """A transient failure not retried because the run had already failed on another request
+    (``core.giveup``): a consequence, never the run's error when that other one is known."""
+
+
 class StateError(ConnectorError):
     """The state store could not be read or written."""
 

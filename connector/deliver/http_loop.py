@@ -37,8 +37,8 @@ from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from ..core import fence
-from ..core.errors import AuthError, DeliveryError, RetriesExhausted
+from ..core import fence, giveup
+from ..core.errors import AuthError, DeliveryError, GaveUp, RetriesExhausted
 from ..core.logcontext import get_logger
 from ..core.options import DestinationSettings
 from ..destinations.base import Destination, Request
@@ -332,6 +332,8 @@ class HttpLoop:
         while True:
             self.pacer.acquire()
             fence.check(maybe_sent=tally[0] > 0)  # a run that lost its lease sends no more
+            if attempts:
+                self._unless_given_up(method)  # the run failed meanwhile: no more attempts
             self.stats.add(requests=1)
             try:
                 resp = attempt()
@@ -388,6 +390,15 @@ class HttpLoop:
         )
         self.pacer.pause(wait + jitter)  # every request of the account waits it out
 
+    def _unless_given_up(self, what: str) -> None:
+        """Raise ``GaveUp`` (a ``RetriesExhausted``) when the run failed on another request
+        (``giveup``): this one is not tried again."""
+        if giveup.given_up():
+            raise GaveUp(
+                f"{self.name}: {what} ({self.host}); not tried again: the run failed on another "
+                "request — the checkpoint stays at the last delivered row"
+            )
+
     def _backoff(self, attempt: int) -> float:
         base = min(self.max_wait, 0.5 * (2 ** (attempt - 1)))
         return base * (0.5 + self.rt.random() / 2)  # jitter: 50-100% of the step
@@ -396,6 +407,7 @@ class HttpLoop:
         """Wait before the next attempt (logged at WARNING: a destination that is down is
         not silent), or raise ``RetriesExhausted`` naming the host, and for a transport error
         the setting that names it."""
+        self._unless_given_up(what)
         self.stats.add(retries=1)
         if attempts > self.max_retries:
             fix = (

@@ -26,8 +26,8 @@ from contextvars import copy_context
 from typing import TYPE_CHECKING
 
 from ..config.sync_file import DestinationSettings, SyncConfig
-from ..core import fence
-from ..core.errors import DeliveryError, RequestError
+from ..core import fence, giveup
+from ..core.errors import DeliveryError, GaveUp, RequestError
 from ..core.fence import LeaseLost
 from ..core.logcontext import get_logger
 from ..deliver.delivery import BatchOutcome, Runtime, Sender, Stats
@@ -200,7 +200,7 @@ class EventRun:
                     self.rows.take(last)
                     self._submit(last, pool, sender, inflight)
             while inflight:
-                failure = self._drain(inflight, block=True) or failure
+                failure = _cause(failure, self._drain(inflight, block=True))
             self.breaker.release(alike=failure is None)  # a failed run keeps its own error
         except BaseException as exc:
             for fut in inflight:
@@ -285,9 +285,12 @@ class EventRun:
                 return
             self._settle(batch, None)
             return
-        # A copy of this thread's context: sender threads log with the run's sync and id.
+        # A copy of this thread's context: sender threads log with the run's sync and id, and
+        # their requests stop retrying once the run failed on another one (``core.giveup``).
         self.shell.sending(len(batch.items))
-        inflight[pool.submit(copy_context().run, self._send, sender, batch)] = batch
+        context = copy_context()
+        context.run(giveup.watch, self.stopped)
+        inflight[pool.submit(context.run, self._send, sender, batch)] = batch
 
     def _send(self, sender: Sender, batch: Batch) -> BatchOutcome:
         """Worker thread: record the batch as pending right before it goes on the wire, so
@@ -307,10 +310,18 @@ class EventRun:
         )
         try:
             return sender.send(batch.items)
-        except DeliveryError:
+        except DeliveryError as exc:
             # The run fails with this batch's error: a destination that is down is not tried
-            # again batch after batch; the rows queued behind it stay after the checkpoint.
-            self.stopped.set()
+            # again batch after batch; the rows queued behind it stay after the checkpoint,
+            # and the requests in flight stop at their next retry (``core.giveup``).
+            if not self.stopped.is_set():
+                self.stopped.set()
+                log.warning(
+                    "%s: a request failed for good (%s): the run stops; batches queued are not "
+                    "sent and requests in flight are not retried",
+                    self.sync.name,
+                    type(exc).__name__,
+                )
             raise
 
     def _drain(
@@ -329,7 +340,8 @@ class EventRun:
                 self.shell.settled_sent(len(batch.items))
                 continue
             if exc is not None:
-                failure = failure or exc
+                if failure is None or isinstance(failure, GaveUp):  # the first, a cause first
+                    failure = exc
                 if isinstance(exc, LeaseLost):
                     self._lost(batch, sent=exc.maybe_sent)
                 if isinstance(exc, DeliveryError) and exc.stored_nothing:
@@ -472,3 +484,11 @@ class EventRun:
 
 def _item_payload(item: Item) -> str | None:
     return _payload(item.events, item.row)
+
+
+def _cause(earlier: BaseException | None, later: BaseException | None) -> BaseException | None:
+    """The failure a run reports of two: the later one, unless it only gave up because of the
+    earlier (``GaveUp``: requests stop retrying once the run failed)."""
+    if later is None or (earlier is not None and isinstance(later, GaveUp)):
+        return earlier
+    return later

@@ -7,7 +7,9 @@ did: the waits it asked the clock for, the attempts it made, what it returned or
 from __future__ import annotations
 
 import ssl
+import threading
 from collections.abc import Callable, Iterator
+from contextvars import copy_context
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,6 +17,7 @@ import httpx
 import pytest
 
 from connector.config.sync_file import RateLimit
+from connector.core import giveup
 from connector.core.errors import AuthError, RetriesExhausted
 from connector.deliver.delivery import Runtime, Stats
 from connector.deliver.http_loop import (
@@ -148,6 +151,56 @@ def test_backoff_doubles_per_attempt_until_max_retries_then_raises(fake_time: Fa
     assert len(seen) == 4  # the first try and three retries
     assert stats.retries == 4
     assert fake_time.waits == [0.375, 0.75, 1.125]  # 0.5, 1, 2→1.5 (max_wait), each at 75%
+
+
+def _in_a_run(event: threading.Event, call: Callable[[], Any]) -> Any:
+    """``call()`` as a sender thread of an event run makes it: giving up with ``event``."""
+    context = copy_context()
+    context.run(giveup.watch, event)
+    return context.run(call)
+
+
+def test_a_run_that_failed_on_another_request_stops_this_ones_retries(
+    fake_time: FakeSleep,
+) -> None:
+    """A 500 that came back after the run failed elsewhere is not retried: no wait, no more
+    attempts, and the attempt counts as one that may have been stored."""
+    failed = threading.Event()
+    loop, _, seen = _loop(fake_time, [httpx.Response(500)] * 4, max_retries=3)
+    loop.client.event_hooks["response"].append(lambda r: failed.set())  # meanwhile, elsewhere
+
+    with pytest.raises(RetriesExhausted, match="not tried again: the run failed") as err:
+        _in_a_run(failed, lambda: loop.exchange(_request()))
+
+    assert len(seen) == 1 and fake_time.waits == []
+    assert err.value.maybe_processed == 1
+    assert "/events" not in str(err.value)  # no path in a message
+
+
+def test_a_run_that_fails_during_the_wait_sends_no_more_attempts(fake_time: FakeSleep) -> None:
+    failed = threading.Event()
+    transport, seen = _script([httpx.Response(503)] * 4)
+
+    def sleep(seconds: float) -> None:
+        fake_time.sleep(seconds)
+        failed.set()  # another request ran out of retries while this one waited
+
+    runtime = Runtime(fake_time.clock, sleep, lambda: 0.5)
+    pacer = Pacer(RateLimit(per_second=1000), fake_time.clock, fake_time.sleep)
+    client = make_client("http://vendor.test", 5.0, 2, transport)
+    loop = HttpLoop("vendor", client, pacer, runtime, Stats(), 3, 60.0)
+
+    with pytest.raises(RetriesExhausted, match="not tried again"):
+        _in_a_run(failed, lambda: loop.exchange(_request()))
+    assert len(seen) == 1 and fake_time.waits == [0.375]
+
+    # Outside a run that watches (contact jobs, lookups) the same answers run their retries.
+    transport2, seen2 = _script([httpx.Response(503)] * 4)
+    client2 = make_client("http://vendor.test", 5.0, 2, transport2)
+    loop2 = HttpLoop("vendor", client2, pacer, runtime, Stats(), 3, 60.0)
+    with pytest.raises(RetriesExhausted, match="persisted after 3 retries"):
+        loop2.exchange(_request())
+    assert len(seen2) == 4
 
 
 def test_a_transport_error_after_the_request_went_out_is_ambiguous(fake_time: FakeSleep) -> None:

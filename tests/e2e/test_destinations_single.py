@@ -8,6 +8,8 @@ windows agree on time and nothing ever sleeps.
 from __future__ import annotations
 
 import json
+import logging
+import threading
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -716,4 +718,53 @@ def test_a_destination_that_stays_down_is_not_tried_again_batch_after_batch(
     sandbox.reset()  # the destination is back: the next run sends every row once
     res = run(sync, state, runtime)
     assert (res.status, res.delivered) == ("success", 12)
+    assert sorted(received(sandbox, kind)) == list(range(12))
+
+
+class _Seen(logging.Handler):
+    """Sets ``seen`` when a record whose message holds ``text`` is emitted."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text, self.seen = text, threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.text in record.getMessage():
+            self.seen.set()
+
+
+def test_requests_in_flight_stop_retrying_once_the_run_failed(
+    duck: Warehouse, sandbox: SandboxServer, state: StateStore, runtime: Runtime
+) -> None:
+    """Two requests in flight to a destination that is down: one is held, the other answers
+    503 until its retries run out and the run fails. The held one, answered 503 after that, is
+    not tried again (it would have run its own three retries out)."""
+    kind = "brevo_event"
+    create_table(duck)
+    duck.insert("plays", [row(i) for i in range(12)])
+    sync = make_sync(kind, duck, sandbox, concurrency=2, max_retries=3)
+    sandbox.inject(
+        Fault(PATHS[kind], hang=True, status=503), Fault(PATHS[kind], status=503, times=1000)
+    )
+    stops = _Seen("the run stops")
+    logger = logging.getLogger("connector.sync")
+    logger.addHandler(stops)
+    # The held request is answered once the run has failed (its WARNING), not before.
+    answer = threading.Thread(target=lambda: stops.seen.wait(60) and sandbox.release())
+    answer.start()
+    try:
+        with pytest.raises(RetriesExhausted, match="HTTP 503 persisted after 3 retries"):
+            run(sync, state, runtime)
+    finally:
+        logger.removeHandler(stops)
+        sandbox.release()
+        answer.join()
+
+    # The held request once; the other one and its three retries; nothing after the failure.
+    assert sandbox.stats()["requests"] == 5
+    # Both may have been stored (a 503 may follow processing): pending, sent again next run.
+    assert [e.count for e in state.ledger(sync.name, INCREMENTAL)] == [1, 1]
+    sandbox.reset()
+    res = run(sync, state, runtime)
+    assert (res.status, res.delivered, res.possibly_duplicated) == ("success", 12, 2)
     assert sorted(received(sandbox, kind)) == list(range(12))
