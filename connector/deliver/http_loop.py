@@ -330,10 +330,10 @@ class HttpLoop:
         attempts = 0
         limited = 0
         while True:
+            if attempts:
+                self._unless_given_up(method)  # the run failed during the wait: no more tries
             self.pacer.acquire()
             fence.check(maybe_sent=tally[0] > 0)  # a run that lost its lease sends no more
-            if attempts:
-                self._unless_given_up(method)  # the run failed meanwhile: no more attempts
             self.stats.add(requests=1)
             try:
                 resp = attempt()
