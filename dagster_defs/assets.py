@@ -25,7 +25,7 @@ from connector.audit import dagster_run_id
 from connector.report.health import totals
 from connector.report.progress import ProgressLine
 from connector.run.result import ContactResult
-from connector.run.run_plan import ContactPlan, RunPlan, plan_contacts, plan_run
+from connector.run.run_plan import plan_sync, planned_rows
 from connector.run.sync import capped
 from connector.store.state import StateStore
 
@@ -398,30 +398,19 @@ def _planned_progress(
     progress lines for the run log (done / total and ETA every few seconds)."""
     total = None
     if not config.retry_rejects:
-        plan: RunPlan | ContactPlan
         try:
-            if sync.is_contact_sync:  # the rows it compares: what it sends, the diff decides
-                plan = plan_contacts(
-                    sync,
-                    state,
-                    full_refresh=config.full_refresh,
-                    limit=limit,
-                    warehouse_url=connector.warehouse_for(sync),
-                )
-            else:
-                plan = plan_run(
-                    sync,
-                    state,
-                    scope.name,
-                    full_refresh=config.full_refresh,
-                    window=scope.window,
-                    warehouse_url=connector.warehouse_for(sync),
-                )
+            plan = plan_sync(
+                sync,
+                state,
+                scope.name,
+                full_refresh=config.full_refresh,
+                window=scope.window,
+                limit=limit,
+                warehouse_url=connector.warehouse_for(sync),
+            )
         except ConnectorError as exc:  # the run meets it too, and fails with it
             context.log.warning(f"{sync.name}: {scope.name}: no plan: {exc}")
         else:
             context.log.info(f"{sync.name}: {scope.name}: plan: {plan.line()}")
-            total = plan.rows_this_run  # a contact plan knows the limit
-            if limit is not None and not sync.is_contact_sync:
-                total = min(total, limit)
+            total = planned_rows(plan, limit)
     return ProgressLine(total, write=context.log.info)

@@ -342,22 +342,17 @@ def _plan_total(sync: SyncConfig, args: argparse.Namespace) -> int | None:
     run then meets the same problem and records it as the run's error)."""
     if args.retry_rejects:
         return None
-    from ..run.run_plan import ContactPlan, RunPlan, plan_contacts, plan_run
+    from ..run.run_plan import plan_sync, planned_rows
 
-    plan: RunPlan | ContactPlan
     try:
-        if sync.is_contact_sync:  # the rows it compares: what it sends, the diff decides
-            plan = plan_contacts(
-                sync, open_state(args), full_refresh=args.full_refresh, limit=args.limit
-            )
-        else:
-            # The run that follows opens the same engine: the plan leaves it to the run.
-            plan = plan_run(sync, open_state(args), full_refresh=args.full_refresh, release=False)
+        # The run that follows opens the same engine: the plan leaves it to the run to release.
+        plan = plan_sync(
+            sync, open_state(args), full_refresh=args.full_refresh, limit=args.limit, release=False
+        )
     except ConnectorError:
         return None
     print(f"plan: {plan.line()}", file=sys.stderr, flush=True)
-    rows = plan.rows_this_run  # a contact plan knows the limit
-    return rows if args.limit is None or sync.is_contact_sync else min(rows, args.limit)
+    return planned_rows(plan, args.limit)
 
 
 def _validate_one(sync: SyncConfig, warnings: list[str] | None = None) -> list[str]:

@@ -18,15 +18,11 @@ def cmd_plan(args: argparse.Namespace) -> int:
     """`connector plan NAME`: print the plan of the next run (or its JSON)."""
     from ..config.sync_file import load_sync
     from ..core.process import use_lean_memory_pool
-    from ..run.run_plan import plan_contacts, plan_run
+    from ..run.run_plan import plan_sync
 
     use_lean_memory_pool()
     sync = load_sync(args.sync, check_env=False)
-    plan: RunPlan | ContactPlan
-    if sync.is_contact_sync:
-        plan = plan_contacts(sync, open_state(args), full_refresh=args.full_refresh)
-    else:
-        plan = plan_run(sync, open_state(args), full_refresh=args.full_refresh)
+    plan = plan_sync(sync, open_state(args), full_refresh=args.full_refresh)
     if args.json:
         print(json.dumps(plan.to_dict(), default=str, indent=2, ensure_ascii=False))
     else:
@@ -99,13 +95,12 @@ def cmd_preview(args: argparse.Namespace) -> int:
     """`connector preview NAME`: print the exact requests for the first rows, sending nothing."""
     from ..config.sync_file import load_sync
     from ..core.process import use_lean_memory_pool
-    from ..run.run_plan import plan_contacts, plan_run
+    from ..run.run_plan import plan_sync
     from ..run.sync import preview
 
     use_lean_memory_pool()
     sync = load_sync(args.sync, check_env=False)
-    state = open_state(args)
-    print_plan(plan_contacts(sync, state) if sync.is_contact_sync else plan_run(sync, state))
+    print_plan(plan_sync(sync, open_state(args)))
     print()
     out = preview(sync, limit=args.limit)
     for req in out["requests"]:

@@ -277,16 +277,19 @@ def plan_contacts(
     full_refresh: bool = False,
     limit: int | None = None,
     warehouse_url: str | None = None,
+    release: bool = True,
 ) -> ContactPlan:
     """The figures of a contact sync's next run: the rows it reads (a ``COUNT`` with the
     predicate the run reads with: the whole table, or after the checkpoint and inside the
     lookback window; a cursor sync also reads its open rejects again by key, once) and the
-    contacts the vendor confirmed. Reads no row; sends and writes nothing."""
+    contacts the vendor confirmed. Reads no row; sends and writes nothing. ``release`` as in
+    ``plan_run``."""
     from ..contacts.hashes import HashStore
 
     checkpoint = None
     retried = 0
-    with Reader(sync, warehouse_url) as reader:
+    reader = Reader(sync, warehouse_url)
+    try:
         if sync.source.cursor is None:
             rows = reader.count(None, None)
         else:
@@ -296,10 +299,14 @@ def plan_contacts(
             if checkpoint is not None:
                 # Read again by key first, then left out of the pages (``run.contacts``).
                 keys = state.open_reject_keys(sync.name, INCREMENTAL)
-                found, paged = reader.count_keys(keys, start) if keys else (0, 0)
-                retried = found
-                rows += found - paged
+                retried, paged = reader.count_keys(keys, start) if keys else (0, 0)
+                rows += retried - paged
             reader.floor = None
+    except BaseException:
+        reader.close()
+        raise
+    if release:
+        reader.close()
     return ContactPlan(
         sync=sync.name,
         scope=INCREMENTAL,
@@ -311,3 +318,43 @@ def plan_contacts(
         retried=retried,
         limit=limit,
     )
+
+
+def plan_sync(
+    sync: SyncConfig,
+    state: StateStore,
+    scope: str = INCREMENTAL,
+    *,
+    full_refresh: bool = False,
+    window: Window | None = None,
+    limit: int | None = None,
+    warehouse_url: str | None = None,
+    release: bool = True,
+) -> RunPlan | ContactPlan:
+    """The plan of the next run of either kind of sync: ``plan_contacts`` for a contact sync
+    (no scope or window: it is never partitioned), else ``plan_run``."""
+    if sync.is_contact_sync:
+        return plan_contacts(
+            sync,
+            state,
+            full_refresh=full_refresh,
+            limit=limit,
+            warehouse_url=warehouse_url,
+            release=release,
+        )
+    return plan_run(
+        sync,
+        state,
+        scope,
+        full_refresh=full_refresh,
+        window=window,
+        warehouse_url=warehouse_url,
+        release=release,
+    )
+
+
+def planned_rows(plan: RunPlan | ContactPlan, limit: int | None) -> int:
+    """The total a run's progress line counts to: the rows this run sends (an event run) or
+    compares (a contact run, whose plan already knows ``limit``), at most ``limit``."""
+    rows = plan.rows_this_run
+    return rows if limit is None or isinstance(plan, ContactPlan) else min(rows, limit)
